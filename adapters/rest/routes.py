@@ -1,0 +1,172 @@
+"""The `/v1` JSON API: thin handlers that authenticate, parse, and call core's Exchange.
+
+Documented in schemas/openapi.yaml (served at /v1/openapi.yaml); a test checks every route here
+appears there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib import resources
+
+from aiohttp import web
+
+from lgsp.core.errors import Problem
+from lgsp.core.events import iso
+from lgsp.core.signing import H_CONTENT
+from lgsp.core.web import authenticate, base_url, hub_of, json_response, read_json
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/time")
+async def get_time(request: web.Request) -> web.Response:
+    now = datetime.now(UTC)
+    return json_response({"now": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "precise": iso(now)})
+
+
+@routes.get("/v1/openapi.yaml")
+async def get_openapi(request: web.Request) -> web.Response:
+    text = (resources.files("lgsp.schemas") / "openapi.yaml").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="application/yaml", charset="utf-8")
+
+
+# -- packets ----------------------------------------------------------------------------------
+
+@routes.post("/v1/packets")
+async def create_packet(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    body = await read_json(request)
+    info, transfer = await hub_of(request).exchange.create(principal, body)
+    return json_response({"id": info.id, "upload": transfer.public(base_url(request))}, status=201)
+
+
+@routes.put("/v1/packets/{id}/content")
+async def upload_content(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    exchange = hub_of(request).exchange
+    info = await exchange.upload(principal, request.match_info["id"], request.headers.get(H_CONTENT, ""),
+                                 request.content.iter_any(), expires=request.query.get("expires"),
+                                 token=request.query.get("token"))
+    return json_response({"id": info.id, "state": info.state, "size": info.size, "sha256": info.sha256})
+
+
+@routes.get("/v1/packets/{id}/content")
+async def download_content(request: web.Request) -> web.StreamResponse:
+    principal = await authenticate(request)
+    hub = hub_of(request)
+    info, path = await hub.exchange.open_download(principal, request.match_info["id"],
+                                                  expires=request.query.get("expires"),
+                                                  token=request.query.get("token"))
+    if not path.is_file():
+        raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+    return web.FileResponse(path, chunk_size=hub.config.limits.io_chunk_size, headers={
+        H_CONTENT: info.sha256, "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
+        "Content-Disposition": f'attachment; filename="{info.id}"'})
+
+
+@routes.get("/v1/inbox")
+async def inbox(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    items = await hub_of(request).exchange.inbox(principal, limit=limit)
+    return json_response({"items": items})
+
+
+@routes.post("/v1/packets/{id}/ready")
+async def ready(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    await read_json(request, required=False)
+    transfer = await hub_of(request).exchange.ready(principal, request.match_info["id"])
+    return json_response({"download": transfer.public(base_url(request))})
+
+
+@routes.post("/v1/packets/{id}/ack")
+async def ack(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    body = _object(await read_json(request))
+    state = await hub_of(request).exchange.ack(principal, request.match_info["id"], body.get("sha256"))
+    return json_response({"state": state})
+
+
+@routes.post("/v1/packets/{id}/fail")
+async def fail(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    body = _object(await read_json(request))
+    state = await hub_of(request).exchange.fail(principal, request.match_info["id"], body.get("reason"))
+    return json_response({"state": state})
+
+
+@routes.post("/v1/packets/{id}/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    await read_json(request, required=False)
+    return json_response(await hub_of(request).exchange.cancel(principal, request.match_info["id"]))
+
+
+@routes.get("/v1/packets/{id}")
+async def get_packet(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    return json_response(await hub_of(request).exchange.view(principal, request.match_info["id"]))
+
+
+# -- directory, sessions, verification --------------------------------------------------------
+
+@routes.get("/v1/units")
+async def search_units(request: web.Request) -> web.Response:
+    await authenticate(request)
+    limit = _int_param(request, "limit", 50, 1, 500)
+    found = await hub_of(request).directory.search_units(request.query.get("q", ""), limit=limit)
+    return json_response({"items": [u.public() for u in found]})
+
+
+@routes.post("/v1/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    body = _object(await read_json(request, required=False))
+    target = body.get("target")
+    if target is not None and (not isinstance(target, str) or not target or len(target) > 128):
+        raise Problem("request.invalid", "target: must be a unit identifier or a service id", field="target")
+    session = await hub_of(request).auth.create_session(principal, target)
+    return json_response(session.public(), status=201)
+
+
+@routes.post("/v1/verify")
+async def verify(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    body = _object(await read_json(request))
+    method, path, query, headers = body.get("method"), body.get("path"), body.get("query", ""), body.get("headers")
+    if not isinstance(method, str) or not isinstance(path, str) or not path.startswith("/"):
+        raise Problem("request.invalid", "method and path (starting with /) are required", field="path")
+    if not isinstance(query, str):
+        raise Problem("request.invalid", "query: must be the raw query string", field="query")
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise Problem("request.invalid", "headers: must map X-LGSP-* names to string values", field="headers")
+    canonical = {k.lower(): v for k, v in headers.items()}
+    lookup = _CaseInsensitive(canonical)
+    result = await hub_of(request).auth.verify_for(principal, method, path, query, lookup)
+    return json_response(result)
+
+
+class _CaseInsensitive(dict[str, str]):
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+def _object(body: object) -> dict[str, object]:
+    if not isinstance(body, dict):
+        raise Problem("request.invalid", "body must be a JSON object")
+    return body
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Problem("request.invalid", f"{name}: must be an integer", field=name) from None
+    if not low <= value <= high:
+        raise Problem("request.invalid", f"{name}: must be between {low} and {high}", field=name)
+    return value

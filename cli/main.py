@@ -1,0 +1,593 @@
+"""The `lgsp` command: run the hub, administer units and keys, and exchange packets.
+
+Administration commands work on the store named by the config file (they need no running hub);
+exchange commands talk to a hub over HTTP with the credentials of a unit. Every failure prints one
+line to stderr and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from lgsp.cli.messages import lang, t
+from lgsp.core.config import Config, ConfigError, load_config
+
+DEFAULT_CONFIG = "config/lgsp.yaml"
+
+
+class CliError(Exception):
+    """One line for the user; exits with status 1."""
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config or os.environ.get("LGSP_CONFIG") or DEFAULT_CONFIG
+    if not Path(path).exists() and args.config is None and "LGSP_CONFIG" not in os.environ:
+        return load_config(None)
+    return load_config(path)
+
+
+@asynccontextmanager
+async def _store(args: argparse.Namespace) -> AsyncIterator[Any]:
+    from lgsp.core.hub import Hub
+
+    hub = Hub(_config(args))
+    await hub.open_store()
+    try:
+        yield hub
+    finally:
+        await hub.db.close()
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip())
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _progress(total: int, desc: str) -> tuple[Callable[[int], None] | None, Callable[[], None]]:
+    if total < (1 << 20):
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, file=sys.stderr,
+               disable=None, leave=False)
+    return bar.update, bar.close
+
+
+# -- server and administration ----------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lgsp.core.hub import Hub
+
+    config = _config(args)
+    logging.basicConfig(level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def serve() -> None:
+        hub = Hub(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await hub.start()
+        print(t("listening", url=hub.url), flush=True)
+        try:
+            await stop.wait()
+        finally:
+            print(t("stopping"), file=sys.stderr, flush=True)
+            await hub.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from lgsp.core.hub import plugin_manager_for
+
+    config = load_config(args.file)
+    plugin_manager_for(config)  # an unknown plugin name is a config error too
+    print(t("config_ok", path=args.file))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    async def go() -> str | None:
+        async with _store(args) as hub:
+            return await hub.db.current_revision()
+
+    print(t("db_upgraded", rev=asyncio.run(go())))
+    return 0
+
+
+def cmd_unit_add(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.directory.add_unit(args.id, args.name, parent_id=args.parent, zone=args.zone,
+                                                legacy=args.legacy)
+
+    unit = asyncio.run(go())
+    print(t("unit_added", id=unit.id, name=unit.name))
+    return 0
+
+
+def cmd_unit_list(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.directory.search_units(args.q or "", limit=args.limit)
+
+    found = asyncio.run(go())
+    if args.json:
+        _print_json([u.public() | {"online": u.online, "last_seen_at": _when(u.last_seen_at)} for u in found])
+        return 0
+    _table([[u.id, u.name, u.parent_id or "-", u.zone, t("active") if u.status == "active" else u.status,
+             t("yes") if u.online else t("no")] for u in found],
+           [t("h_id"), t("h_name"), t("h_parent"), t("h_zone"), t("h_status"), t("h_online")])
+    return 0
+
+
+def cmd_unit_show(args: argparse.Namespace) -> int:
+    async def go() -> tuple[Any, Any, Any]:
+        async with _store(args) as hub:
+            unit = await hub.directory.get_unit(args.id)
+            if unit is None:
+                raise CliError(f"not_found: unit {args.id} does not exist")
+            return unit, await hub.directory.list_applications(unit.id), await hub.directory.list_keys(unit_id=unit.id)
+
+    unit, apps, keys = asyncio.run(go())
+    data = unit.public() | {
+        "legacy": unit.legacy, "online": unit.online, "last_seen_at": _when(unit.last_seen_at),
+        "clock_offset_seconds": unit.clock_offset_seconds, "created_at": _when(unit.created_at),
+        "applications": [{"id": a.id, "name": a.name} for a in apps],
+        "keys": [{"access_key": k.id, "algorithm": k.algorithm, "application": k.application_id,
+                  "revoked": k.revoked_at is not None} for k in keys]}
+    _print_json(data)
+    return 0
+
+
+def cmd_unit_status(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.directory.set_unit_status(args.id, args.status)
+
+    unit = asyncio.run(go())
+    print(t("unit_status", id=unit.id, status=unit.status))
+    return 0
+
+
+def cmd_app_add(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.directory.add_application(args.unit, args.name)
+
+    app = asyncio.run(go())
+    print(t("app_added", name=app.name, id=app.id, unit=app.unit_id))
+    return 0
+
+
+def cmd_app_list(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.directory.list_applications(args.unit)
+
+    apps = asyncio.run(go())
+    _table([[a.id, a.unit_id, a.name, _when(a.created_at)] for a in apps],
+           [t("h_id"), t("h_unit"), t("h_name"), t("h_created")])
+    return 0
+
+
+def cmd_key_issue(args: argparse.Namespace) -> int:
+    pem = Path(args.public_key).read_text(encoding="ascii") if args.public_key else None
+
+    async def go() -> Any:
+        async with _store(args) as hub:
+            app = await hub.directory.find_application(args.app, args.unit)
+            return await hub.directory.issue_key(app.id, args.algorithm, public_key_pem=pem)
+
+    issued = asyncio.run(go())
+    print(t("key_issued", key=issued.access_key, alg=issued.algorithm, unit=issued.unit_id))
+    if issued.secret:
+        print(t("secret_once"))
+        print(issued.secret)
+    if issued.private_key_pem and not args.private_key_out:
+        print(t("private_once"))
+        print(issued.private_key_pem, end="")
+    if issued.private_key_pem and args.private_key_out:
+        out = Path(args.private_key_out)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(issued.private_key_pem)
+        print(f"-> {out}")
+    if args.save_profile:
+        from lgsp.client.profiles import profiles_path, save_profile
+
+        key_file = str(Path(args.private_key_out).resolve()) if args.private_key_out else None
+        if issued.private_key_pem and not key_file:
+            raise CliError("--save-profile with an RSA key also needs --private-key-out FILE")
+        path = profiles_path()
+        save_profile(path, args.save_profile, {"url": args.url, "access_key": issued.access_key,
+                                               "algorithm": issued.algorithm, "secret_key": issued.secret,
+                                               "private_key_file": key_file, "unit": issued.unit_id})
+        print(t("profile_saved", name=args.save_profile, path=path))
+    return 0
+
+
+def cmd_key_list(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            app_id = (await hub.directory.find_application(args.app, args.unit)).id if args.app else None
+            return await hub.directory.list_keys(application_id=app_id, unit_id=args.unit)
+
+    keys = asyncio.run(go())
+    _table([[k.id, k.unit_id, k.application_id, k.algorithm,
+             t("revoked") if k.revoked_at else t("active"), _when(k.created_at)] for k in keys],
+           [t("h_key"), t("h_unit"), t("h_app"), t("h_alg"), t("h_status"), t("h_created")])
+    return 0
+
+
+def cmd_key_revoke(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.directory.revoke_key(args.key)
+
+    key = asyncio.run(go())
+    print(t("key_revoked", key=key.id))
+    return 0
+
+
+# -- exchange (HTTP client) -------------------------------------------------------------------
+
+def _client(args: argparse.Namespace) -> Any:
+    from lgsp.client import LgspClient, resolve_credentials
+
+    creds = resolve_credentials(url=args.url, access_key=args.access_key, secret=args.secret_key,
+                                private_key_file=args.private_key_file, algorithm=args.algorithm,
+                                profile=args.profile)
+    return LgspClient(creds, lang=lang())
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+
+    total = path.stat().st_size
+
+    async def go() -> str:
+        update, close = _progress(total, path.name)
+        try:
+            async with _client(args) as client:
+                return await client.send(path, args.to, subject=args.subject or path.name, priority=args.priority,
+                                         data_type=args.data_type, progress=update)
+        finally:
+            close()
+
+    packet_id = asyncio.run(go())
+    print(t("sent", id=packet_id))
+    return 0
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _client(args) as client:
+            return await client.inbox(limit=args.limit)
+
+    items = asyncio.run(go())
+    if args.json:
+        _print_json(items)
+    elif not items:
+        print(t("inbox_empty"))
+    else:
+        _table([[i["id"], i["from"], str(i["priority"]), _size(i["size"]), i["created_at"], i["subject"]]
+                for i in items], [t("h_id"), t("h_from"), t("h_priority"), t("h_size"), t("h_created"),
+                                  t("h_subject")])
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    out = Path(args.output or args.id)
+
+    async def go() -> str:
+        async with _client(args) as client:
+            status = await client.status(args.id)
+            update, close = _progress(int(status.get("size", 0)), args.id[:8])
+            try:
+                return await client.download(args.id, out, progress=update)
+            finally:
+                close()
+
+    sha = asyncio.run(go())
+    print(t("fetched", id=args.id, path=out, sha=sha))
+    return 0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    from lgsp.client import file_sha256
+
+    sha = args.sha256
+    if not sha:
+        path = Path(args.file or args.id)
+        if not path.is_file():
+            raise CliError(t("no_file_for_ack", path=path))
+        sha, _ = file_sha256(path)
+
+    async def go() -> str:
+        async with _client(args) as client:
+            return await client.ack(args.id, sha)
+
+    print(t("acked", id=args.id, state=asyncio.run(go())))
+    return 0
+
+
+def cmd_fail(args: argparse.Namespace) -> int:
+    async def go() -> str:
+        async with _client(args) as client:
+            return await client.fail(args.id, args.reason)
+
+    print(t("failed", id=args.id, state=asyncio.run(go())))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _client(args) as client:
+            return await client.cancel(args.id)
+
+    print(t("cancelled", units=", ".join(asyncio.run(go())["cancelled"]) or "-"))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _client(args) as client:
+            return await client.status(args.id)
+
+    _print_json(asyncio.run(go()))
+    return 0
+
+
+def cmd_units(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _client(args) as client:
+            return await client.units(args.q or "", limit=args.limit)
+
+    items = asyncio.run(go())
+    _table([[u["id"], u["name"], u.get("parent") or "-", u["zone"]] for u in items],
+           [t("h_id"), t("h_name"), t("h_parent"), t("h_zone")])
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    async def go() -> None:
+        async with _client(args) as client, client.events() as stream:
+            print(t("watching"), file=sys.stderr, flush=True)
+            count = 0
+            async for message in stream:
+                print(json.dumps(message, ensure_ascii=False), flush=True)
+                count += 1
+                if args.count and count >= args.count:
+                    return
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(go())
+    return 0
+
+
+# -- argument parsing -------------------------------------------------------------------------
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", help=f"config file (default: $LGSP_CONFIG or {DEFAULT_CONFIG})")
+
+
+def _add_credentials(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("credentials (else LGSP_* environment, else the profile file)")
+    g.add_argument("--url", help="hub base URL (LGSP_URL)")
+    g.add_argument("--access-key", help="access key (LGSP_ACCESS_KEY)")
+    g.add_argument("--secret-key", help="HMAC secret key (LGSP_SECRET_KEY)")
+    g.add_argument("--private-key-file", help="RSA private key PEM file (LGSP_PRIVATE_KEY_FILE)")
+    g.add_argument("--algorithm", help="HMAC-SHA256, HMAC-SHA1 or RSA-SHA256 (LGSP_ALGORITHM)")
+    g.add_argument("--profile", help="profile name in the profile file (LGSP_PROFILE, default: default)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lgsp", description="lgsp — trục liên thông tỉnh")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="start the hub")
+    _add_config(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("config", help="configuration")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("check", help="validate a config file")
+    q.add_argument("file")
+    q.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("db", help="database")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("upgrade", help="apply migrations")
+    _add_config(q)
+    q.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("unit", help="units (agencies)")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("add", help="register a unit")
+    q.add_argument("id", help="electronic identifier, e.g. 000.00.00.H23")
+    q.add_argument("name")
+    q.add_argument("--parent", help="identifier of the parent unit")
+    q.add_argument("--zone", default="local", help="deployment zone (default: local)")
+    q.add_argument("--legacy", action="store_true", help="accept an irregular identifier")
+    _add_config(q)
+    q.set_defaults(func=cmd_unit_add)
+    q = s.add_parser("list", help="list units")
+    q.add_argument("-q", help="identifier prefix or part of the name")
+    q.add_argument("--limit", type=int, default=500)
+    q.add_argument("--json", action="store_true")
+    _add_config(q)
+    q.set_defaults(func=cmd_unit_list)
+    q = s.add_parser("show", help="show one unit")
+    q.add_argument("id")
+    _add_config(q)
+    q.set_defaults(func=cmd_unit_show)
+    for name, status in (("suspend", "suspended"), ("activate", "active")):
+        q = s.add_parser(name, help=f"mark a unit {status}")
+        q.add_argument("id")
+        _add_config(q)
+        q.set_defaults(func=cmd_unit_status, status=status)
+
+    p = sub.add_parser("app", help="applications of units")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("add", help="add an application to a unit")
+    q.add_argument("unit")
+    q.add_argument("name")
+    _add_config(q)
+    q.set_defaults(func=cmd_app_add)
+    q = s.add_parser("list", help="list applications")
+    q.add_argument("--unit")
+    _add_config(q)
+    q.set_defaults(func=cmd_app_list)
+
+    p = sub.add_parser("key", help="access keys")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("issue", help="issue an access key (the secret is shown once)")
+    q.add_argument("--app", required=True, help="application id, or its name with --unit")
+    q.add_argument("--unit", help="unit of the application, when --app is a name")
+    q.add_argument("--algorithm", default="HMAC-SHA256", help="HMAC-SHA256 (default), HMAC-SHA1 or RSA-SHA256")
+    q.add_argument("--public-key", help="RSA: the unit's public key (PEM file); else a key pair is generated")
+    q.add_argument("--private-key-out", help="RSA: write the generated private key to this file (0600)")
+    q.add_argument("--save-profile", metavar="NAME", help="also save the credentials as a client profile")
+    q.add_argument("--url", default="http://127.0.0.1:8080", help="hub URL stored in the profile")
+    _add_config(q)
+    q.set_defaults(func=cmd_key_issue)
+    q = s.add_parser("list", help="list keys")
+    q.add_argument("--app")
+    q.add_argument("--unit")
+    _add_config(q)
+    q.set_defaults(func=cmd_key_list)
+    q = s.add_parser("revoke", help="revoke a key (effective on the next request)")
+    q.add_argument("key")
+    _add_config(q)
+    q.set_defaults(func=cmd_key_revoke)
+
+    p = sub.add_parser("send", help="send a file to one or more units")
+    p.add_argument("file")
+    p.add_argument("--to", action="append", required=True, help="destination identifier (repeatable)")
+    p.add_argument("--subject", help="subject (default: the file name)")
+    p.add_argument("--priority", type=int, default=0, choices=(0, 1, 2, 3))
+    p.add_argument("--data-type", default="binary")
+    _add_credentials(p)
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("inbox", help="packets waiting for this unit")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    _add_credentials(p)
+    p.set_defaults(func=cmd_inbox)
+
+    p = sub.add_parser("fetch", help="download a packet (resumes a partial file)")
+    p.add_argument("id")
+    p.add_argument("-o", "--output", help="file to write (default: the packet id)")
+    _add_credentials(p)
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("ack", help="acknowledge a fetched packet")
+    p.add_argument("id")
+    p.add_argument("--file", help="the fetched file (default: the packet id)")
+    p.add_argument("--sha256", help="acknowledge this hash instead of hashing a file")
+    _add_credentials(p)
+    p.set_defaults(func=cmd_ack)
+
+    p = sub.add_parser("fail", help="refuse a packet")
+    p.add_argument("id")
+    p.add_argument("--reason", required=True)
+    _add_credentials(p)
+    p.set_defaults(func=cmd_fail)
+
+    p = sub.add_parser("cancel", help="cancel undelivered deliveries of a sent packet")
+    p.add_argument("id")
+    _add_credentials(p)
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("status", help="state and history of a packet")
+    p.add_argument("id")
+    _add_credentials(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("units", help="search the unit directory (via the hub)")
+    p.add_argument("-q", help="identifier prefix or part of the name")
+    p.add_argument("--limit", type=int, default=50)
+    _add_credentials(p)
+    p.set_defaults(func=cmd_units)
+
+    p = sub.add_parser("watch", help="print events as they happen")
+    p.add_argument("--count", type=int, default=0, help="stop after this many messages")
+    _add_credentials(p)
+    p.set_defaults(func=cmd_watch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import aiohttp
+
+    from lgsp.client.client import LgspError
+    from lgsp.client.profiles import ProfileError
+    from lgsp.core.errors import Problem
+    from lgsp.core.masterkey import MasterKeyError
+    from lgsp.plugins.manager import PluginError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"{t('error')}: {issue}", file=sys.stderr)
+        return 1
+    except Problem as exc:
+        print(f"{t('error')}: {exc.code}: {exc.detail or exc.title(lang())}", file=sys.stderr)
+        return 1
+    except LgspError as exc:
+        print(f"{t('error')}: {exc.code}: {exc.detail}", file=sys.stderr)
+        return 1
+    except (CliError, ProfileError, MasterKeyError, PluginError) as exc:
+        print(f"{t('error')}: {exc}", file=sys.stderr)
+        return 1
+    except aiohttp.ClientError as exc:
+        print(f"{t('error')}: transport: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{t('error')}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

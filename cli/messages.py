@@ -1,0 +1,50 @@
+"""Words the CLI shows people: Vietnamese by default, English with LGSP_LANG=en or --lang en."""
+
+from __future__ import annotations
+
+import os
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    "error": ("lỗi", "error"),
+    "listening": ("lgsp đang phục vụ tại {url} (Ctrl+C để dừng)", "lgsp is listening on {url} (Ctrl+C to stop)"),
+    "stopping": ("đang dừng…", "stopping…"),
+    "config_ok": ("{path}: cấu hình hợp lệ", "{path}: configuration is valid"),
+    "db_upgraded": ("cơ sở dữ liệu đã ở phiên bản {rev}", "database is at revision {rev}"),
+    "unit_added": ("đã thêm đơn vị {id} — {name}", "added unit {id} — {name}"),
+    "unit_status": ("đơn vị {id}: {status}", "unit {id}: {status}"),
+    "app_added": ("đã thêm ứng dụng {name} (mã {id}) cho đơn vị {unit}",
+                  "added application {name} (id {id}) to unit {unit}"),
+    "key_issued": ("đã cấp khóa truy cập {key} ({alg}) cho đơn vị {unit}",
+                   "issued access key {key} ({alg}) to unit {unit}"),
+    "secret_once": ("khóa bí mật (chỉ hiển thị MỘT lần, hãy lưu lại an toàn):",
+                    "secret key (shown ONCE, store it safely):"),
+    "private_once": ("khóa riêng RSA (chỉ hiển thị MỘT lần, hãy lưu lại an toàn):",
+                     "RSA private key (shown ONCE, store it safely):"),
+    "profile_saved": ("đã lưu hồ sơ {name} vào {path}", "saved profile {name} to {path}"),
+    "key_revoked": ("đã thu hồi khóa {key}", "revoked key {key}"),
+    "sent": ("đã gửi gói tin {id}", "sent packet {id}"),
+    "fetched": ("đã tải gói tin {id} vào {path} (SHA-256 {sha})", "fetched packet {id} into {path} (SHA-256 {sha})"),
+    "acked": ("đã xác nhận gói tin {id}: {state}", "acknowledged packet {id}: {state}"),
+    "failed": ("đã từ chối gói tin {id}: {state}", "refused packet {id}: {state}"),
+    "cancelled": ("đã hủy gửi tới: {units}", "cancelled deliveries to: {units}"),
+    "inbox_empty": ("hộp thư đến trống", "inbox is empty"),
+    "no_file_for_ack": ("không thấy tệp {path}: hãy tải gói tin trước (lgsp fetch) hoặc chỉ rõ --file/--sha256",
+                        "no file {path}: fetch the packet first (lgsp fetch) or pass --file/--sha256"),
+    "watching": ("đang theo dõi sự kiện (Ctrl+C để dừng)…", "watching events (Ctrl+C to stop)…"),
+    "h_id": ("MÃ", "ID"), "h_name": ("TÊN", "NAME"), "h_parent": ("CẤP TRÊN", "PARENT"), "h_zone": ("VÙNG", "ZONE"),
+    "h_status": ("TRẠNG THÁI", "STATUS"), "h_unit": ("ĐƠN VỊ", "UNIT"), "h_app": ("ỨNG DỤNG", "APPLICATION"),
+    "h_key": ("KHÓA", "KEY"), "h_alg": ("THUẬT TOÁN", "ALGORITHM"), "h_created": ("TẠO LÚC", "CREATED"),
+    "h_from": ("TỪ", "FROM"), "h_subject": ("TRÍCH YẾU", "SUBJECT"), "h_priority": ("ĐỘ KHẨN", "PRIORITY"),
+    "h_size": ("KÍCH THƯỚC", "SIZE"), "h_online": ("TRỰC TUYẾN", "ONLINE"), "h_seen": ("LẦN CUỐI", "LAST SEEN"),
+    "active": ("hoạt động", "active"), "revoked": ("đã thu hồi", "revoked"),
+    "yes": ("có", "yes"), "no": ("không", "no"),
+}
+
+
+def lang() -> str:
+    return "en" if os.environ.get("LGSP_LANG", "vi").lower().startswith("en") else "vi"
+
+
+def t(key: str, **values: object) -> str:
+    vi, en = MESSAGES[key]
+    return (en if lang() == "en" else vi).format(**values)

@@ -1,0 +1,1 @@
+"""lgsp core: the exchange use cases and the infrastructure they need (imports no adapter)."""

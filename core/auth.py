@@ -1,0 +1,238 @@
+"""Authentication of signed requests, sessions, and verification on behalf of a destination.
+
+Transport-neutral: adapters hand over the method, path, raw query and the X-LGSP-* header values
+(REST and SOAP alike) and get a Principal or a Problem. Checks run cheapest-first, and the nonce
+is recorded only once the signature holds, so an unauthenticated caller cannot burn nonces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lgsp.core.directory import Directory, KeyMaterial
+from lgsp.core.errors import Problem
+from lgsp.core.events import iso
+from lgsp.core.presence import Presence
+from lgsp.core.signing import (
+    H_CONTENT,
+    H_DATE,
+    H_KEY,
+    H_NONCE,
+    H_SESSION,
+    H_SIGNATURE,
+    NONCE_RE,
+    SHA256_RE,
+    SignedRequest,
+    parse_date,
+    parse_signature_header,
+)
+from lgsp.core.store.database import Database
+from lgsp.core.store.tables import nonces, sessions
+
+SESSION_PREFIX = "ST"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made a request: the unit, its application and key, and the session if one was used."""
+
+    unit_id: str
+    application_id: str
+    access_key: str
+    algorithm: str
+    session_target: str | None = None
+    session_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str
+    expires_at: datetime
+    unit: str
+    target: str | None
+
+    def public(self) -> dict[str, Any]:
+        return {"token": self.token, "expires_at": iso(self.expires_at), "unit": self.unit,
+                "target": self.target}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def parse_signed_request(method: str, path: str, raw_query: str, headers: Mapping[str, str]) -> SignedRequest:
+    """Read the X-LGSP-* headers, or raise auth.missing naming what is absent or malformed."""
+    def need(name: str) -> str:
+        value = headers.get(name)
+        if value is None or value == "":
+            raise Problem("auth.missing", f"header {name} is required")
+        return value
+
+    access_key = need(H_KEY)
+    date = need(H_DATE)
+    nonce = need(H_NONCE)
+    content = need(H_CONTENT)
+    signature_header = need(H_SIGNATURE)
+    session = headers.get(H_SESSION) or ""
+    try:
+        parse_date(date)
+    except ValueError as exc:
+        raise Problem("auth.missing", f"{H_DATE} must be UTC time as YYYY-MM-DDTHH:MM:SSZ") from exc
+    if not NONCE_RE.match(nonce):
+        raise Problem("auth.missing", f"{H_NONCE} must be 8 to 64 characters of [A-Za-z0-9_-]")
+    if not SHA256_RE.match(content):
+        raise Problem("auth.missing", f"{H_CONTENT} must be 64 lowercase hex digits")
+    if len(access_key) > 64:
+        raise Problem("auth.missing", f"{H_KEY} is too long")
+    try:
+        algorithm, signature = parse_signature_header(signature_header)
+    except ValueError as exc:
+        raise Problem("auth.missing", f"{H_SIGNATURE}: {exc}") from exc
+    return SignedRequest(method=method.upper(), path=path, raw_query=raw_query, access_key=access_key,
+                         date=date, nonce=nonce, session=session, content_sha256=content,
+                         algorithm=algorithm, signature=signature)
+
+
+class Authenticator:
+    def __init__(self, db: Database, directory: Directory, algorithms: dict[str, Any], presence: Presence, *,
+                 clock_skew_seconds: int, session_ttl_seconds: int,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.db = db
+        self.directory = directory
+        self.algorithms = algorithms
+        self.presence = presence
+        self.skew = timedelta(seconds=clock_skew_seconds)
+        self.session_ttl = timedelta(seconds=session_ttl_seconds)
+        self.clock = clock
+        # Extra ways to resolve a session target (e.g. registered services); unit ids are built in.
+        self.target_resolvers: list[Callable[[Principal, str], Any]] = []
+
+    async def authenticate(self, method: str, path: str, raw_query: str, headers: Mapping[str, str]) -> Principal:
+        request = parse_signed_request(method, path, raw_query, headers)
+        return await self.verify(request)
+
+    async def verify(self, req: SignedRequest, *, session_asker: str | None = None) -> Principal:
+        """Check one signed request; on success its nonce is spent.
+
+        `session_asker` is set when a destination asks (POST /v1/verify): only the session's target
+        may ask about a request made under that session.
+        """
+        now = self.clock()
+        key = await self.directory.key_material(req.access_key)
+        if key is None:
+            raise Problem("auth.unknown_key", f"access key {req.access_key} is not registered")
+        if key.revoked:
+            raise Problem("auth.revoked_key", f"access key {req.access_key} has been revoked")
+        if not key.unit_active:
+            raise Problem("auth.revoked_key", f"unit {key.unit_id} is suspended")
+        sent_at = parse_date(req.date)
+        offset = (sent_at - now).total_seconds()
+        if abs(offset) > self.skew.total_seconds():
+            raise Problem("auth.clock_skew",
+                          f"request time {req.date} is {abs(offset):.0f} s "
+                          f"{'ahead of' if offset > 0 else 'behind'} hub time; allowed "
+                          f"{self.skew.total_seconds():.0f} s", server_time=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self._check_signature(req, key)
+        principal = Principal(key.unit_id, key.application_id, key.access_key, key.algorithm)
+        if req.session:
+            principal = await self._check_session(req, key, principal, now)
+            if session_asker is not None and principal.session_target != session_asker:
+                raise Problem("forbidden", "only the session's target may verify requests made under it")
+        await self._spend_nonce(req.access_key, req.nonce, sent_at + self.skew)
+        self.presence.request_seen(key.unit_id, now, offset)
+        return principal
+
+    def _check_signature(self, req: SignedRequest, key: KeyMaterial) -> None:
+        if req.algorithm != key.algorithm:
+            raise Problem("auth.bad_signature",
+                          f"signed with {req.algorithm} but key {key.access_key} is bound to {key.algorithm}")
+        alg = self.algorithms.get(key.algorithm)
+        if alg is None:  # the key's algorithm plugin is no longer installed
+            raise Problem("auth.bad_signature", f"algorithm {key.algorithm} is not available on this hub")
+        if not alg.verify(key.verification_key, req.message(), req.signature):
+            raise Problem("auth.bad_signature", "signature does not match the request")
+
+    async def _check_session(self, req: SignedRequest, key: KeyMaterial, principal: Principal,
+                             now: datetime) -> Principal:
+        digest = token_hash(req.session)
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(sessions).where(sessions.c.token_hash == digest))).first()
+        if row is None or not secrets.compare_digest(row.token_hash, digest):
+            raise Problem("auth.bad_session", "unknown session token")
+        if row.access_key != key.access_key:
+            raise Problem("auth.bad_session", "session token belongs to another access key")
+        if row.expires_at <= now:
+            raise Problem("auth.bad_session", "session token has expired")
+        return Principal(principal.unit_id, principal.application_id, principal.access_key, principal.algorithm,
+                         session_target=row.target, session_hash=digest)
+
+    async def _spend_nonce(self, access_key: str, nonce: str, expires_at: datetime) -> None:
+        async with self.db.write() as conn:
+            if not await insert_nonce(conn, access_key, nonce, expires_at):
+                raise Problem("auth.replay", "this nonce was already used with this key")
+
+    # -- sessions -----------------------------------------------------------------------------
+    async def create_session(self, principal: Principal, target: str | None) -> Session:
+        if target is not None:
+            await self._authorise_target(principal, target)
+        token = SESSION_PREFIX + secrets.token_urlsafe(32)
+        now = self.clock()
+        expires = now + self.session_ttl
+        async with self.db.write() as conn:
+            await conn.execute(sessions.insert().values(
+                token_hash=token_hash(token), access_key=principal.access_key, unit_id=principal.unit_id,
+                target=target, created_at=now, expires_at=expires))
+        return Session(token, expires, principal.unit_id, target)
+
+    async def _authorise_target(self, principal: Principal, target: str) -> None:
+        for resolver in self.target_resolvers:
+            verdict = await resolver(principal, target)
+            if verdict is True:
+                return
+            if verdict is False:
+                raise Problem("forbidden", f"unit {principal.unit_id} may not reach {target}")
+        status = (await self.directory.existing_units([target])).get(target)
+        if status != "active":
+            raise Problem("forbidden", f"{target} is not a reachable unit or service")
+
+    # -- verification for a destination -------------------------------------------------------
+    async def verify_for(self, asker: Principal, method: str, path: str, raw_query: str,
+                         headers: Mapping[str, str]) -> dict[str, Any]:
+        """Is a request that `asker` received genuine? Spends its nonce, so a replay shows up."""
+        try:
+            req = parse_signed_request(method, path, raw_query, headers)
+            who = await self.verify(req, session_asker=asker.unit_id)
+        except Problem as problem:
+            if problem.code == "forbidden":
+                raise
+            return {"valid": False, "code": problem.code, "detail": problem.detail}
+        return {"valid": True, "unit": who.unit_id, "application": who.application_id,
+                "target": who.session_target, "content_sha256": req.content_sha256}
+
+    # -- housekeeping -------------------------------------------------------------------------
+    async def purge_expired(self) -> int:
+        now = self.clock()
+        async with self.db.write() as conn:
+            a = await conn.execute(delete(nonces).where(nonces.c.expires_at < now))
+            b = await conn.execute(delete(sessions).where(sessions.c.expires_at < now - timedelta(days=1)))
+        return (a.rowcount or 0) + (b.rowcount or 0)
+
+
+async def insert_nonce(conn: AsyncConnection, access_key: str, nonce: str, expires_at: datetime) -> bool:
+    """Record a nonce; False if this key already used it (atomic on every backend and node)."""
+    values = {"access_key": access_key, "nonce": nonce, "expires_at": expires_at}
+    if conn.dialect.name == "postgresql":
+        stmt: Any = postgresql.insert(nonces).values(**values).on_conflict_do_nothing()
+    else:
+        stmt = sqlite.insert(nonces).values(**values).on_conflict_do_nothing()
+    result = await conn.execute(stmt)
+    return (result.rowcount or 0) == 1

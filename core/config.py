@@ -1,0 +1,433 @@
+"""Hub configuration: the schema, the YAML loader with line numbers, and env overrides.
+
+The schema is a tree of frozen dataclasses; every field carries its default and a one-line
+description (the comments in config/lgsp.yaml say the same and a test keeps them in step).
+Loading never stops at the first mistake: every unknown key, wrong type or bad value is reported
+with its key path and the line it sits on, so an operator fixes the file in one pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+ENV_PREFIX = "LGSP_"
+# Env variables read by the CLI client, not by the hub; never taken for config keys.
+CLIENT_ENV = {"LGSP_URL", "LGSP_ACCESS_KEY", "LGSP_SECRET_KEY", "LGSP_PRIVATE_KEY_FILE", "LGSP_ALGORITHM",
+              "LGSP_PROFILE", "LGSP_PROFILES_FILE", "LGSP_CONFIG", "LGSP_LANG"}
+
+
+class ByteSize(int):
+    """An integer number of bytes that YAML may write as `512KiB`, `10MiB`, `2GiB` or `1000`."""
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+               "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
+def setting(default: Any, doc: str, *, check: Callable[[Any], str | None] | None = None) -> Any:
+    """Declare a config field: default, description, optional value check returning an error."""
+    meta = {"doc": doc, "check": check}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)  # type: ignore[misc]
+    return field(default=default, metadata=meta)
+
+
+def section(cls: type, doc: str) -> Any:
+    return field(default_factory=cls, metadata={"doc": doc, "check": None})
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be 0 or more"
+
+
+def _port(v: Any) -> str | None:
+    return None if 0 <= v <= 65535 else "must be a TCP port between 0 and 65535"
+
+
+def _db_url(v: Any) -> str | None:
+    if v == "":
+        return None
+    if not re.match(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://", v):
+        return "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+    return None
+
+
+def _url_or_empty(v: Any) -> str | None:
+    if v == "" or re.match(r"^https?://[^/\s]+(/\S*)?$", v):
+        return None
+    return "must be empty or an http(s) URL"
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    identifier: str = setting("000.00.00.H99", "Electronic identifier of this hub (used in edXML TraceHeader)")
+    name: str = setting("Trục liên thông tỉnh", "Display name of this hub")
+    data_dir: str = setting("./var", "Folder for the embedded database, blobs and the master key")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = setting("127.0.0.1", "Address the HTTP server listens on")
+    port: int = setting(8080, "TCP port (0 picks a free port)", check=_port)
+    public_url: str = setting("", "Base URL clients use to reach the hub (empty: taken from each request)",
+                              check=_url_or_empty)
+    shutdown_timeout_seconds: float = setting(10.0, "Grace period for open requests on shutdown",
+                                              check=_non_negative)
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = setting("", "SQLAlchemy URL; empty means SQLite at <data_dir>/lgsp.db", check=_db_url)
+    pool_size: int = setting(10, "Connections kept open (PostgreSQL) / readers (SQLite)", check=_positive)
+    sqlite_synchronous: Literal["normal", "full"] = setting(
+        "normal", "SQLite durability: normal survives a process crash, full also a power cut")
+    echo: bool = setting(False, "Log every SQL statement (debugging only)")
+
+
+@dataclass(frozen=True)
+class BlobsConfig:
+    path: str = setting("", "Folder of the blob store; empty means <data_dir>/blobs")
+    fsync: bool = setting(True, "Flush each blob to disk before accepting it (survives a power cut)")
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    master_key_file: str = setting("", "File holding the master key; empty means <data_dir>/master.key")
+    clock_skew_seconds: int = setting(300, "Largest accepted |hub time - X-LGSP-Date|", check=_positive)
+    session_ttl_seconds: int = setting(900, "Lifetime of a session token", check=_positive)
+    transfer_ttl_seconds: int = setting(3600, "Validity of an upload or download URL", check=_positive)
+    rsa_key_bits: int = setting(
+        3072, "Size of RSA key pairs the hub generates",
+        check=lambda v: None if v in (2048, 3072, 4096) else "must be 2048, 3072 or 4096")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_packet_size: ByteSize = setting(ByteSize(2 << 30), "Largest packet content accepted", check=_positive)
+    max_json_body: ByteSize = setting(ByteSize(1 << 20), "Largest JSON request body", check=_positive)
+    max_recipients: int = setting(1000, "Most destinations in one packet", check=_positive)
+    io_chunk_size: ByteSize = setting(
+        ByteSize(1 << 20), "Bytes per disk write/hash step while streaming content",
+        check=lambda v: None if 4096 <= v <= 64 << 20 else "must be between 4KiB and 64MiB")
+
+
+@dataclass(frozen=True)
+class PresenceConfig:
+    online_window_seconds: int = setting(
+        300, "A unit with no open event stream counts as online this long after a signed request",
+        check=_positive)
+    sweep_interval_seconds: int = setting(10, "How often presence and expiry are checked", check=_positive)
+
+
+@dataclass(frozen=True)
+class PluginsConfig:
+    enabled: list[str] = setting(
+        ["rest"], "Plugins to load: built-in adapters (rest) and installed entry points of group 'lgsp'")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", "Log level")
+    access_log: bool = setting(True, "Log one line per HTTP request (never headers or bodies)")
+
+
+@dataclass(frozen=True)
+class Config:
+    hub: HubConfig = section(HubConfig, "This hub")
+    server: ServerConfig = section(ServerConfig, "HTTP server")
+    database: DatabaseConfig = section(DatabaseConfig, "Metadata store")
+    blobs: BlobsConfig = section(BlobsConfig, "Content store")
+    security: SecurityConfig = section(SecurityConfig, "Signing, sessions and secrets")
+    limits: LimitsConfig = section(LimitsConfig, "Size limits")
+    presence: PresenceConfig = section(PresenceConfig, "Online/offline detection")
+    plugins: PluginsConfig = section(PluginsConfig, "Plugins and adapters")
+    logging: LoggingConfig = section(LoggingConfig, "Logging")
+
+    # Where each key came from, for errors found after loading (e.g. an unknown plugin name).
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False,
+                                       metadata={"internal": True})
+
+    # -- derived paths -------------------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.hub.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.data_dir / 'lgsp.db'}"
+
+    @property
+    def blob_path(self) -> Path:
+        return Path(self.blobs.path) if self.blobs.path else self.data_dir / "blobs"
+
+    @property
+    def master_key_path(self) -> Path:
+        return Path(self.security.master_key_file) if self.security.master_key_file \
+            else self.data_dir / "master.key"
+
+    def where(self, path: str) -> str:
+        """`file:line` (or the env variable) a key came from, for messages about its value."""
+        return self.origins.get(path, "default")
+
+    def replace(self, **sections: Any) -> Config:
+        """A copy with some sections changed, e.g. `cfg.replace(server={"port": 0})` in tests."""
+        changes = {}
+        for name, values in sections.items():
+            current = getattr(self, name)
+            changes[name] = dataclasses.replace(current, **values) if isinstance(values, dict) else values
+        return dataclasses.replace(self, **changes)
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    path: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.path or '(top level)'}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Every problem found in one load, each naming the key path and line."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+class _Loc:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: dict[str, str] = {}
+
+    def at(self, path: str) -> str:
+        return self.lines.get(path, self.source)
+
+
+def _node_to_python(node: yaml.Node, loader: yaml.SafeLoader, path: str, loc: _Loc,
+                    issues: list[ConfigIssue]) -> Any:
+    loc.lines[path] = f"{loc.source}:{node.start_mark.line + 1}"
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            sub = f"{path}.{key}" if path else str(key)
+            if not isinstance(key, str):
+                issues.append(ConfigIssue(sub, f"{loc.source}:{key_node.start_mark.line + 1}",
+                                          "keys must be strings"))
+                continue
+            if key in out:
+                issues.append(ConfigIssue(sub, f"{loc.source}:{key_node.start_mark.line + 1}",
+                                          "duplicate key"))
+                continue
+            out[key] = _node_to_python(value_node, loader, sub, loc, issues)
+            loc.lines[sub] = f"{loc.source}:{key_node.start_mark.line + 1}"
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_node_to_python(n, loader, f"{path}[{i}]", loc, issues) for i, n in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)
+
+
+def _parse_yaml(text: str, source: str, loc: _Loc, issues: list[ConfigIssue]) -> Any:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        return _node_to_python(node, loader, "", loc, issues)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        issues.append(ConfigIssue("", where, f"not valid YAML: {getattr(exc, 'problem', exc)}"))
+        return None
+    finally:
+        loader.dispose()
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if tp is ByteSize:
+        return "a size (e.g. 10MiB)"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (list,):
+        return "a list"
+    if origin in (dict,):
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: str, loc: _Loc, issues: list[ConfigIssue]) -> Any:
+    """Turn the YAML value into the declared type, or record why it cannot be."""
+    origin = get_origin(tp)
+    bad = object()
+
+    def fail(msg: str | None = None) -> Any:
+        issues.append(ConfigIssue(path, loc.at(path), msg or f"must be {_type_name(tp)}, got {value!r}"))
+        return bad
+
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(value, non_none[0], path, loc, issues)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            return fail()
+        return _build(tp, value, path, loc, issues)
+    if origin is Literal:
+        return value if value in get_args(tp) else fail()
+    if origin is list:
+        if not isinstance(value, list):
+            return fail()
+        (item_tp,) = get_args(tp)
+        return [_coerce(v, item_tp, f"{path}[{i}]", loc, issues) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return fail()
+        _, item_tp = get_args(tp)
+        return {k: _coerce(v, item_tp, f"{path}.{k}", loc, issues) for k, v in value.items()}
+    if tp is ByteSize:
+        if isinstance(value, bool):
+            return fail()
+        if isinstance(value, int):
+            return ByteSize(value)
+        m = _SIZE_RE.match(str(value))
+        if not m:
+            return fail()
+        return ByteSize(int(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    if tp is bool:
+        return value if isinstance(value, bool) else fail()
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else fail()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return fail()
+    if tp is str:
+        return value if isinstance(value, str) else fail()
+    return fail(f"unsupported setting type {tp!r}")  # a schema bug, caught by tests
+
+
+def _public_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, loc: _Loc, issues: list[ConfigIssue]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in _public_fields(cls)}
+    for key in data:
+        if key not in known:
+            path = f"{prefix}.{key}" if prefix else key
+            close = [k for k in known if k.startswith(str(key)[:3])]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            issues.append(ConfigIssue(path, loc.at(path), f"unknown key{hint}"))
+    kwargs: dict[str, Any] = {}
+    for name, f in known.items():
+        if name not in data:
+            continue
+        path = f"{prefix}.{name}" if prefix else name
+        before = len(issues)
+        value = _coerce(data[name], hints[name], path, loc, issues)
+        if len(issues) > before:
+            continue
+        check = f.metadata.get("check")
+        if check is not None:
+            msg = check(value)
+            if msg:
+                issues.append(ConfigIssue(path, loc.at(path), f"{msg} (got {data[name]!r})"))
+                continue
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def leaf_paths(cls: type = Config, prefix: str = "") -> dict[str, dataclasses.Field[Any]]:
+    """Every settable key path of the schema, e.g. `security.clock_skew_seconds`."""
+    out: dict[str, dataclasses.Field[Any]] = {}
+    hints = typing.get_type_hints(cls)
+    for f in _public_fields(cls):
+        path = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(leaf_paths(hints[f.name], path))
+        else:
+            out[path] = f
+    return out
+
+
+def env_name(path: str) -> str:
+    return ENV_PREFIX + path.replace(".", "_").upper()
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str], loc: _Loc, issues: list[ConfigIssue]) -> None:
+    paths = leaf_paths()
+    by_env = {env_name(p): p for p in paths}
+    sections = {ENV_PREFIX + f.name.upper() + "_" for f in _public_fields(Config)}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name in CLIENT_ENV:
+            continue
+        path = by_env.get(name)
+        if path is None:
+            if any(name.startswith(s) for s in sections):
+                issues.append(ConfigIssue(name, "environment", "no such setting"))
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (dict, list)) is False and value is not None and not isinstance(
+                value, (bool, int, float)):
+            value = raw  # strings stay exactly as given (no YAML surprises in secrets)
+        node = data
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else {}
+        node[parts[-1]] = value
+        loc.lines[path] = f"environment variable {name}"
+
+
+def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file (if any), apply LGSP_* overrides, validate everything, or raise ConfigError."""
+    issues: list[ConfigIssue] = []
+    source = str(path) if path is not None else "(no file)"
+    loc = _Loc(source)
+    data: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([ConfigIssue("", source, f"cannot read: {exc.strerror or exc}")]) from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError([ConfigIssue("", source, "not UTF-8 text")]) from exc
+        data = _parse_yaml(text, source, loc, issues)
+        if data is None and issues:
+            raise ConfigError(issues)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError([ConfigIssue("", f"{source}:1", "the file must be a mapping of sections")])
+    _apply_env(data, os.environ if env is None else env, loc, issues)
+    cfg = _build(Config, data, "", loc, issues)
+    if issues:
+        raise ConfigError(issues)
+    return dataclasses.replace(cfg, origins=dict(loc.lines))

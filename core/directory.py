@@ -1,0 +1,302 @@
+"""Units, applications and access keys: who may talk to the hub and with which key.
+
+Used by the CLI (administration) and by authentication (key lookup on every request). Key rows
+are read from the store on each request, so a revocation takes effect on the next request, on
+every node; only the decryption of a secret is cached, keyed by its ciphertext.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from lgsp.core.errors import Problem
+from lgsp.core.identifiers import InvalidIdentifier, check_identifier, fold
+from lgsp.core.masterkey import MasterKey
+from lgsp.core.store.database import Database
+from lgsp.core.store.tables import access_keys, applications, units
+
+UNIT_STATUSES = ("active", "suspended")
+
+
+@dataclass(frozen=True)
+class Unit:
+    id: str
+    name: str
+    parent_id: str | None
+    zone: str
+    legacy: bool
+    status: str
+    created_at: datetime
+    online: bool
+    last_seen_at: datetime | None
+    clock_offset_seconds: float | None
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "parent": self.parent_id, "zone": self.zone,
+                "status": self.status}
+
+
+@dataclass(frozen=True)
+class Application:
+    id: str
+    unit_id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    id: str
+    application_id: str
+    unit_id: str
+    algorithm: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """What an operator sees once: the access key and its secret or private key."""
+
+    access_key: str
+    algorithm: str
+    unit_id: str
+    application_id: str
+    secret: str | None = None
+    private_key_pem: str | None = None
+    public_key_pem: str | None = None
+
+    def __repr__(self) -> str:
+        return f"IssuedKey({self.access_key!r}, {self.algorithm})"
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """An access key as authentication needs it (verification key in clear, in memory only)."""
+
+    access_key: str
+    unit_id: str
+    application_id: str
+    algorithm: str
+    revoked: bool
+    unit_active: bool
+    verification_key: str
+
+    def __repr__(self) -> str:
+        return f"KeyMaterial({self.access_key!r}, {self.algorithm})"
+
+
+def _unit(row: Any) -> Unit:
+    return Unit(id=row.id, name=row.name, parent_id=row.parent_id, zone=row.zone, legacy=row.legacy,
+                status=row.status, created_at=row.created_at, online=row.online,
+                last_seen_at=row.last_seen_at, clock_offset_seconds=row.clock_offset_seconds)
+
+
+def new_access_key() -> str:
+    return "AK" + base64.b32encode(secrets.token_bytes(15)).decode("ascii")
+
+
+class Directory:
+    def __init__(self, db: Database, master_key: MasterKey, algorithms: dict[str, Any], *,
+                 rsa_key_bits: int = 3072) -> None:
+        self.db = db
+        self.master_key = master_key
+        self.algorithms = algorithms
+        self.rsa_key_bits = rsa_key_bits
+        self._plain_cache: dict[tuple[str, bytes], str] = {}
+
+    # -- units --------------------------------------------------------------------------------
+    async def add_unit(self, unit_id: str, name: str, *, parent_id: str | None = None, zone: str = "local",
+                       legacy: bool = False) -> Unit:
+        try:
+            check_identifier(unit_id, legacy=legacy)
+        except InvalidIdentifier as exc:
+            raise Problem("request.invalid", str(exc), field="id") from exc
+        name = (name or "").strip()
+        if not name or len(name) > 255:
+            raise Problem("request.invalid", "name must be 1 to 255 characters", field="name")
+        if not zone or len(zone) > 64:
+            raise Problem("request.invalid", "zone must be 1 to 64 characters", field="zone")
+        now = datetime.now(UTC)
+        async with self.db.write() as conn:
+            if parent_id is not None:
+                found = await conn.scalar(select(units.c.id).where(units.c.id == parent_id))
+                if found is None:
+                    raise Problem("request.invalid", f"parent unit {parent_id} does not exist", field="parent")
+            if await conn.scalar(select(units.c.id).where(units.c.id == unit_id)) is not None:
+                raise Problem("conflict", f"unit {unit_id} already exists")
+            await conn.execute(units.insert().values(
+                id=unit_id, name=name, name_folded=fold(name), parent_id=parent_id, zone=zone, legacy=legacy,
+                status="active", created_at=now, online=False, stream_cursor=0))
+        unit = await self.get_unit(unit_id)
+        assert unit is not None
+        return unit
+
+    async def set_unit_status(self, unit_id: str, status: str) -> Unit:
+        if status not in UNIT_STATUSES:
+            raise Problem("request.invalid", f"status must be one of {', '.join(UNIT_STATUSES)}")
+        async with self.db.write() as conn:
+            result = await conn.execute(update(units).where(units.c.id == unit_id).values(status=status))
+            if result.rowcount == 0:
+                raise Problem("not_found", f"unit {unit_id} does not exist")
+        unit = await self.get_unit(unit_id)
+        assert unit is not None
+        return unit
+
+    async def get_unit(self, unit_id: str) -> Unit | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(units).where(units.c.id == unit_id))).first()
+        return _unit(row) if row else None
+
+    async def search_units(self, q: str = "", limit: int = 50) -> list[Unit]:
+        """Units whose identifier starts with `q` or whose name contains it (accents ignored)."""
+        stmt = select(units).order_by(units.c.id).limit(limit)
+        q = q.strip()
+        if q:
+            folded = fold(q)
+            escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            id_prefix = q.upper().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(or_(units.c.id.like(id_prefix + "%", escape="\\"),
+                                  units.c.name_folded.like("%" + escaped + "%", escape="\\")))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_unit(r) for r in rows]
+
+    async def existing_units(self, ids: list[str]) -> dict[str, str]:
+        """id → status for those of `ids` that exist."""
+        if not ids:
+            return {}
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(units.c.id, units.c.status).where(units.c.id.in_(ids)))).all()
+        return {r.id: r.status for r in rows}
+
+    async def count_units(self) -> int:
+        async with self.db.read() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(units)) or 0)
+
+    # -- applications -------------------------------------------------------------------------
+    async def add_application(self, unit_id: str, name: str) -> Application:
+        name = (name or "").strip()
+        if not name or len(name) > 128:
+            raise Problem("request.invalid", "application name must be 1 to 128 characters", field="name")
+        app = Application(id=str(uuid.uuid4()), unit_id=unit_id, name=name, created_at=datetime.now(UTC))
+        try:
+            async with self.db.write() as conn:
+                if await conn.scalar(select(units.c.id).where(units.c.id == unit_id)) is None:
+                    raise Problem("not_found", f"unit {unit_id} does not exist")
+                await conn.execute(applications.insert().values(
+                    id=app.id, unit_id=unit_id, name=name, created_at=app.created_at))
+        except IntegrityError as exc:
+            raise Problem("conflict", f"unit {unit_id} already has an application named {name!r}") from exc
+        return app
+
+    async def list_applications(self, unit_id: str | None = None) -> list[Application]:
+        stmt = select(applications).order_by(applications.c.unit_id, applications.c.name)
+        if unit_id:
+            stmt = stmt.where(applications.c.unit_id == unit_id)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [Application(r.id, r.unit_id, r.name, r.created_at) for r in rows]
+
+    async def find_application(self, ref: str, unit_id: str | None = None) -> Application:
+        """By id, or by name within a unit (the CLI accepts either)."""
+        stmt = select(applications).where(applications.c.id == ref)
+        if unit_id:
+            stmt = select(applications).where(or_(
+                applications.c.id == ref, (applications.c.unit_id == unit_id) & (applications.c.name == ref)))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        if len(rows) != 1:
+            raise Problem("not_found", f"application {ref!r} not found" + (f" in unit {unit_id}" if unit_id else ""))
+        r = rows[0]
+        return Application(r.id, r.unit_id, r.name, r.created_at)
+
+    # -- keys ---------------------------------------------------------------------------------
+    async def issue_key(self, application_id: str, algorithm: str, *, public_key_pem: str | None = None) -> IssuedKey:
+        """Issue an access key. HMAC: a new secret; RSA: the given public key, or a new key pair."""
+        alg = self.algorithms.get(algorithm)
+        if alg is None:
+            raise Problem("request.invalid", f"unknown algorithm {algorithm!r} "
+                          f"(one of {', '.join(sorted(self.algorithms))})", field="algorithm")
+        async with self.db.read() as conn:
+            app = (await conn.execute(select(applications).where(applications.c.id == application_id))).first()
+        if app is None:
+            raise Problem("not_found", f"application {application_id} does not exist")
+        access_key = new_access_key()
+        secret = private_pem = public_pem = None
+        sealed = None
+        if alg.shared_secret:
+            if public_key_pem:
+                raise Problem("request.invalid", f"{algorithm} uses a shared secret, not a public key")
+            secret = alg.new_secret()
+            sealed = self.master_key.encrypt(secret, access_key)
+        elif public_key_pem:
+            try:
+                public_pem = alg.check_public_key(public_key_pem)
+            except ValueError as exc:
+                raise Problem("request.invalid", str(exc), field="public_key") from exc
+        else:
+            private_pem, public_pem = alg.generate_keypair(self.rsa_key_bits)
+        async with self.db.write() as conn:
+            await conn.execute(access_keys.insert().values(
+                id=access_key, application_id=app.id, unit_id=app.unit_id, algorithm=algorithm,
+                secret_sealed=sealed, public_key_pem=public_pem, created_at=datetime.now(UTC)))
+        return IssuedKey(access_key=access_key, algorithm=algorithm, unit_id=app.unit_id, application_id=app.id,
+                         secret=secret, private_key_pem=private_pem, public_key_pem=public_pem)
+
+    async def list_keys(self, *, application_id: str | None = None, unit_id: str | None = None) -> list[AccessKey]:
+        stmt = select(access_keys).order_by(access_keys.c.created_at)
+        if application_id:
+            stmt = stmt.where(access_keys.c.application_id == application_id)
+        if unit_id:
+            stmt = stmt.where(access_keys.c.unit_id == unit_id)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [AccessKey(r.id, r.application_id, r.unit_id, r.algorithm, r.created_at, r.revoked_at,
+                          r.last_used_at) for r in rows]
+
+    async def revoke_key(self, access_key: str) -> AccessKey:
+        now = datetime.now(UTC)
+        async with self.db.write() as conn:
+            row = (await conn.execute(select(access_keys).where(access_keys.c.id == access_key))).first()
+            if row is None:
+                raise Problem("not_found", f"access key {access_key} does not exist")
+            revoked_at = row.revoked_at
+            if revoked_at is None:
+                revoked_at = now
+                await conn.execute(update(access_keys).where(access_keys.c.id == access_key)
+                                   .values(revoked_at=revoked_at))
+        return AccessKey(row.id, row.application_id, row.unit_id, row.algorithm, row.created_at, revoked_at,
+                         row.last_used_at)
+
+    async def key_material(self, access_key: str) -> KeyMaterial | None:
+        """The key as authentication needs it, read fresh from the store."""
+        stmt = (select(access_keys, units.c.status.label("unit_status"))
+                .join(units, units.c.id == access_keys.c.unit_id)
+                .where(access_keys.c.id == access_key))
+        async with self.db.read() as conn:
+            row = (await conn.execute(stmt)).first()
+        if row is None:
+            return None
+        if row.secret_sealed is not None:
+            cache_key = (row.id, bytes(row.secret_sealed))
+            verification = self._plain_cache.get(cache_key)
+            if verification is None:
+                verification = self.master_key.decrypt(bytes(row.secret_sealed), row.id)
+                if len(self._plain_cache) > 10_000:
+                    self._plain_cache.clear()
+                self._plain_cache[cache_key] = verification
+        else:
+            verification = row.public_key_pem or ""
+        return KeyMaterial(access_key=row.id, unit_id=row.unit_id, application_id=row.application_id,
+                           algorithm=row.algorithm, revoked=row.revoked_at is not None,
+                           unit_active=row.unit_status == "active", verification_key=verification)

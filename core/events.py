@@ -1,0 +1,110 @@
+"""Packet events: recorded in the store with the state change, then pushed to live streams.
+
+Every event is written in the same transaction as the state change it describes (so the timeline
+never lies) and published to subscribers only after that transaction commits (so nobody hears of
+a change that might roll back). Streams are at-least-once: a client that reconnects gets what it
+missed in its `hello`, and `seq` lets it drop a repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lgsp.core.store.tables import packet_events
+
+log = logging.getLogger(__name__)
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    type: str
+    packet_id: str
+    at: datetime
+    unit: str | None = None
+    audience: str | None = None
+    detail: dict[str, Any] | None = None
+
+    def message(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "id": self.packet_id, "at": iso(self.at), "seq": self.seq}
+        if self.unit:
+            out["unit"] = self.unit
+        if self.detail:
+            out.update({k: v for k, v in self.detail.items() if k not in out})
+        return out
+
+
+async def record(conn: AsyncConnection, packet_id: str, type_: str, at: datetime, *, unit: str | None = None,
+                 audience: str | None = None, detail: dict[str, Any] | None = None) -> Event:
+    seq = await conn.scalar(packet_events.insert().values(
+        packet_id=packet_id, at=at, type=type_, unit=unit, audience=audience, detail=detail,
+    ).returning(packet_events.c.id))
+    return Event(int(seq or 0), type_, packet_id, at, unit, audience, detail)
+
+
+@dataclass(eq=False)
+class Subscription:
+    unit: str
+    queue: asyncio.Queue[Event | None] = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
+    overflowed: bool = False
+
+
+class EventBus:
+    """In-process fan-out of committed events to the units' open streams on this node."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+
+    def subscribe(self, unit: str) -> Subscription:
+        sub = Subscription(unit)
+        self._subs[unit].add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.unit)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.unit]
+
+    def connected(self, unit: str) -> bool:
+        return bool(self._subs.get(unit))
+
+    def publish(self, events: Iterable[Event]) -> None:
+        for event in events:
+            if event.audience is None:
+                continue
+            for sub in tuple(self._subs.get(event.audience, ())):
+                try:
+                    sub.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    # A consumer this far behind is better reconnected: its hello will catch it up.
+                    sub.overflowed = True
+                    log.warning("event stream of %s overflowed; closing it", sub.unit)
+                    self.close(sub)
+
+    def close(self, sub: Subscription) -> None:
+        self.unsubscribe(sub)
+        while True:
+            try:
+                sub.queue.put_nowait(None)
+                return
+            except asyncio.QueueFull:
+                sub.queue.get_nowait()
+
+    def close_all(self) -> None:
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                self.close(sub)

@@ -1,0 +1,189 @@
+"""The hub: wires configuration, store, auth, exchange, plugins and the HTTP server together.
+
+`Hub.start()` brings everything up in dependency order (master key, store + migrations, blob store,
+services, HTTP server, plugin start-up hooks, housekeeping loop); `Hub.stop()` takes it down in
+reverse. Tests, the CLI and embedders all use this one entry point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from typing import Any
+
+import pluggy
+from aiohttp import web
+
+from lgsp.core.auth import Authenticator
+from lgsp.core.config import Config, ConfigError, ConfigIssue
+from lgsp.core.directory import Directory
+from lgsp.core.events import EventBus
+from lgsp.core.masterkey import MasterKey
+from lgsp.core.packets import Exchange, TransferTokens
+from lgsp.core.presence import Presence
+from lgsp.core.store.blobs import BlobStore
+from lgsp.core.store.database import Database
+from lgsp.plugins.manager import PluginError, create_plugin_manager, signature_algorithms
+
+log = logging.getLogger("lgsp.hub")
+
+
+def plugin_manager_for(config: Config, extra: tuple[Any, ...] = ()) -> pluggy.PluginManager:
+    """The plugin manager a config asks for; a bad plugin name is reported at its YAML line."""
+    try:
+        return create_plugin_manager(config.plugins.enabled, extra=extra)
+    except PluginError as exc:
+        raise ConfigError([ConfigIssue("plugins.enabled", config.where("plugins.enabled"), str(exc))]) from exc
+
+
+class Hub:
+    def __init__(self, config: Config, pm: pluggy.PluginManager | None = None, *,
+                 extra_plugins: tuple[Any, ...] = ()) -> None:
+        self.config = config
+        self.pm = pm or plugin_manager_for(config, extra_plugins)
+        self.db: Database
+        self.blobs: BlobStore
+        self.master_key: MasterKey
+        self.directory: Directory
+        self.presence: Presence
+        self.auth: Authenticator
+        self.bus = EventBus()
+        self.exchange: Exchange
+        self.algorithms: dict[str, Any] = {}
+        self.app: web.Application | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port: int | None = None
+        self.started = False
+
+    # -- wiring -------------------------------------------------------------------------------
+    async def open_store(self) -> None:
+        """Master key, database (migrated) and blob store: what admin commands need, no server."""
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.master_key = MasterKey.load_or_create(cfg.master_key_path)
+        self.algorithms = signature_algorithms(self.pm)
+        self.db = Database(cfg.database_url, pool_size=cfg.database.pool_size, echo=cfg.database.echo,
+                           sqlite_synchronous=cfg.database.sqlite_synchronous)
+        await self.db.upgrade()
+        self.blobs = BlobStore(cfg.blob_path, chunk_size=cfg.limits.io_chunk_size, fsync=cfg.blobs.fsync)
+        self.blobs.open()
+        self.directory = Directory(self.db, self.master_key, self.algorithms,
+                                   rsa_key_bits=cfg.security.rsa_key_bits)
+        self.presence = Presence(self.db, cfg.presence.online_window_seconds)
+        self.auth = Authenticator(self.db, self.directory, self.algorithms, self.presence,
+                                  clock_skew_seconds=cfg.security.clock_skew_seconds,
+                                  session_ttl_seconds=cfg.security.session_ttl_seconds)
+        self.exchange = Exchange(self.db, self.blobs, self.directory, self.bus,
+                                 tokens=TransferTokens(self.master_key.derive("transfer-url")),
+                                 max_packet_size=cfg.limits.max_packet_size,
+                                 max_recipients=cfg.limits.max_recipients,
+                                 transfer_ttl_seconds=cfg.security.transfer_ttl_seconds,
+                                 call_hook=self.call_hook)
+
+    async def start(self) -> None:
+        from lgsp.core.web import make_app  # the HTTP layer is only needed when serving
+
+        await self.open_store()
+        self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
+        await self.presence.reset_stale()
+        self.app = make_app(self)
+        self._runner = web.AppRunner(self.app, access_log=log if self.config.logging.access_log else None,
+                                     shutdown_timeout=self.config.server.shutdown_timeout_seconds)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port,
+                                 reuse_address=True)
+        await self._site.start()
+        server = self._site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="lgsp-housekeeping"))
+        self._tasks.append(asyncio.create_task(self._presence_flusher(), name="lgsp-presence"))
+        await self.call_hook_strict("lgsp_startup")
+        self.started = True
+        log.info("lgsp hub %s listening on %s", self.config.hub.identifier, self.url)
+
+    async def stop(self) -> None:
+        if self.started:
+            await self.call_hook("lgsp_shutdown")
+        self.bus.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if hasattr(self, "exchange"):
+            await self.exchange.drain()
+        if hasattr(self, "presence"):
+            try:
+                self.presence.sweep()
+                await self.presence.flush()
+            except Exception:
+                log.exception("could not save presence on shutdown")
+        if hasattr(self, "db"):
+            await self.db.close()
+        self.started = False
+
+    async def __aenter__(self) -> Hub:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        host = self.config.server.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    # -- plugins ------------------------------------------------------------------------------
+    async def call_hook(self, name: str, **kwargs: Any) -> None:
+        """Call a notification hook; a failing plugin is logged and never hurts the packet."""
+        try:
+            results = getattr(self.pm.hook, name)(hub=self, **kwargs)
+        except Exception:
+            log.exception("plugin hook %s failed", name)
+            return
+        for result in results:
+            if inspect.isawaitable(result):
+                try:
+                    await result
+                except Exception:
+                    log.exception("plugin hook %s failed", name)
+
+    async def call_hook_strict(self, name: str, **kwargs: Any) -> None:
+        for result in getattr(self.pm.hook, name)(hub=self, **kwargs):
+            if inspect.isawaitable(result):
+                await result
+
+    # -- background work ----------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        interval = self.config.presence.sweep_interval_seconds
+        rounds = 0
+        while True:
+            await asyncio.sleep(interval)
+            rounds += 1
+            try:
+                self.presence.sweep()
+                await self.exchange.sweep()
+                if rounds % 30 == 0:
+                    await self.auth.purge_expired()
+                    self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
+            except Exception:
+                log.exception("housekeeping round failed; will retry")
+
+    async def _presence_flusher(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.presence.flush()
+            except Exception:
+                log.exception("presence flush failed; will retry")

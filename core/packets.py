@@ -1,0 +1,649 @@
+"""The packet lifecycle: create, upload, notify, fetch, acknowledge, fail, cancel, purge.
+
+One place for the exchange's rules, whatever the adapter that carries the calls. Each step commits
+its state change and its events together, then acts (publish to streams, delete content, call
+plugins), so a crash at any point leaves a state the hub can resume from.
+
+Packet states: created → accepted → completed (every delivery ended); created → expired (the
+upload never finished in time). Content states: none → stored → purging → purged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterable, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lgsp.core import deliveries as dv
+from lgsp.core.auth import Principal
+from lgsp.core.directory import Directory
+from lgsp.core.errors import Problem
+from lgsp.core.events import Event, EventBus, iso, record
+from lgsp.core.signing import SHA256_RE
+from lgsp.core.store.blobs import BlobStore
+from lgsp.core.store.database import Database
+from lgsp.core.store.tables import deliveries, packet_events, packets, units
+
+log = logging.getLogger(__name__)
+
+PRIORITIES = {0: "normal", 1: "urgent", 2: "very_urgent", 3: "flash"}
+DATA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]{0,63}$")
+PROTOCOL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+MAX_SUBJECT = 2000
+MAX_REASON = 2000
+
+HookCaller = Callable[..., Awaitable[None]]
+
+
+# -- values -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PacketInfo:
+    id: str
+    source: str
+    to: tuple[str, ...]
+    subject: str
+    priority: int
+    data_type: str
+    protocol: str | None
+    size: int
+    sha256: str
+    deadline: datetime | None
+    policy: Any
+    meta: Any
+    state: str
+    content_state: str
+    created_at: datetime
+    upload_expires_at: datetime
+    accepted_at: datetime | None = None
+    completed_at: datetime | None = None
+    purged_at: datetime | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The fields an inbox item and a packet view share."""
+        return {"id": self.id, "from": self.source, "subject": self.subject, "priority": self.priority,
+                "data_type": self.data_type, "size": self.size, "sha256": self.sha256,
+                "created_at": iso(self.created_at)}
+
+
+@dataclass(frozen=True)
+class NewPacket:
+    to: tuple[str, ...]
+    subject: str
+    priority: int
+    data_type: str
+    protocol: str | None
+    size: int
+    sha256: str
+    deadline: datetime | None
+    policy: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Where and until when content may be sent or fetched (the path includes its token)."""
+
+    method: str
+    path: str
+    expires_at: datetime
+
+    def public(self, base_url: str) -> dict[str, str]:
+        return {"method": self.method, "url": base_url + self.path, "expires_at": iso(self.expires_at)}
+
+
+def _packet(row: Any, to: tuple[str, ...]) -> PacketInfo:
+    return PacketInfo(id=row.id, source=row.source_unit, to=to, subject=row.subject, priority=row.priority,
+                      data_type=row.data_type, protocol=row.protocol, size=row.size, sha256=row.sha256,
+                      deadline=row.deadline, policy=row.policy, meta=row.meta, state=row.state,
+                      content_state=row.content_state, created_at=row.created_at,
+                      upload_expires_at=row.upload_expires_at, accepted_at=row.accepted_at,
+                      completed_at=row.completed_at, purged_at=row.purged_at)
+
+
+def parse_new_packet(body: Any, *, max_size: int, max_recipients: int, now: datetime) -> NewPacket:
+    """Validate a create request; every error names the field."""
+    if not isinstance(body, dict):
+        raise Problem("request.invalid", "body must be a JSON object")
+    known = {"to", "subject", "priority", "data_type", "protocol", "size", "sha256", "deadline", "policy"}
+    extra = sorted(set(body) - known)
+    if extra:
+        raise Problem("request.invalid", f"unknown field(s): {', '.join(extra)}", field=extra[0])
+
+    def bad(name: str, msg: str) -> Problem:
+        return Problem("request.invalid", f"{name}: {msg}", field=name)
+
+    to = body.get("to")
+    if not isinstance(to, list) or not to or not all(isinstance(t, str) and t for t in to):
+        raise bad("to", "must be a non-empty list of unit identifiers")
+    to_unique = tuple(dict.fromkeys(to))
+    if len(to_unique) > max_recipients:
+        raise bad("to", f"at most {max_recipients} destinations")
+    subject = body.get("subject")
+    if not isinstance(subject, str) or not subject.strip() or len(subject) > MAX_SUBJECT:
+        raise bad("subject", f"must be a non-empty string of at most {MAX_SUBJECT} characters")
+    priority = body.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool) or priority not in PRIORITIES:
+        raise bad("priority", "must be 0 (normal), 1 (urgent), 2 (very urgent) or 3 (flash)")
+    data_type = body.get("data_type")
+    if not isinstance(data_type, str) or not DATA_TYPE_RE.match(data_type):
+        raise bad("data_type", "must be a short lowercase name such as edxml, json or binary")
+    protocol = body.get("protocol")
+    if protocol is not None and (not isinstance(protocol, str) or not PROTOCOL_RE.match(protocol)):
+        raise bad("protocol", "must be a short lowercase protocol name")
+    size = body.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise bad("size", "must be the content length in bytes")
+    if size > max_size:
+        raise Problem("content.too_large", f"size {size} exceeds the limit of {max_size} bytes",
+                      limit=max_size)
+    sha = body.get("sha256")
+    if not isinstance(sha, str) or not SHA256_RE.match(sha):
+        raise bad("sha256", "must be 64 lowercase hex digits")
+    deadline = None
+    if body.get("deadline") is not None:
+        raw = body["deadline"]
+        try:
+            deadline = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        except ValueError:
+            raise bad("deadline", "must be an ISO 8601 time such as 2026-12-01T17:00:00Z") from None
+        if deadline.tzinfo is None:
+            raise bad("deadline", "must carry a time zone (e.g. Z)")
+        deadline = deadline.astimezone(UTC)
+        if deadline <= now:
+            raise bad("deadline", "is already past")
+    policy = body.get("policy")
+    if policy is not None and not isinstance(policy, dict):
+        raise bad("policy", "must be a JSON object")
+    return NewPacket(to=to_unique, subject=subject, priority=priority, data_type=data_type, protocol=protocol,
+                     size=size, sha256=sha, deadline=deadline, policy=policy)
+
+
+class TransferTokens:
+    """Short-lived tokens in upload/download URLs, so `expires_at` is enforced, not advisory."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _mac(self, action: str, packet_id: str, unit: str, expires: int) -> str:
+        msg = f"{action}\n{packet_id}\n{unit}\n{expires}".encode()
+        return base64.urlsafe_b64encode(hmac.new(self._key, msg, hashlib.sha256).digest()[:18]).decode()
+
+    def make(self, action: str, packet_id: str, unit: str, expires_at: datetime) -> str:
+        expires = int(expires_at.timestamp())
+        return f"expires={expires}&token={self._mac(action, packet_id, unit, expires)}"
+
+    def check(self, action: str, packet_id: str, unit: str, expires: str | None, token: str | None,
+              now: datetime) -> None:
+        if not expires or not token or not expires.isdigit():
+            raise Problem("forbidden", "this URL needs the expires and token parameters the hub issued")
+        expected = self._mac(action, packet_id, unit, int(expires))
+        if not hmac.compare_digest(expected, token):
+            raise Problem("forbidden", "transfer token does not match this packet and unit")
+        if int(expires) < now.timestamp():
+            raise Problem("transfer.expired", "this URL has expired; ask for a new one")
+
+
+# -- the use cases ----------------------------------------------------------------------------
+
+class Exchange:
+    def __init__(self, db: Database, blobs: BlobStore, directory: Directory, bus: EventBus, *,
+                 tokens: TransferTokens, max_packet_size: int, max_recipients: int, transfer_ttl_seconds: int,
+                 call_hook: HookCaller, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.directory = directory
+        self.bus = bus
+        self.tokens = tokens
+        self.max_packet_size = max_packet_size
+        self.max_recipients = max_recipients
+        self.transfer_ttl = timedelta(seconds=transfer_ttl_seconds)
+        self.call_hook = call_hook
+        self.clock = clock
+        self._uploading: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- reading ------------------------------------------------------------------------------
+    async def _load(self, conn: AsyncConnection, packet_id: str) -> PacketInfo | None:
+        row = (await conn.execute(select(packets).where(packets.c.id == packet_id))).first()
+        if row is None:
+            return None
+        to = tuple(r.unit_id for r in (await conn.execute(
+            select(deliveries.c.unit_id).where(deliveries.c.packet_id == packet_id)
+            .order_by(deliveries.c.unit_id))).all())
+        return _packet(row, to)
+
+    async def packet(self, packet_id: str) -> PacketInfo | None:
+        async with self.db.read() as conn:
+            return await self._load(conn, packet_id)
+
+    async def _visible(self, conn: AsyncConnection, principal: Principal, packet_id: str
+                       ) -> tuple[PacketInfo, str | None]:
+        """The packet and the caller's own delivery state, or not_found for anyone else."""
+        if not _uuid_like(packet_id):
+            raise Problem("not_found", "no such packet")
+        info = await self._load(conn, packet_id)
+        if info is None:
+            raise Problem("not_found", "no such packet")
+        if info.source == principal.unit_id:
+            own = await dv.state_of(conn, packet_id, principal.unit_id) if principal.unit_id in info.to else None
+            return info, own
+        if principal.unit_id in info.to and info.accepted_at is not None:
+            return info, await dv.state_of(conn, packet_id, principal.unit_id)
+        raise Problem("not_found", "no such packet")
+
+    # -- create -------------------------------------------------------------------------------
+    async def create(self, principal: Principal, body: Any) -> tuple[PacketInfo, Transfer]:
+        now = self.clock()
+        new = parse_new_packet(body, max_size=self.max_packet_size, max_recipients=self.max_recipients, now=now)
+        return await self.create_packet(principal.unit_id, new, now=now)
+
+    async def create_packet(self, source: str, new: NewPacket, *, now: datetime | None = None
+                            ) -> tuple[PacketInfo, Transfer]:
+        now = now or self.clock()
+        found = await self.directory.existing_units(list(new.to))
+        unknown = [t for t in new.to if found.get(t) != "active"]
+        if unknown:
+            raise Problem("route.unknown_destination",
+                          f"unknown or suspended destination(s): {', '.join(unknown)}", unknown=unknown)
+        packet_id = str(uuid.uuid4())
+        expires = now + self.transfer_ttl
+        async with self.db.write() as conn:
+            await conn.execute(packets.insert().values(
+                id=packet_id, source_unit=source, subject=new.subject, priority=new.priority,
+                data_type=new.data_type, protocol=new.protocol, size=new.size, sha256=new.sha256,
+                deadline=new.deadline, policy=new.policy, meta=new.meta or None, state="created",
+                content_state="none", created_at=now, upload_expires_at=expires))
+            await conn.execute(deliveries.insert(), [
+                {"packet_id": packet_id, "unit_id": u, "state": dv.WAITING, "priority": new.priority,
+                 "packet_created_at": now, "updated_at": now, "attempts": 0} for u in new.to])
+            await record(conn, packet_id, "packet.created", now, unit=source)
+            info = await self._load(conn, packet_id)
+        assert info is not None
+        return info, self.upload_transfer(info, source)
+
+    def upload_transfer(self, info: PacketInfo, unit: str) -> Transfer:
+        query = self.tokens.make("upload", info.id, unit, info.upload_expires_at)
+        return Transfer("PUT", f"/v1/packets/{info.id}/content?{query}", info.upload_expires_at)
+
+    # -- upload -------------------------------------------------------------------------------
+    async def upload(self, principal: Principal, packet_id: str, declared_sha256: str,
+                     content: AsyncIterable[bytes], *, expires: str | None = None,
+                     token: str | None = None) -> PacketInfo:
+        """Stream the content in, check size and hash, then accept the packet and tell destinations."""
+        now = self.clock()
+        async with self.db.read() as conn:
+            info = await self._load(conn, packet_id) if _uuid_like(packet_id) else None
+        if info is None or info.source != principal.unit_id:
+            raise Problem("not_found", "no such packet")
+        self.tokens.check("upload", packet_id, principal.unit_id, expires, token, now)
+        if info.state != "created":
+            raise Problem("conflict", f"content was already uploaded (packet is {info.state})", state=info.state)
+        if info.upload_expires_at <= now:
+            raise Problem("transfer.expired", "the upload window of this packet has closed")
+        if declared_sha256 != info.sha256:
+            raise Problem("content.hash_mismatch",
+                          "X-LGSP-Content-SHA256 differs from the sha256 declared when the packet was created")
+        if packet_id in self._uploading:
+            raise Problem("conflict", "another upload of this packet is in progress")
+        self._uploading.add(packet_id)
+        try:
+            await self._receive(info, content)
+            return await self._accept(info)
+        finally:
+            self._uploading.discard(packet_id)
+
+    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes]) -> None:
+        async with self.blobs.writer(info.id) as writer:
+            async for chunk in content:
+                if writer.size + len(chunk) > info.size:
+                    raise Problem("content.size_mismatch",
+                                  f"more than the declared {info.size} bytes were sent")
+                await writer.write(chunk)
+            if writer.size != info.size:
+                raise Problem("content.size_mismatch",
+                              f"received {writer.size} bytes, declared {info.size}")
+            digest = await writer.finish()
+            if digest != info.sha256:
+                raise Problem("content.hash_mismatch", "the content's SHA-256 differs from the declared one")
+            await writer.commit()
+
+    async def _accept(self, info: PacketInfo) -> PacketInfo:
+        now = self.clock()
+        events: list[Event] = []
+        async with self.db.write() as conn:
+            result = await conn.execute(update(packets).where(
+                and_(packets.c.id == info.id, packets.c.state == "created")).values(
+                state="accepted", content_state="stored", blob_key=info.id, accepted_at=now))
+            if result.rowcount != 1:
+                accepted = False
+            else:
+                accepted = True
+                queued = await dv.move(conn, info.id, None, dv.QUEUED, now)
+                live = [u for u in queued if self.bus.connected(u)]
+                await dv.move(conn, info.id, live, dv.NOTIFIED, now)
+                events.append(await record(conn, info.id, "packet.accepted", now, unit=info.source))
+                for unit in queued:
+                    events.append(await record(conn, info.id, "packet.available", now, unit=unit, audience=unit,
+                                               detail=self._available_detail(info)))
+                fresh = await self._load(conn, info.id)
+        if not accepted:
+            # Lost a race with another node's upload, or the packet expired meanwhile.
+            await self.blobs.delete(info.id)
+            raise Problem("conflict", "the packet is no longer awaiting its content")
+        self.bus.publish(events)
+        assert fresh is not None
+        self._spawn(self.call_hook("lgsp_packet_accepted", packet=fresh))
+        return fresh
+
+    @staticmethod
+    def _available_detail(info: PacketInfo) -> dict[str, Any]:
+        return {"from": info.source, "subject": info.subject, "priority": info.priority,
+                "data_type": info.data_type, "size": info.size, "sha256": info.sha256}
+
+    # -- destination side ---------------------------------------------------------------------
+    async def inbox(self, principal: Principal, limit: int = 100) -> list[dict[str, Any]]:
+        stmt = (select(packets).join(deliveries, deliveries.c.packet_id == packets.c.id)
+                .where(and_(deliveries.c.unit_id == principal.unit_id, deliveries.c.state.in_(dv.PENDING)))
+                .order_by(deliveries.c.priority.desc(), deliveries.c.packet_created_at, packets.c.id)
+                .limit(limit))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_packet(r, ()).summary() for r in rows]
+
+    async def ready(self, principal: Principal, packet_id: str) -> Transfer:
+        async with self.db.read() as conn:
+            _, state = await self._visible(conn, principal, packet_id)
+        if state is None:
+            raise Problem("not_found", "no such packet")
+        self._require_pending(state)
+        expires = self.clock() + self.transfer_ttl
+        query = self.tokens.make("download", packet_id, principal.unit_id, expires)
+        return Transfer("GET", f"/v1/packets/{packet_id}/content?{query}", expires)
+
+    @staticmethod
+    def _require_pending(state: str) -> None:
+        if state == dv.WAITING:
+            raise Problem("not_found", "no such packet")
+        if state in dv.TERMINAL:
+            raise Problem("content.gone", f"this delivery is {state}; its content is no longer offered",
+                          state=state)
+
+    async def open_download(self, principal: Principal, packet_id: str, *, expires: str | None,
+                            token: str | None) -> tuple[PacketInfo, Path]:
+        """Check the caller may read the content now; mark the delivery fetched; return the file."""
+        now = self.clock()
+        async with self.db.read() as conn:
+            info, state = await self._visible(conn, principal, packet_id)
+        self.tokens.check("download", packet_id, principal.unit_id, expires, token, now)
+        if state is not None:
+            self._require_pending(state)
+        if info.content_state != "stored":
+            raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+        if state in (dv.QUEUED, dv.NOTIFIED):
+            async with self.db.write() as conn:
+                if await dv.move(conn, packet_id, [principal.unit_id], dv.FETCHED, now):
+                    await record(conn, packet_id, "packet.fetched", now, unit=principal.unit_id)
+        return info, self.blobs.path(packet_id)
+
+    async def ack(self, principal: Principal, packet_id: str, sha256: Any) -> str:
+        if not isinstance(sha256, str) or not SHA256_RE.match(sha256):
+            raise Problem("request.invalid", "sha256: must be 64 lowercase hex digits", field="sha256")
+        async with self.db.read() as conn:
+            info, state = await self._visible(conn, principal, packet_id)
+        if state is None or state == dv.WAITING:
+            raise Problem("not_found", "no such packet")
+        if state == dv.DELIVERED:
+            return dv.DELIVERED
+        if state in dv.TERMINAL:
+            raise Problem("conflict", f"this delivery is already {state}", state=state)
+        if not hmac.compare_digest(sha256, info.sha256):
+            raise Problem("content.hash_mismatch", "the acknowledged SHA-256 is not the packet's; "
+                          "the delivery stays pending")
+        return await self._finish(info, principal.unit_id, dv.DELIVERED, None)
+
+    async def fail(self, principal: Principal, packet_id: str, reason: Any) -> str:
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+            raise Problem("request.invalid", f"reason: must be 1 to {MAX_REASON} characters", field="reason")
+        async with self.db.read() as conn:
+            info, state = await self._visible(conn, principal, packet_id)
+        if state is None or state == dv.WAITING:
+            raise Problem("not_found", "no such packet")
+        if state == dv.FAILED:
+            return dv.FAILED
+        if state in dv.TERMINAL:
+            raise Problem("conflict", f"this delivery is already {state}", state=state)
+        return await self._finish(info, principal.unit_id, dv.FAILED, reason.strip())
+
+    async def _finish(self, info: PacketInfo, unit: str, target: str, reason: str | None) -> str:
+        """End one delivery (delivered or failed), tell the source, purge if it was the last."""
+        now = self.clock()
+        events: list[Event] = []
+        async with self.db.write() as conn:
+            moved = await dv.move(conn, info.id, [unit], target, now, reason=reason)
+            if not moved:
+                current = await dv.state_of(conn, info.id, unit)
+                if current == target:
+                    return target
+                raise Problem("conflict", f"this delivery is already {current}", state=current)
+            events.append(await record(
+                conn, info.id, f"packet.{target}", now, unit=unit, audience=info.source,
+                detail={"reason": reason} if reason else None))
+            purge = await self._complete_if_done(conn, info.id, now, events)
+        self.bus.publish(events)
+        if purge:
+            await self._purge(info.id)
+        if target == dv.DELIVERED:
+            self._spawn(self.call_hook("lgsp_packet_delivered", packet=info, unit=unit))
+        else:
+            self._spawn(self.call_hook("lgsp_packet_failed", packet=info, unit=unit, state=target,
+                                       reason=reason or ""))
+        return target
+
+    async def _complete_if_done(self, conn: AsyncConnection, packet_id: str, now: datetime,
+                                events: list[Event]) -> bool:
+        """If every delivery has ended, complete the packet; True when its content must go."""
+        states = await dv.states_of(conn, packet_id)
+        if any(s not in dv.TERMINAL for s in states.values()):
+            return False
+        row = (await conn.execute(select(packets.c.state, packets.c.content_state)
+                                  .where(packets.c.id == packet_id))).first()
+        if row is None or row.state in ("completed", "expired"):
+            return False
+        purge = row.content_state == "stored"
+        await conn.execute(update(packets).where(packets.c.id == packet_id).values(
+            state="completed", completed_at=now, content_state="purging" if purge else row.content_state))
+        events.append(await record(conn, packet_id, "packet.completed", now))
+        return purge
+
+    async def _purge(self, packet_id: str) -> None:
+        """Delete the content, then record it; a crash in between is finished by `purge_pending`."""
+        await self.blobs.delete(packet_id)
+        now = self.clock()
+        async with self.db.write() as conn:
+            result = await conn.execute(update(packets).where(
+                and_(packets.c.id == packet_id, packets.c.content_state == "purging")).values(
+                content_state="purged", purged_at=now))
+            if result.rowcount:
+                await record(conn, packet_id, "content.purged", now)
+
+    # -- source side --------------------------------------------------------------------------
+    async def cancel(self, principal: Principal, packet_id: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            info, _ = await self._visible(conn, principal, packet_id)
+        if info.source != principal.unit_id:
+            raise Problem("forbidden", "only the source may cancel a packet")
+        now = self.clock()
+        events: list[Event] = []
+        async with self.db.write() as conn:
+            before = await dv.states_of(conn, packet_id)
+            moved = await dv.move(conn, packet_id, None, dv.CANCELLED, now, reason="cancelled by the source")
+            for unit in moved:
+                told = before.get(unit) in dv.PENDING
+                events.append(await record(conn, packet_id, "packet.cancelled", now, unit=unit,
+                                           audience=unit if told else None))
+            purge = await self._complete_if_done(conn, packet_id, now, events) if moved else False
+            fresh = await self._load(conn, packet_id)
+        self.bus.publish(events)
+        if purge:
+            await self._purge(packet_id)
+        for unit in moved:
+            self._spawn(self.call_hook("lgsp_packet_failed", packet=info, unit=unit, state=dv.CANCELLED,
+                                       reason="cancelled by the source"))
+        assert fresh is not None
+        return {"id": packet_id, "cancelled": sorted(moved), "state": fresh.state}
+
+    async def view(self, principal: Principal, packet_id: str) -> dict[str, Any]:
+        """The packet as the caller may see it: all deliveries for the source, its own otherwise."""
+        async with self.db.read() as conn:
+            info, _ = await self._visible(conn, principal, packet_id)
+            is_source = info.source == principal.unit_id
+            d_stmt = select(deliveries).where(deliveries.c.packet_id == packet_id).order_by(deliveries.c.unit_id)
+            e_stmt = select(packet_events).where(packet_events.c.packet_id == packet_id).order_by(packet_events.c.id)
+            if not is_source:
+                d_stmt = d_stmt.where(deliveries.c.unit_id == principal.unit_id)
+                e_stmt = e_stmt.where((packet_events.c.unit == principal.unit_id)
+                                      | (packet_events.c.unit.is_(None)))
+            d_rows = (await conn.execute(d_stmt)).all()
+            e_rows = (await conn.execute(e_stmt)).all()
+        out = info.summary()
+        out.update({
+            "state": info.state,
+            "content": info.content_state,
+            "protocol": info.protocol,
+            "deadline": iso(info.deadline) if info.deadline else None,
+            "deliveries": [{"unit": d.unit_id, "state": d.state, "updated_at": iso(d.updated_at),
+                            **({"reason": d.reason} if d.reason else {})} for d in d_rows],
+            "events": [{"at": iso(e.at), "type": e.type, "unit": e.unit,
+                        **({"reason": e.detail["reason"]} if e.detail and e.detail.get("reason") else {})}
+                       for e in e_rows],
+        })
+        if is_source:
+            out["to"] = list(info.to)
+            if info.state == "created":
+                out["upload_expires_at"] = iso(info.upload_expires_at)
+        if info.meta:
+            out["metadata"] = info.meta
+        return out
+
+    # -- event stream support -----------------------------------------------------------------
+    async def hello(self, unit: str) -> tuple[dict[str, Any], set[int], set[str]]:
+        """The first message of a stream: pending inbox and sent-packet changes since last time.
+
+        Also returns the event seqs and packet ids it covered, so the live feed can skip repeats.
+        """
+        async with self.db.read() as conn:
+            cursor = await conn.scalar(select(units.c.stream_cursor).where(units.c.id == unit)) or 0
+            rows = (await conn.execute(
+                select(packet_events).join(packets, packets.c.id == packet_events.c.packet_id)
+                .where(and_(packet_events.c.audience == unit, packet_events.c.id > cursor,
+                            packets.c.source_unit == unit))
+                .order_by(packet_events.c.id).limit(1000))).all()
+        inbox = await self.inbox(_system_principal(unit), limit=1000)
+        changes = [Event(r.id, r.type, r.packet_id, r.at, r.unit, r.audience, r.detail) for r in rows]
+        message = {"type": "hello", "at": iso(self.clock()), "unit": unit, "inbox": inbox,
+                   "changes": [c.message() for c in changes]}
+        return message, {c.seq for c in changes}, {i["id"] for i in inbox}
+
+    async def save_cursor(self, unit: str, seq: int) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(units).where(and_(units.c.id == unit, units.c.stream_cursor < seq))
+                               .values(stream_cursor=seq))
+
+    async def mark_told(self, unit: str, packet_ids: list[str]) -> None:
+        """A hello listed these packets to their destination: queued → notified."""
+        if not packet_ids:
+            return
+        now = self.clock()
+        async with self.db.write() as conn:
+            for packet_id in packet_ids:
+                await dv.move(conn, packet_id, [unit], dv.NOTIFIED, now)
+
+    # -- housekeeping -------------------------------------------------------------------------
+    async def sweep(self) -> dict[str, int]:
+        """Expire unfinished uploads and passed deadlines; finish interrupted purges."""
+        now = self.clock()
+        counts = {"uploads_expired": 0, "deadlines_expired": 0, "purged": 0}
+        async with self.db.read() as conn:
+            stale = [r.id for r in (await conn.execute(select(packets.c.id).where(and_(
+                packets.c.state == "created", packets.c.upload_expires_at <= now)).limit(500))).all()]
+            late = (await conn.execute(
+                select(deliveries.c.packet_id, deliveries.c.unit_id)
+                .join(packets, packets.c.id == deliveries.c.packet_id)
+                .where(and_(packets.c.deadline.is_not(None), packets.c.deadline <= now,
+                            packets.c.state == "accepted", deliveries.c.state.in_(dv.ACTIVE)))
+                .limit(500))).all()
+            purging = [r.id for r in (await conn.execute(select(packets.c.id).where(
+                packets.c.content_state == "purging").limit(500))).all()]
+        for packet_id in stale:
+            events: list[Event] = []
+            async with self.db.write() as conn:
+                result = await conn.execute(update(packets).where(
+                    and_(packets.c.id == packet_id, packets.c.state == "created")).values(
+                    state="expired", completed_at=now))
+                if not result.rowcount:
+                    continue
+                await dv.move(conn, packet_id, None, dv.EXPIRED, now, reason="content was never uploaded")
+                source = await conn.scalar(select(packets.c.source_unit).where(packets.c.id == packet_id))
+                events.append(await record(conn, packet_id, "upload.expired", now, unit=source, audience=source))
+            await self.blobs.delete(packet_id)  # a blob renamed in just before a crash
+            self.bus.publish(events)
+            counts["uploads_expired"] += 1
+        by_packet: dict[str, list[str]] = {}
+        for row in late:
+            by_packet.setdefault(row.packet_id, []).append(row.unit_id)
+        for packet_id, late_units in by_packet.items():
+            info = await self.packet(packet_id)
+            if info is None:
+                continue
+            events = []
+            async with self.db.write() as conn:
+                moved = await dv.move(conn, packet_id, late_units, dv.EXPIRED, now, reason="deadline passed")
+                for unit in moved:
+                    events.append(await record(conn, packet_id, "packet.expired", now, unit=unit,
+                                               audience=info.source, detail={"reason": "deadline passed"}))
+                purge = await self._complete_if_done(conn, packet_id, now, events) if moved else False
+            self.bus.publish(events)
+            if purge:
+                await self._purge(packet_id)
+            for unit in moved:
+                self._spawn(self.call_hook("lgsp_packet_failed", packet=info, unit=unit, state=dv.EXPIRED,
+                                           reason="deadline passed"))
+            counts["deadlines_expired"] += len(moved)
+        for packet_id in purging:
+            await self._purge(packet_id)
+            counts["purged"] += 1
+        return counts
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for plugin calls still running (on shutdown)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _system_principal(unit: str) -> Principal:
+    return Principal(unit_id=unit, application_id="", access_key="", algorithm="")
+
+
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _uuid_like(value: str) -> bool:
+    return bool(_UUID_RE.match(value))

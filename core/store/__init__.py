@@ -1,0 +1,1 @@
+"""Persistence: the metadata database (SQLAlchemy, SQLite or PostgreSQL) and the blob store."""

@@ -1,0 +1,104 @@
+"""Database access: one writer and many readers on SQLite, one pool on PostgreSQL.
+
+SQLite allows a single writer at a time. Funnelling this process's writes through one connection
+(taken with BEGIN IMMEDIATE) turns lock contention into an orderly queue instead of SQLITE_BUSY
+errors, while WAL lets readers proceed in parallel. PostgreSQL needs none of this.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
+                 sqlite_synchronous: str = "normal") -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.writer = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=120)
+            self.reader = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0,
+                                              pool_timeout=120)
+            _sqlite_setup(self.writer, sqlite_synchronous, immediate=True)
+            _sqlite_setup(self.reader, sqlite_synchronous, immediate=False)
+        else:
+            self.writer = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+                                              pool_pre_ping=True)
+            self.reader = self.writer
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that commits when the block ends without error."""
+        async with self.writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.reader.connect() as conn:
+            yield conn
+
+    async def close(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+    # -- migrations ---------------------------------------------------------------------------
+    async def upgrade(self, revision: str = "head") -> None:
+        """Apply Alembic migrations (several nodes may race here; PostgreSQL serialises them)."""
+        async with self.writer.begin() as conn:
+            await conn.run_sync(_upgrade, revision)
+
+    async def current_revision(self) -> str | None:
+        async with self.reader.connect() as conn:
+            return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+    @staticmethod
+    def head_revision() -> str | None:
+        return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def _sqlite_setup(engine: AsyncEngine, synchronous: str, *, immediate: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(resources.files("lgsp.core.store") / "migrations"))
+    return cfg
+
+
+def _upgrade(conn: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, revision)

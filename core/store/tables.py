@@ -1,0 +1,182 @@
+"""The metadata schema (SQLAlchemy Core). Alembic migrations create exactly this; a test checks.
+
+Content never lives here: packets reference a blob by key. Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+ID = 35  # longest unit identifier (QĐ 20/2020)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores naive text; we add the zone back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+EventId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrement needs INTEGER
+
+units = Table(
+    "units", metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("name_folded", String(255), nullable=False),
+    Column("parent_id", String(ID), ForeignKey("units.id"), nullable=True),
+    Column("zone", String(64), nullable=False, default="local"),
+    Column("legacy", Boolean, nullable=False, default=False),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("online", Boolean, nullable=False, default=False),
+    Column("last_seen_at", UTCDateTime, nullable=True),
+    Column("clock_offset_seconds", Float, nullable=True),
+    Column("stream_cursor", EventId, nullable=False, default=0),
+)
+
+applications = Table(
+    "applications", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("unit_id", String(ID), ForeignKey("units.id"), nullable=False, index=True),
+    Column("name", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("unit_id", "name"),
+)
+
+access_keys = Table(
+    "access_keys", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("application_id", String(36), ForeignKey("applications.id"), nullable=False, index=True),
+    Column("unit_id", String(ID), ForeignKey("units.id"), nullable=False),
+    Column("algorithm", String(32), nullable=False),
+    Column("secret_sealed", LargeBinary, nullable=True),
+    Column("public_key_pem", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
+)
+
+nonces = Table(
+    "nonces", metadata,
+    Column("access_key", String(64), primary_key=True),
+    Column("nonce", String(64), primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("access_key", String(64), ForeignKey("access_keys.id"), nullable=False, index=True),
+    Column("unit_id", String(ID), nullable=False),
+    Column("target", String(128), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+packets = Table(
+    "packets", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("source_unit", String(ID), ForeignKey("units.id"), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("priority", SmallInteger, nullable=False),
+    Column("data_type", String(64), nullable=False),
+    Column("protocol", String(32), nullable=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("deadline", UTCDateTime, nullable=True),
+    Column("policy", JSON, nullable=True),
+    Column("meta", JSON, nullable=True),
+    # created → accepted → completed; created → expired when the upload never finishes.
+    Column("state", String(16), nullable=False),
+    # none → stored → purged
+    Column("content_state", String(16), nullable=False, default="none"),
+    Column("blob_key", String(80), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("upload_expires_at", UTCDateTime, nullable=False),
+    Column("accepted_at", UTCDateTime, nullable=True),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Column("purged_at", UTCDateTime, nullable=True),
+    Index(None, "source_unit", "created_at"),
+    Index(None, "state", "upload_expires_at"),
+    Index(None, "content_state", "state"),
+)
+
+deliveries = Table(
+    "deliveries", metadata,
+    Column("packet_id", String(36), ForeignKey("packets.id"), primary_key=True),
+    Column("unit_id", String(ID), ForeignKey("units.id"), primary_key=True),
+    Column("state", String(16), nullable=False),
+    # Copies of the packet's, so the inbox is one index scan.
+    Column("priority", SmallInteger, nullable=False),
+    Column("packet_created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Index(None, "unit_id", "state", "priority", "packet_created_at"),
+)
+
+packet_events = Table(
+    "packet_events", metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("packet_id", String(36), ForeignKey("packets.id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("type", String(48), nullable=False),
+    Column("unit", String(ID), nullable=True),
+    # The unit told of this event on its stream (None: history only).
+    Column("audience", String(ID), nullable=True),
+    Column("detail", JSON, nullable=True),
+    Index(None, "audience", "id"),
+)
+
+presence_log = Table(
+    "presence_log", metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("unit_id", String(ID), ForeignKey("units.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("online", Boolean, nullable=False),
+    Column("cause", String(16), nullable=False),
+    Index(None, "unit_id", "at"),
+)

@@ -1,0 +1,1 @@
+"""The plugin contract (hookspecs), the plugin manager, and built-in non-adapter plugins."""

@@ -1,0 +1,101 @@
+"""The plugin contract: every hook lgsp calls, with its exact signature.
+
+Adapters (REST, SOAP, SFTP, ...), signature algorithms and observers of the packet lifecycle are
+all plugins of these hooks; the built-ins use them exactly as a third-party plugin would.
+docs/plugins.md documents each hook; tests/test_plugins.py keeps the two in step.
+
+Hooks whose docstring says "may return an awaitable" are called from the event loop and the hub
+awaits what they return. A plugin must never block the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from lgsp.core.hub import Hub
+    from lgsp.core.packets import PacketInfo
+    from lgsp.core.signing import SignatureAlgorithm
+
+PROJECT = "lgsp"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def lgsp_signature_algorithms() -> Iterable[SignatureAlgorithm]:
+    """Signature algorithms this plugin provides.
+
+    Each object has `name` (the `<ALG>` of the X-LGSP-Signature header, e.g. `HMAC-SHA256`),
+    `shared_secret` (True when the hub keeps the secret, encrypted, and verifies with it),
+    `sign(signing_key, message) -> bytes` and `verify(verification_key, message, signature) -> bool`.
+    Shared-secret algorithms also offer `new_secret() -> str`; public-key ones
+    `generate_keypair(bits) -> (private_pem, public_pem)` and `check_public_key(pem) -> pem`.
+    Two plugins providing the same name is an error at start-up.
+    """
+
+
+@hookspec
+def lgsp_web_routes(hub: Hub) -> Iterable[web.AbstractRouteDef] | None:
+    """Routes an inbound adapter mounts on the hub's HTTP server.
+
+    Return aiohttp route definitions (`web.get(...)`, `web.post(...)`, ...). Handlers authenticate
+    callers with `lgsp.core.web.authenticate(request)` (the signed-request protocol every adapter
+    shares) and raise `lgsp.core.errors.Problem` for errors. Called once, before the server starts.
+    """
+
+
+@hookspec
+def lgsp_startup(hub: Hub) -> Awaitable[None] | None:
+    """The hub is up (store migrated and open, HTTP server listening); may return an awaitable.
+
+    Start listeners and background tasks here (pollers, schedulers). Anything started must be
+    stopped in `lgsp_shutdown`. An exception aborts the start.
+    """
+
+
+@hookspec
+def lgsp_shutdown(hub: Hub) -> Awaitable[None] | None:
+    """The hub is stopping; stop what `lgsp_startup` started. May return an awaitable."""
+
+
+@hookspec
+def lgsp_packet_accepted(hub: Hub, packet: PacketInfo) -> Awaitable[None] | None:
+    """A packet's content has been stored and checked and its deliveries planned.
+
+    Called after the state is committed; may return an awaitable. Exceptions are logged and do not
+    affect the packet.
+    """
+
+
+@hookspec
+def lgsp_packet_delivered(hub: Hub, packet: PacketInfo, unit: str) -> Awaitable[None] | None:
+    """Destination `unit` acknowledged `packet` with the right hash (state committed first).
+
+    May return an awaitable; exceptions are logged and do not affect the packet.
+    """
+
+
+@hookspec
+def lgsp_packet_failed(hub: Hub, packet: PacketInfo, unit: str, state: str,
+                       reason: str) -> Awaitable[None] | None:
+    """The delivery of `packet` to `unit` ended without success.
+
+    `state` is `failed`, `expired` or `cancelled`; `reason` says why. Called after the state is
+    committed; may return an awaitable; exceptions are logged and do not affect the packet.
+    """
+
+
+def hook_names() -> list[str]:
+    """Names of every hook in this module, in definition order (used by the docs test)."""
+    return [name for name, obj in globals().items()
+            if name.startswith("lgsp_") and callable(obj) and _is_spec(obj)]
+
+
+def _is_spec(obj: Any) -> bool:
+    return hasattr(obj, f"{PROJECT}_spec")

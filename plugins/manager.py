@@ -1,0 +1,95 @@
+"""Builds the plugin manager: built-ins, enabled adapters, installed entry points, strict checks.
+
+Like tox's `check_pending()`, a hook implementation that matches no spec is an error, so a typo
+in a plugin fails loudly at start-up instead of silently never being called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from lgsp.plugins import hookspecs
+
+log = logging.getLogger(__name__)
+
+# Always registered: the hub does not work without them.
+CORE_PLUGINS: dict[str, str] = {
+    "signatures": "lgsp.plugins.signatures",
+}
+
+# Built-in optional plugins, enabled by name in `plugins.enabled`.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "rest": "lgsp.adapters.rest",
+}
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+
+
+class PluginError(Exception):
+    """A plugin could not be found or does not honour the contract."""
+
+
+def installed_plugins() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_plugins() -> list[str]:
+    return sorted(set(BUILTIN_PLUGINS) | set(installed_plugins()))
+
+
+def create_plugin_manager(enabled: Iterable[str] = ("rest",), *, extra: Iterable[Any] = ()) -> pluggy.PluginManager:
+    """A checked plugin manager with the core plugins, the `enabled` ones and `extra` objects.
+
+    `extra` lets tests and embedders register plugin objects directly.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name, module in CORE_PLUGINS.items():
+        pm.register(importlib.import_module(module), name=name)
+    entry_points = installed_plugins()
+    for name in enabled:
+        if name in CORE_PLUGINS or pm.has_plugin(name):
+            continue
+        plugin: ModuleType | Any
+        if name in BUILTIN_PLUGINS:
+            plugin = importlib.import_module(BUILTIN_PLUGINS[name])
+        elif name in entry_points:
+            try:
+                plugin = entry_points[name].load()
+            except Exception as exc:  # a broken third-party package: say which one
+                raise PluginError(f"plugin {name!r} failed to load: {exc}") from exc
+        else:
+            raise PluginError(f"no plugin named {name!r} (available: {', '.join(available_plugins())})")
+        _register(pm, plugin, name)
+    for obj in extra:
+        _register(pm, obj, None)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(str(exc)) from exc
+    return pm
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, name: str | None) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except (ValueError, pluggy.PluginValidationError) as exc:
+        raise PluginError(f"plugin {name or plugin!r} cannot be registered: {exc}") from exc
+
+
+def signature_algorithms(pm: pluggy.PluginManager) -> dict[str, Any]:
+    """Name → algorithm, from every plugin; a name provided twice is an error."""
+    out: dict[str, Any] = {}
+    for batch in pm.hook.lgsp_signature_algorithms():
+        for alg in batch or ():
+            if alg.name in out and out[alg.name] is not alg:
+                raise PluginError(f"signature algorithm {alg.name} is provided by two plugins")
+            out[alg.name] = alg
+    return out

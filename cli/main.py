@@ -111,10 +111,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from lgsp.core.hub import plugin_manager_for
+    from lgsp.core.hub import Hub
 
     config = load_config(args.file)
-    plugin_manager_for(config)  # an unknown plugin name is a config error too
+    Hub(config).check_config()  # plugin names, push targets and adapter sections too
     print(t("config_ok", path=args.file))
     return 0
 
@@ -260,6 +260,46 @@ def cmd_key_revoke(args: argparse.Namespace) -> int:
 
     key = asyncio.run(go())
     print(t("key_revoked", key=key.id))
+    return 0
+
+
+def cmd_secret_set(args: argparse.Namespace) -> int:
+    if args.from_file:
+        value = Path(args.from_file).read_text(encoding="utf-8")
+    elif sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(t("secret_prompt", name=args.name))
+    else:
+        value = sys.stdin.read()
+    value = value.rstrip("\n") if not args.from_file else value
+
+    async def go() -> None:
+        async with _store(args) as hub:
+            await hub.secrets.set(args.name, value)
+
+    asyncio.run(go())
+    print(t("secret_saved", name=args.name))
+    return 0
+
+
+def cmd_secret_list(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.secrets.names()
+
+    _table([[name, _when(at)] for name, at in asyncio.run(go())], [t("h_name"), t("h_updated")])
+    return 0
+
+
+def cmd_secret_delete(args: argparse.Namespace) -> int:
+    async def go() -> bool:
+        async with _store(args) as hub:
+            return await hub.secrets.delete(args.name)
+
+    if not asyncio.run(go()):
+        raise CliError(f"not_found: no secret named {args.name!r}")
+    print(t("secret_deleted", name=args.name))
     return 0
 
 
@@ -496,6 +536,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("key")
     _add_config(q)
     q.set_defaults(func=cmd_key_revoke)
+
+    p = sub.add_parser("secret", help="secrets for adapters (sealed with the master key)")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("set", help="store a secret (read from a prompt, stdin or --from-file)")
+    q.add_argument("name")
+    q.add_argument("--from-file", help="take the value from this file (e.g. a private key)")
+    _add_config(q)
+    q.set_defaults(func=cmd_secret_set)
+    q = s.add_parser("list", help="list secret names (never values)")
+    _add_config(q)
+    q.set_defaults(func=cmd_secret_list)
+    q = s.add_parser("delete", help="delete a secret")
+    q.add_argument("name")
+    _add_config(q)
+    q.set_defaults(func=cmd_secret_delete)
 
     p = sub.add_parser("send", help="send a file to one or more units")
     p.add_argument("file")

@@ -141,6 +141,12 @@ class PluginsConfig:
 
 
 @dataclass(frozen=True)
+class DeliveryConfig:
+    targets: dict[str, dict[str, Any]] = setting(
+        {}, "Units reached by push: identifier → {protocol: <adapter>, ...adapter settings}; others pull")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", "Log level")
     access_log: bool = setting(True, "Log one line per HTTP request (never headers or bodies)")
@@ -156,6 +162,8 @@ class Config:
     limits: LimitsConfig = section(LimitsConfig, "Size limits")
     presence: PresenceConfig = section(PresenceConfig, "Online/offline detection")
     plugins: PluginsConfig = section(PluginsConfig, "Plugins and adapters")
+    adapters: dict[str, dict[str, Any]] = setting({}, "Settings of each adapter, under its plugin name")
+    delivery: DeliveryConfig = section(DeliveryConfig, "Delivery to destinations")
     logging: LoggingConfig = section(LoggingConfig, "Logging")
 
     # Where each key came from, for errors found after loading (e.g. an unknown plugin name).
@@ -286,6 +294,8 @@ def _coerce(value: Any, tp: Any, path: str, loc: _Loc, issues: list[ConfigIssue]
         issues.append(ConfigIssue(path, loc.at(path), msg or f"must be {_type_name(tp)}, got {value!r}"))
         return bad
 
+    if tp is Any:
+        return value
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if value is None and type(None) in args:

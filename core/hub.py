@@ -23,6 +23,8 @@ from lgsp.core.events import EventBus
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.packets import Exchange, TransferTokens
 from lgsp.core.presence import Presence
+from lgsp.core.push import PushAdapter
+from lgsp.core.secretstore import SecretStore
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
 from lgsp.plugins.manager import PluginError, create_plugin_manager, signature_algorithms
@@ -58,6 +60,39 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self.port: int | None = None
         self.started = False
+        self.secrets: SecretStore
+        self.push_adapters = self._collect_push_adapters()
+
+    def _collect_push_adapters(self) -> dict[str, PushAdapter]:
+        adapters: dict[str, PushAdapter] = {}
+        for batch in self.pm.hook.lgsp_push_adapters(hub=self):
+            for adapter in batch or ():
+                if adapter.protocol in adapters:
+                    raise PluginError(f"two plugins provide the push protocol {adapter.protocol!r}")
+                adapters[adapter.protocol] = adapter
+        return adapters
+
+    def check_config(self) -> None:
+        """Settings only plugins can judge: push targets and adapter sections (raises ConfigError)."""
+        cfg = self.config
+        issues: list[ConfigIssue] = []
+        for unit, target in cfg.delivery.targets.items():
+            base = f"delivery.targets.{unit}"
+            protocol = target.get("protocol")
+            adapter = self.push_adapters.get(protocol) if isinstance(protocol, str) else None
+            if adapter is None:
+                known = ", ".join(sorted(self.push_adapters)) or "none enabled"
+                issues.append(ConfigIssue(f"{base}.protocol", cfg.where(f"{base}.protocol") if protocol else
+                                          cfg.where(base), f"no push adapter for protocol {protocol!r} ({known})"))
+                continue
+            for key, message in adapter.validate_target(unit, target):
+                path = f"{base}.{key}" if key else base
+                issues.append(ConfigIssue(path, cfg.where(path) if path in cfg.origins else cfg.where(base), message))
+        for batch in self.pm.hook.lgsp_check_config(hub=self):
+            for path, message in batch or ():
+                issues.append(ConfigIssue(path, cfg.where(path), message))
+        if issues:
+            raise ConfigError(issues)
 
     # -- wiring -------------------------------------------------------------------------------
     async def open_store(self) -> None:
@@ -73,6 +108,7 @@ class Hub:
         self.blobs.open()
         self.directory = Directory(self.db, self.master_key, self.algorithms,
                                    rsa_key_bits=cfg.security.rsa_key_bits)
+        self.secrets = SecretStore(self.db, self.master_key)
         self.presence = Presence(self.db, cfg.presence.online_window_seconds)
         self.auth = Authenticator(self.db, self.directory, self.algorithms, self.presence,
                                   clock_skew_seconds=cfg.security.clock_skew_seconds,
@@ -87,6 +123,7 @@ class Hub:
     async def start(self) -> None:
         from lgsp.core.web import make_app  # the HTTP layer is only needed when serving
 
+        self.check_config()
         await self.open_store()
         self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
         await self.presence.reset_stale()

@@ -278,6 +278,33 @@ class Exchange:
         query = self.tokens.make("upload", info.id, unit, info.upload_expires_at)
         return Transfer("PUT", f"/v1/packets/{info.id}/content?{query}", info.upload_expires_at)
 
+    async def submit(self, source: str, new: NewPacket, content: AsyncIterable[bytes]) -> PacketInfo:
+        """Create and fill a packet in one step, for inbound adapters that already hold the content.
+
+        If the content fails its checks the packet is closed as expired at once (nothing is delivered)
+        and the Problem propagates to the adapter.
+        """
+        info, _ = await self.create_packet(source, new)
+        self._uploading.add(info.id)
+        try:
+            await self._receive(info, content)
+        except BaseException as exc:
+            reason = exc.detail if isinstance(exc, Problem) else type(exc).__name__
+            await self._abandon(info, f"content rejected: {reason}")
+            raise
+        finally:
+            self._uploading.discard(info.id)
+        return await self._accept(info)
+
+    async def _abandon(self, info: PacketInfo, reason: str) -> None:
+        now = self.clock()
+        async with self.db.write() as conn:
+            result = await conn.execute(update(packets).where(
+                and_(packets.c.id == info.id, packets.c.state == "created")).values(state="expired", completed_at=now))
+            if result.rowcount:
+                await dv.move(conn, info.id, None, dv.EXPIRED, now, reason=reason)
+                await record(conn, info.id, "upload.failed", now, unit=info.source, detail={"reason": reason})
+
     # -- upload -------------------------------------------------------------------------------
     async def upload(self, principal: Principal, packet_id: str, declared_sha256: str,
                      content: AsyncIterable[bytes], *, expires: str | None = None,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from lgsp.core.hub import Hub
     from lgsp.core.packets import PacketInfo
+    from lgsp.core.push import PushAdapter
     from lgsp.core.signing import SignatureAlgorithm
 
 PROJECT = "lgsp"
@@ -47,6 +48,26 @@ def lgsp_web_routes(hub: Hub) -> Iterable[web.AbstractRouteDef] | None:
     Return aiohttp route definitions (`web.get(...)`, `web.post(...)`, ...). Handlers authenticate
     callers with `lgsp.core.web.authenticate(request)` (the signed-request protocol every adapter
     shares) and raise `lgsp.core.errors.Problem` for errors. Called once, before the server starts.
+    """
+
+
+@hookspec
+def lgsp_push_adapters(hub: Hub) -> Iterable[PushAdapter] | None:
+    """Outbound delivery adapters this plugin provides (see `lgsp.core.push`).
+
+    Each adapter has a `protocol` name; a unit listed under `delivery.targets` with that
+    `protocol` gets its packets pushed through it. Called when the Hub object is built (before it
+    starts), so adapters must not do I/O here. Two adapters with the same protocol is an error.
+    """
+
+
+@hookspec
+def lgsp_check_config(hub: Hub) -> Iterable[tuple[str, str]] | None:
+    """Validate this plugin's own settings (e.g. its `adapters.<name>` section).
+
+    Return (key path, message) pairs, e.g. `("adapters.sftp.poll_interval_seconds", "must be > 0")`;
+    the hub reports them with the YAML line, like its own settings, and refuses to start.
+    Called before the hub starts and by `lgsp config check`; must not do I/O.
     """
 
 

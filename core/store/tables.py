@@ -180,3 +180,11 @@ presence_log = Table(
     Column("cause", String(16), nullable=False),
     Index(None, "unit_id", "at"),
 )
+
+secrets = Table(
+    "secrets", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

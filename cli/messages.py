@@ -49,6 +49,6 @@ def lang() -> str:
     return "en" if os.environ.get("LGSP_LANG", "vi").lower().startswith("en") else "vi"
 
 
-def t(key: str, **values: object) -> str:
-    vi, en = MESSAGES[key]
+def t(message: str, /, **values: object) -> str:
+    vi, en = MESSAGES[message]
     return (en if lang() == "en" else vi).format(**values)

@@ -9,6 +9,7 @@ with its key path and the line it sits on, so an operator fixes the file in one 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import types
@@ -350,7 +351,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str, loc: _Loc, issues: list
     for key in data:
         if key not in known:
             path = f"{prefix}.{key}" if prefix else key
-            close = [k for k in known if k.startswith(str(key)[:3])]
+            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             issues.append(ConfigIssue(path, loc.at(path), f"unknown key{hint}"))
     kwargs: dict[str, Any] = {}

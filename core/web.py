@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lgsp.web")
 
 HUB: web.AppKey[Hub] = web.AppKey("lgsp_hub")
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("lgsp_principal")
 PROBLEM_JSON = "application/problem+json"
 
 _HTTP_CODES = {400: "request.malformed", 401: "auth.missing", 403: "forbidden", 404: "not_found",
@@ -80,14 +81,14 @@ def raw_path_and_query(request: web.Request) -> tuple[str, str]:
 
 async def authenticate(request: web.Request) -> Principal:
     """Verify the signed request; also checks the declared hash of an empty body."""
-    cached = request.get("lgsp_principal")
+    cached = request.get(PRINCIPAL)
     if cached is not None:
         return cached
     path, query = raw_path_and_query(request)
     principal = await hub_of(request).auth.authenticate(request.method, path, query, request.headers)
     if not request.body_exists and request.headers.get(H_CONTENT) != EMPTY_SHA256:
         raise Problem("content.hash_mismatch", "the request has no body but declares the hash of one")
-    request["lgsp_principal"] = principal
+    request[PRINCIPAL] = principal
     return principal
 
 

@@ -1,0 +1,149 @@
+"""Shared fixtures: a real hub on a loopback port, units with keys, clients, PostgreSQL when present."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from lgsp.client import Credentials, LgspClient
+from lgsp.core.config import Config, load_config
+from lgsp.core.directory import IssuedKey
+from lgsp.core.hub import Hub
+from lgsp.core.signing import Signer
+from lgsp.plugins.signatures import BUILTIN_ALGORITHMS
+
+ALGS = {a.name: a for a in BUILTIN_ALGORITHMS}
+PG_ADMIN_URL = os.environ.get("LGSP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def base_env(tmp: Any, **extra: str) -> dict[str, str]:
+    env = {"LGSP_HUB_DATA_DIR": str(tmp), "LGSP_SERVER_PORT": "0", "LGSP_BLOBS_FSYNC": "false",
+           "LGSP_LOGGING_ACCESS_LOG": "false", "LGSP_SECURITY_RSA_KEY_BITS": "2048"}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def hub_config(tmp_path: Any) -> Config:
+    return load_config(None, env=base_env(tmp_path / "var"))
+
+
+@pytest.fixture
+async def hub(hub_config: Config) -> AsyncIterator[Hub]:
+    async with Hub(hub_config) as h:
+        yield h
+
+
+@dataclass
+class Actor:
+    """A unit with one application and one key, and a client signing as it."""
+
+    unit: str
+    key: IssuedKey
+    client: LgspClient
+    hub: Hub
+
+    @property
+    def signer(self) -> Signer:
+        return self.client.signer
+
+    async def raw(self, method: str, path: str, body: bytes | None = None, *, headers: dict[str, str] | None = None,
+                  content_sha256: str | None = None, sign: bool = True) -> tuple[int, dict[str, str], Any]:
+        """A hand-made signed request (for checking the hub's answers byte by byte)."""
+        return await raw_request(self.hub.url, method, path, body, signer=self.signer if sign else None,
+                                 headers=headers, content_sha256=content_sha256)
+
+
+async def raw_request(base: str, method: str, path: str, body: bytes | None = None, *, signer: Signer | None = None,
+                      headers: dict[str, str] | None = None, content_sha256: str | None = None,
+                      session_token: str | None = None) -> tuple[int, dict[str, str], Any]:
+    url = URL(base + path if path.startswith("/") else path, encoded=True)
+    data = body or b""
+    all_headers: dict[str, str] = {}
+    if signer is not None:
+        all_headers.update(signer.headers(method, url.raw_path, url.raw_query_string,
+                                          content_sha256 or hashlib.sha256(data).hexdigest(), session=session_token))
+    all_headers.update(headers or {})
+    all_headers = {k: v for k, v in all_headers.items() if v is not None}
+    async with aiohttp.ClientSession() as http, http.request(method, url, data=data or None,
+                                                             headers=all_headers) as resp:
+        text = await resp.read()
+        try:
+            parsed: Any = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return resp.status, dict(resp.headers), parsed
+
+
+MakeActor = Callable[..., Awaitable[Actor]]
+
+
+@pytest.fixture
+async def make_actor(hub: Hub) -> AsyncIterator[MakeActor]:
+    clients: list[LgspClient] = []
+
+    async def make(unit: str, name: str | None = None, *, algorithm: str = "HMAC-SHA256", legacy: bool = False,
+                   existing: bool = False) -> Actor:
+        if not existing:
+            await hub.directory.add_unit(unit, name or f"Đơn vị {unit}", legacy=legacy)
+        app = await hub.directory.add_application(unit, f"app-{secrets.token_hex(3)}")
+        key = await hub.directory.issue_key(app.id, algorithm)
+        creds = Credentials(hub.url, key.access_key, algorithm, secret=key.secret, private_key_pem=key.private_key_pem)
+        client = LgspClient(creds)
+        clients.append(client)
+        return Actor(unit, key, client, hub)
+
+    yield make
+    await asyncio.gather(*(c.close() for c in clients))
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+_PG_REASON: list[str | None] = []
+
+
+async def pg_skip_reason() -> str | None:
+    """None when the PostgreSQL server answers, else why the PostgreSQL tests are skipped."""
+    if not _PG_REASON:
+        try:
+            import asyncpg
+
+            conn = await asyncpg.connect(PG_ADMIN_URL, timeout=3)
+            await conn.close()
+            _PG_REASON.append(None)
+        except Exception as exc:
+            _PG_REASON.append(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    return _PG_REASON[0]
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test (dropped afterwards); skips when there is no server."""
+    reason = await pg_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    import asyncpg
+
+    name = f"lgsp_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = URL(PG_ADMIN_URL)
+    yield str(base.with_scheme("postgresql+asyncpg").with_path("/" + name))
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

@@ -1,0 +1,209 @@
+"""Every authentication failure over real HTTP, with its status, problem body and stable code."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from lgsp.core.signing import Signer, format_date
+from lgsp.plugins.signatures import HMAC_SHA1, HMAC_SHA256
+
+from .conftest import MakeActor, raw_request
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(status: int, headers: dict[str, str], body: object, want_status: int, code: str) -> dict:
+    assert status == want_status, body
+    assert headers["Content-Type"].startswith(PROBLEM)
+    assert isinstance(body, dict)
+    assert body["code"] == code
+    assert body["status"] == want_status
+    assert body["type"] == f"urn:lgsp:problem:{code}"
+    assert body["title"] and isinstance(body["detail"], str)
+    return body
+
+
+async def test_time_and_openapi_need_no_signature(hub: object) -> None:
+    status, _, body = await raw_request(hub.url, "GET", "/v1/time")  # type: ignore[attr-defined]
+    assert status == 200
+    now = datetime.strptime(body["now"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((now - datetime.now(UTC)).total_seconds()) < 5
+    status, _, text = await raw_request(hub.url, "GET", "/v1/openapi.yaml")  # type: ignore[attr-defined]
+    assert status == 200 and b"openapi: 3.1" in text
+
+
+@pytest.mark.parametrize("header", ["X-LGSP-Key", "X-LGSP-Date", "X-LGSP-Nonce", "X-LGSP-Content-SHA256",
+                                    "X-LGSP-Signature"])
+async def test_each_missing_header_is_auth_missing(make_actor: MakeActor, header: str) -> None:
+    a = await make_actor("000.00.00.H23")
+    headers = a.signer.headers("GET", "/v1/inbox")
+    del headers[header]
+    status, h, body = await raw_request(a.hub.url, "GET", "/v1/inbox", headers=headers)
+    problem = assert_problem(status, h, body, 401, "auth.missing")
+    assert header in problem["detail"]
+
+
+@pytest.mark.parametrize(("header", "value"), [
+    ("X-LGSP-Date", "2026-11-27 08:00:00"),
+    ("X-LGSP-Date", "2026-11-27T08:00:00+00:00"),
+    ("X-LGSP-Nonce", "short"),
+    ("X-LGSP-Nonce", "has space in it"),
+    ("X-LGSP-Nonce", "x" * 65),
+    ("X-LGSP-Content-SHA256", "ABCDEF" + "0" * 58),
+    ("X-LGSP-Signature", "HMAC-SHA256"),
+    ("X-LGSP-Signature", "HMAC-SHA256 not*base64"),
+])
+async def test_malformed_header_is_auth_missing(make_actor: MakeActor, header: str, value: str) -> None:
+    a = await make_actor("000.00.00.H23")
+    headers = a.signer.headers("GET", "/v1/inbox")
+    headers[header] = value
+    status, h, body = await raw_request(a.hub.url, "GET", "/v1/inbox", headers=headers)
+    assert_problem(status, h, body, 401, "auth.missing")
+
+
+async def test_unknown_key(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    stranger = Signer("AKNOSUCHKEY", HMAC_SHA256, "whatever")
+    status, h, body = await raw_request(a.hub.url, "GET", "/v1/inbox", signer=stranger)
+    assert_problem(status, h, body, 401, "auth.unknown_key")
+
+
+async def test_bad_signature_wrong_secret(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    forged = Signer(a.key.access_key, HMAC_SHA256, a.key.secret + "x")  # type: ignore[operator]
+    status, h, body = await raw_request(a.hub.url, "GET", "/v1/inbox", signer=forged)
+    assert_problem(status, h, body, 401, "auth.bad_signature")
+
+
+async def test_bad_signature_other_algorithm_than_the_keys(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")  # an HMAC-SHA256 key
+    wrong_alg = Signer(a.key.access_key, HMAC_SHA1, a.key.secret)  # type: ignore[arg-type]
+    status, h, body = await raw_request(a.hub.url, "GET", "/v1/inbox", signer=wrong_alg)
+    problem = assert_problem(status, h, body, 401, "auth.bad_signature")
+    assert "HMAC-SHA1" in problem["detail"]
+
+
+async def test_tampered_path_or_query_breaks_the_signature(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    headers = a.signer.headers("GET", "/v1/units", "q=a&limit=5")
+    status, h, body = await raw_request(a.hub.url, "GET", "/v1/units?q=a&limit=6", headers=headers)
+    assert_problem(status, h, body, 401, "auth.bad_signature")
+    headers = a.signer.headers("GET", "/v1/units", "limit=5&q=a")  # same query, other order: fine
+    status, _, body = await raw_request(a.hub.url, "GET", "/v1/units?q=a&limit=5", headers=headers)
+    assert status == 200, body
+
+
+@pytest.mark.parametrize("shift", [-400, +400])
+async def test_clock_skew_both_ways(make_actor: MakeActor, shift: int) -> None:
+    a = await make_actor("000.00.00.H23")
+    headers = a.signer.headers("GET", "/v1/inbox", date=format_date(datetime.now(UTC) + timedelta(seconds=shift)))
+    status, h, body = await raw_request(a.hub.url, "GET", "/v1/inbox", headers=headers)
+    problem = assert_problem(status, h, body, 401, "auth.clock_skew")
+    server_time = datetime.strptime(problem["server_time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs((server_time - datetime.now(UTC)).total_seconds()) < 5
+    assert ("ahead" in problem["detail"]) == (shift > 0)
+
+
+async def test_small_skew_is_accepted_and_recorded(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    headers = a.signer.headers("GET", "/v1/inbox", date=format_date(datetime.now(UTC) + timedelta(seconds=120)))
+    status, _, body = await raw_request(a.hub.url, "GET", "/v1/inbox", headers=headers)
+    assert status == 200, body
+    await a.hub.presence.flush()
+    unit = await a.hub.directory.get_unit(a.unit)
+    assert unit is not None and unit.clock_offset_seconds is not None
+    assert 110 <= unit.clock_offset_seconds <= 125
+    assert unit.online
+
+
+async def test_replay_is_rejected(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    headers = a.signer.headers("GET", "/v1/inbox")
+    first = await raw_request(a.hub.url, "GET", "/v1/inbox", headers=headers)
+    assert first[0] == 200
+    status, h, body = await raw_request(a.hub.url, "GET", "/v1/inbox", headers=headers)
+    assert_problem(status, h, body, 401, "auth.replay")
+
+
+async def test_same_nonce_other_key_is_not_a_replay(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    status_a, _, _ = await raw_request(a.hub.url, "GET", "/v1/inbox", headers=a.signer.headers(
+        "GET", "/v1/inbox", nonce="shared-nonce-1"))
+    status_b, _, _ = await raw_request(b.hub.url, "GET", "/v1/inbox", headers=b.signer.headers(
+        "GET", "/v1/inbox", nonce="shared-nonce-1"))
+    assert (status_a, status_b) == (200, 200)
+
+
+async def test_bad_signature_does_not_burn_the_nonce(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    forged = Signer(a.key.access_key, HMAC_SHA256, "wrong").headers("GET", "/v1/inbox", nonce="nonce-kept-1")
+    assert (await raw_request(a.hub.url, "GET", "/v1/inbox", headers=forged))[0] == 401
+    good = a.signer.headers("GET", "/v1/inbox", nonce="nonce-kept-1")
+    assert (await raw_request(a.hub.url, "GET", "/v1/inbox", headers=good))[0] == 200
+
+
+async def test_revoked_key_mid_session(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    session = await a.client.open_session(b.unit)
+    a.client.session_token = session["token"]
+    assert await a.client.inbox() == []
+    await a.hub.directory.revoke_key(a.key.access_key)
+    status, h, body = await raw_request(a.hub.url, "GET", "/v1/inbox", signer=a.signer,
+                                        session_token=session["token"])
+    assert_problem(status, h, body, 401, "auth.revoked_key")
+    status, h, body = await raw_request(a.hub.url, "GET", "/v1/inbox", signer=a.signer)
+    assert_problem(status, h, body, 401, "auth.revoked_key")
+
+
+async def test_body_hash_mismatch_on_json(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    body = json.dumps({"target": None}).encode()
+    status, h, problem = await a.raw("POST", "/v1/sessions", body, content_sha256=hashlib.sha256(b"other").hexdigest())
+    assert_problem(status, h, problem, 400, "content.hash_mismatch")
+
+
+async def test_declared_body_hash_on_bodyless_request(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    status, h, body = await a.raw("GET", "/v1/inbox", content_sha256=hashlib.sha256(b"x").hexdigest())
+    assert_problem(status, h, body, 400, "content.hash_mismatch")
+
+
+async def test_problem_title_language(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    vi = await raw_request(a.hub.url, "GET", "/v1/inbox")
+    en = await raw_request(a.hub.url, "GET", "/v1/inbox", headers={"Accept-Language": "en-US"})
+    assert vi[2]["code"] == en[2]["code"] == "auth.missing"
+    assert vi[2]["title"] != en[2]["title"]
+    assert "authentication" in en[2]["title"].lower()
+
+
+async def test_unknown_route_and_method_are_problems(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    status, h, body = await a.raw("GET", "/v1/nothing-here")
+    assert_problem(status, h, body, 404, "not_found")
+    status, h, body = await a.raw("DELETE", "/v1/inbox")
+    assert_problem(status, h, body, 405, "method_not_allowed")
+
+
+async def test_suspended_unit_cannot_authenticate(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    await a.hub.directory.set_unit_status(a.unit, "suspended")
+    status, h, body = await a.raw("GET", "/v1/inbox")
+    assert_problem(status, h, body, 401, "auth.revoked_key")
+
+
+async def test_rsa_and_sha1_keys_authenticate(make_actor: MakeActor) -> None:
+    rsa = await make_actor("000.00.00.H23", algorithm="RSA-SHA256")
+    sha1 = await make_actor("000.00.01.H23", algorithm="HMAC-SHA1")
+    assert rsa.key.secret is None and rsa.key.private_key_pem
+    assert await rsa.client.inbox() == []
+    assert await sha1.client.inbox() == []
+    # The hub kept only the public key of the RSA pair.
+    keys = await rsa.hub.directory.key_material(rsa.key.access_key)
+    assert keys is not None and "PRIVATE" not in keys.verification_key

@@ -1,0 +1,207 @@
+"""The `lgsp` command end to end: administration, a running hub, and the README walkthrough."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LGSP = [sys.executable, "-m", "lgsp.cli.main"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.config = tmp / "lgsp.yaml"
+        self.config.write_text(
+            f"hub:\n  data_dir: {tmp / 'var'}\nserver:\n  port: {self.port}\nblobs:\n  fsync: false\n"
+            "security:\n  rsa_key_bits: 2048\n", encoding="utf-8")
+        self.env = {**os.environ, "LGSP_PROFILES_FILE": str(tmp / "profiles.yaml"), "LGSP_LANG": "en"}
+        for name in ("LGSP_URL", "LGSP_ACCESS_KEY", "LGSP_SECRET_KEY", "LGSP_PROFILE", "LGSP_CONFIG"):
+            self.env.pop(name, None)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def run(self, *args: str, ok: bool = True, config: bool = False,
+            lang: str = "en") -> subprocess.CompletedProcess[str]:
+        argv = [*LGSP, *args] + (["-c", str(self.config)] if config else [])
+        res = subprocess.run(argv, capture_output=True, text=True, env={**self.env, "LGSP_LANG": lang},
+                             cwd=self.tmp, timeout=120, check=False)
+        if ok:
+            assert res.returncode == 0, f"{args}: {res.stderr}"
+        return res
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Env:
+    return Env(tmp_path)
+
+
+@pytest.fixture
+def running(cli: Env) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([*LGSP, "run", "-c", str(cli.config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=cli.env, cwd=cli.tmp)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert cli.url in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+    yield proc
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_admin_commands(cli: Env) -> None:
+    out = cli.run("unit", "add", "000.00.00.H23", "Sở Kế hoạch và Đầu tư", config=True).stdout
+    assert "added unit 000.00.00.H23" in out
+    cli.run("unit", "add", "000.00.01.H23", "Phòng A", "--parent", "000.00.00.H23", config=True)
+    bad = cli.run("unit", "add", "28.22.H17", "Xã cũ", config=True, ok=False)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "request.invalid" in bad.stderr
+    cli.run("unit", "add", "28.22.H17", "Xã cũ", "--legacy", config=True)
+    dup = cli.run("unit", "add", "000.00.00.H23", "again", config=True, ok=False)
+    assert dup.returncode == 1 and "conflict" in dup.stderr
+
+    listing = cli.run("unit", "list", "--json", config=True).stdout
+    units = {u["id"]: u for u in json.loads(listing)}
+    assert set(units) == {"000.00.00.H23", "000.00.01.H23", "28.22.H17"}
+    assert units["000.00.01.H23"]["parent"] == "000.00.00.H23"
+
+    app_out = cli.run("app", "add", "000.00.00.H23", "vbql", config=True).stdout
+    app_id = re.search(r"id ([0-9a-f-]{36})", app_out).group(1)  # type: ignore[union-attr]
+    issued = cli.run("key", "issue", "--app", "vbql", "--unit", "000.00.00.H23", config=True).stdout
+    access_key = re.search(r"access key (AK\w+)", issued).group(1)  # type: ignore[union-attr]
+    secret = issued.strip().splitlines()[-1]
+    assert len(secret) >= 32 and secret not in cli.run("key", "list", config=True).stdout
+    rsa = cli.run("key", "issue", "--app", app_id, "--algorithm", "RSA-SHA256", config=True).stdout
+    assert "BEGIN PRIVATE KEY" in rsa
+
+    shown = json.loads(cli.run("unit", "show", "000.00.00.H23", config=True).stdout)
+    assert [a["name"] for a in shown["applications"]] == ["vbql"]
+    assert {k["algorithm"] for k in shown["keys"]} == {"HMAC-SHA256", "RSA-SHA256"}
+
+    assert "revoked" in cli.run("key", "revoke", access_key, config=True).stdout
+    keys = cli.run("key", "list", "--unit", "000.00.00.H23", config=True).stdout
+    assert re.search(rf"{access_key}.*revoked", keys)
+    missing = cli.run("key", "revoke", "AKNOPE", config=True, ok=False)
+    assert missing.returncode == 1 and "not_found" in missing.stderr
+    no_app = cli.run("key", "issue", "--app", "nope", config=True, ok=False)
+    assert no_app.returncode == 1 and "not_found" in no_app.stderr
+
+    cli.run("secret", "set", "sftp-h23", "--from-file", str(cli.config), config=True)
+    assert "sftp-h23" in cli.run("secret", "list", config=True).stdout
+    assert "hub:" not in cli.run("secret", "list", config=True).stdout
+    assert "deleted" in cli.run("secret", "delete", "sftp-h23", config=True).stdout
+    upgraded = cli.run("db", "upgrade", config=True).stdout
+    assert re.search(r"revision \d{4}", upgraded)
+
+
+def test_vietnamese_is_the_default(cli: Env) -> None:
+    out = cli.run("unit", "add", "000.00.00.H23", "Sở A", config=True, lang="vi").stdout
+    assert out.startswith("đã thêm đơn vị")
+    err = cli.run("unit", "show", "000.00.09.H23", config=True, lang="vi", ok=False).stderr
+    assert err.startswith("lỗi: ")
+
+
+def test_walkthrough_with_a_running_hub(cli: Env, running: subprocess.Popen[str]) -> None:
+    """The README's first exchange, command for command."""
+    for unit, name in (("000.00.00.H23", "Sở A"), ("000.00.01.H23", "Sở B")):
+        cli.run("unit", "add", unit, name, config=True)
+        cli.run("app", "add", unit, "vbql", config=True)
+    cli.run("key", "issue", "--app", "vbql", "--unit", "000.00.00.H23", "--save-profile", "so-a", "--url", cli.url,
+            config=True)
+    cli.run("key", "issue", "--app", "vbql", "--unit", "000.00.01.H23", "--save-profile", "so-b", "--url", cli.url,
+            config=True)
+    assert oct((cli.tmp / "profiles.yaml").stat().st_mode & 0o777) == "0o600"
+
+    doc = cli.tmp / "cong-van.pdf"
+    doc.write_bytes(os.urandom(3 << 20))  # large enough for a progress bar
+    sent = cli.run("send", "--to", "000.00.01.H23", str(doc), "--subject", "Công văn số 1", "--priority", "1",
+                   "--profile", "so-a").stdout
+    packet_id = re.search(r"sent packet ([0-9a-f-]{36})", sent).group(1)  # type: ignore[union-attr]
+
+    inbox = cli.run("inbox", "--json", "--profile", "so-b").stdout
+    assert [i["id"] for i in json.loads(inbox)] == [packet_id]
+    assert packet_id in cli.run("inbox", "--profile", "so-b").stdout
+
+    fetched = cli.run("fetch", packet_id, "-o", "nhan.pdf", "--profile", "so-b").stdout
+    assert hashlib.sha256(doc.read_bytes()).hexdigest() in fetched
+    assert (cli.tmp / "nhan.pdf").read_bytes() == doc.read_bytes()
+    assert "delivered" in cli.run("ack", packet_id, "--file", "nhan.pdf", "--profile", "so-b").stdout
+
+    status = json.loads(cli.run("status", packet_id, "--profile", "so-a").stdout)
+    assert status["deliveries"][0]["state"] == "delivered" and status["content"] == "purged"
+    watched = cli.run("watch", "--count", "1", "--profile", "so-b").stdout
+    assert json.loads(watched.splitlines()[0])["type"] == "hello"
+    units = cli.run("units", "-q", "000.00.0", "--profile", "so-a").stdout
+    assert "000.00.01.H23" in units
+
+    # Errors are one line and a non-zero exit.
+    nofile = cli.run("ack", packet_id, "--profile", "so-b", ok=False)
+    assert nofile.returncode == 1 and len(nofile.stderr.strip().splitlines()) == 1
+    gone = cli.run("fetch", packet_id, "--profile", "so-b", ok=False)
+    assert gone.returncode == 1 and "content.gone" in gone.stderr
+    other = cli.run("status", packet_id, "--profile", "so-b", "--access-key", "AKWRONG", ok=False)
+    assert other.returncode == 1 and "auth.unknown_key" in other.stderr
+    noprofile = cli.run("inbox", "--profile", "nobody", ok=False)
+    assert noprofile.returncode == 1 and "no profile named 'nobody'" in noprofile.stderr
+    down = cli.run("inbox", "--profile", "so-b", "--url", f"http://127.0.0.1:{free_port()}", ok=False)
+    assert down.returncode == 1 and down.stderr.startswith("error: transport")
+
+
+def test_run_creates_what_it_needs_and_serves_time(cli: Env, running: subprocess.Popen[str]) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(cli.url + "/v1/time", timeout=10) as resp:
+        assert json.loads(resp.read())["now"].endswith("Z")
+    var = cli.tmp / "var"
+    assert (var / "lgsp.db").is_file() and (var / "blobs" / "objects").is_dir()
+    assert oct((var / "master.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_run_refuses_a_bad_config(cli: Env) -> None:
+    cli.config.write_text("server:\n  port: not-a-port\n", encoding="utf-8")
+    res = cli.run("run", config=True, ok=False)
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"error: {cli.config}:2: server.port: must be an integer, got 'not-a-port'"
+
+
+@pytest.mark.skipif(not (ROOT / ".venv" / ".installed").exists(), reason="needs the .venv that `make` creates")
+def test_make_run_serves_time(tmp_path: Path) -> None:
+    """`make run` from the README: starts on the given config and prints its URL."""
+    port = free_port()
+    cfg = tmp_path / "lgsp.yaml"
+    cfg.write_text(f"hub:\n  data_dir: {tmp_path / 'var'}\nserver:\n  port: {port}\n", encoding="utf-8")
+    proc = subprocess.Popen(["make", "--no-print-directory", "run", f"CONFIG={cfg}"], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        seen = ""
+        while f"http://127.0.0.1:{port}" not in seen and time.monotonic() < deadline:
+            seen = proc.stdout.readline()
+            assert seen or proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/time", timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

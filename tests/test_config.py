@@ -1,0 +1,152 @@
+"""Configuration: the shipped file matches the schema; every mistake names its key path and line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lgsp.core.config import Config, ConfigError, leaf_paths, load_config
+from lgsp.core.hub import Hub
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "config" / "lgsp.yaml"
+
+
+def test_shipped_file_is_valid_and_equals_the_defaults() -> None:
+    cfg = load_config(SHIPPED, env={})
+    defaults = Config()
+    for path in leaf_paths():
+        section, _, key = path.partition(".")
+        value = getattr(getattr(cfg, section), key) if key else getattr(cfg, section)
+        default = getattr(getattr(defaults, section), key) if key else getattr(defaults, section)
+        assert value == default, f"{path}: file says {value!r}, schema default is {default!r}"
+
+
+def test_shipped_file_lists_and_comments_every_setting() -> None:
+    lines = SHIPPED.read_text(encoding="utf-8").splitlines()
+    cfg = load_config(SHIPPED, env={})
+    for path in leaf_paths():
+        where = cfg.where(path)
+        assert where.startswith(str(SHIPPED)), f"{path} is missing from config/lgsp.yaml"
+        lineno = int(where.rsplit(":", 1)[1])
+        above = lines[lineno - 2].strip()
+        assert above.startswith("#"), f"{path} (line {lineno}) has no comment above it"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "cfg.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def issues_of(path: Path, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env=env or {})
+    return [str(i) for i in err.value.issues]
+
+
+def test_unknown_key_names_path_and_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "server:\n  host: 127.0.0.1\n  prot: 80\n")
+    assert issues_of(p) == [f"{p}:3: server.prot: unknown key (did you mean 'port'?)"]
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    p = write(tmp_path, "hub: {}\nserverr:\n  port: 1\n")
+    (issue,) = issues_of(p)
+    assert issue.startswith(f"{p}:2: serverr: unknown key")
+
+
+def test_wrong_types_and_bad_values_all_reported(tmp_path: Path) -> None:
+    p = write(tmp_path, """
+server:
+  port: "eighty"
+security:
+  clock_skew_seconds: -5
+  rsa_key_bits: 1024
+limits:
+  max_packet_size: 2 lightyears
+database:
+  sqlite_synchronous: sometimes
+  url: mysql://x
+logging:
+  access_log: "yes"
+""")
+    found = issues_of(p)
+    expected = {
+        "server.port": (3, "must be an integer"),
+        "security.clock_skew_seconds": (5, "must be greater than 0"),
+        "security.rsa_key_bits": (6, "must be 2048, 3072 or 4096"),
+        "limits.max_packet_size": (8, "must be a size"),
+        "database.sqlite_synchronous": (10, "must be one of"),
+        "database.url": (11, "must start with"),
+        "logging.access_log": (13, "must be true or false"),
+    }
+    assert len(found) == len(expected), found
+    for key, (line, text) in expected.items():
+        assert any(f.startswith(f"{p}:{line}: {key}: ") and text in f for f in found), (key, found)
+
+
+def test_sizes_and_env_overrides(tmp_path: Path) -> None:
+    p = write(tmp_path, "limits:\n  max_packet_size: 512MiB\n  max_json_body: 64KiB\nserver:\n  port: 9000\n")
+    cfg = load_config(p, env={"LGSP_SERVER_PORT": "9100", "LGSP_DATABASE_URL": "postgresql+asyncpg://u@h/db",
+                              "LGSP_PLUGINS_ENABLED": "[rest]", "LGSP_URL": "ignored (a client setting)"})
+    assert cfg.limits.max_packet_size == 512 << 20
+    assert cfg.limits.max_json_body == 64 << 10
+    assert cfg.server.port == 9100
+    assert cfg.database_url == "postgresql+asyncpg://u@h/db"
+    assert cfg.where("server.port") == "environment variable LGSP_SERVER_PORT"
+    assert cfg.where("limits.max_packet_size") == f"{p}:2"
+
+
+def test_bad_env_override_names_the_variable(tmp_path: Path) -> None:
+    found = issues_of(write(tmp_path, "{}\n"), env={"LGSP_SERVER_PORT": "many", "LGSP_SERVER_PROT": "1"})
+    assert "environment variable LGSP_SERVER_PORT: server.port: must be an integer, got 'many'" in found
+    assert "environment: LGSP_SERVER_PROT: no such setting" in found
+
+
+def test_yaml_syntax_error_and_duplicate_keys(tmp_path: Path) -> None:
+    (issue,) = issues_of(write(tmp_path, "server:\n  port: [1\n"))
+    assert re.match(rf"{re.escape(str(tmp_path))}/cfg.yaml:\d+: \(top level\): not valid YAML", issue)
+    (dup,) = issues_of(write(tmp_path, "server:\n  port: 1\n  port: 2\n"))
+    assert dup.endswith("server.port: duplicate key") and ":3:" in dup
+
+
+def test_env_names_do_not_collide() -> None:
+    from lgsp.core.config import env_name
+
+    names = [env_name(p) for p in leaf_paths()]
+    assert len(names) == len(set(names))
+
+
+def test_unknown_plugin_and_push_protocol_are_config_errors(tmp_path: Path) -> None:
+    p = write(tmp_path, "plugins:\n  enabled: [rest, nosuch]\n")
+    with pytest.raises(ConfigError) as err:
+        Hub(load_config(p, env={}))
+    (issue,) = err.value.issues
+    assert str(issue).startswith(f"{p}:2: plugins.enabled: no plugin named 'nosuch'")
+    p = write(tmp_path, "delivery:\n  targets:\n    000.00.01.H23:\n      protocol: carrier-pigeon\n")
+    with pytest.raises(ConfigError) as err:
+        Hub(load_config(p, env={})).check_config()
+    assert "no push adapter for protocol 'carrier-pigeon'" in str(err.value)
+    assert f"{p}:4" in str(err.value)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lgsp.cli.main", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=120, check=False)
+
+
+def test_cli_config_check(tmp_path: Path) -> None:
+    ok = run_cli("config", "check", str(SHIPPED))
+    assert ok.returncode == 0, ok.stderr
+    bad = write(tmp_path, "server:\n  port: 99999\n")
+    res = run_cli("config", "check", str(bad))
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"lỗi: {bad}:2: server.port: must be a TCP port between 0 and 65535 (got 99999)"]
+    missing = run_cli("config", "check", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 1 and "cannot read" in missing.stderr

@@ -1,0 +1,425 @@
+"""The whole exchange through real HTTP, a real database and the real event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from lgsp.client import LgspError
+from lgsp.core.hub import Hub
+
+from .conftest import Actor, MakeActor
+from .test_auth import assert_problem
+
+
+async def next_message(stream: Any, timeout: float = 1.0, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The next event, within `timeout` seconds (the spec's 'within a second')."""
+    async def first() -> dict[str, Any]:
+        async for message in stream:
+            if message["type"] not in skip:
+                return message
+        raise AssertionError("stream closed")
+
+    return await asyncio.wait_for(first(), timeout)
+
+
+def blob_files(hub: Hub) -> list[Path]:
+    return [p for p in hub.blobs.root.rglob("*") if p.is_file()]
+
+
+async def test_one_destination_full_exchange(make_actor: MakeActor, tmp_path: Path) -> None:
+    a = await make_actor("000.00.00.H23", "Sở Kế hoạch và Đầu tư")
+    b = await make_actor("000.00.01.H23", "Sở Tài chính")
+    content = os.urandom(300_000)
+    async with b.client.events() as b_stream, a.client.events() as a_stream:
+        hello = await next_message(b_stream)
+        assert hello["type"] == "hello" and hello["inbox"] == [] and hello["unit"] == b.unit
+        await next_message(a_stream)  # A's hello
+        packet_id = await a.client.send(content, [b.unit], subject="Công văn thử nghiệm", priority=2)
+        available = await next_message(b_stream)
+        assert available["type"] == "packet.available" and available["id"] == packet_id
+        assert available["sha256"] == hashlib.sha256(content).hexdigest()
+        assert available["from"] == a.unit and "at" in available
+
+        inbox = await b.client.inbox()
+        assert [i["id"] for i in inbox] == [packet_id]
+        item = inbox[0]
+        assert item["subject"] == "Công văn thử nghiệm" and item["priority"] == 2 and item["size"] == len(content)
+        assert set(item) == {"id", "from", "subject", "priority", "data_type", "size", "sha256", "created_at"}
+
+        dest = tmp_path / "got.bin"
+        sha = await b.client.download(packet_id, dest)
+        assert dest.read_bytes() == content and sha == hashlib.sha256(content).hexdigest()
+        status = await a.client.status(packet_id)
+        assert status["deliveries"][0]["state"] == "fetched"
+        assert len(blob_files(a.hub)) == 1
+
+        assert await b.client.ack(packet_id, sha) == "delivered"
+        delivered = await next_message(a_stream)
+        assert delivered["type"] == "packet.delivered" and delivered["id"] == packet_id
+        assert delivered["unit"] == b.unit
+
+    status = await a.client.status(packet_id)
+    assert status["deliveries"] == [{"unit": b.unit, "state": "delivered", "updated_at": status["deliveries"][0][
+        "updated_at"]}]
+    assert status["state"] == "completed" and status["content"] == "purged"
+    types = [e["type"] for e in status["events"]]
+    assert types[:5] == ["packet.created", "packet.accepted", "packet.available", "packet.fetched",
+                         "packet.delivered"]
+    assert "content.purged" in types
+    assert blob_files(a.hub) == []  # the bytes are gone from disk
+    # Metadata and hash stay.
+    assert status["sha256"] == sha and status["size"] == len(content)
+    assert await b.client.inbox() == []
+
+
+async def test_several_destinations_purge_after_the_last(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    dests = [await make_actor(f"000.00.0{i}.H23") for i in (1, 2, 3)]
+    content = b"ba don vi nhan" * 1000
+    packet_id = await a.client.send(content, [d.unit for d in dests], subject="Gửi ba nơi")
+    sha = hashlib.sha256(content).hexdigest()
+    for d in dests[:2]:
+        assert await d.client.fetch_bytes(packet_id) == content
+        assert await d.client.ack(packet_id, sha) == "delivered"
+        assert len(blob_files(a.hub)) == 1, "content must stay while a destination still needs it"
+    assert await dests[2].client.fail(packet_id, "Không đúng thẩm quyền") == "failed"
+    assert blob_files(a.hub) == []
+    status = await a.client.status(packet_id)
+    assert {d["unit"]: d["state"] for d in status["deliveries"]} == {
+        dests[0].unit: "delivered", dests[1].unit: "delivered", dests[2].unit: "failed"}
+    failed = next(d for d in status["deliveries"] if d["state"] == "failed")
+    assert failed["reason"] == "Không đúng thẩm quyền"
+    # A destination sees only its own delivery.
+    own = await dests[0].client.status(packet_id)
+    assert [d["unit"] for d in own["deliveries"]] == [dests[0].unit]
+    assert "to" not in own
+
+
+async def test_third_unit_gets_404_everywhere(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    c = await make_actor("000.00.02.H23")
+    packet_id = await a.client.send(b"secret", [b.unit], subject="Mật")
+    for call in (c.client.status(packet_id), c.client.ready(packet_id), c.client.ack(packet_id, "0" * 64),
+                 c.client.fail(packet_id, "x"), c.client.cancel(packet_id)):
+        with pytest.raises(LgspError) as err:
+            await call
+        assert (err.value.status, err.value.code) == (404, "not_found")
+    # Same answer as for a packet that does not exist at all.
+    with pytest.raises(LgspError) as err:
+        await c.client.status("00000000-0000-4000-8000-000000000000")
+    assert (err.value.status, err.value.code) == (404, "not_found")
+    # The destination cannot cancel either (only the source may).
+    with pytest.raises(LgspError) as err:
+        await b.client.cancel(packet_id)
+    assert err.value.code == "forbidden"
+
+
+async def test_interrupted_upload_leaves_nothing(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    content = os.urandom(3 << 20)
+    sha = hashlib.sha256(content).hexdigest()
+    created = await a.client.create_packet([b.unit], subject="Bị ngắt", size=len(content), sha256=sha)
+    url = URL(created["upload"]["url"], encoded=True)
+    headers = a.client.signed_headers("PUT", url, sha)
+    headers["Content-Length"] = str(len(content))
+
+    # Send a third of the body over a raw socket, then drop the connection.
+    _, writer = await asyncio.open_connection(url.host, url.port)
+    head = f"PUT {url.raw_path_qs} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    writer.write(head.encode() + content[: len(content) // 3])
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.sleep(0.5)
+
+    assert blob_files(a.hub) == []  # no partial blob, not even in tmp/
+    assert await b.client.inbox() == []
+    with pytest.raises(LgspError) as err:
+        await b.client.status(created["id"])
+    assert err.value.status == 404
+    status = await a.client.status(created["id"])
+    assert status["state"] == "created" and status["deliveries"][0]["state"] == "waiting"
+    # The source can upload again, completely this time.
+    await a.client.upload(created["upload"]["url"], content, sha)
+    assert [i["id"] for i in await b.client.inbox()] == [created["id"]]
+
+
+async def test_upload_checks_size_and_hash_and_keeps_nothing(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    content = b"x" * 5000
+    sha = hashlib.sha256(content).hexdigest()
+    created = await a.client.create_packet([b.unit], subject="s", size=len(content), sha256=sha)
+    url = created["upload"]["url"]
+    path = URL(url, encoded=True).path_qs
+
+    # Declared hash differs from the one given at creation.
+    other = b"y" * 5000
+    status, h, body = await a.raw("PUT", path, other)
+    assert_problem(status, h, body, 400, "content.hash_mismatch")
+    # Right declared hash, wrong bytes (same length).
+    status, h, body = await a.raw("PUT", path, other, content_sha256=sha)
+    assert_problem(status, h, body, 400, "content.hash_mismatch")
+    # Too few and too many bytes.
+    status, h, body = await a.raw("PUT", path, content[:-1], content_sha256=sha)
+    assert_problem(status, h, body, 400, "content.size_mismatch")
+    status, h, body = await a.raw("PUT", path, content + b"!", content_sha256=sha)
+    assert_problem(status, h, body, 400, "content.size_mismatch")
+    assert blob_files(a.hub) == []
+    assert await b.client.inbox() == []
+
+    await a.client.upload(url, content, sha)
+    status, h, body = await a.raw("PUT", path, content, content_sha256=sha)
+    assert_problem(status, h, body, 409, "conflict")
+    # Only the source may upload.
+    status, h, body = await b.raw("PUT", path, content, content_sha256=sha)
+    assert_problem(status, h, body, 404, "not_found")
+
+
+async def test_transfer_tokens_are_enforced(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    packet_id = await a.client.send(b"abc", [b.unit], subject="s")
+    download = URL((await b.client.ready(packet_id))["url"], encoded=True)
+    tampered = download.raw_path + "?" + download.raw_query_string.replace("token=", "token=A")
+    status, h, body = await b.raw("GET", tampered)
+    assert_problem(status, h, body, 403, "forbidden")
+    status, h, body = await b.raw("GET", download.raw_path)
+    assert_problem(status, h, body, 403, "forbidden")
+    # A token issued to B is no use to A (bound to the unit).
+    status, h, body = await a.raw("GET", download.path_qs)
+    assert_problem(status, h, body, 403, "forbidden")
+
+
+async def test_expired_download_url(make_actor: MakeActor, hub: Hub) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    packet_id = await a.client.send(b"abc", [b.unit], subject="s")
+    past = datetime.now(UTC) - timedelta(seconds=5)
+    query = hub.exchange.tokens.make("download", packet_id, b.unit, past)
+    status, h, body = await b.raw("GET", f"/v1/packets/{packet_id}/content?{query}")
+    assert_problem(status, h, body, 410, "transfer.expired")
+
+
+async def test_resumed_download(make_actor: MakeActor, tmp_path: Path) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    content = os.urandom(2_500_000)
+    packet_id = await a.client.send(content, [b.unit], subject="Tệp lớn")
+    url = URL((await b.client.ready(packet_id))["url"], encoded=True)
+    headers = b.client.signed_headers("GET", url)
+    headers["Range"] = "bytes=1000000-"
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+        assert resp.status == 206
+        assert resp.headers["Content-Range"] == f"bytes 1000000-{len(content) - 1}/{len(content)}"
+        assert resp.headers["X-LGSP-Content-SHA256"] == hashlib.sha256(content).hexdigest()
+        assert await resp.read() == content[1_000_000:]
+    # The client resumes a partial file it already has.
+    dest = tmp_path / "partial.bin"
+    dest.write_bytes(content[:1_234_567])
+    sha = await b.client.download(packet_id, dest)
+    assert dest.read_bytes() == content and sha == hashlib.sha256(content).hexdigest()
+
+
+async def test_ack_with_wrong_hash_stays_pending_and_repeat_is_harmless(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    content = b"noi dung"
+    packet_id = await a.client.send(content, [b.unit], subject="s")
+    await b.client.fetch_bytes(packet_id)
+    with pytest.raises(LgspError) as err:
+        await b.client.ack(packet_id, hashlib.sha256(b"other").hexdigest())
+    assert (err.value.status, err.value.code) == (400, "content.hash_mismatch")
+    assert (await a.client.status(packet_id))["deliveries"][0]["state"] == "fetched"
+    assert [i["id"] for i in await b.client.inbox()] == [packet_id]
+    sha = hashlib.sha256(content).hexdigest()
+    assert await b.client.ack(packet_id, sha) == "delivered"
+    assert await b.client.ack(packet_id, sha) == "delivered"
+    events = [e["type"] for e in (await a.client.status(packet_id))["events"]]
+    assert events.count("packet.delivered") == 1
+    with pytest.raises(LgspError) as err:
+        await b.client.fail(packet_id, "too late")
+    assert err.value.code == "conflict"
+    with pytest.raises(LgspError) as err:
+        await b.client.ready(packet_id)
+    assert (err.value.status, err.value.code) == (410, "content.gone")
+
+
+async def test_create_validation(make_actor: MakeActor, hub: Hub) -> None:
+    a = await make_actor("000.00.00.H23")
+    good = {"to": ["000.00.00.H23"], "subject": "s", "priority": 0, "data_type": "binary", "size": 1,
+            "sha256": "0" * 64}
+    cases: list[tuple[dict[str, Any], int, str, str]] = [
+        ({**good, "to": []}, 422, "request.invalid", "to"),
+        ({**good, "priority": 4}, 422, "request.invalid", "priority"),
+        ({**good, "priority": True}, 422, "request.invalid", "priority"),
+        ({**good, "size": -1}, 422, "request.invalid", "size"),
+        ({**good, "sha256": "XYZ"}, 422, "request.invalid", "sha256"),
+        ({**good, "data_type": "Bad Type"}, 422, "request.invalid", "data_type"),
+        ({**good, "subject": ""}, 422, "request.invalid", "subject"),
+        ({**good, "deadline": "2020-01-01T00:00:00Z"}, 422, "request.invalid", "deadline"),
+        ({**good, "deadline": "tomorrow"}, 422, "request.invalid", "deadline"),
+        ({**good, "surprise": 1}, 422, "request.invalid", "surprise"),
+        ({**good, "to": ["000.00.99.H23", "000.00.00.H23"]}, 422, "route.unknown_destination", "000.00.99.H23"),
+        ({**good, "size": hub.config.limits.max_packet_size + 1}, 413, "content.too_large", "exceeds"),
+    ]
+    for body, status, code, mention in cases:
+        raw = json.dumps(body).encode()
+        got, h, problem = await a.raw("POST", "/v1/packets", raw)
+        assert_problem(got, h, problem, status, code)
+        assert mention in problem["detail"], (body, problem)
+    got, h, problem = await a.raw("POST", "/v1/packets", b"{not json")
+    assert_problem(got, h, problem, 400, "request.malformed")
+    unknown = (await a.raw("POST", "/v1/packets", json.dumps({**good, "to": ["000.00.99.H23"]}).encode()))[2]
+    assert unknown["unknown"] == ["000.00.99.H23"]
+
+
+async def test_cancel_by_source_tells_pending_destinations(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    c = await make_actor("000.00.02.H23")
+    packet_id = await a.client.send(b"huy", [b.unit, c.unit], subject="Sẽ hủy")
+    sha = hashlib.sha256(b"huy").hexdigest()
+    await c.client.fetch_bytes(packet_id)
+    await c.client.ack(packet_id, sha)
+    async with b.client.events() as stream:
+        hello = await next_message(stream)
+        assert [i["id"] for i in hello["inbox"]] == [packet_id]
+        result = await a.client.cancel(packet_id)
+        assert result["cancelled"] == [b.unit] and result["state"] == "completed"
+        notice = await next_message(stream)
+        assert notice["type"] == "packet.cancelled" and notice["id"] == packet_id
+    assert await b.client.inbox() == []
+    assert blob_files(a.hub) == []
+    states = {d["unit"]: d["state"] for d in (await a.client.status(packet_id))["deliveries"]}
+    assert states == {b.unit: "cancelled", c.unit: "delivered"}
+    with pytest.raises(LgspError) as err:
+        await b.client.ack(packet_id, sha)
+    assert err.value.code == "conflict"
+
+
+async def test_cancel_before_upload_then_upload_conflicts(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    created = await a.client.create_packet([b.unit], subject="s", size=3, sha256=hashlib.sha256(b"abc").hexdigest())
+    assert (await a.client.cancel(created["id"]))["cancelled"] == [b.unit]
+    with pytest.raises(LgspError) as err:
+        await a.client.upload(created["upload"]["url"], b"abc", hashlib.sha256(b"abc").hexdigest())
+    assert err.value.status == 409
+    with pytest.raises(LgspError):
+        await b.client.status(created["id"])  # never visible to the destination
+
+
+async def test_inbox_orders_by_priority_then_age(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    ids = {}
+    for name, priority in (("normal-1", 0), ("urgent", 1), ("normal-2", 0), ("flash", 3), ("very", 2)):
+        ids[name] = await a.client.send(name.encode(), [b.unit], subject=name, priority=priority)
+    order = [i["subject"] for i in await b.client.inbox()]
+    assert order == ["flash", "very", "urgent", "normal-1", "normal-2"]
+
+
+async def test_hello_reports_changes_since_last_connection(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    async with a.client.events() as stream:
+        await next_message(stream)
+    first = await a.client.send(b"one", [b.unit], subject="one")
+    await b.client.fetch_bytes(first)
+    await b.client.ack(first, hashlib.sha256(b"one").hexdigest())
+    second = await a.client.send(b"two", [b.unit], subject="two")
+    await b.client.fail(second, "sai địa chỉ")
+    async with a.client.events() as stream:
+        hello = await next_message(stream)
+    changes = [(c["type"], c["id"]) for c in hello["changes"]]
+    assert changes == [("packet.delivered", first), ("packet.failed", second)]
+    assert hello["changes"][1]["reason"] == "sai địa chỉ"
+    # Seen once, not again.
+    async with a.client.events() as stream:
+        assert (await next_message(stream))["changes"] == []
+
+
+async def test_upload_window_expiry(make_actor: MakeActor, hub: Hub) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    created = await a.client.create_packet([b.unit], subject="never", size=3, sha256="0" * 64)
+    hub.exchange.clock = lambda: datetime.now(UTC) + timedelta(hours=2)
+    try:
+        counts = await hub.exchange.sweep()
+    finally:
+        hub.exchange.clock = lambda: datetime.now(UTC)
+    assert counts["uploads_expired"] == 1
+    status = await a.client.status(created["id"])
+    assert status["state"] == "expired" and status["deliveries"][0]["state"] == "expired"
+    assert "upload.expired" in [e["type"] for e in status["events"]]
+
+
+async def test_deadline_expires_pending_deliveries(make_actor: MakeActor, hub: Hub) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    deadline = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = await a.client.create_packet([b.unit], subject="hạn", size=3, sha256=hashlib.sha256(b"abc").hexdigest(),
+                                           deadline=deadline)
+    await a.client.upload(created["upload"]["url"], b"abc", hashlib.sha256(b"abc").hexdigest())
+    assert await hub.exchange.sweep() == {"uploads_expired": 0, "deadlines_expired": 0, "purged": 0}
+    hub.exchange.clock = lambda: datetime.now(UTC) + timedelta(minutes=10)
+    try:
+        counts = await hub.exchange.sweep()
+    finally:
+        hub.exchange.clock = lambda: datetime.now(UTC)
+    assert counts["deadlines_expired"] == 1
+    status = await a.client.status(created["id"])
+    assert status["deliveries"][0]["state"] == "expired" and status["content"] == "purged"
+    assert await b.client.inbox() == []
+    assert blob_files(hub) == []
+
+
+async def test_units_search(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23", "Sở Kế hoạch và Đầu tư")
+    await make_actor("000.00.01.H23", "Sở Tài chính")
+    await make_actor("000.00.00.G22", "Văn phòng Chính phủ")
+    found = await a.client.units("Sở KẾ", limit=5)
+    assert [u["id"] for u in found] == ["000.00.00.H23"]
+    assert [u["id"] for u in await a.client.units("so ke hoach")] == ["000.00.00.H23"]  # accents ignored
+    assert [u["id"] for u in await a.client.units("000.00.0")] == ["000.00.00.G22", "000.00.00.H23", "000.00.01.H23"]
+    assert len(await a.client.units("", limit=2)) == 2
+    assert await a.client.units("%") == []  # LIKE wildcards are literal
+
+
+async def test_events_stream_requires_signature(hub: Hub) -> None:
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+            await http.ws_connect(hub.url + "/v1/events")
+    assert err.value.status == 401
+
+
+async def test_presence_recorded_for_stream(make_actor: MakeActor, hub: Hub) -> None:
+    b: Actor = await make_actor("000.00.01.H23")
+    async with b.client.events() as stream:
+        await next_message(stream)
+        assert hub.presence.is_online(b.unit)
+    await asyncio.sleep(0.1)
+    await hub.presence.flush()
+    from sqlalchemy import select
+
+    from lgsp.core.store.tables import presence_log
+
+    async with hub.db.read() as conn:
+        causes = [r.cause for r in (await conn.execute(
+            select(presence_log).where(presence_log.c.unit_id == b.unit).order_by(presence_log.c.id))).all()]
+    assert "stream_open" in causes and "stream_close" in causes

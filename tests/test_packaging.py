@@ -1,0 +1,29 @@
+"""pyproject.toml ships every package, and the data files the hub reads at run time."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_python_package_is_listed() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = set()
+    for name, folder in config["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([name, *rel.parts]) if rel.parts else name)
+    assert found - listed == set(), "add these to [tool.setuptools] packages"
+    assert listed - found == set(), "listed packages that do not exist"
+
+
+def test_runtime_data_files_are_declared() -> None:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]
+    assert "*.yaml" in data["lgsp.schemas"]
+    assert (resources.files("lgsp.schemas") / "openapi.yaml").is_file()
+    migrations = resources.files("lgsp.core.store") / "migrations"
+    assert (migrations / "env.py").is_file() and (migrations / "script.py.mako").is_file()

@@ -1,0 +1,97 @@
+"""The same exchange on PostgreSQL, and two hub nodes sharing one database acting as one.
+
+Skipped (with the reason) when no PostgreSQL server answers on localhost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from lgsp.client import Credentials, LgspClient
+from lgsp.core.config import load_config
+from lgsp.core.hub import Hub
+
+from .conftest import base_env, raw_request
+from .test_auth import assert_problem
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def nodes(pg_url: str, tmp_path: Path) -> AsyncIterator[tuple[Hub, Hub]]:
+    """Two nodes: one database, one blob folder, one master key; separate HTTP servers."""
+    env = base_env(tmp_path / "shared", LGSP_DATABASE_URL=pg_url, LGSP_DATABASE_POOL_SIZE="4")
+    first = Hub(load_config(None, env=env))
+    second = Hub(load_config(None, env=env))
+    await first.start()
+    await second.start()
+    try:
+        yield first, second
+    finally:
+        await second.stop()
+        await first.stop()
+
+
+async def _actor(hub: Hub, unit: str) -> tuple[LgspClient, object]:
+    await hub.directory.add_unit(unit, f"Đơn vị {unit}")
+    app = await hub.directory.add_application(unit, "vbql")
+    key = await hub.directory.issue_key(app.id, "HMAC-SHA256")
+    return LgspClient(Credentials(hub.url, key.access_key, secret=key.secret)), key
+
+
+async def test_exchange_across_two_nodes(nodes: tuple[Hub, Hub], tmp_path: Path) -> None:
+    one, two = nodes
+    a_on_one, _ = await _actor(one, "000.00.00.H23")
+    b_on_two, bkey = await _actor(two, "000.00.01.H23")
+    try:
+        content = b"Noi dung qua hai nut" * 5000
+        packet_id = await a_on_one.send(content, ["000.00.01.H23"], subject="Hai nút")
+        assert [i["id"] for i in await b_on_two.inbox()] == [packet_id]
+        sha = await b_on_two.download(packet_id, tmp_path / "got")
+        assert sha == hashlib.sha256(content).hexdigest()
+        assert await b_on_two.ack(packet_id, sha) == "delivered"
+        status = await a_on_one.status(packet_id)
+        assert status["deliveries"][0]["state"] == "delivered" and status["content"] == "purged"
+        assert not any(p.is_file() for p in one.blobs.objects.rglob("*"))
+        # A nonce spent on one node is spent on the other.
+        headers = b_on_two.signer.headers("GET", "/v1/inbox")
+        assert (await raw_request(two.url, "GET", "/v1/inbox", headers=headers))[0] == 200
+        status_code, h, body = await raw_request(one.url, "GET", "/v1/inbox", headers=headers)
+        assert_problem(status_code, h, body, 401, "auth.replay")
+        # A key revoked through one node is refused by the other on the next request.
+        await one.directory.revoke_key(bkey.access_key)  # type: ignore[attr-defined]
+        status_code, h, body = await raw_request(two.url, "GET", "/v1/inbox", signer=b_on_two.signer)
+        assert_problem(status_code, h, body, 401, "auth.revoked_key")
+    finally:
+        await a_on_one.close()
+        await b_on_two.close()
+
+
+async def test_concurrent_uploads_on_two_nodes_accept_once(nodes: tuple[Hub, Hub]) -> None:
+    import asyncio
+
+    one, two = nodes
+    a1, akey = await _actor(one, "000.00.00.H23")
+    await _actor(one, "000.00.01.H23")
+    a2 = LgspClient(Credentials(two.url, akey.access_key, secret=akey.secret))  # type: ignore[attr-defined]
+    try:
+        content = b"y" * 4_000_000
+        sha = hashlib.sha256(content).hexdigest()
+        created = await a1.create_packet(["000.00.01.H23"], subject="race", size=len(content), sha256=sha)
+        url_two = created["upload"]["url"].replace(one.url, two.url)
+        results = await asyncio.gather(a1.upload(created["upload"]["url"], content, sha),
+                                       a2.upload(url_two, content, sha), return_exceptions=True)
+        ok = [r for r in results if isinstance(r, dict)]
+        errors = [r for r in results if isinstance(r, Exception)]
+        assert len(ok) == 1 and len(errors) == 1, results
+        assert getattr(errors[0], "status", None) == 409
+        status = await a1.status(created["id"])
+        assert status["state"] == "accepted"
+        assert [e["type"] for e in status["events"]].count("packet.accepted") == 1
+    finally:
+        await a1.close()
+        await a2.close()

@@ -1,0 +1,158 @@
+"""Store: migrations equal the table definitions, blobs appear only whole, secrets are sealed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select
+
+from lgsp.core.config import load_config
+from lgsp.core.hub import Hub
+from lgsp.core.identifiers import InvalidIdentifier, check_identifier, fold, identifier_form
+from lgsp.core.masterkey import MasterKey, MasterKeyError
+from lgsp.core.store.blobs import BlobStore
+from lgsp.core.store.database import Database
+from lgsp.core.store.tables import access_keys, metadata
+
+from .conftest import base_env
+
+
+async def _schema_diff(db: Database) -> list[object]:
+    async with db.reader.connect() as conn:
+        return await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(
+            c, opts={"compare_type": True}), metadata))
+
+
+async def test_sqlite_migrations_build_exactly_the_tables(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    try:
+        await db.upgrade()
+        assert await db.current_revision() == Database.head_revision()
+        assert await _schema_diff(db) == []
+        await db.upgrade()  # idempotent
+    finally:
+        await db.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_migrations_build_exactly_the_tables(pg_url: str) -> None:
+    db = Database(pg_url)
+    try:
+        await db.upgrade()
+        assert await _schema_diff(db) == []
+        assert await db.current_revision() == Database.head_revision()
+    finally:
+        await db.close()
+
+
+async def test_blob_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs", chunk_size=4096)
+    store.open()
+    data = os.urandom(50_000)
+    async with store.writer("abc") as w:
+        for i in range(0, len(data), 7000):
+            await w.write(data[i:i + 7000])
+            assert not store.exists("abc")  # never visible while being written
+        assert await w.finish() == hashlib.sha256(data).hexdigest()
+        await w.commit()
+    assert store.path("abc").read_bytes() == data
+    assert list(store.tmp.iterdir()) == []
+
+    async def interrupted() -> None:
+        async with store.writer("def") as w:
+            await w.write(data)
+            raise RuntimeError("client went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        await interrupted()
+    assert not store.exists("def") and list(store.tmp.iterdir()) == []
+
+    chunks = [c async for c in store.read_chunks("abc", offset=10_000)]
+    assert b"".join(chunks) == data[10_000:]
+    assert await store.delete("abc") and not await store.delete("abc")
+    with pytest.raises(ValueError, match="bad blob key"):
+        store.path("../etc/passwd")
+
+
+def test_sweep_removes_only_old_temporaries(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    store.open()
+    old = store.tmp / "x.1.part"
+    new = store.tmp / "y.2.part"
+    old.write_bytes(b"1")
+    new.write_bytes(b"2")
+    os.utime(old, (1, 1))
+    assert store.sweep_tmp(older_than_seconds=60) == 1
+    assert not old.exists() and new.exists()
+
+
+def test_master_key_file_is_private_and_stable(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "master.key"
+    key = MasterKey.load_or_create(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    sealed = key.encrypt("bí mật", "AK1")
+    again = MasterKey.load_or_create(path)  # never overwritten
+    assert again.decrypt(sealed, "AK1") == "bí mật"
+    with pytest.raises(MasterKeyError):
+        again.decrypt(sealed, "AK2")  # bound to its key row
+    with pytest.raises(MasterKeyError):
+        MasterKey.load_or_create(tmp_path / "other.key").decrypt(sealed, "AK1")
+    path.chmod(0o644)
+    with pytest.raises(MasterKeyError, match="chmod 600"):
+        MasterKey.load(path)
+    assert "bí" not in repr(key)
+
+
+async def test_hmac_secrets_are_stored_sealed(tmp_path: Path) -> None:
+    hub = Hub(load_config(None, env=base_env(tmp_path)))
+    await hub.open_store()
+    try:
+        await hub.directory.add_unit("000.00.00.H23", "Sở A")
+        app = await hub.directory.add_application("000.00.00.H23", "vbql")
+        issued = await hub.directory.issue_key(app.id, "HMAC-SHA256")
+        rsa = await hub.directory.issue_key(app.id, "RSA-SHA256")
+        async with hub.db.read() as conn:
+            rows = {r.id: r for r in (await conn.execute(select(access_keys))).all()}
+        assert issued.secret is not None
+        assert issued.secret.encode() not in bytes(rows[issued.access_key].secret_sealed)
+        assert rows[issued.access_key].public_key_pem is None
+        assert rows[rsa.access_key].secret_sealed is None
+        assert "PRIVATE" not in rows[rsa.access_key].public_key_pem
+        assert issued.secret.encode() not in (tmp_path / "lgsp.db").read_bytes()
+        await hub.secrets.set("sftp-h23", "p@ss")
+        assert await hub.secrets.reveal("sftp-h23") == "p@ss"
+        assert b"p@ss" not in (tmp_path / "lgsp.db").read_bytes()
+    finally:
+        await hub.db.close()
+
+
+@pytest.mark.parametrize("code", ["000.00.00.H23", "001.00.10.H47", "H23.01.02", "G22", "A01.1.2.3",
+                                  "Y99.ABC.0001"])
+def test_official_identifiers(code: str) -> None:
+    assert identifier_form(code) is not None
+    assert check_identifier(code) == code
+
+
+@pytest.mark.parametrize("code", ["28.22.H17", "01.02.G22", "001.00.20.JB2", "00.00.008.K99", "Z01.02",
+                                  "h23.01", "A1.02", "A01.", "A01..2", "A01-02", "A" + "0" * 40])
+def test_irregular_identifiers_need_legacy(code: str) -> None:
+    with pytest.raises(InvalidIdentifier):
+        check_identifier(code)
+
+
+def test_legacy_still_has_a_charset() -> None:
+    assert check_identifier("28.22.H17", legacy=True) == "28.22.H17"
+    for bad in ("28 22 H17", "ab.cd", "X" * 36, ""):
+        with pytest.raises(InvalidIdentifier):
+            check_identifier(bad, legacy=True)
+
+
+def test_fold_for_search() -> None:
+    assert fold("Sở Kế hoạch và Đầu tư") == "so ke hoach va dau tu"
+    assert fold("ĐẮK LẮK") == fold("đắk lắk") == "dak lak"

@@ -121,14 +121,16 @@ class Hub:
                                  call_hook=self.call_hook)
 
     async def start(self) -> None:
-        from lgsp.core.web import make_app  # the HTTP layer is only needed when serving
+        from lgsp.core.web import AccessLogger, make_app  # the HTTP layer is only needed when serving
 
         self.check_config()
         await self.open_store()
         self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
         await self.presence.reset_stale()
         self.app = make_app(self)
-        self._runner = web.AppRunner(self.app, access_log=log if self.config.logging.access_log else None,
+        self._runner = web.AppRunner(self.app, access_log_class=AccessLogger,
+                                     access_log=logging.getLogger("lgsp.access") if self.config.logging.access_log
+                                     else None,
                                      shutdown_timeout=self.config.server.shutdown_timeout_seconds)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port,

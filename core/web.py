@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
@@ -62,6 +63,15 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         log.exception("unhandled error in %s %s", request.method, request.path)
         return problem_response(Problem("internal", "an internal error occurred; it has been logged"),
                                 language(request))
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request: never headers, bodies or query strings (transfer tokens live there)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        principal = request.get(PRINCIPAL)
+        self.logger.info("%s %s %s %s %d %d %.1fms", request.remote, principal.unit_id if principal else "-",
+                         request.method, request.path, response.status, response.body_length, time * 1000)
 
 
 def make_app(hub: Hub) -> web.Application:

@@ -423,3 +423,34 @@ async def test_presence_recorded_for_stream(make_actor: MakeActor, hub: Hub) -> 
         causes = [r.cause for r in (await conn.execute(
             select(presence_log).where(presence_log.c.unit_id == b.unit).order_by(presence_log.c.id))).all()]
     assert "stream_open" in causes and "stream_close" in causes
+
+
+async def test_logs_never_hold_secrets_signatures_or_tokens(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from lgsp.client import Credentials, LgspClient
+    from lgsp.core.config import load_config
+
+    from .conftest import base_env
+
+    caplog.set_level("DEBUG")
+    config = load_config(None, env=base_env(tmp_path, LGSP_LOGGING_ACCESS_LOG="true"))
+    async with Hub(config) as hub:
+        keys = []
+        for unit in ("000.00.00.H23", "000.00.01.H23"):
+            await hub.directory.add_unit(unit, unit)
+            app = await hub.directory.add_application(unit, "x")
+            keys.append(await hub.directory.issue_key(app.id, "HMAC-SHA256"))
+        a, b = (LgspClient(Credentials(hub.url, k.access_key, secret=k.secret)) for k in keys)
+        try:
+            packet_id = await a.send(b"abc", ["000.00.01.H23"], subject="s")
+            download = await b.ready(packet_id)
+            await b.fetch_bytes(packet_id)
+            await b.ack(packet_id, hashlib.sha256(b"abc").hexdigest())
+        finally:
+            await a.close()
+            await b.close()
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "GET /v1/inbox" in text or "POST /v1/packets" in text  # the access log is on
+    token = URL(download["url"]).query["token"]
+    for secret in (keys[0].secret, keys[1].secret, token):
+        assert secret and secret not in text
+    assert "X-LGSP-Signature" not in text and "HMAC-SHA256 " not in text

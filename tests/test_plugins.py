@@ -194,3 +194,33 @@ async def test_web_routes_hook_mounts_an_adapter(tmp_path: Path) -> None:
         assert (status, body) == (200, {"unit": "000.00.00.H23"})
         status, _, body = await raw_request(hub.url, "GET", "/x/hello")
         assert status == 401 and body["code"] == "auth.missing"
+
+
+async def test_entry_point_plugins_are_discovered_and_enabled_by_name(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package declaring an `lgsp` entry point loads when (and only when) enabled."""
+    package = tmp_path / "site"
+    (package / "lgsp_demo_plugin").mkdir(parents=True)
+    (package / "lgsp_demo_plugin" / "__init__.py").write_text(
+        "from lgsp.plugins.hookspecs import hookimpl\n"
+        "STARTED = []\n"
+        "@hookimpl\n"
+        "def lgsp_startup(hub):\n"
+        "    STARTED.append(hub.config.hub.identifier)\n", encoding="utf-8")
+    dist = package / "lgsp_demo_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lgsp-demo-plugin\nVersion: 1.0\n", encoding="utf-8")
+    (dist / "entry_points.txt").write_text("[lgsp]\ndemo = lgsp_demo_plugin\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(package))
+
+    from lgsp.plugins.manager import available_plugins
+
+    assert "demo" in available_plugins()
+    import lgsp_demo_plugin  # type: ignore[import-not-found]
+
+    async with Hub(load_config(None, env=base_env(tmp_path / "a"))):
+        pass
+    assert lgsp_demo_plugin.STARTED == []  # installed but not enabled: not loaded
+    async with Hub(load_config(None, env=base_env(tmp_path / "b", LGSP_PLUGINS_ENABLED="[rest, demo]"))):
+        pass
+    assert lgsp_demo_plugin.STARTED == ["000.00.00.H99"]

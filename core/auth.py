@@ -210,6 +210,8 @@ class Authenticator:
         """Is a request that `asker` received genuine? Spends its nonce, so a replay shows up."""
         try:
             req = parse_signed_request(method, path, raw_query, headers)
+            if req.session:
+                await self._check_asker(req.session, asker.unit_id)
             who = await self.verify(req, session_asker=asker.unit_id)
         except Problem as problem:
             if problem.code == "forbidden":
@@ -217,6 +219,14 @@ class Authenticator:
             return {"valid": False, "code": problem.code, "detail": problem.detail}
         return {"valid": True, "unit": who.unit_id, "application": who.application_id,
                 "target": who.session_target, "content_sha256": req.content_sha256}
+
+    async def _check_asker(self, token: str, asker: str) -> None:
+        """Refuse a non-target before anything else, so the answer says nothing about the request."""
+        async with self.db.read() as conn:
+            target = (await conn.execute(select(sessions.c.target).where(
+                sessions.c.token_hash == token_hash(token)))).first()
+        if target is not None and target.target != asker:
+            raise Problem("forbidden", "only the session's target may verify requests made under it")
 
     # -- housekeeping -------------------------------------------------------------------------
     async def purge_expired(self) -> int:

@@ -38,6 +38,8 @@ CATALOGUE: dict[str, ErrorKind] = {
                                        "Content SHA-256 does not match"),
     "content.size_mismatch": ErrorKind(400, "Kích thước nội dung không khớp",
                                        "Content size does not match the declared size"),
+    "content.range_not_satisfiable": ErrorKind(416, "Khoảng dữ liệu yêu cầu không hợp lệ",
+                                               "Requested range not satisfiable"),
     "content.too_large": ErrorKind(413, "Nội dung vượt quá kích thước cho phép", "Content too large"),
     "request.malformed": ErrorKind(400, "Yêu cầu sai định dạng", "Malformed request"),
     "request.invalid": ErrorKind(422, "Dữ liệu yêu cầu không hợp lệ", "Invalid request data"),

@@ -454,3 +454,16 @@ async def test_logs_never_hold_secrets_signatures_or_tokens(tmp_path: Path, capl
     for secret in (keys[0].secret, keys[1].secret, token):
         assert secret and secret not in text
     assert "X-LGSP-Signature" not in text and "HMAC-SHA256 " not in text
+
+
+async def test_unsatisfiable_range_is_a_problem(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    packet_id = await a.client.send(b"x" * 100, [b.unit], subject="s")
+    url = URL((await b.client.ready(packet_id))["url"], encoded=True)
+    for bad in ("bytes=100-", "bytes=5000-", "bytes=9-3", "items=0-", "bytes=-"):
+        status, h, body = await b.raw("GET", url.path_qs, headers={"Range": bad})
+        problem = assert_problem(status, h, body, 416, "content.range_not_satisfiable")
+        assert problem["size"] == 100
+    status, _, body = await b.raw("GET", url.path_qs, headers={"Range": "bytes=99-"})
+    assert (status, body) == (206, b"x")

@@ -137,3 +137,20 @@ async def test_verify_rejects_malformed_question(make_actor: MakeActor) -> None:
                  {"method": "GET", "path": "/x", "headers": {"X-LGSP-Key": 5}}):
         status, h, problem = await b.raw("POST", "/v1/verify", json.dumps(body).encode())
         assert_problem(status, h, problem, 422, "request.invalid")
+
+
+async def test_non_target_learns_nothing_about_the_request(make_actor: MakeActor) -> None:
+    """A non-target is refused before the signature is looked at: genuine or forged, same answer."""
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    c = await make_actor("000.00.02.H23")
+    token = (await a.client.open_session(b.unit))["token"]
+    genuine, _ = _source_request(a.signer, token)
+    forged = dict(genuine, **{"X-LGSP-Signature": "HMAC-SHA256 " + "A" * 44})
+    answers = []
+    for headers in (genuine, forged):
+        body = json.dumps({"method": "POST", "path": "/api/ho-so", "query": "ma=123&x=%C4%91",
+                           "headers": headers}).encode()
+        status, h, problem = await c.raw("POST", "/v1/verify", body)
+        answers.append((status, assert_problem(status, h, problem, 403, "forbidden")["detail"]))
+    assert answers[0] == answers[1]

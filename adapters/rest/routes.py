@@ -6,6 +6,7 @@ appears there.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from importlib import resources
 
@@ -60,6 +61,7 @@ async def download_content(request: web.Request) -> web.StreamResponse:
                                                   token=request.query.get("token"))
     if not path.is_file():
         raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+    _check_range(request, info.size)
     return web.FileResponse(path, chunk_size=hub.config.limits.io_chunk_size, headers={
         H_CONTENT: info.sha256, "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
         "Content-Disposition": f'attachment; filename="{info.id}"'})
@@ -151,6 +153,23 @@ async def verify(request: web.Request) -> web.Response:
 class _CaseInsensitive(dict[str, str]):
     def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
         return super().get(key.lower(), default)
+
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _check_range(request: web.Request, size: int) -> None:
+    """Refuse a Range we cannot serve as a problem, before FileResponse answers it with a bare 416."""
+    header = request.headers.get("Range")
+    if header is None:
+        return
+    match = _RANGE_RE.match(header.strip())
+    if match is None:
+        raise Problem("content.range_not_satisfiable", "only one range of the form bytes=N- or bytes=N-M is served",
+                      size=size)
+    start, end = match.groups()
+    if (start and int(start) >= size) or (not start and not end) or (start and end and int(end) < int(start)):
+        raise Problem("content.range_not_satisfiable", f"the content is {size} bytes long", size=size)
 
 
 def _object(body: object) -> dict[str, object]:

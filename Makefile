@@ -34,5 +34,13 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
+# Benchmarks (docs/performance.md): the hub against its baselines, results in bench/results/.
+# BENCH_ARGS passes extra flags, e.g. make bench BENCH_ARGS="--no-rabbit --only pull".
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+bench-full: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run --full --pyspy $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -8,6 +8,7 @@ describes the settings, the manifest format and the folder lifecycle.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
@@ -42,6 +43,11 @@ def lgsp_check_config(hub: Hub) -> Iterable[tuple[str, str]]:
 
 @hookimpl
 async def lgsp_startup(hub: Hub) -> None:
+    # asyncssh logs several INFO lines per connection; with every unit polled every few seconds that
+    # drowns the hub's own log. Quieten it unless the operator set its level explicitly.
+    library_log = logging.getLogger("asyncssh")
+    if library_log.level == logging.NOTSET:
+        library_log.setLevel(logging.WARNING)
     sources, issues = parse_adapter_section(hub.config.adapters.get("sftp"))
     if issues:  # check_config already refused these; never poll on half-understood settings
         raise RuntimeError(f"invalid adapters.sftp settings: {issues[0][0]}: {issues[0][1]}")

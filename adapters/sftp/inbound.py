@@ -72,7 +72,8 @@ class Poller:
         self.rounds = 0
         self.submitted = 0
         self.failed = 0
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the last problem of the latest round, None when it went well
+        self._errors: list[str] = []
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -89,15 +90,16 @@ class Poller:
 
     async def _run(self) -> None:
         while True:
+            self._errors = []
             try:
                 await self.poll_once()
-                self.last_error = None
             except SftpError as exc:
-                self.last_error = exc.reason
+                self._errors.append(exc.reason)
                 log.warning("sftp inbound %s: %s", self.unit, exc.reason)
             except Exception as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._errors.append(f"{type(exc).__name__}: {exc}")
                 log.exception("sftp inbound %s: poll round failed", self.unit)
+            self.last_error = self._errors[-1] if self._errors else None
             self.rounds += 1
             await asyncio.sleep(self.source.poll_interval)
 
@@ -122,11 +124,22 @@ class Poller:
             await session.ensure_dir(f"create {source.done}", source.done)
             await session.ensure_dir(f"create {source.failed}", source.failed)
             for file, claim in claims:
-                await self._process(session, file, claim, recovering=True)
+                await self._isolated(session, file, claim, recovering=True)
             for _, file in fresh[:max(0, source.max_files_per_poll - len(claims))]:
                 claim = new_claim(datetime.now(UTC))
                 if await self._claim(session, file, claim):
-                    await self._process(session, file, claim, recovering=False)
+                    await self._isolated(session, file, claim, recovering=False)
+
+    async def _isolated(self, session: Session, file: str, claim: str, *, recovering: bool) -> None:
+        """Process one file; its trouble (a read timing out, a folder it cannot move to) waits for the
+        next round without holding up the other files, unless the connection itself is gone."""
+        try:
+            await self._process(session, file, claim, recovering=recovering)
+        except SftpError as exc:
+            if session.ssh.is_closed():
+                raise
+            self._errors.append(exc.reason)
+            log.warning("sftp inbound %s: %s left for the next round: %s", self.unit, file, exc.reason)
 
     async def _claim(self, session: Session, file: str, claim: str) -> bool:
         outbox = self.source.outbox

@@ -73,11 +73,8 @@ class SftpPushAdapter:
             if not await session.is_dir(folder):
                 raise SftpError(f"the remote folder {folder!r} does not exist or cannot be read on "
                                 f"{target.connection.address}", retryable=False)
-            existing = await session.read_small("read existing manifest", manifest_path, MAX_MANIFEST_SIZE)
-            if existing == manifest:
-                attrs = await session.stat("check existing file", final)
-                if attrs is not None and attrs.size == packet.size:
-                    return PushReceipt(detail=f"already present at {where}", remote_id=name)
+            if await self._already_there(session, manifest_path, manifest, final, packet.size):
+                return PushReceipt(detail=f"already present at {where}", remote_id=name)
             temporary = posixpath.join(folder, temporary_name(name))
             await self._upload(session, job, temporary)
             attrs = await session.stat("verify upload", temporary)
@@ -90,6 +87,20 @@ class SftpPushAdapter:
             await session.write_small("write manifest", manifest_path, manifest)
         log.info("sftp: packet %s pushed to %s at %s", packet.id, job.unit, where)
         return PushReceipt(detail=f"uploaded to {where}", remote_id=name)
+
+    @staticmethod
+    async def _already_there(session: Session, manifest_path: str, manifest: bytes, final: str, size: int) -> bool:
+        """Did an earlier attempt finish? Best effort: a drop folder the hub may write but not read says no."""
+        try:
+            existing = await session.read_small("read existing manifest", manifest_path, MAX_MANIFEST_SIZE)
+            if existing != manifest:
+                return False
+            attrs = await session.stat("check existing file", final)
+        except SftpError as exc:
+            if exc.retryable:
+                raise
+            return False
+        return attrs is not None and attrs.size == size
 
     @staticmethod
     async def _upload(session: Session, job: PushJob, path: str) -> None:

@@ -47,6 +47,7 @@ class ServerState:
     auth_attempts: int = 0
     logins: int = 0
     deny_write_under: set[str] = field(default_factory=set)
+    deny_read_under: set[str] = field(default_factory=set)
     deny_rename_into: set[str] = field(default_factory=set)
     truncate_writes_at: int | None = None
 
@@ -93,6 +94,8 @@ class _SFTPServer(asyncssh.SFTPServer):
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         if pflags & asyncssh.FXF_WRITE and _under(path, self.state.deny_write_under):
             raise asyncssh.SFTPPermissionDenied("write access denied")
+        if pflags & asyncssh.FXF_READ and _under(path, self.state.deny_read_under):
+            raise asyncssh.SFTPPermissionDenied("read access denied")
         return super().open(path, pflags, attrs)
 
     def write(self, file_obj: object, offset: int, data: bytes) -> int:

@@ -279,6 +279,37 @@ async def test_same_name_twice_keeps_both_records(tmp_path: Path, server: SftpSe
 
 # -- isolation and trust ------------------------------------------------------------------------
 
+async def test_a_file_the_hub_cannot_read_does_not_hold_up_the_others(tmp_path: Path, server: SftpServer) -> None:
+    outbox = server.root / "outbox"
+    server.state.deny_read_under = {"/outbox/khoa.bin"}
+    cfg = await configured(tmp_path, {SOURCE: inbound(server)})
+    async with running(cfg) as (hub, dest):
+        write_submission(outbox, "khoa.bin", b"locked by the server")
+        write_submission(outbox, "mo.bin", b"readable")
+
+        async def subjects() -> list[str]:
+            return sorted(i["subject"] for i in await inbox_of(dest))
+
+        async def readable_arrived() -> bool:
+            return await subjects() == ["Gửi mo.bin"]
+
+        await eventually(readable_arrived, what="the readable file")
+        await rounds_pass(hub, 2)  # the locked file is retried each round, not failed, not submitted
+        assert await subjects() == ["Gửi mo.bin"]
+        assert "permission denied" in (poller(hub).last_error or "")
+        assert "khoa.bin" in listing(outbox)
+        assert listing(outbox / "failed") == []
+
+        server.state.deny_read_under = set()  # the unit fixes the file's rights
+
+        async def both() -> bool:
+            return await subjects() == ["Gửi khoa.bin", "Gửi mo.bin"]
+
+        await eventually(both, what="the formerly locked file")
+        await rounds_pass(hub, 1)
+        assert await subjects() == ["Gửi khoa.bin", "Gửi mo.bin"]
+        assert poller(hub).last_error is None
+
 async def test_a_silent_server_does_not_stall_other_units(tmp_path: Path, server: SftpServer) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()

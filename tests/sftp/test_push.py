@@ -146,6 +146,14 @@ async def test_retried_push_converges_on_the_same_files(hub: Hub, sftp_server: S
     assert (inbox / f"{name}.manifest.json").read_bytes() == first_manifest  # same bytes on every attempt
 
 
+async def test_push_into_a_write_only_drop_folder(hub: Hub, sftp_server: SftpServer) -> None:
+    sftp_server.state.deny_read_under = {"/inbox"}  # the hub may write and list there, not read back
+    packet = await stored_packet(hub, CONTENT)
+    await push(hub, packet, target(sftp_server))
+    await adapter(hub).push(job(hub, packet, target(sftp_server), attempt=2))  # cannot tell: uploads again
+    check_delivered(sftp_server, packet, CONTENT)
+
+
 @pytest.mark.parametrize("form", ["fingerprint", "keyscan", "rotation-list"])
 async def test_host_key_pin_forms(hub: Hub, sftp_server: SftpServer, form: str) -> None:
     other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()

@@ -109,8 +109,8 @@ async def test_file_with_manifest_reaches_the_destination(tmp_path: Path, server
         assert status["metadata"]["sftp_file"] == "cong-van-123.pdf"
 
         done = outbox / "done"
-        await eventually(lambda: (done / "cong-van-123.pdf.manifest.json").exists(), what="the move to done/")
-        assert listing(outbox) == ["done", "failed"]  # nothing left behind, no claim file
+        # The claim file is removed last: once it is gone the move is complete and nothing is left behind.
+        await eventually(lambda: listing(outbox) == ["done", "failed"], what="the move to done/")
         assert (done / "cong-van-123.pdf").read_bytes() == CONTENT
         record = json.loads((done / "cong-van-123.pdf.manifest.json").read_text("utf-8"))
         assert record["lgsp"]["packet_id"] == item["id"]
@@ -228,10 +228,9 @@ async def test_no_second_submission_when_the_move_fails_even_across_a_restart(
 
     server.state.deny_rename_into = set()  # the operator fixes the folder rights; the hub restarts
     async with running(cfg) as (hub, dest):
-        await eventually(lambda: (outbox / "done" / "mot-lan.doc.manifest.json").exists(), what="the move to done/")
+        await eventually(lambda: listing(outbox) == ["done", "failed"], what="the move to done/")
         record = json.loads((outbox / "done" / "mot-lan.doc.manifest.json").read_text())
         assert record["lgsp"]["packet_id"] == packet_id
-        assert listing(outbox) == ["done", "failed"]
         assert [i["id"] for i in await inbox_of(dest)] == [packet_id]
         assert poller(hub).submitted == 0  # the restarted hub only finished the move
 
@@ -244,7 +243,7 @@ async def test_claimed_but_never_submitted_file_is_submitted_once(tmp_path: Path
     (outbox / "da-nhan.txt.manifest.json").rename(outbox / claim_name("da-nhan.txt", claim))
     cfg = await configured(tmp_path, {SOURCE: inbound(server)})
     async with running(cfg) as (hub, dest):
-        await eventually(lambda: (outbox / "done" / "da-nhan.txt.manifest.json").exists(), what="the move to done/")
+        await eventually(lambda: listing(outbox) == ["done", "failed"], what="the move to done/")
         await rounds_pass(hub, 2)
         [item] = await inbox_of(dest)
         record = json.loads((outbox / "done" / "da-nhan.txt.manifest.json").read_text())
@@ -258,14 +257,15 @@ async def test_same_name_twice_keeps_both_records(tmp_path: Path, server: SftpSe
     cfg = await configured(tmp_path, {SOURCE: inbound(server)})
     async with running(cfg) as (_hub, dest):
         write_submission(outbox, "bao-cao.txt", b"first week")
-        await eventually(lambda: (outbox / "done" / "bao-cao.txt.manifest.json").exists(), what="first done/")
+        await eventually(lambda: listing(outbox) == ["done", "failed"], what="first done/")
         write_submission(outbox, "bao-cao.txt", b"second week")
 
         async def two() -> bool:
             return len(await inbox_of(dest)) == 2
 
         await eventually(two, what="the second packet")
-        await eventually(lambda: len(listing(outbox / "done")) == 4, what="second done/")
+        await eventually(lambda: listing(outbox) == ["done", "failed"], what="second done/")
+        assert len(listing(outbox / "done")) == 4
         done = outbox / "done"
         names = listing(done)
         second = next(n for n in names if n.startswith("bao-cao.") and n != "bao-cao.txt"
@@ -329,8 +329,8 @@ async def test_a_silent_server_does_not_stall_other_units(tmp_path: Path, server
                 return len(await inbox_of(dest)) == 1
 
             await eventually(arrived, timeout=10, what="the healthy unit's packet")
-            assert poller(hub, OTHER).rounds == 0  # still stuck in its first connect
-            assert poller(hub, SOURCE).rounds >= 1
+            await rounds_pass(hub, 2, unit=SOURCE)  # and it keeps polling...
+            assert poller(hub, OTHER).rounds == 0  # ...while the other is still stuck in its first connect
     finally:
         black_hole.close()
 

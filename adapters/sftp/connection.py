@@ -38,6 +38,13 @@ class SftpError(Exception):
         self.host_key_mismatch = host_key_mismatch
 
 
+class SftpTooLarge(SftpError):
+    """A file expected to be small (a manifest) is not."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, retryable=False)
+
+
 class _PinnedClient(asyncssh.SSHClient):
     """Accepts the server only if its key is pinned; remembers what it was shown, for the report."""
 
@@ -146,7 +153,7 @@ class Session:
         if attrs is None:
             return None
         if attrs.size is not None and attrs.size > limit:
-            raise SftpError(f"{stage}: {path} is larger than {limit} bytes", retryable=False)
+            raise SftpTooLarge(f"{stage}: {path} is larger than {limit} bytes")
         try:
             async with asyncio.timeout(self.conn.timeout):
                 async with self.sftp.open(path, "rb", encoding=None) as fh:
@@ -156,7 +163,7 @@ class Session:
         except (asyncssh.Error, OSError, TimeoutError) as exc:
             raise classify(exc, self.conn, stage) from exc
         if len(data) > limit:
-            raise SftpError(f"{stage}: {path} is larger than {limit} bytes", retryable=False)
+            raise SftpTooLarge(f"{stage}: {path} is larger than {limit} bytes")
         return bytes(data)
 
     async def replace(self, stage: str, source: str, target: str) -> None:

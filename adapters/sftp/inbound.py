@@ -21,14 +21,14 @@ import asyncio
 import contextlib
 import logging
 import posixpath
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncssh
 from sqlalchemy import and_, select
 
-from lgsp.adapters.sftp.connection import Session, SftpError, classify, open_session
+from lgsp.adapters.sftp.connection import Session, SftpError, SftpTooLarge, classify, open_session
 from lgsp.adapters.sftp.manifest import (
     ERROR_SUFFIX,
     MANIFEST_SUFFIX,
@@ -161,9 +161,7 @@ class Poller:
         fields = None
         try:
             raw = await session.read_small(f"read manifest of {file}", claim_path, MAX_MANIFEST_SIZE)
-        except SftpError as exc:
-            if exc.retryable:
-                raise
+        except SftpTooLarge:
             raw, problem = b"", Problem("request.invalid", f"the manifest is larger than {MAX_MANIFEST_SIZE} bytes")
         if raw is None:
             return  # the claim file was removed by someone else meanwhile
@@ -214,7 +212,7 @@ class Poller:
         log.info("sftp inbound %s: %s submitted as packet %s", self.unit, file, packet.id)
         await self._done(session, file, claim, fields, packet)
 
-    async def _content(self, session: Session, path: str) -> AsyncIterator[bytes]:
+    async def _content(self, session: Session, path: str) -> AsyncGenerator[bytes, None]:
         chunk_size = int(self.hub.config.limits.io_chunk_size)
         handle = await session.call(f"open {path}", session.sftp.open(path, "rb", encoding=None))
         try:
@@ -251,10 +249,8 @@ class Poller:
     async def _read_marker(session: Session, path: str) -> bytes | None:
         try:
             return await session.read_small(f"read {path}", path, MAX_MANIFEST_SIZE)
-        except SftpError as exc:
-            if exc.retryable:
-                raise
-            return b""  # too large to be ours
+        except SftpTooLarge:
+            return b""  # too large to be one of ours: the name is taken
 
     async def _slot(self, session: Session, folder: str, file: str, claim: str, suffix: str, *,
                     nested: bool) -> str:

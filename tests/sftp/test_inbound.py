@@ -182,6 +182,7 @@ async def test_wrong_hash_goes_to_failed_with_the_reason(tmp_path: Path, server:
     ("bad-priority.txt", {"to": [DEST], "subject": "s", "sha256": None, "priority": 9}, "request.invalid",
      "priority: must be 0"),
     ("array.txt", b"[1, 2]", "request.invalid", "must be a JSON object"),
+    ("huge.txt", b"{" + b" " * 70000 + b"}", "request.invalid", "the manifest is larger than 65536 bytes"),
 ])
 async def test_bad_manifest_goes_to_failed_with_the_reason(tmp_path: Path, server: SftpServer, name: str,
                                                            manifest: Any, code: str, reason: str) -> None:

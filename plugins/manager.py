@@ -27,6 +27,7 @@ CORE_PLUGINS: dict[str, str] = {
 # Built-in optional plugins, enabled by name in `plugins.enabled`.
 BUILTIN_PLUGINS: dict[str, str] = {
     "rest": "lgsp.adapters.rest",
+    "sftp": "lgsp.adapters.sftp",
 }
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT

@@ -1,0 +1,299 @@
+"""Inbound: poll a unit's outbox folder and submit each complete file as a packet from that unit.
+
+A file `F` is taken only when `F.manifest.json` is beside it. Each file goes through:
+
+1. claim: the manifest is renamed to `.F.claim-<C>.json` (an atomic rename, so two pollers can
+   never both take it; the unit's manifest bytes are kept as they are);
+2. submit: the content is streamed into `hub.exchange.submit`, carrying the claim id `C` in the
+   packet's metadata (`sftp_claim`), which the hub commits together with the packet;
+3. move: the data file goes to done/ (then its manifest, completed with the packet id) or, with an
+   `F.error.json` saying why, to failed/; the claim file is removed last.
+
+A claim file found at the start of a round means an earlier round stopped part-way (crash, lost
+connection, restart). Before submitting again the poller asks the store whether a packet with that
+claim was accepted; if so it only finishes the move. So a file is never submitted twice, whatever
+instant the hub or the connection died at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import posixpath
+from collections.abc import AsyncGenerator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import asyncssh
+from sqlalchemy import and_, select
+
+from lgsp.adapters.sftp.connection import Session, SftpError, SftpTooLarge, classify, open_session
+from lgsp.adapters.sftp.manifest import (
+    ERROR_SUFFIX,
+    MANIFEST_SUFFIX,
+    MAX_MANIFEST_SIZE,
+    alternative_name,
+    claim_name,
+    claim_of,
+    claim_time,
+    done_manifest,
+    error_document,
+    is_data_name,
+    manifest_name,
+    new_claim,
+    parse_claim_name,
+    parse_submission,
+    submission_packet,
+)
+from lgsp.adapters.sftp.settings import InboundSource
+from lgsp.core.errors import Problem
+from lgsp.core.packets import PacketInfo
+from lgsp.core.store.tables import packets
+
+if TYPE_CHECKING:
+    from lgsp.core.hub import Hub
+
+log = logging.getLogger("lgsp.adapters.sftp")
+
+# Problems that belong to the file: it goes to failed/. Any other error leaves the claim for a retry.
+FILE_PROBLEMS = frozenset({"request.invalid", "request.malformed", "content.hash_mismatch",
+                           "content.size_mismatch", "content.too_large", "route.unknown_destination", "not_found"})
+ACCEPTED_STATES = ("accepted", "completed")
+
+
+class Poller:
+    """One unit's outbox, polled by its own task so a slow server never delays another unit."""
+
+    def __init__(self, hub: Hub, source: InboundSource) -> None:
+        self.hub = hub
+        self.source = source
+        self.unit = source.connection.unit
+        self.rounds = 0
+        self.submitted = 0
+        self.failed = 0
+        self.last_error: str | None = None  # the last problem of the latest round, None when it went well
+        self._errors: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"lgsp-sftp-inbound-{self.unit}")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            self._errors = []
+            try:
+                await self.poll_once()
+            except SftpError as exc:
+                self._errors.append(exc.reason)
+                log.warning("sftp inbound %s: %s", self.unit, exc.reason)
+            except Exception as exc:
+                self._errors.append(f"{type(exc).__name__}: {exc}")
+                log.exception("sftp inbound %s: poll round failed", self.unit)
+            self.last_error = self._errors[-1] if self._errors else None
+            self.rounds += 1
+            await asyncio.sleep(self.source.poll_interval)
+
+    # -- one round ------------------------------------------------------------------------------
+    async def poll_once(self) -> None:
+        unit = await self.hub.directory.get_unit(self.unit)
+        if unit is None or unit.status != "active":
+            raise SftpError(f"unit {self.unit} is not registered or not active; its outbox is left alone",
+                            retryable=True)
+        source = self.source
+        async with open_session(self.hub, source.connection) as session:
+            listing = await session.call(f"list {source.outbox}", session.sftp.readdir(source.outbox))
+            files = {str(n.filename): n.attrs for n in listing
+                     if n.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR}
+            claims = sorted(c for c in (parse_claim_name(name) for name in files) if c is not None)
+            described = [name[:-len(MANIFEST_SUFFIX)] for name in files if name.endswith(MANIFEST_SUFFIX)]
+            # Oldest manifest first; a manifest whose data file is not (yet) there waits.
+            fresh = sorted((files[manifest_name(f)].mtime or 0, f) for f in described
+                           if is_data_name(f) and f in files)
+            if not claims and not fresh:
+                return
+            await session.ensure_dir(f"create {source.done}", source.done)
+            await session.ensure_dir(f"create {source.failed}", source.failed)
+            for file, claim in claims:
+                await self._isolated(session, file, claim, recovering=True)
+            for _, file in fresh[:max(0, source.max_files_per_poll - len(claims))]:
+                claim = new_claim(datetime.now(UTC))
+                if await self._claim(session, file, claim):
+                    await self._isolated(session, file, claim, recovering=False)
+
+    async def _isolated(self, session: Session, file: str, claim: str, *, recovering: bool) -> None:
+        """Process one file; its trouble (a read timing out, a folder it cannot move to) waits for the
+        next round without holding up the other files, unless the connection itself is gone."""
+        try:
+            await self._process(session, file, claim, recovering=recovering)
+        except SftpError as exc:
+            if session.ssh.is_closed():
+                raise
+            self._errors.append(exc.reason)
+            log.warning("sftp inbound %s: %s left for the next round: %s", self.unit, file, exc.reason)
+
+    async def _claim(self, session: Session, file: str, claim: str) -> bool:
+        outbox = self.source.outbox
+        try:
+            async with asyncio.timeout(session.conn.timeout):
+                await session.sftp.rename(posixpath.join(outbox, manifest_name(file)),
+                                          posixpath.join(outbox, claim_name(file, claim)))
+        except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
+            return False  # taken or withdrawn since the listing
+        except (asyncssh.Error, OSError, TimeoutError) as exc:
+            raise classify(exc, session.conn, f"claim {file}") from exc
+        return True
+
+    async def _process(self, session: Session, file: str, claim: str, *, recovering: bool) -> None:
+        outbox = self.source.outbox
+        claim_path = posixpath.join(outbox, claim_name(file, claim))
+        data_path = posixpath.join(outbox, file)
+        problem: Problem | None = None
+        fields = None
+        try:
+            raw = await session.read_small(f"read manifest of {file}", claim_path, MAX_MANIFEST_SIZE)
+        except SftpTooLarge:
+            raw, problem = b"", Problem("request.invalid", f"the manifest is larger than {MAX_MANIFEST_SIZE} bytes")
+        if raw is None:
+            return  # the claim file was removed by someone else meanwhile
+        if problem is None:
+            try:
+                fields = parse_submission(raw, file)
+            except Problem as exc:
+                problem = exc
+        if recovering:
+            if fields is not None:
+                packet = await self._claimed_packet(fields["sha256"], claim)
+                if packet is not None:
+                    log.info("sftp inbound %s: %s was already submitted as packet %s; finishing its move",
+                             self.unit, file, packet.id)
+                    await self._done(session, file, claim, fields, packet)
+                    return
+            slot = await self._slot(session, self.source.failed, file, claim, ERROR_SUFFIX, nested=False)
+            marker = await self._read_marker(session, posixpath.join(self.source.failed, slot + ERROR_SUFFIX))
+            if marker is not None and claim_of(marker, nested=False) == claim:
+                await self._finish_failed(session, file, claim, slot)
+                return
+        data = await session.stat(f"stat {file}", data_path)
+        if data is None and problem is None:
+            problem = Problem("not_found", f"the data file {file} disappeared before the hub could take it")
+        if problem is not None or fields is None or data is None:
+            assert problem is not None
+            await self._failed(session, file, claim, problem)
+            return
+        limits = self.hub.config.limits
+        try:
+            new = submission_packet(fields, int(data.size or 0), max_size=limits.max_packet_size,
+                                    max_recipients=limits.max_recipients, now=datetime.now(UTC),
+                                    meta={"sftp_file": file, "sftp_claim": claim})
+        except Problem as exc:
+            await self._failed(session, file, claim, exc)
+            return
+        content = self._content(session, data_path)
+        try:
+            packet = await self.hub.exchange.submit(self.unit, new, content)
+        except Problem as exc:
+            if exc.code in FILE_PROBLEMS:
+                await self._failed(session, file, claim, exc)
+                return
+            raise SftpError(f"the hub could not take {file} now ({exc}); will try again", retryable=True) from None
+        finally:
+            await content.aclose()
+        self.submitted += 1
+        log.info("sftp inbound %s: %s submitted as packet %s", self.unit, file, packet.id)
+        await self._done(session, file, claim, fields, packet)
+
+    async def _content(self, session: Session, path: str) -> AsyncGenerator[bytes, None]:
+        chunk_size = int(self.hub.config.limits.io_chunk_size)
+        handle = await session.call(f"open {path}", session.sftp.open(path, "rb", encoding=None))
+        try:
+            while True:
+                block = await session.call(f"read {path}", handle.read(chunk_size))
+                if not block:
+                    return
+                yield bytes(block)
+        finally:
+            with contextlib.suppress(SftpError):
+                await session.call(f"close {path}", handle.close())
+
+    async def _claimed_packet(self, sha256: object, claim: str) -> PacketInfo | None:
+        """The accepted packet an earlier round made from this claim, if any.
+
+        Read straight from the packets table (by source unit, creation time and hash, then the claim
+        in its metadata) until core offers a lookup by idempotency key.
+        """
+        if not isinstance(sha256, str):
+            return None
+        since = claim_time(claim) - timedelta(minutes=10)
+        async with self.hub.db.read() as conn:
+            rows = (await conn.execute(
+                select(packets.c.id, packets.c.state, packets.c.meta).where(and_(
+                    packets.c.source_unit == self.unit, packets.c.created_at >= since,
+                    packets.c.sha256 == sha256)))).all()
+        for row in rows:
+            if isinstance(row.meta, dict) and row.meta.get("sftp_claim") == claim and row.state in ACCEPTED_STATES:
+                return await self.hub.exchange.packet(row.id)
+        return None
+
+    # -- moving files ---------------------------------------------------------------------------
+    @staticmethod
+    async def _read_marker(session: Session, path: str) -> bytes | None:
+        try:
+            return await session.read_small(f"read {path}", path, MAX_MANIFEST_SIZE)
+        except SftpTooLarge:
+            return b""  # too large to be one of ours: the name is taken
+
+    async def _slot(self, session: Session, folder: str, file: str, claim: str, suffix: str, *,
+                    nested: bool) -> str:
+        """The name `file` takes in `folder`: its own unless an older transfer of that name is there.
+
+        A name is taken when its marker (`.manifest.json` in done/, `.error.json` in failed/) exists
+        and records another claim; the choice is the same when a round is repeated after a crash.
+        """
+        for candidate in (file, alternative_name(file, claim)):
+            marker = await self._read_marker(session, posixpath.join(folder, candidate + suffix))
+            if marker is None or claim_of(marker, nested=nested) == claim:
+                return candidate
+        return alternative_name(file, claim)
+
+    async def _done(self, session: Session, file: str, claim: str, fields: dict[str, object],
+                    packet: PacketInfo) -> None:
+        source = self.source
+        slot = await self._slot(session, source.done, file, claim, MANIFEST_SUFFIX, nested=True)
+        data_path = posixpath.join(source.outbox, file)
+        if await session.stat(f"stat {file}", data_path) is not None:
+            await session.replace(f"move {file} to {source.done}", data_path, posixpath.join(source.done, slot))
+        record = done_manifest(dict(fields), packet=packet, claim=claim, hub_id=self.hub.config.hub.identifier)
+        await session.write_small(f"write manifest of {file} in {source.done}",
+                                  posixpath.join(source.done, manifest_name(slot)), record)
+        await session.remove(f"remove claim of {file}", posixpath.join(source.outbox, claim_name(file, claim)))
+
+    async def _failed(self, session: Session, file: str, claim: str, problem: Problem) -> None:
+        source = self.source
+        slot = await self._slot(session, source.failed, file, claim, ERROR_SUFFIX, nested=False)
+        report = error_document(problem, file=file, unit=self.unit, claim=claim,
+                                hub_id=self.hub.config.hub.identifier, at=datetime.now(UTC))
+        await session.write_small(f"write error report of {file}", posixpath.join(source.failed, slot + ERROR_SUFFIX),
+                                  report)
+        self.failed += 1
+        log.warning("sftp inbound %s: %s moved to %s: %s: %s", self.unit, file, source.failed, problem.code,
+                    problem.detail)
+        await self._finish_failed(session, file, claim, slot)
+
+    async def _finish_failed(self, session: Session, file: str, claim: str, slot: str) -> None:
+        source = self.source
+        data_path = posixpath.join(source.outbox, file)
+        if await session.stat(f"stat {file}", data_path) is not None:
+            await session.replace(f"move {file} to {source.failed}", data_path, posixpath.join(source.failed, slot))
+        await session.replace(f"move manifest of {file} to {source.failed}",
+                              posixpath.join(source.outbox, claim_name(file, claim)),
+                              posixpath.join(source.failed, manifest_name(slot)))

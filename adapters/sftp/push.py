@@ -1,0 +1,133 @@
+"""Outbound: deliver a packet by uploading it to the destination unit's SFTP server.
+
+Upload under a hidden temporary name, check the remote size, rename into place, then write the
+manifest beside it (also temp + rename). The file name is the packet id, so a retry after any
+failure overwrites the same two files and converges; an attempt that finds the exact manifest and
+a file of the right size already there reports success without uploading again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import posixpath
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from lgsp.adapters.sftp.connection import Session, SftpError, open_session
+from lgsp.adapters.sftp.manifest import (
+    MAX_MANIFEST_SIZE,
+    delivery_file_name,
+    delivery_manifest,
+    manifest_name,
+    temporary_name,
+)
+from lgsp.adapters.sftp.settings import PushTarget, parse_target
+from lgsp.core.push import PushFailure, PushJob, PushReceipt
+
+if TYPE_CHECKING:
+    from lgsp.core.hub import Hub
+
+log = logging.getLogger("lgsp.adapters.sftp")
+
+
+class SftpPushAdapter:
+    protocol = "sftp"
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def validate_target(self, unit: str, target: Mapping[str, Any]) -> list[tuple[str, str]]:
+        return parse_target(unit, target)[1]
+
+    @staticmethod
+    def _target(unit: str, target: Mapping[str, Any]) -> PushTarget:
+        parsed, issues = parse_target(unit, target)
+        if parsed is None:
+            detail = "; ".join(f"{key or '(target)'}: {message}" for key, message in issues)
+            raise PushFailure(f"the sftp settings of unit {unit} are invalid: {detail}", retryable=False)
+        return parsed
+
+    async def push(self, job: PushJob) -> PushReceipt:
+        target = self._target(job.unit, job.target)
+        if not await asyncio.to_thread(job.content_path.is_file):
+            raise PushFailure(f"the hub no longer holds the content of packet {job.packet.id}", retryable=False)
+        try:
+            return await self._push(target, job)
+        except SftpError as exc:
+            log.warning("sftp push of %s to %s failed (%s): %s", job.packet.id, job.unit,
+                        "will retry" if exc.retryable else "not retryable", exc.reason)
+            raise PushFailure(exc.reason, retryable=exc.retryable) from None
+
+    async def _push(self, target: PushTarget, job: PushJob) -> PushReceipt:
+        packet = job.packet
+        name = delivery_file_name(packet)
+        folder = target.directory
+        final = posixpath.join(folder, name)
+        manifest_path = posixpath.join(folder, manifest_name(name))
+        manifest = delivery_manifest(packet, job.unit, job.idempotency_key, name)
+        where = f"{target.connection.address}{final if final.startswith('/') else '/' + final}"
+        async with open_session(self.hub, target.connection) as session:
+            if not await session.is_dir(folder):
+                raise SftpError(f"the remote folder {folder!r} does not exist or cannot be read on "
+                                f"{target.connection.address}", retryable=False)
+            if await self._already_there(session, manifest_path, manifest, final, packet.size):
+                return PushReceipt(detail=f"already present at {where}", remote_id=name)
+            temporary = posixpath.join(folder, temporary_name(name))
+            await self._upload(session, job, temporary)
+            attrs = await session.stat("verify upload", temporary)
+            if attrs is None or attrs.size != packet.size:
+                await session.remove("remove short upload", temporary)
+                got = "nothing" if attrs is None else f"{attrs.size} bytes"
+                raise SftpError(f"verify upload: the server holds {got} after {packet.size} bytes were sent",
+                                retryable=True)
+            await session.replace("rename into place", temporary, final)
+            await session.write_small("write manifest", manifest_path, manifest)
+        log.info("sftp: packet %s pushed to %s at %s", packet.id, job.unit, where)
+        return PushReceipt(detail=f"uploaded to {where}", remote_id=name)
+
+    @staticmethod
+    async def _already_there(session: Session, manifest_path: str, manifest: bytes, final: str, size: int) -> bool:
+        """Did an earlier attempt finish? Best effort: a drop folder the hub may write but not read says no."""
+        try:
+            existing = await session.read_small("read existing manifest", manifest_path, MAX_MANIFEST_SIZE)
+            if existing != manifest:
+                return False
+            attrs = await session.stat("check existing file", final)
+        except SftpError as exc:
+            if exc.retryable:
+                raise
+            return False
+        return attrs is not None and attrs.size == size
+
+    @staticmethod
+    async def _upload(session: Session, job: PushJob, path: str) -> None:
+        """Stream the stored content to `path`, hashing it on the way (off the event loop)."""
+        digest = hashlib.sha256()
+        handle = await session.call("open upload", session.sftp.open(path, "wb", encoding=None))
+        try:
+            async for chunk in job.content():
+                await asyncio.to_thread(digest.update, chunk)
+                await session.call("upload", handle.write(chunk))
+        finally:
+            # A failure here follows the one that brought us here (or the size check), which says more.
+            with contextlib.suppress(SftpError):
+                await session.call("close upload", handle.close())
+        if digest.hexdigest() != job.packet.sha256:
+            await session.remove("remove corrupt upload", path)
+            raise SftpError(f"the hub's stored copy of packet {job.packet.id} does not match its SHA-256; "
+                            f"nothing was delivered", retryable=False)
+
+    async def probe(self, unit: str, target: Mapping[str, Any]) -> bool:
+        """True when the server accepts us (pinned key, credentials) and the folder is there."""
+        parsed = parse_target(unit, target)[0]
+        if parsed is None:
+            return False
+        try:
+            async with open_session(self.hub, parsed.connection) as session:
+                return await session.is_dir(parsed.directory)
+        except SftpError as exc:
+            log.debug("sftp probe of %s: %s", unit, exc.reason)
+            return False

@@ -90,11 +90,21 @@ class Hub:
                 issues.append(ConfigIssue(path, cfg.where(path) if path in cfg.origins else cfg.where(base), message))
         for batch in self.pm.hook.lgsp_check_config(hub=self):
             for path, message in batch or ():
-                issues.append(ConfigIssue(path, cfg.where(path), message))
+                issues.append(ConfigIssue(path, self._nearest_origin(path), message))
         if issues:
             raise ConfigError(issues)
 
     # -- wiring -------------------------------------------------------------------------------
+    def _nearest_origin(self, path: str) -> str:
+        """The line of `path`, or of its closest parent when the key itself is missing."""
+        origins = self.config.origins
+        probe = path
+        while probe:
+            if probe in origins:
+                return origins[probe]
+            probe = probe.rpartition(".")[0]
+        return self.config.where(path)
+
     async def open_store(self) -> None:
         """Master key, database (migrated) and blob store: what admin commands need, no server."""
         cfg = self.config

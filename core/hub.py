@@ -19,12 +19,16 @@ from aiohttp import web
 from lgsp.core.auth import Authenticator
 from lgsp.core.config import Config, ConfigError, ConfigIssue
 from lgsp.core.directory import Directory
+from lgsp.core.engine import DeliveryEngine
 from lgsp.core.events import EventBus
+from lgsp.core.identity import HubIdentity
 from lgsp.core.masterkey import MasterKey
+from lgsp.core.offline import OfflineReporter
 from lgsp.core.packets import Exchange, TransferTokens
 from lgsp.core.presence import Presence
-from lgsp.core.push import PushAdapter
+from lgsp.core.push import PushAdapter, adapter_settings, engine_target_problems
 from lgsp.core.secretstore import SecretStore
+from lgsp.core.services import ServiceRegistry
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
 from lgsp.plugins.manager import PluginError, create_plugin_manager, signature_algorithms
@@ -61,7 +65,11 @@ class Hub:
         self.port: int | None = None
         self.started = False
         self.secrets: SecretStore
+        self.identity: HubIdentity
+        self.services: ServiceRegistry
         self.push_adapters = self._collect_push_adapters()
+        self.engine = DeliveryEngine(self)
+        self.offline: OfflineReporter
 
     def _collect_push_adapters(self) -> dict[str, PushAdapter]:
         adapters: dict[str, PushAdapter] = {}
@@ -85,7 +93,8 @@ class Hub:
                 issues.append(ConfigIssue(f"{base}.protocol", cfg.where(f"{base}.protocol") if protocol else
                                           cfg.where(base), f"no push adapter for protocol {protocol!r} ({known})"))
                 continue
-            for key, message in adapter.validate_target(unit, target):
+            problems = [*engine_target_problems(target), *adapter.validate_target(unit, adapter_settings(target))]
+            for key, message in problems:
                 path = f"{base}.{key}" if key else base
                 issues.append(ConfigIssue(path, cfg.where(path) if path in cfg.origins else cfg.where(base), message))
         for batch in self.pm.hook.lgsp_check_config(hub=self):
@@ -113,12 +122,21 @@ class Hub:
         self.auth = Authenticator(self.db, self.directory, self.algorithms, self.presence,
                                   clock_skew_seconds=cfg.security.clock_skew_seconds,
                                   session_ttl_seconds=cfg.security.session_ttl_seconds)
+        priorities = cfg.delivery.priorities
         self.exchange = Exchange(self.db, self.blobs, self.directory, self.bus,
                                  tokens=TransferTokens(self.master_key.derive("transfer-url")),
                                  max_packet_size=cfg.limits.max_packet_size,
                                  max_recipients=cfg.limits.max_recipients,
                                  transfer_ttl_seconds=cfg.security.transfer_ttl_seconds,
-                                 call_hook=self.call_hook)
+                                 call_hook=self.call_hook, push_protocol=self.engine.protocol_of,
+                                 max_age=lambda p: priorities.for_priority(p).max_age_seconds)
+        self.identity = HubIdentity(self.directory, self.secrets, cfg.hub.identifier, cfg.hub.name)
+        self.services = ServiceRegistry(self.db, self.directory)
+        self.auth.target_resolvers.append(self.services.resolve_target)
+        self.auth.target_owners.append(self.services.owner_of)
+        self.offline = OfflineReporter(self.db, self.bus, after_seconds=cfg.presence.offline_report_after_seconds,
+                                       repeat_seconds=cfg.presence.offline_report_repeat_seconds,
+                                       max_packets=cfg.presence.offline_report_max_packets)
 
     async def start(self) -> None:
         from lgsp.core.web import make_app  # the HTTP layer is only needed when serving
@@ -137,6 +155,8 @@ class Hub:
         server = self._site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.exchange.on_push_queued = self.engine.wake
+        await self.engine.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="lgsp-housekeeping"))
         self._tasks.append(asyncio.create_task(self._presence_flusher(), name="lgsp-presence"))
         await self.call_hook_strict("lgsp_startup")
@@ -144,6 +164,10 @@ class Hub:
         log.info("lgsp hub %s listening on %s", self.config.hub.identifier, self.url)
 
     async def stop(self) -> None:
+        try:
+            await self.engine.stop()
+        except Exception:
+            log.exception("could not stop the delivery engine cleanly")
         if self.started:
             await self.call_hook("lgsp_shutdown")
         self.bus.close_all()
@@ -211,6 +235,8 @@ class Hub:
             try:
                 self.presence.sweep()
                 await self.exchange.sweep()
+                await self.presence.flush()
+                await self.offline.run()
                 if rounds % 30 == 0:
                     await self.auth.purge_expired()
                     self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)

@@ -218,6 +218,9 @@ class Exchange:
         self.push_protocol = push_protocol
         # Max age (seconds) of a queued delivery per priority; None: no age limit.
         self.max_age = max_age
+        # Stored presence (unit, online, last_seen) → brought up to date with this node's observations.
+        self.presence_overlay: Callable[[str, bool, datetime | None], tuple[bool, datetime | None]] = \
+            lambda unit, online, seen: (online, seen)
         # Called (on the event loop) with push units whose deliveries just became due.
         self.on_push_queued: Callable[[list[str]], None] = lambda units: None
         self._uploading: set[str] = set()
@@ -411,9 +414,12 @@ class Exchange:
                 .limit(limit))
         async with self.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [_packet(r, ()).summary() | {
-            "from_online": bool(r.from_online),
-            "from_last_seen_at": iso(r.from_last_seen) if r.from_last_seen else None} for r in rows]
+        out = []
+        for r in rows:
+            online, seen = self.presence_overlay(r.source_unit, bool(r.from_online), r.from_last_seen)
+            out.append(_packet(r, ()).summary() | {"from_online": online,
+                                                   "from_last_seen_at": iso(seen) if seen else None})
+        return out
 
     async def ready(self, principal: Principal, packet_id: str) -> Transfer:
         async with self.db.read() as conn:
@@ -613,7 +619,8 @@ class Exchange:
             "content": info.content_state,
             "protocol": info.protocol,
             "deadline": iso(info.deadline) if info.deadline else None,
-            "deliveries": [_delivery_view(d) for d in d_rows],
+            "deliveries": [_delivery_view(d, self.presence_overlay(d.unit_id, bool(d.online), d.last_seen_at))
+                           for d in d_rows],
             "events": [{"at": iso(e.at), "type": e.type, "unit": e.unit,
                         **({k: e.detail[k] for k in ("reason", "attempts") if e.detail.get(k)} if e.detail else {})}
                        for e in e_rows],
@@ -881,9 +888,10 @@ async def _modes(conn: AsyncConnection, packet_id: str) -> dict[str, str]:
     return {r.unit_id: r.mode for r in rows}
 
 
-def _delivery_view(d: Any) -> dict[str, Any]:
+def _delivery_view(d: Any, presence: tuple[bool, datetime | None]) -> dict[str, Any]:
+    online, seen = presence
     out: dict[str, Any] = {"unit": d.unit_id, "state": d.state, "updated_at": iso(d.updated_at), "mode": d.mode,
-                           "online": bool(d.online), "last_seen_at": iso(d.last_seen_at) if d.last_seen_at else None}
+                           "online": online, "last_seen_at": iso(seen) if seen else None}
     if d.reason:
         out["reason"] = d.reason
     if d.mode == dv.PUSH:

@@ -155,6 +155,16 @@ class Presence:
                                                                 cause="timeout"))
         return len(rows)
 
+    def overlay(self, unit: str, online: bool, last_seen: datetime | None) -> tuple[bool, datetime | None]:
+        """Stored presence (every node's, up to a second old) brought up to date with this node's."""
+        state = self._units.get(unit)
+        if state is None:
+            return online, last_seen
+        mine = state.last_seen()
+        if mine is not None and (last_seen is None or mine > last_seen):
+            last_seen = mine
+        return online or self.is_online(unit), last_seen
+
     async def view(self, unit: str, *, transitions: int = 20) -> dict[str, object] | None:
         """A unit's presence as stored (all nodes' observations), with its latest transitions."""
         async with self.db.read() as conn:
@@ -165,9 +175,9 @@ class Presence:
             log_rows = (await conn.execute(select(presence_log).where(presence_log.c.unit_id == unit)
                                            .order_by(presence_log.c.at.desc(), presence_log.c.id.desc())
                                            .limit(transitions))).all()
-        online = bool(row.online) or self.is_online(unit)
+        online, last_seen = self.overlay(unit, bool(row.online), row.last_seen_at)
         since = None if online else (row.offline_since or row.created_at)
         return {"unit": row.id, "online": online,
-                "last_seen_at": iso(row.last_seen_at) if row.last_seen_at else None,
+                "last_seen_at": iso(last_seen) if last_seen else None,
                 "offline_since": iso(since) if since else None,
                 "transitions": [{"at": iso(r.at), "online": r.online, "cause": r.cause} for r in log_rows]}

@@ -433,7 +433,7 @@ def cmd_hub_key(args: argparse.Namespace) -> int:
             return await hub.identity.key()
 
     key = asyncio.run(go())
-    print(t("hub_key", key=key.access_key, alg="RSA-SHA256", unit=key.unit), file=sys.stderr)
+    print(t("hub_key", access=key.access_key, alg="RSA-SHA256", unit=key.unit), file=sys.stderr)
     if args.out:
         Path(args.out).write_text(key.public_key_pem, encoding="ascii")
         print(f"-> {args.out}", file=sys.stderr)

@@ -52,7 +52,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "service_revoked": ("đã thu quyền gọi dịch vụ {id} của đơn vị {unit}", "unit {unit} may no longer call {id}"),
     "service_removed": ("đã xóa dịch vụ {id}", "removed service {id}"),
     "service_status": ("dịch vụ {id}: {status}", "service {id}: {status}"),
-    "hub_key": ("khóa ký của trục: {key} ({alg}, đơn vị {unit})", "hub signing key: {key} ({alg}, unit {unit})"),
+    "hub_key": ("khóa ký của trục: {access} ({alg}, đơn vị {unit})", "hub signing key: {access} ({alg}, unit {unit})"),
     "watching": ("đang theo dõi sự kiện (Ctrl+C để dừng)…", "watching events (Ctrl+C to stop)…"),
     "h_id": ("MÃ", "ID"), "h_name": ("TÊN", "NAME"), "h_parent": ("CẤP TRÊN", "PARENT"), "h_zone": ("VÙNG", "ZONE"),
     "h_status": ("TRẠNG THÁI", "STATUS"), "h_unit": ("ĐƠN VỊ", "UNIT"), "h_app": ("ỨNG DỤNG", "APPLICATION"),

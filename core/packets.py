@@ -786,16 +786,22 @@ class Exchange:
 
     async def operator_retry(self, packet_id: str, unit: str) -> str:
         """Put a stuck or ended delivery back in the queue now, with a fresh attempt budget and age."""
+        if not _uuid_like(packet_id):
+            raise Problem("not_found", f"no packet {packet_id}")
+        async with self.db.read() as conn:
+            row = await dv.row_of(conn, packet_id, unit)
+        if row is None:
+            raise Problem("not_found", f"packet {packet_id} has no delivery to {unit}")
+        if row.state not in dv.OPERATOR_RETRY_FROM:
+            raise Problem("conflict", f"the delivery to {unit} is {row.state}; only "
+                          f"{', '.join(sorted(dv.OPERATOR_RETRY_FROM))} deliveries can be retried", state=row.state)
         info = await self._held(packet_id)
         now = self.clock()
         events: list[Event] = []
         async with self.db.write() as conn:
             row = await dv.row_of(conn, packet_id, unit)
-            if row is None:
-                raise Problem("not_found", f"packet {packet_id} has no delivery to {unit}")
-            if row.state not in dv.OPERATOR_RETRY_FROM:
-                raise Problem("conflict", f"the delivery to {unit} is {row.state}; only "
-                              f"{', '.join(sorted(dv.OPERATOR_RETRY_FROM))} deliveries can be retried", state=row.state)
+            if row is None or row.state not in dv.OPERATOR_RETRY_FROM:
+                raise Problem("conflict", f"the delivery to {unit} changed meanwhile; try again")
             await dv.move(conn, packet_id, [unit], dv.QUEUED, now, allowed_from=dv.OPERATOR_RETRY_FROM, values={
                 "queued_at": now, "attempts": 0, "next_attempt_at": None, "last_error": None, "reason": None})
             events.append(await record(conn, packet_id, "delivery.retried", now, unit=unit, audience=info.source,

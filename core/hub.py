@@ -156,11 +156,12 @@ class Hub:
         server = self._site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.exchange.on_push_queued = self.engine.wake
-        await self.engine.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="lgsp-housekeeping"))
         self._tasks.append(asyncio.create_task(self._presence_flusher(), name="lgsp-presence"))
         await self.call_hook_strict("lgsp_startup")
+        # Pushes start once every plugin is up (push adapters may need their start-up hook first).
+        self.exchange.on_push_queued = self.engine.wake
+        await self.engine.start()
         self.started = True
         log.info("lgsp hub %s listening on %s", self.config.hub.identifier, self.url)
 

@@ -744,7 +744,7 @@ class Exchange:
     def too_old(self, now: datetime) -> Any:
         """SQL condition: the delivery has been queued longer than its priority's max age."""
         assert self.max_age is not None
-        return or_(*(and_(deliveries.c.priority == p,
+        return or_(*(and_(deliveries.c.priority == p, deliveries.c.queued_at.is_not(None),
                           deliveries.c.queued_at <= now - timedelta(seconds=self.max_age(p)))
                      for p in PRIORITIES))
 

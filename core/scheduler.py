@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,9 +38,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TABLE = "scheduler_jobs"
 
-# Job store URL → callback of the engine using it in this process (jobs must reference a
-# module-level function, and survive restarts; the store identifies the hub they belong to).
+# Route → callback of the engine using a job store in this process. Jobs must reference a
+# module-level function and survive restarts, so each carries the route of its store: a digest of
+# the store's URL (never the URL itself, which may hold a database password).
 _ROUTES: dict[str, Callable[[str, str], None]] = {}
+
+
+def route_of(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
 
 
 def fire(route: str, packet_id: str, unit: str) -> None:
@@ -85,6 +91,7 @@ def _sync_engine(url: str) -> Engine:
 class RetryScheduler:
     def __init__(self, url: str) -> None:
         self.url = url
+        self.route = route_of(url)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lgsp-jobstore")
         self._engine: Engine | None = None
         self._scheduler: BackgroundScheduler | None = None
@@ -103,13 +110,17 @@ class RetryScheduler:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(on_due, packet_id, unit)
 
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            # APScheduler logs every job added, run and removed at INFO: one retry would be four lines.
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
         def start() -> BackgroundScheduler:
             self._engine = _sync_engine(self.url)
             store = SQLAlchemyJobStore(engine=self._engine, tablename=TABLE)
             scheduler = BackgroundScheduler(
                 jobstores={"default": store}, executors={"default": JobExecutor(4)}, timezone=UTC,
                 job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1})
-            _ROUTES[self.url] = deliver
+            _ROUTES[self.route] = deliver
             scheduler.start()
             return scheduler
 
@@ -117,8 +128,7 @@ class RetryScheduler:
 
     async def stop(self) -> None:
         scheduler, self._scheduler = self._scheduler, None
-        if _ROUTES.get(self.url) is not None:
-            _ROUTES.pop(self.url, None)
+        _ROUTES.pop(self.route, None)
         if scheduler is not None:
             await self._run(scheduler.shutdown, wait=False)
         if self._engine is not None:
@@ -129,7 +139,7 @@ class RetryScheduler:
         """Wake (packet, unit)'s queue at `at` (replaces an earlier job for the same delivery)."""
         scheduler = self._require()
         await self._run(scheduler.add_job, fire, trigger="date", run_date=at.astimezone(UTC),
-                        args=(self.url, packet_id, unit), id=job_id(packet_id, unit), replace_existing=True)
+                        args=(self.route, packet_id, unit), id=job_id(packet_id, unit), replace_existing=True)
 
     async def cancel(self, packet_id: str, unit: str) -> None:
         scheduler = self._require()
@@ -161,7 +171,7 @@ class RetryScheduler:
                     pass
             for jid, (p, u, at) in want_ids.items():
                 if jid not in have:
-                    scheduler.add_job(fire, trigger="date", run_date=at.astimezone(UTC), args=(self.url, p, u),
+                    scheduler.add_job(fire, trigger="date", run_date=at.astimezone(UTC), args=(self.route, p, u),
                                       id=jid, replace_existing=True)
                     added += 1
             return added, removed

@@ -99,13 +99,20 @@ class DeliveryEngine:
             lane.wake.set()
 
     async def stop(self) -> None:
+        """Let attempts in flight finish (up to the server's shutdown grace), then cancel the rest.
+
+        An attempt cut here stays `sending` and is retried at the next start.
+        """
+        from lgsp.core.hub import stop_tasks
+
         self._running = False
+        for lane in self.lanes.values():
+            lane.wake.set()
+            for task in lane.tasks:
+                if task.get_name().startswith("lgsp-probe-"):
+                    task.cancel()
         tasks = [t for lane in self.lanes.values() for t in lane.tasks]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks, self.hub.config.server.shutdown_timeout_seconds)
         for lane in self.lanes.values():
             lane.tasks.clear()
         if self.scheduler is not None:

@@ -62,6 +62,7 @@ class Hub:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self.port: int | None = None
         self.started = False
         self.secrets: SecretStore
@@ -175,11 +176,10 @@ class Hub:
         self.bus.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Let the background loops finish their round: a task cancelled in the middle of a write
+        # transaction can leave SQLite's write lock held, and the final flush below would wait on it.
+        self._stopping.set()
+        await stop_tasks(self._tasks, self.config.server.shutdown_timeout_seconds)
         self._tasks.clear()
         if hasattr(self, "exchange"):
             await self.exchange.drain()
@@ -228,11 +228,16 @@ class Hub:
                 await result
 
     # -- background work ----------------------------------------------------------------------
+    async def _idle(self, seconds: float) -> bool:
+        """Sleep; True when the hub is stopping (then the loop ends instead of starting a round)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
+
     async def _housekeeping(self) -> None:
         interval = self.config.presence.sweep_interval_seconds
         rounds = 0
-        while True:
-            await asyncio.sleep(interval)
+        while not await self._idle(interval):
             rounds += 1
             try:
                 self.presence.sweep()
@@ -246,9 +251,20 @@ class Hub:
                 log.exception("housekeeping round failed; will retry")
 
     async def _presence_flusher(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
+        while not await self._idle(1.0):
             try:
                 await self.presence.flush()
             except Exception:
                 log.exception("presence flush failed; will retry")
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    """Wait up to `grace` seconds for tasks told to stop, then cancel what is left."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=grace)
+    for task in pending:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

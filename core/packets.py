@@ -718,8 +718,9 @@ class Exchange:
                 continue
             events = []
             async with self.db.write() as conn:
-                attempts = dict((await conn.execute(select(deliveries.c.unit_id, deliveries.c.attempts).where(and_(
-                    deliveries.c.packet_id == packet_id, deliveries.c.unit_id.in_(late_units))))).tuples().all())
+                attempts = {r.unit_id: r.attempts for r in (await conn.execute(
+                    select(deliveries.c.unit_id, deliveries.c.attempts).where(and_(
+                        deliveries.c.packet_id == packet_id, deliveries.c.unit_id.in_(late_units))))).all()}
                 moved = await dv.move(conn, packet_id, late_units, dv.EXPIRED, now, reason=reason,
                                       allowed_from=judged)
                 for unit in moved:

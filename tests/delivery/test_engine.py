@@ -83,7 +83,8 @@ async def test_retry_job_survives_a_restart_and_fires_from_the_job_store(cfg: Co
 async def test_attempt_cut_by_a_stop_is_retried_with_the_same_idempotency_key(cfg: Config) -> None:
     async with receiver_server() as rr:
         rr.script.hold = asyncio.Event()
-        cfg = fast_retries(push_cfg(cfg, rr.url), base=0.2)
+        # the stop waits this long for the attempt in flight, then cuts it
+        cfg = fast_retries(push_cfg(cfg, rr.url), base=0.2).replace(server={"shutdown_timeout_seconds": 0.5})
         async with Hub(cfg) as hub:
             rr.receiver.verify = await hub_verifier(hub)
             creds = await add_units(hub, [SRC, DST])

@@ -261,6 +261,9 @@ class DeliveryEngine:
                 log.warning("packet %s reached %s but its delivery had meanwhile changed state", packet_id, lane.unit)
             log.debug("pushed %s to %s in %.3f s (attempt %d)", packet_id, lane.unit, took, attempt)
             return
+        if failure.retryable:
+            # the endpoint is not answering usefully: counts against presence until a probe or push succeeds
+            self.hub.presence.probe_result(lane.unit, False)
         await self._failed(lane, info, attempt, failure)
 
     async def _failed(self, lane: Lane, info: Any, attempt: int, failure: PushFailure) -> None:

@@ -151,6 +151,13 @@ async def test_down_slow_500_then_recovers_follows_schedule_and_arrives_once(cfg
                 await rr.start()
                 await wait_for(lambda: _state(hub, pid, DST, "delivered"), timeout=20, what="delivery")
                 view = await src.status(pid)
+                # with probes off, the pushes themselves drive the destination's presence
+                async def flushed() -> bool:
+                    return bool((await src.call("GET", f"/v1/units/{DST}/presence"))["transitions"])
+                await wait_for(flushed, what="presence written")
+                presence = await src.call("GET", f"/v1/units/{DST}/presence")
+            assert presence["online"] is True
+            assert [t["cause"] for t in presence["transitions"]] == ["probe_ok"]  # failures kept it offline
             row = await delivery_state(hub, pid, DST)
             # refused connections (at least 2), the slow one (timed out), 500, 503, then the success
             assert len(rr.receiver.stored) == 1

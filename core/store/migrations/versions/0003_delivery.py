@@ -1,5 +1,7 @@
-"""Reliable delivery: push mode and retries on deliveries, unit-level events, offline reports,
-service registry, APScheduler job table.
+"""Reliable delivery: push mode, retries, offline reports, services, retry jobs.
+
+Push mode and retry columns on deliveries; unit-level events (packet_id may be null); units'
+offline_since; offline_reports; the service registry and its grants; APScheduler's job table.
 
 Revision ID: 0003
 Revises: 0002

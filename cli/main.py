@@ -433,6 +433,9 @@ def cmd_hub_key(args: argparse.Namespace) -> int:
             return await hub.identity.key()
 
     key = asyncio.run(go())
+    if args.json:
+        _print_json(key.public())
+        return 0
     print(t("hub_key", access=key.access_key, alg="RSA-SHA256", unit=key.unit), file=sys.stderr)
     if args.out:
         Path(args.out).write_text(key.public_key_pem, encoding="ascii")
@@ -756,6 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_subparsers(dest="action", required=True)
     q = s.add_parser("key", help="print the public key receivers verify the hub's pushes with (made on first use)")
     q.add_argument("-o", "--out", help="write the PEM to this file")
+    q.add_argument("--json", action="store_true", help="print unit, access key, algorithm and PEM as JSON")
     _add_config(q)
     q.set_defaults(func=cmd_hub_key)
 

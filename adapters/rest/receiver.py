@@ -140,10 +140,18 @@ class Receiver:
         app = web.Application(middlewares=list(middlewares), client_max_size=1 << 40)
         app.router.add_post(self.path, self.receive)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/stats", self.stats)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """Counts for benchmarks and smoke tests: packets kept, repeats dropped, refusals, time span."""
+        firsts = [r.at for r in self.stored.values()]
+        return web.json_response({"stored": len(self.stored), "repeats": self.repeats(), "refused": len(self.refused),
+                                  "bytes": sum(r.size for r in self.stored.values()),
+                                  "first_at": min(firsts, default=None), "last_at": max(firsts, default=None)})
 
     def _refuse(self, status: int, reason: str) -> web.Response:
         self.refused.append(reason)

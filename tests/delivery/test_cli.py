@@ -150,6 +150,11 @@ async def test_service_and_hub_key_commands(tmp_path: Path) -> None:
     assert pem.startswith("-----BEGIN PUBLIC KEY-----")
     code, pem2, _ = await lgsp("hub", "key", "-c", c)
     assert pem2 == pem  # made once, then kept (sealed in the secret store)
+    code, out, _ = await lgsp("hub", "key", "--json", "-c", c)
+    key = json.loads(out)
+    assert key["public_key_pem"] == pem
+    assert key["algorithm"] == "RSA-SHA256"
+    assert key["access_key"].startswith("AK")
 
 
 async def _state(hub: Hub, pid: str, unit: str, state: str) -> bool:

@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from lgsp.adapters.rest.receiver import verify_with_hub
@@ -74,6 +75,9 @@ async def test_push_signed_streamed_and_verified_with_public_key(cfg: Config, tm
             assert got.source == SRC
             assert got.priority == 1
             assert not rr.receiver.refused
+            async with aiohttp.ClientSession() as http, http.get(rr.url.replace("/lgsp/receive", "/stats")) as resp:
+                stats = await resp.json()
+            assert (stats["stored"], stats["repeats"], stats["refused"], stats["bytes"]) == (1, 0, 0, len(payload))
             stored_file = next(p for p in (tmp_path / "recv").iterdir() if p.is_file())
             assert stored_file.read_bytes() == payload
             row = await delivery_state(hub, pid, DST)

@@ -106,16 +106,17 @@ async def test_operator_lists_retries_cancels_and_reroutes(tmp_path: Path) -> No
                 assert {x["unit"]: x["state"] for x in view["deliveries"]} == {DST: "cancelled", PULL: "delivered"}
                 assert any(e["type"] == "packet.rerouted" for e in view["events"])
 
-                # bad paths: one line, non-zero exit
-                for args, expect in (
+                # bad paths: one line, non-zero exit (independent, so run side by side)
+                cases = (
                     (("deliveries", "retry", stuck, DST), "conflict"),  # already delivered
                     (("deliveries", "retry", to_move, DST), "content.gone"),  # completed, content purged
                     (("deliveries", "retry", "00000000-0000-0000-0000-000000000000", DST), "not_found"),
                     (("deliveries", "reroute", to_cancel, PULL, "--to", "000.00.99.H23"), "route.unknown_destination"),
                     (("deliveries", "reroute", to_cancel, PULL, "--to", DST), "conflict"),
                     (("deliveries", "list", "--state", "lost"), "request.invalid"),
-                ):
-                    code, out, err = await lgsp(*args, "-c", c)
+                )
+                results = await asyncio.gather(*(lgsp(*args, "-c", c) for args, _ in cases))
+                for (args, expect), (code, out, err) in zip(cases, results, strict=True):
                     assert code == 1, (args, out, err)
                     assert expect in err, (args, err)
                     assert len(err.strip().splitlines()) == 1, err
@@ -139,12 +140,13 @@ async def test_service_and_hub_key_commands(tmp_path: Path) -> None:
     listed = json.loads(out)
     assert listed[0]["id"] == "van-ban.tra-cuu"
     assert listed[0]["granted_to"] == [SRC]
-    code, out, err = await lgsp("service", "add", "Bad", "--unit", DST, "--url", "http://x", "-c", c)
+    (code, _, err), (code2, _, err2) = await asyncio.gather(
+        lgsp("service", "add", "Bad", "--unit", DST, "--url", "http://x", "-c", c),
+        lgsp("service", "revoke", "van-ban.tra-cuu", DST, "-c", c))
     assert code == 1
     assert "request.invalid" in err
-    code, out, err = await lgsp("service", "revoke", "van-ban.tra-cuu", DST, "-c", c)
-    assert code == 1
-    assert "not_found" in err
+    assert code2 == 1
+    assert "not_found" in err2
     code, pem, err = await lgsp("hub", "key", "-c", c)
     assert code == 0, err
     assert pem.startswith("-----BEGIN PUBLIC KEY-----")

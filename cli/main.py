@@ -303,6 +303,148 @@ def cmd_secret_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deliveries_list(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.exchange.list_deliveries(states=args.state, unit=args.unit, packet_id=args.packet,
+                                                      older_than=args.older_than, limit=args.limit)
+
+    rows = asyncio.run(go())
+    if args.json:
+        _print_json(rows)
+    elif not rows:
+        print(t("no_deliveries"))
+    else:
+        _table([[r["packet"], r["unit"], r["mode"] + (f"/{r['protocol']}" if r["protocol"] else ""), r["state"],
+                 str(r["attempts"]), r["next_attempt_at"] or "-", r["updated_at"],
+                 (r["reason"] or r["last_error"] or "-")[:80]] for r in rows],
+               [t("h_packet"), t("h_unit"), t("h_mode"), t("h_state"), t("h_attempts"), t("h_next"), t("h_updated"),
+                t("h_why")])
+    return 0
+
+
+def _running_note(args: argparse.Namespace) -> None:
+    print(t("hub_running_note", s=f"{_config(args).delivery.poll_interval_seconds:g}"), file=sys.stderr)
+
+
+def cmd_deliveries_retry(args: argparse.Namespace) -> int:
+    async def go() -> str:
+        async with _store(args) as hub:
+            return await hub.exchange.operator_retry(args.packet, args.unit)
+
+    asyncio.run(go())
+    print(t("delivery_retried", id=args.packet, unit=args.unit))
+    _running_note(args)
+    return 0
+
+
+def cmd_deliveries_cancel(args: argparse.Namespace) -> int:
+    async def go() -> list[str]:
+        async with _store(args) as hub:
+            reason = "cancelled by an operator" + (f": {args.reason}" if args.reason else "")
+            return await hub.exchange.operator_cancel(args.packet, args.unit, reason)
+
+    moved = asyncio.run(go())
+    if not moved:
+        raise CliError(f"conflict: packet {args.packet} has no unfinished delivery to cancel")
+    print(t("delivery_cancelled", id=args.packet, units=", ".join(moved)))
+    return 0
+
+
+def cmd_deliveries_reroute(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.exchange.operator_reroute(args.packet, args.unit, args.to)
+
+    done = asyncio.run(go())
+    print(t("delivery_rerouted", id=args.packet, unit=args.unit, to=args.to, mode=done["mode"]))
+    _running_note(args)
+    return 0
+
+
+def cmd_service_add(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.services.add(args.id, args.unit, args.url, description=args.description,
+                                          timeout_seconds=args.timeout)
+
+    service = asyncio.run(go())
+    print(t("service_added", id=service.id, unit=service.unit_id, url=service.url))
+    return 0
+
+
+def cmd_service_list(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.services.list(args.unit)
+
+    found = asyncio.run(go())
+    if args.json:
+        _print_json([s.public() | {"granted_to": g} for s, g in found])
+        return 0
+    _table([[s.id, s.unit_id, s.url, s.status, f"{s.timeout_seconds:g}", ", ".join(g) or "-"] for s, g in found],
+           [t("h_id"), t("h_unit"), t("h_url"), t("h_status"), t("h_timeout"), t("h_grants")])
+    return 0
+
+
+def cmd_service_grant(args: argparse.Namespace) -> int:
+    async def go() -> bool:
+        async with _store(args) as hub:
+            return await hub.services.grant(args.id, args.unit)
+
+    print(t("service_granted" if asyncio.run(go()) else "service_already", id=args.id, unit=args.unit))
+    return 0
+
+
+def cmd_service_revoke(args: argparse.Namespace) -> int:
+    async def go() -> bool:
+        async with _store(args) as hub:
+            return await hub.services.revoke(args.id, args.unit)
+
+    if not asyncio.run(go()):
+        raise CliError(f"not_found: unit {args.unit} had no grant on service {args.id}")
+    print(t("service_revoked", id=args.id, unit=args.unit))
+    return 0
+
+
+def cmd_service_remove(args: argparse.Namespace) -> int:
+    async def go() -> None:
+        async with _store(args) as hub:
+            await hub.services.remove(args.id)
+
+    asyncio.run(go())
+    print(t("service_removed", id=args.id))
+    return 0
+
+
+def cmd_service_status(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.services.set_status(args.id, args.status)
+
+    service = asyncio.run(go())
+    print(t("service_status", id=service.id, status=service.status))
+    return 0
+
+
+def cmd_hub_key(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with _store(args) as hub:
+            return await hub.identity.key()
+
+    key = asyncio.run(go())
+    if args.json:
+        _print_json(key.public())
+        return 0
+    print(t("hub_key", access=key.access_key, alg="RSA-SHA256", unit=key.unit), file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(key.public_key_pem, encoding="ascii")
+        print(f"-> {args.out}", file=sys.stderr)
+    else:
+        print(key.public_key_pem, end="")
+    return 0
+
+
 # -- exchange (HTTP client) -------------------------------------------------------------------
 
 def _client(args: argparse.Namespace) -> Any:
@@ -551,6 +693,75 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name")
     _add_config(q)
     q.set_defaults(func=cmd_secret_delete)
+
+    p = sub.add_parser("deliveries", help="deliveries that are stuck or failed: list, retry, cancel, re-route")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("list", help="list deliveries (default: everything not yet delivered)")
+    q.add_argument("--state", action="append", help="only this state (repeatable): queued, notified, fetched, "
+                   "sending, retrying, failed, expired, cancelled, delivered, waiting")
+    q.add_argument("--unit", help="only deliveries to this unit")
+    q.add_argument("--packet", help="only this packet")
+    q.add_argument("--older-than", type=float, metavar="SECONDS", help="unchanged for at least this long (stuck)")
+    q.add_argument("--limit", type=int, default=200)
+    q.add_argument("--json", action="store_true")
+    _add_config(q)
+    q.set_defaults(func=cmd_deliveries_list)
+    q = s.add_parser("retry", help="queue a delivery again now (retrying, failed, expired or cancelled)")
+    q.add_argument("packet")
+    q.add_argument("unit")
+    _add_config(q)
+    q.set_defaults(func=cmd_deliveries_retry)
+    q = s.add_parser("cancel", help="cancel a packet's unfinished delivery to one unit (or to all)")
+    q.add_argument("packet")
+    q.add_argument("unit", nargs="?")
+    q.add_argument("--reason", help="told to the source with the cancellation")
+    _add_config(q)
+    q.set_defaults(func=cmd_deliveries_cancel)
+    q = s.add_parser("reroute", help="send a packet that did not reach UNIT to another unit instead")
+    q.add_argument("packet")
+    q.add_argument("unit")
+    q.add_argument("--to", required=True, help="the new destination")
+    _add_config(q)
+    q.set_defaults(func=cmd_deliveries_reroute)
+
+    p = sub.add_parser("service", help="REST services of units callable through the hub (/v1/services/...)")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("add", help="register a unit's service")
+    q.add_argument("id", help="service id: lowercase letters, digits, . _ -")
+    q.add_argument("--unit", required=True, help="the unit that runs the service")
+    q.add_argument("--url", required=True, help="base URL the hub forwards to")
+    q.add_argument("--timeout", type=float, default=30.0, help="seconds to connect and between reads (default 30)")
+    q.add_argument("--description")
+    _add_config(q)
+    q.set_defaults(func=cmd_service_add)
+    q = s.add_parser("list", help="list services and who may call them")
+    q.add_argument("--unit")
+    q.add_argument("--json", action="store_true")
+    _add_config(q)
+    q.set_defaults(func=cmd_service_list)
+    for name, func in (("grant", cmd_service_grant), ("revoke", cmd_service_revoke)):
+        q = s.add_parser(name, help=f"{name} a unit's right to call a service")
+        q.add_argument("id")
+        q.add_argument("unit")
+        _add_config(q)
+        q.set_defaults(func=func)
+    q = s.add_parser("remove", help="delete a service and its grants")
+    q.add_argument("id")
+    _add_config(q)
+    q.set_defaults(func=cmd_service_remove)
+    for name, status in (("suspend", "suspended"), ("activate", "active")):
+        q = s.add_parser(name, help=f"mark a service {status}")
+        q.add_argument("id")
+        _add_config(q)
+        q.set_defaults(func=cmd_service_status, status=status)
+
+    p = sub.add_parser("hub", help="this hub")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("key", help="print the public key receivers verify the hub's pushes with (made on first use)")
+    q.add_argument("-o", "--out", help="write the PEM to this file")
+    q.add_argument("--json", action="store_true", help="print unit, access key, algorithm and PEM as JSON")
+    _add_config(q)
+    q.set_defaults(func=cmd_hub_key)
 
     p = sub.add_parser("send", help="send a file to one or more units")
     p.add_argument("file")

@@ -114,7 +114,11 @@ class Authenticator:
         self.session_ttl = timedelta(seconds=session_ttl_seconds)
         self.clock = clock
         # Extra ways to resolve a session target (e.g. registered services); unit ids are built in.
+        # Each is `async (principal, target) -> True (may reach) | False (may not) | None (not mine)`.
         self.target_resolvers: list[Callable[[Principal, str], Any]] = []
+        # `async (target) -> unit id | None`: the unit that answers for a non-unit target (a service's
+        # owner), which may then verify requests made under sessions for that target.
+        self.target_owners: list[Callable[[str], Any]] = []
 
     async def authenticate(self, method: str, path: str, raw_query: str, headers: Mapping[str, str]) -> Principal:
         request = parse_signed_request(method, path, raw_query, headers)
@@ -145,11 +149,21 @@ class Authenticator:
         principal = Principal(key.unit_id, key.application_id, key.access_key, key.algorithm)
         if req.session:
             principal = await self._check_session(req, key, principal, now)
-            if session_asker is not None and principal.session_target != session_asker:
+            if session_asker is not None and not await self._answers_for(session_asker, principal.session_target):
                 raise Problem("forbidden", "only the session's target may verify requests made under it")
         await self._spend_nonce(req.access_key, req.nonce, sent_at + self.skew)
         self.presence.request_seen(key.unit_id, now, offset)
         return principal
+
+    async def _answers_for(self, unit: str, target: str | None) -> bool:
+        if target is None:
+            return False
+        if target == unit:
+            return True
+        for owner_of in self.target_owners:
+            if await owner_of(target) == unit:
+                return True
+        return False
 
     def _check_signature(self, req: SignedRequest, key: KeyMaterial) -> None:
         if req.algorithm != key.algorithm:
@@ -225,7 +239,7 @@ class Authenticator:
         async with self.db.read() as conn:
             target = (await conn.execute(select(sessions.c.target).where(
                 sessions.c.token_hash == token_hash(token)))).first()
-        if target is not None and target.target != asker:
+        if target is not None and not await self._answers_for(asker, target.target):
             raise Problem("forbidden", "only the session's target may verify requests made under it")
 
     # -- housekeeping -------------------------------------------------------------------------

@@ -132,7 +132,16 @@ class PresenceConfig:
     online_window_seconds: int = setting(
         300, "A unit with no open event stream counts as online this long after a signed request",
         check=_positive)
-    sweep_interval_seconds: int = setting(10, "How often presence and expiry are checked", check=_positive)
+    sweep_interval_seconds: float = setting(10.0, "How often presence, expiry and offline reports are checked",
+                                            check=_positive)
+    offline_report_after_seconds: float = setting(
+        14400.0, "Tell the sources of waiting packets when their destination has been offline this long",
+        check=_positive)
+    offline_report_repeat_seconds: float = setting(
+        14400.0, "Repeat that report to the same source at most this often while the destination stays offline",
+        check=_positive)
+    offline_report_max_packets: int = setting(1000, "Most packet ids listed in one offline report",
+                                              check=_positive)
 
 
 @dataclass(frozen=True)
@@ -141,10 +150,80 @@ class PluginsConfig:
         ["rest"], "Plugins to load: built-in adapters (rest) and installed entry points of group 'lgsp'")
 
 
+def _fraction(v: Any) -> str | None:
+    return None if 0 <= v <= 1 else "must be between 0 and 1"
+
+
+def _jobstore_url(v: Any) -> str | None:
+    if v == "" or re.match(r"^(sqlite|postgresql\+psycopg)://", v):
+        return None
+    return "must be empty, sqlite:///FILE or postgresql+psycopg://... (a synchronous driver)"
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    base_delay_seconds: float = setting(10.0, "Wait before the first retry of a failed push", check=_positive)
+    factor: float = setting(2.0, "Each further retry waits this many times longer",
+                            check=lambda v: None if v >= 1 else "must be 1 or more")
+    max_delay_seconds: float = setting(3600.0, "Longest wait between two attempts (the cap)", check=_positive)
+    jitter: float = setting(0.2, "Random share taken off each wait (0 = none, 1 = anywhere from 0 to the full wait)",
+                            check=_fraction)
+
+
+def _limits(attempts: int, age_seconds: float, name: str) -> type:
+    """A per-priority limits section with its own defaults (a YAML key left out keeps its default)."""
+    cls = dataclasses.make_dataclass(
+        f"{name}Limits",
+        [("max_attempts", int, setting(attempts, "Push attempts before the delivery fails", check=_positive)),
+         ("max_age_seconds", float, setting(
+             age_seconds, "A delivery not done this long after it was queued expires (pull and push)",
+             check=_positive))],
+        frozen=True)
+    cls.__module__ = __name__
+    return cls
+
+
+NormalLimits = _limits(25, 30 * 86400.0, "Normal")
+UrgentLimits = _limits(30, 14 * 86400.0, "Urgent")
+VeryUrgentLimits = _limits(40, 7 * 86400.0, "VeryUrgent")
+FlashLimits = _limits(50, 3 * 86400.0, "Flash")
+
+
+@dataclass(frozen=True)
+class PrioritiesConfig:
+    normal: NormalLimits = section(NormalLimits, "Priority 0")  # type: ignore[valid-type]
+    urgent: UrgentLimits = section(UrgentLimits, "Priority 1")  # type: ignore[valid-type]
+    very_urgent: VeryUrgentLimits = section(VeryUrgentLimits, "Priority 2")  # type: ignore[valid-type]
+    flash: FlashLimits = section(FlashLimits, "Priority 3")  # type: ignore[valid-type]
+
+    def for_priority(self, priority: int) -> Any:
+        return (self.normal, self.urgent, self.very_urgent, self.flash)[max(0, min(3, priority))]
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    jobstore_url: str = setting(
+        "", "Where APScheduler keeps retry jobs; empty: <data_dir>/scheduler.db on SQLite, the main "
+        "database (through psycopg) on PostgreSQL", check=_jobstore_url)
+
+
 @dataclass(frozen=True)
 class DeliveryConfig:
     targets: dict[str, dict[str, Any]] = setting(
         {}, "Units reached by push: identifier → {protocol: <adapter>, ...adapter settings}; others pull")
+    concurrency: int = setting(2, "Attempts in flight at once per push destination (a target may set its own)",
+                               check=_positive)
+    attempt_timeout_seconds: float = setting(
+        600.0, "An attempt still running after this long is abandoned and retried", check=_positive)
+    poll_interval_seconds: float = setting(
+        30.0, "How often push queues are re-read (catches work added by the CLI or another node)",
+        check=_positive)
+    probe_interval_seconds: float = setting(
+        60.0, "How often push destinations are probed for presence (0: never; a target may set its own)",
+        check=_non_negative)
+    retry: RetryConfig = section(RetryConfig, "Retries of failed pushes: exponential backoff with jitter")
+    priorities: PrioritiesConfig = section(PrioritiesConfig, "Limits per priority")
+    scheduler: SchedulerConfig = section(SchedulerConfig, "The retry scheduler")
 
 
 @dataclass(frozen=True)

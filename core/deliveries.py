@@ -1,8 +1,27 @@
 """The delivery state machine: one delivery per (packet, destination), one place for its rules.
 
-    waiting ──upload──▶ queued ──told──▶ notified ──download──▶ fetched ──ack──▶ delivered
-       │                  │                 │                      │
-       └──────────────────┴─────────────────┴──────────────────────┴──▶ failed | expired | cancelled
+A delivery is either *pull* (the destination is notified and fetches) or *push* (an adapter sends
+it to the destination's system); its `mode` is fixed when the packet is created, from
+`delivery.targets`.
+
+    waiting ──upload──▶ queued ─┬─(pull) told──▶ notified ──download──▶ fetched ──ack──▶ delivered
+                                │
+                                └─(push) claim─▶ sending ──receipt──────────────────────▶ delivered
+                                                  │    ▲
+                                  retryable error │    │ due (APScheduler job, queue poll)
+                                  or hub restart  ▼    │
+                                                 retrying
+
+    any non-terminal ──▶ failed | expired | cancelled
+        failed:    the destination refused it (pull), a push failed for good or ran out of attempts
+        expired:   the deadline or the priority's max age passed (or the upload never finished)
+        cancelled: the source or an operator cancelled it (or re-routed it to another unit)
+
+    operator retry:  retrying | failed | expired | cancelled ──▶ queued   (only while content is held)
+
+`sending` means an attempt is in flight; it is committed (with `attempts` + 1) before the adapter
+is called, so after a crash the engine finds it and moves it to `retrying` (the receiver may have
+it already: the idempotency key `packet_id:unit` lets it drop the repeat).
 
 Every change is a conditional UPDATE (`... WHERE state IN (allowed sources)`), so two nodes or two
 requests racing on the same delivery cannot both win, and the caller learns it lost.
@@ -10,8 +29,9 @@ requests racing on the same delivery cannot both win, and the caller learns it l
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,15 +42,24 @@ WAITING = "waiting"
 QUEUED = "queued"
 NOTIFIED = "notified"
 FETCHED = "fetched"
+SENDING = "sending"
+RETRYING = "retrying"
 DELIVERED = "delivered"
 FAILED = "failed"
 EXPIRED = "expired"
 CANCELLED = "cancelled"
 
-STATES = (WAITING, QUEUED, NOTIFIED, FETCHED, DELIVERED, FAILED, EXPIRED, CANCELLED)
+PULL = "pull"
+PUSH = "push"
+
+STATES = (WAITING, QUEUED, NOTIFIED, FETCHED, SENDING, RETRYING, DELIVERED, FAILED, EXPIRED, CANCELLED)
 TERMINAL = frozenset({DELIVERED, FAILED, EXPIRED, CANCELLED})
-# Content is stored and the destination may fetch it.
+# Content is stored and a pull destination may fetch it.
 PENDING = frozenset({QUEUED, NOTIFIED, FETCHED})
+# A push is under way: an attempt in flight or the next one scheduled.
+PUSHING = frozenset({SENDING, RETRYING})
+# The packet waits on its destination (what offline reports are about).
+AWAITING_DESTINATION = PENDING | PUSHING
 ACTIVE = frozenset(STATES) - TERMINAL
 
 # target state → states it may be reached from
@@ -38,11 +67,16 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     QUEUED: frozenset({WAITING}),
     NOTIFIED: frozenset({QUEUED}),
     FETCHED: frozenset({QUEUED, NOTIFIED}),
-    DELIVERED: frozenset(PENDING),
-    FAILED: frozenset(PENDING),
+    SENDING: frozenset({QUEUED, RETRYING}),
+    RETRYING: frozenset({SENDING}),
+    DELIVERED: PENDING | {SENDING},
+    FAILED: PENDING | {SENDING},
     EXPIRED: frozenset(ACTIVE),
     CANCELLED: frozenset(ACTIVE),
 }
+
+# What an operator's `lgsp deliveries retry` may put back in the queue.
+OPERATOR_RETRY_FROM = frozenset({RETRYING, FAILED, EXPIRED, CANCELLED})
 
 
 def can_move(current: str, target: str) -> bool:
@@ -50,23 +84,27 @@ def can_move(current: str, target: str) -> bool:
 
 
 async def move(conn: AsyncConnection, packet_id: str, units: Iterable[str] | None, target: str, at: datetime,
-               *, reason: str | None = None) -> list[str]:
+               *, reason: str | None = None, values: Mapping[str, Any] | None = None,
+               allowed_from: Iterable[str] | None = None) -> list[str]:
     """Move the given deliveries (all of the packet's if `units` is None) to `target` where allowed.
 
+    `values` sets other columns in the same UPDATE (attempts, next_attempt_at, ...);
+    `allowed_from` replaces the usual sources (operator actions only).
     Returns the units that actually moved; the others were in a state that forbids it.
     """
-    sources = ALLOWED_FROM[target]
+    sources = frozenset(allowed_from) if allowed_from is not None else ALLOWED_FROM[target]
     cond = and_(deliveries.c.packet_id == packet_id, deliveries.c.state.in_(sources))
     if units is not None:
         units = list(units)
         if not units:
             return []
         cond = and_(cond, deliveries.c.unit_id.in_(units))
-    values: dict[str, object] = {"state": target, "updated_at": at}
+    new: dict[str, Any] = {"state": target, "updated_at": at}
     if reason is not None:
-        values["reason"] = reason
-    result = await conn.execute(update(deliveries).where(cond).values(**values)
-                                .returning(deliveries.c.unit_id))
+        new["reason"] = reason
+    if values:
+        new.update(values)
+    result = await conn.execute(update(deliveries).where(cond).values(**new).returning(deliveries.c.unit_id))
     return [r.unit_id for r in result.all()]
 
 
@@ -79,3 +117,9 @@ async def states_of(conn: AsyncConnection, packet_id: str) -> dict[str, str]:
 async def state_of(conn: AsyncConnection, packet_id: str, unit: str) -> str | None:
     return await conn.scalar(select(deliveries.c.state).where(
         and_(deliveries.c.packet_id == packet_id, deliveries.c.unit_id == unit)))
+
+
+async def row_of(conn: AsyncConnection, packet_id: str, unit: str) -> Any:
+    """The whole delivery row (state, mode, attempts, ...), or None."""
+    return (await conn.execute(select(deliveries).where(
+        and_(deliveries.c.packet_id == packet_id, deliveries.c.unit_id == unit)))).first()

@@ -1,9 +1,11 @@
-"""Packet events: recorded in the store with the state change, then pushed to live streams.
+"""Packet and unit events: recorded in the store with the state change, then pushed to live streams.
 
 Every event is written in the same transaction as the state change it describes (so the timeline
 never lies) and published to subscribers only after that transaction commits (so nobody hears of
 a change that might roll back). Streams are at-least-once: a client that reconnects gets what it
-missed in its `hello`, and `seq` lets it drop a repeat.
+missed in its `hello`, and `seq` lets it drop a repeat. Most events belong to one packet; a few
+(e.g. `destination.offline`, which lists many packets) belong to no single packet and carry
+`packet_id` None.
 """
 
 from __future__ import annotations
@@ -31,14 +33,16 @@ def iso(moment: datetime) -> str:
 class Event:
     seq: int
     type: str
-    packet_id: str
+    packet_id: str | None
     at: datetime
     unit: str | None = None
     audience: str | None = None
     detail: dict[str, Any] | None = None
 
     def message(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type, "id": self.packet_id, "at": iso(self.at), "seq": self.seq}
+        out: dict[str, Any] = {"type": self.type, "at": iso(self.at), "seq": self.seq}
+        if self.packet_id is not None:
+            out["id"] = self.packet_id
         if self.unit:
             out["unit"] = self.unit
         if self.detail:
@@ -46,7 +50,7 @@ class Event:
         return out
 
 
-async def record(conn: AsyncConnection, packet_id: str, type_: str, at: datetime, *, unit: str | None = None,
+async def record(conn: AsyncConnection, packet_id: str | None, type_: str, at: datetime, *, unit: str | None = None,
                  audience: str | None = None, detail: dict[str, Any] | None = None) -> Event:
     seq = await conn.scalar(packet_events.insert().values(
         packet_id=packet_id, at=at, type=type_, unit=unit, audience=audience, detail=detail,

@@ -19,12 +19,16 @@ from aiohttp import web
 from lgsp.core.auth import Authenticator
 from lgsp.core.config import Config, ConfigError, ConfigIssue
 from lgsp.core.directory import Directory
+from lgsp.core.engine import DeliveryEngine
 from lgsp.core.events import EventBus
+from lgsp.core.identity import HubIdentity
 from lgsp.core.masterkey import MasterKey
+from lgsp.core.offline import OfflineReporter
 from lgsp.core.packets import Exchange, TransferTokens
 from lgsp.core.presence import Presence
-from lgsp.core.push import PushAdapter
+from lgsp.core.push import PushAdapter, adapter_settings, engine_target_problems
 from lgsp.core.secretstore import SecretStore
+from lgsp.core.services import ServiceRegistry
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
 from lgsp.plugins.manager import PluginError, create_plugin_manager, signature_algorithms
@@ -58,10 +62,15 @@ class Hub:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self.port: int | None = None
         self.started = False
         self.secrets: SecretStore
+        self.identity: HubIdentity
+        self.services: ServiceRegistry
         self.push_adapters = self._collect_push_adapters()
+        self.engine = DeliveryEngine(self)
+        self.offline: OfflineReporter
 
     def _collect_push_adapters(self) -> dict[str, PushAdapter]:
         adapters: dict[str, PushAdapter] = {}
@@ -85,7 +94,8 @@ class Hub:
                 issues.append(ConfigIssue(f"{base}.protocol", cfg.where(f"{base}.protocol") if protocol else
                                           cfg.where(base), f"no push adapter for protocol {protocol!r} ({known})"))
                 continue
-            for key, message in adapter.validate_target(unit, target):
+            problems = [*engine_target_problems(target), *adapter.validate_target(unit, adapter_settings(target))]
+            for key, message in problems:
                 path = f"{base}.{key}" if key else base
                 issues.append(ConfigIssue(path, cfg.where(path) if path in cfg.origins else cfg.where(base), message))
         for batch in self.pm.hook.lgsp_check_config(hub=self):
@@ -123,12 +133,22 @@ class Hub:
         self.auth = Authenticator(self.db, self.directory, self.algorithms, self.presence,
                                   clock_skew_seconds=cfg.security.clock_skew_seconds,
                                   session_ttl_seconds=cfg.security.session_ttl_seconds)
+        priorities = cfg.delivery.priorities
         self.exchange = Exchange(self.db, self.blobs, self.directory, self.bus,
                                  tokens=TransferTokens(self.master_key.derive("transfer-url")),
                                  max_packet_size=cfg.limits.max_packet_size,
                                  max_recipients=cfg.limits.max_recipients,
                                  transfer_ttl_seconds=cfg.security.transfer_ttl_seconds,
-                                 call_hook=self.call_hook)
+                                 call_hook=self.call_hook, push_protocol=self.engine.protocol_of,
+                                 max_age=lambda p: priorities.for_priority(p).max_age_seconds)
+        self.exchange.presence_overlay = self.presence.overlay
+        self.identity = HubIdentity(self.directory, self.secrets, cfg.hub.identifier, cfg.hub.name)
+        self.services = ServiceRegistry(self.db, self.directory)
+        self.auth.target_resolvers.append(self.services.resolve_target)
+        self.auth.target_owners.append(self.services.owner_of)
+        self.offline = OfflineReporter(self.db, self.bus, after_seconds=cfg.presence.offline_report_after_seconds,
+                                       repeat_seconds=cfg.presence.offline_report_repeat_seconds,
+                                       max_packets=cfg.presence.offline_report_max_packets)
 
     async def start(self) -> None:
         from lgsp.core.web import AccessLogger, make_app  # the HTTP layer is only needed when serving
@@ -152,20 +172,26 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="lgsp-housekeeping"))
         self._tasks.append(asyncio.create_task(self._presence_flusher(), name="lgsp-presence"))
         await self.call_hook_strict("lgsp_startup")
+        # Pushes start once every plugin is up (push adapters may need their start-up hook first).
+        self.exchange.on_push_queued = self.engine.wake
+        await self.engine.start()
         self.started = True
         log.info("lgsp hub %s listening on %s", self.config.hub.identifier, self.url)
 
     async def stop(self) -> None:
+        try:
+            await self.engine.stop()
+        except Exception:
+            log.exception("could not stop the delivery engine cleanly")
         if self.started:
             await self.call_hook("lgsp_shutdown")
         self.bus.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Let the background loops finish their round: a task cancelled in the middle of a write
+        # transaction can leave SQLite's write lock held, and the final flush below would wait on it.
+        self._stopping.set()
+        await stop_tasks(self._tasks, self.config.server.shutdown_timeout_seconds)
         self._tasks.clear()
         if hasattr(self, "exchange"):
             await self.exchange.drain()
@@ -214,15 +240,22 @@ class Hub:
                 await result
 
     # -- background work ----------------------------------------------------------------------
+    async def _idle(self, seconds: float) -> bool:
+        """Sleep; True when the hub is stopping (then the loop ends instead of starting a round)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
+
     async def _housekeeping(self) -> None:
         interval = self.config.presence.sweep_interval_seconds
         rounds = 0
-        while True:
-            await asyncio.sleep(interval)
+        while not await self._idle(interval):
             rounds += 1
             try:
                 self.presence.sweep()
                 await self.exchange.sweep()
+                await self.presence.flush()
+                await self.offline.run()
                 if rounds % 30 == 0:
                     await self.auth.purge_expired()
                     self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
@@ -230,9 +263,20 @@ class Hub:
                 log.exception("housekeeping round failed; will retry")
 
     async def _presence_flusher(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
+        while not await self._idle(1.0):
             try:
                 await self.presence.flush()
             except Exception:
                 log.exception("presence flush failed; will retry")
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    """Wait up to `grace` seconds for tasks told to stop, then cancel what is left."""
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=grace)
+    for task in pending:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import deliveries as dv
@@ -201,7 +201,9 @@ class TransferTokens:
 class Exchange:
     def __init__(self, db: Database, blobs: BlobStore, directory: Directory, bus: EventBus, *,
                  tokens: TransferTokens, max_packet_size: int, max_recipients: int, transfer_ttl_seconds: int,
-                 call_hook: HookCaller, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 call_hook: HookCaller, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 push_protocol: Callable[[str], str | None] = lambda unit: None,
+                 max_age: Callable[[int], float] | None = None) -> None:
         self.db = db
         self.blobs = blobs
         self.directory = directory
@@ -212,6 +214,15 @@ class Exchange:
         self.transfer_ttl = timedelta(seconds=transfer_ttl_seconds)
         self.call_hook = call_hook
         self.clock = clock
+        # Which units are reached by push, and through which protocol (None: pull).
+        self.push_protocol = push_protocol
+        # Max age (seconds) of a queued delivery per priority; None: no age limit.
+        self.max_age = max_age
+        # Stored presence (unit, online, last_seen) → brought up to date with this node's observations.
+        self.presence_overlay: Callable[[str, bool, datetime | None], tuple[bool, datetime | None]] = \
+            lambda unit, online, seen: (online, seen)
+        # Called (on the event loop) with push units whose deliveries just became due.
+        self.on_push_queued: Callable[[list[str]], None] = lambda units: None
         self._uploading: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -266,13 +277,19 @@ class Exchange:
                 data_type=new.data_type, protocol=new.protocol, size=new.size, sha256=new.sha256,
                 deadline=new.deadline, policy=new.policy, meta=new.meta or None, state="created",
                 content_state="none", created_at=now, upload_expires_at=expires))
-            await conn.execute(deliveries.insert(), [
-                {"packet_id": packet_id, "unit_id": u, "state": dv.WAITING, "priority": new.priority,
-                 "packet_created_at": now, "updated_at": now, "attempts": 0} for u in new.to])
+            await conn.execute(deliveries.insert(), [self._delivery_row(packet_id, u, new.priority, now)
+                                                     for u in new.to])
             await record(conn, packet_id, "packet.created", now, unit=source)
             info = await self._load(conn, packet_id)
         assert info is not None
         return info, self.upload_transfer(info, source)
+
+    def _delivery_row(self, packet_id: str, unit: str, priority: int, created_at: datetime,
+                      state: str = dv.WAITING, queued_at: datetime | None = None) -> dict[str, Any]:
+        protocol = self.push_protocol(unit)
+        return {"packet_id": packet_id, "unit_id": unit, "state": state, "priority": priority,
+                "packet_created_at": created_at, "updated_at": queued_at or created_at, "attempts": 0,
+                "mode": dv.PUSH if protocol else dv.PULL, "protocol": protocol, "queued_at": queued_at}
 
     def upload_transfer(self, info: PacketInfo, unit: str) -> Transfer:
         query = self.tokens.make("upload", info.id, unit, info.upload_expires_at)
@@ -358,11 +375,14 @@ class Exchange:
                 accepted = False
             else:
                 accepted = True
-                queued = await dv.move(conn, info.id, None, dv.QUEUED, now)
-                live = [u for u in queued if self.bus.connected(u)]
+                await dv.move(conn, info.id, None, dv.QUEUED, now, values={"queued_at": now})
+                modes = await _modes(conn, info.id)
+                pulled = [u for u, m in modes.items() if m == dv.PULL]
+                pushed = [u for u, m in modes.items() if m == dv.PUSH]
+                live = [u for u in pulled if self.bus.connected(u)]
                 await dv.move(conn, info.id, live, dv.NOTIFIED, now)
                 events.append(await record(conn, info.id, "packet.accepted", now, unit=info.source))
-                for unit in queued:
+                for unit in pulled:
                     events.append(await record(conn, info.id, "packet.available", now, unit=unit, audience=unit,
                                                detail=self._available_detail(info)))
                 fresh = await self._load(conn, info.id)
@@ -371,6 +391,8 @@ class Exchange:
             await self.blobs.delete(info.id)
             raise Problem("conflict", "the packet is no longer awaiting its content")
         self.bus.publish(events)
+        if pushed:
+            self.on_push_queued(pushed)
         assert fresh is not None
         self._spawn(self.call_hook("lgsp_packet_accepted", packet=fresh))
         return fresh
@@ -382,23 +404,41 @@ class Exchange:
 
     # -- destination side ---------------------------------------------------------------------
     async def inbox(self, principal: Principal, limit: int = 100) -> list[dict[str, Any]]:
-        stmt = (select(packets).join(deliveries, deliveries.c.packet_id == packets.c.id)
-                .where(and_(deliveries.c.unit_id == principal.unit_id, deliveries.c.state.in_(dv.PENDING)))
+        """Pending pull deliveries, flash first, then oldest; with the source's presence."""
+        stmt = (select(packets, units.c.online.label("from_online"), units.c.last_seen_at.label("from_last_seen"))
+                .join(deliveries, deliveries.c.packet_id == packets.c.id)
+                .join(units, units.c.id == packets.c.source_unit)
+                .where(and_(deliveries.c.unit_id == principal.unit_id, deliveries.c.mode == dv.PULL,
+                            deliveries.c.state.in_(dv.PENDING)))
                 .order_by(deliveries.c.priority.desc(), deliveries.c.packet_created_at, packets.c.id)
                 .limit(limit))
         async with self.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [_packet(r, ()).summary() for r in rows]
+        out = []
+        for r in rows:
+            online, seen = self.presence_overlay(r.source_unit, bool(r.from_online), r.from_last_seen)
+            out.append(_packet(r, ()).summary() | {"from_online": online,
+                                                   "from_last_seen_at": iso(seen) if seen else None})
+        return out
 
     async def ready(self, principal: Principal, packet_id: str) -> Transfer:
         async with self.db.read() as conn:
             _, state = await self._visible(conn, principal, packet_id)
+            if state is not None:
+                await self._require_pull(conn, packet_id, principal.unit_id)
         if state is None:
             raise Problem("not_found", "no such packet")
         self._require_pending(state)
         expires = self.clock() + self.transfer_ttl
         query = self.tokens.make("download", packet_id, principal.unit_id, expires)
         return Transfer("GET", f"/v1/packets/{packet_id}/content?{query}", expires)
+
+    @staticmethod
+    async def _require_pull(conn: AsyncConnection, packet_id: str, unit: str) -> None:
+        row = await dv.row_of(conn, packet_id, unit)
+        if row is not None and row.mode == dv.PUSH:
+            raise Problem("conflict", f"this packet is delivered to you by push ({row.protocol}); "
+                          "it cannot also be fetched, acknowledged or refused here", mode=dv.PUSH)
 
     @staticmethod
     def _require_pending(state: str) -> None:
@@ -414,6 +454,8 @@ class Exchange:
         now = self.clock()
         async with self.db.read() as conn:
             info, state = await self._visible(conn, principal, packet_id)
+            if state is not None:
+                await self._require_pull(conn, packet_id, principal.unit_id)
         self.tokens.check("download", packet_id, principal.unit_id, expires, token, now)
         if state is not None:
             self._require_pending(state)
@@ -430,6 +472,8 @@ class Exchange:
             raise Problem("request.invalid", "sha256: must be 64 lowercase hex digits", field="sha256")
         async with self.db.read() as conn:
             info, state = await self._visible(conn, principal, packet_id)
+            if state is not None:
+                await self._require_pull(conn, packet_id, principal.unit_id)
         if state is None or state == dv.WAITING:
             raise Problem("not_found", "no such packet")
         if state == dv.DELIVERED:
@@ -446,6 +490,8 @@ class Exchange:
             raise Problem("request.invalid", f"reason: must be 1 to {MAX_REASON} characters", field="reason")
         async with self.db.read() as conn:
             info, state = await self._visible(conn, principal, packet_id)
+            if state is not None:
+                await self._require_pull(conn, packet_id, principal.unit_id)
         if state is None or state == dv.WAITING:
             raise Problem("not_found", "no such packet")
         if state == dv.FAILED:
@@ -454,20 +500,30 @@ class Exchange:
             raise Problem("conflict", f"this delivery is already {state}", state=state)
         return await self._finish(info, principal.unit_id, dv.FAILED, reason.strip())
 
-    async def _finish(self, info: PacketInfo, unit: str, target: str, reason: str | None) -> str:
-        """End one delivery (delivered or failed), tell the source, purge if it was the last."""
+    async def _finish(self, info: PacketInfo, unit: str, target: str, reason: str | None,
+                      detail: dict[str, Any] | None = None, values: dict[str, Any] | None = None) -> str:
+        """End one delivery (delivered, failed or expired), tell the source, purge if it was the last.
+
+        Shared by the pull path (ack, fail) and the push engine; `detail` goes into the source's
+        event (attempts, receipt), `values` into the delivery row (e.g. last_error).
+        """
         now = self.clock()
         events: list[Event] = []
         async with self.db.write() as conn:
-            moved = await dv.move(conn, info.id, [unit], target, now, reason=reason)
+            moved = await dv.move(conn, info.id, [unit], target, now, reason=reason, values=values)
             if not moved:
                 current = await dv.state_of(conn, info.id, unit)
                 if current == target:
                     return target
                 raise Problem("conflict", f"this delivery is already {current}", state=current)
-            events.append(await record(
-                conn, info.id, f"packet.{target}", now, unit=unit, audience=info.source,
-                detail={"reason": reason} if reason else None))
+            attempts = await conn.scalar(select(deliveries.c.attempts).where(
+                and_(deliveries.c.packet_id == info.id, deliveries.c.unit_id == unit)))
+            told: dict[str, Any] = {"reason": reason} if reason else {}
+            if attempts:
+                told["attempts"] = attempts
+            told.update(detail or {})
+            events.append(await record(conn, info.id, f"packet.{target}", now, unit=unit, audience=info.source,
+                                       detail=told or None))
             purge = await self._complete_if_done(conn, info.id, now, events)
         self.bus.publish(events)
         if purge:
@@ -478,6 +534,15 @@ class Exchange:
             self._spawn(self.call_hook("lgsp_packet_failed", packet=info, unit=unit, state=target,
                                        reason=reason or ""))
         return target
+
+    async def end_delivery(self, info: PacketInfo, unit: str, target: str, reason: str | None = None, *,
+                           detail: dict[str, Any] | None = None, values: dict[str, Any] | None = None) -> bool:
+        """For delivery engines: end a delivery; False if it had meanwhile changed (e.g. cancelled)."""
+        try:
+            await self._finish(info, unit, target, reason, detail, values)
+        except Problem:
+            return False
+        return True
 
     async def _complete_if_done(self, conn: AsyncConnection, packet_id: str, now: datetime,
                                 events: list[Event]) -> bool:
@@ -516,9 +581,10 @@ class Exchange:
         events: list[Event] = []
         async with self.db.write() as conn:
             before = await dv.states_of(conn, packet_id)
+            modes = await _modes(conn, packet_id)
             moved = await dv.move(conn, packet_id, None, dv.CANCELLED, now, reason="cancelled by the source")
             for unit in moved:
-                told = before.get(unit) in dv.PENDING
+                told = before.get(unit) in dv.PENDING and modes.get(unit) == dv.PULL
                 events.append(await record(conn, packet_id, "packet.cancelled", now, unit=unit,
                                            audience=unit if told else None))
             purge = await self._complete_if_done(conn, packet_id, now, events) if moved else False
@@ -537,7 +603,9 @@ class Exchange:
         async with self.db.read() as conn:
             info, _ = await self._visible(conn, principal, packet_id)
             is_source = info.source == principal.unit_id
-            d_stmt = select(deliveries).where(deliveries.c.packet_id == packet_id).order_by(deliveries.c.unit_id)
+            d_stmt = (select(deliveries, units.c.online, units.c.last_seen_at)
+                      .join(units, units.c.id == deliveries.c.unit_id)
+                      .where(deliveries.c.packet_id == packet_id).order_by(deliveries.c.unit_id))
             e_stmt = select(packet_events).where(packet_events.c.packet_id == packet_id).order_by(packet_events.c.id)
             if not is_source:
                 d_stmt = d_stmt.where(deliveries.c.unit_id == principal.unit_id)
@@ -551,10 +619,10 @@ class Exchange:
             "content": info.content_state,
             "protocol": info.protocol,
             "deadline": iso(info.deadline) if info.deadline else None,
-            "deliveries": [{"unit": d.unit_id, "state": d.state, "updated_at": iso(d.updated_at),
-                            **({"reason": d.reason} if d.reason else {})} for d in d_rows],
+            "deliveries": [_delivery_view(d, self.presence_overlay(d.unit_id, bool(d.online), d.last_seen_at))
+                           for d in d_rows],
             "events": [{"at": iso(e.at), "type": e.type, "unit": e.unit,
-                        **({"reason": e.detail["reason"]} if e.detail and e.detail.get("reason") else {})}
+                        **({k: e.detail[k] for k in ("reason", "attempts") if e.detail.get(k)} if e.detail else {})}
                        for e in e_rows],
         })
         if is_source:
@@ -574,9 +642,9 @@ class Exchange:
         async with self.db.read() as conn:
             cursor = await conn.scalar(select(units.c.stream_cursor).where(units.c.id == unit)) or 0
             rows = (await conn.execute(
-                select(packet_events).join(packets, packets.c.id == packet_events.c.packet_id)
+                select(packet_events).outerjoin(packets, packets.c.id == packet_events.c.packet_id)
                 .where(and_(packet_events.c.audience == unit, packet_events.c.id > cursor,
-                            packets.c.source_unit == unit))
+                            (packets.c.source_unit == unit) | packet_events.c.packet_id.is_(None)))
                 .order_by(packet_events.c.id).limit(1000))).all()
         inbox = await self.inbox(_system_principal(unit), limit=1000)
         changes = [Event(r.id, r.type, r.packet_id, r.at, r.unit, r.audience, r.detail) for r in rows]
@@ -606,12 +674,20 @@ class Exchange:
         async with self.db.read() as conn:
             stale = [r.id for r in (await conn.execute(select(packets.c.id).where(and_(
                 packets.c.state == "created", packets.c.upload_expires_at <= now)).limit(500))).all()]
+            # An attempt in flight is judged when it ends (its receiver may be taking it right now).
+            judged = dv.ACTIVE - {dv.SENDING}
             late = (await conn.execute(
                 select(deliveries.c.packet_id, deliveries.c.unit_id)
                 .join(packets, packets.c.id == deliveries.c.packet_id)
                 .where(and_(packets.c.deadline.is_not(None), packets.c.deadline <= now,
-                            packets.c.state == "accepted", deliveries.c.state.in_(dv.ACTIVE)))
+                            packets.c.state == "accepted", deliveries.c.state.in_(judged)))
                 .limit(500))).all()
+            old = []
+            if self.max_age is not None:
+                old = (await conn.execute(
+                    select(deliveries.c.packet_id, deliveries.c.unit_id, deliveries.c.priority)
+                    .where(and_(deliveries.c.state.in_(judged - {dv.WAITING}), self.too_old(now)))
+                    .limit(500))).all()
             purging = [r.id for r in (await conn.execute(select(packets.c.id).where(
                 packets.c.content_state == "purging").limit(500))).all()]
         for packet_id in stale:
@@ -628,31 +704,179 @@ class Exchange:
             await self.blobs.delete(packet_id)  # a blob renamed in just before a crash
             self.bus.publish(events)
             counts["uploads_expired"] += 1
-        by_packet: dict[str, list[str]] = {}
+        by_packet: dict[tuple[str, str], list[str]] = {}
         for row in late:
-            by_packet.setdefault(row.packet_id, []).append(row.unit_id)
-        for packet_id, late_units in by_packet.items():
+            by_packet.setdefault((row.packet_id, "deadline passed"), []).append(row.unit_id)
+        for row in old:
+            assert self.max_age is not None
+            reason = f"not delivered within {_duration(self.max_age(row.priority))} (maximum age of its priority)"
+            if row.unit_id not in by_packet.get((row.packet_id, "deadline passed"), ()):
+                by_packet.setdefault((row.packet_id, reason), []).append(row.unit_id)
+        for (packet_id, reason), late_units in by_packet.items():
             info = await self.packet(packet_id)
             if info is None:
                 continue
             events = []
             async with self.db.write() as conn:
-                moved = await dv.move(conn, packet_id, late_units, dv.EXPIRED, now, reason="deadline passed")
+                attempts = {r.unit_id: r.attempts for r in (await conn.execute(
+                    select(deliveries.c.unit_id, deliveries.c.attempts).where(and_(
+                        deliveries.c.packet_id == packet_id, deliveries.c.unit_id.in_(late_units))))).all()}
+                moved = await dv.move(conn, packet_id, late_units, dv.EXPIRED, now, reason=reason,
+                                      allowed_from=judged)
                 for unit in moved:
+                    detail: dict[str, Any] = {"reason": reason}
+                    if attempts.get(unit):
+                        detail["attempts"] = attempts[unit]
                     events.append(await record(conn, packet_id, "packet.expired", now, unit=unit,
-                                               audience=info.source, detail={"reason": "deadline passed"}))
+                                               audience=info.source, detail=detail))
                 purge = await self._complete_if_done(conn, packet_id, now, events) if moved else False
             self.bus.publish(events)
             if purge:
                 await self._purge(packet_id)
             for unit in moved:
                 self._spawn(self.call_hook("lgsp_packet_failed", packet=info, unit=unit, state=dv.EXPIRED,
-                                           reason="deadline passed"))
+                                           reason=reason))
             counts["deadlines_expired"] += len(moved)
         for packet_id in purging:
             await self._purge(packet_id)
             counts["purged"] += 1
         return counts
+
+    def too_old(self, now: datetime) -> Any:
+        """SQL condition: the delivery has been queued longer than its priority's max age."""
+        assert self.max_age is not None
+        return or_(*(and_(deliveries.c.priority == p, deliveries.c.queued_at.is_not(None),
+                          deliveries.c.queued_at <= now - timedelta(seconds=self.max_age(p)))
+                     for p in PRIORITIES))
+
+    # -- operators (lgsp deliveries ...) ------------------------------------------------------
+    async def list_deliveries(self, *, states: list[str] | None = None, unit: str | None = None,
+                              packet_id: str | None = None, older_than: float | None = None,
+                              limit: int = 100) -> list[dict[str, Any]]:
+        """Deliveries an operator may need to act on; by default everything not yet delivered."""
+        wanted = states or sorted(dv.ACTIVE - {dv.WAITING} | {dv.FAILED, dv.EXPIRED})
+        bad = sorted(set(wanted) - set(dv.STATES))
+        if bad:
+            raise Problem("request.invalid", f"unknown state(s): {', '.join(bad)} (one of {', '.join(dv.STATES)})")
+        cond = [deliveries.c.state.in_(wanted)]
+        if unit:
+            cond.append(deliveries.c.unit_id == unit)
+        if packet_id:
+            cond.append(deliveries.c.packet_id == packet_id)
+        if older_than is not None:
+            cond.append(deliveries.c.updated_at <= self.clock() - timedelta(seconds=older_than))
+        stmt = (select(deliveries, packets.c.source_unit, packets.c.subject, packets.c.content_state)
+                .join(packets, packets.c.id == deliveries.c.packet_id).where(and_(*cond))
+                .order_by(deliveries.c.updated_at, deliveries.c.packet_id, deliveries.c.unit_id).limit(limit))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [{"packet": r.packet_id, "unit": r.unit_id, "from": r.source_unit, "subject": r.subject,
+                 "mode": r.mode, "protocol": r.protocol, "state": r.state, "priority": r.priority,
+                 "attempts": r.attempts, "updated_at": iso(r.updated_at),
+                 "next_attempt_at": iso(r.next_attempt_at) if r.next_attempt_at and r.state == dv.RETRYING else None,
+                 "reason": r.reason, "last_error": r.last_error, "content": r.content_state} for r in rows]
+
+    async def _held(self, packet_id: str) -> PacketInfo:
+        info = await self.packet(packet_id) if _uuid_like(packet_id) else None
+        if info is None:
+            raise Problem("not_found", f"no packet {packet_id}")
+        if info.state != "accepted" or info.content_state != "stored":
+            raise Problem("content.gone", f"packet {packet_id} is {info.state} and its content is "
+                          f"{info.content_state}; the source must send it again")
+        return info
+
+    async def operator_retry(self, packet_id: str, unit: str) -> str:
+        """Put a stuck or ended delivery back in the queue now, with a fresh attempt budget and age."""
+        if not _uuid_like(packet_id):
+            raise Problem("not_found", f"no packet {packet_id}")
+        async with self.db.read() as conn:
+            row = await dv.row_of(conn, packet_id, unit)
+        if row is None:
+            raise Problem("not_found", f"packet {packet_id} has no delivery to {unit}")
+        if row.state not in dv.OPERATOR_RETRY_FROM:
+            raise Problem("conflict", f"the delivery to {unit} is {row.state}; only "
+                          f"{', '.join(sorted(dv.OPERATOR_RETRY_FROM))} deliveries can be retried", state=row.state)
+        info = await self._held(packet_id)
+        now = self.clock()
+        events: list[Event] = []
+        async with self.db.write() as conn:
+            row = await dv.row_of(conn, packet_id, unit)
+            if row is None or row.state not in dv.OPERATOR_RETRY_FROM:
+                raise Problem("conflict", f"the delivery to {unit} changed meanwhile; try again")
+            await dv.move(conn, packet_id, [unit], dv.QUEUED, now, allowed_from=dv.OPERATOR_RETRY_FROM, values={
+                "queued_at": now, "attempts": 0, "next_attempt_at": None, "last_error": None, "reason": None})
+            events.append(await record(conn, packet_id, "delivery.retried", now, unit=unit, audience=info.source,
+                                       detail={"reason": f"retried by an operator (was {row.state})"}))
+            if row.mode == dv.PULL:
+                events.append(await record(conn, packet_id, "packet.available", now, unit=unit, audience=unit,
+                                           detail=self._available_detail(info)))
+        self.bus.publish(events)
+        if row.mode == dv.PUSH:
+            self.on_push_queued([unit])
+        return dv.QUEUED
+
+    async def operator_cancel(self, packet_id: str, unit: str | None, reason: str = "cancelled by an operator"
+                              ) -> list[str]:
+        """Cancel one (or every) unfinished delivery of a packet; the source is told."""
+        info = await self.packet(packet_id) if _uuid_like(packet_id) else None
+        if info is None:
+            raise Problem("not_found", f"no packet {packet_id}")
+        now = self.clock()
+        events: list[Event] = []
+        async with self.db.write() as conn:
+            before = await dv.states_of(conn, packet_id)
+            if unit is not None and unit not in before:
+                raise Problem("not_found", f"packet {packet_id} has no delivery to {unit}")
+            modes = await _modes(conn, packet_id)
+            moved = await dv.move(conn, packet_id, None if unit is None else [unit], dv.CANCELLED, now, reason=reason)
+            if unit is not None and not moved:
+                raise Problem("conflict", f"the delivery to {unit} is already {before[unit]}", state=before[unit])
+            for u in moved:
+                events.append(await record(conn, packet_id, "packet.cancelled", now, unit=u, audience=info.source,
+                                           detail={"reason": reason}))
+                if before.get(u) in dv.PENDING and modes.get(u) == dv.PULL:
+                    events.append(await record(conn, packet_id, "packet.cancelled", now, unit=u, audience=u,
+                                               detail={"reason": reason}))
+            purge = await self._complete_if_done(conn, packet_id, now, events) if moved else False
+        self.bus.publish(events)
+        if purge:
+            await self._purge(packet_id)
+        for u in moved:
+            self._spawn(self.call_hook("lgsp_packet_failed", packet=info, unit=u, state=dv.CANCELLED, reason=reason))
+        return moved
+
+    async def operator_reroute(self, packet_id: str, unit: str, to: str) -> dict[str, Any]:
+        """Send a packet that did not reach `unit` to `to` instead (same content, new delivery)."""
+        info = await self._held(packet_id)
+        status = (await self.directory.existing_units([to])).get(to)
+        if status != "active":
+            raise Problem("route.unknown_destination", f"unknown or suspended destination: {to}", unknown=[to])
+        now = self.clock()
+        reason = f"re-routed to {to} by an operator"
+        events: list[Event] = []
+        async with self.db.write() as conn:
+            states = await dv.states_of(conn, packet_id)
+            if unit not in states:
+                raise Problem("not_found", f"packet {packet_id} has no delivery to {unit}")
+            if to in states:
+                raise Problem("conflict", f"{to} is already a destination of packet {packet_id}")
+            if states[unit] == dv.DELIVERED:
+                raise Problem("conflict", f"packet {packet_id} was already delivered to {unit}", state=dv.DELIVERED)
+            moved = await dv.move(conn, packet_id, [unit], dv.CANCELLED, now, reason=reason)
+            row = self._delivery_row(packet_id, to, info.priority, info.created_at, state=dv.QUEUED, queued_at=now)
+            await conn.execute(deliveries.insert().values(**row))
+            events.append(await record(conn, packet_id, "packet.rerouted", now, unit=unit, audience=info.source,
+                                       detail={"reason": reason, "to": to}))
+            if row["mode"] == dv.PULL:
+                events.append(await record(conn, packet_id, "packet.available", now, unit=to, audience=to,
+                                           detail=self._available_detail(info)))
+        self.bus.publish(events)
+        if moved:
+            self._spawn(self.call_hook("lgsp_packet_failed", packet=info, unit=unit, state=dv.CANCELLED,
+                                       reason=reason))
+        if row["mode"] == dv.PUSH:
+            self.on_push_queued([to])
+        return {"packet": packet_id, "from_unit": unit, "to": to, "mode": row["mode"], "state": dv.QUEUED}
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -663,6 +887,36 @@ class Exchange:
         """Wait for plugin calls still running (on shutdown)."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+async def _modes(conn: AsyncConnection, packet_id: str) -> dict[str, str]:
+    rows = (await conn.execute(select(deliveries.c.unit_id, deliveries.c.mode)
+                               .where(deliveries.c.packet_id == packet_id))).all()
+    return {r.unit_id: r.mode for r in rows}
+
+
+def _delivery_view(d: Any, presence: tuple[bool, datetime | None]) -> dict[str, Any]:
+    online, seen = presence
+    out: dict[str, Any] = {"unit": d.unit_id, "state": d.state, "updated_at": iso(d.updated_at), "mode": d.mode,
+                           "online": online, "last_seen_at": iso(seen) if seen else None}
+    if d.reason:
+        out["reason"] = d.reason
+    if d.mode == dv.PUSH:
+        out["protocol"] = d.protocol
+        out["attempts"] = d.attempts
+        if d.next_attempt_at is not None and d.state == dv.RETRYING:
+            out["next_attempt_at"] = iso(d.next_attempt_at)
+        if d.last_error:
+            out["last_error"] = d.last_error
+    return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{int(seconds // 86400)} d"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} h"
+    return f"{seconds:g} s"
 
 
 def _system_principal(unit: str) -> Principal:

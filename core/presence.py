@@ -1,4 +1,5 @@
-"""Who is online: an open event stream, or a signed request within the window.
+"""Who is online: an open event stream, a signed request within the window, or (push units) an
+endpoint that answers the health probe.
 
 Observations happen on the hot path (every signed request), so they only touch memory; a flush
 every second writes last-seen times, clock offsets and online/offline transitions in one batch.
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, select, update
 
+from lgsp.core.events import iso
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import presence_log, units
 
@@ -26,6 +28,13 @@ class _UnitState:
     last_request: datetime | None = None
     offset: float | None = None
     dirty: bool = False
+    probe_ok: bool | None = None  # None: not probed (pull unit, or no answer yet)
+    last_probe_ok: datetime | None = None
+    offline_since: datetime | None = None
+
+    def last_seen(self) -> datetime | None:
+        seen = [t for t in (self.last_request, self.last_probe_ok) if t is not None]
+        return max(seen) if seen else None
 
 
 class Presence:
@@ -44,7 +53,19 @@ class Presence:
     def _set(self, unit: str, state: _UnitState, online: bool, cause: str, at: datetime) -> None:
         if state.online != online:
             state.online = online
+            state.offline_since = None if online else at
+            state.dirty = True
             self._log.append({"unit_id": unit, "at": at, "online": online, "cause": cause})
+
+    def probe_result(self, unit: str, ok: bool, at: datetime | None = None) -> None:
+        """A push unit's endpoint answered (ok) or not; a successful push counts as an answer too."""
+        at = at or datetime.now(UTC)
+        state = self._state(unit)
+        state.probe_ok = ok
+        if ok:
+            state.last_probe_ok = at
+            state.dirty = True
+        self._set(unit, state, self.is_online(unit, at), "probe_ok" if ok else "probe_failed", at)
 
     def request_seen(self, unit: str, at: datetime, clock_offset: float) -> None:
         """A signed request from `unit` arrived at `at`; its clock was `clock_offset` s ahead of ours."""
@@ -61,21 +82,24 @@ class Presence:
         state.dirty = True
         self._log.append({"unit_id": unit, "at": at, "online": True, "cause": "stream_open"})
         state.online = True
+        state.offline_since = None
 
     def stream_closed(self, unit: str, at: datetime | None = None) -> None:
         at = at or datetime.now(UTC)
         state = self._state(unit)
         state.streams = max(0, state.streams - 1)
         state.dirty = True
-        still = state.streams > 0 or (state.last_request is not None and at - state.last_request < self.window)
+        still = self.is_online(unit, at)
         self._log.append({"unit_id": unit, "at": at, "online": still, "cause": "stream_close"})
+        if state.online and not still:
+            state.offline_since = at
         state.online = still
 
     def is_online(self, unit: str, now: datetime | None = None) -> bool:
         state = self._units.get(unit)
         if state is None:
             return False
-        if state.streams:
+        if state.streams or state.probe_ok:
             return True
         now = now or datetime.now(UTC)
         return state.last_request is not None and now - state.last_request < self.window
@@ -87,7 +111,6 @@ class Presence:
             if state.online and not self.is_online(unit, now):
                 at = (state.last_request + self.window) if state.last_request else now
                 self._set(unit, state, False, "timeout", min(at, now))
-                state.dirty = True
 
     async def flush(self) -> None:
         """Persist observations and transitions (one write transaction, or none if idle)."""
@@ -101,8 +124,12 @@ class Presence:
             async with self.db.write() as conn:
                 for unit, state in dirty:
                     values: dict[str, object] = {"online": state.online}
-                    if state.last_request is not None:
-                        values["last_seen_at"] = state.last_request
+                    if not state.online and state.offline_since is not None:
+                        values["offline_since"] = state.offline_since
+                    elif state.online:
+                        values["offline_since"] = None
+                    if state.last_seen() is not None:
+                        values["last_seen_at"] = state.last_seen()
                     if state.offset is not None:
                         values["clock_offset_seconds"] = state.offset
                     await conn.execute(update(units).where(units.c.id == unit).values(**values))
@@ -123,7 +150,34 @@ class Presence:
                 units.c.online.is_(True),
                 (units.c.last_seen_at.is_(None)) | (units.c.last_seen_at < cutoff))))).all()
             for row in rows:
-                await conn.execute(update(units).where(units.c.id == row.id).values(online=False))
+                await conn.execute(update(units).where(units.c.id == row.id).values(online=False, offline_since=now))
                 await conn.execute(presence_log.insert().values(unit_id=row.id, at=now, online=False,
                                                                 cause="timeout"))
         return len(rows)
+
+    def overlay(self, unit: str, online: bool, last_seen: datetime | None) -> tuple[bool, datetime | None]:
+        """Stored presence (every node's, up to a second old) brought up to date with this node's."""
+        state = self._units.get(unit)
+        if state is None:
+            return online, last_seen
+        mine = state.last_seen()
+        if mine is not None and (last_seen is None or mine > last_seen):
+            last_seen = mine
+        return online or self.is_online(unit), last_seen
+
+    async def view(self, unit: str, *, transitions: int = 20) -> dict[str, object] | None:
+        """A unit's presence as stored (all nodes' observations), with its latest transitions."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(units.c.id, units.c.online, units.c.last_seen_at, units.c.offline_since,
+                                             units.c.created_at).where(units.c.id == unit))).first()
+            if row is None:
+                return None
+            log_rows = (await conn.execute(select(presence_log).where(presence_log.c.unit_id == unit)
+                                           .order_by(presence_log.c.at.desc(), presence_log.c.id.desc())
+                                           .limit(transitions))).all()
+        online, last_seen = self.overlay(unit, bool(row.online), row.last_seen_at)
+        since = None if online else (row.offline_since or row.created_at)
+        return {"unit": row.id, "online": online,
+                "last_seen_at": iso(last_seen) if last_seen else None,
+                "offline_since": iso(since) if since else None,
+                "transitions": [{"at": iso(r.at), "online": r.online, "cause": r.cause} for r in log_rows]}

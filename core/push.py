@@ -4,6 +4,12 @@ A destination unit configured under `delivery.targets` is reached by push: the e
 its deliveries to the adapter of the target's `protocol` as a PushJob, and learns the outcome from
 the PushReceipt or the PushFailure raised. Whether and when to retry is the engine's decision,
 guided by `PushFailure.retryable` and `retry_after`; adapters never sleep or loop on failure.
+
+What counts as retryable: connection errors and timeouts (raise PushFailure(retryable=True)), and
+for HTTP-based adapters what `http_failure` says (5xx, 408, 425, 429 with Retry-After honoured; any
+other 4xx is final). Any other exception escaping `push()` is treated as retryable and logged.
+Adapters must not keep state between attempts: after a restart the same delivery is attempted
+again with the same `idempotency_key` and a higher `attempt`.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -77,3 +85,54 @@ class PushAdapter(Protocol):
 
 def idempotency_key(packet_id: str, unit: str) -> str:
     return f"{packet_id}:{unit}"
+
+
+# Target keys the delivery engine reads itself; they are removed from the mapping adapters see
+# (validate_target, PushJob.target, probe), so an adapter only ever meets `protocol` and its own keys.
+ENGINE_TARGET_KEYS = frozenset({"concurrency", "probe_interval_seconds"})
+
+
+def adapter_settings(target: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in target.items() if k not in ENGINE_TARGET_KEYS}
+
+
+def engine_target_problems(target: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Problems with the engine's own keys of a target, as (key, message)."""
+    out: list[tuple[str, str]] = []
+    c = target.get("concurrency")
+    if c is not None and (not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= 64):
+        out.append(("concurrency", "must be an integer from 1 to 64"))
+    p = target.get("probe_interval_seconds")
+    if p is not None and (not isinstance(p, (int, float)) or isinstance(p, bool) or p < 0):
+        out.append(("probe_interval_seconds", "must be a number of seconds, 0 or more (0: never probe)"))
+    return out
+
+
+# HTTP answers worth another try (RFC 9110): timeouts, throttling, and any server-side error.
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def http_failure(status: int, detail: str, retry_after: str | None = None) -> PushFailure:
+    """The PushFailure for an unsuccessful HTTP answer: 5xx, 408, 425, 429 are retried, other 4xx not.
+
+    Shared by every HTTP-based adapter (REST, SOAP) so they classify alike.
+    """
+    retryable = status >= 500 or status in RETRYABLE_STATUS
+    reason = f"HTTP {status}" + (f": {detail}" if detail else "")
+    return PushFailure(reason, retryable=retryable, retry_after=parse_retry_after(retry_after) if retryable else None)

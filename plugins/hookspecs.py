@@ -58,6 +58,10 @@ def lgsp_push_adapters(hub: Hub) -> Iterable[PushAdapter] | None:
     Each adapter has a `protocol` name; a unit listed under `delivery.targets` with that
     `protocol` gets its packets pushed through it. Called when the Hub object is built (before it
     starts), so adapters must not do I/O here. Two adapters with the same protocol is an error.
+    The delivery engine (core/engine.py) calls `push(job)` once per attempt, decides retries from
+    the PushFailure raised, and calls `probe()` for presence; the target mapping the adapter sees
+    holds `protocol` and its own keys (the engine's `concurrency` and `probe_interval_seconds` are
+    removed). docs/delivery.md describes the contract.
     """
 
 

@@ -54,7 +54,9 @@ async def test_one_destination_full_exchange(make_actor: MakeActor, tmp_path: Pa
         assert [i["id"] for i in inbox] == [packet_id]
         item = inbox[0]
         assert item["subject"] == "Công văn thử nghiệm" and item["priority"] == 2 and item["size"] == len(content)
-        assert set(item) == {"id", "from", "subject", "priority", "data_type", "size", "sha256", "created_at"}
+        assert set(item) == {"id", "from", "subject", "priority", "data_type", "size", "sha256", "created_at",
+                             "from_online", "from_last_seen_at"}
+        assert item["from_online"] is True  # the source has just made signed requests
 
         dest = tmp_path / "got.bin"
         sha = await b.client.download(packet_id, dest)
@@ -69,8 +71,8 @@ async def test_one_destination_full_exchange(make_actor: MakeActor, tmp_path: Pa
         assert delivered["unit"] == b.unit
 
     status = await a.client.status(packet_id)
-    assert status["deliveries"] == [{"unit": b.unit, "state": "delivered", "updated_at": status["deliveries"][0][
-        "updated_at"]}]
+    (delivery,) = status["deliveries"]
+    assert (delivery["unit"], delivery["state"], delivery["mode"]) == (b.unit, "delivered", "pull")
     assert status["state"] == "completed" and status["content"] == "purged"
     types = [e["type"] for e in status["events"]]
     assert types[:5] == ["packet.created", "packet.accepted", "packet.available", "packet.fetched",

@@ -122,6 +122,30 @@ async def search_units(request: web.Request) -> web.Response:
     return json_response({"items": [u.public() for u in found]})
 
 
+@routes.get("/v1/units/{id}/presence")
+async def unit_presence(request: web.Request) -> web.Response:
+    await authenticate(request)
+    hub = hub_of(request)
+    unit = request.match_info["id"]
+    view = await hub.presence.view(unit)
+    if view is None:
+        raise Problem("not_found", f"no unit {unit}")
+    protocol = hub.engine.protocol_of(unit)
+    view["mode"] = "push" if protocol else "pull"
+    if protocol:
+        view["protocol"] = protocol
+    return json_response(view)
+
+
+@routes.get("/v1/hub")
+async def hub_info(request: web.Request) -> web.Response:
+    """Who the hub is and the public key it signs pushes and proxied calls with."""
+    await authenticate(request)
+    hub = hub_of(request)
+    key = await hub.identity.key()
+    return json_response({"identifier": hub.config.hub.identifier, "name": hub.config.hub.name, **key.public()})
+
+
 @routes.post("/v1/sessions")
 async def create_session(request: web.Request) -> web.Response:
     principal = await authenticate(request)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Unicode,
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
@@ -75,6 +76,8 @@ units = Table(
     Column("last_seen_at", UTCDateTime, nullable=True),
     Column("clock_offset_seconds", Float, nullable=True),
     Column("stream_cursor", EventId, nullable=False, default=0),
+    # When the unit last went offline (None while online, or never seen: then created_at counts).
+    Column("offline_since", UTCDateTime, nullable=True),
 )
 
 applications = Table(
@@ -155,13 +158,23 @@ deliveries = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("reason", Text, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
+    # pull: the destination is notified and fetches; push: an adapter of `protocol` sends it.
+    Column("mode", String(8), nullable=False, default="pull"),
+    Column("protocol", String(32), nullable=True),
+    # When it (last) entered the queue: the start of its max age. Set on upload and operator retry.
+    Column("queued_at", UTCDateTime, nullable=True),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("last_attempt_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
     Index(None, "unit_id", "state", "priority", "packet_created_at"),
+    Index(None, "state", "next_attempt_at"),
 )
 
 packet_events = Table(
     "packet_events", metadata,
     Column("id", EventId, primary_key=True, autoincrement=True),
-    Column("packet_id", String(36), ForeignKey("packets.id"), nullable=False, index=True),
+    # None for unit-level events (e.g. destination.offline, which names many packets in detail).
+    Column("packet_id", String(36), ForeignKey("packets.id"), nullable=True, index=True),
     Column("at", UTCDateTime, nullable=False),
     Column("type", String(48), nullable=False),
     Column("unit", String(ID), nullable=True),
@@ -187,4 +200,40 @@ secrets = Table(
     Column("sealed", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The last `destination.offline` report each source got about each destination (one per interval).
+offline_reports = Table(
+    "offline_reports", metadata,
+    Column("unit_id", String(ID), ForeignKey("units.id"), primary_key=True),
+    Column("source_unit", String(ID), ForeignKey("units.id"), primary_key=True),
+    Column("reported_at", UTCDateTime, nullable=False),
+)
+
+# REST services of units that other units may call through the hub (/v1/services/{id}/...).
+services = Table(
+    "services", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("unit_id", String(ID), ForeignKey("units.id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=True),
+    Column("timeout_seconds", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+service_grants = Table(
+    "service_grants", metadata,
+    Column("service_id", String(64), ForeignKey("services.id"), primary_key=True),
+    Column("unit_id", String(ID), ForeignKey("units.id"), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# APScheduler's job table (its own layout), used when the job store lives in this database
+# (PostgreSQL). On SQLite the job store is a separate file and this table stays empty.
+scheduler_jobs = Table(
+    "scheduler_jobs", metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
 )

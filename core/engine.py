@@ -1,0 +1,310 @@
+"""The push side of the delivery engine: queues, attempts, retries and probes for push destinations.
+
+Each push destination (a unit under `delivery.targets`) has its own lane: `concurrency` workers
+that claim that unit's due deliveries from the store, highest priority first, then oldest, and
+hand each to the adapter of the target's protocol. A slow or broken destination only ever holds
+its own lane; a failed attempt is rescheduled and the lane moves on to the next packet.
+
+The store is the queue. A claim moves the delivery to `sending` (attempts + 1) and commits before
+the adapter is called; the outcome (`delivered`, `retrying` with `next_attempt_at`, or `failed`)
+is committed after. The retry is then given to the APScheduler job store (core/scheduler.py),
+which wakes the lane when it falls due; the lane also re-reads its queue every
+`delivery.poll_interval_seconds`, which picks up work added by the CLI or by another node.
+
+At start-up, deliveries left `sending` by a crash become `retrying` (due now): the receiver may
+already hold the packet and drops the repeat by its idempotency key `packet_id:unit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, or_, select
+
+from lgsp.core import deliveries as dv
+from lgsp.core.events import Event, iso, record
+from lgsp.core.push import PushAdapter, PushFailure, PushJob, PushReceipt, adapter_settings, idempotency_key
+from lgsp.core.retry import next_delay
+from lgsp.core.scheduler import RetryScheduler, jobstore_url_for
+from lgsp.core.store.tables import deliveries, packets
+
+if TYPE_CHECKING:
+    from lgsp.core.hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Lane:
+    unit: str
+    protocol: str
+    adapter: PushAdapter
+    settings: dict[str, Any]
+    concurrency: int
+    probe_interval: float
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    in_flight: int = 0
+
+
+class DeliveryEngine:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.config = hub.config.delivery
+        self.lanes: dict[str, Lane] = {}
+        self.scheduler: RetryScheduler | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self.clock = lambda: datetime.now(UTC)
+
+    # -- which units are pushed to ------------------------------------------------------------
+    def protocol_of(self, unit: str) -> str | None:
+        """The push protocol of `unit`, or None when it pulls (not a target, or no such adapter)."""
+        target = self.config.targets.get(unit)
+        if not target:
+            return None
+        protocol = target.get("protocol")
+        return protocol if isinstance(protocol, str) and protocol in self.hub.push_adapters else None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.hub.config
+        for unit, target in self.config.targets.items():
+            protocol = self.protocol_of(unit)
+            if protocol is None:
+                continue
+            probe = target.get("probe_interval_seconds", self.config.probe_interval_seconds)
+            self.lanes[unit] = Lane(unit, protocol, self.hub.push_adapters[protocol], adapter_settings(target),
+                                    int(target.get("concurrency", self.config.concurrency)), float(probe))
+        await self._recover()
+        self.scheduler = RetryScheduler(jobstore_url_for(self.config.scheduler.jobstore_url, cfg.database_url,
+                                                         cfg.data_dir))
+        await self.scheduler.start(self._due)
+        added, removed = await self.scheduler.reconcile(await self._retrying())
+        if added or removed:
+            log.info("retry jobs reconciled with the store: %d added, %d removed", added, removed)
+        self._running = True
+        for lane in self.lanes.values():
+            for i in range(lane.concurrency):
+                lane.tasks.append(asyncio.create_task(self._worker(lane), name=f"lgsp-push-{lane.unit}-{i}"))
+            if lane.probe_interval > 0:
+                lane.tasks.append(asyncio.create_task(self._prober(lane), name=f"lgsp-probe-{lane.unit}"))
+            lane.wake.set()
+
+    async def stop(self) -> None:
+        """Let attempts in flight finish (up to the server's shutdown grace), then cancel the rest.
+
+        An attempt cut here stays `sending` and is retried at the next start.
+        """
+        from lgsp.core.hub import stop_tasks
+
+        self._running = False
+        for lane in self.lanes.values():
+            lane.wake.set()
+            for task in lane.tasks:
+                if task.get_name().startswith("lgsp-probe-"):
+                    task.cancel()
+        tasks = [t for lane in self.lanes.values() for t in lane.tasks]
+        await stop_tasks(tasks, self.hub.config.server.shutdown_timeout_seconds)
+        for lane in self.lanes.values():
+            lane.tasks.clear()
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+            self.scheduler = None
+
+    def wake(self, units: Iterable[str]) -> None:
+        for unit in units:
+            lane = self.lanes.get(unit)
+            if lane is not None:
+                lane.wake.set()
+
+    def _due(self, packet_id: str, unit: str) -> None:
+        self.wake([unit])
+
+    # -- recovery -----------------------------------------------------------------------------
+    async def _recover(self) -> None:
+        """Interrupted attempts become retryable; deliveries follow a unit that changed mode."""
+        now = self.clock()
+        async with self.hub.db.write() as conn:
+            interrupted = (await conn.execute(select(deliveries.c.packet_id, deliveries.c.unit_id).where(
+                deliveries.c.state == dv.SENDING))).all()
+            for row in interrupted:
+                await dv.move(conn, row.packet_id, [row.unit_id], dv.RETRYING, now, values={
+                    "next_attempt_at": now, "last_error": "attempt interrupted (the hub stopped)"})
+        if interrupted:
+            log.warning("%d push attempt(s) were interrupted; retrying them", len(interrupted))
+        await self._follow_mode_changes(now)
+
+    async def _follow_mode_changes(self, now: datetime) -> None:
+        """A unit removed from `delivery.targets` pulls what was still queued for push, and back."""
+        events: list[Event] = []
+        async with self.hub.db.write() as conn:
+            rows = (await conn.execute(
+                select(deliveries.c.packet_id, deliveries.c.unit_id, deliveries.c.mode, deliveries.c.state,
+                       deliveries.c.protocol)
+                .where(deliveries.c.state.in_([dv.WAITING, dv.QUEUED, dv.RETRYING])))).all()
+            for row in rows:
+                protocol = self.protocol_of(row.unit_id)
+                if row.mode == dv.PUSH and protocol == row.protocol:
+                    continue
+                if row.mode == dv.PULL and (protocol is None or row.state != dv.WAITING):
+                    continue  # an announced pull delivery stays pull
+                mode = dv.PUSH if protocol else dv.PULL
+                if row.state == dv.RETRYING and mode == dv.PULL:
+                    await dv.move(conn, row.packet_id, [row.unit_id], dv.QUEUED, now, allowed_from=[dv.RETRYING],
+                                  values={"mode": mode, "protocol": None, "next_attempt_at": None})
+                else:
+                    await conn.execute(deliveries.update().where(and_(
+                        deliveries.c.packet_id == row.packet_id, deliveries.c.unit_id == row.unit_id,
+                        deliveries.c.state == row.state)).values(mode=mode, protocol=protocol))
+                if mode == dv.PULL and row.state != dv.WAITING:
+                    events.append(await record(conn, row.packet_id, "packet.available", now, unit=row.unit_id,
+                                               audience=row.unit_id, detail={"reason": "unit now pulls"}))
+        self.hub.bus.publish(events)
+
+    async def _retrying(self) -> dict[tuple[str, str], datetime]:
+        async with self.hub.db.read() as conn:
+            rows = (await conn.execute(select(deliveries.c.packet_id, deliveries.c.unit_id,
+                                              deliveries.c.next_attempt_at)
+                                       .where(deliveries.c.state == dv.RETRYING))).all()
+        now = self.clock()
+        return {(r.packet_id, r.unit_id): r.next_attempt_at or now for r in rows}
+
+    # -- the lanes ----------------------------------------------------------------------------
+    async def _worker(self, lane: Lane) -> None:
+        while self._running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lane.wake.wait(), timeout=self.config.poll_interval_seconds)
+            lane.wake.clear()
+            try:
+                while self._running:
+                    claimed = await self._claim(lane)
+                    if claimed is None:
+                        break
+                    lane.in_flight += 1
+                    try:
+                        await self._attempt(lane, *claimed)
+                    finally:
+                        lane.in_flight -= 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("push lane %s failed; it will try again", lane.unit)
+                await asyncio.sleep(1.0)
+
+    async def _claim(self, lane: Lane) -> tuple[str, int] | None:
+        """Take the lane's most urgent due delivery: `sending`, attempts + 1, committed."""
+        now = self.clock()
+        async with self.hub.db.write() as conn:
+            stmt = (select(deliveries.c.packet_id).join(packets, packets.c.id == deliveries.c.packet_id)
+                    .where(and_(deliveries.c.unit_id == lane.unit, deliveries.c.mode == dv.PUSH,
+                                or_(deliveries.c.state == dv.QUEUED,
+                                    and_(deliveries.c.state == dv.RETRYING, deliveries.c.next_attempt_at <= now)),
+                                or_(packets.c.deadline.is_(None), packets.c.deadline > now),
+                                ~self.hub.exchange.too_old(now)))
+                    .order_by(deliveries.c.priority.desc(), deliveries.c.packet_created_at, deliveries.c.packet_id)
+                    .limit(1))
+            if conn.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True, of=deliveries)
+            packet_id = await conn.scalar(stmt)
+            if packet_id is None:
+                return None
+            moved = await dv.move(conn, packet_id, [lane.unit], dv.SENDING, now, values={
+                "attempts": deliveries.c.attempts + 1, "last_attempt_at": now, "next_attempt_at": None})
+            if not moved:
+                return None
+            attempts = await conn.scalar(select(deliveries.c.attempts).where(and_(
+                deliveries.c.packet_id == packet_id, deliveries.c.unit_id == lane.unit)))
+        return packet_id, int(attempts or 1)
+
+    async def _attempt(self, lane: Lane, packet_id: str, attempt: int) -> None:
+        exchange = self.hub.exchange
+        info = await exchange.packet(packet_id)
+        if info is None:
+            return
+        if info.content_state != "stored":
+            await exchange.end_delivery(info, lane.unit, dv.FAILED, "the content is no longer held by the hub")
+            return
+        job = PushJob(packet=info, unit=lane.unit, target=lane.settings,
+                      idempotency_key=idempotency_key(packet_id, lane.unit), attempt=attempt,
+                      content_path=self.hub.blobs.path(packet_id))
+        started = time.monotonic()
+        receipt: PushReceipt | None = None
+        try:
+            async with asyncio.timeout(self.config.attempt_timeout_seconds):
+                receipt = await lane.adapter.push(job)
+        except PushFailure as exc:
+            failure = exc
+        except TimeoutError:
+            failure = PushFailure(f"attempt took longer than {self.config.attempt_timeout_seconds:g} s",
+                                  retryable=True)
+        except Exception as exc:
+            log.exception("push adapter %s raised on %s → %s", lane.protocol, packet_id, lane.unit)
+            failure = PushFailure(f"adapter error: {type(exc).__name__}: {exc}", retryable=True)
+        took = time.monotonic() - started
+        if receipt is not None:
+            self.hub.presence.probe_result(lane.unit, True)
+            detail: dict[str, Any] = {"mode": dv.PUSH, "protocol": lane.protocol}
+            if receipt.remote_id:
+                detail["remote_id"] = receipt.remote_id
+            if receipt.detail:
+                detail["receipt"] = receipt.detail[:500]
+            if not await exchange.end_delivery(info, lane.unit, dv.DELIVERED, None, detail=detail,
+                                               values={"last_error": None}):
+                log.warning("packet %s reached %s but its delivery had meanwhile changed state", packet_id, lane.unit)
+            log.debug("pushed %s to %s in %.3f s (attempt %d)", packet_id, lane.unit, took, attempt)
+            return
+        if failure.retryable:
+            # the endpoint is not answering usefully: counts against presence until a probe or push succeeds
+            self.hub.presence.probe_result(lane.unit, False)
+        await self._failed(lane, info, attempt, failure)
+
+    async def _failed(self, lane: Lane, info: Any, attempt: int, failure: PushFailure) -> None:
+        exchange = self.hub.exchange
+        reason = failure.reason[:1000]
+        limits = self.hub.config.delivery.priorities.for_priority(info.priority)
+        if not failure.retryable:
+            await exchange.end_delivery(info, lane.unit, dv.FAILED, f"refused by the destination: {reason}",
+                                        values={"last_error": reason})
+            return
+        if attempt >= limits.max_attempts:
+            await exchange.end_delivery(info, lane.unit, dv.FAILED,
+                                        f"gave up after {attempt} attempts; last error: {reason}",
+                                        values={"last_error": reason})
+            return
+        now = self.clock()
+        at = now + timedelta(seconds=next_delay(attempt, self.config.retry, failure.retry_after))
+        async with self.hub.db.write() as conn:
+            moved = await dv.move(conn, info.id, [lane.unit], dv.RETRYING, now,
+                                  values={"next_attempt_at": at, "last_error": reason})
+            if moved:
+                await record(conn, info.id, "delivery.retrying", now, unit=lane.unit, detail={
+                    "attempts": attempt, "reason": reason, "next_attempt_at": iso(at)})
+        if moved and self.scheduler is not None:
+            try:
+                await self.scheduler.schedule(info.id, lane.unit, at)
+            except Exception:
+                log.exception("could not store the retry job of %s → %s; the queue poll will retry it",
+                              info.id, lane.unit)
+
+    # -- presence of push units ---------------------------------------------------------------
+    async def _prober(self, lane: Lane) -> None:
+        timeout = min(30.0, max(1.0, lane.probe_interval))
+        while self._running:
+            try:
+                async with asyncio.timeout(timeout):
+                    ok = bool(await lane.adapter.probe(lane.unit, lane.settings))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("probe of %s failed: %s", lane.unit, exc)
+                ok = False
+            self.hub.presence.probe_result(lane.unit, ok)
+            await asyncio.sleep(lane.probe_interval)

@@ -1,0 +1,199 @@
+"""Helpers for the delivery tests: real hubs, real receivers and services on loopback ports.
+
+Everything here is a real server: the hub (in-process, or `lgsp run` as a subprocess for the crash
+test), the reference REST receiver (adapters/rest/receiver.py) and plain aiohttp services. Fault
+injection (down, slow, 5xx, 4xx, 429) is an aiohttp middleware in front of the real receiver, so the
+hub always talks HTTP to a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from lgsp.adapters.rest.receiver import HubVerifier, Receiver
+from lgsp.client import Credentials, LgspClient
+from lgsp.core.config import Config, load_config
+from lgsp.core.hub import Hub
+
+UNITS = ["000.00.01.H23", "000.00.02.H23", "000.00.03.H23", "000.00.04.H23", "000.00.05.H23", "000.00.06.H23"]
+
+
+def base_config(tmp_path: Path, **env: str) -> Config:
+    values = {"LGSP_HUB_DATA_DIR": str(tmp_path / "hub"), "LGSP_SERVER_PORT": "0", "LGSP_BLOBS_FSYNC": "false",
+              "LGSP_SECURITY_RSA_KEY_BITS": "2048", "LGSP_LOGGING_ACCESS_LOG": "false"}
+    values.update(env)
+    return load_config(None, env=values)
+
+
+def with_delivery(cfg: Config, **changes: Any) -> Config:
+    """`cfg` with delivery settings changed; nested sections as dicts, e.g. retry={"factor": 1.5}."""
+    delivery = cfg.delivery
+    flat = {}
+    for name, value in changes.items():
+        current = getattr(delivery, name)
+        flat[name] = dataclasses.replace(current, **value) if isinstance(value, dict) and \
+            dataclasses.is_dataclass(current) else value
+    return cfg.replace(delivery=flat)
+
+
+def fast_retries(cfg: Config, *, base: float = 0.2, factor: float = 2.0, cap: float = 1.0, jitter: float = 0.1,
+                 attempts: int = 10, poll: float = 60.0) -> Config:
+    """Short backoff for tests; the queue poll is slow so that retries prove the scheduler fires them."""
+    pr = cfg.delivery.priorities
+    priorities = dataclasses.replace(pr, **{name: dataclasses.replace(getattr(pr, name), max_attempts=attempts)
+                                            for name in ("normal", "urgent", "very_urgent", "flash")})
+    return with_delivery(cfg, retry={"base_delay_seconds": base, "factor": factor, "max_delay_seconds": cap,
+                                     "jitter": jitter}, priorities=priorities, poll_interval_seconds=poll)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class UnitCreds:
+    unit: str
+    access_key: str
+    secret: str
+
+    def client(self, url: str) -> LgspClient:
+        return LgspClient(Credentials(url, self.access_key, "HMAC-SHA256", secret=self.secret))
+
+
+async def add_units(hub: Hub, ids: list[str]) -> dict[str, UnitCreds]:
+    out = {}
+    for unit in ids:
+        if await hub.directory.get_unit(unit) is None:
+            await hub.directory.add_unit(unit, f"Đơn vị {unit}")
+        app = await hub.directory.add_application(unit, f"app-{uuid.uuid4().hex[:6]}")
+        key = await hub.directory.issue_key(app.id, "HMAC-SHA256")
+        assert key.secret is not None
+        out[unit] = UnitCreds(unit, key.access_key, key.secret)
+    return out
+
+
+# -- receivers with fault injection ----------------------------------------------------------
+
+@dataclass
+class Script:
+    """What the receiver does with the next POSTs: a list of steps, then normal behaviour."""
+
+    steps: list[Callable[[web.Request], Awaitable[web.StreamResponse | None]]] = field(default_factory=list)
+    hits: list[tuple[float, str, int]] = field(default_factory=list)  # (time, idempotency key, status)
+    hold: asyncio.Event | None = None
+
+
+def status(code: int, headers: dict[str, str] | None = None) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def step(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"code": f"test.{code}", "detail": f"scripted {code}"}, status=code,
+                                 headers=headers)
+    return step
+
+
+def slow(seconds: float) -> Callable[[web.Request], Awaitable[None]]:
+    async def step(request: web.Request) -> None:
+        await asyncio.sleep(seconds)
+        return None  # then answers normally (too late for the hub's timeout)
+    return step
+
+
+@dataclass
+class RunningReceiver:
+    receiver: Receiver
+    script: Script
+    url: str
+    port: int
+    runner: web.AppRunner | None
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    async def start(self) -> None:
+        self.runner = await _run_app(self._app(), self.port)
+
+    def _app(self) -> web.Application:
+        script = self.script
+
+        @web.middleware
+        async def faults(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.method != "POST":
+                return await handler(request)
+            key = request.headers.get("X-LGSP-Idempotency-Key", "")
+            if script.hold is not None:
+                await script.hold.wait()
+            if script.steps:
+                step = script.steps.pop(0)
+                answer = await step(request)
+                if answer is not None:
+                    script.hits.append((time.time(), key, answer.status))
+                    return answer
+            answer = await handler(request)
+            script.hits.append((time.time(), key, answer.status))
+            return answer
+
+        return self.receiver.app(middlewares=(faults,))
+
+
+async def _run_app(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=True)
+    await site.start()
+    return runner
+
+
+@contextlib.asynccontextmanager
+async def receiver_server(verify: Any = None, *, directory: Path | None = None, start: bool = True,
+                          port: int | None = None) -> AsyncIterator[RunningReceiver]:
+    port = port or free_port()
+    rr = RunningReceiver(Receiver(directory, verify), Script(), f"http://127.0.0.1:{port}/lgsp/receive", port, None)
+    if start:
+        await rr.start()
+    try:
+        yield rr
+    finally:
+        await rr.stop()
+
+
+async def hub_verifier(hub: Hub) -> HubVerifier:
+    key = await hub.identity.key()
+    return HubVerifier(key.access_key, key.public_key_pem)
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 10.0,
+                   interval: float = 0.05, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def delivery_state(hub: Hub, packet_id: str, unit: str) -> Any:
+    from lgsp.core import deliveries as dv
+
+    async with hub.db.read() as conn:
+        return await dv.row_of(conn, packet_id, unit)
+
+

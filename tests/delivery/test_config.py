@@ -1,0 +1,87 @@
+"""Delivery settings: every key documented in config/lgsp.yaml, bad values reported with key and line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lgsp.core.config import ConfigError, leaf_paths, load_config
+from lgsp.core.hub import Hub
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _flat(data: dict, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else key
+        out |= _flat(value, path) if isinstance(value, dict) and value else {path}
+    return out
+
+
+def test_shipped_yaml_lists_every_delivery_and_presence_setting_with_its_default() -> None:
+    shipped = yaml.safe_load((ROOT / "config" / "lgsp.yaml").read_text(encoding="utf-8"))
+    ours = {p for p in leaf_paths() if p.startswith(("delivery.", "presence."))}
+    assert ours <= _flat(shipped)
+    assert load_config(ROOT / "config" / "lgsp.yaml", env={}).delivery == load_config(None, env={}).delivery
+
+
+def test_bad_delivery_values_name_key_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("""delivery:
+  retry:
+    jitter: 1.5
+    factor: 0.5
+  priorities:
+    flash:
+      max_attempts: 0
+  scheduler:
+    jobstore_url: postgresql+asyncpg://x/y
+""", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    text = str(err.value)
+    assert f"{path}:3: delivery.retry.jitter: must be between 0 and 1" in text
+    assert f"{path}:4: delivery.retry.factor" in text
+    assert f"{path}:7: delivery.priorities.flash.max_attempts" in text
+    assert f"{path}:9: delivery.scheduler.jobstore_url" in text
+
+
+def test_bad_push_targets_are_refused_at_start_and_by_config_check(tmp_path: Path) -> None:
+    path = tmp_path / "targets.yaml"
+    path.write_text(f"""hub:
+  data_dir: {tmp_path / "hub"}
+delivery:
+  targets:
+    "000.00.01.H23":
+      protocol: rest
+      url: ftp://nowhere
+      concurrency: 0
+      colour: red
+    "000.00.02.H23":
+      protocol: carrier-pigeon
+""", encoding="utf-8")
+    cfg = load_config(path, env={})
+    with pytest.raises(ConfigError) as err:
+        Hub(cfg).check_config()
+    text = str(err.value)
+    assert f"{path}:7: delivery.targets.000.00.01.H23.url: required" in text
+    assert f"{path}:8: delivery.targets.000.00.01.H23.concurrency" in text
+    assert f"{path}:9: delivery.targets.000.00.01.H23.colour: unknown key" in text
+    assert f"{path}:11: delivery.targets.000.00.02.H23.protocol: no push adapter for protocol 'carrier-pigeon'" in text
+
+    async def check() -> tuple[int, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")} | {"LGSP_LANG": "en"}
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "lgsp.cli.main", "config", "check",
+                                                    str(path), env=env, stderr=asyncio.subprocess.PIPE)
+        _, stderr = await proc.communicate()
+        return proc.returncode or 0, stderr.decode()
+
+    code, stderr = asyncio.run(check())
+    assert code == 1
+    assert "delivery.targets.000.00.01.H23.url" in stderr

@@ -1,0 +1,180 @@
+"""The engine across restarts, priorities and age limits (real hub, real receivers, real store)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+from lgsp.core.config import Config
+from lgsp.core.hub import Hub
+from lgsp.core.scheduler import job_id
+
+from .helpers import (
+    UNITS,
+    add_units,
+    delivery_state,
+    fast_retries,
+    hub_verifier,
+    receiver_server,
+    status,
+    wait_for,
+    with_delivery,
+)
+
+SRC, DST, PULL = UNITS[0], UNITS[1], UNITS[3]
+
+
+def push_cfg(cfg: Config, url: str, **target: object) -> Config:
+    return with_delivery(cfg, targets={DST: {"protocol": "rest", "url": url, **target}}, probe_interval_seconds=0)
+
+
+async def test_flash_and_very_urgent_overtake_a_normal_backlog(cfg: Config) -> None:
+    async with receiver_server() as rr:
+        rr.script.hold = asyncio.Event()
+        cfg = push_cfg(cfg, rr.url, concurrency=1)
+        async with Hub(cfg) as hub:
+            rr.receiver.verify = await hub_verifier(hub)
+            creds = await add_units(hub, [SRC, DST, PULL])
+            async with creds[SRC].client(hub.url) as src, creds[PULL].client(hub.url) as pull:
+                first = await src.send(b"n0", [DST, PULL], subject="n0", priority=0)
+                await wait_for(lambda: _is(hub, first, DST, "sending"), what="the first push in flight")
+                normals = [await src.send(f"n{i}".encode(), [DST, PULL], subject=f"n{i}", priority=0)
+                           for i in range(1, 5)]
+                urgent = await src.send(b"u", [DST, PULL], subject="u", priority=1)
+                very = [await src.send(f"v{i}".encode(), [DST, PULL], subject=f"v{i}", priority=2) for i in range(2)]
+                flash = [await src.send(f"f{i}".encode(), [DST, PULL], subject=f"f{i}", priority=3) for i in range(2)]
+                inbox = [i["id"] for i in await pull.inbox()]
+                rr.script.hold.set()
+                await wait_for(lambda: len(rr.receiver.stored) == 10, what="all pushes")
+            order = [r.packet_id for r in rr.receiver.receptions if not r.duplicate]
+            assert order == [first, *flash, *very, urgent, *normals]
+            # the pull destination's inbox orders the same backlog the same way
+            assert inbox == [*flash, *very, urgent, first, *normals]
+
+
+async def test_retry_job_survives_a_restart_and_fires_from_the_job_store(cfg: Config) -> None:
+    async with receiver_server() as rr:
+        rr.script.steps = [status(503)]
+        cfg = fast_retries(push_cfg(cfg, rr.url), base=3.0, cap=3.0, jitter=0.0, poll=600)
+        async with Hub(cfg) as hub:
+            rr.receiver.verify = await hub_verifier(hub)
+            creds = await add_units(hub, [SRC, DST])
+            async with creds[SRC].client(hub.url) as src:
+                pid = await src.send(b"survive", [DST], subject="s")
+                await wait_for(lambda: _is(hub, pid, DST, "retrying"), what="a scheduled retry")
+            due = (await delivery_state(hub, pid, DST)).next_attempt_at
+        # the hub is down; the job is in the job store file, due at the planned time
+        with sqlite3.connect(cfg.data_dir / "scheduler.db") as db:
+            rows = db.execute("SELECT id, next_run_time FROM scheduler_jobs").fetchall()
+        assert rows == [(job_id(pid, DST), due.timestamp())]
+        async with Hub(cfg) as hub:
+            assert job_id(pid, DST) in await hub.engine.scheduler.jobs()  # type: ignore[union-attr]
+            await wait_for(lambda: _is(hub, pid, DST, "delivered"), timeout=10, what="delivery after restart")
+            hits = [t for t, _, s in rr.script.hits if s == 200]
+            assert hits[0] >= due.timestamp() - 0.01  # not before it was due
+            assert hits[0] <= due.timestamp() + 2.0  # and not left for the 600 s queue poll
+        with sqlite3.connect(cfg.data_dir / "scheduler.db") as db:
+            assert db.execute("SELECT count(*) FROM scheduler_jobs").fetchone() == (0,)
+
+
+async def test_attempt_cut_by_a_stop_is_retried_with_the_same_idempotency_key(cfg: Config) -> None:
+    async with receiver_server() as rr:
+        rr.script.hold = asyncio.Event()
+        # the stop waits this long for the attempt in flight, then cuts it
+        cfg = fast_retries(push_cfg(cfg, rr.url), base=0.2).replace(server={"shutdown_timeout_seconds": 0.5})
+        async with Hub(cfg) as hub:
+            rr.receiver.verify = await hub_verifier(hub)
+            creds = await add_units(hub, [SRC, DST])
+            async with creds[SRC].client(hub.url) as src:
+                pid = await src.send(b"cut", [DST], subject="s")
+                await wait_for(lambda: _is(hub, pid, DST, "sending"), what="an attempt in flight")
+        rr.script.hold.set()  # the cut request now finds its connection gone
+        async with Hub(cfg) as hub:
+            await wait_for(lambda: _is(hub, pid, DST, "delivered"), what="delivery after restart")
+            row = await delivery_state(hub, pid, DST)
+            async with hub.db.read() as conn:
+                from sqlalchemy import select
+
+                from lgsp.core.store.tables import packet_events
+                retry = (await conn.execute(select(packet_events.c.type).where(
+                    packet_events.c.packet_id == pid, packet_events.c.type == "delivery.retrying"))).all()
+        assert row.attempts == 2
+        assert row.last_error is None
+        assert len(rr.receiver.stored) == 1
+        assert {r.key for r in rr.receiver.receptions} == {f"{pid}:{DST}"}
+        assert retry == []  # the interrupted attempt went straight back to the queue on start-up
+
+
+async def test_max_age_expires_a_push_and_tells_the_source(cfg: Config) -> None:
+    async with receiver_server() as rr:
+        rr.script.steps = [status(503)] * 100
+        cfg = fast_retries(push_cfg(cfg, rr.url), base=0.2, cap=0.3, attempts=1000)
+        pr = cfg.delivery.priorities
+        cfg = with_delivery(cfg, priorities=dataclasses.replace(
+            pr, flash=dataclasses.replace(pr.flash, max_age_seconds=1.5)))
+        cfg = cfg.replace(presence={"sweep_interval_seconds": 0.2})
+        async with Hub(cfg) as hub:
+            rr.receiver.verify = await hub_verifier(hub)
+            creds = await add_units(hub, [SRC, DST])
+            async with creds[SRC].client(hub.url) as src:
+                pid = await src.send(b"old", [DST], subject="s", priority=3)
+                normal = await src.send(b"young", [DST], subject="s", priority=0)
+                await wait_for(lambda: _is(hub, pid, DST, "expired"), timeout=8, what="expiry")
+
+                async def purged() -> bool:  # the purge follows the committed expiry
+                    return (await src.status(pid))["content"] == "purged"
+
+                await wait_for(purged, timeout=5, what="purge after expiry")
+                view = await src.status(pid)
+            ev = [e for e in view["events"] if e["type"] == "packet.expired"]
+            assert ev
+            assert "not delivered within 1.5 s" in ev[0]["reason"]
+            assert ev[0]["attempts"] >= 2
+            assert view["content"] == "purged"
+            # the normal packet (30 days) is still being retried
+            assert (await delivery_state(hub, normal, DST)).state in ("retrying", "sending")
+
+
+async def test_deadline_expires_a_pull_delivery(cfg: Config) -> None:
+    cfg = cfg.replace(presence={"sweep_interval_seconds": 0.2})
+    async with Hub(cfg) as hub:
+        creds = await add_units(hub, [SRC, PULL])
+        async with creds[SRC].client(hub.url) as src:
+            deadline = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            pid = await src.send(b"late", [PULL], subject="s", deadline=deadline)
+            await wait_for(lambda: _is(hub, pid, PULL, "expired"), timeout=5, what="deadline")
+
+            async def purged() -> bool:  # the purge follows the committed expiry
+                return (await src.status(pid))["content"] == "purged"
+
+            await wait_for(purged, timeout=5, what="purge after expiry")
+            view = await src.status(pid)
+        assert view["deliveries"][0]["reason"] == "deadline passed"
+
+
+async def test_unit_removed_from_targets_pulls_what_was_queued_for_push(cfg: Config) -> None:
+    async with receiver_server() as rr:
+        rr.script.steps = [status(503)] * 10
+        pushed = fast_retries(push_cfg(cfg, rr.url), base=30, cap=30)
+        async with Hub(pushed) as hub:
+            creds = await add_units(hub, [SRC, DST])
+            async with creds[SRC].client(hub.url) as src:
+                pid = await src.send(b"switch", [DST], subject="s")
+                await wait_for(lambda: _is(hub, pid, DST, "retrying"), what="retrying")
+        async with Hub(cfg) as hub:  # DST is no longer a push target
+            async with creds[DST].client(hub.url) as dst:
+                inbox = await dst.inbox()
+                assert [i["id"] for i in inbox] == [pid]
+                data = await dst.fetch_bytes(pid)
+                assert await dst.ack(pid, hashlib.sha256(data).hexdigest()) == "delivered"
+            row = await delivery_state(hub, pid, DST)
+            assert (row.mode, row.state) == ("pull", "delivered")
+            assert await hub.engine.scheduler.jobs() == {}  # type: ignore[union-attr]
+
+
+async def _is(hub: Hub, pid: str, unit: str, state: str) -> bool:
+    row = await delivery_state(hub, pid, unit)
+    return row is not None and row.state == state

@@ -1,0 +1,82 @@
+"""The delivery engine on PostgreSQL: claims with SKIP LOCKED, retry jobs in the main database (psycopg).
+
+Skipped, saying why, when no PostgreSQL answers on localhost:5432. Each test gets a database of
+its own (created and dropped here), so it never touches data of other test runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from lgsp.core.config import Config
+from lgsp.core.hub import Hub
+from lgsp.core.scheduler import job_id
+
+from .helpers import (
+    UNITS,
+    add_units,
+    delivery_state,
+    fast_retries,
+    hub_verifier,
+    receiver_server,
+    status,
+    wait_for,
+    with_delivery,
+)
+
+pytestmark = pytest.mark.postgres
+
+ADMIN = os.environ.get("LGSP_TEST_PG_ADMIN", "postgresql://postgres@localhost:5432/test")
+SRC, DST = UNITS[0], UNITS[1]
+
+
+@pytest.fixture
+async def pg_database() -> AsyncIterator[str]:
+    asyncpg = pytest.importorskip("asyncpg")
+    try:
+        admin = await asyncio.wait_for(asyncpg.connect(ADMIN), 5)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no PostgreSQL at {ADMIN}: {exc}")
+    name = f"lgsp_delivery_{uuid.uuid4().hex[:10]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        yield f"{base}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_push_retry_on_postgres_keeps_its_job_in_the_main_database(cfg: Config, pg_database: str) -> None:
+    async with receiver_server() as rr:
+        rr.script.steps = [status(503)]
+        cfg = cfg.replace(database={"url": pg_database})
+        cfg = fast_retries(with_delivery(cfg, targets={DST: {"protocol": "rest", "url": rr.url}},
+                                         probe_interval_seconds=0), base=1.5, cap=1.5, jitter=0.0)
+        async with Hub(cfg) as hub:
+            rr.receiver.verify = await hub_verifier(hub)
+            creds = await add_units(hub, [SRC, DST])
+            async with creds[SRC].client(hub.url) as src:
+                pid = await src.send(b"pg", [DST], subject="s")
+                await wait_for(lambda: _state(hub, pid, DST, "retrying"), what="retrying")
+                async with hub.db.read() as conn:
+                    from sqlalchemy import text
+
+                    ids = [r[0] for r in (await conn.execute(text("SELECT id FROM scheduler_jobs"))).all()]
+                assert ids == [job_id(pid, DST)]
+                await wait_for(lambda: _state(hub, pid, DST, "delivered"), timeout=10, what="delivered")
+                many = [await src.send(f"m{i}".encode(), [DST], subject="m") for i in range(8)]
+                for p in many:
+                    await wait_for(lambda p=p: _state(hub, p, DST, "delivered"), what="all delivered")
+            assert len(rr.receiver.stored) == 9
+            assert rr.receiver.repeats() == 0
+
+
+async def _state(hub: Hub, pid: str, unit: str, state: str) -> bool:
+    row = await delivery_state(hub, pid, unit)
+    return row is not None and row.state == state

@@ -1,0 +1,170 @@
+"""Presence (streams, requests, push probes) and `destination.offline` reports, against a real hub."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from typing import Any
+
+from lgsp.core.config import Config
+from lgsp.core.hub import Hub
+
+from .helpers import UNITS, add_units, hub_verifier, receiver_server, wait_for, with_delivery
+
+S1, S2, S3, DST, LIVE, PUSHED = UNITS
+
+
+def offline_cfg(cfg: Config, after: float = 1.0, repeat: float = 2.0) -> Config:
+    return cfg.replace(presence={"sweep_interval_seconds": 0.2, "offline_report_after_seconds": after,
+                                 "offline_report_repeat_seconds": repeat, "online_window_seconds": 1})
+
+
+@contextlib.asynccontextmanager
+async def collect(client: Any, into: list[dict[str, Any]]):
+    """Keep a unit's event stream open, appending every message (hello changes included)."""
+    async def run() -> None:
+        async with client.events() as stream:
+            async for message in stream:
+                if message["type"] == "hello":
+                    into.extend(message["changes"])
+                else:
+                    into.append(message | {"_t": time.monotonic()})
+    task = asyncio.create_task(run())
+    await asyncio.sleep(0.2)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def reports(messages: list[dict[str, Any]], about: str = DST) -> list[dict[str, Any]]:
+    return [m for m in messages if m["type"] == "destination.offline" and m["unit"] == about]
+
+
+async def test_offline_destination_reported_once_per_interval_to_each_affected_source(cfg: Config) -> None:
+    repeat = 2.0
+    cfg = offline_cfg(cfg, after=1.0, repeat=repeat)
+    async with Hub(cfg) as hub:
+        creds = await add_units(hub, [S1, S2, S3, DST, LIVE])
+        got1: list[dict[str, Any]] = []
+        got2: list[dict[str, Any]] = []
+        got3: list[dict[str, Any]] = []
+        async with creds[S1].client(hub.url) as c1, creds[S2].client(hub.url) as c2, \
+                creds[S3].client(hub.url) as c3, creds[LIVE].client(hub.url) as live:
+            live_msgs: list[dict[str, Any]] = []
+            async with collect(live, live_msgs), collect(c1, got1), collect(c3, got3):
+                p1 = [await c1.send(f"a{i}".encode(), [DST], subject="a") for i in range(2)]
+                p2 = await c2.send(b"b", [DST, LIVE], subject="b")
+                await c3.send(b"c", [LIVE], subject="c")  # its destination is online: nothing to report
+                started = time.monotonic()
+                await asyncio.sleep(5.6)
+                # S2 was not listening: its reports wait in the store for its next stream
+                async with collect(c2, got2):
+                    await asyncio.sleep(0.3)
+                    window = time.monotonic() - started
+                    # the destination comes online: no more reports
+                    async with creds[DST].client(hub.url) as dst, dst.events() as _:
+                        await asyncio.sleep(0.6)
+                        quiet_from = time.monotonic()
+                        count_then = len(reports(got1))
+                        await asyncio.sleep(repeat + 0.6)
+                        assert len(reports(got1)) == count_then
+                        presence = await c1.call("GET", f"/v1/units/{DST}/presence")
+                        assert presence["online"] is True
+                        assert presence["transitions"][0]["cause"] == "stream_open"
+                    del quiet_from
+        r1 = reports(got1)
+        # one report per interval: the first after the threshold, then one each `repeat` seconds
+        assert 2 <= len(r1) <= 3, r1
+        gaps = [b["_t"] - a["_t"] for a, b in itertools.pairwise(r1)]
+        assert all(repeat - 0.05 <= g <= repeat + 0.7 for g in gaps), gaps
+        assert all(sorted(r["packets"]) == sorted(p1) and r["count"] == 2 for r in r1)
+        assert r1[0]["offline_since"]
+        assert "id" not in r1[0]
+        # S2 got the same number of reports, listing only its own packet, in its hello
+        r2 = reports(got2)
+        assert len(r2) == len(r1) or abs(len(r2) - len(r1)) == 1
+        assert all(r["packets"] == [p2] for r in r2)
+        assert window > 5
+        # nobody is told about an online destination; S3 has nothing waiting for DST
+        assert reports(got3) == []
+        assert reports(got1, LIVE) == []
+        assert reports(got2, LIVE) == []
+        # the report times are in the store: a restarted hub does not repeat them early
+    async with Hub(cfg) as hub:
+        await hub.offline.run()
+        async with hub.db.read() as conn:
+            from sqlalchemy import func, select
+
+            from lgsp.core.store.tables import packet_events
+            total = await conn.scalar(select(func.count()).select_from(packet_events).where(
+                packet_events.c.type == "destination.offline", packet_events.c.audience == S1))
+        assert total == len(r1)
+
+
+async def test_presence_endpoint_inbox_and_status_show_online_state(cfg: Config) -> None:
+    cfg = offline_cfg(cfg)
+    async with Hub(cfg) as hub:
+        creds = await add_units(hub, [S1, DST])
+        async with creds[S1].client(hub.url) as src, creds[DST].client(hub.url) as dst:
+            before = await src.call("GET", f"/v1/units/{DST}/presence")
+            assert before["online"] is False
+            assert before["last_seen_at"] is None
+            assert before["mode"] == "pull"
+            assert before["offline_since"]
+            pid = await src.send(b"x", [DST], subject="s")
+            inbox = await dst.inbox()
+            assert inbox[0]["from_online"] is True
+            assert inbox[0]["from_last_seen_at"]
+            view = await src.status(pid)
+            d = view["deliveries"][0]
+            assert d["online"] is True
+            assert d["last_seen_at"]
+            await asyncio.sleep(1.6)  # online window (1 s) passes without requests from dst
+            after = await src.call("GET", f"/v1/units/{DST}/presence")
+            assert after["online"] is False
+            causes = [t["cause"] for t in after["transitions"]]
+            assert causes[:2] == ["timeout", "request"]
+            missing = await _problem(src.call("GET", "/v1/units/000.00.99.H23/presence"))
+            assert missing == "not_found"
+
+
+async def test_push_unit_presence_follows_its_health_probe(cfg: Config) -> None:
+    async with receiver_server() as rr:
+        cfg = with_delivery(offline_cfg(cfg), targets={PUSHED: {"protocol": "rest", "url": rr.url,
+                                                                 "probe_interval_seconds": 0.2}})
+        async with Hub(cfg) as hub:
+            rr.receiver.verify = await hub_verifier(hub)
+            creds = await add_units(hub, [S1, PUSHED])
+            async with creds[S1].client(hub.url) as src:
+                async def online() -> bool:
+                    return (await src.call("GET", f"/v1/units/{PUSHED}/presence"))["online"]
+
+                await wait_for(online, what="probe up")
+                view = await src.call("GET", f"/v1/units/{PUSHED}/presence")
+                assert view["mode"] == "push"
+                assert view["protocol"] == "rest"
+                await rr.stop()
+                await wait_for(lambda: _not(online), timeout=5, what="probe down")
+                view = await src.call("GET", f"/v1/units/{PUSHED}/presence")
+                assert view["transitions"][0]["cause"] == "probe_failed"
+                await rr.start()
+                await wait_for(online, what="probe up again")
+
+
+async def _not(fn: Any) -> bool:
+    return not await fn()
+
+
+async def _problem(coro: Any) -> str:
+    from lgsp.client import LgspError
+
+    try:
+        await coro
+    except LgspError as exc:
+        return exc.code
+    return "no error"

@@ -18,6 +18,8 @@ from aiohttp import web
 
 from lgsp.core.auth import Authenticator
 from lgsp.core.config import Config, ConfigError, ConfigIssue
+from lgsp.core.content import ContentService
+from lgsp.core.content import collect as collect_content_plugins
 from lgsp.core.directory import Directory
 from lgsp.core.events import EventBus
 from lgsp.core.masterkey import MasterKey
@@ -53,6 +55,7 @@ class Hub:
         self.auth: Authenticator
         self.bus = EventBus()
         self.exchange: Exchange
+        self.content: ContentService
         self.algorithms: dict[str, Any] = {}
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
@@ -119,6 +122,10 @@ class Hub:
                                  max_recipients=cfg.limits.max_recipients,
                                  transfer_ttl_seconds=cfg.security.transfer_ttl_seconds,
                                  call_hook=self.call_hook)
+        # Content inspectors and converters from plugins (edXML, issue 3): see core/content.py.
+        inspectors, converters = collect_content_plugins(self)
+        self.content = ContentService(self.db, self.blobs, self.bus, inspectors=inspectors, converters=converters)
+        self.exchange.content = self.content
 
     async def start(self) -> None:
         from lgsp.core.web import AccessLogger, make_app  # the HTTP layer is only needed when serving

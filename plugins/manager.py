@@ -27,6 +27,7 @@ CORE_PLUGINS: dict[str, str] = {
 # Built-in optional plugins, enabled by name in `plugins.enabled`.
 BUILTIN_PLUGINS: dict[str, str] = {
     "rest": "lgsp.adapters.rest",
+    "edxml": "lgsp.plugins.edxml",  # edXML packets in the hub (issue 3)
 }
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT

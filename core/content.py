@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -341,6 +342,14 @@ class ContentService:
             return ContentRef(None, info.id, info.size, info.sha256, info.data_type)
         return ContentRef(row.variant, row.blob_key, row.size, row.sha256, row.data_type or info.data_type,
                           row.media_type)
+
+    async def for_delivery(self, info: PacketInfo, unit: str) -> tuple[PacketInfo, Path]:
+        """What goes to `unit`: the packet as that unit sees it (size, sha256 and data type of its
+        variant) and the file to send. The delivery engine builds each PushJob from this."""
+        async with self.db.read() as conn:
+            ref = await self.ref_for(conn, info, unit)
+        seen = dataclasses.replace(info, size=ref.size, sha256=ref.sha256, data_type=ref.data_type)
+        return seen, self.blobs.path(ref.blob_key)
 
     async def delivery_refs(self, conn: AsyncConnection, packet_id: str) -> dict[str, dict[str, Any]]:
         """unit -> {size, sha256, data_type} for the deliveries of a packet that get a variant."""

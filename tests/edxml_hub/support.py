@@ -18,7 +18,7 @@ from lgsp.core.edxml import build_packet, parse_packet
 from lgsp.core.hub import Hub
 
 FIXTURES = Path(__file__).resolve().parents[1] / "edxml" / "fixtures"
-PLUGINS = "[rest, edxml]"
+PLUGINS = "[rest, edxml, soap_edxml]"
 HUB_ID = "000.00.99.H45"
 
 # Units of the fixtures: the provincial People's Committee sends, departments and a legacy commune receive.

@@ -384,6 +384,11 @@ class ContentService:
     async def view_extra(self, conn: AsyncConnection, info: PacketInfo, unit: str, is_source: bool) -> dict[str, Any]:
         """Members `GET /v1/packets/{id}` adds: the viewer's variant, the variants, the inspector's view."""
         out: dict[str, Any] = {}
+        if not is_source:  # what this destination gets (also if the inspecting plugin was disabled since)
+            ref = await self.ref_for(conn, info, unit)
+            if ref.variant:
+                out.update({"size": ref.size, "sha256": ref.sha256, "data_type": ref.data_type,
+                            "variant": ref.variant})
         if info.data_type not in self.inspectors:
             return out
         if is_source:
@@ -391,11 +396,6 @@ class ContentService:
             rows.sort(key=lambda r: (r.data_type is None, len(r.variant), r.variant))  # forms first, then parts
             out["variants"] = [{"variant": r.variant, "size": r.size, "sha256": r.sha256, "media_type": r.media_type,
                                 **({"data_type": r.data_type} if r.data_type else {})} for r in rows]
-        else:
-            ref = await self.ref_for(conn, info, unit)
-            out.update({"size": ref.size, "sha256": ref.sha256, "data_type": ref.data_type})
-            if ref.variant:
-                out["variant"] = ref.variant
         out.update(await self.inspectors[info.data_type].describe(conn, info, unit, is_source))
         return out
 

@@ -511,7 +511,10 @@ class Message:
         return etree.QName(self.operation).localname
 
     def payload(self, element: etree._Element) -> Payload:
-        return self.payloads[int(element.get(MARK, "-1"))]
+        mark = element.get(MARK)
+        if mark is None:  # pragma: no cover - every payload element is marked while parsing
+            raise Problem("request.invalid", f"{etree.QName(element).localname} is not a payload element")
+        return self.payloads[int(mark)]
 
     def discard(self) -> None:
         for p in self.payloads:

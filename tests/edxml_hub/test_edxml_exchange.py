@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,7 +45,7 @@ async def actors(hub: Hub, make_actor: MakeActor, *units: str) -> dict[str, Any]
 
 
 async def test_destinations_subject_priority_from_the_header_and_the_hub_trace(
-        hub: Hub, make_actor: MakeActor) -> None:
+        hub: Hub, make_actor: MakeActor, tmp_path: Path) -> None:
     who = await actors(hub, make_actor, A, B, C)
     data = edoc(A, [B, C], subject="V/v báo cáo quý I", priority="2")
     async with who[B].client.events() as stream:
@@ -74,6 +75,8 @@ async def test_destinations_subject_priority_from_the_header_and_the_hub_trace(
     assert parse_packet(got).to_json()["attachments"][0]["sha256"] == parse_packet(data).attachments[0].sha256
     b_view = await who[B].client.status(packet_id)
     assert b_view["sha256"] == sha(got) and b_view["variant"] == "edxml"
+    # The download's X-LGSP-Content-SHA256 is the variant's (the client checks the file against it).
+    assert await who[B].client.download(packet_id, tmp_path / "got.edxml") == sha(got)
 
     with pytest.raises(LgspError) as err:
         await who[B].client.ack(packet_id, sha(data))  # the upload's hash is not what B received
@@ -166,12 +169,22 @@ async def test_sender_must_be_the_authenticated_unit(hub: Hub, make_actor: MakeA
     assert await who[B].client.inbox() == [] and blob_files(hub) == []
 
 
-async def test_unknown_recipient_in_to(hub: Hub, make_actor: MakeActor) -> None:
+async def test_unknown_recipient_in_to_and_the_packet_stays_uploadable(hub: Hub, make_actor: MakeActor) -> None:
     who = await actors(hub, make_actor, A, B)
+    data = edoc(A, [B, "000.00.00.H99"])
+    created = await who[A].client.call("POST", "/v1/packets", {"data_type": "edxml", "size": len(data),
+                                                               "sha256": sha(data)})
     with pytest.raises(LgspError) as err:
-        await send(who[A].client, edoc(A, [B, "000.00.00.H99"]))
+        await who[A].client.upload(created["upload"]["url"], data, sha(data))
     assert err.value.code == "route.unknown_destination" and err.value.body["unknown"] == ["000.00.00.H99"]
-    assert await who[B].client.inbox() == []
+    assert await who[B].client.inbox() == [] and blob_files(hub) == []
+    # Nothing was kept and the packet still waits: once the unit exists, the same upload succeeds.
+    await hub.directory.add_unit("000.00.00.H99", "Đơn vị mới")
+    accepted = await who[A].client.upload(created["upload"]["url"], data, sha(data))
+    assert accepted["state"] == "accepted"
+    view = await who[A].client.status(created["id"])
+    assert view["to"] == sorted([B, "000.00.00.H99"])
+    assert [e["type"] for e in view["events"]].count("content.rejected") == 1
 
 
 async def test_real_world_shaped_packet_routes_to_a_legacy_code(hub: Hub, make_actor: MakeActor) -> None:

@@ -102,6 +102,16 @@ async def find_for_status(conn: AsyncConnection, document_id: str, reporter: str
     return Original(row.packet_id, row.source_unit, row.unit_id) if row else None
 
 
+async def sender_of(conn: AsyncConnection, document_id: str, recipient: str) -> str | None:
+    """Who sent `recipient` the latest edoc with this DocumentId (to route its status reply)."""
+    row = (await conn.execute(
+        select(documents.c.source_unit).join(deliveries, deliveries.c.packet_id == documents.c.packet_id)
+        .where(and_(documents.c.document_id == document_id, documents.c.kind == "edoc",
+                    deliveries.c.unit_id == recipient))
+        .order_by(documents.c.created_at.desc()).limit(1))).first()
+    return row.source_unit if row else None
+
+
 async def find_sent(conn: AsyncConnection, document_ids: Iterable[str], source: str,
                     exclude: str) -> dict[str, str]:
     """document id -> the packet that first carried it from `source`: the latest one sent as new

@@ -289,6 +289,8 @@ class EdxmlInspector:
         else:
             destinations = (packet.to_organ_ids[0].strip(),)
             where = f"{_MH}/ResponseFor/OrganId"
+            if "to" in job.implicit:
+                destinations = await self._status_destination(packet, info.source, destinations[0])
         if "to" not in job.implicit and set(info.to) != set(destinations):
             raise Problem("edxml.destination_mismatch",
                           f"{where} names {', '.join(destinations)} but the request's to is {', '.join(info.to)}",
@@ -309,6 +311,18 @@ class EdxmlInspector:
             elif packet.bussiness_doc_type in (1, 2, 3):
                 route.links = await docs.find_sent(conn, _referenced_documents(packet), info.source, info.id)
         return route
+
+    async def _status_destination(self, packet: Packet, reporter: str, other: str) -> tuple[str]:
+        """ResponseFor/OrganId when it is a unit of this hub; else, for a recipient's reply, the sender
+        of the document named by ResponseFor/DocumentId (legacy units write other codes for it)."""
+        if (await self.hub.directory.existing_units([other])).get(other) == "active":
+            return (other,)
+        if packet.status_code not in docs.SENDER_CODES:
+            async with self.hub.db.read() as conn:
+                sender = await docs.sender_of(conn, packet.document_id, reporter)
+            if sender is not None:
+                return (sender,)
+        return (other,)
 
     @staticmethod
     def _subject(packet: Packet) -> str:
@@ -335,6 +349,8 @@ class EdxmlInspector:
                         "response_for": [vars_of(r) for r in packet.response_for]})
             if route.original:
                 out["original_packet"] = route.original.packet_id
+            if route.destinations[0] != packet.to_organ_ids[0].strip():
+                out["routed_by"] = "ResponseFor/DocumentId"  # ResponseFor/OrganId is not a unit here
         else:
             code = packet.code
             doc_type = packet.document_type

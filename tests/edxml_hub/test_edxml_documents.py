@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from lgsp.client import LgspError
 from lgsp.core.edxml import parse_packet
 from lgsp.core.hub import Hub
 
@@ -62,6 +65,24 @@ async def test_status_replies_reach_the_sender_and_the_latest_is_kept(hub: Hub, 
     assert [i["id"] for i in await who[B].client.inbox()] == [take_back]
     by_unit = {s["unit"]: s for s in (await who[A].client.status(packet_id))["business_status"]}
     assert by_unit[B]["status_code"] == "13" and by_unit[B]["reported_by"] == A
+
+
+async def test_status_with_a_foreign_organ_code_is_routed_by_its_document(hub: Hub, make_actor: MakeActor) -> None:
+    """A legacy VBQL writes the sender's old code in ResponseFor/OrganId: the DocumentId still finds it."""
+    who = await setup(hub, make_actor)
+    original = edoc(A, [B])
+    packet_id = await send(who[A].client, original)
+    doc_id = parse_packet(original).document_id
+    reply = await send(who[B].client, status(B, "H45.01", doc_id, "03"))
+    view = await who[B].client.status(reply)
+    assert view["to"] == [A] and view["metadata"]["edxml"]["routed_by"] == "ResponseFor/DocumentId"
+    assert view["document"]["original_packet"] == packet_id
+    assert [(s["unit"], s["status_code"]) for s in (await who[A].client.status(packet_id))["business_status"]] == [
+        (B, "03")]
+    # Without such a document the unknown code is refused as an unknown destination.
+    with pytest.raises(LgspError) as err:
+        await send(who[B].client, status(B, "H45.01", "khác", "03"))
+    assert err.value.code == "route.unknown_destination"
 
 
 async def test_status_from_a_stranger_is_not_shown_on_the_document(hub: Hub, make_actor: MakeActor) -> None:

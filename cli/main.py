@@ -817,6 +817,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=0, help="stop after this many messages")
     _add_credentials(p)
     p.set_defaults(func=cmd_watch)
+
+    # Per-unit delivery formats of edXML packets (issue 3): cli/formats.py.
+    from lgsp.cli.formats import add_commands as add_format_commands
+
+    add_format_commands(sub, _add_config)
     return parser
 
 

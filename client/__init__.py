@@ -1,4 +1,4 @@
-"""The Python client of the hub (and the signing plugin for zeep, when SOAP lands)."""
+"""The Python client of the hub; `lgsp.client.zeep_signing` signs zeep SOAP calls the same way."""
 
 from lgsp.client.client import Credentials, LgspClient, LgspError, file_sha256
 from lgsp.client.profiles import ProfileError, resolve_credentials

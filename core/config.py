@@ -147,7 +147,8 @@ class PresenceConfig:
 @dataclass(frozen=True)
 class PluginsConfig:
     enabled: list[str] = setting(
-        ["rest"], "Plugins to load: built-in adapters (rest) and installed entry points of group 'lgsp'")
+        ["rest", "edxml", "soap_edxml"],
+        "Plugins to load: built-in adapters (rest, edxml, soap_edxml, sftp) and installed entry points of group 'lgsp'")
 
 
 def _fraction(v: Any) -> str | None:

@@ -232,9 +232,11 @@ class DeliveryEngine:
         if info.content_state != "stored":
             await exchange.end_delivery(info, lane.unit, dv.FAILED, "the content is no longer held by the hub")
             return
-        job = PushJob(packet=info, unit=lane.unit, target=lane.settings,
+        # The packet as this unit sees it: its content variant (e.g. edXML with the hub's TraceHeader).
+        seen, content_path = await exchange.content.for_delivery(info, lane.unit)
+        job = PushJob(packet=seen, unit=lane.unit, target=lane.settings,
                       idempotency_key=idempotency_key(packet_id, lane.unit), attempt=attempt,
-                      content_path=self.hub.blobs.path(packet_id))
+                      content_path=content_path)
         started = time.monotonic()
         receipt: PushReceipt | None = None
         try:

@@ -51,6 +51,8 @@ CATALOGUE: dict[str, ErrorKind] = {
     "edxml.too_large": ErrorKind(413, "Gói tin edXML vượt quá giới hạn", "edXML packet exceeds limits"),
     "edxml.sender_mismatch": ErrorKind(403, "Đơn vị gửi trong gói tin không khớp với đơn vị xác thực",
                                        "edXML sender is not the authenticated unit"),
+    "edxml.destination_mismatch": ErrorKind(422, "Đơn vị nhận trong gói tin không khớp với danh sách nhận của yêu cầu",
+                                            "edXML recipients (To) differ from the request's destinations"),
     "unavailable": ErrorKind(503, "Dịch vụ tạm thời không sẵn sàng", "Service temporarily unavailable"),
     "internal": ErrorKind(500, "Lỗi hệ thống", "Internal error"),
 }

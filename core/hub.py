@@ -18,6 +18,8 @@ from aiohttp import web
 
 from lgsp.core.auth import Authenticator
 from lgsp.core.config import Config, ConfigError, ConfigIssue
+from lgsp.core.content import ContentService
+from lgsp.core.content import collect as collect_content_plugins
 from lgsp.core.directory import Directory
 from lgsp.core.engine import DeliveryEngine
 from lgsp.core.events import EventBus
@@ -57,6 +59,7 @@ class Hub:
         self.auth: Authenticator
         self.bus = EventBus()
         self.exchange: Exchange
+        self.content: ContentService
         self.algorithms: dict[str, Any] = {}
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
@@ -149,6 +152,10 @@ class Hub:
         self.offline = OfflineReporter(self.db, self.bus, after_seconds=cfg.presence.offline_report_after_seconds,
                                        repeat_seconds=cfg.presence.offline_report_repeat_seconds,
                                        max_packets=cfg.presence.offline_report_max_packets)
+        # Content inspectors and converters from plugins (edXML, issue 3): see core/content.py.
+        inspectors, converters = collect_content_plugins(self)
+        self.content = ContentService(self.db, self.blobs, self.bus, inspectors=inspectors, converters=converters)
+        self.exchange.use_content(self.content)
 
     async def start(self) -> None:
         from lgsp.core.web import AccessLogger, make_app  # the HTTP layer is only needed when serving

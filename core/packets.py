@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import deliveries as dv
 from lgsp.core.auth import Principal
+from lgsp.core.content import ContentService, Inspection
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
@@ -113,8 +115,13 @@ def _packet(row: Any, to: tuple[str, ...]) -> PacketInfo:
                       completed_at=row.completed_at, purged_at=row.purged_at)
 
 
-def parse_new_packet(body: Any, *, max_size: int, max_recipients: int, now: datetime) -> NewPacket:
-    """Validate a create request; every error names the field."""
+def parse_new_packet(body: Any, *, max_size: int, max_recipients: int, now: datetime,
+                     destinations_from_content: bool = False) -> NewPacket:
+    """Validate a create request; every error names the field.
+
+    `destinations_from_content`: the data type's inspector takes the destinations from the
+    content (edXML `To`), so `to` may be empty (issue 3).
+    """
     if not isinstance(body, dict):
         raise Problem("request.invalid", "body must be a JSON object")
     known = {"to", "subject", "priority", "data_type", "protocol", "size", "sha256", "deadline", "policy"}
@@ -126,7 +133,8 @@ def parse_new_packet(body: Any, *, max_size: int, max_recipients: int, now: date
         return Problem("request.invalid", f"{name}: {msg}", field=name)
 
     to = body.get("to")
-    if not isinstance(to, list) or not to or not all(isinstance(t, str) and t for t in to):
+    if not isinstance(to, list) or (not to and not destinations_from_content) \
+            or not all(isinstance(t, str) and t for t in to):
         raise bad("to", "must be a non-empty list of unit identifiers")
     to_unique = tuple(dict.fromkeys(to))
     if len(to_unique) > max_recipients:
@@ -225,6 +233,13 @@ class Exchange:
         self.on_push_queued: Callable[[list[str]], None] = lambda units: None
         self._uploading: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        # Content inspection and variants (issue 3); the hub installs one with the plugins' inspectors.
+        self.use_content(ContentService(db, blobs, bus, clock=clock))
+
+    def use_content(self, content: ContentService) -> None:
+        """Take the content service; deliveries it adds are made here, so their mode is set in one place."""
+        self.content = content
+        content.delivery_row = self._delivery_row
 
     # -- reading ------------------------------------------------------------------------------
     async def _load(self, conn: AsyncConnection, packet_id: str) -> PacketInfo | None:
@@ -258,7 +273,12 @@ class Exchange:
     # -- create -------------------------------------------------------------------------------
     async def create(self, principal: Principal, body: Any) -> tuple[PacketInfo, Transfer]:
         now = self.clock()
-        new = parse_new_packet(body, max_size=self.max_packet_size, max_recipients=self.max_recipients, now=now)
+        # Content-aware data types (edXML, issue 3) may leave to/subject/priority to the content.
+        body, implicit = self.content.prepare_create(body)
+        new = parse_new_packet(body, max_size=self.max_packet_size, max_recipients=self.max_recipients, now=now,
+                               destinations_from_content="to" in implicit)
+        if implicit:
+            new = dataclasses.replace(new, meta={**new.meta, "implicit": implicit})
         return await self.create_packet(principal.unit_id, new, now=now)
 
     async def create_packet(self, source: str, new: NewPacket, *, now: datetime | None = None
@@ -277,8 +297,9 @@ class Exchange:
                 data_type=new.data_type, protocol=new.protocol, size=new.size, sha256=new.sha256,
                 deadline=new.deadline, policy=new.policy, meta=new.meta or None, state="created",
                 content_state="none", created_at=now, upload_expires_at=expires))
-            await conn.execute(deliveries.insert(), [self._delivery_row(packet_id, u, new.priority, now)
-                                                     for u in new.to])
+            if new.to:  # none yet when the content names them (issue 3)
+                await conn.execute(deliveries.insert(), [self._delivery_row(packet_id, u, new.priority, now)
+                                                         for u in new.to])
             await record(conn, packet_id, "packet.created", now, unit=source)
             info = await self._load(conn, packet_id)
         assert info is not None
@@ -304,14 +325,14 @@ class Exchange:
         info, _ = await self.create_packet(source, new)
         self._uploading.add(info.id)
         try:
-            await self._receive(info, content)
+            inspection = await self._receive(info, content)
         except BaseException as exc:
             reason = exc.detail if isinstance(exc, Problem) else type(exc).__name__
             await self._abandon(info, f"content rejected: {reason}")
             raise
         finally:
             self._uploading.discard(info.id)
-        return await self._accept(info)
+        return await self._accept(info, inspection)
 
     async def _abandon(self, info: PacketInfo, reason: str) -> None:
         now = self.clock()
@@ -344,12 +365,12 @@ class Exchange:
             raise Problem("conflict", "another upload of this packet is in progress")
         self._uploading.add(packet_id)
         try:
-            await self._receive(info, content)
-            return await self._accept(info)
+            inspection = await self._receive(info, content)
+            return await self._accept(info, inspection)
         finally:
             self._uploading.discard(packet_id)
 
-    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes]) -> None:
+    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes]) -> Inspection | None:
         async with self.blobs.writer(info.id) as writer:
             async for chunk in content:
                 if writer.size + len(chunk) > info.size:
@@ -363,8 +384,10 @@ class Exchange:
             if digest != info.sha256:
                 raise Problem("content.hash_mismatch", "the content's SHA-256 differs from the declared one")
             await writer.commit()
+        # Content-aware data types (edXML, issue 3) are read before acceptance; a refusal deletes the upload.
+        return await self.content.inspect(info, self.blobs.path(info.id))
 
-    async def _accept(self, info: PacketInfo) -> PacketInfo:
+    async def _accept(self, info: PacketInfo, inspection: Inspection | None = None) -> PacketInfo:
         now = self.clock()
         events: list[Event] = []
         async with self.db.write() as conn:
@@ -375,6 +398,10 @@ class Exchange:
                 accepted = False
             else:
                 accepted = True
+                # What the content inspection found (destinations, variants, metadata; issue 3).
+                events.extend(await self.content.apply(conn, info, inspection, now))
+                info = await self._load(conn, info.id) or info
+                variant_of = await self.content.delivery_refs(conn, info.id)
                 await dv.move(conn, info.id, None, dv.QUEUED, now, values={"queued_at": now})
                 modes = await _modes(conn, info.id)
                 pulled = [u for u, m in modes.items() if m == dv.PULL]
@@ -384,11 +411,11 @@ class Exchange:
                 events.append(await record(conn, info.id, "packet.accepted", now, unit=info.source))
                 for unit in pulled:
                     events.append(await record(conn, info.id, "packet.available", now, unit=unit, audience=unit,
-                                               detail=self._available_detail(info)))
+                                               detail=self._available_detail(info) | variant_of.get(unit, {})))
                 fresh = await self._load(conn, info.id)
         if not accepted:
             # Lost a race with another node's upload, or the packet expired meanwhile.
-            await self.blobs.delete(info.id)
+            await self.content.delete_blobs(info.id)
             raise Problem("conflict", "the packet is no longer awaiting its content")
         self.bus.publish(events)
         if pushed:
@@ -414,12 +441,13 @@ class Exchange:
                 .limit(limit))
         async with self.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
-        out = []
-        for r in rows:
-            online, seen = self.presence_overlay(r.source_unit, bool(r.from_online), r.from_last_seen)
-            out.append(_packet(r, ()).summary() | {"from_online": online,
-                                                   "from_last_seen_at": iso(seen) if seen else None})
-        return out
+            items = []
+            for r in rows:
+                online, seen = self.presence_overlay(r.source_unit, bool(r.from_online), r.from_last_seen)
+                items.append(_packet(r, ()).summary() | {"from_online": online,
+                                                         "from_last_seen_at": iso(seen) if seen else None})
+            await self.content.adjust_items(conn, principal.unit_id, items)  # variants (issue 3)
+        return items
 
     async def ready(self, principal: Principal, packet_id: str) -> Transfer:
         async with self.db.read() as conn:
@@ -456,6 +484,7 @@ class Exchange:
             info, state = await self._visible(conn, principal, packet_id)
             if state is not None:
                 await self._require_pull(conn, packet_id, principal.unit_id)
+            ref = await self.content.ref_for(conn, info, principal.unit_id)  # this unit's variant (issue 3)
         self.tokens.check("download", packet_id, principal.unit_id, expires, token, now)
         if state is not None:
             self._require_pending(state)
@@ -465,7 +494,7 @@ class Exchange:
             async with self.db.write() as conn:
                 if await dv.move(conn, packet_id, [principal.unit_id], dv.FETCHED, now):
                     await record(conn, packet_id, "packet.fetched", now, unit=principal.unit_id)
-        return info, self.blobs.path(packet_id)
+        return dataclasses.replace(info, size=ref.size, sha256=ref.sha256), self.blobs.path(ref.blob_key)
 
     async def ack(self, principal: Principal, packet_id: str, sha256: Any) -> str:
         if not isinstance(sha256, str) or not SHA256_RE.match(sha256):
@@ -474,13 +503,14 @@ class Exchange:
             info, state = await self._visible(conn, principal, packet_id)
             if state is not None:
                 await self._require_pull(conn, packet_id, principal.unit_id)
+            ref = await self.content.ref_for(conn, info, principal.unit_id)  # this unit's variant (issue 3)
         if state is None or state == dv.WAITING:
             raise Problem("not_found", "no such packet")
         if state == dv.DELIVERED:
             return dv.DELIVERED
         if state in dv.TERMINAL:
             raise Problem("conflict", f"this delivery is already {state}", state=state)
-        if not hmac.compare_digest(sha256, info.sha256):
+        if not hmac.compare_digest(sha256, ref.sha256):
             raise Problem("content.hash_mismatch", "the acknowledged SHA-256 is not the packet's; "
                           "the delivery stays pending")
         return await self._finish(info, principal.unit_id, dv.DELIVERED, None)
@@ -525,9 +555,9 @@ class Exchange:
             events.append(await record(conn, info.id, f"packet.{target}", now, unit=unit, audience=info.source,
                                        detail=told or None))
             purge = await self._complete_if_done(conn, info.id, now, events)
-        self.bus.publish(events)
         if purge:
             await self._purge(info.id)
+        self.bus.publish(events)
         if target == dv.DELIVERED:
             self._spawn(self.call_hook("lgsp_packet_delivered", packet=info, unit=unit))
         else:
@@ -562,7 +592,7 @@ class Exchange:
 
     async def _purge(self, packet_id: str) -> None:
         """Delete the content, then record it; a crash in between is finished by `purge_pending`."""
-        await self.blobs.delete(packet_id)
+        await self.content.delete_blobs(packet_id)  # the upload and every variant (issue 3)
         now = self.clock()
         async with self.db.write() as conn:
             result = await conn.execute(update(packets).where(
@@ -589,9 +619,9 @@ class Exchange:
                                            audience=unit if told else None))
             purge = await self._complete_if_done(conn, packet_id, now, events) if moved else False
             fresh = await self._load(conn, packet_id)
-        self.bus.publish(events)
         if purge:
             await self._purge(packet_id)
+        self.bus.publish(events)
         for unit in moved:
             self._spawn(self.call_hook("lgsp_packet_failed", packet=info, unit=unit, state=dv.CANCELLED,
                                        reason="cancelled by the source"))
@@ -613,6 +643,7 @@ class Exchange:
                                       | (packet_events.c.unit.is_(None)))
             d_rows = (await conn.execute(d_stmt)).all()
             e_rows = (await conn.execute(e_stmt)).all()
+            extra = await self.content.view_extra(conn, info, principal.unit_id, is_source)  # issue 3
         out = info.summary()
         out.update({
             "state": info.state,
@@ -631,6 +662,7 @@ class Exchange:
                 out["upload_expires_at"] = iso(info.upload_expires_at)
         if info.meta:
             out["metadata"] = info.meta
+        out.update(extra)
         return out
 
     # -- event stream support -----------------------------------------------------------------
@@ -701,7 +733,7 @@ class Exchange:
                 await dv.move(conn, packet_id, None, dv.EXPIRED, now, reason="content was never uploaded")
                 source = await conn.scalar(select(packets.c.source_unit).where(packets.c.id == packet_id))
                 events.append(await record(conn, packet_id, "upload.expired", now, unit=source, audience=source))
-            await self.blobs.delete(packet_id)  # a blob renamed in just before a crash
+            await self.content.delete_blobs(packet_id)  # a blob renamed in just before a crash
             self.bus.publish(events)
             counts["uploads_expired"] += 1
         by_packet: dict[tuple[str, str], list[str]] = {}
@@ -730,9 +762,9 @@ class Exchange:
                     events.append(await record(conn, packet_id, "packet.expired", now, unit=unit,
                                                audience=info.source, detail=detail))
                 purge = await self._complete_if_done(conn, packet_id, now, events) if moved else False
-            self.bus.publish(events)
             if purge:
                 await self._purge(packet_id)
+            self.bus.publish(events)
             for unit in moved:
                 self._spawn(self.call_hook("lgsp_packet_failed", packet=info, unit=unit, state=dv.EXPIRED,
                                            reason=reason))
@@ -838,9 +870,9 @@ class Exchange:
                     events.append(await record(conn, packet_id, "packet.cancelled", now, unit=u, audience=u,
                                                detail={"reason": reason}))
             purge = await self._complete_if_done(conn, packet_id, now, events) if moved else False
-        self.bus.publish(events)
         if purge:
             await self._purge(packet_id)
+        self.bus.publish(events)
         for u in moved:
             self._spawn(self.call_hook("lgsp_packet_failed", packet=info, unit=u, state=dv.CANCELLED, reason=reason))
         return moved

@@ -18,6 +18,8 @@ import pluggy
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from lgsp.core.content import ContentInspector
+    from lgsp.core.edxml import PacketConverter
     from lgsp.core.hub import Hub
     from lgsp.core.packets import PacketInfo
     from lgsp.core.push import PushAdapter
@@ -113,6 +115,33 @@ def lgsp_packet_failed(hub: Hub, packet: PacketInfo, unit: str, state: str,
 
     `state` is `failed`, `expired` or `cancelled`; `reason` says why. Called after the state is
     committed; may return an awaitable; exceptions are logged and do not affect the packet.
+    """
+
+
+# -- content inspection and format conversion (issue 3: edXML) ------------------------------------
+
+@hookspec
+def lgsp_content_inspectors(hub: Hub) -> Iterable[ContentInspector] | None:
+    """Inspectors that read, check and transform the content of some data types (`core/content.py`).
+
+    Each inspector names its `data_types` (e.g. `{"edxml", "edxml+json"}`), a format `family`
+    and its `default_format`; `formats()` lists the formats a unit of the family may take.
+    `async inspect(job)` runs after an upload's size and hash are checked and before the packet
+    is accepted: it raises `Problem` to refuse the content (nothing is kept), or returns an
+    `Inspection` (destinations, subject, priority, metadata, content variants). `async
+    describe(conn, packet, unit, is_source)` adds members to `GET /v1/packets/{id}`. Called when
+    the store opens; two inspectors for one data type is an error.
+    """
+
+
+@hookspec
+def lgsp_packet_converters(hub: Hub) -> Iterable[PacketConverter] | None:
+    """Format converters (`lgsp.core.edxml.PacketConverter`): `source_format`, `target_format`
+    and a synchronous `convert(src, dst, *, store=None)`.
+
+    Inspectors use them to produce the variant a destination's format asks for (e.g. edXML to
+    the JSON form); the targets reachable from a family's default format are the formats a unit
+    may declare. Called when the store opens; two converters for one pair of formats is an error.
     """
 
 

@@ -28,6 +28,8 @@ CORE_PLUGINS: dict[str, str] = {
 BUILTIN_PLUGINS: dict[str, str] = {
     "rest": "lgsp.adapters.rest",
     "sftp": "lgsp.adapters.sftp",
+    "edxml": "lgsp.plugins.edxml",  # edXML packets in the hub (issue 3)
+    "soap_edxml": "lgsp.adapters.soap_edxml",  # SOAP service for VBQL systems; needs edxml
 }
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT

@@ -166,6 +166,8 @@ deliveries = Table(
     Column("next_attempt_at", UTCDateTime, nullable=True),
     Column("last_attempt_at", UTCDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
+    # Content variant this delivery gets (packet_contents.variant); NULL = the upload as is (issue 3).
+    Column("variant", String(32), nullable=True),
     Index(None, "unit_id", "state", "priority", "packet_created_at"),
     Index(None, "state", "next_attempt_at"),
 )
@@ -236,4 +238,70 @@ scheduler_jobs = Table(
     Column("id", Unicode(191), primary_key=True),
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
+)
+
+# -- edXML and content variants (issue 3, migration 0004) -----------------------------------------
+
+packet_contents = Table(
+    "packet_contents", metadata,
+    # Forms of one packet's content besides the upload itself: the edXML with the hub's TraceHeader,
+    # the JSON form, decoded attachments. Rows stay after the purge as the record of what was sent.
+    Column("packet_id", String(36), ForeignKey("packets.id"), primary_key=True),
+    Column("variant", String(32), primary_key=True),
+    Column("blob_key", String(80), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("media_type", String(128), nullable=False),
+    # The data type a destination sees for this form (edxml, edxml+json, ...); NULL for parts.
+    Column("data_type", String(64), nullable=True),
+    Column("detail", JSON, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+unit_formats = Table(
+    "unit_formats", metadata,
+    # The format a unit takes for a family of data types (family "edxml": format edxml or json).
+    Column("unit_id", String(ID), ForeignKey("units.id"), primary_key=True),
+    Column("family", String(32), primary_key=True),
+    Column("format", String(32), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+documents = Table(
+    "documents", metadata,
+    # One row per edXML packet: what it is about, for routing status replies and for reports.
+    Column("packet_id", String(36), ForeignKey("packets.id"), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("document_id", String(255), nullable=False),
+    Column("source_unit", String(ID), nullable=False),
+    Column("code_number", String(255), nullable=True),
+    Column("code_notation", String(255), nullable=True),
+    Column("subject", Text, nullable=True),
+    Column("document_type", String(32), nullable=True),
+    Column("type_name", String(255), nullable=True),
+    Column("priority", String(16), nullable=True),
+    Column("due_date", String(32), nullable=True),
+    Column("promulgation_date", String(32), nullable=True),
+    Column("bussiness_doc_type", SmallInteger, nullable=True),
+    Column("status_code", String(8), nullable=True),
+    # The earlier packet this one refers to (status reply, revocation, update, replacement).
+    Column("original_packet_id", String(36), ForeignKey("packets.id"), nullable=True, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "document_id", "kind"),
+    Index(None, "source_unit", "created_at"),
+)
+
+document_statuses = Table(
+    "document_statuses", metadata,
+    # The latest business status (StatusCode) of a document at one recipient, by arrival order.
+    Column("document_id", String(255), primary_key=True),
+    Column("source_unit", String(ID), primary_key=True),
+    Column("unit_id", String(ID), primary_key=True),
+    Column("packet_id", String(36), ForeignKey("packets.id"), nullable=True, index=True),
+    Column("status_code", String(8), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("status_time", String(32), nullable=True),
+    Column("reported_by", String(ID), nullable=False),
+    Column("status_packet_id", String(36), ForeignKey("packets.id"), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

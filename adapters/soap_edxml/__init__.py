@@ -1,0 +1,67 @@
+"""The SOAP adapter for document-management (VBQL) systems: edXML packets over SOAP 1.1/1.2.
+
+Inbound (service.py): a document/literal service on the hub's HTTP server, WSDL at
+`/soap/edxml?wsdl`; operations mirror the exchange (sendEdoc, getReceivedEdocList, getEdoc,
+updateStatus, getSentEdocList, getAgenciesList). Callers sign requests with the same LGSP1
+headers as REST, over the exact POST body. MTOM/XOP and inline Base64 are both accepted.
+
+Outbound (push.py): push adapter `soap`, delivering packets to a unit's own SOAP receive
+operation with a zeep client.
+
+Needs the `edxml` plugin (which reads and routes the packets): `plugins.enabled: [rest, edxml,
+soap_edxml]`. Settings under `adapters.soap_edxml` (see service.SETTINGS). docs/soap.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from lgsp.adapters.soap_edxml.push import SoapPushAdapter
+from lgsp.adapters.soap_edxml.service import NAME, SETTINGS, routes
+from lgsp.core.errors import register_code
+from lgsp.plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from lgsp.core.hub import Hub
+
+register_code("soap.unsafe", 400, "Thông điệp SOAP chứa DTD hoặc thực thể (entity), bị từ chối",
+              "SOAP message with a DTD or entities refused")
+
+
+@hookimpl
+def lgsp_web_routes(hub: Hub) -> Iterable[web.AbstractRouteDef]:
+    return routes
+
+
+@hookimpl
+def lgsp_push_adapters(hub: Hub) -> Iterable[SoapPushAdapter]:
+    return [SoapPushAdapter(hub)]
+
+
+@hookimpl
+def lgsp_check_config(hub: Hub) -> Iterable[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if "edxml" not in hub.config.plugins.enabled:
+        out.append(("plugins.enabled", f"{NAME} needs the edxml plugin: add edxml to plugins.enabled"))
+    raw = hub.config.adapters.get(NAME)
+    if raw is None:
+        return out
+    if not isinstance(raw, dict):
+        return [*out, (f"adapters.{NAME}", "must be a mapping of settings")]
+    for key, value in raw.items():
+        path = f"adapters.{NAME}.{key}"
+        if key not in SETTINGS:
+            out.append((path, f"unknown key (known: {', '.join(sorted(SETTINGS))})"))
+        elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            out.append((path, "must be a positive integer"))
+    return out
+
+
+@hookimpl
+async def lgsp_shutdown(hub: Hub) -> None:
+    for adapter in hub.push_adapters.values():
+        if isinstance(adapter, SoapPushAdapter):
+            await adapter.close()

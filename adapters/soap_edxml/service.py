@@ -1,0 +1,465 @@
+"""The SOAP service: WSDL, dispatch, the six operations, streamed responses and faults.
+
+Thin like the REST handlers: authenticate (the shared signed-request check), read the message
+(envelope.py: streamed, hashed, safe), call `hub.exchange` / `hub.content` / `hub.directory`,
+answer. Errors are `Problem`s everywhere and leave as SOAP faults with the same stable code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import hmac
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+from lxml import etree
+
+from lgsp.core import documents as docs
+from lgsp.core.auth import Principal
+from lgsp.core.content import PENDING_SUBJECT
+from lgsp.core.errors import Problem
+from lgsp.core.packets import PRIORITIES, NewPacket
+from lgsp.core.signing import H_CONTENT
+from lgsp.core.web import authenticate, base_url, hub_of, language
+
+from .envelope import SOAP11, SOAP12, TNS, XOP, Limits, Message, MessageReader
+
+if TYPE_CHECKING:
+    from lgsp.core.hub import Hub
+
+log = logging.getLogger("lgsp.soap")
+
+PATH = "/soap/edxml"
+WSDL_ADDRESS = "http://lgsp.invalid/soap/edxml"  # replaced by the hub's own URL when served
+CHUNK = 3 << 18  # 768 KiB: a multiple of 3, so each Base64 chunk needs no padding
+NAME = "soap_edxml"
+
+SETTINGS: dict[str, tuple[int, str]] = {
+    "max_envelope_bytes": (4 << 20, "largest SOAP message without its Base64 payloads and MTOM parts"),
+    "max_parts": (16, "most MIME parts in an MTOM request"),
+}
+
+
+def limits_of(hub: Hub) -> Limits:
+    raw = hub.config.adapters.get(NAME) or {}
+    return Limits(max_envelope_bytes=raw.get("max_envelope_bytes", SETTINGS["max_envelope_bytes"][0]),
+                  max_parts=raw.get("max_parts", SETTINGS["max_parts"][0]),
+                  max_payload_bytes=int(hub.config.limits.max_packet_size))
+
+
+def q(name: str) -> str:
+    return f"{{{TNS}}}{name}"
+
+
+# -- WSDL ------------------------------------------------------------------------------------------
+
+def wsdl_text(address: str) -> str:
+    text = (resources.files("lgsp.schemas") / "soap" / "edxml.wsdl").read_text(encoding="utf-8")
+    return text.replace(WSDL_ADDRESS, address)
+
+
+async def get_wsdl(request: web.Request) -> web.Response:
+    """The WSDL (unsigned, like /v1/openapi.yaml) at /soap/edxml?wsdl, /soap/edxml and /soap/edxml.wsdl."""
+    return web.Response(text=wsdl_text(base_url(request) + PATH), content_type="text/xml", charset="utf-8")
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+async def read_message(request: web.Request, hub: Hub) -> Message:
+    """Stream the body through the reader (off the event loop), then check its declared hash."""
+    limits = limits_of(hub)
+    max_body = limits.max_payload_bytes * 4 // 3 + limits.max_envelope_bytes + (1 << 20)
+    if request.content_length is not None and request.content_length > max_body:
+        raise Problem("content.too_large", f"request body is larger than {max_body} bytes", limit=max_body)
+    reader = MessageReader(request.headers.get("Content-Type", ""), hub.blobs.tmp, limits)
+    try:
+        pending = bytearray()
+        async for chunk in request.content.iter_any():
+            if reader.size + len(pending) + len(chunk) > max_body:
+                raise Problem("content.too_large", f"request body is larger than {max_body} bytes", limit=max_body)
+            pending += chunk
+            if len(pending) >= 1 << 20:
+                data = bytes(pending)
+                pending.clear()
+                await asyncio.to_thread(reader.feed, data)
+        if pending:
+            await asyncio.to_thread(reader.feed, bytes(pending))
+        message = await asyncio.to_thread(reader.finish)
+    except BaseException:
+        await asyncio.to_thread(reader.discard)
+        raise
+    if not hmac.compare_digest(message.content_sha256, request.headers.get(H_CONTENT, "")):
+        await asyncio.to_thread(message.discard)
+        raise Problem("content.hash_mismatch", "the body's SHA-256 differs from X-LGSP-Content-SHA256")
+    return message
+
+
+def _children(op: etree._Element, allowed: tuple[str, ...]) -> dict[str, list[etree._Element]]:
+    out: dict[str, list[etree._Element]] = {name: [] for name in allowed}
+    for child in op:
+        qn = etree.QName(child)
+        if qn.namespace != TNS or qn.localname not in out:
+            raise Problem("request.invalid", f"{etree.QName(op).localname}: unexpected element {qn.localname} "
+                          f"(expected {', '.join(allowed)} in {TNS})", field=qn.localname)
+        out[qn.localname].append(child)
+    return out
+
+
+def _one(found: dict[str, list[etree._Element]], name: str, *, required: bool = False) -> str | None:
+    items = found[name]
+    if len(items) > 1:
+        raise Problem("request.invalid", f"{name}: given more than once", field=name)
+    if not items:
+        if required:
+            raise Problem("request.invalid", f"{name}: required", field=name)
+        return None
+    return (items[0].text or "").strip()
+
+
+def _int(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise Problem("request.invalid", f"{name}: must be an integer", field=name) from None
+    if not low <= number <= high:
+        raise Problem("request.invalid", f"{name}: must be between {low} and {high}", field=name)
+    return number
+
+
+# -- responses -------------------------------------------------------------------------------------
+
+def _sub(parent: etree._Element, name: str, value: Any) -> etree._Element:
+    el = etree.SubElement(parent, q(name))
+    if value is not None:
+        el.text = str(value)
+    return el
+
+
+def _envelope(version: str, child: etree._Element) -> bytes:
+    ns = SOAP11 if version == "1.1" else SOAP12
+    env = etree.Element(f"{{{ns}}}Envelope", nsmap={"soap": ns, "tns": TNS})
+    etree.SubElement(env, f"{{{ns}}}Body").append(child)
+    return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+
+
+def _media(version: str) -> str:
+    return "text/xml" if version == "1.1" else "application/soap+xml"
+
+
+def soap_response(version: str, child: etree._Element) -> web.Response:
+    return web.Response(body=_envelope(version, child), content_type=_media(version), charset="utf-8")
+
+
+def fault_response(problem: Problem, version: str, lang: str) -> web.Response:
+    """A fault carrying the problem: faultcode Client/Sender for 4xx, Server/Receiver for 5xx."""
+    client = problem.status < 500
+    ns = SOAP11 if version == "1.1" else SOAP12
+    env = etree.Element(f"{{{ns}}}Envelope", nsmap={"soap": ns, "tns": TNS})
+    fault = etree.SubElement(etree.SubElement(env, f"{{{ns}}}Body"), f"{{{ns}}}Fault")
+    summary = f"{problem.code}: {problem.title(lang)}" + (f" — {problem.detail}" if problem.detail else "")
+    detail_problem = etree.Element(q("problem"))
+    for name, value in (("code", problem.code), ("status", problem.status), ("title", problem.title(lang)),
+                        ("detail", problem.detail), ("path", problem.extra.get("path")),
+                        ("rule", problem.extra.get("rule"))):
+        if value is not None:
+            _sub(detail_problem, name, value)
+    xml_lang = "{http://www.w3.org/XML/1998/namespace}lang"
+    if version == "1.1":
+        etree.SubElement(fault, "faultcode").text = f"soap:{'Client' if client else 'Server'}"
+        fs = etree.SubElement(fault, "faultstring")
+        fs.text = summary
+        fs.set(xml_lang, lang)
+        etree.SubElement(fault, "detail").append(detail_problem)
+        status = 500  # SOAP 1.1 over HTTP: every fault is a 500
+    else:
+        code = etree.SubElement(fault, f"{{{ns}}}Code")
+        etree.SubElement(code, f"{{{ns}}}Value").text = f"soap:{'Sender' if client else 'Receiver'}"
+        reason = etree.SubElement(etree.SubElement(fault, f"{{{ns}}}Reason"), f"{{{ns}}}Text")
+        reason.text = summary
+        reason.set(xml_lang, lang)
+        etree.SubElement(fault, f"{{{ns}}}Detail").append(detail_problem)
+        status = 400 if client else 500
+    return web.Response(status=status, body=etree.tostring(env, xml_declaration=True, encoding="UTF-8"),
+                        content_type=_media(version), charset="utf-8")
+
+
+async def _file_chunks(path: Path, size: int = CHUNK) -> AsyncIterator[bytes]:
+    fh = await asyncio.to_thread(open, path, "rb")
+    try:
+        while block := await asyncio.to_thread(fh.read, size):
+            yield block
+    finally:
+        await asyncio.to_thread(fh.close)
+
+
+async def stream_with_payload(request: web.Request, version: str, mtom: bool, child: etree._Element,
+                              slot: etree._Element, path: Path, size: int) -> web.StreamResponse:
+    """Send `child` with the file's bytes in `slot`: inline Base64 or an MTOM part, streamed."""
+    if not mtom:
+        token = f"@@lgsp-{uuid.uuid4().hex}@@"
+        slot.text = token
+        head, tail = _envelope(version, child).split(token.encode("ascii"))
+        length = len(head) + 4 * ((size + 2) // 3) + len(tail)
+        resp = web.StreamResponse(headers={"Content-Type": f"{_media(version)}; charset=utf-8"})
+        resp.content_length = length
+        await resp.prepare(request)
+        await resp.write(head)
+        async for block in _file_chunks(path):
+            await resp.write(binascii.b2a_base64(block, newline=False))
+        await resp.write(tail)
+        await resp.write_eof()
+        return resp
+    boundary = f"uuid:{uuid.uuid4()}"
+    root_id, part_id = f"root.{uuid.uuid4().hex}@lgsp", f"edxml.{uuid.uuid4().hex}@lgsp"
+    etree.SubElement(slot, f"{{{XOP}}}Include", nsmap={"xop": XOP}).set("href", f"cid:{part_id}")
+    head = (f"--{boundary}\r\nContent-Type: application/xop+xml; charset=UTF-8; type=\"{_media(version)}\"\r\n"
+            f"Content-Transfer-Encoding: binary\r\nContent-ID: <{root_id}>\r\n\r\n").encode("ascii")
+    head += _envelope(version, child)
+    head += (f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+             f"Content-Transfer-Encoding: binary\r\nContent-ID: <{part_id}>\r\n\r\n").encode("ascii")
+    tail = f"\r\n--{boundary}--\r\n".encode("ascii")
+    resp = web.StreamResponse(headers={"Content-Type": (
+        f'multipart/related; type="application/xop+xml"; boundary="{boundary}"; start="<{root_id}>"; '
+        f'start-info="{_media(version)}"')})
+    resp.content_length = len(head) + size + len(tail)
+    await resp.prepare(request)
+    await resp.write(head)
+    async for block in _file_chunks(path):
+        await resp.write(block)
+    await resp.write(tail)
+    await resp.write_eof()
+    return resp
+
+
+# -- operations ------------------------------------------------------------------------------------
+
+@dataclass
+class Call:
+    request: web.Request
+    hub: Hub
+    principal: Principal
+    message: Message
+
+    @property
+    def op(self) -> etree._Element:
+        return self.message.operation
+
+    def reply(self, child: etree._Element) -> web.Response:
+        return soap_response(self.message.version, child)
+
+
+async def _chunks_of(path: Path) -> AsyncIterator[bytes]:
+    async for block in _file_chunks(path, 1 << 20):
+        yield block
+
+
+async def send_edoc(call: Call) -> web.StreamResponse:
+    found = _children(call.op, ("edxml", "to", "priority"))
+    if len(found["edxml"]) != 1:
+        raise Problem("request.invalid", "edxml: exactly one packet is required", field="edxml")
+    payload = call.message.payload(found["edxml"][0])
+    if payload.path is None or payload.size == 0:
+        raise Problem("request.invalid", "edxml: the packet is empty", field="edxml")
+    to = tuple(dict.fromkeys(t for t in ((e.text or "").strip() for e in found["to"]) if t))
+    priority_text = _one(found, "priority")
+    priority = None if priority_text in (None, "") else _int(priority_text, "priority", 0, 0, max(PRIORITIES))
+    implicit = ["subject"] + ([] if to else ["to"]) + ([] if priority is not None else ["priority"])
+    new = NewPacket(to=to, subject=PENDING_SUBJECT, priority=priority or 0, data_type="edxml", protocol="soap",
+                    size=payload.size, sha256=payload.sha256, deadline=None, policy=None,
+                    meta={"implicit": implicit, "via": "soap"})
+    info = await call.hub.exchange.submit(call.principal.unit_id, new, _chunks_of(payload.path))
+    edxml_meta = (info.meta or {}).get("edxml", {})
+    out = etree.Element(q("sendEdocResponse"))
+    _sub(out, "packetId", info.id)
+    _sub(out, "messageType", edxml_meta.get("kind", "edoc"))
+    _sub(out, "documentId", edxml_meta.get("document_id", ""))
+    for unit in info.to:
+        _sub(out, "to", unit)
+    _sub(out, "size", info.size)
+    _sub(out, "sha256", info.sha256)
+    return call.reply(out)
+
+
+async def get_received_list(call: Call) -> web.StreamResponse:
+    found = _children(call.op, ("messageType", "limit"))
+    kind = _one(found, "messageType") or "all"
+    if kind not in ("edoc", "status", "all"):
+        raise Problem("request.invalid", "messageType: must be edoc, status or all", field="messageType")
+    limit = _int(_one(found, "limit"), "limit", 100, 1, 1000)
+    items = await call.hub.exchange.inbox(call.principal, limit=1000)
+    async with call.hub.db.read() as conn:
+        rows = await docs.get_many(conn, [i["id"] for i in items])
+    out = etree.Element(q("getReceivedEdocListResponse"))
+    listed = 0
+    for item in items:
+        row = rows.get(item["id"])
+        # Only edXML the caller receives as edXML (a unit set to json fetches over REST).
+        if row is None or item["data_type"] != "edxml" or (kind != "all" and row.kind != kind):
+            continue
+        entry = _sub(out, "item", None)
+        for name, value in (("packetId", item["id"]), ("from", item["from"]), ("messageType", row.kind),
+                            ("documentId", row.document_id), ("codeNumber", row.code_number),
+                            ("codeNotation", row.code_notation), ("subject", item["subject"]),
+                            ("statusCode", row.status_code), ("priority", item["priority"]),
+                            ("size", item["size"]), ("sha256", item["sha256"]), ("createdTime", item["created_at"])):
+            if value is not None:
+                _sub(entry, name, value)
+        listed += 1
+        if listed >= limit:
+            break
+    return call.reply(out)
+
+
+async def get_edoc(call: Call) -> web.StreamResponse:
+    found = _children(call.op, ("packetId",))
+    packet_id = _one(found, "packetId", required=True) or ""
+    exchange = call.hub.exchange
+    transfer = await exchange.ready(call.principal, packet_id)  # visibility and a pending delivery
+    info = await exchange.packet(packet_id)
+    assert info is not None
+    async with call.hub.db.read() as conn:
+        ref = await call.hub.content.ref_for(conn, info, call.principal.unit_id)
+    if ref.data_type != "edxml":
+        raise Problem("conflict", f"this unit takes this packet as {ref.data_type}, not edXML; fetch it over REST")
+    query = parse_qs(transfer.path.partition("?")[2])
+    info, path = await exchange.open_download(call.principal, packet_id, expires=query.get("expires", [""])[0],
+                                              token=query.get("token", [""])[0])
+    if not path.is_file():
+        raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+    out = etree.Element(q("getEdocResponse"))
+    _sub(out, "packetId", info.id)
+    _sub(out, "size", info.size)
+    _sub(out, "sha256", info.sha256)
+    slot = _sub(out, "edxml", None)
+    return await stream_with_payload(call.request, call.message.version, call.message.mtom, out, slot, path,
+                                     info.size)
+
+
+async def update_status(call: Call) -> web.StreamResponse:
+    found = _children(call.op, ("packetId", "status", "sha256", "reason"))
+    packet_id = _one(found, "packetId", required=True) or ""
+    status = _one(found, "status", required=True)
+    exchange = call.hub.exchange
+    if status == "done":
+        sha = _one(found, "sha256")
+        if not sha:
+            view = await exchange.view(call.principal, packet_id)
+            own = [d for d in view["deliveries"] if d["unit"] == call.principal.unit_id]
+            state = own[0]["state"] if own else None
+            if state not in ("fetched", "delivered"):
+                raise Problem("conflict", "fetch the packet with getEdoc before reporting done, or give its sha256",
+                              state=state)
+            sha = view["sha256"]  # the variant this unit received
+        state = await exchange.ack(call.principal, packet_id, sha)
+    elif status == "fail":
+        reason = _one(found, "reason") or "refused by the document-management system (updateStatus fail)"
+        state = await exchange.fail(call.principal, packet_id, reason)
+    else:
+        raise Problem("request.invalid", "status: must be done or fail", field="status")
+    out = etree.Element(q("updateStatusResponse"))
+    _sub(out, "packetId", packet_id)
+    _sub(out, "state", state)
+    return call.reply(out)
+
+
+async def get_sent_list(call: Call) -> web.StreamResponse:
+    found = _children(call.op, ("packetId", "documentId"))
+    packet_id, document_id = _one(found, "packetId"), _one(found, "documentId")
+    if bool(packet_id) == bool(document_id):
+        raise Problem("request.invalid", "give either packetId or documentId", field="packetId")
+    if packet_id:
+        ids = [packet_id]
+    else:
+        async with call.hub.db.read() as conn:
+            ids = await docs.sent_packets(conn, document_id or "", call.principal.unit_id)
+    out = etree.Element(q("getSentEdocListResponse"))
+    for pid in ids:
+        view = await call.hub.exchange.view(call.principal, pid)
+        edxml_meta = (view.get("metadata") or {}).get("edxml")
+        if "to" not in view or edxml_meta is None:  # not the caller's own edXML packet
+            raise Problem("not_found", "no such edXML packet sent by this unit")
+        statuses = {s["unit"]: s for s in view.get("business_status", [])}
+        for d in view["deliveries"]:
+            entry = _sub(out, "item", None)
+            st = statuses.get(d["unit"])
+            for name, value in (("packetId", pid), ("messageType", edxml_meta["kind"]),
+                                ("documentId", edxml_meta["document_id"]), ("to", d["unit"]),
+                                ("deliveryState", d["state"]), ("updatedTime", d["updated_at"]),
+                                ("reason", d.get("reason")), ("statusCode", st and st["status_code"]),
+                                ("statusDescription", st and st["description"]),
+                                ("statusTime", st and st["timestamp"]),
+                                ("statusPacketId", st and st["status_packet"])):
+                if value is not None:
+                    _sub(entry, name, value)
+    return call.reply(out)
+
+
+async def get_agencies(call: Call) -> web.StreamResponse:
+    found = _children(call.op, ("query", "limit"))
+    limit = _int(_one(found, "limit"), "limit", 500, 1, 5000)
+    units = await call.hub.directory.search_units(_one(found, "query") or "", limit=limit)
+    formats = await call.hub.content.formats_of("edxml", [u.id for u in units], "edxml")
+    out = etree.Element(q("getAgenciesListResponse"))
+    for unit in units:
+        entry = _sub(out, "agency", None)
+        _sub(entry, "code", unit.id)
+        _sub(entry, "name", unit.name)
+        if unit.parent_id:
+            _sub(entry, "parentCode", unit.parent_id)
+        _sub(entry, "zone", unit.zone)
+        _sub(entry, "status", unit.status)
+        _sub(entry, "format", formats.get(unit.id, "edxml"))
+    return call.reply(out)
+
+
+OPERATIONS: dict[str, Callable[[Call], Awaitable[web.StreamResponse]]] = {
+    "sendEdoc": send_edoc,
+    "getReceivedEdocList": get_received_list,
+    "getEdoc": get_edoc,
+    "updateStatus": update_status,
+    "getSentEdocList": get_sent_list,
+    "getAgenciesList": get_agencies,
+}
+
+
+async def post_soap(request: web.Request) -> web.StreamResponse:
+    """Every operation: authenticate, read the message, dispatch; any error leaves as a fault."""
+    hub = hub_of(request)
+    version = "1.2" if "application/soap+xml" in request.headers.get("Content-Type", "") else "1.1"
+    lang = language(request)
+    try:
+        principal = await authenticate(request)
+        message = await read_message(request, hub)
+        try:
+            version = message.version
+            handler = OPERATIONS.get(message.name) if etree.QName(message.operation).namespace == TNS else None
+            if handler is None:
+                raise Problem("request.invalid", f"unknown operation {message.operation.tag}; see {PATH}?wsdl",
+                              field="operation")
+            return await handler(Call(request, hub, principal, message))
+        finally:
+            await asyncio.to_thread(message.discard)
+    except Problem as problem:
+        return fault_response(problem, version, lang)
+    except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
+        raise
+    except Exception:
+        log.exception("unhandled error in SOAP call")
+        return fault_response(Problem("internal", "an internal error occurred; it has been logged"), version, lang)
+
+
+routes = [
+    web.get(PATH, get_wsdl),
+    web.get(PATH + ".wsdl", get_wsdl),
+    web.post(PATH, post_soap),
+]

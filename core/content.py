@@ -1,0 +1,488 @@
+"""Content inspection and per-destination content variants.
+
+Some data types carry structure the hub must understand before it accepts a packet (edXML: who
+sends, to whom, which document). A *content inspector*, registered by a plugin for its data types
+(hook `lgsp_content_inspectors`), reads the stored upload after its size and hash are checked and
+before the packet is accepted. It may refuse it (a Problem: nothing of the upload is kept and the
+packet stays `created`), name the destinations, fill in subject/priority the request left to the
+content, add metadata, and write *variants*: the same packet in another form (edXML with the hub's
+TraceHeader, the JSON form, decoded attachments), each a blob of its own with its own size and
+SHA-256 (table `packet_contents`).
+
+Each delivery points at the variant its unit gets (`deliveries.variant`, NULL = the upload as is).
+`choose_variant` is the one rule deciding it, applied once, when the packet is accepted; download,
+inbox, `packet.available`, acknowledgement and push all read the delivery's variant through
+`ContentService.ref_for` / `delivery_refs`. Purging a packet deletes every variant blob.
+
+Without inspectors (plugin `edxml` not enabled) every call here is a no-op and packets behave as
+opaque content, exactly as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lgsp.core import deliveries as dv
+from lgsp.core.errors import Problem
+from lgsp.core.events import Event, EventBus, iso, record
+from lgsp.core.store.blobs import BlobStore
+from lgsp.core.store.database import Database
+from lgsp.core.store.tables import deliveries, packet_contents, packets, unit_formats, units
+
+if TYPE_CHECKING:
+    from lgsp.core.packets import PacketInfo
+
+log = logging.getLogger(__name__)
+
+#: Fields of a create request an inspector may take from the content when they are omitted.
+IMPLICIT_FIELDS = ("to", "subject", "priority")
+#: Placeholder subject of a packet whose subject comes from its content (replaced on acceptance).
+PENDING_SUBJECT = "(đang đọc từ nội dung)"
+MAX_SUBJECT = 2000
+
+
+# -- values ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ContentRef:
+    """What one unit gets for a packet: the upload itself (`variant` None) or one variant."""
+
+    variant: str | None
+    blob_key: str
+    size: int
+    sha256: str
+    data_type: str
+    media_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A stored form of a packet's content.
+
+    `format` is the delivery format it serves (`edxml`, `json`); None for parts that are not
+    delivered on their own (decoded attachments, fetched separately).
+    """
+
+    name: str
+    format: str | None
+    blob_key: str
+    size: int
+    sha256: str
+    media_type: str
+    data_type: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass
+class Inspection:
+    """What an inspector learned from the content; applied in the acceptance transaction."""
+
+    destinations: tuple[str, ...]
+    variants: list[Variant]
+    #: unit -> the format it takes (filled by the inspector with `InspectionJob.formats_of`).
+    formats: dict[str, str] = field(default_factory=dict)
+    default_format: str | None = None
+    subject: str | None = None
+    priority: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    #: Extra writes in the acceptance transaction (document index, links); returns events to publish.
+    on_accept: Callable[[AsyncConnection, PacketInfo, datetime], Awaitable[list[Event]]] | None = None
+
+
+@runtime_checkable
+class ContentInspector(Protocol):
+    """Reads and transforms the content of some data types (see module docstring)."""
+
+    #: Data types this inspector handles, e.g. {"edxml", "edxml+json"}.
+    data_types: frozenset[str]
+    #: Key of `unit_formats` for these data types (e.g. "edxml").
+    family: str
+    #: Format a unit takes when nobody set one.
+    default_format: str
+
+    def formats(self) -> frozenset[str]:
+        """Formats a unit of this family may declare (what the inspector can produce)."""
+        ...
+
+    async def inspect(self, job: InspectionJob) -> Inspection:
+        """Check the content of `job.packet` at `job.path`; raise Problem to refuse it."""
+        ...
+
+    async def describe(self, conn: AsyncConnection, packet: PacketInfo, unit: str,
+                       is_source: bool) -> dict[str, Any]:
+        """Extra members of `GET /v1/packets/{id}` for this packet, as `unit` may see them."""
+        ...
+
+
+def choose_variant(fmt: str | None, default_format: str | None, variants: Sequence[Variant]) -> Variant | None:
+    """THE rule deciding what a delivery gets: the variant in its unit's format, else the one in
+    the family's default format, else None (the upload as is)."""
+    for wanted in (fmt, default_format):
+        if wanted is None:
+            continue
+        for v in variants:
+            if v.format == wanted:
+                return v
+    return None
+
+
+# -- blobs written from worker threads -----------------------------------------------------------
+
+class SyncBlobWriter:
+    """One variant blob written from a worker thread: temp file, SHA-256 and size on the way,
+    renamed into place on `close()` (so a half-written variant is never visible)."""
+
+    def __init__(self, blobs: BlobStore, key: str) -> None:
+        self.key = key
+        self.final = blobs.path(key)
+        self.temp = blobs.tmp / f"{key}.{secrets.token_hex(6)}.part"
+        self._fsync = blobs.fsync
+        self._fh = open(self.temp, "xb")  # noqa: SIM115 - closed in close()/abort()
+        self._sha = hashlib.sha256()
+        self.size = 0
+        self.done = False
+
+    def write(self, data: bytes) -> int:
+        self._sha.update(data)
+        self.size += len(data)
+        return self._fh.write(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def close(self) -> Any:
+        if self.done:
+            return None
+        self._fh.flush()
+        if self._fsync:
+            os.fsync(self._fh.fileno())
+        self._fh.close()
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.temp, self.final)
+        self.done = True
+        return None
+
+    def abort(self) -> None:
+        self.done = True
+        if not self._fh.closed:
+            self._fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.temp.unlink()
+
+
+class InspectionJob:
+    """What an inspector gets: the packet, the stored upload, blob writers and the hub's services.
+
+    Blobs written through `writer()` are named `<packet id>-<name>` and deleted again by the
+    service if the inspection fails; `formats_of` says which format each destination takes.
+    """
+
+    def __init__(self, service: ContentService, packet: PacketInfo, path: Path) -> None:
+        self.service = service
+        self.packet = packet
+        self.path = path
+        self.implicit = frozenset((packet.meta or {}).get("implicit", ()))
+        self._writers: list[SyncBlobWriter] = []
+
+    def key(self, name: str) -> str:
+        return f"{self.packet.id}-{name}"
+
+    def writer(self, name: str) -> SyncBlobWriter:
+        """A writer for variant `name` (call from a worker thread)."""
+        return self.track(SyncBlobWriter(self.service.blobs, self.key(name)))
+
+    def track(self, writer: SyncBlobWriter) -> SyncBlobWriter:
+        """Have a writer made elsewhere (e.g. an attachment sink) discarded with the job."""
+        self._writers.append(writer)
+        return writer
+
+    def discard(self) -> None:
+        """Delete everything written for this job (worker thread)."""
+        for w in self._writers:
+            w.abort()
+            with contextlib.suppress(FileNotFoundError):
+                w.final.unlink()
+
+    async def formats_of(self, family: str, units_: Iterable[str], default: str) -> dict[str, str]:
+        return await self.service.formats_of(family, units_, default)
+
+
+# -- the service ----------------------------------------------------------------------------------
+
+class ContentService:
+    """Inspectors, converters, unit formats and variants: everything `Exchange` asks about content."""
+
+    def __init__(self, db: Database, blobs: BlobStore, bus: EventBus, *,
+                 inspectors: Iterable[ContentInspector] = (), converters: Iterable[Any] = (),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.bus = bus
+        self.clock = clock
+        # Builds a delivery row (mode, protocol, ...); set by the Exchange that uses this service.
+        self.delivery_row: Callable[..., dict[str, Any]] | None = None
+        self.inspectors: dict[str, ContentInspector] = {}
+        self.families: dict[str, ContentInspector] = {}
+        for inspector in inspectors:
+            for data_type in inspector.data_types:
+                if data_type in self.inspectors:
+                    raise ValueError(f"two content inspectors for data type {data_type!r}")
+                self.inspectors[data_type] = inspector
+            self.families.setdefault(inspector.family, inspector)
+        self.converters: dict[tuple[str, str], Any] = {}
+        for conv in converters:
+            pair = (conv.source_format, conv.target_format)
+            if pair in self.converters:
+                raise ValueError(f"two converters from {pair[0]} to {pair[1]}")
+            self.converters[pair] = conv
+
+    # -- create ---------------------------------------------------------------------------------
+    def prepare_create(self, body: Any) -> tuple[Any, list[str]]:
+        """Let a content-aware data type omit to/subject/priority; returns (body, omitted fields).
+
+        The omitted fields get placeholders that pass the request checks; the inspector fills
+        them in from the content on acceptance (`meta.implicit` lists them).
+        """
+        if not isinstance(body, dict) or body.get("data_type") not in self.inspectors:
+            return body, []
+        filled = dict(body)
+        implicit: list[str] = []
+        if filled.get("to") in (None, []):
+            filled["to"] = []
+            implicit.append("to")
+        if filled.get("subject") in (None, ""):
+            filled["subject"] = PENDING_SUBJECT
+            implicit.append("subject")
+        if "priority" not in filled:
+            implicit.append("priority")
+        return filled, implicit
+
+    # -- inspect and accept ---------------------------------------------------------------------
+    async def inspect(self, info: PacketInfo, path: Path) -> Inspection | None:
+        """Run the data type's inspector on the stored upload; on refusal delete it and say why."""
+        inspector = self.inspectors.get(info.data_type)
+        if inspector is None:
+            return None
+        job = InspectionJob(self, info, path)
+        try:
+            return await inspector.inspect(job)
+        except BaseException as exc:
+            await asyncio.to_thread(job.discard)
+            await self.delete_blobs(info.id)  # nothing of a refused upload is kept
+            if isinstance(exc, Problem):
+                await self._record_rejection(info, exc)
+            raise
+
+    async def _record_rejection(self, info: PacketInfo, problem: Problem) -> None:
+        now = self.clock()
+        try:
+            async with self.db.write() as conn:
+                event = await record(conn, info.id, "content.rejected", now, unit=info.source, audience=info.source,
+                                     detail={"code": problem.code, "reason": problem.detail[:2000]})
+            self.bus.publish([event])
+        except Exception:  # the refusal itself must reach the caller
+            log.exception("could not record the refusal of packet %s", info.id)
+
+    async def apply(self, conn: AsyncConnection, info: PacketInfo, inspection: Inspection | None,
+                    now: datetime) -> list[Event]:
+        """Write what the inspection found, inside the acceptance transaction; returns its events."""
+        if inspection is None:
+            return []
+        implicit = set((info.meta or {}).get("implicit", ()))
+        values: dict[str, Any] = {"meta": {**(info.meta or {}), **inspection.meta}}
+        if inspection.subject and "subject" in implicit:
+            values["subject"] = inspection.subject[:MAX_SUBJECT]
+        priority = info.priority
+        if inspection.priority is not None and "priority" in implicit:
+            values["priority"] = priority = inspection.priority
+            await conn.execute(update(deliveries).where(deliveries.c.packet_id == info.id).values(priority=priority))
+        await conn.execute(update(packets).where(packets.c.id == info.id).values(**values))
+        present = set(info.to)
+        missing = [u for u in inspection.destinations if u not in present]
+        if missing:
+            assert self.delivery_row is not None, "the Exchange sets delivery_row when it takes this service"
+            await conn.execute(deliveries.insert(), [self.delivery_row(info.id, u, priority, info.created_at)
+                                                     for u in missing])
+        if inspection.variants:
+            await conn.execute(packet_contents.insert(), [
+                {"packet_id": info.id, "variant": v.name, "blob_key": v.blob_key, "size": v.size, "sha256": v.sha256,
+                 "media_type": v.media_type, "data_type": v.data_type, "detail": v.detail, "created_at": now}
+                for v in inspection.variants])
+        for unit in (*present, *missing):
+            chosen = choose_variant(inspection.formats.get(unit), inspection.default_format, inspection.variants)
+            if chosen is not None:
+                await conn.execute(update(deliveries).where(and_(
+                    deliveries.c.packet_id == info.id, deliveries.c.unit_id == unit)).values(variant=chosen.name))
+        if inspection.on_accept is not None:
+            return await inspection.on_accept(conn, info, now)
+        return []
+
+    # -- what each unit gets --------------------------------------------------------------------
+    async def ref_for(self, conn: AsyncConnection, info: PacketInfo, unit: str) -> ContentRef:
+        """The content `unit` gets for packet `info` (the upload itself unless its delivery has a variant)."""
+        row = (await conn.execute(
+            select(packet_contents).join(deliveries, and_(
+                deliveries.c.packet_id == packet_contents.c.packet_id,
+                deliveries.c.variant == packet_contents.c.variant))
+            .where(and_(deliveries.c.packet_id == info.id, deliveries.c.unit_id == unit)))).first()
+        if row is None:
+            return ContentRef(None, info.id, info.size, info.sha256, info.data_type)
+        return ContentRef(row.variant, row.blob_key, row.size, row.sha256, row.data_type or info.data_type,
+                          row.media_type)
+
+    async def for_delivery(self, info: PacketInfo, unit: str) -> tuple[PacketInfo, Path]:
+        """What goes to `unit`: the packet as that unit sees it (size, sha256 and data type of its
+        variant) and the file to send. The delivery engine builds each PushJob from this."""
+        async with self.db.read() as conn:
+            ref = await self.ref_for(conn, info, unit)
+        seen = dataclasses.replace(info, size=ref.size, sha256=ref.sha256, data_type=ref.data_type)
+        return seen, self.blobs.path(ref.blob_key)
+
+    async def delivery_refs(self, conn: AsyncConnection, packet_id: str) -> dict[str, dict[str, Any]]:
+        """unit -> {size, sha256, data_type} for the deliveries of a packet that get a variant."""
+        rows = (await conn.execute(
+            select(deliveries.c.unit_id, packet_contents.c.size, packet_contents.c.sha256,
+                   packet_contents.c.data_type)
+            .join(packet_contents, and_(packet_contents.c.packet_id == deliveries.c.packet_id,
+                                        packet_contents.c.variant == deliveries.c.variant))
+            .where(deliveries.c.packet_id == packet_id))).all()
+        return {r.unit_id: {"size": r.size, "sha256": r.sha256, **({"data_type": r.data_type} if r.data_type else {})}
+                for r in rows}
+
+    async def adjust_items(self, conn: AsyncConnection, unit: str, items: list[dict[str, Any]]) -> None:
+        """Inbox items show the size, hash and data type of the variant the unit gets."""
+        if not items:
+            return
+        ids = [i["id"] for i in items]
+        rows = (await conn.execute(
+            select(deliveries.c.packet_id, packet_contents.c.size, packet_contents.c.sha256,
+                   packet_contents.c.data_type)
+            .join(packet_contents, and_(packet_contents.c.packet_id == deliveries.c.packet_id,
+                                        packet_contents.c.variant == deliveries.c.variant))
+            .where(and_(deliveries.c.unit_id == unit, deliveries.c.packet_id.in_(ids))))).all()
+        by_id = {r.packet_id: r for r in rows}
+        for item in items:
+            r = by_id.get(item["id"])
+            if r is not None:
+                item["size"], item["sha256"] = r.size, r.sha256
+                if r.data_type:
+                    item["data_type"] = r.data_type
+
+    async def view_extra(self, conn: AsyncConnection, info: PacketInfo, unit: str, is_source: bool) -> dict[str, Any]:
+        """Members `GET /v1/packets/{id}` adds: the viewer's variant, the variants, the inspector's view."""
+        out: dict[str, Any] = {}
+        if not is_source:  # what this destination gets (also if the inspecting plugin was disabled since)
+            ref = await self.ref_for(conn, info, unit)
+            if ref.variant:
+                out.update({"size": ref.size, "sha256": ref.sha256, "data_type": ref.data_type,
+                            "variant": ref.variant})
+        if info.data_type not in self.inspectors:
+            return out
+        if is_source:
+            rows = (await conn.execute(select(packet_contents).where(packet_contents.c.packet_id == info.id))).all()
+            rows.sort(key=lambda r: (r.data_type is None, len(r.variant), r.variant))  # forms first, then parts
+            out["variants"] = [{"variant": r.variant, "size": r.size, "sha256": r.sha256, "media_type": r.media_type,
+                                **({"data_type": r.data_type} if r.data_type else {})} for r in rows]
+        out.update(await self.inspectors[info.data_type].describe(conn, info, unit, is_source))
+        return out
+
+    async def part(self, packet_id: str, variant: str, unit: str) -> tuple[ContentRef, Path]:
+        """A stored part (e.g. a decoded attachment) for a unit that may read it now.
+
+        Readable by a destination whose delivery is pending and by the source while the content
+        is stored; anybody else gets not_found, as for the packet itself.
+        """
+        async with self.db.read() as conn:
+            pkt = (await conn.execute(select(packets.c.source_unit, packets.c.content_state, packets.c.data_type)
+                                      .where(packets.c.id == packet_id))).first()
+            state = await dv.state_of(conn, packet_id, unit) if pkt is not None else None
+            row = (await conn.execute(select(packet_contents).where(and_(
+                packet_contents.c.packet_id == packet_id, packet_contents.c.variant == variant)))).first()
+        if pkt is None or (pkt.source_unit != unit and (state is None or state == dv.WAITING)):
+            raise Problem("not_found", "no such packet")
+        if state in dv.TERMINAL or pkt.content_state != "stored":
+            raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+        if row is None:
+            raise Problem("not_found", f"this packet has no part {variant!r}")
+        ref = ContentRef(row.variant, row.blob_key, row.size, row.sha256, row.data_type or pkt.data_type,
+                         row.media_type)
+        return ref, self.blobs.path(row.blob_key)
+
+    # -- purge ----------------------------------------------------------------------------------
+    async def delete_blobs(self, packet_id: str) -> int:
+        """Delete the upload and every variant of a packet (all their keys start with its id)."""
+        return await asyncio.to_thread(self._delete_blobs, packet_id)
+
+    def _delete_blobs(self, packet_id: str) -> int:
+        folder = self.blobs.path(packet_id).parent
+        removed = 0
+        for path in folder.glob(f"{packet_id}*") if folder.is_dir() else ():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+        return removed
+
+    # -- formats --------------------------------------------------------------------------------
+    def known_formats(self, family: str) -> frozenset[str]:
+        inspector = self.families.get(family)
+        return inspector.formats() if inspector is not None else frozenset()
+
+    async def formats_of(self, family: str, unit_ids: Iterable[str], default: str) -> dict[str, str]:
+        ids = list(dict.fromkeys(unit_ids))
+        if not ids:
+            return {}
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(unit_formats.c.unit_id, unit_formats.c.format).where(and_(
+                unit_formats.c.family == family, unit_formats.c.unit_id.in_(ids))))).all()
+        found = {r.unit_id: r.format for r in rows}
+        return {u: found.get(u, default) for u in ids}
+
+    async def set_format(self, unit_id: str, family: str, fmt: str | None) -> None:
+        """Set (or with None, reset to the default) the format `unit_id` takes for `family`."""
+        known = self.known_formats(family)
+        if not known:
+            raise Problem("request.invalid", f"no plugin handles the {family!r} data types (is it enabled?)",
+                          field="family")
+        if fmt is not None and fmt not in known:
+            raise Problem("request.invalid", f"format must be one of {', '.join(sorted(known))}", field="format")
+        now = self.clock()
+        async with self.db.write() as conn:
+            if await conn.scalar(select(units.c.id).where(units.c.id == unit_id)) is None:
+                raise Problem("not_found", f"unit {unit_id} does not exist")
+            await conn.execute(unit_formats.delete().where(and_(
+                unit_formats.c.unit_id == unit_id, unit_formats.c.family == family)))
+            if fmt is not None:
+                await conn.execute(unit_formats.insert().values(unit_id=unit_id, family=family, format=fmt,
+                                                                updated_at=now))
+
+    async def list_formats(self, family: str | None = None) -> list[dict[str, str]]:
+        stmt = select(unit_formats).order_by(unit_formats.c.unit_id, unit_formats.c.family)
+        if family:
+            stmt = stmt.where(unit_formats.c.family == family)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [{"unit": r.unit_id, "family": r.family, "format": r.format, "updated_at": iso(r.updated_at)}
+                for r in rows]
+
+
+def collect(hub: Any) -> tuple[list[ContentInspector], list[Any]]:
+    """Inspectors and converters from every plugin (hooks `lgsp_content_inspectors`, `lgsp_packet_converters`)."""
+    inspectors = [i for batch in hub.pm.hook.lgsp_content_inspectors(hub=hub) for i in (batch or ())]
+    converters = [c for batch in hub.pm.hook.lgsp_packet_converters(hub=hub) for c in (batch or ())]
+    return inspectors, converters
+

@@ -1,0 +1,548 @@
+"""The edXML plugin: the hub reads edXML packets, routes them by their header and converts them.
+
+Enabled by name (`plugins.enabled: [rest, edxml]`; the SOAP adapter needs it). It provides:
+
+* the content inspector of data types `edxml` (the packet itself) and `edxml+json` (the JSON
+  form, bare or as a ZIP bundle with the attachment files), hook `lgsp_content_inspectors`;
+* the edXML library's converters (edXML ⇄ JSON form), hook `lgsp_packet_converters`;
+* `GET /v1/packets/{id}/attachments/{n}`: the decoded attachments of a packet delivered as JSON;
+* its settings under `adapters.edxml` (limits for untrusted packets), hook `lgsp_check_config`.
+
+What the inspector does with an upload (docs/edxml.md, "In the hub"): parse and validate it in a
+worker thread with memory flat; check `From/OrganId` is the sending unit; take the destinations
+from `To` (edoc) or `ResponseFor/OrganId` (status) and check they agree with the request's `to`;
+write the variant with the hub's TraceHeader; write the JSON form (and the decoded attachments)
+only when a destination takes JSON; index the document, record business statuses and link
+revocations, updates and replacements to the original packet on acceptance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zipfile
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote
+
+from aiohttp import web
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lgsp.core import documents as docs
+from lgsp.core.content import ContentService, Inspection, InspectionJob, SyncBlobWriter, Variant
+from lgsp.core.edxml import (
+    AttachmentMeta,
+    EdxmlError,
+    EdxmlInvalid,
+    EdxmlJsonConverter,
+    JsonEdxmlConverter,
+    Packet,
+    ParseLimits,
+    append_trace_header,
+    build_packet,
+    format_timestamp,
+    load_json,
+    parse_packet,
+)
+from lgsp.core.errors import Problem
+from lgsp.core.events import Event, record
+from lgsp.core.identifiers import identifier_form
+from lgsp.core.signing import H_CONTENT
+from lgsp.core.store.database import Database
+from lgsp.core.store.tables import packet_contents
+from lgsp.core.web import authenticate, hub_of
+from lgsp.plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from lgsp.core.hub import Hub
+    from lgsp.core.packets import PacketInfo
+
+NAME = "edxml"
+FAMILY = "edxml"
+DATA_TYPES = frozenset({"edxml", "edxml+json"})
+#: Data type and media type of each delivery format of the family.
+FORMAT_TYPES = {"edxml": ("edxml", "application/xml"), "json": ("edxml+json", "application/json")}
+#: Name of the JSON form inside a ZIP bundle of data type edxml+json.
+BUNDLE_JSON = "edxml.json"
+#: The library refuses to append a TraceHeader to a status packet with this rule.
+_STATUS_HAS_NO_TRACE = "status packets have none"
+_MH = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"
+
+#: adapters.edxml settings: name -> (default, description). All positive integers.
+SETTINGS: dict[str, tuple[int, str]] = {
+    "max_attachment_bytes": (1 << 30, "largest decoded attachment"),
+    "max_attachments": (1000, "most attachments in one packet"),
+    "max_metadata_bytes": (4 << 20, "largest packet part other than attachment payloads (kept in memory)"),
+    "max_elements": (20_000, "most XML elements kept in memory"),
+    "max_depth": (32, "deepest element nesting"),
+}
+
+
+def settings(hub: Hub) -> dict[str, int]:
+    raw = hub.config.adapters.get(NAME) or {}
+    return {k: raw.get(k, default) for k, (default, _) in SETTINGS.items()}
+
+
+def parse_limits(hub: Hub) -> ParseLimits:
+    s = settings(hub)
+    return ParseLimits(max_packet_bytes=int(hub.config.limits.max_packet_size), max_depth=s["max_depth"],
+                       max_elements=s["max_elements"], max_metadata_bytes=s["max_metadata_bytes"],
+                       max_attachments=s["max_attachments"], max_attachment_bytes=s["max_attachment_bytes"])
+
+
+def problem_of(exc: EdxmlError) -> Problem:
+    """The library's error as the hub's problem: same code; detail names the element path and rule."""
+    where = f"{exc.path}: " if exc.path else ""
+    rule = f" (rule: {exc.rule})" if exc.rule else ""
+    extra: dict[str, str] = {}
+    if exc.path:
+        extra["path"] = exc.path
+    if exc.rule:
+        extra["rule"] = exc.rule
+    return Problem(exc.code, f"{where}{exc.detail}{rule}", **extra)
+
+
+# -- the inspector ---------------------------------------------------------------------------------
+
+@dataclass
+class _Route:
+    destinations: tuple[str, ...]
+    original: docs.Original | None = None
+    links: dict[str, str] | None = None  # document id -> original packet (revocation/update/replacement)
+
+
+class _AttachmentWriter(SyncBlobWriter):
+    """A decoded attachment: its `close()` returns the URL path the JSON form records as `ref`."""
+
+    def __init__(self, job: InspectionJob, meta: AttachmentMeta) -> None:
+        self.number = meta.index + 1
+        super().__init__(job.service.blobs, job.key(f"att-{self.number}"))
+        self.meta = meta
+        self.ref = f"/v1/packets/{job.packet.id}/attachments/{self.number}"
+
+    def close(self) -> str:
+        super().close()
+        return self.ref
+
+
+class _BlobAttachmentStore:
+    """The library's AttachmentStore backed by the hub's blobs (attachments of a JSON variant)."""
+
+    def __init__(self, job: InspectionJob) -> None:
+        self.job = job
+        self.writers: list[_AttachmentWriter] = []
+
+    def writer(self, meta: AttachmentMeta) -> _AttachmentWriter:
+        w = _AttachmentWriter(self.job, meta)
+        self.job.track(w)  # discarded with the job on failure
+        self.writers.append(w)
+        return w
+
+    def reader(self, entry: Mapping[str, Any]) -> BinaryIO:  # pragma: no cover - only edxml -> json here
+        raise EdxmlInvalid("attachments are not read back from the hub's store", rule="hub")
+
+    def variants(self) -> list[Variant]:
+        return [Variant(f"att-{w.number}", None, w.key, w.size, w.sha256, w.meta.content_type[:128], None,
+                        {"content_id": w.meta.content_id, "name": w.meta.name,
+                         **({"description": w.meta.description} if w.meta.description is not None else {})})
+                for w in self.writers if w.done]
+
+
+class EdxmlInspector:
+    """Reads edXML (and its JSON form) on upload; see the module docstring."""
+
+    data_types = DATA_TYPES
+    family = FAMILY
+    default_format = "edxml"
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    @property
+    def content(self) -> ContentService:
+        return self.hub.content
+
+    def formats(self) -> frozenset[str]:
+        return frozenset({"edxml"} | {dst for (src, dst) in self.content.converters if src == "edxml"})
+
+    # -- inspect ----------------------------------------------------------------------------------
+    async def inspect(self, job: InspectionJob) -> Inspection:
+        info = job.packet
+        limits = parse_limits(self.hub)
+        reader = self._from_edxml if info.data_type == "edxml" else self._from_json
+        packet, edxml_variant = await asyncio.to_thread(reader, job, limits)
+        self._check_header(packet, info)
+        route = await self._route(job, packet)
+        formats = await job.formats_of(FAMILY, route.destinations, self.default_format)
+        variants = [edxml_variant]
+        for fmt in sorted(set(formats.values()) - {"edxml"}):
+            converter = self.content.converters.get(("edxml", fmt))
+            if converter is not None:
+                variants += await asyncio.to_thread(self._convert, job, converter, fmt, edxml_variant)
+        meta = {"edxml": self._meta(packet, route)}
+        return Inspection(destinations=route.destinations, variants=variants, formats=formats,
+                          default_format=self.default_format, subject=self._subject(packet),
+                          priority=None if packet.priority is None else max(0, min(3, packet.priority)),
+                          meta=meta, on_accept=self._on_accept(packet, route))
+
+    def _from_edxml(self, job: InspectionJob, limits: ParseLimits) -> tuple[Packet, Variant]:
+        """Validate the upload; for an edoc write it again with the hub's TraceHeader (one pass)."""
+        info = job.packet
+        writer = job.writer("edxml")
+        try:
+            packet = append_trace_header(job.path, writer, organ_id=self.hub.config.hub.identifier, limits=limits)
+        except EdxmlInvalid as exc:
+            writer.abort()
+            if exc.rule != _STATUS_HAS_NO_TRACE:
+                raise problem_of(exc) from None
+            try:  # a status packet: delivered as uploaded
+                packet = parse_packet(job.path, limits=limits)
+            except EdxmlError as exc2:
+                raise problem_of(exc2) from None
+            return packet, Variant("edxml", "edxml", info.id, info.size, info.sha256, "application/xml", "edxml")
+        except EdxmlError as exc:
+            writer.abort()
+            raise problem_of(exc) from None
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+        return packet, Variant("edxml", "edxml", writer.key, writer.size, writer.sha256, "application/xml", "edxml")
+
+    def _from_json(self, job: InspectionJob, limits: ParseLimits) -> tuple[Packet, Variant]:
+        """Build the edXML from the JSON form (bare, or a ZIP bundle with the attachment files)."""
+        with open(job.path, "rb") as fh:
+            head = fh.read(4)
+        bundle: zipfile.ZipFile | None = None
+        try:
+            if head.startswith(b"PK\x03\x04"):
+                try:
+                    bundle = zipfile.ZipFile(job.path)
+                    member = bundle.open(BUNDLE_JSON)
+                except KeyError:
+                    raise Problem("edxml.invalid", f"the ZIP bundle has no {BUNDLE_JSON}", path=BUNDLE_JSON,
+                                  rule="edxml+json bundle") from None
+                except zipfile.BadZipFile as exc:
+                    raise Problem("edxml.malformed", f"not a readable ZIP file: {exc}") from None
+                with member:
+                    document = load_json(member, limits)
+            else:
+                with open(job.path, "rb") as fh:
+                    document = load_json(fh, limits)
+            if isinstance(document, dict) and document.get("kind") == "edoc":
+                _add_hub_trace(document, self.hub.config.hub.identifier)
+            writer = job.writer("edxml")
+            try:
+                packet = build_packet(document, writer, attachments=_bundle_opener(bundle), limits=limits)
+            except BaseException:
+                writer.abort()
+                raise
+            writer.close()
+        except EdxmlError as exc:
+            raise problem_of(exc) from None
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged member, found while reading it
+            raise Problem("edxml.malformed", f"the ZIP bundle is damaged: {exc}", rule="ZIP") from None
+        finally:
+            if bundle is not None:
+                bundle.close()
+        return packet, Variant("edxml", "edxml", writer.key, writer.size, writer.sha256, "application/xml", "edxml")
+
+    def _convert(self, job: InspectionJob, converter: Any, fmt: str, source: Variant) -> list[Variant]:
+        """The variant in format `fmt` from the edXML variant (attachments decoded into blobs)."""
+        store = _BlobAttachmentStore(job)
+        writer = job.writer(fmt)
+        data_type, media_type = FORMAT_TYPES.get(fmt, (f"edxml+{fmt}", "application/octet-stream"))
+        try:
+            with open(self.content.blobs.path(source.blob_key), "rb") as src:
+                converter.convert(src, writer, store=store)
+        except EdxmlError as exc:  # pragma: no cover - the edXML variant was just validated
+            writer.abort()
+            raise problem_of(exc) from None
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+        return [Variant(fmt, fmt, writer.key, writer.size, writer.sha256, media_type, data_type), *store.variants()]
+
+    # -- header rules -----------------------------------------------------------------------------
+    @staticmethod
+    def _check_header(packet: Packet, info: PacketInfo) -> None:
+        sender = packet.from_organ_id.strip()
+        if sender != info.source:
+            raise Problem("edxml.sender_mismatch",
+                          f"{_MH}/From/OrganId is {sender!r} but the packet is sent by unit {info.source}",
+                          path=f"{_MH}/From/OrganId", rule="From/OrganId is the sending unit")
+        where = f"{_MH}/ResponseFor/DocumentId" if packet.kind == "status" else f"{_MH}/DocumentId"
+        if len(packet.document_id) > docs.MAX_DOCUMENT_ID:
+            raise Problem("edxml.invalid", f"{where}: longer than {docs.MAX_DOCUMENT_ID} characters",
+                          path=where, rule=f"hub limit: DocumentId at most {docs.MAX_DOCUMENT_ID} characters")
+
+    async def _route(self, job: InspectionJob, packet: Packet) -> _Route:
+        info = job.packet
+        exchange = self.hub.exchange
+        if packet.kind == "edoc":
+            destinations = tuple(dict.fromkeys(t.strip() for t in packet.to_organ_ids))
+            where = f"{_MH}/To"
+        else:
+            destinations = (packet.to_organ_ids[0].strip(),)
+            where = f"{_MH}/ResponseFor/OrganId"
+            if "to" in job.implicit:
+                destinations = await self._status_destination(packet, info.source, destinations[0])
+        if "to" not in job.implicit and set(info.to) != set(destinations):
+            raise Problem("edxml.destination_mismatch",
+                          f"{where} names {', '.join(destinations)} but the request's to is {', '.join(info.to)}",
+                          path=where, in_packet=list(destinations), in_request=list(info.to))
+        if len(destinations) > exchange.max_recipients:
+            raise Problem("request.invalid", f"{where}: at most {exchange.max_recipients} destinations", path=where)
+        found = await exchange.directory.existing_units(list(destinations))
+        unknown = [d for d in destinations if found.get(d) != "active"]
+        if unknown:
+            raise Problem("route.unknown_destination",
+                          f"{where}: unknown or suspended destination(s): {', '.join(unknown)}", unknown=unknown,
+                          path=where)
+        route = _Route(destinations)
+        db: Database = self.hub.db
+        async with db.read() as conn:
+            if packet.kind == "status":
+                route.original = await docs.find_for_status(conn, packet.document_id, info.source, destinations[0])
+            elif packet.bussiness_doc_type in (1, 2, 3):
+                route.links = await docs.find_sent(conn, _referenced_documents(packet), info.source, info.id)
+        return route
+
+    async def _status_destination(self, packet: Packet, reporter: str, other: str) -> tuple[str]:
+        """ResponseFor/OrganId when it is a unit of this hub; else, for a recipient's reply, the sender
+        of the document named by ResponseFor/DocumentId (legacy units write other codes for it)."""
+        if (await self.hub.directory.existing_units([other])).get(other) == "active":
+            return (other,)
+        if packet.status_code not in docs.SENDER_CODES:
+            async with self.hub.db.read() as conn:
+                sender = await docs.sender_of(conn, packet.document_id, reporter)
+            if sender is not None:
+                return (sender,)
+        return (other,)
+
+    @staticmethod
+    def _subject(packet: Packet) -> str:
+        if packet.kind == "status":
+            code = packet.status_code or ""
+            name = docs.STATUS_NAMES.get(code, ("Trạng thái khác", ""))[0]
+            text = f"Trạng thái {code} – {name}"
+            if packet.status_description:
+                text += f": {packet.status_description}"
+            return text
+        return packet.subject or "(không có trích yếu)"
+
+    @staticmethod
+    def _meta(packet: Packet, route: _Route) -> dict[str, Any]:
+        mh = packet.message_header
+        out: dict[str, Any] = {"kind": packet.kind, "document_id": packet.document_id,
+                               "from": packet.from_organ_id, "to": list(route.destinations)}
+        parts = packet.document_id_parts
+        if parts:
+            out["document_id_parts"] = {"organ_id": parts.organ_id, "date": parts.date, "code": parts.code}
+        if packet.kind == "status":
+            out.update({"status_code": packet.status_code, "status_description": packet.status_description,
+                        "timestamp": packet.timestamp,
+                        "response_for": [vars_of(r) for r in packet.response_for]})
+            if route.original:
+                out["original_packet"] = route.original.packet_id
+            if route.destinations[0] != packet.to_organ_ids[0].strip():
+                out["routed_by"] = "ResponseFor/DocumentId"  # ResponseFor/OrganId is not a unit here
+        else:
+            code = packet.code
+            doc_type = packet.document_type
+            out.update({
+                "code": str(code) if code else None,
+                "code_number": code.number if code else None,
+                "code_notation": code.notation if code else None,
+                "subject": packet.subject,
+                "document_type": {"type": doc_type.type, "type_detail": doc_type.type_detail,
+                                  "type_name": doc_type.type_name} if doc_type else None,
+                "priority": packet.priority,
+                "due_date": packet.due_date,
+                "promulgation_date": packet.promulgation_date,
+                "steering_type": mh.get("steering_type"),
+                "bussiness_doc_type": packet.bussiness_doc_type,
+                "bussiness_doc_reason": (packet.bussiness or {}).get("bussiness_doc_reason"),
+                "response_for": [vars_of(r) for r in packet.response_for],
+                "replaces": packet.replacement_document_ids,
+                "trace": [{"organ_id": t.organ_id, "timestamp": t.timestamp} for t in packet.trace_headers],
+                "signature": packet.signature_present,
+                "attachments": [{"content_id": a.content_id, "name": a.name, "content_type": a.content_type,
+                                 "size": a.size, "sha256": a.sha256, "is_zip": a.is_zip} for a in packet.attachments],
+            })
+            if route.links is not None:
+                out["links"] = route.links
+        irregular = sorted({o for o in (packet.from_organ_id, *route.destinations) if identifier_form(o) is None})
+        if irregular:
+            out["irregular_organ_ids"] = irregular
+        return out
+
+    def _on_accept(self, packet: Packet, route: _Route) -> Any:
+        async def write(conn: AsyncConnection, info: PacketInfo, now: datetime) -> list[Event]:
+            events: list[Event] = []
+            original_id = route.original.packet_id if route.original else None
+            if route.links:
+                original_id = next(iter(route.links.values()))
+            code = packet.code
+            doc_type = packet.document_type
+            await docs.add(conn, info.id, docs.DocumentRecord(
+                kind=packet.kind, document_id=packet.document_id, source_unit=info.source,
+                code_number=code.number if code else None, code_notation=code.notation if code else None,
+                subject=packet.subject, document_type=doc_type.type if doc_type else None,
+                type_name=doc_type.type_name if doc_type else None,
+                priority=str(packet.priority) if packet.priority is not None else None,
+                due_date=packet.due_date, promulgation_date=packet.promulgation_date,
+                bussiness_doc_type=packet.bussiness_doc_type, status_code=packet.status_code,
+                original_packet_id=original_id), now)
+            if packet.kind == "status":
+                events += await self._record_status(conn, info, packet, route, now)
+            for document_id, original in (route.links or {}).items():
+                kind = docs.BUSINESS_TYPES.get(packet.bussiness_doc_type or 0, "new")
+                events.append(await record(conn, original, f"document.{_PAST[kind]}", now, detail={
+                    "by_packet": info.id, "document_id": document_id,
+                    "reason": (packet.bussiness or {}).get("bussiness_doc_reason")}))
+            return events
+
+        return write
+
+    @staticmethod
+    async def _record_status(conn: AsyncConnection, info: PacketInfo, packet: Packet, route: _Route,
+                             now: datetime) -> list[Event]:
+        code = packet.status_code or ""
+        other = route.destinations[0]
+        if route.original is not None:
+            source, recipient = route.original.source_unit, route.original.recipient
+        elif code in docs.SENDER_CODES:
+            source, recipient = info.source, other
+        else:
+            source, recipient = other, info.source
+        await docs.set_status(conn, document_id=packet.document_id, source_unit=source, unit_id=recipient,
+                              packet_id=route.original.packet_id if route.original else None, status_code=code,
+                              description=packet.status_description, status_time=packet.timestamp,
+                              reported_by=info.source, status_packet_id=info.id, now=now)
+        if route.original is None:
+            return []
+        return [await record(conn, route.original.packet_id, "document.status", now, unit=recipient, detail={
+            "status_code": code, "description": packet.status_description, "reported_by": info.source,
+            "status_packet": info.id, "timestamp": packet.timestamp})]
+
+    # -- view -------------------------------------------------------------------------------------
+    async def describe(self, conn: AsyncConnection, packet: PacketInfo, unit: str, is_source: bool) -> dict[str, Any]:
+        row = await docs.get(conn, packet.id)
+        if row is None:
+            return {}
+        out: dict[str, Any] = {"document": docs.document_view(row)}
+        if row.kind == "edoc":
+            found = await docs.statuses(conn, row.document_id, row.source_unit, None if is_source else unit)
+            # Only the packet's own recipients: anybody can *claim* a status about a DocumentId.
+            out["business_status"] = [s for s in found if s["unit"] in packet.to]
+            if is_source:
+                out["linked"] = [{"packet": r.packet_id, **docs.document_view(r)}
+                                 for r in await docs.linked_to(conn, packet.id)]
+        return out
+
+
+_PAST = {"new": "sent", "revocation": "revoked", "update": "updated", "replacement": "replaced"}
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+
+
+def _referenced_documents(packet: Packet) -> list[str]:
+    """DocumentIds a revocation (ResponseFor), update (Bussiness/DocumentId) or replacement refers to."""
+    refs = [r.document_id for r in packet.response_for] + packet.replacement_document_ids
+    if packet.bussiness_doc_type == 2:
+        own = (packet.bussiness or {}).get("document_id")
+        refs += [own] if own else []
+        refs.append(packet.document_id)
+    return [r.strip() for r in refs if r and r.strip()]
+
+
+def _add_hub_trace(document: dict[str, Any], organ_id: str) -> None:
+    """The hub's hop, added to a JSON form before it is built (left alone if the shape is wrong:
+    building then reports the exact JSON path)."""
+    thl = document.get("trace_header_list")
+    if isinstance(thl, dict) and isinstance(thl.get("trace_header"), list):
+        thl["trace_header"].append({"organ_id": organ_id, "timestamp": format_timestamp()})
+
+
+def _bundle_opener(bundle: zipfile.ZipFile | None) -> Any:
+    """Attachment bytes of a ZIP bundle: the member named by the entry's `ref`."""
+    def opener(entry: Mapping[str, Any]) -> BinaryIO:
+        name = entry.get("ref")
+        where = f"$.attachments[content_id={entry.get('content_id')!r}].ref"
+        if bundle is None:
+            raise EdxmlInvalid("attachments need a ZIP bundle holding their files (data type edxml+json)",
+                               path=where, rule="edxml+json bundle")
+        if not isinstance(name, str) or not name:
+            raise EdxmlInvalid("must name the ZIP member holding this attachment", path=where,
+                               rule="edxml+json bundle")
+        try:
+            return bundle.open(name)  # type: ignore[return-value]
+        except KeyError:
+            raise EdxmlInvalid(f"the ZIP bundle has no member {name!r}", path=where, rule="edxml+json bundle") \
+                from None
+
+    return opener
+
+
+# -- REST: attachments of JSON-form deliveries -------------------------------------------------------
+
+async def get_attachment(request: web.Request) -> web.StreamResponse:
+    principal = await authenticate(request)
+    number = request.match_info["n"]
+    if not number.isdigit() or not 1 <= int(number) <= 100_000:
+        raise Problem("not_found", "attachments are numbered from 1")
+    hub = hub_of(request)
+    ref, path = await hub.content.part(request.match_info["id"], f"att-{int(number)}", principal.unit_id)
+    if not path.is_file():
+        raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+    async with hub.db.read() as conn:  # the file name, for Content-Disposition
+        detail = await conn.scalar(select(packet_contents.c.detail).where(and_(
+            packet_contents.c.packet_id == request.match_info["id"], packet_contents.c.variant == ref.variant)))
+    name = (detail or {}).get("name") or f"attachment-{number}"
+    return web.FileResponse(path, chunk_size=hub.config.limits.io_chunk_size, headers={
+        H_CONTENT: ref.sha256, "Content-Type": ref.media_type or "application/octet-stream",
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}"})
+
+
+# -- hooks -----------------------------------------------------------------------------------------
+
+@hookimpl
+def lgsp_content_inspectors(hub: Hub) -> Iterable[EdxmlInspector]:
+    return [EdxmlInspector(hub)]
+
+
+@hookimpl
+def lgsp_packet_converters(hub: Hub) -> Iterable[Any]:
+    limits = parse_limits(hub)
+    return [EdxmlJsonConverter(limits), JsonEdxmlConverter(limits)]
+
+
+@hookimpl
+def lgsp_web_routes(hub: Hub) -> Iterable[web.AbstractRouteDef]:
+    return [web.get("/v1/packets/{id}/attachments/{n}", get_attachment)]
+
+
+@hookimpl
+def lgsp_check_config(hub: Hub) -> Iterable[tuple[str, str]]:
+    raw = hub.config.adapters.get(NAME)
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        return [(f"adapters.{NAME}", "must be a mapping of settings")]
+    out = []
+    for key, value in raw.items():
+        path = f"adapters.{NAME}.{key}"
+        if key not in SETTINGS:
+            out.append((path, f"unknown key (known: {', '.join(sorted(SETTINGS))})"))
+        elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            out.append((path, "must be a positive integer"))
+    return out
+

@@ -1,0 +1,21 @@
+"""Hubs with the edXML plugin (and the SOAP adapter) enabled; units of the fixtures.
+
+The root tests/conftest.py fixtures (`hub`, `make_actor`, ...) build on `hub_config`, which is
+overridden here so every hub of these tests understands edXML.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lgsp.core.config import Config, load_config
+
+from ..conftest import base_env
+from .support import HUB_ID, PLUGINS
+
+
+@pytest.fixture
+def hub_config(tmp_path: Any) -> Config:
+    return load_config(None, env=base_env(tmp_path / "var", LGSP_PLUGINS_ENABLED=PLUGINS, LGSP_HUB_IDENTIFIER=HUB_ID))

@@ -188,19 +188,21 @@ class SyncBlobWriter:
 class InspectionJob:
     """What an inspector gets: the packet, the stored upload, blob writers and the hub's services.
 
-    Blobs written through `writer()` are named `<packet id>-<name>` and deleted again by the
-    service if the inspection fails; `formats_of` says which format each destination takes.
+    Blobs written through `writer()` are named `<upload key>-<name>` (so they go with their upload
+    attempt) and deleted again by the service if the inspection fails; `formats_of` says which
+    format each destination takes.
     """
 
-    def __init__(self, service: ContentService, packet: PacketInfo, path: Path) -> None:
+    def __init__(self, service: ContentService, packet: PacketInfo, path: Path, upload_key: str) -> None:
         self.service = service
         self.packet = packet
         self.path = path
+        self.upload_key = upload_key
         self.implicit = frozenset((packet.meta or {}).get("implicit", ()))
         self._writers: list[SyncBlobWriter] = []
 
     def key(self, name: str) -> str:
-        return f"{self.packet.id}-{name}"
+        return f"{self.upload_key}-{name}"
 
     def writer(self, name: str) -> SyncBlobWriter:
         """A writer for variant `name` (call from a worker thread)."""
@@ -273,17 +275,17 @@ class ContentService:
         return filled, implicit
 
     # -- inspect and accept ---------------------------------------------------------------------
-    async def inspect(self, info: PacketInfo, path: Path) -> Inspection | None:
+    async def inspect(self, info: PacketInfo, path: Path, upload_key: str) -> Inspection | None:
         """Run the data type's inspector on the stored upload; on refusal delete it and say why."""
         inspector = self.inspectors.get(info.data_type)
         if inspector is None:
             return None
-        job = InspectionJob(self, info, path)
+        job = InspectionJob(self, info, path, upload_key)
         try:
             return await inspector.inspect(job)
         except BaseException as exc:
             await asyncio.to_thread(job.discard)
-            await self.delete_blobs(info.id)  # nothing of a refused upload is kept
+            await self.delete_blobs(upload_key)  # nothing of a refused upload is kept
             if isinstance(exc, Problem):
                 await self._record_rejection(info, exc)
             raise
@@ -341,7 +343,7 @@ class ContentService:
                 deliveries.c.variant == packet_contents.c.variant))
             .where(and_(deliveries.c.packet_id == info.id, deliveries.c.unit_id == unit)))).first()
         if row is None:
-            return ContentRef(None, info.id, info.size, info.sha256, info.data_type)
+            return ContentRef(None, info.blob_key or info.id, info.size, info.sha256, info.data_type)
         return ContentRef(row.variant, row.blob_key, row.size, row.sha256, row.data_type or info.data_type,
                           row.media_type)
 
@@ -424,14 +426,14 @@ class ContentService:
         return ref, self.blobs.path(row.blob_key)
 
     # -- purge ----------------------------------------------------------------------------------
-    async def delete_blobs(self, packet_id: str) -> int:
-        """Delete the upload and every variant of a packet (all their keys start with its id)."""
-        return await asyncio.to_thread(self._delete_blobs, packet_id)
+    async def delete_blobs(self, prefix: str) -> int:
+        """Delete every blob whose key starts with `prefix`: a packet id (all its uploads and
+        variants) or an upload key (one attempt and its variants)."""
+        return await asyncio.to_thread(self._delete_blobs, prefix)
 
-    def _delete_blobs(self, packet_id: str) -> int:
-        folder = self.blobs.path(packet_id).parent
+    def _delete_blobs(self, prefix: str) -> int:
         removed = 0
-        for path in folder.glob(f"{packet_id}*") if folder.is_dir() else ():
+        for path in self.blobs.with_prefix(prefix):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 removed += 1

@@ -145,6 +145,7 @@ class Hub:
                                  call_hook=self.call_hook, push_protocol=self.engine.protocol_of,
                                  max_age=lambda p: priorities.for_priority(p).max_age_seconds)
         self.exchange.presence_overlay = self.presence.overlay
+        self.exchange.not_destinations = frozenset({cfg.hub.identifier})
         self.identity = HubIdentity(self.directory, self.secrets, cfg.hub.identifier, cfg.hub.name)
         self.services = ServiceRegistry(self.db, self.directory)
         self.auth.target_resolvers.append(self.services.resolve_target)

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import logging
 import re
+import secrets
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class PacketInfo:
     accepted_at: datetime | None = None
     completed_at: datetime | None = None
     purged_at: datetime | None = None
+    # The stored upload; every blob of the packet starts with its id (see `upload_key`).
+    blob_key: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """The fields an inbox item and a packet view share."""
@@ -112,7 +115,7 @@ def _packet(row: Any, to: tuple[str, ...]) -> PacketInfo:
                       deadline=row.deadline, policy=row.policy, meta=row.meta, state=row.state,
                       content_state=row.content_state, created_at=row.created_at,
                       upload_expires_at=row.upload_expires_at, accepted_at=row.accepted_at,
-                      completed_at=row.completed_at, purged_at=row.purged_at)
+                      completed_at=row.completed_at, purged_at=row.purged_at, blob_key=row.blob_key)
 
 
 def parse_new_packet(body: Any, *, max_size: int, max_recipients: int, now: datetime,
@@ -233,6 +236,8 @@ class Exchange:
         self.on_push_queued: Callable[[list[str]], None] = lambda units: None
         self._uploading: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        # Units of the directory that never receive packets (the hub's own unit, which signs pushes).
+        self.not_destinations: frozenset[str] = frozenset()
         # Content inspection and variants (issue 3); the hub installs one with the plugins' inspectors.
         self.use_content(ContentService(db, blobs, bus, clock=clock))
 
@@ -285,10 +290,11 @@ class Exchange:
                             ) -> tuple[PacketInfo, Transfer]:
         now = now or self.clock()
         found = await self.directory.existing_units(list(new.to))
-        unknown = [t for t in new.to if found.get(t) != "active"]
+        unknown = [t for t in new.to if found.get(t) != "active" or t in self.not_destinations]
         if unknown:
             raise Problem("route.unknown_destination",
-                          f"unknown or suspended destination(s): {', '.join(unknown)}", unknown=unknown)
+                          f"unknown, suspended or not addressable destination(s): {', '.join(unknown)}",
+                          unknown=unknown)
         packet_id = str(uuid.uuid4())
         expires = now + self.transfer_ttl
         async with self.db.write() as conn:
@@ -325,14 +331,14 @@ class Exchange:
         info, _ = await self.create_packet(source, new)
         self._uploading.add(info.id)
         try:
-            inspection = await self._receive(info, content)
+            received = await self._receive(info, content)
         except BaseException as exc:
             reason = exc.detail if isinstance(exc, Problem) else type(exc).__name__
             await self._abandon(info, f"content rejected: {reason}")
             raise
         finally:
             self._uploading.discard(info.id)
-        return await self._accept(info, inspection)
+        return await self._accept(info, received)
 
     async def _abandon(self, info: PacketInfo, reason: str) -> None:
         now = self.clock()
@@ -365,13 +371,18 @@ class Exchange:
             raise Problem("conflict", "another upload of this packet is in progress")
         self._uploading.add(packet_id)
         try:
-            inspection = await self._receive(info, content)
-            return await self._accept(info, inspection)
+            return await self._accept(info, await self._receive(info, content))
         finally:
             self._uploading.discard(packet_id)
 
-    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes]) -> Inspection | None:
-        async with self.blobs.writer(info.id) as writer:
+    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes]) -> tuple[str, Inspection | None]:
+        """Store one upload attempt under its own key; returns the key and what inspection found.
+
+        Each attempt has its own blobs, so an attempt that loses a race (another node's upload of the
+        same packet was accepted first) deletes only what it wrote itself.
+        """
+        key = upload_key(info.id)
+        async with self.blobs.writer(key) as writer:
             async for chunk in content:
                 if writer.size + len(chunk) > info.size:
                     raise Problem("content.size_mismatch",
@@ -385,15 +396,16 @@ class Exchange:
                 raise Problem("content.hash_mismatch", "the content's SHA-256 differs from the declared one")
             await writer.commit()
         # Content-aware data types (edXML, issue 3) are read before acceptance; a refusal deletes the upload.
-        return await self.content.inspect(info, self.blobs.path(info.id))
+        return key, await self.content.inspect(info, self.blobs.path(key), key)
 
-    async def _accept(self, info: PacketInfo, inspection: Inspection | None = None) -> PacketInfo:
+    async def _accept(self, info: PacketInfo, received: tuple[str, Inspection | None]) -> PacketInfo:
+        key, inspection = received
         now = self.clock()
         events: list[Event] = []
         async with self.db.write() as conn:
             result = await conn.execute(update(packets).where(
                 and_(packets.c.id == info.id, packets.c.state == "created")).values(
-                state="accepted", content_state="stored", blob_key=info.id, accepted_at=now))
+                state="accepted", content_state="stored", blob_key=key, accepted_at=now))
             if result.rowcount != 1:
                 accepted = False
             else:
@@ -414,8 +426,9 @@ class Exchange:
                                                detail=self._available_detail(info) | variant_of.get(unit, {})))
                 fresh = await self._load(conn, info.id)
         if not accepted:
-            # Lost a race with another node's upload, or the packet expired meanwhile.
-            await self.content.delete_blobs(info.id)
+            # Lost a race with another node's upload, or the packet expired meanwhile: drop this
+            # attempt's blobs only (the winner's are under another key).
+            await self.content.delete_blobs(key)
             raise Problem("conflict", "the packet is no longer awaiting its content")
         self.bus.publish(events)
         if pushed:
@@ -949,6 +962,11 @@ def _duration(seconds: float) -> str:
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{int(seconds // 3600)} h"
     return f"{seconds:g} s"
+
+
+def upload_key(packet_id: str) -> str:
+    """A fresh blob key for one upload attempt: the packet id, a dash, 8 random hex digits."""
+    return f"{packet_id}-{secrets.token_hex(4)}"
 
 
 def _system_principal(unit: str) -> Principal:

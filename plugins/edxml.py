@@ -202,7 +202,8 @@ class EdxmlInspector:
                 packet = parse_packet(job.path, limits=limits)
             except EdxmlError as exc2:
                 raise problem_of(exc2) from None
-            return packet, Variant("edxml", "edxml", info.id, info.size, info.sha256, "application/xml", "edxml")
+            return packet, Variant("edxml", "edxml", job.upload_key, info.size, info.sha256, "application/xml",
+                                   "edxml")
         except EdxmlError as exc:
             writer.abort()
             raise problem_of(exc) from None

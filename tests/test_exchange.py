@@ -469,3 +469,14 @@ async def test_unsatisfiable_range_is_a_problem(make_actor: MakeActor) -> None:
         assert problem["size"] == 100
     status, _, body = await b.raw("GET", url.path_qs, headers={"Range": "bytes=99-"})
     assert (status, body) == (206, b"x")
+
+
+async def test_the_hubs_own_unit_is_not_a_destination(make_actor: MakeActor, hub: Hub) -> None:
+    a = await make_actor("000.00.00.H23")
+    await hub.identity.key()  # the hub's own unit exists in the directory once it has signed
+    assert await hub.directory.get_unit(hub.config.hub.identifier) is not None
+    body = json.dumps({"to": [hub.config.hub.identifier], "subject": "s", "data_type": "binary", "size": 1,
+                       "sha256": "0" * 64}).encode()
+    status, h, problem = await a.raw("POST", "/v1/packets", body)
+    assert_problem(status, h, problem, 422, "route.unknown_destination")
+    assert problem["unknown"] == [hub.config.hub.identifier]

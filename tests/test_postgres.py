@@ -76,7 +76,7 @@ async def test_concurrent_uploads_on_two_nodes_accept_once(nodes: tuple[Hub, Hub
 
     one, two = nodes
     a1, akey = await _actor(one, "000.00.00.H23")
-    await _actor(one, "000.00.01.H23")
+    b, _ = await _actor(two, "000.00.01.H23")
     a2 = LgspClient(Credentials(two.url, akey.access_key, secret=akey.secret))  # type: ignore[attr-defined]
     try:
         content = b"y" * 4_000_000
@@ -92,6 +92,10 @@ async def test_concurrent_uploads_on_two_nodes_accept_once(nodes: tuple[Hub, Hub
         status = await a1.status(created["id"])
         assert status["state"] == "accepted"
         assert [e["type"] for e in status["events"]].count("packet.accepted") == 1
+        # The losing attempt removed only its own blob: the winner's content is intact.
+        assert len(one.blobs.with_prefix(created["id"])) == 1
+        assert await b.fetch_bytes(created["id"]) == content
     finally:
         await a1.close()
         await a2.close()
+        await b.close()

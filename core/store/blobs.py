@@ -41,6 +41,11 @@ class BlobStore:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def with_prefix(self, prefix: str) -> list[Path]:
+        """The blobs whose key starts with `prefix` (a packet id: its uploads and variants)."""
+        folder = self.path(prefix).parent
+        return sorted(p for p in folder.glob(f"{prefix}*") if p.is_file()) if folder.is_dir() else []
+
     def writer(self, key: str) -> BlobWriter:
         return BlobWriter(self, key)
 

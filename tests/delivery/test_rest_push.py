@@ -86,7 +86,7 @@ async def test_push_signed_streamed_and_verified_with_public_key(cfg: Config, tm
             assert delivered[0]["unit"] == DST
             assert delivered[0]["attempts"] == 1
             # the content is gone once the only delivery is done
-            assert not hub.blobs.exists(pid)
+            assert not hub.blobs.with_prefix(pid)
             assert status_["deliveries"][0]["mode"] == "push"
             # the push destination cannot also pull it
             async with creds[DST].client(hub.url) as dst:
@@ -218,7 +218,7 @@ async def test_never_recovers_fails_and_source_hears_with_attempts(cfg: Config) 
             assert "gave up after 3 attempts" in failed["reason"]
             assert "HTTP 502" in failed["reason"]
             assert len(rr.script.hits) == 3
-            assert not hub.blobs.exists(pid)
+            assert not hub.blobs.with_prefix(pid)
 
 
 @pytest.mark.parametrize(("code", "retried"), [(400, False), (404, False), (409, False), (408, True), (429, True)])

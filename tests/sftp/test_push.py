@@ -59,7 +59,7 @@ def adapter(hub: Hub) -> SftpPushAdapter:
 
 def job(hub: Hub, packet: PacketInfo, settings: dict[str, Any], attempt: int = 1) -> PushJob:
     return PushJob(packet=packet, unit=DEST, target=settings, idempotency_key=idempotency_key(packet.id, DEST),
-                   attempt=attempt, content_path=hub.blobs.path(packet.id))
+                   attempt=attempt, content_path=hub.blobs.path(packet.blob_key))
 
 
 async def push(hub: Hub, packet: PacketInfo, settings: dict[str, Any]) -> PushReceipt:
@@ -276,7 +276,7 @@ async def test_short_remote_file_is_caught_before_the_rename(hub: Hub, sftp_serv
 
 async def test_corrupt_stored_copy_is_never_delivered(hub: Hub, sftp_server: SftpServer) -> None:
     packet = await stored_packet(hub, b"original content")
-    path = hub.blobs.path(packet.id)
+    path = hub.blobs.path(packet.blob_key)
     path.write_bytes(b"damaged content!")  # same length, different bytes
     failure = await refused(hub, packet, target(sftp_server))
     assert failure.retryable is False
@@ -286,7 +286,7 @@ async def test_corrupt_stored_copy_is_never_delivered(hub: Hub, sftp_server: Sft
 
 async def test_purged_content_fails_without_connecting(hub: Hub, sftp_server: SftpServer) -> None:
     packet = await stored_packet(hub, b"x")
-    hub.blobs.path(packet.id).unlink()
+    hub.blobs.path(packet.blob_key).unlink()
     failure = await refused(hub, packet, target(sftp_server))
     assert failure.retryable is False
     assert sftp_server.state.connections == 0

@@ -203,15 +203,17 @@ class LgspClient:
             expected = resp.headers.get(H_CONTENT, "")
             if resp.status == 200:
                 offset = 0
+            # Hash while writing (one pass over the bytes); a resumed file's prefix is hashed first.
+            hasher = await asyncio.to_thread(_prefix_hash, dest, offset)
             fh = await asyncio.to_thread(dest.open, "ab" if offset else "wb")
             try:
                 async for block in resp.content.iter_chunked(CHUNK):
-                    await asyncio.to_thread(fh.write, block)
+                    await asyncio.to_thread(_write_and_hash, fh, hasher, block)
                     if progress:
                         progress(len(block))
             finally:
                 await asyncio.to_thread(fh.close)
-        sha, _ = await asyncio.to_thread(file_sha256, dest)
+        sha = hasher.hexdigest()
         if expected and sha != expected:
             raise LgspError(0, "content.hash_mismatch", f"downloaded content hashes to {sha}, hub says {expected}")
         return sha
@@ -286,6 +288,22 @@ async def _answer(resp: aiohttp.ClientResponse, expect: tuple[int, ...]) -> Any:
         body = {}
     raise LgspError(resp.status, str(body.get("code", f"http.{resp.status}")), str(body.get("detail", text[:200])),
                     body)
+
+
+def _prefix_hash(path: Path, length: int) -> Any:
+    sha = hashlib.sha256()
+    if length:
+        with path.open("rb") as fh:
+            remaining = length
+            while remaining and (block := fh.read(min(CHUNK, remaining))):
+                sha.update(block)
+                remaining -= len(block)
+    return sha
+
+
+def _write_and_hash(fh: Any, hasher: Any, block: bytes) -> None:
+    hasher.update(block)
+    fh.write(block)
 
 
 def _existing_size(path: Path) -> int:

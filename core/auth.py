@@ -7,6 +7,7 @@ is recorded only once the signature holds, so an unauthenticated caller cannot b
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Callable, Mapping
@@ -16,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core.directory import Directory, KeyMaterial
 from lgsp.core.errors import Problem
@@ -115,6 +115,7 @@ class Authenticator:
         self.clock = clock
         # Extra ways to resolve a session target (e.g. registered services); unit ids are built in.
         # Each is `async (principal, target) -> True (may reach) | False (may not) | None (not mine)`.
+        self.nonces = NonceBook(db)
         self.target_resolvers: list[Callable[[Principal, str], Any]] = []
         # `async (target) -> unit id | None`: the unit that answers for a non-unit target (a service's
         # owner), which may then verify requests made under sessions for that target.
@@ -190,9 +191,8 @@ class Authenticator:
                          session_target=row.target, session_hash=digest)
 
     async def _spend_nonce(self, access_key: str, nonce: str, expires_at: datetime) -> None:
-        async with self.db.write() as conn:
-            if not await insert_nonce(conn, access_key, nonce, expires_at):
-                raise Problem("auth.replay", "this nonce was already used with this key")
+        if not await self.nonces.spend(access_key, nonce, expires_at):
+            raise Problem("auth.replay", "this nonce was already used with this key")
 
     # -- sessions -----------------------------------------------------------------------------
     async def create_session(self, principal: Principal, target: str | None) -> Session:
@@ -251,12 +251,52 @@ class Authenticator:
         return (a.rowcount or 0) + (b.rowcount or 0)
 
 
-async def insert_nonce(conn: AsyncConnection, access_key: str, nonce: str, expires_at: datetime) -> bool:
-    """Record a nonce; False if this key already used it (atomic on every backend and node)."""
-    values = {"access_key": access_key, "nonce": nonce, "expires_at": expires_at}
-    if conn.dialect.name == "postgresql":
-        stmt: Any = postgresql.insert(nonces).values(**values).on_conflict_do_nothing()
-    else:
-        stmt = sqlite.insert(nonces).values(**values).on_conflict_do_nothing()
-    result = await conn.execute(stmt)
-    return (result.rowcount or 0) == 1
+class NonceBook:
+    """Spends nonces durably, many requests to one write transaction (group commit).
+
+    Every signed request must record its nonce before it is served, so a replay is caught on any node
+    and after a restart. One transaction per request made nonces the largest share of the hub's
+    writes; here a request joins the batch being gathered while the previous one commits, and each
+    waits for its own answer, so nothing is served on an unrecorded nonce.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pending: list[tuple[str, str, datetime, asyncio.Future[bool]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def spend(self, access_key: str, nonce: str, expires_at: datetime) -> bool:
+        """True if this key had not used this nonce; False if it had (a replay)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((access_key, nonce, expires_at, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    fresh = await self._record(batch)
+                except Exception as exc:
+                    for *_, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for access_key, nonce, _, future in batch:
+                    if not future.done():
+                        # The first request with a pair wins; a second one in the same batch is a replay.
+                        future.set_result((access_key, nonce) in fresh)
+                        fresh.discard((access_key, nonce))
+        finally:
+            self._flusher = None
+
+    async def _record(self, batch: list[tuple[str, str, datetime, Any]]) -> set[tuple[str, str]]:
+        rows = {(k, n): e for k, n, e, _ in reversed(batch)}  # one row per pair
+        values = [{"access_key": k, "nonce": n, "expires_at": e} for (k, n), e in rows.items()]
+        async with self.db.write() as conn:
+            insert: Any = postgresql.insert(nonces) if conn.dialect.name == "postgresql" else sqlite.insert(nonces)
+            result = await conn.execute(insert.values(values).on_conflict_do_nothing()
+                                        .returning(nonces.c.access_key, nonces.c.nonce))
+            return {(r.access_key, r.nonce) for r in result.all()}

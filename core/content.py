@@ -335,8 +335,14 @@ class ContentService:
         return []
 
     # -- what each unit gets --------------------------------------------------------------------
-    async def ref_for(self, conn: AsyncConnection, info: PacketInfo, unit: str) -> ContentRef:
-        """The content `unit` gets for packet `info` (the upload itself unless its delivery has a variant)."""
+    async def ref_for(self, conn: AsyncConnection, info: PacketInfo, unit: str,
+                      variant: str | object | None = ...) -> ContentRef:
+        """The content `unit` gets for packet `info` (the upload itself unless its delivery has a variant).
+
+        A caller that already read the delivery passes its `variant`; None then costs no query.
+        """
+        if variant is None:
+            return ContentRef(None, info.blob_key or info.id, info.size, info.sha256, info.data_type)
         row = (await conn.execute(
             select(packet_contents).join(deliveries, and_(
                 deliveries.c.packet_id == packet_contents.c.packet_id,

@@ -164,6 +164,7 @@ class Hub:
         self.check_config()
         await self.open_store()
         self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
+        await self.exchange.reconcile_blobs(min_age_seconds=0)  # files a crash left behind
         await self.presence.reset_stale()
         self.app = make_app(self)
         self._runner = web.AppRunner(self.app, access_log_class=AccessLogger,
@@ -267,6 +268,7 @@ class Hub:
                 if rounds % 30 == 0:
                     await self.auth.purge_expired()
                     self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
+                    await self.exchange.reconcile_blobs()
             except Exception:
                 log.exception("housekeeping round failed; will retry")
 

@@ -5,13 +5,15 @@ its state change and its events together, then acts (publish to streams, delete 
 plugins), so a crash at any point leaves a state the hub can resume from.
 
 Packet states: created → accepted → completed (every delivery ended); created → expired (the
-upload never finished in time). Content states: none → stored → purging → purged.
+upload never finished in time). Content states: none → stored → purged (the files go right after
+the commit that records it; `reconcile_blobs` removes any a crash left behind).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -248,13 +250,20 @@ class Exchange:
 
     # -- reading ------------------------------------------------------------------------------
     async def _load(self, conn: AsyncConnection, packet_id: str) -> PacketInfo | None:
+        loaded = await self._load_with_deliveries(conn, packet_id)
+        return loaded[0] if loaded else None
+
+    async def _load_with_deliveries(self, conn: AsyncConnection, packet_id: str
+                                    ) -> tuple[PacketInfo, dict[str, Any]] | None:
+        """The packet and its delivery rows (state, mode, protocol, variant) by unit: two statements."""
         row = (await conn.execute(select(packets).where(packets.c.id == packet_id))).first()
         if row is None:
             return None
-        to = tuple(r.unit_id for r in (await conn.execute(
-            select(deliveries.c.unit_id).where(deliveries.c.packet_id == packet_id)
-            .order_by(deliveries.c.unit_id))).all())
-        return _packet(row, to)
+        rows = (await conn.execute(
+            select(deliveries.c.unit_id, deliveries.c.state, deliveries.c.mode, deliveries.c.protocol,
+                   deliveries.c.variant)
+            .where(deliveries.c.packet_id == packet_id).order_by(deliveries.c.unit_id))).all()
+        return _packet(row, tuple(r.unit_id for r in rows)), {r.unit_id: r for r in rows}
 
     async def packet(self, packet_id: str) -> PacketInfo | None:
         async with self.db.read() as conn:
@@ -263,16 +272,19 @@ class Exchange:
     async def _visible(self, conn: AsyncConnection, principal: Principal, packet_id: str
                        ) -> tuple[PacketInfo, str | None]:
         """The packet and the caller's own delivery state, or not_found for anyone else."""
-        if not _uuid_like(packet_id):
+        info, own = await self._visible_row(conn, principal, packet_id)
+        return info, own.state if own is not None else None
+
+    async def _visible_row(self, conn: AsyncConnection, principal: Principal, packet_id: str
+                           ) -> tuple[PacketInfo, Any]:
+        """The packet and the caller's own delivery row (None for a source that is not a destination)."""
+        loaded = await self._load_with_deliveries(conn, packet_id) if _uuid_like(packet_id) else None
+        if loaded is None:
             raise Problem("not_found", "no such packet")
-        info = await self._load(conn, packet_id)
-        if info is None:
-            raise Problem("not_found", "no such packet")
-        if info.source == principal.unit_id:
-            own = await dv.state_of(conn, packet_id, principal.unit_id) if principal.unit_id in info.to else None
+        info, rows = loaded
+        own = rows.get(principal.unit_id)
+        if info.source == principal.unit_id or (own is not None and info.accepted_at is not None):
             return info, own
-        if principal.unit_id in info.to and info.accepted_at is not None:
-            return info, await dv.state_of(conn, packet_id, principal.unit_id)
         raise Problem("not_found", "no such packet")
 
     # -- create -------------------------------------------------------------------------------
@@ -307,8 +319,10 @@ class Exchange:
                 await conn.execute(deliveries.insert(), [self._delivery_row(packet_id, u, new.priority, now)
                                                          for u in new.to])
             await record(conn, packet_id, "packet.created", now, unit=source)
-            info = await self._load(conn, packet_id)
-        assert info is not None
+        info = PacketInfo(id=packet_id, source=source, to=tuple(sorted(new.to)), subject=new.subject,
+                          priority=new.priority, data_type=new.data_type, protocol=new.protocol, size=new.size,
+                          sha256=new.sha256, deadline=new.deadline, policy=new.policy, meta=new.meta or None,
+                          state="created", content_state="none", created_at=now, upload_expires_at=expires)
         return info, self.upload_transfer(info, source)
 
     def _delivery_row(self, packet_id: str, unit: str, priority: int, created_at: datetime,
@@ -410,10 +424,12 @@ class Exchange:
                 accepted = False
             else:
                 accepted = True
-                # What the content inspection found (destinations, variants, metadata; issue 3).
-                events.extend(await self.content.apply(conn, info, inspection, now))
-                info = await self._load(conn, info.id) or info
-                variant_of = await self.content.delivery_refs(conn, info.id)
+                variant_of: dict[str, dict[str, Any]] = {}
+                if inspection is not None:
+                    # What the content inspection found (destinations, variants, metadata; issue 3).
+                    events.extend(await self.content.apply(conn, info, inspection, now))
+                    info = await self._load(conn, info.id) or info
+                    variant_of = await self.content.delivery_refs(conn, info.id)
                 await dv.move(conn, info.id, None, dv.QUEUED, now, values={"queued_at": now})
                 modes = await _modes(conn, info.id)
                 pulled = [u for u, m in modes.items() if m == dv.PULL]
@@ -424,7 +440,8 @@ class Exchange:
                 for unit in pulled:
                     events.append(await record(conn, info.id, "packet.available", now, unit=unit, audience=unit,
                                                detail=self._available_detail(info) | variant_of.get(unit, {})))
-                fresh = await self._load(conn, info.id)
+                fresh = dataclasses.replace(info, state="accepted", content_state="stored", blob_key=key,
+                                            accepted_at=now)
         if not accepted:
             # Lost a race with another node's upload, or the packet expired meanwhile: drop this
             # attempt's blobs only (the winner's are under another key).
@@ -464,9 +481,9 @@ class Exchange:
 
     async def ready(self, principal: Principal, packet_id: str) -> Transfer:
         async with self.db.read() as conn:
-            _, state = await self._visible(conn, principal, packet_id)
-            if state is not None:
-                await self._require_pull(conn, packet_id, principal.unit_id)
+            _, own = await self._visible_row(conn, principal, packet_id)
+        self._require_pull(own)
+        state = own.state if own is not None else None
         if state is None:
             raise Problem("not_found", "no such packet")
         self._require_pending(state)
@@ -475,8 +492,7 @@ class Exchange:
         return Transfer("GET", f"/v1/packets/{packet_id}/content?{query}", expires)
 
     @staticmethod
-    async def _require_pull(conn: AsyncConnection, packet_id: str, unit: str) -> None:
-        row = await dv.row_of(conn, packet_id, unit)
+    def _require_pull(row: Any) -> None:
         if row is not None and row.mode == dv.PUSH:
             raise Problem("conflict", f"this packet is delivered to you by push ({row.protocol}); "
                           "it cannot also be fetched, acknowledged or refused here", mode=dv.PUSH)
@@ -494,10 +510,11 @@ class Exchange:
         """Check the caller may read the content now; mark the delivery fetched; return the file."""
         now = self.clock()
         async with self.db.read() as conn:
-            info, state = await self._visible(conn, principal, packet_id)
-            if state is not None:
-                await self._require_pull(conn, packet_id, principal.unit_id)
-            ref = await self.content.ref_for(conn, info, principal.unit_id)  # this unit's variant (issue 3)
+            info, own = await self._visible_row(conn, principal, packet_id)
+            ref = await self.content.ref_for(conn, info, principal.unit_id,  # this unit's variant (issue 3)
+                                             variant=own.variant if own is not None else None)
+        self._require_pull(own)
+        state = own.state if own is not None else None
         self.tokens.check("download", packet_id, principal.unit_id, expires, token, now)
         if state is not None:
             self._require_pending(state)
@@ -513,10 +530,11 @@ class Exchange:
         if not isinstance(sha256, str) or not SHA256_RE.match(sha256):
             raise Problem("request.invalid", "sha256: must be 64 lowercase hex digits", field="sha256")
         async with self.db.read() as conn:
-            info, state = await self._visible(conn, principal, packet_id)
-            if state is not None:
-                await self._require_pull(conn, packet_id, principal.unit_id)
-            ref = await self.content.ref_for(conn, info, principal.unit_id)  # this unit's variant (issue 3)
+            info, own = await self._visible_row(conn, principal, packet_id)
+            ref = await self.content.ref_for(conn, info, principal.unit_id,  # this unit's variant (issue 3)
+                                             variant=own.variant if own is not None else None)
+        self._require_pull(own)
+        state = own.state if own is not None else None
         if state is None or state == dv.WAITING:
             raise Problem("not_found", "no such packet")
         if state == dv.DELIVERED:
@@ -532,9 +550,9 @@ class Exchange:
         if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
             raise Problem("request.invalid", f"reason: must be 1 to {MAX_REASON} characters", field="reason")
         async with self.db.read() as conn:
-            info, state = await self._visible(conn, principal, packet_id)
-            if state is not None:
-                await self._require_pull(conn, packet_id, principal.unit_id)
+            info, own = await self._visible_row(conn, principal, packet_id)
+        self._require_pull(own)
+        state = own.state if own is not None else None
         if state is None or state == dv.WAITING:
             raise Problem("not_found", "no such packet")
         if state == dv.FAILED:
@@ -589,30 +607,58 @@ class Exchange:
 
     async def _complete_if_done(self, conn: AsyncConnection, packet_id: str, now: datetime,
                                 events: list[Event]) -> bool:
-        """If every delivery has ended, complete the packet; True when its content must go."""
-        states = await dv.states_of(conn, packet_id)
-        if any(s not in dv.TERMINAL for s in states.values()):
+        """If every delivery has ended, complete the packet; True when its content must go.
+
+        One conditional UPDATE decides it. The content is recorded as purged in the same transaction
+        and its files are deleted right after the commit (`_purge`); if the hub dies in between,
+        `reconcile_blobs` deletes them at the next start.
+        """
+        still_open = select(deliveries.c.unit_id).where(and_(
+            deliveries.c.packet_id == packet_id, deliveries.c.state.not_in(dv.TERMINAL))).exists()
+        row = (await conn.execute(
+            update(packets).where(and_(packets.c.id == packet_id, packets.c.state.not_in(("completed", "expired")),
+                                       ~still_open))
+            .values(state="completed", completed_at=now)
+            .returning(packets.c.content_state))).first()
+        if row is None:
             return False
-        row = (await conn.execute(select(packets.c.state, packets.c.content_state)
-                                  .where(packets.c.id == packet_id))).first()
-        if row is None or row.state in ("completed", "expired"):
-            return False
-        purge = row.content_state == "stored"
-        await conn.execute(update(packets).where(packets.c.id == packet_id).values(
-            state="completed", completed_at=now, content_state="purging" if purge else row.content_state))
         events.append(await record(conn, packet_id, "packet.completed", now))
-        return purge
+        if row.content_state != "stored":
+            return False
+        await conn.execute(update(packets).where(packets.c.id == packet_id).values(
+            content_state="purged", purged_at=now))
+        events.append(await record(conn, packet_id, "content.purged", now))
+        return True
 
     async def _purge(self, packet_id: str) -> None:
-        """Delete the content, then record it; a crash in between is finished by `purge_pending`."""
-        await self.content.delete_blobs(packet_id)  # the upload and every variant (issue 3)
-        now = self.clock()
-        async with self.db.write() as conn:
-            result = await conn.execute(update(packets).where(
-                and_(packets.c.id == packet_id, packets.c.content_state == "purging")).values(
-                content_state="purged", purged_at=now))
-            if result.rowcount:
-                await record(conn, packet_id, "content.purged", now)
+        """Delete the files of a packet recorded as purged (the upload and every variant)."""
+        await self.content.delete_blobs(packet_id)
+
+    async def reconcile_blobs(self, min_age_seconds: float = 60.0) -> int:
+        """Delete files whose packet no longer needs them: purged or expired packets (a crash came
+        between the commit and the deletion), and upload attempts that lost to another one."""
+        files = await asyncio.to_thread(self.blobs.all_objects, min_age_seconds)
+        by_packet: dict[str, list[Path]] = {}
+        for path in files:
+            by_packet.setdefault(path.name[:36], []).append(path)
+        ids = [p for p in by_packet if _uuid_like(p)]
+        doomed: list[Path] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            async with self.db.read() as conn:
+                rows = {r.id: r for r in (await conn.execute(
+                    select(packets.c.id, packets.c.state, packets.c.content_state, packets.c.blob_key)
+                    .where(packets.c.id.in_(chunk)))).all()}
+            for packet_id in chunk:
+                row = rows.get(packet_id)
+                if row is None or row.content_state in ("purging", "purged") or row.state == "expired":
+                    doomed.extend(by_packet[packet_id])
+                elif row.state != "created" and row.blob_key:  # keep the accepted attempt and its variants
+                    doomed.extend(p for p in by_packet[packet_id] if not p.name.startswith(row.blob_key))
+        await asyncio.to_thread(_unlink_all, doomed)
+        if doomed:
+            log.info("removed %d blob files no packet needs any more", len(doomed))
+        return len(doomed)
 
     # -- source side --------------------------------------------------------------------------
     async def cancel(self, principal: Principal, packet_id: str) -> dict[str, Any]:
@@ -715,7 +761,7 @@ class Exchange:
     async def sweep(self) -> dict[str, int]:
         """Expire unfinished uploads and passed deadlines; finish interrupted purges."""
         now = self.clock()
-        counts = {"uploads_expired": 0, "deadlines_expired": 0, "purged": 0}
+        counts = {"uploads_expired": 0, "deadlines_expired": 0}
         async with self.db.read() as conn:
             stale = [r.id for r in (await conn.execute(select(packets.c.id).where(and_(
                 packets.c.state == "created", packets.c.upload_expires_at <= now)).limit(500))).all()]
@@ -733,8 +779,6 @@ class Exchange:
                     select(deliveries.c.packet_id, deliveries.c.unit_id, deliveries.c.priority)
                     .where(and_(deliveries.c.state.in_(judged - {dv.WAITING}), self.too_old(now)))
                     .limit(500))).all()
-            purging = [r.id for r in (await conn.execute(select(packets.c.id).where(
-                packets.c.content_state == "purging").limit(500))).all()]
         for packet_id in stale:
             events: list[Event] = []
             async with self.db.write() as conn:
@@ -782,9 +826,6 @@ class Exchange:
                 self._spawn(self.call_hook("lgsp_packet_failed", packet=info, unit=unit, state=dv.EXPIRED,
                                            reason=reason))
             counts["deadlines_expired"] += len(moved)
-        for packet_id in purging:
-            await self._purge(packet_id)
-            counts["purged"] += 1
         return counts
 
     def too_old(self, now: datetime) -> Any:
@@ -962,6 +1003,12 @@ def _duration(seconds: float) -> str:
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{int(seconds // 3600)} h"
     return f"{seconds:g} s"
+
+
+def _unlink_all(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def upload_key(packet_id: str) -> str:

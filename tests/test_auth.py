@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from lgsp.core.hub import Hub
 from lgsp.core.signing import Signer, format_date
 from lgsp.plugins.signatures import HMAC_SHA1, HMAC_SHA256
 
@@ -207,3 +208,38 @@ async def test_rsa_and_sha1_keys_authenticate(make_actor: MakeActor) -> None:
     # The hub kept only the public key of the RSA pair.
     keys = await rsa.hub.directory.key_material(rsa.key.access_key)
     assert keys is not None and "PRIVATE" not in keys.verification_key
+
+
+async def test_replays_racing_each_other_are_caught(make_actor: MakeActor) -> None:
+    """Nonces are recorded in batches; two copies of a request in one batch still count as a replay."""
+    import asyncio
+
+    a = await make_actor("000.00.00.H23")
+    copies = [a.signer.headers("GET", "/v1/inbox") for _ in range(20)]
+    requests = [h for h in copies for _ in range(3)]  # each request sent three times at once
+    answers = await asyncio.gather(*(raw_request(a.hub.url, "GET", "/v1/inbox", headers=h) for h in requests))
+    by_nonce: dict[str, list[int]] = {}
+    for headers, (status, _, body) in zip(requests, answers, strict=True):
+        by_nonce.setdefault(headers["X-LGSP-Nonce"], []).append(status)
+        assert status == 200 or body["code"] == "auth.replay"
+    assert all(sorted(statuses) == [200, 401, 401] for statuses in by_nonce.values()), by_nonce
+
+
+async def test_nonces_of_concurrent_requests_share_transactions(hub: Hub, make_actor: MakeActor) -> None:
+    import asyncio
+
+    from sqlalchemy import func, select
+
+    from lgsp.core.store.tables import nonces
+
+    a = await make_actor("000.00.00.H23")
+    spent = await asyncio.gather(*(hub.auth.nonces.spend(a.key.access_key, f"batch-nonce-{i}",
+                                                         datetime.now(UTC) + timedelta(minutes=5))
+                                   for i in range(50)))
+    assert spent == [True] * 50
+    again = await hub.auth.nonces.spend(a.key.access_key, "batch-nonce-7", datetime.now(UTC) + timedelta(minutes=5))
+    assert again is False
+    async with hub.db.read() as conn:
+        stored = await conn.scalar(select(func.count()).select_from(nonces).where(
+            nonces.c.nonce.like("batch-nonce-%")))
+    assert stored == 50

@@ -378,7 +378,7 @@ async def test_deadline_expires_pending_deliveries(make_actor: MakeActor, hub: H
     created = await a.client.create_packet([b.unit], subject="hạn", size=3, sha256=hashlib.sha256(b"abc").hexdigest(),
                                            deadline=deadline)
     await a.client.upload(created["upload"]["url"], b"abc", hashlib.sha256(b"abc").hexdigest())
-    assert await hub.exchange.sweep() == {"uploads_expired": 0, "deadlines_expired": 0, "purged": 0}
+    assert await hub.exchange.sweep() == {"uploads_expired": 0, "deadlines_expired": 0}
     hub.exchange.clock = lambda: datetime.now(UTC) + timedelta(minutes=10)
     try:
         counts = await hub.exchange.sweep()
@@ -480,3 +480,27 @@ async def test_the_hubs_own_unit_is_not_a_destination(make_actor: MakeActor, hub
     status, h, problem = await a.raw("POST", "/v1/packets", body)
     assert_problem(status, h, problem, 422, "route.unknown_destination")
     assert problem["unknown"] == [hub.config.hub.identifier]
+
+
+async def test_files_a_crash_left_behind_are_reconciled(make_actor: MakeActor, hub: Hub) -> None:
+    """Content is recorded as purged and then deleted; files left by a crash in between, and upload
+    attempts that lost to another one, are removed by the reconciliation the hub runs at start."""
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    done = await a.client.send(b"done", [b.unit], subject="s")
+    await b.client.ack(done, hashlib.sha256(b"done").hexdigest())
+    pending = await a.client.send(b"pending", [b.unit], subject="s")
+    waiting = await a.client.create_packet([b.unit], subject="s", size=1, sha256="0" * 64)
+    kept = hub.blobs.with_prefix(pending)
+    assert len(kept) == 1
+    leftovers = [hub.blobs.path(f"{done}-0badc0de"),                 # purged packet: crash before deletion
+                 hub.blobs.path(f"{pending}-1badc0de"),              # a losing attempt of an accepted packet
+                 hub.blobs.path("00000000-0000-4000-8000-000000000000-2badc0de")]  # no packet at all
+    in_progress = hub.blobs.path(f"{waiting['id']}-3badc0de")       # an upload not yet accepted: kept
+    for path in [*leftovers, in_progress]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"left behind")
+    assert await hub.exchange.reconcile_blobs(min_age_seconds=0) == len(leftovers)
+    assert not any(p.exists() for p in leftovers)
+    assert in_progress.exists() and hub.blobs.with_prefix(pending) == kept
+    assert await b.client.fetch_bytes(pending) == b"pending"

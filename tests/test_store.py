@@ -156,3 +156,60 @@ def test_legacy_still_has_a_charset() -> None:
 def test_fold_for_search() -> None:
     assert fold("Sở Kế hoạch và Đầu tư") == "so ke hoach va dau tu"
     assert fold("ĐẮK LẮK") == fold("đắk lắk") == "dak lak"
+
+
+async def test_sqlite_uses_one_hand_off_per_statement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-hop dialect is active, gives the same results, and reaches the SQLite thread once
+    per statement (reads: no BEGIN/ROLLBACK hand-offs at all)."""
+    import aiosqlite
+    from sqlalchemy import text
+
+    from lgsp.core.store import sqlite_driver
+
+    assert sqlite_driver.available()
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    assert db.writer.dialect.driver == sqlite_driver.DRIVER
+    calls = 0
+    real = aiosqlite.Connection._execute
+
+    async def counting(self: object, fn: object, *a: object, **kw: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await real(self, fn, *a, **kw)  # type: ignore[arg-type]
+
+    try:
+        await db.upgrade()
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)"))
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (b) VALUES ('x'), ('y')"))
+            rows = (await conn.execute(text("SELECT a, b FROM t ORDER BY a"))).all()
+        assert [tuple(r) for r in rows] == [(1, "x"), (2, "y")]
+        assert calls == 4  # BEGIN IMMEDIATE, INSERT, SELECT (with its rows), COMMIT
+        async with db.read() as conn:  # opens the reader connection (its PRAGMAs are not counted)
+            await conn.execute(text("SELECT 1"))
+        calls = 0
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 2
+        assert calls == 1
+        with pytest.raises(Exception, match="UNIQUE"):
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t (a, b) VALUES (1, 'dup')"))
+        async with db.read() as conn:  # the failed transaction was rolled back, nothing half-written
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 2
+    finally:
+        await db.close()
+
+
+async def test_stock_sqlite_driver_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lgsp.core.store import sqlite_driver
+
+    monkeypatch.setattr(sqlite_driver, "available", lambda: False)
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+    try:
+        assert db.writer.dialect.driver == "aiosqlite"
+        await db.upgrade()
+        assert await _schema_diff(db) == []
+    finally:
+        await db.close()

@@ -41,6 +41,18 @@ class BlobStore:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def all_objects(self, min_age_seconds: float = 0.0) -> list[Path]:
+        """Every stored blob at least this old (for reconciliation against the store)."""
+        limit = time.time() - min_age_seconds
+        out = []
+        for path in self.objects.glob("*/*"):
+            try:
+                if path.is_file() and path.stat().st_mtime <= limit:
+                    out.append(path)
+            except FileNotFoundError:
+                continue
+        return out
+
     def with_prefix(self, prefix: str) -> list[Path]:
         """The blobs whose key starts with `prefix` (a packet id: its uploads and variants)."""
         folder = self.path(prefix).parent

@@ -22,6 +22,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from lgsp.core.store import sqlite_driver
+
 log = logging.getLogger(__name__)
 
 
@@ -35,6 +37,8 @@ class Database:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+            if parsed.get_driver_name() == "aiosqlite" and sqlite_driver.available():
+                url = parsed.set(drivername=f"sqlite+{sqlite_driver.DRIVER}").render_as_string(hide_password=False)
             self.writer = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=120)
             self.reader = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0,
                                               pool_timeout=120)
@@ -87,9 +91,12 @@ def _sqlite_setup(engine: AsyncEngine, synchronous: str, *, immediate: bool) -> 
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if immediate:
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Readers send no BEGIN: each statement reads the latest committed state on its own (WAL), and
+    # there is no transaction to end when the connection goes back to the pool.
 
 
 def alembic_config() -> AlembicConfig:

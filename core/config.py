@@ -14,7 +14,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -451,6 +451,24 @@ def _build(cls: type, data: dict[str, Any], prefix: str, loc: _Loc, issues: list
                 continue
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def positive_int_settings(section: str, raw: Any, known: Iterable[str]) -> list[tuple[str, str]]:
+    """Problems with a plugin's `adapters.<name>` section made only of positive integers, as
+    (key path, message) pairs for the `lgsp_check_config` hook."""
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        return [(section, "must be a mapping of settings")]
+    known = sorted(known)
+    out = []
+    for key, value in raw.items():
+        path = f"{section}.{key}"
+        if key not in known:
+            out.append((path, f"unknown key (known: {', '.join(known)})"))
+        elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            out.append((path, "must be a positive integer"))
+    return out
 
 
 def leaf_paths(cls: type = Config, prefix: str = "") -> dict[str, dataclasses.Field[Any]]:

@@ -133,6 +133,19 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
         raise Problem("request.malformed", f"body is not valid JSON: {exc}") from exc
 
 
+def bounded_int(raw: str | None, name: str, default: int, low: int, high: int) -> int:
+    """A whole-number request parameter within [low, high]; `request.invalid` naming it otherwise."""
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Problem("request.invalid", f"{name}: must be an integer", field=name) from None
+    if not low <= value <= high:
+        raise Problem("request.invalid", f"{name}: must be between {low} and {high}", field=name)
+    return value
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, content_type="application/json",
                         text=json.dumps(data, ensure_ascii=False))

@@ -32,6 +32,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import documents as docs
+from lgsp.core.config import positive_int_settings
 from lgsp.core.content import ContentService, Inspection, InspectionJob, SyncBlobWriter, Variant
 from lgsp.core.edxml import (
     AttachmentMeta,
@@ -533,17 +534,5 @@ def lgsp_web_routes(hub: Hub) -> Iterable[web.AbstractRouteDef]:
 
 @hookimpl
 def lgsp_check_config(hub: Hub) -> Iterable[tuple[str, str]]:
-    raw = hub.config.adapters.get(NAME)
-    if raw is None:
-        return []
-    if not isinstance(raw, dict):
-        return [(f"adapters.{NAME}", "must be a mapping of settings")]
-    out = []
-    for key, value in raw.items():
-        path = f"adapters.{NAME}.{key}"
-        if key not in SETTINGS:
-            out.append((path, f"unknown key (known: {', '.join(sorted(SETTINGS))})"))
-        elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            out.append((path, "must be a positive integer"))
-    return out
+    return positive_int_settings(f"adapters.{NAME}", hub.config.adapters.get(NAME), SETTINGS)
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
 from lgsp.core.signing import H_CONTENT
-from lgsp.core.web import authenticate, base_url, hub_of, json_response, read_json
+from lgsp.core.web import authenticate, base_url, bounded_int, hub_of, json_response, read_json
 
 routes = web.RouteTableDef()
 
@@ -70,7 +70,7 @@ async def download_content(request: web.Request) -> web.StreamResponse:
 @routes.get("/v1/inbox")
 async def inbox(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    limit = _int_param(request, "limit", 100, 1, 1000)
+    limit = bounded_int(request.query.get("limit"), "limit", 100, 1, 1000)
     items = await hub_of(request).exchange.inbox(principal, limit=limit)
     return json_response({"items": items})
 
@@ -117,7 +117,7 @@ async def get_packet(request: web.Request) -> web.Response:
 @routes.get("/v1/units")
 async def search_units(request: web.Request) -> web.Response:
     await authenticate(request)
-    limit = _int_param(request, "limit", 50, 1, 500)
+    limit = bounded_int(request.query.get("limit"), "limit", 50, 1, 500)
     found = await hub_of(request).directory.search_units(request.query.get("q", ""), limit=limit)
     return json_response({"items": [u.public() for u in found]})
 
@@ -200,16 +200,3 @@ def _object(body: object) -> dict[str, object]:
     if not isinstance(body, dict):
         raise Problem("request.invalid", "body must be a JSON object")
     return body
-
-
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Problem("request.invalid", f"{name}: must be an integer", field=name) from None
-    if not low <= value <= high:
-        raise Problem("request.invalid", f"{name}: must be between {low} and {high}", field=name)
-    return value

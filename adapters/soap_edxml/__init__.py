@@ -21,6 +21,7 @@ from aiohttp import web
 
 from lgsp.adapters.soap_edxml.push import SoapPushAdapter
 from lgsp.adapters.soap_edxml.service import NAME, SETTINGS, routes
+from lgsp.core.config import positive_int_settings
 from lgsp.core.errors import register_code
 from lgsp.plugins.hookspecs import hookimpl
 
@@ -46,18 +47,7 @@ def lgsp_check_config(hub: Hub) -> Iterable[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if "edxml" not in hub.config.plugins.enabled:
         out.append(("plugins.enabled", f"{NAME} needs the edxml plugin: add edxml to plugins.enabled"))
-    raw = hub.config.adapters.get(NAME)
-    if raw is None:
-        return out
-    if not isinstance(raw, dict):
-        return [*out, (f"adapters.{NAME}", "must be a mapping of settings")]
-    for key, value in raw.items():
-        path = f"adapters.{NAME}.{key}"
-        if key not in SETTINGS:
-            out.append((path, f"unknown key (known: {', '.join(sorted(SETTINGS))})"))
-        elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            out.append((path, "must be a positive integer"))
-    return out
+    return out + positive_int_settings(f"adapters.{NAME}", hub.config.adapters.get(NAME), SETTINGS)
 
 
 @hookimpl

@@ -28,7 +28,7 @@ from lgsp.core.content import PENDING_SUBJECT
 from lgsp.core.errors import Problem
 from lgsp.core.packets import PRIORITIES, NewPacket
 from lgsp.core.signing import H_CONTENT
-from lgsp.core.web import authenticate, base_url, hub_of, language
+from lgsp.core.web import authenticate, base_url, bounded_int, hub_of, language
 
 from .envelope import SOAP11, SOAP12, TNS, XOP, Limits, Message, MessageReader
 
@@ -122,18 +122,6 @@ def _one(found: dict[str, list[etree._Element]], name: str, *, required: bool = 
             raise Problem("request.invalid", f"{name}: required", field=name)
         return None
     return (items[0].text or "").strip()
-
-
-def _int(value: str | None, name: str, default: int, low: int, high: int) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise Problem("request.invalid", f"{name}: must be an integer", field=name) from None
-    if not low <= number <= high:
-        raise Problem("request.invalid", f"{name}: must be between {low} and {high}", field=name)
-    return number
 
 
 # -- responses -------------------------------------------------------------------------------------
@@ -272,7 +260,7 @@ async def send_edoc(call: Call) -> web.StreamResponse:
         raise Problem("request.invalid", "edxml: the packet is empty", field="edxml")
     to = tuple(dict.fromkeys(t for t in ((e.text or "").strip() for e in found["to"]) if t))
     priority_text = _one(found, "priority")
-    priority = None if priority_text in (None, "") else _int(priority_text, "priority", 0, 0, max(PRIORITIES))
+    priority = None if priority_text in (None, "") else bounded_int(priority_text, "priority", 0, 0, max(PRIORITIES))
     implicit = ["subject"] + ([] if to else ["to"]) + ([] if priority is not None else ["priority"])
     new = NewPacket(to=to, subject=PENDING_SUBJECT, priority=priority or 0, data_type="edxml", protocol="soap",
                     size=payload.size, sha256=payload.sha256, deadline=None, policy=None,
@@ -295,7 +283,7 @@ async def get_received_list(call: Call) -> web.StreamResponse:
     kind = _one(found, "messageType") or "all"
     if kind not in ("edoc", "status", "all"):
         raise Problem("request.invalid", "messageType: must be edoc, status or all", field="messageType")
-    limit = _int(_one(found, "limit"), "limit", 100, 1, 1000)
+    limit = bounded_int(_one(found, "limit"), "limit", 100, 1, 1000)
     items = await call.hub.exchange.inbox(call.principal, limit=1000)
     async with call.hub.db.read() as conn:
         rows = await docs.get_many(conn, [i["id"] for i in items])
@@ -406,7 +394,7 @@ async def get_sent_list(call: Call) -> web.StreamResponse:
 
 async def get_agencies(call: Call) -> web.StreamResponse:
     found = _children(call.op, ("query", "limit"))
-    limit = _int(_one(found, "limit"), "limit", 500, 1, 5000)
+    limit = bounded_int(_one(found, "limit"), "limit", 500, 1, 5000)
     units = await call.hub.directory.search_units(_one(found, "query") or "", limit=limit)
     formats = await call.hub.content.formats_of("edxml", [u.id for u in units], "edxml")
     out = etree.Element(q("getAgenciesListResponse"))

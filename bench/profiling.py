@@ -34,12 +34,17 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("thread hand-offs (aiosqlite queue, loop wake-ups)",
      ("Connection._execute (aiosqlite/", "_read_from_self (asyncio/", "_write_to_self (asyncio/",
       "call_soon_threadsafe (asyncio/")),
-    ("sqlite executing (aiosqlite thread)", ("_connection_worker_thread (aiosqlite/",)),
+    # On the worker thread: aiosqlite's own loop, or the function lgsp's one-hand-off dialect sends
+    # it (core/store/sqlite_driver.py; sqlite3's C calls have no frame of their own). Listed before
+    # "lgsp code", which would otherwise claim that function by its path.
+    ("sqlite executing (aiosqlite thread)",
+     ("_connection_worker_thread (aiosqlite/", "_execute_async.<locals>.run (core/store/sqlite_driver",
+      "_executemany_async.<locals>.run (core/store/sqlite_driver")),
     ("hashing", ("hashlib", "sha256")),
     ("blob write, hash, fsync, unlink (thread pool)",
      ("os.fsync", "_commit (core/store/blobs", "_write_chunk", "_delete", "Path.unlink")),
     ("logging (access log)", ("logging/",)),
-    ("SQLAlchemy", ("sqlalchemy/",)),
+    ("SQLAlchemy", ("sqlalchemy/", "<sqlalchemy generated")),
     ("JSON", ("json/",)),
     ("signature verification", ("plugins/signatures.py", "hmac.py")),
     ("aiohttp", ("aiohttp/",)),
@@ -133,6 +138,7 @@ def summarize(path: Path, top: int = 15) -> dict[str, Any]:
     self_c: Counter[str] = Counter()
     incl_c: Counter[str] = Counter()
     bucket_c: Counter[str] = Counter()
+    main_c: Counter[str] = Counter()  # components of the event-loop thread's busy samples alone
     lgsp_c: Counter[str] = Counter()
     thread_c: Counter[str] = Counter()
     total = idle = 0
@@ -159,18 +165,28 @@ def summarize(path: Path, top: int = 15) -> dict[str, Any]:
         self_c[names[-1]] += count
         for name in set(names):
             incl_c[name] += count
-        bucket_c[_bucket(frames)] += count
+        bucket = _bucket(frames)
+        bucket_c[bucket] += count
+        if thread == "MainThread":
+            main_c[bucket] += count
         # The deepest frame of our own code: which use case the sample belongs to.
         own = [f"{fn} ({fl})" for fn, fl, _ in frames if fl.startswith(("core/", "adapters/"))]
         lgsp_c[own[-1] if own else "(outside lgsp code)"] += count
     busy = total - idle
+    main_busy = sum(main_c.values())
 
-    def pct(counter: Counter[str], n: int) -> list[dict[str, Any]]:
-        return [{"frame": k, "samples": v, "pct": round(100.0 * v / busy, 1) if busy else 0.0}
+    def pct(counter: Counter[str], n: int, of: int | None = None) -> list[dict[str, Any]]:
+        base = busy if of is None else of
+        return [{"frame": k, "samples": v, "pct": round(100.0 * v / base, 1) if base else 0.0}
                 for k, v in counter.most_common(n)]
 
     return {"samples": total, "idle_samples": idle, "busy_samples": busy, "threads": pct(thread_c, 10),
-            "components": pct(bucket_c, len(BUCKETS) + 1), "self": pct(self_c, top),
+            "components": pct(bucket_c, len(BUCKETS) + 1),
+            # The event loop is the hub's one Python thread serving requests: when it saturates (a
+            # server CPU near 1.0 core), its own split says where a fix would buy throughput.
+            "main_thread_busy_samples": main_busy,
+            "components_main_thread": pct(main_c, len(BUCKETS) + 1, main_busy),
+            "self": pct(self_c, top),
             "inclusive": pct(incl_c, top * 2), "deepest_lgsp_frame": pct(lgsp_c, top)}
 
 
@@ -201,6 +217,10 @@ def render(summary: dict[str, Any], limit: int = 10) -> str:
         lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in summary["threads"]]
     lines.append("components:")
     lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in summary.get("components", [])]
+    if summary.get("components_main_thread"):
+        lines.append(f"components of the event-loop thread alone ({summary.get('main_thread_busy_samples')} "
+                     "busy samples = 100%):")
+        lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in summary["components_main_thread"]]
     lines.append("top self frames:")
     lines += [f"  {r['pct']:5.1f}%  {r['frame']}" for r in summary.get("self", [])[:limit]]
     lines.append("deepest lgsp frame:")
@@ -222,5 +242,25 @@ def summarize_file(path: Path) -> dict[str, Any]:
         return summarize(raw)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.profiling FILE [TOP] [--update]`: print a profile's summary; with --update,
+    also store it back into a -profile- JSON (files written before a change to BUCKETS)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.profiling", description=main.__doc__)
+    parser.add_argument("file", type=Path)
+    parser.add_argument("top", type=int, nargs="?", default=12)
+    parser.add_argument("--update", action="store_true", help="rewrite the summary stored in the JSON file")
+    args = parser.parse_args(argv)
+    summary = summarize_file(args.file)
+    print(render(summary, args.top))
+    if args.update and args.file.suffix == ".json":
+        data = json.loads(args.file.read_text(encoding="utf-8"))
+        data["summary"] = summary
+        args.file.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    return 0
+
+
 if __name__ == "__main__":
-    print(render(summarize_file(Path(sys.argv[1])), int(sys.argv[2]) if len(sys.argv) > 2 else 12))
+    raise SystemExit(main())

@@ -171,6 +171,23 @@ def test_profile_summary_attributes_samples(tmp_path: Path) -> None:
     assert s["deepest_lgsp_frame"][0]["frame"] == "handler (core/packets.py)"
 
 
+def test_profile_summary_knows_the_one_hand_off_dialect(tmp_path: Path) -> None:
+    # core/store/sqlite_driver.py runs each statement as one function on aiosqlite's thread: that is
+    # SQLite executing, not lgsp code, although the frame lives under core/
+    raw = tmp_path / "p.txt"
+    raw.write_text(
+        "thread (2): Thread-1 (_connection_worker_thread);_connection_worker_thread (aiosqlite/core.py:63);"
+        "OneHopCursor._execute_async.<locals>.run (core/store/sqlite_driver.py:75) 2\n"
+        "thread (1): MainThread;handler (core/packets.py:10);"
+        "where (<sqlalchemy generated _generative() wrapper for sqlalchemy.sql.selectable.Select.where>:2) 1\n"
+        "thread (1): MainThread;handler (core/packets.py:10);parse (core/signing.py:3) 1\n")
+    s = summarize_profile(raw)
+    components = {c["frame"]: c["samples"] for c in s["components"]}
+    assert components == {"sqlite executing (aiosqlite thread)": 2, "SQLAlchemy": 1, "lgsp code": 1}
+    assert s["main_thread_busy_samples"] == 2
+    assert {c["frame"]: c["pct"] for c in s["components_main_thread"]} == {"SQLAlchemy": 50.0, "lgsp code": 50.0}
+
+
 def test_table_shows_ratio_per_baseline() -> None:
     row = Row(id="x", group="pull", title="pull test", unit="exchanges/s", ratios=[("hub", "relay")])
     for hub, relay in ((10.0, 100.0), (12.0, 100.0), (11.0, 100.0)):

@@ -15,15 +15,16 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lgsp.cli.messages import lang, t
 from lgsp.core.config import Config, ConfigError, load_config
 
 DEFAULT_CONFIG = "config/lgsp.yaml"
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -49,6 +50,16 @@ async def _store(args: argparse.Namespace) -> AsyncIterator[Any]:
         yield hub
     finally:
         await hub.db.close()
+
+
+def _on_store(args: argparse.Namespace, use: Callable[[Any], Awaitable[T]]) -> T:
+    """Run one administration call against the store named by the config, then close it."""
+
+    async def go() -> T:
+        async with _store(args) as hub:
+            return await use(hub)
+
+    return asyncio.run(go())
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> None:
@@ -120,31 +131,22 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    async def go() -> str | None:
-        async with _store(args) as hub:
-            return await hub.db.current_revision()
-
-    print(t("db_upgraded", rev=asyncio.run(go())))
+    print(t("db_upgraded", rev=_on_store(args, lambda hub: hub.db.current_revision())))
     return 0
 
 
 def cmd_unit_add(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.directory.add_unit(args.id, args.name, parent_id=args.parent, zone=args.zone,
-                                                legacy=args.legacy)
+    def use(hub: Any) -> Any:
+        return hub.directory.add_unit(args.id, args.name, parent_id=args.parent, zone=args.zone,
+                                      legacy=args.legacy)
 
-    unit = asyncio.run(go())
+    unit = _on_store(args, use)
     print(t("unit_added", id=unit.id, name=unit.name))
     return 0
 
 
 def cmd_unit_list(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.directory.search_units(args.q or "", limit=args.limit)
-
-    found = asyncio.run(go())
+    found = _on_store(args, lambda hub: hub.directory.search_units(args.q or "", limit=args.limit))
     if args.json:
         _print_json([u.public() | {"online": u.online, "last_seen_at": _when(u.last_seen_at)} for u in found])
         return 0
@@ -174,31 +176,19 @@ def cmd_unit_show(args: argparse.Namespace) -> int:
 
 
 def cmd_unit_status(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.directory.set_unit_status(args.id, args.status)
-
-    unit = asyncio.run(go())
+    unit = _on_store(args, lambda hub: hub.directory.set_unit_status(args.id, args.status))
     print(t("unit_status", id=unit.id, status=unit.status))
     return 0
 
 
 def cmd_app_add(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.directory.add_application(args.unit, args.name)
-
-    app = asyncio.run(go())
+    app = _on_store(args, lambda hub: hub.directory.add_application(args.unit, args.name))
     print(t("app_added", name=app.name, id=app.id, unit=app.unit_id))
     return 0
 
 
 def cmd_app_list(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.directory.list_applications(args.unit)
-
-    apps = asyncio.run(go())
+    apps = _on_store(args, lambda hub: hub.directory.list_applications(args.unit))
     _table([[a.id, a.unit_id, a.name, _when(a.created_at)] for a in apps],
            [t("h_id"), t("h_unit"), t("h_name"), t("h_created")])
     return 0
@@ -254,11 +244,7 @@ def cmd_key_list(args: argparse.Namespace) -> int:
 
 
 def cmd_key_revoke(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.directory.revoke_key(args.key)
-
-    key = asyncio.run(go())
+    key = _on_store(args, lambda hub: hub.directory.revoke_key(args.key))
     print(t("key_revoked", key=key.id))
     return 0
 
@@ -274,42 +260,32 @@ def cmd_secret_set(args: argparse.Namespace) -> int:
         value = sys.stdin.read()
     value = value.rstrip("\n") if not args.from_file else value
 
-    async def go() -> None:
-        async with _store(args) as hub:
-            await hub.secrets.set(args.name, value)
-
-    asyncio.run(go())
+    _on_store(args, lambda hub: hub.secrets.set(args.name, value))
     print(t("secret_saved", name=args.name))
     return 0
 
 
 def cmd_secret_list(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.secrets.names()
+    def use(hub: Any) -> Any:
+        return hub.secrets.names()
 
-    _table([[name, _when(at)] for name, at in asyncio.run(go())], [t("h_name"), t("h_updated")])
+    _table([[name, _when(at)] for name, at in _on_store(args, use)], [t("h_name"), t("h_updated")])
     return 0
 
 
 def cmd_secret_delete(args: argparse.Namespace) -> int:
-    async def go() -> bool:
-        async with _store(args) as hub:
-            return await hub.secrets.delete(args.name)
-
-    if not asyncio.run(go()):
+    if not _on_store(args, lambda hub: hub.secrets.delete(args.name)):
         raise CliError(f"not_found: no secret named {args.name!r}")
     print(t("secret_deleted", name=args.name))
     return 0
 
 
 def cmd_deliveries_list(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.exchange.list_deliveries(states=args.state, unit=args.unit, packet_id=args.packet,
-                                                      older_than=args.older_than, limit=args.limit)
+    def use(hub: Any) -> Any:
+        return hub.exchange.list_deliveries(states=args.state, unit=args.unit, packet_id=args.packet,
+                                            older_than=args.older_than, limit=args.limit)
 
-    rows = asyncio.run(go())
+    rows = _on_store(args, use)
     if args.json:
         _print_json(rows)
     elif not rows:
@@ -328,11 +304,7 @@ def _running_note(args: argparse.Namespace) -> None:
 
 
 def cmd_deliveries_retry(args: argparse.Namespace) -> int:
-    async def go() -> str:
-        async with _store(args) as hub:
-            return await hub.exchange.operator_retry(args.packet, args.unit)
-
-    asyncio.run(go())
+    _on_store(args, lambda hub: hub.exchange.operator_retry(args.packet, args.unit))
     print(t("delivery_retried", id=args.packet, unit=args.unit))
     _running_note(args)
     return 0
@@ -352,33 +324,24 @@ def cmd_deliveries_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_deliveries_reroute(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.exchange.operator_reroute(args.packet, args.unit, args.to)
-
-    done = asyncio.run(go())
+    done = _on_store(args, lambda hub: hub.exchange.operator_reroute(args.packet, args.unit, args.to))
     print(t("delivery_rerouted", id=args.packet, unit=args.unit, to=args.to, mode=done["mode"]))
     _running_note(args)
     return 0
 
 
 def cmd_service_add(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.services.add(args.id, args.unit, args.url, description=args.description,
-                                          timeout_seconds=args.timeout)
+    def use(hub: Any) -> Any:
+        return hub.services.add(args.id, args.unit, args.url, description=args.description,
+                                timeout_seconds=args.timeout)
 
-    service = asyncio.run(go())
+    service = _on_store(args, use)
     print(t("service_added", id=service.id, unit=service.unit_id, url=service.url))
     return 0
 
 
 def cmd_service_list(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.services.list(args.unit)
-
-    found = asyncio.run(go())
+    found = _on_store(args, lambda hub: hub.services.list(args.unit))
     if args.json:
         _print_json([s.public() | {"granted_to": g} for s, g in found])
         return 0
@@ -388,51 +351,34 @@ def cmd_service_list(args: argparse.Namespace) -> int:
 
 
 def cmd_service_grant(args: argparse.Namespace) -> int:
-    async def go() -> bool:
-        async with _store(args) as hub:
-            return await hub.services.grant(args.id, args.unit)
+    def use(hub: Any) -> Any:
+        return hub.services.grant(args.id, args.unit)
 
-    print(t("service_granted" if asyncio.run(go()) else "service_already", id=args.id, unit=args.unit))
+    print(t("service_granted" if _on_store(args, use) else "service_already", id=args.id, unit=args.unit))
     return 0
 
 
 def cmd_service_revoke(args: argparse.Namespace) -> int:
-    async def go() -> bool:
-        async with _store(args) as hub:
-            return await hub.services.revoke(args.id, args.unit)
-
-    if not asyncio.run(go()):
+    if not _on_store(args, lambda hub: hub.services.revoke(args.id, args.unit)):
         raise CliError(f"not_found: unit {args.unit} had no grant on service {args.id}")
     print(t("service_revoked", id=args.id, unit=args.unit))
     return 0
 
 
 def cmd_service_remove(args: argparse.Namespace) -> int:
-    async def go() -> None:
-        async with _store(args) as hub:
-            await hub.services.remove(args.id)
-
-    asyncio.run(go())
+    _on_store(args, lambda hub: hub.services.remove(args.id))
     print(t("service_removed", id=args.id))
     return 0
 
 
 def cmd_service_status(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.services.set_status(args.id, args.status)
-
-    service = asyncio.run(go())
+    service = _on_store(args, lambda hub: hub.services.set_status(args.id, args.status))
     print(t("service_status", id=service.id, status=service.status))
     return 0
 
 
 def cmd_hub_key(args: argparse.Namespace) -> int:
-    async def go() -> Any:
-        async with _store(args) as hub:
-            return await hub.identity.key()
-
-    key = asyncio.run(go())
+    key = _on_store(args, lambda hub: hub.identity.key())
     if args.json:
         _print_json(key.public())
         return 0

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core.events import iso
@@ -90,16 +90,35 @@ async def add(conn: AsyncConnection, packet_id: str, doc: DocumentRecord, now: d
         original_packet_id=doc.original_packet_id, created_at=now))
 
 
-async def find_for_status(conn: AsyncConnection, document_id: str, reporter: str, other: str) -> Original | None:
-    """The latest edoc packet of `document_id` exchanged between `reporter` and `other`, either way."""
+async def find_for_status(conn: AsyncConnection, document_id: str, reporter: str, other: str,
+                          code: str) -> Original | None:
+    """The latest edoc packet of `document_id` on which `reporter` holds the role that may report
+    `code`: its recipient (from `other`) for most codes, its sender (to `other`) for SENDER_CODES.
+
+    Roles matter: a status is filed under (sender, recipient) of the original, so a sender must not
+    be able to write its recipient's status, nor the other way round.
+    """
+    if code in SENDER_CODES:
+        sender, recipient = reporter, other
+    else:
+        sender, recipient = other, reporter
     stmt = (select(documents.c.packet_id, documents.c.source_unit, deliveries.c.unit_id)
             .join(deliveries, deliveries.c.packet_id == documents.c.packet_id)
             .where(and_(documents.c.document_id == document_id, documents.c.kind == "edoc",
-                        or_(and_(documents.c.source_unit == other, deliveries.c.unit_id == reporter),
-                            and_(documents.c.source_unit == reporter, deliveries.c.unit_id == other))))
+                        documents.c.source_unit == sender, deliveries.c.unit_id == recipient))
             .order_by(documents.c.created_at.desc()).limit(1))
     row = (await conn.execute(stmt)).first()
     return Original(row.packet_id, row.source_unit, row.unit_id) if row else None
+
+
+async def recipients_of(conn: AsyncConnection, packet_ids: Iterable[str]) -> list[str]:
+    """The destinations of these packets, in first-seen order (a revocation's original recipients)."""
+    ids = list(dict.fromkeys(packet_ids))
+    if not ids:
+        return []
+    rows = (await conn.execute(select(deliveries.c.unit_id).where(deliveries.c.packet_id.in_(ids))
+                               .order_by(deliveries.c.packet_id, deliveries.c.unit_id))).all()
+    return list(dict.fromkeys(r.unit_id for r in rows))
 
 
 async def sender_of(conn: AsyncConnection, document_id: str, recipient: str) -> str | None:

@@ -460,7 +460,7 @@ class Exchange:
                 "data_type": info.data_type, "size": info.size, "sha256": info.sha256}
 
     # -- destination side ---------------------------------------------------------------------
-    async def inbox(self, principal: Principal, limit: int = 100) -> list[dict[str, Any]]:
+    async def inbox(self, principal: Principal, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         """Pending pull deliveries, flash first, then oldest; with the source's presence."""
         stmt = (select(packets, units.c.online.label("from_online"), units.c.last_seen_at.label("from_last_seen"))
                 .join(deliveries, deliveries.c.packet_id == packets.c.id)
@@ -468,7 +468,7 @@ class Exchange:
                 .where(and_(deliveries.c.unit_id == principal.unit_id, deliveries.c.mode == dv.PULL,
                             deliveries.c.state.in_(dv.PENDING)))
                 .order_by(deliveries.c.priority.desc(), deliveries.c.packet_created_at, packets.c.id)
-                .limit(limit))
+                .limit(limit).offset(offset))
         async with self.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
             items = []

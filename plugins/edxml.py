@@ -113,6 +113,7 @@ class _Route:
     destinations: tuple[str, ...]
     original: docs.Original | None = None
     links: dict[str, str] | None = None  # document id -> original packet (revocation/update/replacement)
+    added: tuple[str, ...] = ()  # original recipients a revocation/update/replacement's To left out
 
 
 class _AttachmentWriter(SyncBlobWriter):
@@ -285,33 +286,42 @@ class EdxmlInspector:
     async def _route(self, job: InspectionJob, packet: Packet) -> _Route:
         info = job.packet
         exchange = self.hub.exchange
+        db: Database = self.hub.db
         if packet.kind == "edoc":
             destinations = tuple(dict.fromkeys(t.strip() for t in packet.to_organ_ids))
             where = f"{_MH}/To"
         else:
-            destinations = (packet.to_organ_ids[0].strip(),)
+            # Always resolved, so an explicit `to` is compared with where the status really goes
+            # (a legacy ResponseFor/OrganId is routed by DocumentId).
+            destinations = await self._status_destination(packet, info.source, packet.to_organ_ids[0].strip())
             where = f"{_MH}/ResponseFor/OrganId"
-            if "to" in job.implicit:
-                destinations = await self._status_destination(packet, info.source, destinations[0])
         if "to" not in job.implicit and set(info.to) != set(destinations):
             raise Problem("edxml.destination_mismatch",
                           f"{where} names {', '.join(destinations)} but the request's to is {', '.join(info.to)}",
                           path=where, in_packet=list(destinations), in_request=list(info.to))
+        route = _Route(destinations)
+        async with db.read() as conn:
+            if packet.kind == "status":
+                route.original = await docs.find_for_status(conn, packet.document_id, info.source, destinations[0],
+                                                            packet.status_code or "")
+            elif packet.bussiness_doc_type in (1, 2, 3):
+                route.links = await docs.find_sent(conn, _referenced_documents(packet), info.source, info.id)
+                # A revocation, update or replacement reaches every recipient of the original, also
+                # those its To leaves out; the packet's metadata names the ones the hub added.
+                original = await docs.recipients_of(conn, route.links.values())
+                route.added = tuple(u for u in original if u not in destinations and u != info.source)
+                route.destinations = destinations = destinations + route.added
         if len(destinations) > exchange.max_recipients:
             raise Problem("request.invalid", f"{where}: at most {exchange.max_recipients} destinations", path=where)
         found = await exchange.directory.existing_units(list(destinations))
-        unknown = [d for d in destinations if found.get(d) != "active"]
+        unknown = [d for d in destinations if found.get(d) != "active" and d not in route.added]
         if unknown:
             raise Problem("route.unknown_destination",
                           f"{where}: unknown or suspended destination(s): {', '.join(unknown)}", unknown=unknown,
                           path=where)
-        route = _Route(destinations)
-        db: Database = self.hub.db
-        async with db.read() as conn:
-            if packet.kind == "status":
-                route.original = await docs.find_for_status(conn, packet.document_id, info.source, destinations[0])
-            elif packet.bussiness_doc_type in (1, 2, 3):
-                route.links = await docs.find_sent(conn, _referenced_documents(packet), info.source, info.id)
+        if route.added:  # an original recipient suspended since is skipped, not an error of the sender
+            route.added = tuple(u for u in route.added if found.get(u) == "active")
+            route.destinations = tuple(d for d in destinations if d in found and found[d] == "active")
         return route
 
     async def _status_destination(self, packet: Packet, reporter: str, other: str) -> tuple[str]:
@@ -378,6 +388,8 @@ class EdxmlInspector:
             })
             if route.links is not None:
                 out["links"] = route.links
+            if route.added:
+                out["added_recipients"] = list(route.added)  # original recipients To left out
         irregular = sorted({o for o in (packet.from_organ_id, *route.destinations) if identifier_form(o) is None})
         if irregular:
             out["irregular_organ_ids"] = irregular

@@ -41,6 +41,7 @@ PATH = "/soap/edxml"
 WSDL_ADDRESS = "http://lgsp.invalid/soap/edxml"  # replaced by the hub's own URL when served
 CHUNK = 3 << 18  # 768 KiB: a multiple of 3, so each Base64 chunk needs no padding
 NAME = "soap_edxml"
+_INBOX_PAGE = 500  # inbox rows read per query while filtering getReceivedEdocList
 
 SETTINGS: dict[str, tuple[int, str]] = {
     "max_envelope_bytes": (4 << 20, "largest SOAP message without its Base64 payloads and MTOM parts"),
@@ -284,26 +285,33 @@ async def get_received_list(call: Call) -> web.StreamResponse:
     if kind not in ("edoc", "status", "all"):
         raise Problem("request.invalid", "messageType: must be edoc, status or all", field="messageType")
     limit = bounded_int(_one(found, "limit"), "limit", 100, 1, 1000)
-    items = await call.hub.exchange.inbox(call.principal, limit=1000)
-    async with call.hub.db.read() as conn:
-        rows = await docs.get_many(conn, [i["id"] for i in items])
     out = etree.Element(q("getReceivedEdocListResponse"))
-    listed = 0
-    for item in items:
-        row = rows.get(item["id"])
-        # Only edXML the caller receives as edXML (a unit set to json fetches over REST).
-        if row is None or item["data_type"] != "edxml" or (kind != "all" and row.kind != kind):
-            continue
-        entry = _sub(out, "item", None)
-        for name, value in (("packetId", item["id"]), ("from", item["from"]), ("messageType", row.kind),
-                            ("documentId", row.document_id), ("codeNumber", row.code_number),
-                            ("codeNotation", row.code_notation), ("subject", item["subject"]),
-                            ("statusCode", row.status_code), ("priority", item["priority"]),
-                            ("size", item["size"]), ("sha256", item["sha256"]), ("createdTime", item["created_at"])):
-            if value is not None:
-                _sub(entry, name, value)
-        listed += 1
-        if listed >= limit:
+    listed = offset = 0
+    # The inbox holds every data type; read it page by page until `limit` edXML items of the asked
+    # kind are found, so packets behind a long queue of others are not hidden.
+    while listed < limit:
+        items = await call.hub.exchange.inbox(call.principal, limit=_INBOX_PAGE, offset=offset)
+        offset += len(items)
+        async with call.hub.db.read() as conn:
+            rows = await docs.get_many(conn, [i["id"] for i in items])
+        for item in items:
+            row = rows.get(item["id"])
+            # Only edXML the caller receives as edXML (a unit set to json fetches over REST).
+            if row is None or item["data_type"] != "edxml" or (kind != "all" and row.kind != kind):
+                continue
+            entry = _sub(out, "item", None)
+            for name, value in (("packetId", item["id"]), ("from", item["from"]), ("messageType", row.kind),
+                                ("documentId", row.document_id), ("codeNumber", row.code_number),
+                                ("codeNotation", row.code_notation), ("subject", item["subject"]),
+                                ("statusCode", row.status_code), ("priority", item["priority"]),
+                                ("size", item["size"]), ("sha256", item["sha256"]),
+                                ("createdTime", item["created_at"])):
+                if value is not None:
+                    _sub(entry, name, value)
+            listed += 1
+            if listed >= limit:
+                break
+        if len(items) < _INBOX_PAGE:
             break
     return call.reply(out)
 

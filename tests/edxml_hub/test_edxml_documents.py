@@ -85,6 +85,59 @@ async def test_status_with_a_foreign_organ_code_is_routed_by_its_document(hub: H
     assert err.value.code == "route.unknown_destination"
 
 
+async def test_legacy_organ_code_with_an_explicit_to(hub: Hub, make_actor: MakeActor) -> None:
+    """The request may name the destination the hub finds by DocumentId; any other is refused."""
+    who = await setup(hub, make_actor)
+    original = edoc(A, [B])
+    packet_id = await send(who[A].client, original)
+    doc_id = parse_packet(original).document_id
+    reply = await send(who[B].client, status(B, "H45.01", doc_id, "05"), to=[A])
+    assert (await who[B].client.status(reply))["to"] == [A]
+    assert [s["status_code"] for s in (await who[A].client.status(packet_id))["business_status"]] == ["05"]
+    with pytest.raises(LgspError) as err:
+        await send(who[B].client, status(B, "H45.01", doc_id, "06"), to=[C])
+    assert err.value.code == "edxml.destination_mismatch"
+
+
+async def test_a_party_cannot_report_the_other_partys_status(hub: Hub, make_actor: MakeActor) -> None:
+    """A status is filed under the role its code belongs to: the sender cannot mark its recipient
+    "06 hoàn thành", and a recipient cannot send the sender's "13" about its own copy."""
+    who = await setup(hub, make_actor)
+    original = edoc(A, [B])
+    packet_id = await send(who[A].client, original)
+    doc_id = parse_packet(original).document_id
+    forged = await send(who[A].client, status(A, B, doc_id, "06", "Đã xong (giả)"))
+    assert (await who[A].client.status(forged))["document"].get("original_packet") is None
+    assert (await who[A].client.status(packet_id))["business_status"] == []
+    assert (await who[B].client.status(packet_id))["business_status"] == []
+    reversed_take_back = await send(who[B].client, status(B, A, doc_id, "13"))
+    assert (await who[B].client.status(reversed_take_back))["document"].get("original_packet") is None
+    assert (await who[A].client.status(packet_id))["business_status"] == []
+    # The genuine report still lands where it belongs.
+    await send(who[B].client, status(B, A, doc_id, "06"))
+    assert [(s["unit"], s["status_code"], s["reported_by"])
+            for s in (await who[A].client.status(packet_id))["business_status"]] == [(B, "06", B)]
+
+
+async def test_revocation_reaches_original_recipients_its_to_left_out(hub: Hub, make_actor: MakeActor) -> None:
+    who = await setup(hub, make_actor)
+    original = edoc(A, [B, C])
+    doc_id = parse_packet(original).document_id
+    packet_id = await send(who[A].client, original)
+    revocation = edoc(A, [B, D], number="126", business="1", response_for=[
+        {"organ_id": A, "code": "125/UBND-VP", "document_id": doc_id, "promulgation_date": "2024/03/15"}])
+    rev_id = await send(who[A].client, revocation)
+    view = await who[A].client.status(rev_id)
+    assert view["to"] == sorted([B, C, D])  # its To, and C which had the original
+    assert view["metadata"]["edxml"]["added_recipients"] == [C]
+    assert view["document"]["original_packet"] == packet_id
+    assert rev_id in [i["id"] for i in await who[C].client.inbox()]
+    # A To that covers every original recipient adds nobody.
+    update = edoc(A, [B, C], business="2", document_id=doc_id, subject="V/v triển khai (sửa đổi)")
+    upd_id = await send(who[A].client, update)
+    assert "added_recipients" not in (await who[A].client.status(upd_id))["metadata"]["edxml"]
+
+
 async def test_status_from_a_stranger_is_not_shown_on_the_document(hub: Hub, make_actor: MakeActor) -> None:
     who = await setup(hub, make_actor)
     original = edoc(A, [B])
@@ -152,7 +205,8 @@ async def test_real_world_packets_route_and_link(hub: Hub, make_actor: MakeActor
     rep_id = await send(who[A].client, fixture("edoc_replacement"))
     view = await who[A].client.status(rep_id)
     assert view["document"]["original_packet"] == new_id and view["document"]["business"] == "replacement"
-    assert view["to"] == sorted([B, C]) and parse_packet(
-        fixture("edoc_new")).document_id in view["metadata"]["edxml"]["replaces"]
+    # Its To names B and C; D had the original too, so the hub adds it.
+    assert view["to"] == sorted([B, C, D]) and view["metadata"]["edxml"]["added_recipients"] == [D]
+    assert parse_packet(fixture("edoc_new")).document_id in view["metadata"]["edxml"]["replaces"]
     statuses = (await who[A].client.status(new_id))["business_status"]
     assert [(s["unit"], s["status_code"]) for s in statuses] == [(B, "03")]

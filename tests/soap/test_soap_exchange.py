@@ -94,6 +94,24 @@ async def test_vbql_exchange_end_to_end(hub: Hub, make_actor: MakeActor) -> None
     assert {a.code for a in agencies} == {A, B} and all(a.format == "edxml" for a in agencies)
 
 
+async def test_received_list_reads_past_other_data_types(hub: Hub, make_actor: MakeActor,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """edXML behind a long queue of other packets is still listed (the inbox is read page by page)."""
+    from lgsp.adapters.soap_edxml import service
+
+    monkeypatch.setattr(service, "_INBOX_PAGE", 2)
+    z = await zeep_for(hub, make_actor, A, B)
+    rest_a = await make_actor(A, existing=True)
+    for n in range(5):  # flash binary packets: ahead of the edoc in B's inbox
+        await rest_a.client.send(f"tệp {n}".encode(), [B], subject=f"Tệp {n}", priority=3)
+    sent = await call(z[A], "sendEdoc", edxml=edoc(A, [B]))
+    sent_status = await call(z[A], "sendEdoc", edxml=status(A, B, "000.00.00.H45,2024/01/01,1/UBND", "13"))
+    assert [i.packetId for i in await call(z[B], "getReceivedEdocList", messageType="edoc")] == [sent.packetId]
+    assert [i.packetId for i in await call(z[B], "getReceivedEdocList", messageType="status")] == [
+        sent_status.packetId]
+    assert [i.packetId for i in await call(z[B], "getReceivedEdocList", limit=1)] == [sent.packetId]
+
+
 async def test_updatestatus_done_needs_the_packet_fetched_or_its_hash(hub: Hub, make_actor: MakeActor) -> None:
     z = await zeep_for(hub, make_actor, A, B)
     sent = await call(z[A], "sendEdoc", edxml=edoc(A, [B]))

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from lgsp.core.hub import Hub
 
 log = logging.getLogger(__name__)
+#: How long past the attempt timeout a `sending` row must be before another check takes it back.
+STALE_MARGIN_SECONDS = 60.0
 
 
 @dataclass(eq=False)
@@ -142,6 +144,37 @@ class DeliveryEngine:
             log.warning("%d push attempt(s) were interrupted; retrying them", len(interrupted))
         await self._follow_mode_changes(now)
 
+    async def _release(self, unit: str, packet_id: str, reason: str) -> None:
+        """Back from `sending` to `retrying`, due after the longest backoff (the cause is unknown)."""
+        now = self.clock()
+        at = now + timedelta(seconds=self.config.retry.max_delay_seconds)
+        async with self.hub.db.write() as conn:
+            moved = await dv.move(conn, packet_id, [unit], dv.RETRYING, now,
+                                  values={"next_attempt_at": at, "last_error": reason})
+        if moved and self.scheduler is not None:
+            with contextlib.suppress(Exception):
+                await self.scheduler.schedule(packet_id, unit, at)
+
+    async def release_stale(self) -> int:
+        """Attempts `sending` for longer than any attempt may last become retryable at once.
+
+        An attempt is bounded by `attempt_timeout_seconds`, so such a row belongs to a node that
+        died or to a bug; the periodic check (hub housekeeping) keeps it from waiting for a restart.
+        """
+        now = self.clock()
+        stale = now - timedelta(seconds=self.config.attempt_timeout_seconds + STALE_MARGIN_SECONDS)
+        async with self.hub.db.write() as conn:
+            rows = (await conn.execute(select(deliveries.c.packet_id, deliveries.c.unit_id).where(and_(
+                deliveries.c.state == dv.SENDING, deliveries.c.last_attempt_at < stale)))).all()
+            for row in rows:
+                await dv.move(conn, row.packet_id, [row.unit_id], dv.RETRYING, now, values={
+                    "next_attempt_at": now, "last_error": "attempt did not finish in time"})
+        if rows:
+            log.warning("%d push attempt(s) outlived the attempt timeout; retrying them", len(rows))
+            for unit in {r.unit_id for r in rows}:
+                self.wake([unit])
+        return len(rows)
+
     async def _follow_mode_changes(self, now: datetime) -> None:
         """A unit removed from `delivery.targets` pulls what was still queued for push, and back."""
         events: list[Event] = []
@@ -191,6 +224,12 @@ class DeliveryEngine:
                     lane.in_flight += 1
                     try:
                         await self._attempt(lane, *claimed)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        # Never leave a claimed delivery in `sending`: nothing else would move it.
+                        log.exception("push of %s to %s failed unexpectedly", claimed[0], lane.unit)
+                        await self._release(lane.unit, claimed[0], "internal error during the attempt")
                     finally:
                         lane.in_flight -= 1
             except asyncio.CancelledError:

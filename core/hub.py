@@ -265,6 +265,8 @@ class Hub:
                 await self.exchange.sweep()
                 await self.presence.flush()
                 await self.offline.run()
+                if self.engine.lanes:
+                    await self.engine.release_stale()
                 if rounds % 30 == 0:
                     await self.auth.purge_expired()
                     self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)

@@ -935,7 +935,7 @@ class Exchange:
         """Send a packet that did not reach `unit` to `to` instead (same content, new delivery)."""
         info = await self._held(packet_id)
         status = (await self.directory.existing_units([to])).get(to)
-        if status != "active":
+        if status != "active" or to in self.not_destinations:  # the same rule as creating a packet
             raise Problem("route.unknown_destination", f"unknown or suspended destination: {to}", unknown=[to])
         now = self.clock()
         reason = f"re-routed to {to} by an operator"

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import select, update
 
 from lgsp.core.events import iso
 from lgsp.core.store.database import Database
@@ -142,18 +142,23 @@ class Presence:
             raise
 
     async def reset_stale(self, now: datetime | None = None) -> int:
-        """At start-up: units the store still shows online but unseen for a window go offline."""
+        """At start-up: units the store still shows online but unseen for a window go offline; those
+        seen within it are taken into memory as last seen then, so the sweep times them out as usual
+        (else a unit online when the hub stopped would stay online in the store for good)."""
         now = now or datetime.now(UTC)
         cutoff = now - self.window
         async with self.db.write() as conn:
-            rows = (await conn.execute(select(units.c.id, units.c.last_seen_at).where(and_(
-                units.c.online.is_(True),
-                (units.c.last_seen_at.is_(None)) | (units.c.last_seen_at < cutoff))))).all()
-            for row in rows:
+            rows = (await conn.execute(select(units.c.id, units.c.last_seen_at).where(
+                units.c.online.is_(True)))).all()
+            stale = [r for r in rows if r.last_seen_at is None or r.last_seen_at < cutoff]
+            for row in stale:
                 await conn.execute(update(units).where(units.c.id == row.id).values(online=False, offline_since=now))
                 await conn.execute(presence_log.insert().values(unit_id=row.id, at=now, online=False,
                                                                 cause="timeout"))
-        return len(rows)
+        for row in rows:
+            if row not in stale and row.id not in self._units:
+                self._units[row.id] = _UnitState(online=True, last_request=row.last_seen_at)
+        return len(stale)
 
     def overlay(self, unit: str, online: bool, last_seen: datetime | None) -> tuple[bool, datetime | None]:
         """Stored presence (every node's, up to a second old) brought up to date with this node's."""

@@ -118,7 +118,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return float(value)  # however large: core/retry.py caps what it honours
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

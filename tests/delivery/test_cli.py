@@ -113,6 +113,9 @@ async def test_operator_lists_retries_cancels_and_reroutes(tmp_path: Path) -> No
                     (("deliveries", "retry", "00000000-0000-0000-0000-000000000000", DST), "not_found"),
                     (("deliveries", "reroute", to_cancel, PULL, "--to", "000.00.99.H23"), "route.unknown_destination"),
                     (("deliveries", "reroute", to_cancel, PULL, "--to", DST), "conflict"),
+                    # the hub's own unit (it signs pushes) is never a destination
+                    (("deliveries", "reroute", to_cancel, PULL, "--to", cfg.hub.identifier),
+                     "route.unknown_destination"),
                     (("deliveries", "list", "--state", "lost"), "request.invalid"),
                 )
                 results = await asyncio.gather(*(lgsp(*args, "-c", c) for args, _ in cases))

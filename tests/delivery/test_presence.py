@@ -168,3 +168,20 @@ async def _problem(coro: Any) -> str:
     except LgspError as exc:
         return exc.code
     return "no error"
+
+
+async def test_unit_online_when_the_hub_stopped_times_out_after_a_restart(cfg: Config) -> None:
+    """The store says online; the restarted hub has not seen the unit: the window still applies."""
+    cfg = offline_cfg(cfg)
+    async with Hub(cfg) as hub:
+        creds = await add_units(hub, [S1, DST])
+        async with creds[DST].client(hub.url) as dst:
+            await dst.inbox()  # a signed request: online
+        await hub.presence.flush()
+    async with Hub(cfg) as hub, creds[S1].client(hub.url) as src:
+        async def offline() -> bool:
+            return (await src.call("GET", f"/v1/units/{DST}/presence"))["online"] is False
+
+        await wait_for(offline, timeout=5.0, what="offline after the window")
+        transitions = (await src.call("GET", f"/v1/units/{DST}/presence"))["transitions"]
+        assert [t["cause"] for t in transitions[:2]] == ["timeout", "request"]

@@ -305,3 +305,54 @@ def _parse(text: str):
     from datetime import datetime
 
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.mark.parametrize("retry_after", ["999999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"])
+async def test_absurd_retry_after_is_capped_not_a_stuck_delivery(cfg: Config, retry_after: str) -> None:
+    """A receiver asking for a wait past any clock must not freeze the delivery in `sending`."""
+    from datetime import UTC, datetime, timedelta
+
+    from lgsp.core.retry import MAX_RETRY_AFTER_SECONDS
+
+    async with receiver_server() as rr:
+        cfg = fast_retries(push_to(cfg, {DST: {"protocol": "rest", "url": rr.url}}), base=0.1, cap=0.2)
+        async with Hub(cfg) as hub:
+            rr.receiver.verify = await hub_verifier(hub)
+            rr.script.steps = [status(503, {"Retry-After": retry_after})]
+            creds = await add_units(hub, [SRC, DST])
+            async with creds[SRC].client(hub.url) as src:
+                pid = await src.send(b"later", [DST], subject="s")
+                await wait_for(lambda: _state(hub, pid, DST, "retrying"), what="retrying")
+            row = await delivery_state(hub, pid, DST)
+            wait = row.next_attempt_at.replace(tzinfo=UTC) - datetime.now(UTC)
+            assert timedelta(days=29) < wait <= timedelta(seconds=MAX_RETRY_AFTER_SECONDS)
+
+
+async def test_attempt_outliving_the_timeout_is_taken_back(cfg: Config) -> None:
+    """A `sending` row nobody finishes (a node that died mid-attempt) is retried without a restart."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import and_, update
+
+    from lgsp.core.store.tables import deliveries
+
+    async with receiver_server() as rr:
+        cfg = fast_retries(push_to(cfg, {DST: {"protocol": "rest", "url": rr.url}}), base=0.1, cap=0.2)
+        async with Hub(cfg) as hub:
+            rr.receiver.verify = await hub_verifier(hub)
+            rr.script.steps = [slow(8)]  # the first attempt hangs
+            creds = await add_units(hub, [SRC, DST])
+            async with creds[SRC].client(hub.url) as src:
+                pid = await src.send(b"stuck", [DST], subject="s")
+                await wait_for(lambda: _state(hub, pid, DST, "sending"), what="sending")
+                assert await hub.engine.release_stale() == 0  # a fresh attempt is left alone
+                # As another node's claim would look after that node died: sending, long ago.
+                long_ago = datetime.now(UTC) - timedelta(seconds=cfg.delivery.attempt_timeout_seconds + 120)
+                async with hub.db.write() as conn:
+                    await conn.execute(update(deliveries).where(and_(
+                        deliveries.c.packet_id == pid, deliveries.c.unit_id == DST)).values(last_attempt_at=long_ago))
+                rr.script.steps = []  # answers normally from now on
+                assert await hub.engine.release_stale() == 1
+                await wait_for(lambda: _state(hub, pid, DST, "delivered"), what="delivered after release")
+            row = await delivery_state(hub, pid, DST)
+            assert row.attempts == 2

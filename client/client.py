@@ -257,6 +257,11 @@ class LgspClient:
         try:
             ws = await self.http.ws_connect(url, headers=self.signed_headers("GET", url), heartbeat=heartbeat)
         except aiohttp.WSServerHandshakeError as exc:
+            # The handshake error carries no body: ask again as a plain GET to read the hub's problem
+            # (its code, e.g. auth.revoked_key, is what the caller needs, not the bare status).
+            if 400 <= exc.status < 500:
+                async with self.http.get(url, headers=self.signed_headers("GET", url)) as resp:
+                    await _answer(resp, ())
             raise LgspError(exc.status, _code_for(exc.status), exc.message) from exc
 
         async def messages() -> AsyncIterator[dict[str, Any]]:

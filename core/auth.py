@@ -125,6 +125,18 @@ class Authenticator:
         request = parse_signed_request(method, path, raw_query, headers)
         return await self.verify(request)
 
+    async def usable_key(self, access_key: str) -> KeyMaterial:
+        """The key, read fresh from the store (so a revocation holds on every node at once), or the
+        problem that refuses it: unknown, revoked, or its unit suspended."""
+        key = await self.directory.key_material(access_key)
+        if key is None:
+            raise Problem("auth.unknown_key", f"access key {access_key} is not registered")
+        if key.revoked:
+            raise Problem("auth.revoked_key", f"access key {access_key} has been revoked")
+        if not key.unit_active:
+            raise Problem("auth.revoked_key", f"unit {key.unit_id} is suspended")
+        return key
+
     async def verify(self, req: SignedRequest, *, session_asker: str | None = None) -> Principal:
         """Check one signed request; on success its nonce is spent.
 
@@ -132,13 +144,7 @@ class Authenticator:
         may ask about a request made under that session.
         """
         now = self.clock()
-        key = await self.directory.key_material(req.access_key)
-        if key is None:
-            raise Problem("auth.unknown_key", f"access key {req.access_key} is not registered")
-        if key.revoked:
-            raise Problem("auth.revoked_key", f"access key {req.access_key} has been revoked")
-        if not key.unit_active:
-            raise Problem("auth.revoked_key", f"unit {key.unit_id} is suspended")
+        key = await self.usable_key(req.access_key)
         sent_at = parse_date(req.date)
         offset = (sent_at - now).total_seconds()
         if abs(offset) > self.skew.total_seconds():

@@ -112,6 +112,9 @@ class SecurityConfig:
     clock_skew_seconds: int = setting(300, "Largest accepted |hub time - X-LGSP-Date|", check=_positive)
     session_ttl_seconds: int = setting(900, "Lifetime of a session token", check=_positive)
     transfer_ttl_seconds: int = setting(3600, "Validity of an upload or download URL", check=_positive)
+    stream_recheck_seconds: float = setting(
+        10.0, "How often an open event stream re-checks its key and unit (revoked or suspended: closed)",
+        check=_positive)
     rsa_key_bits: int = setting(
         3072, "Size of RSA key pairs the hub generates",
         check=lambda v: None if v in (2048, 3072, 4096) else "must be 2048, 3072 or 4096")

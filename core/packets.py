@@ -48,6 +48,10 @@ DATA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]{0,63}$")
 PROTOCOL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MAX_SUBJECT = 2000
 MAX_REASON = 2000
+#: A stream's hello carries at most this many changes (then `more: true`: reconnect for the rest)
+#: and inbox items.
+HELLO_CHANGES = 1000
+HELLO_INBOX = 1000
 
 HookCaller = Callable[..., Awaitable[None]]
 
@@ -736,11 +740,12 @@ class Exchange:
                 select(packet_events).outerjoin(packets, packets.c.id == packet_events.c.packet_id)
                 .where(and_(packet_events.c.audience == unit, packet_events.c.id > cursor,
                             (packets.c.source_unit == unit) | packet_events.c.packet_id.is_(None)))
-                .order_by(packet_events.c.id).limit(1000))).all()
-        inbox = await self.inbox(_system_principal(unit), limit=1000)
-        changes = [Event(r.id, r.type, r.packet_id, r.at, r.unit, r.audience, r.detail) for r in rows]
+                .order_by(packet_events.c.id).limit(HELLO_CHANGES + 1))).all()
+        inbox = await self.inbox(_system_principal(unit), limit=HELLO_INBOX)
+        more = len(rows) > HELLO_CHANGES
+        changes = [Event(r.id, r.type, r.packet_id, r.at, r.unit, r.audience, r.detail) for r in rows[:HELLO_CHANGES]]
         message = {"type": "hello", "at": iso(self.clock()), "unit": unit, "inbox": inbox,
-                   "changes": [c.message() for c in changes]}
+                   "changes": [c.message() for c in changes], "more": more}
         return message, {c.seq for c in changes}, {i["id"] for i in inbox}
 
     async def save_cursor(self, unit: str, seq: int) -> None:

@@ -10,16 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
+from lgsp.core.errors import Problem
 from lgsp.core.events import Event
 from lgsp.core.web import authenticate, hub_of
+
+if TYPE_CHECKING:
+    from lgsp.core.hub import Hub
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 CURSOR_EVERY = 50  # persist the stream position at least this often (events)
+CLOSE_REFUSED = 4401  # WebSocket close code: the key or unit is no longer allowed (reason = problem code)
 
 
 @routes.get("/v1/events")
@@ -32,6 +38,8 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     sub = hub.bus.subscribe(unit)
     hub.presence.stream_opened(unit)
     reader = asyncio.create_task(_read_until_closed(ws, sub.queue))
+    refused: list[Problem] = []
+    guard = asyncio.create_task(_guard_key(hub, principal.access_key, sub.queue, refused))
     last_seq = 0
     unsaved = 0
     try:
@@ -39,14 +47,18 @@ async def events(request: web.Request) -> web.WebSocketResponse:
         await hub.exchange.mark_told(unit, [str(i["id"]) for i in hello["inbox"]])
         await ws.send_json(hello)
         last_seq = max(covered_seqs, default=0)
+        # A hello cut at its page size (`more`) leaves older changes unsent: live events then must
+        # not move the saved position past them, so the next stream starts where this hello ended.
+        advance = not hello.get("more")
         while True:
             event = await sub.queue.get()
-            if event is None or ws.closed:
+            if event is None or ws.closed or refused:
                 break
             if _already_sent(event, covered_seqs, covered_packets):
                 continue
             await ws.send_json(event.message())
-            last_seq = max(last_seq, event.seq)
+            if advance:
+                last_seq = max(last_seq, event.seq)
             unsaved += 1
             if unsaved >= CURSOR_EVERY:
                 await hub.exchange.save_cursor(unit, last_seq)
@@ -56,17 +68,40 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     finally:
         hub.bus.unsubscribe(sub)
         hub.presence.stream_closed(unit)
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        for task in (reader, guard):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if last_seq:
             try:
                 await hub.exchange.save_cursor(unit, last_seq)
             except Exception:
                 log.exception("could not save the stream position of %s", unit)
         if not ws.closed:
-            await ws.close()
+            if refused:  # say why, then close with a code from the private range
+                with contextlib.suppress(Exception):
+                    await ws.send_json({"type": "stream.closed", "code": refused[0].code,
+                                        "detail": refused[0].detail})
+                await ws.close(code=CLOSE_REFUSED, message=refused[0].code.encode())
+            else:
+                await ws.close()
     return ws
+
+
+async def _guard_key(hub: Hub, access_key: str, queue: asyncio.Queue[Event | None], refused: list[Problem]) -> None:
+    """Re-check the stream's key every `security.stream_recheck_seconds`: a key revoked or a unit
+    suspended after the stream opened ends it, as the next request would be refused."""
+    while True:
+        await asyncio.sleep(hub.config.security.stream_recheck_seconds)
+        try:
+            await hub.auth.usable_key(access_key)
+        except Problem as problem:
+            refused.append(problem)
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+            return
+        except Exception:  # the store is unreachable for a moment: keep the stream, check again
+            log.exception("could not re-check the key of an event stream")
 
 
 def _already_sent(event: Event, seqs: set[int], packets: set[str]) -> bool:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from lgsp.cli.messages import lang, t
 from lgsp.core.config import Config, ConfigError, load_config
@@ -545,8 +545,15 @@ def _add_credentials(p: argparse.ArgumentParser) -> None:
     g.add_argument("--profile", help="profile name in the profile file (LGSP_PROFILE, default: default)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other failure of the command (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{t('error')}: {self.prog}: {message} ({self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lgsp", description="lgsp — trục liên thông tỉnh")
+    parser = _Parser(prog="lgsp", description="lgsp — trục liên thông tỉnh")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="start the hub")
@@ -773,6 +780,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     import aiohttp
+    import yaml
+    from sqlalchemy.exc import SQLAlchemyError
 
     from lgsp.client.client import LgspError
     from lgsp.client.profiles import ProfileError
@@ -802,8 +811,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"{t('error')}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
+    except yaml.YAMLError as exc:  # a profiles file that is not YAML
+        print(f"{t('error')}: YAML: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # the store cannot be reached or opened
+        reason = getattr(exc, "orig", None) or exc
+        print(f"{t('error')}: store: {' '.join(str(reason).split())[:300]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # anything else: still one line; LGSP_DEBUG=1 shows the traceback
+        if os.environ.get("LGSP_DEBUG"):
+            raise
+        print(f"{t('error')}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from lgsp.client.client import Credentials, load_private_key
+from lgsp.client.client import ALGORITHMS, Credentials, load_private_key
 
 
 class ProfileError(Exception):
@@ -39,7 +39,10 @@ def read_profiles(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ProfileError(f"{path} holds secrets but other users can read it; run: chmod 600 {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: not a readable YAML file ({' '.join(str(exc).split())[:200]})") from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ProfileError(f"{path}: expected a mapping of profile name to settings")
     return data
@@ -78,6 +81,29 @@ def resolve_credentials(*, url: str | None = None, access_key: str | None = None
     if not access_key:
         raise ProfileError("no access key: pass --access-key, set LGSP_ACCESS_KEY, or add a profile "
                            f"to {profiles_path(env)}")
-    private_pem = load_private_key(key_file) if key_file else None
+    alg = ALGORITHMS.get(algorithm)
+    if alg is None:
+        raise ProfileError(f"unknown algorithm {algorithm!r}: use one of {', '.join(sorted(ALGORITHMS))}")
+    if alg.shared_secret and not secret:
+        raise ProfileError(f"{algorithm} needs the secret key: pass --secret-key, set LGSP_SECRET_KEY, "
+                           "or add secret_key to the profile")
+    if not alg.shared_secret and not key_file:
+        raise ProfileError(f"{algorithm} needs the unit's private key: pass --private-key-file, set "
+                           "LGSP_PRIVATE_KEY_FILE, or add private_key_file to the profile")
+    private_pem = _private_key(key_file) if key_file and not alg.shared_secret else None
     return Credentials(url=url, access_key=access_key, algorithm=algorithm, secret=secret,
                        private_key_pem=private_pem)
+
+
+def _private_key(path: str) -> str:
+    """The PEM text of an unencrypted private key file, checked now rather than at the first call."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        pem = load_private_key(path)
+        load_pem_private_key(pem.encode("ascii"), password=None)
+    except FileNotFoundError as exc:
+        raise ProfileError(f"{path}: no such private key file") from exc
+    except (UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise ProfileError(f"{path}: not an unencrypted PEM private key") from exc
+    return pem

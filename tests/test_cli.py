@@ -166,6 +166,45 @@ def test_walkthrough_with_a_running_hub(cli: Env, running: subprocess.Popen[str]
     assert down.returncode == 1 and down.stderr.startswith("error: transport")
 
 
+def test_bad_input_is_one_line_and_a_non_zero_exit(cli: Env) -> None:
+    """Bad flags, credentials, key files, profiles and stores: one line each, never a traceback."""
+    junk = cli.tmp / "junk.pem"
+    junk.write_bytes(bytes(range(256)))
+    binary = cli.tmp / "binary.pub"
+    binary.write_bytes(b"\x9e\xff" * 40)
+    (cli.tmp / "profiles.yaml").write_text("a: [unclosed\n", encoding="utf-8")
+    (cli.tmp / "profiles.yaml").chmod(0o600)
+    down = f"http://127.0.0.1:{free_port()}"
+    cases = [
+        (["unit", "list", "--bogus"], 2, "unrecognized arguments: --bogus"),
+        (["nosuch"], 2, "invalid choice: 'nosuch'"),
+        (["inbox", "--access-key", "X", "--algorithm", "FOO", "--secret-key", "s", "--url", down],
+         1, "unknown algorithm 'FOO'"),
+        (["inbox", "--access-key", "X", "--url", down, "--profile", "a"], 1, "profiles.yaml: not a readable YAML"),
+        (["inbox", "--access-key", "X", "--url", down, "--secret-key", ""], 1, "needs the secret key"),
+        (["inbox", "--access-key", "X", "--algorithm", "RSA-SHA256", "--private-key-file", str(junk), "--url", down],
+         1, "not an unencrypted PEM private key"),
+        (["inbox", "--access-key", "X", "--secret-key", "s", "--url", "http://[bad"], 1, "error: "),
+        (["key", "issue", "--unit", "000.00.00.H23", "--app", "x", "--algorithm", "RSA-SHA256",
+          "--public-key", str(binary), "-c", str(cli.config)], 1, "error: "),
+    ]
+    env = {**cli.env, "LGSP_PROFILES_FILE": str(cli.tmp / "none.yaml")}
+    procs = [subprocess.Popen([*LGSP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=cli.tmp, env=env | ({"LGSP_PROFILES_FILE": str(cli.tmp / "profiles.yaml")}
+                                                     if "--profile" in args else {}))
+             for args, _, _ in cases]
+    pg = subprocess.Popen([*LGSP, "unit", "list", "-c", str(cli.config)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=cli.tmp,
+                          env=env | {"LGSP_DATABASE_URL": "postgresql+asyncpg://nouser@127.0.0.1:1/nodb"})
+    for (args, code, expect), proc in zip(cases, procs, strict=True):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == code, (args, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
+        assert expect in err, (args, err)
+    _, err = pg.communicate(timeout=120)
+    assert pg.returncode == 1 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+
+
 def test_run_creates_what_it_needs_and_serves_time(cli: Env, running: subprocess.Popen[str]) -> None:
     import urllib.request
 

@@ -48,6 +48,20 @@ def section(cls: type, doc: str) -> Any:
     return field(default_factory=cls, metadata={"doc": doc, "check": None})
 
 
+def _identifier(v: Any) -> str | None:
+    from lgsp.core.identifiers import InvalidIdentifier, check_identifier
+
+    try:
+        check_identifier(v)
+    except InvalidIdentifier as exc:
+        return str(exc)
+    return None
+
+
+def _not_blank(v: Any) -> str | None:
+    return "must not be empty" if isinstance(v, str) and not v.strip() else None
+
+
 def _positive(v: Any) -> str | None:
     return None if v > 0 else "must be greater than 0"
 
@@ -76,9 +90,11 @@ def _url_or_empty(v: Any) -> str | None:
 
 @dataclass(frozen=True)
 class HubConfig:
-    identifier: str = setting("000.00.00.H99", "Electronic identifier of this hub (used in edXML TraceHeader)")
-    name: str = setting("Trục liên thông tỉnh", "Display name of this hub")
-    data_dir: str = setting("./var", "Folder for the embedded database, blobs and the master key")
+    identifier: str = setting("000.00.00.H99", "Electronic identifier of this hub (used in edXML TraceHeader)",
+                              check=_identifier)
+    name: str = setting("Trục liên thông tỉnh", "Display name of this hub", check=_not_blank)
+    data_dir: str = setting("./var", "Folder for the embedded database, blobs and the master key",
+                            check=_not_blank)
 
 
 @dataclass(frozen=True)
@@ -503,13 +519,16 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], loc: _Loc, issues: 
             if any(name.startswith(s) for s in sections):
                 issues.append(ConfigIssue(name, "environment", "no such setting"))
             continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, (dict, list)) is False and value is not None and not isinstance(
-                value, (bool, int, float)):
-            value = raw  # strings stay exactly as given (no YAML surprises in secrets)
+        if paths[path].type in ("str", str):
+            value: Any = raw  # a text setting takes the text as given: "2024", "true", "~" stay strings
+        else:
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                value = raw
+            if isinstance(value, (dict, list)) is False and value is not None and not isinstance(
+                    value, (bool, int, float)):
+                value = raw  # strings stay exactly as given (no YAML surprises in secrets)
         node = data
         parts = path.split(".")
         for part in parts[:-1]:

@@ -23,6 +23,7 @@ from lgsp.core.content import collect as collect_content_plugins
 from lgsp.core.directory import Directory
 from lgsp.core.engine import DeliveryEngine
 from lgsp.core.events import EventBus
+from lgsp.core.identifiers import InvalidIdentifier, check_identifier
 from lgsp.core.identity import HubIdentity
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.offline import OfflineReporter
@@ -90,6 +91,11 @@ class Hub:
         issues: list[ConfigIssue] = []
         for unit, target in cfg.delivery.targets.items():
             base = f"delivery.targets.{unit}"
+            try:
+                check_identifier(unit, legacy=True)
+            except InvalidIdentifier as exc:
+                issues.append(ConfigIssue(base, cfg.where(base), str(exc)))
+                continue
             protocol = target.get("protocol")
             adapter = self.push_adapters.get(protocol) if isinstance(protocol, str) else None
             if adapter is None:
@@ -101,6 +107,12 @@ class Hub:
             for key, message in problems:
                 path = f"{base}.{key}" if key else base
                 issues.append(ConfigIssue(path, cfg.where(path) if path in cfg.origins else cfg.where(base), message))
+        loaded = {name for name, _ in self.pm.list_name_plugin()}
+        for name in cfg.adapters:
+            if name not in loaded:  # a typo, or a plugin not in plugins.enabled: its settings would be ignored
+                issues.append(ConfigIssue(f"adapters.{name}", self._nearest_origin(f"adapters.{name}"),
+                                          f"no loaded plugin named {name!r}; enable it in plugins.enabled "
+                                          f"(loaded: {', '.join(sorted(loaded))})"))
         for batch in self.pm.hook.lgsp_check_config(hub=self):
             for path, message in batch or ():
                 issues.append(ConfigIssue(path, self._nearest_origin(path), message))

@@ -143,6 +143,33 @@ def test_unknown_plugin_and_push_protocol_are_config_errors(tmp_path: Path) -> N
     assert f"{p}:4" in str(err.value)
 
 
+def test_hub_identity_and_data_dir_are_checked(tmp_path: Path) -> None:
+    found = issues_of(write(tmp_path, 'hub:\n  identifier: "not an id!"\n  name: ""\n  data_dir: ""\n'))
+    assert len(found) == 3, found
+    assert found[0].startswith(f"{tmp_path}/cfg.yaml:2: hub.identifier: 'not an id!' follows neither")
+    assert found[1].startswith(f"{tmp_path}/cfg.yaml:3: hub.name: must not be empty")
+    assert found[2].startswith(f"{tmp_path}/cfg.yaml:4: hub.data_dir: must not be empty")
+
+
+def test_text_settings_from_the_environment_stay_text(tmp_path: Path) -> None:
+    for raw in ("2024", "true", "~", "null", "[a, b]"):
+        cfg = load_config(write(tmp_path, "{}\n"), env={"LGSP_HUB_NAME": raw})
+        assert cfg.hub.name == raw
+
+
+def test_adapter_sections_and_target_units_must_mean_something(tmp_path: Path) -> None:
+    p = write(tmp_path, "adapters:\n  nosuch:\n    x: 1\n  sftp:\n    poll_interval_seconds: 5\n"
+                        "delivery:\n  targets:\n    bad unit:\n      protocol: rest\n      url: http://x\n")
+    with pytest.raises(ConfigError) as err:
+        Hub(load_config(p, env={})).check_config()
+    found = [str(i) for i in err.value.issues]
+    assert any(i.startswith(f"{p}:2: adapters.nosuch: no loaded plugin named 'nosuch'") for i in found), found
+    # sftp exists but is not enabled: its settings would be silently ignored
+    assert any(i.startswith(f"{p}:4: adapters.sftp: no loaded plugin named 'sftp'") for i in found), found
+    assert any(i.startswith(f"{p}:8: delivery.targets.bad unit: 'bad unit': even a legacy") for i in found), found
+    assert len(found) == 3, found
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "lgsp.cli.main", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=120, check=False)

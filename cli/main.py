@@ -545,6 +545,16 @@ def _add_credentials(p: argparse.ArgumentParser) -> None:
     g.add_argument("--profile", help="profile name in the profile file (LGSP_PROFILE, default: default)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line, like every other failure of the command (exit status 2)."""
 
@@ -584,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_unit_add)
     q = s.add_parser("list", help="list units")
     q.add_argument("-q", help="identifier prefix or part of the name")
-    q.add_argument("--limit", type=int, default=500)
+    q.add_argument("--limit", type=_positive_int, default=500)
     q.add_argument("--json", action="store_true")
     _add_config(q)
     q.set_defaults(func=cmd_unit_list)
@@ -655,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--unit", help="only deliveries to this unit")
     q.add_argument("--packet", help="only this packet")
     q.add_argument("--older-than", type=float, metavar="SECONDS", help="unchanged for at least this long (stuck)")
-    q.add_argument("--limit", type=int, default=200)
+    q.add_argument("--limit", type=_positive_int, default=200)
     q.add_argument("--json", action="store_true")
     _add_config(q)
     q.set_defaults(func=cmd_deliveries_list)
@@ -726,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("inbox", help="packets waiting for this unit")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=_positive_int, default=100)
     p.add_argument("--json", action="store_true")
     _add_credentials(p)
     p.set_defaults(func=cmd_inbox)
@@ -762,7 +772,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("units", help="search the unit directory (via the hub)")
     p.add_argument("-q", help="identifier prefix or part of the name")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_positive_int, default=50)
     _add_credentials(p)
     p.set_defaults(func=cmd_units)
 

@@ -48,7 +48,7 @@ def check_identifier(code: str, *, legacy: bool = False) -> str:
 
 
 def fold(text: str) -> str:
-    """Case- and accent-insensitive form for directory search ("Sở KH" finds "SỞ KẾ HOẠCH")."""
+    """Case- and accent-insensitive form for directory search ("sở kế hoạch" finds "SỞ KẾ HOẠCH")."""
     text = text.replace("đ", "d").replace("Đ", "D")
     decomposed = unicodedata.normalize("NFD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()

@@ -243,3 +243,39 @@ async def test_nonces_of_concurrent_requests_share_transactions(hub: Hub, make_a
         stored = await conn.scalar(select(func.count()).select_from(nonces).where(
             nonces.c.nonce.like("batch-nonce-%")))
     assert stored == 50
+
+
+async def test_the_hub_accepts_the_published_worked_examples(hub: Hub) -> None:
+    """docs/integrator-guide.md's examples, byte for byte, sent to a running hub whose clock reads
+    their date: what an integrator checks their own signer against is what the hub accepts."""
+    from lgsp.core.store.tables import access_keys
+
+    key, secret, date = "AK_TEST_0001", "s3cr3t-EXAMPLE-key", "2026-11-27T08:00:00Z"
+    await hub.directory.add_unit("000.00.00.H23", "UBND tỉnh")
+    await hub.directory.add_unit("000.00.01.H23", "Sở Kế hoạch và Đầu tư")
+    app = await hub.directory.add_application("000.00.01.H23", "vbql")
+    async with hub.db.write() as conn:  # the published key: issue_key would draw a random one
+        await conn.execute(access_keys.insert().values(
+            id=key, application_id=app.id, unit_id=app.unit_id, algorithm="HMAC-SHA256",
+            secret_sealed=hub.master_key.encrypt(secret, key), created_at=datetime.now(UTC)))
+    hub.auth.clock = lambda: datetime(2026, 11, 27, 8, 0, 5, tzinfo=UTC)
+    body = ('{"to":["000.00.00.H23"],"subject":"Thử nghiệm","priority":1,"data_type":"edxml","size":5,'
+            '"sha256":"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"}').encode()
+    post = {"X-LGSP-Key": key, "X-LGSP-Date": date, "X-LGSP-Nonce": "n0nce-0001",
+            "X-LGSP-Content-SHA256": "7d71b86157ec66347c5c9ba327d520de63999181d4d8c62a15677dd099285163",
+            "X-LGSP-Signature": "HMAC-SHA256 oZkUaBwuAglT+bN9rHJ09HE6+Vm+XdwS3+eaqismWM8=",
+            "Content-Type": "application/json"}
+    status, _, created = await raw_request(hub.url, "POST", "/v1/packets", body, headers=post)
+    assert status == 201, created
+    assert created["upload"]["method"] == "PUT"
+    get = {"X-LGSP-Key": key, "X-LGSP-Date": date, "X-LGSP-Nonce": "n0nce-0002",
+           "X-LGSP-Content-SHA256": hashlib.sha256(b"").hexdigest(),
+           "X-LGSP-Signature": "HMAC-SHA256 BNrPz/GSCL1oMV9LEWQyKQj/qqMTrgBEBmNXAbTHi7s="}
+    status, _, found = await raw_request(hub.url, "GET", "/v1/units?q=S%E1%BB%9F%20KH&limit=5", headers=get)
+    assert status == 200, found
+    # The same headers again are a replay; one changed byte of the signature is a forgery.
+    status, h, again = await raw_request(hub.url, "GET", "/v1/units?q=S%E1%BB%9F%20KH&limit=5", headers=get)
+    assert_problem(status, h, again, 401, "auth.replay")
+    forged = get | {"X-LGSP-Nonce": "n0nce-0003"}
+    status, h, bad = await raw_request(hub.url, "GET", "/v1/units?q=S%E1%BB%9F%20KH&limit=5", headers=forged)
+    assert_problem(status, h, bad, 401, "auth.bad_signature")

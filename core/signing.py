@@ -11,6 +11,7 @@ import base64
 import hashlib
 import re
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
@@ -150,3 +151,15 @@ class Signer:
         if session:
             out[H_SESSION] = session
         return out
+
+
+#: Query parameter by which a request the hub makes (a push, a proxied call) signs metadata headers
+#: that are not lines of the string to sign.
+META_PARAM = "lgsp_meta"
+
+
+def metadata_digest(headers: Mapping[str, str], names: Sequence[str]) -> str:
+    """Hex SHA-256 of the lines `name:value` (lowercase name, value as sent, empty when absent) of
+    `names`, in that order, joined by newlines. Sent as `lgsp_meta` in the signed query."""
+    lines = "\n".join(f"{name.lower()}:{headers.get(name, '')}" for name in names)
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()

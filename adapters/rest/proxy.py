@@ -9,7 +9,8 @@ and to every silence while reading.
 
 The forwarded request is signed by the hub's own key over the service-side path and the body's
 declared hash (verify it with `POST /v1/verify` or the hub's public key), and says who called in
-`X-LGSP-Caller-Unit` / `X-LGSP-Caller-Application`. The body is checked against the caller's
+`X-LGSP-Caller-Unit` / `X-LGSP-Caller-Application` (covered, with `X-LGSP-Service`, by the signed
+query parameter `lgsp_meta`, as in a push: core/signing.py `metadata_digest`). The body is checked against the caller's
 `X-LGSP-Content-SHA256` while it streams; the last chunk is held back until the hash matches, so
 a service never receives a complete body whose hash is wrong.
 """
@@ -26,7 +27,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from lgsp.core.errors import Problem, register_code
-from lgsp.core.signing import H_CONTENT
+from lgsp.core.signing import H_CONTENT, META_PARAM, metadata_digest
 from lgsp.core.web import authenticate, hub_of
 
 routes = web.RouteTableDef()
@@ -37,6 +38,8 @@ register_code("service.timeout", 504, "Dịch vụ đích không trả lời k�
 H_CALLER_UNIT = "X-LGSP-Caller-Unit"
 H_CALLER_APP = "X-LGSP-Caller-Application"
 H_SERVICE = "X-LGSP-Service"
+#: The headers naming the caller, covered by the signed `lgsp_meta` query parameter.
+CALLER_HEADERS = (H_CALLER_UNIT, H_CALLER_APP, H_SERVICE)
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
               "transfer-encoding", "upgrade", "host"}
 
@@ -100,11 +103,11 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     declared = request.headers.get(H_CONTENT, "")
 
     key = await hub.identity.key()
+    caller = {H_CALLER_UNIT: principal.unit_id, H_CALLER_APP: principal.application_id, H_SERVICE: service_id}
+    upstream = upstream.extend_query({META_PARAM: metadata_digest(caller, CALLER_HEADERS)})
     headers = _forward_headers(request.headers)
     headers.update(key.signer.headers(request.method, upstream.raw_path, upstream.raw_query_string, declared))
-    headers[H_CALLER_UNIT] = principal.unit_id
-    headers[H_CALLER_APP] = principal.application_id
-    headers[H_SERVICE] = service_id
+    headers.update(caller)
     body = _Body(request, declared, hub.config.limits.max_packet_size) if request.body_exists else None
     if request.content_length is not None and body is not None:
         headers["Content-Length"] = str(request.content_length)

@@ -4,7 +4,10 @@ The request is an ordinary LGSP1 signed request made by the hub (its unit and RS
 core/identity.py): `X-LGSP-Key/Date/Nonce/Signature`, `X-LGSP-Content-SHA256` = the packet's hash,
 `X-LGSP-Idempotency-Key` = `packet_id:unit` (the same on every attempt), and the packet's
 metadata in `X-LGSP-Packet-Id`, `X-LGSP-From`, `X-LGSP-Subject` (UTF-8, percent-encoded),
-`X-LGSP-Priority`, `X-LGSP-Data-Type`, `X-LGSP-Attempt`. The body is streamed from the blob store.
+`X-LGSP-Priority`, `X-LGSP-Data-Type`, `X-LGSP-Attempt`. Those headers are not lines of the
+string to sign, so the URL carries `lgsp_meta=<SHA-256 of them>` (`core/signing.py: metadata_digest`) in its query,
+which is signed: a receiver that checks the digest knows the metadata is the hub's too. The body is
+streamed from the blob store.
 
 Delivered iff the receiver answers 2xx and echoes `X-LGSP-Content-SHA256` with the same hash (it
 hashed what it stored). 5xx, 408, 425, 429 (Retry-After honoured), connection errors and timeouts
@@ -28,7 +31,7 @@ import aiohttp
 from yarl import URL
 
 from lgsp.core.push import PushFailure, PushJob, PushReceipt, http_failure
-from lgsp.core.signing import H_CONTENT
+from lgsp.core.signing import H_CONTENT, META_PARAM, metadata_digest
 
 if TYPE_CHECKING:
     from lgsp.core.hub import Hub
@@ -42,6 +45,10 @@ H_PRIORITY = "X-LGSP-Priority"
 H_DATA_TYPE = "X-LGSP-Data-Type"
 H_ATTEMPT = "X-LGSP-Attempt"
 H_RECEIPT = "X-LGSP-Receipt-Id"
+
+#: The metadata headers the signed `lgsp_meta` query parameter covers, in this order.
+META_HEADERS = (H_IDEMPOTENCY, H_PACKET, H_FROM, H_TO, H_SUBJECT, H_PRIORITY, H_DATA_TYPE, H_ATTEMPT)
+
 
 KEYS = {"protocol", "url", "timeout_seconds", "connect_timeout_seconds", "probe_url", "verify_tls"}
 _URL_RE = re.compile(r"^https?://[^/\s?#]+(/[^\s#]*)?$")
@@ -106,14 +113,14 @@ class RestPushAdapter:
     async def push(self, job: PushJob) -> PushReceipt:
         key = await self.hub.identity.key()
         target = job.target
-        url = URL(str(target["url"]), encoded=True)
         packet = job.packet
+        meta = {H_IDEMPOTENCY: job.idempotency_key, H_PACKET: packet.id, H_FROM: packet.source, H_TO: job.unit,
+                H_SUBJECT: quote(packet.subject, safe=""), H_PRIORITY: str(packet.priority),
+                H_DATA_TYPE: packet.data_type, H_ATTEMPT: str(job.attempt)}
+        url = URL(str(target["url"]), encoded=True).extend_query({META_PARAM: metadata_digest(meta, META_HEADERS)})
         headers = key.signer.headers("POST", url.raw_path, url.raw_query_string, packet.sha256)
-        headers.update({
-            H_IDEMPOTENCY: job.idempotency_key, H_PACKET: packet.id, H_FROM: packet.source, H_TO: job.unit,
-            H_SUBJECT: quote(packet.subject, safe=""), H_PRIORITY: str(packet.priority),
-            H_DATA_TYPE: packet.data_type, H_ATTEMPT: str(job.attempt),
-            "Content-Type": "application/octet-stream", "Content-Length": str(packet.size)})
+        headers.update(meta)
+        headers.update({"Content-Type": "application/octet-stream", "Content-Length": str(packet.size)})
         try:
             async with self.http.post(url, data=job.content(self.hub.config.limits.io_chunk_size), headers=headers,
                                       timeout=self._timeout(target), allow_redirects=False,

@@ -4,7 +4,8 @@ Integrators can read it as the specification in code, run it as a stand-in for t
 the tests and the benchmark use it as the far end of a push. It:
 
 1. checks the hub's LGSP1 signature, either locally with the hub's public key (`GET /v1/hub`,
-   `lgsp hub key`) or by asking the hub (`POST /v1/verify`, signed with the unit's own key);
+   `lgsp hub key`) or by asking the hub (`POST /v1/verify`, signed with the unit's own key), and
+   that the metadata headers match the signed `lgsp_meta` digest of the query;
 2. streams the body to a temporary file, hashing it, and refuses it (400) if the hash differs from
    `X-LGSP-Content-SHA256`;
 3. keeps the first copy per `X-LGSP-Idempotency-Key` and drops repeats (a hub that crashed before
@@ -34,6 +35,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from lgsp.adapters.rest.push import META_HEADERS
 from lgsp.core.signing import (
     H_CONTENT,
     H_DATE,
@@ -41,7 +43,9 @@ from lgsp.core.signing import (
     H_NONCE,
     H_SESSION,
     H_SIGNATURE,
+    META_PARAM,
     SIGNED_HEADERS,
+    metadata_digest,
     parse_date,
     parse_signature_header,
     string_to_sign,
@@ -162,6 +166,10 @@ class Receiver:
             problem = await self.verify(request)
             if problem:
                 return self._refuse(401, problem)
+            # The signature covers the query, and the query covers the metadata headers.
+            signed = request.query.get(META_PARAM, "")
+            if not secrets.compare_digest(signed, metadata_digest(request.headers, META_HEADERS)):
+                return self._refuse(401, f"the metadata headers do not match the signed {META_PARAM}")
         key = request.headers.get(H_IDEMPOTENCY, "")
         declared = request.headers.get(H_CONTENT, "")
         packet_id = request.headers.get("X-LGSP-Packet-Id", "")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from lgsp.adapters.rest.receiver import verify_with_hub
 from lgsp.core.config import Config
@@ -356,3 +357,40 @@ async def test_attempt_outliving_the_timeout_is_taken_back(cfg: Config) -> None:
                 await wait_for(lambda: _state(hub, pid, DST, "delivered"), what="delivered after release")
             row = await delivery_state(hub, pid, DST)
             assert row.attempts == 2
+
+
+async def test_metadata_changed_on_the_way_is_refused_by_the_receiver(cfg: Config) -> None:
+    """A relay between hub and receiver that rewrites X-LGSP-From keeps the signature valid (the
+    header is not a line of it) but breaks the signed lgsp_meta digest: the receiver refuses."""
+    from aiohttp import web
+
+    from .helpers import _run_app
+
+    async with receiver_server() as rr:
+        async def tamper(request: web.Request) -> web.Response:
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+            headers["X-LGSP-From"] = "000.00.99.H23"
+            async with aiohttp.ClientSession() as http, http.post(
+                    URL(rr.url).with_query(request.query_string), data=await request.read(), headers=headers) as up:
+                return web.Response(status=up.status, body=await up.read(),
+                                    headers={k: v for k, v in up.headers.items() if k.startswith("X-LGSP")})
+
+        app = web.Application(client_max_size=1 << 20)
+        app.router.add_post("/lgsp/receive", tamper)
+        relay_port = free_port()
+        relay = await _run_app(app, relay_port)
+        try:
+            cfg = fast_retries(push_to(cfg, {DST: {"protocol": "rest",
+                                                   "url": f"http://127.0.0.1:{relay_port}/lgsp/receive"}}))
+            async with Hub(cfg) as hub:
+                rr.receiver.verify = await hub_verifier(hub)
+                creds = await add_units(hub, [SRC, DST])
+                async with creds[SRC].client(hub.url) as src:
+                    pid = await src.send(b"meta", [DST], subject="s")
+                    await wait_for(lambda: _state(hub, pid, DST, "failed"), what="refused by the receiver")
+                row = await delivery_state(hub, pid, DST)
+                assert "HTTP 401" in row.reason and "lgsp_meta" in row.reason
+                assert rr.receiver.refused == ["the metadata headers do not match the signed lgsp_meta"]
+                assert rr.receiver.stored == {}
+        finally:
+            await relay.cleanup()

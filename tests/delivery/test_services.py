@@ -14,10 +14,12 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from lgsp.adapters.rest.proxy import CALLER_HEADERS
 from lgsp.adapters.rest.receiver import HubVerifier
 from lgsp.client import LgspClient, LgspError
 from lgsp.core.config import Config
 from lgsp.core.hub import Hub
+from lgsp.core.signing import metadata_digest
 
 from .helpers import UNITS, _run_app, add_units, free_port
 
@@ -42,7 +44,10 @@ class Service:
         return app
 
     async def _note(self, request: web.Request) -> dict[str, Any]:
-        note = {"path": request.raw_path, "caller": request.headers.get("X-LGSP-Caller-Unit"),
+        # The hub appends its signed digest of the caller headers; the rest is the caller's path and query.
+        path, _, meta = request.raw_path.rpartition("lgsp_meta=")
+        note = {"path": path[:-1], "meta_ok": meta == metadata_digest(request.headers, CALLER_HEADERS),
+                "caller": request.headers.get("X-LGSP-Caller-Unit"),
                 "service": request.headers.get("X-LGSP-Service"),
                 "verified": await self.verifier(request) if self.verifier else "no verifier",
                 "headers": dict(request.headers)}
@@ -130,6 +135,7 @@ async def test_call_is_forwarded_streamed_both_ways_and_signed_by_the_hub(cfg: C
             assert headers["Content-Type"] == "application/x-test"
             seen = svc.seen[-1]
             assert (seen["path"], seen["caller"], seen["service"]) == ("/api/echo", CALLER, SVC)
+            assert seen["meta_ok"] is True  # the caller headers are covered by the hub's signature
             # the caller's own credentials never reach the service
             assert seen["headers"]["X-LGSP-Key"] != creds[CALLER].access_key
             assert "X-LGSP-Session" not in seen["headers"]

@@ -21,9 +21,11 @@ Target settings (validate_target checks them):
     timeout_seconds: 300
     access_key: AK...               # optional: sign the POST with LGSP1 (HMAC-SHA256) ...
     secret: vbql-so-tc              # ... with the secret of that name (`lgsp secret set`)
-    username: lgsp                  # optional: HTTP Basic ...
+    username: lgsp                  # optional: HTTP Basic (for the WSDL too) ...
     password_secret: vbql-basic     # ... password from the secret store
     result_field: maVanBan          # optional: which field of the answer is the remote id
+
+The WSDL is read on the first push and again after WSDL_TTL_SECONDS (an hour).
 
 Failures: connection errors, timeouts, HTTP 5xx/408/429 and SOAP Server/Receiver faults are
 retryable (Retry-After is passed on); SOAP Client/Sender faults, other HTTP 4xx and a target
@@ -39,6 +41,7 @@ import hashlib
 import logging
 import secrets
 import string
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,6 +49,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import requests
+import requests.auth
 import zeep
 import zeep.exceptions
 from requests.structures import CaseInsensitiveDict
@@ -63,6 +67,7 @@ log = logging.getLogger("lgsp.soap.push")
 
 CHUNK = 3 << 18
 MAX_REPLY = 16 << 20
+WSDL_TTL_SECONDS = 3600.0  # how long a unit's WSDL, once read, is trusted before it is read again
 PLACEHOLDERS = frozenset({"packet_id", "from", "to", "sha256", "size", "document_id", "subject"})
 _ENGINE_KEYS = frozenset({"protocol", "concurrency", "probe_interval_seconds"})
 _STR_KEYS = ("wsdl", "operation", "content_parameter", "service", "port", "address", "access_key", "secret",
@@ -98,7 +103,7 @@ class SoapPushAdapter:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._endpoints: dict[tuple[Any, ...], _Endpoint] = {}
+        self._endpoints: dict[tuple[Any, ...], tuple[_Endpoint, float]] = {}
         self._http: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
 
@@ -143,20 +148,30 @@ class SoapPushAdapter:
 
     # -- WSDL -------------------------------------------------------------------------------------
     async def _endpoint(self, target: Mapping[str, Any]) -> _Endpoint:
+        """The operation read from the unit's WSDL, kept for WSDL_TTL_SECONDS: a unit that upgrades its
+        VBQL (a new address, a changed operation) is followed without a hub restart."""
         key = (target["wsdl"], target.get("service"), target.get("port"), target.get("address"), target["operation"],
-               target.get("content_parameter"))
+               target.get("content_parameter"), target.get("username"))
         async with self._lock:
             found = self._endpoints.get(key)
-            if found is None:
-                found = await asyncio.to_thread(self._load, target)
-                self._endpoints[key] = found
-        return found
+            if found is None or time.monotonic() - found[1] > WSDL_TTL_SECONDS:
+                password = (await self.hub.secrets.reveal(target["password_secret"])
+                            if target.get("username") else None)
+                fresh = (await asyncio.to_thread(self._load, target, password), time.monotonic())
+                if found is not None:
+                    found[0].client.transport.session.close()
+                self._endpoints[key] = found = fresh
+        return found[0]
 
     @staticmethod
-    def _load(target: Mapping[str, Any]) -> _Endpoint:
+    def _load(target: Mapping[str, Any], password: str | None = None) -> _Endpoint:
         settings = zeep.Settings(strict=False, forbid_dtd=True, forbid_entities=True, forbid_external=True,
                                  xml_huge_tree=False)
-        transport = zeep.Transport(timeout=30, operation_timeout=30)
+        session = requests.Session()
+        if target.get("username"):  # a WSDL behind the same Basic auth as the service
+            # UTF-8, as for the POST (requests would encode str credentials as Latin-1)
+            session.auth = requests.auth.HTTPBasicAuth(target["username"].encode(), (password or "").encode())
+        transport = zeep.Transport(session=session, timeout=30, operation_timeout=30)
         try:
             client = zeep.Client(target["wsdl"], transport=transport, settings=settings)
             proxy = client.bind(target.get("service"), target.get("port")) if (
@@ -312,7 +327,7 @@ class SoapPushAdapter:
         if self._http is not None:
             await self._http.close()
             self._http = None
-        for endpoint in self._endpoints.values():
+        for endpoint, _ in self._endpoints.values():
             endpoint.client.transport.session.close()
         self._endpoints.clear()
 

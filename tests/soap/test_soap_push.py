@@ -67,6 +67,27 @@ async def test_push_delivers_the_destinations_variant_signed(hub: Hub, make_acto
     assert (await adapter.push(job)).remote_id == "VB-2"
 
 
+async def test_wsdl_and_service_behind_basic_auth(hub: Hub, make_actor: MakeActor, receiver: VbqlReceiver,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from lgsp.adapters.soap_edxml import push as soap_push
+
+    receiver.basic = ("lgsp", "mật-khẩu")
+    await hub.secrets.set("vbql-basic", "mật-khẩu")
+    await hub.secrets.set("vbql-b", HUB_SECRET)
+    tgt = target(receiver, username="lgsp", password_secret="vbql-basic", access_key=HUB_KEY, secret="vbql-b")
+    adapter = hub.push_adapters["soap"]
+    job = await job_for(hub, make_actor, tgt, edoc(A, [B]))
+    assert (await adapter.push(job)).remote_id == "VB-1"
+    assert (await adapter.push(job)).remote_id == "VB-2" and receiver.wsdl_reads == 1  # read once, kept
+    monkeypatch.setattr(soap_push, "WSDL_TTL_SECONDS", 0.0)
+    assert (await adapter.push(job)).remote_id == "VB-3" and receiver.wsdl_reads == 2  # stale: read again
+    # The wrong password: the WSDL itself is refused, and the push says so.
+    await hub.secrets.set("vbql-basic", "sai")
+    with pytest.raises(PushFailure) as err:
+        await adapter.push(job)
+    assert "401" in str(err.value.reason)
+
+
 @pytest.mark.parametrize(("mode", "retryable", "retry_after", "words"), [
     ("client-fault", False, None, "Client"),
     ("server-fault", True, None, "Server"),

@@ -77,6 +77,8 @@ class VbqlReceiver:
     access_key: str | None = None
     secret: str | None = None
     mode: str = "ok"
+    basic: tuple[str, str] | None = None  # (user, password) the WSDL and the service both demand
+    wsdl_reads: int = 0
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     url: str = ""
@@ -98,7 +100,16 @@ class VbqlReceiver:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def _authorised(self, request: web.Request) -> bool:
+        if self.basic is None:
+            return True
+        expected = "Basic " + base64.b64encode(f"{self.basic[0]}:{self.basic[1]}".encode()).decode()
+        return request.headers.get("Authorization") == expected
+
     async def wsdl(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="qlvb"'})
+        self.wsdl_reads += 1
         return web.Response(text=WSDL.format(ns=NS, address=self.url), content_type="text/xml")
 
     def _fault(self, code: str, text: str) -> web.Response:
@@ -123,6 +134,8 @@ class VbqlReceiver:
 
     async def receive(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if not self._authorised(request):
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="qlvb"'})
         if self.mode == "busy":
             return web.Response(status=503, headers={"Retry-After": "7"})
         if self.mode == "garbage":

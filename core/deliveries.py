@@ -29,12 +29,14 @@ requests racing on the same delivery cannot both win, and the caller learns it l
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ClauseElement
 
 from lgsp.core.store.tables import deliveries
 
@@ -92,20 +94,41 @@ async def move(conn: AsyncConnection, packet_id: str, units: Iterable[str] | Non
     `allowed_from` replaces the usual sources (operator actions only).
     Returns the units that actually moved; the others were in a state that forbids it.
     """
-    sources = frozenset(allowed_from) if allowed_from is not None else ALLOWED_FROM[target]
-    cond = and_(deliveries.c.packet_id == packet_id, deliveries.c.state.in_(sources))
+    sources = sorted(allowed_from) if allowed_from is not None else _SOURCES[target]
     if units is not None:
         units = list(units)
         if not units:
             return []
-        cond = and_(cond, deliveries.c.unit_id.in_(units))
     new: dict[str, Any] = {"state": target, "updated_at": at}
     if reason is not None:
         new["reason"] = reason
     if values:
         new.update(values)
-    result = await conn.execute(update(deliveries).where(cond).values(**new).returning(deliveries.c.unit_id))
+    plain = {k: v for k, v in new.items() if not isinstance(v, ClauseElement)}
+    if len(plain) != len(new):  # a column expression (attempts + 1): built for this call
+        stmt = _move_statement(units is not None, ()).values(**{k: v for k, v in new.items() if k not in plain})
+    else:
+        stmt = _move_statement(units is not None, tuple(sorted(plain)))
+    params: dict[str, Any] = {"p_packet": packet_id, "p_sources": sources, **plain}
+    if units is not None:
+        params["p_units"] = units
+    result = await conn.execute(stmt, params)
     return [r.unit_id for r in result.all()]
+
+
+_SOURCES = {target: sorted(sources) for target, sources in ALLOWED_FROM.items()}
+
+
+@functools.cache
+def _move_statement(by_unit: bool, columns: tuple[str, ...]) -> Any:
+    """The UPDATE of `move`, one per shape (with or without a unit list, which columns it sets),
+    built once: moves are the most frequent writes, and SQLAlchemy would rebuild each one."""
+    cond = and_(deliveries.c.packet_id == bindparam("p_packet"),
+                deliveries.c.state.in_(bindparam("p_sources", expanding=True)))
+    if by_unit:
+        cond = and_(cond, deliveries.c.unit_id.in_(bindparam("p_units", expanding=True)))
+    stmt = update(deliveries).where(cond).returning(deliveries.c.unit_id)
+    return stmt.values({name: bindparam(name) for name in columns}) if columns else stmt
 
 
 async def states_of(conn: AsyncConnection, packet_id: str) -> dict[str, str]:

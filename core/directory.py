@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lgsp.core.errors import Problem
@@ -105,6 +105,13 @@ def new_access_key() -> str:
     return "AK" + base64.b32encode(secrets.token_bytes(15)).decode("ascii")
 
 
+# Read on every signed request: built once (SQLAlchemy then skips construction and cache keying).
+_KEY_MATERIAL = (select(access_keys, units.c.status.label("unit_status"))
+                 .join(units, units.c.id == access_keys.c.unit_id)
+                 .where(access_keys.c.id == bindparam("access_key")))
+_UNIT_STATUSES = select(units.c.id, units.c.status).where(units.c.id.in_(bindparam("ids", expanding=True)))
+
+
 class Directory:
     def __init__(self, db: Database, master_key: MasterKey, algorithms: dict[str, Any], *,
                  rsa_key_bits: int = 3072) -> None:
@@ -176,7 +183,7 @@ class Directory:
         if not ids:
             return {}
         async with self.db.read() as conn:
-            rows = (await conn.execute(select(units.c.id, units.c.status).where(units.c.id.in_(ids)))).all()
+            rows = (await conn.execute(_UNIT_STATUSES, {"ids": ids})).all()
         return {r.id: r.status for r in rows}
 
     async def count_units(self) -> int:
@@ -280,11 +287,8 @@ class Directory:
 
     async def key_material(self, access_key: str) -> KeyMaterial | None:
         """The key as authentication needs it, read fresh from the store."""
-        stmt = (select(access_keys, units.c.status.label("unit_status"))
-                .join(units, units.c.id == access_keys.c.unit_id)
-                .where(access_keys.c.id == access_key))
         async with self.db.read() as conn:
-            row = (await conn.execute(stmt)).first()
+            row = (await conn.execute(_KEY_MATERIAL, {"access_key": access_key})).first()
         if row is None:
             return None
         if row.secret_sealed is not None:

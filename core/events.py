@@ -50,11 +50,14 @@ class Event:
         return out
 
 
+# Built once: on the hot path SQLAlchemy would otherwise rebuild and re-key it on every call.
+_INSERT_EVENT = packet_events.insert().returning(packet_events.c.id)
+
+
 async def record(conn: AsyncConnection, packet_id: str | None, type_: str, at: datetime, *, unit: str | None = None,
                  audience: str | None = None, detail: dict[str, Any] | None = None) -> Event:
-    seq = await conn.scalar(packet_events.insert().values(
-        packet_id=packet_id, at=at, type=type_, unit=unit, audience=audience, detail=detail,
-    ).returning(packet_events.c.id))
+    seq = await conn.scalar(_INSERT_EVENT, {"packet_id": packet_id, "at": at, "type": type_, "unit": unit,
+                                            "audience": audience, "detail": detail})
     return Event(int(seq or 0), type_, packet_id, at, unit, audience, detail)
 
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import deliveries as dv
@@ -54,6 +54,26 @@ HELLO_CHANGES = 1000
 HELLO_INBOX = 1000
 
 HookCaller = Callable[..., Awaitable[None]]
+
+# Every request about a packet loads it: built once (SQLAlchemy then skips construction and keying).
+_PACKET_BY_ID = select(packets).where(packets.c.id == bindparam("packet_id"))
+_DELIVERIES_OF = (select(deliveries.c.unit_id, deliveries.c.state, deliveries.c.mode, deliveries.c.protocol,
+                         deliveries.c.variant)
+                  .where(deliveries.c.packet_id == bindparam("packet_id")).order_by(deliveries.c.unit_id))
+_MODES_OF = select(deliveries.c.unit_id, deliveries.c.mode).where(deliveries.c.packet_id == bindparam("packet_id"))
+_ATTEMPTS_OF = select(deliveries.c.attempts).where(and_(deliveries.c.packet_id == bindparam("packet_id"),
+                                                        deliveries.c.unit_id == bindparam("unit_id")))
+_INSERT_PACKET = packets.insert()
+# Completes the packet only if no delivery is still open: one statement decides (see _complete_if_done).
+_COMPLETE_IF_DONE = (
+    update(packets)
+    .where(and_(packets.c.id == bindparam("p_packet"), packets.c.state.not_in(("completed", "expired")),
+                ~select(deliveries.c.unit_id).where(and_(deliveries.c.packet_id == bindparam("p_packet"),
+                                                         deliveries.c.state.not_in(dv.TERMINAL))).exists()))
+    .values(state="completed", completed_at=bindparam("completed_at"))
+    .returning(packets.c.content_state))
+_MARK_PURGED = (update(packets).where(packets.c.id == bindparam("p_packet"))
+                .values(content_state="purged", purged_at=bindparam("purged_at")))
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -260,13 +280,10 @@ class Exchange:
     async def _load_with_deliveries(self, conn: AsyncConnection, packet_id: str
                                     ) -> tuple[PacketInfo, dict[str, Any]] | None:
         """The packet and its delivery rows (state, mode, protocol, variant) by unit: two statements."""
-        row = (await conn.execute(select(packets).where(packets.c.id == packet_id))).first()
+        row = (await conn.execute(_PACKET_BY_ID, {"packet_id": packet_id})).first()
         if row is None:
             return None
-        rows = (await conn.execute(
-            select(deliveries.c.unit_id, deliveries.c.state, deliveries.c.mode, deliveries.c.protocol,
-                   deliveries.c.variant)
-            .where(deliveries.c.packet_id == packet_id).order_by(deliveries.c.unit_id))).all()
+        rows = (await conn.execute(_DELIVERIES_OF, {"packet_id": packet_id})).all()
         return _packet(row, tuple(r.unit_id for r in rows)), {r.unit_id: r for r in rows}
 
     async def packet(self, packet_id: str) -> PacketInfo | None:
@@ -314,7 +331,7 @@ class Exchange:
         packet_id = str(uuid.uuid4())
         expires = now + self.transfer_ttl
         async with self.db.write() as conn:
-            await conn.execute(packets.insert().values(
+            await conn.execute(_INSERT_PACKET, dict(
                 id=packet_id, source_unit=source, subject=new.subject, priority=new.priority,
                 data_type=new.data_type, protocol=new.protocol, size=new.size, sha256=new.sha256,
                 deadline=new.deadline, policy=new.policy, meta=new.meta or None, state="created",
@@ -581,8 +598,7 @@ class Exchange:
                 if current == target:
                     return target
                 raise Problem("conflict", f"this delivery is already {current}", state=current)
-            attempts = await conn.scalar(select(deliveries.c.attempts).where(
-                and_(deliveries.c.packet_id == info.id, deliveries.c.unit_id == unit)))
+            attempts = await conn.scalar(_ATTEMPTS_OF, {"packet_id": info.id, "unit_id": unit})
             told: dict[str, Any] = {"reason": reason} if reason else {}
             if attempts:
                 told["attempts"] = attempts
@@ -617,20 +633,13 @@ class Exchange:
         and its files are deleted right after the commit (`_purge`); if the hub dies in between,
         `reconcile_blobs` deletes them at the next start.
         """
-        still_open = select(deliveries.c.unit_id).where(and_(
-            deliveries.c.packet_id == packet_id, deliveries.c.state.not_in(dv.TERMINAL))).exists()
-        row = (await conn.execute(
-            update(packets).where(and_(packets.c.id == packet_id, packets.c.state.not_in(("completed", "expired")),
-                                       ~still_open))
-            .values(state="completed", completed_at=now)
-            .returning(packets.c.content_state))).first()
+        row = (await conn.execute(_COMPLETE_IF_DONE, {"p_packet": packet_id, "completed_at": now})).first()
         if row is None:
             return False
         events.append(await record(conn, packet_id, "packet.completed", now))
         if row.content_state != "stored":
             return False
-        await conn.execute(update(packets).where(packets.c.id == packet_id).values(
-            content_state="purged", purged_at=now))
+        await conn.execute(_MARK_PURGED, {"p_packet": packet_id, "purged_at": now})
         events.append(await record(conn, packet_id, "content.purged", now))
         return True
 
@@ -981,8 +990,7 @@ class Exchange:
 
 
 async def _modes(conn: AsyncConnection, packet_id: str) -> dict[str, str]:
-    rows = (await conn.execute(select(deliveries.c.unit_id, deliveries.c.mode)
-                               .where(deliveries.c.packet_id == packet_id))).all()
+    rows = (await conn.execute(_MODES_OF, {"packet_id": packet_id})).all()
     return {r.unit_id: r.mode for r in rows}
 
 

@@ -40,6 +40,21 @@ from bench.report import Row, Target, table, write_json
 RESULTS = REPO / "bench" / "results"
 
 
+def cpu_per_exchange_row(row: Row) -> Row:
+    """Server CPU (all its threads) per completed exchange, from the same runs as a pull row.
+
+    Throughput on a shared machine moves with other people's load; the CPU an exchange costs the
+    server barely does, so this ratio is the steadier reading of the same runs.
+    """
+    out = Row(id=f"{row.id}/cpu", group="pull-cpu", title=f"{row.title}: server CPU per exchange", unit="ms",
+              higher_is_better=False, params=row.params, ratios=[("hub", "relay")])
+    for system in ("hub", "relay"):
+        for value, detail in zip(row.values.get(system, []), row.details.get(system, []), strict=True):
+            cpu = detail.get("server_cpu")
+            out.add(system, 1000.0 * cpu / value if cpu and value and value == value else None)
+    return out
+
+
 @dataclass(frozen=True)
 class Profile:
     """How much of the grid to run and for how long; `quick` must stay under three minutes."""
@@ -188,6 +203,7 @@ class Bench:
                 row.notes.append(f"other processes kept {statistics.median(noise):.2f} cores busy during these runs "
                                  "(shared machine): absolute figures are disturbed, ratios less so")
             self.rows.append(row)
+            self.rows.append(cpu_per_exchange_row(row))
             self.pull_rows[(pairs, size)] = row
             if self.args.pyspy and (pairs, size) in ((32, 10 * KiB), (32, 1 * MiB), self.p.grid[-1]):
                 await self.profile_pull(row, pairs, data)

@@ -83,6 +83,18 @@ def test_pull_rows_complete_exchanges_on_both_servers(smoke: dict[str, Any]) -> 
         assert math.isfinite(ratio["median"]) and ratio["median"] > 0
 
 
+def test_cpu_per_exchange_rows_follow_the_pull_rows(smoke: dict[str, Any]) -> None:
+    pulls = {r["id"]: r for r in _rows(smoke, "pull")}
+    cpus = {r["id"]: r for r in _rows(smoke, "pull-cpu")}
+    assert set(cpus) == {f"{i}/cpu" for i in pulls}
+    for pid, pull in pulls.items():
+        for system in ("hub", "relay"):
+            run = pull["systems"][system]["details"][0]
+            expected = 1000.0 * run["server_cpu"] / run["value"]
+            assert cpus[f"{pid}/cpu"]["systems"][system]["median"] == pytest.approx(expected)
+        assert cpus[f"{pid}/cpu"]["higher_is_better"] is False
+
+
 def test_latency_percentiles_are_ordered(smoke: dict[str, Any]) -> None:
     rows = {r["id"]: r for r in _rows(smoke, "latency")}
     for metric in ("notify_ms", "create_to_delivered_ms"):

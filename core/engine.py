@@ -171,8 +171,7 @@ class DeliveryEngine:
                     "next_attempt_at": now, "last_error": "attempt did not finish in time"})
         if rows:
             log.warning("%d push attempt(s) outlived the attempt timeout; retrying them", len(rows))
-            for unit in {r.unit_id for r in rows}:
-                self.wake([unit])
+            self.wake({r.unit_id for r in rows})
         return len(rows)
 
     async def _follow_mode_changes(self, now: datetime) -> None:

@@ -150,13 +150,13 @@ class Presence:
         async with self.db.write() as conn:
             rows = (await conn.execute(select(units.c.id, units.c.last_seen_at).where(
                 units.c.online.is_(True)))).all()
-            stale = [r for r in rows if r.last_seen_at is None or r.last_seen_at < cutoff]
-            for row in stale:
-                await conn.execute(update(units).where(units.c.id == row.id).values(online=False, offline_since=now))
-                await conn.execute(presence_log.insert().values(unit_id=row.id, at=now, online=False,
+            stale = {r.id for r in rows if r.last_seen_at is None or r.last_seen_at < cutoff}
+            for unit in stale:
+                await conn.execute(update(units).where(units.c.id == unit).values(online=False, offline_since=now))
+                await conn.execute(presence_log.insert().values(unit_id=unit, at=now, online=False,
                                                                 cause="timeout"))
         for row in rows:
-            if row not in stale and row.id not in self._units:
+            if row.id not in stale and row.id not in self._units:
                 self._units[row.id] = _UnitState(online=True, last_request=row.last_seen_at)
         return len(stale)
 

@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import os
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lgsp.core import deliveries as dv
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
-from lgsp.core.store.blobs import BlobStore
+from lgsp.core.store.blobs import BlobStore, publish
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packet_contents, packets, unit_formats, units
 
@@ -168,12 +167,7 @@ class SyncBlobWriter:
     def close(self) -> Any:
         if self.done:
             return None
-        self._fh.flush()
-        if self._fsync:
-            os.fsync(self._fh.fileno())
-        self._fh.close()
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.temp, self.final)
+        publish(self._fh, self.temp, self.final, fsync=self._fsync)
         self.done = True
         return None
 
@@ -435,15 +429,7 @@ class ContentService:
     async def delete_blobs(self, prefix: str) -> int:
         """Delete every blob whose key starts with `prefix`: a packet id (all its uploads and
         variants) or an upload key (one attempt and its variants)."""
-        return await asyncio.to_thread(self._delete_blobs, prefix)
-
-    def _delete_blobs(self, prefix: str) -> int:
-        removed = 0
-        for path in self.blobs.with_prefix(prefix):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                removed += 1
-        return removed
+        return await self.blobs.delete_prefix(prefix)
 
     # -- formats --------------------------------------------------------------------------------
     def known_formats(self, family: str) -> frozenset[str]:

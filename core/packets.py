@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -37,7 +36,7 @@ from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
 from lgsp.core.signing import SHA256_RE
-from lgsp.core.store.blobs import BlobStore
+from lgsp.core.store.blobs import BlobStore, remove
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
 
@@ -644,8 +643,15 @@ class Exchange:
         return True
 
     async def _purge(self, packet_id: str) -> None:
-        """Delete the files of a packet recorded as purged (the upload and every variant)."""
-        await self.content.delete_blobs(packet_id)
+        """Delete the files of a packet recorded as purged (the upload and every variant).
+
+        Runs after the commit: a failure here must not undo the answer the caller is owed, and
+        `reconcile_blobs` deletes whatever is left on its next round.
+        """
+        try:
+            await self.content.delete_blobs(packet_id)
+        except OSError:
+            log.exception("could not delete the content of packet %s now; reconciliation will", packet_id)
 
     async def reconcile_blobs(self, min_age_seconds: float = 60.0) -> int:
         """Delete files whose packet no longer needs them: purged or expired packets (a crash came
@@ -664,11 +670,11 @@ class Exchange:
                     .where(packets.c.id.in_(chunk)))).all()}
             for packet_id in chunk:
                 row = rows.get(packet_id)
-                if row is None or row.content_state in ("purging", "purged") or row.state == "expired":
+                if row is None or row.content_state == "purged" or row.state == "expired":
                     doomed.extend(by_packet[packet_id])
                 elif row.state != "created" and row.blob_key:  # keep the accepted attempt and its variants
                     doomed.extend(p for p in by_packet[packet_id] if not p.name.startswith(row.blob_key))
-        await asyncio.to_thread(_unlink_all, doomed)
+        await asyncio.to_thread(remove, doomed)
         if doomed:
             log.info("removed %d blob files no packet needs any more", len(doomed))
         return len(doomed)
@@ -1016,12 +1022,6 @@ def _duration(seconds: float) -> str:
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{int(seconds // 3600)} h"
     return f"{seconds:g} s"
-
-
-def _unlink_all(paths: list[Path]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 def upload_key(packet_id: str) -> str:

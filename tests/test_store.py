@@ -40,6 +40,33 @@ async def test_sqlite_migrations_build_exactly_the_tables(tmp_path: Path) -> Non
         await db.close()
 
 
+async def test_purges_left_half_done_by_earlier_code_are_finished(tmp_path: Path) -> None:
+    """A packet left `purging` by the two-step purge of earlier versions ends `purged` (0005)."""
+    from datetime import UTC, datetime
+
+    from lgsp.core.store.tables import packets, units
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+    try:
+        await db.upgrade("0004")
+        done = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+        async with db.write() as conn:
+            await conn.execute(units.insert().values(id="000.00.00.H23", name="UBND", name_folded=fold("UBND"),
+                                                     status="active", created_at=done))
+            for pid, state in (("p-purging", "purging"), ("p-stored", "stored")):
+                await conn.execute(packets.insert().values(
+                    id=pid, source_unit="000.00.00.H23", subject="s", priority=0, data_type="binary", size=1,
+                    sha256="0" * 64, state="completed" if state == "purging" else "accepted",
+                    content_state=state, created_at=done, upload_expires_at=done,
+                    completed_at=done if state == "purging" else None))
+        await db.upgrade()
+        async with db.read() as conn:
+            rows = {r.id: (r.content_state, r.purged_at) for r in (await conn.execute(select(packets))).all()}
+        assert rows == {"p-purging": ("purged", done), "p-stored": ("stored", None)}
+    finally:
+        await db.close()
+
+
 @pytest.mark.postgres
 async def test_postgres_migrations_build_exactly_the_tables(pg_url: str) -> None:
     db = Database(pg_url)

@@ -14,11 +14,38 @@ import os
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+def publish(fh: BinaryIO, temp: Path, final: Path, *, fsync: bool) -> None:
+    """Make a finished temporary file the blob `final`: flush it (fsync), rename it into place,
+    then fsync the folder so the rename itself survives a power cut. Every blob writer ends here."""
+    fh.flush()
+    if fsync:
+        os.fsync(fh.fileno())
+    fh.close()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(temp, final)
+    if fsync:
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def remove(paths: Iterable[Path]) -> int:
+    """Unlink these files (worker thread); one already gone is not an error. Returns how many went."""
+    removed = 0
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
 
 
 class BlobStore:
@@ -62,14 +89,11 @@ class BlobStore:
         return BlobWriter(self, key)
 
     async def delete(self, key: str) -> bool:
-        return await asyncio.to_thread(self._delete, key)
+        return await asyncio.to_thread(remove, [self.path(key)]) == 1
 
-    def _delete(self, key: str) -> bool:
-        try:
-            self.path(key).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every blob whose key starts with `prefix` (a packet id or an upload key)."""
+        return await asyncio.to_thread(lambda: remove(self.with_prefix(prefix)))
 
     async def read_chunks(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
         """Stream a blob from `offset`, one chunk per worker-thread read."""
@@ -150,18 +174,7 @@ class BlobWriter:
 
     def _commit(self) -> None:
         assert self._fh is not None
-        self._fh.flush()
-        if self.store.fsync:
-            os.fsync(self._fh.fileno())
-        self._fh.close()
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.temp, self.final)
-        if self.store.fsync:
-            dir_fd = os.open(self.final.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        publish(self._fh, self.temp, self.final, fsync=self.store.fsync)
 
     async def abort(self) -> None:
         self._closed = True

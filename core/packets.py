@@ -20,7 +20,7 @@ import logging
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -308,6 +308,17 @@ class Exchange:
         raise Problem("not_found", "no such packet")
 
     # -- create -------------------------------------------------------------------------------
+    async def check_destinations(self, units_: Sequence[str], *, where: str | None = None) -> None:
+        """THE rule for who may receive a packet: an active unit of the directory, not the hub's own
+        (it only signs). `where` names the place in the content the units came from (edXML)."""
+        found = await self.directory.existing_units(list(units_))
+        unknown = [u for u in units_ if found.get(u) != "active" or u in self.not_destinations]
+        if unknown:
+            raise Problem("route.unknown_destination",
+                          f"{where + ': ' if where else ''}unknown, suspended or not addressable "
+                          f"destination(s): {', '.join(unknown)}", unknown=unknown,
+                          **({"path": where} if where else {}))
+
     async def create(self, principal: Principal, body: Any) -> tuple[PacketInfo, Transfer]:
         now = self.clock()
         # Content-aware data types (edXML, issue 3) may leave to/subject/priority to the content.
@@ -321,12 +332,7 @@ class Exchange:
     async def create_packet(self, source: str, new: NewPacket, *, now: datetime | None = None
                             ) -> tuple[PacketInfo, Transfer]:
         now = now or self.clock()
-        found = await self.directory.existing_units(list(new.to))
-        unknown = [t for t in new.to if found.get(t) != "active" or t in self.not_destinations]
-        if unknown:
-            raise Problem("route.unknown_destination",
-                          f"unknown, suspended or not addressable destination(s): {', '.join(unknown)}",
-                          unknown=unknown)
+        await self.check_destinations(new.to)
         packet_id = str(uuid.uuid4())
         expires = now + self.transfer_ttl
         async with self.db.write() as conn:
@@ -954,9 +960,7 @@ class Exchange:
     async def operator_reroute(self, packet_id: str, unit: str, to: str) -> dict[str, Any]:
         """Send a packet that did not reach `unit` to `to` instead (same content, new delivery)."""
         info = await self._held(packet_id)
-        status = (await self.directory.existing_units([to])).get(to)
-        if status != "active" or to in self.not_destinations:  # the same rule as creating a packet
-            raise Problem("route.unknown_destination", f"unknown or suspended destination: {to}", unknown=[to])
+        await self.check_destinations([to])
         now = self.clock()
         reason = f"re-routed to {to} by an operator"
         events: list[Event] = []

@@ -313,15 +313,12 @@ class EdxmlInspector:
                 route.destinations = destinations = destinations + route.added
         if len(destinations) > exchange.max_recipients:
             raise Problem("request.invalid", f"{where}: at most {exchange.max_recipients} destinations", path=where)
-        found = await exchange.directory.existing_units(list(destinations))
-        unknown = [d for d in destinations if found.get(d) != "active" and d not in route.added]
-        if unknown:
-            raise Problem("route.unknown_destination",
-                          f"{where}: unknown or suspended destination(s): {', '.join(unknown)}", unknown=unknown,
-                          path=where)
+        named = tuple(d for d in destinations if d not in route.added)
+        await exchange.check_destinations(named, where=where)
         if route.added:  # an original recipient suspended since is skipped, not an error of the sender
+            found = await exchange.directory.existing_units(list(route.added))
             route.added = tuple(u for u in route.added if found.get(u) == "active")
-            route.destinations = tuple(d for d in destinations if d in found and found[d] == "active")
+            route.destinations = named + route.added
         return route
 
     async def _status_destination(self, packet: Packet, reporter: str, other: str) -> tuple[str]:

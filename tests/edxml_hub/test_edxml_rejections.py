@@ -69,6 +69,18 @@ async def test_refused_upload(hub: Hub, make_actor: MakeActor, case: str, make: 
     assert [i["id"] for i in await b.client.inbox()] == [packet_id]
 
 
+async def test_to_naming_the_hub_itself_is_refused(hub: Hub, make_actor: MakeActor) -> None:
+    """The hub's own unit signs pushes; like a create request, an edXML To cannot address it."""
+    await add_units(hub)
+    await hub.identity.key()  # the hub's unit now exists in the directory
+    assert (await hub.directory.existing_units([HUB_ID])).get(HUB_ID) == "active"
+    a = await make_actor(A, existing=True)
+    with pytest.raises(LgspError) as err:
+        await send(a.client, edoc(A, [B, HUB_ID]))
+    assert err.value.code == "route.unknown_destination" and err.value.body["unknown"] == [HUB_ID]
+    assert err.value.body["path"].endswith("/MessageHeader/To")
+
+
 async def test_oversized_packet_is_refused_before_upload(tmp_path: Path, make_actor: MakeActor) -> None:
     env = base_env(tmp_path / "v", LGSP_PLUGINS_ENABLED=PLUGINS, LGSP_LIMITS_MAX_PACKET_SIZE="2KiB")
     async with Hub(load_config(None, env=env)) as hub:

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from lgsp.core.directory import Directory, KeyMaterial
 from lgsp.core.errors import Problem
@@ -35,7 +34,7 @@ from lgsp.core.signing import (
     parse_date,
     parse_signature_header,
 )
-from lgsp.core.store.database import Database
+from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.tables import nonces, sessions
 
 SESSION_PREFIX = "ST"
@@ -302,7 +301,6 @@ class NonceBook:
         rows = {(k, n): e for k, n, e, _ in reversed(batch)}  # one row per pair
         values = [{"access_key": k, "nonce": n, "expires_at": e} for (k, n), e in rows.items()]
         async with self.db.write() as conn:
-            insert: Any = postgresql.insert(nonces) if conn.dialect.name == "postgresql" else sqlite.insert(nonces)
-            result = await conn.execute(insert.values(values).on_conflict_do_nothing()
+            result = await conn.execute(conflict_insert(conn, nonces).values(values).on_conflict_do_nothing()
                                         .returning(nonces.c.access_key, nonces.c.nonce))
             return {(r.access_key, r.nonce) for r in result.all()}

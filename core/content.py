@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Fields of a create request an inspector may take from the content when they are omitted.
-IMPLICIT_FIELDS = ("to", "subject", "priority")
 #: Placeholder subject of a packet whose subject comes from its content (replaced on acceptance).
 PENDING_SUBJECT = "(đang đọc từ nội dung)"
 MAX_SUBJECT = 2000

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core.events import iso
+from lgsp.core.store.database import conflict_insert
 from lgsp.core.store.tables import deliveries, document_statuses, documents
 
 #: Status codes of the public samples: (Vietnamese, English).
@@ -153,15 +154,14 @@ async def set_status(conn: AsyncConnection, *, document_id: str, source_unit: st
                      packet_id: str | None, status_code: str, description: str | None, status_time: str | None,
                      reported_by: str, status_packet_id: str, now: datetime) -> None:
     """Record the latest business status of a document at one recipient (upsert)."""
-    key = and_(document_statuses.c.document_id == document_id, document_statuses.c.source_unit == source_unit,
-               document_statuses.c.unit_id == unit_id)
     values = {"packet_id": packet_id, "status_code": status_code[:8], "description": description,
               "status_time": _cut(status_time, 32), "reported_by": reported_by,
               "status_packet_id": status_packet_id, "updated_at": now}
-    result = await conn.execute(update(document_statuses).where(key).values(**values))
-    if not result.rowcount:
-        await conn.execute(document_statuses.insert().values(document_id=document_id, source_unit=source_unit,
-                                                             unit_id=unit_id, **values))
+    # One statement, so two statuses arriving at once on two nodes cannot both try to insert.
+    await conn.execute(conflict_insert(conn, document_statuses).values(
+        document_id=document_id, source_unit=source_unit, unit_id=unit_id, **values).on_conflict_do_update(
+        index_elements=[document_statuses.c.document_id, document_statuses.c.source_unit,
+                        document_statuses.c.unit_id], set_=values))
 
 
 def status_view(row: Any) -> dict[str, Any]:

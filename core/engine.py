@@ -53,7 +53,6 @@ class Lane:
     probe_interval: float
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    in_flight: int = 0
 
 
 class DeliveryEngine:
@@ -133,16 +132,25 @@ class DeliveryEngine:
     # -- recovery -----------------------------------------------------------------------------
     async def _recover(self) -> None:
         """Interrupted attempts become retryable; deliveries follow a unit that changed mode."""
-        now = self.clock()
-        async with self.hub.db.write() as conn:
-            interrupted = (await conn.execute(select(deliveries.c.packet_id, deliveries.c.unit_id).where(
-                deliveries.c.state == dv.SENDING))).all()
-            for row in interrupted:
-                await dv.move(conn, row.packet_id, [row.unit_id], dv.RETRYING, now, values={
-                    "next_attempt_at": now, "last_error": "attempt interrupted (the hub stopped)"})
+        interrupted = await self._requeue_sending(None, "attempt interrupted (the hub stopped)")
         if interrupted:
-            log.warning("%d push attempt(s) were interrupted; retrying them", len(interrupted))
-        await self._follow_mode_changes(now)
+            log.warning("%d push attempt(s) were interrupted; retrying them", interrupted)
+        await self._follow_mode_changes(self.clock())
+
+    async def _requeue_sending(self, started_before: datetime | None, reason: str) -> int:
+        """Deliveries in `sending` (those whose attempt started before `started_before`, or all)
+        become `retrying`, due now; their lanes are woken. Returns how many."""
+        now = self.clock()
+        cond = deliveries.c.state == dv.SENDING
+        if started_before is not None:
+            cond = and_(cond, deliveries.c.last_attempt_at < started_before)
+        async with self.hub.db.write() as conn:
+            rows = (await conn.execute(select(deliveries.c.packet_id, deliveries.c.unit_id).where(cond))).all()
+            for row in rows:
+                await dv.move(conn, row.packet_id, [row.unit_id], dv.RETRYING, now,
+                              values={"next_attempt_at": now, "last_error": reason})
+        self.wake({r.unit_id for r in rows})
+        return len(rows)
 
     async def _release(self, unit: str, packet_id: str, reason: str) -> None:
         """Back from `sending` to `retrying`, due after the longest backoff (the cause is unknown)."""
@@ -161,18 +169,11 @@ class DeliveryEngine:
         An attempt is bounded by `attempt_timeout_seconds`, so such a row belongs to a node that
         died or to a bug; the periodic check (hub housekeeping) keeps it from waiting for a restart.
         """
-        now = self.clock()
-        stale = now - timedelta(seconds=self.config.attempt_timeout_seconds + STALE_MARGIN_SECONDS)
-        async with self.hub.db.write() as conn:
-            rows = (await conn.execute(select(deliveries.c.packet_id, deliveries.c.unit_id).where(and_(
-                deliveries.c.state == dv.SENDING, deliveries.c.last_attempt_at < stale)))).all()
-            for row in rows:
-                await dv.move(conn, row.packet_id, [row.unit_id], dv.RETRYING, now, values={
-                    "next_attempt_at": now, "last_error": "attempt did not finish in time"})
-        if rows:
-            log.warning("%d push attempt(s) outlived the attempt timeout; retrying them", len(rows))
-            self.wake({r.unit_id for r in rows})
-        return len(rows)
+        stale = self.clock() - timedelta(seconds=self.config.attempt_timeout_seconds + STALE_MARGIN_SECONDS)
+        taken = await self._requeue_sending(stale, "attempt did not finish in time")
+        if taken:
+            log.warning("%d push attempt(s) outlived the attempt timeout; retrying them", taken)
+        return taken
 
     async def _follow_mode_changes(self, now: datetime) -> None:
         """A unit removed from `delivery.targets` pulls what was still queued for push, and back."""
@@ -220,7 +221,6 @@ class DeliveryEngine:
                     claimed = await self._claim(lane)
                     if claimed is None:
                         break
-                    lane.in_flight += 1
                     try:
                         await self._attempt(lane, *claimed)
                     except asyncio.CancelledError:
@@ -229,8 +229,6 @@ class DeliveryEngine:
                         # Never leave a claimed delivery in `sending`: nothing else would move it.
                         log.exception("push of %s to %s failed unexpectedly", claimed[0], lane.unit)
                         await self._release(lane.unit, claimed[0], "internal error during the attempt")
-                    finally:
-                        lane.in_flight -= 1
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import deliveries as dv
 from lgsp.core.events import Event, EventBus, iso, record
-from lgsp.core.store.database import Database
+from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.tables import deliveries, offline_reports, packets, units
 
 EVENT = "destination.offline"
@@ -77,13 +77,10 @@ class OfflineReporter:
 
 
 async def _claim(conn: AsyncConnection, dest: str, source: str, last: datetime | None, now: datetime) -> bool:
-    if last is None:
-        exists = await conn.scalar(select(offline_reports.c.reported_at).where(and_(
-            offline_reports.c.unit_id == dest, offline_reports.c.source_unit == source)))
-        if exists is not None:
-            return False
-        await conn.execute(offline_reports.insert().values(unit_id=dest, source_unit=source, reported_at=now))
-        return True
+    if last is None:  # first report of this pair: whoever inserts it (of two nodes) sends it
+        result = await conn.execute(conflict_insert(conn, offline_reports).values(
+            unit_id=dest, source_unit=source, reported_at=now).on_conflict_do_nothing())
+        return bool(result.rowcount)
     result = await conn.execute(update(offline_reports).where(and_(
         offline_reports.c.unit_id == dest, offline_reports.c.source_unit == source,
         offline_reports.c.reported_at == last)).values(reported_at=now))

@@ -117,7 +117,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)  # however large: core/retry.py caps what it honours
     try:
         when = parsedate_to_datetime(value)

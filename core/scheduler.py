@@ -17,7 +17,6 @@ A fired job only hands (packet, unit) to the event loop with `call_soon_threadsa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -140,15 +139,6 @@ class RetryScheduler:
         scheduler = self._require()
         await self._run(scheduler.add_job, fire, trigger="date", run_date=at.astimezone(UTC),
                         args=(self.route, packet_id, unit), id=job_id(packet_id, unit), replace_existing=True)
-
-    async def cancel(self, packet_id: str, unit: str) -> None:
-        scheduler = self._require()
-
-        def remove() -> None:
-            with contextlib.suppress(JobLookupError):
-                scheduler.remove_job(job_id(packet_id, unit))
-
-        await self._run(remove)
 
     async def jobs(self) -> dict[str, datetime | None]:
         """Job id → next run time, as stored."""

@@ -507,7 +507,7 @@ def _bundle_opener(bundle: zipfile.ZipFile | None) -> Any:
 async def get_attachment(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     number = request.match_info["n"]
-    if not number.isdigit() or not 1 <= int(number) <= 100_000:
+    if not (number.isascii() and number.isdigit()) or not 1 <= int(number) <= 100_000:
         raise Problem("not_found", "attachments are numbered from 1")
     hub = hub_of(request)
     ref, path = await hub.content.part(request.match_info["id"], f"att-{int(number)}", principal.unit_id)

@@ -18,7 +18,8 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -78,6 +79,12 @@ class Database:
     @staticmethod
     def head_revision() -> str | None:
         return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def conflict_insert(conn: AsyncConnection, table: Table) -> Any:
+    """An INSERT that can say what to do on a key conflict (`on_conflict_do_nothing/_update`): the
+    one race-free way to create-if-absent on both backends, where SELECT-then-INSERT is not."""
+    return (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
 
 
 def _sqlite_setup(engine: AsyncEngine, synchronous: str, *, immediate: bool) -> None:

@@ -23,7 +23,6 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -35,7 +34,16 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from lgsp.adapters.rest.push import META_HEADERS
+from lgsp.adapters.rest.push import (
+    H_ATTEMPT,
+    H_FROM,
+    H_IDEMPOTENCY,
+    H_PACKET,
+    H_PRIORITY,
+    H_RECEIPT,
+    H_SUBJECT,
+    META_HEADERS,
+)
 from lgsp.core.signing import (
     H_CONTENT,
     H_DATE,
@@ -50,9 +58,8 @@ from lgsp.core.signing import (
     parse_signature_header,
     string_to_sign,
 )
+from lgsp.core.store.blobs import publish
 from lgsp.plugins.signatures import RSA_SHA256
-
-H_IDEMPOTENCY = "X-LGSP-Idempotency-Key"
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ def verify_with_hub(client: Any, hub_unit: str) -> Callable[[web.Request], Await
 
 class Receiver:
     def __init__(self, directory: Path | None, verify: Callable[[web.Request], Awaitable[str | None]] | None, *,
-                 path: str = "/lgsp/receive", fsync: bool = False) -> None:
+                 path: str = "/lgsp/receive", fsync: bool = True) -> None:
         self.directory = directory
         self.verify = verify
         self.path = path
@@ -170,54 +177,59 @@ class Receiver:
             signed = request.query.get(META_PARAM, "")
             if not secrets.compare_digest(signed, metadata_digest(request.headers, META_HEADERS)):
                 return self._refuse(401, f"the metadata headers do not match the signed {META_PARAM}")
-        key = request.headers.get(H_IDEMPOTENCY, "")
-        declared = request.headers.get(H_CONTENT, "")
-        packet_id = request.headers.get("X-LGSP-Packet-Id", "")
+        h = request.headers
+        key, declared, packet_id = h.get(H_IDEMPOTENCY, ""), h.get(H_CONTENT, ""), h.get(H_PACKET, "")
         if not key or not packet_id or key.split(":", 1)[0] != packet_id:
             return self._refuse(400, "missing or inconsistent idempotency key")
+        numbers = {name: h.get(name, "0") or "0" for name in (H_ATTEMPT, H_PRIORITY)}
+        if not all(v.isascii() and v.isdigit() for v in numbers.values()):
+            return self._refuse(400, f"{H_ATTEMPT} and {H_PRIORITY} must be whole numbers")
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:  # two copies racing: the second waits and is then a repeat
-            sha = hashlib.sha256()
-            size = 0
-            tmp: Path | None = None
-            fh = None
-            duplicate = key in self.stored or (
-                self.directory is not None and (self.directory / _safe_name(key)).exists())
-            if self.directory is not None and not duplicate:
-                tmp = self.directory / ".tmp" / f"{secrets.token_hex(8)}.part"
-                fh = await asyncio.to_thread(tmp.open, "wb")
-            try:
-                async for chunk in request.content.iter_chunked(1 << 20):
-                    sha.update(chunk)
-                    size += len(chunk)
-                    if fh is not None:
-                        await asyncio.to_thread(fh.write, chunk)
-                if fh is not None and self.fsync:
-                    await asyncio.to_thread(os.fsync, fh.fileno())
-            finally:
-                if fh is not None:
-                    await asyncio.to_thread(fh.close)
-            digest = sha.hexdigest()
-            if not secrets.compare_digest(digest, declared):
-                if tmp is not None:
-                    tmp.unlink(missing_ok=True)
-                return self._refuse(400, f"content hashes to {digest}, header says {declared}")
-            reception = Reception(
-                key=key, packet_id=packet_id, sha256=digest, size=size, at=time.time(),
-                attempt=int(request.headers.get("X-LGSP-Attempt", "0") or 0), duplicate=duplicate,
-                subject=unquote(request.headers.get("X-LGSP-Subject", "")),
-                source=request.headers.get("X-LGSP-From", ""),
-                priority=int(request.headers.get("X-LGSP-Priority", "0") or 0))
-            if not duplicate:
-                if tmp is not None and self.directory is not None:
-                    final = self.directory / _safe_name(key)
-                    await asyncio.to_thread(os.replace, tmp, final)
-                self.stored[key] = reception
-            self.receptions.append(reception)
-        if not lock.locked():
-            self._locks.pop(key, None)
+        try:
+            async with lock:  # two copies racing: the second waits and is then a repeat
+                duplicate = key in self.stored or (
+                    self.directory is not None and (self.directory / _safe_name(key)).exists())
+                final = self.directory / _safe_name(key) if self.directory is not None and not duplicate else None
+                digest, size = await self._take(request, final)
+                if not secrets.compare_digest(digest, declared):
+                    return self._refuse(400, f"content hashes to {digest}, header says {declared}")
+                reception = Reception(
+                    key=key, packet_id=packet_id, sha256=digest, size=size, at=time.time(),
+                    attempt=int(numbers[H_ATTEMPT]), duplicate=duplicate, subject=unquote(h.get(H_SUBJECT, "")),
+                    source=h.get(H_FROM, ""), priority=int(numbers[H_PRIORITY]))
+                if not duplicate:
+                    self.stored[key] = reception
+                self.receptions.append(reception)
+        finally:
+            if not lock.locked():
+                self._locks.pop(key, None)
         return web.json_response({"received": True, "duplicate": duplicate},
-                                 headers={H_CONTENT: digest, "X-LGSP-Receipt-Id": key})
+                                 headers={H_CONTENT: digest, H_RECEIPT: key})
+
+    async def _take(self, request: web.Request, final: Path | None) -> tuple[str, int]:
+        """Hash the body; with `final`, also store it there, whole or not at all (a temporary file,
+        published by the blob store's routine only once the hash matches)."""
+        sha = hashlib.sha256()
+        size = 0
+        tmp = fh = None
+        if final is not None:
+            tmp = final.parent / ".tmp" / f"{secrets.token_hex(8)}.part"
+            fh = await asyncio.to_thread(tmp.open, "wb")
+        try:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                sha.update(chunk)
+                size += len(chunk)
+                if fh is not None:
+                    await asyncio.to_thread(fh.write, chunk)
+            if fh is not None and tmp is not None and final is not None \
+                    and sha.hexdigest() == request.headers.get(H_CONTENT, ""):
+                await asyncio.to_thread(publish, fh, tmp, final, fsync=self.fsync)
+        finally:
+            if fh is not None and not fh.closed:  # cut off, or a wrong hash: nothing is kept
+                await asyncio.to_thread(fh.close)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+        return sha.hexdigest(), size
 
     def repeats(self) -> int:
         return sum(1 for r in self.receptions if r.duplicate)
@@ -246,13 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public-key", help="the hub's public key (PEM file from `lgsp hub key`)")
     parser.add_argument("--access-key", help="the hub's access key (from `lgsp hub key`)")
     parser.add_argument("--no-verify", action="store_true", help="skip signature checks (benchmarks only)")
+    parser.add_argument("--no-fsync", action="store_true",
+                        help="do not flush stored packets to disk before answering (benchmarks only)")
     args = parser.parse_args(argv)
     verify: Any = None
     if not args.no_verify:
         if not args.public_key or not args.access_key:
             parser.error("--public-key and --access-key are required (or --no-verify)")
         verify = HubVerifier(args.access_key, Path(args.public_key).read_text(encoding="ascii"))
-    receiver = Receiver(Path(args.dir) if args.dir else None, verify, path=args.path)
+    receiver = Receiver(Path(args.dir) if args.dir else None, verify, path=args.path, fsync=not args.no_fsync)
 
     async def run() -> None:
         runner, port = await serve(receiver, args.host, args.port)

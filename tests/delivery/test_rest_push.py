@@ -394,3 +394,30 @@ async def test_metadata_changed_on_the_way_is_refused_by_the_receiver(cfg: Confi
                 assert rr.receiver.stored == {}
         finally:
             await relay.cleanup()
+
+
+async def test_reference_receiver_keeps_nothing_of_a_cut_or_malformed_post(tmp_path: Path) -> None:
+    """A body cut off mid-way leaves no temporary file; bad numeric headers are a 400, not a 500."""
+    async with receiver_server(directory=tmp_path / "got") as rr:
+        pid = "7d2f6c1e-0000-4000-8000-000000000001"
+        head = (f"POST /lgsp/receive HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n"
+                f"X-LGSP-Idempotency-Key: {pid}:{DST}\r\nX-LGSP-Packet-Id: {pid}\r\n"
+                f"X-LGSP-Content-SHA256: {'0' * 64}\r\n\r\n").encode()
+        _, writer = await asyncio.open_connection("127.0.0.1", rr.port)
+        writer.write(head + b"x" * 5000)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+        await writer.wait_closed()
+        await wait_for(lambda: not list((tmp_path / "got" / ".tmp").iterdir()), what="temporary file removed")
+        assert [p.name for p in (tmp_path / "got").iterdir()] == [".tmp"]
+        async with aiohttp.ClientSession() as http, http.post(rr.url, data=b"abc", headers={
+                "X-LGSP-Idempotency-Key": f"{pid}:{DST}", "X-LGSP-Packet-Id": pid, "X-LGSP-Attempt": "²",
+                "X-LGSP-Content-SHA256": hashlib.sha256(b"abc").hexdigest()}) as resp:
+            assert resp.status == 400 and "whole numbers" in (await resp.json())["detail"]
+        async with aiohttp.ClientSession() as http, http.post(rr.url, data=b"abc", headers={
+                "X-LGSP-Idempotency-Key": f"{pid}:{DST}", "X-LGSP-Packet-Id": pid, "X-LGSP-Attempt": "1",
+                "X-LGSP-Content-SHA256": hashlib.sha256(b"abc").hexdigest()}) as resp:
+            assert resp.status == 200 and resp.headers["X-LGSP-Content-SHA256"] == hashlib.sha256(b"abc").hexdigest()
+        assert rr.receiver.stored[f"{pid}:{DST}"].attempt == 1
+        assert not list((tmp_path / "got" / ".tmp").iterdir())

@@ -105,7 +105,7 @@ class SoapPushAdapter:
         self.hub = hub
         self._endpoints: dict[tuple[Any, ...], tuple[_Endpoint, float]] = {}
         self._http: aiohttp.ClientSession | None = None
-        self._lock = asyncio.Lock()
+        self._locks: dict[tuple[Any, ...], asyncio.Lock] = {}  # one per WSDL: a slow unit holds up no other
 
     # -- settings ---------------------------------------------------------------------------------
     def validate_target(self, unit: str, target: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -152,7 +152,7 @@ class SoapPushAdapter:
         VBQL (a new address, a changed operation) is followed without a hub restart."""
         key = (target["wsdl"], target.get("service"), target.get("port"), target.get("address"), target["operation"],
                target.get("content_parameter"), target.get("username"))
-        async with self._lock:
+        async with self._locks.setdefault(key, asyncio.Lock()):
             found = self._endpoints.get(key)
             if found is None or time.monotonic() - found[1] > WSDL_TTL_SECONDS:
                 password = (await self.hub.secrets.reveal(target["password_secret"])
@@ -316,8 +316,11 @@ class SoapPushAdapter:
         return PushReceipt(detail=f"{endpoint.operation} accepted the packet", remote_id=remote_id)
 
     async def probe(self, unit: str, target: Mapping[str, Any]) -> bool:
+        """Up when the unit's WSDL answers 200, read with the same Basic auth a push uses."""
         try:
-            async with self.http.get(target["wsdl"], timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            auth = (aiohttp.BasicAuth(target["username"], await self.hub.secrets.reveal(target["password_secret"]),
+                                      encoding="utf-8") if target.get("username") else None)
+            async with self.http.get(target["wsdl"], timeout=aiohttp.ClientTimeout(total=10), auth=auth) as resp:
                 await resp.content.read(1 << 16)
                 return resp.status == 200
         except (TimeoutError, aiohttp.ClientError, OSError, KeyError):

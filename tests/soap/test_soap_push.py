@@ -81,8 +81,10 @@ async def test_wsdl_and_service_behind_basic_auth(hub: Hub, make_actor: MakeActo
     assert (await adapter.push(job)).remote_id == "VB-2" and receiver.wsdl_reads == 1  # read once, kept
     monkeypatch.setattr(soap_push, "WSDL_TTL_SECONDS", 0.0)
     assert (await adapter.push(job)).remote_id == "VB-3" and receiver.wsdl_reads == 2  # stale: read again
+    assert await adapter.probe(B, tgt) is True  # the presence probe reads the WSDL with the same auth
     # The wrong password: the WSDL itself is refused, and the push says so.
     await hub.secrets.set("vbql-basic", "sai")
+    assert await adapter.probe(B, tgt) is False
     with pytest.raises(PushFailure) as err:
         await adapter.push(job)
     assert "401" in str(err.value.reason)

@@ -260,11 +260,16 @@ class SoapPushAdapter:
             url = urlsplit(address)
             out.update(Signer(target["access_key"], _HMAC, secret).headers(
                 "POST", url.path or "/", url.query, digest))
-        if target.get("username"):
-            password = await self.hub.secrets.reveal(target["password_secret"])
-            raw = f"{target['username']}:{password}".encode()
-            out["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
+        out.update(await self._basic_auth(target))
         return out
+
+    async def _basic_auth(self, target: Mapping[str, Any]) -> dict[str, str]:
+        """The HTTP Basic header of a target with `username` (UTF-8), else nothing."""
+        if not target.get("username"):
+            return {}
+        password = await self.hub.secrets.reveal(target["password_secret"])
+        raw = f"{target['username']}:{password}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
 
     @staticmethod
     def _body_sha256(job: PushJob, head: bytes, tail: bytes) -> str:
@@ -318,9 +323,8 @@ class SoapPushAdapter:
     async def probe(self, unit: str, target: Mapping[str, Any]) -> bool:
         """Up when the unit's WSDL answers 200, read with the same Basic auth a push uses."""
         try:
-            auth = (aiohttp.BasicAuth(target["username"], await self.hub.secrets.reveal(target["password_secret"]),
-                                      encoding="utf-8") if target.get("username") else None)
-            async with self.http.get(target["wsdl"], timeout=aiohttp.ClientTimeout(total=10), auth=auth) as resp:
+            async with self.http.get(target["wsdl"], timeout=aiohttp.ClientTimeout(total=10),
+                                     headers=await self._basic_auth(target)) as resp:
                 await resp.content.read(1 << 16)
                 return resp.status == 200
         except (TimeoutError, aiohttp.ClientError, OSError, KeyError):

@@ -8,25 +8,11 @@ in that config (it says which formats exist).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
 
-from lgsp.cli.messages import lang
-
-_TEXT: dict[str, tuple[str, str]] = {
-    "set": ("đơn vị {unit} nhận gói tin {family} ở định dạng {format}",
-            "unit {unit} takes {family} packets as {format}"),
-    "reset": ("đơn vị {unit} nhận gói tin {family} ở định dạng mặc định ({format})",
-              "unit {unit} takes {family} packets in the default format ({format})"),
-    "none": ("chưa đơn vị nào đặt định dạng riêng", "no unit has a format of its own"),
-}
-
-
-def _t(key: str, **kw: Any) -> str:
-    vi, en = _TEXT[key]
-    return (en if lang() == "en" else vi).format(**kw)
+from lgsp.cli.messages import t
 
 
 def _default(hub: Any, family: str) -> str:
@@ -35,36 +21,34 @@ def _default(hub: Any, family: str) -> str:
 
 
 def cmd_format_set(args: argparse.Namespace) -> int:
-    from lgsp.cli.main import _store
+    from lgsp.cli.main import _on_store
 
     fmt = None if args.format == "default" else args.format
 
-    async def go() -> str:
-        async with _store(args) as hub:
-            await hub.content.set_format(args.unit, args.family, fmt)
-            return fmt or _default(hub, args.family)
+    async def use(hub: Any) -> str:
+        await hub.content.set_format(args.unit, args.family, fmt)
+        return fmt or _default(hub, args.family)
 
-    shown = asyncio.run(go())
-    print(_t("set" if fmt else "reset", unit=args.unit, family=args.family, format=shown))
+    shown = _on_store(args, use)
+    print(t("format_set" if fmt else "format_reset", unit=args.unit, family=args.family, format=shown))
     return 0
 
 
 def cmd_format_list(args: argparse.Namespace) -> int:
-    from lgsp.cli.main import _store, _table
+    from lgsp.cli.main import _on_store, _table
 
-    async def go() -> tuple[list[dict[str, str]], dict[str, list[str]]]:
-        async with _store(args) as hub:
-            known = {f: sorted(hub.content.known_formats(f)) for f in hub.content.families}
-            return await hub.content.list_formats(args.family), known
+    async def use(hub: Any) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
+        known = {f: sorted(hub.content.known_formats(f)) for f in hub.content.families}
+        return await hub.content.list_formats(args.family), known
 
-    rows, known = asyncio.run(go())
+    rows, known = _on_store(args, use)
     if args.json:
         print(json.dumps({"formats": known, "units": rows}, ensure_ascii=False, indent=2))
     elif not rows:
-        print(_t("none"))
+        print(t("format_none"))
     else:
         _table([[r["unit"], r["family"], r["format"], r["updated_at"]] for r in rows],
-               ["unit", "family", "format", "updated"])
+               [t("h_unit"), t("h_family"), t("h_format"), t("h_updated")])
     return 0
 
 

@@ -311,12 +311,8 @@ def cmd_deliveries_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_deliveries_cancel(args: argparse.Namespace) -> int:
-    async def go() -> list[str]:
-        async with _store(args) as hub:
-            reason = "cancelled by an operator" + (f": {args.reason}" if args.reason else "")
-            return await hub.exchange.operator_cancel(args.packet, args.unit, reason)
-
-    moved = asyncio.run(go())
+    reason = "cancelled by an operator" + (f": {args.reason}" if args.reason else "")
+    moved = _on_store(args, lambda hub: hub.exchange.operator_cancel(args.packet, args.unit, reason))
     if not moved:
         raise CliError(f"conflict: packet {args.packet} has no unfinished delivery to cancel")
     print(t("delivery_cancelled", id=args.packet, units=", ".join(moved)))

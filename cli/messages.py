@@ -6,6 +6,13 @@ import os
 
 MESSAGES: dict[str, tuple[str, str]] = {
     "error": ("lỗi", "error"),
+    "format_set": ("đơn vị {unit} nhận gói tin {family} ở định dạng {format}",
+                   "unit {unit} takes {family} packets as {format}"),
+    "format_reset": ("đơn vị {unit} nhận gói tin {family} ở định dạng mặc định ({format})",
+                     "unit {unit} takes {family} packets in the default format ({format})"),
+    "format_none": ("chưa đơn vị nào đặt định dạng riêng", "no unit has a format of its own"),
+    "h_family": ("HỌ DỮ LIỆU", "FAMILY"),
+    "h_format": ("ĐỊNH DẠNG", "FORMAT"),
     "listening": ("lgsp đang phục vụ tại {url} (Ctrl+C để dừng)", "lgsp is listening on {url} (Ctrl+C to stop)"),
     "stopping": ("đang dừng…", "stopping…"),
     "config_ok": ("{path}: cấu hình hợp lệ", "{path}: configuration is valid"),

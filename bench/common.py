@@ -96,10 +96,15 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
 
 def ratio_summary(numerators: Sequence[float], denominators: Sequence[float]) -> dict[str, Any]:
     """Per-repetition ratios (runs interleave, so pairs share the moment), summarised."""
-    per_run = [a / b for a, b in zip(numerators, denominators, strict=False) if a is not None and b]
+    def usable(x: float | None) -> bool:  # a run that failed is stored as NaN (or None)
+        return x is not None and math.isfinite(x)
+
+    per_run = [a / b for a, b in zip(numerators, denominators, strict=False) if usable(a) and usable(b) and b]
     out = summarize(per_run)
-    med_a = statistics.median([a for a in numerators if a is not None]) if numerators else None
-    med_b = statistics.median([b for b in denominators if b]) if denominators else None
+    good_a = [a for a in numerators if usable(a)]
+    good_b = [b for b in denominators if usable(b) and b]
+    med_a = statistics.median(good_a) if good_a else None
+    med_b = statistics.median(good_b) if good_b else None
     out["of_medians"] = (med_a / med_b) if med_a is not None and med_b else None
     return out
 

@@ -259,7 +259,9 @@ async def open_loop(pairs: list[Pair], data: bytes, *, rate: float, duration: fl
                 pending.add(task)
                 task.add_done_callback(pending.discard)
             offered_end = now()
-            await wait_until(lambda: len(finished) + len(failures) >= total, offered_end + drain_timeout, 0.005)
+            # a delivery that failed on the destination's side is in its worker's errors, not in failures
+            await wait_until(lambda: len(finished) + len(failures) + sum(len(w.errors) for w in ws) >= total,
+                             offered_end + drain_timeout, 0.005)
             end = now()
         errors = failures + [e for w in ws for e in w.errors]
     notify = [(tl.available - (tl.upload_sent or tl.upload_start)) * 1000 for tl in finished if tl.available]

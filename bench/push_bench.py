@@ -114,6 +114,9 @@ async def closed_loop(pairs: list[Pair], receiver: Receiver, data: bytes, *, war
                 except Exception as exc:
                     failures.append(repr(exc))
                     await asyncio.sleep(0.05)
+                finally:  # a waiter left behind would be handed the next delivery of this unit
+                    with contextlib.suppress(ValueError):
+                        receiver.waiters[pair.destination_id].remove(waiter)
 
     tasks = [asyncio.create_task(one_pair(p)) for p in pairs]
     await asyncio.sleep(warmup)

@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import importlib.util
 import inspect
+import os
 import re
 import shutil
 import statistics
@@ -537,7 +538,12 @@ async def amain(args: argparse.Namespace) -> int:
             log(f"work folder kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    targets = evaluate_targets(bench.rows)
+    try:
+        targets = evaluate_targets(bench.rows)
+    except Exception:  # the measured rows are still worth keeping
+        bench.errors.append({"group": "targets", "error": "evaluating the targets failed",
+                             "traceback": traceback.format_exc()[-4000:]})
+        targets = []
     result = {
         "schema": 1,
         "profile": asdict(profile),
@@ -578,13 +584,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     which.add_argument("--smoke", dest="profile", action="store_const", const="smoke", help="CI smoke run")
     parser.set_defaults(profile="quick")
     parser.add_argument("--only", nargs="+", choices=GROUPS, help="run only these groups")
-    parser.add_argument("--reps", type=int, help="override the number of repetitions")
+    parser.add_argument("--reps", type=_positive, help="override the number of repetitions of the pull grid")
     parser.add_argument("--no-rabbit", action="store_true", help="skip the RabbitMQ baseline")
     parser.add_argument("--pyspy", action="store_true", help="profile the hub with py-spy on the target rows")
     parser.add_argument("--out", help="JSON file to write (default bench/results/<timestamp>.json)")
     parser.add_argument("--workdir", help="parent folder for temporary files (default: the system temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (hub log, store)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # Checked now, not when the run ends: a full run must not be lost to a bad path after 20 minutes.
+    if args.workdir and not Path(args.workdir).is_dir():
+        parser.error(f"--workdir {args.workdir}: no such folder")
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir() or not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+            parser.error(f"--out {args.out}: not a writable file path")
+    return args
+
+
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:

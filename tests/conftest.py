@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import secrets
+import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,28 @@ def base_env(tmp: Any, **extra: str) -> dict[str, str]:
     env.update(extra)
     return env
 
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for servers a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 10.0,
+                   interval: float = 0.05, what: str = "condition") -> None:
+    """Poll until `predicate` (sync or async) holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
 
 @pytest.fixture
 def hub_config(tmp_path: Any) -> Config:

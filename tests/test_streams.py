@@ -82,9 +82,11 @@ async def test_a_cut_hello_is_resumed_by_the_next_stream(make_actor: MakeActor, 
         data = await b.client.fetch_bytes(pid)
         await b.client.ack(pid, hashlib.sha256(data).hexdigest())
     seen: list[str] = []
+    hellos: list[tuple[int, bool]] = []
     for _ in range(4):
         async with a.client.events() as stream:
             hello = await asyncio.wait_for(anext(stream), 2.0)
+            hellos.append((len(hello["changes"]), hello["more"]))
             seen += [c["id"] for c in hello["changes"] if c["type"] == "packet.delivered"]
             if not hello["more"]:
                 break
@@ -92,4 +94,5 @@ async def test_a_cut_hello_is_resumed_by_the_next_stream(make_actor: MakeActor, 
             await b.client.send(b"live", [a.unit], subject="live")
             live = await asyncio.wait_for(anext(stream), 2.0)
             assert live["type"] == "packet.available"
+    assert hellos[0] == (3, True), hellos  # the first hello really was cut
     assert sorted(set(seen)) == sorted(sent), (seen, sent)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +24,10 @@ from lgsp.adapters.rest.receiver import HubVerifier, Receiver
 from lgsp.client import Credentials, LgspClient
 from lgsp.core.config import Config, load_config
 from lgsp.core.hub import Hub
+
+from ..conftest import free_port, wait_for
+
+__all__ = ["free_port", "wait_for"]  # shared test helpers, re-exported for the delivery tests
 
 UNITS = ["000.00.01.H23", "000.00.02.H23", "000.00.03.H23", "000.00.04.H23", "000.00.05.H23", "000.00.06.H23"]
 
@@ -55,12 +58,6 @@ def fast_retries(cfg: Config, *, base: float = 0.2, factor: float = 2.0, cap: fl
                                             for name in ("normal", "urgent", "very_urgent", "flash")})
     return with_delivery(cfg, retry={"base_delay_seconds": base, "factor": factor, "max_delay_seconds": cap,
                                      "jitter": jitter}, priorities=priorities, poll_interval_seconds=poll)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -176,24 +173,16 @@ async def hub_verifier(hub: Hub) -> HubVerifier:
     return HubVerifier(key.access_key, key.public_key_pem)
 
 
-async def wait_for(predicate: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 10.0,
-                   interval: float = 0.05, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
 async def delivery_state(hub: Hub, packet_id: str, unit: str) -> Any:
     from lgsp.core import deliveries as dv
 
     async with hub.db.read() as conn:
         return await dv.row_of(conn, packet_id, unit)
+
+
+async def has_state(hub: Hub, packet_id: str, unit: str, state: str) -> bool:
+    """Whether the delivery of `packet_id` to `unit` is in `state` now (for wait_for)."""
+    row = await delivery_state(hub, packet_id, unit)
+    return row is not None and row.state == state
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from lgsp.core.config import load_config
 from lgsp.core.hub import Hub
 
-from .helpers import UNITS, add_units, delivery_state, hub_verifier, receiver_server, status, wait_for
+from .helpers import UNITS, add_units, has_state, hub_verifier, receiver_server, status, wait_for
 
 SRC, DST, PULL, OTHER = UNITS[0], UNITS[1], UNITS[3], UNITS[4]
 
@@ -65,7 +65,7 @@ async def test_operator_lists_retries_cancels_and_reroutes(tmp_path: Path) -> No
                 to_cancel = await src.send(b"cancel me", [DST, PULL], subject="s")
                 to_move = await src.send(b"move me", [DST], subject="s")
                 for pid in (stuck, to_cancel, to_move):
-                    await wait_for(lambda pid=pid: _state(hub, pid, DST, "retrying"), what="retrying")
+                    await wait_for(lambda pid=pid: has_state(hub, pid, DST, "retrying"), what="retrying")
 
                 code, out, err = await lgsp("deliveries", "list", "--state", "retrying", "--json", "-c", c)
                 assert code == 0, err
@@ -82,7 +82,7 @@ async def test_operator_lists_retries_cancels_and_reroutes(tmp_path: Path) -> No
                 code, out, err = await lgsp("deliveries", "retry", stuck, DST, "-c", c)
                 assert code == 0, err
                 assert "queued packet" in out
-                await wait_for(lambda: _state(hub, stuck, DST, "delivered"), timeout=10, what="retried delivery")
+                await wait_for(lambda: has_state(hub, stuck, DST, "delivered"), timeout=10, what="retried delivery")
 
                 code, out, err = await lgsp("deliveries", "cancel", to_cancel, DST, "--reason", "sai nơi nhận", "-c", c)
                 assert code == 0, err
@@ -161,7 +161,3 @@ async def test_service_and_hub_key_commands(tmp_path: Path) -> None:
     assert key["algorithm"] == "RSA-SHA256"
     assert key["access_key"].startswith("AK")
 
-
-async def _state(hub: Hub, pid: str, unit: str, state: str) -> bool:
-    row = await delivery_state(hub, pid, unit)
-    return row is not None and row.state == state

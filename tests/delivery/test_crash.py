@@ -32,7 +32,7 @@ from lgsp.client import LgspError
 from lgsp.core.config import load_config
 from lgsp.core.hub import Hub
 
-from .helpers import UNITS, add_units, free_port, receiver_server
+from .helpers import UNITS, add_units, free_port, receiver_server, wait_for
 
 S1, S2, P1, P2, D1, D2 = UNITS
 KILLS = 5
@@ -206,14 +206,14 @@ async def test_sigkill_at_random_moments_loses_nothing_and_delivers_once(tmp_pat
             for _ in range(KILLS):
                 # kill while packets flow: once a few more went through, at a random moment after
                 before = len(sent)
-                await _until(lambda before=before: len(sent) >= before + 3, 30)
+                await wait_for(lambda before=before: len(sent) >= before + 3, 30, what="traffic between kills")
                 await asyncio.sleep(rng.uniform(0.0, 1.5))
                 await proc.kill()
                 await asyncio.sleep(rng.uniform(0.0, 0.3))
                 t0 = time.monotonic()
                 await proc.start()
                 print(f"restart took {time.monotonic() - t0:.2f} s; {len(sent)} sent so far", flush=True)
-            await _until(lambda: len(sent) >= 40, 60)
+            await wait_for(lambda: len(sent) >= 40, 60, what="40 packets sent")
             stop.set()
             await asyncio.gather(workers[0], workers[1])
             # packets whose upload answer was lost in a crash: the hub decides whether they exist
@@ -289,12 +289,6 @@ def _all_done(data_dir: Path, packets: set[str]) -> bool:
         n = db.execute(f"SELECT count(*) FROM packets WHERE id IN ({marks}) AND state = 'completed' "
                        "AND content_state = 'purged'", tuple(packets)).fetchone()[0]
     return n == len(packets)
-
-
-async def _until(predicate: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
 
 
 async def _source_view(pid: str, clients: dict[str, Any]) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from .helpers import (
     add_units,
     delivery_state,
     fast_retries,
+    has_state,
     hub_verifier,
     receiver_server,
     status,
@@ -40,7 +41,7 @@ async def test_flash_and_very_urgent_overtake_a_normal_backlog(cfg: Config) -> N
             creds = await add_units(hub, [SRC, DST, PULL])
             async with creds[SRC].client(hub.url) as src, creds[PULL].client(hub.url) as pull:
                 first = await src.send(b"n0", [DST, PULL], subject="n0", priority=0)
-                await wait_for(lambda: _is(hub, first, DST, "sending"), what="the first push in flight")
+                await wait_for(lambda: has_state(hub, first, DST, "sending"), what="the first push in flight")
                 normals = [await src.send(f"n{i}".encode(), [DST, PULL], subject=f"n{i}", priority=0)
                            for i in range(1, 5)]
                 urgent = await src.send(b"u", [DST, PULL], subject="u", priority=1)
@@ -64,7 +65,7 @@ async def test_retry_job_survives_a_restart_and_fires_from_the_job_store(cfg: Co
             creds = await add_units(hub, [SRC, DST])
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"survive", [DST], subject="s")
-                await wait_for(lambda: _is(hub, pid, DST, "retrying"), what="a scheduled retry")
+                await wait_for(lambda: has_state(hub, pid, DST, "retrying"), what="a scheduled retry")
             due = (await delivery_state(hub, pid, DST)).next_attempt_at
         # the hub is down; the job is in the job store file, due at the planned time
         with sqlite3.connect(cfg.data_dir / "scheduler.db") as db:
@@ -72,7 +73,7 @@ async def test_retry_job_survives_a_restart_and_fires_from_the_job_store(cfg: Co
         assert rows == [(job_id(pid, DST), due.timestamp())]
         async with Hub(cfg) as hub:
             assert job_id(pid, DST) in await hub.engine.scheduler.jobs()  # type: ignore[union-attr]
-            await wait_for(lambda: _is(hub, pid, DST, "delivered"), timeout=10, what="delivery after restart")
+            await wait_for(lambda: has_state(hub, pid, DST, "delivered"), timeout=10, what="delivery after restart")
             hits = [t for t, _, s in rr.script.hits if s == 200]
             assert hits[0] >= due.timestamp() - 0.01  # not before it was due
             assert hits[0] <= due.timestamp() + 2.0  # and not left for the 600 s queue poll
@@ -90,10 +91,10 @@ async def test_attempt_cut_by_a_stop_is_retried_with_the_same_idempotency_key(cf
             creds = await add_units(hub, [SRC, DST])
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"cut", [DST], subject="s")
-                await wait_for(lambda: _is(hub, pid, DST, "sending"), what="an attempt in flight")
+                await wait_for(lambda: has_state(hub, pid, DST, "sending"), what="an attempt in flight")
         rr.script.hold.set()  # the cut request now finds its connection gone
         async with Hub(cfg) as hub:
-            await wait_for(lambda: _is(hub, pid, DST, "delivered"), what="delivery after restart")
+            await wait_for(lambda: has_state(hub, pid, DST, "delivered"), what="delivery after restart")
             row = await delivery_state(hub, pid, DST)
             async with hub.db.read() as conn:
                 from sqlalchemy import select
@@ -122,7 +123,7 @@ async def test_max_age_expires_a_push_and_tells_the_source(cfg: Config) -> None:
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"old", [DST], subject="s", priority=3)
                 normal = await src.send(b"young", [DST], subject="s", priority=0)
-                await wait_for(lambda: _is(hub, pid, DST, "expired"), timeout=8, what="expiry")
+                await wait_for(lambda: has_state(hub, pid, DST, "expired"), timeout=8, what="expiry")
 
                 async def purged() -> bool:  # the purge follows the committed expiry
                     return (await src.status(pid))["content"] == "purged"
@@ -145,7 +146,7 @@ async def test_deadline_expires_a_pull_delivery(cfg: Config) -> None:
         async with creds[SRC].client(hub.url) as src:
             deadline = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
             pid = await src.send(b"late", [PULL], subject="s", deadline=deadline)
-            await wait_for(lambda: _is(hub, pid, PULL, "expired"), timeout=5, what="deadline")
+            await wait_for(lambda: has_state(hub, pid, PULL, "expired"), timeout=5, what="deadline")
 
             async def purged() -> bool:  # the purge follows the committed expiry
                 return (await src.status(pid))["content"] == "purged"
@@ -163,7 +164,7 @@ async def test_unit_removed_from_targets_pulls_what_was_queued_for_push(cfg: Con
             creds = await add_units(hub, [SRC, DST])
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"switch", [DST], subject="s")
-                await wait_for(lambda: _is(hub, pid, DST, "retrying"), what="retrying")
+                await wait_for(lambda: has_state(hub, pid, DST, "retrying"), what="retrying")
         async with Hub(cfg) as hub:  # DST is no longer a push target
             async with creds[DST].client(hub.url) as dst:
                 inbox = await dst.inbox()
@@ -174,7 +175,3 @@ async def test_unit_removed_from_targets_pulls_what_was_queued_for_push(cfg: Con
             assert (row.mode, row.state) == ("pull", "delivered")
             assert await hub.engine.scheduler.jobs() == {}  # type: ignore[union-attr]
 
-
-async def _is(hub: Hub, pid: str, unit: str, state: str) -> bool:
-    row = await delivery_state(hub, pid, unit)
-    return row is not None and row.state == state

@@ -20,8 +20,8 @@ from lgsp.core.scheduler import job_id
 from .helpers import (
     UNITS,
     add_units,
-    delivery_state,
     fast_retries,
+    has_state,
     hub_verifier,
     receiver_server,
     status,
@@ -63,20 +63,16 @@ async def test_push_retry_on_postgres_keeps_its_job_in_the_main_database(cfg: Co
             creds = await add_units(hub, [SRC, DST])
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"pg", [DST], subject="s")
-                await wait_for(lambda: _state(hub, pid, DST, "retrying"), what="retrying")
+                await wait_for(lambda: has_state(hub, pid, DST, "retrying"), what="retrying")
                 async with hub.db.read() as conn:
                     from sqlalchemy import text
 
                     ids = [r[0] for r in (await conn.execute(text("SELECT id FROM scheduler_jobs"))).all()]
                 assert ids == [job_id(pid, DST)]
-                await wait_for(lambda: _state(hub, pid, DST, "delivered"), timeout=10, what="delivered")
+                await wait_for(lambda: has_state(hub, pid, DST, "delivered"), timeout=10, what="delivered")
                 many = [await src.send(f"m{i}".encode(), [DST], subject="m") for i in range(8)]
                 for p in many:
-                    await wait_for(lambda p=p: _state(hub, p, DST, "delivered"), what="all delivered")
+                    await wait_for(lambda p=p: has_state(hub, p, DST, "delivered"), what="all delivered")
             assert len(rr.receiver.stored) == 9
             assert rr.receiver.repeats() == 0
 
-
-async def _state(hub: Hub, pid: str, unit: str, state: str) -> bool:
-    row = await delivery_state(hub, pid, unit)
-    return row is not None and row.state == state

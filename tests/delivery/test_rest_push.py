@@ -23,6 +23,7 @@ from .helpers import (
     delivery_state,
     fast_retries,
     free_port,
+    has_state,
     hub_verifier,
     receiver_server,
     slow,
@@ -67,7 +68,7 @@ async def test_push_signed_streamed_and_verified_with_public_key(cfg: Config, tm
                 pid = await src.send(payload, [DST], subject="Công văn số 12/UBND", priority=1)
                 await wait_for(lambda: rr.receiver.stored, what="the push")
                 status_ = await src.status(pid)
-                await wait_for(lambda: _state(hub, pid, DST, "delivered"), what="delivered state")
+                await wait_for(lambda: has_state(hub, pid, DST, "delivered"), what="delivered state")
                 seen = await events_of(src, "packet.delivered", pid)
             got = rr.receiver.stored[f"{pid}:{DST}"]
             assert got.sha256 == hashlib.sha256(payload).hexdigest()
@@ -104,7 +105,7 @@ async def test_receiver_can_verify_through_the_hub(cfg: Config) -> None:
             async with creds[DST].client(hub.url) as dst_client, creds[SRC].client(hub.url) as src:
                 rr.receiver.verify = verify_with_hub(dst_client, cfg.hub.identifier)
                 pid = await src.send(b"hello via verify", [DST], subject="s")
-                await wait_for(lambda: _state(hub, pid, DST, "delivered"), what="delivery")
+                await wait_for(lambda: has_state(hub, pid, DST, "delivered"), what="delivery")
                 assert f"{pid}:{DST}" in rr.receiver.stored
                 # the same key seen from the hub's side: /v1/hub names it
                 info = await src.call("GET", "/v1/hub")
@@ -127,7 +128,7 @@ async def test_wrong_key_is_refused_by_receiver_and_push_fails_final(cfg: Config
             creds = await add_units(hub, [SRC, DST])
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"x" * 100, [DST], subject="s")
-                await wait_for(lambda: _state(hub, pid, DST, "failed"), what="failure")
+                await wait_for(lambda: has_state(hub, pid, DST, "failed"), what="failure")
                 await asyncio.sleep(0.6)  # no retry would come after a final 4xx
                 view = await src.status(pid)
             assert len(rr.script.hits) == 1
@@ -154,7 +155,7 @@ async def test_down_slow_500_then_recovers_follows_schedule_and_arrives_once(cfg
                 await wait_for(lambda: _attempts(hub, pid, DST, 2), what="two refused connections")
                 rr.script.steps = [slow(1.5), status(500), status(503, {"Retry-After": "1"})]
                 await rr.start()
-                await wait_for(lambda: _state(hub, pid, DST, "delivered"), timeout=20, what="delivery")
+                await wait_for(lambda: has_state(hub, pid, DST, "delivered"), timeout=20, what="delivery")
                 view = await src.status(pid)
                 # with probes off, the pushes themselves drive the destination's presence
                 async def flushed() -> bool:
@@ -233,7 +234,7 @@ async def test_which_4xx_are_retried(cfg: Config, code: int, retried: bool) -> N
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"4xx", [DST], subject="s")
                 final = "delivered" if retried else "failed"
-                await wait_for(lambda: _state(hub, pid, DST, final), what=final)
+                await wait_for(lambda: has_state(hub, pid, DST, final), what=final)
             row = await delivery_state(hub, pid, DST)
             assert row.attempts == (2 if retried else 1)
             assert [s for _, _, s in rr.script.hits] == ([code, 200] if retried else [code])
@@ -264,10 +265,10 @@ async def test_missing_echo_is_final_and_wrong_echo_is_retried(cfg: Config) -> N
             async with creds[SRC].client(hub.url) as src:
                 rr.script.steps = [wrong_echo]
                 p1 = await src.send(b"one", [DST], subject="s")
-                await wait_for(lambda: _state(hub, p1, DST, "delivered"), what="delivered after a wrong echo")
+                await wait_for(lambda: has_state(hub, p1, DST, "delivered"), what="delivered after a wrong echo")
                 rr.script.steps = [no_echo]
                 p2 = await src.send(b"two", [DST2], subject="s")
-                await wait_for(lambda: _state(hub, p2, DST2, "failed"), what="failed without echo")
+                await wait_for(lambda: has_state(hub, p2, DST2, "failed"), what="failed without echo")
             assert (await delivery_state(hub, p1, DST)).attempts == 2
             row = await delivery_state(hub, p2, DST2)
             assert row.attempts == 1
@@ -291,10 +292,6 @@ async def test_one_broken_destination_does_not_hold_up_another(cfg: Config) -> N
                     assert row.state in ("queued", "sending")
             bad.script.hold.set()
 
-
-async def _state(hub: Hub, pid: str, unit: str, state: str) -> bool:
-    row = await delivery_state(hub, pid, unit)
-    return row is not None and row.state == state
 
 
 async def _attempts(hub: Hub, pid: str, unit: str, n: int) -> bool:
@@ -323,7 +320,7 @@ async def test_absurd_retry_after_is_capped_not_a_stuck_delivery(cfg: Config, re
             creds = await add_units(hub, [SRC, DST])
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"later", [DST], subject="s")
-                await wait_for(lambda: _state(hub, pid, DST, "retrying"), what="retrying")
+                await wait_for(lambda: has_state(hub, pid, DST, "retrying"), what="retrying")
             row = await delivery_state(hub, pid, DST)
             wait = row.next_attempt_at.replace(tzinfo=UTC) - datetime.now(UTC)
             assert timedelta(days=29) < wait <= timedelta(seconds=MAX_RETRY_AFTER_SECONDS)
@@ -345,7 +342,7 @@ async def test_attempt_outliving_the_timeout_is_taken_back(cfg: Config) -> None:
             creds = await add_units(hub, [SRC, DST])
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"stuck", [DST], subject="s")
-                await wait_for(lambda: _state(hub, pid, DST, "sending"), what="sending")
+                await wait_for(lambda: has_state(hub, pid, DST, "sending"), what="sending")
                 assert await hub.engine.release_stale() == 0  # a fresh attempt is left alone
                 # As another node's claim would look after that node died: sending, long ago.
                 long_ago = datetime.now(UTC) - timedelta(seconds=cfg.delivery.attempt_timeout_seconds + 120)
@@ -354,7 +351,7 @@ async def test_attempt_outliving_the_timeout_is_taken_back(cfg: Config) -> None:
                         deliveries.c.packet_id == pid, deliveries.c.unit_id == DST)).values(last_attempt_at=long_ago))
                 rr.script.steps = []  # answers normally from now on
                 assert await hub.engine.release_stale() == 1
-                await wait_for(lambda: _state(hub, pid, DST, "delivered"), what="delivered after release")
+                await wait_for(lambda: has_state(hub, pid, DST, "delivered"), what="delivered after release")
             row = await delivery_state(hub, pid, DST)
             assert row.attempts == 2
 
@@ -387,7 +384,7 @@ async def test_metadata_changed_on_the_way_is_refused_by_the_receiver(cfg: Confi
                 creds = await add_units(hub, [SRC, DST])
                 async with creds[SRC].client(hub.url) as src:
                     pid = await src.send(b"meta", [DST], subject="s")
-                    await wait_for(lambda: _state(hub, pid, DST, "failed"), what="refused by the receiver")
+                    await wait_for(lambda: has_state(hub, pid, DST, "failed"), what="refused by the receiver")
                 row = await delivery_state(hub, pid, DST)
                 assert "HTTP 401" in row.reason and "lgsp_meta" in row.reason
                 assert rr.receiver.refused == ["the metadata headers do not match the signed lgsp_meta"]

@@ -8,12 +8,9 @@ the SFTP wire protocol.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
-import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +25,10 @@ from lgsp.client import Credentials, LgspClient
 from lgsp.core.config import Config, load_config
 from lgsp.core.hub import Hub
 from lgsp.core.packets import NewPacket, PacketInfo
+
+from ..conftest import free_port, wait_for
+
+__all__ = ["free_port"]  # for the SFTP tests that import it from here
 
 SOURCE = "000.00.01.H23"
 DEST = "000.00.02.H23"
@@ -246,24 +247,9 @@ def write_submission(folder: Path, name: str, content: bytes, *, manifest: dict[
     temporary.rename(folder / f"{name}.manifest.json")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], *, timeout: float = 15.0,
                      what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+    await wait_for(check, timeout=timeout, what=what)
 
 
 def listing(folder: Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -171,6 +172,8 @@ def test_adapter_sections_and_target_units_must_mean_something(tmp_path: Path) -
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    if env is None:  # the caller's own LGSP_* settings (language, config, …) must not leak in
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
     return subprocess.run([sys.executable, "-m", "lgsp.cli.main", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=120, check=False)
 

@@ -44,19 +44,14 @@ from lgsp.adapters.rest.push import (
     H_SUBJECT,
     META_HEADERS,
 )
+from lgsp.core.auth import parse_signed_request
+from lgsp.core.errors import Problem
 from lgsp.core.signing import (
     H_CONTENT,
-    H_DATE,
-    H_KEY,
-    H_NONCE,
-    H_SESSION,
-    H_SIGNATURE,
     META_PARAM,
     SIGNED_HEADERS,
     metadata_digest,
     parse_date,
-    parse_signature_header,
-    string_to_sign,
 )
 from lgsp.core.store.blobs import publish
 from lgsp.plugins.signatures import RSA_SHA256
@@ -89,31 +84,25 @@ class HubVerifier:
 
     async def __call__(self, request: web.Request) -> str | None:
         """None when genuine, else the reason it is not."""
-        h = request.headers
-        if any(not h.get(name) for name in (H_KEY, H_DATE, H_NONCE, H_CONTENT, H_SIGNATURE)):
-            return "missing LGSP signature headers"
-        if not secrets.compare_digest(h[H_KEY], self.access_key):
-            return f"signed with key {h[H_KEY]}, not the hub's"
-        try:
-            algorithm, signature = parse_signature_header(h[H_SIGNATURE])
-            sent = parse_date(h[H_DATE])
-        except ValueError as exc:
-            return str(exc)
-        if algorithm != RSA_SHA256.name:
-            return f"unexpected algorithm {algorithm}"
-        if abs((datetime.now(UTC) - sent).total_seconds()) > self.skew_seconds:
-            return "request date outside the allowed clock skew"
         path, _, query = request.raw_path.partition("?")
-        message = string_to_sign(algorithm, request.method, path, query, h[H_KEY], h[H_DATE], h[H_NONCE],
-                                 h.get(H_SESSION, ""), h[H_CONTENT])
-        if not RSA_SHA256.verify(self.public_key_pem, message, signature):
+        try:  # the hub's own reading of the headers: same rules for every signed request
+            req = parse_signed_request(request.method, path, query, request.headers)
+        except Problem as problem:
+            return problem.detail
+        if not secrets.compare_digest(req.access_key, self.access_key):
+            return f"signed with key {req.access_key}, not the hub's"
+        if req.algorithm != RSA_SHA256.name:
+            return f"unexpected algorithm {req.algorithm}"
+        if abs((datetime.now(UTC) - parse_date(req.date)).total_seconds()) > self.skew_seconds:
+            return "request date outside the allowed clock skew"
+        if not RSA_SHA256.verify(self.public_key_pem, req.message(), req.signature):
             return "signature does not verify with the hub's public key"
         now = time.monotonic()
         if len(self._seen) > 100_000:
             self._seen = {n: t for n, t in self._seen.items() if now - t < 2 * self.skew_seconds}
-        if h[H_NONCE] in self._seen:
+        if req.nonce in self._seen:
             return "nonce replayed"
-        self._seen[h[H_NONCE]] = now
+        self._seen[req.nonce] = now
         return None
 
 

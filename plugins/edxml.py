@@ -206,12 +206,8 @@ class EdxmlInspector:
                 raise problem_of(exc2) from None
             return packet, Variant("edxml", "edxml", job.upload_key, info.size, info.sha256, "application/xml",
                                    "edxml")
-        except EdxmlError as exc:
-            writer.abort()
+        except EdxmlError as exc:  # the job discards its writers when the inspection fails
             raise problem_of(exc) from None
-        except BaseException:
-            writer.abort()
-            raise
         writer.close()
         return packet, Variant("edxml", "edxml", writer.key, writer.size, writer.sha256, "application/xml", "edxml")
 
@@ -237,12 +233,8 @@ class EdxmlInspector:
                     document = load_json(fh, limits)
             if isinstance(document, dict) and document.get("kind") == "edoc":
                 _add_hub_trace(document, self.hub.config.hub.identifier)
-            writer = job.writer("edxml")
-            try:
-                packet = build_packet(document, writer, attachments=_bundle_opener(bundle), limits=limits)
-            except BaseException:
-                writer.abort()
-                raise
+            writer = job.writer("edxml")  # discarded by the job if anything below fails
+            packet = build_packet(document, writer, attachments=_bundle_opener(bundle), limits=limits)
             writer.close()
         except EdxmlError as exc:
             raise problem_of(exc) from None
@@ -258,15 +250,11 @@ class EdxmlInspector:
         store = _BlobAttachmentStore(job)
         writer = job.writer(fmt)
         data_type, media_type = FORMAT_TYPES.get(fmt, (f"edxml+{fmt}", "application/octet-stream"))
-        try:
+        try:  # the job discards its writers when the inspection fails
             with open(self.content.blobs.path(source.blob_key), "rb") as src:
                 converter.convert(src, writer, store=store)
         except EdxmlError as exc:  # pragma: no cover - the edXML variant was just validated
-            writer.abort()
             raise problem_of(exc) from None
-        except BaseException:
-            writer.abort()
-            raise
         writer.close()
         return [Variant(fmt, fmt, writer.key, writer.size, writer.sha256, media_type, data_type), *store.variants()]
 

@@ -254,35 +254,29 @@ class EnvelopeParser:
 
     # -- driving ---------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        if self._error is not None:
-            raise self._error
-        try:
-            self._parser.feed(data)
-        except etree.XMLSyntaxError as exc:
-            raise self._error or _syntax(exc) from None
-        except BaseException:
-            if self._error is not None:
-                raise self._error from None
-            raise
-        if self._error is not None:
-            raise self._error
+        self._drive(self._parser.feed, data)
 
     def finish(self) -> etree._Element:
-        if self._error is not None:
-            raise self._error
-        try:
-            root = self._parser.close()
-        except etree.XMLSyntaxError as exc:
-            raise self._error or _syntax(exc) from None
-        except BaseException:
-            if self._error is not None:
-                raise self._error from None
-            raise
-        if self._error is not None:
-            raise self._error
+        root = self._drive(self._parser.close)
         if root is None:  # pragma: no cover - libxml2 reports an empty document as a syntax error
             raise Problem("request.malformed", "empty SOAP message")
         return root
+
+    def _drive(self, step: Callable[..., Any], *args: Any) -> Any:
+        """Run one parser step; an error our own callbacks recorded wins over what libxml2 says of it."""
+        if self._error is not None:
+            raise self._error
+        try:
+            result = step(*args)
+        except etree.XMLSyntaxError as exc:
+            raise self._error or _syntax(exc) from None
+        except BaseException:
+            if self._error is not None:
+                raise self._error from None
+            raise
+        if self._error is not None:
+            raise self._error
+        return result
 
     def discard(self) -> None:
         if self._file is not None:

@@ -289,6 +289,20 @@ class Exchange:
         async with self.db.read() as conn:
             return await self._load(conn, packet_id)
 
+    async def find_submitted(self, source: str, sha256: str, since: datetime, meta_key: str,
+                             value: str) -> PacketInfo | None:
+        """The accepted packet `source` created since `since` with this hash and `meta[meta_key] ==
+        value`: how an adapter submitting on a unit's behalf learns, after a crash, that it already did."""
+        async with self.db.read() as conn:
+            rows = (await conn.execute(
+                select(packets.c.id, packets.c.state, packets.c.meta).where(and_(
+                    packets.c.source_unit == source, packets.c.created_at >= since, packets.c.sha256 == sha256,
+                    packets.c.state.in_(("accepted", "completed")))))).all()
+            for row in rows:
+                if isinstance(row.meta, dict) and row.meta.get(meta_key) == value:
+                    return await self._load(conn, row.id)
+        return None
+
     async def _visible(self, conn: AsyncConnection, principal: Principal, packet_id: str
                        ) -> tuple[PacketInfo, str | None]:
         """The packet and the caller's own delivery state, or not_found for anyone else."""

@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncssh
-from sqlalchemy import and_, select
 
 from lgsp.adapters.sftp.connection import Session, SftpError, SftpTooLarge, classify, open_session
 from lgsp.adapters.sftp.manifest import (
@@ -49,7 +48,6 @@ from lgsp.adapters.sftp.manifest import (
 from lgsp.adapters.sftp.settings import InboundSource
 from lgsp.core.errors import Problem
 from lgsp.core.packets import PacketInfo
-from lgsp.core.store.tables import packets
 
 if TYPE_CHECKING:
     from lgsp.core.hub import Hub
@@ -59,7 +57,6 @@ log = logging.getLogger("lgsp.adapters.sftp")
 # Problems that belong to the file: it goes to failed/. Any other error leaves the claim for a retry.
 FILE_PROBLEMS = frozenset({"request.invalid", "request.malformed", "content.hash_mismatch",
                            "content.size_mismatch", "content.too_large", "route.unknown_destination", "not_found"})
-ACCEPTED_STATES = ("accepted", "completed")
 
 
 class Poller:
@@ -226,23 +223,11 @@ class Poller:
                 await session.call(f"close {path}", handle.close())
 
     async def _claimed_packet(self, sha256: object, claim: str) -> PacketInfo | None:
-        """The accepted packet an earlier round made from this claim, if any.
-
-        Read straight from the packets table (by source unit, creation time and hash, then the claim
-        in its metadata) until core offers a lookup by idempotency key.
-        """
+        """The accepted packet an earlier round made from this claim, if any."""
         if not isinstance(sha256, str):
             return None
-        since = claim_time(claim) - timedelta(minutes=10)
-        async with self.hub.db.read() as conn:
-            rows = (await conn.execute(
-                select(packets.c.id, packets.c.state, packets.c.meta).where(and_(
-                    packets.c.source_unit == self.unit, packets.c.created_at >= since,
-                    packets.c.sha256 == sha256)))).all()
-        for row in rows:
-            if isinstance(row.meta, dict) and row.meta.get("sftp_claim") == claim and row.state in ACCEPTED_STATES:
-                return await self.hub.exchange.packet(row.id)
-        return None
+        return await self.hub.exchange.find_submitted(self.unit, sha256, claim_time(claim) - timedelta(minutes=10),
+                                                      "sftp_claim", claim)
 
     # -- moving files ---------------------------------------------------------------------------
     @staticmethod

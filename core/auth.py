@@ -136,12 +136,8 @@ class Authenticator:
             raise Problem("auth.revoked_key", f"unit {key.unit_id} is suspended")
         return key
 
-    async def verify(self, req: SignedRequest, *, session_asker: str | None = None) -> Principal:
-        """Check one signed request; on success its nonce is spent.
-
-        `session_asker` is set when a destination asks (POST /v1/verify): only the session's target
-        may ask about a request made under that session.
-        """
+    async def verify(self, req: SignedRequest) -> Principal:
+        """Check one signed request; on success its nonce is spent."""
         now = self.clock()
         key = await self.usable_key(req.access_key)
         sent_at = parse_date(req.date)
@@ -155,8 +151,6 @@ class Authenticator:
         principal = Principal(key.unit_id, key.application_id, key.access_key, key.algorithm)
         if req.session:
             principal = await self._check_session(req, key, principal, now)
-            if session_asker is not None and not await self._answers_for(session_asker, principal.session_target):
-                raise Problem("forbidden", "only the session's target may verify requests made under it")
         await self._spend_nonce(req.access_key, req.nonce, sent_at + self.skew)
         self.presence.request_seen(key.unit_id, now, offset)
         return principal
@@ -229,9 +223,9 @@ class Authenticator:
         """Is a request that `asker` received genuine? Spends its nonce, so a replay shows up."""
         try:
             req = parse_signed_request(method, path, raw_query, headers)
-            if req.session:
+            if req.session:  # before anything else; a session's target never changes
                 await self._check_asker(req.session, asker.unit_id)
-            who = await self.verify(req, session_asker=asker.unit_id)
+            who = await self.verify(req)
         except Problem as problem:
             if problem.code == "forbidden":
                 raise

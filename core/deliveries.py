@@ -131,6 +131,15 @@ def _move_statement(by_unit: bool, columns: tuple[str, ...]) -> Any:
     return stmt.values({name: bindparam(name) for name in columns}) if columns else stmt
 
 
+_ATTEMPTS = select(deliveries.c.attempts).where(and_(deliveries.c.packet_id == bindparam("packet_id"),
+                                                     deliveries.c.unit_id == bindparam("unit_id")))
+
+
+async def attempts_of(conn: AsyncConnection, packet_id: str, unit: str) -> int:
+    """How many push attempts the delivery has had (0 for pull deliveries)."""
+    return int(await conn.scalar(_ATTEMPTS, {"packet_id": packet_id, "unit_id": unit}) or 0)
+
+
 async def states_of(conn: AsyncConnection, packet_id: str) -> dict[str, str]:
     rows = (await conn.execute(select(deliveries.c.unit_id, deliveries.c.state)
                                .where(deliveries.c.packet_id == packet_id))).all()

@@ -256,9 +256,8 @@ class DeliveryEngine:
                 "attempts": deliveries.c.attempts + 1, "last_attempt_at": now, "next_attempt_at": None})
             if not moved:
                 return None
-            attempts = await conn.scalar(select(deliveries.c.attempts).where(and_(
-                deliveries.c.packet_id == packet_id, deliveries.c.unit_id == lane.unit)))
-        return packet_id, int(attempts or 1)
+            attempts = await dv.attempts_of(conn, packet_id, lane.unit)
+        return packet_id, attempts or 1
 
     async def _attempt(self, lane: Lane, packet_id: str, attempt: int) -> None:
         exchange = self.hub.exchange

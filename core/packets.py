@@ -60,8 +60,6 @@ _DELIVERIES_OF = (select(deliveries.c.unit_id, deliveries.c.state, deliveries.c.
                          deliveries.c.variant)
                   .where(deliveries.c.packet_id == bindparam("packet_id")).order_by(deliveries.c.unit_id))
 _MODES_OF = select(deliveries.c.unit_id, deliveries.c.mode).where(deliveries.c.packet_id == bindparam("packet_id"))
-_ATTEMPTS_OF = select(deliveries.c.attempts).where(and_(deliveries.c.packet_id == bindparam("packet_id"),
-                                                        deliveries.c.unit_id == bindparam("unit_id")))
 _INSERT_PACKET = packets.insert()
 # Completes the packet only if no delivery is still open: one statement decides (see _complete_if_done).
 _COMPLETE_IF_DONE = (
@@ -617,7 +615,7 @@ class Exchange:
                 if current == target:
                     return target
                 raise Problem("conflict", f"this delivery is already {current}", state=current)
-            attempts = await conn.scalar(_ATTEMPTS_OF, {"packet_id": info.id, "unit_id": unit})
+            attempts = await dv.attempts_of(conn, info.id, unit)
             told: dict[str, Any] = {"reason": reason} if reason else {}
             if attempts:
                 told["attempts"] = attempts

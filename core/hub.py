@@ -94,19 +94,19 @@ class Hub:
             try:
                 check_identifier(unit, legacy=True)
             except InvalidIdentifier as exc:
-                issues.append(ConfigIssue(base, cfg.where(base), str(exc)))
+                issues.append(ConfigIssue(base, self._nearest_origin(base), str(exc)))
                 continue
             protocol = target.get("protocol")
             adapter = self.push_adapters.get(protocol) if isinstance(protocol, str) else None
             if adapter is None:
                 known = ", ".join(sorted(self.push_adapters)) or "none enabled"
-                issues.append(ConfigIssue(f"{base}.protocol", cfg.where(f"{base}.protocol") if protocol else
-                                          cfg.where(base), f"no push adapter for protocol {protocol!r} ({known})"))
+                issues.append(ConfigIssue(f"{base}.protocol", self._nearest_origin(f"{base}.protocol"),
+                                          f"no push adapter for protocol {protocol!r} ({known})"))
                 continue
             problems = [*engine_target_problems(target), *adapter.validate_target(unit, adapter_settings(target))]
             for key, message in problems:
                 path = f"{base}.{key}" if key else base
-                issues.append(ConfigIssue(path, cfg.where(path) if path in cfg.origins else cfg.where(base), message))
+                issues.append(ConfigIssue(path, self._nearest_origin(path), message))
         loaded = {name for name, _ in self.pm.list_name_plugin()}
         for name in cfg.adapters:
             if name not in loaded:  # a typo, or a plugin not in plugins.enabled: its settings would be ignored

@@ -144,9 +144,10 @@ async def find_sent(conn: AsyncConnection, document_ids: Iterable[str], source: 
         .where(and_(documents.c.document_id.in_(ids), documents.c.kind == "edoc",
                     documents.c.source_unit == source, documents.c.packet_id != exclude))
         .order_by(documents.c.created_at))).all()
-    rank = {r.document_id: (r.bussiness_doc_type in (0, None), i, r.packet_id) for i, r in enumerate(rows)}
+    rank: dict[str, tuple[bool, int, str]] = {}
     for i, r in enumerate(rows):
-        rank[r.document_id] = max(rank[r.document_id], (r.bussiness_doc_type in (0, None), i, r.packet_id))
+        this = (r.bussiness_doc_type in (0, None), i, r.packet_id)
+        rank[r.document_id] = max(rank.get(r.document_id, this), this)
     return {doc: packet for doc, (_, _, packet) in rank.items()}
 
 

@@ -124,7 +124,7 @@ class RestPushAdapter:
         try:
             async with self.http.post(url, data=job.content(self.hub.config.limits.io_chunk_size), headers=headers,
                                       timeout=self._timeout(target), allow_redirects=False,
-                                      ssl=None if target.get("verify_tls", True) else False) as resp:
+                                      ssl=_ssl(target)) as resp:
                 if 200 <= resp.status < 300:
                     echo = resp.headers.get(H_CONTENT)
                     await _body(resp)
@@ -144,14 +144,12 @@ class RestPushAdapter:
             raise
         except TimeoutError as exc:
             raise PushFailure(f"timed out talking to {url.host}: {exc or 'no answer'}", retryable=True) from exc
-        except aiohttp.ClientError as exc:
-            raise PushFailure(f"connection to {url.host}:{url.port} failed: {exc}", retryable=True) from exc
-        except OSError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise PushFailure(f"connection to {url.host}:{url.port} failed: {exc}", retryable=True) from exc
 
     async def probe(self, unit: str, target: Mapping[str, Any]) -> bool:
         timeout = aiohttp.ClientTimeout(total=float(target.get("connect_timeout_seconds", 10)) + 5)
-        ssl = None if target.get("verify_tls", True) else False
+        ssl = _ssl(target)
         try:
             if target.get("probe_url"):
                 async with self.http.get(URL(str(target["probe_url"]), encoded=True), timeout=timeout,
@@ -199,3 +197,8 @@ async def _snippet(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
         except ValueError:
             pass
     return " ".join(text.split())[:limit]
+
+
+def _ssl(target: Mapping[str, Any]) -> bool | None:
+    """aiohttp's `ssl` argument: the default checks (None), or none at all when verify_tls is false."""
+    return None if target.get("verify_tls", True) else False

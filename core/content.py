@@ -318,11 +318,14 @@ class ContentService:
                 {"packet_id": info.id, "variant": v.name, "blob_key": v.blob_key, "size": v.size, "sha256": v.sha256,
                  "media_type": v.media_type, "data_type": v.data_type, "detail": v.detail, "created_at": now}
                 for v in inspection.variants])
+        by_variant: dict[str, list[str]] = {}  # one UPDATE per variant, not per destination
         for unit in (*present, *missing):
             chosen = choose_variant(inspection.formats.get(unit), inspection.default_format, inspection.variants)
             if chosen is not None:
-                await conn.execute(update(deliveries).where(and_(
-                    deliveries.c.packet_id == info.id, deliveries.c.unit_id == unit)).values(variant=chosen.name))
+                by_variant.setdefault(chosen.name, []).append(unit)
+        for name, units_ in by_variant.items():
+            await conn.execute(update(deliveries).where(and_(
+                deliveries.c.packet_id == info.id, deliveries.c.unit_id.in_(units_))).values(variant=name))
         if inspection.on_accept is not None:
             return await inspection.on_accept(conn, info, now)
         return []

@@ -1,15 +1,10 @@
 """The delivery engine on PostgreSQL: claims with SKIP LOCKED, retry jobs in the main database (psycopg).
 
 Skipped, saying why, when no PostgreSQL answers on localhost:5432. Each test gets a database of
-its own (created and dropped here), so it never touches data of other test runs.
+its own (the shared `pg_url` fixture creates and drops it), so it never touches data of other test runs.
 """
 
 from __future__ import annotations
-
-import asyncio
-import os
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -31,31 +26,14 @@ from .helpers import (
 
 pytestmark = pytest.mark.postgres
 
-ADMIN = os.environ.get("LGSP_TEST_PG_ADMIN", "postgresql://postgres@localhost:5432/test")
 SRC, DST = UNITS[0], UNITS[1]
 
 
-@pytest.fixture
-async def pg_database() -> AsyncIterator[str]:
-    asyncpg = pytest.importorskip("asyncpg")
-    try:
-        admin = await asyncio.wait_for(asyncpg.connect(ADMIN), 5)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL at {ADMIN}: {exc}")
-    name = f"lgsp_delivery_{uuid.uuid4().hex[:10]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        yield f"{base}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
-
-async def test_push_retry_on_postgres_keeps_its_job_in_the_main_database(cfg: Config, pg_database: str) -> None:
+async def test_push_retry_on_postgres_keeps_its_job_in_the_main_database(cfg: Config, pg_url: str) -> None:
     async with receiver_server() as rr:
         rr.script.steps = [status(503)]
-        cfg = cfg.replace(database={"url": pg_database})
+        cfg = cfg.replace(database={"url": pg_url})
         cfg = fast_retries(with_delivery(cfg, targets={DST: {"protocol": "rest", "url": rr.url}},
                                          probe_interval_seconds=0), base=1.5, cap=1.5, jitter=0.0)
         async with Hub(cfg) as hub:

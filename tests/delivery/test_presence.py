@@ -69,14 +69,12 @@ async def test_offline_destination_reported_once_per_interval_to_each_affected_s
                     # the destination comes online: no more reports
                     async with creds[DST].client(hub.url) as dst, dst.events() as _:
                         await asyncio.sleep(0.6)
-                        quiet_from = time.monotonic()
                         count_then = len(reports(got1))
                         await asyncio.sleep(repeat + 0.6)
                         assert len(reports(got1)) == count_then
                         presence = await c1.call("GET", f"/v1/units/{DST}/presence")
                         assert presence["online"] is True
                         assert presence["transitions"][0]["cause"] == "stream_open"
-                    del quiet_from
         r1 = reports(got1)
         # one report per interval: the first after the threshold, then one each `repeat` seconds
         assert 2 <= len(r1) <= 3, r1
@@ -87,7 +85,7 @@ async def test_offline_destination_reported_once_per_interval_to_each_affected_s
         assert "id" not in r1[0]
         # S2 got the same number of reports, listing only its own packet, in its hello
         r2 = reports(got2)
-        assert len(r2) == len(r1) or abs(len(r2) - len(r1)) == 1
+        assert abs(len(r2) - len(r1)) <= 1
         assert all(r["packets"] == [p2] for r in r2)
         assert window > 5
         # nobody is told about an online destination; S3 has nothing waiting for DST

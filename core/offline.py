@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import deliveries as dv
-from lgsp.core.events import Event, EventBus, iso, record
+from lgsp.core.events import EventBus, iso, record
 from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.tables import deliveries, offline_reports, packets, units
 
@@ -37,41 +36,47 @@ class OfflineReporter:
         self.clock = clock
 
     async def run(self) -> int:
-        """One round: send every report that is due; returns how many were sent."""
+        """One round: send every report that is due; returns how many were sent.
+
+        Reads one row per (destination, source) pair, and the packet ids of due pairs only (at most
+        `max_packets` each): a unit offline for weeks with thousands of waiting packets costs a
+        grouped count per round, not its whole backlog.
+        """
         now = self.clock()
         since_col = func.coalesce(units.c.offline_since, units.c.created_at)
+        waiting = and_(deliveries.c.state.in_(dv.AWAITING_DESTINATION), units.c.online.is_(False),
+                       since_col <= now - self.after)
         async with self.db.read() as conn:
-            rows = (await conn.execute(
-                select(deliveries.c.unit_id, packets.c.source_unit, deliveries.c.packet_id,
-                       since_col.label("since"), units.c.last_seen_at)
+            pairs = (await conn.execute(
+                select(deliveries.c.unit_id, packets.c.source_unit, func.count().label("count"),
+                       func.min(since_col).label("since"), func.max(units.c.last_seen_at).label("last_seen_at"))
                 .join(packets, packets.c.id == deliveries.c.packet_id)
                 .join(units, units.c.id == deliveries.c.unit_id)
-                .where(and_(deliveries.c.state.in_(dv.AWAITING_DESTINATION), units.c.online.is_(False),
-                            since_col <= now - self.after))
-                .order_by(deliveries.c.unit_id, packets.c.source_unit, deliveries.c.priority.desc(),
-                          deliveries.c.packet_created_at, deliveries.c.packet_id))).all()
-            if not rows:
+                .where(waiting).group_by(deliveries.c.unit_id, packets.c.source_unit))).all()
+            if not pairs:
                 return 0
             reported = {(r.unit_id, r.source_unit): r.reported_at for r in (await conn.execute(
-                select(offline_reports).where(offline_reports.c.unit_id.in_({r.unit_id for r in rows})))).all()}
-        groups: dict[tuple[str, str], list[Any]] = {}
-        for row in rows:
-            groups.setdefault((row.unit_id, row.source_unit), []).append(row)
+                select(offline_reports).where(offline_reports.c.unit_id.in_({r.unit_id for r in pairs})))).all()}
         sent = 0
-        for (dest, source), items in groups.items():
-            since = _aware(items[0].since)
+        for pair in pairs:
+            dest, source, since = pair.unit_id, pair.source_unit, _aware(pair.since)
             last = reported.get((dest, source))
             if last is not None and last >= since and now - last < self.repeat:
                 continue
-            events: list[Event] = []
             async with self.db.write() as conn:
                 if not await _claim(conn, dest, source, last, now):
                     continue  # another node (or round) sent it
-                ids = [r.packet_id for r in items]
-                detail = {"packets": ids[:self.max_packets], "count": len(ids), "offline_since": iso(since),
-                          "last_seen_at": iso(items[0].last_seen_at) if items[0].last_seen_at else None}
-                events.append(await record(conn, None, EVENT, now, unit=dest, audience=source, detail=detail))
-            self.bus.publish(events)
+                ids = list((await conn.execute(
+                    select(deliveries.c.packet_id).join(packets, packets.c.id == deliveries.c.packet_id)
+                    .join(units, units.c.id == deliveries.c.unit_id)
+                    .where(and_(waiting, deliveries.c.unit_id == dest, packets.c.source_unit == source))
+                    .order_by(deliveries.c.priority.desc(), deliveries.c.packet_created_at, deliveries.c.packet_id)
+                    .limit(self.max_packets))).scalars())
+                seen = _aware(pair.last_seen_at) if pair.last_seen_at else None
+                detail = {"packets": ids, "count": pair.count, "offline_since": iso(since),
+                          "last_seen_at": iso(seen) if seen else None}
+                event = await record(conn, None, EVENT, now, unit=dest, audience=source, detail=detail)
+            self.bus.publish([event])
             sent += 1
         return sent
 

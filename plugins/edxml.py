@@ -40,6 +40,7 @@ from lgsp.core.edxml import (
     EdxmlInvalid,
     EdxmlJsonConverter,
     JsonEdxmlConverter,
+    NotAnEdoc,
     Packet,
     ParseLimits,
     append_trace_header,
@@ -69,7 +70,6 @@ FORMAT_TYPES = {"edxml": ("edxml", "application/xml"), "json": ("edxml+json", "a
 #: Name of the JSON form inside a ZIP bundle of data type edxml+json.
 BUNDLE_JSON = "edxml.json"
 #: The library refuses to append a TraceHeader to a status packet with this rule.
-_STATUS_HAS_NO_TRACE = "status packets have none"
 _MH = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"
 
 #: adapters.edxml settings: name -> (default, description). All positive integers.
@@ -196,10 +196,8 @@ class EdxmlInspector:
         writer = job.writer("edxml")
         try:
             packet = append_trace_header(job.path, writer, organ_id=self.hub.config.hub.identifier, limits=limits)
-        except EdxmlInvalid as exc:
+        except NotAnEdoc:
             writer.abort()
-            if exc.rule != _STATUS_HAS_NO_TRACE:
-                raise problem_of(exc) from None
             try:  # a status packet: delivered as uploaded
                 packet = parse_packet(job.path, limits=limits)
             except EdxmlError as exc2:

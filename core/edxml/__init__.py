@@ -22,7 +22,7 @@ from .converters import (
     dump_json,
     load_json,
 )
-from .errors import EdxmlError, EdxmlInvalid, EdxmlMalformed, EdxmlTooLarge, EdxmlUnsafe
+from .errors import EdxmlError, EdxmlInvalid, EdxmlMalformed, EdxmlTooLarge, EdxmlUnsafe, NotAnEdoc
 from .limits import ParseLimits
 from .model import (
     JSON_FORMAT,
@@ -72,6 +72,7 @@ __all__ = [
     "EdxmlTooLarge",
     "EdxmlUnsafe",
     "JsonEdxmlConverter",
+    "NotAnEdoc",
     "Packet",
     "PacketConverter",
     "ParseLimits",

@@ -61,6 +61,10 @@ class EdxmlInvalid(EdxmlError):
     code = "edxml.invalid"
 
 
+class NotAnEdoc(EdxmlInvalid):
+    """An operation only edoc packets allow (a TraceHeader) was asked of a status packet."""
+
+
 class EdxmlMalformed(EdxmlError):
     """Not well-formed XML (or not JSON at all)."""
 

@@ -52,7 +52,7 @@ from typing import IO, Any, BinaryIO, Protocol
 
 from lxml import etree
 
-from .errors import EdxmlError, EdxmlInvalid, EdxmlMalformed, EdxmlTooLarge, EdxmlUnsafe
+from .errors import EdxmlError, EdxmlInvalid, EdxmlMalformed, EdxmlTooLarge, EdxmlUnsafe, NotAnEdoc
 from .header import Manifest, check_envelope, detect_kind, find, header_json
 from .limits import ParseLimits
 from .model import AttachmentInfo, AttachmentMeta, Packet, content_key
@@ -800,7 +800,7 @@ def append_trace_header(
 
     def hook(envelope: etree._Element, kind: Kind) -> None:
         if kind != "edoc":
-            raise EdxmlInvalid(
+            raise NotAnEdoc(
                 "only edoc packets carry TraceHeaders", path="/edXML/edXMLEnvelope", rule="status packets have none"
             )
         thl = find(find(envelope, "edXMLHeader"), "TraceHeaderList")

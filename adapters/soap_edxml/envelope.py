@@ -18,7 +18,6 @@ bounded. Problems are raised with the hub's stable codes.
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 import hashlib
 import re
@@ -31,6 +30,7 @@ from urllib.parse import unquote
 
 from lxml import etree
 
+from lgsp.core.edxml import Base64Decoder
 from lgsp.core.errors import Problem
 
 TNS = "urn:lgsp:soap:edxml:1"
@@ -41,7 +41,6 @@ XOP = "http://www.w3.org/2004/08/xop/include"
 #: this namespace are dropped, so it cannot be forged.
 MARK = "{urn:lgsp:internal}payload"
 PAYLOADS = frozenset({f"{{{TNS}}}edxml"})
-_WS = b" \t\r\n"
 
 
 @dataclass(frozen=True)
@@ -101,33 +100,19 @@ class _HashingFile:
 
 
 class Base64Sink:
-    """Strict incremental Base64 decoding into a file: whitespace ignored, anything else refused."""
+    """Strict incremental Base64 decoding into a file (core's decoder), errors as SOAP problems."""
 
     def __init__(self, out: _HashingFile, what: str) -> None:
         self.out = out
-        self.what = what
-        self._carry = b""
-        self._ended = False
+        self._decoder = Base64Decoder(lambda why: Problem("request.malformed", f"{what}: not valid Base64: {why}"))
 
     def feed(self, text: bytes) -> None:
-        data = self._carry + text.translate(None, _WS)
-        if not data:
-            return
-        if self._ended:
-            raise Problem("request.malformed", f"{self.what}: Base64 continues after its padding")
-        cut = len(data) - len(data) % 4
-        self._carry = data[cut:]
-        if cut:
-            chunk = data[:cut]
-            try:
-                self.out.write(binascii.a2b_base64(chunk, strict_mode=True))
-            except binascii.Error as exc:
-                raise Problem("request.malformed", f"{self.what}: not valid Base64 ({exc})") from None
-            self._ended = chunk.endswith(b"=")
+        decoded = self._decoder.feed(text)
+        if decoded:
+            self.out.write(decoded)
 
     def finish(self) -> None:
-        if self._carry:
-            raise Problem("request.malformed", f"{self.what}: Base64 length is not a multiple of 4")
+        self._decoder.finish()
 
 
 class EnvelopeParser:

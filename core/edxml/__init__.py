@@ -42,6 +42,7 @@ from .spec import DSIG_NS, NS
 from .stream import (
     VIETNAM_TZ,
     AttachmentSink,
+    Base64Decoder,
     BinaryWriter,
     Source,
     append_trace_header,
@@ -60,6 +61,7 @@ __all__ = [
     "AttachmentOpener",
     "AttachmentSink",
     "AttachmentStore",
+    "Base64Decoder",
     "BinaryWriter",
     "DirectoryAttachmentStore",
     "DocumentCode",

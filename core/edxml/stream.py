@@ -247,18 +247,19 @@ class _Splitter:
             yield (PAYLOAD if self._mode == _PAYLOAD else XML), carry
 
 
-class _Base64Decoder:
-    """Strict, incremental Base64: whitespace is ignored, anything else must be the alphabet."""
+class Base64Decoder:
+    """Strict, incremental Base64: whitespace is ignored, anything else must be the alphabet.
 
-    __slots__ = ("_padded", "_path", "_rest")
+    `error(why)` makes the exception to raise, so each caller reports in its own terms (an edXML
+    rule here, a SOAP problem in the SOAP adapter).
+    """
 
-    def __init__(self, path: str) -> None:
+    __slots__ = ("_error", "_padded", "_rest")
+
+    def __init__(self, error: Callable[[str], Exception]) -> None:
         self._rest = b""
         self._padded = False
-        self._path = path
-
-    def _error(self, why: str) -> EdxmlInvalid:
-        return EdxmlInvalid(f"attachment payload is not valid Base64: {why}", path=self._path, rule="base64")
+        self._error = error
 
     def feed(self, raw: bytes) -> bytes:
         # Most encoders write one unbroken line: only strip whitespace when there is some.
@@ -305,7 +306,8 @@ class _AttachmentStream:
         self.meta = meta
         self.reference = reference
         self.writer = writer
-        self._decoder = _Base64Decoder(path)
+        self._decoder = Base64Decoder(lambda why: EdxmlInvalid(f"attachment payload is not valid Base64: {why}",
+                                                               path=path, rule="base64"))
         self._sha = hashlib.sha256()
         self._size = 0
         self._head = b""

@@ -229,8 +229,6 @@ class ContentService:
         self.blobs = blobs
         self.bus = bus
         self.clock = clock
-        # Builds a delivery row (mode, protocol, ...); set by the Exchange that uses this service.
-        self.delivery_row: Callable[..., dict[str, Any]] | None = None
         self.inspectors: dict[str, ContentInspector] = {}
         self.families: dict[str, ContentInspector] = {}
         for inspector in inspectors:
@@ -293,9 +291,12 @@ class ContentService:
         except Exception:  # the refusal itself must reach the caller
             log.exception("could not record the refusal of packet %s", info.id)
 
-    async def apply(self, conn: AsyncConnection, info: PacketInfo, inspection: Inspection | None,
-                    now: datetime) -> list[Event]:
-        """Write what the inspection found, inside the acceptance transaction; returns its events."""
+    async def apply(self, conn: AsyncConnection, info: PacketInfo, inspection: Inspection | None, now: datetime,
+                    delivery_row: Callable[..., dict[str, Any]]) -> list[Event]:
+        """Write what the inspection found, inside the acceptance transaction; returns its events.
+
+        `delivery_row` makes the rows of destinations the content adds (the Exchange's own, so a
+        delivery's mode is decided in one place)."""
         if inspection is None:
             return []
         implicit = set((info.meta or {}).get("implicit", ()))
@@ -310,8 +311,7 @@ class ContentService:
         present = set(info.to)
         missing = [u for u in inspection.destinations if u not in present]
         if missing:
-            assert self.delivery_row is not None, "the Exchange sets delivery_row when it takes this service"
-            await conn.execute(deliveries.insert(), [self.delivery_row(info.id, u, priority, info.created_at)
+            await conn.execute(deliveries.insert(), [delivery_row(info.id, u, priority, info.created_at)
                                                      for u in missing])
         if inspection.variants:
             await conn.execute(packet_contents.insert(), [

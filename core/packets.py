@@ -265,9 +265,8 @@ class Exchange:
         self.use_content(ContentService(db, blobs, bus, clock=clock))
 
     def use_content(self, content: ContentService) -> None:
-        """Take the content service; deliveries it adds are made here, so their mode is set in one place."""
+        """Take the hub's content service (built later, with the plugins' inspectors)."""
         self.content = content
-        content.delivery_row = self._delivery_row
 
     # -- reading ------------------------------------------------------------------------------
     async def _load(self, conn: AsyncConnection, packet_id: str) -> PacketInfo | None:
@@ -465,7 +464,7 @@ class Exchange:
                 variant_of: dict[str, dict[str, Any]] = {}
                 if inspection is not None:
                     # What the content inspection found (destinations, variants, metadata; issue 3).
-                    events.extend(await self.content.apply(conn, info, inspection, now))
+                    events.extend(await self.content.apply(conn, info, inspection, now, self._delivery_row))
                     info = await self._load(conn, info.id) or info
                     variant_of = await self.content.delivery_refs(conn, info.id)
                 await dv.move(conn, info.id, None, dv.QUEUED, now, values={"queued_at": now})

@@ -40,12 +40,9 @@ def unavailable_reason(config_path: Path | None = None) -> str | None:
         hub = Hub(load_config(config_path))
     except Exception as exc:
         return f"cannot build a hub to look for push adapters: {exc}"
-    adapters = getattr(hub, "push_adapters", None)
-    if adapters is None:
-        return "this hub has no push delivery yet (issue 4)"
-    if "rest" not in adapters:
-        known = ", ".join(sorted(adapters)) or "none"
-        return f"no REST push adapter registered (push adapters: {known}); lands with issue 4"
+    if "rest" not in hub.push_adapters:
+        known = ", ".join(sorted(hub.push_adapters)) or "none"
+        return f"the rest plugin is not enabled (push adapters: {known})"
     return None
 
 

@@ -16,9 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
-import importlib.util
-import inspect
 import os
 import re
 import shutil
@@ -33,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import auth_bench, disk, exchange, profiling, push_bench, rabbit
+from bench import auth_bench, disk, edxml_bench, exchange, profiling, push_bench, rabbit
 from bench.common import REPO, GiB, KiB, MiB, disk_of, human_size, machine_facts, payload, write_big_file
 from bench.procs import HubProcess, RelayProcess
 from bench.report import Row, Target, table, write_json
@@ -373,19 +370,10 @@ class Bench:
         log(f"{row.title}: hub {row.summary('hub')['median']:.1f}/s, relay {row.summary('relay')['median']:.1f}/s")
 
     async def edxml(self) -> None:
-        if importlib.util.find_spec("bench.edxml_bench") is None:
-            self.skipped.append({"row": "edXML validated packets/s",
-                                 "reason": "bench/edxml_bench.py does not exist yet (edXML issue)"})
-            log("edXML row skipped: bench/edxml_bench.py does not exist yet")
-            return
-        module = importlib.import_module("bench.edxml_bench")
         results = []
         for _ in range(1 if self.p.name != "full" else min(self.p.reps, 3)):
             # CPU-bound and synchronous: a worker thread keeps this loop (and its timers) alive
-            result = await asyncio.to_thread(module.run, self.p.name != "full")
-            if inspect.isawaitable(result):
-                result = await result
-            results.append(result)
+            results.append(await asyncio.to_thread(edxml_bench.run, self.p.name != "full"))
         self.rows += rows_from_edxml(results) or rows_from_plugin("edxml", results[-1])
         log("edXML: " + "; ".join(f"{r.title} {r.summary(next(iter(r.values)))['median']:.1f} {r.unit}"
                                   for r in self.rows if r.group == "edxml"))

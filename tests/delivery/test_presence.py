@@ -148,14 +148,24 @@ async def test_push_unit_presence_follows_its_health_probe(cfg: Config) -> None:
                 assert view["protocol"] == "rest"
                 await rr.stop()
                 await wait_for(lambda: _not(online), timeout=5, what="probe down")
-                view = await src.call("GET", f"/v1/units/{PUSHED}/presence")
-                assert view["transitions"][0]["cause"] == "probe_failed"
+
+                async def latest_cause() -> str:
+                    view = await src.call("GET", f"/v1/units/{PUSHED}/presence")
+                    return view["transitions"][0]["cause"]
+
+                # The view is live at once; its transition list is the store's, flushed every second.
+                await wait_for(lambda: _is_cause(latest_cause, "probe_failed"), timeout=5,
+                               what="the probe_failed transition recorded")
                 await rr.start()
                 await wait_for(online, what="probe up again")
 
 
 async def _not(fn: Any) -> bool:
     return not await fn()
+
+
+async def _is_cause(fn: Any, cause: str) -> bool:
+    return await fn() == cause
 
 
 async def _problem(coro: Any) -> str:

@@ -30,14 +30,18 @@ from lgsp.core.signing import (
     H_SIGNATURE,
     NONCE_RE,
     SHA256_RE,
+    SIGNED_HEADERS,
     SignedRequest,
     parse_date,
     parse_signature_header,
 )
 from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.tables import nonces, sessions
+from lgsp.core.text import MAX_HEADER, ascii_header_problem
 
 SESSION_PREFIX = "ST"
+#: Longest accepted value per header (others: MAX_HEADER); a session token is 45 characters.
+MAX_HEADER_LENGTHS = {H_KEY: 64, H_SESSION: 128, H_DATE: 64, H_NONCE: 64, H_CONTENT: 64}
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,23 @@ def token_hash(token: str) -> str:
 
 
 def parse_signed_request(method: str, path: str, raw_query: str, headers: Mapping[str, str]) -> SignedRequest:
-    """Read the X-LGSP-* headers, or raise auth.missing naming what is absent or malformed."""
+    """Read the X-LGSP-* headers, or raise auth.missing naming what is absent or malformed.
+
+    Every one must be printable ASCII of bounded length before anything else looks at it: the
+    values reach key and session lookups, and a byte like 0xFF (which aiohttp hands over as a lone
+    surrogate) is not something a store can be asked about.
+    """
+    for name in SIGNED_HEADERS:
+        value = headers.get(name)
+        if value:
+            why = ascii_header_problem(value, max_length=MAX_HEADER_LENGTHS.get(name, MAX_HEADER))
+            if why is not None:
+                raise Problem("auth.missing", f"header {name} {why}", header=name)
+
     def need(name: str) -> str:
         value = headers.get(name)
         if value is None or value == "":
-            raise Problem("auth.missing", f"header {name} is required")
+            raise Problem("auth.missing", f"header {name} is required", header=name)
         return value
 
     access_key = need(H_KEY)
@@ -86,12 +102,10 @@ def parse_signed_request(method: str, path: str, raw_query: str, headers: Mappin
         parse_date(date)
     except ValueError as exc:
         raise Problem("auth.missing", f"{H_DATE} must be UTC time as YYYY-MM-DDTHH:MM:SSZ") from exc
-    if not NONCE_RE.match(nonce):
+    if not NONCE_RE.fullmatch(nonce):
         raise Problem("auth.missing", f"{H_NONCE} must be 8 to 64 characters of [A-Za-z0-9_-]")
-    if not SHA256_RE.match(content):
+    if not SHA256_RE.fullmatch(content):
         raise Problem("auth.missing", f"{H_CONTENT} must be 64 lowercase hex digits")
-    if len(access_key) > 64:
-        raise Problem("auth.missing", f"{H_KEY} is too long")
     try:
         algorithm, signature = parse_signature_header(signature_header)
     except ValueError as exc:

@@ -251,7 +251,8 @@ class ContentService:
         The omitted fields get placeholders that pass the request checks; the inspector fills
         them in from the content on acceptance (`meta.implicit` lists them).
         """
-        if not isinstance(body, dict) or body.get("data_type") not in self.inspectors:
+        if not isinstance(body, dict) or not isinstance(body.get("data_type"), str) \
+                or body["data_type"] not in self.inspectors:
             return body, []
         filled = dict(body)
         implicit: list[str] = []

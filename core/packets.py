@@ -39,6 +39,7 @@ from lgsp.core.signing import SHA256_RE
 from lgsp.core.store.blobs import BlobStore, remove
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
+from lgsp.core.text import text_problem
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ DATA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]{0,63}$")
 PROTOCOL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MAX_SUBJECT = 2000
 MAX_REASON = 2000
+MAX_DESTINATION = 64  # longest destination accepted in `to` (unit identifiers have at most 35)
+#: Deadlines are refused from this instant on: far beyond any use, and far from datetime's year 9999.
+LATEST_DEADLINE = datetime(9000, 1, 1, tzinfo=UTC)
 #: A stream's hello carries at most this many changes (then `more: true`: reconnect for the rest)
 #: and inbox items.
 HELLO_CHANGES = 1000
@@ -165,17 +169,24 @@ def parse_new_packet(body: Any, *, max_size: int, max_recipients: int, now: date
     to_unique = tuple(dict.fromkeys(to))
     if len(to_unique) > max_recipients:
         raise bad("to", f"at most {max_recipients} destinations")
+    for unit in to_unique:
+        why = text_problem(unit) if len(unit) <= MAX_DESTINATION else \
+            f"an identifier has at most {MAX_DESTINATION} characters"
+        if why is not None:
+            raise bad("to", why)
     subject = body.get("subject")
     if not isinstance(subject, str) or not subject.strip() or len(subject) > MAX_SUBJECT:
         raise bad("subject", f"must be a non-empty string of at most {MAX_SUBJECT} characters")
+    if (why := text_problem(subject, multiline=True)) is not None:
+        raise bad("subject", why)
     priority = body.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool) or priority not in PRIORITIES:
         raise bad("priority", "must be 0 (normal), 1 (urgent), 2 (very urgent) or 3 (flash)")
     data_type = body.get("data_type")
-    if not isinstance(data_type, str) or not DATA_TYPE_RE.match(data_type):
+    if not isinstance(data_type, str) or not DATA_TYPE_RE.fullmatch(data_type):
         raise bad("data_type", "must be a short lowercase name such as edxml, json or binary")
     protocol = body.get("protocol")
-    if protocol is not None and (not isinstance(protocol, str) or not PROTOCOL_RE.match(protocol)):
+    if protocol is not None and (not isinstance(protocol, str) or not PROTOCOL_RE.fullmatch(protocol)):
         raise bad("protocol", "must be a short lowercase protocol name")
     size = body.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -184,25 +195,47 @@ def parse_new_packet(body: Any, *, max_size: int, max_recipients: int, now: date
         raise Problem("content.too_large", f"size {size} exceeds the limit of {max_size} bytes",
                       limit=max_size)
     sha = body.get("sha256")
-    if not isinstance(sha, str) or not SHA256_RE.match(sha):
+    if not isinstance(sha, str) or not SHA256_RE.fullmatch(sha):
         raise bad("sha256", "must be 64 lowercase hex digits")
     deadline = None
     if body.get("deadline") is not None:
-        raw = body["deadline"]
-        try:
-            deadline = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-        except ValueError:
-            raise bad("deadline", "must be an ISO 8601 time such as 2026-12-01T17:00:00Z") from None
-        if deadline.tzinfo is None:
-            raise bad("deadline", "must carry a time zone (e.g. Z)")
-        deadline = deadline.astimezone(UTC)
-        if deadline <= now:
-            raise bad("deadline", "is already past")
+        deadline = parse_deadline(body["deadline"], now)
     policy = body.get("policy")
     if policy is not None and not isinstance(policy, dict):
         raise bad("policy", "must be a JSON object")
     return NewPacket(to=to_unique, subject=subject, priority=priority, data_type=data_type, protocol=protocol,
                      size=size, sha256=sha, deadline=deadline, policy=policy)
+
+
+def parse_deadline(raw: Any, now: datetime) -> datetime:
+    """A client's deadline: an ISO 8601 time with a zone, in the future and before LATEST_DEADLINE.
+
+    The calendar's edges (`0001-01-01T00:00:00+01:00` is before year 1 in UTC) overflow when moved
+    to UTC; they, like any time past the bound, are `request.invalid`, never an OverflowError.
+    """
+    def bad(msg: str) -> Problem:
+        return Problem("request.invalid", f"deadline: {msg}", field="deadline")
+
+    if not isinstance(raw, str) or len(raw) > 64:
+        raise bad("must be an ISO 8601 time such as 2026-12-01T17:00:00Z")
+    try:
+        deadline = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad("must be an ISO 8601 time such as 2026-12-01T17:00:00Z") from None
+    if deadline.tzinfo is None:
+        raise bad("must carry a time zone (e.g. Z)")
+    try:
+        deadline = deadline.astimezone(UTC)
+    except OverflowError:
+        raise bad(f"must be before {LATEST_DEADLINE.year}") from None
+    if deadline >= LATEST_DEADLINE:
+        raise bad(f"must be before {LATEST_DEADLINE.year}")
+    if deadline <= now:
+        raise bad("is already past")
+    return deadline
+
+
+_EXPIRES_RE = re.compile(r"^[0-9]{1,12}$")  # Unix seconds; `str.isdigit` also takes "²", which int() refuses
 
 
 class TransferTokens:
@@ -221,7 +254,7 @@ class TransferTokens:
 
     def check(self, action: str, packet_id: str, unit: str, expires: str | None, token: str | None,
               now: datetime) -> None:
-        if not expires or not token or not expires.isdigit():
+        if not expires or not token or not _EXPIRES_RE.fullmatch(expires) or not token.isascii():
             raise Problem("forbidden", "this URL needs the expires and token parameters the hub issued")
         expected = self._mac(action, packet_id, unit, int(expires))
         if not hmac.compare_digest(expected, token):
@@ -564,7 +597,7 @@ class Exchange:
         return dataclasses.replace(info, size=ref.size, sha256=ref.sha256), self.blobs.path(ref.blob_key)
 
     async def ack(self, principal: Principal, packet_id: str, sha256: Any) -> str:
-        if not isinstance(sha256, str) or not SHA256_RE.match(sha256):
+        if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):
             raise Problem("request.invalid", "sha256: must be 64 lowercase hex digits", field="sha256")
         async with self.db.read() as conn:
             info, own = await self._visible_row(conn, principal, packet_id)
@@ -586,6 +619,8 @@ class Exchange:
     async def fail(self, principal: Principal, packet_id: str, reason: Any) -> str:
         if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
             raise Problem("request.invalid", f"reason: must be 1 to {MAX_REASON} characters", field="reason")
+        if (why := text_problem(reason, multiline=True)) is not None:
+            raise Problem("request.invalid", f"reason: {why}", field="reason")
         async with self.db.read() as conn:
             info, own = await self._visible_row(conn, principal, packet_id)
         self._require_pull(own)
@@ -1052,4 +1087,4 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 
 
 def _uuid_like(value: str) -> bool:
-    return bool(_UUID_RE.match(value))
+    return bool(_UUID_RE.fullmatch(value))

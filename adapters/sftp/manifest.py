@@ -17,6 +17,7 @@ from typing import Any
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
 from lgsp.core.packets import NewPacket, PacketInfo, parse_new_packet
+from lgsp.core.text import load_json
 
 MANIFEST_SUFFIX = ".manifest.json"
 ERROR_SUFFIX = ".error.json"
@@ -111,12 +112,13 @@ def delivery_manifest(packet: PacketInfo, unit: str, idempotency_key: str, file_
 def parse_submission(raw: bytes, file: str) -> dict[str, Any]:
     """The fields of a unit's manifest, or a Problem saying what is wrong with it."""
     try:
-        doc = json.loads(raw.decode("utf-8-sig"))  # tolerate the BOM Windows editors add
+        text = raw.decode("utf-8-sig")  # tolerate the BOM Windows editors add
     except UnicodeDecodeError:
         raise Problem("request.malformed", "the manifest is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise Problem("request.malformed",
-                      f"the manifest is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    try:  # the same bounded, strict reading as a JSON request body
+        doc = load_json(text)
+    except Problem as exc:
+        raise Problem(exc.code, f"the manifest: {exc.detail}", **exc.extra) from None
     if not isinstance(doc, dict):
         raise Problem("request.invalid", "the manifest must be a JSON object")
     unknown = sorted(set(doc) - set(SUBMISSION_FIELDS))

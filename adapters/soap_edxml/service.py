@@ -26,8 +26,9 @@ from lgsp.core import documents as docs
 from lgsp.core.auth import Principal
 from lgsp.core.content import PENDING_SUBJECT
 from lgsp.core.errors import Problem
-from lgsp.core.packets import PRIORITIES, NewPacket
+from lgsp.core.packets import MAX_DESTINATION, MAX_REASON, PRIORITIES, NewPacket
 from lgsp.core.signing import H_CONTENT
+from lgsp.core.text import check_text, printable
 from lgsp.core.web import authenticate, base_url, bounded_int, hub_of, language
 
 from .envelope import SOAP11, SOAP12, TNS, XOP, Limits, Message, MessageReader
@@ -42,6 +43,7 @@ WSDL_ADDRESS = "http://lgsp.invalid/soap/edxml"  # replaced by the hub's own URL
 CHUNK = 3 << 18  # 768 KiB: a multiple of 3, so each Base64 chunk needs no padding
 NAME = "soap_edxml"
 _INBOX_PAGE = 500  # inbox rows read per query while filtering getReceivedEdocList
+MAX_FIELD = 256  # longest value of a SOAP string field (identifiers, queries); reasons: MAX_REASON
 
 SETTINGS: dict[str, tuple[int, str]] = {
     "max_envelope_bytes": (4 << 20, "largest SOAP message without its Base64 payloads and MTOM parts"),
@@ -114,7 +116,9 @@ def _children(op: etree._Element, allowed: tuple[str, ...]) -> dict[str, list[et
     return out
 
 
-def _one(found: dict[str, list[etree._Element]], name: str, *, required: bool = False) -> str | None:
+def _one(found: dict[str, list[etree._Element]], name: str, *, required: bool = False,
+         max_length: int = MAX_FIELD, multiline: bool = False) -> str | None:
+    """The text of a field given at most once, checked like any text at the edge (core/text.py)."""
     items = found[name]
     if len(items) > 1:
         raise Problem("request.invalid", f"{name}: given more than once", field=name)
@@ -122,7 +126,10 @@ def _one(found: dict[str, list[etree._Element]], name: str, *, required: bool = 
         if required:
             raise Problem("request.invalid", f"{name}: required", field=name)
         return None
-    return (items[0].text or "").strip()
+    text = (items[0].text or "").strip()
+    if text:
+        check_text(text, name, max_length=max_length, multiline=multiline)
+    return text
 
 
 # -- responses -------------------------------------------------------------------------------------
@@ -155,13 +162,14 @@ def fault_response(problem: Problem, version: str, lang: str) -> web.Response:
     ns = SOAP11 if version == "1.1" else SOAP12
     env = etree.Element(f"{{{ns}}}Envelope", nsmap={"soap": ns, "tns": TNS})
     fault = etree.SubElement(etree.SubElement(env, f"{{{ns}}}Body"), f"{{{ns}}}Fault")
-    summary = f"{problem.code}: {problem.title(lang)}" + (f" — {problem.detail}" if problem.detail else "")
+    # printable(): a detail may repeat client text, and XML cannot carry every character.
+    summary = printable(f"{problem.code}: {problem.title(lang)}" + (f" — {problem.detail}" if problem.detail else ""))
     detail_problem = etree.Element(q("problem"))
     for name, value in (("code", problem.code), ("status", problem.status), ("title", problem.title(lang)),
                         ("detail", problem.detail), ("path", problem.extra.get("path")),
                         ("rule", problem.extra.get("rule"))):
         if value is not None:
-            _sub(detail_problem, name, value)
+            _sub(detail_problem, name, printable(str(value)))
     xml_lang = "{http://www.w3.org/XML/1998/namespace}lang"
     if version == "1.1":
         etree.SubElement(fault, "faultcode").text = f"soap:{'Client' if client else 'Server'}"
@@ -259,7 +267,8 @@ async def send_edoc(call: Call) -> web.StreamResponse:
     payload = call.message.payload(found["edxml"][0])
     if payload.path is None or payload.size == 0:
         raise Problem("request.invalid", "edxml: the packet is empty", field="edxml")
-    to = tuple(dict.fromkeys(t for t in ((e.text or "").strip() for e in found["to"]) if t))
+    to = tuple(dict.fromkeys(check_text(t, "to", max_length=MAX_DESTINATION)
+                             for t in ((e.text or "").strip() for e in found["to"]) if t))
     priority_text = _one(found, "priority")
     priority = None if priority_text in (None, "") else bounded_int(priority_text, "priority", 0, 0, max(PRIORITIES))
     implicit = ["subject"] + ([] if to else ["to"]) + ([] if priority is not None else ["priority"])
@@ -358,7 +367,8 @@ async def update_status(call: Call) -> web.StreamResponse:
             sha = view["sha256"]  # the variant this unit received
         state = await exchange.ack(call.principal, packet_id, sha)
     elif status == "fail":
-        reason = _one(found, "reason") or "refused by the document-management system (updateStatus fail)"
+        reason = _one(found, "reason", max_length=MAX_REASON, multiline=True) \
+            or "refused by the document-management system (updateStatus fail)"
         state = await exchange.fail(call.principal, packet_id, reason)
     else:
         raise Problem("request.invalid", "status: must be done or fail", field="status")

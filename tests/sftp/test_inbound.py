@@ -183,6 +183,18 @@ async def test_wrong_hash_goes_to_failed_with_the_reason(tmp_path: Path, server:
      "priority: must be 0"),
     ("array.txt", b"[1, 2]", "request.invalid", "must be a JSON object"),
     ("huge.txt", b"{" + b" " * 70000 + b"}", "request.invalid", "the manifest is larger than 65536 bytes"),
+    # Read like a JSON request body (core/text.py): bounded depth and numbers, no NUL or lone surrogate.
+    ("deep.txt", b"[" * 20000 + b"]" * 20000, "request.malformed", "nested deeper than 64 levels"),
+    ("big-number.txt", b'{"to": [], "subject": "s", "sha256": "", "size": 1' + b"0" * 5000 + b"}",
+     "request.malformed", "a number has more than"),
+    ("nul-subject.txt", f'{{"to": ["{DEST}"], "subject": "a\\u0000b", "sha256": "{"0" * 64}"}}'.encode(),
+     "request.invalid", "subject: must not contain NUL"),
+    ("surrogate-to.txt", f'{{"to": ["\\ud800"], "subject": "s", "sha256": "{"0" * 64}"}}'.encode(),
+     "request.invalid", "to[0]: must be valid Unicode"),
+    ("control-to.txt", {"to": [DEST + "\n"], "subject": "s", "sha256": None}, "request.invalid",
+     "to: must not contain control characters"),
+    ("deadline-edge.txt", {"to": [DEST], "subject": "s", "sha256": None, "deadline": "0001-01-01T00:00:00+01:00"},
+     "request.invalid", "deadline: must be before 9000"),
 ])
 async def test_bad_manifest_goes_to_failed_with_the_reason(tmp_path: Path, server: SftpServer, name: str,
                                                            manifest: Any, code: str, reason: str) -> None:

@@ -140,6 +140,14 @@ SOAP_CASES = [
     ("xop part missing", mtom(f'<ns2:sendEdoc xmlns:ns2="{TNS}"><ns2:edxml>{xop("nope@x")}</ns2:edxml>'
                               "</ns2:sendEdoc>", {"other@x": b"abc"})[0], "MTOM", "request.malformed"),
     ("mtom cut short", mtom(LIST, {})[0][:-20], "MTOM", "request.malformed"),
+    # String fields are checked like any text at the edge (core/text.py): bounded, single-line ids.
+    ("long packetId", envelope(f'<ns2:getEdoc xmlns:ns2="{TNS}"><ns2:packetId>{"a" * 300}</ns2:packetId>'
+                               "</ns2:getEdoc>"), "text/xml", "request.invalid"),
+    ("long to", envelope(send_edoc_op(b"<x/>", ["A" * 100])), "text/xml", "request.invalid"),
+    ("long query", envelope(f'<ns2:getAgenciesList xmlns:ns2="{TNS}"><ns2:query>{"s" * 300}</ns2:query>'
+                            "</ns2:getAgenciesList>"), "text/xml", "request.invalid"),
+    ("line break in documentId", envelope(f'<ns2:getSentEdocList xmlns:ns2="{TNS}"><ns2:documentId>a&#10;b'
+                                          "</ns2:documentId></ns2:getSentEdocList>"), "text/xml", "request.invalid"),
 ]
 
 

@@ -171,7 +171,7 @@ class Hub:
         self.exchange.use_content(self.content)
 
     async def start(self) -> None:
-        from lgsp.core.web import AccessLogger, make_app  # the HTTP layer is only needed when serving
+        from lgsp.core.web import AccessLogger, HubRunner, make_app  # the HTTP layer is only needed when serving
 
         self.check_config()
         await self.open_store()
@@ -179,7 +179,7 @@ class Hub:
         await self.exchange.reconcile_blobs(min_age_seconds=0)  # files a crash left behind
         await self.presence.reset_stale()
         self.app = make_app(self)
-        self._runner = web.AppRunner(self.app, access_log_class=AccessLogger,
+        self._runner = HubRunner(self.app, access_log_class=AccessLogger,
                                      access_log=logging.getLogger("lgsp.access") if self.config.logging.access_log
                                      else None,
                                      shutdown_timeout=self.config.server.shutdown_timeout_seconds)

@@ -55,7 +55,7 @@ from lgsp.core.identifiers import identifier_form
 from lgsp.core.signing import H_CONTENT
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import packet_contents
-from lgsp.core.web import authenticate, hub_of
+from lgsp.core.web import authenticate, check_range, hub_of
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -499,6 +499,7 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     ref, path = await hub.content.part(request.match_info["id"], f"att-{int(number)}", principal.unit_id)
     if not path.is_file():
         raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+    check_range(request, ref.size)
     async with hub.db.read() as conn:  # the file name, for Content-Disposition
         detail = await conn.scalar(select(packet_contents.c.detail).where(and_(
             packet_contents.c.packet_id == request.match_info["id"], packet_contents.c.variant == ref.variant)))

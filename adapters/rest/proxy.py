@@ -86,7 +86,7 @@ def _forward_headers(headers: Any) -> CIMultiDict[str]:
 
 @routes.route("*", "/v1/services/{service}/{tail:.*}")
 async def proxy(request: web.Request) -> web.StreamResponse:
-    principal = await authenticate(request)
+    principal = await authenticate(request, streams_body=True)  # hashed on the way through (_Body)
     hub = hub_of(request)
     service_id = request.match_info["service"]
     service = await hub.services.get(service_id)

@@ -6,7 +6,6 @@ appears there.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from importlib import resources
 
@@ -15,9 +14,11 @@ from aiohttp import web
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
 from lgsp.core.signing import H_CONTENT
-from lgsp.core.web import authenticate, base_url, bounded_int, hub_of, json_response, read_json
+from lgsp.core.text import check_text
+from lgsp.core.web import authenticate, base_url, bounded_int, check_range, hub_of, json_response, read_json
 
 routes = web.RouteTableDef()
+MAX_VERIFIED_URL = 8190  # longest path or query /v1/verify takes: aiohttp's own request-line limit
 
 
 @routes.get("/v1/time")
@@ -44,7 +45,7 @@ async def create_packet(request: web.Request) -> web.Response:
 
 @routes.put("/v1/packets/{id}/content")
 async def upload_content(request: web.Request) -> web.Response:
-    principal = await authenticate(request)
+    principal = await authenticate(request, streams_body=True)  # Exchange.upload checks it as it streams
     exchange = hub_of(request).exchange
     info = await exchange.upload(principal, request.match_info["id"], request.headers.get(H_CONTENT, ""),
                                  request.content.iter_any(), expires=request.query.get("expires"),
@@ -61,7 +62,7 @@ async def download_content(request: web.Request) -> web.StreamResponse:
                                                   token=request.query.get("token"))
     if not path.is_file():
         raise Problem("content.gone", "the content of this packet is no longer held by the hub")
-    _check_range(request, info.size)
+    check_range(request, info.size)
     return web.FileResponse(path, chunk_size=hub.config.limits.io_chunk_size, headers={
         H_CONTENT: info.sha256, "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
         "Content-Disposition": f'attachment; filename="{info.id}"'})
@@ -151,8 +152,8 @@ async def create_session(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = _object(await read_json(request, required=False))
     target = body.get("target")
-    if target is not None and (not isinstance(target, str) or not target or len(target) > 128):
-        raise Problem("request.invalid", "target: must be a unit identifier or a service id", field="target")
+    if target is not None:
+        check_text(target, "target", max_length=128)
     session = await hub_of(request).auth.create_session(principal, target)
     return json_response(session.public(), status=201)
 
@@ -162,10 +163,13 @@ async def verify(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = _object(await read_json(request))
     method, path, query, headers = body.get("method"), body.get("path"), body.get("query", ""), body.get("headers")
-    if not isinstance(method, str) or not isinstance(path, str) or not path.startswith("/"):
-        raise Problem("request.invalid", "method and path (starting with /) are required", field="path")
+    check_text(method, "method", max_length=32)
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise Problem("request.invalid", "path: must be the request's path, starting with /", field="path")
+    check_text(path, "path", max_length=MAX_VERIFIED_URL)
     if not isinstance(query, str):
         raise Problem("request.invalid", "query: must be the raw query string", field="query")
+    check_text(query, "query", max_length=MAX_VERIFIED_URL, min_length=0)
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise Problem("request.invalid", "headers: must map X-LGSP-* names to string values", field="headers")
     canonical = {k.lower(): v for k, v in headers.items()}
@@ -177,23 +181,6 @@ async def verify(request: web.Request) -> web.Response:
 class _CaseInsensitive(dict[str, str]):
     def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
         return super().get(key.lower(), default)
-
-
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def _check_range(request: web.Request, size: int) -> None:
-    """Refuse a Range we cannot serve as a problem, before FileResponse answers it with a bare 416."""
-    header = request.headers.get("Range")
-    if header is None:
-        return
-    match = _RANGE_RE.match(header.strip())
-    if match is None:
-        raise Problem("content.range_not_satisfiable", "only one range of the form bytes=N- or bytes=N-M is served",
-                      size=size)
-    start, end = match.groups()
-    if (start and int(start) >= size) or (not start and not end) or (start and end and int(end) < int(start)):
-        raise Problem("content.range_not_satisfiable", f"the content is {size} bytes long", size=size)
 
 
 def _object(body: object) -> dict[str, object]:

@@ -444,7 +444,7 @@ async def post_soap(request: web.Request) -> web.StreamResponse:
     version = "1.2" if "application/soap+xml" in request.headers.get("Content-Type", "") else "1.1"
     lang = language(request)
     try:
-        principal = await authenticate(request)
+        principal = await authenticate(request, streams_body=True)  # read_message checks the hash
         message = await read_message(request, hub)
         try:
             version = message.version

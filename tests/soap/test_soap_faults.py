@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import zeep
+from yarl import URL
 
 from lgsp.client import Credentials
 from lgsp.core.config import load_config
@@ -163,6 +165,19 @@ async def test_bad_soap_is_refused(hub: Hub, make_actor: MakeActor, case: str, b
     assert status == 500 and f["code"] == code and f["faultcode"] == "soap:Client", f
     assert leftovers(hub) == []
     assert b"root:" not in raw  # nothing of /etc/passwd came back
+
+
+async def test_bad_query_text_is_a_fault(hub: Hub, make_actor: MakeActor) -> None:
+    """The URL's text is checked by the shared authentication, so SOAP callers get a fault, not JSON."""
+    a, _ = await two(hub, make_actor)
+    body = envelope(LIST)
+    headers = {"Content-Type": "text/xml", **a.signer.headers("POST", "/soap/edxml", "x=%00",
+                                                              hashlib.sha256(body).hexdigest())}
+    async with aiohttp.ClientSession() as http, http.post(URL(hub.url + "/soap/edxml?x=%00", encoded=True),
+                                                          data=body, headers=headers) as resp:
+        status, raw = resp.status, await resp.read()
+    assert status == 500 and resp.headers["Content-Type"].startswith("text/xml")
+    assert fault(raw)["code"] == "request.invalid"
 
 
 async def _stream(parts: list[bytes]) -> AsyncIterator[bytes]:

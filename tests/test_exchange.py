@@ -504,3 +504,24 @@ async def test_files_a_crash_left_behind_are_reconciled(make_actor: MakeActor, h
     assert not any(p.exists() for p in leftovers)
     assert in_progress.exists() and hub.blobs.with_prefix(pending) == kept
     assert await b.client.fetch_bytes(pending) == b"pending"
+
+
+async def test_a_unit_with_another_systems_code_exchanges_end_to_end(make_actor: MakeActor) -> None:
+    """A legacy unit named like the national axis's systems (`vxp.saas.02`) is found, addressed in
+    `to` and in paths, receives, fetches and acknowledges, and can send."""
+    a = await make_actor("000.00.00.H23", "Sở Kế hoạch và Đầu tư")
+    vxp = await make_actor("vxp.saas.02", "Hệ thống VXP dùng chung", legacy=True)
+    assert [u["id"] for u in await a.client.units("vxp.saas")] == ["vxp.saas.02"]
+    assert [u["id"] for u in await a.client.units("VXP")] == ["vxp.saas.02"]
+    content = os.urandom(50_000)
+    sha = hashlib.sha256(content).hexdigest()
+    packet_id = await a.client.send(content, [vxp.unit], subject="Gửi hệ thống khác")
+    assert [i["id"] for i in await vxp.client.inbox()] == [packet_id]
+    assert await vxp.client.fetch_bytes(packet_id) == content
+    assert await vxp.client.ack(packet_id, sha) == "delivered"
+    status = await a.client.status(packet_id)
+    assert (status["state"], status["deliveries"][0]["unit"]) == ("completed", "vxp.saas.02")
+    presence = await a.client.call("GET", "/v1/units/vxp.saas.02/presence")
+    assert presence["unit"] == "vxp.saas.02" and presence["online"] is True
+    back = await vxp.client.send(b"reply", [a.unit], subject="Trả lời")
+    assert (await a.client.status(back))["from"] == "vxp.saas.02"

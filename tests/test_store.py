@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
 from lgsp.core.config import load_config
+from lgsp.core.errors import Problem
 from lgsp.core.hub import Hub
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier, fold, identifier_form
 from lgsp.core.masterkey import MasterKey, MasterKeyError
@@ -173,11 +174,31 @@ def test_irregular_identifiers_need_legacy(code: str) -> None:
         check_identifier(code)
 
 
-def test_legacy_still_has_a_charset() -> None:
-    assert check_identifier("28.22.H17", legacy=True) == "28.22.H17"
-    for bad in ("28 22 H17", "ab.cd", "X" * 36, ""):
-        with pytest.raises(InvalidIdentifier):
-            check_identifier(bad, legacy=True)
+@pytest.mark.parametrize("code", ["28.22.H17", "01.02.G22", "00.00.008.K99", "vxp.saas.02", "VXP.SAAS.02",
+                                  "h23.01", "A01-02", "don_vi.01", "abc", "x" * 35])
+def test_legacy_accepts_the_codes_of_other_systems(code: str) -> None:
+    """Irregular codes, the national axis's system ids (`vxp.saas.02`) and vendors' own codes."""
+    assert check_identifier(code, legacy=True) == code
+
+
+@pytest.mark.parametrize("code", ["28 22 H17", "vxp saas", "a/b", "..", "../etc", "a\\b", "a\tb", "a\nb",
+                                  "vxp.saas.02\n", "G22\n", "vxp..saas", ".vxp", "vxp.", "-a", "a--b", "vxp:saas",
+                                  "a@b", "đơn.vị", "\u0660\u0660\u0660.\u0660\u0660.\u0660\u0660.H23", "X" * 36, ""])
+def test_legacy_still_refuses_what_no_system_uses(code: str) -> None:
+    """Spaces, control characters, slashes, other punctuation, empty groups, non-ASCII, over-long."""
+    with pytest.raises(InvalidIdentifier):
+        check_identifier(code, legacy=True)
+    with pytest.raises(InvalidIdentifier):
+        check_identifier(code)
+
+
+async def test_identifiers_are_unique_regardless_of_case(hub: Hub) -> None:
+    await hub.directory.add_unit("vxp.saas.02", "Hệ thống VXP", legacy=True)
+    with pytest.raises(Problem) as err:
+        await hub.directory.add_unit("VXP.SAAS.02", "again", legacy=True)
+    assert err.value.code == "conflict" and "vxp.saas.02" in err.value.detail
+    assert [u.id for u in await hub.directory.search_units("VXP")] == ["vxp.saas.02"]
+    assert [u.id for u in await hub.directory.search_units("vxp.s")] == ["vxp.saas.02"]
 
 
 def test_fold_for_search() -> None:

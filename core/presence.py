@@ -113,8 +113,13 @@ class Presence:
                 self._set(unit, state, False, "timeout", min(at, now))
 
     async def flush(self) -> None:
-        """Persist observations and transitions (one write transaction, or none if idle)."""
-        dirty = [(u, s) for u, s in self._units.items() if s.dirty]
+        """Persist observations and transitions (one write transaction, or none if idle).
+
+        Rows are updated in identifier order: nodes sharing a PostgreSQL database flush overlapping
+        units at the same moments, and one fixed order means no two flushes wait on each other in a
+        cycle (a deadlock PostgreSQL would break by failing one of them).
+        """
+        dirty = sorted(((u, s) for u, s in self._units.items() if s.dirty), key=lambda item: item[0])
         entries, self._log = self._log, []
         if not dirty and not entries:
             return
@@ -151,7 +156,7 @@ class Presence:
             rows = (await conn.execute(select(units.c.id, units.c.last_seen_at).where(
                 units.c.online.is_(True)))).all()
             stale = {r.id for r in rows if r.last_seen_at is None or r.last_seen_at < cutoff}
-            for unit in stale:
+            for unit in sorted(stale):  # identifier order, like flush()
                 await conn.execute(update(units).where(units.c.id == unit).values(online=False, offline_since=now))
                 await conn.execute(presence_log.insert().values(unit_id=unit, at=now, online=False,
                                                                 cause="timeout"))

@@ -99,3 +99,39 @@ async def test_concurrent_uploads_on_two_nodes_accept_once(nodes: tuple[Hub, Hub
         await a1.close()
         await a2.close()
         await b.close()
+
+
+async def test_presence_flushes_of_two_nodes_never_deadlock(pg_url: str) -> None:
+    """Two nodes' presence flushers write overlapping units in opposite orders at the same moment,
+    round after round: each writes its rows in one fixed order, so neither waits on the other in a cycle."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from lgsp.core.presence import Presence
+    from lgsp.core.store.database import Database
+    from lgsp.core.store.tables import units
+
+    first, second = Database(pg_url, pool_size=2), Database(pg_url, pool_size=2)
+    try:
+        await first.upgrade()
+        ids = [f"000.00.{i:02d}.H23" for i in range(40)]
+        now = datetime.now(UTC)
+        async with first.write() as conn:
+            await conn.execute(units.insert(), [dict(id=u, name=u, name_folded=u, zone="local", legacy=False,
+                                                     status="active", created_at=now, online=False, stream_cursor=0)
+                                                for u in ids])
+        one, two = Presence(first, 300), Presence(second, 300)
+        for n in range(40):
+            seen = datetime.now(UTC)
+            for u in ids[5:]:  # overlapping sets, observed (and so kept) in opposite orders
+                one.request_seen(u, seen, float(n))
+            for u in reversed(ids[:-5]):
+                two.request_seen(u, seen, float(-n))
+            results = await asyncio.gather(one.flush(), two.flush(), return_exceptions=True)
+            assert results == [None, None], f"round {n}: {results}"
+        async with first.read() as conn:
+            rows = (await conn.execute(units.select().where(units.c.online.is_(True)))).all()
+        assert {r.id for r in rows} == set(ids)
+    finally:
+        await first.close()
+        await second.close()

@@ -139,7 +139,9 @@ class Hub:
         self.db = Database(cfg.database_url, pool_size=cfg.database.pool_size, echo=cfg.database.echo,
                            sqlite_synchronous=cfg.database.sqlite_synchronous)
         await self.db.upgrade()
-        self.blobs = BlobStore(cfg.blob_path, chunk_size=cfg.limits.io_chunk_size, fsync=cfg.blobs.fsync)
+        # Another node's temporary folder counts as dead once silent for ten housekeeping rounds (5 min at least).
+        self.blobs = BlobStore(cfg.blob_path, chunk_size=cfg.limits.io_chunk_size, fsync=cfg.blobs.fsync,
+                               owner_stale_seconds=max(300.0, 10 * cfg.presence.sweep_interval_seconds))
         self.blobs.open()
         self.directory = Directory(self.db, self.master_key, self.algorithms,
                                    rsa_key_bits=cfg.security.rsa_key_bits)
@@ -175,8 +177,10 @@ class Hub:
 
         self.check_config()
         await self.open_store()
+        # Files a crash left behind: partial uploads of dead processes (this node's previous run at once),
+        # then stored blobs no packet needs.
         self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
-        await self.exchange.reconcile_blobs(min_age_seconds=0)  # files a crash left behind
+        await self.exchange.reconcile_blobs(min_age_seconds=0)
         await self.presence.reset_stale()
         self.app = make_app(self)
         self._runner = web.AppRunner(self.app, access_log_class=AccessLogger,
@@ -222,6 +226,8 @@ class Hub:
                 await self.presence.flush()
             except Exception:
                 log.exception("could not save presence on shutdown")
+        if hasattr(self, "blobs"):
+            self.blobs.close()  # this process's temporary folder: every writer has ended
         if hasattr(self, "db"):
             await self.db.close()
         self.started = False
@@ -273,6 +279,7 @@ class Hub:
         while not await self._idle(interval):
             rounds += 1
             try:
+                self.blobs.heartbeat()
                 self.presence.sweep()
                 await self.exchange.sweep()
                 await self.presence.flush()
@@ -281,7 +288,7 @@ class Hub:
                     await self.engine.release_stale()
                 if rounds % 30 == 0:
                     await self.auth.purge_expired()
-                    self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
+                    await asyncio.to_thread(self.blobs.sweep_tmp, self.config.security.transfer_ttl_seconds)
                     await self.exchange.reconcile_blobs()
             except Exception:
                 log.exception("housekeeping round failed; will retry")

@@ -36,7 +36,7 @@ from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
 from lgsp.core.signing import SHA256_RE
-from lgsp.core.store.blobs import BlobStore, remove
+from lgsp.core.store.blobs import BlobStore, PartialRemoved, remove
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
 
@@ -399,6 +399,7 @@ class Exchange:
             if result.rowcount:
                 await dv.move(conn, info.id, None, dv.EXPIRED, now, reason=reason)
                 await record(conn, info.id, "upload.failed", now, unit=info.source, detail={"reason": reason})
+        await self.blobs.delete_partials(info.id)
 
     # -- upload -------------------------------------------------------------------------------
     async def upload(self, principal: Principal, packet_id: str, declared_sha256: str,
@@ -433,21 +434,26 @@ class Exchange:
         same packet was accepted first) deletes only what it wrote itself.
         """
         key = upload_key(info.id)
-        async with self.blobs.writer(key) as writer:
-            async for chunk in content:
-                if writer.size + len(chunk) > info.size:
+        try:
+            async with self.blobs.writer(key) as writer:
+                async for chunk in content:
+                    if writer.size + len(chunk) > info.size:
+                        raise Problem("content.size_mismatch",
+                                      f"more than the declared {info.size} bytes were sent")
+                    await writer.write(chunk)
+                if writer.size != info.size:
                     raise Problem("content.size_mismatch",
-                                  f"more than the declared {info.size} bytes were sent")
-                await writer.write(chunk)
-            if writer.size != info.size:
-                raise Problem("content.size_mismatch",
-                              f"received {writer.size} bytes, declared {info.size}")
-            digest = await writer.finish()
-            if digest != info.sha256:
-                raise Problem("content.hash_mismatch", "the content's SHA-256 differs from the declared one")
-            await writer.commit()
-        # Content-aware data types (edXML, issue 3) are read before acceptance; a refusal deletes the upload.
-        return key, await self.content.inspect(info, self.blobs.path(key), key)
+                                  f"received {writer.size} bytes, declared {info.size}")
+                digest = await writer.finish()
+                if digest != info.sha256:
+                    raise Problem("content.hash_mismatch", "the content's SHA-256 differs from the declared one")
+                await writer.commit()
+            # Content-aware data types (edXML, issue 3) are read before acceptance; a refusal deletes the upload.
+            return key, await self.content.inspect(info, self.blobs.path(key), key)
+        except PartialRemoved:
+            # Another attempt (on another node) was accepted meanwhile and removed this one's files.
+            await self.content.delete_blobs(key)
+            raise Problem("conflict", "the packet is no longer awaiting its content") from None
 
     async def _accept(self, info: PacketInfo, received: tuple[str, Inspection | None]) -> PacketInfo:
         key, inspection = received
@@ -484,6 +490,9 @@ class Exchange:
             # attempt's blobs only (the winner's are under another key).
             await self.content.delete_blobs(key)
             raise Problem("conflict", "the packet is no longer awaiting its content")
+        # Every other copy of the content that is not this upload goes now: partial uploads left by a
+        # cut connection or a crash, and attempts on other nodes (which can no longer be accepted).
+        await self.blobs.delete_partials(info.id)
         self.bus.publish(events)
         if pushed:
             self.on_push_queued(pushed)
@@ -667,6 +676,7 @@ class Exchange:
         """
         try:
             await self.content.delete_blobs(packet_id)
+            await self.blobs.delete_partials(packet_id)
         except OSError:
             log.exception("could not delete the content of packet %s now; reconciliation will", packet_id)
 
@@ -828,6 +838,7 @@ class Exchange:
                 source = await conn.scalar(select(packets.c.source_unit).where(packets.c.id == packet_id))
                 events.append(await record(conn, packet_id, "upload.expired", now, unit=source, audience=source))
             await self.content.delete_blobs(packet_id)  # a blob renamed in just before a crash
+            await self.blobs.delete_partials(packet_id)  # and partial uploads (cut off, or of a crash)
             self.bus.publish(events)
             counts["uploads_expired"] += 1
         by_packet: dict[tuple[str, str], list[str]] = {}

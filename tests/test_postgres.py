@@ -6,6 +6,7 @@ Skipped (with the reason) when no PostgreSQL server answers on localhost.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -135,3 +136,38 @@ async def test_presence_flushes_of_two_nodes_never_deadlock(pg_url: str) -> None
     finally:
         await first.close()
         await second.close()
+
+
+async def test_an_attempt_on_another_node_loses_its_partial_when_an_upload_is_accepted(
+        nodes: tuple[Hub, Hub]) -> None:
+    """Node one receives half an upload; node two accepts a whole one: node one's partial file goes at
+    once, and node one's attempt, when its client sends the rest, is answered 409 and keeps nothing."""
+    import asyncio
+
+    from .conftest import read_raw_response, start_raw_upload, wait_for
+
+    one, two = nodes
+    a1, akey = await _actor(one, "000.00.00.H23")
+    b, _ = await _actor(two, "000.00.01.H23")
+    a2 = LgspClient(Credentials(two.url, akey.access_key, secret=akey.secret))  # type: ignore[attr-defined]
+    try:
+        content = b"z" * (3 << 20)
+        sha = hashlib.sha256(content).hexdigest()
+        created = await a1.create_packet(["000.00.01.H23"], subject="hai nút", size=len(content), sha256=sha)
+        reader, writer = await start_raw_upload(created["upload"]["url"], a1.signer, len(content), sha,
+                                                content[: 3 << 19])
+        await wait_for(lambda: bool(one.blobs.partials(created["id"])), 10, what="node one's partial file")
+        await a2.upload(created["upload"]["url"].replace(one.url, two.url), content, sha)
+        assert one.blobs.partials(created["id"]) == []
+        writer.write(content[3 << 19:])
+        await writer.drain()
+        status, headers, body = await asyncio.wait_for(read_raw_response(reader), 10)
+        assert status == 409 and headers["content-type"].startswith("application/problem+json")
+        assert json.loads(body)["code"] == "conflict"
+        writer.close()
+        assert len(one.blobs.with_prefix(created["id"])) == 1  # the winner's blob only
+        assert await b.fetch_bytes(created["id"]) == content
+    finally:
+        await a1.close()
+        await a2.close()
+        await b.close()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,16 +112,85 @@ async def test_blob_written_whole_or_not_at_all(tmp_path: Path) -> None:
         store.path("../etc/passwd")
 
 
-def test_sweep_removes_only_old_temporaries(tmp_path: Path) -> None:
+def test_sweep_removes_only_old_temporaries_of_earlier_versions(tmp_path: Path) -> None:
+    """Files directly in tmp/ (written before per-process folders) still go by age."""
     store = BlobStore(tmp_path)
     store.open()
-    old = store.tmp / "x.1.part"
-    new = store.tmp / "y.2.part"
+    old = store.tmp_root / "x.1.part"
+    new = store.tmp_root / "y.2.part"
     old.write_bytes(b"1")
     new.write_bytes(b"2")
     os.utime(old, (1, 1))
     assert store.sweep_tmp(older_than_seconds=60) == 1
     assert not old.exists() and new.exists()
+
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+from lgsp.core.store.blobs import BlobStore
+store = BlobStore(Path(sys.argv[1]))
+store.open()
+(store.tmp / (sys.argv[2] + "-0badc0de.1.part")).write_bytes(b"start of the content")
+print(store.tmp, flush=True)
+time.sleep(600)
+"""
+
+
+def _writer_process(root: Path, key: str) -> tuple[subprocess.Popen[str], Path]:
+    """Another hub process writing a partial upload into its own temporary folder."""
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(root), key], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, Path(proc.stdout.readline().strip())
+
+
+def test_a_dead_writers_folder_goes_at_once_a_live_ones_stays(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path, owner_stale_seconds=300)
+    store.open()
+    mine = store.tmp / "aaaa-1.2.part"
+    mine.write_bytes(b"mine")
+    killed, killed_dir = _writer_process(tmp_path, "bbbb")
+    alive, alive_dir = _writer_process(tmp_path, "cccc")
+    try:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        # the live writer's heartbeat is old, but it holds its lock: never judged dead
+        os.utime(alive_dir.with_name(alive_dir.name + ".owner"), (1, 1))
+        assert store.sweep_tmp(older_than_seconds=3600) == 1
+        assert not killed_dir.exists() and not killed_dir.with_name(killed_dir.name + ".owner").exists()
+        assert [p.name for p in alive_dir.iterdir()] == ["cccc-0badc0de.1.part"]
+        assert mine.exists()  # this process's own files are never swept
+        assert store.partials("cccc") == [alive_dir / "cccc-0badc0de.1.part"]
+    finally:
+        alive.kill()
+        alive.wait(10)
+    assert store.sweep_tmp(older_than_seconds=3600) == 1 and not alive_dir.exists()
+    store.close()
+    assert list(store.tmp_root.iterdir()) == []
+
+
+def test_owners_on_other_hosts_are_judged_by_their_heartbeat(tmp_path: Path) -> None:
+    """When the lock can be taken (another host, or locks not shared), a writer is dead only once
+    its owner file has been silent for owner_stale_seconds: a live writer's files are never taken."""
+    store = BlobStore(tmp_path, owner_stale_seconds=300)
+    store.open()
+    folders = {}
+    for name, info in (("fresh", {"boot": "another-host", "pid": 1}), ("stale", {"boot": "another-host", "pid": 1}),
+                       ("unreadable", None)):
+        folder = store.tmp_root / f"host-{name}"
+        folder.mkdir()
+        (folder / f"{name}-0badc0de.1.part").write_bytes(b"x")
+        owner = store.tmp_root / f"host-{name}.owner"
+        owner.write_text(json.dumps(info) if info else "{", encoding="utf-8")
+        folders[name] = folder
+    os.utime(store.tmp_root / "host-stale.owner", (1, 1))
+    orphan = store.tmp_root / "no-owner"  # a folder whose owner file a crashed sweep already removed
+    orphan.mkdir()
+    (orphan / "d-1.part").write_bytes(b"x")
+    os.utime(orphan, (1, 1))
+    assert store.sweep_tmp(older_than_seconds=3600) == 2
+    assert folders["fresh"].exists() and folders["unreadable"].exists()
+    assert not folders["stale"].exists() and not orphan.exists()
 
 
 def test_master_key_file_is_private_and_stable(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -205,6 +206,24 @@ def parse_new_packet(body: Any, *, max_size: int, max_recipients: int, now: date
                      size=size, sha256=sha, deadline=deadline, policy=policy)
 
 
+@dataclass(eq=False)
+class UploadAttempt:
+    """One upload of a packet being received on this node: a newer one may take over once it stalls."""
+
+    task: asyncio.Task[Any] | None
+    last_activity: float  # event-loop time of the last chunk received
+    receiving: bool = True  # False once every byte is in (size, hash and inspection checks follow)
+    superseded: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def supersede(self) -> None:
+        """A newer attempt takes over: this one is cancelled where it waits for data (its files are
+        removed as it unwinds) and can no longer be accepted."""
+        self.superseded = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
 class TransferTokens:
     """Short-lived tokens in upload/download URLs, so `expires_at` is enforced, not advisory."""
 
@@ -235,7 +254,8 @@ class TransferTokens:
 class Exchange:
     def __init__(self, db: Database, blobs: BlobStore, directory: Directory, bus: EventBus, *,
                  tokens: TransferTokens, max_packet_size: int, max_recipients: int, transfer_ttl_seconds: int,
-                 call_hook: HookCaller, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 call_hook: HookCaller, upload_stall_seconds: float = 60.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  push_protocol: Callable[[str], str | None] = lambda unit: None,
                  max_age: Callable[[int], float] | None = None) -> None:
         self.db = db
@@ -257,7 +277,10 @@ class Exchange:
             lambda unit, online, seen: (online, seen)
         # Called (on the event loop) with push units whose deliveries just became due.
         self.on_push_queued: Callable[[list[str]], None] = lambda units: None
-        self._uploading: set[str] = set()
+        # Uploads being received on this node, by packet; an attempt that has received nothing for
+        # `upload_stall_seconds` gives way to a newer one (the HTTP server cuts it after as long too).
+        self._uploading: dict[str, UploadAttempt] = {}
+        self.upload_stall_seconds = upload_stall_seconds
         self._background: set[asyncio.Task[None]] = set()
         # Units of the directory that never receive packets (the hub's own unit, which signs pushes).
         self.not_destinations: frozenset[str] = frozenset()
@@ -380,15 +403,15 @@ class Exchange:
         and the Problem propagates to the adapter.
         """
         info, _ = await self.create_packet(source, new)
-        self._uploading.add(info.id)
+        attempt = await self._take_turn(info.id)
         try:
-            received = await self._receive(info, content)
+            received = await self._receive(info, content, attempt)
         except BaseException as exc:
             reason = exc.detail if isinstance(exc, Problem) else type(exc).__name__
             await self._abandon(info, f"content rejected: {reason}")
             raise
         finally:
-            self._uploading.discard(info.id)
+            self._end_turn(info.id, attempt)
         return await self._accept(info, received)
 
     async def _abandon(self, info: PacketInfo, reason: str) -> None:
@@ -419,28 +442,73 @@ class Exchange:
         if declared_sha256 != info.sha256:
             raise Problem("content.hash_mismatch",
                           "X-LGSP-Content-SHA256 differs from the sha256 declared when the packet was created")
-        if packet_id in self._uploading:
-            raise Problem("conflict", "another upload of this packet is in progress")
-        self._uploading.add(packet_id)
+        waited = packet_id in self._uploading
+        attempt = await self._take_turn(packet_id)
         try:
-            return await self._accept(info, await self._receive(info, content))
+            if waited:  # the attempt it waited for may have been accepted meanwhile
+                async with self.db.read() as conn:
+                    state = await conn.scalar(select(packets.c.state).where(packets.c.id == packet_id))
+                if state != "created":
+                    raise Problem("conflict", f"content was already uploaded (packet is {state})", state=state)
+            received = await self._receive(info, content, attempt)
         finally:
-            self._uploading.discard(packet_id)
+            self._end_turn(packet_id, attempt)
+        return await self._accept(info, received)
 
-    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes]) -> tuple[str, Inspection | None]:
+    async def _take_turn(self, packet_id: str) -> UploadAttempt:
+        """Register this task's upload of a packet, after the one in progress on this node (if any).
+
+        An attempt in progress that has received nothing for `upload_stall_seconds` is superseded at
+        once. One still receiving is waited for, at most that long: if it ends (cut, refused or
+        accepted) this one goes ahead; if it is still sending then, this one gets `conflict`. So a
+        source whose connection stalled can upload again without waiting for the server to notice.
+        """
+        loop = asyncio.get_running_loop()
+        stall = self.upload_stall_seconds
+        give_up = loop.time() + stall
+        while (current := self._uploading.get(packet_id)) is not None:
+            now = loop.time()
+            if not current.receiving:
+                raise Problem("conflict", "another upload of this packet has been received and is being checked")
+            if now - current.last_activity >= stall:
+                log.info("upload of packet %s received nothing for %g s; a newer upload takes over", packet_id, stall)
+                current.supersede()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(current.done.wait(), 30)
+                if self._uploading.get(packet_id) is current:  # pragma: no cover - it did not unwind
+                    del self._uploading[packet_id]
+                continue
+            if now >= give_up:
+                raise Problem("conflict", "another upload of this packet is in progress and still sending")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(current.done.wait(), min(give_up, current.last_activity + stall) - now)
+        attempt = UploadAttempt(task=asyncio.current_task(), last_activity=loop.time())
+        self._uploading[packet_id] = attempt
+        return attempt
+
+    def _end_turn(self, packet_id: str, attempt: UploadAttempt) -> None:
+        if self._uploading.get(packet_id) is attempt:
+            del self._uploading[packet_id]
+        attempt.done.set()
+
+    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes],
+                       attempt: UploadAttempt) -> tuple[str, Inspection | None]:
         """Store one upload attempt under its own key; returns the key and what inspection found.
 
         Each attempt has its own blobs, so an attempt that loses a race (another node's upload of the
         same packet was accepted first) deletes only what it wrote itself.
         """
         key = upload_key(info.id)
+        loop = asyncio.get_running_loop()
         try:
             async with self.blobs.writer(key) as writer:
                 async for chunk in content:
+                    attempt.last_activity = loop.time()
                     if writer.size + len(chunk) > info.size:
                         raise Problem("content.size_mismatch",
                                       f"more than the declared {info.size} bytes were sent")
                     await writer.write(chunk)
+                attempt.receiving = False
                 if writer.size != info.size:
                     raise Problem("content.size_mismatch",
                                   f"received {writer.size} bytes, declared {info.size}")
@@ -448,6 +516,8 @@ class Exchange:
                 if digest != info.sha256:
                     raise Problem("content.hash_mismatch", "the content's SHA-256 differs from the declared one")
                 await writer.commit()
+            if attempt.superseded:  # pragma: no cover - superseded only while receiving, so cancelled there
+                raise Problem("conflict", "a newer upload of this packet took over")
             # Content-aware data types (edXML, issue 3) are read before acceptance; a refusal deletes the upload.
             return key, await self.content.inspect(info, self.blobs.path(key), key)
         except PartialRemoved:

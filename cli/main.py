@@ -585,7 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name")
     q.add_argument("--parent", help="identifier of the parent unit")
     q.add_argument("--zone", default="local", help="deployment zone (default: local)")
-    q.add_argument("--legacy", action="store_true", help="accept an irregular identifier")
+    q.add_argument("--legacy", action="store_true",
+                   help="accept the code of another system (e.g. 28.22.H17, vxp.saas.02)")
     _add_config(q)
     q.set_defaults(func=cmd_unit_add)
     q = s.add_parser("list", help="list units")

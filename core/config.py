@@ -105,6 +105,18 @@ class ServerConfig:
                               check=_url_or_empty)
     shutdown_timeout_seconds: float = setting(10.0, "Grace period for open requests on shutdown",
                                               check=_non_negative)
+    header_timeout_seconds: float = setting(
+        10.0, "A request's line and headers must arrive within this long (from the connection's opening, "
+        "or the first byte of the next request on a kept-alive connection)", check=_positive)
+    body_idle_timeout_seconds: float = setting(
+        60.0, "A request body that sends nothing for this long is cut (a stalled upload then frees its packet)",
+        check=_positive)
+    keepalive_timeout_seconds: float = setting(75.0, "An idle kept-alive connection is closed after this long",
+                                               check=_positive)
+    max_connections_per_address: int = setting(
+        256, "Most open connections from one client address; more are refused with 503 (0: no limit; behind "
+        "a reverse proxy every client has the proxy's address: set 0 and limit in the proxy)",
+        check=_non_negative)
 
 
 @dataclass(frozen=True)

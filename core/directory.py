@@ -139,8 +139,13 @@ class Directory:
                 found = await conn.scalar(select(units.c.id).where(units.c.id == parent_id))
                 if found is None:
                     raise Problem("request.invalid", f"parent unit {parent_id} does not exist", field="parent")
-            if await conn.scalar(select(units.c.id).where(units.c.id == unit_id)) is not None:
-                raise Problem("conflict", f"unit {unit_id} already exists")
+            # Legacy codes may be lowercase: `vxp.saas.02` and `VXP.SAAS.02` would be one system's code
+            # written twice, so identifiers are unique regardless of case.
+            same = await conn.scalar(select(units.c.id).where(func.upper(units.c.id) == unit_id.upper()))
+            if same is not None:
+                raise Problem("conflict", f"unit {same} already exists"
+                              + (f" (identifiers are compared regardless of case: {unit_id})" if same != unit_id
+                                 else ""))
             await conn.execute(units.insert().values(
                 id=unit_id, name=name, name_folded=fold(name), parent_id=parent_id, zone=zone, legacy=legacy,
                 status="active", created_at=now, online=False, stream_cursor=0))
@@ -171,8 +176,11 @@ class Directory:
         if q:
             folded = fold(q)
             escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            id_prefix = q.upper().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            stmt = stmt.where(or_(units.c.id.like(id_prefix + "%", escape="\\"),
+            # Official codes are uppercase, legacy ones may be lowercase (`vxp.saas.02`): the prefix as typed,
+            # in uppercase and in lowercase (PostgreSQL's LIKE is case-sensitive; SQLite's is not for ASCII).
+            prefixes = {p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                        for p in (q, q.upper(), q.lower())}
+            stmt = stmt.where(or_(*(units.c.id.like(p + "%", escape="\\") for p in sorted(prefixes)),
                                   units.c.name_folded.like("%" + escaped + "%", escape="\\")))
         async with self.db.read() as conn:
             rows = (await conn.execute(stmt)).all()

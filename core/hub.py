@@ -18,6 +18,7 @@ from aiohttp import web
 
 from lgsp.core.auth import Authenticator
 from lgsp.core.config import Config, ConfigError, ConfigIssue
+from lgsp.core.connections import ConnectionGuard
 from lgsp.core.content import ContentService
 from lgsp.core.content import collect as collect_content_plugins
 from lgsp.core.directory import Directory
@@ -64,7 +65,7 @@ class Hub:
         self.algorithms: dict[str, Any] = {}
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self.port: int | None = None
@@ -139,7 +140,9 @@ class Hub:
         self.db = Database(cfg.database_url, pool_size=cfg.database.pool_size, echo=cfg.database.echo,
                            sqlite_synchronous=cfg.database.sqlite_synchronous)
         await self.db.upgrade()
-        self.blobs = BlobStore(cfg.blob_path, chunk_size=cfg.limits.io_chunk_size, fsync=cfg.blobs.fsync)
+        # Another node's temporary folder counts as dead once silent for ten housekeeping rounds (5 min at least).
+        self.blobs = BlobStore(cfg.blob_path, chunk_size=cfg.limits.io_chunk_size, fsync=cfg.blobs.fsync,
+                               owner_stale_seconds=max(300.0, 10 * cfg.presence.sweep_interval_seconds))
         self.blobs.open()
         self.directory = Directory(self.db, self.master_key, self.algorithms,
                                    rsa_key_bits=cfg.security.rsa_key_bits)
@@ -154,6 +157,7 @@ class Hub:
                                  max_packet_size=cfg.limits.max_packet_size,
                                  max_recipients=cfg.limits.max_recipients,
                                  transfer_ttl_seconds=cfg.security.transfer_ttl_seconds,
+                                 upload_stall_seconds=cfg.server.body_idle_timeout_seconds,
                                  call_hook=self.call_hook, push_protocol=self.engine.protocol_of,
                                  max_age=lambda p: priorities.for_priority(p).max_age_seconds)
         self.exchange.presence_overlay = self.presence.overlay
@@ -175,21 +179,29 @@ class Hub:
 
         self.check_config()
         await self.open_store()
+        # Files a crash left behind: partial uploads of dead processes (this node's previous run at once),
+        # then stored blobs no packet needs.
         self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
-        await self.exchange.reconcile_blobs(min_age_seconds=0)  # files a crash left behind
+        await self.exchange.reconcile_blobs(min_age_seconds=0)
         await self.presence.reset_stale()
+        server_cfg = self.config.server
         self.app = make_app(self)
         self._runner = HubRunner(self.app, access_log_class=AccessLogger,
-                                     access_log=logging.getLogger("lgsp.access") if self.config.logging.access_log
-                                     else None,
-                                     shutdown_timeout=self.config.server.shutdown_timeout_seconds)
+                                 access_log=logging.getLogger("lgsp.access") if self.config.logging.access_log
+                                 else None,
+                                 shutdown_timeout=server_cfg.shutdown_timeout_seconds,
+                                 keepalive_timeout=server_cfg.keepalive_timeout_seconds)
+        # The listening socket's protocols are aiohttp's wrapped in the guard (header and body-idle
+        # deadlines, connections per address: core/connections.py), which learns where requests start
+        # and end from a middleware placed before every other.
+        guard = ConnectionGuard(self._http_protocol, header_timeout=server_cfg.header_timeout_seconds,
+                                body_idle_timeout=server_cfg.body_idle_timeout_seconds,
+                                max_per_address=server_cfg.max_connections_per_address)
+        self.app.middlewares.insert(0, guard.middleware)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port,
-                                 reuse_address=True)
-        await self._site.start()
-        server = self._site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._server = await asyncio.get_running_loop().create_server(
+            guard, server_cfg.host, server_cfg.port, reuse_address=True, backlog=512)
+        self.port = self._server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="lgsp-housekeeping"))
         self._tasks.append(asyncio.create_task(self._presence_flusher(), name="lgsp-presence"))
         await self.call_hook_strict("lgsp_startup")
@@ -199,6 +211,11 @@ class Hub:
         self.started = True
         log.info("lgsp hub %s listening on %s", self.config.hub.identifier, self.url)
 
+    def _http_protocol(self) -> asyncio.Protocol:
+        """aiohttp's protocol for one new connection (the guard wraps it)."""
+        assert self._runner is not None and self._runner.server is not None
+        return self._runner.server()
+
     async def stop(self) -> None:
         try:
             await self.engine.stop()
@@ -207,8 +224,13 @@ class Hub:
         if self.started:
             await self.call_hook("lgsp_shutdown")
         self.bus.close_all()
+        if self._server is not None:
+            self._server.close()  # no new connections; open ones are closed by the runner's cleanup
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
         # Let the background loops finish their round: a task cancelled in the middle of a write
         # transaction can leave SQLite's write lock held, and the final flush below would wait on it.
         self._stopping.set()
@@ -222,6 +244,8 @@ class Hub:
                 await self.presence.flush()
             except Exception:
                 log.exception("could not save presence on shutdown")
+        if hasattr(self, "blobs"):
+            self.blobs.close()  # this process's temporary folder: every writer has ended
         if hasattr(self, "db"):
             await self.db.close()
         self.started = False
@@ -273,6 +297,7 @@ class Hub:
         while not await self._idle(interval):
             rounds += 1
             try:
+                self.blobs.heartbeat()
                 self.presence.sweep()
                 await self.exchange.sweep()
                 await self.presence.flush()
@@ -281,7 +306,7 @@ class Hub:
                     await self.engine.release_stale()
                 if rounds % 30 == 0:
                     await self.auth.purge_expired()
-                    self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
+                    await asyncio.to_thread(self.blobs.sweep_tmp, self.config.security.transfer_ttl_seconds)
                     await self.exchange.reconcile_blobs()
             except Exception:
                 log.exception("housekeeping round failed; will retry")

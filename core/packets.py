@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -36,7 +37,7 @@ from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
 from lgsp.core.signing import SHA256_RE
-from lgsp.core.store.blobs import BlobStore, remove
+from lgsp.core.store.blobs import BlobStore, PartialRemoved, remove
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
 from lgsp.core.text import text_problem
@@ -238,6 +239,24 @@ def parse_deadline(raw: Any, now: datetime) -> datetime:
 _EXPIRES_RE = re.compile(r"^[0-9]{1,12}$")  # Unix seconds; `str.isdigit` also takes "²", which int() refuses
 
 
+@dataclass(eq=False)
+class UploadAttempt:
+    """One upload of a packet being received on this node: a newer one may take over once it stalls."""
+
+    task: asyncio.Task[Any] | None
+    last_activity: float  # event-loop time of the last chunk received
+    receiving: bool = True  # False once every byte is in (size, hash and inspection checks follow)
+    superseded: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def supersede(self) -> None:
+        """A newer attempt takes over: this one is cancelled where it waits for data (its files are
+        removed as it unwinds) and can no longer be accepted."""
+        self.superseded = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
 class TransferTokens:
     """Short-lived tokens in upload/download URLs, so `expires_at` is enforced, not advisory."""
 
@@ -268,7 +287,8 @@ class TransferTokens:
 class Exchange:
     def __init__(self, db: Database, blobs: BlobStore, directory: Directory, bus: EventBus, *,
                  tokens: TransferTokens, max_packet_size: int, max_recipients: int, transfer_ttl_seconds: int,
-                 call_hook: HookCaller, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 call_hook: HookCaller, upload_stall_seconds: float = 60.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  push_protocol: Callable[[str], str | None] = lambda unit: None,
                  max_age: Callable[[int], float] | None = None) -> None:
         self.db = db
@@ -290,7 +310,10 @@ class Exchange:
             lambda unit, online, seen: (online, seen)
         # Called (on the event loop) with push units whose deliveries just became due.
         self.on_push_queued: Callable[[list[str]], None] = lambda units: None
-        self._uploading: set[str] = set()
+        # Uploads being received on this node, by packet; an attempt that has received nothing for
+        # `upload_stall_seconds` gives way to a newer one (the HTTP server cuts it after as long too).
+        self._uploading: dict[str, UploadAttempt] = {}
+        self.upload_stall_seconds = upload_stall_seconds
         self._background: set[asyncio.Task[None]] = set()
         # Units of the directory that never receive packets (the hub's own unit, which signs pushes).
         self.not_destinations: frozenset[str] = frozenset()
@@ -413,15 +436,15 @@ class Exchange:
         and the Problem propagates to the adapter.
         """
         info, _ = await self.create_packet(source, new)
-        self._uploading.add(info.id)
+        attempt = await self._take_turn(info.id)
         try:
-            received = await self._receive(info, content)
+            received = await self._receive(info, content, attempt)
         except BaseException as exc:
             reason = exc.detail if isinstance(exc, Problem) else type(exc).__name__
             await self._abandon(info, f"content rejected: {reason}")
             raise
         finally:
-            self._uploading.discard(info.id)
+            self._end_turn(info.id, attempt)
         return await self._accept(info, received)
 
     async def _abandon(self, info: PacketInfo, reason: str) -> None:
@@ -432,6 +455,7 @@ class Exchange:
             if result.rowcount:
                 await dv.move(conn, info.id, None, dv.EXPIRED, now, reason=reason)
                 await record(conn, info.id, "upload.failed", now, unit=info.source, detail={"reason": reason})
+        await self.blobs.delete_partials(info.id)
 
     # -- upload -------------------------------------------------------------------------------
     async def upload(self, principal: Principal, packet_id: str, declared_sha256: str,
@@ -451,36 +475,88 @@ class Exchange:
         if declared_sha256 != info.sha256:
             raise Problem("content.hash_mismatch",
                           "X-LGSP-Content-SHA256 differs from the sha256 declared when the packet was created")
-        if packet_id in self._uploading:
-            raise Problem("conflict", "another upload of this packet is in progress")
-        self._uploading.add(packet_id)
+        waited = packet_id in self._uploading
+        attempt = await self._take_turn(packet_id)
         try:
-            return await self._accept(info, await self._receive(info, content))
+            if waited:  # the attempt it waited for may have been accepted meanwhile
+                async with self.db.read() as conn:
+                    state = await conn.scalar(select(packets.c.state).where(packets.c.id == packet_id))
+                if state != "created":
+                    raise Problem("conflict", f"content was already uploaded (packet is {state})", state=state)
+            received = await self._receive(info, content, attempt)
         finally:
-            self._uploading.discard(packet_id)
+            self._end_turn(packet_id, attempt)
+        return await self._accept(info, received)
 
-    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes]) -> tuple[str, Inspection | None]:
+    async def _take_turn(self, packet_id: str) -> UploadAttempt:
+        """Register this task's upload of a packet, after the one in progress on this node (if any).
+
+        An attempt in progress that has received nothing for `upload_stall_seconds` is superseded at
+        once. One still receiving is waited for, at most that long: if it ends (cut, refused or
+        accepted) this one goes ahead; if it is still sending then, this one gets `conflict`. So a
+        source whose connection stalled can upload again without waiting for the server to notice.
+        """
+        loop = asyncio.get_running_loop()
+        stall = self.upload_stall_seconds
+        give_up = loop.time() + stall
+        while (current := self._uploading.get(packet_id)) is not None:
+            now = loop.time()
+            if not current.receiving:
+                raise Problem("conflict", "another upload of this packet has been received and is being checked")
+            if now - current.last_activity >= stall:
+                log.info("upload of packet %s received nothing for %g s; a newer upload takes over", packet_id, stall)
+                current.supersede()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(current.done.wait(), 30)
+                if self._uploading.get(packet_id) is current:  # pragma: no cover - it did not unwind
+                    del self._uploading[packet_id]
+                continue
+            if now >= give_up:
+                raise Problem("conflict", "another upload of this packet is in progress and still sending")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(current.done.wait(), min(give_up, current.last_activity + stall) - now)
+        attempt = UploadAttempt(task=asyncio.current_task(), last_activity=loop.time())
+        self._uploading[packet_id] = attempt
+        return attempt
+
+    def _end_turn(self, packet_id: str, attempt: UploadAttempt) -> None:
+        if self._uploading.get(packet_id) is attempt:
+            del self._uploading[packet_id]
+        attempt.done.set()
+
+    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes],
+                       attempt: UploadAttempt) -> tuple[str, Inspection | None]:
         """Store one upload attempt under its own key; returns the key and what inspection found.
 
         Each attempt has its own blobs, so an attempt that loses a race (another node's upload of the
         same packet was accepted first) deletes only what it wrote itself.
         """
         key = upload_key(info.id)
-        async with self.blobs.writer(key) as writer:
-            async for chunk in content:
-                if writer.size + len(chunk) > info.size:
+        loop = asyncio.get_running_loop()
+        try:
+            async with self.blobs.writer(key) as writer:
+                async for chunk in content:
+                    attempt.last_activity = loop.time()
+                    if writer.size + len(chunk) > info.size:
+                        raise Problem("content.size_mismatch",
+                                      f"more than the declared {info.size} bytes were sent")
+                    await writer.write(chunk)
+                attempt.receiving = False
+                if writer.size != info.size:
                     raise Problem("content.size_mismatch",
-                                  f"more than the declared {info.size} bytes were sent")
-                await writer.write(chunk)
-            if writer.size != info.size:
-                raise Problem("content.size_mismatch",
-                              f"received {writer.size} bytes, declared {info.size}")
-            digest = await writer.finish()
-            if digest != info.sha256:
-                raise Problem("content.hash_mismatch", "the content's SHA-256 differs from the declared one")
-            await writer.commit()
-        # Content-aware data types (edXML, issue 3) are read before acceptance; a refusal deletes the upload.
-        return key, await self.content.inspect(info, self.blobs.path(key), key)
+                                  f"received {writer.size} bytes, declared {info.size}")
+                digest = await writer.finish()
+                if digest != info.sha256:
+                    raise Problem("content.hash_mismatch", "the content's SHA-256 differs from the declared one")
+                await writer.commit()
+            if attempt.superseded:  # pragma: no cover - superseded only while receiving, so cancelled there
+                raise Problem("conflict", "a newer upload of this packet took over")
+            # Content-aware data types (edXML, issue 3) are read before acceptance; a refusal deletes the upload.
+            return key, await self.content.inspect(info, self.blobs.path(key), key)
+        except PartialRemoved:
+            # Another attempt (on another node) was accepted meanwhile and removed this one's files.
+            await self.content.delete_blobs(key)
+            raise Problem("conflict", "the packet is no longer awaiting its content") from None
 
     async def _accept(self, info: PacketInfo, received: tuple[str, Inspection | None]) -> PacketInfo:
         key, inspection = received
@@ -517,6 +593,9 @@ class Exchange:
             # attempt's blobs only (the winner's are under another key).
             await self.content.delete_blobs(key)
             raise Problem("conflict", "the packet is no longer awaiting its content")
+        # Every other copy of the content that is not this upload goes now: partial uploads left by a
+        # cut connection or a crash, and attempts on other nodes (which can no longer be accepted).
+        await self.blobs.delete_partials(info.id)
         self.bus.publish(events)
         if pushed:
             self.on_push_queued(pushed)
@@ -702,6 +781,7 @@ class Exchange:
         """
         try:
             await self.content.delete_blobs(packet_id)
+            await self.blobs.delete_partials(packet_id)
         except OSError:
             log.exception("could not delete the content of packet %s now; reconciliation will", packet_id)
 
@@ -863,6 +943,7 @@ class Exchange:
                 source = await conn.scalar(select(packets.c.source_unit).where(packets.c.id == packet_id))
                 events.append(await record(conn, packet_id, "upload.expired", now, unit=source, audience=source))
             await self.content.delete_blobs(packet_id)  # a blob renamed in just before a crash
+            await self.blobs.delete_partials(packet_id)  # and partial uploads (cut off, or of a crash)
             self.bus.publish(events)
             counts["uploads_expired"] += 1
         by_packet: dict[tuple[str, str], list[str]] = {}

@@ -113,15 +113,31 @@ class Presence:
                 self._set(unit, state, False, "timeout", min(at, now))
 
     async def flush(self) -> None:
-        """Persist observations and transitions (one write transaction, or none if idle)."""
-        dirty = [(u, s) for u, s in self._units.items() if s.dirty]
+        """Persist observations and transitions (one write transaction, or none if idle).
+
+        Rows are updated in identifier order: nodes sharing a PostgreSQL database flush overlapping
+        units at the same moments, and one fixed order means no two flushes wait on each other in a
+        cycle (a deadlock PostgreSQL would break by failing one of them).
+
+        A unit observed before it is in the directory (a push target probed before `lgsp unit add`)
+        has its transitions dropped and its state kept for the next flush: one such row must not
+        fail the whole batch, round after round, for every other unit.
+        """
+        dirty = sorted(((u, s) for u, s in self._units.items() if s.dirty), key=lambda item: item[0])
         entries, self._log = self._log, []
         if not dirty and not entries:
             return
         for _, state in dirty:
             state.dirty = False
+        missing: list[_UnitState] = []
         try:
             async with self.db.write() as conn:
+                if entries:
+                    logged = {str(e["unit_id"]) for e in entries}
+                    known = set((await conn.execute(select(units.c.id).where(units.c.id.in_(logged)))).scalars())
+                    if known != logged:
+                        log.debug("presence of unknown units not recorded: %s", ", ".join(sorted(logged - known)))
+                        entries = [e for e in entries if e["unit_id"] in known]
                 for unit, state in dirty:
                     values: dict[str, object] = {"online": state.online}
                     if not state.online and state.offline_since is not None:
@@ -132,7 +148,9 @@ class Presence:
                         values["last_seen_at"] = state.last_seen()
                     if state.offset is not None:
                         values["clock_offset_seconds"] = state.offset
-                    await conn.execute(update(units).where(units.c.id == unit).values(**values))
+                    result = await conn.execute(update(units).where(units.c.id == unit).values(**values))
+                    if not result.rowcount:
+                        missing.append(state)
                 if entries:
                     await conn.execute(presence_log.insert(), entries)
         except Exception:
@@ -140,6 +158,8 @@ class Presence:
                 state.dirty = True
             self._log[:0] = entries
             raise
+        for state in missing:  # written once the unit exists
+            state.dirty = True
 
     async def reset_stale(self, now: datetime | None = None) -> int:
         """At start-up: units the store still shows online but unseen for a window go offline; those
@@ -151,7 +171,7 @@ class Presence:
             rows = (await conn.execute(select(units.c.id, units.c.last_seen_at).where(
                 units.c.online.is_(True)))).all()
             stale = {r.id for r in rows if r.last_seen_at is None or r.last_seen_at < cutoff}
-            for unit in stale:
+            for unit in sorted(stale):  # identifier order, like flush()
                 await conn.execute(update(units).where(units.c.id == unit).values(online=False, offline_since=now))
                 await conn.execute(presence_log.insert().values(unit_id=unit, at=now, online=False,
                                                                 cause="timeout"))

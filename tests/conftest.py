@@ -171,3 +171,27 @@ async def pg_url() -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+async def start_raw_upload(url: str, signer: Signer, size: int, sha256: str, first: bytes
+                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A signed PUT of `size` bytes to an upload URL, over a raw socket, of which only `first` is
+    sent: the connection stays open (the caller sends more, stalls or closes it)."""
+    target = URL(url, encoded=True)
+    headers = signer.headers("PUT", target.raw_path, target.raw_query_string, sha256)
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    head = f"PUT {target.raw_path_qs} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head += f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+    writer.write(head.encode("latin-1") + first)
+    await writer.drain()
+    return reader, writer
+
+
+async def read_raw_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length from a raw connection: status, headers, body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    status_line, *lines = head.rstrip("\r\n").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(status_line.split()[1]), headers, body

@@ -71,12 +71,18 @@ def test_admin_commands(cli: Env) -> None:
     bad = cli.run("unit", "add", "28.22.H17", "Xã cũ", config=True, ok=False)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "request.invalid" in bad.stderr
     cli.run("unit", "add", "28.22.H17", "Xã cũ", "--legacy", config=True)
+    cli.run("unit", "add", "vxp.saas.02", "Hệ thống VXP", "--legacy", config=True)  # another system's code
+    for bad in ("vxp saas", "vxp/saas", "x" * 36):
+        refused = cli.run("unit", "add", bad, "Sai", "--legacy", config=True, ok=False)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "request.invalid" in refused.stderr
+    twice = cli.run("unit", "add", "VXP.SAAS.02", "again", "--legacy", config=True, ok=False)
+    assert twice.returncode == 1 and "conflict" in twice.stderr
     dup = cli.run("unit", "add", "000.00.00.H23", "again", config=True, ok=False)
     assert dup.returncode == 1 and "conflict" in dup.stderr
 
     listing = cli.run("unit", "list", "--json", config=True).stdout
     units = {u["id"]: u for u in json.loads(listing)}
-    assert set(units) == {"000.00.00.H23", "000.00.01.H23", "28.22.H17"}
+    assert set(units) == {"000.00.00.H23", "000.00.01.H23", "28.22.H17", "vxp.saas.02"}
     assert units["000.00.01.H23"]["parent"] == "000.00.00.H23"
 
     app_out = cli.run("app", "add", "000.00.00.H23", "vbql", config=True).stdout

@@ -33,7 +33,8 @@ async def next_message(stream: Any, timeout: float = 1.0, skip: tuple[str, ...] 
 
 
 def blob_files(hub: Hub) -> list[Path]:
-    return [p for p in hub.blobs.root.rglob("*") if p.is_file()]
+    """Every file of the blob store that can hold content (processes' `.owner` files hold none)."""
+    return [p for p in hub.blobs.root.rglob("*") if p.is_file() and p.suffix != ".owner"]
 
 
 async def test_one_destination_full_exchange(make_actor: MakeActor, tmp_path: Path) -> None:
@@ -504,3 +505,67 @@ async def test_files_a_crash_left_behind_are_reconciled(make_actor: MakeActor, h
     assert not any(p.exists() for p in leftovers)
     assert in_progress.exists() and hub.blobs.with_prefix(pending) == kept
     assert await b.client.fetch_bytes(pending) == b"pending"
+
+
+async def test_a_unit_with_another_systems_code_exchanges_end_to_end(make_actor: MakeActor) -> None:
+    """A legacy unit named like the national axis's systems (`vxp.saas.02`) is found, addressed in
+    `to` and in paths, receives, fetches and acknowledges, and can send."""
+    a = await make_actor("000.00.00.H23", "Sở Kế hoạch và Đầu tư")
+    vxp = await make_actor("vxp.saas.02", "Hệ thống VXP dùng chung", legacy=True)
+    assert [u["id"] for u in await a.client.units("vxp.saas")] == ["vxp.saas.02"]
+    assert [u["id"] for u in await a.client.units("VXP")] == ["vxp.saas.02"]
+    content = os.urandom(50_000)
+    sha = hashlib.sha256(content).hexdigest()
+    packet_id = await a.client.send(content, [vxp.unit], subject="Gửi hệ thống khác")
+    assert [i["id"] for i in await vxp.client.inbox()] == [packet_id]
+    assert await vxp.client.fetch_bytes(packet_id) == content
+    assert await vxp.client.ack(packet_id, sha) == "delivered"
+    status = await a.client.status(packet_id)
+    assert (status["state"], status["deliveries"][0]["unit"]) == ("completed", "vxp.saas.02")
+    presence = await a.client.call("GET", "/v1/units/vxp.saas.02/presence")
+    assert presence["unit"] == "vxp.saas.02" and presence["online"] is True
+    back = await vxp.client.send(b"reply", [a.unit], subject="Trả lời")
+    assert (await a.client.status(back))["from"] == "vxp.saas.02"
+
+
+async def test_partial_copies_go_when_the_packet_stops_awaiting_its_content(make_actor: MakeActor, hub: Hub) -> None:
+    """Partial uploads of a packet in any process's temporary folder (here another live process on
+    the same blob folder) are deleted when an upload of it is accepted, when it completes and when its
+    upload window expires; other packets' partials stay."""
+    from lgsp.core.store.blobs import BlobStore
+
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    other = BlobStore(hub.blobs.root)  # another node writing into the shared blob folder
+    other.open()
+
+    def partial(packet_id: str, tag: str) -> Path:
+        path = other.tmp / f"{packet_id}-0badc0de{tag}.1.part"
+        path.write_bytes(b"start of the content")
+        return path
+
+    try:
+        content = b"noi dung" * 1000
+        sha = hashlib.sha256(content).hexdigest()
+        accepted = await a.client.create_packet([b.unit], subject="s", size=len(content), sha256=sha)
+        expiring = await a.client.create_packet([b.unit], subject="s", size=3, sha256="0" * 64)
+        bystander = await a.client.create_packet([b.unit], subject="s", size=3, sha256="0" * 64)
+        upload, variant = partial(accepted["id"], ""), partial(accepted["id"], "-edxml")
+        expired_part, bystander_part = partial(expiring["id"], ""), partial(bystander["id"], "")
+
+        await a.client.upload(accepted["upload"]["url"], content, sha)
+        assert not upload.exists() and not variant.exists() and bystander_part.exists()
+
+        late = partial(accepted["id"], "")  # e.g. an attempt that was still running on the other node
+        assert await b.client.fetch_bytes(accepted["id"]) == content
+        assert await b.client.ack(accepted["id"], sha) == "delivered"
+        assert not late.exists() and bystander_part.exists()
+
+        hub.exchange.clock = lambda: datetime.now(UTC) + timedelta(hours=2)
+        try:
+            await hub.exchange.sweep()
+        finally:
+            hub.exchange.clock = lambda: datetime.now(UTC)
+        assert not expired_part.exists() and not bystander_part.exists()  # both packets' windows closed
+    finally:
+        other.close()

@@ -6,6 +6,7 @@ Skipped (with the reason) when no PostgreSQL server answers on localhost.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -94,6 +95,77 @@ async def test_concurrent_uploads_on_two_nodes_accept_once(nodes: tuple[Hub, Hub
         assert [e["type"] for e in status["events"]].count("packet.accepted") == 1
         # The losing attempt removed only its own blob: the winner's content is intact.
         assert len(one.blobs.with_prefix(created["id"])) == 1
+        assert await b.fetch_bytes(created["id"]) == content
+    finally:
+        await a1.close()
+        await a2.close()
+        await b.close()
+
+
+async def test_presence_flushes_of_two_nodes_never_deadlock(pg_url: str) -> None:
+    """Two nodes' presence flushers write overlapping units in opposite orders at the same moment,
+    round after round: each writes its rows in one fixed order, so neither waits on the other in a cycle."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from lgsp.core.presence import Presence
+    from lgsp.core.store.database import Database
+    from lgsp.core.store.tables import units
+
+    first, second = Database(pg_url, pool_size=2), Database(pg_url, pool_size=2)
+    try:
+        await first.upgrade()
+        ids = [f"000.00.{i:02d}.H23" for i in range(40)]
+        now = datetime.now(UTC)
+        async with first.write() as conn:
+            await conn.execute(units.insert(), [dict(id=u, name=u, name_folded=u, zone="local", legacy=False,
+                                                     status="active", created_at=now, online=False, stream_cursor=0)
+                                                for u in ids])
+        one, two = Presence(first, 300), Presence(second, 300)
+        for n in range(40):
+            seen = datetime.now(UTC)
+            for u in ids[5:]:  # overlapping sets, observed (and so kept) in opposite orders
+                one.request_seen(u, seen, float(n))
+            for u in reversed(ids[:-5]):
+                two.request_seen(u, seen, float(-n))
+            results = await asyncio.gather(one.flush(), two.flush(), return_exceptions=True)
+            assert results == [None, None], f"round {n}: {results}"
+        async with first.read() as conn:
+            rows = (await conn.execute(units.select().where(units.c.online.is_(True)))).all()
+        assert {r.id for r in rows} == set(ids)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_an_attempt_on_another_node_loses_its_partial_when_an_upload_is_accepted(
+        nodes: tuple[Hub, Hub]) -> None:
+    """Node one receives half an upload; node two accepts a whole one: node one's partial file goes at
+    once, and node one's attempt, when its client sends the rest, is answered 409 and keeps nothing."""
+    import asyncio
+
+    from .conftest import read_raw_response, start_raw_upload, wait_for
+
+    one, two = nodes
+    a1, akey = await _actor(one, "000.00.00.H23")
+    b, _ = await _actor(two, "000.00.01.H23")
+    a2 = LgspClient(Credentials(two.url, akey.access_key, secret=akey.secret))  # type: ignore[attr-defined]
+    try:
+        content = b"z" * (3 << 20)
+        sha = hashlib.sha256(content).hexdigest()
+        created = await a1.create_packet(["000.00.01.H23"], subject="hai nút", size=len(content), sha256=sha)
+        reader, writer = await start_raw_upload(created["upload"]["url"], a1.signer, len(content), sha,
+                                                content[: 3 << 19])
+        await wait_for(lambda: bool(one.blobs.partials(created["id"])), 10, what="node one's partial file")
+        await a2.upload(created["upload"]["url"].replace(one.url, two.url), content, sha)
+        assert one.blobs.partials(created["id"]) == []
+        writer.write(content[3 << 19:])
+        await writer.drain()
+        status, headers, body = await asyncio.wait_for(read_raw_response(reader), 10)
+        assert status == 409 and headers["content-type"].startswith("application/problem+json")
+        assert json.loads(body)["code"] == "conflict"
+        writer.close()
+        assert len(one.blobs.with_prefix(created["id"])) == 1  # the winner's blob only
         assert await b.fetch_bytes(created["id"]) == content
     finally:
         await a1.close()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
 from lgsp.core.config import load_config
+from lgsp.core.errors import Problem
 from lgsp.core.hub import Hub
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier, fold, identifier_form
 from lgsp.core.masterkey import MasterKey, MasterKeyError
@@ -107,16 +112,85 @@ async def test_blob_written_whole_or_not_at_all(tmp_path: Path) -> None:
         store.path("../etc/passwd")
 
 
-def test_sweep_removes_only_old_temporaries(tmp_path: Path) -> None:
+def test_sweep_removes_only_old_temporaries_of_earlier_versions(tmp_path: Path) -> None:
+    """Files directly in tmp/ (written before per-process folders) still go by age."""
     store = BlobStore(tmp_path)
     store.open()
-    old = store.tmp / "x.1.part"
-    new = store.tmp / "y.2.part"
+    old = store.tmp_root / "x.1.part"
+    new = store.tmp_root / "y.2.part"
     old.write_bytes(b"1")
     new.write_bytes(b"2")
     os.utime(old, (1, 1))
     assert store.sweep_tmp(older_than_seconds=60) == 1
     assert not old.exists() and new.exists()
+
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+from lgsp.core.store.blobs import BlobStore
+store = BlobStore(Path(sys.argv[1]))
+store.open()
+(store.tmp / (sys.argv[2] + "-0badc0de.1.part")).write_bytes(b"start of the content")
+print(store.tmp, flush=True)
+time.sleep(600)
+"""
+
+
+def _writer_process(root: Path, key: str) -> tuple[subprocess.Popen[str], Path]:
+    """Another hub process writing a partial upload into its own temporary folder."""
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(root), key], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, Path(proc.stdout.readline().strip())
+
+
+def test_a_dead_writers_folder_goes_at_once_a_live_ones_stays(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path, owner_stale_seconds=300)
+    store.open()
+    mine = store.tmp / "aaaa-1.2.part"
+    mine.write_bytes(b"mine")
+    killed, killed_dir = _writer_process(tmp_path, "bbbb")
+    alive, alive_dir = _writer_process(tmp_path, "cccc")
+    try:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        # the live writer's heartbeat is old, but it holds its lock: never judged dead
+        os.utime(alive_dir.with_name(alive_dir.name + ".owner"), (1, 1))
+        assert store.sweep_tmp(older_than_seconds=3600) == 1
+        assert not killed_dir.exists() and not killed_dir.with_name(killed_dir.name + ".owner").exists()
+        assert [p.name for p in alive_dir.iterdir()] == ["cccc-0badc0de.1.part"]
+        assert mine.exists()  # this process's own files are never swept
+        assert store.partials("cccc") == [alive_dir / "cccc-0badc0de.1.part"]
+    finally:
+        alive.kill()
+        alive.wait(10)
+    assert store.sweep_tmp(older_than_seconds=3600) == 1 and not alive_dir.exists()
+    store.close()
+    assert list(store.tmp_root.iterdir()) == []
+
+
+def test_owners_on_other_hosts_are_judged_by_their_heartbeat(tmp_path: Path) -> None:
+    """When the lock can be taken (another host, or locks not shared), a writer is dead only once
+    its owner file has been silent for owner_stale_seconds: a live writer's files are never taken."""
+    store = BlobStore(tmp_path, owner_stale_seconds=300)
+    store.open()
+    folders = {}
+    for name, info in (("fresh", {"boot": "another-host", "pid": 1}), ("stale", {"boot": "another-host", "pid": 1}),
+                       ("unreadable", None)):
+        folder = store.tmp_root / f"host-{name}"
+        folder.mkdir()
+        (folder / f"{name}-0badc0de.1.part").write_bytes(b"x")
+        owner = store.tmp_root / f"host-{name}.owner"
+        owner.write_text(json.dumps(info) if info else "{", encoding="utf-8")
+        folders[name] = folder
+    os.utime(store.tmp_root / "host-stale.owner", (1, 1))
+    orphan = store.tmp_root / "no-owner"  # a folder whose owner file a crashed sweep already removed
+    orphan.mkdir()
+    (orphan / "d-1.part").write_bytes(b"x")
+    os.utime(orphan, (1, 1))
+    assert store.sweep_tmp(older_than_seconds=3600) == 2
+    assert folders["fresh"].exists() and folders["unreadable"].exists()
+    assert not folders["stale"].exists() and not orphan.exists()
 
 
 def test_master_key_file_is_private_and_stable(tmp_path: Path) -> None:
@@ -173,11 +247,31 @@ def test_irregular_identifiers_need_legacy(code: str) -> None:
         check_identifier(code)
 
 
-def test_legacy_still_has_a_charset() -> None:
-    assert check_identifier("28.22.H17", legacy=True) == "28.22.H17"
-    for bad in ("28 22 H17", "ab.cd", "X" * 36, ""):
-        with pytest.raises(InvalidIdentifier):
-            check_identifier(bad, legacy=True)
+@pytest.mark.parametrize("code", ["28.22.H17", "01.02.G22", "00.00.008.K99", "vxp.saas.02", "VXP.SAAS.02",
+                                  "h23.01", "A01-02", "don_vi.01", "abc", "x" * 35])
+def test_legacy_accepts_the_codes_of_other_systems(code: str) -> None:
+    """Irregular codes, the national axis's system ids (`vxp.saas.02`) and vendors' own codes."""
+    assert check_identifier(code, legacy=True) == code
+
+
+@pytest.mark.parametrize("code", ["28 22 H17", "vxp saas", "a/b", "..", "../etc", "a\\b", "a\tb", "a\nb",
+                                  "vxp.saas.02\n", "G22\n", "vxp..saas", ".vxp", "vxp.", "-a", "a--b", "vxp:saas",
+                                  "a@b", "đơn.vị", "\u0660\u0660\u0660.\u0660\u0660.\u0660\u0660.H23", "X" * 36, ""])
+def test_legacy_still_refuses_what_no_system_uses(code: str) -> None:
+    """Spaces, control characters, slashes, other punctuation, empty groups, non-ASCII, over-long."""
+    with pytest.raises(InvalidIdentifier):
+        check_identifier(code, legacy=True)
+    with pytest.raises(InvalidIdentifier):
+        check_identifier(code)
+
+
+async def test_identifiers_are_unique_regardless_of_case(hub: Hub) -> None:
+    await hub.directory.add_unit("vxp.saas.02", "Hệ thống VXP", legacy=True)
+    with pytest.raises(Problem) as err:
+        await hub.directory.add_unit("VXP.SAAS.02", "again", legacy=True)
+    assert err.value.code == "conflict" and "vxp.saas.02" in err.value.detail
+    assert [u.id for u in await hub.directory.search_units("VXP")] == ["vxp.saas.02"]
+    assert [u.id for u in await hub.directory.search_units("vxp.s")] == ["vxp.saas.02"]
 
 
 def test_fold_for_search() -> None:

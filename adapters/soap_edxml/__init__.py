@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 register_code("soap.unsafe", 400, "Thông điệp SOAP chứa DTD hoặc thực thể (entity), bị từ chối",
               "SOAP message with a DTD or entities refused")
+register_code("soap.must_understand", 400, "Thông điệp SOAP có khối tiêu đề bắt buộc xử lý mà trục không hỗ trợ",
+              "SOAP header block marked mustUnderstand is not understood")
 
 
 @hookimpl

@@ -484,6 +484,7 @@ class Message:
     payloads: list[Payload]
     mtom: bool
     content_sha256: str
+    header: etree._Element | None = None  # soap:Header, if the message has one
 
     @property
     def name(self) -> str:
@@ -550,10 +551,48 @@ class MessageReader:
         if len(children) != 1:
             raise Problem("request.malformed", "the SOAP Body must hold exactly one operation element")
         return Message(version="1.1" if ns == SOAP11 else "1.2", operation=children[0], payloads=payloads,
-                       mtom=self.mime is not None, content_sha256=self.sha.hexdigest())
+                       mtom=self.mime is not None, content_sha256=self.sha.hexdigest(),
+                       header=root.find(f"{{{ns}}}Header"))
 
     def discard(self) -> None:
         self.envelope.discard()
         if self.mime is not None:
             self.mime.discard()
 
+
+
+# -- header blocks ---------------------------------------------------------------------------------
+
+#: Roles (SOAP 1.2) and actors (SOAP 1.1) that address the hub: absent means the ultimate receiver.
+_OUR_ROLES = {SOAP11: frozenset({None, "http://schemas.xmlsoap.org/soap/actor/next"}),
+              SOAP12: frozenset({None, "http://www.w3.org/2003/05/soap-envelope/role/next",
+                                 "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver"})}
+_TRUE, _FALSE = frozenset({"1", "true"}), frozenset({"0", "false"})
+
+
+def not_understood(message: Message, understood: frozenset[str]) -> list[etree.QName]:
+    """Header blocks addressed to the hub with mustUnderstand on that it does not process.
+
+    Both SOAP versions require such a message to be refused with a MustUnderstand fault rather than
+    processed without them. `understood` holds Clark names (`{ns}local`). A block for another role
+    or actor, or with mustUnderstand "0"/"false", is ignored; any other value is malformed.
+    """
+    if message.header is None:
+        return []
+    ns = SOAP11 if message.version == "1.1" else SOAP12
+    role_attr = f"{{{ns}}}actor" if ns == SOAP11 else f"{{{ns}}}role"
+    out: list[etree.QName] = []
+    for block in message.header:
+        if not isinstance(block.tag, str):  # pragma: no cover - comments and PIs are dropped while parsing
+            continue
+        raw = block.get(f"{{{ns}}}mustUnderstand")
+        if raw is None:
+            continue
+        value = raw.strip()
+        if value not in _TRUE | _FALSE:
+            raise Problem("request.malformed", f"mustUnderstand of header block {block.tag} must be "
+                          f"1/0 or true/false, not {raw[:20]!r}")
+        role = block.get(role_attr)
+        if value in _TRUE and (role.strip() if role else None) in _OUR_ROLES[ns] and block.tag not in understood:
+            out.append(etree.QName(block))
+    return out

@@ -31,7 +31,7 @@ from lgsp.core.signing import H_CONTENT
 from lgsp.core.text import check_text, printable
 from lgsp.core.web import authenticate, base_url, bounded_int, hub_of, language
 
-from .envelope import SOAP11, SOAP12, TNS, XOP, Limits, Message, MessageReader
+from .envelope import SOAP11, SOAP12, TNS, XOP, Limits, Message, MessageReader, not_understood
 
 if TYPE_CHECKING:
     from lgsp.core.hub import Hub
@@ -44,6 +44,9 @@ CHUNK = 3 << 18  # 768 KiB: a multiple of 3, so each Base64 chunk needs no paddi
 NAME = "soap_edxml"
 _INBOX_PAGE = 500  # inbox rows read per query while filtering getReceivedEdocList
 MAX_FIELD = 256  # longest value of a SOAP string field (identifiers, queries); reasons: MAX_REASON
+#: SOAP header blocks the hub processes (Clark names). None yet: calls are signed with the X-LGSP-*
+#: HTTP headers, not with SOAP headers, so a block marked mustUnderstand gets a MustUnderstand fault.
+UNDERSTOOD_HEADERS: frozenset[str] = frozenset()
 
 SETTINGS: dict[str, tuple[int, str]] = {
     "max_envelope_bytes": (4 << 20, "largest SOAP message without its Base64 payloads and MTOM parts"),
@@ -187,6 +190,48 @@ def fault_response(problem: Problem, version: str, lang: str) -> web.Response:
         etree.SubElement(fault, f"{{{ns}}}Detail").append(detail_problem)
         status = 400 if client else 500
     return web.Response(status=status, body=etree.tostring(env, xml_declaration=True, encoding="UTF-8"),
+                        content_type=_media(version), charset="utf-8")
+
+
+def must_understand_response(blocks: list[etree.QName], version: str, lang: str) -> web.Response:
+    """The MustUnderstand fault, in the structure each SOAP version prescribes.
+
+    SOAP 1.1 (§4.4): faultcode MustUnderstand and no `detail` (it is for errors of the Body), so the
+    problem travels in a header entry. SOAP 1.2 (§5.4.8): Code MustUnderstand, one `NotUnderstood`
+    header block per block not understood, the problem in `Detail`; HTTP 500 for both.
+    """
+    names = ", ".join(q.text for q in blocks)
+    problem = Problem("soap.must_understand", f"header blocks marked mustUnderstand that this hub does not "
+                      f"process: {names}")
+    ns = SOAP11 if version == "1.1" else SOAP12
+    env = etree.Element(f"{{{ns}}}Envelope", nsmap={"soap": ns, "tns": TNS})
+    header = etree.SubElement(env, f"{{{ns}}}Header")
+    fault = etree.SubElement(etree.SubElement(env, f"{{{ns}}}Body"), f"{{{ns}}}Fault")
+    detail_problem = etree.Element(q("problem"))
+    for name, value in (("code", problem.code), ("status", problem.status), ("title", problem.title(lang)),
+                        ("detail", problem.detail)):
+        _sub(detail_problem, name, value)
+    summary = f"{problem.code}: {problem.title(lang)} — {problem.detail}"
+    xml_lang = "{http://www.w3.org/XML/1998/namespace}lang"
+    if version == "1.1":
+        header.append(detail_problem)
+        etree.SubElement(fault, "faultcode").text = "soap:MustUnderstand"
+        fs = etree.SubElement(fault, "faultstring")
+        fs.text = summary
+        fs.set(xml_lang, lang)
+    else:
+        for i, qname in enumerate(blocks):
+            prefix = f"nu{i}"
+            block = etree.SubElement(header, f"{{{ns}}}NotUnderstood", nsmap={prefix: qname.namespace}
+                                     if qname.namespace else None)
+            block.set("qname", f"{prefix}:{qname.localname}" if qname.namespace else qname.localname)
+        code = etree.SubElement(fault, f"{{{ns}}}Code")
+        etree.SubElement(code, f"{{{ns}}}Value").text = "soap:MustUnderstand"
+        reason = etree.SubElement(etree.SubElement(fault, f"{{{ns}}}Reason"), f"{{{ns}}}Text")
+        reason.text = summary
+        reason.set(xml_lang, lang)
+        etree.SubElement(fault, f"{{{ns}}}Detail").append(detail_problem)
+    return web.Response(status=500, body=etree.tostring(env, xml_declaration=True, encoding="UTF-8"),
                         content_type=_media(version), charset="utf-8")
 
 
@@ -448,6 +493,9 @@ async def post_soap(request: web.Request) -> web.StreamResponse:
         message = await read_message(request, hub)
         try:
             version = message.version
+            blocks = not_understood(message, UNDERSTOOD_HEADERS)
+            if blocks:  # refused before anything of the Body is processed
+                return must_understand_response(blocks, version, lang)
             handler = OPERATIONS.get(message.name) if etree.QName(message.operation).namespace == TNS else None
             if handler is None:
                 raise Problem("request.invalid", f"unknown operation {message.operation.tag}; see {PATH}?wsdl",

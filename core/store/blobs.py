@@ -1,8 +1,18 @@
 """The blob store: packet content on disk, streamed in and out, never whole in memory.
 
-A blob is written under a temporary name in `tmp/` and renamed into `objects/` only when complete
-(and, by default, fsynced), so a crash never leaves a half-written blob visible. Disk writes and
-SHA-256 run in a worker thread, in chunks, so the event loop keeps serving other requests.
+A blob is written under a temporary name and renamed into `objects/` only when complete (and, by
+default, fsynced), so a crash never leaves a half-written blob visible. Disk writes and SHA-256 run
+in a worker thread, in chunks, so the event loop keeps serving other requests.
+
+Temporary files hold the start of a packet's content too, so they must not outlive their writer.
+Each hub process writes them in a folder of its own, `tmp/<host>-<pid>-<random>/`, next to an
+owner file `tmp/<same name>.owner` that the process keeps locked (flock) while it lives and touches
+every housekeeping round. Nodes sharing the blob folder can then tell a dead writer's files from a
+live one's: a folder whose owner file can be locked *and* whose owner is known dead (same kernel,
+process gone) or silent for `owner_stale_seconds` (another host) belongs to a crashed process and
+is removed whole, at start-up and periodically. Both conditions are needed, so a filesystem whose
+locks are not shared between hosts (an NFS mount with `nolock`) never gets a live writer's files
+removed. Partial uploads of one packet are found by name (`<packet id>…`) in every folder.
 """
 
 from __future__ import annotations
@@ -10,15 +20,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import re
 import secrets
+import shutil
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no locks, so liveness rests on the heartbeat alone
+    fcntl = None  # type: ignore[assignment]
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+_HOST_RE = re.compile(r"[^A-Za-z0-9.-]+")
+OWNER_SUFFIX = ".owner"
+
+
+def _boot_id() -> str:
+    """Identifies this kernel's boot: process ids are only comparable under the same one."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return socket.gethostname()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, under another user
+    return True
+
+
+class PartialRemoved(FileNotFoundError):
+    """A writer's temporary file was deleted under it: its packet no longer awaits this content."""
 
 
 def publish(fh: BinaryIO, temp: Path, final: Path, *, fsync: bool) -> None:
@@ -29,13 +72,23 @@ def publish(fh: BinaryIO, temp: Path, final: Path, *, fsync: bool) -> None:
         os.fsync(fh.fileno())
     fh.close()
     final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(temp, final)
+    try:
+        os.replace(temp, final)
+    except FileNotFoundError as exc:
+        raise PartialRemoved(f"{temp.name} was removed while it was written") from exc
     if fsync:
         dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _remove_tree(folder: Path) -> int:
+    """Delete a folder and the files in it; how many files went."""
+    count = sum(1 for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    shutil.rmtree(folder, ignore_errors=True)
+    return count
 
 
 def remove(paths: Iterable[Path]) -> int:
@@ -49,16 +102,82 @@ def remove(paths: Iterable[Path]) -> int:
 
 
 class BlobStore:
-    def __init__(self, root: Path, *, chunk_size: int = 1 << 20, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, chunk_size: int = 1 << 20, fsync: bool = True,
+                 owner_stale_seconds: float = 300.0) -> None:
         self.root = root
         self.chunk_size = chunk_size
         self.fsync = fsync
         self.objects = root / "objects"
-        self.tmp = root / "tmp"
+        self.tmp_root = root / "tmp"
+        # A process folder whose owner file has not been touched for this long is dead (with its lock free).
+        self.owner_stale_seconds = owner_stale_seconds
+        self._tmp: Path | None = None
+        self._owner_fd: int | None = None
+        self._tmp_lock = threading.Lock()  # writers are also made in worker threads
 
     def open(self) -> None:
         self.objects.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+
+    # -- this process's temporary folder -------------------------------------------------------
+    @property
+    def tmp(self) -> Path:
+        """This process's folder for temporary files, made (with its locked owner file) on first use."""
+        with self._tmp_lock:
+            if self._tmp is None or not self._tmp.is_dir():
+                self._claim_tmp()
+            assert self._tmp is not None
+            return self._tmp
+
+    def _claim_tmp(self) -> None:
+        if self._tmp is not None:  # our folder was removed under us: start a new one, drop the old owner file
+            with contextlib.suppress(FileNotFoundError):
+                (self.tmp_root / (self._tmp.name + OWNER_SUFFIX)).unlink()
+        self._release_owner()
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        while True:
+            name = f"{_HOST_RE.sub('-', socket.gethostname())[:40]}-{os.getpid()}-{secrets.token_hex(4)}"
+            owner = self.tmp_root / (name + OWNER_SUFFIX)
+            fd = os.open(owner, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            # A sweeper may have judged the file (still empty, so not stale) in between: only ever
+            # removed when stale, but make sure the path is still ours before building on it.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(owner))
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.write(fd, json.dumps({"boot": _boot_id(), "host": socket.gethostname(),
+                                     "pid": os.getpid()}).encode())
+            folder = self.tmp_root / name
+            folder.mkdir()
+            self._tmp, self._owner_fd = folder, fd
+            return
+
+    def heartbeat(self) -> None:
+        """Tell other nodes this process is alive (its owner file's time); called each housekeeping round."""
+        if self._owner_fd is not None:
+            with contextlib.suppress(OSError):
+                os.utime(self._owner_fd)
+
+    def close(self) -> None:
+        """On shutdown: remove this process's temporary folder (no writer is left) and its owner file."""
+        with self._tmp_lock:
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError):
+                    (self.tmp_root / (self._tmp.name + OWNER_SUFFIX)).unlink()
+                self._tmp = None
+            self._release_owner()
+
+    def _release_owner(self) -> None:
+        if self._owner_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._owner_fd)  # releases the lock
+            self._owner_fd = None
 
     def path(self, key: str) -> Path:
         if not _KEY_RE.match(key):
@@ -109,18 +228,76 @@ class BlobStore:
         finally:
             await asyncio.to_thread(fh.close)
 
+    # -- temporary files of writers that are gone ----------------------------------------------
     def sweep_tmp(self, older_than_seconds: float) -> int:
-        """Remove abandoned temporary files (uploads cut off by a crash or a dropped client)."""
+        """Remove the temporary files of dead processes (whole folders, at once) and, in `tmp/` itself
+        where versions before per-process folders wrote, files older than `older_than_seconds`.
+        Returns how many files went."""
         removed = 0
-        limit = time.time() - older_than_seconds
-        for entry in self.tmp.glob("*.part"):
+        now = time.time()
+        own = self._tmp.name if self._tmp is not None else None
+        names = {p.name.removesuffix(OWNER_SUFFIX) for p in self.tmp_root.glob("*" + OWNER_SUFFIX)}
+        names |= {p.name for p in self.tmp_root.iterdir() if p.is_dir()} if self.tmp_root.is_dir() else set()
+        for name in sorted(names - {own}):
+            removed += self._sweep_process_folder(name, now)
+        for entry in self.tmp_root.glob("*.part"):
             try:
-                if entry.stat().st_mtime < limit:
+                if entry.stat().st_mtime < now - older_than_seconds:
                     entry.unlink()
                     removed += 1
             except FileNotFoundError:
                 continue
         return removed
+
+    def _sweep_process_folder(self, name: str, now: float) -> int:
+        """Remove another process's folder if that process is dead; how many files went."""
+        folder, owner = self.tmp_root / name, self.tmp_root / (name + OWNER_SUFFIX)
+        try:
+            fd = os.open(owner, os.O_RDWR)
+        except FileNotFoundError:
+            # No owner file: a dead sweep's leftover (or a folder from outside): judged by its age.
+            with contextlib.suppress(FileNotFoundError):
+                if folder.stat().st_mtime < now - self.owner_stale_seconds:
+                    return _remove_tree(folder)
+            return 0
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return 0  # its owner holds the lock: alive
+            if not self._owner_dead(fd, now):
+                return 0
+            removed = _remove_tree(folder)
+            with contextlib.suppress(FileNotFoundError):
+                owner.unlink()
+            return removed
+        finally:
+            os.close(fd)
+
+    def _owner_dead(self, fd: int, now: float) -> bool:
+        stat = os.fstat(fd)
+        if stat.st_mtime < now - self.owner_stale_seconds:
+            return True  # silent for too long (another host's process, or one whose pid was reused)
+        try:
+            info: Any = json.loads(os.pread(fd, 4096, 0) or b"null")
+        except ValueError:
+            return False  # being written right now (fresh and unreadable): alive
+        if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
+            return False
+        return info.get("boot") == _boot_id() and not _running(info["pid"])
+
+    def partials(self, prefix: str) -> list[Path]:
+        """Temporary files (every process's) of blobs whose key starts with `prefix`: a packet id
+        names its partial uploads and variants."""
+        if not _KEY_RE.match(prefix) or not self.tmp_root.is_dir():
+            return []
+        return sorted({*self.tmp_root.glob(f"*/{prefix}*.part"), *self.tmp_root.glob(f"{prefix}*.part")})
+
+    async def delete_partials(self, prefix: str) -> int:
+        """Delete every partial copy of a packet's content: once it no longer awaits an upload, no
+        attempt of it can succeed (a live writer elsewhere finds its file gone and gives up)."""
+        return await asyncio.to_thread(lambda: remove(self.partials(prefix)))
 
 
 class BlobWriter:

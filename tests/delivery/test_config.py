@@ -85,3 +85,22 @@ delivery:
     code, stderr = asyncio.run(check())
     assert code == 1
     assert "delivery.targets.000.00.01.H23.url" in stderr
+
+
+def test_push_targets_take_the_codes_of_other_systems_but_not_malformed_ones(tmp_path: Path) -> None:
+    """`delivery.targets` keys follow the legacy identifier rule: `vxp.saas.02` is a unit, `vxp saas` is not."""
+    path = tmp_path / "targets.yaml"
+    path.write_text(f"""hub:
+  data_dir: {tmp_path / "hub"}
+delivery:
+  targets:
+    "vxp.saas.02":
+      protocol: rest
+      url: https://vxp.example/lgsp
+    "vxp saas/03":
+      protocol: rest
+      url: https://vxp.example/lgsp
+""", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        Hub(load_config(path, env={})).check_config()
+    assert [(i.path, i.where) for i in err.value.issues] == [("delivery.targets.vxp saas/03", f"{path}:8")]

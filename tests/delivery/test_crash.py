@@ -32,6 +32,7 @@ from lgsp.client import LgspError
 from lgsp.core.config import load_config
 from lgsp.core.hub import Hub
 
+from ..conftest import start_raw_upload
 from .helpers import UNITS, add_units, free_port, receiver_server, wait_for
 
 S1, S2, P1, P2, D1, D2 = UNITS
@@ -304,3 +305,70 @@ async def _source_view(pid: str, clients: dict[str, Any]) -> dict[str, Any] | No
             except (aiohttp.ClientError, OSError):
                 await asyncio.sleep(0.1)
     return None
+
+
+async def test_partial_upload_of_a_killed_hub_goes_at_restart_and_never_outlives_delivery(tmp_path: Path) -> None:
+    """The probe's sequence: 2 of 3 MiB uploaded, SIGKILL, restart, upload again, fetch, acknowledge.
+    The killed run's partial file (the start of the content) is removed at the restart, and once the
+    packet is completed no byte of its content is left anywhere under the data folder."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    data_dir = tmp_path / "hub"
+    cfg_path = tmp_path / "lgsp.yaml"
+    cfg_path.write_text(f"""hub:
+  data_dir: {data_dir}
+server:
+  port: {port}
+  shutdown_timeout_seconds: 1
+blobs:
+  fsync: false
+security:
+  rsa_key_bits: 2048
+logging:
+  access_log: false
+""", encoding="utf-8")
+    hub = Hub(load_config(cfg_path, env={}))
+    await hub.open_store()
+    creds = await add_units(hub, [S1, D1])
+    await hub.db.close()
+    content = os.urandom(3 << 20)
+    sha = hashlib.sha256(content).hexdigest()
+    marker = content[: 1 << 16]  # the start of the payload, as the probe found it in the partial file
+
+    def copies() -> list[Path]:
+        """Files under the data folder holding the start of the content."""
+        found = []
+        for path in data_dir.rglob("*"):
+            if path.is_file() and path.suffix not in (".db", ".db-wal", ".db-shm", ".key"):
+                with path.open("rb") as fh:
+                    if fh.read(len(marker)) == marker:
+                        found.append(path)
+        return found
+
+    proc = HubProcess(cfg_path, url, tmp_path / "hub.log")
+    await proc.start()
+    source, dest = creds[S1].client(url), creds[D1].client(url)
+    try:
+        created = await source.create_packet([D1], subject="Gói bị cắt", size=len(content), sha256=sha)
+        _, writer = await start_raw_upload(created["upload"]["url"], source.signer, len(content), sha,
+                                           content[: 2 << 20])
+        await wait_for(lambda: any(p.stat().st_size >= 1 << 20 for p in copies()), 20,
+                       what="the partial upload on disk")
+        await proc.kill()
+        writer.close()
+        left = copies()
+        assert left and all(p.suffix == ".part" for p in left), left  # what the probe saw after the kill
+
+        await proc.start()
+        assert copies() == [], "the killed run's partial upload must be gone at start-up"
+        await source.upload(created["upload"]["url"], content, sha)
+        assert await dest.fetch_bytes(created["id"]) == content
+        assert await dest.ack(created["id"], sha) == "delivered"
+        status = await source.status(created["id"])
+        assert (status["state"], status["content"]) == ("completed", "purged")
+        assert copies() == []
+        assert [p for p in (data_dir / "blobs").rglob("*") if p.is_file() and created["id"] in p.name] == []
+    finally:
+        await source.close()
+        await dest.close()
+        await proc.stop()

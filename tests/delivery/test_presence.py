@@ -193,3 +193,30 @@ async def test_unit_online_when_the_hub_stopped_times_out_after_a_restart(cfg: C
         await wait_for(offline, timeout=5.0, what="offline after the window")
         transitions = (await src.call("GET", f"/v1/units/{DST}/presence"))["transitions"]
         assert [t["cause"] for t in transitions[:2]] == ["timeout", "request"]
+
+
+async def test_a_unit_seen_before_it_is_registered_does_not_block_presence(cfg: Config) -> None:
+    """A push target probed before `lgsp unit add` must not fail every flush for every unit: the others'
+    observations are stored at once, and its own state once it exists."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from lgsp.core.store.tables import presence_log, units
+
+    async with Hub(cfg) as hub:
+        await add_units(hub, [S1])
+        now = datetime.now(UTC)
+        hub.presence.probe_result(PUSHED, True, now)  # not in the directory yet
+        hub.presence.request_seen(S1, now, 0.0)
+        await hub.presence.flush()
+        async with hub.db.read() as conn:
+            logged = (await conn.execute(select(presence_log.c.unit_id))).scalars().all()
+            s1 = (await conn.execute(select(units.c.online).where(units.c.id == S1))).scalar_one()
+        assert set(logged) == {S1} and s1 is True
+        await add_units(hub, [PUSHED])
+        await hub.presence.flush()
+        async with hub.db.read() as conn:
+            pushed = (await conn.execute(select(units.c.online, units.c.last_seen_at)
+                                         .where(units.c.id == PUSHED))).one()
+        assert pushed.online is True and pushed.last_seen_at is not None

@@ -249,3 +249,21 @@ async def test_json_form_source_errors_name_the_path(hub: Hub, make_actor: MakeA
     status = json.dumps(status_json(A, B, "x", "01")).encode()
     assert await send(who[A].client, status, data_type="edxml+json")  # a bare status needs no bundle
     assert blob_files(hub) != []
+
+
+async def test_organ_ids_of_other_systems_route_both_ways(hub: Hub, make_actor: MakeActor) -> None:
+    """A legacy unit with another system's code (`vxp.saas.02`) is an edXML To and a From/OrganId."""
+    vxp = "vxp.saas.02"
+    who = await actors(hub, make_actor, A)
+    other = await make_actor(vxp, "Hệ thống VXP", legacy=True)
+    to_vxp = await send(who[A].client, edoc(A, [vxp]))
+    view = await who[A].client.status(to_vxp)
+    assert view["to"] == [vxp] and view["metadata"]["edxml"]["irregular_organ_ids"] == [vxp]
+    got = await other.client.fetch_bytes(to_vxp)
+    assert parse_packet(got).to_organ_ids == [vxp]
+    assert await other.client.ack(to_vxp, sha(got)) == "delivered"
+    from_vxp = await send(other.client, edoc(vxp, [A], number="7"))
+    assert (await who[A].client.status(from_vxp))["from"] == vxp
+    with pytest.raises(LgspError) as err:  # From/OrganId must still be the authenticated unit, case included
+        await send(other.client, edoc("VXP.SAAS.02", [A], number="8"))
+    assert err.value.code == "edxml.sender_mismatch"

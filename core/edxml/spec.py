@@ -307,9 +307,11 @@ def _set_text(elem: etree._Element, value: object, path: str) -> None:
 
 def check_keys(value: Mapping[str, Any], allowed: Iterable[str], path: str) -> None:
     """Reject unknown keys: a typo must not silently drop a field."""
-    unknown = sorted(set(value) - set(allowed))
+    unknown = set(value) - set(allowed)
     if unknown:
-        raise _json_error(path, f"unknown key(s): {', '.join(unknown)}")
+        named = sorted(unknown)[:5]  # a hostile object may hold thousands: name a few, count the rest
+        more = f" and {len(unknown) - len(named)} more" if len(unknown) > len(named) else ""
+        raise _json_error(path, f"unknown key(s): {', '.join(repr(k[:64]) for k in named)}{more}")
 
 
 def from_json(value: Any, node: Node, parent: etree._Element, path: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from lgsp.core.edxml import (
     load_json,
     parse_packet,
 )
+from lgsp.core.edxml.schema import EXPLAIN_MAX_ELEMENTS, explain, lxml_schema, small_enough_to_explain
 
 MH = "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader"
 SUBJECT = MH + "/Subject"
@@ -279,3 +281,57 @@ def test_signature_xml_of_a_json_form_is_scanned_before_parsing() -> None:
     with pytest.raises(EdxmlTooLarge) as err:
         build_packet(document, io.BytesIO())
     assert (err.value.rule, err.value.path) == ("max_attributes", "$.signature.xml/Signature/SignedInfo")
+
+
+# ---------------------------------------------------------------------------- explanation
+
+
+def big_invalid_envelope(copies: int) -> etree._Element:
+    data = fixture("edoc_new")
+    to = re.search(rb"<edXML:To>.*?</edXML:To>", data, re.S)
+    assert to is not None
+    data = data.replace(to.group(), to.group() * copies, 1).replace(
+        b"<edXML:BussinessDocType>0</edXML:BussinessDocType>", b"<edXML:BussinessDocType>9</edXML:BussinessDocType>", 1)
+    return etree.fromstring(data)[0]
+
+
+def test_small_trees_are_explained_by_xmlschema() -> None:
+    envelope = big_invalid_envelope(1)
+    assert small_enough_to_explain(envelope)
+    schema = lxml_schema("edoc")
+    assert not schema.validate(envelope)
+    err = explain(envelope, "edoc", "ctx", schema.error_log)
+    assert err.path == "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList/Bussiness/BussinessDocType"
+    assert err.rule == "BussinessDocTypeCode: enumeration"
+
+
+def test_large_trees_are_explained_from_libxml2_with_the_same_path() -> None:
+    envelope = big_invalid_envelope(EXPLAIN_MAX_ELEMENTS // 8)
+    assert len(envelope.xpath("//*")) > EXPLAIN_MAX_ELEMENTS
+    assert not small_enough_to_explain(envelope)
+    schema = lxml_schema("edoc")
+    assert not schema.validate(envelope)
+    err = explain(envelope, "edoc", "ctx", schema.error_log)
+    assert err.path == "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList/Bussiness/BussinessDocType"
+    assert err.rule == "BussinessDocType: enumeration"
+    assert "{'0', '1', '2', '3'}" in err.detail and "{http" not in err.detail
+
+
+def test_large_tree_with_an_unexpected_child_in_a_default_namespace() -> None:
+    root = etree.fromstring(fixture("status_02"))
+    header = root[0][0]
+    for _ in range(EXPLAIN_MAX_ELEMENTS):
+        etree.SubElement(header, "{http://www.mic.gov.vn/TBT/QCVN_102_2016}Extra")
+    schema = lxml_schema("status")
+    assert not schema.validate(root)
+    err = explain(root, "status", "ctx", schema.error_log)
+    assert err.path == "/edXML/edXMLEnvelope/edXMLHeader/Extra[1]"
+    assert err.rule == "edXMLHeader: content model"
+
+
+def test_each_thread_has_its_own_schema_and_error_log() -> None:
+    seen: list[Any] = []
+    thread = threading.Thread(target=lambda: seen.append(lxml_schema("edoc")))
+    thread.start()
+    thread.join()
+    assert seen[0] is not lxml_schema("edoc") and lxml_schema("edoc") is lxml_schema("edoc")

@@ -10,7 +10,7 @@ The hub calls:
 See docs/edxml.md for the JSON form, the schema's lenient choices, limits and error codes.
 """
 
-from .bounds import MarkupScanner, ScanFinding
+from .bounds import MarkupScanner, ScanFinding, crowded
 from .build import AttachmentOpener, build_packet, envelope_from_json
 from .converters import (
     CONVERTERS,
@@ -90,6 +90,7 @@ __all__ = [
     "canonical_json",
     "check_json",
     "content_key",
+    "crowded",
     "dump_json",
     "envelope_from_json",
     "format_timestamp",

@@ -34,7 +34,7 @@ from .errors import EdxmlTooLarge
 from .limits import ParseLimits
 from .spec import element_path, local_name
 
-__all__ = ["MarkupScanner", "ScanFinding", "TreeGuard", "check_tree", "parse_bounded"]
+__all__ = ["MarkupScanner", "ScanFinding", "TreeGuard", "check_tree", "crowded", "finding_error", "parse_bounded"]
 
 _TEXT, _COMMENT, _CDATA, _PI = range(4)
 _TERMINATORS = {_COMMENT: b"-->", _CDATA: b"]]>", _PI: b"?>"}
@@ -44,6 +44,7 @@ _LOOKAHEAD = 9  # len("<![CDATA["): enough to tell what a "<" starts
 # past the next tag; atomic groups and possessive quantifiers keep the engine from backtracking.
 _ITEM = rb"""(?>\s++[^\s=/>"'<]++\s*+=\s*+(?:"[^"<]*+"|'[^'<]*+'))"""
 _TAG_END = re.compile(rb"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+>""")
+_XMLNS_ITEM = re.compile(rb"""\sxmlns(?::[^\s=]*+)?\s*+=""")
 
 
 @cache
@@ -59,12 +60,15 @@ class ScanFinding:
     ``kind`` is ``items`` (a start tag with too many attributes + namespace declarations) or
     ``construct`` (one tag longer than the scanner may hold). ``offset`` is where it begins in the
     data of the ``feed`` call that found it (negative when it began in an earlier call: everything
-    before it has been fed already); ``name`` is the tag name as written (``prefix:local``).
+    before it has been fed already); ``name`` is the tag name as written (``prefix:local``);
+    ``namespaces`` counts the namespace declarations among the first ``max_items + 1`` items, so a
+    caller can tell which of its two limits the tag breaks (at least one must be).
     """
 
     kind: Literal["items", "construct"]
     offset: int
     name: str
+    namespaces: int = 0
 
 
 class MarkupScanner:
@@ -111,7 +115,8 @@ class MarkupScanner:
                 return None
             name = m.group(1)
             if name is not None:
-                return ScanFinding("items", m.start() - shift, name.decode("utf-8", "replace"))
+                namespaces = len(_XMLNS_ITEM.findall(buf, m.start(), m.end()))
+                return ScanFinding("items", m.start() - shift, name.decode("utf-8", "replace"), namespaces)
             pos = m.end()
             self._mode = _OPENERS.get(m.group(), _TEXT)  # "<!" of a declaration: keep scanning
 
@@ -129,11 +134,12 @@ def _complete_until(buf: bytes, pos: int) -> int:
     return n if _TAG_END.match(buf, lt + 1) else lt
 
 
-def crowded_detail(name: str, max_attributes: int, max_namespaces: int) -> str:
-    """The detail of an ``items`` finding (shared wording for every caller)."""
-    return (f"element {local_name_of(name)} has more than {max_attributes + max_namespaces} attributes and "
-            f"namespace declarations (at most {max_attributes} attributes and {max_namespaces} namespace "
-            "declarations per element)")
+def crowded(found: ScanFinding, max_attributes: int, max_namespaces: int) -> tuple[str, str, int]:
+    """(detail, rule, limit) of an ``items`` finding: the limit it breaks, shared wording for every caller."""
+    if found.namespaces > max_namespaces:
+        return (f"more than {max_namespaces} namespace declarations on one element", "max_namespaces_per_element",
+                max_namespaces)
+    return f"more than {max_attributes} attributes on one element", "max_attributes", max_attributes
 
 
 def local_name_of(qualified: str) -> str:
@@ -276,7 +282,8 @@ def parse_bounded(data: bytes, limits: ParseLimits) -> etree._Element:
 def finding_error(found: ScanFinding, guard: TreeGuard, limits: ParseLimits) -> EdxmlTooLarge:
     """The error for a scanner finding, with the path of the refused element under ``guard.current``."""
     if found.kind == "items":
-        return EdxmlTooLarge(crowded_detail(found.name, limits.max_attributes, limits.max_namespaces_per_element),
-                             path=guard.path_of_next(local_name_of(found.name)), rule="max_attributes")
+        detail, rule, _ = crowded(found, limits.max_attributes, limits.max_namespaces_per_element)
+        return EdxmlTooLarge(f"{detail} (refused before parsing)", path=guard.path_of_next(local_name_of(found.name)),
+                             rule=rule)
     return EdxmlTooLarge("a single tag is longer than the packet's metadata may be", rule="max_metadata_bytes")
 

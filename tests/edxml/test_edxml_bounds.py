@@ -72,7 +72,7 @@ def test_one_attribute_over_the_limit_is_too_large_before_validation() -> None:
 def test_crowded_start_tag_is_refused_before_libxml2_parses_it(count: int) -> None:
     err = too_large(with_subject_start(b"<edXML:Subject" + attributes(count) + b">"))
     assert (err.rule, err.path) == ("max_attributes", SUBJECT)
-    assert "Subject" in err.detail and "32 attributes" in err.detail
+    assert "more than 32 attributes" in err.detail
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 4096])
@@ -131,6 +131,9 @@ def test_attribute_value_length() -> None:
 def test_namespace_declarations_per_element() -> None:
     decls = b"".join(b' xmlns:p%d="urn:p:%d"' % (i, i) for i in range(LIMITS.max_namespaces_per_element + 1))
     err = too_large(with_subject_start(b"<edXML:Subject" + decls + b">"))
+    assert (err.rule, err.path) == ("max_namespaces_per_element", SUBJECT)
+    crowded = b"".join(b' xmlns:p%d="urn:p:%d"' % (i, i) for i in range(100_000))
+    err = too_large(with_subject_start(b"<edXML:Subject" + crowded + b">"))
     assert (err.rule, err.path) == ("max_namespaces_per_element", SUBJECT)
     fewer = b"".join(b' xmlns:p%d="urn:p:%d"' % (i, i) for i in range(LIMITS.max_namespaces_per_element))
     assert parse_packet(with_subject_start(b"<edXML:Subject" + fewer + b">")).subject

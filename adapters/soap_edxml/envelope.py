@@ -44,6 +44,7 @@ XOP = "http://www.w3.org/2004/08/xop/include"
 #: this namespace are dropped, so it cannot be forged.
 MARK = "{urn:lgsp:internal}payload"
 PAYLOADS = frozenset({f"{{{TNS}}}edxml"})
+_PARSER_SLICE = 64 << 10  # bytes handed to libxml2 per call (see EnvelopeParser.feed)
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,10 @@ class EnvelopeParser:
                 raise self._too_large(*crowded(found, limits.max_attributes, limits.max_namespaces_per_element))
             raise self._too_large(f"a single tag is longer than {limits.max_envelope_bytes} bytes",
                                   "max_envelope_bytes", limits.max_envelope_bytes)
-        self._drive(self._parser.feed, data)
+        # In slices: libxml2 and lxml hold the GIL through one feed() call, and a 1 MiB read of
+        # dense markup would hold it for tens of milliseconds while other clients wait.
+        for start in range(0, len(data), _PARSER_SLICE):
+            self._drive(self._parser.feed, data[start:start + _PARSER_SLICE])
 
     def finish(self) -> etree._Element:
         root = self._drive(self._parser.close)

@@ -156,10 +156,17 @@ class TreeGuard:
     or the parent ends. ``current`` is the innermost open element (for error paths).
     """
 
-    __slots__ = ("_limits", "_pending_ns", "_pending_uri", "current", "depth", "elements", "namespaces")
+    __slots__ = ("_limits", "_max_attr_len", "_max_attributes", "_max_depth", "_max_elements", "_max_text",
+                 "_pending_ns", "_pending_uri", "current", "depth", "elements", "namespaces")
 
     def __init__(self, limits: ParseLimits) -> None:
         self._limits = limits
+        # Read once: start() and end() run for every element of every packet.
+        self._max_depth = limits.max_depth
+        self._max_elements = limits.max_elements
+        self._max_attributes = limits.max_attributes
+        self._max_attr_len = limits.max_attribute_length
+        self._max_text = limits.max_text_length
         self.depth = 0
         self.elements = 0
         self.namespaces = 0
@@ -190,56 +197,64 @@ class TreeGuard:
                                 rule="max_namespaces")
 
     def start(self, elem: etree._Element) -> None:
-        limits = self._limits
         self.depth += 1
         self.elements += 1
-        if self.depth > limits.max_depth:
-            raise EdxmlTooLarge(f"elements nested deeper than {limits.max_depth}", path=element_path(elem),
-                                rule="max_depth")
-        if self.elements > limits.max_elements:
-            raise EdxmlTooLarge(f"more than {limits.max_elements} elements", path=element_path(elem),
-                                rule="max_elements")
+        if self.depth > self._max_depth:
+            raise _refuse(elem, f"elements nested deeper than {self._max_depth}", "max_depth")
+        if self.elements > self._max_elements:
+            raise _refuse(elem, f"more than {self._max_elements} elements", "max_elements")
         if self._pending_ns:
-            if self._pending_ns > limits.max_namespaces_per_element:
-                raise EdxmlTooLarge(
-                    f"more than {limits.max_namespaces_per_element} namespace declarations on one element",
-                    path=element_path(elem), rule="max_namespaces_per_element")
-            if self._pending_uri > limits.max_attribute_length:
-                raise EdxmlTooLarge(f"a namespace name longer than {limits.max_attribute_length} characters",
-                                    path=element_path(elem), rule="max_attribute_length")
-            self._pending_ns = self._pending_uri = 0
+            self._start_namespaces(elem)
         values = elem.values()
         if values:
-            if len(values) > limits.max_attributes:
-                raise EdxmlTooLarge(f"more than {limits.max_attributes} attributes on one element",
-                                    path=element_path(elem), rule="max_attributes")
+            if len(values) > self._max_attributes:
+                raise _refuse(elem, f"more than {self._max_attributes} attributes on one element", "max_attributes")
             for name, value in elem.items():
-                if len(value) > limits.max_attribute_length:
-                    raise EdxmlTooLarge(
-                        f"attribute {local_name(name) or name} longer than {limits.max_attribute_length} characters",
-                        path=element_path(elem), rule="max_attribute_length")
+                if len(value) > self._max_attr_len:
+                    raise _refuse(elem, f"attribute {local_name(name) or name} longer than {self._max_attr_len} "
+                                  "characters", "max_attribute_length")
         prev = elem.getprevious()
         if prev is not None:
-            self._text(prev.tail, prev, "text after")
+            text = prev.tail
+            if text is not None and len(text) > self._max_text:
+                raise self._long_text(prev, "text after")
         else:
             parent = elem.getparent()
             if parent is not None:
-                self._text(parent.text, parent, "text of")
+                text = parent.text
+                if text is not None and len(text) > self._max_text:
+                    raise self._long_text(parent, "text of")
         self.current = elem
+
+    def _start_namespaces(self, elem: etree._Element) -> None:
+        limits = self._limits
+        if self._pending_ns > limits.max_namespaces_per_element:
+            raise _refuse(elem, f"more than {limits.max_namespaces_per_element} namespace declarations on one "
+                          "element", "max_namespaces_per_element")
+        if self._pending_uri > self._max_attr_len:
+            raise _refuse(elem, f"a namespace name longer than {self._max_attr_len} characters",
+                          "max_attribute_length")
+        self._pending_ns = self._pending_uri = 0
 
     def end(self, elem: etree._Element) -> None:
         if len(elem):
             last = elem[-1]
-            self._text(last.tail, last, "text after")
+            text = last.tail
+            if text is not None and len(text) > self._max_text:
+                raise self._long_text(last, "text after")
         else:
-            self._text(elem.text, elem, "text of")
+            text = elem.text
+            if text is not None and len(text) > self._max_text:
+                raise self._long_text(elem, "text of")
         self.depth -= 1
         self.current = elem.getparent()
 
-    def _text(self, text: str | None, where: etree._Element, what: str) -> None:
-        if text is not None and len(text) > self._limits.max_text_length:
-            raise EdxmlTooLarge(f"{what} the element is longer than {self._limits.max_text_length} characters",
-                                path=element_path(where), rule="max_text_length")
+    def _long_text(self, where: etree._Element, what: str) -> EdxmlTooLarge:
+        return _refuse(where, f"{what} the element is longer than {self._max_text} characters", "max_text_length")
+
+
+def _refuse(elem: etree._Element, detail: str, rule: str) -> EdxmlTooLarge:
+    return EdxmlTooLarge(detail, path=element_path(elem), rule=rule)
 
 
 def check_tree(root: etree._Element, limits: ParseLimits) -> None:
@@ -270,12 +285,17 @@ def parse_bounded(data: bytes, limits: ParseLimits) -> etree._Element:
             for kind, item in parser.read_events():
                 guard.event(kind, item)
         raise finding_error(found, guard, limits)
-    for step in (lambda: parser.feed(data), parser.close):
-        try:
-            root = step()
-        finally:  # a bound broken before a syntax error is the better answer
-            for kind, item in parser.read_events():
-                guard.event(kind, item)
+    def events() -> None:
+        for kind, item in parser.read_events():
+            guard.event(kind, item)
+
+    try:  # in 1 KiB slices, as the streaming parser feeds libxml2 (stream.py)
+        for start in range(0, len(data), 1024):
+            parser.feed(data[start:start + 1024])
+            events()
+        root: etree._Element = parser.close()
+    finally:  # a bound broken before a syntax error is the better answer
+        events()
     return root
 
 

@@ -172,15 +172,18 @@ def _resolve(elem: etree._Element, path: str) -> etree._Element:
         m = _STEP.match(step)
         if m is None:
             return node
-        name, prefix, index = m.group("name"), m.group("prefix"), int(m.group("index") or 1)
-        if name == "*":
-            candidates = [c for c in node if isinstance(c.tag, str)]
-        else:
-            candidates = [c for c in node if isinstance(c.tag, str) and local_name(c.tag) == name
-                          and (c.prefix or "") == (prefix or "")]
-        if not 1 <= index <= len(candidates):
+        name, prefix, index = m.group("name"), m.group("prefix") or "", int(m.group("index") or 1)
+        found = None
+        for child in node:  # counted, not collected: a refused element may have thousands of siblings
+            if isinstance(child.tag, str) and (name == "*" or (local_name(child.tag) == name
+                                                               and (child.prefix or "") == prefix)):
+                index -= 1
+                if index == 0:
+                    found = child
+                    break
+        if found is None:
             return node
-        node = candidates[index - 1]
+        node = found
     return node
 
 

@@ -338,3 +338,18 @@ def test_each_thread_has_its_own_schema_and_error_log() -> None:
     thread.start()
     thread.join()
     assert seen[0] is not lxml_schema("edoc") and lxml_schema("edoc") is lxml_schema("edoc")
+
+
+def test_a_packet_of_tiny_elements_leaves_no_garbage_for_the_collector() -> None:
+    """Parsing must not promote thousands of objects: in a hub that sets off full collections of its
+    heap, with the GIL held while other clients wait. Counted in young-generation collections, which
+    depend on how many objects stay alive at once, not on time."""
+    import gc
+
+    data = fixture("edoc_new").replace(b"</edXML:Subject>", b"</edXML:Subject>" + b"<x/>" * 19_000, 1)
+    gc.collect()
+    before = gc.get_stats()[0]["collections"]
+    with pytest.raises(EdxmlInvalid) as err:
+        parse_packet(data)
+    assert err.value.path == MH + "/x[1]"
+    assert gc.get_stats()[0]["collections"] - before <= 10

@@ -79,6 +79,11 @@ SETTINGS: dict[str, tuple[int, str]] = {
     "max_metadata_bytes": (4 << 20, "largest packet part other than attachment payloads (kept in memory)"),
     "max_elements": (20_000, "most XML elements kept in memory"),
     "max_depth": (32, "deepest element nesting"),
+    "max_attributes": (32, "most attributes on one element"),
+    "max_attribute_length": (8_192, "longest attribute value (characters)"),
+    "max_text_length": (1 << 20, "longest text of one element outside attachment payloads (characters)"),
+    "max_namespaces_per_element": (16, "most namespace declarations on one element"),
+    "max_namespaces": (1_000, "most namespace declarations in one packet"),
 }
 
 
@@ -88,10 +93,8 @@ def settings(hub: Hub) -> dict[str, int]:
 
 
 def parse_limits(hub: Hub) -> ParseLimits:
-    s = settings(hub)
-    return ParseLimits(max_packet_bytes=int(hub.config.limits.max_packet_size), max_depth=s["max_depth"],
-                       max_elements=s["max_elements"], max_metadata_bytes=s["max_metadata_bytes"],
-                       max_attachments=s["max_attachments"], max_attachment_bytes=s["max_attachment_bytes"])
+    """The library's limits from `adapters.edxml` (every setting is a ParseLimits field of that name)."""
+    return ParseLimits(max_packet_bytes=int(hub.config.limits.max_packet_size), **settings(hub))
 
 
 def problem_of(exc: EdxmlError) -> Problem:

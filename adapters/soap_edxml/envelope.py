@@ -13,7 +13,10 @@ so nothing here ever holds the body in memory:
 
 Safety: no DTD (a DOCTYPE stops the parse before any declaration is read), no entity expansion,
 no network access; depth, element count, envelope size, MIME part count and header size are
-bounded. Problems are raised with the hub's stable codes.
+bounded, and so is everything outside the Base64 payloads as it is read: a byte scanner (core's
+MarkupScanner) refuses a start tag with too many attributes before libxml2 parses it, and the
+parser callbacks check attributes per element, attribute and text length and namespace
+declarations (per element and in total). Problems are raised with the hub's stable codes.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from urllib.parse import unquote
 
 from lxml import etree
 
-from lgsp.core.edxml import Base64Decoder
+from lgsp.core.edxml import Base64Decoder, MarkupScanner, crowded
 from lgsp.core.errors import Problem
 
 TNS = "urn:lgsp:soap:edxml:1"
@@ -41,6 +44,7 @@ XOP = "http://www.w3.org/2004/08/xop/include"
 #: this namespace are dropped, so it cannot be forged.
 MARK = "{urn:lgsp:internal}payload"
 PAYLOADS = frozenset({f"{{{TNS}}}edxml"})
+_PARSER_SLICE = 64 << 10  # bytes handed to libxml2 per call (see EnvelopeParser.feed)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,11 @@ class Limits:
     max_elements: int = 10_000
     max_parts: int = 16
     max_part_headers: int = 16 << 10
+    max_attributes: int = 32  # per element, namespace declarations not counted
+    max_attribute_length: int = 8_192  # characters of one attribute value or namespace name
+    max_text_length: int = 1 << 20  # characters of one text outside the Base64 payloads
+    max_namespaces_per_element: int = 16
+    max_namespaces: int = 256  # declarations in the whole message
 
 
 class Payload:
@@ -136,6 +145,12 @@ class EnvelopeParser:
         self._sink: Base64Sink | None = None
         self._file: _HashingFile | None = None
         self._error: BaseException | None = None
+        self._scanner = MarkupScanner(limits.max_attributes + limits.max_namespaces_per_element,
+                                      limits.max_envelope_bytes)
+        self._names: list[str] = []  # local names of the open elements, for error paths
+        self._namespaces = 0  # declarations so far
+        self._pending_ns = 0  # declarations of the element about to start
+        self._text = 0  # characters of the current text node (outside payloads)
 
     # -- lxml target interface ------------------------------------------------------------------------
     # An exception raised in a callback stops libxml2, but lxml may then report a syntax error
@@ -152,6 +167,10 @@ class EnvelopeParser:
         with self._guard():
             self._data(text)
 
+    def start_ns(self, prefix: str, uri: str) -> None:
+        with self._guard():
+            self._namespace(uri)
+
     def doctype(self, *_: Any) -> None:
         with self._guard():
             raise Problem("soap.unsafe", "DOCTYPE declarations are refused in SOAP messages (no DTD, no entities)")
@@ -166,13 +185,45 @@ class EnvelopeParser:
             self._error = exc
             raise
 
+    def _path(self) -> str:
+        return "/" + "/".join(self._names)
+
+    def _too_large(self, what: str, rule: str, limit: int) -> Problem:
+        path = self._path()
+        return Problem("content.too_large", f"SOAP message: {path}: {what}", path=path, rule=rule, limit=limit)
+
+    def _namespace(self, uri: str) -> None:
+        limits = self.limits
+        self._namespaces += 1
+        self._pending_ns += 1
+        if self._namespaces > limits.max_namespaces:
+            raise self._too_large(f"more than {limits.max_namespaces} namespace declarations in the message",
+                                  "max_namespaces", limits.max_namespaces)
+        if len(uri) > limits.max_attribute_length:
+            raise self._too_large(f"a namespace name longer than {limits.max_attribute_length} characters",
+                                  "max_attribute_length", limits.max_attribute_length)
+
     def _start(self, tag: str, attrib: dict[str, str], nsmap: dict[str | None, str] | None) -> None:
+        limits = self.limits
         self._depth += 1
         self._elements += 1
-        if self._depth > self.limits.max_depth:
-            raise Problem("request.malformed", f"SOAP message nested deeper than {self.limits.max_depth} elements")
-        if self._elements > self.limits.max_elements:
-            raise Problem("content.too_large", f"SOAP message has more than {self.limits.max_elements} elements")
+        self._names.append(etree.QName(tag).localname)
+        if self._depth > limits.max_depth:
+            raise Problem("request.malformed", f"SOAP message nested deeper than {limits.max_depth} elements")
+        if self._elements > limits.max_elements:
+            raise Problem("content.too_large", f"SOAP message has more than {limits.max_elements} elements")
+        pending, self._pending_ns, self._text = self._pending_ns, 0, 0
+        if pending > limits.max_namespaces_per_element:
+            raise self._too_large(f"more than {limits.max_namespaces_per_element} namespace declarations",
+                                  "max_namespaces_per_element", limits.max_namespaces_per_element)
+        if len(attrib) > limits.max_attributes:
+            raise self._too_large(f"more than {limits.max_attributes} attributes", "max_attributes",
+                                  limits.max_attributes)
+        for name, value in attrib.items():
+            if len(value) > limits.max_attribute_length:
+                raise self._too_large(f"attribute {etree.QName(name).localname} is longer than "
+                                      f"{limits.max_attribute_length} characters", "max_attribute_length",
+                                      limits.max_attribute_length)
         self._count(len(tag) + sum(len(k) + len(v) for k, v in attrib.items()))
         attrs = {k: v for k, v in attrib.items() if not k.startswith("{urn:lgsp:internal}")}
         if self._payload_depth:
@@ -207,6 +258,9 @@ class EnvelopeParser:
             self._file = self._sink = None
             self._payload_depth = 0
         self._depth -= 1
+        self._text = 0
+        if self._names:
+            self._names.pop()
         self._tree.end(tag)
 
     def _data(self, text: str) -> None:
@@ -218,6 +272,10 @@ class EnvelopeParser:
                 raise Problem("request.malformed", "a base64Binary element holds non-ASCII text") from None
             self._sink.feed(raw)
             return
+        self._text += len(text)  # libxml2 hands long texts over in pieces
+        if self._text > self.limits.max_text_length:
+            raise self._too_large(f"a text longer than {self.limits.max_text_length} characters", "max_text_length",
+                                  self.limits.max_text_length)
         self._count(len(text))
         self._tree.data(text)
 
@@ -239,7 +297,20 @@ class EnvelopeParser:
 
     # -- driving ---------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        self._drive(self._parser.feed, data)
+        found = self._scanner.feed(data)
+        if found is not None:  # libxml2 never parses the tag; what precedes it names the path
+            if found.offset > 0:
+                self._drive(self._parser.feed, data[:found.offset])
+            limits = self.limits
+            if found.kind == "items":
+                self._names.append(found.name.rpartition(":")[2])
+                raise self._too_large(*crowded(found, limits.max_attributes, limits.max_namespaces_per_element))
+            raise self._too_large(f"a single tag is longer than {limits.max_envelope_bytes} bytes",
+                                  "max_envelope_bytes", limits.max_envelope_bytes)
+        # In slices: libxml2 and lxml hold the GIL through one feed() call, and a 1 MiB read of
+        # dense markup would hold it for tens of milliseconds while other clients wait.
+        for start in range(0, len(data), _PARSER_SLICE):
+            self._drive(self._parser.feed, data[start:start + _PARSER_SLICE])
 
     def finish(self) -> etree._Element:
         root = self._drive(self._parser.close)

@@ -10,6 +10,7 @@ The hub calls:
 See docs/edxml.md for the JSON form, the schema's lenient choices, limits and error codes.
 """
 
+from .bounds import MarkupScanner, ScanFinding, crowded
 from .build import AttachmentOpener, build_packet, envelope_from_json
 from .converters import (
     CONVERTERS,
@@ -19,6 +20,7 @@ from .converters import (
     JsonEdxmlConverter,
     PacketConverter,
     canonical_json,
+    check_json,
     dump_json,
     load_json,
 )
@@ -74,17 +76,21 @@ __all__ = [
     "EdxmlTooLarge",
     "EdxmlUnsafe",
     "JsonEdxmlConverter",
+    "MarkupScanner",
     "NotAnEdoc",
     "Packet",
     "PacketConverter",
     "ParseLimits",
     "ResponseFor",
+    "ScanFinding",
     "Source",
     "TraceHeader",
     "append_trace_header",
     "build_packet",
     "canonical_json",
+    "check_json",
     "content_key",
+    "crowded",
     "dump_json",
     "envelope_from_json",
     "format_timestamp",

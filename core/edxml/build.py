@@ -21,6 +21,7 @@ from typing import IO, Any, BinaryIO
 
 from lxml import etree
 
+from .bounds import check_tree, parse_bounded
 from .errors import EdxmlInvalid, EdxmlTooLarge
 from .header import check_envelope, find, header_json
 from .limits import ParseLimits
@@ -65,7 +66,6 @@ _ATTACHMENT_KEYS = (
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 3 * (1 << 18)  # multiple of 3: Base64 of each chunk has no padding
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
-_SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 def _err(path: str, detail: str) -> EdxmlInvalid:
@@ -85,9 +85,11 @@ def _signature_from_json(value: Any, limits: ParseLimits) -> etree._Element:
     if "<!DOCTYPE" in xml.upper() or "<!ENTITY" in xml.upper():
         raise _err(path + ".xml", "DOCTYPE/ENTITY is not allowed in the signature")
     try:
-        sig = etree.fromstring(xml.encode("utf-8"), _SAFE_PARSER)
+        sig = parse_bounded(xml.encode("utf-8"), limits)
     except (etree.XMLSyntaxError, UnicodeEncodeError) as exc:
         raise _err(path + ".xml", f"not well-formed XML: {exc}") from None
+    except EdxmlTooLarge as exc:  # the element path, inside the JSON string that holds it
+        raise EdxmlTooLarge(exc.detail, path=f"{path}.xml{exc.path or ''}", rule=exc.rule) from None
     ns = etree.QName(sig).namespace
     if etree.QName(sig).localname != "Signature" or ns not in (NS, DSIG_NS):
         raise _err(path + ".xml", f"root must be Signature in {NS} or {DSIG_NS}, got {sig.tag!r}")
@@ -182,6 +184,7 @@ def envelope_from_json(document: Any, limits: ParseLimits | None = None) -> tupl
         sig.tail = last.tail
         last.tail = header.text
         header.append(sig)
+    check_tree(root, limits)  # before any validation, as for a parsed packet
     return kind, root
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "JsonEdxmlConverter",
     "PacketConverter",
     "canonical_json",
+    "check_json",
     "dump_json",
     "load_json",
 ]
@@ -74,17 +75,66 @@ def dump_json(obj: Any, dst: BinaryIO | IO[bytes]) -> None:
 
 
 def load_json(src: BinaryIO | IO[bytes], limits: ParseLimits | None = None) -> Any:
-    """Read a JSON form, bounded by ``limits.max_json_bytes``."""
+    """Read a JSON form within ``limits``: size, number of values, depth, keys per object, string length.
+
+    ``json.loads`` runs in C without releasing the GIL, for a time that grows with the number of
+    values, so that number is bounded on the raw bytes first: every value but the first of an
+    array or object follows a ``,`` or a ``:``, and a form holds about as many values as its
+    edXML has elements (at most ``4 * max_elements`` separators, strings included).
+    """
     limits = limits or ParseLimits()
     raw = src.read(limits.max_json_bytes + 1)
     if len(raw) > limits.max_json_bytes:
         raise EdxmlTooLarge(f"JSON form exceeds {limits.max_json_bytes} bytes", rule="max_json_bytes")
+    if raw.count(b",") + raw.count(b":") > 4 * limits.max_elements:
+        raise EdxmlTooLarge(f"JSON form has more than {4 * limits.max_elements} ',' and ':' separators "
+                            f"(a packet has at most {limits.max_elements} elements)", path="$", rule="max_elements")
     try:
-        return json.loads(raw.decode("utf-8-sig"))
+        document = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EdxmlMalformed(f"not valid UTF-8 JSON: {exc}", rule="RFC 8259") from None
     except RecursionError:
         raise EdxmlTooLarge("JSON nested too deeply", rule="max_depth") from None
+    check_json(document, limits)
+    return document
+
+
+def check_json(document: Any, limits: ParseLimits) -> None:
+    """Bound a decoded JSON form as the XML parser bounds a tree: depth, keys per object, string length.
+
+    Raises :class:`EdxmlTooLarge` naming the JSON path (``$.message_header.subject``) and the limit.
+    """
+    # (value, depth, path) with the path kept as (parent path, key) pairs, formatted on error only.
+    stack: list[tuple[Any, int, Any]] = [(document, 0, None)]
+    while stack:
+        value, depth, where = stack.pop()
+        if isinstance(value, str):
+            if len(value) > limits.max_text_length:
+                raise EdxmlTooLarge(f"string longer than {limits.max_text_length} characters",
+                                    path=_json_path(where), rule="max_text_length")
+        elif isinstance(value, dict | list):
+            if depth >= limits.max_depth:
+                raise EdxmlTooLarge(f"JSON nested deeper than {limits.max_depth}", path=_json_path(where),
+                                    rule="max_depth")
+            if isinstance(value, dict):
+                if len(value) > limits.max_json_keys:
+                    raise EdxmlTooLarge(f"object with more than {limits.max_json_keys} keys",
+                                        path=_json_path(where), rule="max_json_keys")
+                for key, item in value.items():
+                    if len(key) > limits.max_attribute_length:
+                        raise EdxmlTooLarge(f"key longer than {limits.max_attribute_length} characters",
+                                            path=_json_path(where), rule="max_attribute_length")
+                    stack.append((item, depth + 1, (where, key)))
+            else:
+                stack.extend((item, depth + 1, (where, i)) for i, item in enumerate(value))
+
+
+def _json_path(where: Any) -> str:
+    parts: list[str] = []
+    while where is not None:
+        where, key = where
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key[:64]}")
+    return "$" + "".join(reversed(parts))
 
 
 class _HashingFileWriter:

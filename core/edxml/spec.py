@@ -216,7 +216,8 @@ def element_path(elem: etree._Element) -> str:
     """XPath-like path with local names, e.g. ``/edXML/.../MessageHeader/To[2]/OrganId``.
 
     Prefixes are left out on purpose: senders use ``edXML:`` or none for the same element.
-    Repeatable elements are always indexed (1-based), others only when they have twins.
+    Repeatable elements are always indexed (1-based), others only when they have twins. Siblings
+    are counted, never collected: an element may have thousands of them in a refused packet.
     """
     steps: list[str] = []
     node: etree._Element | None = elem
@@ -226,9 +227,10 @@ def element_path(elem: etree._Element) -> str:
         if parent is None:
             steps.append(local)
         else:
-            twins = [c for c in parent if c.tag == node.tag]
-            index = next(i for i, c in enumerate(twins, 1) if c is node)
-            if len(twins) > 1 or (local_name(parent.tag), local) in REPEATABLE:
+            tag = node.tag
+            index = 1 + sum(1 for _ in node.itersiblings(tag, preceding=True))
+            later_twin = next(node.itersiblings(tag), None) is not None
+            if index > 1 or later_twin or (local_name(parent.tag), local) in REPEATABLE:
                 steps.append(f"{local}[{index}]")
             else:
                 steps.append(local)
@@ -307,9 +309,11 @@ def _set_text(elem: etree._Element, value: object, path: str) -> None:
 
 def check_keys(value: Mapping[str, Any], allowed: Iterable[str], path: str) -> None:
     """Reject unknown keys: a typo must not silently drop a field."""
-    unknown = sorted(set(value) - set(allowed))
+    unknown = set(value) - set(allowed)
     if unknown:
-        raise _json_error(path, f"unknown key(s): {', '.join(unknown)}")
+        named = sorted(unknown)[:5]  # a hostile object may hold thousands: name a few, count the rest
+        more = f" and {len(unknown) - len(named)} more" if len(unknown) > len(named) else ""
+        raise _json_error(path, f"unknown key(s): {', '.join(repr(k[:64]) for k in named)}{more}")
 
 
 def from_json(value: Any, node: Node, parent: etree._Element, path: str) -> None:

@@ -99,3 +99,23 @@ async def test_concurrent_uploads_on_two_nodes_accept_once(nodes: tuple[Hub, Hub
         await a1.close()
         await a2.close()
         await b.close()
+
+
+async def test_inbox_cursor_on_postgres_across_nodes(nodes: tuple[Hub, Hub]) -> None:
+    """The keyset cursor compares timestamps on PostgreSQL too, and a page read on one node
+    continues on the other."""
+    from .test_exchange import check_inbox_cursor, page_through
+
+    one, two = nodes
+    a, _ = await _actor(one, "000.00.00.H23")
+    b_one, bkey = await _actor(one, "000.00.01.H23")
+    b_two = LgspClient(Credentials(two.url, bkey.access_key, secret=bkey.secret))  # type: ignore[attr-defined]
+    try:
+        await check_inbox_cursor(a, b_one, "000.00.01.H23")
+        first = await b_one.inbox_page(2)
+        rest, _ = await page_through(b_two, 2, first["next"])
+        assert [i["subject"] for i in first["items"]] + rest == ["f2", "u1", "u2", "n1", "n3", "n4"]
+    finally:
+        await a.close()
+        await b_one.close()
+        await b_two.close()

@@ -119,3 +119,21 @@ async def test_inbox_cursor_on_postgres_across_nodes(nodes: tuple[Hub, Hub]) -> 
         await a.close()
         await b_one.close()
         await b_two.close()
+
+
+async def test_a_stream_ticket_is_single_use_across_nodes(nodes: tuple[Hub, Hub]) -> None:
+    import aiohttp
+
+    one, two = nodes
+    b, _ = await _actor(one, "000.00.01.H23")
+    try:
+        ticket = (await b.call("POST", "/v1/events/tickets", expect=(201,)))["ticket"]
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(f"{two.url.replace('http:', 'ws:')}/v1/events?ticket={ticket}") as ws:
+                hello = await ws.receive_json(timeout=5)
+                assert hello["type"] == "hello" and hello["unit"] == "000.00.01.H23"
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await http.ws_connect(f"{one.url.replace('http:', 'ws:')}/v1/events?ticket={ticket}")
+            assert err.value.status == 401
+    finally:
+        await b.close()

@@ -267,6 +267,11 @@ class LgspClient:
         return await self.call("POST", "/v1/verify", {"method": method, "path": path, "query": query,
                                                       "headers": headers})
 
+    async def stream_ticket(self) -> dict[str, Any]:
+        """A single-use ticket for a browser page's event stream: `{"ticket", "expires_at", "unit",
+        "url"}`; hand the page `url` (never the key), which it opens with `new WebSocket(url)`."""
+        return await self.call("POST", "/v1/events/tickets", expect=(201,))
+
     @asynccontextmanager
     async def events(self, *, heartbeat: float = 30.0) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """`async with client.events() as stream: async for message in stream: ...`"""

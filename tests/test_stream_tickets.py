@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from lgsp.client import LgspError
 from lgsp.core.config import Config, load_config
 from lgsp.core.hub import Hub
 
@@ -74,6 +75,19 @@ async def test_a_ticket_opens_the_stream_once(make_actor: MakeActor, hub: Hub) -
     status, h, body = await refused_handshake(answer["url"])
     problem = assert_problem(status, h, body, 401, "auth.bad_ticket")
     assert "already used" in problem["detail"]
+
+
+async def test_the_python_client_hands_out_tickets(make_actor: MakeActor, hub: Hub) -> None:
+    """What a unit's Python web server does for its pages: ask, pass `url` on."""
+    b = await make_actor("000.00.01.H23")
+    answer = await b.client.stream_ticket()
+    assert answer["unit"] == b.unit and answer["url"].endswith(answer["ticket"])
+    async with aiohttp.ClientSession() as http, http.ws_connect(answer["url"]) as ws:
+        assert (await next_json(ws))["type"] == "hello"
+    await hub.directory.revoke_key(b.key.access_key)
+    with pytest.raises(LgspError) as err:
+        await b.client.stream_ticket()
+    assert err.value.status == 401 and err.value.code == "auth.revoked_key"
 
 
 async def test_two_handshakes_racing_with_one_ticket_open_one_stream(make_actor: MakeActor) -> None:

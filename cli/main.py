@@ -420,11 +420,16 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_inbox(args: argparse.Namespace) -> int:
-    async def go() -> Any:
+    async def go() -> tuple[list[dict[str, Any]], str | None]:
         async with _client(args) as client:
-            return await client.inbox(limit=args.limit)
+            if args.all:
+                return await client.inbox_all(page_size=args.limit), None
+            page = await client.inbox_page(limit=args.limit, cursor=args.cursor)
+            return page["items"], page.get("next")
 
-    items = asyncio.run(go())
+    items, more = asyncio.run(go())
+    if more:  # on stderr, so stdout stays the list alone (--json pipes)
+        print(t("inbox_more", n=len(items), cursor=more), file=sys.stderr)
     if args.json:
         _print_json(items)
     elif not items:
@@ -733,7 +738,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("inbox", help="packets waiting for this unit")
-    p.add_argument("--limit", type=_positive_int, default=100)
+    p.add_argument("--limit", type=_positive_int, default=100, help="packets per page (at most 1000)")
+    pages = p.add_mutually_exclusive_group()
+    pages.add_argument("--cursor", help="continue after the page that printed this cursor")
+    pages.add_argument("--all", action="store_true", help="follow the cursor through every page")
     p.add_argument("--json", action="store_true")
     _add_credentials(p)
     p.set_defaults(func=cmd_inbox)

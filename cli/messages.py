@@ -35,6 +35,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "failed": ("đã từ chối gói tin {id}: {state}", "refused packet {id}: {state}"),
     "cancelled": ("đã hủy gửi tới: {units}", "cancelled deliveries to: {units}"),
     "inbox_empty": ("hộp thư đến trống", "inbox is empty"),
+    "inbox_more": ("còn gói tin sau {n} gói này; xem tiếp: lgsp inbox --cursor {cursor}",
+                   "more packets after these {n}; continue with: lgsp inbox --cursor {cursor}"),
     "no_file_for_ack": ("không thấy tệp {path}: hãy tải gói tin trước (lgsp fetch) hoặc chỉ rõ --file/--sha256",
                         "no file {path}: fetch the packet first (lgsp fetch) or pass --file/--sha256"),
     "secret_prompt": ("giá trị bí mật {name}: ", "value of secret {name}: "),

@@ -180,7 +180,24 @@ class LgspClient:
         return created["id"]
 
     async def inbox(self, limit: int = 100) -> list[dict[str, Any]]:
-        return (await self.call("GET", f"/v1/inbox?limit={limit}"))["items"]
+        """The first `limit` packets of the inbox (`inbox_page` / `inbox_all` for the rest)."""
+        return (await self.inbox_page(limit))["items"]
+
+    async def inbox_page(self, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
+        """One page: `{"items": [...], "next": cursor or None}`; pass `next` back for the page after."""
+        query = {"limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+        return await self.call("GET", "/v1/inbox" + str(URL.build(query=query)))
+
+    async def inbox_all(self, page_size: int = 100) -> list[dict[str, Any]]:
+        """Every pending packet, following the cursor page by page."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = await self.inbox_page(page_size, cursor)
+            items += page["items"]
+            cursor = page.get("next")
+            if not cursor:
+                return items
 
     async def ready(self, packet_id: str) -> dict[str, Any]:
         return (await self.call("POST", f"/v1/packets/{packet_id}/ready"))["download"]
@@ -249,6 +266,11 @@ class LgspClient:
     async def verify(self, method: str, path: str, query: str, headers: dict[str, str]) -> dict[str, Any]:
         return await self.call("POST", "/v1/verify", {"method": method, "path": path, "query": query,
                                                       "headers": headers})
+
+    async def stream_ticket(self) -> dict[str, Any]:
+        """A single-use ticket for a browser page's event stream: `{"ticket", "expires_at", "unit",
+        "url"}`; hand the page `url` (never the key), which it opens with `new WebSocket(url)`."""
+        return await self.call("POST", "/v1/events/tickets", expect=(201,))
 
     @asynccontextmanager
     async def events(self, *, heartbeat: float = 30.0) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:

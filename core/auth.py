@@ -22,6 +22,7 @@ from lgsp.core.errors import Problem
 from lgsp.core.events import iso
 from lgsp.core.presence import Presence
 from lgsp.core.signing import (
+    DATE_SHAPE,
     H_CONTENT,
     H_DATE,
     H_KEY,
@@ -101,7 +102,7 @@ def parse_signed_request(method: str, path: str, raw_query: str, headers: Mappin
     try:
         parse_date(date)
     except ValueError as exc:
-        raise Problem("auth.missing", f"{H_DATE} must be UTC time as YYYY-MM-DDTHH:MM:SSZ") from exc
+        raise Problem("auth.missing", f"{H_DATE} must be UTC time as {DATE_SHAPE}") from exc
     if not NONCE_RE.fullmatch(nonce):
         raise Problem("auth.missing", f"{H_NONCE} must be 8 to 64 characters of [A-Za-z0-9_-]")
     if not SHA256_RE.fullmatch(content):

@@ -143,6 +143,9 @@ class SecurityConfig:
     stream_recheck_seconds: float = setting(
         10.0, "How often an open event stream re-checks its key and unit (revoked or suspended: closed)",
         check=_positive)
+    stream_ticket_seconds: int = setting(
+        30, "Lifetime of a single-use event stream ticket (how browsers open GET /v1/events)",
+        check=lambda v: None if 1 <= v <= 300 else "must be between 1 and 300 seconds")
     rsa_key_bits: int = setting(
         3072, "Size of RSA key pairs the hub generates",
         check=lambda v: None if v in (2048, 3072, 4096) else "must be 2048, 3072 or 4096")

@@ -28,6 +28,8 @@ CATALOGUE: dict[str, ErrorKind] = {
     "auth.bad_signature": ErrorKind(401, "Chữ ký không hợp lệ", "Signature does not verify"),
     "auth.bad_session": ErrorKind(401, "Phiên làm việc không hợp lệ hoặc đã hết hạn",
                                   "Session token invalid or expired"),
+    "auth.bad_ticket": ErrorKind(401, "Vé mở luồng sự kiện không hợp lệ, đã dùng hoặc đã hết hạn",
+                                 "Event stream ticket invalid, already used or expired"),
     "forbidden": ErrorKind(403, "Không có quyền thực hiện", "Forbidden"),
     "not_found": ErrorKind(404, "Không tìm thấy", "Not found"),
     "method_not_allowed": ErrorKind(405, "Phương thức không được hỗ trợ", "Method not allowed"),

@@ -35,6 +35,7 @@ from lgsp.core.secretstore import SecretStore
 from lgsp.core.services import ServiceRegistry
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
+from lgsp.core.tickets import StreamTickets
 from lgsp.plugins.manager import PluginError, create_plugin_manager, signature_algorithms
 
 log = logging.getLogger("lgsp.hub")
@@ -59,6 +60,7 @@ class Hub:
         self.directory: Directory
         self.presence: Presence
         self.auth: Authenticator
+        self.tickets: StreamTickets
         self.bus = EventBus()
         self.exchange: Exchange
         self.content: ContentService
@@ -151,6 +153,7 @@ class Hub:
         self.auth = Authenticator(self.db, self.directory, self.algorithms, self.presence,
                                   clock_skew_seconds=cfg.security.clock_skew_seconds,
                                   session_ttl_seconds=cfg.security.session_ttl_seconds)
+        self.tickets = StreamTickets(self.db, self.auth, ttl_seconds=cfg.security.stream_ticket_seconds)
         priorities = cfg.delivery.priorities
         self.exchange = Exchange(self.db, self.blobs, self.directory, self.bus,
                                  tokens=TransferTokens(self.master_key.derive("transfer-url")),

@@ -137,6 +137,50 @@ class Transfer:
         return {"method": self.method, "url": base_url + self.path, "expires_at": iso(self.expires_at)}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_CURSOR_RE = re.compile(r"1:([0-3]):([0-9]{1,17}):([0-9a-f-]{36})")
+MAX_CURSOR = 128
+
+
+@dataclass(frozen=True)
+class InboxPosition:
+    """Where an inbox page ended, in the inbox order (priority desc, created_at, id): a keyset cursor.
+
+    The next page starts strictly after it, so an item taken (acknowledged, refused, cancelled) or
+    one arriving behind it while a client pages shifts nothing; an item arriving ahead of it is
+    not in the following pages (the event stream announces it). Clients see it as an opaque string.
+    """
+
+    priority: int
+    created_at: datetime
+    packet_id: str
+
+    def encode(self) -> str:
+        micros = (self.created_at - _EPOCH) // _MICROSECOND
+        raw = f"1:{self.priority}:{micros}:{self.packet_id}".encode("ascii")
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    @classmethod
+    def decode(cls, cursor: str) -> InboxPosition:
+        """The position a cursor names; `request.invalid` (field `cursor`) for anything we did not issue."""
+        def bad() -> Problem:
+            return Problem("request.invalid", "cursor: not a cursor this hub issued (use `next` as returned)",
+                           field="cursor")
+
+        if len(cursor) > MAX_CURSOR or not cursor.isascii() or not re.fullmatch(r"[A-Za-z0-9_-]+", cursor):
+            raise bad()
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        except (ValueError, UnicodeDecodeError):
+            raise bad() from None
+        match = _CURSOR_RE.fullmatch(raw)
+        if match is None or not _uuid_like(match.group(3)):
+            raise bad()
+        # At most 17 digits: some time before the year 5200, never an overflow.
+        return cls(int(match.group(1)), _EPOCH + int(match.group(2)) * _MICROSECOND, match.group(3))
+
+
 def _packet(row: Any, to: tuple[str, ...]) -> PacketInfo:
     return PacketInfo(id=row.id, source=row.source_unit, to=to, subject=row.subject, priority=row.priority,
                       data_type=row.data_type, protocol=row.protocol, size=row.size, sha256=row.sha256,
@@ -609,24 +653,43 @@ class Exchange:
                 "data_type": info.data_type, "size": info.size, "sha256": info.sha256}
 
     # -- destination side ---------------------------------------------------------------------
-    async def inbox(self, principal: Principal, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        """Pending pull deliveries, flash first, then oldest; with the source's presence."""
-        stmt = (select(packets, units.c.online.label("from_online"), units.c.last_seen_at.label("from_last_seen"))
-                .join(deliveries, deliveries.c.packet_id == packets.c.id)
+    async def inbox(self, principal: Principal, limit: int = 100) -> list[dict[str, Any]]:
+        """The first `limit` pending pull deliveries (see `inbox_page`)."""
+        return (await self.inbox_page(principal, limit))[0]
+
+    async def inbox_page(self, principal: Principal, limit: int = 100, after: InboxPosition | None = None
+                         ) -> tuple[list[dict[str, Any]], InboxPosition | None]:
+        """Pending pull deliveries, flash first, then oldest (then by id); with the source's presence.
+
+        Starts strictly after `after`; returns the items and the position to continue from, or None
+        when no more remain. Keyset, not offset: rows leaving or arriving meanwhile shift nothing.
+        """
+        d = deliveries.c
+        stmt = (select(packets, units.c.online.label("from_online"), units.c.last_seen_at.label("from_last_seen"),
+                       d.priority.label("at_priority"), d.packet_created_at.label("at_created"))
+                .join(deliveries, d.packet_id == packets.c.id)
                 .join(units, units.c.id == packets.c.source_unit)
-                .where(and_(deliveries.c.unit_id == principal.unit_id, deliveries.c.mode == dv.PULL,
-                            deliveries.c.state.in_(dv.PENDING)))
-                .order_by(deliveries.c.priority.desc(), deliveries.c.packet_created_at, packets.c.id)
-                .limit(limit).offset(offset))
+                .where(and_(d.unit_id == principal.unit_id, d.mode == dv.PULL, d.state.in_(dv.PENDING)))
+                .order_by(d.priority.desc(), d.packet_created_at, d.packet_id)
+                .limit(limit + 1))
+        if after is not None:
+            stmt = stmt.where(or_(
+                d.priority < after.priority,
+                and_(d.priority == after.priority,
+                     or_(d.packet_created_at > after.created_at,
+                         and_(d.packet_created_at == after.created_at, d.packet_id > after.packet_id)))))
         async with self.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
             items = []
             for r in rows:
                 online, seen = self.presence_overlay(r.source_unit, bool(r.from_online), r.from_last_seen)
                 items.append(_packet(r, ()).summary() | {"from_online": online,
                                                          "from_last_seen_at": iso(seen) if seen else None})
-            await self.content.adjust_items(conn, principal.unit_id, items)  # variants (issue 3)
-        return items
+            await self.content.adjust_items(conn, principal.unit_id, items)  # this unit's content variants
+        last = rows[-1] if more else None
+        return items, InboxPosition(last.at_priority, last.at_created, last.id) if last is not None else None
 
     async def ready(self, principal: Principal, packet_id: str) -> Transfer:
         async with self.db.read() as conn:

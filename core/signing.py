@@ -27,7 +27,10 @@ SIGNED_HEADERS = (H_KEY, H_DATE, H_NONCE, H_CONTENT, H_SESSION, H_SIGNATURE)
 
 SCHEME = "LGSP1"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+#: `YYYY-MM-DDTHH:MM:SSZ`, optionally with 1-9 fractional digits before the Z (what JavaScript's
+#: `Date.toISOString()` and Java's `Instant.toString()` write). ASCII digits only, nothing after the Z.
+DATE_RE = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?Z")
+DATE_SHAPE = "YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DDTHH:MM:SS.fffZ (1 to 9 fractional digits)"
 NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 ALG_RE = re.compile(r"^[A-Z0-9-]{1,32}$")
@@ -68,9 +71,22 @@ def format_date(moment: datetime | None = None) -> str:
 
 
 def parse_date(value: str) -> datetime:
-    if not DATE_RE.match(value):
-        raise ValueError("date must be YYYY-MM-DDTHH:MM:SSZ")
-    return datetime.strptime(value, DATE_FORMAT).replace(tzinfo=UTC)
+    """The moment an `X-LGSP-Date` names; ValueError unless it has one of the accepted shapes.
+
+    Only the time is read here: the string to sign always carries the header value as sent, so a
+    client never has to re-format a date it took from its platform's clock.
+    """
+    match = DATE_RE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"date must be {DATE_SHAPE}")
+    whole, fraction = match.groups()
+    try:
+        moment = datetime.strptime(whole + "Z", DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:  # the right shape but no such moment (month 13, 25 o'clock, ...)
+        raise ValueError(f"date must be {DATE_SHAPE}; {value!r} is not a valid time") from None
+    if fraction:  # beyond microseconds the digits only make the date more precise than we compare
+        moment = moment.replace(microsecond=int(fraction[:6].ljust(6, "0")))
+    return moment
 
 
 def new_nonce() -> str:

@@ -141,6 +141,21 @@ def test_walkthrough_with_a_running_hub(cli: Env, running: subprocess.Popen[str]
     inbox = cli.run("inbox", "--json", "--profile", "so-b").stdout
     assert [i["id"] for i in json.loads(inbox)] == [packet_id]
     assert packet_id in cli.run("inbox", "--profile", "so-b").stdout
+    # Pages: the cursor of the next one goes to stderr, so stdout stays the list alone.
+    note = cli.tmp / "ghi-chu.txt"
+    note.write_text("ghi chú", encoding="utf-8")
+    second = re.search(r"sent packet ([0-9a-f-]{36})", cli.run(  # type: ignore[union-attr]
+        "send", "--to", "000.00.01.H23", str(note), "--profile", "so-a").stdout).group(1)
+    page = cli.run("inbox", "--json", "--limit", "1", "--profile", "so-b")
+    assert [i["id"] for i in json.loads(page.stdout)] == [packet_id]  # priority 1 before 0
+    cursor = re.search(r"lgsp inbox --cursor (\S+)", page.stderr).group(1)  # type: ignore[union-attr]
+    rest = cli.run("inbox", "--json", "--limit", "1", "--cursor", cursor, "--profile", "so-b")
+    assert [i["id"] for i in json.loads(rest.stdout)] == [second] and rest.stderr == ""
+    every = cli.run("inbox", "--json", "--all", "--limit", "1", "--profile", "so-b")
+    assert [i["id"] for i in json.loads(every.stdout)] == [packet_id, second] and every.stderr == ""
+    assert cli.run("inbox", "--all", "--cursor", cursor, "--profile", "so-b", ok=False).returncode == 2
+    bad = cli.run("inbox", "--cursor", "xyz", "--profile", "so-b", ok=False)
+    assert bad.returncode == 1 and "request.invalid" in bad.stderr
 
     fetched = cli.run("fetch", packet_id, "-o", "nhan.pdf", "--profile", "so-b").stdout
     assert hashlib.sha256(doc.read_bytes()).hexdigest() in fetched

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from lgsp.client import LgspError
+from lgsp.client import LgspClient, LgspError
 from lgsp.core.hub import Hub
 
 from .conftest import Actor, MakeActor
@@ -335,6 +336,116 @@ async def test_inbox_orders_by_priority_then_age(make_actor: MakeActor) -> None:
         ids[name] = await a.client.send(name.encode(), [b.unit], subject=name, priority=priority)
     order = [i["subject"] for i in await b.client.inbox()]
     assert order == ["flash", "very", "urgent", "normal-1", "normal-2"]
+
+
+async def page_through(client: LgspClient, limit: int, cursor: str | None = None) -> tuple[list[str], int]:
+    """Subjects of every page from `cursor` on, and how many pages it took."""
+    subjects: list[str] = []
+    pages = 0
+    while True:
+        page = await client.inbox_page(limit, cursor)
+        assert set(page) == {"items", "next"} and len(page["items"]) <= limit
+        pages += 1
+        subjects += [i["subject"] for i in page["items"]]
+        cursor = page["next"]
+        if cursor is None:
+            return subjects, pages
+        assert isinstance(cursor, str) and cursor and page["items"], page
+
+
+async def check_inbox_cursor(a: LgspClient, b: LgspClient, b_unit: str) -> None:
+    """Paging with `next` meets every pending packet once, in order, even while packets come and go.
+
+    Shared by the SQLite test below and the PostgreSQL one (two nodes) in test_postgres.py.
+    """
+    plan = [("n1", 0), ("u1", 1), ("n2", 0), ("f1", 3), ("v1", 2), ("n3", 0), ("u2", 1)]
+    ids = {name: await a.send(name.encode(), [b_unit], subject=name, priority=p) for name, p in plan}
+    everything = ["f1", "v1", "u1", "u2", "n1", "n2", "n3"]
+    assert await page_through(b, 3) == (everything, 3)
+    assert await page_through(b, 7) == (everything, 1)  # exactly full: no `next` for an empty page
+    assert await page_through(b, 1000) == (everything, 1)
+
+    first = await b.inbox_page(2)
+    assert [i["subject"] for i in first["items"]] == ["f1", "v1"]
+    # Meanwhile: both listed packets leave the inbox (one refused, one cancelled by its source), one
+    # not yet listed is refused, and two new packets arrive: one ahead of the cursor, one behind it.
+    await b.fail(ids["f1"], "sai nơi nhận")
+    await a.cancel(ids["v1"])
+    await b.fail(ids["n2"], "trùng")
+    await a.send(b"f2", [b_unit], subject="f2", priority=3)  # sorts before the cursor: not in later pages
+    await a.send(b"n4", [b_unit], subject="n4", priority=0)  # sorts after it: in a later page
+    rest, _ = await page_through(b, 2, first["next"])
+    assert rest == ["u1", "u2", "n1", "n3", "n4"]  # an offset of 2 would have skipped u1 and u2
+    assert (await page_through(b, 100))[0] == ["f2", "u1", "u2", "n1", "n3", "n4"]
+
+
+async def test_inbox_pages_with_a_keyset_cursor(make_actor: MakeActor) -> None:
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    await check_inbox_cursor(a.client, b.client, b.unit)
+    assert [i["subject"] for i in await b.client.inbox_all(page_size=2)] == ["f2", "u1", "u2", "n1", "n3", "n4"]
+
+
+async def test_inbox_cursor_breaks_ties_by_packet_id(make_actor: MakeActor, hub: Hub) -> None:
+    """Packets of one priority created in the same microsecond are still each listed once."""
+    from sqlalchemy import update
+
+    from lgsp.core.store.tables import deliveries
+
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    ids = [await a.client.send(f"p{n}".encode(), [b.unit], subject=f"p{n}") for n in range(5)]
+    same = datetime(2026, 12, 5, 9, 1, 2, 345678, tzinfo=UTC)
+    async with hub.db.write() as conn:
+        await conn.execute(update(deliveries).where(deliveries.c.unit_id == b.unit).values(packet_created_at=same))
+    listed: list[str] = []
+    cursor = None
+    while True:
+        page = await b.client.inbox_page(2, cursor)
+        listed += [i["id"] for i in page["items"]]
+        if not (cursor := page["next"]):
+            break
+    assert listed == sorted(ids)
+
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+UUID = "12345678-1234-1234-1234-123456789abc"
+
+
+@pytest.mark.parametrize("cursor", [
+    "not a cursor",                                   # not base64url
+    "Mjo.OjA6",                                       # a dot
+    b64("nope"),
+    b64(f"2:3:0:{UUID}"),                             # another version
+    b64(f"1:9:0:{UUID}"),                             # no priority 9
+    b64(f"1:3:-5:{UUID}"),                            # a negative time
+    b64(f"1:3:0:{UUID.upper()}"),                     # not an id the hub gives
+    b64("1:3:0:12345678123412341234123456789abc----"),
+    b64(f"1:3:999999999999999999:{UUID}"),            # beyond any time the hub records
+    b64(f"1:3:0:{UUID}") + "A" * 100,                 # too long
+    b64(f"1:3:0:{UUID}\n"),
+])
+async def test_a_bad_cursor_is_request_invalid(make_actor: MakeActor, cursor: str) -> None:
+    b = await make_actor("000.00.01.H23")
+    status, h, body = await b.raw("GET", "/v1/inbox?" + str(URL.build(query={"cursor": cursor}))[1:])
+    problem = assert_problem(status, h, body, 422, "request.invalid")
+    assert problem["field"] == "cursor"
+
+
+async def test_a_cursor_names_only_a_position(make_actor: MakeActor) -> None:
+    """Another unit's cursor lists the caller's own packets after that position, nothing of the other's."""
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    c = await make_actor("000.00.02.H23")
+    for n in range(3):
+        await a.client.send(b"x", [b.unit], subject=f"b{n}", priority=1)
+    await a.client.send(b"x", [c.unit], subject="c-urgent", priority=1)
+    await a.client.send(b"x", [c.unit], subject="c-normal", priority=0)
+    b_cursor = (await b.client.inbox_page(1))["next"]
+    assert [i["subject"] for i in (await c.client.inbox_page(10, b_cursor))["items"]] == ["c-urgent", "c-normal"]
 
 
 async def test_hello_reports_changes_since_last_connection(make_actor: MakeActor) -> None:

@@ -135,7 +135,7 @@ async def test_a_fourth_algorithm_and_lifecycle_hooks(tmp_path: Path) -> None:
         key = await hub.directory.issue_key(app.id, "HMAC-SHA512")
         signer = Signer(key.access_key, Sha512(), key.secret or "")
         status, _, body = await raw_request(hub.url, "GET", "/v1/inbox", signer=signer)
-        assert status == 200 and body == {"items": []}
+        assert status == 200 and body == {"items": [], "next": None}
 
         from lgsp.client import Credentials, LgspClient
 

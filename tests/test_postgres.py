@@ -170,4 +170,41 @@ async def test_an_attempt_on_another_node_loses_its_partial_when_an_upload_is_ac
     finally:
         await a1.close()
         await a2.close()
+
+
+async def test_inbox_cursor_on_postgres_across_nodes(nodes: tuple[Hub, Hub]) -> None:
+    """The keyset cursor compares timestamps on PostgreSQL too, and a page read on one node
+    continues on the other."""
+    from .test_exchange import check_inbox_cursor, page_through
+
+    one, two = nodes
+    a, _ = await _actor(one, "000.00.00.H23")
+    b_one, bkey = await _actor(one, "000.00.01.H23")
+    b_two = LgspClient(Credentials(two.url, bkey.access_key, secret=bkey.secret))  # type: ignore[attr-defined]
+    try:
+        await check_inbox_cursor(a, b_one, "000.00.01.H23")
+        first = await b_one.inbox_page(2)
+        rest, _ = await page_through(b_two, 2, first["next"])
+        assert [i["subject"] for i in first["items"]] + rest == ["f2", "u1", "u2", "n1", "n3", "n4"]
+    finally:
+        await a.close()
+        await b_one.close()
+        await b_two.close()
+
+
+async def test_a_stream_ticket_is_single_use_across_nodes(nodes: tuple[Hub, Hub]) -> None:
+    import aiohttp
+
+    one, two = nodes
+    b, _ = await _actor(one, "000.00.01.H23")
+    try:
+        ticket = (await b.call("POST", "/v1/events/tickets", expect=(201,)))["ticket"]
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(f"{two.url.replace('http:', 'ws:')}/v1/events?ticket={ticket}") as ws:
+                hello = await ws.receive_json(timeout=5)
+                assert hello["type"] == "hello" and hello["unit"] == "000.00.01.H23"
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await http.ws_connect(f"{one.url.replace('http:', 'ws:')}/v1/events?ticket={ticket}")
+            assert err.value.status == 401
+    finally:
         await b.close()

@@ -60,6 +60,17 @@ def test_worked_example_get_with_query() -> None:
     assert headers["X-LGSP-Content-SHA256"] == hashlib.sha256(b"").hexdigest()
 
 
+@pytest.mark.parametrize(("date", "expected"), [
+    ("2026-12-05T09:01:02.345Z", "QJWgkROL0aktfksIi2x4eDKaMzhibi1Fu7ICAi2JEME="),
+    ("2026-12-05T09:01:02Z", "9mc3XtsfEpOsXXLvayjLcZEogOa57jDvQ4jktNVGiFs="),
+])
+def test_worked_example_fractional_date_is_signed_as_sent(date: str, expected: str) -> None:
+    headers = Signer(KEY, HMAC_SHA256, SECRET).headers("GET", "/v1/inbox", "limit=10", EMPTY_SHA256, date=date,
+                                                       nonce="n0nce-0003")
+    assert headers["X-LGSP-Date"] == date
+    assert headers["X-LGSP-Signature"] == f"HMAC-SHA256 {expected}"
+
+
 def test_session_changes_the_signature() -> None:
     signer = Signer(KEY, HMAC_SHA256, SECRET)
     plain = signer.headers("GET", "/v1/inbox", date=DATE, nonce="n0nce-0003")

@@ -3,6 +3,9 @@
 On connect: a `hello` with the pending inbox and the changes to the unit's sent packets since its
 last stream; then live events. Subscribing happens before the hello is read from the store, so
 nothing committed in between is missed; what the hello already covered is not sent twice.
+
+The upgrade request is signed like any request, or, where no header can be set (a browser's
+WebSocket), carries a single-use ticket from `POST /v1/events/tickets` (core/tickets.py).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
+from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event
-from lgsp.core.web import authenticate, hub_of
+from lgsp.core.signing import SIGNED_HEADERS
+from lgsp.core.web import PRINCIPAL, authenticate, base_url, hub_of, json_response, read_json
 
 if TYPE_CHECKING:
     from lgsp.core.hub import Hub
@@ -28,12 +33,39 @@ CURSOR_EVERY = 50  # persist the stream position at least this often (events)
 CLOSE_REFUSED = 4401  # WebSocket close code: the key or unit is no longer allowed (reason = problem code)
 
 
+@routes.post("/v1/events/tickets")
+async def issue_ticket(request: web.Request) -> web.Response:
+    """A single-use ticket for a client that cannot sign the upgrade request (a browser page)."""
+    principal = await authenticate(request)
+    body = await read_json(request, required=False)
+    if body != {}:
+        raise Problem("request.invalid", "this call takes no body (or an empty JSON object)")
+    ticket = await hub_of(request).tickets.issue(principal)
+    base = base_url(request)
+    stream = ("wss" if base.startswith("https:") else "ws") + base[base.index(":"):] + "/v1/events"
+    return json_response(ticket.public(stream), status=201)
+
+
+async def _stream_principal(request: web.Request, ws: web.WebSocketResponse) -> Principal:
+    """The signed upgrade request's principal, or the one its `ticket` stands for (spent here)."""
+    ticket = request.query.get("ticket")
+    if ticket is None:
+        return await authenticate(request)
+    if any(name in request.headers for name in SIGNED_HEADERS):
+        raise Problem("request.malformed", "send either a stream ticket or the signature headers, not both")
+    if not ws.can_prepare(request).ok:  # not a WebSocket handshake: keep the ticket for the real one
+        raise Problem("request.malformed", "GET /v1/events?ticket= opens a WebSocket; send an upgrade request")
+    principal = await hub_of(request).tickets.redeem(ticket)
+    request[PRINCIPAL] = principal
+    return principal
+
+
 @routes.get("/v1/events")
 async def events(request: web.Request) -> web.WebSocketResponse:
-    principal = await authenticate(request)
+    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
+    principal = await _stream_principal(request, ws)
     hub = hub_of(request)
     unit = principal.unit_id
-    ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
     await ws.prepare(request)
     sub = hub.bus.subscribe(unit)
     hub.presence.stream_opened(unit)

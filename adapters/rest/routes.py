@@ -13,6 +13,7 @@ from aiohttp import web
 
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
+from lgsp.core.packets import InboxPosition
 from lgsp.core.signing import H_CONTENT
 from lgsp.core.text import check_text
 from lgsp.core.web import authenticate, base_url, bounded_int, check_range, hub_of, json_response, read_json
@@ -72,8 +73,10 @@ async def download_content(request: web.Request) -> web.StreamResponse:
 async def inbox(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     limit = bounded_int(request.query.get("limit"), "limit", 100, 1, 1000)
-    items = await hub_of(request).exchange.inbox(principal, limit=limit)
-    return json_response({"items": items})
+    cursor = request.query.get("cursor")
+    after = InboxPosition.decode(cursor) if cursor else None
+    items, more = await hub_of(request).exchange.inbox_page(principal, limit=limit, after=after)
+    return json_response({"items": items, "next": more.encode() if more else None})
 
 
 @routes.post("/v1/packets/{id}/ready")

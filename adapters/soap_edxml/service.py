@@ -26,7 +26,7 @@ from lgsp.core import documents as docs
 from lgsp.core.auth import Principal
 from lgsp.core.content import PENDING_SUBJECT
 from lgsp.core.errors import Problem
-from lgsp.core.packets import MAX_DESTINATION, MAX_REASON, PRIORITIES, NewPacket
+from lgsp.core.packets import MAX_DESTINATION, MAX_REASON, PRIORITIES, InboxPosition, NewPacket
 from lgsp.core.signing import H_CONTENT
 from lgsp.core.text import check_text, printable
 from lgsp.core.web import authenticate, base_url, bounded_int, hub_of, language
@@ -340,12 +340,13 @@ async def get_received_list(call: Call) -> web.StreamResponse:
         raise Problem("request.invalid", "messageType: must be edoc, status or all", field="messageType")
     limit = bounded_int(_one(found, "limit"), "limit", 100, 1, 1000)
     out = etree.Element(q("getReceivedEdocListResponse"))
-    listed = offset = 0
+    listed = 0
+    after: InboxPosition | None = None
     # The inbox holds every data type; read it page by page until `limit` edXML items of the asked
-    # kind are found, so packets behind a long queue of others are not hidden.
+    # kind are found, so packets behind a long queue of others are not hidden. Each page starts after
+    # the last row read (keyset): a packet acknowledged meanwhile would shift an offset past one unread.
     while listed < limit:
-        items = await call.hub.exchange.inbox(call.principal, limit=_INBOX_PAGE, offset=offset)
-        offset += len(items)
+        items, after = await call.hub.exchange.inbox_page(call.principal, limit=_INBOX_PAGE, after=after)
         async with call.hub.db.read() as conn:
             rows = await docs.get_many(conn, [i["id"] for i in items])
         for item in items:
@@ -365,7 +366,7 @@ async def get_received_list(call: Call) -> web.StreamResponse:
             listed += 1
             if listed >= limit:
                 break
-        if len(items) < _INBOX_PAGE:
+        if after is None:
             break
     return call.reply(out)
 

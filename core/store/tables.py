@@ -119,6 +119,16 @@ sessions = Table(
     Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
 
+# Single-use tickets that open an event stream without headers (browsers); only the hash is kept.
+stream_tickets = Table(
+    "stream_tickets", metadata,
+    Column("ticket_hash", String(64), primary_key=True),
+    Column("access_key", String(64), ForeignKey("access_keys.id"), nullable=False, index=True),
+    Column("unit_id", String(ID), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
 packets = Table(
     "packets", metadata,
     Column("id", String(36), primary_key=True),

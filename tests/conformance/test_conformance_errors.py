@@ -43,7 +43,9 @@ def _now() -> str:
 MALFORMED: dict[str, tuple[str, Callable[[], str]]] = {
     "date-space": ("date", lambda: _now().replace("T", " ").rstrip("Z")),
     "date-offset": ("date", lambda: _now()[:-1] + "+00:00"),
-    "date-fraction": ("date", lambda: _now()[:-1] + ".000Z"),
+    "date-empty-fraction": ("date", lambda: _now()[:-1] + ".Z"),
+    "date-ten-digit-fraction": ("date", lambda: _now()[:-1] + ".0000000000Z"),
+    "date-comma-fraction": ("date", lambda: _now()[:-1] + ",000Z"),
     "date-lowercase": ("date", lambda: _now().lower()),
     "nonce-7": ("nonce", lambda: "a" * 7),
     "nonce-65": ("nonce", lambda: "a" * 65),
@@ -60,6 +62,12 @@ def test_malformed_signed_header(dst1: SpecClient, case: str) -> None:
     option, value = MALFORMED[case]
     answer = dst1.request("GET", "/v1/inbox", **{option: value()})
     assert_problem(answer, 401, "auth.missing")
+
+
+@pytest.mark.parametrize("fraction", [".0", ".000", ".000000", ".000000000"])
+def test_date_with_fractional_seconds_is_accepted(dst1: SpecClient, fraction: str) -> None:
+    """1 to 9 fractional digits before the ``Z`` (``toISOString()``), signed exactly as sent → 200."""
+    assert dst1.request("GET", "/v1/inbox", date=_now()[:-1] + fraction + "Z").status == 200
 
 
 @pytest.mark.parametrize(

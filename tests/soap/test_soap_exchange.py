@@ -112,6 +112,33 @@ async def test_received_list_reads_past_other_data_types(hub: Hub, make_actor: M
     assert [i.packetId for i in await call(z[B], "getReceivedEdocList", limit=1)] == [sent.packetId]
 
 
+async def test_received_list_misses_nothing_when_the_inbox_changes_between_pages(
+        hub: Hub, make_actor: MakeActor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packet leaving the inbox while the list is read page by page does not hide the next one
+    (each page starts after the last row read, not at an offset)."""
+    from lgsp.adapters.soap_edxml import service
+    from lgsp.core import documents
+
+    monkeypatch.setattr(service, "_INBOX_PAGE", 2)
+    z = await zeep_for(hub, make_actor, A, B)
+    rest_a, rest_b = await make_actor(A, existing=True), await make_actor(B, existing=True)
+    first = await rest_a.client.send(b"tep 1", [B], subject="Tệp 1", priority=3)
+    await rest_a.client.send(b"tep 2", [B], subject="Tệp 2", priority=3)
+    sent = await call(z[A], "sendEdoc", edxml=edoc(A, [B]))  # priority 1: third in B's inbox
+    real_get_many = documents.get_many
+    refused: list[str] = []
+
+    async def get_many_while_b_refuses_one(conn: Any, ids: list[str]) -> Any:
+        if not refused:  # after the first page was read: B's other system refuses its first packet
+            refused.append(await rest_b.client.fail(first, "không thuộc thẩm quyền"))
+        return await real_get_many(conn, ids)
+
+    monkeypatch.setattr(documents, "get_many", get_many_while_b_refuses_one)
+    listed = await call(z[B], "getReceivedEdocList")
+    assert refused == ["failed"]
+    assert [i.packetId for i in listed] == [sent.packetId]
+
+
 async def test_updatestatus_done_needs_the_packet_fetched_or_its_hash(hub: Hub, make_actor: MakeActor) -> None:
     z = await zeep_for(hub, make_actor, A, B)
     sent = await call(z[A], "sendEdoc", edxml=edoc(A, [B]))

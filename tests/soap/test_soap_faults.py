@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,22 @@ async def test_auth_faults_carry_the_rest_codes(hub: Hub, make_actor: MakeActor)
     assert status == 400 and headers["Content-Type"].startswith("application/soap+xml")
     assert (f["faultcode"], f["code"], f["title"]) == ("soap:Sender", "auth.missing",
                                                       "Authentication header missing or malformed")
+
+
+async def test_soap_signing_accepts_fractional_dates(hub: Hub, make_actor: MakeActor) -> None:
+    """A JAX-WS or WCF client stamping `Instant.now().toString()` / `"o"` (7 digits) is accepted; other
+    shapes are the same `auth.missing` fault as on REST, naming the header."""
+    a, _ = await two(hub, make_actor)
+    body = envelope(LIST)
+    digest = hashlib.sha256(body).hexdigest()
+    whole = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    for date in (f"{whole}.123Z", f"{whole}.1234567Z", f"{whole}.123456789Z"):
+        signed = a.signer.headers("POST", "/soap/edxml", "", digest, date=date)
+        status, _, raw = await post(None, hub.url, body, "text/xml", headers=signed)
+        assert status == 200, raw[:300]
+    signed = a.signer.headers("POST", "/soap/edxml", "", digest, date=f"{whole}.Z")
+    f = fault((await post(None, hub.url, body, "text/xml", headers=signed))[2])
+    assert f["code"] == "auth.missing" and "X-LGSP-Date" in f["detail"]
 
 
 async def test_zeep_without_signing_gets_a_typed_fault(hub: Hub, make_actor: MakeActor) -> None:

@@ -237,6 +237,8 @@ class AxisSimulator:
         if fault.kind is FaultKind.DELAY:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), fault.seconds)
+            if self._stopping.is_set():  # cut short by stop: do nothing more while shutting down
+                return web.Response(status=503, text="Service Unavailable\n")
         return None
 
     # -- operations -------------------------------------------------------------------------

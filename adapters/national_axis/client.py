@@ -229,6 +229,7 @@ class AxisClient:
         With ``sink``, a successful body is streamed to that file instead and ``b""`` returned.
         """
         headers = self._headers(params, content_type)
+        headers.append(("Accept-Encoding", "identity"))  # answers are read as sent, never decompressed
         if content_length is not None:
             headers.append(("Content-Length", str(content_length)))
         url = f"{self.endpoint}/{operation.value}"

@@ -226,7 +226,7 @@ async def test_send_edoc_goes_out_like_the_sdk_writes_it(capture: Capture, tmp_p
     assert "Transfer-Encoding" not in headers
     assert headers["Content-Type"] == headers["XroadVnpt-Content-Type"] == "application/octet-stream"
     assert headers["XroadVnpt-hash-file"] == hash_file(EDOC) and headers["XroadVnpt-to"] == '["000.00.00.H41"]'
-    assert headers["User-Agent"] == "JAVASDKAgent/1.0.0 XRoad/VPCP"
+    assert headers["User-Agent"] == "JAVASDKAgent/1.0.0 XRoad/VPCP" and headers["Accept-Encoding"] == "identity"
     assert headers["XroadVnpt-timestamp"] == "05012024T090703+0045"
     assert headers_of(raw2)["XroadVnpt-timestamp"] == "05012024T090704+0000"  # signed afresh per call
     verified = verify_request(raw, lambda s: PROVINCE.secret if s == PROVINCE.system_id else None)

@@ -25,12 +25,16 @@ from enum import StrEnum
 from typing import Final
 
 __all__ = [
+    "BODY",
+    "CONTENT_TYPE_JSON",
+    "CONTENT_TYPE_OCTETS",
     "CRLF",
     "HASH_HEADER",
     "HEADER_PREFIX",
     "RETRYABLE_CODES",
     "SDK_USER_AGENT",
     "SDK_VERSION",
+    "SERVICE_TYPE_EDOC",
     "SIGN_HEADER",
     "SIGN_HEADER_KEY",
     "VERSION_HEADER",
@@ -47,6 +51,7 @@ __all__ = [
     "format_timestamp",
     "hash_file",
     "hash_file_matches",
+    "http_method",
     "parse_timestamp",
     "parse_to",
     "read_send_body",

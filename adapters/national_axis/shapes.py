@@ -230,7 +230,7 @@ class Result:
         return {"status": self.status, "ErrorCode": self.error_code, "ErrorDesc": self.error_desc}
 
     @classmethod
-    def common(cls, obj: Mapping[str, Any]) -> dict[str, str]:
+    def common(cls, obj: Mapping[str, Any]) -> dict[str, Any]:
         return {"status": _string(obj, "status"), "error_code": _string(obj, "ErrorCode"),
                 "error_desc": _string(obj, "ErrorDesc")}
 

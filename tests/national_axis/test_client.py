@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -23,7 +22,7 @@ from .conftest import DEPARTMENT, MINISTRY_CODE, PROVINCE, AxisSimHandle, fixtur
 EDOC = fixture_bytes("edoc_new.edxml")
 
 
-async def fails(coro: Any, code: str, *, retryable: bool) -> AxisError:
+async def fails(coro: Awaitable[object], code: str, *, retryable: bool) -> AxisError:
     with pytest.raises(AxisError) as info:
         await coro
     assert (info.value.code, info.value.retryable) == (code, retryable), info.value

@@ -3,6 +3,8 @@ operations whose answer was lost are safe (sendEdoc idempotent, updateStatus ide
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import pytest
 
 from lgsp.adapters.national_axis import AxisError, TransportCode
@@ -15,9 +17,9 @@ from .sdk_requests import parse_like_sdk, send_raw
 EDOC = fixture_bytes("edoc_new.edxml")
 
 
-async def fails(coro: object, code: str, *, retryable: bool) -> AxisError:
+async def fails(coro: Awaitable[object], code: str, *, retryable: bool) -> AxisError:
     with pytest.raises(AxisError) as info:
-        await coro  # type: ignore[misc]
+        await coro
     assert (info.value.code, info.value.retryable) == (code, retryable), info.value
     return info.value
 
@@ -68,7 +70,7 @@ async def test_duplicates_in_the_received_list_reach_the_caller_once(axis_sim: A
            *await axis_sim.inject(PROVINCE.agency_code, EDOC, from_code=MINISTRY_CODE)]
     axis_sim.faults.inject(Operation.GET_RECEIVED_EDOC_LIST, FaultKind.DUPLICATES, times=2)
     [raw] = await send_raw(axis_sim.url, axis_sim.sdk(PROVINCE).received_list())
-    assert [row["docId"] for row in parse_like_sdk("getReceivedEdocList", raw)["data"]] == [  # type: ignore[union-attr]
+    assert [row["docId"] for row in parse_like_sdk("getReceivedEdocList", raw)["data"]] == [
         ids[0], ids[0], ids[1], ids[1]]
     async with axis_sim.client() as axis:
         assert [item.doc_id for item in await axis.received_list()] == ids

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+from typing import Any
 
 import pytest
 
@@ -22,14 +23,14 @@ from .sdk_requests import RawRequest, RawResponse, SdkSession, parse_like_sdk, s
 EDOC = fixture_bytes("edoc_new.edxml")
 
 
-def ok(operation: str, response: RawResponse) -> dict[str, object]:
+def ok(operation: str, response: RawResponse) -> dict[str, Any]:
     assert response.status == 200, response.body[:300]
     data = parse_like_sdk(operation, response)
     assert (data["status"], data["ErrorCode"]) == ("OK", "0"), data
     return data
 
 
-def refused(operation: str, response: RawResponse, code: str) -> dict[str, object]:
+def refused(operation: str, response: RawResponse, code: str) -> dict[str, Any]:
     assert response.status == 200, response.body[:300]
     data = parse_like_sdk(operation, response)
     assert (data["status"], data["ErrorCode"]) == ("FAIL", code), data
@@ -57,8 +58,8 @@ async def test_the_receive_loop_of_service_test_on_one_service_object(axis_sim: 
     assert get1.header("XroadVnpt-docId") == get1.header("XroadVnpt-docid") == doc1
     assert get1.header("XroadVnpt-timestamp") == fail2.header("XroadVnpt-timestamp")  # fixed for the object
     answers = await send_raw(axis_sim.url, get1, done1, get2, fail2, sdk.received_list())
-    assert base64.b64decode(ok("getEdoc", answers[0])["data"]) == first  # type: ignore[arg-type]
-    assert base64.b64decode(ok("getEdoc", answers[2])["data"]) == second  # type: ignore[arg-type]
+    assert base64.b64decode(ok("getEdoc", answers[0])["data"]) == first
+    assert base64.b64decode(ok("getEdoc", answers[2])["data"]) == second
     ok("updateStatus", answers[1])
     ok("updateStatus", answers[3])
     assert answers[0].interim == [100]  # {} bodies go out after 100-continue
@@ -199,16 +200,16 @@ async def test_directory_operations(axis_sim: AxisSimHandle) -> None:
                              sdk.delete_agency("000.05.01.H45"))
     ok("registerAgency", answers[0])
     assert answers[0].interim == [100]
-    codes = [a["code"] for a in ok("getAgenciesList", answers[1])["data"]]  # type: ignore[union-attr]
+    codes = [a["code"] for a in ok("getAgenciesList", answers[1])["data"]]
     assert "000.05.01.H45" in codes
-    added = next(a for a in ok("getAgenciesList", answers[1])["data"] if a["code"] == "000.05.01.H45")  # type: ignore[union-attr]
+    added = next(a for a in ok("getAgenciesList", answers[1])["data"] if a["code"] == "000.05.01.H45")
     assert added["pid"] == "h45" and added["mail"] == "snv@example.vn"
     ok("getAgenciesListQD20", answers[2])
-    before = next(u for u in ok("getSynchronizeUnit", answers[3])["data"] if u["code"] == "000.05.01.H45")  # type: ignore[union-attr]
+    before = next(u for u in ok("getSynchronizeUnit", answers[3])["data"] if u["code"] == "000.05.01.H45")
     ok("deleteAgency", answers[4])
-    after = next(u for u in ok("getSynchronizeUnit", answers[5])["data"] if u["code"] == "000.05.01.H45")  # type: ignore[union-attr]
+    after = next(u for u in ok("getSynchronizeUnit", answers[5])["data"] if u["code"] == "000.05.01.H45")
     assert (before["deleted"], after["deleted"]) == (False, True) and after["version"] == before["version"] + 1
-    assert "000.05.01.H45" not in [a["code"] for a in ok("getAgenciesList", answers[6])["data"]]  # type: ignore[union-attr]
+    assert "000.05.01.H45" not in [a["code"] for a in ok("getAgenciesList", answers[6])["data"]]
     refused("deleteAgency", answers[7], AxisCode.NOT_FOUND)
 
 

@@ -227,3 +227,19 @@ def test_agencies_file_errors_say_where(tmp_path: Path, text: str, match: str) -
 def test_a_missing_agencies_file(tmp_path: Path) -> None:
     with pytest.raises(SimConfigError, match="No such file"):
         load_agencies(tmp_path / "none.json")
+
+
+@pytest.mark.parametrize("real_multipart", [True, False])
+async def test_send_edoc_as_multipart_or_under_a_multipart_type(axis_sim: AxisSimHandle, real_multipart: bool) -> None:
+    request = axis_sim.sdk(PROVINCE).send_edoc(EDOC, PROVINCE.agency_code)
+    boundary = "===1704420423045==="
+    if real_multipart:
+        request.body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file_doc\"; filename=\"a.edxml\"\r\n"
+                        "Content-Type: application/octet-stream\r\n\r\n").encode() + EDOC + (
+                        f"\r\n--{boundary}--\r\n").encode()
+    # The unprefixed Content-Type is not signed; the SDK's MultipartUtility would have set this one.
+    request = request.replace("Content-Type", f"multipart/form-data; boundary={boundary}")
+    [reply] = await send_raw(axis_sim.url, request)
+    assert answer("sendEdoc", reply)["ErrorCode"] == "0"
+    [sent] = axis_sim.simulator.sent()
+    assert sent.content == EDOC

@@ -62,6 +62,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "service_removed": ("đã xóa dịch vụ {id}", "removed service {id}"),
     "service_status": ("dịch vụ {id}: {status}", "service {id}: {status}"),
     "hub_key": ("khóa ký của trục: {access} ({alg}, đơn vị {unit})", "hub signing key: {access} ({alg}, unit {unit})"),
+    "axis_sim_listening": ("trình mô phỏng trục quốc gia (VXP) đang phục vụ tại {url} cho {n} hệ thống "
+                           "(Ctrl+C để dừng)",
+                           "national axis (VXP) simulator is listening on {url} for {n} system(s) (Ctrl+C to stop)"),
+    "axis_sim_no_system": ("cần ít nhất một hệ thống: --system ID:SECRET:AGENCY hoặc --systems-file FILE",
+                           "at least one system is needed: --system ID:SECRET:AGENCY or --systems-file FILE"),
     "watching": ("đang theo dõi sự kiện (Ctrl+C để dừng)…", "watching events (Ctrl+C to stop)…"),
     "h_id": ("MÃ", "ID"), "h_name": ("TÊN", "NAME"), "h_parent": ("CẤP TRÊN", "PARENT"), "h_zone": ("VÙNG", "ZONE"),
     "h_status": ("TRẠNG THÁI", "STATUS"), "h_unit": ("ĐƠN VỊ", "UNIT"), "h_app": ("ỨNG DỤNG", "APPLICATION"),

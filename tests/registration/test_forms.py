@@ -14,11 +14,13 @@ from lgsp.core.config import ApproversConfig
 from lgsp.core.registration.forms import (
     FORM_KINDS,
     MESSAGES,
+    AgencyLetter,
     FieldError,
     Form01,
     Form02,
     Form05,
     FormKindError,
+    ReplyLetter,
     field_label,
     form_kind,
     kind_of,
@@ -141,14 +143,15 @@ def test_labels() -> None:
 def test_a_complete_submission_becomes_its_record(kind: str) -> None:
     record = ok(kind, SAMPLES[kind])
     assert type(record) is FORM_KINDS[kind].record
-    if kind == "05":
+    if isinstance(record, Form05):
         assert record.handover_at == dt.datetime(2026, 3, 9, 9, 30, tzinfo=VIETNAM_TZ)
         assert record.party_b.representing == "Sở Y tế"
         assert record.form_03.issued_on == dt.date(2026, 3, 2)
-    elif kind in ("01", "03", "06"):
+    elif isinstance(record, AgencyLetter):
         assert record.agency == "Sở Y tế" and record.contact.email == "tuyet.nta@syt.example.gov.vn"
         assert record.issued_on == dt.date(2026, 3, 2) and record.signer.name == "Phạm Văn Đức"
     else:
+        assert isinstance(record, ReplyLetter)
         assert record.request.number == "125/SYT-VP" and record.signer.on_behalf_of == "Giám đốc"
 
 
@@ -162,7 +165,7 @@ def test_text_is_trimmed_composed_and_emails_normalized() -> None:
 
 
 def test_dotted_names_are_groups_and_bytes_are_utf8() -> None:
-    data = {k: v for k, v in SAMPLES["01"].items() if k != "contact"}
+    data: dict[str, Any] = {k: v for k, v in SAMPLES["01"].items() if k != "contact"}
     data |= {f"contact.{k}": v for k, v in SAMPLES["01"]["contact"].items()}
     data["agency"] = "Sở Y tế".encode()
     record = ok("01", data)
@@ -308,8 +311,11 @@ def test_unknown_fields_shapes_and_conflicts() -> None:
     assert errors("01", with_("01", contact="Tuyết")) == {"contact": MESSAGES["not_group"]}
     assert errors("01", with_("01", legal_bases=5)) == {"legal_bases": MESSAGES["not_list"]}
     assert errors("01", with_("01", **{"contact.name": "Khác"})) == {"contact.name": MESSAGES["conflict"]}
-    assert errors("01", {**SAMPLES["01"], 7: "x"}) == {"7": MESSAGES["unknown"]}
-    for data in (None, [], "agency=Sở Y tế"):
+    with_int_key: dict[object, object] = {7: "x"}
+    with_int_key.update(SAMPLES["01"])
+    assert errors("01", with_int_key) == {"7": MESSAGES["unknown"]}
+    not_mappings: tuple[object, ...] = (None, [], "agency=Sở Y tế")
+    for data in not_mappings:
         assert errors("01", data) == {"": MESSAGES["not_mapping"]}
 
 

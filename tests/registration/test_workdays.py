@@ -27,8 +27,8 @@ def cal() -> WorkingCalendar:
     return SHIPPED_CALENDAR
 
 
-def vn(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=VIETNAM_TZ)  # type: ignore[misc]
+def vn(year: int, month: int, day: int, hour: int, minute: int) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=VIETNAM_TZ)
 
 
 def test_reply_period_comes_from_the_configuration(cal: WorkingCalendar) -> None:

@@ -144,9 +144,9 @@ def _labelled(label: str, value: str | None) -> _Para:
 
 # -- the bodies of the seven forms ---------------------------------------------------------------
 
-def _contact_lines(record: AgencyLetter) -> list[_Para]:
+def _contact_lines(record: AgencyLetter, heading: str = "Cán bộ đầu mối liên hệ:") -> list[_Para]:
     c = record.contact
-    return [_p("Cán bộ đầu mối liên hệ:"), _labelled("Họ và tên", c.name), _labelled("Chức vụ", c.position),
+    return [_p(heading), _labelled("Họ và tên", c.name), _labelled("Chức vụ", c.position),
             _labelled("Phòng, ban", c.department), _labelled("Thư điện tử", c.email),
             _labelled("Điện thoại", c.phone)]
 
@@ -172,7 +172,7 @@ def _body(record: FormRecord, cfg: RegistrationConfig) -> list[_Para]:
             _p(f"1. Tên ứng dụng, dịch vụ: {_or(record.application_name)}"),
             _p(f"2. Tên viết tắt: {_or(record.application_abbreviation)}"),
             _p(f"3. Đơn vị phát triển: {_or(record.developer)}"),
-            _p("4. " + _contact_lines(record)[0].runs[0][0]), *_contact_lines(record)[1:],
+            *_contact_lines(record, "4. Cán bộ đầu mối liên hệ:"),
             _p(f"{agency} cam kết thực hiện đúng các quy định tại {regulation} và chịu trách nhiệm về "
                "thông tin đã đăng ký./."),
         ]

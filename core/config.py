@@ -9,6 +9,7 @@ with its key path and the line it sits on, so an operator fixes the file in one 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import difflib
 import os
 import re
@@ -17,7 +18,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, NamedTuple, Union, get_args, get_origin
 
 import yaml
 
@@ -29,6 +30,32 @@ CLIENT_ENV = {"LGSP_URL", "LGSP_ACCESS_KEY", "LGSP_SECRET_KEY", "LGSP_PRIVATE_KE
 
 class ByteSize(int):
     """An integer number of bytes that YAML may write as `512KiB`, `10MiB`, `2GiB` or `1000`."""
+
+
+class DateSpan(NamedTuple):
+    """A day or a run of days (both ends included); YAML writes `2027-02-05` or `2027-02-05..2027-02-11`."""
+
+    first: dt.date
+    last: dt.date
+
+    def days(self) -> list[dt.date]:
+        return [self.first + dt.timedelta(days=i) for i in range((self.last - self.first).days + 1)]
+
+
+# A holiday longer than this is a typo (2026-02-14..2026-12-22), not a holiday.
+MAX_SPAN_DAYS = 31
+_DATE_RE = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})\s*$")
+
+
+def _parse_date(text: str) -> dt.date | str:
+    """The date in `YYYY-MM-DD`, or why it is not one (a day that does not exist is named as such)."""
+    m = _DATE_RE.match(text)
+    if not m:
+        return f"must be a date written YYYY-MM-DD, got {text!r}"
+    try:
+        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return f"{text.strip()} is not a day of the calendar"
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?\s*$")
@@ -267,6 +294,126 @@ class LoggingConfig:
     access_log: bool = setting(True, "Log one line per HTTP request (never headers or bodies)")
 
 
+def _email_or_empty(v: Any) -> str | None:
+    from lgsp.core.registration.checks import is_valid_email
+
+    return None if v == "" or is_valid_email(v) else "must be empty or an e-mail address"
+
+
+def _phone_or_empty(v: Any) -> str | None:
+    from lgsp.core.registration.checks import is_valid_phone
+
+    return None if v == "" or is_valid_phone(v) else "must be empty or a telephone number (e.g. 0251 3822 123)"
+
+
+def _abbreviation_or_empty(v: Any) -> str | None:
+    from lgsp.core.registration.checks import is_valid_abbreviation
+
+    return None if v == "" or is_valid_abbreviation(v) else \
+        "must be empty or letters and digits joined by hyphens (e.g. SKHCN, TTCNTT-KT)"
+
+
+def _one_line(v: Any) -> str | None:
+    from lgsp.core.registration.checks import text_problem
+
+    return "must be one line of printable text" if text_problem(v) else None
+
+
+# Who issues a reply step: the Department of Science and Technology or its Centre.
+Office = Literal["department", "centre"]
+
+
+@dataclass(frozen=True)
+class DepartmentConfig:
+    name: str = setting("Sở Khoa học và Công nghệ",
+                        "Name of the Department as printed (its parent body line is 'UBND <province>')",
+                        check=_not_blank)
+    abbreviation: str = setting("SKHCN", "Abbreviation after the slash of its document numbers (Số: …/SKHCN)",
+                                check=_abbreviation_or_empty)
+    address: str = setting("", "Postal address (printed at the foot of the first page of its letters)",
+                           check=_one_line)
+    phone: str = setting("", "Telephone number", check=_phone_or_empty)
+    email: str = setting("", "E-mail address", check=_email_or_empty)
+    signer_title: str = setting("GIÁM ĐỐC", "Title above the signature on its letters (a letter may name a deputy)",
+                                check=_not_blank)
+
+
+@dataclass(frozen=True)
+class CentreConfig:
+    name: str = setting("", "Name of the Centre that operates the hub (empty: printed as a dotted blank)",
+                        check=_one_line)
+    abbreviation: str = setting("", "Abbreviation after the slash of its document numbers",
+                                check=_abbreviation_or_empty)
+    address: str = setting("", "Postal address (printed at the foot of the first page of its letters)",
+                           check=_one_line)
+    phone: str = setting("", "Telephone number", check=_phone_or_empty)
+    email: str = setting("", "E-mail address", check=_email_or_empty)
+    signer_title: str = setting("GIÁM ĐỐC", "Title above the signature on its letters", check=_not_blank)
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    number: str = setting("", "Number and symbol of the decision that issued the regulation, e.g. 12/2025/QĐ-UBND",
+                          check=_one_line)
+    issued_on: dt.date | None = setting(None, "Date of that decision")
+    issuer: str = setting("", "Who issued it, e.g. Ủy ban nhân dân tỉnh …", check=_one_line)
+    title: str = setting("Quy chế quản lý, vận hành và sử dụng hệ thống Trục liên thông tỉnh",
+                         "Name of the regulation it issued", check=_not_blank)
+
+
+@dataclass(frozen=True)
+class ApproversConfig:
+    form_02: Office = setting("department", "Who approves a registration (Mẫu 02, answering Mẫu 01)")
+    form_04: Office = setting("centre", "Who provides the admin account (Mẫu 04, answering Mẫu 03)")
+    form_05: Office = setting("centre", "Who hands the account over (Mẫu 05, party A)")
+    form_07: Office = setting("department", "Who cancels a registration (Mẫu 07, answering Mẫu 06)")
+
+
+def _span(first: tuple[int, int, int], last: tuple[int, int, int] | None = None) -> DateSpan:
+    return DateSpan(dt.date(*first), dt.date(*(last or first)))
+
+
+# Days off of state agencies (config/lgsp.yaml says where each comes from).
+DEFAULT_HOLIDAYS = [
+    _span((2026, 1, 1), (2026, 1, 2)), _span((2026, 2, 14), (2026, 2, 22)), _span((2026, 4, 26), (2026, 4, 27)),
+    _span((2026, 4, 30), (2026, 5, 1)), _span((2026, 8, 31), (2026, 9, 2)), _span((2026, 11, 24)),
+    _span((2027, 1, 1)), _span((2027, 2, 5), (2027, 2, 11)), _span((2027, 4, 16)), _span((2027, 4, 30)),
+    _span((2027, 5, 3)), _span((2027, 9, 2), (2027, 9, 3)), _span((2027, 11, 24)),
+]
+DEFAULT_MAKE_UP_DAYS = [dt.date(2026, 1, 10), dt.date(2026, 8, 22)]
+
+
+def _reply_days(v: Any) -> str | None:
+    return None if 1 <= v <= 60 else "must be between 1 and 60 working days"
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    province: str = setting("", "The province with its level, e.g. 'tỉnh …' (the Department's parent body line)",
+                            check=_one_line)
+    place: str = setting("", "Place name written before the date of the operator's letters", check=_one_line)
+    department: DepartmentConfig = section(DepartmentConfig, "The Department of Science and Technology")
+    centre: CentreConfig = section(CentreConfig, "The Centre that operates the hub")
+    decision: DecisionConfig = section(DecisionConfig, "The provincial decision that issued the regulation")
+    reply_working_days: int = setting(5, "Working days to answer a complete request", check=_reply_days)
+    approvers: ApproversConfig = section(ApproversConfig, "Who issues each reply step")
+    holidays: list[DateSpan] = setting(DEFAULT_HOLIDAYS, "Public holidays: dates and ranges of dates off")
+    make_up_working_days: list[dt.date] = setting(DEFAULT_MAKE_UP_DAYS,
+                                                  "Weekend days declared working days (ngày làm bù)")
+
+    def config_issues(self) -> list[tuple[str, str]]:
+        """A make-up day must be a weekend day that is not also declared a holiday."""
+        off = {d for span in self.holidays for d in span.days()}
+        out = []
+        for i, day in enumerate(self.make_up_working_days):
+            if day.weekday() < 5:
+                out.append((f"make_up_working_days[{i}]",
+                            f"{day.isoformat()} is a weekday; only a Saturday or Sunday can be made a working day"))
+            elif day in off:
+                out.append((f"make_up_working_days[{i}]", f"{day.isoformat()} is also listed in holidays"))
+        return out
+
+
 @dataclass(frozen=True)
 class Config:
     hub: HubConfig = section(HubConfig, "This hub")
@@ -280,6 +427,8 @@ class Config:
     adapters: dict[str, dict[str, Any]] = setting({}, "Settings of each adapter, under its plugin name")
     delivery: DeliveryConfig = section(DeliveryConfig, "Delivery to destinations")
     logging: LoggingConfig = section(LoggingConfig, "Logging")
+    registration: RegistrationConfig = section(RegistrationConfig,
+                                               "Registration forms (Mẫu 01–07) and the working-day calendar")
 
     # Where each key came from, for errors found after loading (e.g. an unknown plugin name).
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False,
@@ -342,6 +491,9 @@ class _Loc:
         self.lines: dict[str, str] = {}
 
     def at(self, path: str) -> str:
+        # An item of a list set from the environment has no line of its own: it comes from its list.
+        while path not in self.lines and path.endswith("]") and "[" in path:
+            path = path[:path.rindex("[")]
         return self.lines.get(path, self.source)
 
 
@@ -369,8 +521,18 @@ def _node_to_python(node: yaml.Node, loader: yaml.SafeLoader, path: str, loc: _L
     return loader.construct_object(node, deep=True)
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text for the schema to read: PyYAML turns `2030-02-30` into a
+    bare ValueError (no line, and it stops the load), and a date where text is expected into a date."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def _parse_yaml(text: str, source: str, loc: _Loc, issues: list[ConfigIssue]) -> Any:
-    loader = yaml.SafeLoader(text)
+    loader = _ConfigLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -389,6 +551,10 @@ def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if tp is ByteSize:
         return "a size (e.g. 10MiB)"
+    if tp is dt.date:
+        return "a date (YYYY-MM-DD)"
+    if tp is DateSpan:
+        return "a date (YYYY-MM-DD) or a range of dates (YYYY-MM-DD..YYYY-MM-DD)"
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
     if origin in (list,):
@@ -442,6 +608,13 @@ def _coerce(value: Any, tp: Any, path: str, loc: _Loc, issues: list[ConfigIssue]
         if not m:
             return fail()
         return ByteSize(int(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    if tp is dt.date:
+        if not isinstance(value, str):
+            return fail()
+        parsed = _parse_date(value)
+        return fail(parsed) if isinstance(parsed, str) else parsed
+    if tp is DateSpan:
+        return _coerce_span(value, fail)
     if tp is bool:
         return value if isinstance(value, bool) else fail()
     if tp is int:
@@ -455,11 +628,31 @@ def _coerce(value: Any, tp: Any, path: str, loc: _Loc, issues: list[ConfigIssue]
     return fail(f"unsupported setting type {tp!r}")  # a schema bug, caught by tests
 
 
+def _coerce_span(value: Any, fail: Callable[..., Any]) -> Any:
+    if not isinstance(value, str):
+        return fail()
+    ends: list[dt.date] = []
+    for part in value.split("..", 1):
+        parsed = _parse_date(part)
+        if isinstance(parsed, str):
+            return fail(parsed)
+        ends.append(parsed)
+    span = DateSpan(ends[0], ends[-1])
+    if span.last < span.first:
+        return fail(f"the range ends before it starts: {value!r}")
+    if (span.last - span.first).days >= MAX_SPAN_DAYS:
+        return fail(f"a range of more than {MAX_SPAN_DAYS} days is surely a typo: {value!r}")
+    return span
+
+
 def _public_fields(cls: type) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str, loc: _Loc, issues: list[ConfigIssue]) -> Any:
+    """Build one section; a section with a `config_issues()` method then checks its keys against each
+    other (only when each key was fine on its own), reporting (relative key path, message) pairs."""
+    start = len(issues)
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in _public_fields(cls)}
     for key in data:
@@ -484,7 +677,13 @@ def _build(cls: type, data: dict[str, Any], prefix: str, loc: _Loc, issues: list
                 issues.append(ConfigIssue(path, loc.at(path), f"{msg} (got {data[name]!r})"))
                 continue
         kwargs[name] = value
-    return cls(**kwargs)
+    built = cls(**kwargs)
+    cross_check = getattr(built, "config_issues", None)
+    if cross_check is not None and len(issues) == start:
+        for rel, message in cross_check():
+            path = f"{prefix}.{rel}" if prefix else rel
+            issues.append(ConfigIssue(path, loc.at(path), message))
+    return built
 
 
 def positive_int_settings(section: str, raw: Any, known: Iterable[str]) -> list[tuple[str, str]]:
@@ -538,7 +737,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], loc: _Loc, issues: 
             value: Any = raw  # a text setting takes the text as given: "2024", "true", "~" stay strings
         else:
             try:
-                value = yaml.safe_load(raw) if raw.strip() else ""
+                value = yaml.load(raw, Loader=_ConfigLoader) if raw.strip() else ""  # noqa: S506 (a SafeLoader)
             except yaml.YAMLError:
                 value = raw
             if isinstance(value, (dict, list)) is False and value is not None and not isinstance(

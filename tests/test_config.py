@@ -188,3 +188,12 @@ def test_cli_config_check(tmp_path: Path) -> None:
         f"lỗi: {bad}:2: server.port: must be a TCP port between 0 and 65535 (got 99999)"]
     missing = run_cli("config", "check", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_date_like_values_are_read_by_the_schema_not_by_yaml(tmp_path: Path) -> None:
+    # PyYAML would make 2024-01-01 a date (refused as a name) and stop the whole load on 2030-02-30
+    # with a bare ValueError and no line.
+    cfg = load_config(write(tmp_path, "hub:\n  name: 2030-02-30\n"), env={})
+    assert cfg.hub.name == "2030-02-30"
+    p = write(tmp_path, "hub:\n  name: 2024-01-01\nregistration:\n  decision:\n    issued_on: 2030-02-30\n")
+    assert issues_of(p) == [f"{p}:5: registration.decision.issued_on: 2030-02-30 is not a day of the calendar"]

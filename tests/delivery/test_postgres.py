@@ -42,11 +42,16 @@ async def test_push_retry_on_postgres_keeps_its_job_in_the_main_database(cfg: Co
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"pg", [DST], subject="s")
                 await wait_for(lambda: has_state(hub, pid, DST, "retrying"), what="retrying")
-                async with hub.db.read() as conn:
+
+                async def job_ids() -> list[str]:
                     from sqlalchemy import text
 
-                    ids = [r[0] for r in (await conn.execute(text("SELECT id FROM scheduler_jobs"))).all()]
-                assert ids == [job_id(pid, DST)]
+                    async with hub.db.read() as conn:
+                        return [r[0] for r in (await conn.execute(text("SELECT id FROM scheduler_jobs"))).all()]
+
+                # The retry is committed first and its job stored right after (the table is the truth).
+                await wait_for(job_ids, what="the retry job in the main database")
+                assert await job_ids() == [job_id(pid, DST)]
                 await wait_for(lambda: has_state(hub, pid, DST, "delivered"), timeout=10, what="delivered")
                 many = [await src.send(f"m{i}".encode(), [DST], subject="m") for i in range(8)]
                 for p in many:

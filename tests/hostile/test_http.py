@@ -471,7 +471,7 @@ async def test_an_internal_error_shows_no_traceback(bench: Bench, caplog: pytest
     async def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("store exploded at /srv/lgsp/secret/path")
 
-    monkeypatch.setattr(bench.hub.exchange, "inbox", broken)
+    monkeypatch.setattr(bench.hub.exchange, "inbox_page", broken)
     status, headers, body = await bench.send("GET", "/v1/inbox", as_dest=True)
     problem = assert_problem(status, headers, body, 500, "internal")
     assert "Traceback" not in json.dumps(problem) and "exploded" not in json.dumps(problem)

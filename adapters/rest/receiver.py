@@ -49,6 +49,7 @@ from lgsp.core.errors import Problem
 from lgsp.core.signing import (
     H_CONTENT,
     META_PARAM,
+    SHA256_RE,
     SIGNED_HEADERS,
     metadata_digest,
     parse_date,
@@ -164,12 +165,14 @@ class Receiver:
                 return self._refuse(401, problem)
             # The signature covers the query, and the query covers the metadata headers.
             signed = request.query.get(META_PARAM, "")
-            if not secrets.compare_digest(signed, metadata_digest(request.headers, META_HEADERS)):
+            if not secrets.compare_digest(signed.encode(), metadata_digest(request.headers, META_HEADERS).encode()):
                 return self._refuse(401, f"the metadata headers do not match the signed {META_PARAM}")
         h = request.headers
         key, declared, packet_id = h.get(H_IDEMPOTENCY, ""), h.get(H_CONTENT, ""), h.get(H_PACKET, "")
         if not key or not packet_id or key.split(":", 1)[0] != packet_id:
             return self._refuse(400, "missing or inconsistent idempotency key")
+        if not SHA256_RE.fullmatch(declared):  # compared below; non-ASCII text would make that raise
+            return self._refuse(400, f"{H_CONTENT} must be 64 lowercase hex digits")
         numbers = {name: h.get(name, "0") or "0" for name in (H_ATTEMPT, H_PRIORITY)}
         if not all(v.isascii() and v.isdigit() for v in numbers.values()):
             return self._refuse(400, f"{H_ATTEMPT} and {H_PRIORITY} must be whole numbers")

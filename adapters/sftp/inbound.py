@@ -71,6 +71,7 @@ class Poller:
         self.failed = 0
         self.last_error: str | None = None  # the last problem of the latest round, None when it went well
         self._errors: list[str] = []
+        self._undecodable: set[bytes] = set()
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -108,9 +109,17 @@ class Poller:
                             retryable=True)
         source = self.source
         async with open_session(self.hub, source.connection) as session:
-            listing = await session.call(f"list {source.outbox}", session.sftp.readdir(source.outbox))
-            files = {str(n.filename): n.attrs for n in listing
-                     if n.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR}
+            # Listed as bytes: one name that is not UTF-8 would otherwise fail the whole listing, every round.
+            listing = await session.call(f"list {source.outbox}", session.sftp.readdir(source.outbox.encode()))
+            files = {}
+            for entry in listing:
+                if entry.attrs.type != asyncssh.FILEXFER_TYPE_REGULAR:
+                    continue
+                raw = entry.filename if isinstance(entry.filename, bytes) else str(entry.filename).encode()
+                try:
+                    files[raw.decode("utf-8")] = entry.attrs
+                except UnicodeDecodeError:
+                    self._skip_undecodable(raw)
             claims = sorted(c for c in (parse_claim_name(name) for name in files) if c is not None)
             described = [name[:-len(MANIFEST_SUFFIX)] for name in files if name.endswith(MANIFEST_SUFFIX)]
             # Oldest manifest first; a manifest whose data file is not (yet) there waits.
@@ -126,6 +135,13 @@ class Poller:
                 claim = new_claim(datetime.now(UTC))
                 if await self._claim(session, file, claim):
                     await self._isolated(session, file, claim, recovering=False)
+
+    def _skip_undecodable(self, raw: bytes) -> None:
+        """A file name that is not UTF-8 cannot be named in a manifest or moved by name: it is left
+        where it is, and said once (not every round)."""
+        if raw not in self._undecodable:
+            self._undecodable.add(raw)
+            log.warning("sftp inbound %s: ignoring a file whose name is not UTF-8: %r", self.unit, raw)
 
     async def _isolated(self, session: Session, file: str, claim: str, *, recovering: bool) -> None:
         """Process one file; its trouble (a read timing out, a folder it cannot move to) waits for the

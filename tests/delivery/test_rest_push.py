@@ -418,3 +418,13 @@ async def test_reference_receiver_keeps_nothing_of_a_cut_or_malformed_post(tmp_p
             assert resp.status == 200 and resp.headers["X-LGSP-Content-SHA256"] == hashlib.sha256(b"abc").hexdigest()
         assert rr.receiver.stored[f"{pid}:{DST}"].attempt == 1
         assert not list((tmp_path / "got" / ".tmp").iterdir())
+        # A declared hash that is not ASCII text is a 400, not a crash of the comparison.
+        other = "7d2f6c1e-0000-4000-8000-000000000002"
+        reader, writer = await asyncio.open_connection("127.0.0.1", rr.port)
+        writer.write(f"POST /lgsp/receive HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n"
+                     f"X-LGSP-Idempotency-Key: {other}:{DST}\r\nX-LGSP-Packet-Id: {other}\r\n".encode()
+                     + b"X-LGSP-Content-SHA256: \xc3\xa9" + b"0" * 62 + b"\r\nConnection: close\r\n\r\nabc")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 400") and b"64 lowercase hex digits" in answer

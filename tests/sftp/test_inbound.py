@@ -323,6 +323,26 @@ async def test_a_file_the_hub_cannot_read_does_not_hold_up_the_others(tmp_path: 
         assert await subjects() == ["Gửi khoa.bin", "Gửi mo.bin"]
         assert poller(hub).last_error is None
 
+async def test_a_file_name_that_is_not_utf8_does_not_stop_the_outbox(tmp_path: Path, server: SftpServer) -> None:
+    """A name that is not UTF-8 failed every listing of the outbox; now it is left where it is and
+    the other files are sent."""
+    outbox = server.root / "outbox"
+    cfg = await configured(tmp_path, {SOURCE: inbound(server)})
+    async with running(cfg) as (hub, dest):
+        os.makedirs(bytes(outbox), exist_ok=True)
+        with open(bytes(outbox) + b"/t\xeai.bin", "wb") as fh:
+            fh.write(b"latin-1 name")
+        write_submission(outbox, "mo.bin", b"readable")
+
+        async def arrived() -> bool:
+            return sorted(i["subject"] for i in await inbox_of(dest)) == ["Gửi mo.bin"]
+
+        await eventually(arrived, what="the file with a UTF-8 name")
+        await rounds_pass(hub, 1)
+        assert poller(hub).last_error is None
+        assert os.path.exists(bytes(outbox) + b"/t\xeai.bin")
+
+
 async def test_a_silent_server_does_not_stall_other_units(tmp_path: Path, server: SftpServer) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()

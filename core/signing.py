@@ -8,6 +8,7 @@ people writing clients in other languages; tests/test_signing.py holds the worke
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import re
 import secrets
@@ -100,7 +101,7 @@ def parse_signature_header(value: str) -> tuple[str, bytes]:
         raise ValueError("signature must be '<ALG> <base64 signature>'")
     try:
         raw = base64.b64decode(b64.strip(), validate=True)
-    except (ValueError, base64.binascii.Error) as exc:
+    except (ValueError, binascii.Error) as exc:
         raise ValueError("signature is not valid base64") from exc
     if not raw:
         raise ValueError("signature is empty")

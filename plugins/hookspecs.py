@@ -31,7 +31,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def lgsp_signature_algorithms() -> Iterable[SignatureAlgorithm]:
+def lgsp_signature_algorithms() -> Iterable[SignatureAlgorithm] | None:
     """Signature algorithms this plugin provides.
 
     Each object has `name` (the `<ALG>` of the X-LGSP-Signature header, e.g. `HMAC-SHA256`),

@@ -70,9 +70,11 @@ def read_addresses(data: bytes, *, max_header_bytes: int = MAX_HEADER_BYTES) -> 
             fed += len(chunk)
             parser.feed(bytes(chunk))
             for event, element in parser.read_events():
+                if not isinstance(element, etree._Element):
+                    continue  # only "start"/"end" are asked for; this narrows the type
                 if event == "start":
                     elements += 1
-                    if elements == 1 and element.getroottree().docinfo.doctype:
+                    if elements == 1 and element.getroottree().docinfo.doctype:  # type: ignore[attr-defined]  # lxml-stubs lack DocInfo.doctype
                         raise EdxmlAddressError("DOCTYPE declarations are refused")
                     if elements > MAX_ELEMENTS or len(path) >= MAX_DEPTH:
                         raise EdxmlAddressError("header nested too deeply or too many elements")

@@ -199,6 +199,6 @@ async def _snippet(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
-def _ssl(target: Mapping[str, Any]) -> bool | None:
-    """aiohttp's `ssl` argument: the default checks (None), or none at all when verify_tls is false."""
-    return None if target.get("verify_tls", True) else False
+def _ssl(target: Mapping[str, Any]) -> bool:
+    """aiohttp's `ssl` argument: the default checks (True), or none at all when verify_tls is false."""
+    return bool(target.get("verify_tls", True))

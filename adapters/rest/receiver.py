@@ -237,8 +237,8 @@ async def serve(receiver: Receiver, host: str, port: int) -> tuple[web.AppRunner
     site = web.TCPSite(runner, host, port)
     await site.start()
     server = site._server
-    assert server is not None
-    return runner, server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    assert isinstance(server, asyncio.base_events.Server)
+    return runner, server.sockets[0].getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -156,7 +156,7 @@ async def create_session(request: web.Request) -> web.Response:
     body = _object(await read_json(request, required=False))
     target = body.get("target")
     if target is not None:
-        check_text(target, "target", max_length=128)
+        target = check_text(target, "target", max_length=128)
     session = await hub_of(request).auth.create_session(principal, target)
     return json_response(session.public(), status=201)
 
@@ -166,7 +166,7 @@ async def verify(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = _object(await read_json(request))
     method, path, query, headers = body.get("method"), body.get("path"), body.get("query", ""), body.get("headers")
-    check_text(method, "method", max_length=32)
+    method = check_text(method, "method", max_length=32)
     if not isinstance(path, str) or not path.startswith("/"):
         raise Problem("request.invalid", "path: must be the request's path, starting with /", field="path")
     check_text(path, "path", max_length=MAX_VERIFIED_URL)

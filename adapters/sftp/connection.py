@@ -13,7 +13,7 @@ import contextlib
 import logging
 import posixpath
 from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncssh
 
@@ -164,7 +164,7 @@ class Session:
             raise classify(exc, self.conn, stage) from exc
         if len(data) > limit:
             raise SftpTooLarge(f"{stage}: {path} is larger than {limit} bytes")
-        return bytes(data)
+        return cast(bytes, data)  # opened with encoding=None: asyncssh returns bytes
 
     async def replace(self, stage: str, source: str, target: str) -> None:
         """Rename `source` onto `target`, replacing it: atomic where the server offers POSIX rename."""

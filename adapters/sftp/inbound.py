@@ -23,7 +23,7 @@ import logging
 import posixpath
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import asyncssh
 
@@ -233,7 +233,7 @@ class Poller:
                 block = await session.call(f"read {path}", handle.read(chunk_size))
                 if not block:
                     return
-                yield bytes(block)
+                yield cast(bytes, block)  # opened with encoding=None: asyncssh returns bytes
         finally:
             with contextlib.suppress(SftpError):
                 await session.call(f"close {path}", handle.close())

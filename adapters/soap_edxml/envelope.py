@@ -136,7 +136,8 @@ class EnvelopeParser:
         self.limits = limits
         self.payloads: list[Payload] = []
         self._tree = etree.TreeBuilder()
-        self._parser = etree.XMLParser(target=self, resolve_entities=False, no_network=True, load_dtd=False,
+        self._parser = etree.XMLParser(target=self,  # type: ignore[arg-type]  # lxml-stubs: str|bytes in callbacks
+                                       resolve_entities=False, no_network=True, load_dtd=False,
                                        dtd_validation=False, huge_tree=False, remove_comments=True, remove_pis=True)
         self._depth = 0
         self._elements = 0
@@ -244,7 +245,8 @@ class EnvelopeParser:
             self.payloads[-1].path = self._file.path
             self._sink = Base64Sink(self._file, etree.QName(tag).localname)
         # lxml hands the default namespace over with the prefix '' but wants None back.
-        self._tree.start(tag, attrs, {(k or None): v for k, v in nsmap.items()} if nsmap else None)
+        self._tree.start(tag, attrs,  # type: ignore[call-arg, arg-type]  # lxml-stubs lack the nsmap argument
+                         {(k or None): v for k, v in nsmap.items()} if nsmap else None)
 
     def _end(self, tag: str) -> None:
         if self._payload_depth == self._depth and self._file is not None and self._sink is not None:

@@ -17,7 +17,7 @@ import datetime as dt
 import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from docx import Document
 from docx.document import Document as DocxDocument
@@ -29,6 +29,7 @@ from docx.oxml.xmlchemy import BaseOxmlElement
 from docx.shared import Mm, Pt
 from docx.table import _Cell
 from docx.text.paragraph import Paragraph
+from lxml import etree
 
 from lgsp.core.config import RegistrationConfig
 from lgsp.core.registration.checks import text_problem
@@ -374,12 +375,13 @@ _FOLLOWERS = {
 }
 
 
-def _insert_in_order(parent: BaseOxmlElement, child: BaseOxmlElement, tag: str) -> None:
-    parent.insert_element_before(child, *_FOLLOWERS[tag])
+def _insert_in_order(parent: BaseOxmlElement, child: etree._Element, tag: str) -> None:
+    # OxmlElement() builds python-docx's element classes, typed as plain lxml elements.
+    parent.insert_element_before(cast(BaseOxmlElement, child), *_FOLLOWERS[tag])
 
 
-def _border(side: str) -> BaseOxmlElement:
-    box: BaseOxmlElement = OxmlElement("w:pBdr")
+def _border(side: str) -> etree._Element:
+    box = OxmlElement("w:pBdr")
     line = OxmlElement(f"w:{side}")
     for key, value in (("w:val", "single"), ("w:sz", "6"), ("w:space", "1"), ("w:color", "auto")):
         line.set(qn(key), value)

@@ -64,7 +64,8 @@ if _HOOKS:
         async def _execute_async(self, operation: Any, parameters: Any) -> Any:
             raw = self._connection._conn
             if isinstance(operation, str) and operation.startswith("BEGIN"):
-                self._adapt_connection._in_tx = True
+                adapt: Any = self._adapt_connection  # SQLAlchemy's private flag, not in its annotations
+                adapt._in_tx = True
 
             def run() -> tuple[Any, int, int | None, list[Any]]:
                 cur = raw.cursor()
@@ -80,7 +81,7 @@ if _HOOKS:
 
             async with self._adapt_connection._execute_mutex:
                 description, rowcount, lastrowid, rows = await self._connection._execute(run)
-            outcome = self._cursor
+            outcome: Any = self._cursor  # our _Outcome, not the aiosqlite cursor the base class declares
             outcome.description, outcome.rowcount, outcome.lastrowid = description, rowcount, lastrowid
             self._rows = collections.deque(rows)
             return None
@@ -98,7 +99,8 @@ if _HOOKS:
 
             async with self._adapt_connection._execute_mutex:
                 rowcount, lastrowid = await self._connection._execute(run)
-            self._cursor.rowcount, self._cursor.lastrowid = rowcount, lastrowid
+            outcome: Any = self._cursor
+            outcome.rowcount, outcome.lastrowid = rowcount, lastrowid
             return None
 
     class OneHopConnection(stock.AsyncAdapt_aiosqlite_connection):

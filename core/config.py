@@ -18,7 +18,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Union, get_args, get_origin
+from typing import Any, Literal, NamedTuple, TypeVar, Union, get_args, get_origin
 
 import yaml
 
@@ -583,7 +583,7 @@ def _coerce(value: Any, tp: Any, path: str, loc: _Loc, issues: list[ConfigIssue]
             return None
         non_none = [a for a in args if a is not type(None)]
         return _coerce(value, non_none[0], path, loc, issues)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             return fail()
         return _build(tp, value, path, loc, issues)
@@ -649,7 +649,10 @@ def _public_fields(cls: type) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str, loc: _Loc, issues: list[ConfigIssue]) -> Any:
+_Section = TypeVar("_Section")
+
+
+def _build(cls: type[_Section], data: dict[str, Any], prefix: str, loc: _Loc, issues: list[ConfigIssue]) -> _Section:
     """Build one section; a section with a `config_issues()` method then checks its keys against each
     other (only when each key was fine on its own), reporting (relative key path, message) pairs."""
     start = len(issues)

@@ -399,8 +399,8 @@ class ContentService:
         if info.data_type not in self.inspectors:
             return out
         if is_source:
-            rows = (await conn.execute(select(packet_contents).where(packet_contents.c.packet_id == info.id))).all()
-            rows.sort(key=lambda r: (r.data_type is None, len(r.variant), r.variant))  # forms first, then parts
+            found = (await conn.execute(select(packet_contents).where(packet_contents.c.packet_id == info.id))).all()
+            rows = sorted(found, key=lambda r: (r.data_type is None, len(r.variant), r.variant))  # forms, then parts
             out["variants"] = [{"variant": r.variant, "size": r.size, "sha256": r.sha256, "media_type": r.media_type,
                                 **({"data_type": r.data_type} if r.data_type else {})} for r in rows]
         out.update(await self.inspectors[info.data_type].describe(conn, info, unit, is_source))

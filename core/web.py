@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
+from aiohttp.typedefs import Handler
 
 from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
@@ -72,17 +73,17 @@ def check_url_text(request: web.Request) -> None:
             raise Problem("request.invalid", f"{name} (in the path): {why}", field=name)
     for part in query.split("&") if query else ():
         raw_name, _, raw_value = part.partition("=")
-        name, value = url_text(raw_name), url_text(raw_value)
-        if name is None or value is None:
+        decoded_name, decoded_value = url_text(raw_name), url_text(raw_value)
+        if decoded_name is None or decoded_value is None:
             raise Problem("request.malformed", "a query parameter is not UTF-8 once percent-decoded")
-        why = text_problem(name) or text_problem(value, multiline=True)
+        why = text_problem(decoded_name) or text_problem(decoded_value, multiline=True)
         if why is not None:
-            shown = printable(name)[:64]
+            shown = printable(decoded_name)[:64]
             raise Problem("request.invalid", f"{shown} (in the query): {why}", field=shown)
 
 
 @web.middleware
-async def problem_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except Problem as problem:
@@ -137,7 +138,7 @@ async def authenticate(request: web.Request, *, streams_body: bool = False) -> P
     A handler that streams a large body itself (content upload, service proxy, SOAP) passes
     `streams_body` and checks the hash as it reads; then only a missing body is checked here.
     """
-    cached = request.get(PRINCIPAL)
+    cached: Principal | None = request.get(PRINCIPAL)
     if cached is not None:
         return cached
     check_url_text(request)
@@ -173,9 +174,9 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes:
 
     Already read by `authenticate` for a signed request; read (and checked) here otherwise.
     """
-    body = request.get(BODY)
-    if body is not None:
-        return body
+    cached: bytes | None = request.get(BODY)
+    if cached is not None:
+        return cached
     body = await _read_checked_body(request, limit or hub_of(request).config.limits.max_json_body)
     request[BODY] = body
     return body

@@ -211,7 +211,7 @@ class TreeGuard:
                 raise _refuse(elem, f"more than {self._max_attributes} attributes on one element", "max_attributes")
             for name, value in elem.items():
                 if len(value) > self._max_attr_len:
-                    raise _refuse(elem, f"attribute {local_name(name) or name} longer than {self._max_attr_len} "
+                    raise _refuse(elem, f"attribute {local_name(name) or str(name)} longer than {self._max_attr_len} "
                                   "characters", "max_attribute_length")
         prev = elem.getprevious()
         if prev is not None:

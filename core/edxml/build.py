@@ -17,7 +17,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 from lxml import etree
 
@@ -39,6 +39,7 @@ from .spec import (
     from_json,
     q,
 )
+from .stream import ByteSink
 
 __all__ = ["AttachmentOpener", "build_packet", "envelope_from_json"]
 
@@ -49,6 +50,9 @@ AttachmentOpener = (
     Callable[[Mapping[str, Any]], BinaryIO | IO[bytes]]
     | Mapping[str, "str | os.PathLike[str] | BinaryIO | IO[bytes]"]
 )
+
+#: The edXML namespace as the default one; lxml takes None for "no prefix", lxml-stubs only say str.
+_DEFAULT_NAMESPACE = cast("dict[str, str]", {None: NS})
 
 _EDOC_KEYS = ("format", "kind", "message_header", "trace_header_list", "signature", "manifest_version", "attachments")
 _STATUS_KEYS = ("format", "kind", "message_header", "signature")
@@ -166,7 +170,7 @@ def envelope_from_json(document: Any, limits: ParseLimits | None = None) -> tupl
     if "message_header" not in document:
         raise _err("$.message_header", "required key is missing")
 
-    root = etree.Element(q("edXML"), nsmap={None: NS})
+    root = etree.Element(q("edXML"), nsmap=_DEFAULT_NAMESPACE)
     envelope = etree.SubElement(root, q("edXMLEnvelope"))
     header = etree.SubElement(envelope, q("edXMLHeader"))
     if kind == "status":
@@ -242,7 +246,7 @@ def _open(
 
 
 def _copy_base64(
-    src: BinaryIO | IO[bytes], dst: BinaryIO | IO[bytes], limit: int, path: str
+    src: BinaryIO | IO[bytes], dst: ByteSink, limit: int, path: str
 ) -> tuple[int, str, bool]:
     """Stream ``src`` into ``dst`` as one Base64 line; return (size, sha256, is_zip)."""
     sha = hashlib.sha256()
@@ -271,7 +275,7 @@ def _copy_base64(
 
 def build_packet(
     document: Mapping[str, Any],
-    dst: BinaryIO | IO[bytes],
+    dst: ByteSink,
     *,
     attachments: AttachmentOpener | None = None,
     limits: ParseLimits | None = None,
@@ -311,8 +315,8 @@ def build_packet(
         root, encoding="UTF-8", xml_declaration=False
     )
     infos: list[AttachmentInfo] = []
-    for i, (entry, token) in enumerate(zip(entries, tokens, strict=True)):
-        before, _, text = text.partition(token)
+    for i, (entry, placeholder) in enumerate(zip(entries, tokens, strict=True)):
+        before, _, text = text.partition(placeholder)
         dst.write(before)
         path = f"$.attachments[{i}]"
         stream, close_it = _open(attachments, entry, path)

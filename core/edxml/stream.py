@@ -50,7 +50,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 from lxml import etree
 
@@ -84,6 +84,12 @@ _ATTACHMENT = q("Attachment")
 _CTE = q("ContentTransferEncoded")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _WHITESPACE = b" \t\r\n"
+
+
+class ByteSink(Protocol):
+    """Where a converted packet is written: anything with ``write(bytes)`` (a file, a blob writer)."""
+
+    def write(self, data: bytes, /) -> Any: ...
 
 
 class BinaryWriter(Protocol):
@@ -303,7 +309,7 @@ class _AttachmentStream:
         reference: dict[str, Any],
         writer: BinaryWriter | None,
         limit: int,
-        echo: BinaryIO | IO[bytes] | None,
+        echo: ByteSink | None,
         path: str,
     ) -> None:
         self.meta = meta
@@ -404,7 +410,7 @@ class _Streamer:
         self,
         limits: ParseLimits,
         sink: AttachmentSink | None,
-        echo: BinaryIO | IO[bytes] | None = None,
+        echo: ByteSink | None = None,
         hook: EnvelopeHook | None = None,
     ) -> None:
         self.limits = limits
@@ -430,15 +436,16 @@ class _Streamer:
     def _events(self, parser: etree.XMLPullParser, *, bounds_only: bool = False) -> None:
         """Handle the parser's events; after a syntax error only the bounds are checked."""
         guard = self.guard
-        for event, elem in parser.read_events():
+        for event, item in parser.read_events():
             # Bounds first: nothing below runs on an oversized element.
+            if event not in ("start", "end"):
+                guard.namespace(cast("tuple[str, str]", item)[1])  # "start-ns": (prefix, uri)
+                continue
+            elem = cast(etree._Element, item)
             if event == "start":
                 guard.start(elem)
-            elif event == "end":
-                guard.end(elem)
             else:
-                guard.namespace(elem[1])  # "start-ns": (prefix, uri)
-                continue
+                guard.end(elem)
             if bounds_only:
                 continue
             tag = elem.tag
@@ -506,14 +513,15 @@ class _Streamer:
     def _payload_start(self, cte: etree._Element) -> None:
         att = cte.getparent()
         encoded = att.getparent() if att is not None else None
+        root = encoded.getparent() if encoded is not None else None
         if (
             att is None
             or encoded is None
             or att.tag != _ATTACHMENT
             or encoded.tag != _ENCODED
             or not self.envelope_done
-            or encoded.getparent() is None
-            or encoded.getparent().tag != _ROOT
+            or root is None
+            or root.tag != _ROOT
         ):
             raise EdxmlInvalid(
                 "ContentTransferEncoded is only allowed in /edXML/AttachmentEncoded/Attachment",
@@ -725,7 +733,8 @@ class _Streamer:
             raise
 
     def _finish(self, root: etree._Element) -> Packet:
-        if root.getroottree().docinfo.doctype:  # pragma: no cover - the splitter refuses DOCTYPE first
+        # lxml-stubs lack DocInfo.doctype
+        if getattr(root.getroottree().docinfo, "doctype", None):  # pragma: no cover - refused by the splitter
             raise EdxmlUnsafe("DOCTYPE declarations are refused", rule="no DTD")
         kind: Kind = self.kind or "edoc"
         validate(root, kind, "whole packet, attachment payloads excluded")
@@ -802,7 +811,7 @@ def parse_packet(
 
 def append_trace_header(
     source: Source,
-    dst: BinaryIO | IO[bytes],
+    dst: ByteSink,
     *,
     organ_id: str,
     timestamp: datetime | str | None = None,
@@ -846,4 +855,4 @@ def append_trace_header(
 
     limits = limits or _DEFAULT_LIMITS
     with open_source(source) as fh:
-        return _Streamer(limits, attachment_sink, echo=dst, hook=hook).run(fh)  # type: ignore[arg-type]
+        return _Streamer(limits, attachment_sink, echo=dst, hook=hook).run(fh)

@@ -1,18 +1,20 @@
 """`lgsp format ...`: which format a unit takes for edXML packets (edxml as sent, or the JSON form).
 
-Kept apart from cli/main.py, which only calls `add_commands`; the commands work on the store named
-by the config file, like the other administration commands, and need the `edxml` plugin enabled
-in that config (it says which formats exist).
+A command group of its own (registered in cli/main.py); the commands work on the store named by
+the config file, like the other administration commands, and need the `edxml` plugin enabled in
+that config (it says which formats exist).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from typing import Any
 
+from lgsp.cli import output
+from lgsp.cli.args import Subparsers, add_config
 from lgsp.cli.messages import t
+from lgsp.cli.store import on_store
 
 
 def _default(hub: Any, family: str) -> str:
@@ -21,38 +23,34 @@ def _default(hub: Any, family: str) -> str:
 
 
 def cmd_format_set(args: argparse.Namespace) -> int:
-    from lgsp.cli.main import _on_store
-
     fmt = None if args.format == "default" else args.format
 
     async def use(hub: Any) -> str:
         await hub.content.set_format(args.unit, args.family, fmt)
         return fmt or _default(hub, args.family)
 
-    shown = _on_store(args, use)
+    shown = on_store(args, use)
     print(t("format_set" if fmt else "format_reset", unit=args.unit, family=args.family, format=shown))
     return 0
 
 
 def cmd_format_list(args: argparse.Namespace) -> int:
-    from lgsp.cli.main import _on_store, _table
-
     async def use(hub: Any) -> tuple[list[dict[str, str]], dict[str, list[str]]]:
         known = {f: sorted(hub.content.known_formats(f)) for f in hub.content.families}
         return await hub.content.list_formats(args.family), known
 
-    rows, known = _on_store(args, use)
+    rows, known = on_store(args, use)
     if args.json:
         print(json.dumps({"formats": known, "units": rows}, ensure_ascii=False, indent=2))
     elif not rows:
         print(t("format_none"))
     else:
-        _table([[r["unit"], r["family"], r["format"], r["updated_at"]] for r in rows],
+        output.table([[r["unit"], r["family"], r["format"], r["updated_at"]] for r in rows],
                [t("h_unit"), t("h_family"), t("h_format"), t("h_updated")])
     return 0
 
 
-def add_commands(sub: Any, add_config: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_commands(sub: Subparsers) -> None:
     p = sub.add_parser("format", help="the format a unit takes for edXML packets (edxml or json)")
     s = p.add_subparsers(dest="action", required=True)
     q = s.add_parser("set", help="set a unit's format ('default' removes its own setting)")

@@ -1,0 +1,447 @@
+"""Administration commands: units, applications, keys, secrets, deliveries, services, the hub's key.
+
+They work on the store named by the config file and need no running hub; a running hub picks up
+what they change on its next poll.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from lgsp.cli import output
+from lgsp.cli.args import Subparsers, add_config, positive_int
+from lgsp.cli.errors import CliError
+from lgsp.cli.messages import t
+from lgsp.cli.store import cli_config, on_store, open_store
+from lgsp.core.config import load_config
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from lgsp.core.hub import Hub
+
+    config = load_config(args.file)
+    Hub(config).check_config()  # plugin names, push targets and adapter sections too
+    print(t("config_ok", path=args.file))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    print(t("db_upgraded", rev=on_store(args, lambda hub: hub.db.current_revision())))
+    return 0
+
+
+def cmd_unit_add(args: argparse.Namespace) -> int:
+    def use(hub: Any) -> Any:
+        return hub.directory.add_unit(args.id, args.name, parent_id=args.parent, zone=args.zone,
+                                      legacy=args.legacy)
+
+    unit = on_store(args, use)
+    print(t("unit_added", id=unit.id, name=unit.name))
+    return 0
+
+
+def cmd_unit_list(args: argparse.Namespace) -> int:
+    found = on_store(args, lambda hub: hub.directory.search_units(args.q or "", limit=args.limit))
+    if args.json:
+        output.print_json([u.public() | {"online": u.online, "last_seen_at": output.when(u.last_seen_at)}
+                           for u in found])
+        return 0
+    output.table([[u.id, u.name, u.parent_id or "-", u.zone, t("active") if u.status == "active" else u.status,
+                   t("yes") if u.online else t("no")] for u in found],
+                 [t("h_id"), t("h_name"), t("h_parent"), t("h_zone"), t("h_status"), t("h_online")])
+    return 0
+
+
+def cmd_unit_show(args: argparse.Namespace) -> int:
+    async def go() -> tuple[Any, Any, Any]:
+        async with open_store(args) as hub:
+            unit = await hub.directory.get_unit(args.id)
+            if unit is None:
+                raise CliError(f"not_found: unit {args.id} does not exist")
+            return unit, await hub.directory.list_applications(unit.id), await hub.directory.list_keys(unit_id=unit.id)
+
+    unit, apps, keys = asyncio.run(go())
+    data = unit.public() | {
+        "legacy": unit.legacy, "online": unit.online, "last_seen_at": output.when(unit.last_seen_at),
+        "clock_offset_seconds": unit.clock_offset_seconds, "created_at": output.when(unit.created_at),
+        "applications": [{"id": a.id, "name": a.name} for a in apps],
+        "keys": [{"access_key": k.id, "algorithm": k.algorithm, "application": k.application_id,
+                  "revoked": k.revoked_at is not None} for k in keys]}
+    output.print_json(data)
+    return 0
+
+
+def cmd_unit_status(args: argparse.Namespace) -> int:
+    unit = on_store(args, lambda hub: hub.directory.set_unit_status(args.id, args.status))
+    print(t("unit_status", id=unit.id, status=unit.status))
+    return 0
+
+
+def cmd_app_add(args: argparse.Namespace) -> int:
+    app = on_store(args, lambda hub: hub.directory.add_application(args.unit, args.name))
+    print(t("app_added", name=app.name, id=app.id, unit=app.unit_id))
+    return 0
+
+
+def cmd_app_list(args: argparse.Namespace) -> int:
+    apps = on_store(args, lambda hub: hub.directory.list_applications(args.unit))
+    output.table([[a.id, a.unit_id, a.name, output.when(a.created_at)] for a in apps],
+                 [t("h_id"), t("h_unit"), t("h_name"), t("h_created")])
+    return 0
+
+
+def cmd_key_issue(args: argparse.Namespace) -> int:
+    pem = Path(args.public_key).read_text(encoding="ascii") if args.public_key else None
+
+    async def go() -> Any:
+        async with open_store(args) as hub:
+            app = await hub.directory.find_application(args.app, args.unit)
+            return await hub.directory.issue_key(app.id, args.algorithm, public_key_pem=pem)
+
+    issued = asyncio.run(go())
+    print(t("key_issued", key=issued.access_key, alg=issued.algorithm, unit=issued.unit_id))
+    if issued.secret:
+        print(t("secret_once"))
+        print(issued.secret)
+    if issued.private_key_pem and not args.private_key_out:
+        print(t("private_once"))
+        print(issued.private_key_pem, end="")
+    if issued.private_key_pem and args.private_key_out:
+        out = Path(args.private_key_out)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(issued.private_key_pem)
+        print(f"-> {out}")
+    if args.save_profile:
+        from lgsp.client.profiles import profiles_path, save_profile
+
+        key_file = str(Path(args.private_key_out).resolve()) if args.private_key_out else None
+        if issued.private_key_pem and not key_file:
+            raise CliError("--save-profile with an RSA key also needs --private-key-out FILE")
+        path = profiles_path()
+        save_profile(path, args.save_profile, {"url": args.url, "access_key": issued.access_key,
+                                               "algorithm": issued.algorithm, "secret_key": issued.secret,
+                                               "private_key_file": key_file, "unit": issued.unit_id})
+        print(t("profile_saved", name=args.save_profile, path=path))
+    return 0
+
+
+def cmd_key_list(args: argparse.Namespace) -> int:
+    async def go() -> Any:
+        async with open_store(args) as hub:
+            app_id = (await hub.directory.find_application(args.app, args.unit)).id if args.app else None
+            return await hub.directory.list_keys(application_id=app_id, unit_id=args.unit)
+
+    keys = asyncio.run(go())
+    output.table([[k.id, k.unit_id, k.application_id, k.algorithm,
+                   t("revoked") if k.revoked_at else t("active"), output.when(k.created_at)] for k in keys],
+                 [t("h_key"), t("h_unit"), t("h_app"), t("h_alg"), t("h_status"), t("h_created")])
+    return 0
+
+
+def cmd_key_revoke(args: argparse.Namespace) -> int:
+    key = on_store(args, lambda hub: hub.directory.revoke_key(args.key))
+    print(t("key_revoked", key=key.id))
+    return 0
+
+
+def cmd_secret_set(args: argparse.Namespace) -> int:
+    if args.from_file:
+        value = Path(args.from_file).read_text(encoding="utf-8")
+    elif sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass(t("secret_prompt", name=args.name))
+    else:
+        value = sys.stdin.read()
+    value = value.rstrip("\n") if not args.from_file else value
+
+    on_store(args, lambda hub: hub.secrets.set(args.name, value))
+    print(t("secret_saved", name=args.name))
+    return 0
+
+
+def cmd_secret_list(args: argparse.Namespace) -> int:
+    def use(hub: Any) -> Any:
+        return hub.secrets.names()
+
+    output.table([[name, output.when(at)] for name, at in on_store(args, use)], [t("h_name"), t("h_updated")])
+    return 0
+
+
+def cmd_secret_delete(args: argparse.Namespace) -> int:
+    if not on_store(args, lambda hub: hub.secrets.delete(args.name)):
+        raise CliError(f"not_found: no secret named {args.name!r}")
+    print(t("secret_deleted", name=args.name))
+    return 0
+
+
+def cmd_deliveries_list(args: argparse.Namespace) -> int:
+    def use(hub: Any) -> Any:
+        return hub.exchange.list_deliveries(states=args.state, unit=args.unit, packet_id=args.packet,
+                                            older_than=args.older_than, limit=args.limit)
+
+    rows = on_store(args, use)
+    if args.json:
+        output.print_json(rows)
+    elif not rows:
+        print(t("no_deliveries"))
+    else:
+        output.table([[r["packet"], r["unit"], r["mode"] + (f"/{r['protocol']}" if r["protocol"] else ""), r["state"],
+                       str(r["attempts"]), r["next_attempt_at"] or "-", r["updated_at"],
+                       (r["reason"] or r["last_error"] or "-")[:80]] for r in rows],
+                     [t("h_packet"), t("h_unit"), t("h_mode"), t("h_state"), t("h_attempts"), t("h_next"),
+                      t("h_updated"), t("h_why")])
+    return 0
+
+
+def _running_note(args: argparse.Namespace) -> None:
+    print(t("hub_running_note", s=f"{cli_config(args).delivery.poll_interval_seconds:g}"), file=sys.stderr)
+
+
+def cmd_deliveries_retry(args: argparse.Namespace) -> int:
+    on_store(args, lambda hub: hub.exchange.operator_retry(args.packet, args.unit))
+    print(t("delivery_retried", id=args.packet, unit=args.unit))
+    _running_note(args)
+    return 0
+
+
+def cmd_deliveries_cancel(args: argparse.Namespace) -> int:
+    reason = "cancelled by an operator" + (f": {args.reason}" if args.reason else "")
+    moved = on_store(args, lambda hub: hub.exchange.operator_cancel(args.packet, args.unit, reason))
+    if not moved:
+        raise CliError(f"conflict: packet {args.packet} has no unfinished delivery to cancel")
+    print(t("delivery_cancelled", id=args.packet, units=", ".join(moved)))
+    return 0
+
+
+def cmd_deliveries_reroute(args: argparse.Namespace) -> int:
+    done = on_store(args, lambda hub: hub.exchange.operator_reroute(args.packet, args.unit, args.to))
+    print(t("delivery_rerouted", id=args.packet, unit=args.unit, to=args.to, mode=done["mode"]))
+    _running_note(args)
+    return 0
+
+
+def cmd_service_add(args: argparse.Namespace) -> int:
+    def use(hub: Any) -> Any:
+        return hub.services.add(args.id, args.unit, args.url, description=args.description,
+                                timeout_seconds=args.timeout)
+
+    service = on_store(args, use)
+    print(t("service_added", id=service.id, unit=service.unit_id, url=service.url))
+    return 0
+
+
+def cmd_service_list(args: argparse.Namespace) -> int:
+    found = on_store(args, lambda hub: hub.services.list(args.unit))
+    if args.json:
+        output.print_json([s.public() | {"granted_to": g} for s, g in found])
+        return 0
+    output.table([[s.id, s.unit_id, s.url, s.status, f"{s.timeout_seconds:g}", ", ".join(g) or "-"] for s, g in found],
+                 [t("h_id"), t("h_unit"), t("h_url"), t("h_status"), t("h_timeout"), t("h_grants")])
+    return 0
+
+
+def cmd_service_grant(args: argparse.Namespace) -> int:
+    def use(hub: Any) -> Any:
+        return hub.services.grant(args.id, args.unit)
+
+    print(t("service_granted" if on_store(args, use) else "service_already", id=args.id, unit=args.unit))
+    return 0
+
+
+def cmd_service_revoke(args: argparse.Namespace) -> int:
+    if not on_store(args, lambda hub: hub.services.revoke(args.id, args.unit)):
+        raise CliError(f"not_found: unit {args.unit} had no grant on service {args.id}")
+    print(t("service_revoked", id=args.id, unit=args.unit))
+    return 0
+
+
+def cmd_service_remove(args: argparse.Namespace) -> int:
+    on_store(args, lambda hub: hub.services.remove(args.id))
+    print(t("service_removed", id=args.id))
+    return 0
+
+
+def cmd_service_status(args: argparse.Namespace) -> int:
+    service = on_store(args, lambda hub: hub.services.set_status(args.id, args.status))
+    print(t("service_status", id=service.id, status=service.status))
+    return 0
+
+
+def cmd_hub_key(args: argparse.Namespace) -> int:
+    key = on_store(args, lambda hub: hub.identity.key())
+    if args.json:
+        output.print_json(key.public())
+        return 0
+    print(t("hub_key", access=key.access_key, alg="RSA-SHA256", unit=key.unit), file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(key.public_key_pem, encoding="ascii")
+        print(f"-> {args.out}", file=sys.stderr)
+    else:
+        print(key.public_key_pem, end="")
+    return 0
+
+
+def add_commands(sub: Subparsers) -> None:
+    p = sub.add_parser("config", help="configuration")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("check", help="validate a config file")
+    q.add_argument("file")
+    q.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("db", help="database")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("upgrade", help="apply migrations")
+    add_config(q)
+    q.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("unit", help="units (agencies)")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("add", help="register a unit")
+    q.add_argument("id", help="electronic identifier, e.g. 000.00.00.H23")
+    q.add_argument("name")
+    q.add_argument("--parent", help="identifier of the parent unit")
+    q.add_argument("--zone", default="local", help="deployment zone (default: local)")
+    q.add_argument("--legacy", action="store_true",
+                   help="accept the code of another system (e.g. 28.22.H17, vxp.saas.02)")
+    add_config(q)
+    q.set_defaults(func=cmd_unit_add)
+    q = s.add_parser("list", help="list units")
+    q.add_argument("-q", help="identifier prefix or part of the name")
+    q.add_argument("--limit", type=positive_int, default=500)
+    q.add_argument("--json", action="store_true")
+    add_config(q)
+    q.set_defaults(func=cmd_unit_list)
+    q = s.add_parser("show", help="show one unit")
+    q.add_argument("id")
+    add_config(q)
+    q.set_defaults(func=cmd_unit_show)
+    for name, status in (("suspend", "suspended"), ("activate", "active")):
+        q = s.add_parser(name, help=f"mark a unit {status}")
+        q.add_argument("id")
+        add_config(q)
+        q.set_defaults(func=cmd_unit_status, status=status)
+
+    p = sub.add_parser("app", help="applications of units")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("add", help="add an application to a unit")
+    q.add_argument("unit")
+    q.add_argument("name")
+    add_config(q)
+    q.set_defaults(func=cmd_app_add)
+    q = s.add_parser("list", help="list applications")
+    q.add_argument("--unit")
+    add_config(q)
+    q.set_defaults(func=cmd_app_list)
+
+    p = sub.add_parser("key", help="access keys")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("issue", help="issue an access key (the secret is shown once)")
+    q.add_argument("--app", required=True, help="application id, or its name with --unit")
+    q.add_argument("--unit", help="unit of the application, when --app is a name")
+    q.add_argument("--algorithm", default="HMAC-SHA256", help="HMAC-SHA256 (default), HMAC-SHA1 or RSA-SHA256")
+    q.add_argument("--public-key", help="RSA: the unit's public key (PEM file); else a key pair is generated")
+    q.add_argument("--private-key-out", help="RSA: write the generated private key to this file (0600)")
+    q.add_argument("--save-profile", metavar="NAME", help="also save the credentials as a client profile")
+    q.add_argument("--url", default="http://127.0.0.1:8080", help="hub URL stored in the profile")
+    add_config(q)
+    q.set_defaults(func=cmd_key_issue)
+    q = s.add_parser("list", help="list keys")
+    q.add_argument("--app")
+    q.add_argument("--unit")
+    add_config(q)
+    q.set_defaults(func=cmd_key_list)
+    q = s.add_parser("revoke", help="revoke a key (effective on the next request)")
+    q.add_argument("key")
+    add_config(q)
+    q.set_defaults(func=cmd_key_revoke)
+
+    p = sub.add_parser("secret", help="secrets for adapters (sealed with the master key)")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("set", help="store a secret (read from a prompt, stdin or --from-file)")
+    q.add_argument("name")
+    q.add_argument("--from-file", help="take the value from this file (e.g. a private key)")
+    add_config(q)
+    q.set_defaults(func=cmd_secret_set)
+    q = s.add_parser("list", help="list secret names (never values)")
+    add_config(q)
+    q.set_defaults(func=cmd_secret_list)
+    q = s.add_parser("delete", help="delete a secret")
+    q.add_argument("name")
+    add_config(q)
+    q.set_defaults(func=cmd_secret_delete)
+
+    p = sub.add_parser("deliveries", help="deliveries that are stuck or failed: list, retry, cancel, re-route")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("list", help="list deliveries (default: everything not yet delivered)")
+    q.add_argument("--state", action="append", help="only this state (repeatable): queued, notified, fetched, "
+                   "sending, retrying, failed, expired, cancelled, delivered, waiting")
+    q.add_argument("--unit", help="only deliveries to this unit")
+    q.add_argument("--packet", help="only this packet")
+    q.add_argument("--older-than", type=float, metavar="SECONDS", help="unchanged for at least this long (stuck)")
+    q.add_argument("--limit", type=positive_int, default=200)
+    q.add_argument("--json", action="store_true")
+    add_config(q)
+    q.set_defaults(func=cmd_deliveries_list)
+    q = s.add_parser("retry", help="queue a delivery again now (retrying, failed, expired or cancelled)")
+    q.add_argument("packet")
+    q.add_argument("unit")
+    add_config(q)
+    q.set_defaults(func=cmd_deliveries_retry)
+    q = s.add_parser("cancel", help="cancel a packet's unfinished delivery to one unit (or to all)")
+    q.add_argument("packet")
+    q.add_argument("unit", nargs="?")
+    q.add_argument("--reason", help="told to the source with the cancellation")
+    add_config(q)
+    q.set_defaults(func=cmd_deliveries_cancel)
+    q = s.add_parser("reroute", help="send a packet that did not reach UNIT to another unit instead")
+    q.add_argument("packet")
+    q.add_argument("unit")
+    q.add_argument("--to", required=True, help="the new destination")
+    add_config(q)
+    q.set_defaults(func=cmd_deliveries_reroute)
+
+    p = sub.add_parser("service", help="REST services of units callable through the hub (/v1/services/...)")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("add", help="register a unit's service")
+    q.add_argument("id", help="service id: lowercase letters, digits, . _ -")
+    q.add_argument("--unit", required=True, help="the unit that runs the service")
+    q.add_argument("--url", required=True, help="base URL the hub forwards to")
+    q.add_argument("--timeout", type=float, default=30.0, help="seconds to connect and between reads (default 30)")
+    q.add_argument("--description")
+    add_config(q)
+    q.set_defaults(func=cmd_service_add)
+    q = s.add_parser("list", help="list services and who may call them")
+    q.add_argument("--unit")
+    q.add_argument("--json", action="store_true")
+    add_config(q)
+    q.set_defaults(func=cmd_service_list)
+    for name, func in (("grant", cmd_service_grant), ("revoke", cmd_service_revoke)):
+        q = s.add_parser(name, help=f"{name} a unit's right to call a service")
+        q.add_argument("id")
+        q.add_argument("unit")
+        add_config(q)
+        q.set_defaults(func=func)
+    q = s.add_parser("remove", help="delete a service and its grants")
+    q.add_argument("id")
+    add_config(q)
+    q.set_defaults(func=cmd_service_remove)
+    for name, status in (("suspend", "suspended"), ("activate", "active")):
+        q = s.add_parser(name, help=f"mark a service {status}")
+        q.add_argument("id")
+        add_config(q)
+        q.set_defaults(func=cmd_service_status, status=status)
+
+    p = sub.add_parser("hub", help="this hub")
+    s = p.add_subparsers(dest="action", required=True)
+    q = s.add_parser("key", help="print the public key receivers verify the hub's pushes with (made on first use)")
+    q.add_argument("-o", "--out", help="write the PEM to this file")
+    q.add_argument("--json", action="store_true", help="print unit, access key, algorithm and PEM as JSON")
+    add_config(q)
+    q.set_defaults(func=cmd_hub_key)

@@ -1,0 +1,68 @@
+"""How every `lgsp` command fails: one line on stderr and a non-zero exit, never a traceback.
+
+Kept in one place so each command module raises what it naturally raises (a `Problem`, a client
+error, an `OSError`) and `main` turns it into the same one-line shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from lgsp.cli.messages import lang, t
+from lgsp.core.config import ConfigError
+
+
+class CliError(Exception):
+    """One line for the user; exits with status 1."""
+
+
+def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Call one command and map whatever it raises to one line on stderr and an exit status."""
+    import aiohttp
+    import yaml
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from lgsp.client.client import LgspError
+    from lgsp.client.profiles import ProfileError
+    from lgsp.core.errors import Problem
+    from lgsp.core.masterkey import MasterKeyError
+    from lgsp.plugins.manager import PluginError
+
+    try:
+        return int(func(args) or 0)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"{t('error')}: {issue}", file=sys.stderr)
+        return 1
+    except Problem as exc:
+        print(f"{t('error')}: {exc.code}: {exc.detail or exc.title(lang())}", file=sys.stderr)
+        return 1
+    except LgspError as exc:
+        print(f"{t('error')}: {exc.code}: {exc.detail}", file=sys.stderr)
+        return 1
+    except (CliError, ProfileError, MasterKeyError, PluginError) as exc:
+        print(f"{t('error')}: {exc}", file=sys.stderr)
+        return 1
+    except aiohttp.ClientError as exc:
+        print(f"{t('error')}: transport: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{t('error')}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except yaml.YAMLError as exc:  # a profiles file that is not YAML
+        print(f"{t('error')}: YAML: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:  # the store cannot be reached or opened
+        reason = getattr(exc, "orig", None) or exc
+        print(f"{t('error')}: store: {' '.join(str(reason).split())[:300]}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # anything else: still one line; LGSP_DEBUG=1 shows the traceback
+        if os.environ.get("LGSP_DEBUG"):
+            raise
+        print(f"{t('error')}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        return 1

@@ -1,0 +1,79 @@
+"""Commands that serve in the foreground: the hub itself (`run`) and the national-axis simulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from lgsp.cli.args import Subparsers, add_config
+from lgsp.cli.errors import CliError
+from lgsp.cli.messages import t
+from lgsp.cli.store import cli_config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lgsp.core.hub import Hub
+
+    config = cli_config(args)
+    logging.basicConfig(level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def serve() -> None:
+        hub = Hub(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await hub.start()
+        print(t("listening", url=hub.url), flush=True)
+        try:
+            await stop.wait()
+        finally:
+            print(t("stopping"), file=sys.stderr, flush=True)
+            await hub.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
+def cmd_axis_sim(args: argparse.Namespace) -> int:
+    from lgsp.adapters.national_axis.sim_config import SimConfigError, load_agencies, parse_system, read_systems_file
+    from lgsp.adapters.national_axis.simulator import AxisSimulator, serve_until_signalled
+
+    try:
+        systems = [parse_system(spec) for spec in args.system]
+        if args.systems_file:
+            systems += read_systems_file(Path(args.systems_file))
+        if not systems:
+            raise CliError(t("axis_sim_no_system"))
+        agencies = load_agencies(Path(args.agencies)) if args.agencies else []
+        simulator = AxisSimulator(systems, agencies=agencies, state_file=Path(args.state) if args.state else None)
+    except (SimConfigError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def ready(url: str) -> None:
+        print(t("axis_sim_listening", url=url, n=len(systems)), flush=True)
+
+    asyncio.run(serve_until_signalled(simulator, args.host, args.port, ready))
+    print(t("stopping"), file=sys.stderr, flush=True)
+    return 0
+
+
+def add_commands(sub: Subparsers) -> None:
+    p = sub.add_parser("run", help="start the hub")
+    add_config(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("axis-sim", help="run a national document axis (VXP) simulator in the foreground (tests)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8090, help="port (default 8090; 0 picks a free one)")
+    p.add_argument("--system", action="append", default=[], metavar="ID:SECRET:AGENCY",
+                   help="a system that may call (repeatable); SECRET may be env:NAME or file:PATH")
+    p.add_argument("--systems-file", help="one ID:SECRET:AGENCY per line")
+    p.add_argument("--agencies", help="JSON array of agencies (getSynchronizeUnit fields) for the directory")
+    p.add_argument("--state", help="keep the simulator's state in this JSON file across restarts")
+    p.set_defaults(func=cmd_axis_sim)

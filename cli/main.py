@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from lgsp.cli import admin, exchange, formats, server
+from lgsp.cli import account, admin, exchange, formats, server
 from lgsp.cli.args import Parser, Subparsers
 from lgsp.cli.errors import run_command
 
@@ -22,6 +22,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
     admin.add_commands,
     exchange.add_commands,
     formats.add_commands,
+    account.add_commands,
 ]
 
 

@@ -87,6 +87,8 @@ applications = Table(
     Column("unit_id", String(ID), ForeignKey("units.id"), nullable=False, index=True),
     Column("name", String(128), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Set when its registration is cancelled (Mẫu 07): its keys are revoked, its history kept.
+    Column("retired_at", UTCDateTime, nullable=True),
     UniqueConstraint("unit_id", "name"),
 )
 
@@ -315,4 +317,76 @@ document_statuses = Table(
     Column("reported_by", String(ID), nullable=False),
     Column("status_packet_id", String(36), ForeignKey("packets.id"), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# -- people: console accounts, their sessions, the audit trail, registration requests (migration 0007) --
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False, default=""),
+    # operator (everything), approver (registrations), unit_admin (one unit, maybe its children), viewer.
+    Column("role", String(16), nullable=False),
+    Column("unit_id", String(ID), ForeignKey("units.id"), nullable=True),
+    Column("include_children", Boolean, nullable=False, default=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("must_change_password", Boolean, nullable=False, default=False),
+    # The TOTP seed sealed with the master key (bound to the account id); NULL: no second factor.
+    Column("totp_sealed", LargeBinary, nullable=True),
+    Column("totp_last_step", BigInteger, nullable=True),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", UTCDateTime, nullable=True),
+    Column("status", String(16), nullable=False, default="active"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("last_login_at", UTCDateTime, nullable=True),
+)
+
+console_sessions = Table(
+    "console_sessions", metadata,
+    # Only the SHA-256 of the cookie's token is kept: a copy of the database opens no session.
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("address", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    # The account's username at the time (None: the CLI on the hub machine, or an unknown sign-in).
+    Column("actor", String(64), nullable=True, index=True),
+    Column("address", String(64), nullable=True),
+    Column("action", String(48), nullable=False),
+    Column("target", String(255), nullable=True),
+    Column("unit_id", String(ID), nullable=True, index=True),
+    Column("detail", JSON, nullable=True),
+)
+
+registration_requests = Table(
+    "registration_requests", metadata,
+    Column("id", String(36), primary_key=True),
+    # The agency's form: 01 (register an application), 03 (admin account), 06 (cancel an application).
+    Column("kind", String(2), nullable=False),
+    Column("unit_id", String(ID), ForeignKey("units.id"), nullable=False, index=True),
+    # submitted → approved → (handed_over, for 03) | refused
+    Column("state", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("reply", JSON, nullable=True),
+    Column("handover", JSON, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("application_id", String(36), ForeignKey("applications.id"), nullable=True),
+    Column("account_id", String(36), ForeignKey("accounts.id"), nullable=True),
+    Column("created_by", String(64), nullable=True),
+    Column("submitted_at", UTCDateTime, nullable=False),
+    Column("due_on", String(10), nullable=False),
+    Column("decided_by", String(64), nullable=True),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("handed_over_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "state", "due_on"),
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -21,21 +20,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = cli_config(args)
     logging.basicConfig(level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    async def serve() -> None:
-        hub = Hub(config)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await hub.start()
-        print(t("listening", url=hub.url), flush=True)
-        try:
-            await stop.wait()
-        finally:
-            print(t("stopping"), file=sys.stderr, flush=True)
-            await hub.stop()
+    from lgsp.core.health import serve  # SIGTERM drains (/readyz fails first), sd_notify under systemd
 
-    asyncio.run(serve())
+    asyncio.run(serve(Hub(config), on_ready=lambda url: print(t("listening", url=url), flush=True),
+                      on_stopping=lambda: print(t("stopping"), file=sys.stderr, flush=True)))
     return 0
 
 

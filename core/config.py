@@ -132,6 +132,9 @@ class ServerConfig:
                               check=_url_or_empty)
     shutdown_timeout_seconds: float = setting(10.0, "Grace period for open requests on shutdown",
                                               check=_non_negative)
+    drain_seconds: float = setting(
+        5.0, "On SIGTERM, /readyz fails and the hub keeps serving this long before it stops (0: stop at once)",
+        check=_non_negative)
     header_timeout_seconds: float = setting(
         10.0, "A request's line and headers must arrive within this long (from the connection's opening, "
         "or the first byte of the next request on a kept-alive connection)", check=_positive)

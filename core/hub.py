@@ -24,6 +24,7 @@ from lgsp.core.content import collect as collect_content_plugins
 from lgsp.core.directory import Directory
 from lgsp.core.engine import DeliveryEngine
 from lgsp.core.events import EventBus
+from lgsp.core.health import Health
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier
 from lgsp.core.identity import HubIdentity
 from lgsp.core.masterkey import MasterKey
@@ -78,6 +79,7 @@ class Hub:
         self.push_adapters = self._collect_push_adapters()
         self.engine = DeliveryEngine(self)
         self.offline: OfflineReporter
+        self.health = Health(self)
 
     def _collect_push_adapters(self) -> dict[str, PushAdapter]:
         adapters: dict[str, PushAdapter] = {}

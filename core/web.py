@@ -20,6 +20,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Handler
 
+from lgsp.core import health
 from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
 from lgsp.core.signing import EMPTY_SHA256, H_CONTENT
@@ -117,6 +118,7 @@ class AccessLogger(AbstractAccessLogger):
 def make_app(hub: Hub) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=hub.config.limits.max_json_body)
     app[HUB] = hub
+    health.mount(app, hub.health)
     for routes in hub.pm.hook.lgsp_web_routes(hub=hub):
         if routes:
             app.router.add_routes(routes)

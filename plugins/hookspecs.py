@@ -10,7 +10,7 @@ awaits what they return. A plugin must never block the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -115,6 +115,19 @@ def lgsp_packet_failed(hub: Hub, packet: PacketInfo, unit: str, state: str,
 
     `state` is `failed`, `expired` or `cancelled`; `reason` says why. Called after the state is
     committed; may return an awaitable; exceptions are logged and do not affect the packet.
+    """
+
+
+@hookspec
+def lgsp_readiness(hub: Hub) -> Mapping[str, bool] | Awaitable[Mapping[str, bool]] | None:
+    """Whether this plugin can do its work now, for `GET /readyz`; may return an awaitable.
+
+    Return a mapping of short check names (letters, digits, `._-`) to True when ready, e.g.
+    `{"sftp.inbound": True}`. Report the plugin's own machinery (its tasks run, its files load),
+    never a remote system's health: a unit's server being down must not take the hub out of its
+    load balancer. Anything but True, an exception, or taking longer than 5 seconds makes the hub
+    unready. The answer is public: names only, never details; log the reason instead. Called on
+    every readiness round (at most about once a second), so keep it cheap.
     """
 
 

@@ -58,6 +58,13 @@ async def lgsp_startup(hub: Hub) -> None:
 
 
 @hookimpl
+def lgsp_readiness(hub: Hub) -> Mapping[str, bool]:
+    """Every enabled inbound poller is running (a remote server being down does not count)."""
+    running = _pollers.get(hub)
+    return {"sftp.inbound": running is not None and all(p.alive for p in running.values())}
+
+
+@hookimpl
 async def lgsp_shutdown(hub: Hub) -> None:
     running = _pollers.pop(hub, {})
     await asyncio.gather(*(poller.stop() for poller in running.values()))

@@ -78,6 +78,11 @@ class Poller:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"lgsp-sftp-inbound-{self.unit}")
 
+    @property
+    def alive(self) -> bool:
+        """Started and still polling (a poller whose task ended has stopped working)."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         if self._task is None:
             return

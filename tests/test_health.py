@@ -1,0 +1,229 @@
+"""Liveness and readiness probes, the `lgsp_readiness` hook, and the SIGTERM drain with sd_notify."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+
+from lgsp.core.config import Config, load_config
+from lgsp.core.hub import Hub
+from lgsp.plugins.hookspecs import hookimpl
+
+from .conftest import base_env, free_port, wait_for
+
+
+async def probe(hub: Hub, path: str, method: str = "GET") -> tuple[int, dict[str, Any] | None, str]:
+    async with aiohttp.ClientSession() as http, http.request(method, hub.url + path) as resp:
+        raw = await resp.text()
+        return resp.status, (json.loads(raw) if raw else None), resp.headers.get("Content-Type", "")
+
+
+async def test_probes_answer_without_credentials_and_reveal_nothing(hub: Hub) -> None:
+    status, body, ctype = await probe(hub, "/healthz")
+    assert (status, body, ctype) == (200, {"status": "ok"}, "application/json; charset=utf-8")
+    status, body, _ = await probe(hub, "/readyz")
+    assert status == 200
+    assert body == {"status": "ok", "checks": {"store": "ok", "blobs": "ok", "master_key": "ok"}}
+    status, body, _ = await probe(hub, "/readyz", "HEAD")
+    assert status == 200 and body is None
+    # Nothing about the installation: no paths, identifiers, database kind, versions.
+    for path in ("/healthz", "/readyz"):
+        async with aiohttp.ClientSession() as http, http.get(hub.url + path) as resp:
+            raw = await resp.text()
+            assert resp.headers["Cache-Control"] == "no-store"
+        for secret in (str(hub.config.data_dir), hub.config.hub.identifier, "sqlite", "alembic", "0006"):
+            assert secret not in raw
+
+
+async def ready_state(hub: Hub) -> tuple[int, dict[str, str]]:
+    status, body, _ = await probe(hub, "/readyz")
+    assert body is not None
+    return status, body.get("checks", {})
+
+
+async def test_readyz_fails_while_the_blob_folder_cannot_take_a_write(hub: Hub) -> None:
+    tmp_root = hub.blobs.tmp_root
+    aside = tmp_root.with_name("tmp-aside")
+    tmp_root.rename(aside)
+    tmp_root.write_bytes(b"not a folder")  # fails even for root, unlike a chmod
+    try:
+        await wait_for(lambda: _is(hub, 503, "blobs", "fail"), what="readyz failing on blobs")
+        _, checks = await ready_state(hub)
+        assert checks["store"] == "ok" and checks["master_key"] == "ok"
+    finally:
+        tmp_root.unlink()
+        aside.rename(tmp_root)
+    await wait_for(lambda: _is(hub, 200, "blobs", "ok"), what="readyz recovering")
+
+
+async def test_readyz_fails_while_the_store_is_not_migrated_to_this_code(hub: Hub) -> None:
+    head = hub.db.head_revision()
+    async with hub.db.write() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '0005'"))
+    try:
+        await wait_for(lambda: _is(hub, 503, "store", "fail"), what="readyz failing on the store")
+    finally:
+        async with hub.db.write() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+    await wait_for(lambda: _is(hub, 200, "store", "ok"), what="readyz recovering")
+
+
+async def _is(hub: Hub, want_status: int, check: str, want: str) -> bool:
+    status, checks = await ready_state(hub)
+    return status == want_status and checks.get(check) == want
+
+
+async def test_readyz_fails_before_start_and_while_draining(hub_config: Config) -> None:
+    hub = Hub(hub_config)
+    ready, checks = await hub.health.readiness()
+    assert (ready, checks) == (False, {"started": "fail"})
+    async with hub:
+        assert (await hub.health.readiness())[0] is True
+        hub.health.draining = True
+        status, body, _ = await probe(hub, "/readyz")
+        assert (status, body) == (503, {"status": "fail", "checks": {"draining": "fail"}})
+        assert (await probe(hub, "/healthz"))[0] == 200  # alive, still serving
+
+
+class Worker:
+    """A plugin reporting its own machinery through the readiness hook."""
+
+    def __init__(self) -> None:
+        self.ready: Any = True
+        self.calls = 0
+
+    @hookimpl
+    async def lgsp_readiness(self, hub: Hub) -> dict[str, Any]:
+        self.calls += 1
+        if isinstance(self.ready, Exception):
+            raise self.ready
+        return {"demo.worker": self.ready, "bad name/../\n": True}
+
+
+async def test_lgsp_readiness_hook_decides_readiness(tmp_path: Path) -> None:
+    worker = Worker()
+    config = load_config(None, env=base_env(tmp_path / "var"))
+    async with Hub(config, extra_plugins=(worker,)) as hub:
+        status, checks = await ready_state(hub)
+        assert status == 200
+        assert checks["demo.worker"] == "ok"
+        assert checks["badname.."] == "ok"  # names are cut to letters, digits and ._-
+        worker.ready = False
+        await wait_for(lambda: _is(hub, 503, "demo.worker", "fail"), what="the plugin's failure")
+        worker.ready = "yes"  # anything but True is not ready
+        await wait_for(lambda: _is(hub, 503, "demo.worker", "fail"), what="a non-boolean answer")
+        worker.ready = RuntimeError("secret detail /etc/x")
+        await wait_for(lambda: _is(hub, 503, "plugins", "fail"), what="a raising hook")
+        async with aiohttp.ClientSession() as http, http.get(hub.url + "/readyz") as resp:
+            assert "secret detail" not in await resp.text()
+        worker.ready = True
+        await wait_for(lambda: _is(hub, 200, "demo.worker", "ok"), what="recovery")
+
+
+async def test_concurrent_probes_share_one_round(tmp_path: Path) -> None:
+    worker = Worker()
+    config = load_config(None, env=base_env(tmp_path / "var"))
+    async with Hub(config, extra_plugins=(worker,)) as hub:
+        hub.health._round = None
+        before = worker.calls
+        results = await asyncio.gather(*(hub.health.readiness() for _ in range(50)))
+        assert all(ready for ready, _ in results)
+        assert worker.calls - before == 1
+
+
+async def test_sftp_plugin_reports_its_inbound_pollers(tmp_path: Path) -> None:
+    config = load_config(None, env=base_env(tmp_path / "var", LGSP_PLUGINS_ENABLED="[rest, sftp]"))
+    async with Hub(config) as hub:
+        status, checks = await ready_state(hub)
+        assert status == 200 and checks["sftp.inbound"] == "ok"
+
+
+# -- the process: SIGTERM drain and sd_notify ----------------------------------------------------
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(60)
+    yield sock
+    sock.close()
+
+
+def _messages(sock: socket.socket) -> dict[str, str]:
+    data = sock.recv(4096).decode()
+    return dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+
+
+def _get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_sigterm_drains_then_stops_and_systemd_is_told(tmp_path: Path, notify_socket: socket.socket) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
+    env.update(base_env(tmp_path / "var", LGSP_SERVER_PORT=str(port), LGSP_SERVER_DRAIN_SECONDS="120",
+                        LGSP_LANG="en"))
+    env["NOTIFY_SOCKET"] = str(tmp_path / "notify.sock")
+    proc = subprocess.Popen([sys.executable, "-m", "lgsp.cli.main", "run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = _messages(notify_socket)
+        assert ready["READY"] == "1"
+        assert ready["MAINPID"] == str(proc.pid)
+        base = f"http://127.0.0.1:{port}"
+        assert _get(base + "/readyz")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert _messages(notify_socket)["STOPPING"] == "1"
+        # Draining: not ready, yet alive and serving everything else.
+        status, body = _get(base + "/readyz")
+        assert (status, json.loads(body)["checks"]) == (503, {"draining": "fail"})
+        assert _get(base + "/healthz")[0] == 200
+        assert _get(base + "/v1/time")[0] == 200
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)  # a second signal stops at once, not after 120 s
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    assert "draining" in proc.stderr.read()
+
+
+def test_drain_ends_by_itself_and_sigint_skips_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_") and k != "NOTIFY_SOCKET"}
+    for sig, drain in ((signal.SIGTERM, "0.2"), (signal.SIGINT, "600")):
+        port = free_port()
+        env.update(base_env(tmp_path / "var", LGSP_SERVER_PORT=str(port), LGSP_SERVER_DRAIN_SECONDS=drain))
+        proc = subprocess.Popen([sys.executable, "-m", "lgsp.cli.main", "run"], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and f":{port}" in proc.stdout.readline()
+            proc.send_signal(sig)
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(tmp_path / "var")

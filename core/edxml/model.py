@@ -190,16 +190,20 @@ class Packet:
 
     @property
     def to_organ_ids(self) -> list[str]:
+        """To/OrganId of an edoc; ``[ResponseFor/OrganId]`` of a status, ``[]`` when it has none."""
         mh = self.message_header
         if self.kind == "status":
-            return [mh["response_for"]["organ_id"]]
+            rf = mh.get("response_for")
+            return [rf["organ_id"]] if rf else []
         return [t["organ_id"] for t in mh["to"]]
 
     @property
     def document_id(self) -> str:
+        """DocumentId of an edoc; ResponseFor/DocumentId of a status, ``""`` when it has none."""
         mh = self.message_header
         if self.kind == "status":
-            return str(mh["response_for"]["document_id"])
+            rf = mh.get("response_for")
+            return str(rf["document_id"]) if rf else ""
         return str(mh["document_id"])
 
     @property
@@ -209,7 +213,10 @@ class Packet:
     @property
     def response_for(self) -> list[ResponseFor]:
         mh = self.message_header
-        raw = [mh["response_for"]] if self.kind == "status" else mh.get("response_for", [])
+        if self.kind == "status":
+            raw = [mh["response_for"]] if "response_for" in mh else []
+        else:
+            raw = mh.get("response_for", [])
         return [ResponseFor(r["organ_id"], r["code"], r["document_id"], r["promulgation_date"]) for r in raw]
 
     @property

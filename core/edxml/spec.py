@@ -100,18 +100,20 @@ def wrapper(tag: str, item: Node, min: int = 1) -> Node:
     return Node(tag, min, 1, item=item)
 
 
+#: From / To: the contact details are optional (other vendors and the axis leave them out).
 _ORGAN = (
     leaf("OrganId"),
     leaf("OrganizationInCharge"),
     leaf("OrganName"),
-    leaf("OrganAdd"),
-    leaf("Email"),
-    leaf("Telephone"),
-    leaf("Fax"),
-    leaf("Website"),
+    leaf("OrganAdd", min=0),
+    leaf("Email", min=0),
+    leaf("Telephone", min=0),
+    leaf("Fax", min=0),
+    leaf("Website", min=0),
 )
 _RESPONSE_FOR = (leaf("OrganId"), leaf("Code"), leaf("DocumentId"), leaf("PromulgationDate"))
 _STAFF_INFO = group("StaffInfo", leaf("Department"), leaf("Staff"), leaf("Email"), leaf("Mobile"))
+_OPTIONAL_STAFF_INFO = group("StaffInfo", *_STAFF_INFO.children, min=0)
 
 #: edoc MessageHeader, children in the order the builder writes them (the samples' order).
 EDOC_MESSAGE_HEADER = group(
@@ -125,7 +127,7 @@ EDOC_MESSAGE_HEADER = group(
     leaf("Subject"),
     leaf("Content"),
     group("SignerInfo", leaf("Competence"), leaf("Position"), leaf("FullName")),
-    leaf("DueDate"),
+    leaf("DueDate", min=0),
     group(
         "OtherInfo",
         leaf("Priority"),
@@ -138,7 +140,7 @@ EDOC_MESSAGE_HEADER = group(
     ),
     group("ResponseFor", *_RESPONSE_FOR, min=0, max=None),
     leaf("SteeringType"),
-    wrapper("ToPlaces", leaf("Place", max=None)),
+    wrapper("ToPlaces", leaf("Place", max=None), min=0),
 )
 
 #: edoc TraceHeaderList. Written TraceHeaders first, then Bussiness (most samples).
@@ -149,7 +151,7 @@ EDOC_TRACE_HEADER_LIST = group(
         "Bussiness",
         leaf("DocumentId", min=0),
         leaf("BussinessDocType"),
-        leaf("BussinessDocReason"),
+        leaf("BussinessDocReason", min=0),
         leaf("Paper"),
         wrapper(
             "ReplacementInfoList",
@@ -168,7 +170,7 @@ EDOC_TRACE_HEADER_LIST = group(
             wrapper("ReceiverList", group("Receiver", leaf("OrganId"), leaf("ReceiverType"), max=None)),
             min=0,
         ),
-        _STAFF_INFO,
+        _OPTIONAL_STAFF_INFO,
         min=0,
     ),
 )
@@ -177,7 +179,7 @@ EDOC_TRACE_HEADER_LIST = group(
 STATUS_MESSAGE_HEADER = group(
     "MessageHeader",
     group("From", *_ORGAN),
-    group("ResponseFor", *_RESPONSE_FOR),
+    group("ResponseFor", *_RESPONSE_FOR, min=0),
     _STAFF_INFO,
     leaf("StatusCode"),
     leaf("Description"),

@@ -418,6 +418,8 @@ class _Streamer:
         self.echo = echo
         self.hook = hook
         self.kind: Kind | None = None
+        self.root_seen = False
+        self.wrong_root: EdxmlInvalid | None = None
         self.envelope_done = False
         self.manifest: Manifest = {}
         self.header: dict[str, Any] | None = None
@@ -450,6 +452,10 @@ class _Streamer:
                 continue
             tag = elem.tag
             if event == "start":
+                if not self.root_seen:
+                    self.root_seen = True
+                    if tag != _ROOT:  # reported instead of the next invalidity; malformed XML still wins
+                        self.wrong_root = _wrong_root(elem)
                 if tag == _CTE:
                     self._payload_start(elem)
                 elif tag == _ATTACHMENT:
@@ -722,12 +728,17 @@ class _Streamer:
                 self._events(parser)
             except etree.XMLSyntaxError as exc:
                 raise _syntax_error(exc) from None
+            if self.wrong_root is not None:
+                raise self.wrong_root
             return self._finish(root)
         except BaseException as exc:
             current, self.current = self.current, None
             if current is not None:
                 with contextlib.suppress(Exception):  # the original error matters more
                     current.abort()
+            if isinstance(exc, EdxmlInvalid) and self.wrong_root is not None and exc is not self.wrong_root:
+                self.wrong_root.attachments = tuple(self.done)
+                raise self.wrong_root from None  # the cause of whatever broke after a wrong root
             if isinstance(exc, EdxmlError):
                 exc.attachments = tuple(self.done)
             raise
@@ -750,6 +761,25 @@ class _Streamer:
         if self.echo is not None:
             self.echo.write(b"\n</edXML>\n")
         return Packet(kind=kind, header=self.header, attachments=tuple(self.done))
+
+
+def _wrong_root(elem: etree._Element) -> EdxmlInvalid:
+    """Say what the root should have been: a vendor's namespace slip is otherwise reported far away
+    (at the first attachment payload, or as an unexpected child)."""
+    qname = etree.QName(elem)
+    local, ns = qname.localname[:200], (qname.namespace or "")[:200]
+    expected = f"an edXML packet's root is <edXML> in the namespace {NS}"
+    if local != "edXML":
+        where = f" in the namespace {ns}" if ns else " without a namespace"
+        detail = f"the root element is <{local}>{where}: {expected}"
+    elif not ns:
+        detail = (f"the root element <edXML> has no namespace: {expected} "
+                  f'(declare xmlns="{NS}" or a prefix bound to it)')
+    else:
+        near = ns.strip().rstrip("/").lower().replace("https://", "http://") == NS.lower()
+        hint = " (namespaces are compared exactly, character by character)" if near else ""
+        detail = f"the root element <edXML> is in the namespace {ns}: {expected}{hint}"
+    return EdxmlInvalid(detail, path=f"/{local}", rule="root: edXML in the QCVN 102:2016 namespace")
 
 
 def _ref_path(ref: etree._Element) -> str:

@@ -112,6 +112,10 @@ _KEY_MATERIAL = (select(access_keys, units.c.status.label("unit_status"))
 _UNIT_STATUSES = select(units.c.id, units.c.status).where(units.c.id.in_(bindparam("ids", expanding=True)))
 
 
+#: Units reached through the national document axis; their identifiers may be the axis's own.
+NATIONAL_ZONE = "national"
+
+
 class Directory:
     def __init__(self, db: Database, master_key: MasterKey, algorithms: dict[str, Any], *,
                  rsa_key_bits: int = 3072) -> None:
@@ -124,8 +128,8 @@ class Directory:
     # -- units --------------------------------------------------------------------------------
     async def add_unit(self, unit_id: str, name: str, *, parent_id: str | None = None, zone: str = "local",
                        legacy: bool = False) -> Unit:
-        try:
-            check_identifier(unit_id, legacy=legacy)
+        try:  # the national axis names its agencies in its own form too (`vxp.saas.03`)
+            check_identifier(unit_id, legacy=legacy or zone == NATIONAL_ZONE)
         except InvalidIdentifier as exc:
             raise Problem("request.invalid", str(exc), field="id") from exc
         name = (name or "").strip()

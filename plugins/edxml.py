@@ -279,6 +279,14 @@ class EdxmlInspector:
         if packet.kind == "edoc":
             destinations = tuple(dict.fromkeys(t.strip() for t in packet.to_organ_ids))
             where = f"{_MH}/To"
+        elif not packet.to_organ_ids:
+            # A status without ResponseFor (some vendors send them) names nobody: the request does.
+            if "to" in job.implicit:
+                raise Problem("edxml.invalid", f"{_MH}: a status packet without ResponseFor names no recipient; "
+                              "give the recipients in the request's to", path=_MH,
+                              rule="status without ResponseFor: routed by the request's to")
+            destinations = tuple(info.to)
+            where = "to"
         else:
             # Always resolved, so an explicit `to` is compared with where the status really goes
             # (a legacy ResponseFor/OrganId is routed by DocumentId).
@@ -290,7 +298,7 @@ class EdxmlInspector:
                           path=where, in_packet=list(destinations), in_request=list(info.to))
         route = _Route(destinations)
         async with db.read() as conn:
-            if packet.kind == "status":
+            if packet.kind == "status" and packet.document_id:
                 route.original = await docs.find_for_status(conn, packet.document_id, info.source, destinations[0],
                                                             packet.status_code or "")
             elif packet.bussiness_doc_type in (1, 2, 3):
@@ -347,7 +355,9 @@ class EdxmlInspector:
                         "response_for": [vars_of(r) for r in packet.response_for]})
             if route.original:
                 out["original_packet"] = route.original.packet_id
-            if route.destinations[0] != packet.to_organ_ids[0].strip():
+            if not packet.to_organ_ids:
+                out["routed_by"] = "request"  # no ResponseFor: the request's to
+            elif route.destinations[0] != packet.to_organ_ids[0].strip():
                 out["routed_by"] = "ResponseFor/DocumentId"  # ResponseFor/OrganId is not a unit here
         else:
             code = packet.code
@@ -398,7 +408,7 @@ class EdxmlInspector:
                 due_date=packet.due_date, promulgation_date=packet.promulgation_date,
                 bussiness_doc_type=packet.bussiness_doc_type, status_code=packet.status_code,
                 original_packet_id=original_id), now)
-            if packet.kind == "status":
+            if packet.kind == "status" and packet.document_id:  # without ResponseFor: no document to tie to
                 events += await self._record_status(conn, info, packet, route, now)
             for document_id, original in (route.links or {}).items():
                 kind = docs.BUSINESS_TYPES.get(packet.bussiness_doc_type or 0, "new")

@@ -43,7 +43,7 @@ from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packet_contents, packets, unit_formats, units
 
 if TYPE_CHECKING:
-    from lgsp.core.packets import PacketInfo
+    from lgsp.core.exchange import PacketInfo
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from lgsp.core.content import collect as collect_content_plugins
 from lgsp.core.directory import Directory
 from lgsp.core.engine import DeliveryEngine
 from lgsp.core.events import EventBus
+from lgsp.core.exchange import Exchange, TransferTokens
 from lgsp.core.health import Health
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier
 from lgsp.core.identity import HubIdentity
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.offline import OfflineReporter
-from lgsp.core.packets import Exchange, TransferTokens
 from lgsp.core.presence import Presence
 from lgsp.core.push import PushAdapter, adapter_settings, engine_target_problems
 from lgsp.core.secretstore import SecretStore

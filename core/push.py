@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from lgsp.core.packets import PacketInfo
+    from lgsp.core.exchange import PacketInfo
 
 
 class PushFailure(Exception):

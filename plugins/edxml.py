@@ -59,8 +59,8 @@ from lgsp.core.web import authenticate, check_range, hub_of
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from lgsp.core.exchange import PacketInfo
     from lgsp.core.hub import Hub
-    from lgsp.core.packets import PacketInfo
 
 NAME = "edxml"
 FAMILY = "edxml"

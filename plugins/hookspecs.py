@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
     from lgsp.core.content import ContentInspector
     from lgsp.core.edxml import PacketConverter
+    from lgsp.core.exchange import PacketInfo
     from lgsp.core.hub import Hub
-    from lgsp.core.packets import PacketInfo
     from lgsp.core.push import PushAdapter
     from lgsp.core.signing import SignatureAlgorithm
 

@@ -72,9 +72,9 @@ async def test_unknown_key_on_the_stream_reports_the_hubs_code(make_actor: MakeA
 async def test_a_cut_hello_is_resumed_by_the_next_stream(make_actor: MakeActor, hub: Hub,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """More changes than a hello holds: a live event must not move the saved position past the rest."""
-    from lgsp.core import packets
+    from lgsp.core.exchange import streams
 
-    monkeypatch.setattr(packets, "HELLO_CHANGES", 3)
+    monkeypatch.setattr(streams, "HELLO_CHANGES", 3)
     a = await make_actor("000.00.00.H23")
     b = await make_actor("000.00.01.H23")
     sent = [await a.client.send(f"p{i}".encode(), [b.unit], subject=f"p{i}") for i in range(4)]

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
-from lgsp.core.packets import InboxPosition
+from lgsp.core.exchange import InboxPosition
 from lgsp.core.signing import H_CONTENT
 from lgsp.core.text import check_text
 from lgsp.core.web import authenticate, base_url, bounded_int, check_range, hub_of, json_response, read_json

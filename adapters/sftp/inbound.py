@@ -47,7 +47,7 @@ from lgsp.adapters.sftp.manifest import (
 )
 from lgsp.adapters.sftp.settings import InboundSource
 from lgsp.core.errors import Problem
-from lgsp.core.packets import PacketInfo
+from lgsp.core.exchange import PacketInfo
 
 if TYPE_CHECKING:
     from lgsp.core.hub import Hub

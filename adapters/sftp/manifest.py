@@ -16,7 +16,7 @@ from typing import Any
 
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
-from lgsp.core.packets import NewPacket, PacketInfo, parse_new_packet
+from lgsp.core.exchange import NewPacket, PacketInfo, parse_new_packet
 from lgsp.core.text import load_json
 
 MANIFEST_SUFFIX = ".manifest.json"

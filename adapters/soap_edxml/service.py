@@ -26,7 +26,7 @@ from lgsp.core import documents as docs
 from lgsp.core.auth import Principal
 from lgsp.core.content import PENDING_SUBJECT
 from lgsp.core.errors import Problem
-from lgsp.core.packets import MAX_DESTINATION, MAX_REASON, PRIORITIES, InboxPosition, NewPacket
+from lgsp.core.exchange import MAX_DESTINATION, MAX_REASON, PRIORITIES, InboxPosition, NewPacket
 from lgsp.core.signing import H_CONTENT
 from lgsp.core.text import check_text, printable
 from lgsp.core.web import authenticate, base_url, bounded_int, hub_of, language

@@ -23,8 +23,8 @@ import yaml
 
 from lgsp.client import Credentials, LgspClient
 from lgsp.core.config import Config, load_config
+from lgsp.core.exchange import NewPacket, PacketInfo
 from lgsp.core.hub import Hub
-from lgsp.core.packets import NewPacket, PacketInfo
 
 from ..conftest import free_port, wait_for
 

@@ -17,8 +17,8 @@ import pytest
 from lgsp.adapters.sftp.push import SftpPushAdapter
 from lgsp.adapters.sftp.settings import parse_target
 from lgsp.core.config import ConfigError
+from lgsp.core.exchange import PacketInfo
 from lgsp.core.hub import Hub
-from lgsp.core.packets import PacketInfo
 from lgsp.core.push import PushFailure, PushJob, PushReceipt, idempotency_key
 
 from .conftest import (

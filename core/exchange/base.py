@@ -1,0 +1,303 @@
+"""What every part of the exchange shares: its state, reading packets, ending a delivery, and the
+one after-commit step.
+
+Commit, then act: each use case changes state and records its events in one transaction, then
+hands an `AfterCommit` to `_after_commit`, which deletes content recorded as purged, removes
+partial uploads, publishes the events to streams, wakes push queues and calls plugins, always in
+that order. A crash between the commit and these actions leaves a state the hub finishes
+(`reconcile_blobs` deletes files the commit said were gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lgsp.core import deliveries as dv
+from lgsp.core.auth import Principal
+from lgsp.core.content import ContentService
+from lgsp.core.directory import Directory
+from lgsp.core.errors import Problem
+from lgsp.core.events import Event, EventBus, iso, record
+from lgsp.core.exchange.tokens import TransferTokens
+from lgsp.core.exchange.values import InboxPosition, PacketInfo, packet_from_row, uuid_like
+from lgsp.core.store.blobs import BlobStore
+from lgsp.core.store.database import Database
+from lgsp.core.store.tables import deliveries, packets, units
+
+log = logging.getLogger("lgsp.core.exchange")
+
+HookCaller = Callable[..., Awaitable[None]]
+
+# Every request about a packet loads it: built once (SQLAlchemy then skips construction and keying).
+_PACKET_BY_ID = select(packets).where(packets.c.id == bindparam("packet_id"))
+_DELIVERIES_OF = (select(deliveries.c.unit_id, deliveries.c.state, deliveries.c.mode, deliveries.c.protocol,
+                         deliveries.c.variant)
+                  .where(deliveries.c.packet_id == bindparam("packet_id")).order_by(deliveries.c.unit_id))
+_MODES_OF = select(deliveries.c.unit_id, deliveries.c.mode).where(deliveries.c.packet_id == bindparam("packet_id"))
+# Completes the packet only if no delivery is still open: one statement decides (see _complete_if_done).
+_COMPLETE_IF_DONE = (
+    update(packets)
+    .where(and_(packets.c.id == bindparam("p_packet"), packets.c.state.not_in(("completed", "expired")),
+                ~select(deliveries.c.unit_id).where(and_(deliveries.c.packet_id == bindparam("p_packet"),
+                                                         deliveries.c.state.not_in(dv.TERMINAL))).exists()))
+    .values(state="completed", completed_at=bindparam("completed_at"))
+    .returning(packets.c.content_state))
+_MARK_PURGED = (update(packets).where(packets.c.id == bindparam("p_packet"))
+                .values(content_state="purged", purged_at=bindparam("purged_at")))
+
+
+@dataclass
+class AfterCommit:
+    """What a use case does once its transaction is committed (see `ExchangeBase._after_commit`)."""
+
+    events: list[Event] = field(default_factory=list)
+    #: Packet whose content the transaction recorded as purged: every file of it goes.
+    purge: str | None = None
+    #: Packet whose partial uploads go (an accepted upload keeps its own blob).
+    partials_of: str | None = None
+    #: Push units with deliveries that just became due.
+    push_units: list[str] = field(default_factory=list)
+    #: Plugin hooks to call in the background: (hook name, keyword arguments).
+    hooks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def failed(self, info: PacketInfo, units: Sequence[str], state: str, reason: str) -> None:
+        """Tell plugins these deliveries ended without delivery (`lgsp_packet_failed`)."""
+        self.hooks.extend(("lgsp_packet_failed", {"packet": info, "unit": unit, "state": state, "reason": reason})
+                          for unit in units)
+
+
+async def modes_of(conn: AsyncConnection, packet_id: str) -> dict[str, str]:
+    rows = (await conn.execute(_MODES_OF, {"packet_id": packet_id})).all()
+    return {r.unit_id: r.mode for r in rows}
+
+
+class ExchangeBase:
+    """State and shared steps of `Exchange`; the use cases live in the sibling modules by concern."""
+
+    def __init__(self, db: Database, blobs: BlobStore, directory: Directory, bus: EventBus, *,
+                 tokens: TransferTokens, max_packet_size: int, max_recipients: int, transfer_ttl_seconds: int,
+                 call_hook: HookCaller, upload_stall_seconds: float = 60.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 push_protocol: Callable[[str], str | None] = lambda unit: None,
+                 max_age: Callable[[int], float] | None = None) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.directory = directory
+        self.bus = bus
+        self.tokens = tokens
+        self.max_packet_size = max_packet_size
+        self.max_recipients = max_recipients
+        self.transfer_ttl = timedelta(seconds=transfer_ttl_seconds)
+        self.call_hook = call_hook
+        self.clock = clock
+        # Which units are reached by push, and through which protocol (None: pull).
+        self.push_protocol = push_protocol
+        # Max age (seconds) of a queued delivery per priority; None: no age limit.
+        self.max_age = max_age
+        # Stored presence (unit, online, last_seen) → brought up to date with this node's observations.
+        self.presence_overlay: Callable[[str, bool, datetime | None], tuple[bool, datetime | None]] = \
+            lambda unit, online, seen: (online, seen)
+        # Called (on the event loop) with push units whose deliveries just became due.
+        self.on_push_queued: Callable[[list[str]], None] = lambda units: None
+        self.upload_stall_seconds = upload_stall_seconds
+        self._background: set[asyncio.Task[None]] = set()
+        # Units of the directory that never receive packets (the hub's own unit, which signs pushes).
+        self.not_destinations: frozenset[str] = frozenset()
+        # Content inspection and variants; the hub installs one with the plugins' inspectors.
+        self.use_content(ContentService(db, blobs, bus, clock=clock))
+
+    def use_content(self, content: ContentService) -> None:
+        """Take the hub's content service (built later, with the plugins' inspectors)."""
+        self.content = content
+
+    # -- reading ------------------------------------------------------------------------------
+    async def _load(self, conn: AsyncConnection, packet_id: str) -> PacketInfo | None:
+        loaded = await self._load_with_deliveries(conn, packet_id)
+        return loaded[0] if loaded else None
+
+    async def _load_with_deliveries(self, conn: AsyncConnection, packet_id: str
+                                    ) -> tuple[PacketInfo, dict[str, Any]] | None:
+        """The packet and its delivery rows (state, mode, protocol, variant) by unit: two statements."""
+        row = (await conn.execute(_PACKET_BY_ID, {"packet_id": packet_id})).first()
+        if row is None:
+            return None
+        rows = (await conn.execute(_DELIVERIES_OF, {"packet_id": packet_id})).all()
+        return packet_from_row(row, tuple(r.unit_id for r in rows)), {r.unit_id: r for r in rows}
+
+    async def packet(self, packet_id: str) -> PacketInfo | None:
+        async with self.db.read() as conn:
+            return await self._load(conn, packet_id)
+
+    async def _visible(self, conn: AsyncConnection, principal: Principal, packet_id: str
+                       ) -> tuple[PacketInfo, str | None]:
+        """The packet and the caller's own delivery state, or not_found for anyone else."""
+        info, own = await self._visible_row(conn, principal, packet_id)
+        return info, own.state if own is not None else None
+
+    async def _visible_row(self, conn: AsyncConnection, principal: Principal, packet_id: str
+                           ) -> tuple[PacketInfo, Any]:
+        """The packet and the caller's own delivery row (None for a source that is not a destination)."""
+        loaded = await self._load_with_deliveries(conn, packet_id) if uuid_like(packet_id) else None
+        if loaded is None:
+            raise Problem("not_found", "no such packet")
+        info, rows = loaded
+        own = rows.get(principal.unit_id)
+        if info.source == principal.unit_id or (own is not None and info.accepted_at is not None):
+            return info, own
+        raise Problem("not_found", "no such packet")
+
+    async def _inbox_page(self, unit: str, limit: int, after: InboxPosition | None
+                          ) -> tuple[list[dict[str, Any]], InboxPosition | None]:
+        """Pending pull deliveries of `unit`, flash first, then oldest (then by id); with the source's
+        presence. Shared by the inbox and a stream's hello."""
+        d = deliveries.c
+        stmt = (select(packets, units.c.online.label("from_online"), units.c.last_seen_at.label("from_last_seen"),
+                       d.priority.label("at_priority"), d.packet_created_at.label("at_created"))
+                .join(deliveries, d.packet_id == packets.c.id)
+                .join(units, units.c.id == packets.c.source_unit)
+                .where(and_(d.unit_id == unit, d.mode == dv.PULL, d.state.in_(dv.PENDING)))
+                .order_by(d.priority.desc(), d.packet_created_at, d.packet_id)
+                .limit(limit + 1))
+        if after is not None:
+            stmt = stmt.where(or_(
+                d.priority < after.priority,
+                and_(d.priority == after.priority,
+                     or_(d.packet_created_at > after.created_at,
+                         and_(d.packet_created_at == after.created_at, d.packet_id > after.packet_id)))))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            items = []
+            for r in rows:
+                online, seen = self.presence_overlay(r.source_unit, bool(r.from_online), r.from_last_seen)
+                items.append(packet_from_row(r, ()).summary() | {"from_online": online,
+                                                                 "from_last_seen_at": iso(seen) if seen else None})
+            await self.content.adjust_items(conn, unit, items)  # this unit's content variants
+        last = rows[-1] if more else None
+        return items, InboxPosition(last.at_priority, last.at_created, last.id) if last is not None else None
+
+    # -- destinations and deliveries ----------------------------------------------------------
+    async def check_destinations(self, units_: Sequence[str], *, where: str | None = None) -> None:
+        """THE rule for who may receive a packet: an active unit of the directory, not the hub's own
+        (it only signs). `where` names the place in the content the units came from (edXML)."""
+        found = await self.directory.existing_units(list(units_))
+        unknown = [u for u in units_ if found.get(u) != "active" or u in self.not_destinations]
+        if unknown:
+            raise Problem("route.unknown_destination",
+                          f"{where + ': ' if where else ''}unknown, suspended or not addressable "
+                          f"destination(s): {', '.join(unknown)}", unknown=unknown,
+                          **({"path": where} if where else {}))
+
+    def _delivery_row(self, packet_id: str, unit: str, priority: int, created_at: datetime,
+                      state: str = dv.WAITING, queued_at: datetime | None = None) -> dict[str, Any]:
+        protocol = self.push_protocol(unit)
+        return {"packet_id": packet_id, "unit_id": unit, "state": state, "priority": priority,
+                "packet_created_at": created_at, "updated_at": queued_at or created_at, "attempts": 0,
+                "mode": dv.PUSH if protocol else dv.PULL, "protocol": protocol, "queued_at": queued_at}
+
+    @staticmethod
+    def _available_detail(info: PacketInfo) -> dict[str, Any]:
+        return {"from": info.source, "subject": info.subject, "priority": info.priority,
+                "data_type": info.data_type, "size": info.size, "sha256": info.sha256}
+
+    async def _finish(self, info: PacketInfo, unit: str, target: str, reason: str | None,
+                      detail: dict[str, Any] | None = None, values: dict[str, Any] | None = None) -> str:
+        """End one delivery (delivered, failed or expired), tell the source, purge if it was the last.
+
+        Shared by the pull path (ack, fail) and the push engine; `detail` goes into the source's
+        event (attempts, receipt), `values` into the delivery row (e.g. last_error).
+        """
+        now = self.clock()
+        after = AfterCommit()
+        async with self.db.write() as conn:
+            moved = await dv.move(conn, info.id, [unit], target, now, reason=reason, values=values)
+            if not moved:
+                current = await dv.state_of(conn, info.id, unit)
+                if current == target:
+                    return target
+                raise Problem("conflict", f"this delivery is already {current}", state=current)
+            attempts = await dv.attempts_of(conn, info.id, unit)
+            told: dict[str, Any] = {"reason": reason} if reason else {}
+            if attempts:
+                told["attempts"] = attempts
+            told.update(detail or {})
+            after.events.append(await record(conn, info.id, f"packet.{target}", now, unit=unit,
+                                             audience=info.source, detail=told or None))
+            await self._complete_if_done(conn, info.id, now, after)
+        if target == dv.DELIVERED:
+            after.hooks.append(("lgsp_packet_delivered", {"packet": info, "unit": unit}))
+        else:
+            after.failed(info, [unit], target, reason or "")
+        await self._after_commit(after)
+        return target
+
+    async def end_delivery(self, info: PacketInfo, unit: str, target: str, reason: str | None = None, *,
+                           detail: dict[str, Any] | None = None, values: dict[str, Any] | None = None) -> bool:
+        """For delivery engines: end a delivery; False if it had meanwhile changed (e.g. cancelled)."""
+        try:
+            await self._finish(info, unit, target, reason, detail, values)
+        except Problem:
+            return False
+        return True
+
+    async def _complete_if_done(self, conn: AsyncConnection, packet_id: str, now: datetime,
+                                after: AfterCommit) -> None:
+        """If every delivery has ended, complete the packet; when its content must go, `after.purge`.
+
+        One conditional UPDATE decides it. The content is recorded as purged in the same transaction
+        and its files are deleted right after the commit; if the hub dies in between,
+        `reconcile_blobs` deletes them at the next start.
+        """
+        row = (await conn.execute(_COMPLETE_IF_DONE, {"p_packet": packet_id, "completed_at": now})).first()
+        if row is None:
+            return
+        after.events.append(await record(conn, packet_id, "packet.completed", now))
+        if row.content_state != "stored":
+            return
+        await conn.execute(_MARK_PURGED, {"p_packet": packet_id, "purged_at": now})
+        after.events.append(await record(conn, packet_id, "content.purged", now))
+        after.purge = packet_id
+
+    # -- after the commit ---------------------------------------------------------------------
+    async def _after_commit(self, after: AfterCommit) -> None:
+        """THE step after every commit: delete content, publish, wake push queues, call plugins."""
+        if after.purge is not None:
+            await self._purge(after.purge)
+        if after.partials_of is not None:
+            await self.blobs.delete_partials(after.partials_of)
+        self.bus.publish(after.events)
+        if after.push_units:
+            self.on_push_queued(after.push_units)
+        for hook, kwargs in after.hooks:
+            self._spawn(self.call_hook(hook, **kwargs))
+
+    async def _purge(self, packet_id: str) -> None:
+        """Delete the files of a packet recorded as purged (the upload and every variant).
+
+        Runs after the commit: a failure here must not undo the answer the caller is owed, and
+        `reconcile_blobs` deletes whatever is left on its next round.
+        """
+        try:
+            await self.content.delete_blobs(packet_id)
+            await self.blobs.delete_partials(packet_id)
+        except OSError:
+            log.exception("could not delete the content of packet %s now; reconciliation will", packet_id)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for plugin calls still running (on shutdown)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

@@ -1,0 +1,140 @@
+"""Operator commands (`lgsp deliveries ...`): list deliveries to act on, retry, cancel, re-route."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, select
+
+from lgsp.core import deliveries as dv
+from lgsp.core.errors import Problem
+from lgsp.core.events import iso, record
+from lgsp.core.exchange.base import AfterCommit, ExchangeBase, modes_of
+from lgsp.core.exchange.values import PacketInfo, uuid_like
+from lgsp.core.store.tables import deliveries, packets
+
+
+class OperatorCommands(ExchangeBase):
+    async def list_deliveries(self, *, states: list[str] | None = None, unit: str | None = None,
+                              packet_id: str | None = None, older_than: float | None = None,
+                              limit: int = 100) -> list[dict[str, Any]]:
+        """Deliveries an operator may need to act on; by default everything not yet delivered."""
+        wanted = states or sorted(dv.ACTIVE - {dv.WAITING} | {dv.FAILED, dv.EXPIRED})
+        bad = sorted(set(wanted) - set(dv.STATES))
+        if bad:
+            raise Problem("request.invalid", f"unknown state(s): {', '.join(bad)} (one of {', '.join(dv.STATES)})")
+        cond: list[ColumnElement[bool]] = [deliveries.c.state.in_(wanted)]
+        if unit:
+            cond.append(deliveries.c.unit_id == unit)
+        if packet_id:
+            cond.append(deliveries.c.packet_id == packet_id)
+        if older_than is not None:
+            cond.append(deliveries.c.updated_at <= self.clock() - timedelta(seconds=older_than))
+        stmt = (select(deliveries, packets.c.source_unit, packets.c.subject, packets.c.content_state)
+                .join(packets, packets.c.id == deliveries.c.packet_id).where(and_(*cond))
+                .order_by(deliveries.c.updated_at, deliveries.c.packet_id, deliveries.c.unit_id).limit(limit))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [{"packet": r.packet_id, "unit": r.unit_id, "from": r.source_unit, "subject": r.subject,
+                 "mode": r.mode, "protocol": r.protocol, "state": r.state, "priority": r.priority,
+                 "attempts": r.attempts, "updated_at": iso(r.updated_at),
+                 "next_attempt_at": iso(r.next_attempt_at) if r.next_attempt_at and r.state == dv.RETRYING else None,
+                 "reason": r.reason, "last_error": r.last_error, "content": r.content_state} for r in rows]
+
+    async def _held(self, packet_id: str) -> PacketInfo:
+        info = await self.packet(packet_id) if uuid_like(packet_id) else None
+        if info is None:
+            raise Problem("not_found", f"no packet {packet_id}")
+        if info.state != "accepted" or info.content_state != "stored":
+            raise Problem("content.gone", f"packet {packet_id} is {info.state} and its content is "
+                          f"{info.content_state}; the source must send it again")
+        return info
+
+    async def operator_retry(self, packet_id: str, unit: str) -> str:
+        """Put a stuck or ended delivery back in the queue now, with a fresh attempt budget and age."""
+        if not uuid_like(packet_id):
+            raise Problem("not_found", f"no packet {packet_id}")
+        async with self.db.read() as conn:
+            row = await dv.row_of(conn, packet_id, unit)
+        if row is None:
+            raise Problem("not_found", f"packet {packet_id} has no delivery to {unit}")
+        if row.state not in dv.OPERATOR_RETRY_FROM:
+            raise Problem("conflict", f"the delivery to {unit} is {row.state}; only "
+                          f"{', '.join(sorted(dv.OPERATOR_RETRY_FROM))} deliveries can be retried", state=row.state)
+        info = await self._held(packet_id)
+        now = self.clock()
+        after = AfterCommit()
+        async with self.db.write() as conn:
+            row = await dv.row_of(conn, packet_id, unit)
+            if row is None or row.state not in dv.OPERATOR_RETRY_FROM:
+                raise Problem("conflict", f"the delivery to {unit} changed meanwhile; try again")
+            await dv.move(conn, packet_id, [unit], dv.QUEUED, now, allowed_from=dv.OPERATOR_RETRY_FROM, values={
+                "queued_at": now, "attempts": 0, "next_attempt_at": None, "last_error": None, "reason": None})
+            after.events.append(await record(conn, packet_id, "delivery.retried", now, unit=unit,
+                                             audience=info.source,
+                                             detail={"reason": f"retried by an operator (was {row.state})"}))
+            if row.mode == dv.PULL:
+                after.events.append(await record(conn, packet_id, "packet.available", now, unit=unit, audience=unit,
+                                                 detail=self._available_detail(info)))
+        if row.mode == dv.PUSH:
+            after.push_units = [unit]
+        await self._after_commit(after)
+        return dv.QUEUED
+
+    async def operator_cancel(self, packet_id: str, unit: str | None, reason: str = "cancelled by an operator"
+                              ) -> list[str]:
+        """Cancel one (or every) unfinished delivery of a packet; the source is told."""
+        info = await self.packet(packet_id) if uuid_like(packet_id) else None
+        if info is None:
+            raise Problem("not_found", f"no packet {packet_id}")
+        now = self.clock()
+        after = AfterCommit()
+        async with self.db.write() as conn:
+            before = await dv.states_of(conn, packet_id)
+            if unit is not None and unit not in before:
+                raise Problem("not_found", f"packet {packet_id} has no delivery to {unit}")
+            modes = await modes_of(conn, packet_id)
+            moved = await dv.move(conn, packet_id, None if unit is None else [unit], dv.CANCELLED, now, reason=reason)
+            if unit is not None and not moved:
+                raise Problem("conflict", f"the delivery to {unit} is already {before[unit]}", state=before[unit])
+            for u in moved:
+                after.events.append(await record(conn, packet_id, "packet.cancelled", now, unit=u,
+                                                 audience=info.source, detail={"reason": reason}))
+                if before.get(u) in dv.PENDING and modes.get(u) == dv.PULL:
+                    after.events.append(await record(conn, packet_id, "packet.cancelled", now, unit=u, audience=u,
+                                                     detail={"reason": reason}))
+            if moved:
+                await self._complete_if_done(conn, packet_id, now, after)
+        after.failed(info, moved, dv.CANCELLED, reason)
+        await self._after_commit(after)
+        return moved
+
+    async def operator_reroute(self, packet_id: str, unit: str, to: str) -> dict[str, Any]:
+        """Send a packet that did not reach `unit` to `to` instead (same content, new delivery)."""
+        info = await self._held(packet_id)
+        await self.check_destinations([to])
+        now = self.clock()
+        reason = f"re-routed to {to} by an operator"
+        after = AfterCommit()
+        async with self.db.write() as conn:
+            states = await dv.states_of(conn, packet_id)
+            if unit not in states:
+                raise Problem("not_found", f"packet {packet_id} has no delivery to {unit}")
+            if to in states:
+                raise Problem("conflict", f"{to} is already a destination of packet {packet_id}")
+            if states[unit] == dv.DELIVERED:
+                raise Problem("conflict", f"packet {packet_id} was already delivered to {unit}", state=dv.DELIVERED)
+            moved = await dv.move(conn, packet_id, [unit], dv.CANCELLED, now, reason=reason)
+            row = self._delivery_row(packet_id, to, info.priority, info.created_at, state=dv.QUEUED, queued_at=now)
+            await conn.execute(deliveries.insert().values(**row))
+            after.events.append(await record(conn, packet_id, "packet.rerouted", now, unit=unit,
+                                             audience=info.source, detail={"reason": reason, "to": to}))
+            if row["mode"] == dv.PULL:
+                after.events.append(await record(conn, packet_id, "packet.available", now, unit=to, audience=to,
+                                                 detail=self._available_detail(info)))
+        after.failed(info, moved, dv.CANCELLED, reason)
+        if row["mode"] == dv.PUSH:
+            after.push_units = [to]
+        await self._after_commit(after)
+        return {"packet": packet_id, "from_unit": unit, "to": to, "mode": row["mode"], "state": dv.QUEUED}

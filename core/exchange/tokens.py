@@ -1,0 +1,38 @@
+"""Short-lived tokens in upload/download URLs, so `expires_at` is enforced, not advisory."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from datetime import datetime
+
+from lgsp.core.errors import Problem
+
+_EXPIRES_RE = re.compile(r"^[0-9]{1,12}$")  # Unix seconds; `str.isdigit` also takes "²", which int() refuses
+
+
+class TransferTokens:
+    """HMAC over action, packet, unit and expiry (key derived from the master key)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def _mac(self, action: str, packet_id: str, unit: str, expires: int) -> str:
+        msg = f"{action}\n{packet_id}\n{unit}\n{expires}".encode()
+        return base64.urlsafe_b64encode(hmac.new(self._key, msg, hashlib.sha256).digest()[:18]).decode()
+
+    def make(self, action: str, packet_id: str, unit: str, expires_at: datetime) -> str:
+        expires = int(expires_at.timestamp())
+        return f"expires={expires}&token={self._mac(action, packet_id, unit, expires)}"
+
+    def check(self, action: str, packet_id: str, unit: str, expires: str | None, token: str | None,
+              now: datetime) -> None:
+        if not expires or not token or not _EXPIRES_RE.fullmatch(expires) or not token.isascii():
+            raise Problem("forbidden", "this URL needs the expires and token parameters the hub issued")
+        expected = self._mac(action, packet_id, unit, int(expires))
+        if not hmac.compare_digest(expected, token):
+            raise Problem("forbidden", "transfer token does not match this packet and unit")
+        if int(expires) < now.timestamp():
+            raise Problem("transfer.expired", "this URL has expired; ask for a new one")

@@ -1,0 +1,329 @@
+"""The use cases a unit calls (through any adapter): create, upload, submit, inbox, fetch,
+acknowledge, refuse, cancel, view.
+
+A source creates a packet and uploads its content; the hub accepts it and tells the destinations;
+each destination fetches and acknowledges (delivered) or refuses (failed). Push deliveries are
+ended by the engine through `end_delivery` instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import uuid
+from collections.abc import AsyncIterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, select, update
+
+from lgsp.core import deliveries as dv
+from lgsp.core.auth import Principal
+from lgsp.core.errors import Problem
+from lgsp.core.events import iso, record
+from lgsp.core.exchange.base import AfterCommit, modes_of
+from lgsp.core.exchange.uploads import UploadSteps
+from lgsp.core.exchange.values import (
+    MAX_REASON,
+    InboxPosition,
+    NewPacket,
+    PacketInfo,
+    Transfer,
+    parse_new_packet,
+    uuid_like,
+)
+from lgsp.core.signing import SHA256_RE
+from lgsp.core.store.tables import deliveries, packet_events, packets, units
+from lgsp.core.text import text_problem
+
+_INSERT_PACKET = packets.insert()
+
+
+class UnitCases(UploadSteps):
+    """Unit-facing use cases: each checks who asks, commits, then acts."""
+
+    # -- create -------------------------------------------------------------------------------
+    async def create(self, principal: Principal, body: Any) -> tuple[PacketInfo, Transfer]:
+        now = self.clock()
+        # Content-aware data types (edXML) may leave to/subject/priority to the content.
+        body, implicit = self.content.prepare_create(body)
+        new = parse_new_packet(body, max_size=self.max_packet_size, max_recipients=self.max_recipients, now=now,
+                               destinations_from_content="to" in implicit)
+        if implicit:
+            new = dataclasses.replace(new, meta={**new.meta, "implicit": implicit})
+        return await self.create_packet(principal.unit_id, new, now=now)
+
+    async def create_packet(self, source: str, new: NewPacket, *, now: datetime | None = None
+                            ) -> tuple[PacketInfo, Transfer]:
+        now = now or self.clock()
+        await self.check_destinations(new.to)
+        packet_id = str(uuid.uuid4())
+        expires = now + self.transfer_ttl
+        async with self.db.write() as conn:
+            await conn.execute(_INSERT_PACKET, dict(
+                id=packet_id, source_unit=source, subject=new.subject, priority=new.priority,
+                data_type=new.data_type, protocol=new.protocol, size=new.size, sha256=new.sha256,
+                deadline=new.deadline, policy=new.policy, meta=new.meta or None, state="created",
+                content_state="none", created_at=now, upload_expires_at=expires))
+            if new.to:  # none yet when the content names them
+                await conn.execute(deliveries.insert(), [self._delivery_row(packet_id, u, new.priority, now)
+                                                         for u in new.to])
+            await record(conn, packet_id, "packet.created", now, unit=source)
+        info = PacketInfo(id=packet_id, source=source, to=tuple(sorted(new.to)), subject=new.subject,
+                          priority=new.priority, data_type=new.data_type, protocol=new.protocol, size=new.size,
+                          sha256=new.sha256, deadline=new.deadline, policy=new.policy, meta=new.meta or None,
+                          state="created", content_state="none", created_at=now, upload_expires_at=expires)
+        return info, self.upload_transfer(info, source)
+
+    def upload_transfer(self, info: PacketInfo, unit: str) -> Transfer:
+        query = self.tokens.make("upload", info.id, unit, info.upload_expires_at)
+        return Transfer("PUT", f"/v1/packets/{info.id}/content?{query}", info.upload_expires_at)
+
+    async def submit(self, source: str, new: NewPacket, content: AsyncIterable[bytes]) -> PacketInfo:
+        """Create and fill a packet in one step, for inbound adapters that already hold the content.
+
+        If the content fails its checks the packet is closed as expired at once (nothing is delivered)
+        and the Problem propagates to the adapter.
+        """
+        info, _ = await self.create_packet(source, new)
+        attempt = await self._take_turn(info.id)
+        try:
+            received = await self._receive(info, content, attempt)
+        except BaseException as exc:
+            reason = exc.detail if isinstance(exc, Problem) else type(exc).__name__
+            await self._abandon(info, f"content rejected: {reason}")
+            raise
+        finally:
+            self._end_turn(info.id, attempt)
+        return await self._accept(info, received)
+
+    async def find_submitted(self, source: str, sha256: str, since: datetime, meta_key: str,
+                             value: str) -> PacketInfo | None:
+        """The accepted packet `source` created since `since` with this hash and `meta[meta_key] ==
+        value`: how an adapter submitting on a unit's behalf learns, after a crash, that it already did."""
+        async with self.db.read() as conn:
+            rows = (await conn.execute(
+                select(packets.c.id, packets.c.state, packets.c.meta).where(and_(
+                    packets.c.source_unit == source, packets.c.created_at >= since, packets.c.sha256 == sha256,
+                    packets.c.state.in_(("accepted", "completed")))))).all()
+            for row in rows:
+                if isinstance(row.meta, dict) and row.meta.get(meta_key) == value:
+                    return await self._load(conn, row.id)
+        return None
+
+    async def _abandon(self, info: PacketInfo, reason: str) -> None:
+        now = self.clock()
+        async with self.db.write() as conn:
+            result = await conn.execute(update(packets).where(
+                and_(packets.c.id == info.id, packets.c.state == "created")).values(state="expired", completed_at=now))
+            if result.rowcount:
+                await dv.move(conn, info.id, None, dv.EXPIRED, now, reason=reason)
+                await record(conn, info.id, "upload.failed", now, unit=info.source, detail={"reason": reason})
+        await self._after_commit(AfterCommit(partials_of=info.id))
+
+    # -- upload -------------------------------------------------------------------------------
+    async def upload(self, principal: Principal, packet_id: str, declared_sha256: str,
+                     content: AsyncIterable[bytes], *, expires: str | None = None,
+                     token: str | None = None) -> PacketInfo:
+        """Stream the content in, check size and hash, then accept the packet and tell destinations."""
+        now = self.clock()
+        async with self.db.read() as conn:
+            info = await self._load(conn, packet_id) if uuid_like(packet_id) else None
+        if info is None or info.source != principal.unit_id:
+            raise Problem("not_found", "no such packet")
+        self.tokens.check("upload", packet_id, principal.unit_id, expires, token, now)
+        if info.state != "created":
+            raise Problem("conflict", f"content was already uploaded (packet is {info.state})", state=info.state)
+        if info.upload_expires_at <= now:
+            raise Problem("transfer.expired", "the upload window of this packet has closed")
+        if declared_sha256 != info.sha256:
+            raise Problem("content.hash_mismatch",
+                          "X-LGSP-Content-SHA256 differs from the sha256 declared when the packet was created")
+        waited = packet_id in self._uploading
+        attempt = await self._take_turn(packet_id)
+        try:
+            if waited:  # the attempt it waited for may have been accepted meanwhile
+                async with self.db.read() as conn:
+                    state = await conn.scalar(select(packets.c.state).where(packets.c.id == packet_id))
+                if state != "created":
+                    raise Problem("conflict", f"content was already uploaded (packet is {state})", state=state)
+            received = await self._receive(info, content, attempt)
+        finally:
+            self._end_turn(packet_id, attempt)
+        return await self._accept(info, received)
+
+    # -- destination side ---------------------------------------------------------------------
+    async def inbox(self, principal: Principal, limit: int = 100) -> list[dict[str, Any]]:
+        """The first `limit` pending pull deliveries (see `inbox_page`)."""
+        return (await self.inbox_page(principal, limit))[0]
+
+    async def inbox_page(self, principal: Principal, limit: int = 100, after: InboxPosition | None = None
+                         ) -> tuple[list[dict[str, Any]], InboxPosition | None]:
+        """Pending pull deliveries, flash first, then oldest (then by id); with the source's presence.
+
+        Starts strictly after `after`; returns the items and the position to continue from, or None
+        when no more remain. Keyset, not offset: rows leaving or arriving meanwhile shift nothing.
+        """
+        return await self._inbox_page(principal.unit_id, limit, after)
+
+    async def ready(self, principal: Principal, packet_id: str) -> Transfer:
+        async with self.db.read() as conn:
+            _, own = await self._visible_row(conn, principal, packet_id)
+        self._require_pull(own)
+        state = own.state if own is not None else None
+        if state is None:
+            raise Problem("not_found", "no such packet")
+        self._require_pending(state)
+        expires = self.clock() + self.transfer_ttl
+        query = self.tokens.make("download", packet_id, principal.unit_id, expires)
+        return Transfer("GET", f"/v1/packets/{packet_id}/content?{query}", expires)
+
+    @staticmethod
+    def _require_pull(row: Any) -> None:
+        if row is not None and row.mode == dv.PUSH:
+            raise Problem("conflict", f"this packet is delivered to you by push ({row.protocol}); "
+                          "it cannot also be fetched, acknowledged or refused here", mode=dv.PUSH)
+
+    @staticmethod
+    def _require_pending(state: str) -> None:
+        if state == dv.WAITING:
+            raise Problem("not_found", "no such packet")
+        if state in dv.TERMINAL:
+            raise Problem("content.gone", f"this delivery is {state}; its content is no longer offered",
+                          state=state)
+
+    async def open_download(self, principal: Principal, packet_id: str, *, expires: str | None,
+                            token: str | None) -> tuple[PacketInfo, Path]:
+        """Check the caller may read the content now; mark the delivery fetched; return the file."""
+        now = self.clock()
+        async with self.db.read() as conn:
+            info, own = await self._visible_row(conn, principal, packet_id)
+            ref = await self.content.ref_for(conn, info, principal.unit_id,  # this unit's variant
+                                             variant=own.variant if own is not None else None)
+        self._require_pull(own)
+        state = own.state if own is not None else None
+        self.tokens.check("download", packet_id, principal.unit_id, expires, token, now)
+        if state is not None:
+            self._require_pending(state)
+        if info.content_state != "stored":
+            raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+        if state in (dv.QUEUED, dv.NOTIFIED):
+            async with self.db.write() as conn:
+                if await dv.move(conn, packet_id, [principal.unit_id], dv.FETCHED, now):
+                    await record(conn, packet_id, "packet.fetched", now, unit=principal.unit_id)
+        return dataclasses.replace(info, size=ref.size, sha256=ref.sha256), self.blobs.path(ref.blob_key)
+
+    async def ack(self, principal: Principal, packet_id: str, sha256: Any) -> str:
+        if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):
+            raise Problem("request.invalid", "sha256: must be 64 lowercase hex digits", field="sha256")
+        async with self.db.read() as conn:
+            info, own = await self._visible_row(conn, principal, packet_id)
+            ref = await self.content.ref_for(conn, info, principal.unit_id,  # this unit's variant
+                                             variant=own.variant if own is not None else None)
+        self._require_pull(own)
+        state = own.state if own is not None else None
+        if state is None or state == dv.WAITING:
+            raise Problem("not_found", "no such packet")
+        if state == dv.DELIVERED:
+            return dv.DELIVERED
+        if state in dv.TERMINAL:
+            raise Problem("conflict", f"this delivery is already {state}", state=state)
+        if not hmac.compare_digest(sha256, ref.sha256):
+            raise Problem("content.hash_mismatch", "the acknowledged SHA-256 is not the packet's; "
+                          "the delivery stays pending")
+        return await self._finish(info, principal.unit_id, dv.DELIVERED, None)
+
+    async def fail(self, principal: Principal, packet_id: str, reason: Any) -> str:
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+            raise Problem("request.invalid", f"reason: must be 1 to {MAX_REASON} characters", field="reason")
+        if (why := text_problem(reason, multiline=True)) is not None:
+            raise Problem("request.invalid", f"reason: {why}", field="reason")
+        async with self.db.read() as conn:
+            info, own = await self._visible_row(conn, principal, packet_id)
+        self._require_pull(own)
+        state = own.state if own is not None else None
+        if state is None or state == dv.WAITING:
+            raise Problem("not_found", "no such packet")
+        if state == dv.FAILED:
+            return dv.FAILED
+        if state in dv.TERMINAL:
+            raise Problem("conflict", f"this delivery is already {state}", state=state)
+        return await self._finish(info, principal.unit_id, dv.FAILED, reason.strip())
+
+    # -- source side --------------------------------------------------------------------------
+    async def cancel(self, principal: Principal, packet_id: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            info, _ = await self._visible(conn, principal, packet_id)
+        if info.source != principal.unit_id:
+            raise Problem("forbidden", "only the source may cancel a packet")
+        now = self.clock()
+        after = AfterCommit()
+        async with self.db.write() as conn:
+            before = await dv.states_of(conn, packet_id)
+            modes = await modes_of(conn, packet_id)
+            moved = await dv.move(conn, packet_id, None, dv.CANCELLED, now, reason="cancelled by the source")
+            for unit in moved:
+                told = before.get(unit) in dv.PENDING and modes.get(unit) == dv.PULL
+                after.events.append(await record(conn, packet_id, "packet.cancelled", now, unit=unit,
+                                                 audience=unit if told else None))
+            if moved:
+                await self._complete_if_done(conn, packet_id, now, after)
+            fresh = await self._load(conn, packet_id)
+        after.failed(info, moved, dv.CANCELLED, "cancelled by the source")
+        await self._after_commit(after)
+        assert fresh is not None
+        return {"id": packet_id, "cancelled": sorted(moved), "state": fresh.state}
+
+    async def view(self, principal: Principal, packet_id: str) -> dict[str, Any]:
+        """The packet as the caller may see it: all deliveries for the source, its own otherwise."""
+        async with self.db.read() as conn:
+            info, _ = await self._visible(conn, principal, packet_id)
+            is_source = info.source == principal.unit_id
+            d_stmt = (select(deliveries, units.c.online, units.c.last_seen_at)
+                      .join(units, units.c.id == deliveries.c.unit_id)
+                      .where(deliveries.c.packet_id == packet_id).order_by(deliveries.c.unit_id))
+            e_stmt = select(packet_events).where(packet_events.c.packet_id == packet_id).order_by(packet_events.c.id)
+            if not is_source:
+                d_stmt = d_stmt.where(deliveries.c.unit_id == principal.unit_id)
+                e_stmt = e_stmt.where((packet_events.c.unit == principal.unit_id)
+                                      | (packet_events.c.unit.is_(None)))
+            d_rows = (await conn.execute(d_stmt)).all()
+            e_rows = (await conn.execute(e_stmt)).all()
+            extra = await self.content.view_extra(conn, info, principal.unit_id, is_source)
+        out = info.summary()
+        out.update({
+            "state": info.state,
+            "content": info.content_state,
+            "protocol": info.protocol,
+            "deadline": iso(info.deadline) if info.deadline else None,
+            "deliveries": [_delivery_view(d, self.presence_overlay(d.unit_id, bool(d.online), d.last_seen_at))
+                           for d in d_rows],
+            "events": [{"at": iso(e.at), "type": e.type, "unit": e.unit,
+                        **({k: e.detail[k] for k in ("reason", "attempts") if e.detail.get(k)} if e.detail else {})}
+                       for e in e_rows],
+        })
+        if is_source:
+            out["to"] = list(info.to)
+            if info.state == "created":
+                out["upload_expires_at"] = iso(info.upload_expires_at)
+        if info.meta:
+            out["metadata"] = info.meta
+        out.update(extra)
+        return out
+
+
+def _delivery_view(d: Any, presence: tuple[bool, datetime | None]) -> dict[str, Any]:
+    online, seen = presence
+    out: dict[str, Any] = {"unit": d.unit_id, "state": d.state, "updated_at": iso(d.updated_at), "mode": d.mode,
+                           "online": online, "last_seen_at": iso(seen) if seen else None}
+    if d.reason:
+        out["reason"] = d.reason
+    if d.mode == dv.PUSH:
+        out["protocol"] = d.protocol
+        out["attempts"] = d.attempts
+        if d.next_attempt_at is not None and d.state == dv.RETRYING:
+            out["next_attempt_at"] = iso(d.next_attempt_at)
+        if d.last_error:
+            out["last_error"] = d.last_error
+    return out

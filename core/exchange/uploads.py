@@ -1,0 +1,166 @@
+"""Receiving a packet's content: one attempt at a time per packet on this node, stored under its
+own key, checked (size, hash, inspection), then accepted by one conditional update.
+
+Stalled uploads: `_uploading` keeps the attempt in progress per packet; a newer upload of the same
+packet takes over at once from an attempt that has received nothing for `upload_stall_seconds`,
+waits at most that long for one still receiving, and gets `conflict` if that one is still sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, update
+
+from lgsp.core import deliveries as dv
+from lgsp.core.content import Inspection
+from lgsp.core.errors import Problem
+from lgsp.core.events import record
+from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log, modes_of
+from lgsp.core.exchange.values import PacketInfo, upload_key
+from lgsp.core.store.blobs import PartialRemoved
+from lgsp.core.store.tables import packets
+
+
+@dataclass(eq=False)
+class UploadAttempt:
+    """One upload of a packet being received on this node: a newer one may take over once it stalls."""
+
+    task: asyncio.Task[Any] | None
+    last_activity: float  # event-loop time of the last chunk received
+    receiving: bool = True  # False once every byte is in (size, hash and inspection checks follow)
+    superseded: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def supersede(self) -> None:
+        """A newer attempt takes over: this one is cancelled where it waits for data (its files are
+        removed as it unwinds) and can no longer be accepted."""
+        self.superseded = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class UploadSteps(ExchangeBase):
+    """The steps `upload` and `submit` share."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Uploads being received on this node, by packet; an attempt that has received nothing for
+        # `upload_stall_seconds` gives way to a newer one (the HTTP server cuts it after as long too).
+        self._uploading: dict[str, UploadAttempt] = {}
+
+    async def _take_turn(self, packet_id: str) -> UploadAttempt:
+        """Register this task's upload of a packet, after the one in progress on this node (if any).
+
+        An attempt in progress that has received nothing for `upload_stall_seconds` is superseded at
+        once. One still receiving is waited for, at most that long: if it ends (cut, refused or
+        accepted) this one goes ahead; if it is still sending then, this one gets `conflict`. So a
+        source whose connection stalled can upload again without waiting for the server to notice.
+        """
+        loop = asyncio.get_running_loop()
+        stall = self.upload_stall_seconds
+        give_up = loop.time() + stall
+        while (current := self._uploading.get(packet_id)) is not None:
+            now = loop.time()
+            if not current.receiving:
+                raise Problem("conflict", "another upload of this packet has been received and is being checked")
+            if now - current.last_activity >= stall:
+                log.info("upload of packet %s received nothing for %g s; a newer upload takes over", packet_id, stall)
+                current.supersede()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(current.done.wait(), 30)
+                if self._uploading.get(packet_id) is current:  # pragma: no cover - it did not unwind
+                    del self._uploading[packet_id]
+                continue
+            if now >= give_up:
+                raise Problem("conflict", "another upload of this packet is in progress and still sending")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(current.done.wait(), min(give_up, current.last_activity + stall) - now)
+        attempt = UploadAttempt(task=asyncio.current_task(), last_activity=loop.time())
+        self._uploading[packet_id] = attempt
+        return attempt
+
+    def _end_turn(self, packet_id: str, attempt: UploadAttempt) -> None:
+        if self._uploading.get(packet_id) is attempt:
+            del self._uploading[packet_id]
+        attempt.done.set()
+
+    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes],
+                       attempt: UploadAttempt) -> tuple[str, Inspection | None]:
+        """Store one upload attempt under its own key; returns the key and what inspection found.
+
+        Each attempt has its own blobs, so an attempt that loses a race (another node's upload of the
+        same packet was accepted first) deletes only what it wrote itself.
+        """
+        key = upload_key(info.id)
+        loop = asyncio.get_running_loop()
+        try:
+            async with self.blobs.writer(key) as writer:
+                async for chunk in content:
+                    attempt.last_activity = loop.time()
+                    if writer.size + len(chunk) > info.size:
+                        raise Problem("content.size_mismatch",
+                                      f"more than the declared {info.size} bytes were sent")
+                    await writer.write(chunk)
+                attempt.receiving = False
+                if writer.size != info.size:
+                    raise Problem("content.size_mismatch",
+                                  f"received {writer.size} bytes, declared {info.size}")
+                digest = await writer.finish()
+                if digest != info.sha256:
+                    raise Problem("content.hash_mismatch", "the content's SHA-256 differs from the declared one")
+                await writer.commit()
+            if attempt.superseded:  # pragma: no cover - superseded only while receiving, so cancelled there
+                raise Problem("conflict", "a newer upload of this packet took over")
+            # Content-aware data types (edXML) are read before acceptance; a refusal deletes the upload.
+            return key, await self.content.inspect(info, self.blobs.path(key), key)
+        except PartialRemoved:
+            # Another attempt (on another node) was accepted meanwhile and removed this one's files.
+            await self.content.delete_blobs(key)
+            raise Problem("conflict", "the packet is no longer awaiting its content") from None
+
+    async def _accept(self, info: PacketInfo, received: tuple[str, Inspection | None]) -> PacketInfo:
+        key, inspection = received
+        now = self.clock()
+        after = AfterCommit()
+        fresh: PacketInfo | None = None
+        async with self.db.write() as conn:
+            result = await conn.execute(update(packets).where(
+                and_(packets.c.id == info.id, packets.c.state == "created")).values(
+                state="accepted", content_state="stored", blob_key=key, accepted_at=now))
+            if result.rowcount == 1:
+                variant_of: dict[str, dict[str, Any]] = {}
+                if inspection is not None:
+                    # What the content inspection found (destinations, variants, metadata).
+                    after.events.extend(await self.content.apply(conn, info, inspection, now, self._delivery_row))
+                    info = await self._load(conn, info.id) or info
+                    variant_of = await self.content.delivery_refs(conn, info.id)
+                await dv.move(conn, info.id, None, dv.QUEUED, now, values={"queued_at": now})
+                modes = await modes_of(conn, info.id)
+                pulled = [u for u, m in modes.items() if m == dv.PULL]
+                after.push_units = [u for u, m in modes.items() if m == dv.PUSH]
+                live = [u for u in pulled if self.bus.connected(u)]
+                await dv.move(conn, info.id, live, dv.NOTIFIED, now)
+                after.events.append(await record(conn, info.id, "packet.accepted", now, unit=info.source))
+                for unit in pulled:
+                    after.events.append(await record(
+                        conn, info.id, "packet.available", now, unit=unit, audience=unit,
+                        detail=self._available_detail(info) | variant_of.get(unit, {})))
+                fresh = dataclasses.replace(info, state="accepted", content_state="stored", blob_key=key,
+                                            accepted_at=now)
+        if fresh is None:
+            # Lost a race with another node's upload, or the packet expired meanwhile: drop this
+            # attempt's blobs only (the winner's are under another key).
+            await self.content.delete_blobs(key)
+            raise Problem("conflict", "the packet is no longer awaiting its content")
+        # Every other copy of the content that is not this upload goes now: partial uploads left by a
+        # cut connection or a crash, and attempts on other nodes (which can no longer be accepted).
+        after.partials_of = info.id
+        after.hooks.append(("lgsp_packet_accepted", {"packet": fresh}))
+        await self._after_commit(after)
+        return fresh

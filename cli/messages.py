@@ -15,6 +15,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "h_format": ("ĐỊNH DẠNG", "FORMAT"),
     "listening": ("lgsp đang phục vụ tại {url} (Ctrl+C để dừng)", "lgsp is listening on {url} (Ctrl+C to stop)"),
     "stopping": ("đang dừng…", "stopping…"),
+    "backup_done": ("đã sao lưu vào {dir}: cơ sở dữ liệu {db}, {n} tệp blob ({mib} MiB)",
+                    "backed up into {dir}: {db} database, {n} blob files ({mib} MiB)"),
+    "backup_missing": ("{n} tệp blob của gói tin đã giao và xóa trong lúc sao lưu không có trong bản sao lưu "
+                       "(xem backup.json, mục missing)",
+                       "{n} blob files of packets delivered and purged during the backup are not in it "
+                       "(see backup.json, missing)"),
+    "backup_key": ("khóa chủ KHÔNG nằm trong bản sao lưu: hãy cất riêng {path}",
+                   "the master key is NOT in the backup: keep {path} separately"),
+    "restore_done": ("đã khôi phục bản sao lưu {dir} (lúc {at}) vào {db}, {n} tệp blob",
+                     "restored backup {dir} (taken {at}) into {db}, {n} blob files"),
     "config_ok": ("{path}: cấu hình hợp lệ", "{path}: configuration is valid"),
     "db_upgraded": ("cơ sở dữ liệu đã ở phiên bản {rev}", "database is at revision {rev}"),
     "unit_added": ("đã thêm đơn vị {id} — {name}", "added unit {id} — {name}"),

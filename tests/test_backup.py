@@ -175,3 +175,33 @@ async def test_an_interrupted_backup_is_not_restorable(tmp_path: Path) -> None:
         (folder / ".incomplete").unlink()
     with pytest.raises(BackupError, match="không phải bản sao lưu"):
         restore(cfg, folder)
+
+
+async def test_backup_and_restore_commands_speak_one_line(hub: Hub, make_actor: object, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from lgsp.cli.main import main
+
+    a = await make_actor("000.00.00.H23")  # type: ignore[operator]
+    b = await make_actor("000.00.01.H23")  # type: ignore[operator]
+    await a.client.send(os.urandom(5_000), [b.unit], subject="Một gói")
+    live = tmp_path / "live.yaml"
+    live.write_text(f"hub:\n  data_dir: {hub.config.data_dir}\n", encoding="utf-8")
+    fresh = tmp_path / "fresh.yaml"
+    fresh.write_text(f"hub:\n  data_dir: {tmp_path / 'fresh'}\n", encoding="utf-8")
+    folder = tmp_path / "bk"
+
+    assert await asyncio.to_thread(main, ["backup", str(folder), "--config", str(live)]) == 0
+    out = capsys.readouterr()
+    assert "đã sao lưu" in out.out and str(hub.config.master_key_path) in out.out
+
+    assert await asyncio.to_thread(main, ["backup", str(folder), "--config", str(live)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "đã có dữ liệu" in err
+
+    assert await asyncio.to_thread(main, ["restore", str(folder), "--config", str(fresh)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--master-key" in err
+
+    assert await asyncio.to_thread(main, ["restore", str(folder), "--config", str(fresh), "--master-key",
+                                          str(hub.config.master_key_path)]) == 0
+    assert "đã khôi phục" in capsys.readouterr().out

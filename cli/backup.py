@@ -1,0 +1,55 @@
+"""`lgsp backup DIR` and `lgsp restore DIR`: an online backup of the store and blobs, and its return.
+
+The work is in lgsp.core.backup; this module parses, renders and turns a refusal into one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lgsp.cli.args import Subparsers, add_config
+from lgsp.cli.errors import CliError
+from lgsp.cli.messages import t
+from lgsp.cli.store import cli_config
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from lgsp.core.backup import BackupError, backup
+
+    try:
+        report = backup(cli_config(args), Path(args.dir))
+    except BackupError as exc:
+        raise CliError(str(exc)) from exc
+    print(t("backup_done", dir=report.folder, db=report.database, n=report.blob_files,
+            mib=f"{report.blob_bytes / 2**20:.1f}"))
+    if report.missing:
+        print(t("backup_missing", n=len(report.missing)))
+    print(t("backup_key", path=report.master_key_path))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from lgsp.core.backup import BackupError, restore
+
+    try:
+        report = restore(cli_config(args), Path(args.dir),
+                         master_key_file=Path(args.master_key) if args.master_key else None)
+    except BackupError as exc:
+        raise CliError(str(exc)) from exc
+    print(t("restore_done", dir=report.folder, at=report.created_at, db=report.database_url,
+            n=report.blob_files))
+    return 0
+
+
+def add_commands(sub: Subparsers) -> None:
+    p = sub.add_parser("backup", help="sao lưu trực tuyến cơ sở dữ liệu và blob (không kèm khóa chủ)")
+    p.add_argument("dir", help="thư mục đích (mới hoặc trống)")
+    add_config(p)
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="khôi phục một bản sao lưu vào cơ sở dữ liệu và thư mục blob trống")
+    p.add_argument("dir", help="thư mục bản sao lưu")
+    p.add_argument("--master-key", help="tệp khóa chủ đã cất riêng (chép vào vị trí cấu hình, quyền 0600)")
+    add_config(p)
+    p.set_defaults(func=cmd_restore)

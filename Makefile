@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/lgsp.yaml
 
-.PHONY: run test lint bench bench-full clean
+.PHONY: run test chromium lint bench bench-full clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/lgsp run --config $(CONFIG)
 
-test: $(VENV)/.installed-test
+# The console's browser tests drive Debian's Chromium (Playwright with executable_path).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "make test: the console tests need Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; }
+
+test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

@@ -211,8 +211,9 @@ class PresenceConfig:
 @dataclass(frozen=True)
 class PluginsConfig:
     enabled: list[str] = setting(
-        ["rest", "edxml", "soap_edxml"],
-        "Plugins to load: built-in adapters (rest, edxml, soap_edxml, sftp) and installed entry points of group 'lgsp'")
+        ["rest", "edxml", "soap_edxml", "console"],
+        "Plugins to load: built-in adapters (rest, edxml, soap_edxml, sftp, console) and installed entry points "
+        "of group 'lgsp'")
 
 
 def _fraction(v: Any) -> str | None:

@@ -30,6 +30,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "sftp": "lgsp.adapters.sftp",
     "edxml": "lgsp.plugins.edxml",  # edXML packets in the hub (issue 3)
     "soap_edxml": "lgsp.adapters.soap_edxml",  # SOAP service for VBQL systems; needs edxml
+    "console": "lgsp.adapters.console",  # the web console under /console
 }
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT

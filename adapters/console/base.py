@@ -1,0 +1,266 @@
+"""What every console page shares: the per-hub console state, templates, signed session cookies,
+CSRF tokens, the sign-in guard with roles and unit scope, safe redirects and security headers.
+
+Sessions live in the store (core/accounts.py keeps the SHA-256 of a random token); the cookie holds
+the token and an HMAC of it under a key derived from the master key, so a tampered or made-up
+cookie is refused before any lookup. CSRF tokens are an HMAC of the session token (the sign-in form,
+which has no session yet, uses a random pre-session cookie), compared in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from aiohttp import web
+
+from lgsp.core.accounts import Account, Accounts, Actor
+from lgsp.core.registration.workdays import VIETNAM_TZ
+from lgsp.core.web import hub_of
+
+if TYPE_CHECKING:
+    from lgsp.core.hub import Hub
+
+PREFIX = "/console"
+COOKIE = "lgsp_console"
+PRE_COOKIE = "lgsp_console_pre"
+MAX_FORM = 256 * 1024
+
+DEFAULTS: dict[str, int] = {
+    "session_idle_seconds": 1800,        # signed out after 30 minutes without a page
+    "session_absolute_seconds": 43200,   # and after 12 hours whatever happens
+    "max_failed_signins": 5,             # wrong passwords in a row before a lockout
+    "lockout_seconds": 900,              # how long a lockout lasts
+}
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def settings_of(hub: Hub) -> dict[str, int]:
+    raw = hub.config.adapters.get("console") or {}
+    return {**DEFAULTS, **{k: v for k, v in raw.items() if k in DEFAULTS}}
+
+
+def vn_time(moment: datetime | None, with_time: bool = True) -> str:
+    if moment is None:
+        return "—"
+    local = moment.astimezone(VIETNAM_TZ)
+    return local.strftime("%d/%m/%Y %H:%M" if with_time else "%d/%m/%Y")
+
+
+def vn_size(n: int | None) -> str:
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}".replace(".", ",")
+        value /= 1024
+    return str(n)
+
+
+class Console:
+    """The console of one hub: its account store, templates and keys."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.settings = settings_of(hub)
+        self.accounts = Accounts(hub.db, hub.master_key, max_failures=self.settings["max_failed_signins"],
+                                 lockout_seconds=self.settings["lockout_seconds"])
+        self._cookie_key = hub.master_key.derive("console-cookie")
+        self._csrf_key = hub.master_key.derive("console-csrf")
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("lgsp.adapters.console", "templates"),
+            autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self.templates.filters["vn_time"] = vn_time
+        self.templates.filters["vn_date"] = lambda m: vn_time(m, False)
+        self.templates.filters["vn_size"] = vn_size
+
+    # -- cookies ------------------------------------------------------------------------------
+    def _mac(self, key: bytes, value: str) -> str:
+        digest = hmac.new(key, value.encode("ascii"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+    def seal_cookie(self, token: str) -> str:
+        return f"{token}.{self._mac(self._cookie_key, token)}"
+
+    def open_cookie(self, value: str | None) -> str | None:
+        if not value or value.count(".") != 1 or len(value) > 200:
+            return None
+        token, mac = value.split(".")
+        try:
+            token.encode("ascii")
+        except UnicodeEncodeError:
+            return None
+        return token if hmac.compare_digest(mac, self._mac(self._cookie_key, token)) else None
+
+    def csrf_for(self, token: str) -> str:
+        return self._mac(self._csrf_key, "csrf:" + token)
+
+    def csrf_ok(self, token: str, given: str | None) -> bool:
+        return bool(given) and hmac.compare_digest(str(given), self.csrf_for(token))
+
+    # -- rendering ----------------------------------------------------------------------------
+    def render(self, request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+        who: Who | None = request.get(WHO)
+        context.setdefault("who", who)
+        context.setdefault("csrf", self.csrf_for(who.token) if who else "")
+        context.setdefault("path", request.path)
+        context.setdefault("flash", None)
+        body = self.templates.get_template(name).render(**context)
+        response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+
+_CONSOLES: weakref.WeakKeyDictionary[Any, Console] = weakref.WeakKeyDictionary()
+
+
+def console_of(request: web.Request) -> Console:
+    hub = hub_of(request)
+    console = _CONSOLES.get(hub)
+    if console is None:
+        console = _CONSOLES[hub] = Console(hub)
+    return console
+
+
+@dataclass(frozen=True)
+class Who:
+    """The signed-in person of this request."""
+
+    account: Account
+    token: str
+    scope: list[str] | None     # units a unit admin may see; None: every unit
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.account.username, None)
+
+    def can_see(self, unit_id: str | None) -> bool:
+        return self.scope is None or (unit_id is not None and unit_id in self.scope)
+
+
+WHO: web.RequestKey[Who] = web.RequestKey("lgsp_console_who")
+
+
+def client_address(request: web.Request) -> str:
+    return (request.remote or "")[:64]
+
+
+def actor_of(request: web.Request) -> Actor:
+    who = request[WHO]
+    return Actor(who.account.username, client_address(request))
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: only a path inside the console (no scheme, host or `//`)."""
+    if not target or not target.startswith(PREFIX + "/") or target.startswith("//") or "\\" in target \
+            or any(ord(c) < 33 for c in target) or "/../" in target or len(target) > 500:
+        return PREFIX + "/"
+    return target
+
+
+def redirect(location: str) -> web.HTTPFound:
+    return web.HTTPFound(location, headers=SECURITY_HEADERS)
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """The posted text fields (aiohttp caches the parse, so a handler may call this again)."""
+    if request.content_length is not None and request.content_length > MAX_FORM:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM, actual_size=request.content_length)
+    data = await request.post()
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def set_session_cookie(console: Console, request: web.Request, response: web.StreamResponse, token: str) -> None:
+    response.set_cookie(COOKIE, console.seal_cookie(token), path=PREFIX, httponly=True, samesite="Strict",
+                        secure=request.secure, max_age=console.settings["session_absolute_seconds"])
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def page(*roles: str, allow_password_change: bool = False) -> Callable[[Handler], Handler]:
+    """A console page: signed in (else to the sign-in page), the right role (else 403), the password
+    changed when a reset asks for it, and a valid CSRF token on every POST."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            console = console_of(request)
+            token = console.open_cookie(request.cookies.get(COOKIE))
+            found = await console.accounts.session(token, idle_seconds=console.settings["session_idle_seconds"]) \
+                if token else None
+            if token is None or found is None:
+                target = request.path_qs if request.method == "GET" else PREFIX + "/"
+                to_signin = redirect(f"{PREFIX}/login?next={_quote(safe_next(target))}")
+                if request.cookies.get(COOKIE):
+                    to_signin.del_cookie(COOKIE, path=PREFIX)
+                raise to_signin
+            account, _created = found
+            who = Who(account, token, await console.accounts.unit_scope(account))
+            request[WHO] = who
+            if request.method == "POST":
+                form = await read_form(request)
+                if not console.csrf_ok(token, form.get("csrf")):
+                    return console.render(request, "error.html", status=403,
+                                          message="Phiên biểu mẫu không hợp lệ hoặc đã hết hạn (CSRF). "
+                                                  "Hãy tải lại trang và thử lại.")
+            if account.must_change_password and not allow_password_change:
+                raise redirect(f"{PREFIX}/password")
+            if roles and account.role not in roles:
+                return console.render(request, "error.html", status=403,
+                                      message="Tài khoản của bạn không có quyền xem trang này.")
+            response = await handler(request)
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        guarded.__name__ = handler.__name__
+        guarded.__doc__ = handler.__doc__
+        return guarded
+
+    return wrap
+
+
+def forbidden(request: web.Request, message: str = "Không tìm thấy hoặc bạn không có quyền xem.") -> web.Response:
+    """A unit admin asking for another unit's record gets the same answer as for one that does not exist."""
+    return console_of(request).render(request, "error.html", status=404, message=message)
+
+
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="/")
+
+
+def new_pre_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def first(values: Iterable[str], default: str = "") -> str:
+    for v in values:
+        return v
+    return default
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def form_dict(form: Mapping[str, str], skip: Iterable[str] = ("csrf",)) -> dict[str, str]:
+    skipped = set(skip)
+    return {k: v for k, v in form.items() if k not in skipped}

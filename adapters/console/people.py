@@ -1,0 +1,107 @@
+"""Accounts and the audit trail: operators manage every account; a unit admin sees its units' accounts.
+
+A password reset shows the temporary password once, on the answer to the POST that made it; it is
+never stored in clear nor shown again. Every change is recorded by core/accounts.py with the
+operator's name and address.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from lgsp.adapters.console.base import PREFIX, WHO, actor_of, console_of, page, read_form, redirect
+from lgsp.core.accounts import ROLE_NAMES_VI, ROLES, AccountError, new_password
+from lgsp.core.registration.workdays import VIETNAM_TZ
+
+routes = web.RouteTableDef()
+
+AUDIT_NAMES = {
+    "account.created": "Tạo tài khoản", "account.role_changed": "Đổi vai trò", "account.enabled": "Kích hoạt",
+    "account.disabled": "Vô hiệu hóa", "account.unlocked": "Mở khóa", "account.password_reset": "Đặt lại mật khẩu",
+    "account.password_changed": "Đổi mật khẩu", "account.totp_enabled": "Bật xác thực 2 lớp",
+    "account.totp_disabled": "Tắt xác thực 2 lớp", "signin.succeeded": "Đăng nhập",
+    "signin.failed": "Đăng nhập thất bại", "signout": "Đăng xuất",
+}
+
+
+async def _accounts_page(request: web.Request, *, error: str | None = None, shown_password: str | None = None,
+                         shown_for: str | None = None, status: int = 200) -> web.Response:
+    console = console_of(request)
+    who = request[WHO]
+    rows = await console.accounts.list_accounts(unit_ids=who.scope)
+    units = await console.hub.directory.search_units("", limit=1000) if who.account.is_operator else []
+    return console.render(request, "accounts.html", status=status, accounts=rows, roles=ROLES,
+                          role_names=ROLE_NAMES_VI, units=units, error=error, shown_password=shown_password,
+                          shown_for=shown_for)
+
+
+@routes.get(PREFIX + "/accounts")
+@page("operator", "unit_admin")
+async def accounts_list(request: web.Request) -> web.StreamResponse:
+    return await _accounts_page(request)
+
+
+@routes.post(PREFIX + "/accounts")
+@page("operator")
+async def account_create(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    form = await read_form(request)
+    temporary = new_password()
+    try:
+        account = await console.accounts.add(
+            form.get("username", ""), temporary, form.get("role", ""), actor=actor_of(request),
+            unit_id=form.get("unit") or None, include_children=form.get("include_children") == "1",
+            display_name=form.get("display_name", ""), must_change_password=True)
+    except AccountError as exc:
+        return await _accounts_page(request, error=exc.message(), status=422)
+    return await _accounts_page(request, shown_password=temporary, shown_for=account.username)
+
+
+@routes.post(PREFIX + "/accounts/{username}/{action:reset|unlock|disable|enable|totp-off}")
+@page("operator")
+async def account_action(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    username, action = request.match_info["username"], request.match_info["action"]
+    actor = actor_of(request)
+    try:
+        if action == "reset":
+            temporary = await console.accounts.reset_password(username, actor=actor)
+            return await _accounts_page(request, shown_password=temporary, shown_for=username)
+        if action == "unlock":
+            await console.accounts.unlock(username, actor=actor)
+        elif action == "disable":
+            await console.accounts.set_status(username, "disabled", actor=actor)
+        elif action == "enable":
+            await console.accounts.set_status(username, "active", actor=actor)
+        else:
+            await console.accounts.disable_totp(username, actor=actor)
+    except AccountError as exc:
+        return await _accounts_page(request, error=exc.message(), status=422)
+    raise redirect(PREFIX + "/accounts")
+
+
+@routes.get(PREFIX + "/audit")
+@page("operator", "unit_admin", "viewer")
+async def audit(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    who = request[WHO]
+    actor = request.query.get("actor", "").strip()[:64] or None
+    since = _day(request.query.get("from"))
+    until = _day(request.query.get("to"))
+    entries = await console.accounts.audit_entries(actor=actor, unit_ids=who.scope, since=since,
+                                                   until=until + timedelta(days=1) if until else None, limit=500)
+    return console.render(request, "audit.html", entries=entries, names=AUDIT_NAMES, actor=actor or "",
+                          since=request.query.get("from", ""), until=request.query.get("to", ""))
+
+
+def _day(text: str | None) -> datetime | None:
+    """A YYYY-MM-DD of the filter as the start of that day in Vietnam; anything else: no filter."""
+    if not text:
+        return None
+    try:
+        day = datetime.strptime(text[:10], "%Y-%m-%d")
+    except ValueError:
+        return None
+    return day.replace(tzinfo=VIETNAM_TZ)

@@ -31,6 +31,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "edxml": "lgsp.plugins.edxml",  # edXML packets in the hub (issue 3)
     "soap_edxml": "lgsp.adapters.soap_edxml",  # SOAP service for VBQL systems; needs edxml
     "console": "lgsp.adapters.console",  # the web console under /console
+    "vxp": "lgsp.adapters.vxp",  # the national axis protocol served at /vxp; needs edxml
 }
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT

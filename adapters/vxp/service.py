@@ -68,8 +68,8 @@ from lgsp.core import documents as docs
 from lgsp.core.auth import Principal
 from lgsp.core.content import PENDING_SUBJECT
 from lgsp.core.errors import Problem
+from lgsp.core.exchange import InboxPosition, NewPacket
 from lgsp.core.identifiers import identifier_form
-from lgsp.core.packets import InboxPosition, NewPacket
 from lgsp.core.web import hub_of
 
 if TYPE_CHECKING:

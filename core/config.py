@@ -162,6 +162,8 @@ class DatabaseConfig:
 class BlobsConfig:
     path: str = setting("", "Folder of the blob store; empty means <data_dir>/blobs")
     fsync: bool = setting(True, "Flush each blob to disk before accepting it (survives a power cut)")
+    encrypt: bool = setting(True, "Encrypt content at rest (AES-256-GCM, a data key per packet); "
+                                  "files written unencrypted before stay readable")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -38,7 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lgsp.core import deliveries as dv
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
-from lgsp.core.store.blobs import BlobStore, publish
+from lgsp.core.store.blobcrypt import ChunkSealer
+from lgsp.core.store.blobs import BlobStore, key_id_of, publish
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packet_contents, packets, unit_formats, units
 
@@ -142,14 +143,19 @@ def choose_variant(fmt: str | None, default_format: str | None, variants: Sequen
 
 class SyncBlobWriter:
     """One variant blob written from a worker thread: temp file, SHA-256 and size on the way,
-    renamed into place on `close()` (so a half-written variant is never visible)."""
+    renamed into place on `close()` (so a half-written variant is never visible). Encrypted with
+    the packet's data key when the blob store encrypts (the key is fetched before, on the loop)."""
 
-    def __init__(self, blobs: BlobStore, key: str) -> None:
+    def __init__(self, blobs: BlobStore, key: str, data_key: bytes | None = None) -> None:
         self.key = key
         self.final = blobs.path(key)
         self.temp = blobs.tmp / f"{key}.{secrets.token_hex(6)}.part"
         self._fsync = blobs.fsync
+        if blobs.encrypt and data_key is None:
+            raise ValueError("the blob store encrypts: a variant writer needs the packet's data key")
         self._fh = open(self.temp, "xb")  # noqa: SIM115 - closed in close()/abort()
+        self._sealer = ChunkSealer(self._fh, data_key, key_id_of(key), key) \
+            if blobs.encrypt and data_key is not None else None
         self._sha = hashlib.sha256()
         self.size = 0
         self.done = False
@@ -157,6 +163,9 @@ class SyncBlobWriter:
     def write(self, data: bytes) -> int:
         self._sha.update(data)
         self.size += len(data)
+        if self._sealer is not None:
+            self._sealer.write(data)
+            return len(data)
         return self._fh.write(data)
 
     @property
@@ -166,6 +175,8 @@ class SyncBlobWriter:
     def close(self) -> Any:
         if self.done:
             return None
+        if self._sealer is not None:
+            self._sealer.finish()
         publish(self._fh, self.temp, self.final, fsync=self._fsync)
         self.done = True
         return None
@@ -186,11 +197,14 @@ class InspectionJob:
     format each destination takes.
     """
 
-    def __init__(self, service: ContentService, packet: PacketInfo, path: Path, upload_key: str) -> None:
+    def __init__(self, service: ContentService, packet: PacketInfo, path: Path, upload_key: str,
+                 data_key: bytes | None = None) -> None:
         self.service = service
         self.packet = packet
         self.path = path
         self.upload_key = upload_key
+        #: The packet's data key (None when content is not encrypted): writers and readers need it.
+        self.data_key = data_key
         self.implicit = frozenset((packet.meta or {}).get("implicit", ()))
         self._writers: list[SyncBlobWriter] = []
 
@@ -199,7 +213,13 @@ class InspectionJob:
 
     def writer(self, name: str) -> SyncBlobWriter:
         """A writer for variant `name` (call from a worker thread)."""
-        return self.track(SyncBlobWriter(self.service.blobs, self.key(name)))
+        return self.track(SyncBlobWriter(self.service.blobs, self.key(name), self.data_key))
+
+    def open(self, blob_key: str | None = None) -> BinaryIO:
+        """The plaintext of the upload (or of another blob of this packet), decrypted as it is read;
+        seekable. Call from a worker thread."""
+        path = self.path if blob_key is None else self.service.blobs.path(blob_key)
+        return self.service.blobs.open_sync(path, self.data_key)
 
     def track(self, writer: SyncBlobWriter) -> SyncBlobWriter:
         """Have a writer made elsewhere (e.g. an attachment sink) discarded with the job."""
@@ -272,7 +292,8 @@ class ContentService:
         inspector = self.inspectors.get(info.data_type)
         if inspector is None:
             return None
-        job = InspectionJob(self, info, path, upload_key)
+        data_key = await self.blobs.data_key(upload_key)
+        job = InspectionJob(self, info, path, upload_key, data_key)
         try:
             return await inspector.inspect(job)
         except BaseException as exc:
@@ -357,6 +378,12 @@ class ContentService:
             ref = await self.ref_for(conn, info, unit)
         seen = dataclasses.replace(info, size=ref.size, sha256=ref.sha256, data_type=ref.data_type)
         return seen, self.blobs.path(ref.blob_key)
+
+    async def opener(self, path: Path) -> Callable[[], BinaryIO]:
+        """A function opening the blob `path` for reading its plaintext from a worker thread (the
+        data key is fetched now, on the loop). Push jobs read their content through one."""
+        data_key = await self.blobs.data_key(path.name)
+        return lambda: self.blobs.open_sync(path, data_key)
 
     async def delivery_refs(self, conn: AsyncConnection, packet_id: str) -> dict[str, dict[str, Any]]:
         """unit -> {size, sha256, data_type} for the deliveries of a packet that get a variant."""

@@ -271,7 +271,7 @@ class DeliveryEngine:
         seen, content_path = await exchange.content.for_delivery(info, lane.unit)
         job = PushJob(packet=seen, unit=lane.unit, target=lane.settings,
                       idempotency_key=idempotency_key(packet_id, lane.unit), attempt=attempt,
-                      content_path=content_path)
+                      content_path=content_path, opener=await exchange.content.opener(content_path))
         started = time.monotonic()
         receipt: PushReceipt | None = None
         try:

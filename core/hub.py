@@ -21,6 +21,7 @@ from lgsp.core.config import Config, ConfigError, ConfigIssue
 from lgsp.core.connections import ConnectionGuard
 from lgsp.core.content import ContentService
 from lgsp.core.content import collect as collect_content_plugins
+from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.directory import Directory
 from lgsp.core.engine import DeliveryEngine
 from lgsp.core.events import EventBus
@@ -146,7 +147,8 @@ class Hub:
         await self.db.upgrade()
         # Another node's temporary folder counts as dead once silent for ten housekeeping rounds (5 min at least).
         self.blobs = BlobStore(cfg.blob_path, chunk_size=cfg.limits.io_chunk_size, fsync=cfg.blobs.fsync,
-                               owner_stale_seconds=max(300.0, 10 * cfg.presence.sweep_interval_seconds))
+                               owner_stale_seconds=max(300.0, 10 * cfg.presence.sweep_interval_seconds),
+                               keys=ContentKeys(self.db, self.master_key), encrypt=cfg.blobs.encrypt)
         self.blobs.open()
         self.directory = Directory(self.db, self.master_key, self.algorithms,
                                    rsa_key_bits=cfg.security.rsa_key_bits)

@@ -44,6 +44,19 @@ class MasterKey:
         nonce = os.urandom(12)
         return _VERSION + nonce + self._aead.encrypt(nonce, plaintext.encode("utf-8"), context.encode("utf-8"))
 
+    def seal(self, secret: bytes, context: str) -> bytes:
+        """Seal raw bytes (a data key) bound to `context`; same format as `encrypt`."""
+        nonce = os.urandom(12)
+        return _VERSION + nonce + self._aead.encrypt(nonce, secret, context.encode("utf-8"))
+
+    def unseal(self, blob: bytes, context: str) -> bytes:
+        if len(blob) < 29 or blob[:1] != _VERSION:
+            raise MasterKeyError("not a sealed secret of this version")
+        try:
+            return self._aead.decrypt(blob[1:13], blob[13:], context.encode("utf-8"))
+        except InvalidTag as exc:
+            raise MasterKeyError("secret does not decrypt with this master key (wrong key file?)") from exc
+
     def decrypt(self, blob: bytes, context: str) -> str:
         if len(blob) < 29 or blob[:1] != _VERSION:
             raise MasterKeyError("not a sealed secret of this version")

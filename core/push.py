@@ -15,12 +15,12 @@ again with the same `idempotency_key` and a higher `attempt`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from lgsp.core.exchange import PacketInfo
@@ -44,10 +44,17 @@ class PushJob:
     idempotency_key: str
     attempt: int
     content_path: Path
+    #: Opens the content's plaintext (the blob is encrypted at rest); call from a worker thread.
+    #: None: `content_path` is read as it is (a plain file).
+    opener: Callable[[], BinaryIO] | None = None
+
+    def open(self) -> BinaryIO:
+        """The content's plaintext as a file (blocking: call from a worker thread)."""
+        return self.opener() if self.opener is not None else self.content_path.open("rb")
 
     async def content(self, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
         """The stored content, streamed in chunks read off the event loop."""
-        fh = await asyncio.to_thread(self.content_path.open, "rb")
+        fh = await asyncio.to_thread(self.open)
         try:
             while True:
                 block = await asyncio.to_thread(fh.read, chunk_size)

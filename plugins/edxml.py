@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lgsp.core import documents as docs
 from lgsp.core.config import positive_int_settings
 from lgsp.core.content import ContentService, Inspection, InspectionJob, SyncBlobWriter, Variant
+from lgsp.core.downloads import blob_response
 from lgsp.core.edxml import (
     AttachmentMeta,
     EdxmlError,
@@ -124,7 +125,7 @@ class _AttachmentWriter(SyncBlobWriter):
 
     def __init__(self, job: InspectionJob, meta: AttachmentMeta) -> None:
         self.number = meta.index + 1
-        super().__init__(job.service.blobs, job.key(f"att-{self.number}"))
+        super().__init__(job.service.blobs, job.key(f"att-{self.number}"), job.data_key)
         self.meta = meta
         self.ref = f"/v1/packets/{job.packet.id}/attachments/{self.number}"
 
@@ -198,11 +199,13 @@ class EdxmlInspector:
         info = job.packet
         writer = job.writer("edxml")
         try:
-            packet = append_trace_header(job.path, writer, organ_id=self.hub.config.hub.identifier, limits=limits)
+            with job.open() as src:
+                packet = append_trace_header(src, writer, organ_id=self.hub.config.hub.identifier, limits=limits)
         except NotAnEdoc:
             writer.abort()
             try:  # a status packet: delivered as uploaded
-                packet = parse_packet(job.path, limits=limits)
+                with job.open() as src:
+                    packet = parse_packet(src, limits=limits)
             except EdxmlError as exc2:
                 raise problem_of(exc2) from None
             return packet, Variant("edxml", "edxml", job.upload_key, info.size, info.sha256, "application/xml",
@@ -214,13 +217,15 @@ class EdxmlInspector:
 
     def _from_json(self, job: InspectionJob, limits: ParseLimits) -> tuple[Packet, Variant]:
         """Build the edXML from the JSON form (bare, or a ZIP bundle with the attachment files)."""
-        with open(job.path, "rb") as fh:
+        with job.open() as fh:
             head = fh.read(4)
         bundle: zipfile.ZipFile | None = None
+        zip_source: BinaryIO | None = None
         try:
             if head.startswith(b"PK\x03\x04"):
                 try:
-                    bundle = zipfile.ZipFile(job.path)
+                    zip_source = job.open()
+                    bundle = zipfile.ZipFile(zip_source)
                     member = bundle.open(BUNDLE_JSON)
                 except KeyError:
                     raise Problem("edxml.invalid", f"the ZIP bundle has no {BUNDLE_JSON}", path=BUNDLE_JSON,
@@ -230,7 +235,7 @@ class EdxmlInspector:
                 with member:
                     document = load_json(member, limits)
             else:
-                with open(job.path, "rb") as fh:
+                with job.open() as fh:
                     document = load_json(fh, limits)
             if isinstance(document, dict) and document.get("kind") == "edoc":
                 _add_hub_trace(document, self.hub.config.hub.identifier)
@@ -244,6 +249,8 @@ class EdxmlInspector:
         finally:
             if bundle is not None:
                 bundle.close()
+            if zip_source is not None:
+                zip_source.close()
         return packet, Variant("edxml", "edxml", writer.key, writer.size, writer.sha256, "application/xml", "edxml")
 
     def _convert(self, job: InspectionJob, converter: Any, fmt: str, source: Variant) -> list[Variant]:
@@ -252,7 +259,7 @@ class EdxmlInspector:
         writer = job.writer(fmt)
         data_type, media_type = FORMAT_TYPES.get(fmt, (f"edxml+{fmt}", "application/octet-stream"))
         try:  # the job discards its writers when the inspection fails
-            with open(self.content.blobs.path(source.blob_key), "rb") as src:
+            with job.open(source.blob_key) as src:
                 converter.convert(src, writer, store=store)
         except EdxmlError as exc:  # pragma: no cover - the edXML variant was just validated
             raise problem_of(exc) from None
@@ -517,10 +524,11 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
         detail = await conn.scalar(select(packet_contents.c.detail).where(and_(
             packet_contents.c.packet_id == request.match_info["id"], packet_contents.c.variant == ref.variant)))
     name = (detail or {}).get("name") or f"attachment-{number}"
-    return web.FileResponse(path, chunk_size=hub.config.limits.io_chunk_size, headers={
+    return await blob_response(request, hub.blobs, path, ref.size, {
         H_CONTENT: ref.sha256, "Content-Type": ref.media_type or "application/octet-stream",
         "Accept-Ranges": "bytes",
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}"})
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}"},
+        hub.config.limits.io_chunk_size)
 
 
 # -- hooks -----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from importlib import resources
 
 from aiohttp import web
 
+from lgsp.core.downloads import blob_response
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
 from lgsp.core.exchange import InboxPosition
@@ -64,9 +65,9 @@ async def download_content(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         raise Problem("content.gone", "the content of this packet is no longer held by the hub")
     check_range(request, info.size)
-    return web.FileResponse(path, chunk_size=hub.config.limits.io_chunk_size, headers={
+    return await blob_response(request, hub.blobs, path, info.size, {
         H_CONTENT: info.sha256, "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
-        "Content-Disposition": f'attachment; filename="{info.id}"'})
+        "Content-Disposition": f'attachment; filename="{info.id}"'}, hub.config.limits.io_chunk_size)
 
 
 @routes.get("/v1/inbox")

@@ -211,7 +211,7 @@ class SoapPushAdapter:
     async def push(self, job: PushJob) -> PushReceipt:
         target = job.target
         endpoint = await self._endpoint(target)
-        size = (await asyncio.to_thread(job.content_path.stat)).st_size
+        size = job.packet.size  # of the plaintext (the stored file is encrypted)
         params = self._parameters(job, size)
         token = secrets.token_bytes(24)  # its Base64 (32 characters, no padding) marks the payload's place
         params[endpoint.content_parameter] = token
@@ -275,7 +275,7 @@ class SoapPushAdapter:
     def _body_sha256(job: PushJob, head: bytes, tail: bytes) -> str:
         """SHA-256 of the exact body (the signature covers it): one pass over the file before sending."""
         sha = hashlib.sha256(head)
-        with open(job.content_path, "rb") as fh:
+        with job.open() as fh:
             while block := fh.read(CHUNK):
                 sha.update(binascii.b2a_base64(block, newline=False))
         sha.update(tail)

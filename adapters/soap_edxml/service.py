@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import parse_qs
 
 from aiohttp import web
@@ -235,8 +235,10 @@ def must_understand_response(blocks: list[etree.QName], version: str, lang: str)
                         content_type=_media(version), charset="utf-8")
 
 
-async def _file_chunks(path: Path, size: int = CHUNK) -> AsyncIterator[bytes]:
-    fh = await asyncio.to_thread(open, path, "rb")
+async def _file_chunks(path: Path, size: int = CHUNK,
+                       opener: Callable[[], BinaryIO] | None = None) -> AsyncIterator[bytes]:
+    """A file's bytes; a stored blob is read through `opener` (it is encrypted at rest)."""
+    fh = await asyncio.to_thread(opener or (lambda: open(path, "rb")))  # noqa: SIM115 - closed below
     try:
         while block := await asyncio.to_thread(fh.read, size):
             yield block
@@ -245,7 +247,8 @@ async def _file_chunks(path: Path, size: int = CHUNK) -> AsyncIterator[bytes]:
 
 
 async def stream_with_payload(request: web.Request, version: str, mtom: bool, child: etree._Element,
-                              slot: etree._Element, path: Path, size: int) -> web.StreamResponse:
+                              slot: etree._Element, path: Path, size: int,
+                              opener: Callable[[], BinaryIO] | None = None) -> web.StreamResponse:
     """Send `child` with the file's bytes in `slot`: inline Base64 or an MTOM part, streamed."""
     if not mtom:
         token = f"@@lgsp-{uuid.uuid4().hex}@@"
@@ -256,7 +259,7 @@ async def stream_with_payload(request: web.Request, version: str, mtom: bool, ch
         resp.content_length = length
         await resp.prepare(request)
         await resp.write(head)
-        async for block in _file_chunks(path):
+        async for block in _file_chunks(path, opener=opener):
             await resp.write(binascii.b2a_base64(block, newline=False))
         await resp.write(tail)
         await resp.write_eof()
@@ -276,7 +279,7 @@ async def stream_with_payload(request: web.Request, version: str, mtom: bool, ch
     resp.content_length = len(head) + size + len(tail)
     await resp.prepare(request)
     await resp.write(head)
-    async for block in _file_chunks(path):
+    async for block in _file_chunks(path, opener=opener):
         await resp.write(block)
     await resp.write(tail)
     await resp.write_eof()
@@ -393,7 +396,7 @@ async def get_edoc(call: Call) -> web.StreamResponse:
     _sub(out, "sha256", info.sha256)
     slot = _sub(out, "edxml", None)
     return await stream_with_payload(call.request, call.message.version, call.message.mtom, out, slot, path,
-                                     info.size)
+                                     info.size, opener=await call.hub.content.opener(path))
 
 
 async def update_status(call: Call) -> web.StreamResponse:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lgsp.core import deliveries as dv
 from lgsp.core.auth import Principal
 from lgsp.core.content import ContentService
+from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
@@ -264,6 +265,7 @@ class ExchangeBase:
         if row.content_state != "stored":
             return
         await conn.execute(_MARK_PURGED, {"p_packet": packet_id, "purged_at": now})
+        await ContentKeys.destroy(conn, [packet_id])  # copies of the files taken earlier: unreadable now
         after.events.append(await record(conn, packet_id, "content.purged", now))
         after.purge = packet_id
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 
 from lgsp.core import deliveries as dv
+from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.events import record
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log
 from lgsp.core.exchange.values import PRIORITIES, duration, uuid_like
@@ -51,6 +52,7 @@ class Housekeeping(ExchangeBase):
                 source = await conn.scalar(select(packets.c.source_unit).where(packets.c.id == packet_id))
                 after.events.append(await record(conn, packet_id, "upload.expired", now, unit=source,
                                                  audience=source))
+                await ContentKeys.destroy(conn, [packet_id])
             # Every file of it goes: a blob renamed in just before a crash, and partial uploads.
             after.purge = packet_id
             await self._after_commit(after)
@@ -116,6 +118,7 @@ class Housekeeping(ExchangeBase):
                 elif row.state != "created" and row.blob_key:  # keep the accepted attempt and its variants
                     doomed.extend(p for p in by_packet[packet_id] if not p.name.startswith(row.blob_key))
         await asyncio.to_thread(remove, doomed)
+        await ContentKeys.sweep(self.db)  # keys a racing upload made again after its packet ended
         if doomed:
             log.info("removed %d blob files no packet needs any more", len(doomed))
         return len(doomed)

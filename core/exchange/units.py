@@ -20,6 +20,7 @@ from sqlalchemy import and_, select, update
 
 from lgsp.core import deliveries as dv
 from lgsp.core.auth import Principal
+from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso, record
 from lgsp.core.exchange.base import AfterCommit, modes_of
@@ -120,6 +121,7 @@ class UnitCases(UploadSteps):
             if result.rowcount:
                 await dv.move(conn, info.id, None, dv.EXPIRED, now, reason=reason)
                 await record(conn, info.id, "upload.failed", now, unit=info.source, detail={"reason": reason})
+                await ContentKeys.destroy(conn, [info.id])  # nothing of this packet is ever readable again
         await self._after_commit(AfterCommit(partials_of=info.id))
 
     # -- upload -------------------------------------------------------------------------------

@@ -13,6 +13,11 @@ process gone) or silent for `owner_stale_seconds` (another host) belongs to a cr
 is removed whole, at start-up and periodically. Both conditions are needed, so a filesystem whose
 locks are not shared between hosts (an NFS mount with `nolock`) never gets a live writer's files
 removed. Partial uploads of one packet are found by name (`<packet id>…`) in every folder.
+
+With a data-key source (`keys`) and `encrypt` on, every file, temporary ones included, is written
+in the chunked AES-256-GCM format of `blobcrypt.py` with its packet's data key; sizes and SHA-256
+are those of the plaintext. Readers go through `open()`/`open_path()`, which also read the plain
+files written before encryption at rest.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
+
+from lgsp.core.store.blobcrypt import BlobCorrupt, ChunkSealer, open_blob, plain_size
 
 try:
     import fcntl
@@ -58,6 +65,19 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True  # exists, under another user
     return True
+
+
+class DataKeys(Protocol):
+    """Where data keys come from (core/contentkeys.py: sealed in the store)."""
+
+    async def get(self, key_id: str) -> bytes | None: ...
+
+    async def get_or_create(self, key_id: str) -> bytes: ...
+
+
+def key_id_of(blob_key: str) -> str:
+    """The data key a blob uses: its packet's (blob keys start with the 36-character packet id)."""
+    return blob_key[:36]
 
 
 class PartialRemoved(FileNotFoundError):
@@ -103,8 +123,12 @@ def remove(paths: Iterable[Path]) -> int:
 
 class BlobStore:
     def __init__(self, root: Path, *, chunk_size: int = 1 << 20, fsync: bool = True,
-                 owner_stale_seconds: float = 300.0) -> None:
+                 owner_stale_seconds: float = 300.0, keys: DataKeys | None = None,
+                 encrypt: bool = True) -> None:
         self.root = root
+        self.keys = keys
+        #: Write new blobs encrypted (needs `keys`); files are read either way.
+        self.encrypt = encrypt and keys is not None
         self.chunk_size = chunk_size
         self.fsync = fsync
         self.objects = root / "objects"
@@ -214,9 +238,37 @@ class BlobStore:
         """Delete every blob whose key starts with `prefix` (a packet id or an upload key)."""
         return await asyncio.to_thread(lambda: remove(self.with_prefix(prefix)))
 
+    async def data_key(self, key: str) -> bytes | None:
+        """The data key of blob `key` (None without a key source, or when destroyed)."""
+        return await self.keys.get(key_id_of(key)) if self.keys is not None else None
+
+    def open_sync(self, path: Path, data_key: bytes | None, *, size: int | None = None) -> BinaryIO:
+        """Open a blob file for reading its plaintext (worker thread). With `size`, a file whose
+        plaintext size differs (truncated, extended, replaced) is refused before any byte is read."""
+        key_id = key_id_of(path.name)
+        fh = open_blob(path, lambda kid: data_key if kid == key_id else None, expect_name=path.name)
+        if size is not None:
+            found = fh.size if hasattr(fh, "size") else os.fstat(fh.fileno()).st_size
+            if found != size:
+                fh.close()
+                raise BlobCorrupt(f"{path.name} holds {found} bytes, the store says {size}")
+        return fh
+
+    async def open_path(self, path: Path, *, size: int | None = None) -> BinaryIO:
+        """Open a stored blob (by its file) for reading its plaintext."""
+        data_key = await self.data_key(path.name)
+        return await asyncio.to_thread(self.open_sync, path, data_key, size=size)
+
+    async def open_blob(self, key: str, *, size: int | None = None) -> BinaryIO:
+        return await self.open_path(self.path(key), size=size)
+
+    async def size_of(self, key: str) -> int:
+        """The plaintext size of a stored blob."""
+        return await asyncio.to_thread(plain_size, self.path(key))
+
     async def read_chunks(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
         """Stream a blob from `offset`, one chunk per worker-thread read."""
-        fh: BinaryIO = await asyncio.to_thread(open, self.path(key), "rb")
+        fh = await self.open_blob(key)
         try:
             if offset:
                 await asyncio.to_thread(fh.seek, offset)
@@ -312,10 +364,21 @@ class BlobWriter:
         self._sha = hashlib.sha256()
         self._buf = bytearray()
         self._fh: BinaryIO | None = None
+        self._sealer: ChunkSealer | None = None
         self._closed = False
 
     async def __aenter__(self) -> BlobWriter:
+        data_key = None
+        if self.store.encrypt:
+            assert self.store.keys is not None
+            data_key = await self.store.keys.get_or_create(key_id_of(self.key))
         self._fh = await asyncio.to_thread(open, self.temp, "xb")
+        if data_key is not None:
+            try:
+                self._sealer = await asyncio.to_thread(ChunkSealer, self._fh, data_key, key_id_of(self.key), self.key)
+            except BaseException:
+                await self.abort()
+                raise
         return self
 
     async def __aexit__(self, exc_type: object, *_: object) -> None:
@@ -337,7 +400,10 @@ class BlobWriter:
     def _write_chunk(self, chunk: bytes) -> None:
         assert self._fh is not None
         self._sha.update(chunk)
-        self._fh.write(chunk)
+        if self._sealer is not None:
+            self._sealer.write(chunk)
+        else:
+            self._fh.write(chunk)
 
     async def finish(self) -> str:
         """Flush what is buffered; return the SHA-256 (hex) of everything written."""
@@ -351,6 +417,8 @@ class BlobWriter:
 
     def _commit(self) -> None:
         assert self._fh is not None
+        if self._sealer is not None:
+            self._sealer.finish()
         publish(self._fh, self.temp, self.final, fsync=self.store.fsync)
 
     async def abort(self) -> None:

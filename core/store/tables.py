@@ -390,3 +390,12 @@ registration_requests = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "state", "due_on"),
 )
+
+# The data key of each packet's content (core/contentkeys.py), sealed under the master key; deleted
+# when the content is purged, so files copied earlier can no longer be read.
+content_keys = Table(
+    "content_keys", metadata,
+    Column("key_id", String(80), primary_key=True),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -57,13 +57,14 @@ def adapter(hub: Hub) -> SftpPushAdapter:
     return found
 
 
-def job(hub: Hub, packet: PacketInfo, settings: dict[str, Any], attempt: int = 1) -> PushJob:
+async def job(hub: Hub, packet: PacketInfo, settings: dict[str, Any], attempt: int = 1) -> PushJob:
+    path = hub.blobs.path(packet.blob_key)
     return PushJob(packet=packet, unit=DEST, target=settings, idempotency_key=idempotency_key(packet.id, DEST),
-                   attempt=attempt, content_path=hub.blobs.path(packet.blob_key))
+                   attempt=attempt, content_path=path, opener=await hub.content.opener(path))
 
 
 async def push(hub: Hub, packet: PacketInfo, settings: dict[str, Any]) -> PushReceipt:
-    return await adapter(hub).push(job(hub, packet, settings))
+    return await adapter(hub).push(await job(hub, packet, settings))
 
 
 async def refused(hub: Hub, packet: PacketInfo, settings: dict[str, Any]) -> PushFailure:
@@ -132,7 +133,7 @@ async def test_retried_push_converges_on_the_same_files(hub: Hub, sftp_server: S
     first_manifest = (inbox / f"{name}.manifest.json").read_bytes()
     first_stat = (inbox / name).stat()
 
-    again = await adapter(hub).push(job(hub, packet, settings, attempt=2))
+    again = await adapter(hub).push(await job(hub, packet, settings, attempt=2))
     assert again.detail.startswith("already present at ")
     assert (inbox / name).stat().st_mtime_ns == first_stat.st_mtime_ns  # not uploaded a second time
     assert (inbox / f"{name}.manifest.json").read_bytes() == first_manifest
@@ -141,7 +142,7 @@ async def test_retried_push_converges_on_the_same_files(hub: Hub, sftp_server: S
     (inbox / f"{name}.manifest.json").unlink()
     (inbox / name).write_bytes(b"half")
     (inbox / f".{name}.part").write_bytes(b"stale partial upload")
-    await adapter(hub).push(job(hub, packet, settings, attempt=3))
+    await adapter(hub).push(await job(hub, packet, settings, attempt=3))
     check_delivered(sftp_server, packet, CONTENT)
     assert (inbox / f"{name}.manifest.json").read_bytes() == first_manifest  # same bytes on every attempt
 
@@ -150,7 +151,7 @@ async def test_push_into_a_write_only_drop_folder(hub: Hub, sftp_server: SftpSer
     sftp_server.state.deny_read_under = {"/inbox"}  # the hub may write and list there, not read back
     packet = await stored_packet(hub, CONTENT)
     await push(hub, packet, target(sftp_server))
-    await adapter(hub).push(job(hub, packet, target(sftp_server), attempt=2))  # cannot tell: uploads again
+    await adapter(hub).push(await job(hub, packet, target(sftp_server), attempt=2))  # cannot tell: uploads again
     check_delivered(sftp_server, packet, CONTENT)
 
 
@@ -270,7 +271,7 @@ async def test_short_remote_file_is_caught_before_the_rename(hub: Hub, sftp_serv
     assert listing(sftp_server.root / "inbox") == []  # nothing under the final name, no temp left
 
     sftp_server.state.truncate_writes_at = None  # the disk recovers: the retry delivers
-    await adapter(hub).push(job(hub, packet, target(sftp_server), attempt=2))
+    await adapter(hub).push(await job(hub, packet, target(sftp_server), attempt=2))
     check_delivered(sftp_server, packet, CONTENT)
 
 

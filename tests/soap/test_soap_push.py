@@ -45,7 +45,7 @@ async def job_for(hub: Hub, make_actor: MakeActor, tgt: dict[str, Any], data: by
     assert info is not None
     seen, path = await hub.content.for_delivery(info, B)
     return PushJob(packet=seen, unit=B, target=tgt, idempotency_key=idempotency_key(packet_id, B), attempt=1,
-                   content_path=path)
+                   content_path=path, opener=await hub.content.opener(path))
 
 
 async def test_push_delivers_the_destinations_variant_signed(hub: Hub, make_actor: MakeActor,
@@ -58,7 +58,9 @@ async def test_push_delivers_the_destinations_variant_signed(hub: Hub, make_acto
     receipt = await adapter.push(job)
     assert receipt.remote_id == "VB-1" and "nhanVanBan" in receipt.detail
     (got,) = receiver.received
-    assert got.content == job.content_path.read_bytes() and sha(got.content) == job.packet.sha256
+    with job.open() as fh:
+        stored = fh.read()
+    assert got.content == stored and sha(got.content) == job.packet.sha256
     assert [t.organ_id for t in parse_packet(got.content).trace_headers] == [A, HUB_ID]
     assert (got.sender, got.packet) == (A, job.packet.id)
     assert got.headers["Idempotency-Key"] == job.idempotency_key and got.headers["SOAPAction"] == '"nhanVanBan"'
@@ -118,7 +120,8 @@ async def test_push_refused_signature_unreachable_and_wrong_operation(hub: Hub, 
         await adapter.push(job)
     assert not err.value.retryable and receiver.refused == ["bad signature"]
 
-    bad_op = PushJob(job.packet, B, target(receiver, operation="guiVanBan"), job.idempotency_key, 1, job.content_path)
+    bad_op = PushJob(job.packet, B, target(receiver, operation="guiVanBan"), job.idempotency_key, 1,
+                     job.content_path, job.opener)
     with pytest.raises(PushFailure) as err:
         await adapter.push(bad_op)
     assert not err.value.retryable and "guiVanBan" in err.value.reason and "nhanVanBan" in err.value.reason
@@ -126,7 +129,8 @@ async def test_push_refused_signature_unreachable_and_wrong_operation(hub: Hub, 
     url = receiver.url
     await receiver.stop()  # the endpoint is cached from the WSDL; now nobody answers
     with pytest.raises(PushFailure) as err:
-        await adapter.push(PushJob(job.packet, B, target(receiver), job.idempotency_key, 2, job.content_path))
+        await adapter.push(PushJob(job.packet, B, target(receiver), job.idempotency_key, 2, job.content_path,
+                                   job.opener))
     assert err.value.retryable and "POST" in err.value.reason
     assert not await adapter.probe(B, {"wsdl": url + "?wsdl"})
 

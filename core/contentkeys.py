@@ -1,0 +1,69 @@
+"""Data keys of packet content: one random AES-256 key per packet, sealed under the master key.
+
+Each blob file of a packet (its upload attempts, partial uploads, variants) is encrypted with a
+key derived from the packet's data key (core/store/blobcrypt.py). The data key is stored only
+sealed (table `content_keys`, bound to its key id) and is deleted when the content is purged or
+the packet expires: from then on no copy of the files, nor a backup taken earlier, can be read,
+even with the master key. Unsealed keys live only in memory, for the duration of one read or write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lgsp.core.masterkey import MasterKey
+from lgsp.core.store.blobcrypt import new_data_key
+from lgsp.core.store.database import Database, conflict_insert
+from lgsp.core.store.tables import content_keys, packets
+
+
+class ContentKeys:
+    def __init__(self, db: Database, master_key: MasterKey) -> None:
+        self.db = db
+        self.master_key = master_key
+
+    @staticmethod
+    def context(key_id: str) -> str:
+        return f"content-key:{key_id}"
+
+    async def get(self, key_id: str) -> bytes | None:
+        """The data key, or None when it was never made or has been destroyed."""
+        async with self.db.read() as conn:
+            sealed = await conn.scalar(select(content_keys.c.sealed).where(content_keys.c.key_id == key_id))
+        return None if sealed is None else self.master_key.unseal(bytes(sealed), self.context(key_id))
+
+    async def get_or_create(self, key_id: str) -> bytes:
+        """The data key, made on first use. Two writers racing (two nodes) end with the same key."""
+        found = await self.get(key_id)
+        if found is not None:
+            return found
+        fresh = new_data_key()
+        async with self.db.write() as conn:
+            await conn.execute(conflict_insert(conn, content_keys).values(
+                key_id=key_id, sealed=self.master_key.seal(fresh, self.context(key_id)),
+                created_at=datetime.now(UTC)).on_conflict_do_nothing())
+        found = await self.get(key_id)
+        if found is None:  # destroyed in between: the packet was purged while this upload started
+            raise LookupError(f"the data key {key_id} was destroyed")
+        return found
+
+    @staticmethod
+    async def destroy(conn: AsyncConnection, key_ids: Iterable[str]) -> None:
+        """Delete data keys inside the caller's transaction (the one recording the purge)."""
+        ids = list(key_ids)
+        if ids:
+            await conn.execute(delete(content_keys).where(content_keys.c.key_id.in_(ids)))
+
+    @staticmethod
+    async def sweep(db: Database) -> None:
+        """Delete the keys of packets whose content is purged or never came (expired)."""
+        # Walks the few live keys and probes packets by primary key, not the whole packets table.
+        ended = select(packets.c.id).where(and_(
+            packets.c.id == content_keys.c.key_id,
+            or_(packets.c.content_state == "purged", packets.c.state == "expired"))).exists()
+        async with db.write() as conn:
+            await conn.execute(delete(content_keys).where(ended))

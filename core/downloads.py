@@ -1,0 +1,95 @@
+"""Serving stored content over HTTP, whole or one Range, from encrypted blobs.
+
+`web.FileResponse` (sendfile) serves only the plain files written before encryption at rest (or
+with `blobs.encrypt: false`). An encrypted blob is decrypted chunk by chunk in a worker thread and
+streamed; a Range opens only the chunks holding it (core/store/blobcrypt.py). The Range header has
+been checked by `core.web.check_range` before this is called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from aiohttp import web
+
+from lgsp.core.errors import Problem
+from lgsp.core.store.blobcrypt import BlobCorrupt, BlobKeyGone, DecryptingReader
+from lgsp.core.store.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+def _range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of the requested range, clamped; None for the whole content."""
+    if header is None or size == 0:
+        return None
+    start, _, end = header.strip()[len("bytes="):].partition("-")
+    if not start:
+        return max(0, size - int(end)), size - 1
+    return int(start), min(size - 1, int(end)) if end else size - 1
+
+
+async def blob_response(request: web.Request, blobs: BlobStore, path: Path, size: int,
+                        headers: Mapping[str, str], chunk_size: int) -> web.StreamResponse:
+    """The response for a download of the stored blob `path` whose plaintext is `size` bytes."""
+    try:
+        fh = await blobs.open_path(path, size=size)
+    except FileNotFoundError:
+        raise Problem("content.gone", "the content of this packet is no longer held by the hub") from None
+    except BlobKeyGone:
+        raise Problem("content.gone", "the content of this packet is no longer held by the hub") from None
+    except BlobCorrupt as exc:
+        log.error("stored content %s failed its integrity check: %s", path.name, exc)
+        raise Problem("internal", "the stored content failed its integrity check") from None
+    if not isinstance(fh, DecryptingReader):  # a plain file: sendfile as before
+        await asyncio.to_thread(fh.close)
+        return web.FileResponse(path, chunk_size=chunk_size, headers=dict(headers))
+    try:
+        return await _stream(request, fh, size, headers, chunk_size)
+    finally:
+        await asyncio.to_thread(fh.close)
+
+
+async def _stream(request: web.Request, fh: BinaryIO, size: int, headers: Mapping[str, str],
+                  chunk_size: int) -> web.StreamResponse:
+    # A validator-less response: an If-Range cannot match it, so the whole content is sent (RFC 9110).
+    wanted = None if "If-Range" in request.headers else _range(request.headers.get("Range"), size)
+    first, last = wanted if wanted is not None else (0, size - 1)
+    response = web.StreamResponse(status=206 if wanted is not None else 200, headers=dict(headers))
+    response.content_length = last - first + 1
+    if wanted is not None:
+        response.headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    if first:
+        await asyncio.to_thread(fh.seek, first)
+    # The first chunk is read before the headers go, so a damaged start is still a clean 500.
+    left = last - first + 1
+    block = await _read(fh, min(chunk_size, left)) if left > 0 else b""
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    while block:
+        await response.write(block)
+        left -= len(block)
+        if left <= 0:
+            break
+        try:
+            block = await _read(fh, min(chunk_size, left))
+        except Problem:
+            # The headers are gone: the only honest signal left is a cut connection (short body).
+            if request.transport is not None:
+                request.transport.close()
+            return response
+    await response.write_eof()
+    return response
+
+
+async def _read(fh: BinaryIO, n: int) -> bytes:
+    try:
+        return await asyncio.to_thread(fh.read, n)
+    except BlobCorrupt as exc:
+        log.error("stored content failed its integrity check while being sent: %s", exc)
+        raise Problem("internal", "the stored content failed its integrity check") from None

@@ -394,16 +394,19 @@ async def get_edoc(call: Call) -> web.StreamResponse:
     before, after = head[:cut], head[cut:]
     resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_JSON})
     resp.content_length = len(before) + 4 * ((size + 2) // 3) + len(after)
-    await resp.prepare(call.request)
-    await resp.write(before)
     fh = await asyncio.to_thread(open, path, "rb")
     try:
+        await resp.prepare(call.request)
+        await resp.write(before)
         while block := await asyncio.to_thread(fh.read, _B64_CHUNK):
             await resp.write(await asyncio.to_thread(base64.b64encode, block))
+        await resp.write(after)
+        await resp.write_eof()
+    except OSError as exc:  # the answer has begun: it cannot become a FAIL any more, so cut it short
+        log.warning("vxp getEdoc of %s cut short: %s", path.name, exc)
+        raise ConnectionResetError(str(exc)) from exc
     finally:
         await asyncio.to_thread(fh.close)
-    await resp.write(after)
-    await resp.write_eof()
     return resp
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import ipaddress
 import os
 import re
 import types
@@ -294,6 +295,29 @@ class DeliveryConfig:
     scheduler: SchedulerConfig = section(SchedulerConfig, "The retry scheduler")
 
 
+def _networks(v: Any) -> str | None:
+    for item in v:
+        try:
+            ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            return f"{item!r} is not an address or network (e.g. 10.0.0.0/8, ::1)"
+    return None
+
+
+def _sha256_or_empty(v: Any) -> str | None:
+    return None if v == "" or re.fullmatch(r"[0-9a-fA-F]{64}", v) else \
+        "must be empty or the SHA-256 of the token, 64 hex digits (sha256sum of the token, without newline)"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = setting(True, "Serve GET /metrics (Prometheus exposition format)")
+    allow: list[str] = setting(["127.0.0.1/32", "::1/128"], "Addresses or networks that may read /metrics",
+                               check=_networks)
+    token_sha256: str = setting("", "SHA-256 (hex) of a bearer token that may read /metrics from any address "
+                                "(empty: none)", check=_sha256_or_empty)
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", "Log level")
@@ -433,6 +457,7 @@ class Config:
     adapters: dict[str, dict[str, Any]] = setting({}, "Settings of each adapter, under its plugin name")
     delivery: DeliveryConfig = section(DeliveryConfig, "Delivery to destinations")
     logging: LoggingConfig = section(LoggingConfig, "Logging")
+    metrics: MetricsConfig = section(MetricsConfig, "Prometheus metrics")
     registration: RegistrationConfig = section(RegistrationConfig,
                                                "Registration forms (Mẫu 01–07) and the working-day calendar")
 

@@ -324,6 +324,8 @@ class DeliveryEngine:
             if moved:
                 await record(conn, info.id, "delivery.retrying", now, unit=lane.unit, detail={
                     "attempts": attempt, "reason": reason, "next_attempt_at": iso(at)})
+        if moved:
+            self.hub.metrics.retried(lane.protocol)
         if moved and self.scheduler is not None:
             try:
                 await self.scheduler.schedule(info.id, lane.unit, at)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -73,6 +73,11 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        #: Called with every committed batch, streamed or history-only (metrics count them).
+        self.observers: list[Callable[[Sequence[Event]], None]] = []
+
+    def open_streams(self) -> int:
+        return sum(len(subs) for subs in self._subs.values())
 
     def subscribe(self, unit: str) -> Subscription:
         sub = Subscription(unit)
@@ -90,6 +95,12 @@ class EventBus:
         return bool(self._subs.get(unit))
 
     def publish(self, events: Iterable[Event]) -> None:
+        events = tuple(events)
+        for observer in self.observers:
+            try:
+                observer(events)
+            except Exception:
+                log.exception("an event observer failed")
         for event in events:
             if event.audience is None:
                 continue

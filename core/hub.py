@@ -30,6 +30,7 @@ from lgsp.core.health import Health
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier
 from lgsp.core.identity import HubIdentity
 from lgsp.core.masterkey import MasterKey
+from lgsp.core.metrics import Metrics
 from lgsp.core.offline import OfflineReporter
 from lgsp.core.presence import Presence
 from lgsp.core.push import PushAdapter, adapter_settings, engine_target_problems
@@ -81,6 +82,8 @@ class Hub:
         self.engine = DeliveryEngine(self)
         self.offline: OfflineReporter
         self.health = Health(self)
+        self.metrics = Metrics(self)
+        self.bus.observers.append(self.metrics.observe_events)
 
     def _collect_push_adapters(self) -> dict[str, PushAdapter]:
         adapters: dict[str, PushAdapter] = {}
@@ -274,6 +277,10 @@ class Hub:
     # -- plugins ------------------------------------------------------------------------------
     async def call_hook(self, name: str, **kwargs: Any) -> None:
         """Call a notification hook; a failing plugin is logged and never hurts the packet."""
+        try:
+            self.metrics.on_hook(name, kwargs)
+        except Exception:
+            log.exception("metrics of hook %s failed", name)
         try:
             results = getattr(self.pm.hook, name)(hub=self, **kwargs)
         except Exception:

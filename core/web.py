@@ -20,7 +20,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Handler
 
-from lgsp.core import health
+from lgsp.core import health, metrics
 from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
 from lgsp.core.signing import EMPTY_SHA256, H_CONTENT
@@ -88,6 +88,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except Problem as problem:
+        if problem.code.startswith("auth."):
+            hub_of(request).metrics.auth_failed(problem.code)
         return problem_response(problem, language(request))
     except (web.RequestPayloadError, HttpProcessingError):  # the body's framing broke mid-way (a bad chunk)
         return problem_response(Problem("request.malformed", "the request body's framing is malformed"),
@@ -119,6 +121,7 @@ def make_app(hub: Hub) -> web.Application:
     app = web.Application(middlewares=[problem_middleware], client_max_size=hub.config.limits.max_json_body)
     app[HUB] = hub
     health.mount(app, hub.health)
+    metrics.mount(app, hub.metrics)  # counts every request: placed before problem_middleware
     for routes in hub.pm.hook.lgsp_web_routes(hub=hub):
         if routes:
             app.router.add_routes(routes)

@@ -19,6 +19,7 @@ revocations, updates and replacements to the original packet on acceptance.
 from __future__ import annotations
 
 import asyncio
+import time
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
@@ -179,7 +180,11 @@ class EdxmlInspector:
         info = job.packet
         limits = parse_limits(self.hub)
         reader = self._from_edxml if info.data_type == "edxml" else self._from_json
-        packet, edxml_variant = await asyncio.to_thread(reader, job, limits)
+        started = time.perf_counter()
+        try:
+            packet, edxml_variant = await asyncio.to_thread(reader, job, limits)
+        finally:
+            self.hub.metrics.edxml_validation.observe(time.perf_counter() - started)
         self._check_header(packet, info)
         route = await self._route(job, packet)
         formats = await job.formats_of(FAMILY, route.destinations, self.default_format)

@@ -70,7 +70,8 @@ class UnitCases(UploadSteps):
             if new.to:  # none yet when the content names them
                 await conn.execute(deliveries.insert(), [self._delivery_row(packet_id, u, new.priority, now)
                                                          for u in new.to])
-            await record(conn, packet_id, "packet.created", now, unit=source)
+            created = await record(conn, packet_id, "packet.created", now, unit=source)
+        self.bus.publish([created])  # history only: no stream gets it (metrics count it)
         info = PacketInfo(id=packet_id, source=source, to=tuple(sorted(new.to)), subject=new.subject,
                           priority=new.priority, data_type=new.data_type, protocol=new.protocol, size=new.size,
                           sha256=new.sha256, deadline=new.deadline, policy=new.policy, meta=new.meta or None,

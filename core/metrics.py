@@ -7,9 +7,10 @@ of series:
   created/accepted/completed, ended deliveries, push retries, delivery times, edXML validation
   times. Across nodes, sum them.
 - read from the store at scrape time (one short read, shared by concurrent scrapes and reused for
-  `SNAPSHOT_SECONDS`; units online lag by the presence flush, 1 s): deliveries not yet ended by state and protocol, push queue depth and oldest
-  waiting delivery per unit, offline units with deliveries waiting, units online, blob bytes stored. Every node reports the same values:
-  in a cluster take `max` of them, not `sum`. Open event streams and pool use are this node's.
+  `SNAPSHOT_SECONDS`; units online lag by the presence flush, 1 s): deliveries not yet ended by
+  state and protocol, push queue depth and oldest waiting delivery per unit, offline units with
+  deliveries waiting, units online, blob bytes stored. Every node reports the same values: in a
+  cluster take `max` of them, not `sum`. Open event streams and pool use are this node's.
 
 Access is limited by address (`metrics.allow`) or a bearer token whose SHA-256 is in the YAML
 (`metrics.token_sha256`); anything else gets `403 forbidden`. docs/operations.md has the details
@@ -41,7 +42,7 @@ from lgsp.core.store.tables import deliveries, packet_contents, packets, units
 if TYPE_CHECKING:
     from lgsp.core.events import Event
     from lgsp.core.hub import Hub
-    from lgsp.core.packets import PacketInfo
+    from lgsp.core.exchange import PacketInfo
 
 log = logging.getLogger("lgsp.metrics")
 
@@ -118,7 +119,7 @@ class Metrics:
         started = time.perf_counter()
         status = 500
         try:
-            response = await handler(request)
+            response: web.StreamResponse = await handler(request)
             status = response.status
             return response
         except web.HTTPException as exc:

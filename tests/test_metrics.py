@@ -218,7 +218,7 @@ def _promtool() -> str:
 
 async def test_promtool_accepts_the_exposition(hub: Hub, make_actor: MakeActor) -> None:
     promtool = _promtool()
-    src, dst = await make_actor(SRC), await make_actor(DST)
+    src, _ = await make_actor(SRC), await make_actor(DST)
     await src.client.send(b"abc", [DST], subject="s")
     _, text, _ = await scrape(hub)
     res = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)

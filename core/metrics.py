@@ -41,8 +41,8 @@ from lgsp.core.store.tables import deliveries, packet_contents, packets, units
 
 if TYPE_CHECKING:
     from lgsp.core.events import Event
-    from lgsp.core.hub import Hub
     from lgsp.core.exchange import PacketInfo
+    from lgsp.core.hub import Hub
 
 log = logging.getLogger("lgsp.metrics")
 

@@ -19,17 +19,22 @@ from aiohttp import web
 from lgsp.core.errors import Problem
 from lgsp.core.store.blobcrypt import BlobCorrupt, BlobKeyGone, DecryptingReader
 from lgsp.core.store.blobs import BlobStore
+from lgsp.core.web import _RANGE_RE
 
 log = logging.getLogger(__name__)
 
 
 def _range(header: str | None, size: int) -> tuple[int, int] | None:
-    """(first, last) byte of the requested range, clamped; None for the whole content."""
-    if header is None or size == 0:
+    """(first, last) byte of the requested range, clamped; None for the whole content (also for a
+    Range a caller did not check with `check_range` and that cannot be served: RFC 9110 allows it)."""
+    match = _RANGE_RE.match(header.strip()) if header is not None and size else None
+    if match is None:
         return None
-    start, _, end = header.strip()[len("bytes="):].partition("-")
+    start, end = match.groups()
     if not start:
-        return max(0, size - int(end)), size - 1
+        return (max(0, size - int(end)), size - 1) if end and int(end) > 0 else None
+    if int(start) >= size or (end and int(end) < int(start)):
+        return None
     return int(start), min(size - 1, int(end)) if end else size - 1
 
 

@@ -67,9 +67,11 @@ from lgsp.core import deliveries as dv
 from lgsp.core import documents as docs
 from lgsp.core.auth import Principal
 from lgsp.core.content import PENDING_SUBJECT
+from lgsp.core.downloads import blob_response
 from lgsp.core.errors import Problem
 from lgsp.core.exchange import InboxPosition, NewPacket
 from lgsp.core.identifiers import identifier_form
+from lgsp.core.store.blobcrypt import BlobCorrupt
 from lgsp.core.web import hub_of
 
 if TYPE_CHECKING:
@@ -394,7 +396,7 @@ async def get_edoc(call: Call) -> web.StreamResponse:
     before, after = head[:cut], head[cut:]
     resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_JSON})
     resp.content_length = len(before) + 4 * ((size + 2) // 3) + len(after)
-    fh = await asyncio.to_thread(open, path, "rb")
+    fh = await call.hub.blobs.open_path(path, size=size)  # decrypted as it is read (encrypted at rest)
     try:
         await resp.prepare(call.request)
         await resp.write(before)
@@ -402,7 +404,7 @@ async def get_edoc(call: Call) -> web.StreamResponse:
             await resp.write(await asyncio.to_thread(base64.b64encode, block))
         await resp.write(after)
         await resp.write_eof()
-    except OSError as exc:  # the answer has begun: it cannot become a FAIL any more, so cut it short
+    except (OSError, BlobCorrupt) as exc:  # the answer has begun: it cannot become a FAIL any more, cut it
         log.warning("vxp getEdoc of %s cut short: %s", path.name, exc)
         raise ConnectionResetError(str(exc)) from exc
     finally:
@@ -411,10 +413,10 @@ async def get_edoc(call: Call) -> web.StreamResponse:
 
 
 async def download_edoc(call: Call) -> web.StreamResponse:
-    packet_id, path, _ = await _open(call)
-    return web.FileResponse(path, chunk_size=call.hub.config.limits.io_chunk_size, headers={
+    packet_id, path, size = await _open(call)
+    return await blob_response(call.request, call.hub.blobs, path, size, {
         "Content-Type": "application/octet-stream",
-        "Content-Disposition": f'attachment; filename="{packet_id}.edxml"'})
+        "Content-Disposition": f'attachment; filename="{packet_id}.edxml"'}, call.hub.config.limits.io_chunk_size)
 
 
 async def update_status(call: Call) -> web.StreamResponse:

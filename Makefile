@@ -33,9 +33,13 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  { echo "make test: the console tests need Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; }
 
+# PYTEST_WORKERS: pytest-xdist processes (auto: one per core); whole files go to one worker, so a
+# module's fixtures are set up once. PYTEST_WORKERS=0 runs the suite in this process.
+PYTEST_WORKERS ?= auto
+
 test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

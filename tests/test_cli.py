@@ -1,4 +1,5 @@
-"""The `lgsp` command end to end: administration, a running hub, and the README walkthrough."""
+"""The `lgsp` command end to end, in-process through `main(argv)`: administration, a running hub,
+and the README walkthrough (tests/test_cli_smoke.py runs it as a real process)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,18 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from lgsp.core.config import load_config
+from lgsp.core.hub import Hub
+
+from .cli_support import CliResult, arun_cli, run_cli, run_cli_serving
 from .conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-LGSP = [sys.executable, "-m", "lgsp.cli.main"]
 
 
 class Env:
@@ -29,39 +31,33 @@ class Env:
         self.config.write_text(
             f"hub:\n  data_dir: {tmp / 'var'}\nserver:\n  port: {self.port}\nblobs:\n  fsync: false\n"
             "security:\n  rsa_key_bits: 2048\n", encoding="utf-8")
-        self.env = {**os.environ, "LGSP_PROFILES_FILE": str(tmp / "profiles.yaml"), "LGSP_LANG": "en"}
-        for name in ("LGSP_URL", "LGSP_ACCESS_KEY", "LGSP_SECRET_KEY", "LGSP_PROFILE", "LGSP_CONFIG"):
-            self.env.pop(name, None)
+        self.env = {"LGSP_PROFILES_FILE": str(tmp / "profiles.yaml")}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def run(self, *args: str, ok: bool = True, config: bool = False,
-            lang: str = "en") -> subprocess.CompletedProcess[str]:
-        argv = [*LGSP, *args] + (["-c", str(self.config)] if config else [])
-        res = subprocess.run(argv, capture_output=True, text=True, env={**self.env, "LGSP_LANG": lang},
-                             cwd=self.tmp, timeout=120, check=False)
+    def argv(self, args: tuple[str, ...], config: bool) -> list[str]:
+        return [*args] + (["-c", str(self.config)] if config else [])
+
+    def check(self, args: tuple[str, ...], res: CliResult, ok: bool) -> CliResult:
         if ok:
             assert res.returncode == 0, f"{args}: {res.stderr}"
         return res
+
+    def run(self, *args: str, ok: bool = True, config: bool = False, lang: str = "en",
+            env: dict[str, str] | None = None) -> CliResult:
+        res = run_cli(*self.argv(args, config), env=self.env | (env or {}), cwd=self.tmp, lang=lang)
+        return self.check(args, res, ok)
+
+    async def arun(self, *args: str, ok: bool = True, config: bool = False) -> CliResult:
+        res = await arun_cli(*self.argv(args, config), env=self.env, cwd=self.tmp)
+        return self.check(args, res, ok)
 
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Env:
     return Env(tmp_path)
-
-
-@pytest.fixture
-def running(cli: Env) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([*LGSP, "run", "-c", str(cli.config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=cli.env, cwd=cli.tmp)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert cli.url in line, (line, proc.stderr.read() if proc.poll() is not None else "")
-    yield proc
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
 
 
 def test_admin_commands(cli: Env) -> None:
@@ -121,64 +117,69 @@ def test_vietnamese_is_the_default(cli: Env) -> None:
     assert err.startswith("lỗi: ")
 
 
-def test_walkthrough_with_a_running_hub(cli: Env, running: subprocess.Popen[str]) -> None:
-    """The README's first exchange, command for command."""
+async def test_walkthrough_with_a_running_hub(cli: Env) -> None:
+    """The README's first exchange, command for command, against a hub serving in this process."""
+    async with Hub(load_config(cli.config, env={})):
+        await walkthrough(cli)
+
+
+async def walkthrough(cli: Env) -> None:
     for unit, name in (("000.00.00.H23", "Sở A"), ("000.00.01.H23", "Sở B")):
-        cli.run("unit", "add", unit, name, config=True)
-        cli.run("app", "add", unit, "vbql", config=True)
-    cli.run("key", "issue", "--app", "vbql", "--unit", "000.00.00.H23", "--save-profile", "so-a", "--url", cli.url,
-            config=True)
-    cli.run("key", "issue", "--app", "vbql", "--unit", "000.00.01.H23", "--save-profile", "so-b", "--url", cli.url,
-            config=True)
+        await cli.arun("unit", "add", unit, name, config=True)
+        await cli.arun("app", "add", unit, "vbql", config=True)
+    await cli.arun("key", "issue", "--app", "vbql", "--unit", "000.00.00.H23", "--save-profile", "so-a",
+                   "--url", cli.url, config=True)
+    await cli.arun("key", "issue", "--app", "vbql", "--unit", "000.00.01.H23", "--save-profile", "so-b",
+                   "--url", cli.url, config=True)
     assert oct((cli.tmp / "profiles.yaml").stat().st_mode & 0o777) == "0o600"
 
     doc = cli.tmp / "cong-van.pdf"
     doc.write_bytes(os.urandom(3 << 20))  # large enough for a progress bar
-    sent = cli.run("send", "--to", "000.00.01.H23", str(doc), "--subject", "Công văn số 1", "--priority", "1",
-                   "--profile", "so-a").stdout
+    sent = (await cli.arun("send", "--to", "000.00.01.H23", str(doc), "--subject", "Công văn số 1",
+                           "--priority", "1", "--profile", "so-a")).stdout
     packet_id = re.search(r"sent packet ([0-9a-f-]{36})", sent).group(1)  # type: ignore[union-attr]
 
-    inbox = cli.run("inbox", "--json", "--profile", "so-b").stdout
+    inbox = (await cli.arun("inbox", "--json", "--profile", "so-b")).stdout
     assert [i["id"] for i in json.loads(inbox)] == [packet_id]
-    assert packet_id in cli.run("inbox", "--profile", "so-b").stdout
+    assert packet_id in (await cli.arun("inbox", "--profile", "so-b")).stdout
     # Pages: the cursor of the next one goes to stderr, so stdout stays the list alone.
     note = cli.tmp / "ghi-chu.txt"
     note.write_text("ghi chú", encoding="utf-8")
-    second = re.search(r"sent packet ([0-9a-f-]{36})", cli.run(  # type: ignore[union-attr]
-        "send", "--to", "000.00.01.H23", str(note), "--profile", "so-a").stdout).group(1)
-    page = cli.run("inbox", "--json", "--limit", "1", "--profile", "so-b")
+    second = re.search(r"sent packet ([0-9a-f-]{36})", (await cli.arun(  # type: ignore[union-attr]
+        "send", "--to", "000.00.01.H23", str(note), "--profile", "so-a")).stdout).group(1)
+    page = await cli.arun("inbox", "--json", "--limit", "1", "--profile", "so-b")
     assert [i["id"] for i in json.loads(page.stdout)] == [packet_id]  # priority 1 before 0
     cursor = re.search(r"lgsp inbox --cursor (\S+)", page.stderr).group(1)  # type: ignore[union-attr]
-    rest = cli.run("inbox", "--json", "--limit", "1", "--cursor", cursor, "--profile", "so-b")
+    rest = await cli.arun("inbox", "--json", "--limit", "1", "--cursor", cursor, "--profile", "so-b")
     assert [i["id"] for i in json.loads(rest.stdout)] == [second] and rest.stderr == ""
-    every = cli.run("inbox", "--json", "--all", "--limit", "1", "--profile", "so-b")
+    every = await cli.arun("inbox", "--json", "--all", "--limit", "1", "--profile", "so-b")
     assert [i["id"] for i in json.loads(every.stdout)] == [packet_id, second] and every.stderr == ""
-    assert cli.run("inbox", "--all", "--cursor", cursor, "--profile", "so-b", ok=False).returncode == 2
-    bad = cli.run("inbox", "--cursor", "xyz", "--profile", "so-b", ok=False)
+    assert (await cli.arun("inbox", "--all", "--cursor", cursor, "--profile", "so-b", ok=False)).returncode == 2
+    bad = await cli.arun("inbox", "--cursor", "xyz", "--profile", "so-b", ok=False)
     assert bad.returncode == 1 and "request.invalid" in bad.stderr
 
-    fetched = cli.run("fetch", packet_id, "-o", "nhan.pdf", "--profile", "so-b").stdout
+    fetched = (await cli.arun("fetch", packet_id, "-o", "nhan.pdf", "--profile", "so-b")).stdout
     assert hashlib.sha256(doc.read_bytes()).hexdigest() in fetched
     assert (cli.tmp / "nhan.pdf").read_bytes() == doc.read_bytes()
-    assert "delivered" in cli.run("ack", packet_id, "--file", "nhan.pdf", "--profile", "so-b").stdout
+    assert "delivered" in (await cli.arun("ack", packet_id, "--file", "nhan.pdf", "--profile", "so-b")).stdout
 
-    status = json.loads(cli.run("status", packet_id, "--profile", "so-a").stdout)
+    status = json.loads((await cli.arun("status", packet_id, "--profile", "so-a")).stdout)
     assert status["deliveries"][0]["state"] == "delivered" and status["content"] == "purged"
-    watched = cli.run("watch", "--count", "1", "--profile", "so-b").stdout
+    watched = (await cli.arun("watch", "--count", "1", "--profile", "so-b")).stdout
     assert json.loads(watched.splitlines()[0])["type"] == "hello"
-    units = cli.run("units", "-q", "000.00.0", "--profile", "so-a").stdout
+    units = (await cli.arun("units", "-q", "000.00.0", "--profile", "so-a")).stdout
     assert "000.00.01.H23" in units
 
     # Errors are one line and a non-zero exit.
-    nofile = cli.run("ack", packet_id, "--profile", "so-b", ok=False)
+    nofile = await cli.arun("ack", packet_id, "--profile", "so-b", ok=False)
     assert nofile.returncode == 1 and len(nofile.stderr.strip().splitlines()) == 1
-    gone = cli.run("fetch", packet_id, "--profile", "so-b", ok=False)
+    gone = await cli.arun("fetch", packet_id, "--profile", "so-b", ok=False)
     assert gone.returncode == 1 and "content.gone" in gone.stderr
-    other = cli.run("status", packet_id, "--profile", "so-b", "--access-key", "AKWRONG", ok=False)
+    other = await cli.arun("status", packet_id, "--profile", "so-b", "--access-key", "AKWRONG", ok=False)
     assert other.returncode == 1 and "auth.unknown_key" in other.stderr
-    noprofile = cli.run("inbox", "--profile", "nobody", ok=False)
+    noprofile = await cli.arun("inbox", "--profile", "nobody", ok=False)
     assert noprofile.returncode == 1 and "no profile named 'nobody'" in noprofile.stderr
-    down = cli.run("inbox", "--profile", "so-b", "--url", f"http://127.0.0.1:{free_port()}", ok=False)
+    down = await cli.arun("inbox", "--profile", "so-b", "--url", f"http://127.0.0.1:{free_port()}", ok=False)
     assert down.returncode == 1 and down.stderr.startswith("error: transport")
 
 
@@ -204,28 +205,29 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(cli: Env) -> None:
         (["key", "issue", "--unit", "000.00.00.H23", "--app", "x", "--algorithm", "RSA-SHA256",
           "--public-key", str(binary), "-c", str(cli.config)], 1, "error: "),
     ]
-    env = {**cli.env, "LGSP_PROFILES_FILE": str(cli.tmp / "none.yaml")}
-    procs = [subprocess.Popen([*LGSP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=cli.tmp, env=env | ({"LGSP_PROFILES_FILE": str(cli.tmp / "profiles.yaml")}
-                                                     if "--profile" in args else {}))
-             for args, _, _ in cases]
-    pg = subprocess.Popen([*LGSP, "unit", "list", "-c", str(cli.config)], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, cwd=cli.tmp,
-                          env=env | {"LGSP_DATABASE_URL": "postgresql+asyncpg://nouser@127.0.0.1:1/nodb"})
-    for (args, code, expect), proc in zip(cases, procs, strict=True):
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == code, (args, err)
-        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
-        assert expect in err, (args, err)
-    _, err = pg.communicate(timeout=120)
-    assert pg.returncode == 1 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    env = {"LGSP_PROFILES_FILE": str(cli.tmp / "none.yaml")}
+    for args, code, expect in cases:
+        res = cli.run(*args, ok=False, env=env | ({"LGSP_PROFILES_FILE": str(cli.tmp / "profiles.yaml")}
+                                                   if "--profile" in args else {}))
+        assert res.returncode == code, (args, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr, (args, res.stderr)
+        assert expect in res.stderr, (args, res.stderr)
+    pg = cli.run("unit", "list", "-c", str(cli.config), ok=False,
+                 env=env | {"LGSP_DATABASE_URL": "postgresql+asyncpg://nouser@127.0.0.1:1/nodb"})
+    assert pg.returncode == 1 and len(pg.stderr.strip().splitlines()) == 1 and pg.stderr.startswith("error: "), \
+        pg.stderr
 
 
-def test_run_creates_what_it_needs_and_serves_time(cli: Env, running: subprocess.Popen[str]) -> None:
+def test_run_creates_what_it_needs_serves_time_and_stops_on_a_signal(cli: Env) -> None:
     import urllib.request
 
-    with urllib.request.urlopen(cli.url + "/v1/time", timeout=10) as resp:
-        assert json.loads(resp.read())["now"].endswith("Z")
+    def work(line: str) -> None:
+        assert cli.url in line
+        with urllib.request.urlopen(cli.url + "/v1/time", timeout=10) as resp:
+            assert json.loads(resp.read())["now"].endswith("Z")
+
+    res, _ = run_cli_serving("run", "-c", str(cli.config), work=work, cwd=cli.tmp)
+    assert res.returncode == 0 and "stopping" in res.stderr
     var = cli.tmp / "var"
     assert (var / "lgsp.db").is_file() and (var / "blobs" / "objects").is_dir()
     assert oct((var / "master.key").stat().st_mode & 0o777) == "0o600"

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lgsp.core.config import Config, ConfigError, leaf_paths, load_config
 from lgsp.core.hub import Hub
+
+from . import cli_support
+from .cli_support import CliResult
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config" / "lgsp.yaml"
@@ -171,11 +171,9 @@ def test_adapter_sections_and_target_units_must_mean_something(tmp_path: Path) -
     assert len(found) == 3, found
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    if env is None:  # the caller's own LGSP_* settings (language, config, …) must not leak in
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-    return subprocess.run([sys.executable, "-m", "lgsp.cli.main", *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=120, check=False)
+def run_cli(*args: str) -> CliResult:
+    """In-process, in the default language (Vietnamese): the caller's LGSP_* settings do not leak in."""
+    return cli_support.run_cli(*args, lang="vi")
 
 
 def test_cli_config_check(tmp_path: Path) -> None:

@@ -1,28 +1,24 @@
-"""`lgsp deliveries|service|hub` run as real commands against the store of a running hub."""
+"""`lgsp deliveries|service|hub` (in-process through `main(argv)`) against the store of a running hub."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
-import os
-import sys
 from pathlib import Path
 
 from lgsp.core.config import load_config
 from lgsp.core.hub import Hub
 
+from ..cli_support import arun_cli
 from .helpers import UNITS, add_units, has_state, hub_verifier, receiver_server, status, wait_for
 
 SRC, DST, PULL, OTHER = UNITS[0], UNITS[1], UNITS[3], UNITS[4]
 
 
 async def lgsp(*args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")} | {"LGSP_LANG": "en"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "lgsp.cli.main", *args, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    return proc.returncode or 0, out.decode(), err.decode()
+    res = await arun_cli(*args)
+    return res.returncode, res.stdout, res.stderr
 
 
 def write_cfg(tmp_path: Path, receiver_url: str) -> Path:

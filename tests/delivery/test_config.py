@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +9,8 @@ import yaml
 
 from lgsp.core.config import ConfigError, leaf_paths, load_config
 from lgsp.core.hub import Hub
+
+from ..cli_support import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,16 +74,9 @@ delivery:
     assert f"{path}:9: delivery.targets.000.00.01.H23.colour: unknown key" in text
     assert f"{path}:11: delivery.targets.000.00.02.H23.protocol: no push adapter for protocol 'carrier-pigeon'" in text
 
-    async def check() -> tuple[int, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")} | {"LGSP_LANG": "en"}
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "lgsp.cli.main", "config", "check",
-                                                    str(path), env=env, stderr=asyncio.subprocess.PIPE)
-        _, stderr = await proc.communicate()
-        return proc.returncode or 0, stderr.decode()
-
-    code, stderr = asyncio.run(check())
-    assert code == 1
-    assert "delivery.targets.000.00.01.H23.url" in stderr
+    res = run_cli("config", "check", str(path))
+    assert res.returncode == 1
+    assert "delivery.targets.000.00.01.H23.url" in res.stderr
 
 
 def test_push_targets_take_the_codes_of_other_systems_but_not_malformed_ones(tmp_path: Path) -> None:

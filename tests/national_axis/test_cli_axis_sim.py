@@ -1,5 +1,6 @@
 """`lgsp axis-sim` runs the simulator in the foreground, serves signed calls, stops on SIGTERM/SIGINT,
-and refuses bad arguments in one line."""
+and refuses bad arguments in one line (in-process through `main(argv)`; tests/test_cli_smoke.py
+runs it once as a real process)."""
 
 from __future__ import annotations
 
@@ -8,32 +9,14 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lgsp.adapters.national_axis import AxisClient
 
+from ..cli_support import run_cli, run_cli_serving
 from ..conftest import free_port
-
-LGSP = [sys.executable, "-m", "lgsp.cli.main"]
-
-
-def env(lang: str = "en", **extra: str) -> dict[str, str]:
-    return {**os.environ, "LGSP_LANG": lang, **extra}
-
-
-def start(*args: str, lang: str = "en", **extra: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([*LGSP, "axis-sim", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env(lang, **extra))
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(timeout=30)
-        raise AssertionError(proc.stderr.read() if proc.stderr else "no output")
-    return proc, line
 
 
 async def agencies_and_count(url: str, system_id: str, secret: str) -> tuple[list[str], int]:
@@ -47,19 +30,19 @@ def test_axis_sim_serves_a_signed_call_and_stops_on_a_signal(tmp_path: Path, sig
     agencies = tmp_path / "agencies.json"
     agencies.write_text(json.dumps([{"code": "000.00.00.G22", "name": "Văn phòng Chính phủ"}]), encoding="utf-8")
     port = free_port()
-    proc, line = start("--port", str(port), "--system", "vxp.saas.45:env:AXIS_SECRET:000.00.00.H45",
-                       "--agencies", str(agencies), lang=lang, AXIS_SECRET="bí-mật")
-    try:
-        url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+
+    def work(line: str) -> None:
         assert url in line
         assert ("listening" if lang == "en" else "đang phục vụ") in line
         assert asyncio.run(agencies_and_count(url, "vxp.saas.45", "bí-mật")) == (["000.00.00.G22"], 0)
-    finally:
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    assert ("stopping" if lang == "en" else "đang dừng") in err
-    assert "bí-mật" not in out + err + line
+
+    res, line = run_cli_serving("axis-sim", "--port", str(port), "--system",
+                                "vxp.saas.45:env:AXIS_SECRET:000.00.00.H45", "--agencies", str(agencies),
+                                work=work, sig=sig, lang=lang, env={"AXIS_SECRET": "bí-mật"})
+    assert res.returncode == 0, res.stderr
+    assert ("stopping" if lang == "en" else "đang dừng") in res.stderr
+    assert "bí-mật" not in res.stdout + res.stderr + line
 
 
 def test_axis_sim_keeps_its_state_in_a_file(tmp_path: Path) -> None:
@@ -69,18 +52,16 @@ def test_axis_sim_keeps_its_state_in_a_file(tmp_path: Path) -> None:
     systems.write_text(f"# one system\nvxp.saas.45:file:{secret}:000.00.00.H45\n", encoding="utf-8")
     state = tmp_path / "state.json"
     port = free_port()
-    proc, _ = start("--port", str(port), "--systems-file", str(systems), "--state", str(state))
-    try:
-        async def register() -> None:
-            from lgsp.adapters.national_axis import AgencyRegistration
 
-            async with AxisClient(f"http://127.0.0.1:{port}", "vxp.saas.45", "s3cret") as axis:
-                await axis.register_agency(AgencyRegistration(code="000.01.01.H45", name="Sở"))
+    async def register() -> None:
+        from lgsp.adapters.national_axis import AgencyRegistration
 
-        asyncio.run(register())
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        async with AxisClient(f"http://127.0.0.1:{port}", "vxp.saas.45", "s3cret") as axis:
+            await axis.register_agency(AgencyRegistration(code="000.01.01.H45", name="Sở"))
+
+    res, _ = run_cli_serving("axis-sim", "--port", str(port), "--systems-file", str(systems), "--state", str(state),
+                             work=lambda _: asyncio.run(register()))
+    assert res.returncode == 0, res.stderr
     assert json.loads(state.read_text(encoding="utf-8"))["agencies"][0]["code"] == "000.01.01.H45"
     assert "s3cret" not in state.read_text(encoding="utf-8")
 
@@ -94,10 +75,8 @@ def test_axis_sim_keeps_its_state_in_a_file(tmp_path: Path) -> None:
     (["--system", "a:s:000.00.00.H45", "--port", "many"], "invalid int value"),
 ])
 def test_bad_arguments_fail_in_one_line(args: list[str], message: str) -> None:
-    env_ = env()
-    env_.pop("NOT_SET_ANYWHERE_AXIS", None)
-    res = subprocess.run([*LGSP, "axis-sim", *args], capture_output=True, text=True, env=env_, timeout=60,
-                         check=False)
+    assert "NOT_SET_ANYWHERE_AXIS" not in os.environ
+    res = run_cli("axis-sim", *args)
     assert res.returncode != 0 and res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
     assert res.stderr.startswith("error: ")
     assert res.stdout == ""
@@ -108,7 +87,6 @@ def test_a_port_in_use_fails_in_one_line() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        res = subprocess.run([*LGSP, "axis-sim", "--port", str(port), "--system", "a:s:000.00.00.H45"],
-                             capture_output=True, text=True, env=env(), timeout=60, check=False)
+        res = run_cli("axis-sim", "--port", str(port), "--system", "a:s:000.00.00.H45")
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
     assert res.stderr.startswith("error: ") and "address already in use" in res.stderr

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from lgsp.core.config import Config, load_config
 from lgsp.core.hub import Hub
 from lgsp.plugins.hookspecs import hookimpl
 
+from .cli_support import run_cli_serving
 from .conftest import base_env, free_port, wait_for
 
 
@@ -179,51 +179,43 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def test_sigterm_drains_then_stops_and_systemd_is_told(tmp_path: Path, notify_socket: socket.socket) -> None:
+def test_sigterm_drains_then_stops_and_systemd_is_told(tmp_path: Path, notify_socket: socket.socket,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """`lgsp run` in this process (tests/cli_support.py); the signals are real, sent to this process."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-    env.update(base_env(tmp_path / "var", LGSP_SERVER_PORT=str(port), LGSP_SERVER_DRAIN_SECONDS="120",
-                        LGSP_LANG="en"))
+    env = base_env(tmp_path / "var", LGSP_SERVER_PORT=str(port), LGSP_SERVER_DRAIN_SECONDS="120")
     env["NOTIFY_SOCKET"] = str(tmp_path / "notify.sock")
-    proc = subprocess.Popen([sys.executable, "-m", "lgsp.cli.main", "run"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    base = f"http://127.0.0.1:{port}"
+
+    def work(line: str) -> None:
         ready = _messages(notify_socket)
         assert ready["READY"] == "1"
-        assert ready["MAINPID"] == str(proc.pid)
-        base = f"http://127.0.0.1:{port}"
+        assert ready["MAINPID"] == str(os.getpid())
         assert _get(base + "/readyz")[0] == 200
-        proc.send_signal(signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
         assert _messages(notify_socket)["STOPPING"] == "1"
         # Draining: not ready, yet alive and serving everything else.
         status, body = _get(base + "/readyz")
         assert (status, json.loads(body)["checks"]) == (503, {"draining": "fail"})
         assert _get(base + "/healthz")[0] == 200
         assert _get(base + "/v1/time")[0] == 200
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)  # a second signal stops at once, not after 120 s
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.stderr is not None
-    assert "draining" in proc.stderr.read()
+        # run_cli_serving then sends a second SIGTERM: it stops at once, not after 120 s
+
+    with caplog.at_level(logging.INFO, logger="lgsp.health"):
+        res, _ = run_cli_serving("run", work=work, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "draining" in caplog.text
 
 
-def test_drain_ends_by_itself_and_sigint_skips_it(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_") and k != "NOTIFY_SOCKET"}
+def test_drain_ends_by_itself_and_sigint_skips_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     for sig, drain in ((signal.SIGTERM, "0.2"), (signal.SIGINT, "600")):
         port = free_port()
-        env.update(base_env(tmp_path / "var", LGSP_SERVER_PORT=str(port), LGSP_SERVER_DRAIN_SECONDS=drain))
-        proc = subprocess.Popen([sys.executable, "-m", "lgsp.cli.main", "run"], cwd=tmp_path, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert proc.stdout is not None and f":{port}" in proc.stdout.readline()
-            proc.send_signal(sig)
-            assert proc.wait(timeout=60) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        env = base_env(tmp_path / "var", LGSP_SERVER_PORT=str(port), LGSP_SERVER_DRAIN_SECONDS=drain)
+
+        def work(line: str, port: int = port) -> None:
+            assert f":{port}" in line
+
+        res, _ = run_cli_serving("run", work=work, sig=sig, env=env, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
         shutil.rmtree(tmp_path / "var")

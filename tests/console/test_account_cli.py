@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-from tests.test_cli import LGSP, Env
+from tests.cli_support import CliResult, run_cli
+from tests.test_cli import Env
 
 
-def _run(cli: Env, *args: str, stdin: str = "", lang: str = "en") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*LGSP, *args, "-c", str(cli.config)], input=stdin, capture_output=True, text=True,
-                          env={**cli.env, "LGSP_LANG": lang}, cwd=cli.tmp, timeout=120, check=False)
+def _run(cli: Env, *args: str, stdin: str = "", lang: str = "en") -> CliResult:
+    return run_cli(*args, "-c", str(cli.config), stdin=stdin, env=cli.env, cwd=cli.tmp, lang=lang)
 
 
 def test_first_operator_and_account_administration(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from lgsp.core.identifiers import InvalidIdentifier, check_identifier
 from lgsp.core.identity import HubIdentity
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.metrics import Metrics
+from lgsp.core.notices import NoticeBoard
 from lgsp.core.offline import OfflineReporter
 from lgsp.core.presence import Presence
 from lgsp.core.push import PushAdapter, adapter_settings, engine_target_problems
@@ -81,6 +82,7 @@ class Hub:
         self.push_adapters = self._collect_push_adapters()
         self.engine = DeliveryEngine(self)
         self.offline: OfflineReporter
+        self.notices: NoticeBoard
         self.health = Health(self)
         self.metrics = Metrics(self)
         self.bus.observers.append(self.metrics.observe_events)
@@ -183,6 +185,7 @@ class Hub:
         inspectors, converters = collect_content_plugins(self)
         self.content = ContentService(self.db, self.blobs, self.bus, inspectors=inspectors, converters=converters)
         self.exchange.use_content(self.content)
+        self.notices = NoticeBoard(self.db, self.bus)
 
     async def start(self) -> None:
         from lgsp.core.web import AccessLogger, HubRunner, make_app  # the HTTP layer is only needed when serving
@@ -194,6 +197,7 @@ class Hub:
         self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
         await self.exchange.reconcile_blobs(min_age_seconds=0)
         await self.presence.reset_stale()
+        await self.notices.refresh()
         server_cfg = self.config.server
         self.app = make_app(self)
         self._runner = HubRunner(self.app, access_log_class=AccessLogger,
@@ -316,6 +320,7 @@ class Hub:
                 await self.exchange.sweep()
                 await self.presence.flush()
                 await self.offline.run()
+                await self.notices.refresh()
                 if self.engine.lanes:
                     await self.engine.release_stale()
                 if rounds % 30 == 0:

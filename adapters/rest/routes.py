@@ -26,7 +26,8 @@ MAX_VERIFIED_URL = 8190  # longest path or query /v1/verify takes: aiohttp's own
 @routes.get("/v1/time")
 async def get_time(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
-    return json_response({"now": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "precise": iso(now)})
+    notices = [n.public() for n in hub_of(request).notices.active()]
+    return json_response({"now": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "precise": iso(now), "notices": notices})
 
 
 @routes.get("/v1/openapi.yaml")

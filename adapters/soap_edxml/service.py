@@ -12,7 +12,7 @@ import binascii
 import hmac
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,6 +35,7 @@ from .envelope import SOAP11, SOAP12, TNS, XOP, Limits, Message, MessageReader, 
 
 if TYPE_CHECKING:
     from lgsp.core.hub import Hub
+    from lgsp.core.notices import Notice
 
 log = logging.getLogger("lgsp.soap")
 
@@ -144,9 +145,16 @@ def _sub(parent: etree._Element, name: str, value: Any) -> etree._Element:
     return el
 
 
-def _envelope(version: str, child: etree._Element) -> bytes:
+def _envelope(version: str, child: etree._Element, notices: Sequence[Notice] = ()) -> bytes:
+    """The answer envelope; maintenance notices in force or coming ride in its header (`tns:HubNotice`)."""
     ns = SOAP11 if version == "1.1" else SOAP12
     env = etree.Element(f"{{{ns}}}Envelope", nsmap={"soap": ns, "tns": TNS})
+    if notices:
+        header = etree.SubElement(env, f"{{{ns}}}Header")
+        for notice in notices:
+            shown = notice.public()
+            el = etree.SubElement(header, q("HubNotice"), id=notice.id, start=shown["from"], end=shown["to"])
+            el.text = notice.message
     etree.SubElement(env, f"{{{ns}}}Body").append(child)
     return etree.tostring(env, xml_declaration=True, encoding="UTF-8")
 
@@ -155,8 +163,8 @@ def _media(version: str) -> str:
     return "text/xml" if version == "1.1" else "application/soap+xml"
 
 
-def soap_response(version: str, child: etree._Element) -> web.Response:
-    return web.Response(body=_envelope(version, child), content_type=_media(version), charset="utf-8")
+def soap_response(version: str, child: etree._Element, notices: Sequence[Notice] = ()) -> web.Response:
+    return web.Response(body=_envelope(version, child, notices), content_type=_media(version), charset="utf-8")
 
 
 def fault_response(problem: Problem, version: str, lang: str) -> web.Response:
@@ -253,7 +261,7 @@ async def stream_with_payload(request: web.Request, version: str, mtom: bool, ch
     if not mtom:
         token = f"@@lgsp-{uuid.uuid4().hex}@@"
         slot.text = token
-        head, tail = _envelope(version, child).split(token.encode("ascii"))
+        head, tail = _envelope(version, child, hub_of(request).notices.active()).split(token.encode("ascii"))
         length = len(head) + 4 * ((size + 2) // 3) + len(tail)
         resp = web.StreamResponse(headers={"Content-Type": f"{_media(version)}; charset=utf-8"})
         resp.content_length = length
@@ -269,7 +277,7 @@ async def stream_with_payload(request: web.Request, version: str, mtom: bool, ch
     etree.SubElement(slot, f"{{{XOP}}}Include", nsmap={"xop": XOP}).set("href", f"cid:{part_id}")
     head = (f"--{boundary}\r\nContent-Type: application/xop+xml; charset=UTF-8; type=\"{_media(version)}\"\r\n"
             f"Content-Transfer-Encoding: binary\r\nContent-ID: <{root_id}>\r\n\r\n").encode("ascii")
-    head += _envelope(version, child)
+    head += _envelope(version, child, hub_of(request).notices.active())
     head += (f"\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n"
              f"Content-Transfer-Encoding: binary\r\nContent-ID: <{part_id}>\r\n\r\n").encode("ascii")
     tail = f"\r\n--{boundary}--\r\n".encode("ascii")
@@ -300,7 +308,7 @@ class Call:
         return self.message.operation
 
     def reply(self, child: etree._Element) -> web.Response:
-        return soap_response(self.message.version, child)
+        return soap_response(self.message.version, child, self.hub.notices.active())
 
 
 async def _chunks_of(path: Path) -> AsyncIterator[bytes]:

@@ -399,3 +399,16 @@ content_keys = Table(
     Column("sealed", LargeBinary, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# Maintenance notices to every unit (`lgsp notice add`); a hub announces each once (`announced_at`).
+notices = Table(
+    "notices", metadata,
+    Column("id", String(16), primary_key=True),
+    Column("message", Unicode(1000), nullable=False),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(64), nullable=True),
+    Column("announced_at", UTCDateTime, nullable=True),
+    Column("withdrawn_at", UTCDateTime, nullable=True),
+)

@@ -39,10 +39,12 @@ PYTEST_WORKERS ?= auto
 
 test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Benchmarks (docs/performance.md): the hub against its baselines, results in bench/results/.
 # BENCH_ARGS passes extra flags, e.g. make bench BENCH_ARGS="--no-rabbit --only pull".

@@ -40,4 +40,8 @@ def progress(total: int, desc: str) -> tuple[Callable[[int], None] | None, Calla
 
     bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, file=sys.stderr,
                disable=None, leave=False)
-    return bar.update, bar.close
+
+    def advance(n: int) -> None:
+        bar.update(n)
+
+    return advance, bar.close

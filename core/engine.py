@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -63,7 +63,7 @@ class DeliveryEngine:
         self.scheduler: RetryScheduler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
-        self.clock = lambda: datetime.now(UTC)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     # -- which units are pushed to ------------------------------------------------------------
     def protocol_of(self, unit: str) -> str | None:

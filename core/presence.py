@@ -67,11 +67,14 @@ class Presence:
             state.dirty = True
         self._set(unit, state, self.is_online(unit, at), "probe_ok" if ok else "probe_failed", at)
 
-    def request_seen(self, unit: str, at: datetime, clock_offset: float) -> None:
-        """A signed request from `unit` arrived at `at`; its clock was `clock_offset` s ahead of ours."""
+    def request_seen(self, unit: str, at: datetime, clock_offset: float | None = None) -> None:
+        """A signed request from `unit` arrived at `at`; its clock was `clock_offset` s ahead of ours
+        (None: unknown, e.g. the national axis protocol's timestamps, which have no zone and stay
+        fixed for hours; the last known offset is kept)."""
         state = self._state(unit)
         state.last_request = at
-        state.offset = clock_offset
+        if clock_offset is not None:
+            state.offset = clock_offset
         state.dirty = True
         self._set(unit, state, True, "request", at)
 

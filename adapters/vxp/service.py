@@ -208,6 +208,8 @@ async def verify(request: web.Request, hub: Hub) -> tuple[VerifiedRequest, Princ
                              f"khóa {system_id} dùng {key.algorithm}: giao thức VXP cần một khóa HMAC")
     secret = key.verification_key
     signed = verify_request(request.raw_headers, lambda sid: secret if sid == key.access_key else None)
+    # Seen, so its sources are not told it is offline; the SDK's timestamp says nothing of its clock.
+    hub.presence.request_seen(key.unit_id, datetime.now(UTC))
     return signed, Principal(key.unit_id, key.application_id, key.access_key, key.algorithm)
 
 

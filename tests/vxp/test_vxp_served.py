@@ -106,6 +106,23 @@ async def test_an_sdk_system_sends_receives_and_acknowledges_through_the_hub(hub
     assert final["state"] == "completed" and {d["state"] for d in final["deliveries"]} == {"delivered"}
 
 
+async def test_a_polling_system_is_online_and_its_clock_is_not_guessed(hub: Hub, make_actor: MakeActor) -> None:
+    who = await units(hub, make_actor)
+    assert not hub.presence.is_online(B)
+    (listed,) = await send_raw(hub.url, sdk(who[B]).received_list())  # an SDK timestamp from January 2024
+    ok("getReceivedEdocList", listed)
+    assert hub.presence.is_online(B)
+    await hub.presence.flush()
+    unit = await hub.directory.get_unit(B)
+    assert unit is not None and unit.last_seen_at is not None and unit.clock_offset_seconds is None
+    await who[B].client.inbox()  # a request of the hub's own protocol does measure the clock
+    await send_raw(hub.url, sdk(who[B]).received_list())
+    await hub.presence.flush()
+    unit = await hub.directory.get_unit(B)
+    assert unit is not None and unit.clock_offset_seconds is not None
+    assert abs(unit.clock_offset_seconds) < 60  # kept, not replaced by a guess from the 2024 timestamp
+
+
 async def test_a_replayed_upload_creates_nothing_new(hub: Hub, make_actor: MakeActor) -> None:
     """The SDK re-sends identical signed headers: the same request twice gives one packet, one DocId."""
     who = await units(hub, make_actor)

@@ -227,6 +227,30 @@ class Call:
         return self.principal.unit_id
 
 
+class KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+_SEND_LOCKS = KeyedLocks()
+
+
 async def _discard(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         await asyncio.to_thread(path.unlink)
@@ -305,14 +329,18 @@ async def send_edoc(call: Call) -> web.StreamResponse:
     try:
         if size == 0:
             raise ProtocolError(AxisCode.INVALID_REQUEST, "văn bản rỗng")
-        earlier = await hub.exchange.find_submitted(call.unit, sha256, since, "vxp_send", idem)
-        if earlier is not None:
-            return answer(SendEdocResult(doc_id=earlier.id))
-        implicit = ["subject", "priority"] + ([] if to else ["to"])
-        new = NewPacket(to=to, subject=PENDING_SUBJECT, priority=0, data_type="edxml", protocol="vxp", size=size,
-                        sha256=sha256, deadline=None, policy=None,
-                        meta={"implicit": implicit, "via": "vxp", "vxp_send": idem, "vxp_message_type": message_type})
-        info = await hub.exchange.submit(call.unit, new, _chunks_of(path))
+        # One at a time per key in this process, so two copies racing in (a client retrying on a
+        # second connection) find each other's packet instead of both creating one.
+        async with _SEND_LOCKS.hold(f"{call.unit}|{idem}"):
+            earlier = await hub.exchange.find_submitted(call.unit, sha256, since, "vxp_send", idem)
+            if earlier is not None:
+                return answer(SendEdocResult(doc_id=earlier.id))
+            implicit = ["subject", "priority"] + ([] if to else ["to"])
+            new = NewPacket(to=to, subject=PENDING_SUBJECT, priority=0, data_type="edxml", protocol="vxp",
+                            size=size, sha256=sha256, deadline=None, policy=None,
+                            meta={"implicit": implicit, "via": "vxp", "vxp_send": idem,
+                                  "vxp_message_type": message_type})
+            info = await hub.exchange.submit(call.unit, new, _chunks_of(path))
     finally:
         await _discard(path)
     return answer(SendEdocResult(doc_id=info.id))

@@ -8,6 +8,7 @@ sendEdoc as the file plus CRLF with an unpadded hash-file, `docId` and `docid`, 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -129,6 +130,14 @@ async def test_a_replayed_upload_creates_nothing_new(hub: Hub, make_actor: MakeA
     request = sdk(who[A]).send_edoc(edoc(A, [B]), from_=A)
     first, second = await send_raw(hub.url, request, request)
     assert ok("sendEdoc", first)["DocId"] == ok("sendEdoc", second)["DocId"]
+    assert len(await who[B].client.inbox()) == 1
+
+
+async def test_the_same_upload_racing_on_two_connections_creates_one_packet(hub: Hub, make_actor: MakeActor) -> None:
+    who = await units(hub, make_actor)
+    request = sdk(who[A]).send_edoc(edoc(A, [B], number="42"), from_=A)
+    answers = await asyncio.gather(*(send_raw(hub.url, request) for _ in range(4)))
+    assert len({ok("sendEdoc", a)["DocId"] for (a,) in answers}) == 1
     assert len(await who[B].client.inbox()) == 1
 
 

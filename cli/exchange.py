@@ -18,6 +18,7 @@ from lgsp.cli import output
 from lgsp.cli.args import Subparsers, add_credentials, positive_int
 from lgsp.cli.errors import CliError
 from lgsp.cli.messages import lang, t
+from lgsp.cli.timeline import render_status
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -130,7 +131,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         async with _client(args) as client:
             return await client.status(args.id)
 
-    output.print_json(asyncio.run(go()))
+    view = asyncio.run(go())
+    if args.json:
+        output.print_json(view)
+    else:
+        print(render_status(view))
     return 0
 
 
@@ -204,8 +209,9 @@ def add_commands(sub: Subparsers) -> None:
     add_credentials(p)
     p.set_defaults(func=cmd_cancel)
 
-    p = sub.add_parser("status", help="state and history of a packet")
+    p = sub.add_parser("status", help="trạng thái và diễn biến của một gói tin")
     p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="in nguyên dạng JSON của hub")
     add_credentials(p)
     p.set_defaults(func=cmd_status)
 

@@ -50,8 +50,8 @@ class Env:
         res = run_cli(*self.argv(args, config), env=self.env | (env or {}), cwd=self.tmp, lang=lang)
         return self.check(args, res, ok)
 
-    async def arun(self, *args: str, ok: bool = True, config: bool = False) -> CliResult:
-        res = await arun_cli(*self.argv(args, config), env=self.env, cwd=self.tmp)
+    async def arun(self, *args: str, ok: bool = True, config: bool = False, lang: str = "en") -> CliResult:
+        res = await arun_cli(*self.argv(args, config), env=self.env, cwd=self.tmp, lang=lang)
         return self.check(args, res, ok)
 
 
@@ -163,8 +163,13 @@ async def walkthrough(cli: Env) -> None:
     assert (cli.tmp / "nhan.pdf").read_bytes() == doc.read_bytes()
     assert "delivered" in (await cli.arun("ack", packet_id, "--file", "nhan.pdf", "--profile", "so-b")).stdout
 
-    status = json.loads((await cli.arun("status", packet_id, "--profile", "so-a")).stdout)
+    status = json.loads((await cli.arun("status", packet_id, "--json", "--profile", "so-a")).stdout)
     assert status["deliveries"][0]["state"] == "delivered" and status["content"] == "purged"
+    readable = (await cli.arun("status", packet_id, "--profile", "so-a", lang="vi")).stdout
+    assert readable.startswith(f"Gói tin {packet_id}") and "000.00.01.H23  đã giao" in readable
+    assert "Diễn biến:" in readable and "tạo gói tin" in readable and "đã xóa sau khi giao" in readable
+    english = (await cli.arun("status", packet_id, "--profile", "so-a")).stdout
+    assert "000.00.01.H23  delivered" in english and "Timeline:" in english and "packet created" in english
     watched = (await cli.arun("watch", "--count", "1", "--profile", "so-b")).stdout
     assert json.loads(watched.splitlines()[0])["type"] == "hello"
     units = (await cli.arun("units", "-q", "000.00.0", "--profile", "so-a")).stdout
@@ -262,3 +267,31 @@ def test_make_run_serves_time(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_every_state_and_event_type_the_hub_uses_has_a_readable_name() -> None:
+    """A new state or event type without its Vietnamese and English names fails here."""
+    import re as _re
+    from pathlib import Path as _Path
+
+    import yaml
+
+    from lgsp.cli.timeline import EVENTS, STATES
+
+    root = _Path(__file__).parents[1]
+    spec = yaml.safe_load((root / "schemas" / "openapi.yaml").read_text(encoding="utf-8"))
+    schemas = spec["components"]["schemas"]
+    view = next(part for part in schemas["PacketView"]["allOf"] if "properties" in part)["properties"]
+    states = [*schemas["DeliveryState"]["enum"], *view["state"]["enum"], *view["content"]["enum"]]
+    missing = sorted(state for state in states if state not in STATES)
+    assert not missing, f"states without a readable name in cli/timeline.py: {missing}"
+    used: set[str] = set()
+    for path in (root / "core").rglob("*.py"):
+        used |= set(_re.findall(r'"((?:packet|delivery|upload|content|document|destination|hub)\.[a-z_]+)"',
+                                path.read_text(encoding="utf-8")))
+    assert "packet.created" in used
+    from lgsp.core.errors import CATALOGUE
+
+    missing = sorted(kind for kind in used - set(CATALOGUE) if kind not in EVENTS)  # problem codes look alike
+    assert not missing, f"event types without a readable name in cli/timeline.py: {missing}"
+    assert all(vi and en and vi != en for vi, en in [*EVENTS.values(), *STATES.values()])

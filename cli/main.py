@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from lgsp.cli import account, admin, backup, exchange, formats, notices, server
 from lgsp.cli.args import Parser, Subparsers
 from lgsp.cli.errors import run_command
+from lgsp.cli.messages import LANGUAGES, unknown_language
 
 # The command groups, in the order `lgsp --help` lists them.
 COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
@@ -37,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    wrong = unknown_language()
+    if wrong is not None:
+        print(f"lỗi: LGSP_LANG={wrong!r} không được hỗ trợ; dùng {' hoặc '.join(LANGUAGES)} "
+              f"(error: unsupported LGSP_LANG; use {' or '.join(LANGUAGES)})", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     return run_command(args.func, args)
 

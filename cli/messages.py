@@ -96,8 +96,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
+#: The languages the CLI speaks; LGSP_LANG picks one (Vietnamese when unset).
+LANGUAGES = ("vi", "en")
+
+
 def lang() -> str:
+    """`en` or `vi` from LGSP_LANG (`en_US.UTF-8`-style values count by their first part)."""
     return "en" if os.environ.get("LGSP_LANG", "vi").lower().startswith("en") else "vi"
+
+
+def unknown_language() -> str | None:
+    """The LGSP_LANG value when it names no language the CLI speaks, else None."""
+    value = os.environ.get("LGSP_LANG", "").strip()
+    if not value:
+        return None
+    base = value.lower().replace("-", "_").split("_", 1)[0].split(".", 1)[0]
+    return None if base in LANGUAGES else value
 
 
 def t(message: str, /, **values: object) -> str:

@@ -295,3 +295,13 @@ def test_every_state_and_event_type_the_hub_uses_has_a_readable_name() -> None:
     missing = sorted(kind for kind in used - set(CATALOGUE) if kind not in EVENTS)  # problem codes look alike
     assert not missing, f"event types without a readable name in cli/timeline.py: {missing}"
     assert all(vi and en and vi != en for vi, en in [*EVENTS.values(), *STATES.values()])
+
+
+def test_an_unknown_language_is_refused_naming_the_ones_that_exist() -> None:
+    for value in ("fr", "xx_YY.UTF-8"):
+        res = run_cli("--help", lang=value)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1
+        assert value in res.stderr and "vi" in res.stderr and "en" in res.stderr
+    for value in ("vi", "en", "en_US.UTF-8", "vi-VN"):
+        res = run_cli("notice", "list", "--help", lang=value)
+        assert res.returncode == 0, (value, res.stderr)

@@ -26,7 +26,8 @@ def add_config(p: argparse.ArgumentParser) -> None:
 
 def add_credentials(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("credentials (else LGSP_* environment, else the profile file)")
-    g.add_argument("--url", help="hub base URL (LGSP_URL)")
+    g.add_argument("--url", help="hub base URL (LGSP_URL); several nodes of a cluster separated by commas, "
+                                 "tried in turn when one cannot be reached")
     g.add_argument("--access-key", help="access key (LGSP_ACCESS_KEY)")
     g.add_argument("--secret-key", help="HMAC secret key (LGSP_SECRET_KEY)")
     g.add_argument("--private-key-file", help="RSA private key PEM file (LGSP_PRIVATE_KEY_FILE)")

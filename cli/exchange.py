@@ -27,7 +27,10 @@ def _client(args: argparse.Namespace) -> Any:
     creds = resolve_credentials(url=args.url, access_key=args.access_key, secret=args.secret_key,
                                 private_key_file=args.private_key_file, algorithm=args.algorithm,
                                 profile=args.profile)
-    return LgspClient(creds, lang=lang())
+    try:
+        return LgspClient(creds, lang=lang())
+    except ValueError as exc:  # a hub URL (or one of several, comma-separated) that is not http(s)
+        raise CliError(f"--url / LGSP_URL: {exc}") from exc
 
 
 def cmd_send(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 from yarl import URL
@@ -48,6 +48,18 @@ class Credentials:
 
     def __repr__(self) -> str:
         return f"Credentials({self.url!r}, {self.access_key!r}, {self.algorithm})"
+
+    @property
+    def urls(self) -> list[str]:
+        """The hub's addresses: `url` may list several nodes of one cluster, separated by commas."""
+        found = [part.strip().rstrip("/") for part in self.url.split(",") if part.strip()]
+        if not found:
+            raise ValueError("no hub URL")
+        for url in found:
+            parsed = URL(url)
+            if parsed.scheme not in ("http", "https") or not parsed.host:
+                raise ValueError(f"not an http(s) URL: {url!r}")
+        return found
 
     def signer(self) -> Signer:
         alg = ALGORITHMS.get(self.algorithm)
@@ -89,7 +101,8 @@ class LgspClient:
     def __init__(self, credentials: Credentials, *, session: aiohttp.ClientSession | None = None,
                  timeout: float = 300.0, lang: str = "vi") -> None:
         self.credentials = credentials
-        self.base = credentials.url.rstrip("/")
+        self.bases = credentials.urls
+        self.base = self.bases[0]
         self.signer = credentials.signer()
         self._session = session
         self._own_session = session is None
@@ -114,11 +127,50 @@ class LgspClient:
             await self._session.close()
             self._session = None
 
-    # -- signing ------------------------------------------------------------------------------
+    # -- signing and failover -----------------------------------------------------------------
     def _url(self, path_or_url: str) -> URL:
         if path_or_url.startswith(("http://", "https://")):
-            return URL(path_or_url, encoded=True)
+            url = URL(path_or_url, encoded=True)
+            # A transfer URL one node handed out is good on every node of the cluster (the signature
+            # covers path and query, not the host): follow the node this client now talks to.
+            if len(self.bases) > 1 and any(str(url.origin()) == str(URL(b).origin()) for b in self.bases):
+                return URL(self.base + url.raw_path_qs, encoded=True)
+            return url
         return URL(self.base + path_or_url, encoded=True)
+
+    def _fail_over(self, tried: int) -> bool:
+        """After a connection failure, move to the next node; False once every node was tried."""
+        if tried >= len(self.bases):
+            return False
+        self.base = self.bases[(self.bases.index(self.base) + 1) % len(self.bases)]
+        return True
+
+    @asynccontextmanager
+    async def _request(self, method: str, target: str, *, content_sha256: str = EMPTY_SHA256,
+                       headers: dict[str, str] | None = None, data: Callable[[], Any] | None = None,
+                       sign: bool = True) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request, sent to the next node when a node cannot be reached.
+
+        Only a failure to connect moves on (nothing was sent, so nothing can happen twice); each
+        attempt is signed afresh, so its nonce is new. `data` makes the body, once per attempt.
+        """
+        tried = 0
+        while True:
+            url = self._url(target)
+            sent = self.signed_headers(method, url, content_sha256) if sign else {}
+            sent.update(headers or {})
+            try:
+                resp = await self.http.request(method, url, data=data() if data else None, headers=sent)
+            except aiohttp.ClientConnectorError:
+                tried += 1
+                if not self._fail_over(tried):
+                    raise
+                continue
+            try:
+                yield resp
+            finally:
+                resp.release()
+            return
 
     def signed_headers(self, method: str, url: URL, content_sha256: str = EMPTY_SHA256) -> dict[str, str]:
         headers = self.signer.headers(method, url.raw_path, url.raw_query_string, content_sha256,
@@ -128,17 +180,15 @@ class LgspClient:
 
     async def call(self, method: str, path: str, body: Any = None, *, expect: tuple[int, ...] = (200, 201)) -> Any:
         """A signed JSON call; returns the decoded answer or raises LgspError."""
-        url = self._url(path)
         data = b"" if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-        headers = self.signed_headers(method, url, hashlib.sha256(data).hexdigest())
-        if data:
-            headers["Content-Type"] = "application/json"
-        async with self.http.request(method, url, data=data or None, headers=headers) as resp:
+        extra = {"Content-Type": "application/json"} if data else {}
+        async with self._request(method, path, content_sha256=hashlib.sha256(data).hexdigest(), headers=extra,
+                                 data=(lambda: data) if data else None) as resp:
             return await _answer(resp, expect)
 
     # -- the exchange -------------------------------------------------------------------------
     async def time(self) -> str:
-        async with self.http.get(self._url("/v1/time")) as resp:
+        async with self._request("GET", "/v1/time", sign=False) as resp:
             return (await _answer(resp, (200,)))["now"]
 
     async def create_packet(self, to: list[str], *, subject: str, size: int, sha256: str, priority: int = 0,
@@ -153,17 +203,15 @@ class LgspClient:
 
     async def upload(self, upload_url: str, source: Path | bytes, sha256: str,
                      progress: Progress | None = None) -> dict[str, Any]:
-        url = self._url(upload_url)
-        headers = self.signed_headers("PUT", url, sha256)
-        headers["Content-Type"] = "application/octet-stream"
-        data: Any
+        headers = {"Content-Type": "application/octet-stream"}
+        data: Callable[[], Any]
         if isinstance(source, bytes):
-            data = source
+            data = lambda: source  # noqa: E731 - one body per attempt
             headers["Content-Length"] = str(len(source))
         else:
-            data = _file_chunks(source, progress=progress)
+            data = lambda: _file_chunks(source, progress=progress)  # noqa: E731
             headers["Content-Length"] = str((await asyncio.to_thread(source.stat)).st_size)
-        async with self.http.put(url, data=data, headers=headers) as resp:
+        async with self._request("PUT", upload_url, content_sha256=sha256, headers=headers, data=data) as resp:
             return await _answer(resp, (200,))
 
     async def send(self, source: Path | bytes, to: list[str], *, subject: str, priority: int = 0,
@@ -205,12 +253,10 @@ class LgspClient:
     async def download(self, packet_id: str, dest: Path, *, resume: bool = True,
                        progress: Progress | None = None, download_url: str | None = None) -> str:
         """Fetch the content into `dest` (resuming a partial file), verify it; returns its SHA-256."""
-        url = self._url(download_url or (await self.ready(packet_id))["url"])
+        target = download_url or (await self.ready(packet_id))["url"]
         offset = await asyncio.to_thread(_existing_size, dest) if resume else 0
-        headers = self.signed_headers("GET", url)
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        async with self.http.get(url, headers=headers) as resp:
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        async with self._request("GET", target, headers=headers) as resp:
             if resp.status == 416:  # the partial file is already complete (or longer): start over
                 offset = 0
                 await asyncio.to_thread(dest.unlink)
@@ -237,8 +283,7 @@ class LgspClient:
 
     async def fetch_bytes(self, packet_id: str) -> bytes:
         """Small packets only: the whole content in memory."""
-        url = self._url((await self.ready(packet_id))["url"])
-        async with self.http.get(url, headers=self.signed_headers("GET", url)) as resp:
+        async with self._request("GET", (await self.ready(packet_id))["url"]) as resp:
             if resp.status != 200:
                 await _answer(resp, (200,))
             return await resp.read()
@@ -275,16 +320,18 @@ class LgspClient:
     @asynccontextmanager
     async def events(self, *, heartbeat: float = 30.0) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """`async with client.events() as stream: async for message in stream: ...`"""
-        url = self._url("/v1/events")
-        try:
-            ws = await self.http.ws_connect(url, headers=self.signed_headers("GET", url), heartbeat=heartbeat)
-        except aiohttp.WSServerHandshakeError as exc:
-            # The handshake error carries no body: ask again as a plain GET to read the hub's problem
-            # (its code, e.g. auth.revoked_key, is what the caller needs, not the bare status).
-            if 400 <= exc.status < 500:
-                async with self.http.get(url, headers=self.signed_headers("GET", url)) as resp:
-                    await _answer(resp, ())
-            raise LgspError(exc.status, _code_for(exc.status), exc.message) from exc
+        tried = 0
+        while True:
+            url = self._url("/v1/events")
+            try:
+                ws = await self.http.ws_connect(url, headers=self.signed_headers("GET", url), heartbeat=heartbeat)
+                break
+            except aiohttp.ClientConnectorError:
+                tried += 1
+                if not self._fail_over(tried):
+                    raise
+            except aiohttp.WSServerHandshakeError as exc:
+                await self._handshake_problem(url, exc)
 
         async def messages() -> AsyncIterator[dict[str, Any]]:
             async for msg in ws:
@@ -297,6 +344,14 @@ class LgspClient:
             yield messages()
         finally:
             await ws.close()
+
+    async def _handshake_problem(self, url: URL, exc: aiohttp.WSServerHandshakeError) -> NoReturn:
+        """The handshake error carries no body: ask again as a plain GET to read the hub's problem
+        (its code, e.g. auth.revoked_key, is what the caller needs, not the bare status)."""
+        if 400 <= exc.status < 500:
+            async with self.http.get(url, headers=self.signed_headers("GET", url)) as resp:
+                await _answer(resp, ())
+        raise LgspError(exc.status, _code_for(exc.status), exc.message) from exc
 
 
 def _code_for(status: int) -> str:

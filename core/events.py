@@ -95,12 +95,19 @@ class EventBus:
         return bool(self._subs.get(unit))
 
     def publish(self, events: Iterable[Event]) -> None:
+        """This node committed these events: tell the observers (metrics, the other nodes), then
+        this node's open streams."""
         events = tuple(events)
         for observer in self.observers:
             try:
                 observer(events)
             except Exception:
                 log.exception("an event observer failed")
+        self.deliver(events)
+
+    def deliver(self, events: Iterable[Event]) -> None:
+        """Hand events to the open streams of their audiences on this node (observers not told:
+        events another node committed were observed there)."""
         for event in events:
             if event.audience is None:
                 continue

@@ -17,6 +17,7 @@ import pluggy
 from aiohttp import web
 
 from lgsp.core.auth import Authenticator
+from lgsp.core.cluster import ClusterEvents, node_name
 from lgsp.core.config import Config, ConfigError, ConfigIssue
 from lgsp.core.connections import ConnectionGuard
 from lgsp.core.content import ContentService
@@ -83,6 +84,9 @@ class Hub:
         self.engine = DeliveryEngine(self)
         self.offline: OfflineReporter
         self.notices: NoticeBoard
+        #: This process among the nodes sharing the store (new at every start).
+        self.node = node_name()
+        self.cluster: ClusterEvents | None = None
         self.health = Health(self)
         self.metrics = Metrics(self)
         self.bus.observers.append(self.metrics.observe_events)
@@ -221,6 +225,8 @@ class Hub:
         await self.call_hook_strict("lgsp_startup")
         # Pushes start once every plugin is up (push adapters may need their start-up hook first).
         self.exchange.on_push_queued = self.engine.wake
+        self.cluster = ClusterEvents(self.db, self.bus, self.node)
+        await self.cluster.start()  # PostgreSQL only: events committed on other nodes reach streams here
         await self.engine.start()
         self.started = True
         log.info("lgsp hub %s listening on %s", self.config.hub.identifier, self.url)
@@ -237,6 +243,8 @@ class Hub:
             log.exception("could not stop the delivery engine cleanly")
         if self.started:
             await self.call_hook("lgsp_shutdown")
+        if self.cluster is not None:
+            await self.cluster.stop()
         self.bus.close_all()
         if self._server is not None:
             self._server.close()  # no new connections; open ones are closed by the runner's cleanup

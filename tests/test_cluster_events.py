@@ -1,0 +1,95 @@
+"""Two nodes sharing PostgreSQL: an event committed on one reaches the streams open on the other."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from lgsp.client import Credentials, LgspClient
+from lgsp.core.cluster import CHANNEL
+from lgsp.core.config import load_config
+from lgsp.core.hub import Hub
+
+from .conftest import base_env
+from .test_exchange import next_message
+
+
+@pytest.fixture
+async def two_nodes(pg_url: str, tmp_path: Path) -> AsyncIterator[tuple[Hub, Hub]]:
+    env = base_env(tmp_path / "var", LGSP_DATABASE_URL=pg_url)
+    a, b = Hub(load_config(None, env=env)), Hub(load_config(None, env=env))
+    await a.start()
+    await b.start()
+    try:
+        yield a, b
+    finally:
+        await asyncio.gather(a.stop(), b.stop(), return_exceptions=True)
+
+
+async def _client(hub: Hub, unit: str) -> LgspClient:
+    await hub.directory.add_unit(unit, f"Đơn vị {unit}")
+    app = await hub.directory.add_application(unit, "vbql")
+    key = await hub.directory.issue_key(app.id, "HMAC-SHA256")
+    return LgspClient(Credentials(hub.url, key.access_key, "HMAC-SHA256", secret=key.secret))
+
+
+async def test_an_upload_on_one_node_reaches_a_stream_on_the_other(two_nodes: tuple[Hub, Hub]) -> None:
+    a, b = two_nodes
+    assert a.node != b.node
+    src = await _client(a, "000.00.00.H23")
+    dst = await _client(a, "000.00.01.H23")
+    dst_on_b = LgspClient(Credentials(b.url, dst.credentials.access_key, "HMAC-SHA256",
+                                      secret=dst.credentials.secret))
+    src_on_b = LgspClient(Credentials(b.url, src.credentials.access_key, "HMAC-SHA256",
+                                      secret=src.credentials.secret))
+    try:
+        async with dst_on_b.events() as dst_stream, src_on_b.events() as src_stream:
+            assert (await next_message(dst_stream))["type"] == "hello"
+            assert (await next_message(src_stream))["type"] == "hello"
+            content = os.urandom(10_000)
+            pid = await src.send(content, ["000.00.01.H23"], subject="Qua nút A")
+            available = await next_message(dst_stream, timeout=2.0)  # "within a second", with margin for CI
+            assert available["type"] == "packet.available" and available["id"] == pid
+            data = await dst.fetch_bytes(pid)
+            await dst.ack(pid, hashlib.sha256(data).hexdigest())  # acknowledged on node A as well
+            delivered = await next_message(src_stream, timeout=2.0, skip=("packet.accepted",))
+            assert delivered["type"] == "packet.delivered" and delivered["id"] == pid
+    finally:
+        await asyncio.gather(src.close(), dst.close(), dst_on_b.close(), src_on_b.close())
+
+
+async def test_a_lost_notification_is_caught_up_from_the_store(two_nodes: tuple[Hub, Hub]) -> None:
+    a, b = two_nodes
+    assert a.cluster is not None
+    src = await _client(a, "000.00.00.H23")
+    dst = await _client(a, "000.00.01.H23")
+    dst_on_b = LgspClient(Credentials(b.url, dst.credentials.access_key, "HMAC-SHA256",
+                                      secret=dst.credentials.secret))
+    try:
+        async with dst_on_b.events() as stream:
+            assert (await next_message(stream))["type"] == "hello"
+            a.bus.observers.remove(a.cluster._outgoing)  # node A no longer notifies: as if lost
+            pid = await src.send(b"x" * 100, ["000.00.01.H23"], subject="Thông báo bị mất")
+            available = await next_message(stream, timeout=8.0)  # within the catch-up period
+            assert available["type"] == "packet.available" and available["id"] == pid
+    finally:
+        await asyncio.gather(src.close(), dst.close(), dst_on_b.close())
+
+
+async def test_foreign_and_malformed_notifications_are_ignored(two_nodes: tuple[Hub, Hub]) -> None:
+    import asyncpg
+
+    a, _ = two_nodes
+    conn = await asyncpg.connect(a.db.url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        for payload in ("", "nodeonly", "other 1,x,3", "other " + "9" * 30):
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        await asyncio.sleep(0.5)
+        assert a.started and a.cluster is not None and a.cluster._tasks and not any(t.done() for t in a.cluster._tasks)
+    finally:
+        await conn.close()

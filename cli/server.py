@@ -18,7 +18,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lgsp.core.hub import Hub
 
     config = cli_config(args)
-    logging.basicConfig(level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from lgsp.core.logs import configure
+
+    configure(config.logging)  # JSON lines or text, UTC, with request id, unit, packet id, problem code
 
     from lgsp.core.health import serve  # SIGTERM drains (/readyz fails first), sd_notify under systemd
 

@@ -321,6 +321,9 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", "Log level")
+    format: Literal["json", "text"] = setting(
+        "json", "json: one JSON object per line; text: one readable line (both UTC, with request id, unit, "
+        "packet id and problem code where they apply)")
     access_log: bool = setting(True, "Log one line per HTTP request (never headers or bodies)")
 
 

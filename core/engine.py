@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, or_, select
 
 from lgsp.core import deliveries as dv
+from lgsp.core import logs
 from lgsp.core.events import Event, iso, record
 from lgsp.core.push import PushAdapter, PushFailure, PushJob, PushReceipt, adapter_settings, idempotency_key
 from lgsp.core.retry import next_delay
@@ -260,6 +261,7 @@ class DeliveryEngine:
         return packet_id, attempts or 1
 
     async def _attempt(self, lane: Lane, packet_id: str, attempt: int) -> None:
+        logs.bind(request_id=logs.request_id_for(packet_id), unit=lane.unit, packet_id=packet_id, code=None)
         exchange = self.hub.exchange
         info = await exchange.packet(packet_id)
         if info is None:

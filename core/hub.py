@@ -16,6 +16,7 @@ from typing import Any
 import pluggy
 from aiohttp import web
 
+from lgsp.core import logs
 from lgsp.core.auth import Authenticator
 from lgsp.core.cluster import ClusterEvents, node_name
 from lgsp.core.config import Config, ConfigError, ConfigIssue
@@ -290,6 +291,8 @@ class Hub:
     async def call_hook(self, name: str, **kwargs: Any) -> None:
         """Call a notification hook; a failing plugin is logged and never hurts the packet."""
         try:
+            if name == "lgsp_packet_accepted":
+                logs.remember_packet(kwargs["packet"].id)  # its pushes carry this request's id
             self.metrics.on_hook(name, kwargs)
         except Exception:
             log.exception("metrics of hook %s failed", name)

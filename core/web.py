@@ -20,7 +20,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 from aiohttp.typedefs import Handler
 
-from lgsp.core import health, metrics
+from lgsp.core import health, logs, metrics
 from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
 from lgsp.core.signing import EMPTY_SHA256, H_CONTENT
@@ -34,6 +34,7 @@ log = logging.getLogger("lgsp.web")
 HUB: web.AppKey[Hub] = web.AppKey("lgsp_hub")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("lgsp_principal")
 BODY: web.RequestKey[bytes] = web.RequestKey("lgsp_body")
+PROBLEM_CODE: web.RequestKey[str] = web.RequestKey("lgsp_problem_code", str)
 PROBLEM_JSON = "application/problem+json"
 #: JSON bodies at least this large are parsed in a worker thread, off the event loop.
 JSON_IN_THREAD = 64 * 1024
@@ -88,6 +89,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except Problem as problem:
+        request[PROBLEM_CODE] = problem.code
+        logs.bind(code=problem.code)
         if problem.code.startswith("auth."):
             hub_of(request).metrics.auth_failed(problem.code)
         return problem_response(problem, language(request))
@@ -103,6 +106,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except (ConnectionResetError, ConnectionError):
         raise
     except Exception:
+        request[PROBLEM_CODE] = "internal"
+        logs.bind(code="internal")
         log.exception("unhandled error in %s %s", request.method, request.path)
         return problem_response(Problem("internal", "an internal error occurred; it has been logged"),
                                 language(request))
@@ -113,8 +118,13 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         principal = request.get(PRINCIPAL)
+        context = {"request_id": request.get(logs.REQUEST_ID), "unit": principal.unit_id if principal else None,
+                   "code": request.get(PROBLEM_CODE),
+                   "packet_id": request.match_info.get("id") if isinstance(request, web.Request)
+                   and request.path.startswith("/v1/packets/") else None}
         self.logger.info("%s %s %s %s %d %d %.1fms", request.remote, principal.unit_id if principal else "-",
-                         request.method, request.path, response.status, response.body_length, time * 1000)
+                         request.method, request.path, response.status, response.body_length, time * 1000,
+                         extra=context)
 
 
 def make_app(hub: Hub) -> web.Application:
@@ -122,6 +132,7 @@ def make_app(hub: Hub) -> web.Application:
     app[HUB] = hub
     health.mount(app, hub.health)
     metrics.mount(app, hub.metrics)  # counts every request: placed before problem_middleware
+    logs.mount(app)  # the request id, before everything (every answer carries it)
     for routes in hub.pm.hook.lgsp_web_routes(hub=hub):
         if routes:
             app.router.add_routes(routes)
@@ -154,6 +165,7 @@ async def authenticate(request: web.Request, *, streams_body: bool = False) -> P
     elif not request.body_exists and request.headers.get(H_CONTENT) != EMPTY_SHA256:
         raise Problem("content.hash_mismatch", "the request has no body but declares the hash of one")
     request[PRINCIPAL] = principal
+    logs.bind(unit=principal.unit_id)
     return principal
 
 

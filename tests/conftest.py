@@ -30,7 +30,8 @@ PG_ADMIN_URL = os.environ.get("LGSP_TEST_PG", "postgresql://postgres@127.0.0.1:5
 
 def base_env(tmp: Any, **extra: str) -> dict[str, str]:
     env = {"LGSP_HUB_DATA_DIR": str(tmp), "LGSP_SERVER_PORT": "0", "LGSP_BLOBS_FSYNC": "false",
-           "LGSP_LOGGING_ACCESS_LOG": "false", "LGSP_SECURITY_RSA_KEY_BITS": "2048"}
+           "LGSP_LOGGING_ACCESS_LOG": os.environ.get("LGSP_TEST_ACCESS_LOG", "false"),  # true: tests/test_logs.py
+           "LGSP_SECURITY_RSA_KEY_BITS": "2048"}
     env.update(extra)
     return env
 

@@ -30,6 +30,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from lgsp.core import logs
 from lgsp.core.push import PushFailure, PushJob, PushReceipt, http_failure
 from lgsp.core.signing import H_CONTENT, META_PARAM, metadata_digest
 
@@ -121,6 +122,8 @@ class RestPushAdapter:
         headers = key.signer.headers("POST", url.raw_path, url.raw_query_string, packet.sha256)
         headers.update(meta)
         headers.update({"Content-Type": "application/octet-stream", "Content-Length": str(packet.size)})
+        # Unsigned: it only ties the receiver's log to the hub's (the request that accepted the packet).
+        headers[logs.REQUEST_ID_HEADER] = logs.request_id.get() or logs.request_id_for(packet.id)
         try:
             async with self.http.post(url, data=job.content(self.hub.config.limits.io_chunk_size), headers=headers,
                                       timeout=self._timeout(target), allow_redirects=False,

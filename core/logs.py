@@ -140,14 +140,19 @@ def formatter(fmt: str) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else TextFormatter()
 
 
+_HANDLER_NAME = "lgsp"
+
+
 def configure(cfg: LoggingConfig, stream: TextIO | None = None) -> logging.Handler:
     """The process's log: one handler on the root logger, in the configured format and level."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter(cfg.format))
     handler.addFilter(ContextFilter())
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    for old in list(root.handlers):  # ours from an earlier call (an embedder's handlers stay)
+        if old.get_name() == _HANDLER_NAME:
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(cfg.level)
     return handler

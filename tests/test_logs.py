@@ -71,7 +71,10 @@ def test_configure_installs_one_handler_in_the_chosen_format(tmp_path: Path) -> 
     try:
         out = io.StringIO()
         cfg = load_config(None, env={"LGSP_LOGGING_FORMAT": "json", "LGSP_LOGGING_LEVEL": "WARNING"})
-        logs.configure(cfg.logging, out)
+        logs.configure(cfg.logging, io.StringIO())
+        logs.configure(cfg.logging, out)  # replaces its own handler, keeps everyone else's
+        assert sum(h.get_name() == "lgsp" for h in root.handlers) == 1
+        assert all(h in root.handlers for h in saved[0])
         logging.getLogger("lgsp.x").info("not shown")
         logging.getLogger("lgsp.x").warning("shown")
         lines = out.getvalue().splitlines()

@@ -272,6 +272,18 @@ class Bench:
 
     # -- large packets ------------------------------------------------------------------------
     async def large(self) -> None:
+        # The same hub with content encryption at rest off, started for this group only: what
+        # encryption costs is the ratio `hub` / `hub unencrypted`, measured run by run.
+        plain = HubProcess(self.workdir / "hub-plain", overrides={"blobs": {"encrypt": False}})
+        await plain.provision(max(n for n, _ in self.p.large))
+        await plain.start()
+        log(f"hub without encryption at rest {plain.url} (pid {plain.pid})")
+        try:
+            await self._large(plain)
+        finally:
+            await plain.stop()
+
+    async def _large(self, plain: HubProcess) -> None:
         files: dict[int, tuple[Path, str]] = {}
         try:
             for count, size in self.p.large:
@@ -283,25 +295,30 @@ class Bench:
                 title = f"large {count} × {human_size(size)} at once"
                 row = Row(id=f"large/{count}x{slug(human_size(size))}", group="large", title=title, unit="MB/s",
                           params={"packets": count, "size": size},
-                          ratios=[("hub", "disk+hash ceiling"), ("hub", "relay")],
+                          ratios=[("hub", "disk+hash ceiling"), ("hub", "relay"), ("hub", "hub unencrypted")],
                           notes=["MB/s = 10^6 bytes/s over the whole exchange (create, upload, ready, "
-                                 "download to a file with the client's hash check, ack)"])
+                                 "download to a file with the client's hash check, ack)",
+                                 "hub: content encrypted at rest (the default); hub unencrypted: the same hub "
+                                 "with blobs.encrypt false (sendfile downloads)"])
                 rss = Row(id=f"large/{count}x{slug(human_size(size))}/rss", group="large",
                           title=f"{title}: hub peak RSS", unit="MB", higher_is_better=False,
-                          params={"packets": count, "size": size}, ratios=[("hub", "hub idle")])
+                          params={"packets": count, "size": size},
+                          ratios=[("hub", "hub idle"), ("hub", "hub unencrypted")])
                 up = Row(id=f"large/{count}x{slug(human_size(size))}/upload", group="large",
                          title=f"{title}: upload leg", unit="MB/s", params={"packets": count, "size": size},
-                         ratios=[("hub", "disk+hash ceiling"), ("hub", "relay")])
+                         ratios=[("hub", "disk+hash ceiling"), ("hub", "relay"), ("hub", "hub unencrypted")])
                 down = Row(id=f"large/{count}x{slug(human_size(size))}/download", group="large",
                            title=f"{title}: download leg (client writes + hashes)", unit="MB/s",
                            params={"packets": count, "size": size},
-                           ratios=[("hub", "disk+hash ceiling"), ("hub", "relay")])
+                           ratios=[("hub", "disk+hash ceiling"), ("hub", "relay"), ("hub", "hub unencrypted")])
                 for rep in range(self.p.large_reps):
                     ceil = await asyncio.to_thread(disk.ceiling, path, count, self.workdir)
                     h = await exchange.large(self.hub.bound_pairs()[:count], path, sha, size, self.workdir,
                                              server_pid=self.hub.pid)
                     r = await exchange.large(self.relay.bound_pairs(count), path, sha, size, self.workdir,
                                              server_pid=self.relay.pid)
+                    p = await exchange.large(plain.bound_pairs()[:count], path, sha, size, self.workdir,
+                                             server_pid=plain.pid)
                     row.add("hub", h["value"], h)
                     row.add("relay", r["value"], r)
                     up.add("hub", h["upload_MBps"])
@@ -313,10 +330,15 @@ class Bench:
                     down.add("disk+hash ceiling", ceil["value"])
                     rss.add("hub", h["peak_rss_MB"])
                     rss.add("hub idle", h["start_rss_MB"])
+                    row.add("hub unencrypted", p["value"], p)
+                    up.add("hub unencrypted", p["upload_MBps"])
+                    down.add("hub unencrypted", p["download_MBps"])
+                    rss.add("hub unencrypted", p["peak_rss_MB"])
                     rss.extra.setdefault("relay_peak_rss_MB", []).append(r["peak_rss_MB"])
                     log(f"{title} #{rep + 1}: hub {h['value']:.0f} MB/s (up {h['upload_MBps']:.0f}, down "
-                        f"{h['download_MBps']:.0f}), peak RSS {h['peak_rss_MB']:.0f} MB; relay {r['value']:.0f}; "
-                        f"ceiling {ceil['value']:.0f}")
+                        f"{h['download_MBps']:.0f}), peak RSS {h['peak_rss_MB']:.0f} MB; unencrypted "
+                        f"{p['value']:.0f} MB/s (up {p['upload_MBps']:.0f}, down {p['download_MBps']:.0f}), peak RSS "
+                        f"{p['peak_rss_MB']:.0f} MB; relay {r['value']:.0f}; ceiling {ceil['value']:.0f}")
                 rss.notes.append("relay keeps bodies in memory by design; its RSS is in extra, not a baseline")
                 self.rows += [row, up, down, rss]
                 if self.args.pyspy and (count, size) == self.p.large[0]:

@@ -93,6 +93,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "h_size": ("KÍCH THƯỚC", "SIZE"), "h_online": ("TRỰC TUYẾN", "ONLINE"), "h_seen": ("LẦN CUỐI", "LAST SEEN"),
     "active": ("hoạt động", "active"), "revoked": ("đã thu hồi", "revoked"),
     "yes": ("có", "yes"), "no": ("không", "no"),
+    # lgsp masterkey (cli/masterkey.py)
+    "mk_status": ("tệp khóa chủ {file}: khóa đang niêm phong {primary}; khóa cũ còn giữ: {older}; "
+                  "giá trị còn niêm phong bằng khóa cũ: {left}; khóa bọc (KEK): {kek}",
+                  "master key file {file}: sealing key {primary}; older keys held: {older}; "
+                  "values still sealed under older keys: {left}; key-encryption key: {kek}"),
+    "mk_rotated": ("đã tạo khóa chủ mới {new}; đã niêm phong lại {n} giá trị ({detail})",
+                   "new master key {new}; re-sealed {n} values ({detail})"),
+    "mk_retired": ("đã loại bỏ khóa chủ cũ: {ids}. Bản sao lưu lấy trước khi xoay khóa cần tệp khóa cũ",
+                   "retired the old master keys: {ids}. Backups taken before the rotation need the old key file"),
+    "mk_kept": ("giữ khóa cũ để mở các địa chỉ tải đã cấp; loại bỏ sau bằng: lgsp masterkey retire",
+                "the old key is kept for transfer URLs already issued; retire it later with: lgsp masterkey retire"),
+    "mk_left": ("còn {left} giá trị niêm phong bằng khóa cũ; khóa cũ chưa được loại bỏ, hãy chạy lại lệnh",
+                "{left} values are still sealed under an old key; the old key was not retired, run the command again"),
 }
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from lgsp.core.config import Config
-from lgsp.core.masterkey import MasterKey, MasterKeyError
+from lgsp.core.masterkey import Kek, MasterKey, MasterKeyError
 
 __all__ = ["BackupError", "BackupReport", "RestoreReport", "backup", "master_key_fingerprint", "restore"]
 
@@ -81,6 +81,11 @@ class _Blobs:
     @property
     def size(self) -> int:
         return sum(int(f["size"]) for f in self.files.values())
+
+
+def _kek(config: Config) -> Kek | None:
+    """The key-encryption key the master key file is sealed under, if one is configured."""
+    return Kek.from_setting(config.security.master_key_kek)
 
 
 def master_key_fingerprint(key: MasterKey) -> str:
@@ -200,7 +205,7 @@ def backup(config: Config, folder: Path) -> BackupReport:
         raise BackupError(f"thư mục sao lưu {folder} đã có dữ liệu; hãy chọn một thư mục trống")
     key_path = config.master_key_path
     try:
-        key = MasterKey.load(key_path)
+        key = MasterKey.load(key_path, _kek(config))
     except FileNotFoundError as exc:
         raise BackupError(f"không tìm thấy khóa chủ {key_path}") from exc
     except MasterKeyError as exc:
@@ -282,7 +287,7 @@ def restore(config: Config, folder: Path, *, master_key_file: Path | None = None
     key_path = config.master_key_path
     source_key = master_key_file or key_path
     try:
-        key = MasterKey.load(source_key)
+        key = MasterKey.load(source_key, _kek(config))
     except FileNotFoundError as exc:
         raise BackupError(f"không tìm thấy khóa chủ {source_key}; bản sao lưu không chứa khóa chủ, "
                           "hãy chỉ ra tệp khóa đã cất riêng (--master-key)") from exc
@@ -294,7 +299,7 @@ def restore(config: Config, folder: Path, *, master_key_file: Path | None = None
     install_key = master_key_file is not None and master_key_file.resolve() != key_path.resolve()
     if install_key and key_path.exists():
         try:
-            present = master_key_fingerprint(MasterKey.load(key_path))
+            present = master_key_fingerprint(MasterKey.load(key_path, _kek(config)))
         except MasterKeyError as exc:
             raise BackupError(str(exc)) from exc
         if not secrets.compare_digest(present, expected):

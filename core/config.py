@@ -90,6 +90,17 @@ def _not_blank(v: Any) -> str | None:
     return "must not be empty" if isinstance(v, str) and not v.strip() else None
 
 
+def _kek_source(v: Any) -> str | None:
+    if not isinstance(v, str) or not v.strip():
+        return None
+    kind, _, where = v.strip().partition(":")
+    if kind == "pkcs11":
+        return "PKCS#11 is not implemented yet (docs/encryption.md); use file:/path or env:NAME"
+    if kind not in ("file", "env") or not where:
+        return "must be file:/path, env:NAME or empty"
+    return None
+
+
 def _positive(v: Any) -> str | None:
     return None if v > 0 else "must be greater than 0"
 
@@ -170,6 +181,8 @@ class BlobsConfig:
 @dataclass(frozen=True)
 class SecurityConfig:
     master_key_file: str = setting("", "File holding the master key; empty means <data_dir>/master.key")
+    master_key_kek: str = setting("", "Key-encryption key sealing the master key file: file:/path, env:NAME, "
+                                      "or empty (none); pkcs11: is not implemented", check=_kek_source)
     clock_skew_seconds: int = setting(300, "Largest accepted |hub time - X-LGSP-Date|", check=_positive)
     session_ttl_seconds: int = setting(900, "Lifetime of a session token", check=_positive)
     transfer_ttl_seconds: int = setting(3600, "Validity of an upload or download URL", check=_positive)

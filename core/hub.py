@@ -31,7 +31,7 @@ from lgsp.core.exchange import Exchange, TransferTokens
 from lgsp.core.health import Health
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier
 from lgsp.core.identity import HubIdentity
-from lgsp.core.masterkey import MasterKey
+from lgsp.core.masterkey import Kek, MasterKey
 from lgsp.core.metrics import Metrics
 from lgsp.core.notices import NoticeBoard
 from lgsp.core.offline import OfflineReporter
@@ -150,7 +150,7 @@ class Hub:
         """Master key, database (migrated) and blob store: what admin commands need, no server."""
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.master_key = MasterKey.load_or_create(cfg.master_key_path)
+        self.master_key = MasterKey.load_or_create(cfg.master_key_path, Kek.from_setting(cfg.security.master_key_kek))
         self.algorithms = signature_algorithms(self.pm)
         self.db = Database(cfg.database_url, pool_size=cfg.database.pool_size, echo=cfg.database.echo,
                            sqlite_synchronous=cfg.database.sqlite_synchronous)
@@ -170,7 +170,7 @@ class Hub:
         self.tickets = StreamTickets(self.db, self.auth, ttl_seconds=cfg.security.stream_ticket_seconds)
         priorities = cfg.delivery.priorities
         self.exchange = Exchange(self.db, self.blobs, self.directory, self.bus,
-                                 tokens=TransferTokens(self.master_key.derive("transfer-url")),
+                                 tokens=TransferTokens(lambda: self.master_key.derive_all("transfer-url")),
                                  max_packet_size=cfg.limits.max_packet_size,
                                  max_recipients=cfg.limits.max_recipients,
                                  transfer_ttl_seconds=cfg.security.transfer_ttl_seconds,

@@ -1,15 +1,30 @@
-"""The master key: encrypts HMAC secrets at rest (AES-256-GCM).
+"""The master key: seals secrets at rest (AES-256-GCM) — HMAC secrets, adapter secrets, data keys.
 
 The key lives in a file readable only by the hub's user (mode 0600), created on first start, never
-in the database and never in the repository. Each ciphertext is bound to the access key it belongs
-to (associated data), so a secret copied onto another key row does not decrypt.
+in the database and never in the repository. Each ciphertext is bound to what it belongs to
+(associated data), so a secret copied onto another row does not decrypt.
+
+The file is a *keyring*: one key per line, the first seals, the others (keys being retired by
+`lgsp masterkey rotate`) only unseal. Each sealed value names the key that sealed it (an 8-byte
+key id), so a node meeting a value sealed under a key it does not hold re-reads the file: nodes
+sharing the file follow a rotation without a restart. Before sealing or unsealing, the file's
+identity (inode, size, time) is checked, so new values are sealed under the newest key on every
+node and a retired key is dropped from memory too.
+
+Optionally the whole keyring is itself sealed under a key-encryption key (KEK) kept elsewhere:
+a file (e.g. on removable or separately mounted storage) or an environment variable (set by the
+service manager from a vault); see docs/encryption.md.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 import stat
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -17,80 +32,285 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-_VERSION = b"\x01"
+_V1 = b"\x01"  # nonce | ciphertext (which key: try them in turn)
+_V2 = b"\x02"  # key id (8) | nonce | ciphertext
 _HEADER = "lgsp-master-key-v1:"
+_WRAPPED = "lgsp-master-keyring-kek-v1:"
+KEY_ID_LEN = 8
 
 
 class MasterKeyError(Exception):
     pass
 
 
-class MasterKey:
-    def __init__(self, key: bytes) -> None:
+def key_id(key: bytes) -> bytes:
+    """A short public name of a key (reveals nothing of it)."""
+    return hmac.new(key, b"lgsp/master-key-id", hashlib.sha256).digest()[:KEY_ID_LEN]
+
+
+class Kek:
+    """A key-encryption key: seals the keyring file's content, so the file alone is not enough."""
+
+    def __init__(self, key: bytes, source: str) -> None:
         if len(key) != 32:
-            raise MasterKeyError("master key must be 32 bytes")
+            raise MasterKeyError(f"the key-encryption key from {source} must be 32 bytes (Base64 of them)")
         self._aead = AESGCM(key)
-        self._key = key
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"Kek(<hidden>, from {self.source})"
+
+    @classmethod
+    def from_setting(cls, setting: str, env: dict[str, str] | None = None) -> Kek | None:
+        """`file:/path`, `env:NAME`, or empty (no KEK). PKCS#11 is documented, not implemented."""
+        setting = setting.strip()
+        if not setting:
+            return None
+        kind, _, where = setting.partition(":")
+        if kind == "file":
+            path = Path(where)
+            try:
+                mode = path.stat().st_mode
+                if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    raise MasterKeyError(f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); "
+                                         f"run: chmod 600 {path}")
+                text = path.read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise MasterKeyError(f"cannot read the key-encryption key file {path}: {exc}") from exc
+            return cls(_b64(text, f"file {path}"), f"file {path}")
+        if kind == "env":
+            value = (os.environ if env is None else env).get(where)
+            if not value:
+                raise MasterKeyError(f"the environment variable {where} (key-encryption key) is not set")
+            return cls(_b64(value.strip(), f"variable {where}"), f"variable {where}")
+        if kind == "pkcs11":
+            raise MasterKeyError("a PKCS#11 key-encryption key is not implemented yet (docs/encryption.md); "
+                                 "use file: or env:")
+        raise MasterKeyError("security.master_key_kek must be file:/path, env:NAME or empty")
+
+    def wrap(self, text: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, text, b"lgsp/master-keyring")
+
+    def unwrap(self, blob: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(blob[:12], blob[12:], b"lgsp/master-keyring")
+        except InvalidTag as exc:
+            raise MasterKeyError(f"the master key file does not open with the key-encryption key from "
+                                 f"{self.source}") from exc
+
+
+def _b64(text: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise MasterKeyError(f"the key from {where} is not Base64") from exc
+
+
+class MasterKey:
+    def __init__(self, key: bytes, *, older: Sequence[bytes] = (), path: Path | None = None,
+                 kek: Kek | None = None) -> None:
+        self._lock = threading.Lock()
+        self.path = path
+        self.kek = kek
+        self._stamp: tuple[int, int, int] | None = None
+        self._allow_plain = False
+        self._set([key, *older])
+
+    def _set(self, keys: Sequence[bytes]) -> None:
+        for k in keys:
+            if len(k) != 32:
+                raise MasterKeyError("master key must be 32 bytes")
+        self._keys = list(keys)
+        self._by_id = {key_id(k): AESGCM(k) for k in keys}
+        self._primary_id = key_id(keys[0])
 
     def __repr__(self) -> str:
         return "MasterKey(<hidden>)"
 
+    @property
+    def primary_id(self) -> str:
+        return self._primary_id.hex()
+
+    @property
+    def key_ids(self) -> list[str]:
+        """Ids of the keys held, the sealing one first."""
+        return [key_id(k).hex() for k in self._keys]
+
     def derive(self, purpose: str) -> bytes:
-        """A 32-byte key for one purpose (e.g. transfer URLs), independent of the sealing key."""
-        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                    info=f"lgsp/{purpose}".encode()).derive(self._key)
+        """A 32-byte key for one purpose (e.g. transfer URLs), from the sealing key."""
+        return self.derive_all(purpose)[0]
 
-    def encrypt(self, plaintext: str, context: str) -> bytes:
-        nonce = os.urandom(12)
-        return _VERSION + nonce + self._aead.encrypt(nonce, plaintext.encode("utf-8"), context.encode("utf-8"))
+    def derive_all(self, purpose: str) -> list[bytes]:
+        """The purpose's key from every key held (sealing key first): what was derived before a
+        rotation still checks until the old key is retired. Follows the file (see `refresh`)."""
+        self.refresh()
+        return [HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"lgsp/{purpose}".encode()).derive(k)
+                for k in self._keys]
 
+    # -- sealing -------------------------------------------------------------------------------
     def seal(self, secret: bytes, context: str) -> bytes:
-        """Seal raw bytes (a data key) bound to `context`; same format as `encrypt`."""
+        """Seal raw bytes bound to `context`, under the newest key of the file."""
+        self.refresh()
         nonce = os.urandom(12)
-        return _VERSION + nonce + self._aead.encrypt(nonce, secret, context.encode("utf-8"))
+        aead = self._by_id[self._primary_id]
+        return _V2 + self._primary_id + nonce + aead.encrypt(nonce, secret, context.encode("utf-8"))
 
     def unseal(self, blob: bytes, context: str) -> bytes:
-        if len(blob) < 29 or blob[:1] != _VERSION:
-            raise MasterKeyError("not a sealed secret of this version")
-        try:
-            return self._aead.decrypt(blob[1:13], blob[13:], context.encode("utf-8"))
-        except InvalidTag as exc:
-            raise MasterKeyError("secret does not decrypt with this master key (wrong key file?)") from exc
+        blob = bytes(blob)
+        self.refresh()  # a stat: a key retired in the file is dropped from memory too
+        if blob[:1] == _V2 and len(blob) >= 1 + KEY_ID_LEN + 12 + 16:
+            kid = blob[1:1 + KEY_ID_LEN]
+            aead = self._by_id.get(kid)
+            if aead is None and self.refresh(force=True):
+                aead = self._by_id.get(kid)
+            if aead is None:
+                raise MasterKeyError(f"secret sealed under master key {kid.hex()}, which this hub does not hold "
+                                     "(retired, or the wrong key file?)")
+            try:
+                return aead.decrypt(blob[9:21], blob[21:], context.encode("utf-8"))
+            except InvalidTag as exc:
+                raise MasterKeyError("secret does not decrypt with its master key (altered, or moved?)") from exc
+        if blob[:1] == _V1 and len(blob) >= 29:
+            for aead in self._by_id.values():
+                try:
+                    return aead.decrypt(blob[1:13], blob[13:], context.encode("utf-8"))
+                except InvalidTag:
+                    continue
+            raise MasterKeyError("secret does not decrypt with this master key (wrong key file?)")
+        raise MasterKeyError("not a sealed secret of a known version")
+
+    def sealed_under_primary(self, blob: bytes) -> bool:
+        """Does this sealed value already use the sealing key (nothing to re-seal)?"""
+        blob = bytes(blob)
+        return blob[:1] == _V2 and blob[1:1 + KEY_ID_LEN] == self._primary_id
+
+    def encrypt(self, plaintext: str, context: str) -> bytes:
+        return self.seal(plaintext.encode("utf-8"), context)
 
     def decrypt(self, blob: bytes, context: str) -> str:
-        if len(blob) < 29 or blob[:1] != _VERSION:
-            raise MasterKeyError("not a sealed secret of this version")
+        return self.unseal(blob, context).decode("utf-8")
+
+    # -- the file ------------------------------------------------------------------------------
+    def refresh(self, *, force: bool = False) -> bool:
+        """Re-read the key file if it changed (another node or `lgsp masterkey rotate` wrote it).
+        True when the keys changed."""
+        if self.path is None:
+            return False
         try:
-            return self._aead.decrypt(blob[1:13], blob[13:], context.encode("utf-8")).decode("utf-8")
-        except InvalidTag as exc:
-            raise MasterKeyError("secret does not decrypt with this master key (wrong key file?)") from exc
+            st = self.path.stat()
+        except OSError:
+            return False
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if stamp == self._stamp and not force:
+            return False
+        with self._lock:
+            keys = _read_keys(self.path, self.kek, allow_plain=self._allow_plain)
+            changed = keys != self._keys
+            if changed:
+                self._set(keys)
+            self._stamp = stamp
+        return changed
 
     @classmethod
-    def load_or_create(cls, path: Path) -> MasterKey:
+    def load_or_create(cls, path: Path, kek: Kek | None = None) -> MasterKey:
         """Read the key file, creating it (0600, never overwritten) if it does not exist."""
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            return cls.load(path)
+            return cls.load(path, kek)
         key = os.urandom(32)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(_HEADER + base64.b64encode(key).decode("ascii") + "\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_render([key], kek))
             fh.flush()
             os.fsync(fh.fileno())
-        return cls(key)
+        found = cls(key, path=path, kek=kek)
+        found.refresh()
+        return found
 
     @classmethod
-    def load(cls, path: Path) -> MasterKey:
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise MasterKeyError(
-                f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}")
-        text = path.read_text(encoding="ascii").strip()
-        if not text.startswith(_HEADER):
-            raise MasterKeyError(f"{path} is not an lgsp master key file")
+    def load(cls, path: Path, kek: Kek | None = None, *, allow_plain: bool = False) -> MasterKey:
+        """Read the key file. With a KEK the file must be sealed under it, except with `allow_plain`
+        (`lgsp masterkey rotate`, which then writes it sealed)."""
+        keys = _read_keys(path, kek, allow_plain=allow_plain)
+        found = cls(keys[0], older=keys[1:], path=path, kek=kek)
+        found._allow_plain = allow_plain
+        found.refresh()
+        return found
+
+    def write(self, keys: Sequence[bytes]) -> None:
+        """Replace the key file atomically (0600) with these keys, the first sealing; then use them."""
+        assert self.path is not None
+        write_keyring(self.path, keys, self.kek)
+        self.refresh(force=True)
+
+    def new_primary(self) -> bytes:
+        """Rotation, step 1: a fresh key seals from now on; the current ones stay to unseal."""
+        fresh = os.urandom(32)
+        self.write([fresh, *self._keys])
+        return key_id(fresh)
+
+    def retire_older(self) -> list[str]:
+        """Rotation, last step: keep only the sealing key. Returns the ids of the keys removed."""
+        gone = [key_id(k).hex() for k in self._keys[1:]]
+        self.write(self._keys[:1])
+        return gone
+
+
+def _render(keys: Sequence[bytes], kek: Kek | None) -> bytes:
+    text = "".join(_HEADER + base64.b64encode(k).decode("ascii") + "\n" for k in keys).encode("ascii")
+    if kek is None:
+        return text
+    return (_WRAPPED + base64.b64encode(kek.wrap(text)).decode("ascii") + "\n").encode("ascii")
+
+
+def write_keyring(path: Path, keys: Sequence[bytes], kek: Kek | None) -> None:
+    tmp = path.with_name(path.name + f".{os.getpid()}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(_render(keys, kek))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _read_keys(path: Path, kek: Kek | None, *, allow_plain: bool = False) -> list[bytes]:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise MasterKeyError(
+            f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}")
+    text = path.read_text(encoding="ascii").strip()
+    if text.startswith(_WRAPPED):
+        if kek is None:
+            raise MasterKeyError(f"{path} is sealed under a key-encryption key; set security.master_key_kek")
         try:
-            key = base64.b64decode(text[len(_HEADER):], validate=True)
+            blob = base64.b64decode(text[len(_WRAPPED):], validate=True)
         except ValueError as exc:
             raise MasterKeyError(f"{path} is damaged (bad base64)") from exc
-        return cls(key)
+        text = kek.unwrap(blob).decode("ascii").strip()
+    elif kek is not None and not allow_plain:
+        raise MasterKeyError(f"{path} is not sealed under the key-encryption key; run: lgsp masterkey rotate "
+                             "(it writes the file sealed)")
+    keys: list[bytes] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if not line.startswith(_HEADER):
+            raise MasterKeyError(f"{path} is not an lgsp master key file")
+        try:
+            keys.append(base64.b64decode(line[len(_HEADER):], validate=True))
+        except ValueError as exc:
+            raise MasterKeyError(f"{path} is damaged (bad base64)") from exc
+    if not keys:
+        raise MasterKeyError(f"{path} holds no key")
+    for k in keys:
+        if len(k) != 32:
+            raise MasterKeyError("master key must be 32 bytes")
+    return keys

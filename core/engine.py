@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, or_, select
@@ -64,7 +64,7 @@ class DeliveryEngine:
         self.scheduler: RetryScheduler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
-        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self.clock: Callable[[], datetime] = hub.clock  # retries, deadlines and stale attempts follow the hub's clock
 
     # -- which units are pushed to ------------------------------------------------------------
     def protocol_of(self, unit: str) -> str | None:

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from lgsp.core import logs
 from lgsp.core.auth import Authenticator
+from lgsp.core.clock import Clock, SystemClock
 from lgsp.core.cluster import ClusterEvents, node_name
 from lgsp.core.config import Config, ConfigError, ConfigIssue
 from lgsp.core.connections import ConnectionGuard
@@ -57,8 +58,10 @@ def plugin_manager_for(config: Config, extra: tuple[Any, ...] = ()) -> pluggy.Pl
 
 class Hub:
     def __init__(self, config: Config, pm: pluggy.PluginManager | None = None, *,
-                 extra_plugins: tuple[Any, ...] = ()) -> None:
+                 extra_plugins: tuple[Any, ...] = (), clock: Clock | None = None) -> None:
         self.config = config
+        # One "now" for every time rule (core/clock.py); tests pass a ManualClock and advance it.
+        self.clock: Clock = clock or SystemClock()
         self.pm = pm or plugin_manager_for(config, extra_plugins)
         self.db: Database
         self.blobs: BlobStore
@@ -163,10 +166,10 @@ class Hub:
         self.directory = Directory(self.db, self.master_key, self.algorithms,
                                    rsa_key_bits=cfg.security.rsa_key_bits)
         self.secrets = SecretStore(self.db, self.master_key)
-        self.presence = Presence(self.db, cfg.presence.online_window_seconds)
+        self.presence = Presence(self.db, cfg.presence.online_window_seconds, clock=self.clock)
         self.auth = Authenticator(self.db, self.directory, self.algorithms, self.presence,
                                   clock_skew_seconds=cfg.security.clock_skew_seconds,
-                                  session_ttl_seconds=cfg.security.session_ttl_seconds)
+                                  session_ttl_seconds=cfg.security.session_ttl_seconds, clock=self.clock)
         self.tickets = StreamTickets(self.db, self.auth, ttl_seconds=cfg.security.stream_ticket_seconds)
         priorities = cfg.delivery.priorities
         self.exchange = Exchange(self.db, self.blobs, self.directory, self.bus,
@@ -176,7 +179,7 @@ class Hub:
                                  transfer_ttl_seconds=cfg.security.transfer_ttl_seconds,
                                  upload_stall_seconds=cfg.server.body_idle_timeout_seconds,
                                  call_hook=self.call_hook, push_protocol=self.engine.protocol_of,
-                                 max_age=lambda p: priorities.for_priority(p).max_age_seconds)
+                                 max_age=lambda p: priorities.for_priority(p).max_age_seconds, clock=self.clock)
         self.exchange.presence_overlay = self.presence.overlay
         self.exchange.not_destinations = frozenset({cfg.hub.identifier})
         self.identity = HubIdentity(self.directory, self.secrets, cfg.hub.identifier, cfg.hub.name)
@@ -185,10 +188,11 @@ class Hub:
         self.auth.target_owners.append(self.services.owner_of)
         self.offline = OfflineReporter(self.db, self.bus, after_seconds=cfg.presence.offline_report_after_seconds,
                                        repeat_seconds=cfg.presence.offline_report_repeat_seconds,
-                                       max_packets=cfg.presence.offline_report_max_packets)
+                                       max_packets=cfg.presence.offline_report_max_packets, clock=self.clock)
         # Content inspectors and converters from plugins (edXML, issue 3): see core/content.py.
         inspectors, converters = collect_content_plugins(self)
-        self.content = ContentService(self.db, self.blobs, self.bus, inspectors=inspectors, converters=converters)
+        self.content = ContentService(self.db, self.blobs, self.bus, inspectors=inspectors, converters=converters,
+                                      clock=self.clock)
         self.exchange.use_content(self.content)
         self.notices = NoticeBoard(self.db, self.bus)
 
@@ -340,6 +344,20 @@ class Hub:
                     await self.exchange.reconcile_blobs()
             except Exception:
                 log.exception("housekeeping round failed; will retry")
+
+    async def housekeeping_round(self) -> None:
+        """One round of the time-driven work: presence sweep, expiry, offline reports, stale pushes.
+
+        The housekeeping loop runs it every `presence.sweep_interval_seconds`; a test that advances
+        the hub's clock can run it at once instead of waiting for the loop.
+        """
+        self.blobs.heartbeat()
+        self.presence.sweep()
+        await self.exchange.sweep()
+        await self.presence.flush()
+        await self.offline.run()
+        if self.engine.lanes:
+            await self.engine.release_stale()
 
     async def _presence_flusher(self) -> None:
         while not await self._idle(1.0):

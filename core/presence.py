@@ -9,11 +9,13 @@ Each transition keeps the time it happened, not the time it was flushed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
+from lgsp.core.clock import SYSTEM_CLOCK
 from lgsp.core.events import iso
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import presence_log, units
@@ -38,8 +40,10 @@ class _UnitState:
 
 
 class Presence:
-    def __init__(self, db: Database, window_seconds: float) -> None:
+    def __init__(self, db: Database, window_seconds: float,
+                 clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
         self.db = db
+        self.clock = clock  # the hub's clock (core/clock.py): the window and the sweep follow it
         self.window = timedelta(seconds=window_seconds)
         self._units: dict[str, _UnitState] = {}
         self._log: list[dict[str, object]] = []
@@ -59,7 +63,7 @@ class Presence:
 
     def probe_result(self, unit: str, ok: bool, at: datetime | None = None) -> None:
         """A push unit's endpoint answered (ok) or not; a successful push counts as an answer too."""
-        at = at or datetime.now(UTC)
+        at = at or self.clock()
         state = self._state(unit)
         state.probe_ok = ok
         if ok:
@@ -79,7 +83,7 @@ class Presence:
         self._set(unit, state, True, "request", at)
 
     def stream_opened(self, unit: str, at: datetime | None = None) -> None:
-        at = at or datetime.now(UTC)
+        at = at or self.clock()
         state = self._state(unit)
         state.streams += 1
         state.dirty = True
@@ -88,7 +92,7 @@ class Presence:
         state.offline_since = None
 
     def stream_closed(self, unit: str, at: datetime | None = None) -> None:
-        at = at or datetime.now(UTC)
+        at = at or self.clock()
         state = self._state(unit)
         state.streams = max(0, state.streams - 1)
         state.dirty = True
@@ -104,12 +108,12 @@ class Presence:
             return False
         if state.streams or state.probe_ok:
             return True
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         return state.last_request is not None and now - state.last_request < self.window
 
     def sweep(self, now: datetime | None = None) -> None:
         """Mark units offline whose window passed without a stream or a request."""
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         for unit, state in self._units.items():
             if state.online and not self.is_online(unit, now):
                 at = (state.last_request + self.window) if state.last_request else now
@@ -168,7 +172,7 @@ class Presence:
         """At start-up: units the store still shows online but unseen for a window go offline; those
         seen within it are taken into memory as last seen then, so the sweep times them out as usual
         (else a unit online when the hub stopped would stay online in the store for good)."""
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         cutoff = now - self.window
         async with self.db.write() as conn:
             rows = (await conn.execute(select(units.c.id, units.c.last_seen_at).where(

@@ -6,8 +6,9 @@ import asyncio
 import dataclasses
 import hashlib
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+from lgsp.core.clock import ManualClock
 from lgsp.core.config import Config
 from lgsp.core.hub import Hub
 from lgsp.core.scheduler import job_id
@@ -110,20 +111,40 @@ async def test_attempt_cut_by_a_stop_is_retried_with_the_same_idempotency_key(cf
 
 
 async def test_max_age_expires_a_push_and_tells_the_source(cfg: Config) -> None:
+    """Retries and the age limit follow the hub's clock: the test advances it instead of waiting."""
+    clock = ManualClock()
     async with receiver_server() as rr:
         rr.script.steps = [status(503)] * 100
-        cfg = fast_retries(push_cfg(cfg, rr.url), base=0.2, cap=0.3, attempts=1000)
+        # A fast queue poll: the retry is due on the hub's clock, which the retry scheduler's real timer
+        # does not follow.
+        cfg = fast_retries(push_cfg(cfg, rr.url), base=0.2, cap=0.3, attempts=1000, poll=0.05)
         pr = cfg.delivery.priorities
         cfg = with_delivery(cfg, priorities=dataclasses.replace(
             pr, flash=dataclasses.replace(pr.flash, max_age_seconds=1.5)))
-        cfg = cfg.replace(presence={"sweep_interval_seconds": 0.2})
-        async with Hub(cfg) as hub:
+        cfg = cfg.replace(presence={"sweep_interval_seconds": 3600})  # the test runs the rounds
+        async with Hub(cfg, clock=clock) as hub:
             rr.receiver.verify = await hub_verifier(hub)
             creds = await add_units(hub, [SRC, DST])
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"old", [DST], subject="s", priority=3)
                 normal = await src.send(b"young", [DST], subject="s", priority=0)
-                await wait_for(lambda: has_state(hub, pid, DST, "expired"), timeout=8, what="expiry")
+
+                async def attempts(packet: str, at_least: int) -> bool:
+                    row = await delivery_state(hub, packet, DST)
+                    return row is not None and row.state == "retrying" and row.attempts >= at_least
+
+                await wait_for(lambda: attempts(pid, 1), what="the first attempt failed")
+                await hub.housekeeping_round()
+                assert await has_state(hub, pid, DST, "retrying")  # not due yet on the hub's clock
+                clock.advance(0.4)  # past the backoff (at most 0.3 s): the queue poll tries again
+                await wait_for(lambda: attempts(pid, 2), what="the second attempt")
+                clock.advance(1.5)  # now older than the flash limit
+
+                async def expired() -> bool:
+                    await hub.housekeeping_round()
+                    return await has_state(hub, pid, DST, "expired")
+
+                await wait_for(expired, timeout=8, what="expiry")
 
                 async def purged() -> bool:  # the purge follows the committed expiry
                     return (await src.status(pid))["content"] == "purged"
@@ -140,13 +161,18 @@ async def test_max_age_expires_a_push_and_tells_the_source(cfg: Config) -> None:
 
 
 async def test_deadline_expires_a_pull_delivery(cfg: Config) -> None:
-    cfg = cfg.replace(presence={"sweep_interval_seconds": 0.2})
-    async with Hub(cfg) as hub:
+    clock = ManualClock()
+    cfg = cfg.replace(presence={"sweep_interval_seconds": 3600})  # the test runs the round
+    async with Hub(cfg, clock=clock) as hub:
         creds = await add_units(hub, [SRC, PULL])
         async with creds[SRC].client(hub.url) as src:
-            deadline = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            deadline = (clock.now() + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
             pid = await src.send(b"late", [PULL], subject="s", deadline=deadline)
-            await wait_for(lambda: has_state(hub, pid, PULL, "expired"), timeout=5, what="deadline")
+            await hub.housekeeping_round()
+            assert await has_state(hub, pid, PULL, "queued")  # not yet on the hub's clock
+            clock.advance(2)
+            await hub.housekeeping_round()
+            assert await has_state(hub, pid, PULL, "expired")
 
             async def purged() -> bool:  # the purge follows the committed expiry
                 return (await src.status(pid))["content"] == "purged"

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import itertools
 import time
+from datetime import datetime
 from typing import Any
 
+from lgsp.core.clock import ManualClock
 from lgsp.core.config import Config
 from lgsp.core.hub import Hub
 
@@ -46,10 +48,14 @@ def reports(messages: list[dict[str, Any]], about: str = DST) -> list[dict[str, 
 
 
 async def test_offline_destination_reported_once_per_interval_to_each_affected_source(cfg: Config) -> None:
+    """Time moves on the hub's clock (core/clock.py), not by sleeping: each step is one exact interval."""
     repeat = 2.0
-    cfg = offline_cfg(cfg, after=1.0, repeat=repeat)
-    async with Hub(cfg) as hub:
+    clock = ManualClock()
+    # The test runs the rounds itself, right after each step (no housekeeping loop in between).
+    cfg = offline_cfg(cfg, after=1.0, repeat=repeat).replace(presence={"sweep_interval_seconds": 3600})
+    async with Hub(cfg, clock=clock) as hub:
         creds = await add_units(hub, [S1, S2, S3, DST, LIVE])
+        clock.catch_up()  # the units' created_at (the offline spell's start) is not in the clock's future
         got1: list[dict[str, Any]] = []
         got2: list[dict[str, Any]] = []
         got3: list[dict[str, Any]] = []
@@ -60,40 +66,52 @@ async def test_offline_destination_reported_once_per_interval_to_each_affected_s
                 p1 = [await c1.send(f"a{i}".encode(), [DST], subject="a") for i in range(2)]
                 p2 = await c2.send(b"b", [DST, LIVE], subject="b")
                 await c3.send(b"c", [LIVE], subject="c")  # its destination is online: nothing to report
-                started = time.monotonic()
-                await asyncio.sleep(5.6)
+
+                async def step(seconds: float, expected: int) -> None:
+                    """Advance the clock, run the round; `expected` reports to S1 so far."""
+                    due = expected > len(reports(got1))
+                    clock.advance(seconds)
+                    hub.presence.sweep()
+                    await hub.presence.flush()
+                    sent = await hub.offline.run()  # one per source told: S1 and S2, or none
+                    assert sent == (2 if due else 0), (seconds, expected, sent)
+                    await wait_for(lambda: len(reports(got1)) >= expected, timeout=5,
+                                   what=f"{expected} report(s) to S1")
+                    assert len(reports(got1)) == expected, reports(got1)
+
+                await step(0.5, 0)  # not offline for `after` yet
+                await step(1.0, 1)  # offline for longer than `after`: the first report
+                await step(repeat - 0.1, 1)  # the interval has not passed
+                await step(0.1, 2)  # it has: one more
+                await step(repeat, 3)
                 # S2 was not listening: its reports wait in the store for its next stream
                 async with collect(c2, got2):
-                    await asyncio.sleep(0.3)
-                    window = time.monotonic() - started
+                    await wait_for(lambda: len(reports(got2)) >= 3, timeout=5, what="S2's reports in its hello")
                     # the destination comes online: no more reports
                     async with creds[DST].client(hub.url) as dst, dst.events() as _:
-                        await asyncio.sleep(0.6)
-                        count_then = len(reports(got1))
-                        await asyncio.sleep(repeat + 0.6)
-                        assert len(reports(got1)) == count_then
+                        await wait_for(lambda: hub.presence.is_online(DST), what="DST online")
+                        await step(repeat + 0.6, 3)
+                        await step(repeat, 3)
                         presence = await c1.call("GET", f"/v1/units/{DST}/presence")
                         assert presence["online"] is True
                         assert presence["transitions"][0]["cause"] == "stream_open"
         r1 = reports(got1)
         # one report per interval: the first after the threshold, then one each `repeat` seconds
-        assert 2 <= len(r1) <= 3, r1
-        gaps = [b["_t"] - a["_t"] for a, b in itertools.pairwise(r1)]
-        assert all(repeat - 0.05 <= g <= repeat + 0.7 for g in gaps), gaps
+        times = [datetime.fromisoformat(r["at"].replace("Z", "+00:00")) for r in r1]
+        assert [(b - a).total_seconds() for a, b in itertools.pairwise(times)] == [repeat, repeat]
         assert all(sorted(r["packets"]) == sorted(p1) and r["count"] == 2 for r in r1)
         assert r1[0]["offline_since"]
         assert "id" not in r1[0]
-        # S2 got the same number of reports, listing only its own packet, in its hello
+        # S2 got the same reports, listing only its own packet, in its hello
         r2 = reports(got2)
-        assert abs(len(r2) - len(r1)) <= 1
+        assert len(r2) == len(r1)
         assert all(r["packets"] == [p2] for r in r2)
-        assert window > 5
         # nobody is told about an online destination; S3 has nothing waiting for DST
         assert reports(got3) == []
         assert reports(got1, LIVE) == []
         assert reports(got2, LIVE) == []
         # the report times are in the store: a restarted hub does not repeat them early
-    async with Hub(cfg) as hub:
+    async with Hub(cfg, clock=clock) as hub:
         await hub.offline.run()
         async with hub.db.read() as conn:
             from sqlalchemy import func, select
@@ -106,7 +124,8 @@ async def test_offline_destination_reported_once_per_interval_to_each_affected_s
 
 async def test_presence_endpoint_inbox_and_status_show_online_state(cfg: Config) -> None:
     cfg = offline_cfg(cfg)
-    async with Hub(cfg) as hub:
+    clock = ManualClock()
+    async with Hub(cfg, clock=clock) as hub:
         creds = await add_units(hub, [S1, DST])
         async with creds[S1].client(hub.url) as src, creds[DST].client(hub.url) as dst:
             before = await src.call("GET", f"/v1/units/{DST}/presence")
@@ -122,9 +141,11 @@ async def test_presence_endpoint_inbox_and_status_show_online_state(cfg: Config)
             d = view["deliveries"][0]
             assert d["online"] is True
             assert d["last_seen_at"]
-            await asyncio.sleep(1.6)  # online window (1 s) passes without requests from dst
+            clock.advance(1.6)  # online window (1 s) passes without requests from dst
             after = await src.call("GET", f"/v1/units/{DST}/presence")
-            assert after["online"] is False
+            assert after["online"] is False  # at once: the view follows the clock, not the store
+            await hub.housekeeping_round()  # the sweep records the transition
+            after = await src.call("GET", f"/v1/units/{DST}/presence")
             causes = [t["cause"] for t in after["transitions"]]
             assert causes[:2] == ["timeout", "request"]
             missing = await _problem(src.call("GET", "/v1/units/000.00.99.H23/presence"))
@@ -182,16 +203,17 @@ async def _problem(coro: Any) -> str:
 async def test_unit_online_when_the_hub_stopped_times_out_after_a_restart(cfg: Config) -> None:
     """The store says online; the restarted hub has not seen the unit: the window still applies."""
     cfg = offline_cfg(cfg)
-    async with Hub(cfg) as hub:
+    clock = ManualClock()
+    async with Hub(cfg, clock=clock) as hub:
         creds = await add_units(hub, [S1, DST])
         async with creds[DST].client(hub.url) as dst:
             await dst.inbox()  # a signed request: online
         await hub.presence.flush()
-    async with Hub(cfg) as hub, creds[S1].client(hub.url) as src:
-        async def offline() -> bool:
-            return (await src.call("GET", f"/v1/units/{DST}/presence"))["online"] is False
-
-        await wait_for(offline, timeout=5.0, what="offline after the window")
+    async with Hub(cfg, clock=clock) as hub, creds[S1].client(hub.url) as src:
+        assert (await src.call("GET", f"/v1/units/{DST}/presence"))["online"] is True  # within the window
+        clock.advance(1.5)  # the window (1 s) passes
+        await hub.housekeeping_round()
+        assert (await src.call("GET", f"/v1/units/{DST}/presence"))["online"] is False
         transitions = (await src.call("GET", f"/v1/units/{DST}/presence"))["transitions"]
         assert [t["cause"] for t in transitions[:2]] == ["timeout", "request"]
 

@@ -330,14 +330,7 @@ class Hub:
         while not await self._idle(interval):
             rounds += 1
             try:
-                self.blobs.heartbeat()
-                self.presence.sweep()
-                await self.exchange.sweep()
-                await self.presence.flush()
-                await self.offline.run()
-                await self.notices.refresh()
-                if self.engine.lanes:
-                    await self.engine.release_stale()
+                await self.housekeeping_round()
                 if rounds % 30 == 0:
                     await self.auth.purge_expired()
                     await asyncio.to_thread(self.blobs.sweep_tmp, self.config.security.transfer_ttl_seconds)
@@ -356,6 +349,7 @@ class Hub:
         await self.exchange.sweep()
         await self.presence.flush()
         await self.offline.run()
+        await self.notices.refresh()
         if self.engine.lanes:
             await self.engine.release_stale()
 

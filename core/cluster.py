@@ -197,3 +197,57 @@ class ClusterEvents:
             with contextlib.suppress(Exception):
                 await self._conn.close()
         self._conn = None
+
+
+#: The advisory lock whose holder runs the cluster's singleton work ("lgsp" in ASCII).
+LEADER_LOCK = 0x6C677370
+
+
+class Leadership:
+    """Which node runs the work that must run once per cluster (expiry, offline reports, clean-up,
+    notices, pollers): the one holding a PostgreSQL session advisory lock.
+
+    The lock lives as long as its connection: a node that dies or loses the store loses it at once,
+    and another node takes it on its next round (`try_lead`, called every housekeeping round, so
+    within `presence.sweep_interval_seconds`). On SQLite there is one node, always the leader.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._conn: Any = None
+        self._leader = db.dialect != "postgresql"
+
+    @property
+    def leader(self) -> bool:
+        return self._leader and (self._conn is None or not self._conn.is_closed())
+
+    async def try_lead(self) -> bool:
+        """Keep or take the lock; False when another node holds it or the store cannot be reached."""
+        if self.db.dialect != "postgresql":
+            return True
+        try:
+            if self._conn is None or self._conn.is_closed():
+                self._leader = False
+                import asyncpg
+
+                url = make_url(self.db.url).set(drivername="postgresql")
+                self._conn = await asyncpg.connect(url.render_as_string(hide_password=False), timeout=10)
+            if self._leader:
+                await self._conn.execute("SELECT 1")  # still connected, so still holding it
+            else:
+                self._leader = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK))
+                if self._leader:
+                    log.info("this node now runs the cluster's singleton work")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("lost the store while leading or trying to; another node may lead", exc_info=True)
+            await self.release()
+        return self._leader
+
+    async def release(self) -> None:
+        self._leader = False
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()  # ends the session: the lock goes with it
+        self._conn = None

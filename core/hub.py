@@ -19,7 +19,7 @@ from aiohttp import web
 from lgsp.core import logs
 from lgsp.core.auth import Authenticator
 from lgsp.core.clock import Clock, SystemClock
-from lgsp.core.cluster import ClusterEvents, node_name
+from lgsp.core.cluster import ClusterEvents, Leadership, node_name
 from lgsp.core.config import Config, ConfigError, ConfigIssue
 from lgsp.core.connections import ConnectionGuard
 from lgsp.core.content import ContentService
@@ -91,6 +91,7 @@ class Hub:
         #: This process among the nodes sharing the store (new at every start).
         self.node = node_name()
         self.cluster: ClusterEvents | None = None
+        self.leadership: Leadership
         self.health = Health(self)
         self.metrics = Metrics(self)
         self.bus.observers.append(self.metrics.observe_events)
@@ -195,6 +196,7 @@ class Hub:
                                       clock=self.clock)
         self.exchange.use_content(self.content)
         self.notices = NoticeBoard(self.db, self.bus)
+        self.leadership = Leadership(self.db)  # takes the lock only when a serving hub asks (try_lead)
 
     async def start(self) -> None:
         from lgsp.core.web import AccessLogger, HubRunner, make_app  # the HTTP layer is only needed when serving
@@ -202,11 +204,14 @@ class Hub:
         self.check_config()
         await self.open_store()
         # Files a crash left behind: partial uploads of dead processes (this node's previous run at once),
-        # then stored blobs no packet needs.
+        # then stored blobs no packet needs — the latter only when no other node is running (this one
+        # leads), since another node's upload in progress is not yet a packet's blob.
         self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
-        await self.exchange.reconcile_blobs(min_age_seconds=0)
+        leader = await self.leadership.try_lead()
+        if leader:
+            await self.exchange.reconcile_blobs(min_age_seconds=0)
         await self.presence.reset_stale()
-        await self.notices.refresh()
+        await self.notices.refresh(announce=leader)
         server_cfg = self.config.server
         self.app = make_app(self)
         self._runner = HubRunner(self.app, access_log_class=AccessLogger,
@@ -273,6 +278,8 @@ class Hub:
                 log.exception("could not save presence on shutdown")
         if hasattr(self, "blobs"):
             self.blobs.close()  # this process's temporary folder: every writer has ended
+        if hasattr(self, "leadership"):
+            await self.leadership.release()
         if hasattr(self, "db"):
             await self.db.close()
         self.started = False
@@ -330,28 +337,36 @@ class Hub:
         while not await self._idle(interval):
             rounds += 1
             try:
-                await self.housekeeping_round()
+                leader = await self.housekeeping_round()
                 if rounds % 30 == 0:
-                    await self.auth.purge_expired()
                     await asyncio.to_thread(self.blobs.sweep_tmp, self.config.security.transfer_ttl_seconds)
-                    await self.exchange.reconcile_blobs()
+                    if leader:  # the cluster's clean-up, on the node holding the lock
+                        await self.auth.purge_expired()
+                        await self.exchange.reconcile_blobs()
             except Exception:
                 log.exception("housekeeping round failed; will retry")
 
-    async def housekeeping_round(self) -> None:
-        """One round of the time-driven work: presence sweep, expiry, offline reports, stale pushes.
+    async def housekeeping_round(self) -> bool:
+        """One round of the time-driven work: presence sweep, expiry, offline reports, stale pushes;
+        True when this node leads the cluster (and so did the cluster's part).
 
         The housekeeping loop runs it every `presence.sweep_interval_seconds`; a test that advances
         the hub's clock can run it at once instead of waiting for the loop.
         """
+        # This node's own state, on every node.
         self.blobs.heartbeat()
         self.presence.sweep()
-        await self.exchange.sweep()
         await self.presence.flush()
+        leader = await self.leadership.try_lead()
+        await self.notices.refresh(announce=leader)
+        if not leader:
+            return False
+        # The cluster's work, on the one node holding the lock (core/cluster.py: Leadership).
+        await self.exchange.sweep()
         await self.offline.run()
-        await self.notices.refresh()
         if self.engine.lanes:
             await self.engine.release_stale()
+        return True
 
     async def _presence_flusher(self) -> None:
         while not await self._idle(1.0):

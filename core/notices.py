@@ -108,15 +108,17 @@ class NoticeBoard:
         now = self.clock()
         return tuple(n for n in self._active if n.ends_at > now)
 
-    async def refresh(self) -> None:
-        """Announce what was added since the last round, then reload what has not ended."""
+    async def refresh(self, *, announce: bool = True) -> None:
+        """Announce what was added since the last round (the cluster's leader does), then reload
+        what has not ended (every node, for /v1/time and SOAP answers)."""
         now = self.clock()
-        async with self.db.read() as conn:
-            pending = (await conn.execute(select(notices.c.id).where(and_(
-                notices.c.announced_at.is_(None), notices.c.withdrawn_at.is_(None),
-                notices.c.ends_at > now)))).scalars().all()
-        for notice_id in pending:
-            await self._announce(notice_id)
+        if announce:
+            async with self.db.read() as conn:
+                pending = (await conn.execute(select(notices.c.id).where(and_(
+                    notices.c.announced_at.is_(None), notices.c.withdrawn_at.is_(None),
+                    notices.c.ends_at > now)))).scalars().all()
+            for notice_id in pending:
+                await self._announce(notice_id)
         self._active = tuple(await self.list())
 
     async def _announce(self, notice_id: str) -> None:

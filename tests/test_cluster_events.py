@@ -15,7 +15,7 @@ from lgsp.core.cluster import CHANNEL
 from lgsp.core.config import load_config
 from lgsp.core.hub import Hub
 
-from .conftest import base_env
+from .conftest import base_env, wait_for
 from .test_exchange import next_message
 
 
@@ -93,3 +93,34 @@ async def test_foreign_and_malformed_notifications_are_ignored(two_nodes: tuple[
         assert a.started and a.cluster is not None and a.cluster._tasks and not any(t.done() for t in a.cluster._tasks)
     finally:
         await conn.close()
+
+
+async def test_one_node_leads_and_another_takes_over_when_it_stops(pg_url: str, tmp_path: Path) -> None:
+    """Singleton work (expiry, offline reports, clean-up) runs on the node holding the lock only."""
+    env = base_env(tmp_path / "var", LGSP_DATABASE_URL=pg_url, LGSP_PRESENCE_SWEEP_INTERVAL_SECONDS="0.2")
+    a, b = Hub(load_config(None, env=env)), Hub(load_config(None, env=env))
+    swept = {"a": 0, "b": 0}
+    await a.start()
+    await b.start()
+    try:
+        for name, hub in (("a", a), ("b", b)):
+            original = hub.exchange.sweep
+
+            async def counted(*args: object, _name: str = name, _orig: object = original, **kw: object) -> object:
+                swept[_name] += 1
+                return await _orig(*args, **kw)  # type: ignore[operator]
+
+            hub.exchange.sweep = counted  # type: ignore[method-assign]
+        assert a.leadership.leader and not b.leadership.leader  # the first node started leads
+        await asyncio.sleep(1.0)
+        assert swept["a"] >= 2 and swept["b"] == 0
+        await a.stop()
+        await wait_for(lambda: b.leadership.leader, timeout=10.0, what="node B to take the lead")
+        before = swept["b"]
+        await wait_for(lambda: swept["b"] > before, timeout=5.0, what="node B to run the singleton work")
+    finally:
+        await asyncio.gather(a.stop(), b.stop(), return_exceptions=True)
+
+
+async def test_sqlite_has_one_node_which_leads(hub: Hub) -> None:
+    assert hub.leadership.leader and await hub.leadership.try_lead()

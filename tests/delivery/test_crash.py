@@ -336,20 +336,24 @@ logging:
     marker = content[: 1 << 16]  # the start of the payload, as the probe found it in the partial file
 
     def copies() -> list[Path]:
-        """Files under the data folder holding the start of the content."""
+        """Files under the data folder holding (the start of) the content: in clear, or sealed in a
+        partial upload named for the packet (content is encrypted at rest)."""
         found = []
         for path in data_dir.rglob("*"):
             if path.is_file() and path.suffix not in (".db", ".db-wal", ".db-shm", ".key"):
                 with path.open("rb") as fh:
-                    if fh.read(len(marker)) == marker:
+                    if fh.read(len(marker)) == marker or (path.suffix == ".part" and created_id[0] in path.name):
                         found.append(path)
         return found
+
+    created_id: list[str] = [""]
 
     proc = HubProcess(cfg_path, url, tmp_path / "hub.log")
     await proc.start()
     source, dest = creds[S1].client(url), creds[D1].client(url)
     try:
         created = await source.create_packet([D1], subject="Gói bị cắt", size=len(content), sha256=sha)
+        created_id[0] = created["id"]
         _, writer = await start_raw_upload(created["upload"]["url"], source.signer, len(content), sha,
                                            content[: 2 << 20])
         await wait_for(lambda: any(p.stat().st_size >= 1 << 20 for p in copies()), 20,

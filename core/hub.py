@@ -195,7 +195,7 @@ class Hub:
         self.content = ContentService(self.db, self.blobs, self.bus, inspectors=inspectors, converters=converters,
                                       clock=self.clock)
         self.exchange.use_content(self.content)
-        self.notices = NoticeBoard(self.db, self.bus)
+        self.notices = NoticeBoard(self.db, self.bus, clock=self.clock)
         self.leadership = Leadership(self.db)  # takes the lock only when a serving hub asks (try_lead)
 
     async def start(self) -> None:

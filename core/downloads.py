@@ -77,12 +77,21 @@ async def _stream(request: web.Request, fh: BinaryIO, size: int, headers: Mappin
     if request.method == "HEAD":
         return response
     while block:
-        await response.write(block)
         left -= len(block)
-        if left <= 0:
+        # The next block is read and decrypted (worker thread) while this one goes to the socket.
+        ahead = asyncio.ensure_future(_read(fh, min(chunk_size, left))) if left > 0 else None
+        try:
+            await response.write(block)
+        except BaseException:
+            if ahead is not None:  # let the thread finish before the file is closed under it
+                await asyncio.wait([ahead])
+                if not ahead.cancelled():
+                    ahead.exception()  # retrieved: the write's failure is the one that matters
+            raise
+        if ahead is None:
             break
         try:
-            block = await _read(fh, min(chunk_size, left))
+            block = await ahead
         except Problem:
             # The headers are gone: the only honest signal left is a cut connection (short body).
             if request.transport is not None:

@@ -355,3 +355,23 @@ async def _unit_with_key(hub: Hub, unit: str) -> IssuedKey:
     await hub.directory.add_unit(unit, f"Đơn vị {unit}")
     app = await hub.directory.add_application(unit, "app")
     return await hub.directory.issue_key(app.id, "HMAC-SHA256")
+
+
+async def test_damage_found_after_the_headers_went_cuts_the_download(make_actor: MakeActor, hub: Hub) -> None:
+    """A chunk that fails once the 200 is on its way: the body stops short, never with wrong bytes."""
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    content = os.urandom(3 << 20)
+    packet_id = await a.client.send(content, [b.unit], subject="s")
+    (path,) = stored_files(hub)
+    raw = bytearray(path.read_bytes())
+    raw[-(CHUNK_SIZE // 2)] ^= 1  # inside the last chunk, well after the first 1 MiB block
+    path.write_bytes(bytes(raw))
+    url = URL((await b.client.ready(packet_id))["url"], encoded=True)
+    got = bytearray()
+    async with aiohttp.ClientSession() as http, http.get(url, headers=b.client.signed_headers("GET", url)) as resp:
+        assert resp.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            async for block in resp.content.iter_chunked(1 << 16):
+                got += block
+    assert len(got) < len(content) and bytes(got) == content[:len(got)]

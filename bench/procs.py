@@ -24,7 +24,7 @@ import yaml
 from bench.common import REPO
 from lgsp.client.client import Credentials
 
-LISTENING = re.compile(r"listening on (http://\S+)")
+LISTENING = re.compile(r"listening on (http://[^\s\"'}]+)")  # also inside a JSON log line
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 secret the run creates and writes every log record, at DEBUG, as the hub's JSON lines.
 
 Secrets recorded: random tokens of 32 characters or more (`secrets.token_*`: HMAC secrets, session
-tokens, stream tickets, console tokens), master keys (hex and Base64), transfer-URL tokens, issued
+tokens, stream tickets, console tokens), master keys, current and older, and the key-encryption key (hex and Base64), transfer-URL tokens, issued
 keys' secrets and private keys, and values given to the secret store. Written at the end of the run
 to `$LGSP_SECRET_SCAN_DIR/secrets.json`, beside `log.jsonl`.
 """
@@ -59,16 +59,25 @@ def pytest_configure(config: pytest.Config) -> None:
     from lgsp.core.directory import Directory
     from lgsp.core.exchange.tokens import TransferTokens
     from lgsp.core.logs import ContextFilter, JsonFormatter
-    from lgsp.core.masterkey import MasterKey
+    from lgsp.core.masterkey import Kek, MasterKey
     from lgsp.core.secretstore import SecretStore
 
     init = MasterKey.__init__
 
-    def master_init(self: MasterKey, key: bytes) -> None:
+    def master_init(self: MasterKey, key: bytes, *args: Any, **kwargs: Any) -> None:
         keep(key)
-        init(self, key)
+        for older in kwargs.get("older", ()):
+            keep(older)
+        init(self, key, *args, **kwargs)
 
     MasterKey.__init__ = master_init  # type: ignore[method-assign]
+    kek_init = Kek.__init__
+
+    def kek_keep(self: Kek, key: bytes, *args: Any, **kwargs: Any) -> None:
+        keep(key)
+        kek_init(self, key, *args, **kwargs)
+
+    Kek.__init__ = kek_keep  # type: ignore[method-assign]
     mac = TransferTokens._mac
 
     def transfer_mac(self: TransferTokens, *args: Any) -> str:

@@ -219,3 +219,29 @@ def test_drain_ends_by_itself_and_sigint_skips_it(tmp_path: Path, monkeypatch: p
         res, _ = run_cli_serving("run", work=work, sig=sig, env=env, cwd=tmp_path)
         assert res.returncode == 0, res.stderr
         shutil.rmtree(tmp_path / "var")
+
+
+async def test_readyz_fails_while_postgresql_refuses_connections_and_metrics_still_answer(
+        tmp_path: Path, pg_url: str) -> None:
+    import asyncpg
+
+    from .conftest import PG_ADMIN_URL
+
+    name = pg_url.rsplit("/", 1)[1]
+    config = load_config(None, env=base_env(tmp_path / "var", LGSP_DATABASE_URL=pg_url))
+    async with Hub(config) as hub:
+        assert (await ready_state(hub))[0] == 200
+        admin = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+            await wait_for(lambda: _is(hub, 503, "store", "fail"), what="readyz failing on the store")
+            hub.metrics.snapshot.max_age = 0
+            async with aiohttp.ClientSession() as http, http.get(hub.url + "/metrics") as resp:
+                text = await resp.text()
+            assert resp.status == 200 and "lgsp_http_requests_total" in text
+            assert "lgsp_blob_bytes" not in text  # the store part is left out, not made up
+        finally:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await admin.close()
+        await wait_for(lambda: _is(hub, 200, "store", "ok"), timeout=30, what="readyz recovering")

@@ -77,15 +77,25 @@ class HubIdentity:
                 app = await self.directory.find_application(APPLICATION, self.identifier)
         issued = await self.directory.issue_key(app.id, ALGORITHM)
         assert issued.private_key_pem is not None
-        await self.secrets.set(SECRET_NAME, json.dumps({"access_key": issued.access_key,
-                                                        "private_key_pem": issued.private_key_pem}))
-        stored = await self._stored()  # another node may have stored its own meanwhile: use the winner
+        # Create-if-absent: of nodes starting together, exactly one stores its key; the others
+        # withdraw theirs and use the winner's (an overwrite here would leave two nodes signing
+        # with two keys, each revoking the other's).
+        sealed = json.dumps({"access_key": issued.access_key, "private_key_pem": issued.private_key_pem})
+        won = await self.secrets.add(SECRET_NAME, sealed)
+        if not won:
+            if await self._stored() is not None:
+                await self.directory.revoke_key(issued.access_key)
+            else:  # the stored secret names a key that is gone or revoked: replace it
+                await self.secrets.set(SECRET_NAME, sealed)
+                won = True
+        stored = await self._stored()
         if stored is None:
             raise RuntimeError("the hub's signing key could not be stored")
-        for key in await self.directory.list_keys(application_id=app.id):
-            if key.id != stored.access_key and key.revoked_at is None:
-                await self.directory.revoke_key(key.id)  # an orphan of an interrupted first start
-        log.info("created the hub's signing key %s", stored.access_key)
+        if won:
+            for key in await self.directory.list_keys(application_id=app.id):
+                if key.id != stored.access_key and key.revoked_at is None:
+                    await self.directory.revoke_key(key.id)  # an orphan of an interrupted first start
+            log.info("created the hub's signing key %s", stored.access_key)
         return stored
 
     async def _stored(self) -> HubKey | None:

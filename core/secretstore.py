@@ -14,7 +14,7 @@ from sqlalchemy import delete, select, update
 
 from lgsp.core.errors import Problem
 from lgsp.core.masterkey import MasterKey
-from lgsp.core.store.database import Database
+from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.tables import secrets
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -41,6 +41,21 @@ class SecretStore:
                                         .values(sealed=sealed, updated_at=now))
             if not result.rowcount:
                 await conn.execute(secrets.insert().values(name=name, sealed=sealed, created_at=now, updated_at=now))
+
+    async def add(self, name: str, value: str) -> bool:
+        """Store `value` under `name` only if no secret has that name yet (atomically, so two
+        nodes racing to create one agree on the winner); False when one already existed."""
+        if not NAME_RE.match(name):
+            raise Problem("request.invalid", "secret names are 1-64 characters of a-z 0-9 . _ - (lowercase)")
+        if not value:
+            raise Problem("request.invalid", "a secret cannot be empty")
+        sealed = self.master_key.encrypt(value, self._context(name))
+        now = datetime.now(UTC)
+        async with self.db.write() as conn:
+            result = await conn.execute(conflict_insert(conn, secrets)
+                                        .values(name=name, sealed=sealed, created_at=now, updated_at=now)
+                                        .on_conflict_do_nothing(index_elements=["name"]))
+        return bool(result.rowcount)
 
     async def reveal(self, name: str) -> str:
         async with self.db.read() as conn:

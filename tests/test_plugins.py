@@ -41,6 +41,32 @@ def test_every_hook_is_documented_with_its_exact_signature() -> None:
         assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
 
 
+HOOK_TESTS = Path(__file__).resolve().parent / "hooks"
+
+
+def test_every_hook_has_a_test_named_for_it_that_a_test_plugin_exercises() -> None:
+    """tests/hooks/test_<hook>.py exists for each hook, registers a plugin implementing that hook
+    (in the file or a module of tests/hooks it imports), and has a test: a new hook in
+    plugins/hookspecs.py fails here until it is tested."""
+    missing, unexercised = [], []
+    for name in hookspecs.hook_names():
+        path = HOOK_TESTS / f"test_{name}.py"
+        if not path.is_file():
+            missing.append(path.name)
+            continue
+        text = path.read_text(encoding="utf-8")
+        for helper in re.findall(r"^from \.(\w+) import", text, re.M):  # a test plugin kept beside it
+            text += (HOOK_TESTS / f"{helper}.py").read_text(encoding="utf-8")
+        implements = re.search(rf"@hookimpl\s+(?:async\s+)?def {name}\(", text)
+        registers = "extra_plugins=" in text or "extra=" in text
+        if not (implements and registers and re.search(r"^(async )?def test_", text, re.M)):
+            unexercised.append(path.name)
+    assert missing == [], f"hooks without a test file in tests/hooks: {missing}"
+    assert unexercised == [], f"hook tests that register no plugin implementing their hook: {unexercised}"
+    extra = {p.stem.removeprefix("test_") for p in HOOK_TESTS.glob("test_lgsp_*.py")} - set(hookspecs.hook_names())
+    assert extra == set(), f"tests named for hooks that do not exist: {sorted(extra)}"
+
+
 def test_implementation_matching_no_spec_is_rejected() -> None:
     class Typo:
         @hookimpl

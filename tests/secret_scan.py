@@ -2,9 +2,10 @@
 secret the run creates and writes every log record, at DEBUG, as the hub's JSON lines.
 
 Secrets recorded: random tokens of 32 characters or more (`secrets.token_*`: HMAC secrets, session
-tokens, stream tickets, console tokens), master keys, current and older, and the key-encryption key (hex and Base64), transfer-URL tokens, issued
-keys' secrets and private keys, and values given to the secret store. Written at the end of the run
-to `$LGSP_SECRET_SCAN_DIR/secrets.json`, beside `log.jsonl`.
+tokens, stream tickets, console tokens), master keys (current and older) and the key-encryption key
+(hex and Base64), transfer-URL tokens, issued keys' secrets and private keys, and values given to
+the secret store. Written at the end of the run to `$LGSP_SECRET_SCAN_DIR/secrets.json`, beside
+`log.jsonl`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from lgsp.cli import account, admin, backup, exchange, formats, masterkey, notices, server
+from lgsp.cli import account, admin, backup, doctor, exchange, formats, masterkey, notices, server
 from lgsp.cli.args import Parser, Subparsers
 from lgsp.cli.errors import run_command
 from lgsp.cli.messages import LANGUAGES, unknown_language
@@ -26,6 +26,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
     account.add_commands,
     backup.add_commands,
     notices.add_commands,
+    doctor.add_commands,
     masterkey.add_commands,
 ]
 

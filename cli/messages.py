@@ -33,6 +33,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "h_to": ("ĐẾN", "TO"),
     "h_announced": ("ĐÃ GỬI", "ANNOUNCED"),
     "h_message": ("NỘI DUNG", "MESSAGE"),
+    "doctor_no_key": ("không có khóa chủ {path}: chép khóa chủ của các nút khác vào đây trước "
+                      "(mở kho sẽ tạo một khóa mới, khác)",
+                      "no master key at {path}: copy the other nodes' master key here first "
+                      "(opening the store would create a new, different one)"),
+    "doctor_failed": ("{n} mục chưa đạt: sửa rồi chạy lại lgsp doctor", "{n} checks failed: fix them and run "
+                      "lgsp doctor again"),
+    "doctor_ok": ("nút này dùng chung cơ sở dữ liệu, thư mục blob, khóa chủ và khóa ký với cụm; so dấu vân tay "
+                  "khóa chủ giữa các nút", "this node shares the store, blob folder, master key and signing key "
+                  "with the cluster; compare the master key fingerprint across nodes"),
     "config_ok": ("{path}: cấu hình hợp lệ", "{path}: configuration is valid"),
     "db_upgraded": ("cơ sở dữ liệu đã ở phiên bản {rev}", "database is at revision {rev}"),
     "unit_added": ("đã thêm đơn vị {id} — {name}", "added unit {id} — {name}"),

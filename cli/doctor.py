@@ -1,0 +1,45 @@
+"""`lgsp doctor`: run on each node; every line must be ✓ and the fingerprints equal on all nodes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import TYPE_CHECKING
+
+from lgsp.cli.args import Subparsers, add_config
+from lgsp.cli.errors import CliError
+from lgsp.cli.messages import t
+from lgsp.cli.store import cli_config, open_store
+
+if TYPE_CHECKING:
+    from lgsp.core.doctor import Check
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from lgsp.core.doctor import node_checks
+
+    config = cli_config(args)
+    if not config.master_key_path.exists():
+        # Opening the store would create a fresh key: a node added to a cluster needs the others' key.
+        raise CliError(t("doctor_no_key", path=config.master_key_path))
+
+    async def go() -> list[Check]:
+        async with open_store(args) as hub:
+            return await node_checks(hub)
+
+    checks = asyncio.run(go())
+    for check in checks:
+        print(f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        print(t("doctor_failed", n=len(failed)))
+        return 1
+    print(t("doctor_ok"))
+    return 0
+
+
+def add_commands(sub: Subparsers) -> None:
+    p = sub.add_parser("doctor", help="kiểm tra nút này dùng chung cơ sở dữ liệu, thư mục blob, khóa chủ "
+                                      "và khóa ký với các nút khác")
+    add_config(p)
+    p.set_defaults(func=cmd_doctor)

@@ -379,3 +379,24 @@ async def test_damage_found_after_the_headers_went_cuts_the_download(make_actor:
         with pytest.raises(aiohttp.ClientPayloadError):
             await read_body(resp)
     assert len(got) < len(content) and bytes(got) == content[:len(got)]
+
+
+def test_a_spooled_request_body_is_sealed_under_a_key_only_its_object_holds(tmp_path: Path) -> None:
+    """SOAP and VXP bodies spooled before their packet exists (no data key yet) are not in clear."""
+    from lgsp.core.store.blobcrypt import SealedSpool
+
+    body = b"<edXML>noi dung mat</edXML>" * 5000
+    spool = SealedSpool(tmp_path / "soap-1.part")
+    spool.write(body[:1000])
+    spool.write(body[1000:])
+    spool.close()
+    raw = spool.path.read_bytes()
+    assert b"noi dung mat" not in raw and raw.startswith(b"LGSPBLB1")
+    with spool.open() as fh:
+        assert fh.read() == body
+    spool.path.unlink()
+    other = SealedSpool(tmp_path / "soap-1.part")  # another request, same name, its own key
+    other.close()
+    other.path.write_bytes(raw)  # the first body's bytes under the second's name
+    with pytest.raises(BlobCorrupt, match="does not authenticate"):
+        other.open().read()

@@ -28,13 +28,14 @@ import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote
 
 from lxml import etree
 
 from lgsp.core.edxml import Base64Decoder, MarkupScanner, crowded
 from lgsp.core.errors import Problem
+from lgsp.core.store.blobcrypt import SealedSpool
 
 TNS = "urn:lgsp:soap:edxml:1"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -65,11 +66,19 @@ class Limits:
 class Payload:
     """Decoded bytes of one base64Binary element, in a temporary file (inline Base64 or an MTOM part)."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, spool: SealedSpool | None = None) -> None:
         self.path = path
+        #: The file is sealed (content is encrypted at rest) under a key only this object holds.
+        self.spool = spool
         self.size = 0
         self.sha256 = ""
         self.href: str | None = None  # xop:Include target, resolved after the MIME parse
+
+    def open(self) -> BinaryIO:
+        """The decoded bytes, decrypted as they are read (blocking: call from a worker thread)."""
+        if self.spool is None:
+            raise FileNotFoundError("this payload has no file")
+        return self.spool.open()
 
     def discard(self) -> None:
         if self.path is not None:
@@ -82,7 +91,7 @@ class _HashingFile:
 
     def __init__(self, tmp_dir: Path, limit: int, what: str) -> None:
         self.path = tmp_dir / f"soap-{secrets.token_hex(8)}.part"
-        self._fh = open(self.path, "xb")  # noqa: SIM115 - closed in close()/abort()
+        self._fh = SealedSpool(self.path)  # closed in close()/abort()
         self._sha = hashlib.sha256()
         self.size = 0
         self.limit = limit
@@ -101,9 +110,12 @@ class _HashingFile:
         self._fh.close()
         return self.size, self._sha.hexdigest()
 
+    @property
+    def spool(self) -> SealedSpool:
+        return self._fh
+
     def abort(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
+        self._fh.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -242,7 +254,7 @@ class EnvelopeParser:
             attrs[MARK] = str(len(self.payloads))
             self.payloads.append(Payload())
             self._file = _HashingFile(self.tmp_dir, self.limits.max_payload_bytes, etree.QName(tag).localname)
-            self.payloads[-1].path = self._file.path
+            self.payloads[-1].path, self.payloads[-1].spool = self._file.path, self._file.spool
             self._sink = Base64Sink(self._file, etree.QName(tag).localname)
         # lxml hands the default namespace over with the prefix '' but wants None back.
         self._tree.start(tag, attrs,  # type: ignore[call-arg, arg-type]  # lxml-stubs lack the nsmap argument
@@ -256,7 +268,7 @@ class EnvelopeParser:
             if payload.href is not None:  # MTOM: the bytes are in a MIME part
                 with contextlib.suppress(FileNotFoundError):
                     payload.path.unlink()  # type: ignore[union-attr]
-                payload.path = None
+                payload.path = payload.spool = None
             self._file = self._sink = None
             self._payload_depth = 0
         self._depth -= 1
@@ -516,7 +528,7 @@ class MultipartParser:
             if part.content_id in self.parts:
                 raise Problem("request.malformed", f"duplicate Content-ID {part.content_id}")
             part.file = _HashingFile(self.tmp_dir, self.limits.max_payload_bytes, f"MIME part {part.content_id}")
-            payload = Payload(part.file.path)
+            payload = Payload(part.file.path, part.file.spool)
             self.parts[part.content_id] = payload
             if cte == "base64":
                 part.sink = Base64Sink(part.file, f"MIME part {part.content_id}")
@@ -612,7 +624,8 @@ class MessageReader:
                 part = parts.pop(_cid(unquote(href[4:])), None)
                 if part is None:
                     raise Problem("request.malformed", f"xop:Include refers to a missing MIME part {href!r}")
-                payload.path, payload.size, payload.sha256 = part.path, part.size, part.sha256
+                payload.path, payload.spool = part.path, part.spool
+                payload.size, payload.sha256 = part.size, part.sha256
         finally:
             for unused in parts.values():
                 unused.discard()

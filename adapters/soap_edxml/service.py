@@ -31,7 +31,7 @@ from lgsp.core.signing import H_CONTENT
 from lgsp.core.text import check_text, printable
 from lgsp.core.web import authenticate, base_url, bounded_int, hub_of, language
 
-from .envelope import SOAP11, SOAP12, TNS, XOP, Limits, Message, MessageReader, not_understood
+from .envelope import SOAP11, SOAP12, TNS, XOP, Limits, Message, MessageReader, Payload, not_understood
 
 if TYPE_CHECKING:
     from lgsp.core.hub import Hub
@@ -311,8 +311,9 @@ class Call:
         return soap_response(self.message.version, child, self.hub.notices.active())
 
 
-async def _chunks_of(path: Path) -> AsyncIterator[bytes]:
-    async for block in _file_chunks(path, 1 << 20):
+async def _chunks_of(payload: Payload) -> AsyncIterator[bytes]:
+    assert payload.path is not None
+    async for block in _file_chunks(payload.path, 1 << 20, opener=payload.open):
         yield block
 
 
@@ -331,7 +332,7 @@ async def send_edoc(call: Call) -> web.StreamResponse:
     new = NewPacket(to=to, subject=PENDING_SUBJECT, priority=priority or 0, data_type="edxml", protocol="soap",
                     size=payload.size, sha256=payload.sha256, deadline=None, policy=None,
                     meta={"implicit": implicit, "via": "soap"})
-    info = await call.hub.exchange.submit(call.principal.unit_id, new, _chunks_of(payload.path))
+    info = await call.hub.exchange.submit(call.principal.unit_id, new, _chunks_of(payload))
     edxml_meta = (info.meta or {}).get("edxml", {})
     out = etree.Element(q("sendEdocResponse"))
     _sub(out, "packetId", info.id)

@@ -71,7 +71,7 @@ from lgsp.core.downloads import blob_response
 from lgsp.core.errors import Problem
 from lgsp.core.exchange import InboxPosition, NewPacket
 from lgsp.core.identifiers import identifier_form
-from lgsp.core.store.blobcrypt import BlobCorrupt
+from lgsp.core.store.blobcrypt import BlobCorrupt, SealedSpool
 from lgsp.core.web import hub_of
 
 if TYPE_CHECKING:
@@ -256,8 +256,9 @@ async def _discard(path: Path) -> None:
         await asyncio.to_thread(path.unlink)
 
 
-async def _receive_body(call: Call, received_hash: str, limit: int) -> tuple[Path, int, str]:
-    """Stream sendEdoc's body to a temporary file, bound to hash-file; (path, size, sha256 hex)."""
+async def _receive_body(call: Call, received_hash: str, limit: int) -> tuple[SealedSpool, int, str]:
+    """Stream sendEdoc's body to a temporary file (sealed: content is encrypted at rest), bound to
+    hash-file; (spool, size, sha256 hex)."""
     request = call.request
     tmp = call.hub.blobs.tmp / f"vxp-{os.urandom(8).hex()}.part"
     content_type = request.headers.get("Content-Type", "")
@@ -270,12 +271,18 @@ async def _receive_body(call: Call, received_hash: str, limit: int) -> tuple[Pat
                 if len(body) > min(limit, MAX_MULTIPART_BYTES) + (64 << 10):
                     raise ProtocolError(AxisCode.TOO_LARGE, f"văn bản vượt quá {limit} byte")
             data = await asyncio.to_thread(read_send_body, content_type, bytes(body), received_hash, max_bytes=limit)
-            await asyncio.to_thread(tmp.write_bytes, data)
-            return tmp, len(data), await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+            whole = await asyncio.to_thread(SealedSpool, tmp)
+
+            def seal() -> None:
+                whole.write(data)
+                whole.close()
+
+            await asyncio.to_thread(seal)
+            return whole, len(data), await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         reader = RawSendBody(limit)
         sha = hashlib.sha256()
         written = 0
-        fh = await asyncio.to_thread(open, tmp, "wb")
+        fh = await asyncio.to_thread(SealedSpool, tmp)
         try:
             def write(data: bytes) -> None:
                 nonlocal written
@@ -291,14 +298,14 @@ async def _receive_body(call: Call, received_hash: str, limit: int) -> tuple[Pat
             await asyncio.to_thread(lambda: write(reader.finish(received_hash)))
         finally:
             await asyncio.to_thread(fh.close)
-        return tmp, written, sha.hexdigest()
+        return fh, written, sha.hexdigest()
     except BaseException:
         await _discard(tmp)
         raise
 
 
-async def _chunks_of(path: Path) -> AsyncIterator[bytes]:
-    fh = await asyncio.to_thread(open, path, "rb")
+async def _chunks_of(spool: SealedSpool) -> AsyncIterator[bytes]:
+    fh = await asyncio.to_thread(spool.open)
     try:
         while block := await asyncio.to_thread(fh.read, _CHUNK):
             yield block
@@ -325,7 +332,7 @@ async def send_edoc(call: Call) -> web.StreamResponse:
     # headers, so a replayed or retried upload must not create a second packet.
     idem = "|".join((received_hash, message_type, ",".join(to)))
     since = datetime.now(UTC) - timedelta(seconds=setting(hub, "idempotency_window_seconds"))
-    path, size, sha256 = await _receive_body(call, received_hash, int(hub.config.limits.max_packet_size))
+    spool, size, sha256 = await _receive_body(call, received_hash, int(hub.config.limits.max_packet_size))
     try:
         if size == 0:
             raise ProtocolError(AxisCode.INVALID_REQUEST, "văn bản rỗng")
@@ -340,9 +347,9 @@ async def send_edoc(call: Call) -> web.StreamResponse:
                             size=size, sha256=sha256, deadline=None, policy=None,
                             meta={"implicit": implicit, "via": "vxp", "vxp_send": idem,
                                   "vxp_message_type": message_type})
-            info = await hub.exchange.submit(call.unit, new, _chunks_of(path))
+            info = await hub.exchange.submit(call.unit, new, _chunks_of(spool))
     finally:
-        await _discard(path)
+        await _discard(spool.path)
     return answer(SendEdocResult(doc_id=info.id))
 
 

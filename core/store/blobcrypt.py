@@ -291,3 +291,36 @@ def plain_size(path: Path) -> int:
     body = size - len(header)
     chunks = max(1, -(-body // (chunk_size + TAG)))
     return body - TAG * chunks
+
+
+class SealedSpool:
+    """A temporary file of content that belongs to no packet yet (a SOAP or VXP request body spooled
+    to learn its size and SHA-256 before the packet exists), sealed like a blob under a random key
+    held only by this object: the bytes on disk are unreadable even while the request runs, and
+    forever once the object is gone. Blocking methods: call them from a worker thread."""
+
+    KEY_ID = "spool"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._key = new_data_key()
+        self._fh: BinaryIO = open(path, "xb")  # noqa: SIM115 - closed in close()
+        try:
+            self._sealer = ChunkSealer(self._fh, self._key, self.KEY_ID, path.name)
+        except BaseException:
+            self._fh.close()
+            raise
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._sealer.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        """Seal the last chunk and close the file (it can then be read with `open`)."""
+        if not self._fh.closed:
+            self._sealer.finish()
+            self._fh.close()
+
+    def open(self) -> BinaryIO:
+        """The plaintext written, decrypted as it is read."""
+        return open_blob(self.path, self._key, expect_name=self.path.name)

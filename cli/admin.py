@@ -18,7 +18,7 @@ from lgsp.cli.args import Subparsers, add_config, positive_int
 from lgsp.cli.errors import CliError
 from lgsp.cli.messages import t
 from lgsp.cli.store import cli_config, on_store, open_store
-from lgsp.core.config import load_config
+from lgsp.core.config import Config, load_config
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -98,12 +98,12 @@ def cmd_app_list(args: argparse.Namespace) -> int:
 def cmd_key_issue(args: argparse.Namespace) -> int:
     pem = Path(args.public_key).read_text(encoding="ascii") if args.public_key else None
 
-    async def go() -> Any:
+    async def go() -> tuple[Any, str]:
         async with open_store(args) as hub:
             app = await hub.directory.find_application(args.app, args.unit)
-            return await hub.directory.issue_key(app.id, args.algorithm, public_key_pem=pem)
+            return await hub.directory.issue_key(app.id, args.algorithm, public_key_pem=pem), hub_url(hub.config)
 
-    issued = asyncio.run(go())
+    issued, configured_url = asyncio.run(go())
     print(t("key_issued", key=issued.access_key, alg=issued.algorithm, unit=issued.unit_id))
     if issued.secret:
         print(t("secret_once"))
@@ -124,11 +124,21 @@ def cmd_key_issue(args: argparse.Namespace) -> int:
         if issued.private_key_pem and not key_file:
             raise CliError("--save-profile with an RSA key also needs --private-key-out FILE")
         path = profiles_path()
-        save_profile(path, args.save_profile, {"url": args.url, "access_key": issued.access_key,
+        save_profile(path, args.save_profile, {"url": args.url or configured_url, "access_key": issued.access_key,
                                                "algorithm": issued.algorithm, "secret_key": issued.secret,
                                                "private_key_file": key_file, "unit": issued.unit_id})
         print(t("profile_saved", name=args.save_profile, path=path))
     return 0
+
+
+def hub_url(config: Config) -> str:
+    """Where the hub of `config` is reached: its public URL, else its listening address (an address
+    that listens everywhere is reached through the loopback one)."""
+    server = config.server
+    if server.public_url:
+        return server.public_url.rstrip("/")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(server.host, server.host)  # noqa: S104
+    return f"http://{f'[{host}]' if ':' in host else host}:{server.port}"
 
 
 def cmd_key_list(args: argparse.Namespace) -> int:
@@ -349,7 +359,8 @@ def add_commands(sub: Subparsers) -> None:
     q.add_argument("--public-key", help="RSA: the unit's public key (PEM file); else a key pair is generated")
     q.add_argument("--private-key-out", help="RSA: write the generated private key to this file (0600)")
     q.add_argument("--save-profile", metavar="NAME", help="also save the credentials as a client profile")
-    q.add_argument("--url", default="http://127.0.0.1:8080", help="hub URL stored in the profile")
+    q.add_argument("--url", help="hub URL stored in the profile (default: the config's server.public_url, "
+                   "else http://HOST:PORT of server.host and server.port)")
     add_config(q)
     q.set_defaults(func=cmd_key_issue)
     q = s.add_parser("list", help="list keys")

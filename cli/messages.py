@@ -42,6 +42,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "doctor_ok": ("nút này dùng chung cơ sở dữ liệu, thư mục blob, khóa chủ và khóa ký với cụm; so dấu vân tay "
                   "khóa chủ giữa các nút", "this node shares the store, blob folder, master key and signing key "
                   "with the cluster; compare the master key fingerprint across nodes"),
+    "no_config": ("không thấy tệp cấu hình {path}: lệnh quản trị phải biết dùng kho dữ liệu nào; hãy chạy trong "
+                  "thư mục của trục, hoặc chỉ rõ --config TỆP (hay LGSP_CONFIG)",
+                  "no config file {path}: an administration command must know which store to use; run it in the "
+                  "hub's folder, or give --config FILE (or LGSP_CONFIG)"),
+    "store_used": ("kho dữ liệu: {store} (cấu hình: {config})", "store: {store} (config: {config})"),
+    "config_from_environment": ("biến môi trường LGSP_*", "LGSP_* environment"),
     "config_ok": ("{path}: cấu hình hợp lệ", "{path}: configuration is valid"),
     "db_upgraded": ("cơ sở dữ liệu đã ở phiên bản {rev}", "database is at revision {rev}"),
     "unit_added": ("đã thêm đơn vị {id} — {name}", "added unit {id} — {name}"),

@@ -17,7 +17,7 @@ from lgsp.cli.store import cli_config
 def cmd_run(args: argparse.Namespace) -> int:
     from lgsp.core.hub import Hub
 
-    config = cli_config(args)
+    config = cli_config(args, admin=False)  # the hub itself may run on defaults and LGSP_* settings
     from lgsp.core.logs import configure
 
     configure(config.logging)  # JSON lines or text, UTC, with request id, unit, packet id, problem code

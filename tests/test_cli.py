@@ -305,3 +305,58 @@ def test_an_unknown_language_is_refused_naming_the_ones_that_exist() -> None:
     for value in ("vi", "en", "en_US.UTF-8", "vi-VN"):
         res = run_cli("notice", "list", "--help", lang=value)
         assert res.returncode == 0, (value, res.stderr)
+
+
+def test_admin_commands_refuse_to_guess_a_store(cli: Env, tmp_path: Path) -> None:
+    """Outside the hub's folder with no config named: one line, and no new ./var with a new master key."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for args in (["unit", "list"], ["key", "issue", "--app", "x"], ["db", "upgrade"], ["secret", "list"]):
+        res = run_cli(*args, cwd=elsewhere)
+        assert res.returncode == 1 and res.stdout == "", (args, res)
+        assert res.stderr.strip() == ("error: no config file config/lgsp.yaml: an administration command must know "
+                                      "which store to use; run it in the hub's folder, or give --config FILE "
+                                      "(or LGSP_CONFIG)"), res.stderr
+        assert list(elsewhere.iterdir()) == []
+    vi = run_cli("unit", "list", cwd=elsewhere, lang="vi")
+    assert vi.returncode == 1 and vi.stderr.startswith("lỗi: không thấy tệp cấu hình")
+    # Named on purpose: the config by LGSP_CONFIG, or the store itself by LGSP_HUB_DATA_DIR.
+    assert run_cli("unit", "list", cwd=elsewhere, env={"LGSP_CONFIG": str(cli.config)}).returncode == 0
+    named = run_cli("unit", "list", cwd=elsewhere, env={"LGSP_HUB_DATA_DIR": str(tmp_path / "named")})
+    assert named.returncode == 0 and (tmp_path / "named" / "lgsp.db").is_file()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_each_admin_command_says_which_store_it_used(cli: Env) -> None:
+    store = f"store: SQLite {(cli.tmp / 'var' / 'lgsp.db').resolve()} (config: {cli.config})"
+    added = cli.run("unit", "add", "000.00.00.H23", "Sở A", config=True)
+    assert added.stderr.strip() == store and "000.00.00.H23" in added.stdout
+    listed = cli.run("unit", "list", "--json", config=True)
+    assert listed.stderr.strip() == store and json.loads(listed.stdout)  # stdout stays the JSON alone
+    assert cli.run("db", "upgrade", config=True).stderr.strip() == store
+    failed = cli.run("unit", "show", "000.00.09.H23", config=True, ok=False)
+    assert failed.returncode == 1 and failed.stderr.count("\n") == 1  # a failure stays one line
+    vi = cli.run("unit", "list", config=True, lang="vi")
+    assert vi.stderr.startswith("kho dữ liệu: SQLite ")
+    pg = cli.run("unit", "list", config=True, ok=False,
+                 env={"LGSP_DATABASE_URL": "postgresql+asyncpg://lgsp:mat-khau@127.0.0.1:1/lgsp"})
+    assert "mat-khau" not in pg.stderr
+
+
+def test_saved_profiles_take_the_hub_url_from_the_config(cli: Env) -> None:
+    import yaml
+
+    cli.run("unit", "add", "000.00.00.H23", "Sở A", config=True)
+    cli.run("app", "add", "000.00.00.H23", "vbql", config=True)
+    cli.run("key", "issue", "--app", "vbql", "--unit", "000.00.00.H23", "--save-profile", "so-a", config=True)
+    profiles = yaml.safe_load((cli.tmp / "profiles.yaml").read_text(encoding="utf-8"))
+    assert profiles["so-a"]["url"] == f"http://127.0.0.1:{cli.port}"  # the configured port, not 8080
+    text = cli.config.read_text(encoding="utf-8")
+    cli.config.write_text(text.replace("server:\n", "server:\n  public_url: https://truc.tinh.gov.vn/\n"),
+                          encoding="utf-8")
+    cli.run("key", "issue", "--app", "vbql", "--unit", "000.00.00.H23", "--save-profile", "so-b", config=True)
+    cli.run("key", "issue", "--app", "vbql", "--unit", "000.00.00.H23", "--save-profile", "so-c",
+            "--url", "http://10.1.2.3:9000", config=True)
+    profiles = yaml.safe_load((cli.tmp / "profiles.yaml").read_text(encoding="utf-8"))
+    assert profiles["so-b"]["url"] == "https://truc.tinh.gov.vn"
+    assert profiles["so-c"]["url"] == "http://10.1.2.3:9000"  # given on the command line: kept as given

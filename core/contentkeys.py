@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lgsp.core.errors import Problem
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.blobcrypt import new_data_key
 from lgsp.core.store.database import Database, conflict_insert
@@ -47,8 +48,8 @@ class ContentKeys:
                 key_id=key_id, sealed=self.master_key.seal(fresh, self.context(key_id)),
                 created_at=datetime.now(UTC)).on_conflict_do_nothing())
         found = await self.get(key_id)
-        if found is None:  # destroyed in between: the packet was purged while this upload started
-            raise LookupError(f"the data key {key_id} was destroyed")
+        if found is None:  # destroyed in between: the packet ended while this upload started
+            raise Problem("conflict", "the packet is no longer awaiting its content")
         return found
 
     @staticmethod

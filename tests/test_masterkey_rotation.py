@@ -202,3 +202,35 @@ async def test_rotation_seals_the_key_file_under_a_newly_configured_kek(tmp_path
     # Without the KEK the hub does not start, and says why in one line.
     bad = await asyncio.to_thread(run_cli, env, tmp_path, "masterkey", "status")
     assert bad.returncode != 0 and "security.master_key_kek" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+async def test_data_keys_and_rotation_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """The same store code on PostgreSQL: two writers racing for a packet's data key get one key;
+    rotation re-seals it and the secrets; purging destroys it."""
+    from lgsp.core.contentkeys import ContentKeys
+    from lgsp.core.keyrotation import reseal_all
+    from lgsp.core.secretstore import SecretStore
+    from lgsp.core.store.database import Database
+
+    db = Database(pg_url)
+    try:
+        await db.upgrade()
+        key = MasterKey.load_or_create(tmp_path / "master.key")
+        keys = ContentKeys(db, key)
+        packet = "3f2b8c1e-0000-4000-8000-0000000000aa"
+        first, second = await asyncio.gather(keys.get_or_create(packet), keys.get_or_create(packet))
+        assert first == second and len(first) == 32
+        await SecretStore(db, key).set("s1", "v1")
+        cli = MasterKey.load(tmp_path / "master.key")  # the rotating process
+        cli.new_primary()
+        counts = await reseal_all(db, cli)
+        assert counts["content_keys"] == 1 and counts["secrets"] == 1
+        assert await count_not_primary(db, cli) == 0
+        cli.retire_older()
+        assert await keys.get(packet) == first  # the serving side follows the file
+        assert await SecretStore(db, key).reveal("s1") == "v1"
+        async with db.write() as conn:
+            await ContentKeys.destroy(conn, [packet])
+        assert await keys.get(packet) is None
+    finally:
+        await db.close()

@@ -38,15 +38,17 @@ class ContentKeys:
         return None if sealed is None else self.master_key.unseal(bytes(sealed), self.context(key_id))
 
     async def get_or_create(self, key_id: str) -> bytes:
-        """The data key, made on first use. Two writers racing (two nodes) end with the same key."""
-        found = await self.get(key_id)
-        if found is not None:
-            return found
+        """The data key, made on first use. Two writers racing (two nodes) end with the same key.
+
+        One statement in the usual case (the packet's first upload): the insert; only a packet that
+        already has a key (a second attempt, a race) reads it back."""
         fresh = new_data_key()
         async with self.db.write() as conn:
-            await conn.execute(conflict_insert(conn, content_keys).values(
+            result = await conn.execute(conflict_insert(conn, content_keys).values(
                 key_id=key_id, sealed=self.master_key.seal(fresh, self.context(key_id)),
                 created_at=datetime.now(UTC)).on_conflict_do_nothing())
+        if result.rowcount == 1:
+            return fresh
         found = await self.get(key_id)
         if found is None:  # destroyed in between: the packet ended while this upload started
             raise Problem("conflict", "the packet is no longer awaiting its content")

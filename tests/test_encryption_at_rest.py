@@ -400,3 +400,14 @@ def test_a_spooled_request_body_is_sealed_under_a_key_only_its_object_holds(tmp_
     other.path.write_bytes(raw)  # the first body's bytes under the second's name
     with pytest.raises(BlobCorrupt, match="does not authenticate"):
         other.open().read()
+
+
+async def test_one_data_key_per_packet_even_when_writers_race(hub: Hub) -> None:
+    keys = hub.blobs.keys
+    assert keys is not None
+    packet = "3f2b8c1e-0000-4000-8000-0000000000bb"
+    first, second = await asyncio.gather(keys.get_or_create(packet), keys.get_or_create(packet))
+    assert first == second == await keys.get_or_create(packet) == await keys.get(packet)
+    async with hub.db.read() as conn:
+        sealed = await conn.scalar(select(content_keys.c.sealed).where(content_keys.c.key_id == packet))
+    assert first not in bytes(sealed)  # stored sealed, never as is

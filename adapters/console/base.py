@@ -122,6 +122,7 @@ class Console:
         context.setdefault("csrf", self.csrf_for(who.token) if who else "")
         context.setdefault("path", request.path)
         context.setdefault("flash", None)
+        context.setdefault("notices", hub_of(request).notices.active())  # maintenance banner
         body = self.templates.get_template(name).render(**context)
         response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
         response.headers.update(SECURITY_HEADERS)

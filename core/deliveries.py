@@ -7,7 +7,8 @@ it to the destination's system); its `mode` is fixed when the packet is created,
     waiting ──upload──▶ queued ─┬─(pull) told──▶ notified ──download──▶ fetched ──ack──▶ delivered
                                 │
                                 └─(push) claim─▶ sending ──receipt──────────────────────▶ delivered
-                                                  │    ▲
+                                                  │    ▲  └─handed on─▶ forwarded ──remote receipt─▶ delivered
+                                                  │    │                      └──remote refusal──▶ failed
                                   retryable error │    │ due (APScheduler job, queue poll)
                                   or hub restart  ▼    │
                                                  retrying
@@ -18,6 +19,10 @@ it to the destination's system); its `mode` is fixed when the packet is created,
         cancelled: the source or an operator cancelled it (or re-routed it to another unit)
 
     operator retry:  retrying | failed | expired | cancelled ──▶ queued   (only while content is held)
+
+`forwarded` means an adapter handed the packet to another exchange (the national axis, a peer hub)
+that has not yet said whether the destination received it; the adapter's tracker ends it later
+from what that exchange reports (`remote_id` names the packet there).
 
 `sending` means an attempt is in flight; it is committed (with `attempts` + 1) before the adapter
 is called, so after a crash the engine finds it and moves it to `retrying` (the receiver may have
@@ -46,6 +51,7 @@ NOTIFIED = "notified"
 FETCHED = "fetched"
 SENDING = "sending"
 RETRYING = "retrying"
+FORWARDED = "forwarded"
 DELIVERED = "delivered"
 FAILED = "failed"
 EXPIRED = "expired"
@@ -54,7 +60,7 @@ CANCELLED = "cancelled"
 PULL = "pull"
 PUSH = "push"
 
-STATES = (WAITING, QUEUED, NOTIFIED, FETCHED, SENDING, RETRYING, DELIVERED, FAILED, EXPIRED, CANCELLED)
+STATES = (WAITING, QUEUED, NOTIFIED, FETCHED, SENDING, RETRYING, FORWARDED, DELIVERED, FAILED, EXPIRED, CANCELLED)
 TERMINAL = frozenset({DELIVERED, FAILED, EXPIRED, CANCELLED})
 # Content is stored and a pull destination may fetch it.
 PENDING = frozenset({QUEUED, NOTIFIED, FETCHED})
@@ -71,8 +77,9 @@ ALLOWED_FROM: dict[str, frozenset[str]] = {
     FETCHED: frozenset({QUEUED, NOTIFIED}),
     SENDING: frozenset({QUEUED, RETRYING}),
     RETRYING: frozenset({SENDING}),
-    DELIVERED: PENDING | {SENDING},
-    FAILED: PENDING | {SENDING},
+    FORWARDED: frozenset({SENDING}),
+    DELIVERED: PENDING | {SENDING, FORWARDED},
+    FAILED: PENDING | {SENDING, FORWARDED},
     EXPIRED: frozenset(ACTIVE),
     CANCELLED: frozenset(ACTIVE),
 }

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lgsp.core.errors import Problem
-from lgsp.core.identifiers import InvalidIdentifier, check_identifier, fold
+from lgsp.core.identifiers import InvalidIdentifier, check_identifier, fold, identifier_form
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import access_keys, applications, units
@@ -38,10 +39,34 @@ class Unit:
     online: bool
     last_seen_at: datetime | None
     clock_offset_seconds: float | None
+    mail: str | None = None
 
     def public(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "parent": self.parent_id, "zone": self.zone,
                 "status": self.status}
+
+
+@dataclass(frozen=True)
+class ZoneEntry:
+    """One unit of another exchange's directory (the national axis's agencies, a peer hub's units)."""
+
+    id: str
+    name: str
+    parent_id: str | None = None
+    mail: str | None = None
+    deleted: bool = False
+
+
+@dataclass
+class ZoneSync:
+    """What `Directory.sync_zone` changed; `skipped` says why entries were left out."""
+
+    added: int = 0
+    updated: int = 0
+    suspended: int = 0
+    reactivated: int = 0
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -98,7 +123,7 @@ class KeyMaterial:
 def _unit(row: Any) -> Unit:
     return Unit(id=row.id, name=row.name, parent_id=row.parent_id, zone=row.zone, legacy=row.legacy,
                 status=row.status, created_at=row.created_at, online=row.online,
-                last_seen_at=row.last_seen_at, clock_offset_seconds=row.clock_offset_seconds)
+                last_seen_at=row.last_seen_at, clock_offset_seconds=row.clock_offset_seconds, mail=row.mail)
 
 
 def new_access_key() -> str:
@@ -109,7 +134,8 @@ def new_access_key() -> str:
 _KEY_MATERIAL = (select(access_keys, units.c.status.label("unit_status"))
                  .join(units, units.c.id == access_keys.c.unit_id)
                  .where(access_keys.c.id == bindparam("access_key")))
-_UNIT_STATUSES = select(units.c.id, units.c.status).where(units.c.id.in_(bindparam("ids", expanding=True)))
+_UNIT_STATUSES = (select(units.c.id, units.c.status, units.c.zone)
+                  .where(units.c.id.in_(bindparam("ids", expanding=True))))
 
 
 #: Units reached through the national document axis; their identifiers may be the axis's own.
@@ -124,6 +150,9 @@ class Directory:
         self.algorithms = algorithms
         self.rsa_key_bits = rsa_key_bits
         self._plain_cache: dict[tuple[str, bytes], str] = {}
+        # Zone of units outside the local zone, as last read (every destination check refreshes the
+        # units it names): how the delivery engine picks a zone's route without a query per delivery.
+        self.zones: dict[str, str] = {}
 
     # -- units --------------------------------------------------------------------------------
     async def add_unit(self, unit_id: str, name: str, *, parent_id: str | None = None, zone: str = "local",
@@ -156,6 +185,77 @@ class Directory:
         unit = await self.get_unit(unit_id)
         assert unit is not None
         return unit
+
+    async def sync_zone(self, zone: str, entries: Iterable[ZoneEntry]) -> ZoneSync:
+        """Make the directory's units of `zone` follow another exchange's list, in one transaction.
+
+        New entries are added (legacy codes allowed: other systems' codes), names, mails and parents
+        follow the list, an entry marked deleted is suspended (never removed: packets refer to it) and
+        one listed again is active again. Units the list does not name are left alone (a short or
+        empty answer must not wipe the directory), and a unit of another zone (a local unit with the
+        same code) is never taken over.
+        """
+        if not zone or zone in ("local", "hub"):
+            raise ValueError(f"zone {zone!r} is not another exchange's zone")
+        out = ZoneSync()
+        wanted: dict[str, ZoneEntry] = {}
+        for entry in entries:
+            try:
+                check_identifier(entry.id, legacy=True)
+            except InvalidIdentifier as exc:
+                out.skipped.append((entry.id[:64], str(exc)))
+                continue
+            name = (entry.name or "").strip()[:255] or entry.id
+            wanted[entry.id] = ZoneEntry(entry.id, name, entry.parent_id or None,
+                                         (entry.mail or "").strip()[:255] or None, entry.deleted)
+        now = datetime.now(UTC)
+        async with self.db.write() as conn:
+            rows = {r.id.upper(): r for r in (await conn.execute(
+                select(units.c.id, units.c.name, units.c.parent_id, units.c.zone, units.c.status, units.c.mail))).all()}
+            for code, entry in wanted.items():
+                row = rows.get(code.upper())
+                if row is not None and row.zone != zone:
+                    out.skipped.append((code, f"a unit of zone {row.zone} has this code"))
+                    continue
+                if row is None:
+                    if entry.deleted:
+                        continue
+                    await conn.execute(units.insert().values(
+                        id=code, name=entry.name, name_folded=fold(entry.name), parent_id=None, zone=zone,
+                        legacy=identifier_form(code) is None, status="active", created_at=now, online=False,
+                        stream_cursor=0, mail=entry.mail))
+                    out.added += 1
+                    continue
+                values: dict[str, Any] = {}
+                if row.name != entry.name:
+                    values.update(name=entry.name, name_folded=fold(entry.name))
+                if row.mail != entry.mail:
+                    values["mail"] = entry.mail
+                if entry.deleted and row.status == "active":
+                    values["status"] = "suspended"
+                    out.suspended += 1
+                elif not entry.deleted and row.status != "active":
+                    values["status"] = "active"
+                    out.reactivated += 1
+                if values:
+                    await conn.execute(update(units).where(units.c.id == row.id).values(**values))
+                    out.updated += 1
+                else:
+                    out.unchanged += 1
+            # Parents once every unit exists (an entry may come before its parent).
+            known = {r.id.upper(): r.id for r in rows.values()} | {c.upper(): c for c in wanted}
+            for code, entry in wanted.items():
+                row = rows.get(code.upper())
+                if row is not None and row.zone != zone:
+                    continue
+                parent = known.get((entry.parent_id or "").upper()) if entry.parent_id else None
+                if parent == code:
+                    parent = None
+                if (row.parent_id if row is not None else None) != parent:
+                    await conn.execute(update(units).where(units.c.id == (row.id if row is not None else code))
+                                       .values(parent_id=parent))
+        self.remember_zones((code, zone) for code in wanted if not any(s[0] == code for s in out.skipped))
+        return out
 
     async def set_unit_status(self, unit_id: str, status: str) -> Unit:
         if status not in UNIT_STATUSES:
@@ -196,7 +296,34 @@ class Directory:
             return {}
         async with self.db.read() as conn:
             rows = (await conn.execute(_UNIT_STATUSES, {"ids": ids})).all()
+        self.remember_zones((r.id, r.zone) for r in rows)
         return {r.id: r.status for r in rows}
+
+    async def zones_of(self, ids: list[str]) -> dict[str, str]:
+        """id → zone for those of `ids` that exist and are active."""
+        if not ids:
+            return {}
+        async with self.db.read() as conn:
+            rows = (await conn.execute(_UNIT_STATUSES, {"ids": ids})).all()
+        self.remember_zones((r.id, r.zone) for r in rows)
+        return {r.id: r.zone for r in rows if r.status == "active"}
+
+    def remember_zones(self, pairs: Iterable[tuple[str, str]]) -> None:
+        for unit_id, zone in pairs:
+            if zone == "local":
+                self.zones.pop(unit_id, None)
+            else:
+                self.zones[unit_id] = zone
+
+    async def load_zones(self, zones: Iterable[str]) -> int:
+        """Read the zone of every unit of `zones` (at start-up and after a directory sync)."""
+        wanted = sorted(set(zones))
+        if not wanted:
+            return 0
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(units.c.id, units.c.zone).where(units.c.zone.in_(wanted)))).all()
+        self.remember_zones((r.id, r.zone) for r in rows)
+        return len(rows)
 
     async def count_units(self) -> int:
         async with self.db.read() as conn:

@@ -13,6 +13,14 @@ which wakes the lane when it falls due; the lane also re-reads its queue every
 
 At start-up, deliveries left `sending` by a crash become `retrying` (due now): the receiver may
 already hold the packet and drops the repeat by its idempotency key `packet_id:unit`.
+
+Zones: a unit of a zone other than `local` (the national axis's agencies, a peer hub's units) is
+reached through its zone's route, a push adapter that names the zone in its `zones` attribute.
+Such units are not listed under `delivery.targets`: one lane per zone claims the due deliveries of
+all its units, and the route's probe gives every unit of the zone its presence (the axis down means
+each of its agencies is unreachable, and their sources are told as for any offline destination).
+A receipt marked `pending` (handed to another exchange) leaves the delivery `forwarded` with the
+remote id recorded; the adapter's own tracker ends it.
 """
 
 from __future__ import annotations
@@ -31,10 +39,18 @@ from sqlalchemy import and_, or_, select
 from lgsp.core import deliveries as dv
 from lgsp.core import logs
 from lgsp.core.events import Event, iso, record
-from lgsp.core.push import PushAdapter, PushFailure, PushJob, PushReceipt, adapter_settings, idempotency_key
+from lgsp.core.push import (
+    PushAdapter,
+    PushFailure,
+    PushJob,
+    PushReceipt,
+    adapter_settings,
+    carried_data_types,
+    idempotency_key,
+)
 from lgsp.core.retry import next_delay
 from lgsp.core.scheduler import RetryScheduler, jobstore_url_for
-from lgsp.core.store.tables import deliveries, packets
+from lgsp.core.store.tables import deliveries, packets, units
 
 if TYPE_CHECKING:
     from lgsp.core.hub import Hub
@@ -46,7 +62,7 @@ STALE_MARGIN_SECONDS = 60.0
 
 @dataclass(eq=False)
 class Lane:
-    unit: str
+    unit: str  # the destination unit, or `zone:<name>` for a zone's lane
     protocol: str
     adapter: PushAdapter
     settings: dict[str, Any]
@@ -54,6 +70,11 @@ class Lane:
     probe_interval: float
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    zone: str | None = None  # set for a zone's lane: it serves every unit of that zone
+
+
+def zone_lane(zone: str) -> str:
+    return f"zone:{zone}"
 
 
 class DeliveryEngine:
@@ -65,15 +86,57 @@ class DeliveryEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self.clock: Callable[[], datetime] = hub.clock  # retries, deadlines and stale attempts follow the hub's clock
+        # zone → push protocol of its route (adapters naming the zone in their `zones` attribute).
+        self.zone_routes: dict[str, str] = {}
+        for protocol, adapter in hub.push_adapters.items():
+            for zone in getattr(adapter, "zones", ()) or ():
+                self.zone_routes.setdefault(zone, protocol)
+        self._zone_online: dict[str, tuple[bool, float]] = {}
 
     # -- which units are pushed to ------------------------------------------------------------
+    def zone_of(self, unit: str) -> str | None:
+        """The zone of `unit` when it is not local (as the directory last read it)."""
+        directory = getattr(self.hub, "directory", None)
+        return directory.zones.get(unit) if directory is not None else None
+
     def protocol_of(self, unit: str) -> str | None:
-        """The push protocol of `unit`, or None when it pulls (not a target, or no such adapter)."""
+        """The push protocol of `unit`, or None when it pulls (not a target, or no such adapter).
+
+        A unit under `delivery.targets` uses its target; a unit of a zone with a route uses the route.
+        """
         target = self.config.targets.get(unit)
         if not target:
-            return None
+            zone = self.zone_of(unit)
+            return self.zone_routes.get(zone) if zone is not None else None
         protocol = target.get("protocol")
         return protocol if isinstance(protocol, str) and protocol in self.hub.push_adapters else None
+
+    def data_types_of(self, unit: str) -> frozenset[str] | None:
+        """The data types the route to `unit` can carry; None: any (pull, or an adapter without limits)."""
+        protocol = self.protocol_of(unit)
+        return carried_data_types(self.hub.push_adapters[protocol]) if protocol is not None else None
+
+    def lane_of(self, unit: str) -> Lane | None:
+        lane = self.lanes.get(unit)
+        if lane is None and unit not in self.config.targets:
+            zone = self.zone_of(unit)
+            if zone is not None:
+                lane = self.lanes.get(zone_lane(zone))
+        return lane
+
+    async def forwarded(self, protocol: str, limit: int, after: tuple[str, str] | None = None
+                        ) -> list[tuple[str, str, str | None]]:
+        """(packet, unit, remote id) of deliveries `protocol` handed on and that have not ended,
+        in (packet, unit) order after `after`: what an adapter's tracker asks the other exchange about."""
+        cond = and_(deliveries.c.protocol == protocol, deliveries.c.state == dv.FORWARDED)
+        if after is not None:
+            cond = and_(cond, or_(deliveries.c.packet_id > after[0],
+                                  and_(deliveries.c.packet_id == after[0], deliveries.c.unit_id > after[1])))
+        async with self.hub.db.read() as conn:
+            rows = (await conn.execute(select(deliveries.c.packet_id, deliveries.c.unit_id, deliveries.c.remote_id)
+                                       .where(cond).order_by(deliveries.c.packet_id, deliveries.c.unit_id)
+                                       .limit(limit))).all()
+        return [(r.packet_id, r.unit_id, r.remote_id) for r in rows]
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -85,6 +148,14 @@ class DeliveryEngine:
             probe = target.get("probe_interval_seconds", self.config.probe_interval_seconds)
             self.lanes[unit] = Lane(unit, protocol, self.hub.push_adapters[protocol], adapter_settings(target),
                                     int(target.get("concurrency", self.config.concurrency)), float(probe))
+        for zone, protocol in self.zone_routes.items():
+            adapter = self.hub.push_adapters[protocol]
+            self.lanes[zone_lane(zone)] = Lane(
+                zone_lane(zone), protocol, adapter, {"protocol": protocol, "zone": zone},
+                int(getattr(adapter, "concurrency", self.config.concurrency)),
+                float(getattr(adapter, "probe_interval_seconds", self.config.probe_interval_seconds)), zone=zone)
+        if self.zone_routes:
+            await self.hub.directory.load_zones(self.zone_routes)
         await self._recover()
         self.scheduler = RetryScheduler(jobstore_url_for(self.config.scheduler.jobstore_url, cfg.database_url,
                                                          cfg.data_dir))
@@ -123,7 +194,7 @@ class DeliveryEngine:
 
     def wake(self, units: Iterable[str]) -> None:
         for unit in units:
-            lane = self.lanes.get(unit)
+            lane = self.lane_of(unit)
             if lane is not None:
                 lane.wake.set()
 
@@ -228,20 +299,31 @@ class DeliveryEngine:
                         raise
                     except Exception:
                         # Never leave a claimed delivery in `sending`: nothing else would move it.
-                        log.exception("push of %s to %s failed unexpectedly", claimed[0], lane.unit)
-                        await self._release(lane.unit, claimed[0], "internal error during the attempt")
+                        log.exception("push of %s to %s failed unexpectedly", claimed[0], claimed[1])
+                        await self._release(claimed[1], claimed[0], "internal error during the attempt")
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("push lane %s failed; it will try again", lane.unit)
                 await asyncio.sleep(1.0)
 
-    async def _claim(self, lane: Lane) -> tuple[str, int] | None:
-        """Take the lane's most urgent due delivery: `sending`, attempts + 1, committed."""
+    async def _claim(self, lane: Lane) -> tuple[str, str, int] | None:
+        """Take the lane's most urgent due delivery: `sending`, attempts + 1, committed.
+
+        Returns (packet, unit, attempt); a zone's lane takes the deliveries of every unit of its zone
+        that is not a target of its own."""
         now = self.clock()
+        if lane.zone is None:
+            whose = deliveries.c.unit_id == lane.unit
+        else:
+            whose = and_(deliveries.c.protocol == lane.protocol, deliveries.c.unit_id.in_(
+                select(units.c.id).where(units.c.zone == lane.zone)))
+            if self.config.targets:
+                whose = and_(whose, deliveries.c.unit_id.not_in(sorted(self.config.targets)))
         async with self.hub.db.write() as conn:
-            stmt = (select(deliveries.c.packet_id).join(packets, packets.c.id == deliveries.c.packet_id)
-                    .where(and_(deliveries.c.unit_id == lane.unit, deliveries.c.mode == dv.PUSH,
+            stmt = (select(deliveries.c.packet_id, deliveries.c.unit_id)
+                    .join(packets, packets.c.id == deliveries.c.packet_id)
+                    .where(and_(whose, deliveries.c.mode == dv.PUSH,
                                 or_(deliveries.c.state == dv.QUEUED,
                                     and_(deliveries.c.state == dv.RETRYING, deliveries.c.next_attempt_at <= now)),
                                 or_(packets.c.deadline.is_(None), packets.c.deadline > now),
@@ -250,29 +332,46 @@ class DeliveryEngine:
                     .limit(1))
             if conn.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True, of=deliveries)
-            packet_id = await conn.scalar(stmt)
-            if packet_id is None:
+            row = (await conn.execute(stmt)).first()
+            if row is None:
                 return None
-            moved = await dv.move(conn, packet_id, [lane.unit], dv.SENDING, now, values={
+            packet_id, unit = row.packet_id, row.unit_id
+            moved = await dv.move(conn, packet_id, [unit], dv.SENDING, now, values={
                 "attempts": deliveries.c.attempts + 1, "last_attempt_at": now, "next_attempt_at": None})
             if not moved:
                 return None
-            attempts = await dv.attempts_of(conn, packet_id, lane.unit)
-        return packet_id, attempts or 1
+            attempts = await dv.attempts_of(conn, packet_id, unit)
+        return packet_id, unit, attempts or 1
 
-    async def _attempt(self, lane: Lane, packet_id: str, attempt: int) -> None:
-        logs.bind(request_id=logs.request_id_for(packet_id), unit=lane.unit, packet_id=packet_id, code=None)
+    async def _presence(self, lane: Lane, unit: str, ok: bool) -> None:
+        """What an attempt or probe says about the destination: the unit's, or the whole zone's."""
+        if lane.zone is None:
+            self.hub.presence.probe_result(unit, ok)
+            return
+        now = time.monotonic()
+        last = self._zone_online.get(lane.zone)
+        # A repeat of the same news is written at most every 30 s (new units of the zone join then).
+        if last is not None and last[0] == ok and now - last[1] < 30.0:
+            return
+        self._zone_online[lane.zone] = (ok, now)
+        try:
+            await self.hub.presence.zone_result(lane.zone, ok, self.clock())
+        except Exception:
+            log.exception("could not record the presence of zone %s", lane.zone)
+
+    async def _attempt(self, lane: Lane, packet_id: str, unit: str, attempt: int) -> None:
+        logs.bind(request_id=logs.request_id_for(packet_id), unit=unit, packet_id=packet_id, code=None)
         exchange = self.hub.exchange
         info = await exchange.packet(packet_id)
         if info is None:
             return
         if info.content_state != "stored":
-            await exchange.end_delivery(info, lane.unit, dv.FAILED, "the content is no longer held by the hub")
+            await exchange.end_delivery(info, unit, dv.FAILED, "the content is no longer held by the hub")
             return
         # The packet as this unit sees it: its content variant (e.g. edXML with the hub's TraceHeader).
-        seen, content_path = await exchange.content.for_delivery(info, lane.unit)
-        job = PushJob(packet=seen, unit=lane.unit, target=lane.settings,
-                      idempotency_key=idempotency_key(packet_id, lane.unit), attempt=attempt,
+        seen, content_path = await exchange.content.for_delivery(info, unit)
+        job = PushJob(packet=seen, unit=unit, target=lane.settings,
+                      idempotency_key=idempotency_key(packet_id, unit), attempt=attempt,
                       content_path=content_path, opener=await exchange.content.opener(content_path))
         started = time.monotonic()
         receipt: PushReceipt | None = None
@@ -285,55 +384,70 @@ class DeliveryEngine:
             failure = PushFailure(f"attempt took longer than {self.config.attempt_timeout_seconds:g} s",
                                   retryable=True)
         except Exception as exc:
-            log.exception("push adapter %s raised on %s → %s", lane.protocol, packet_id, lane.unit)
+            log.exception("push adapter %s raised on %s → %s", lane.protocol, packet_id, unit)
             failure = PushFailure(f"adapter error: {type(exc).__name__}: {exc}", retryable=True)
         took = time.monotonic() - started
         if receipt is not None:
-            self.hub.presence.probe_result(lane.unit, True)
+            await self._presence(lane, unit, True)
             detail: dict[str, Any] = {"mode": dv.PUSH, "protocol": lane.protocol}
             if receipt.remote_id:
                 detail["remote_id"] = receipt.remote_id
             if receipt.detail:
                 detail["receipt"] = receipt.detail[:500]
-            if not await exchange.end_delivery(info, lane.unit, dv.DELIVERED, None, detail=detail,
-                                               values={"last_error": None}):
-                log.warning("packet %s reached %s but its delivery had meanwhile changed state", packet_id, lane.unit)
-            log.debug("pushed %s to %s in %.3f s (attempt %d)", packet_id, lane.unit, took, attempt)
+            if receipt.pending:
+                await self._forwarded(info, unit, receipt, detail)
+            elif not await exchange.end_delivery(info, unit, dv.DELIVERED, None, detail=detail,
+                                                 values={"last_error": None}):
+                log.warning("packet %s reached %s but its delivery had meanwhile changed state", packet_id, unit)
+            log.debug("pushed %s to %s in %.3f s (attempt %d)", packet_id, unit, took, attempt)
             return
         if failure.retryable:
             # the endpoint is not answering usefully: counts against presence until a probe or push succeeds
-            self.hub.presence.probe_result(lane.unit, False)
-        await self._failed(lane, info, attempt, failure)
+            await self._presence(lane, unit, False)
+        await self._failed(lane, info, unit, attempt, failure)
 
-    async def _failed(self, lane: Lane, info: Any, attempt: int, failure: PushFailure) -> None:
+    async def _forwarded(self, info: Any, unit: str, receipt: PushReceipt, detail: dict[str, Any]) -> None:
+        """Handed to another exchange: `forwarded`, with its id there, until the adapter's tracker ends it."""
+        now = self.clock()
+        async with self.hub.db.write() as conn:
+            moved = await dv.move(conn, info.id, [unit], dv.FORWARDED, now, values={
+                "remote_id": (receipt.remote_id or "")[:128] or None, "last_error": None})
+            event = await record(conn, info.id, "packet.forwarded", now, unit=unit, audience=info.source,
+                                 detail=detail) if moved else None
+        if event is None:
+            log.warning("packet %s was handed on for %s but its delivery had meanwhile changed state", info.id, unit)
+            return
+        self.hub.bus.publish([event])
+
+    async def _failed(self, lane: Lane, info: Any, unit: str, attempt: int, failure: PushFailure) -> None:
         exchange = self.hub.exchange
         reason = failure.reason[:1000]
         limits = self.hub.config.delivery.priorities.for_priority(info.priority)
         if not failure.retryable:
-            await exchange.end_delivery(info, lane.unit, dv.FAILED, f"refused by the destination: {reason}",
+            await exchange.end_delivery(info, unit, dv.FAILED, f"refused by the destination: {reason}",
                                         values={"last_error": reason})
             return
         if attempt >= limits.max_attempts:
-            await exchange.end_delivery(info, lane.unit, dv.FAILED,
+            await exchange.end_delivery(info, unit, dv.FAILED,
                                         f"gave up after {attempt} attempts; last error: {reason}",
                                         values={"last_error": reason})
             return
         now = self.clock()
         at = now + timedelta(seconds=next_delay(attempt, self.config.retry, failure.retry_after))
         async with self.hub.db.write() as conn:
-            moved = await dv.move(conn, info.id, [lane.unit], dv.RETRYING, now,
+            moved = await dv.move(conn, info.id, [unit], dv.RETRYING, now,
                                   values={"next_attempt_at": at, "last_error": reason})
             if moved:
-                await record(conn, info.id, "delivery.retrying", now, unit=lane.unit, detail={
+                await record(conn, info.id, "delivery.retrying", now, unit=unit, detail={
                     "attempts": attempt, "reason": reason, "next_attempt_at": iso(at)})
         if moved:
             self.hub.metrics.retried(lane.protocol)
         if moved and self.scheduler is not None:
             try:
-                await self.scheduler.schedule(info.id, lane.unit, at)
+                await self.scheduler.schedule(info.id, unit, at)
             except Exception:
                 log.exception("could not store the retry job of %s → %s; the queue poll will retry it",
-                              info.id, lane.unit)
+                              info.id, unit)
 
     # -- presence of push units ---------------------------------------------------------------
     async def _prober(self, lane: Lane) -> None:
@@ -347,5 +461,5 @@ class DeliveryEngine:
             except Exception as exc:
                 log.debug("probe of %s failed: %s", lane.unit, exc)
                 ok = False
-            self.hub.presence.probe_result(lane.unit, ok)
+            await self._presence(lane, lane.unit, ok)
             await asyncio.sleep(lane.probe_interval)

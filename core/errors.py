@@ -46,6 +46,8 @@ CATALOGUE: dict[str, ErrorKind] = {
     "request.malformed": ErrorKind(400, "Yêu cầu sai định dạng", "Malformed request"),
     "request.invalid": ErrorKind(422, "Dữ liệu yêu cầu không hợp lệ", "Invalid request data"),
     "route.unknown_destination": ErrorKind(422, "Đơn vị nhận không tồn tại", "Unknown destination"),
+    "route.unsupported_data_type": ErrorKind(422, "Tuyến đến đơn vị nhận không chuyển được loại dữ liệu này",
+                                             "The route to a destination cannot carry this data type"),
     "edxml.invalid": ErrorKind(422, "Gói tin edXML không hợp lệ", "Invalid edXML packet"),
     "edxml.malformed": ErrorKind(400, "Gói tin edXML sai cú pháp XML", "Malformed edXML (not well-formed)"),
     "edxml.unsafe": ErrorKind(400, "Gói tin edXML chứa cấu trúc không an toàn",

@@ -183,6 +183,7 @@ class Hub:
                                  max_age=lambda p: priorities.for_priority(p).max_age_seconds, clock=self.clock)
         self.exchange.presence_overlay = self.presence.overlay
         self.exchange.not_destinations = frozenset({cfg.hub.identifier})
+        self.exchange.carried_types = self.engine.data_types_of
         self.identity = HubIdentity(self.directory, self.secrets, cfg.hub.identifier, cfg.hub.name)
         self.services = ServiceRegistry(self.db, self.directory)
         self.auth.target_resolvers.append(self.services.resolve_target)

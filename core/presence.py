@@ -71,6 +71,27 @@ class Presence:
             state.dirty = True
         self._set(unit, state, self.is_online(unit, at), "probe_ok" if ok else "probe_failed", at)
 
+    async def zone_result(self, zone: str, ok: bool, at: datetime | None = None) -> int:
+        """A zone's route answered (ok) or not: every unit of the zone is online, or offline since `at`.
+
+        Written straight to the store, only for the units whose state changes (a zone's units are
+        never observed one by one: the national axis's agencies are reached only through the axis).
+        Returns how many units changed.
+        """
+        at = at or self.clock()
+        values: dict[str, object] = {"online": ok, "offline_since": None if ok else at}
+        if ok:
+            values["last_seen_at"] = at
+        async with self.db.write() as conn:
+            changed = list((await conn.execute(
+                update(units).where(units.c.zone == zone, units.c.online.is_(not ok)).values(**values)
+                .returning(units.c.id))).scalars())
+            if changed:
+                await conn.execute(presence_log.insert(), [
+                    {"unit_id": unit, "at": at, "online": ok, "cause": "probe_ok" if ok else "probe_failed"}
+                    for unit in sorted(changed)])
+        return len(changed)
+
     def request_seen(self, unit: str, at: datetime, clock_offset: float | None = None) -> None:
         """A signed request from `unit` arrived at `at`; its clock was `clock_offset` s ahead of ours
         (None: unknown, e.g. the national axis protocol's timestamps, which have no zone and stay

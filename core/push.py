@@ -67,10 +67,16 @@ class PushJob:
 
 @dataclass(frozen=True)
 class PushReceipt:
-    """What the destination said when it took the packet (kept in the packet's history)."""
+    """What the destination said when it took the packet (kept in the packet's history).
+
+    `pending`: the packet was handed to another exchange (the national axis, a peer hub) that has
+    not yet reached the destination; the delivery becomes `forwarded` with `remote_id` recorded,
+    and the adapter's tracker ends it later (`Exchange.end_delivery`).
+    """
 
     detail: str = ""
     remote_id: str | None = None
+    pending: bool = False
 
 
 @runtime_checkable
@@ -88,6 +94,12 @@ class PushAdapter(Protocol):
     async def probe(self, unit: str, target: Mapping[str, Any]) -> bool:
         """Is the destination's endpoint answering? Used for presence of push units."""
         ...
+
+
+def carried_data_types(adapter: PushAdapter) -> frozenset[str] | None:
+    """The data types an adapter can carry (an optional `data_types` attribute); None: any."""
+    kinds = getattr(adapter, "data_types", None)
+    return frozenset(kinds) if kinds is not None else None
 
 
 def idempotency_key(packet_id: str, unit: str) -> str:

@@ -112,6 +112,8 @@ class ExchangeBase:
         self._background: set[asyncio.Task[None]] = set()
         # Units of the directory that never receive packets (the hub's own unit, which signs pushes).
         self.not_destinations: frozenset[str] = frozenset()
+        # The data types the route to a unit can carry (None: any); the hub asks the delivery engine.
+        self.carried_types: Callable[[str], frozenset[str] | None] = lambda unit: None
         # Content inspection and variants; the hub installs one with the plugins' inspectors.
         self.use_content(ContentService(db, blobs, bus, clock=clock))
 
@@ -197,6 +199,13 @@ class ExchangeBase:
                           f"{where + ': ' if where else ''}unknown, suspended or not addressable "
                           f"destination(s): {', '.join(unknown)}", unknown=unknown,
                           **({"path": where} if where else {}))
+
+    def check_carriers(self, units_: Sequence[str], data_type: str) -> None:
+        """Refuse a data type the route to a destination cannot carry (the national axis: edXML only)."""
+        refused = [u for u in units_ if (kinds := self.carried_types(u)) is not None and data_type not in kinds]
+        if refused:
+            raise Problem("route.unsupported_data_type",
+                          f"data type {data_type} cannot be carried to {', '.join(refused)}", units=refused)
 
     def _delivery_row(self, packet_id: str, unit: str, priority: int, created_at: datetime,
                       state: str = dv.WAITING, queued_at: datetime | None = None) -> dict[str, Any]:

@@ -59,6 +59,7 @@ class UnitCases(UploadSteps):
                             ) -> tuple[PacketInfo, Transfer]:
         now = now or self.clock()
         await self.check_destinations(new.to)
+        self.check_carriers(new.to, new.data_type)
         packet_id = str(uuid.uuid4())
         expires = now + self.transfer_ttl
         async with self.db.write() as conn:

@@ -7,6 +7,7 @@ errors, while WAL lets readers proceed in parallel. PostgreSQL needs none of thi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -60,6 +61,27 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.reader.connect() as conn:
             yield conn
+
+    @asynccontextmanager
+    async def single_node(self, name: str) -> AsyncIterator[bool]:
+        """Whether this node may run the job `name` now: one node at a time across a cluster.
+
+        On PostgreSQL a session advisory lock held for the block (False when another node holds
+        it); SQLite serves one node, so always True.
+        """
+        if self.dialect != "postgresql":
+            yield True
+            return
+        key = int.from_bytes(hashlib.sha256(f"lgsp-job:{name}".encode()).digest()[:8], "big", signed=True)
+        async with self.writer.connect() as conn:
+            got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
+            await conn.commit()
+            try:
+                yield got
+            finally:
+                if got:
+                    await conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    await conn.commit()
 
     async def close(self) -> None:
         await self.writer.dispose()

@@ -79,6 +79,8 @@ units = Table(
     Column("stream_cursor", EventId, nullable=False, default=0),
     # When the unit last went offline (None while online, or never seen: then created_at counts).
     Column("offline_since", UTCDateTime, nullable=True),
+    # Contact address, as another exchange's directory gives it (the national axis's agencies).
+    Column("mail", String(255), nullable=True),
 )
 
 applications = Table(
@@ -181,8 +183,12 @@ deliveries = Table(
     Column("last_error", Text, nullable=True),
     # Content variant this delivery gets (packet_contents.variant); NULL = the upload as is (issue 3).
     Column("variant", String(32), nullable=True),
+    # The packet's id in the exchange a push handed it to (the national axis's DocId, a peer hub's
+    # packet id): how the adapter's tracker follows a `forwarded` delivery to its end.
+    Column("remote_id", String(128), nullable=True),
     Index(None, "unit_id", "state", "priority", "packet_created_at"),
     Index(None, "state", "next_attempt_at"),
+    Index(None, "protocol", "state"),
 )
 
 packet_events = Table(

@@ -304,6 +304,8 @@ class EdxmlInspector:
             # (a legacy ResponseFor/OrganId is routed by DocumentId).
             destinations = await self._status_destination(packet, info.source, packet.to_organ_ids[0].strip())
             where = f"{_MH}/ResponseFor/OrganId"
+        if isinstance(info.meta, dict) and info.meta.get("arrived_from_zone"):
+            destinations = await self._local_only(destinations, where)
         if "to" not in job.implicit and set(info.to) != set(destinations):
             raise Problem("edxml.destination_mismatch",
                           f"{where} names {', '.join(destinations)} but the request's to is {', '.join(info.to)}",
@@ -329,6 +331,16 @@ class EdxmlInspector:
             route.added = tuple(u for u in route.added if found.get(u) == "active")
             route.destinations = named + route.added
         return route
+
+    async def _local_only(self, destinations: tuple[str, ...], where: str) -> tuple[str, ...]:
+        """A packet that came in from another exchange (the national axis, a peer hub) goes to this
+        hub's local units only: the others it names are that exchange's business, never sent back."""
+        zones = await self.hub.directory.zones_of(list(destinations))
+        local = tuple(d for d in destinations if zones.get(d) == "local")
+        if not local:
+            raise Problem("route.unknown_destination", f"{where}: names no active unit of this hub "
+                          f"({', '.join(destinations)})", unknown=list(destinations), path=where)
+        return local
 
     async def _status_destination(self, packet: Packet, reporter: str, other: str) -> tuple[str]:
         """ResponseFor/OrganId when it is a unit of this hub; else, for a recipient's reply, the sender

@@ -32,6 +32,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "soap_edxml": "lgsp.adapters.soap_edxml",  # SOAP service for VBQL systems; needs edxml
     "console": "lgsp.adapters.console",  # the web console under /console
     "vxp": "lgsp.adapters.vxp",  # the national axis protocol served at /vxp; needs edxml
+    "national_axis": "lgsp.adapters.national_axis.plugin",  # the national document axis (VXP); needs edxml
 }
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT

@@ -18,16 +18,51 @@ from lgsp.cli.args import Subparsers, add_config, positive_int
 from lgsp.cli.errors import CliError
 from lgsp.cli.messages import t
 from lgsp.cli.store import cli_config, on_store, open_store
-from lgsp.core.config import Config, load_config
+from lgsp.core.config import Config, ConfigError, load_config
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from lgsp.core.hub import Hub
 
     config = load_config(args.file)
-    Hub(config).check_config()  # plugin names, push targets and adapter sections too
+    hub = Hub(config)
+    hub.check_config()  # plugin names, push targets and adapter sections too
+    unregistered = asyncio.run(unregistered_targets(hub, store_exists(config)))
+    if unregistered:
+        raise ConfigError(unregistered)
     print(t("config_ok", path=args.file))
     return 0
+
+
+def store_exists(config: Config) -> bool:
+    """False for a SQLite store whose file is not there yet (another database is asked)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(config.database_url)
+    return not (url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists())
+
+
+async def unregistered_targets(hub: Any, exists: bool) -> list[Any]:
+    """Push targets naming no registered unit, read from the config's store without changing it
+    (no store yet, or one never migrated, holds no unit)."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from lgsp.core.store.database import Database
+
+    config = hub.config
+    if not config.delivery.targets:
+        return []
+    if not exists:
+        return [hub.unregistered_target(unit) for unit in config.delivery.targets]
+    hub.db = Database(config.database_url, pool_size=1)
+    try:
+        return list(await hub.unregistered_targets())
+    except (OperationalError, ProgrammingError) as exc:
+        if "units" not in str(exc):  # anything but "no such table": the store cannot be read
+            raise
+        return [hub.unregistered_target(unit) for unit in config.delivery.targets]
+    finally:
+        await hub.db.close()
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

@@ -150,6 +150,31 @@ class Hub:
             probe = probe.rpartition(".")[0]
         return self.config.where(path)
 
+    async def unregistered_targets(self) -> list[ConfigIssue]:
+        """Push targets (`delivery.targets`) naming a unit the directory does not hold (store open).
+
+        Such a target receives nothing: no packet can be addressed to the unit. `lgsp config check`
+        refuses it; the hub warns once at start-up (units may be added while it runs), and presence
+        drops what it observes of the unit instead of failing its writes.
+        """
+        from sqlalchemy import func, select
+
+        from lgsp.core.store.tables import units
+
+        targets = list(self.config.delivery.targets)
+        if not targets:
+            return []
+        async with self.db.read() as conn:
+            known = {str(u).lower() for u in (await conn.execute(
+                select(units.c.id).where(func.lower(units.c.id).in_([t.lower() for t in targets])))).scalars()}
+        return [self.unregistered_target(t) for t in targets if t.lower() not in known]
+
+    def unregistered_target(self, unit: str) -> ConfigIssue:
+        path = f"delivery.targets.{unit}"
+        return ConfigIssue(path, self._nearest_origin(path),
+                           f"unit {unit} is not registered, so nothing can be pushed to it: add it first "
+                           f"(lgsp unit add {unit} NAME) or remove the target")
+
     async def open_store(self) -> None:
         """Master key, database (migrated) and blob store: what admin commands need, no server."""
         cfg = self.config
@@ -204,6 +229,8 @@ class Hub:
 
         self.check_config()
         await self.open_store()
+        for issue in await self.unregistered_targets():  # pushed to nobody until `lgsp unit add`: say so once
+            log.warning("%s", issue)
         # Files a crash left behind: partial uploads of dead processes (this node's previous run at once),
         # then stored blobs no packet needs — the latter only when no other node is running (this one
         # leads), since another node's upload in progress is not yet a packet's blob.

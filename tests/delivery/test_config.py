@@ -96,3 +96,54 @@ delivery:
     with pytest.raises(ConfigError) as err:
         Hub(load_config(path, env={})).check_config()
     assert [(i.path, i.where) for i in err.value.issues] == [("delivery.targets.vxp saas/03", f"{path}:8")]
+
+
+def unregistered_target_config(tmp_path: Path, unit: str = "000.00.07.H23") -> Path:
+    path = tmp_path / "targets.yaml"
+    path.write_text(f"""hub:
+  data_dir: {tmp_path / "hub"}
+server:
+  port: 0
+presence:
+  sweep_interval_seconds: 0.2
+delivery:
+  probe_interval_seconds: 0.2
+  targets:
+    "{unit}":
+      protocol: rest
+      url: http://127.0.0.1:9/nowhere
+logging:
+  access_log: false
+""", encoding="utf-8")
+    return path
+
+
+def test_config_check_refuses_a_target_naming_an_unregistered_unit(tmp_path: Path) -> None:
+    path = unregistered_target_config(tmp_path)
+    res = run_cli("config", "check", str(path))
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        f"error: {path}:10: delivery.targets.000.00.07.H23: unit 000.00.07.H23 is not registered, so nothing can "
+        "be pushed to it: add it first (lgsp unit add 000.00.07.H23 NAME) or remove the target")
+    assert not (tmp_path / "hub").exists()  # checking created no store
+    assert run_cli("unit", "add", "000.00.07.H23", "Sở G", "-c", str(path)).returncode == 0
+    ok = run_cli("config", "check", str(path))
+    assert ok.returncode == 0 and "configuration is valid" in ok.stdout
+
+
+async def test_start_up_warns_once_and_presence_never_fails_for_an_unregistered_target(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from ..conftest import wait_for
+
+    caplog.set_level(logging.INFO)
+    unit = "000.00.07.H23"
+    async with Hub(load_config(unregistered_target_config(tmp_path, unit), env={})) as hub:
+        await wait_for(lambda: unit in hub.presence._units, what="the target probed")
+        for _ in range(3):  # flushes that would each have failed on the unknown unit
+            await hub.presence.flush()
+        await hub.housekeeping_round()
+    warnings = [r.getMessage() for r in caplog.records if f"delivery.targets.{unit}" in r.getMessage()]
+    assert len(warnings) == 1 and "is not registered" in warnings[0]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []

@@ -75,6 +75,7 @@ class Application:
     unit_id: str
     name: str
     created_at: datetime
+    retired_at: datetime | None = None  # its registration was cancelled (Mẫu 07)
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,7 @@ class Directory:
             stmt = stmt.where(applications.c.unit_id == unit_id)
         async with self.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [Application(r.id, r.unit_id, r.name, r.created_at) for r in rows]
+        return [Application(r.id, r.unit_id, r.name, r.created_at, r.retired_at) for r in rows]
 
     async def find_application(self, ref: str, unit_id: str | None = None) -> Application:
         """By id, or by name within a unit (the CLI accepts either)."""
@@ -364,7 +365,7 @@ class Directory:
         if len(rows) != 1:
             raise Problem("not_found", f"application {ref!r} not found" + (f" in unit {unit_id}" if unit_id else ""))
         r = rows[0]
-        return Application(r.id, r.unit_id, r.name, r.created_at)
+        return Application(r.id, r.unit_id, r.name, r.created_at, r.retired_at)
 
     # -- keys ---------------------------------------------------------------------------------
     async def issue_key(self, application_id: str, algorithm: str, *, public_key_pem: str | None = None) -> IssuedKey:
@@ -377,6 +378,8 @@ class Directory:
             app = (await conn.execute(select(applications).where(applications.c.id == application_id))).first()
         if app is None:
             raise Problem("not_found", f"application {application_id} does not exist")
+        if app.retired_at is not None:  # its registration was cancelled (Mẫu 07)
+            raise Problem("conflict", f"application {app.name} is retired; no new keys")
         access_key = new_access_key()
         secret = private_pem = public_pem = None
         sealed = None

@@ -39,8 +39,9 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 def route_tables() -> list[web.RouteTableDef]:
     from lgsp.adapters.console import requests as registration
+    from lgsp.adapters.console import units
 
-    return [signin.routes, home.routes, people.routes, registration.routes]
+    return [signin.routes, home.routes, people.routes, registration.routes, units.routes]
 
 
 @hookimpl

@@ -1,11 +1,319 @@
-"""The registration workflow pages (Mẫu 01–07)."""
+"""The registration workflow pages: requests Mẫu 01, 03, 06 from units; answers 02, 04, 07 and the
+handover record 05 from the province; every form downloadable as its official letter (.docx).
+
+Forms are drawn from the records of core/registration/forms.py (labels, kinds, required fields), so
+the page, the validation and the letter always agree. A unit admin reaches only its units'
+requests: any other id answers 404, the same as one that does not exist.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import typing
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
 from aiohttp import web
+
+from lgsp.adapters.console.base import PREFIX, WHO, Console, actor_of, console_of, forbidden, page, read_form, redirect
+from lgsp.core.errors import Problem
+from lgsp.core.registration.forms import FORM_KINDS, FieldSpec, FormRecord, form_kind
+from lgsp.core.registration.letters import render_letter
+from lgsp.core.registration.workdays import WorkingCalendar
+from lgsp.core.registration.workflow import REQUEST_KINDS, STATE_NAMES_VI, Registrations, RequestInvalid
 
 routes = web.RouteTableDef()
 
+DECIDERS = ("operator", "approver")
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
-async def overdue_for(request: web.Request) -> list[object]:
-    return []
+_REGISTRATIONS: weakref.WeakKeyDictionary[Console, Registrations] = weakref.WeakKeyDictionary()
+
+
+def registrations_of(console: Console) -> Registrations:
+    found = _REGISTRATIONS.get(console)
+    if found is None:
+        hub = console.hub
+        found = _REGISTRATIONS[console] = Registrations(
+            hub.db, hub.directory, console.accounts, WorkingCalendar.from_config(hub.config.registration), hub.bus)
+    return found
+
+
+@dataclass(frozen=True)
+class FieldView:
+    """One input of a form page: its dotted name, label and kind; a group has its children."""
+
+    name: str
+    label: str
+    kind: str
+    required: bool
+    children: tuple[FieldView, ...] = ()
+
+
+def field_views(cls: type, prefix: str = "", require: tuple[str, ...] | None = None) -> tuple[FieldView, ...]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        spec: FieldSpec = f.metadata["form"]
+        name = prefix + f.name
+        required = spec.required if require is None else f.name in require
+        if spec.kind == "group":
+            out.append(FieldView(name, spec.label, "group", required, field_views(hints[f.name], name + ".",
+                                                                                   spec.require)))
+        else:
+            out.append(FieldView(name, spec.label, spec.kind, required))
+    return tuple(out)
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, str]:
+    """Stored JSON (nested) as the dotted names and text values of a form page."""
+    out: dict[str, str] = {}
+    if not isinstance(data, dict):
+        return out
+    for key, value in data.items():
+        name = prefix + key
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        elif isinstance(value, list):
+            out[name] = "\n".join(str(v) for v in value)
+        elif value is not None:
+            text = str(value)
+            out[name] = text[:16] if len(text) > 16 and "T" in text[:11] and text[4] == "-" else text
+    return out
+
+
+def field_errors(exc: RequestInvalid) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for e in exc.errors:
+        name = e.field.split("[")[0]
+        out.setdefault(name, e.message)
+    return out
+
+
+def _titles() -> dict[str, str]:
+    return {k: fk.title for k, fk in FORM_KINDS.items()}
+
+
+async def overdue_for(request: web.Request) -> list[Any]:
+    """Overdue requests the signed-in person may see (the home page lists them)."""
+    console = console_of(request)
+    who = request[WHO]
+    return list(await registrations_of(console).overdue(unit_ids=who.scope))
+
+
+async def _units_for(request: web.Request) -> list[Any]:
+    console = console_of(request)
+    who = request[WHO]
+    everyone = await console.hub.directory.search_units("", limit=5000)
+    return [u for u in everyone if who.can_see(u.id)]
+
+
+@routes.get(PREFIX + "/requests")
+@page()
+async def request_list(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    who = request[WHO]
+    state = request.query.get("state") if request.query.get("state") in STATE_NAMES_VI else None
+    kind = request.query.get("kind") if request.query.get("kind") in REQUEST_KINDS else None
+    rows = await registrations_of(console).list_requests(unit_ids=who.scope, state=state, kind=kind)
+    return console.render(request, "requests.html", requests=rows, titles=_titles(), states=STATE_NAMES_VI,
+                          state=state or "", kind=kind or "", kinds=REQUEST_KINDS,
+                          can_submit=who.account.role in ("operator", "unit_admin"))
+
+
+async def _new_page(request: web.Request, kind: str, *, values: dict[str, str] | None = None,
+                    errors: dict[str, str] | None = None, status: int = 200, error: str | None = None) -> web.Response:
+    console = console_of(request)
+    units = await _units_for(request)
+    apps: list[Any] = []
+    if kind == "06":
+        for u in units:
+            apps.extend(a for a in await console.hub.directory.list_applications(u.id) if a.retired_at is None)
+    return console.render(request, "request_new.html", status=status, kind=kind, title=form_kind(kind).title,
+                          fields=field_views(form_kind(kind).record), values=values or {}, errors=errors or {},
+                          units=units, apps=apps, error=error)
+
+
+@routes.get(PREFIX + r"/requests/new/{kind:0[136]}")
+@page("operator", "unit_admin")
+async def request_new(request: web.Request) -> web.StreamResponse:
+    kind = request.match_info["kind"]
+    units = await _units_for(request)
+    values = {"agency": units[0].name} if len(units) == 1 else {}
+    return await _new_page(request, kind, values=values)
+
+
+@routes.post(PREFIX + r"/requests/new/{kind:0[136]}")
+@page("operator", "unit_admin")
+async def request_submit(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    who = request[WHO]
+    kind = request.match_info["kind"]
+    form = await read_form(request)
+    unit_id = form.pop("unit", "")
+    application_id = form.pop("application_id", "") or None
+    form.pop("csrf", None)
+    values = {k: v for k, v in form.items()}
+    if not who.can_see(unit_id):
+        return await _new_page(request, kind, values=values, status=422, error="Hãy chọn một đơn vị của bạn.")
+    # The answer cites this letter by number and date, so the console asks for both.
+    missing = {k: "Chưa nhập (bắt buộc để văn bản trả lời dẫn chiếu)." for k in ("number", "issued_on")
+               if not form.get(k, "").strip()}
+    try:
+        if missing:
+            raise RequestInvalid([])
+        req = await registrations_of(console).submit(kind, unit_id, {k: v for k, v in form.items() if v.strip()},
+                                                     actor=actor_of(request), application_id=application_id)
+    except RequestInvalid as exc:
+        return await _new_page(request, kind, values=values, errors={**missing, **field_errors(exc)}, status=422,
+                               error="Biểu mẫu còn lỗi; xem các trường đánh dấu.")
+    except Problem as exc:
+        return await _new_page(request, kind, values=values, status=422, error=exc.detail)
+    raise redirect(f"{PREFIX}/requests/{req.id}")
+
+
+async def _detail(request: web.Request, req_id: str, *, reply_values: dict[str, str] | None = None,
+                  reply_errors: dict[str, str] | None = None, handover_values: dict[str, str] | None = None,
+                  handover_errors: dict[str, str] | None = None, error: str | None = None,
+                  temporary: str | None = None, status: int = 200) -> web.Response:
+    console = console_of(request)
+    who = request[WHO]
+    registrations = registrations_of(console)
+    req = await registrations.get(req_id)
+    if req is None or not who.can_see(req.unit_id):
+        return forbidden(request)
+    unit = await console.hub.directory.get_unit(req.unit_id)
+    defaults = registrations.reply_defaults(req, unit.name if unit else req.unit_id)
+    history = await console.accounts.audit_entries(unit_ids=None, limit=100)
+    history = [e for e in history if e.target == req.id][::-1]
+    application = None
+    if req.application_id:
+        application = next((a for a in await console.hub.directory.list_applications(req.unit_id)
+                            if a.id == req.application_id), None)
+    handover_defaults = {"handover_place": "", "party_b.representing": unit.name if unit else ""}
+    if req.reply:
+        handover_defaults.update({"form_04.number": str(req.reply.get("number") or ""),
+                                  "form_04.issued_on": str(req.reply.get("issued_on") or ""),
+                                  "form_03.number": defaults.get("request.number", ""),
+                                  "form_03.issued_on": defaults.get("request.issued_on", "")})
+    return console.render(
+        request, "request_detail.html", status=status, req=req, unit=unit, titles=_titles(),
+        fields=flatten(req.data), labels=_labels(req.kind), reply_fields=field_views(form_kind(req.reply_kind).record),
+        reply_values=reply_values if reply_values is not None else defaults, reply_errors=reply_errors or {},
+        handover_fields=field_views(form_kind("05").record),
+        handover_values=handover_values if handover_values is not None else handover_defaults,
+        handover_errors=handover_errors or {}, can_decide=who.account.role in DECIDERS, history=history,
+        application=application, error=error, temporary=temporary, overdue=req.overdue())
+
+
+def _labels(kind: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+
+    def walk(views: tuple[FieldView, ...], parent: str = "") -> None:
+        for v in views:
+            label = f"{parent} – {v.label}" if parent else v.label
+            if v.children:
+                walk(v.children, label)
+            else:
+                out[v.name] = label
+
+    walk(field_views(form_kind(kind).record))
+    return out
+
+
+@routes.get(PREFIX + "/requests/{id}")
+@page()
+async def request_detail(request: web.Request) -> web.StreamResponse:
+    return await _detail(request, request.match_info["id"])
+
+
+def _fields_of(form: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in form.items() if k not in ("csrf", "username", "reason") and v.strip()}
+
+
+@routes.post(PREFIX + "/requests/{id}/approve")
+@page(*DECIDERS)
+async def request_approve(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    req_id = request.match_info["id"]
+    form = await read_form(request)
+    req = await registrations_of(console).get(req_id)
+    if req is None:
+        return forbidden(request)
+    try:
+        decision = await registrations_of(console).approve(req_id, _fields_of(form), actor=actor_of(request),
+                                                           username=form.get("username") or None)
+    except RequestInvalid as exc:
+        return await _detail(request, req_id, reply_values=form, reply_errors=field_errors(exc), status=422,
+                             error="Văn bản trả lời còn lỗi; xem các trường đánh dấu.")
+    except Problem as exc:
+        return await _detail(request, req_id, reply_values=form, error=exc.detail, status=422)
+    except Exception as exc:  # an account that cannot be created (name taken, bad name)
+        from lgsp.core.accounts import AccountError
+
+        if not isinstance(exc, AccountError):
+            raise
+        return await _detail(request, req_id, reply_values=form, error=exc.message(), status=422)
+    if decision.temporary_password:
+        return await _detail(request, req_id, temporary=decision.temporary_password)
+    raise redirect(f"{PREFIX}/requests/{req_id}")
+
+
+@routes.post(PREFIX + "/requests/{id}/refuse")
+@page(*DECIDERS)
+async def request_refuse(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    req_id = request.match_info["id"]
+    form = await read_form(request)
+    try:
+        await registrations_of(console).refuse(req_id, form.get("reason", ""), actor=actor_of(request))
+    except Problem as exc:
+        if exc.code == "not_found":
+            return forbidden(request)
+        return await _detail(request, req_id, error=exc.detail, status=422)
+    raise redirect(f"{PREFIX}/requests/{req_id}")
+
+
+@routes.post(PREFIX + "/requests/{id}/handover")
+@page(*DECIDERS)
+async def request_handover(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    req_id = request.match_info["id"]
+    form = await read_form(request)
+    try:
+        await registrations_of(console).hand_over(req_id, _fields_of(form), actor=actor_of(request))
+    except RequestInvalid as exc:
+        return await _detail(request, req_id, handover_values=form, handover_errors=field_errors(exc), status=422,
+                             error="Biên bản bàn giao còn lỗi; xem các trường đánh dấu.")
+    except Problem as exc:
+        if exc.code == "not_found":
+            return forbidden(request)
+        return await _detail(request, req_id, handover_values=form, error=exc.detail, status=422)
+    raise redirect(f"{PREFIX}/requests/{req_id}")
+
+
+@routes.get(PREFIX + r"/requests/{id}/letter/{form:0[1-7]}.docx")
+@page()
+async def request_letter(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    who = request[WHO]
+    req = await registrations_of(console).get(request.match_info["id"])
+    if req is None or not who.can_see(req.unit_id):
+        return forbidden(request)
+    kind = request.match_info["form"]
+    record: FormRecord | None
+    if kind == req.kind:
+        record = req.record()
+    elif kind == req.reply_kind:
+        record = req.reply_record()
+    elif kind == "05" and req.kind == "03":
+        record = req.handover_record()
+    else:
+        record = None
+    if record is None:
+        return forbidden(request, "Văn bản này chưa có.")
+    body = await asyncio.to_thread(render_letter, record, console.hub.config.registration)
+    return web.Response(body=body, content_type=DOCX, headers={
+        "Content-Disposition": f'attachment; filename="mau-{kind}-{req.id[:8]}.docx"'})

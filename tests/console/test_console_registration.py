@@ -1,0 +1,175 @@
+"""The registration workflow in a real browser: Mẫu 01 to a working key, 03 → 04 → 05, refusals,
+letters, and a unit admin kept to its own unit whatever the URL."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import openpyxl  # noqa: F401  (the report tests open spreadsheets; imported here to fail early if missing)
+from docx import Document
+
+from lgsp.client import Credentials, LgspClient
+from lgsp.core.accounts import Accounts
+from lgsp.core.hub import Hub
+
+from .conftest import PASSWORD, shot, sign_in
+
+UNIT = "000.00.00.H23"
+OTHER = "000.00.01.H23"
+
+
+async def _fill_request(page: Any, fields: dict[str, str]) -> None:
+    for name, value in fields.items():
+        await page.fill("#f-" + name.replace(".", "-"), value)
+
+
+async def _setup(hub: Hub, accounts: Accounts) -> None:
+    await hub.directory.add_unit(UNIT, "Sở Kế hoạch và Đầu tư")
+    await hub.directory.add_unit(OTHER, "Sở Tài chính")
+    await accounts.add("so.khdt", PASSWORD, "unit_admin", unit_id=UNIT, display_name="Lê Văn Khải")
+    await accounts.add("so.tc", PASSWORD, "unit_admin", unit_id=OTHER)
+    await accounts.add("duyet", PASSWORD, "approver", display_name="Phạm Thị Duyệt")
+
+
+async def test_form_01_to_a_working_key(hub: Hub, accounts: Accounts, browser: Any, tmp_path: Path) -> None:
+    await _setup(hub, accounts)
+    agency = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+    await sign_in(agency, hub, "so.khdt")
+    await agency.goto(hub.url + "/console/requests/new/01")
+    assert await agency.input_value("#f-agency") == "Sở Kế hoạch và Đầu tư"
+    await _fill_request(agency, {"number": "12", "abbreviation": "SKHĐT-VP", "issued_on": "2026-12-01",
+                                 "application_name": "Hệ thống quản lý văn bản <b>điều hành</b>",
+                                 "application_abbreviation": "QLVB", "developer": "Công ty Phần mềm Đồng Nai",
+                                 "contact.name": "Lê Văn Khải", "contact.email": "khai@skhdt.example.gov.vn",
+                                 "contact.phone": "0912345678"})
+    await agency.fill("#f-contact-email", "không phải thư")
+    async with agency.expect_navigation():
+        await agency.click("button:has-text('Gửi đề nghị')")
+    assert "Địa chỉ thư điện tử không hợp lệ" in await agency.inner_text("main")
+    await agency.fill("#f-contact-email", "khai@skhdt.example.gov.vn")
+    await shot(agency, "mau-01", tmp_path)
+    async with agency.expect_navigation():
+        await agency.click("button:has-text('Gửi đề nghị')")
+    request_url = agency.url
+    assert "/console/requests/" in request_url
+    assert await agency.inner_text("#request-state") == "Chờ trả lời"
+    assert "Hệ thống quản lý văn bản <b>điều hành</b>" in await agency.inner_text("main")  # shown as text
+
+    # Another unit's admin cannot see it, by list or by URL.
+    other = await (await browser.new_context()).new_page()
+    await sign_in(other, hub, "so.tc")
+    response = await other.goto(request_url)
+    assert response.status == 404
+    await other.goto(hub.url + "/console/requests")
+    assert "Chưa có đề nghị nào" in await other.inner_text("main")
+    assert (await other.goto(request_url + "/letter/01.docx")).status == 404
+    assert (await other.goto(hub.url + f"/console/units/{UNIT}")).status == 404
+
+    approver = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+    await sign_in(approver, hub, "duyet")
+    await approver.goto(request_url)
+    assert await approver.input_value("#r-request-number") == "12/SKHĐT-VP"
+    assert await approver.input_value("#r-request-issued_on") == "2026-12-01"
+    await approver.fill("#r-support_contact-name", "Trần Quốc Hưng")
+    await approver.fill("#r-support_contact-phone", "0912 345 678")
+    await approver.fill("#r-number", "45")
+    await approver.fill("#r-issued_on", "2026-12-03")
+    await shot(approver, "mau-01-phe-duyet", tmp_path)
+    async with approver.expect_navigation():
+        await approver.click("button:has-text('Chấp thuận')")
+    assert await approver.inner_text("#request-state") == "Đã chấp thuận"
+    async with approver.expect_download() as download_info:
+        await approver.click("text=Tải Mẫu 02 (.docx)")
+    letter = Path(await (await download_info.value).path()).read_bytes()
+    text = "\n".join(p.text for p in Document(io.BytesIO(letter)).paragraphs)
+    assert "12/SKHĐT-VP" in text and "Trần Quốc Hưng" in text
+
+    # The unit admin issues a key for the new application and sends a packet with it.
+    await agency.goto(hub.url + f"/console/units/{UNIT}")
+    assert "QLVB" in await agency.inner_text("main")
+    async with agency.expect_navigation():
+        await agency.click("button:has-text('Cấp khóa')")
+    access_key = (await agency.inner_text("#issued-access-key")).strip()
+    secret = (await agency.inner_text("#issued-secret")).strip()
+    await shot(agency, "ung-dung-khoa", tmp_path)
+    await agency.goto(hub.url + f"/console/units/{UNIT}")
+    assert await agency.locator("#issued-secret").count() == 0  # shown once
+    receiver_app = await hub.directory.add_application(OTHER, "vbql")
+    receiver = await hub.directory.issue_key(receiver_app.id, "HMAC-SHA256")
+    sender = LgspClient(Credentials(hub.url, access_key, "HMAC-SHA256", secret))
+    inbox = LgspClient(Credentials(hub.url, receiver.access_key, "HMAC-SHA256", receiver.secret))
+    try:
+        body = "Công văn số 1".encode()
+        packet_id = await sender.send(body, [OTHER], subject="Công văn số 1")
+        assert await inbox.fetch_bytes(packet_id) == body
+        await inbox.ack(packet_id, hashlib.sha256(body).hexdigest())
+    finally:
+        await sender.close()
+        await inbox.close()
+
+
+async def test_account_request_approval_and_handover(hub: Hub, accounts: Accounts, browser: Any) -> None:
+    await _setup(hub, accounts)
+    await accounts.add("quan.tri", PASSWORD, "operator")
+    page = await (await browser.new_context()).new_page()
+    await sign_in(page, hub, "quan.tri")
+    await page.goto(hub.url + "/console/requests/new/03")
+    await page.select_option("#f-unit", OTHER)
+    await _fill_request(page, {"agency": "Sở Tài chính", "number": "7", "abbreviation": "STC",
+                               "issued_on": "2026-12-01",
+                               "contact.name": "Đỗ Thị Hoa", "contact.email": "hoa@stc.example.gov.vn",
+                               "contact.phone": "0251 3822 456"})
+    async with page.expect_navigation():
+        await page.click("button:has-text('Gửi đề nghị')")
+    await page.fill("#f-username", "qt.stc")
+    await page.fill("#r-support_contact-name", "Trần Quốc Hưng")
+    await page.fill("#r-support_contact-phone", "0912345678")
+    await page.fill("#r-number", "46")
+    await page.fill("#r-issued_on", "2026-12-02")
+    async with page.expect_navigation():
+        await page.click("button:has-text('Chấp thuận')")
+    temporary = (await page.inner_text("#temporary-password")).strip()
+    assert (await accounts.authenticate("qt.stc", temporary, None, address=None)).unit_id == OTHER
+    assert await page.input_value("#h-form_04-number") == "46"
+    await page.fill("#h-form_04-number", "46/TTCNTT")
+    await page.fill("#h-handover_at", "2026-12-03T09:30")
+    await page.fill("#h-handover_place", "Phòng họp tầng 3")
+    await page.fill("#h-party_a-name", "Trần Quốc Hưng")
+    await page.fill("#h-party_a-position", "Trưởng phòng")
+    await page.fill("#h-party_b-name", "Đỗ Thị Hoa")
+    await page.fill("#h-party_b-position", "Chuyên viên")
+    async with page.expect_navigation():
+        await page.click("button:has-text('Ghi nhận bàn giao')")
+    assert await page.inner_text("#request-state") == "Đã bàn giao"
+    for kind in ("03", "04", "05"):
+        assert await page.locator(f"text=Tải Mẫu {kind} (.docx)").count() == 1
+
+
+async def test_refusal_shows_its_reason_escaped(hub: Hub, accounts: Accounts, browser: Any) -> None:
+    await _setup(hub, accounts)
+    page = await (await browser.new_context()).new_page()
+    await sign_in(page, hub, "so.khdt")
+    await page.goto(hub.url + "/console/requests/new/01")
+    await _fill_request(page, {"number": "13", "issued_on": "2026-12-01", "application_name": "Cổng A",
+                               "developer": "Công ty B", "contact.name": "Lê Văn Khải",
+                               "contact.email": "khai@skhdt.example.gov.vn", "contact.phone": "0912345678"})
+    async with page.expect_navigation():
+        await page.click("button:has-text('Gửi đề nghị')")
+    url = page.url
+    approver = await (await browser.new_context()).new_page()
+    await sign_in(approver, hub, "duyet")
+    await approver.goto(url)
+    await approver.fill("#f-reason", "<img src=x onerror=alert(1)> Thiếu căn cứ")
+    async with approver.expect_navigation():
+        await approver.click("button:has-text('Từ chối')")
+    assert await approver.inner_text("#refusal-reason") == "<img src=x onerror=alert(1)> Thiếu căn cứ"
+    await page.goto(url)
+    assert await page.inner_text("#request-state") == "Từ chối"
+    assert await page.locator("text=Chấp thuận").count() == 0  # a unit admin cannot decide
+    # Nor by posting directly (its CSRF token is valid, its role is not).
+    csrf = await page.get_attribute("input[name=csrf]", "value")
+    response = await page.request.post(url + "/approve", form={"csrf": csrf or ""})
+    assert response.status == 403

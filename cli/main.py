@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from lgsp.cli import account, admin, backup, doctor, exchange, formats, masterkey, notices, server
+from lgsp.cli import account, admin, axis, backup, doctor, exchange, formats, masterkey, notices, server
 from lgsp.cli.args import Parser, Subparsers
 from lgsp.cli.errors import run_command
 from lgsp.cli.messages import LANGUAGES, unknown_language
@@ -28,6 +28,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
     notices.add_commands,
     doctor.add_commands,
     masterkey.add_commands,
+    axis.add_commands,
 ]
 
 

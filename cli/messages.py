@@ -98,6 +98,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "axis_sim_listening": ("trình mô phỏng trục quốc gia (VXP) đang phục vụ tại {url} cho {n} hệ thống "
                            "(Ctrl+C để dừng)",
                            "national axis (VXP) simulator is listening on {url} for {n} system(s) (Ctrl+C to stop)"),
+    "axis_synced": ("đã đồng bộ danh bạ trục quốc gia vào vùng {zone}: thêm {added}, cập nhật {updated}, "
+                    "tạm dừng {suspended}, bỏ qua {skipped}",
+                    "national axis directory synchronised into zone {zone}: {added} added, {updated} updated, "
+                    "{suspended} suspended, {skipped} skipped"),
+    "axis_not_configured": ("chưa cấu hình {section} (xem docs/national-axis.md)",
+                            "{section} is not configured (see docs/national-axis.md)"),
+    "axis_failed": ("trục quốc gia trả lỗi {code}: {desc}", "the national axis answered {code}: {desc}"),
     "axis_sim_no_system": ("cần ít nhất một hệ thống: --system ID:SECRET:AGENCY hoặc --systems-file FILE",
                            "at least one system is needed: --system ID:SECRET:AGENCY or --systems-file FILE"),
     "watching": ("đang theo dõi sự kiện (Ctrl+C để dừng)…", "watching events (Ctrl+C to stop)…"),

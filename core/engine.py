@@ -343,15 +343,17 @@ class DeliveryEngine:
             attempts = await dv.attempts_of(conn, packet_id, unit)
         return packet_id, unit, attempts or 1
 
-    async def _presence(self, lane: Lane, unit: str, ok: bool) -> None:
-        """What an attempt or probe says about the destination: the unit's, or the whole zone's."""
+    async def _presence(self, lane: Lane, unit: str, ok: bool, *, probe: bool = False) -> None:
+        """What an attempt or probe says about the destination: the unit's, or the whole zone's.
+
+        For a zone every probe is written (units added to the zone since come online with the next
+        one); an attempt's repeat of the same news at most every 30 s (it is on the push path)."""
         if lane.zone is None:
             self.hub.presence.probe_result(unit, ok)
             return
         now = time.monotonic()
         last = self._zone_online.get(lane.zone)
-        # A repeat of the same news is written at most every 30 s (new units of the zone join then).
-        if last is not None and last[0] == ok and now - last[1] < 30.0:
+        if not probe and last is not None and last[0] == ok and now - last[1] < 30.0:
             return
         self._zone_online[lane.zone] = (ok, now)
         try:
@@ -461,5 +463,5 @@ class DeliveryEngine:
             except Exception as exc:
                 log.debug("probe of %s failed: %s", lane.unit, exc)
                 ok = False
-            await self._presence(lane, lane.unit, ok)
+            await self._presence(lane, lane.unit, ok, probe=True)
             await asyncio.sleep(lane.probe_interval)

@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING
 
 from lgsp.core.directory import ZoneEntry, ZoneSync
 
+from .client import AxisClient
+from .settings import AxisSettings
 from .shapes import SyncUnit
 
 if TYPE_CHECKING:
+    from lgsp.core.hub import Hub
+
     from .bridge import AxisBridge
 
 log = logging.getLogger("lgsp.adapters.national_axis")
@@ -31,8 +35,20 @@ def entries_of(items: list[SyncUnit]) -> list[ZoneEntry]:
 
 
 async def sync_once(bridge: AxisBridge) -> ZoneSync:
-    items = await bridge.client.synchronize_units()
-    report = await bridge.hub.directory.sync_zone(bridge.settings.zone, entries_of(items))
+    return await synchronise(bridge.hub, bridge.settings, bridge.client)
+
+
+async def sync_with_store(hub: Hub, settings: AxisSettings) -> ZoneSync:
+    """`lgsp axis sync`: a client of its own (the secret from the store), one round, closed."""
+    secret = await hub.secrets.reveal(settings.secret_name)
+    async with AxisClient(settings.endpoint, settings.system_id, secret, timeout=settings.timeout,
+                          connect_timeout=settings.connect_timeout) as client:
+        return await synchronise(hub, settings, client)
+
+
+async def synchronise(hub: Hub, settings: AxisSettings, client: AxisClient) -> ZoneSync:
+    items = await client.synchronize_units()
+    report = await hub.directory.sync_zone(settings.zone, entries_of(items))
     log.info("national axis: directory synchronised (%d listed: %d added, %d updated, %d suspended, %d skipped)",
              len(items), report.added, report.updated, report.suspended, len(report.skipped))
     return report

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from lgsp.cli import account, admin, axis, backup, doctor, exchange, formats, masterkey, notices, server
+from lgsp.cli import account, admin, axis, backup, doctor, exchange, formats, masterkey, notices, report, server
 from lgsp.cli.args import Parser, Subparsers
 from lgsp.cli.errors import run_command
 from lgsp.cli.messages import LANGUAGES, unknown_language
@@ -24,6 +24,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
     exchange.add_commands,
     formats.add_commands,
     account.add_commands,
+    report.add_commands,
     backup.add_commands,
     notices.add_commands,
     doctor.add_commands,

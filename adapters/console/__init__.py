@@ -39,9 +39,9 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 def route_tables() -> list[web.RouteTableDef]:
     from lgsp.adapters.console import requests as registration
-    from lgsp.adapters.console import units
+    from lgsp.adapters.console import traffic, units
 
-    return [signin.routes, home.routes, people.routes, registration.routes, units.routes]
+    return [signin.routes, home.routes, people.routes, registration.routes, units.routes, traffic.routes]
 
 
 @hookimpl

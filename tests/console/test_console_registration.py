@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-import openpyxl  # noqa: F401  (the report tests open spreadsheets; imported here to fail early if missing)
+import openpyxl
 from docx import Document
 
 from lgsp.client import Credentials, LgspClient
@@ -109,6 +109,26 @@ async def test_form_01_to_a_working_key(hub: Hub, accounts: Accounts, browser: A
     finally:
         await sender.close()
         await inbox.close()
+
+    # It shows delivered in the unit's traffic and counts in its statistics, exported to .xlsx.
+    await agency.goto(hub.url + f"/console/traffic?unit={UNIT}&role=sent")
+    table = await agency.inner_text("table")
+    assert packet_id[:8] in table and "Công văn số 1" in table and "delivered" in table
+    await shot(agency, "goi-tin", tmp_path)
+    assert (await agency.goto(hub.url + f"/console/traffic?unit={OTHER}")).status == 404
+    await agency.goto(hub.url + f"/console/reports?unit={UNIT}&period=year")
+    await shot(agency, "thong-ke", tmp_path)
+    async with agency.expect_download() as download_info:
+        await agency.click("#export-xlsx")
+    download = await download_info.value
+    assert download.suggested_filename.endswith(".xlsx")
+    await download.save_as(tmp_path / "bao-cao.xlsx")
+    workbook = openpyxl.load_workbook(tmp_path / "bao-cao.xlsx")
+    values = {(r[1], r[2]) for r in workbook.active.iter_rows(min_row=5, values_only=True)}
+    assert ("Gói tin gửi", 1) in values and ("Dung lượng gửi (byte)", len(body)) in values
+    assert (f"{OTHER} — gửi", 1) in values
+    await agency.goto(hub.url + f"/console/connections?unit={UNIT}")
+    assert "trực tuyến" in await agency.inner_text("main")
 
 
 async def test_account_request_approval_and_handover(hub: Hub, accounts: Accounts, browser: Any) -> None:

@@ -1,0 +1,151 @@
+"""Traffic (a unit's sent and received packets), connection history, statistics and report exports.
+
+A unit admin picks only among its units; any other unit answers 404. Packets are listed by their
+metadata only: the console never shows content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from lgsp.adapters.console.base import PREFIX, WHO, console_of, forbidden, page
+from lgsp.core.registration.workdays import VIETNAM_TZ
+from lgsp.core.reports import period_bounds, presence_periods, to_csv, to_xlsx, unit_report
+from lgsp.core.store.tables import deliveries, packets
+
+routes = web.RouteTableDef()
+
+PERIODS = {"day": "Ngày", "month": "Tháng", "quarter": "Quý", "year": "Năm"}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _date(text: str | None, default: dt.date) -> dt.date:
+    try:
+        return dt.date.fromisoformat((text or "")[:10])
+    except ValueError:
+        return default
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(VIETNAM_TZ).date()
+
+
+def _span(request: web.Request) -> tuple[dt.date, dt.date, dt.datetime, dt.datetime]:
+    today = _today()
+    first = _date(request.query.get("from"), today - dt.timedelta(days=30))
+    last = _date(request.query.get("to"), today)
+    if last < first:
+        first, last = last, first
+    since = dt.datetime.combine(first, dt.time(), tzinfo=VIETNAM_TZ).astimezone(dt.UTC)
+    until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=VIETNAM_TZ).astimezone(dt.UTC)
+    return first, last, since, until
+
+
+async def _unit_choice(request: web.Request) -> tuple[list[Any], str | None]:
+    console = console_of(request)
+    who = request[WHO]
+    units = [u for u in await console.hub.directory.search_units("", limit=5000) if who.can_see(u.id)]
+    wanted = request.query.get("unit") or (units[0].id if len(units) == 1 else None)
+    return units, wanted
+
+
+@routes.get(PREFIX + "/traffic")
+@page()
+async def traffic(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    who = request[WHO]
+    units, unit_id = await _unit_choice(request)
+    if unit_id is not None and not who.can_see(unit_id):
+        return forbidden(request)
+    first, last, since, until = _span(request)
+    role = request.query.get("role") if request.query.get("role") in ("sent", "received") else "sent"
+    partner = request.query.get("partner", "").strip()[:40]
+    state = request.query.get("state", "").strip()[:16]
+    data_type = request.query.get("data_type", "").strip()[:64]
+    subject = request.query.get("subject", "").strip()[:200]
+    rows: list[Any] = []
+    if unit_id:
+        stmt = (select(packets.c.id, packets.c.source_unit, packets.c.subject, packets.c.data_type, packets.c.size,
+                       packets.c.created_at, deliveries.c.unit_id, deliveries.c.state, deliveries.c.updated_at)
+                .join(deliveries, deliveries.c.packet_id == packets.c.id)
+                .where(packets.c.created_at >= since, packets.c.created_at < until)
+                .order_by(packets.c.created_at.desc()).limit(500))
+        if role == "sent":
+            stmt = stmt.where(packets.c.source_unit == unit_id)
+            if partner:
+                stmt = stmt.where(deliveries.c.unit_id == partner)
+        else:
+            stmt = stmt.where(deliveries.c.unit_id == unit_id)
+            if partner:
+                stmt = stmt.where(packets.c.source_unit == partner)
+        if state:
+            stmt = stmt.where(deliveries.c.state == state)
+        if data_type:
+            stmt = stmt.where(packets.c.data_type == data_type)
+        if subject:
+            escaped = subject.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(packets.c.subject.like(f"%{escaped}%", escape="\\"))
+        async with console.hub.db.read() as conn:
+            rows = list((await conn.execute(stmt)).all())
+    return console.render(request, "traffic.html", units=units, unit_id=unit_id or "", role=role, rows=rows,
+                          first=first.isoformat(), last=last.isoformat(), partner=partner, state=state,
+                          data_type=data_type, subject=subject)
+
+
+@routes.get(PREFIX + "/connections")
+@page()
+async def connections(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    who = request[WHO]
+    units, unit_id = await _unit_choice(request)
+    if unit_id is not None and not who.can_see(unit_id):
+        return forbidden(request)
+    first, last, since, until = _span(request)
+    changes = await presence_periods(console.hub.db, unit_id, since, until) if unit_id else []
+    unit = await console.hub.directory.get_unit(unit_id) if unit_id else None
+    return console.render(request, "connections.html", units=units, unit_id=unit_id or "", changes=changes,
+                          unit=unit, first=first.isoformat(), last=last.isoformat())
+
+
+async def _report_of(request: web.Request) -> tuple[Any, list[Any], str | None, str, str]:
+    console = console_of(request)
+    units, unit_id = await _unit_choice(request)
+    asked = request.query.get("period", "")
+    period = asked if asked in PERIODS else "month"
+    day = _date(request.query.get("day"), _today())
+    report = None
+    if unit_id:
+        since, until = period_bounds(period, day)
+        report = await unit_report(console.hub.db, unit_id, since, until)
+    return report, units, unit_id, period, day.isoformat()
+
+
+@routes.get(PREFIX + "/reports")
+@page()
+async def reports(request: web.Request) -> web.StreamResponse:
+    who = request[WHO]
+    report, units, unit_id, period, day = await _report_of(request)
+    if unit_id is not None and not who.can_see(unit_id):
+        return forbidden(request)
+    partners_max = max((v.get("sent", 0) + v.get("received", 0) for v in report.by_partner.values()),
+                       default=0) if report else 0
+    return console_of(request).render(request, "reports.html", report=report, units=units, unit_id=unit_id or "",
+                                      period=period, periods=PERIODS, day=day, partners_max=partners_max)
+
+
+@routes.get(PREFIX + r"/reports/export.{fmt:xlsx|csv}")
+@page()
+async def report_export(request: web.Request) -> web.StreamResponse:
+    who = request[WHO]
+    report, _units, unit_id, period, day = await _report_of(request)
+    if report is None or unit_id is None or not who.can_see(unit_id):
+        return forbidden(request)
+    fmt = request.match_info["fmt"]
+    body = to_xlsx(report) if fmt == "xlsx" else to_csv(report)
+    name = f"bao-cao-{unit_id}-{period}-{day}.{fmt}"
+    return web.Response(body=body, content_type=XLSX if fmt == "xlsx" else "text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,222 @@
+"""Statistics per unit and period (Điều 5.11–5.12, 15.5–15.7): packets and bytes sent and received,
+by partner and data type, delivery times, failures by reason, and the share of time online.
+
+Computed from the store on demand (packets, deliveries, presence_log); the console, the CLI
+(`lgsp report`) and exports (.xlsx, .csv) all read this one function, so they agree.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, select
+
+from lgsp.core.store.database import Database
+from lgsp.core.store.tables import deliveries, packets, presence_log, units
+
+FAILED_STATES = ("failed", "expired", "cancelled")
+
+
+@dataclass
+class Report:
+    unit_id: str
+    since: dt.datetime
+    until: dt.datetime
+    sent_packets: int = 0
+    sent_bytes: int = 0
+    received_packets: int = 0
+    received_bytes: int = 0
+    by_partner: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_data_type: dict[str, dict[str, int]] = field(default_factory=dict)
+    delivery_seconds_median: float | None = None
+    delivery_seconds_p95: float | None = None
+    delivered: int = 0
+    delivered_before_deadline: int = 0
+    with_deadline: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    online_ratio: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"unit": self.unit_id, "from": self.since.isoformat(), "to": self.until.isoformat(),
+                "sent": {"packets": self.sent_packets, "bytes": self.sent_bytes},
+                "received": {"packets": self.received_packets, "bytes": self.received_bytes},
+                "by_partner": self.by_partner, "by_data_type": self.by_data_type,
+                "delivery_seconds": {"median": self.delivery_seconds_median, "p95": self.delivery_seconds_p95,
+                                     "delivered": self.delivered},
+                "deadline": {"with_deadline": self.with_deadline, "on_time": self.delivered_before_deadline},
+                "failures": self.failures, "online_ratio": self.online_ratio}
+
+    def rows(self) -> list[tuple[str, str, Any]]:
+        """The report as (section, item, value) rows: what the spreadsheet and CSV exports hold."""
+        out: list[tuple[str, str, Any]] = [
+            ("Tổng hợp", "Gói tin gửi", self.sent_packets), ("Tổng hợp", "Dung lượng gửi (byte)", self.sent_bytes),
+            ("Tổng hợp", "Gói tin nhận", self.received_packets),
+            ("Tổng hợp", "Dung lượng nhận (byte)", self.received_bytes),
+            ("Thời gian chuyển", "Đã chuyển xong", self.delivered),
+            ("Thời gian chuyển", "Trung vị (giây)", self.delivery_seconds_median),
+            ("Thời gian chuyển", "P95 (giây)", self.delivery_seconds_p95),
+            ("Đúng hạn", "Gói tin có hạn xử lý", self.with_deadline),
+            ("Đúng hạn", "Chuyển xong trước hạn", self.delivered_before_deadline),
+            ("Kết nối", "Tỷ lệ trực tuyến", self.online_ratio),
+        ]
+        for partner, v in sorted(self.by_partner.items()):
+            out.append(("Theo đơn vị đối tác", f"{partner} — gửi", v.get("sent", 0)))
+            out.append(("Theo đơn vị đối tác", f"{partner} — nhận", v.get("received", 0)))
+        for data_type, v in sorted(self.by_data_type.items()):
+            out.append(("Theo kiểu dữ liệu", f"{data_type} — gửi", v.get("sent", 0)))
+            out.append(("Theo kiểu dữ liệu", f"{data_type} — nhận", v.get("received", 0)))
+        for reason, n in sorted(self.failures.items()):
+            out.append(("Lỗi theo lý do", reason, n))
+        return out
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
+
+
+async def unit_report(db: Database, unit_id: str, since: dt.datetime, until: dt.datetime) -> Report:
+    report = Report(unit_id, since, until)
+    in_period = and_(packets.c.created_at >= since, packets.c.created_at < until)
+    async with db.read() as conn:
+        sent = (await conn.execute(select(packets.c.id, packets.c.size, packets.c.data_type, packets.c.deadline,
+                                          deliveries.c.unit_id, deliveries.c.state, deliveries.c.updated_at,
+                                          deliveries.c.reason, packets.c.accepted_at)
+                                   .join(deliveries, deliveries.c.packet_id == packets.c.id)
+                                   .where(packets.c.source_unit == unit_id, in_period))).all()
+        received = (await conn.execute(select(packets.c.id, packets.c.size, packets.c.data_type,
+                                              packets.c.source_unit)
+                                       .join(deliveries, deliveries.c.packet_id == packets.c.id)
+                                       .where(deliveries.c.unit_id == unit_id, in_period))).all()
+        presence = (await conn.execute(select(presence_log.c.at, presence_log.c.online)
+                                       .where(presence_log.c.unit_id == unit_id, presence_log.c.at < until)
+                                       .order_by(presence_log.c.at))).all()
+        created = await conn.scalar(select(units.c.created_at).where(units.c.id == unit_id))
+    seen: set[str] = set()
+    times: list[float] = []
+    for r in sent:
+        if r.id not in seen:
+            seen.add(r.id)
+            report.sent_packets += 1
+            report.sent_bytes += r.size
+            report.by_data_type.setdefault(r.data_type, {}).setdefault("sent", 0)
+            report.by_data_type[r.data_type]["sent"] += 1
+        report.by_partner.setdefault(r.unit_id, {}).setdefault("sent", 0)
+        report.by_partner[r.unit_id]["sent"] += 1
+        if r.state == "delivered":
+            report.delivered += 1
+            if r.accepted_at is not None:
+                times.append(max(0.0, (r.updated_at - r.accepted_at).total_seconds()))
+            if r.deadline is not None and r.updated_at <= r.deadline:
+                report.delivered_before_deadline += 1
+        if r.deadline is not None:
+            report.with_deadline += 1
+        if r.state in FAILED_STATES:
+            reason = f"{r.state}: {(r.reason or '').strip()[:80]}".rstrip(": ")
+            report.failures[reason] = report.failures.get(reason, 0) + 1
+    for r2 in received:
+        report.received_packets += 1
+        report.received_bytes += r2.size
+        report.by_partner.setdefault(r2.source_unit, {}).setdefault("received", 0)
+        report.by_partner[r2.source_unit]["received"] += 1
+        report.by_data_type.setdefault(r2.data_type, {}).setdefault("received", 0)
+        report.by_data_type[r2.data_type]["received"] += 1
+    if times:
+        report.delivery_seconds_median = round(statistics.median(times), 3)
+        report.delivery_seconds_p95 = round(_p95(times), 3)
+    report.online_ratio = _online_ratio(presence, created, since, until)
+    return report
+
+
+def _online_ratio(presence: Sequence[Any], created: dt.datetime | None, since: dt.datetime,
+                  until: dt.datetime) -> float | None:
+    start = max(since, created) if created else since
+    end = min(until, dt.datetime.now(dt.UTC))
+    if end <= start:
+        return None
+    online = False
+    at = start
+    total = 0.0
+    for row in presence:
+        if row.at <= start:
+            online = row.online
+            continue
+        if online:
+            total += (min(row.at, end) - at).total_seconds()
+        at = min(row.at, end)
+        online = row.online
+    if online:
+        total += (end - at).total_seconds()
+    return round(total / (end - start).total_seconds(), 4)
+
+
+async def presence_periods(db: Database, unit_id: str, since: dt.datetime,
+                           until: dt.datetime) -> list[dict[str, Any]]:
+    """The unit's online/offline changes in the period (connection history), oldest first."""
+    async with db.read() as conn:
+        rows = (await conn.execute(select(presence_log).where(
+            presence_log.c.unit_id == unit_id, presence_log.c.at >= since, presence_log.c.at < until)
+            .order_by(presence_log.c.at))).all()
+    return [{"at": r.at, "online": r.online, "cause": r.cause} for r in rows]
+
+
+def to_csv(report: Report) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["Mục", "Chỉ tiêu", "Giá trị"])
+    for row in report.rows():
+        writer.writerow(["" if v is None else v for v in row])
+    return ("\ufeff" + buf.getvalue()).encode("utf-8")  # the BOM lets spreadsheet programs read UTF-8
+
+
+def to_xlsx(report: Report) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = "Báo cáo"
+    ws.append([f"Báo cáo sử dụng Trục liên thông — đơn vị {report.unit_id}"])
+    ws.append([f"Từ {report.since:%d/%m/%Y} đến trước {report.until:%d/%m/%Y}"])
+    ws.append([])
+    ws.append(["Mục", "Chỉ tiêu", "Giá trị"])
+    for cell in ws[4]:
+        cell.font = Font(bold=True)
+    for row in report.rows():
+        ws.append(list(row))
+    ws.column_dimensions["A"].width = 24
+    ws.column_dimensions["B"].width = 40
+    ws.column_dimensions["C"].width = 16
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def period_bounds(period: str, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The day, month, quarter or year containing `day`, as UTC instants of Vietnam midnights."""
+    from lgsp.core.registration.workdays import VIETNAM_TZ
+
+    if period == "day":
+        first, last = day, day + dt.timedelta(days=1)
+    elif period == "month":
+        first = day.replace(day=1)
+        last = (first + dt.timedelta(days=32)).replace(day=1)
+    elif period == "quarter":
+        first = day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+        last = (first + dt.timedelta(days=95)).replace(day=1)
+    elif period == "year":
+        first, last = day.replace(month=1, day=1), day.replace(year=day.year + 1, month=1, day=1)
+    else:
+        raise ValueError(f"period must be day, month, quarter or year, not {period!r}")
+
+    def at(d: dt.date) -> dt.datetime:
+        return dt.datetime.combine(d, dt.time(), tzinfo=VIETNAM_TZ).astimezone(dt.UTC)
+
+    return at(first), at(last)

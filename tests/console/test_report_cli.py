@@ -1,0 +1,31 @@
+"""`lgsp report`: a unit's statistics from the CLI, as a table, JSON and .xlsx; bad input in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import openpyxl
+
+from tests.cli_support import CliResult, run_cli
+from tests.test_cli import Env
+
+
+def _run(cli: Env, *args: str) -> CliResult:
+    return run_cli(*args, "-c", str(cli.config), env=cli.env, cwd=cli.tmp, lang="vi")
+
+
+def test_report_of_a_unit(tmp_path: Path) -> None:
+    cli = Env(tmp_path)
+    assert _run(cli, "unit", "add", "000.00.00.H23", "Sở A").returncode == 0
+    res = _run(cli, "report", "--unit", "000.00.00.H23", "--period", "year", "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["sent"] == {"packets": 0, "bytes": 0} and data["unit"] == "000.00.00.H23"
+    res = _run(cli, "report", "--unit", "000.00.00.H23", "-o", str(tmp_path / "r.xlsx"))
+    assert res.returncode == 0, res.stderr
+    rows = list(openpyxl.load_workbook(tmp_path / "r.xlsx").active.iter_rows(values_only=True))
+    assert ("Tổng hợp", "Gói tin gửi", 0) in rows
+    for args in (("--unit", "000.00.99.H23"), ("--unit", "000.00.00.H23", "--day", "2026-13-01")):
+        res = _run(cli, "report", *args)
+        assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 from lgsp.core.directory import Directory, KeyMaterial
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
+from lgsp.core.policy import Policy
 from lgsp.core.presence import Presence
 from lgsp.core.signing import (
     DATE_SHAPE,
@@ -134,6 +135,8 @@ class Authenticator:
         # `async (target) -> unit id | None`: the unit that answers for a non-unit target (a service's
         # owner), which may then verify requests made under sessions for that target.
         self.target_owners: list[Callable[[str], Any]] = []
+        # The communication policy (core/policy.py), consulted when a session names a unit as target.
+        self.policy: Policy | None = None
 
     async def authenticate(self, method: str, path: str, raw_query: str, headers: Mapping[str, str]) -> Principal:
         request = parse_signed_request(method, path, raw_query, headers)
@@ -231,6 +234,8 @@ class Authenticator:
         status = (await self.directory.existing_units([target])).get(target)
         if status != "active":
             raise Problem("forbidden", f"{target} is not a reachable unit or service")
+        if self.policy is not None:  # after the directory's answer, so a refusal tells nothing more
+            await self.policy.check_session(principal.unit_id, principal.application_id or None, target)
 
     # -- verification for a destination -------------------------------------------------------
     async def verify_for(self, asker: Principal, method: str, path: str, raw_query: str,

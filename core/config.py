@@ -461,6 +461,23 @@ class RegistrationConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    default: Literal["allow", "deny"] = setting(
+        "allow", "Communication policy when no rule matches a source and destination: allow or deny")
+    rules: list[dict[str, Any]] = setting(
+        [], "Fixed rules, each {action: allow|deny, source, destination, data_type}; the CLI adds more "
+        "(lgsp policy add) — see docs/security.md")
+    cache_seconds: float = setting(
+        2.0, "Rules and the unit tree are re-read at most this often (a CLI change holds within it)",
+        check=_non_negative)
+
+    def config_issues(self) -> list[tuple[str, str]]:
+        from lgsp.core.policy import config_rule_issues
+
+        return config_rule_issues(self.rules)
+
+
+@dataclass(frozen=True)
 class Config:
     hub: HubConfig = section(HubConfig, "This hub")
     server: ServerConfig = section(ServerConfig, "HTTP server")
@@ -476,6 +493,7 @@ class Config:
     metrics: MetricsConfig = section(MetricsConfig, "Prometheus metrics")
     registration: RegistrationConfig = section(RegistrationConfig,
                                                "Registration forms (Mẫu 01–07) and the working-day calendar")
+    policy: PolicyConfig = section(PolicyConfig, "Who may reach whom (communication policy, Điều 11.2)")
 
     # Where each key came from, for errors found after loading (e.g. an unknown plugin name).
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False,

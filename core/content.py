@@ -249,6 +249,9 @@ class ContentService:
         self.blobs = blobs
         self.bus = bus
         self.clock = clock
+        # `async (packet, units)`: raises a Problem when the packet's source may not reach destinations
+        # its content names (the communication policy, core/policy.py); set by the hub.
+        self.check_reach: Callable[[PacketInfo, list[str]], Awaitable[None]] | None = None
         self.inspectors: dict[str, ContentInspector] = {}
         self.families: dict[str, ContentInspector] = {}
         for inspector in inspectors:
@@ -295,7 +298,11 @@ class ContentService:
         data_key = await self.blobs.data_key(upload_key)
         job = InspectionJob(self, info, path, upload_key, data_key)
         try:
-            return await inspector.inspect(job)
+            inspection = await inspector.inspect(job)
+            named = [u for u in inspection.destinations if u not in info.to]
+            if named and self.check_reach is not None:
+                await self.check_reach(info, named)
+            return inspection
         except BaseException as exc:
             await asyncio.to_thread(job.discard)
             await self.delete_blobs(upload_key)  # nothing of a refused upload is kept

@@ -30,6 +30,8 @@ CATALOGUE: dict[str, ErrorKind] = {
                                   "Session token invalid or expired"),
     "auth.bad_ticket": ErrorKind(401, "Vé mở luồng sự kiện không hợp lệ, đã dùng hoặc đã hết hạn",
                                  "Event stream ticket invalid, already used or expired"),
+    "auth.not_permitted": ErrorKind(403, "Chính sách liên thông không cho phép gửi tới đơn vị này",
+                                    "The communication policy does not let this source reach that destination"),
     "forbidden": ErrorKind(403, "Không có quyền thực hiện", "Forbidden"),
     "not_found": ErrorKind(404, "Không tìm thấy", "Not found"),
     "method_not_allowed": ErrorKind(405, "Phương thức không được hỗ trợ", "Method not allowed"),

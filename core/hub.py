@@ -36,6 +36,7 @@ from lgsp.core.masterkey import Kek, MasterKey
 from lgsp.core.metrics import Metrics
 from lgsp.core.notices import NoticeBoard
 from lgsp.core.offline import OfflineReporter
+from lgsp.core.policy import Policy
 from lgsp.core.presence import Presence
 from lgsp.core.push import PushAdapter, adapter_settings, engine_target_problems
 from lgsp.core.secretstore import SecretStore
@@ -69,6 +70,7 @@ class Hub:
         self.directory: Directory
         self.presence: Presence
         self.auth: Authenticator
+        self.policy: Policy
         self.tickets: StreamTickets
         self.bus = EventBus()
         self.exchange: Exchange
@@ -196,6 +198,9 @@ class Hub:
         self.auth = Authenticator(self.db, self.directory, self.algorithms, self.presence,
                                   clock_skew_seconds=cfg.security.clock_skew_seconds,
                                   session_ttl_seconds=cfg.security.session_ttl_seconds, clock=self.clock)
+        self.policy = Policy(self.db, default=cfg.policy.default, config_rules=cfg.policy.rules,
+                             cache_seconds=cfg.policy.cache_seconds, clock=self.clock)
+        self.auth.policy = self.policy
         self.tickets = StreamTickets(self.db, self.auth, ttl_seconds=cfg.security.stream_ticket_seconds)
         priorities = cfg.delivery.priorities
         self.exchange = Exchange(self.db, self.blobs, self.directory, self.bus,
@@ -220,6 +225,7 @@ class Hub:
         inspectors, converters = collect_content_plugins(self)
         self.content = ContentService(self.db, self.blobs, self.bus, inspectors=inspectors, converters=converters,
                                       clock=self.clock)
+        self.content.check_reach = self.policy.check_named
         self.exchange.use_content(self.content)
         self.notices = NoticeBoard(self.db, self.bus, clock=self.clock)
         self.leadership = Leadership(self.db)  # takes the lock only when a serving hub asks (try_lead)

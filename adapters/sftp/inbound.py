@@ -56,7 +56,8 @@ log = logging.getLogger("lgsp.adapters.sftp")
 
 # Problems that belong to the file: it goes to failed/. Any other error leaves the claim for a retry.
 FILE_PROBLEMS = frozenset({"request.invalid", "request.malformed", "content.hash_mismatch",
-                           "content.size_mismatch", "content.too_large", "route.unknown_destination", "not_found"})
+                           "content.size_mismatch", "content.too_large", "route.unknown_destination", "not_found",
+                           "auth.not_permitted"})
 
 
 class Poller:

@@ -157,6 +157,9 @@ packets = Table(
     Column("accepted_at", UTCDateTime, nullable=True),
     Column("completed_at", UTCDateTime, nullable=True),
     Column("purged_at", UTCDateTime, nullable=True),
+    # The source's application (None for packets an adapter submits on a unit's behalf): the
+    # communication policy judges destinations the content names at upload by it too.
+    Column("source_application", String(36), nullable=True),
     Index(None, "source_unit", "created_at"),
     Index(None, "state", "upload_expires_at"),
     Index(None, "content_state", "state"),
@@ -371,6 +374,11 @@ audit_log = Table(
     Column("target", String(255), nullable=True),
     Column("unit_id", String(ID), nullable=True, index=True),
     Column("detail", JSON, nullable=True),
+    # The tamper-evident chain (core/audit.py, migration 0010): filled by the chainer shortly after
+    # the row is written, in `seq` order, each hash covering the row and the previous row's hash.
+    Column("seq", BigInteger, nullable=True, unique=True),
+    Column("prev_hash", String(64), nullable=True),
+    Column("hash", String(64), nullable=True),
 )
 
 registration_requests = Table(
@@ -417,4 +425,32 @@ notices = Table(
     Column("created_by", String(64), nullable=True),
     Column("announced_at", UTCDateTime, nullable=True),
     Column("withdrawn_at", UTCDateTime, nullable=True),
+)
+
+# -- security: communication policy and the audit chain's seals (migration 0010) ----------------
+
+policy_rules = Table(
+    "policy_rules", metadata,
+    # Who may reach whom (core/policy.py). A removed rule stays, with who removed it and when.
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action", String(8), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("destination", String(200), nullable=False),
+    Column("data_type", String(64), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("removed_at", UTCDateTime, nullable=True),
+    Column("removed_by", String(64), nullable=True),
+)
+
+audit_seals = Table(
+    "audit_seals", metadata,
+    # A chain head signed with the hub's key: proves the chain up to `seq` existed at `signed_at`.
+    Column("seq", BigInteger, primary_key=True),
+    Column("hash", String(64), nullable=False),
+    Column("signed_at", UTCDateTime, nullable=False),
+    Column("access_key", String(64), nullable=False),
+    Column("algorithm", String(32), nullable=False),
+    Column("signature", Text, nullable=False),
 )

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from lgsp.cli import account, admin, axis, backup, doctor, exchange, formats, masterkey, notices, policy, report, server
+from lgsp.cli import account, admin, audit, axis, backup, doctor, exchange, formats, masterkey, notices, policy, report, server
 from lgsp.cli.args import Parser, Subparsers
 from lgsp.cli.errors import run_command
 from lgsp.cli.messages import LANGUAGES, unknown_language
@@ -31,6 +31,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
     masterkey.add_commands,
     axis.add_commands,
     policy.add_commands,
+    audit.add_commands,
 ]
 
 

@@ -2,21 +2,19 @@
 
 A command group of its own (registered in cli/main.py); like the other administration
 commands they work on the store named by the config file. Every change is recorded with who made
-it: `--by`, else $LGSP_OPERATOR, else the login name.
+it: `--by`, else $LGSP_OPERATOR, else the login name (cli/store.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 from typing import Any
 
 from lgsp.cli import output
 from lgsp.cli.args import Subparsers, add_config
 from lgsp.cli.messages import MESSAGES, t
-from lgsp.cli.store import on_store
+from lgsp.cli.store import on_store, operator_name
 
 MESSAGES.update({
     "policy_added": ("đã thêm quy tắc #{id}: {rule}", "added rule #{id}: {rule}"),
@@ -39,18 +37,6 @@ MESSAGES.update({
     "h_by": ("NGƯỜI THỰC HIỆN", "BY"),
     "h_when": ("THỜI ĐIỂM", "WHEN"),
 })
-
-
-def operator_name(args: argparse.Namespace) -> str:
-    """Who makes an administrative change: --by, $LGSP_OPERATOR or the login name."""
-    by = getattr(args, "by", None) or os.environ.get("LGSP_OPERATOR")
-    if not by:
-        try:
-            by = getpass.getuser()
-        except (OSError, KeyError):
-            by = "unknown"
-        by = f"os:{by}"
-    return str(by)
 
 
 def cmd_policy_add(args: argparse.Namespace) -> int:
@@ -90,7 +76,8 @@ def cmd_policy_list(args: argparse.Namespace) -> int:
         if r.removed_at is not None:
             who, when = f"{who} / -{r.removed_by}", f"{when} / -{output.when(r.removed_at)}"
         rows.append([r.label, r.action, str(r.source), str(r.destination), r.data_type or "*", who, when])
-    output.table(rows, [t("h_rule"), t("h_action"), t("h_source"), t("h_dest"), t("h_data_type"), t("h_by"), t("h_when")])
+    output.table(rows, [t("h_rule"), t("h_action"), t("h_source"), t("h_dest"), t("h_data_type"), t("h_by"),
+                        t("h_when")])
     print(t("policy_default", default=default))
     return 0
 

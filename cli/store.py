@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -57,19 +58,34 @@ def describe_store(config: Config) -> str:
 
 @asynccontextmanager
 async def open_store(args: argparse.Namespace) -> AsyncIterator[Any]:
-    """A hub with only its store open (no server), closed on the way out; then says which store."""
+    """A hub with only its store open (no server), closed on the way out; then says which store.
+    What is changed through it is recorded in the audit log as done from the CLI, by the operator
+    named with --by or $LGSP_OPERATOR (else no name, as console accounts record the CLI)."""
+    from lgsp.core.audit import acting_as
     from lgsp.core.hub import Hub
 
     config = cli_config(args)
     hub = Hub(config)
-    await hub.open_store()
-    try:
-        yield hub
-    finally:
-        await hub.db.close()
+    with acting_as(getattr(args, "by", None) or os.environ.get("LGSP_OPERATOR") or None, "cli"):
+        await hub.open_store()
+        try:
+            yield hub
+        finally:
+            await hub.db.close()
     # Reached only when the command succeeded: a failure stays one line on stderr.
     source = config_path(args) or t("config_from_environment")
     print(t("store_used", store=describe_store(config), config=source), file=sys.stderr)
+
+
+def operator_name(args: argparse.Namespace | None = None) -> str:
+    """Who makes an administrative change, for the audit log: --by, $LGSP_OPERATOR or the login name."""
+    by = getattr(args, "by", None) or os.environ.get("LGSP_OPERATOR")
+    if not by:
+        try:
+            by = f"os:{getpass.getuser()}"
+        except (OSError, KeyError):
+            by = "os:unknown"
+    return str(by)[:64]
 
 
 def on_store(args: argparse.Namespace, use: Callable[[Any], Awaitable[T]]) -> T:

@@ -478,6 +478,16 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    chain_interval_seconds: float = setting(
+        1.0, "How often new audit entries are chained (each is durable at once; chaining only links them)",
+        check=_positive)
+    seal_interval_seconds: float = setting(
+        300.0, "How often the chain head is signed with the hub's key, when it moved (0: only by lgsp audit sign)",
+        check=_non_negative)
+
+
+@dataclass(frozen=True)
 class Config:
     hub: HubConfig = section(HubConfig, "This hub")
     server: ServerConfig = section(ServerConfig, "HTTP server")
@@ -494,6 +504,7 @@ class Config:
     registration: RegistrationConfig = section(RegistrationConfig,
                                                "Registration forms (Mẫu 01–07) and the working-day calendar")
     policy: PolicyConfig = section(PolicyConfig, "Who may reach whom (communication policy, Điều 11.2)")
+    audit: AuditConfig = section(AuditConfig, "The tamper-evident audit log")
 
     # Where each key came from, for errors found after loading (e.g. an unknown plugin name).
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False,

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from lgsp.core import audit
 from lgsp.core.errors import Problem
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier, fold, identifier_form
 from lgsp.core.masterkey import MasterKey
@@ -183,6 +184,8 @@ class Directory:
             await conn.execute(units.insert().values(
                 id=unit_id, name=name, name_folded=fold(name), parent_id=parent_id, zone=zone, legacy=legacy,
                 status="active", created_at=now, online=False, stream_cursor=0))
+            await audit.append(conn, "unit.added", target=unit_id, unit=unit_id, at=now,
+                               detail={"name": name, "parent": parent_id, "zone": zone, "legacy": legacy})
         unit = await self.get_unit(unit_id)
         assert unit is not None
         return unit
@@ -265,6 +268,7 @@ class Directory:
             result = await conn.execute(update(units).where(units.c.id == unit_id).values(status=status))
             if result.rowcount == 0:
                 raise Problem("not_found", f"unit {unit_id} does not exist")
+            await audit.append(conn, "unit.status_changed", target=unit_id, unit=unit_id, detail={"status": status})
         unit = await self.get_unit(unit_id)
         assert unit is not None
         return unit
@@ -342,6 +346,8 @@ class Directory:
                     raise Problem("not_found", f"unit {unit_id} does not exist")
                 await conn.execute(applications.insert().values(
                     id=app.id, unit_id=unit_id, name=name, created_at=app.created_at))
+                await audit.append(conn, "application.added", target=app.id, unit=unit_id, at=app.created_at,
+                                   detail={"name": name})
         except IntegrityError as exc:
             raise Problem("conflict", f"unit {unit_id} already has an application named {name!r}") from exc
         return app
@@ -399,6 +405,8 @@ class Directory:
             await conn.execute(access_keys.insert().values(
                 id=access_key, application_id=app.id, unit_id=app.unit_id, algorithm=algorithm,
                 secret_sealed=sealed, public_key_pem=public_pem, created_at=datetime.now(UTC)))
+            await audit.append(conn, "key.issued", target=access_key, unit=app.unit_id,
+                               detail={"application": app.id, "algorithm": algorithm})
         return IssuedKey(access_key=access_key, algorithm=algorithm, unit_id=app.unit_id, application_id=app.id,
                          secret=secret, private_key_pem=private_pem, public_key_pem=public_pem)
 
@@ -424,6 +432,8 @@ class Directory:
                 revoked_at = now
                 await conn.execute(update(access_keys).where(access_keys.c.id == access_key)
                                    .values(revoked_at=revoked_at))
+                await audit.append(conn, "key.revoked", target=access_key, unit=row.unit_id, at=now,
+                                   detail={"application": row.application_id})
         return AccessKey(row.id, row.application_id, row.unit_id, row.algorithm, row.created_at, revoked_at,
                          row.last_used_at)
 

@@ -17,6 +17,7 @@ import pluggy
 from aiohttp import web
 
 from lgsp.core import logs
+from lgsp.core.audit import AuditChain
 from lgsp.core.auth import Authenticator
 from lgsp.core.clock import Clock, SystemClock
 from lgsp.core.cluster import ClusterEvents, Leadership, node_name
@@ -71,6 +72,7 @@ class Hub:
         self.presence: Presence
         self.auth: Authenticator
         self.policy: Policy
+        self.audit: AuditChain
         self.tickets: StreamTickets
         self.bus = EventBus()
         self.exchange: Exchange
@@ -215,6 +217,7 @@ class Hub:
         self.exchange.not_destinations = frozenset({cfg.hub.identifier})
         self.exchange.carried_types = self.engine.data_types_of
         self.identity = HubIdentity(self.directory, self.secrets, cfg.hub.identifier, cfg.hub.name)
+        self.audit = AuditChain(self.db, self._audit_signer, self.algorithms)
         self.services = ServiceRegistry(self.db, self.directory)
         self.auth.target_resolvers.append(self.services.resolve_target)
         self.auth.target_owners.append(self.services.owner_of)
@@ -266,6 +269,7 @@ class Hub:
         self.port = self._server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="lgsp-housekeeping"))
         self._tasks.append(asyncio.create_task(self._presence_flusher(), name="lgsp-presence"))
+        self._tasks.append(asyncio.create_task(self._audit_chainer(), name="lgsp-audit"))
         await self.call_hook_strict("lgsp_startup")
         # Pushes start once every plugin is up (push adapters may need their start-up hook first).
         self.exchange.on_push_queued = self.engine.wake
@@ -401,6 +405,28 @@ class Hub:
         if self.engine.lanes:
             await self.engine.release_stale()
         return True
+
+    async def _audit_signer(self) -> tuple[str, str, Any]:
+        key = await self.identity.key()
+        return key.access_key, key.signer.algorithm.name, key.signer.sign_bytes
+
+    async def _audit_chainer(self) -> None:
+        """Chain new audit entries every round; sign the head every `audit.seal_interval_seconds`."""
+        cfg = self.config.audit
+        loop = asyncio.get_running_loop()
+        next_seal = loop.time() + cfg.seal_interval_seconds
+        while not await self._idle(cfg.chain_interval_seconds):
+            try:
+                await self.audit.chain()
+                if cfg.seal_interval_seconds and loop.time() >= next_seal:
+                    next_seal = loop.time() + cfg.seal_interval_seconds
+                    await self.audit.seal()
+            except Exception:
+                log.exception("audit chaining failed; will retry")
+        try:
+            await self.audit.chain()  # what the last requests recorded, before the store closes
+        except Exception:
+            log.exception("could not chain the last audit entries; the next start will")
 
     async def _presence_flusher(self) -> None:
         while not await self._idle(1.0):

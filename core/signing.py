@@ -155,6 +155,10 @@ class Signer:
     def __repr__(self) -> str:  # never show the key material
         return f"Signer({self.access_key!r}, {self.algorithm.name})"
 
+    def sign_bytes(self, message: bytes) -> bytes:
+        """A raw signature of `message` (e.g. the audit chain's seals), with the same key."""
+        return self.algorithm.sign(self._signing_key, message)
+
     def headers(self, method: str, path: str, raw_query: str = "", content_sha256: str = EMPTY_SHA256,
                 *, session: str | None = None, date: str | None = None,
                 nonce: str | None = None) -> dict[str, str]:

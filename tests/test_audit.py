@@ -1,0 +1,237 @@
+"""The tamper-evident audit log: entries chained after the fact without loss, `verify` naming the
+first altered, removed or inserted entry, seals signed with the hub's key, offline export checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from lgsp.cli.main import main
+from lgsp.core import audit
+from lgsp.core.audit import GENESIS, AuditChain, entry_hash, entry_of, verify_export
+from lgsp.core.config import load_config
+from lgsp.core.hub import Hub
+from lgsp.core.store.tables import audit_log, audit_seals
+
+from .conftest import base_env
+
+U = "000.00.{:02d}.H23"
+
+
+async def facts(hub: Hub, count: int = 5) -> None:
+    """`count` units added by an operator: one audit entry each."""
+    with audit.acting_as("operator:test"):
+        for i in range(count):
+            await hub.directory.add_unit(U.format(i), f"Đơn vị {i}")
+
+
+async def rows(hub: Hub) -> list[Any]:
+    async with hub.db.read() as conn:
+        return list((await conn.execute(select(audit_log).where(audit_log.c.seq.is_not(None))
+                                        .order_by(audit_log.c.seq))).all())
+
+
+async def test_entries_are_chained_in_order_and_verify(hub: Hub) -> None:
+    await facts(hub)
+    await hub.audit.chain()
+    chained = await rows(hub)
+    assert [r.seq for r in chained] == [1, 2, 3, 4, 5]
+    assert [r.action for r in chained] == ["unit.added"] * 5 and {r.actor for r in chained} == {"operator:test"}
+    assert chained[0].prev_hash == GENESIS
+    for before, row in zip(chained, chained[1:], strict=False):
+        assert row.prev_hash == before.hash
+        assert row.hash == entry_hash(row.prev_hash, entry_of(row))
+    report = await hub.audit.verify()
+    assert report.ok and report.checked == 5 and report.pending == 0
+
+
+async def test_an_altered_entry_is_found(hub: Hub) -> None:
+    await facts(hub)
+    await hub.audit.chain()
+    async with hub.db.write() as conn:
+        await conn.execute(update(audit_log).where(audit_log.c.seq == 3).values(actor="someone-else"))
+    report = await hub.audit.verify()
+    [finding] = report.findings
+    assert (finding.kind, finding.seq) == ("altered", 3)
+    assert report.checked == 5  # the walk goes on to the end, reporting the first finding only
+
+
+async def test_a_deleted_entry_is_found(hub: Hub) -> None:
+    await facts(hub)
+    await hub.audit.chain()
+    async with hub.db.write() as conn:
+        await conn.execute(audit_log.delete().where(audit_log.c.seq == 2))
+    [finding] = (await hub.audit.verify()).findings
+    assert (finding.kind, finding.seq) == ("removed", 2)
+
+
+async def test_an_inserted_entry_is_found(hub: Hub) -> None:
+    """Someone makes room after seq 2 and writes a well-formed entry there, hash and all."""
+    await facts(hub)
+    await hub.audit.chain()
+    chained = await rows(hub)
+    async with hub.db.write() as conn:
+        for row in reversed(chained[2:]):
+            await conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(seq=row.seq + 1))
+        forged = {"at": chained[1].at, "actor": "operator:test", "address": None, "action": "key.revoked",
+                  "target": "AKFORGED", "unit_id": U.format(1), "detail": None}
+        new_id = await conn.scalar(audit_log.insert().values(**forged).returning(audit_log.c.id))
+        entry = {"seq": 3, "id": new_id, "at": audit._time(chained[1].at), "actor": "operator:test", "address": None,
+                 "action": "key.revoked", "target": "AKFORGED", "unit": U.format(1), "detail": None}
+        await conn.execute(update(audit_log).where(audit_log.c.id == new_id).values(
+            seq=3, prev_hash=chained[1].hash, hash=entry_hash(chained[1].hash, entry)))
+    [finding] = (await hub.audit.verify()).findings
+    assert (finding.kind, finding.seq) == ("inserted", 3)
+
+
+async def test_a_consistently_rewritten_chain_is_caught_by_the_seal(hub: Hub) -> None:
+    """Hashes carry no secret: whoever rewrites every hash after an edit passes the chain check,
+    but not the signed seal of an earlier head."""
+    await facts(hub)
+    seal = await hub.audit.seal()
+    assert seal is not None and seal["seq"] >= 5
+    assert (await hub.audit.verify()).ok
+    chained = await rows(hub)
+    async with hub.db.write() as conn:
+        await conn.execute(update(audit_log).where(audit_log.c.seq == 2).values(target="000.00.09.H23"))
+        prev = chained[0].hash
+        for row in chained[1:]:
+            fresh = (await conn.execute(select(audit_log).where(audit_log.c.id == row.id))).one()
+            digest = entry_hash(prev, entry_of(fresh))
+            await conn.execute(update(audit_log).where(audit_log.c.id == row.id).values(prev_hash=prev, hash=digest))
+            prev = digest
+    report = await hub.audit.verify()
+    [finding] = report.findings
+    assert finding.kind == "seal" and finding.seq == seal["seq"]
+    # A forged seal does not help either.
+    async with hub.db.write() as conn:
+        await conn.execute(update(audit_seals).values(hash=prev))
+    [finding] = (await hub.audit.verify()).findings
+    assert finding.kind == "seal" and "signature" in finding.detail
+
+
+async def test_sealing_twice_without_news_signs_nothing(hub: Hub) -> None:
+    await facts(hub, 2)
+    assert await hub.audit.seal() is not None
+    assert await hub.audit.seal() is None
+    async with hub.db.read() as conn:
+        assert await conn.scalar(select(func.count()).select_from(audit_seals)) == 1
+
+
+async def test_entries_written_before_a_crash_are_chained_at_the_next_start(tmp_path: Path) -> None:
+    """The entry is in the transaction of its fact; a hub that dies before chaining loses nothing."""
+    cfg = load_config(None, env=base_env(tmp_path / "var", LGSP_AUDIT_CHAIN_INTERVAL_SECONDS="3600"))
+    hub = Hub(cfg)
+    await hub.open_store()
+    await facts(hub, 3)
+    await hub.db.close()  # no chaining happened: as if the process had been killed here
+    fast = cfg.replace(audit={"chain_interval_seconds": 0.05})
+    async with Hub(fast) as again:
+        async def chained() -> bool:
+            return len(await rows(again)) == 3
+
+        from .conftest import wait_for
+
+        await wait_for(chained, what="the entries of the earlier run to be chained")
+        assert (await again.audit.verify()).ok
+
+
+async def test_two_chainers_at_once_make_one_chain(hub: Hub) -> None:
+    await facts(hub, 40)
+    other = AuditChain(hub.db, hub._audit_signer, hub.algorithms, batch=7)
+    mine = AuditChain(hub.db, hub._audit_signer, hub.algorithms, batch=5)
+    await asyncio.gather(other.chain(), mine.chain(), hub.audit.chain())
+    assert [r.seq for r in await rows(hub)] == list(range(1, 41))
+    assert (await hub.audit.verify()).ok
+
+
+async def test_verify_from_a_date_checks_the_link_into_the_range(hub: Hub) -> None:
+    await facts(hub, 4)
+    await hub.audit.chain()
+    chained = await rows(hub)
+    report = await hub.audit.verify(chained[2].at)
+    assert report.ok and report.first_seq == 3 and report.checked == 2
+
+
+async def test_export_verifies_offline_and_shows_tampering(hub: Hub) -> None:
+    await facts(hub, 4)
+    doc = json.loads(json.dumps(await hub.audit.export()))  # as written to a file
+    assert doc["seals"] and doc["keys"]
+    assert verify_export(doc) == []
+    bad = json.loads(json.dumps(doc))
+    bad["entries"][1]["detail"]["name"] = "Đơn vị khác"
+    assert any("seq 2" in p for p in verify_export(bad))
+    bad = json.loads(json.dumps(doc))
+    del bad["entries"][1]
+    assert verify_export(bad)
+    bad = json.loads(json.dumps(doc))
+    bad["seals"][0]["signed_at"] = "2020-01-01T00:00:00.000000Z"
+    assert any("signature" in p for p in verify_export(bad))
+
+
+async def test_audit_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    cfg = load_config(None, env=base_env(tmp_path / "var", LGSP_DATABASE_URL=pg_url))
+    async with Hub(cfg) as hub:
+        await facts(hub, 6)
+        others = [AuditChain(hub.db, hub._audit_signer, hub.algorithms, batch=2) for _ in range(3)]
+        await asyncio.gather(*(c.chain() for c in others))
+        assert [r.seq for r in await rows(hub)] == list(range(1, 7))
+        await hub.audit.seal()
+        assert (await hub.audit.verify()).ok
+        async with hub.db.write() as conn:
+            await conn.execute(update(audit_log).where(audit_log.c.seq == 4).values(action="unit.removed"))
+        [finding] = (await hub.audit.verify()).findings
+        assert (finding.kind, finding.seq) == ("altered", 4)
+
+
+# -- the CLI ------------------------------------------------------------------------------------------
+
+def test_cli_verify_sign_export(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    async def prepare() -> None:
+        async with Hub(load_config(None, env=base_env(tmp_path / "var"))) as hub:
+            await facts(hub, 3)
+
+    asyncio.run(prepare())
+    cfg_file = tmp_path / "lgsp.yaml"
+    cfg_file.write_text(f"hub:\n  data_dir: {tmp_path / 'var'}\nsecurity:\n  rsa_key_bits: 2048\n", encoding="utf-8")
+    monkeypatch.setenv("LGSP_LANG", "en")
+
+    def cli(*argv: str) -> tuple[int, str, str]:
+        code = main([*argv, "--config", str(cfg_file)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = cli("audit", "verify")
+    assert code == 0 and "intact" in out and "no seal yet" in out
+    code, out, _ = cli("audit", "sign")
+    assert code == 0 and "signed the chain head" in out
+    code, out, _ = cli("audit", "sign")
+    assert code == 0 and "has not moved" in out
+    code, out, _ = cli("audit", "export", "-o", str(tmp_path / "export.json"), "--from", "2020-01-01")
+    assert code == 0
+    doc = json.loads((tmp_path / "export.json").read_text("utf-8"))
+    assert (tmp_path / "export.json").stat().st_mode & 0o777 == 0o600
+    assert verify_export(doc) == [] and len(doc["entries"]) >= 3
+
+    async def alter() -> None:
+        hub = Hub(load_config(cfg_file, env={}))
+        await hub.open_store()
+        try:
+            async with hub.db.write() as conn:
+                await conn.execute(update(audit_log).where(audit_log.c.seq == 2).values(actor="x"))
+        finally:
+            await hub.db.close()
+
+    asyncio.run(alter())
+    code, out, _ = cli("audit", "verify")
+    assert code == 2 and "TAMPERING FOUND (altered) at seq 2" in out
+    code, out, _ = cli("audit", "verify", "--json")
+    assert code == 2 and json.loads(out)["findings"][0]["seq"] == 2
+    code, out, err = cli("audit", "verify", "--from", "yesterday")
+    assert code == 1 and out == "" and "YYYY-MM-DD" in err and err.count("\n") == 1

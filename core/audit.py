@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import and_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core.store.database import Database
-from lgsp.core.store.tables import access_keys, audit_log, audit_seals
+from lgsp.core.store.tables import access_keys, audit_log, audit_seals, deliveries, packet_contents
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,25 @@ async def append(conn: AsyncConnection, action: str, *, actor: str | None = None
     await conn.execute(_INSERT, {"at": at or datetime.now(UTC), "actor": actor[:64] if actor else None,
                                  "address": address[:64] if address else None, "action": action,
                                  "target": target[:255] if target else None, "unit_id": unit, "detail": detail})
+
+
+_VARIANT_HASH = (select(packet_contents.c.variant, packet_contents.c.sha256)
+                 .join(deliveries, and_(deliveries.c.packet_id == packet_contents.c.packet_id,
+                                        deliveries.c.variant == packet_contents.c.variant))
+                 .where(deliveries.c.packet_id == bindparam("packet_id"), deliveries.c.unit_id == bindparam("unit")))
+
+
+async def delivery_ended(conn: AsyncConnection, packet: Any, unit: str, state: str, at: datetime,
+                         reason: str | None = None) -> None:
+    """One delivery's end, with the hash of the content that destination was given (its variant's,
+    when it takes another form of the packet)."""
+    detail: dict[str, Any] = {"state": state, "sha256": packet.sha256, "source": packet.source}
+    variant = (await conn.execute(_VARIANT_HASH, {"packet_id": packet.id, "unit": unit})).first()
+    if variant is not None:
+        detail.update(variant=variant.variant, sha256=variant.sha256)
+    if reason:
+        detail["reason"] = reason[:500]
+    await append(conn, f"delivery.{state}", actor=unit, target=packet.id, unit=unit, at=at, detail=detail)
 
 
 def _time(moment: datetime) -> str:

@@ -229,6 +229,7 @@ class Hub:
         self.content = ContentService(self.db, self.blobs, self.bus, inspectors=inspectors, converters=converters,
                                       clock=self.clock)
         self.content.check_reach = self.policy.check_named
+        self.exchange.policy = self.policy
         self.exchange.use_content(self.content)
         self.notices = NoticeBoard(self.db, self.bus, clock=self.clock)
         self.leadership = Leadership(self.db)  # takes the lock only when a serving hub asks (try_lead)

@@ -4,6 +4,8 @@ first altered, removed or inserted entry, seals signed with the hub's key, offli
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ async def test_entries_are_chained_in_order_and_verify(hub: Hub) -> None:
     assert [r.seq for r in chained] == [1, 2, 3, 4, 5]
     assert [r.action for r in chained] == ["unit.added"] * 5 and {r.actor for r in chained} == {"operator:test"}
     assert chained[0].prev_hash == GENESIS
-    for before, row in zip(chained, chained[1:], strict=False):
+    for before, row in itertools.pairwise(chained):
         assert row.prev_hash == before.hash
         assert row.hash == entry_hash(row.prev_hash, entry_of(row))
     report = await hub.audit.verify()
@@ -235,3 +237,36 @@ def test_cli_verify_sign_export(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert code == 2 and json.loads(out)["findings"][0]["seq"] == 2
     code, out, err = cli("audit", "verify", "--from", "yesterday")
     assert code == 1 and out == "" and "YYYY-MM-DD" in err and err.count("\n") == 1
+
+
+async def test_the_exchange_records_creation_acceptance_and_each_delivery_end(hub: Hub, make_actor: Any) -> None:
+    a = await make_actor("000.00.01.H23")
+    b = await make_actor("000.00.02.H23")
+    c = await make_actor("000.00.03.H23")
+    data = b"noi dung cong van"
+    packet_id = await a.client.send(data, [b.unit, c.unit], subject="x")
+    [item] = await b.client.inbox()
+    got = await b.client.fetch_bytes(item["id"])
+    await b.client.ack(packet_id, hashlib.sha256(got).hexdigest())
+    await c.client.fail(packet_id, "không thuộc thẩm quyền")
+    await hub.audit.chain()
+    async with hub.db.read() as conn:
+        found = (await conn.execute(select(audit_log).where(audit_log.c.target == packet_id)
+                                    .order_by(audit_log.c.seq))).all()
+    by_action = {r.action: r for r in found}
+    assert [r.action for r in found] == ["packet.created", "packet.accepted", "delivery.delivered", "delivery.failed"]
+    created = by_action["packet.created"]
+    assert created.actor == a.unit and created.detail["application"] == a.key.application_id
+    assert created.detail["sha256"] == hashlib.sha256(data).hexdigest()
+    assert by_action["delivery.delivered"].unit_id == b.unit
+    assert by_action["delivery.delivered"].detail["sha256"] == hashlib.sha256(data).hexdigest()
+    assert by_action["delivery.failed"].detail["reason"] == "không thuộc thẩm quyền"
+    assert (await hub.audit.verify()).ok
+    # An operator's action names the operator.
+    packet_2 = await a.client.send(data, [b.unit], subject="y")
+    with audit.acting_as("operator:nguyen"):
+        await hub.exchange.operator_cancel(packet_2, b.unit)
+    await hub.audit.chain()
+    async with hub.db.read() as conn:
+        row = (await conn.execute(select(audit_log).where(audit_log.c.action == "operator.delivery_cancelled"))).one()
+    assert row.actor == "operator:nguyen" and row.detail["units"] == [b.unit]

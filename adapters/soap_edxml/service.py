@@ -332,7 +332,8 @@ async def send_edoc(call: Call) -> web.StreamResponse:
     new = NewPacket(to=to, subject=PENDING_SUBJECT, priority=priority or 0, data_type="edxml", protocol="soap",
                     size=payload.size, sha256=payload.sha256, deadline=None, policy=None,
                     meta={"implicit": implicit, "via": "soap"})
-    info = await call.hub.exchange.submit(call.principal.unit_id, new, _chunks_of(payload))
+    info = await call.hub.exchange.submit(call.principal.unit_id, new, _chunks_of(payload),
+                                          application=call.principal.application_id or None)
     edxml_meta = (info.meta or {}).get("edxml", {})
     out = etree.Element(q("sendEdocResponse"))
     _sub(out, "packetId", info.id)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lgsp.core import audit
 from lgsp.core import deliveries as dv
 from lgsp.core.auth import Principal
 from lgsp.core.content import ContentService
@@ -29,6 +30,7 @@ from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
 from lgsp.core.exchange.tokens import TransferTokens
 from lgsp.core.exchange.values import InboxPosition, PacketInfo, packet_from_row, uuid_like
+from lgsp.core.policy import Policy
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packets, units
@@ -114,6 +116,8 @@ class ExchangeBase:
         self.not_destinations: frozenset[str] = frozenset()
         # The data types the route to a unit can carry (None: any); the hub asks the delivery engine.
         self.carried_types: Callable[[str], frozenset[str] | None] = lambda unit: None
+        # The communication policy (core/policy.py); the hub installs it.
+        self.policy: Policy | None = None
         # Content inspection and variants; the hub installs one with the plugins' inspectors.
         self.use_content(ContentService(db, blobs, bus, clock=clock))
 
@@ -242,6 +246,7 @@ class ExchangeBase:
             told.update(detail or {})
             after.events.append(await record(conn, info.id, f"packet.{target}", now, unit=unit,
                                              audience=info.source, detail=told or None))
+            await audit.delivery_ended(conn, info, unit, target, now, reason)
             await self._complete_if_done(conn, info.id, now, after)
         if target == dv.DELIVERED:
             after.hooks.append(("lgsp_packet_delivered", {"packet": info, "unit": unit}))

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
+from lgsp.core import audit
 from lgsp.core import deliveries as dv
 from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.events import record
@@ -82,6 +83,7 @@ class Housekeeping(ExchangeBase):
                         detail["attempts"] = attempts[unit]
                     after.events.append(await record(conn, packet_id, "packet.expired", now, unit=unit,
                                                      audience=info.source, detail=detail))
+                    await audit.delivery_ended(conn, info, unit, dv.EXPIRED, now, reason)
                 if moved:
                     await self._complete_if_done(conn, packet_id, now, after)
             after.failed(info, moved, dv.EXPIRED, reason)

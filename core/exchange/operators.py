@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, select
 
+from lgsp.core import audit
 from lgsp.core import deliveries as dv
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso, record
@@ -71,6 +72,8 @@ class OperatorCommands(ExchangeBase):
                 raise Problem("conflict", f"the delivery to {unit} changed meanwhile; try again")
             await dv.move(conn, packet_id, [unit], dv.QUEUED, now, allowed_from=dv.OPERATOR_RETRY_FROM, values={
                 "queued_at": now, "attempts": 0, "next_attempt_at": None, "last_error": None, "reason": None})
+            await audit.append(conn, "operator.delivery_retried", target=packet_id, unit=unit, at=now,
+                               detail={"was": row.state})
             after.events.append(await record(conn, packet_id, "delivery.retried", now, unit=unit,
                                              audience=info.source,
                                              detail={"reason": f"retried by an operator (was {row.state})"}))
@@ -105,6 +108,8 @@ class OperatorCommands(ExchangeBase):
                     after.events.append(await record(conn, packet_id, "packet.cancelled", now, unit=u, audience=u,
                                                      detail={"reason": reason}))
             if moved:
+                await audit.append(conn, "operator.delivery_cancelled", target=packet_id, at=now,
+                                   detail={"units": moved, "reason": reason})
                 await self._complete_if_done(conn, packet_id, now, after)
         after.failed(info, moved, dv.CANCELLED, reason)
         await self._after_commit(after)
@@ -114,6 +119,8 @@ class OperatorCommands(ExchangeBase):
         """Send a packet that did not reach `unit` to `to` instead (same content, new delivery)."""
         info = await self._held(packet_id)
         await self.check_destinations([to])
+        if self.policy is not None:  # an operator cannot send where the source may not
+            await self.policy.check_named(info, [to])
         now = self.clock()
         reason = f"re-routed to {to} by an operator"
         after = AfterCommit()
@@ -128,6 +135,8 @@ class OperatorCommands(ExchangeBase):
             moved = await dv.move(conn, packet_id, [unit], dv.CANCELLED, now, reason=reason)
             row = self._delivery_row(packet_id, to, info.priority, info.created_at, state=dv.QUEUED, queued_at=now)
             await conn.execute(deliveries.insert().values(**row))
+            await audit.append(conn, "operator.delivery_rerouted", target=packet_id, unit=unit, at=now,
+                               detail={"to": to})
             after.events.append(await record(conn, packet_id, "packet.rerouted", now, unit=unit,
                                              audience=info.source, detail={"reason": reason, "to": to}))
             if row["mode"] == dv.PULL:

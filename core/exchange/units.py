@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import and_, select, update
 
+from lgsp.core import audit
 from lgsp.core import deliveries as dv
 from lgsp.core.auth import Principal
 from lgsp.core.contentkeys import ContentKeys
@@ -53,13 +54,16 @@ class UnitCases(UploadSteps):
                                destinations_from_content="to" in implicit)
         if implicit:
             new = dataclasses.replace(new, meta={**new.meta, "implicit": implicit})
-        return await self.create_packet(principal.unit_id, new, now=now)
+        return await self.create_packet(principal.unit_id, new, now=now,
+                                        application=principal.application_id or None)
 
-    async def create_packet(self, source: str, new: NewPacket, *, now: datetime | None = None
-                            ) -> tuple[PacketInfo, Transfer]:
+    async def create_packet(self, source: str, new: NewPacket, *, now: datetime | None = None,
+                            application: str | None = None) -> tuple[PacketInfo, Transfer]:
         now = now or self.clock()
         await self.check_destinations(new.to)
         self.check_carriers(new.to, new.data_type)
+        if self.policy is not None:  # after the directory's answer, so a refusal tells nothing more
+            await self.policy.check_packet(source, application, new.to, new.data_type)
         packet_id = str(uuid.uuid4())
         expires = now + self.transfer_ttl
         async with self.db.write() as conn:
@@ -67,11 +71,14 @@ class UnitCases(UploadSteps):
                 id=packet_id, source_unit=source, subject=new.subject, priority=new.priority,
                 data_type=new.data_type, protocol=new.protocol, size=new.size, sha256=new.sha256,
                 deadline=new.deadline, policy=new.policy, meta=new.meta or None, state="created",
-                content_state="none", created_at=now, upload_expires_at=expires))
+                content_state="none", created_at=now, upload_expires_at=expires, source_application=application))
             if new.to:  # none yet when the content names them
                 await conn.execute(deliveries.insert(), [self._delivery_row(packet_id, u, new.priority, now)
                                                          for u in new.to])
             created = await record(conn, packet_id, "packet.created", now, unit=source)
+            await audit.append(conn, "packet.created", actor=source, target=packet_id, unit=source, at=now, detail={
+                "application": application, "to": list(new.to), "data_type": new.data_type, "size": new.size,
+                "sha256": new.sha256})
         self.bus.publish([created])  # history only: no stream gets it (metrics count it)
         info = PacketInfo(id=packet_id, source=source, to=tuple(sorted(new.to)), subject=new.subject,
                           priority=new.priority, data_type=new.data_type, protocol=new.protocol, size=new.size,
@@ -83,13 +90,14 @@ class UnitCases(UploadSteps):
         query = self.tokens.make("upload", info.id, unit, info.upload_expires_at)
         return Transfer("PUT", f"/v1/packets/{info.id}/content?{query}", info.upload_expires_at)
 
-    async def submit(self, source: str, new: NewPacket, content: AsyncIterable[bytes]) -> PacketInfo:
+    async def submit(self, source: str, new: NewPacket, content: AsyncIterable[bytes], *,
+                     application: str | None = None) -> PacketInfo:
         """Create and fill a packet in one step, for inbound adapters that already hold the content.
 
         If the content fails its checks the packet is closed as expired at once (nothing is delivered)
         and the Problem propagates to the adapter.
         """
-        info, _ = await self.create_packet(source, new)
+        info, _ = await self.create_packet(source, new, application=application)
         attempt = await self._take_turn(info.id)
         try:
             received = await self._receive(info, content, attempt)

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import and_, update
 
+from lgsp.core import audit
 from lgsp.core import deliveries as dv
 from lgsp.core.content import Inspection
 from lgsp.core.errors import Problem
@@ -147,6 +148,8 @@ class UploadSteps(ExchangeBase):
                 live = [u for u in pulled if self.bus.connected(u)]
                 await dv.move(conn, info.id, live, dv.NOTIFIED, now)
                 after.events.append(await record(conn, info.id, "packet.accepted", now, unit=info.source))
+                await audit.append(conn, "packet.accepted", actor=info.source, target=info.id, unit=info.source,
+                                   at=now, detail={"sha256": info.sha256, "size": info.size, "to": sorted(modes)})
                 for unit in pulled:
                     after.events.append(await record(
                         conn, info.id, "packet.available", now, unit=unit, audience=unit,

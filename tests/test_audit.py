@@ -270,3 +270,26 @@ async def test_the_exchange_records_creation_acceptance_and_each_delivery_end(hu
     async with hub.db.read() as conn:
         row = (await conn.execute(select(audit_log).where(audit_log.c.action == "operator.delivery_cancelled"))).one()
     assert row.actor == "operator:nguyen" and row.detail["units"] == [b.unit]
+
+
+async def test_the_offline_script_in_the_docs_checks_an_export(hub: Hub, tmp_path: Path) -> None:
+    """docs/security.md gives auditors a script: it must accept an export and refuse an altered one."""
+    import subprocess
+    import sys
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text("utf-8")
+    script = text.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "check.py").write_text(script, encoding="utf-8")
+    await facts(hub, 3)
+    doc = await hub.audit.export()
+    (tmp_path / "good.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    doc["entries"][1]["target"] = "000.00.77.H23"
+    (tmp_path / "bad.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(tmp_path / "check.py"), str(tmp_path / name)],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    good, bad = await asyncio.gather(asyncio.to_thread(run, "good.json"), asyncio.to_thread(run, "bad.json"))
+    assert good.returncode == 0 and "toàn vẹn" in good.stdout, good.stderr
+    assert bad.returncode != 0 and "seq 2" in bad.stderr

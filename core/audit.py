@@ -177,6 +177,9 @@ class AuditChain:
                 return total
 
     async def _chain_batch(self) -> int:
+        async with self.db.read() as conn:  # most rounds find nothing: no write lock for them
+            if await conn.scalar(select(audit_log.c.id).where(audit_log.c.seq.is_(None)).limit(1)) is None:
+                return 0
         async with self.db.write() as conn:
             if conn.dialect.name == "postgresql":
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})

@@ -50,14 +50,15 @@ _CHAIN_ROW = (update(audit_log).where(audit_log.c.id == bindparam("row_id"))
               .values(seq=bindparam("new_seq"), prev_hash=bindparam("new_prev"), hash=bindparam("new_hash")))
 
 
-#: Who acts when a fact has no principal of its own (the CLI sets the operator; None: the hub itself).
-current_actor: ContextVar[str | None] = ContextVar("lgsp_audit_actor", default=None)
+#: Who acts, and from where, when a fact has no principal of its own: (actor, address). Unset: the
+#: hub itself ("hub"). The CLI sets (the operator's name or None, "cli"), as console accounts do.
+current_actor: ContextVar[tuple[str | None, str | None] | None] = ContextVar("lgsp_audit_actor", default=None)
 
 
 @contextlib.contextmanager
-def acting_as(actor: str | None) -> Iterator[None]:
+def acting_as(actor: str | None, address: str | None = None) -> Iterator[None]:
     """Attribute the facts recorded in this block to `actor` (an operator, a console account)."""
-    token = current_actor.set(actor)
+    token = current_actor.set((actor, address))
     try:
         yield
     finally:
@@ -68,7 +69,9 @@ async def append(conn: AsyncConnection, action: str, *, actor: str | None = None
                  unit: str | None = None, detail: dict[str, Any] | None = None, at: datetime | None = None,
                  address: str | None = None) -> None:
     """Record one fact in the caller's transaction (chained shortly after by the chainer)."""
-    actor = actor or current_actor.get() or "hub"
+    if actor is None:
+        acting = current_actor.get()
+        actor, address = ("hub", address) if acting is None else (acting[0], address or acting[1])
     await conn.execute(_INSERT, {"at": at or datetime.now(UTC), "actor": actor[:64] if actor else None,
                                  "address": address[:64] if address else None, "action": action,
                                  "target": target[:255] if target else None, "unit_id": unit, "detail": detail})

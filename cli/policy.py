@@ -60,7 +60,7 @@ def cmd_policy_remove(args: argparse.Namespace) -> int:
 
 def cmd_policy_list(args: argparse.Namespace) -> int:
     async def use(hub: Any) -> tuple[list[Any], str]:
-        return await hub.policy.list(include_removed=args.all), hub.policy.default
+        return await hub.policy.rules(include_removed=args.all), hub.policy.default
 
     rules, default = on_store(args, use)
     if args.json:

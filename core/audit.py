@@ -332,7 +332,7 @@ class AuditChain:
             first_seq = int(rows[0].seq) if rows else 0
             last_seq = int(rows[-1].seq) if rows else 0
             # A time range over entries chained in seq order: keep the contiguous run from the first.
-            entries = []
+            entries: list[dict[str, Any]] = []
             for row in rows:
                 if int(row.seq) != first_seq + len(entries):
                     break

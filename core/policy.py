@@ -243,7 +243,7 @@ class Policy:
         return Rule(rule.id, rule.action, rule.source, rule.destination, rule.data_type, "store", rule.note,
                     rule.created_at, rule.created_by, now, by)
 
-    async def list(self, *, include_removed: bool = False) -> list[Rule]:
+    async def rules(self, *, include_removed: bool = False) -> list[Rule]:
         stmt = select(policy_rules).order_by(policy_rules.c.id)
         if not include_removed:
             stmt = stmt.where(policy_rules.c.removed_at.is_(None))

@@ -108,7 +108,7 @@ async def test_data_type_rules(hub: Hub) -> None:
     assert await allowed(hub.policy, S1, S2, "pdf")
     assert not await allowed(hub.policy, S1, S2, "binary")
     await hub.policy.check_session(S1, None, S2)  # pdf may pass
-    rule = next(r for r in await hub.policy.list() if r.data_type == "pdf")
+    rule = next(r for r in await hub.policy.rules() if r.data_type == "pdf")
     await hub.policy.remove(rule.id or 0, by=OP)
     with pytest.raises(Problem) as err:
         await hub.policy.check_session(S1, None, S2)
@@ -134,7 +134,7 @@ async def test_default_and_rules_from_yaml(tmp_path: Path) -> None:
         assert not await allowed(hub.policy, S1, N)  # the default
         decision = await hub.policy.decide(S1, None, N, "binary")
         assert decision.rule is None and decision.reason() == "default deny"
-        listed = await hub.policy.list()
+        listed = await hub.policy.rules()
         assert [(r.origin, r.id) for r in listed] == [("config", None)]
 
 
@@ -161,10 +161,10 @@ async def test_every_change_is_kept_with_who_made_it(hub: Hub) -> None:
     rule = await hub.policy.add("deny", S1, S2, by="operator:nguyen.van.a", note="thử")
     await hub.policy.remove(rule.id or 0, by="operator:tran.thi.b")
     assert await allowed(hub.policy, S1, S2)
-    [kept] = [r for r in await hub.policy.list(include_removed=True) if r.id == rule.id]
+    [kept] = [r for r in await hub.policy.rules(include_removed=True) if r.id == rule.id]
     assert (kept.created_by, kept.removed_by, kept.note) == ("operator:nguyen.van.a", "operator:tran.thi.b", "thử")
     assert kept.removed_at is not None and kept.created_at is not None
-    assert await hub.policy.list() == []
+    assert await hub.policy.rules() == []
     async with hub.db.read() as conn:
         rows = (await conn.execute(select(audit_log.c.action, audit_log.c.actor, audit_log.c.target)
                                    .where(audit_log.c.action.like("policy.%")).order_by(audit_log.c.id))).all()

@@ -217,7 +217,7 @@ class Hub:
         self.exchange.not_destinations = frozenset({cfg.hub.identifier})
         self.exchange.carried_types = self.engine.data_types_of
         self.identity = HubIdentity(self.directory, self.secrets, cfg.hub.identifier, cfg.hub.name)
-        self.audit = AuditChain(self.db, self._audit_signer, self.algorithms)
+        self.audit = AuditChain(self.db, self._audit_signer, self.algorithms, clock=self.clock)
         self.services = ServiceRegistry(self.db, self.directory)
         self.auth.target_resolvers.append(self.services.resolve_target)
         self.auth.target_owners.append(self.services.owner_of)

@@ -374,7 +374,7 @@ audit_log = Table(
     Column("target", String(255), nullable=True),
     Column("unit_id", String(ID), nullable=True, index=True),
     Column("detail", JSON, nullable=True),
-    # The tamper-evident chain (core/audit.py, migration 0010): filled by the chainer shortly after
+    # The tamper-evident chain (core/audit.py, migration 0011): filled by the chainer shortly after
     # the row is written, in `seq` order, each hash covering the row and the previous row's hash.
     Column("seq", BigInteger, nullable=True, unique=True),
     Column("prev_hash", String(64), nullable=True),
@@ -427,7 +427,7 @@ notices = Table(
     Column("withdrawn_at", UTCDateTime, nullable=True),
 )
 
-# -- security: communication policy and the audit chain's seals (migration 0010) ----------------
+# -- security: communication policy and the audit chain's seals (migration 0011) ----------------
 
 policy_rules = Table(
     "policy_rules", metadata,

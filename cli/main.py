@@ -12,7 +12,21 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from lgsp.cli import account, admin, audit, axis, backup, doctor, exchange, formats, masterkey, notices, policy, report, server
+from lgsp.cli import (
+    account,
+    admin,
+    audit,
+    axis,
+    backup,
+    doctor,
+    exchange,
+    formats,
+    masterkey,
+    notices,
+    policy,
+    report,
+    server,
+)
 from lgsp.cli.args import Parser, Subparsers
 from lgsp.cli.errors import run_command
 from lgsp.cli.messages import LANGUAGES, unknown_language

@@ -34,13 +34,15 @@ chromium:
 	  { echo "make test: the console tests need Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; }
 
 # PYTEST_WORKERS: pytest-xdist processes (auto: one per core); whole files go to one worker, so a
-# module's fixtures are set up once. PYTEST_WORKERS=0 runs the suite in this process.
+# module's fixtures are set up once. PYTEST_WORKERS=0 runs the suite in this process. Tests marked
+# `serial` measure latency: they run afterwards, alone, so another worker cannot skew them.
 PYTEST_WORKERS ?= auto
 
 test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -222,6 +222,7 @@ while not stop.exists():
 """
 
 
+@pytest.mark.serial  # a latency bound: run alone (make test), not beside another xdist worker
 async def test_other_clients_are_answered_while_bombs_are_read(hub: Hub, make_actor: MakeActor,
                                                                 tmp_path: Path) -> None:
     a, _ = await two(hub, make_actor)

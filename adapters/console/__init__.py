@@ -38,10 +38,11 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 
 def route_tables() -> list[web.RouteTableDef]:
+    from lgsp.adapters.console import packet, traffic, units
     from lgsp.adapters.console import requests as registration
-    from lgsp.adapters.console import traffic, units
 
-    return [signin.routes, home.routes, people.routes, registration.routes, units.routes, traffic.routes]
+    return [signin.routes, home.routes, people.routes, registration.routes, units.routes, traffic.routes,
+            packet.routes]
 
 
 @hookimpl

@@ -116,6 +116,18 @@ async def test_form_01_to_a_working_key(hub: Hub, accounts: Accounts, browser: A
     assert packet_id[:8] in table and "Công văn số 1" in table and "delivered" in table
     await shot(agency, "goi-tin", tmp_path)
     assert (await agency.goto(hub.url + f"/console/traffic?unit={OTHER}")).status == 404
+    await agency.goto(hub.url + f"/console/packets/{packet_id}")
+    assert await agency.inner_text("#packet-subject") == "Công văn số 1"
+    timeline = await agency.inner_text("main")
+    assert "packet.delivered" in timeline or "delivered" in timeline
+    assert await agency.locator("button:has-text('Gửi lại')").count() == 0  # operators only
+    # A unit neither sending nor receiving it gets 404, as for a packet that does not exist.
+    await hub.directory.add_unit("000.00.02.H23", "Sở Xây dựng")
+    await accounts.add("so.xd", PASSWORD, "unit_admin", unit_id="000.00.02.H23")
+    stranger = await (await browser.new_context()).new_page()
+    await sign_in(stranger, hub, "so.xd")
+    assert (await stranger.goto(hub.url + f"/console/packets/{packet_id}")).status == 404
+    assert (await stranger.goto(hub.url + "/console/packets/no-such-packet")).status == 404
     await agency.goto(hub.url + f"/console/reports?unit={UNIT}&period=year")
     await shot(agency, "thong-ke", tmp_path)
     async with agency.expect_download() as download_info:

@@ -1,0 +1,65 @@
+"""One packet: its deliveries and timeline (metadata only, never content), and the operator's
+retry and cancel of a delivery. A unit admin sees a packet only when its unit sent or receives it;
+otherwise the answer is 404, the same as for a packet that does not exist."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+from lgsp.adapters.console.base import PREFIX, WHO, actor_of, console_of, forbidden, page, read_form, redirect
+from lgsp.core.errors import Problem
+from lgsp.core.store.tables import deliveries, packet_events, packets
+
+routes = web.RouteTableDef()
+
+
+async def _packet_page(request: web.Request, packet_id: str, *, error: str | None = None,
+                       status: int = 200) -> web.Response:
+    console = console_of(request)
+    who = request[WHO]
+    async with console.hub.db.read() as conn:
+        packet = (await conn.execute(select(packets.c.id, packets.c.source_unit, packets.c.subject,
+                                            packets.c.data_type, packets.c.size, packets.c.sha256, packets.c.state,
+                                            packets.c.created_at, packets.c.deadline, packets.c.priority)
+                                     .where(packets.c.id == packet_id))).first()
+        rows = (await conn.execute(select(deliveries).where(deliveries.c.packet_id == packet_id)
+                                   .order_by(deliveries.c.unit_id))).all() if packet else []
+        events = (await conn.execute(select(packet_events).where(packet_events.c.packet_id == packet_id)
+                                     .order_by(packet_events.c.id))).all() if packet else []
+    if packet is None:
+        return forbidden(request)
+    involved = {packet.source_unit, *(d.unit_id for d in rows)}
+    if who.scope is not None and not involved & set(who.scope):
+        return forbidden(request)
+    if who.scope is not None and packet.source_unit not in who.scope:  # a destination sees only its own row
+        rows = [d for d in rows if d.unit_id in who.scope]
+        events = [e for e in events if e.unit in who.scope or e.audience in who.scope]
+    return console.render(request, "packet.html", status=status, packet=packet, deliveries=rows, events=events,
+                          error=error, can_operate=who.account.is_operator)
+
+
+@routes.get(PREFIX + "/packets/{id}")
+@page()
+async def packet_detail(request: web.Request) -> web.StreamResponse:
+    return await _packet_page(request, request.match_info["id"])
+
+
+@routes.post(PREFIX + "/packets/{id}/{action:retry|cancel}/{unit}")
+@page("operator")
+async def packet_operate(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    packet_id, action, unit = (request.match_info[k] for k in ("id", "action", "unit"))
+    form = await read_form(request)
+    exchange = console.hub.exchange
+    try:
+        if action == "retry":
+            await exchange.operator_retry(packet_id, unit)
+        else:
+            await exchange.operator_cancel(packet_id, unit, (form.get("reason") or "").strip()[:500]
+                                           or "cancelled by an operator")
+    except Problem as exc:
+        return await _packet_page(request, packet_id, error=exc.detail or exc.title(), status=422)
+    await console.accounts.audit(actor_of(request), f"delivery.{action}", target=f"{packet_id}:{unit}",
+                                 unit_id=unit)
+    raise redirect(f"{PREFIX}/packets/{packet_id}")

@@ -10,8 +10,8 @@ from lgsp.core.hub import Hub
 from .conftest import PASSWORD, sign_in
 
 
-async def test_operator_cancels_a_delivery_and_a_retry_without_content_is_refused(hub: Hub, accounts: Accounts, make_actor: Any,
-                                                        page: Any) -> None:
+async def test_operator_cancels_a_delivery_and_a_retry_without_content_is_refused(
+        hub: Hub, accounts: Accounts, make_actor: Any, page: Any) -> None:
     source = await make_actor("000.00.00.H23")
     await make_actor("000.00.01.H23")
     packet_id = await source.client.send(b"noi dung", ["000.00.01.H23"], subject="<i>Tờ trình</i> số 5")

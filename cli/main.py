@@ -25,6 +25,7 @@ from lgsp.cli import (
     notices,
     policy,
     report,
+    route,
     server,
 )
 from lgsp.cli.args import Parser, Subparsers
@@ -46,6 +47,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
     axis.add_commands,
     policy.add_commands,
     audit.add_commands,
+    route.add_commands,
 ]
 
 

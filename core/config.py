@@ -498,6 +498,8 @@ class Config:
     presence: PresenceConfig = section(PresenceConfig, "Online/offline detection")
     plugins: PluginsConfig = section(PluginsConfig, "Plugins and adapters")
     adapters: dict[str, dict[str, Any]] = setting({}, "Settings of each adapter, under its plugin name")
+    routes: dict[str, dict[str, Any]] = setting(
+        {}, "Routes to other zones: zone → {adapter, patterns (identifiers of that zone), adapter settings}")
     delivery: DeliveryConfig = section(DeliveryConfig, "Delivery to destinations")
     logging: LoggingConfig = section(LoggingConfig, "Logging")
     metrics: MetricsConfig = section(MetricsConfig, "Prometheus metrics")

@@ -91,6 +91,13 @@ class DeliveryEngine:
         for protocol, adapter in hub.push_adapters.items():
             for zone in getattr(adapter, "zones", ()) or ():
                 self.zone_routes.setdefault(zone, protocol)
+        # `routes:` in the config: a zone reached by the named adapter with the entry's settings.
+        self.route_settings: dict[str, dict[str, Any]] = {}
+        for zone, entry in (hub.config.routes or {}).items():
+            named = entry.get("adapter") if isinstance(entry, dict) else None
+            if isinstance(named, str) and named in hub.push_adapters:
+                self.zone_routes[zone] = named
+                self.route_settings[zone] = {k: v for k, v in entry.items() if k not in ("adapter", "patterns")}
         self._zone_online: dict[str, tuple[bool, float]] = {}
 
     # -- which units are pushed to ------------------------------------------------------------
@@ -151,7 +158,8 @@ class DeliveryEngine:
         for zone, protocol in self.zone_routes.items():
             adapter = self.hub.push_adapters[protocol]
             self.lanes[zone_lane(zone)] = Lane(
-                zone_lane(zone), protocol, adapter, {"protocol": protocol, "zone": zone},
+                zone_lane(zone), protocol, adapter,
+                {**self.route_settings.get(zone, {}), "protocol": protocol, "zone": zone},
                 int(getattr(adapter, "concurrency", self.config.concurrency)),
                 float(getattr(adapter, "probe_interval_seconds", self.config.probe_interval_seconds)), zone=zone)
         if self.zone_routes:

@@ -40,6 +40,7 @@ from lgsp.core.offline import OfflineReporter
 from lgsp.core.policy import Policy
 from lgsp.core.presence import Presence
 from lgsp.core.push import PushAdapter, adapter_settings, engine_target_problems
+from lgsp.core.routing import ROUTE_KEYS, Router, route_problems
 from lgsp.core.secretstore import SecretStore
 from lgsp.core.services import ServiceRegistry
 from lgsp.core.store.blobs import BlobStore
@@ -90,6 +91,7 @@ class Hub:
         self.services: ServiceRegistry
         self.push_adapters = self._collect_push_adapters()
         self.engine = DeliveryEngine(self)
+        self.router = Router(self)
         self.offline: OfflineReporter
         self.notices: NoticeBoard
         #: This process among the nodes sharing the store (new at every start).
@@ -131,6 +133,15 @@ class Hub:
             for key, message in problems:
                 path = f"{base}.{key}" if key else base
                 issues.append(ConfigIssue(path, self._nearest_origin(path), message))
+        for path, message in route_problems(cfg.routes, self.push_adapters):
+            issues.append(ConfigIssue(path, self._nearest_origin(path), message))
+        for zone, entry in cfg.routes.items():
+            adapter = self.push_adapters.get(entry.get("adapter", "")) if isinstance(entry, dict) else None
+            if adapter is not None:
+                settings = {k: v for k, v in entry.items() if k not in ROUTE_KEYS} | {"protocol": entry["adapter"]}
+                for key, message in adapter.validate_target(f"zone:{zone}", settings):
+                    path = f"routes.{zone}.{key}" if key else f"routes.{zone}"
+                    issues.append(ConfigIssue(path, self._nearest_origin(path), message))
         loaded = {name for name, _ in self.pm.list_name_plugin()}
         for name in cfg.adapters:
             if name not in loaded:  # a typo, or a plugin not in plugins.enabled: its settings would be ignored
@@ -216,6 +227,7 @@ class Hub:
         self.exchange.presence_overlay = self.presence.overlay
         self.exchange.not_destinations = frozenset({cfg.hub.identifier})
         self.exchange.carried_types = self.engine.data_types_of
+        self.exchange.route_unknown = self.router.adopt
         self.identity = HubIdentity(self.directory, self.secrets, cfg.hub.identifier, cfg.hub.name)
         self.audit = AuditChain(self.db, self._audit_signer, self.algorithms, clock=self.clock)
         self.services = ServiceRegistry(self.db, self.directory)

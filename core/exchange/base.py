@@ -118,6 +118,8 @@ class ExchangeBase:
         self.carried_types: Callable[[str], frozenset[str] | None] = lambda unit: None
         # The communication policy (core/policy.py); the hub installs it.
         self.policy: Policy | None = None
+        # Identifiers the directory does not know, offered to the routes of other zones (core/routing.py).
+        self.route_unknown: Callable[[list[str]], Awaitable[list[str]]] | None = None
         # Content inspection and variants; the hub installs one with the plugins' inspectors.
         self.use_content(ContentService(db, blobs, bus, clock=clock))
 
@@ -197,6 +199,9 @@ class ExchangeBase:
         """THE rule for who may receive a packet: an active unit of the directory, not the hub's own
         (it only signs). `where` names the place in the content the units came from (edXML)."""
         found = await self.directory.existing_units(list(units_))
+        missing = [u for u in units_ if u not in found]
+        if missing and self.route_unknown is not None and await self.route_unknown(missing):
+            found = await self.directory.existing_units(list(units_))  # a zone's route took some of them
         unknown = [u for u in units_ if found.get(u) != "active" or u in self.not_destinations]
         if unknown:
             raise Problem("route.unknown_destination",

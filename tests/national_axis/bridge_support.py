@@ -42,9 +42,10 @@ def axis_settings(url: str, **extra: Any) -> dict[str, Any]:
 
 
 def axis_config(tmp: Path, url: str, *, plugins: str = "[rest, edxml, soap_edxml, national_axis]",
-                env: dict[str, str] | None = None, **extra: Any) -> Config:
+                env: dict[str, str] | None = None, routes: dict[str, Any] | None = None, **extra: Any) -> Config:
     path = tmp / "lgsp.yaml"
-    path.write_text(yaml.safe_dump({"adapters": {"national_axis": axis_settings(url, **extra)}}), encoding="utf-8")
+    path.write_text(yaml.safe_dump({"adapters": {"national_axis": axis_settings(url, **extra)},
+                                    "routes": routes or {}}), encoding="utf-8")
     return load_config(path, env=base_env(tmp / "var", LGSP_PLUGINS_ENABLED=plugins, LGSP_HUB_IDENTIFIER=HUB_ID,
                                           LGSP_DELIVERY_POLL_INTERVAL_SECONDS="0.2", **(env or {})))
 

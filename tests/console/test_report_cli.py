@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 
@@ -29,3 +30,17 @@ def test_report_of_a_unit(tmp_path: Path) -> None:
     for args in (("--unit", "000.00.99.H23"), ("--unit", "000.00.00.H23", "--day", "2026-13-01")):
         res = _run(cli, "report", *args)
         assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+async def test_a_unit_reads_its_own_stats_over_the_signed_api(make_actor: Any) -> None:
+    source = await make_actor("000.00.00.H23")
+    await make_actor("000.00.01.H23")
+    await source.client.send(b"12345", ["000.00.01.H23"], subject="Báo cáo")
+    status, _, body = await source.raw("GET", "/v1/stats?period=year")
+    assert status == 200, body
+    assert body["unit"] == "000.00.00.H23" and body["sent"] == {"packets": 1, "bytes": 5}
+    assert body["by_partner"] == {"000.00.01.H23": {"sent": 1}}
+    status, headers, body = await source.raw("GET", "/v1/stats?period=week")
+    assert status == 422 and body["code"] == "request.invalid" and "problem+json" in headers["Content-Type"]
+    status, _, body = await source.raw("GET", "/v1/stats", sign=False)
+    assert status == 401

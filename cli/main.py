@@ -18,6 +18,7 @@ from lgsp.cli import (
     audit,
     axis,
     backup,
+    certs,
     doctor,
     exchange,
     formats,
@@ -48,6 +49,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
     policy.add_commands,
     audit.add_commands,
     route.add_commands,
+    certs.add_commands,
 ]
 
 

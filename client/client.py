@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -97,9 +98,20 @@ async def _file_chunks(path: Path, offset: int = 0, progress: Progress | None = 
         await asyncio.to_thread(fh.close)
 
 
+def tls_context(ca_file: str | None = None, cert_file: str | None = None,
+                key_file: str | None = None) -> ssl.SSLContext:
+    """A client TLS context: trust `ca_file` (else the system's CAs) and, for a hub that pins this
+    unit's certificate, present `cert_file`/`key_file`."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
 class LgspClient:
     def __init__(self, credentials: Credentials, *, session: aiohttp.ClientSession | None = None,
-                 timeout: float = 300.0, lang: str = "vi") -> None:
+                 timeout: float = 300.0, lang: str = "vi", ssl_context: ssl.SSLContext | None = None) -> None:
         self.credentials = credentials
         self.bases = credentials.urls
         self.base = self.bases[0]
@@ -109,6 +121,8 @@ class LgspClient:
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=timeout)
         self.lang = lang
         self.session_token: str | None = None
+        # For an HTTPS hub with its own CA, or mutual TLS (see `tls_context`); None: the system's CAs.
+        self.ssl_context = ssl_context
 
     async def __aenter__(self) -> LgspClient:
         return self
@@ -119,7 +133,8 @@ class LgspClient:
     @property
     def http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            connector = aiohttp.TCPConnector(ssl=self.ssl_context) if self.ssl_context is not None else None
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
         return self._session
 
     async def close(self) -> None:

@@ -138,9 +138,11 @@ class Authenticator:
         # The communication policy (core/policy.py), consulted when a session names a unit as target.
         self.policy: Policy | None = None
 
-    async def authenticate(self, method: str, path: str, raw_query: str, headers: Mapping[str, str]) -> Principal:
+    async def authenticate(self, method: str, path: str, raw_query: str, headers: Mapping[str, str], *,
+                           client_cert: str | None = None) -> Principal:
+        """`client_cert`: the SHA-256 of the TLS client certificate the request came with (None: none)."""
         request = parse_signed_request(method, path, raw_query, headers)
-        return await self.verify(request)
+        return await self.verify(request, client_cert=client_cert, check_cert=True)
 
     async def usable_key(self, access_key: str) -> KeyMaterial:
         """The key, read fresh from the store (so a revocation holds on every node at once), or the
@@ -154,10 +156,16 @@ class Authenticator:
             raise Problem("auth.revoked_key", f"unit {key.unit_id} is suspended")
         return key
 
-    async def verify(self, req: SignedRequest) -> Principal:
-        """Check one signed request; on success its nonce is spent."""
+    async def verify(self, req: SignedRequest, *, client_cert: str | None = None,
+                     check_cert: bool = False) -> Principal:
+        """Check one signed request; on success its nonce is spent. With `check_cert`, a unit whose
+        client certificates are pinned must have sent one of them, checked before anything else."""
         now = self.clock()
         key = await self.usable_key(req.access_key)
+        if check_cert and key.client_certs and not any(
+                secrets.compare_digest(client_cert or "", pinned) for pinned in key.client_certs):
+            raise Problem("auth.bad_certificate",
+                          f"unit {key.unit_id} must connect over TLS with its registered client certificate")
         sent_at = parse_date(req.date)
         offset = (sent_at - now).total_seconds()
         if abs(offset) > self.skew.total_seconds():

@@ -478,6 +478,28 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    cert_file: str = setting(
+        "", "PEM certificate (chain) the hub serves HTTPS with; empty: plain HTTP (e.g. behind a reverse proxy)")
+    key_file: str = setting("", "PEM private key of that certificate (keep it mode 0600); SIGHUP reloads both")
+    client_ca_file: str = setting(
+        "", "PEM CA certificates (or units' own certificates) that client certificates are checked against; "
+        "empty: none asked (mutual TLS off)")
+
+    def config_issues(self) -> list[tuple[str, str]]:
+        out = []
+        if bool(self.cert_file) != bool(self.key_file):
+            out.append(("key_file" if self.cert_file else "cert_file", "cert_file and key_file go together"))
+        if self.client_ca_file and not self.cert_file:
+            out.append(("client_ca_file", "client certificates need HTTPS: set cert_file and key_file"))
+        for name in ("cert_file", "key_file", "client_ca_file"):
+            value = getattr(self, name)
+            if value and not Path(value).is_file():
+                out.append((name, f"no such file: {value}"))
+        return out
+
+
+@dataclass(frozen=True)
 class AuditConfig:
     chain_interval_seconds: float = setting(
         1.0, "How often new audit entries are chained (each is durable at once; chaining only links them)",
@@ -507,6 +529,7 @@ class Config:
                                                "Registration forms (Mẫu 01–07) and the working-day calendar")
     policy: PolicyConfig = section(PolicyConfig, "Who may reach whom (communication policy, Điều 11.2)")
     audit: AuditConfig = section(AuditConfig, "The tamper-evident audit log")
+    tls: TlsConfig = section(TlsConfig, "HTTPS and client certificates (docs/security.md)")
 
     # Where each key came from, for errors found after loading (e.g. an unknown plugin name).
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False,

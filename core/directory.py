@@ -117,6 +117,8 @@ class KeyMaterial:
     revoked: bool
     unit_active: bool
     verification_key: str
+    #: Client certificate fingerprints the unit's requests must come with (empty: none pinned).
+    client_certs: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"KeyMaterial({self.access_key!r}, {self.algorithm})"
@@ -133,7 +135,7 @@ def new_access_key() -> str:
 
 
 # Read on every signed request: built once (SQLAlchemy then skips construction and cache keying).
-_KEY_MATERIAL = (select(access_keys, units.c.status.label("unit_status"))
+_KEY_MATERIAL = (select(access_keys, units.c.status.label("unit_status"), units.c.client_cert_sha256)
                  .join(units, units.c.id == access_keys.c.unit_id)
                  .where(access_keys.c.id == bindparam("access_key")))
 _UNIT_STATUSES = (select(units.c.id, units.c.status, units.c.zone)
@@ -455,4 +457,27 @@ class Directory:
             verification = row.public_key_pem or ""
         return KeyMaterial(access_key=row.id, unit_id=row.unit_id, application_id=row.application_id,
                            algorithm=row.algorithm, revoked=row.revoked_at is not None,
-                           unit_active=row.unit_status == "active", verification_key=verification)
+                           unit_active=row.unit_status == "active", verification_key=verification,
+                           client_certs=tuple((row.client_cert_sha256 or "").split()))
+
+    # -- client certificates (mutual TLS) -------------------------------------------------------
+    async def pin_certificates(self, unit_id: str, fingerprints: list[str]) -> list[str]:
+        """Set the client certificates `unit_id`'s requests must come with (empty list: none)."""
+        if len(fingerprints) > 4:
+            raise Problem("request.invalid", "at most 4 certificates per unit (two while one is renewed)")
+        value = " ".join(dict.fromkeys(fingerprints)) or None
+        async with self.db.write() as conn:
+            result = await conn.execute(update(units).where(units.c.id == unit_id).values(client_cert_sha256=value))
+            if result.rowcount == 0:
+                raise Problem("not_found", f"unit {unit_id} does not exist")
+            await audit.append(conn, "unit.certificates_pinned", target=unit_id, unit=unit_id,
+                               detail={"sha256": list(dict.fromkeys(fingerprints))})
+        return list(dict.fromkeys(fingerprints))
+
+    async def pinned_certificates(self, unit_id: str) -> list[str]:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(units.c.id, units.c.client_cert_sha256)
+                                      .where(units.c.id == unit_id))).first()
+        if row is None:
+            raise Problem("not_found", f"unit {unit_id} does not exist")
+        return (row.client_cert_sha256 or "").split()

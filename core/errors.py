@@ -30,6 +30,8 @@ CATALOGUE: dict[str, ErrorKind] = {
                                   "Session token invalid or expired"),
     "auth.bad_ticket": ErrorKind(401, "Vé mở luồng sự kiện không hợp lệ, đã dùng hoặc đã hết hạn",
                                  "Event stream ticket invalid, already used or expired"),
+    "auth.bad_certificate": ErrorKind(401, "Chứng thư số máy khách không đúng chứng thư đã đăng ký cho đơn vị",
+                                      "Client certificate missing or not the one registered for the unit"),
     "auth.not_permitted": ErrorKind(403, "Chính sách liên thông không cho phép gửi tới đơn vị này",
                                     "The communication policy does not let this source reach that destination"),
     "forbidden": ErrorKind(403, "Không có quyền thực hiện", "Forbidden"),

@@ -220,6 +220,7 @@ async def serve(hub: Hub, *, on_ready: Callable[[str], None] | None = None,
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, hub.reload_tls)  # a renewed certificate, without a restart
     await hub.start()
     try:
         sd_notify(f"READY=1\nSTATUS=listening on {hub.url}\nMAINPID={os.getpid()}")
@@ -240,6 +241,6 @@ async def serve(hub: Hub, *, on_ready: Callable[[str], None] | None = None,
         if on_stopping is not None:
             on_stopping()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await hub.stop()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import ssl
 from typing import Any
 
 import pluggy
@@ -46,6 +47,7 @@ from lgsp.core.services import ServiceRegistry
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
 from lgsp.core.tickets import StreamTickets
+from lgsp.core.tls import TlsError, load_certificate, server_context
 from lgsp.plugins.manager import PluginError, create_plugin_manager, signature_algorithms
 
 log = logging.getLogger("lgsp.hub")
@@ -73,6 +75,7 @@ class Hub:
         self.presence: Presence
         self.auth: Authenticator
         self.policy: Policy
+        self.tls_context: ssl.SSLContext | None = None
         self.audit: AuditChain
         self.tickets: StreamTickets
         self.bus = EventBus()
@@ -277,8 +280,15 @@ class Hub:
                                 max_per_address=server_cfg.max_connections_per_address)
         self.app.middlewares.insert(0, guard.middleware)
         await self._runner.setup()
+        for unit, target in self.config.delivery.targets.items():
+            if isinstance(target, dict) and target.get("verify_tls") is False:  # never silent (core/tls.py)
+                log.warning("TLS certificate checks are OFF for pushes to %s (delivery.targets.%s.verify_tls: "
+                            "false): anyone on the path can read and change what it receives", unit, unit)
+        tls = self.config.tls
+        if tls.cert_file:
+            self.tls_context = server_context(tls.cert_file, tls.key_file, tls.client_ca_file)
         self._server = await asyncio.get_running_loop().create_server(
-            guard, server_cfg.host, server_cfg.port, reuse_address=True, backlog=512)
+            guard, server_cfg.host, server_cfg.port, reuse_address=True, backlog=512, ssl=self.tls_context)
         self.port = self._server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="lgsp-housekeeping"))
         self._tasks.append(asyncio.create_task(self._presence_flusher(), name="lgsp-presence"))
@@ -347,7 +357,21 @@ class Hub:
         host = self.config.server.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls_context is not None else 'http'}://{host}:{self.port}"
+
+    def reload_tls(self) -> bool:
+        """Re-read the served certificate and key (SIGHUP): new connections get them, open ones stay.
+        False (and the old certificate kept) when the new files cannot be used."""
+        if self.tls_context is None:
+            return False
+        tls = self.config.tls
+        try:
+            load_certificate(self.tls_context, tls.cert_file, tls.key_file)
+        except TlsError as exc:
+            log.error("TLS certificate not reloaded, the current one stays: %s", exc)
+            return False
+        log.info("TLS certificate reloaded from %s", tls.cert_file)
+        return True
 
     # -- plugins ------------------------------------------------------------------------------
     async def call_hook(self, name: str, **kwargs: Any) -> None:

@@ -25,6 +25,7 @@ from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
 from lgsp.core.signing import EMPTY_SHA256, H_CONTENT
 from lgsp.core.text import load_json, printable, text_problem, url_text
+from lgsp.core.tls import peer_fingerprint
 
 if TYPE_CHECKING:
     from lgsp.core.hub import Hub
@@ -159,7 +160,8 @@ async def authenticate(request: web.Request, *, streams_body: bool = False) -> P
         return cached
     check_url_text(request)
     path, query = raw_path_and_query(request)
-    principal = await hub_of(request).auth.authenticate(request.method, path, query, request.headers)
+    principal = await hub_of(request).auth.authenticate(request.method, path, query, request.headers,
+                                                        client_cert=peer_fingerprint(request.transport))
     if not streams_body:
         request[BODY] = await _read_checked_body(request, hub_of(request).config.limits.max_json_body)
     elif not request.body_exists and request.headers.get(H_CONTENT) != EMPTY_SHA256:

@@ -16,7 +16,8 @@ are retried by the engine; other 4xx, redirects and a 2xx without the echo are f
 Target settings (`delivery.targets.<unit>`): `url` (required), `timeout_seconds` (60; longest
 silence while sending or waiting for the answer), `connect_timeout_seconds` (10), `probe_url`
 (optional: GET it, 2xx = up; without it the probe is a HEAD on `url`, any answer below 500 = up),
-`verify_tls` (true).
+`verify_tls` (true), `tls_ca_file` (the CA that signed the receiver's certificate), `tls_fingerprint`
+(its certificate's SHA-256, pinned instead of a CA check); see core/tls.py.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from yarl import URL
 from lgsp.core import logs
 from lgsp.core.push import PushFailure, PushJob, PushReceipt, http_failure
 from lgsp.core.signing import H_CONTENT, META_PARAM, metadata_digest
+from lgsp.core.tls import TARGET_KEYS as TLS_KEYS
+from lgsp.core.tls import client_ssl
+from lgsp.core.tls import target_problems as tls_problems
 
 if TYPE_CHECKING:
     from lgsp.core.hub import Hub
@@ -51,7 +55,7 @@ H_RECEIPT = "X-LGSP-Receipt-Id"
 META_HEADERS = (H_IDEMPOTENCY, H_PACKET, H_FROM, H_TO, H_SUBJECT, H_PRIORITY, H_DATA_TYPE, H_ATTEMPT)
 
 
-KEYS = {"protocol", "url", "timeout_seconds", "connect_timeout_seconds", "probe_url", "verify_tls"}
+KEYS = {"protocol", "url", "timeout_seconds", "connect_timeout_seconds", "probe_url", *TLS_KEYS}
 _URL_RE = re.compile(r"^https?://[^/\s?#]+(/[^\s#]*)?$")
 
 
@@ -80,8 +84,7 @@ class RestPushAdapter:
         for key in ("timeout_seconds", "connect_timeout_seconds"):
             if key in target and not _positive_number(target[key]):
                 problems.append((key, "must be a number of seconds greater than 0"))
-        if "verify_tls" in target and not isinstance(target["verify_tls"], bool):
-            problems.append(("verify_tls", "must be true or false"))
+        problems.extend(tls_problems(target))
         return problems
 
     # -- HTTP ---------------------------------------------------------------------------------
@@ -202,6 +205,7 @@ async def _snippet(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
-def _ssl(target: Mapping[str, Any]) -> bool:
-    """aiohttp's `ssl` argument: the default checks (True), or none at all when verify_tls is false."""
-    return bool(target.get("verify_tls", True))
+def _ssl(target: Mapping[str, Any]) -> Any:
+    """aiohttp's `ssl` argument: the system's CAs, the target's own CA or pinned certificate, or no
+    check at all only with an explicit `verify_tls: false` (core/tls.py)."""
+    return client_ssl(target)

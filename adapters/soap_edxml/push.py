@@ -58,6 +58,9 @@ from zeep.xsd.types.builtins import Base64Binary
 
 from lgsp.core.push import PushFailure, PushJob, PushReceipt
 from lgsp.core.signing import Signer
+from lgsp.core.tls import TARGET_KEYS as TLS_KEYS
+from lgsp.core.tls import client_ssl
+from lgsp.core.tls import target_problems as tls_problems
 from lgsp.plugins.signatures import BUILTIN_ALGORITHMS
 
 if TYPE_CHECKING:
@@ -72,7 +75,7 @@ PLACEHOLDERS = frozenset({"packet_id", "from", "to", "sha256", "size", "document
 _ENGINE_KEYS = frozenset({"protocol", "concurrency", "probe_interval_seconds"})
 _STR_KEYS = ("wsdl", "operation", "content_parameter", "service", "port", "address", "access_key", "secret",
              "username", "password_secret", "result_field")
-KNOWN_KEYS = _ENGINE_KEYS | set(_STR_KEYS) | {"parameters", "timeout_seconds"}
+KNOWN_KEYS = _ENGINE_KEYS | set(_STR_KEYS) | {"parameters", "timeout_seconds"} | set(TLS_KEYS)
 _HMAC = {a.name: a for a in BUILTIN_ALGORITHMS}["HMAC-SHA256"]
 
 
@@ -115,6 +118,9 @@ class SoapPushAdapter:
         for key in _STR_KEYS:
             if key in target and (not isinstance(target[key], str) or not target[key].strip()):
                 out.append((key, "must be a non-empty string"))
+        out.extend(tls_problems(target))
+        if "tls_fingerprint" in target:  # zeep reads the WSDL through requests, which cannot pin
+            out.append(("tls_fingerprint", "not for soap targets: give the unit's CA in tls_ca_file"))
         if not _is_url(target.get("wsdl")):
             out.append(("wsdl", "required: the http(s) URL of the unit's WSDL"))
         if not isinstance(target.get("operation"), str) or not target.get("operation"):
@@ -168,6 +174,9 @@ class SoapPushAdapter:
         settings = zeep.Settings(strict=False, forbid_dtd=True, forbid_entities=True, forbid_external=True,
                                  xml_huge_tree=False)
         session = requests.Session()
+        # The same check as the pushes themselves (core/tls.py): the unit's own CA, or none only
+        # when `verify_tls: false` says so.
+        session.verify = False if target.get("verify_tls") is False else target.get("tls_ca_file", True)
         if target.get("username"):  # a WSDL behind the same Basic auth as the service
             # UTF-8, as for the POST (requests would encode str credentials as Latin-1)
             session.auth = requests.auth.HTTPBasicAuth(target["username"].encode(), (password or "").encode())
@@ -234,7 +243,7 @@ class SoapPushAdapter:
                                                                                                    300)))
         try:
             async with self.http.post(endpoint.address, data=self._body(job, head, tail), headers=headers,
-                                      timeout=timeout) as resp:
+                                      timeout=timeout, ssl=client_ssl(target)) as resp:
                 body = await resp.content.read(MAX_REPLY + 1)
                 status, reply_headers = resp.status, resp.headers
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -324,7 +333,7 @@ class SoapPushAdapter:
         """Up when the unit's WSDL answers 200, read with the same Basic auth a push uses."""
         try:
             async with self.http.get(target["wsdl"], timeout=aiohttp.ClientTimeout(total=10),
-                                     headers=await self._basic_auth(target)) as resp:
+                                     headers=await self._basic_auth(target), ssl=client_ssl(target)) as resp:
                 await resp.content.read(1 << 16)
                 return resp.status == 200
         except (TimeoutError, aiohttp.ClientError, OSError, KeyError):

@@ -81,6 +81,9 @@ units = Table(
     Column("offline_since", UTCDateTime, nullable=True),
     # Contact address, as another exchange's directory gives it (the national axis's agencies).
     Column("mail", String(255), nullable=True),
+    # SHA-256 fingerprints (space-separated; two while a certificate is renewed) of the client
+    # certificates this unit's requests must come with over TLS; NULL: none pinned (migration 0012).
+    Column("client_cert_sha256", Text, nullable=True),
 )
 
 applications = Table(

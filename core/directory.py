@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from lgsp.core import audit
@@ -281,21 +281,50 @@ class Directory:
         return _unit(row) if row else None
 
     async def search_units(self, q: str = "", limit: int = 50) -> list[Unit]:
-        """Units whose identifier starts with `q` or whose name contains it (accents ignored)."""
-        stmt = select(units).order_by(units.c.id).limit(limit)
+        """Units whose identifier starts with `q`, or whose name (with its parent's) holds every word of
+        `q`, accents and case ignored ("so tai chinh dong nai" finds "Sở Tài chính tỉnh Đồng Nai").
+
+        Ranked: the identifier itself, an identifier prefix, a name that starts with the words, a
+        name that holds them all, then the words found only with the parent's name; then by id.
+        """
         q = q.strip()
-        if q:
-            folded = fold(q)
-            escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            # Official codes are uppercase, legacy ones may be lowercase (`vxp.saas.02`): the prefix as typed,
-            # in uppercase and in lowercase (PostgreSQL's LIKE is case-sensitive; SQLite's is not for ASCII).
-            prefixes = {p.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                        for p in (q, q.upper(), q.lower())}
-            stmt = stmt.where(or_(*(units.c.id.like(p + "%", escape="\\") for p in sorted(prefixes)),
-                                  units.c.name_folded.like("%" + escaped + "%", escape="\\")))
+        if not q:
+            stmt = select(units).order_by(units.c.id).limit(limit)
+            async with self.db.read() as conn:
+                rows = (await conn.execute(stmt)).all()
+            return [_unit(r) for r in rows]
+        folded = " ".join(fold(q).split())
+        words = folded.split(" ")[:8]
+
+        def like(text: str) -> str:
+            return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+        parent = units.alias("parent")
+        # Official codes are uppercase, legacy ones may be lowercase (`vxp.saas.02`): the prefix as typed,
+        # in uppercase and in lowercase (PostgreSQL's LIKE is case-sensitive; SQLite's is not for ASCII).
+        prefixes = {like(p) for p in (q, q.upper(), q.lower())}
+        by_code = or_(*(units.c.id.like(p + "%", escape="\\") for p in sorted(prefixes)))
+        with_parent = units.c.name_folded + " " + func.coalesce(parent.c.name_folded, "")
+        by_words = and_(*(with_parent.like("%" + like(w) + "%", escape="\\") for w in words))
+        stmt = (select(units, parent.c.name_folded.label("parent_folded"))
+                .outerjoin(parent, parent.c.id == units.c.parent_id)
+                .where(or_(by_code, by_words)).order_by(units.c.id).limit(max(limit * 10, 200)))
         async with self.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [_unit(r) for r in rows]
+
+        def rank(row: Any) -> tuple[int, str]:
+            name = " ".join(row.name_folded.split())
+            if row.id.upper() == q.upper():
+                return 0, row.id
+            if row.id.upper().startswith(q.upper()):
+                return 1, row.id
+            if name.startswith(folded):
+                return 2, row.id
+            if all(w in name for w in words):
+                return 3 if folded in name else 4, row.id
+            return 5, row.id
+
+        return [_unit(r) for r in sorted(rows, key=rank)[:limit]]
 
     async def existing_units(self, ids: list[str]) -> dict[str, str]:
         """id → status for those of `ids` that exist."""

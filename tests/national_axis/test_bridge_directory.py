@@ -50,7 +50,7 @@ async def test_sync_fills_the_zone_and_search_finds_the_agencies(
     local = await directory.get_unit(LOCAL_B)
     assert local is not None and local.zone == "local" and local.name == f"Đơn vị {LOCAL_B}"
     found = [u.id for u in await directory.search_units("van phong chinh phu")]
-    assert found == [MINISTRY_CODE]
+    assert found == [MINISTRY_CODE, CHILD]  # the child through its parent's name, after
     # Packets for a synchronised agency go through the axis from now on.
     assert bh.hub.engine.protocol_of(CHILD) == "national_axis"
 

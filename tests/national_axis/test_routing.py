@@ -106,3 +106,23 @@ def test_bad_routes_are_reported_by_key_path(tmp_path: Path) -> None:
         Hub(config).check_config()
     text = str(caught.value)
     assert "routes.national.patterns[0]" in text and "routes.local" in text and "routes.peer-hcm.adapter" in text
+
+
+async def test_directory_search_ranks_words_code_prefix_and_parent(hub: Hub) -> None:
+    directory = hub.directory
+    await directory.add_unit("H39", "UBND tỉnh Đồng Nai")
+    await directory.add_unit("H39.05", "Sở Tài chính tỉnh Đồng Nai", parent_id="H39")
+    await directory.add_unit("H39.05.01", "Phòng Ngân sách", parent_id="H39.05")
+    await directory.add_unit("H23.05", "Sở Tài chính tỉnh Quảng Nam")
+    await directory.add_unit("000.00.00.G12", "Bộ Tài chính", zone="national")
+    found = [u.id for u in await directory.search_units("so tai chinh dong nai")]
+    # Every word, accents ignored: not the other province's department; its own unit found through
+    # its parent's name comes after.
+    assert found == ["H39.05", "H39.05.01"]
+    assert {u.id for u in await directory.search_units("tài chính")} == {"H39.05", "H39.05.01", "H23.05",
+                                                                          "000.00.00.G12"}
+    assert [u.id for u in await directory.search_units("H39")] == ["H39", "H39.05", "H39.05.01"]  # code prefix first
+    # A unit found through its parent's name comes after those whose own name holds the words.
+    assert [u.id for u in await directory.search_units("ngan sach dong nai")] == ["H39.05.01"]
+    assert [u.id for u in await directory.search_units("bo tai chinh")] == ["000.00.00.G12"]  # name starts so
+    assert await directory.search_units("100%_x") == []

@@ -66,6 +66,8 @@ class ContentRef:
     sha256: str
     data_type: str
     media_type: str = "application/octet-stream"
+    #: What the inspector recorded about a stored part (e.g. an attachment's file `name`).
+    detail: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -459,7 +461,7 @@ class ContentService:
         if row is None:
             raise Problem("not_found", f"this packet has no part {variant!r}")
         ref = ContentRef(row.variant, row.blob_key, row.size, row.sha256, row.data_type or pkt.data_type,
-                         row.media_type)
+                         row.media_type, row.detail)
         return ref, self.blobs.path(row.blob_key)
 
     # -- purge ----------------------------------------------------------------------------------

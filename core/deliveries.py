@@ -43,49 +43,35 @@ from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ClauseElement
 
+from lgsp.core.states import (
+    ACTIVE,
+    AWAITING_DESTINATION,
+    CANCELLED,
+    DELIVERED,
+    DELIVERY_ALLOWED_FROM,
+    DELIVERY_OPERATOR_FROM,
+    DELIVERY_STATES,
+    EXPIRED,
+    FAILED,
+    FETCHED,
+    FORWARDED,
+    NOTIFIED,
+    PENDING,
+    PULL,
+    PUSH,
+    PUSHING,
+    QUEUED,
+    RETRYING,
+    SENDING,
+    TERMINAL,
+    WAITING,
+)
 from lgsp.core.store.tables import deliveries
 
-WAITING = "waiting"
-QUEUED = "queued"
-NOTIFIED = "notified"
-FETCHED = "fetched"
-SENDING = "sending"
-RETRYING = "retrying"
-FORWARDED = "forwarded"
-DELIVERED = "delivered"
-FAILED = "failed"
-EXPIRED = "expired"
-CANCELLED = "cancelled"
-
-PULL = "pull"
-PUSH = "push"
-
-STATES = (WAITING, QUEUED, NOTIFIED, FETCHED, SENDING, RETRYING, FORWARDED, DELIVERED, FAILED, EXPIRED, CANCELLED)
-TERMINAL = frozenset({DELIVERED, FAILED, EXPIRED, CANCELLED})
-# Content is stored and a pull destination may fetch it.
-PENDING = frozenset({QUEUED, NOTIFIED, FETCHED})
-# A push is under way: an attempt in flight or the next one scheduled.
-PUSHING = frozenset({SENDING, RETRYING})
-# The packet waits on its destination (what offline reports are about).
-AWAITING_DESTINATION = PENDING | PUSHING
-ACTIVE = frozenset(STATES) - TERMINAL
-
-# target state → states it may be reached from
-ALLOWED_FROM: dict[str, frozenset[str]] = {
-    QUEUED: frozenset({WAITING}),
-    NOTIFIED: frozenset({QUEUED}),
-    FETCHED: frozenset({QUEUED, NOTIFIED}),
-    SENDING: frozenset({QUEUED, RETRYING}),
-    RETRYING: frozenset({SENDING}),
-    FORWARDED: frozenset({SENDING}),
-    DELIVERED: PENDING | {SENDING, FORWARDED},
-    FAILED: PENDING | {SENDING, FORWARDED},
-    EXPIRED: frozenset(ACTIVE),
-    CANCELLED: frozenset(ACTIVE),
-}
-
-# What an operator's `lgsp deliveries retry` may put back in the queue.
-OPERATOR_RETRY_FROM = frozenset({RETRYING, FAILED, EXPIRED, CANCELLED})
+# The states and their tables are defined once, in core/states.py; these are their short names here.
+STATES = DELIVERY_STATES
+ALLOWED_FROM = DELIVERY_ALLOWED_FROM
+OPERATOR_RETRY_FROM = DELIVERY_OPERATOR_FROM
 
 
 def can_move(current: str, target: str) -> bool:
@@ -162,3 +148,11 @@ async def row_of(conn: AsyncConnection, packet_id: str, unit: str) -> Any:
     """The whole delivery row (state, mode, attempts, ...), or None."""
     return (await conn.execute(select(deliveries).where(
         and_(deliveries.c.packet_id == packet_id, deliveries.c.unit_id == unit)))).first()
+
+
+__all__ = [
+    "ACTIVE", "ALLOWED_FROM", "AWAITING_DESTINATION", "CANCELLED", "DELIVERED", "DELIVERY_ALLOWED_FROM",
+    "DELIVERY_OPERATOR_FROM", "DELIVERY_STATES", "EXPIRED", "FAILED", "FETCHED", "FORWARDED", "NOTIFIED",
+    "OPERATOR_RETRY_FROM", "PENDING", "PULL", "PUSH", "PUSHING", "QUEUED", "RETRYING", "SENDING", "STATES",
+    "TERMINAL", "WAITING", "attempts_of", "can_move", "move", "row_of", "state_of", "states_of",
+]

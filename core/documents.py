@@ -28,7 +28,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core.events import iso
-from lgsp.core.store.database import conflict_insert
+from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.tables import deliveries, document_statuses, documents
 
 #: Status codes of the public samples: (Vietnamese, English).
@@ -224,3 +224,20 @@ def document_view(row: Any) -> dict[str, Any]:
     if row.original_packet_id:
         out["original_packet"] = row.original_packet_id
     return out
+
+
+class DocumentIndex:
+    """The document index for adapters that only read it (one store session per call)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_many(self, packet_ids: Sequence[str]) -> dict[str, Any]:
+        """packet id -> its document row, for the packets that carried an edXML document."""
+        async with self.db.read() as conn:
+            return await get_many(conn, packet_ids)
+
+    async def sent_packets(self, document_id: str, source: str, limit: int = 50) -> list[str]:
+        """Packets `source` sent with this DocumentId, newest first."""
+        async with self.db.read() as conn:
+            return await sent_packets(conn, document_id, source, limit)

@@ -28,6 +28,7 @@ from lgsp.core.content import ContentService
 from lgsp.core.content import collect as collect_content_plugins
 from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.directory import Directory
+from lgsp.core.documents import DocumentIndex
 from lgsp.core.engine import DeliveryEngine
 from lgsp.core.events import EventBus
 from lgsp.core.exchange import Exchange, TransferTokens
@@ -81,6 +82,7 @@ class Hub:
         self.bus = EventBus()
         self.exchange: Exchange
         self.content: ContentService
+        self.documents: DocumentIndex
         self.algorithms: dict[str, Any] = {}
         self.app: web.Application | None = None
         self._runner: web.AppRunner | None = None
@@ -234,6 +236,7 @@ class Hub:
         self.identity = HubIdentity(self.directory, self.secrets, cfg.hub.identifier, cfg.hub.name)
         self.audit = AuditChain(self.db, self._audit_signer, self.algorithms, clock=self.clock)
         self.services = ServiceRegistry(self.db, self.directory)
+        self.documents = DocumentIndex(self.db)
         self.auth.target_resolvers.append(self.services.resolve_target)
         self.auth.target_owners.append(self.services.owner_of)
         self.offline = OfflineReporter(self.db, self.bus, after_seconds=cfg.presence.offline_report_after_seconds,

@@ -29,14 +29,28 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 from aiohttp import web
-from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lgsp.core import documents as docs
-from lgsp.core.config import positive_int_settings
-from lgsp.core.content import ContentService, Inspection, InspectionJob, SyncBlobWriter, Variant
-from lgsp.core.downloads import blob_response
-from lgsp.core.edxml import (
+from lgsp.core.api import (
+    H_CONTENT,
+    ContentService,
+    Database,
+    Event,
+    Inspection,
+    InspectionJob,
+    Problem,
+    SyncBlobWriter,
+    Variant,
+    authenticate,
+    blob_response,
+    check_range,
+    hub_of,
+    identifier_form,
+    positive_int_settings,
+    record,
+)
+from lgsp.core.api import documents as docs
+from lgsp.core.api.edxml import (
     AttachmentMeta,
     EdxmlError,
     EdxmlInvalid,
@@ -51,18 +65,10 @@ from lgsp.core.edxml import (
     load_json,
     parse_packet,
 )
-from lgsp.core.errors import Problem
-from lgsp.core.events import Event, record
-from lgsp.core.identifiers import identifier_form
-from lgsp.core.signing import H_CONTENT
-from lgsp.core.store.database import Database
-from lgsp.core.store.tables import packet_contents
-from lgsp.core.web import authenticate, check_range, hub_of
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from lgsp.core.exchange import PacketInfo
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub, PacketInfo
 
 NAME = "edxml"
 FAMILY = "edxml"
@@ -537,10 +543,7 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         raise Problem("content.gone", "the content of this packet is no longer held by the hub")
     check_range(request, ref.size)
-    async with hub.db.read() as conn:  # the file name, for Content-Disposition
-        detail = await conn.scalar(select(packet_contents.c.detail).where(and_(
-            packet_contents.c.packet_id == request.match_info["id"], packet_contents.c.variant == ref.variant)))
-    name = (detail or {}).get("name") or f"attachment-{number}"
+    name = (ref.detail or {}).get("name") or f"attachment-{number}"  # for Content-Disposition
     return await blob_response(request, hub.blobs, path, ref.size, {
         H_CONTENT: ref.sha256, "Content-Type": ref.media_type or "application/octet-stream",
         "Accept-Ranges": "bytes",

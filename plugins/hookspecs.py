@@ -18,12 +18,8 @@ import pluggy
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from lgsp.core.content import ContentInspector
-    from lgsp.core.edxml import PacketConverter
-    from lgsp.core.exchange import PacketInfo
-    from lgsp.core.hub import Hub
-    from lgsp.core.push import PushAdapter
-    from lgsp.core.signing import SignatureAlgorithm
+    from lgsp.core.api import ContentInspector, Hub, PacketInfo, PushAdapter, SignatureAlgorithm
+    from lgsp.core.api.edxml import PacketConverter
 
 PROJECT = "lgsp"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -48,14 +44,14 @@ def lgsp_web_routes(hub: Hub) -> Iterable[web.AbstractRouteDef] | None:
     """Routes an inbound adapter mounts on the hub's HTTP server.
 
     Return aiohttp route definitions (`web.get(...)`, `web.post(...)`, ...). Handlers authenticate
-    callers with `lgsp.core.web.authenticate(request)` (the signed-request protocol every adapter
-    shares) and raise `lgsp.core.errors.Problem` for errors. Called once, before the server starts.
+    callers with `lgsp.core.api.authenticate(request)` (the signed-request protocol every adapter
+    shares) and raise `lgsp.core.api.Problem` for errors. Called once, before the server starts.
     """
 
 
 @hookspec
 def lgsp_push_adapters(hub: Hub) -> Iterable[PushAdapter] | None:
-    """Outbound delivery adapters this plugin provides (see `lgsp.core.push`).
+    """Outbound delivery adapters this plugin provides (see `lgsp.core.api.PushAdapter`).
 
     Each adapter has a `protocol` name; a unit listed under `delivery.targets` with that
     `protocol` gets its packets pushed through it. Called when the Hub object is built (before it
@@ -149,7 +145,7 @@ def lgsp_content_inspectors(hub: Hub) -> Iterable[ContentInspector] | None:
 
 @hookspec
 def lgsp_packet_converters(hub: Hub) -> Iterable[PacketConverter] | None:
-    """Format converters (`lgsp.core.edxml.PacketConverter`): `source_format`, `target_format`
+    """Format converters (`lgsp.core.api.edxml.PacketConverter`): `source_format`, `target_format`
     and a synchronous `convert(src, dst, *, store=None)`.
 
     Inspectors use them to produce the variant a destination's format asks for (e.g. edXML to

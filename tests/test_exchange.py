@@ -202,11 +202,31 @@ async def test_transfer_tokens_are_enforced(make_actor: MakeActor) -> None:
     tampered = download.raw_path + "?" + download.raw_query_string.replace("token=", "token=A")
     status, h, body = await b.raw("GET", tampered)
     assert_problem(status, h, body, 403, "forbidden")
-    status, h, body = await b.raw("GET", download.raw_path)
+    # Half a token is no token: both parameters or neither.
+    only_expires = download.raw_path + "?" + download.raw_query_string.partition("&token=")[0]
+    status, h, body = await b.raw("GET", only_expires)
     assert_problem(status, h, body, 403, "forbidden")
     # A token issued to B is no use to A (bound to the unit).
     status, h, body = await a.raw("GET", download.path_qs)
     assert_problem(status, h, body, 403, "forbidden")
+
+
+async def test_a_signed_request_downloads_without_a_url_token(make_actor: MakeActor) -> None:
+    """The signed request authenticates the destination; the URL token only bounds a URL's life."""
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    c = await make_actor("000.00.02.H23")
+    packet_id = await a.client.send(b"abc", [b.unit], subject="s")
+    status, h, body = await b.raw("GET", f"/v1/packets/{packet_id}/content")
+    assert status == 200 and body == b"abc"
+    assert h["X-LGSP-Content-SHA256"] == hashlib.sha256(b"abc").hexdigest()
+    assert (await b.client.status(packet_id))["deliveries"][0]["state"] == "fetched"
+    # Anyone else still learns nothing, token or not.
+    status, h, body = await c.raw("GET", f"/v1/packets/{packet_id}/content")
+    assert_problem(status, h, body, 404, "not_found")
+    # Unsigned: 401 as before.
+    status, h, body = await b.raw("GET", f"/v1/packets/{packet_id}/content", sign=False)
+    assert_problem(status, h, body, 401, "auth.missing")
 
 
 async def test_expired_download_url(make_actor: MakeActor, hub: Hub) -> None:

@@ -17,11 +17,11 @@ from aiohttp import web
 
 from lgsp.adapters.console import home, people, signin
 from lgsp.adapters.console.base import DEFAULTS, PREFIX, SECURITY_HEADERS
-from lgsp.core.config import positive_int_settings
+from lgsp.core.api import positive_int_settings
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 _STATIC = {"console.css": "text/css"}
 

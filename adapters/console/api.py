@@ -7,10 +7,7 @@ import datetime as dt
 
 from aiohttp import web
 
-from lgsp.core.errors import Problem
-from lgsp.core.registration.workdays import VIETNAM_TZ
-from lgsp.core.reports import period_bounds, unit_report
-from lgsp.core.web import authenticate, hub_of
+from lgsp.core.api import VIETNAM_TZ, Problem, authenticate, hub_of, period_bounds, unit_report
 
 routes = web.RouteTableDef()
 

@@ -22,12 +22,10 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from aiohttp import web
 
-from lgsp.core.accounts import Account, Accounts, Actor
-from lgsp.core.registration.workdays import VIETNAM_TZ
-from lgsp.core.web import hub_of
+from lgsp.core.api import VIETNAM_TZ, Account, Accounts, Actor, hub_of
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 PREFIX = "/console"
 COOKIE = "lgsp_console"

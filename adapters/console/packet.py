@@ -8,7 +8,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from lgsp.adapters.console.base import PREFIX, WHO, actor_of, console_of, forbidden, page, read_form, redirect
-from lgsp.core.errors import Problem
+from lgsp.core.api import Problem
 from lgsp.core.store.tables import deliveries, packet_events, packets
 
 routes = web.RouteTableDef()

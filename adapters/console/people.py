@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 from aiohttp import web
 
 from lgsp.adapters.console.base import PREFIX, WHO, actor_of, console_of, page, read_form, redirect
-from lgsp.core.accounts import ROLE_NAMES_VI, ROLES, AccountError, new_password
-from lgsp.core.registration.workdays import VIETNAM_TZ
+from lgsp.core.api import ROLE_NAMES_VI, ROLES, VIETNAM_TZ, AccountError, new_password
 
 routes = web.RouteTableDef()
 

@@ -18,11 +18,19 @@ from typing import Any
 from aiohttp import web
 
 from lgsp.adapters.console.base import PREFIX, WHO, Console, actor_of, console_of, forbidden, page, read_form, redirect
-from lgsp.core.errors import Problem
-from lgsp.core.registration.forms import FORM_KINDS, FieldSpec, FormRecord, form_kind
-from lgsp.core.registration.letters import render_letter
-from lgsp.core.registration.workdays import WorkingCalendar
-from lgsp.core.registration.workflow import REQUEST_KINDS, STATE_NAMES_VI, Registrations, RequestInvalid
+from lgsp.core.api import (
+    FORM_KINDS,
+    REQUEST_KINDS,
+    STATE_NAMES_VI,
+    FieldSpec,
+    FormRecord,
+    Problem,
+    Registrations,
+    RequestInvalid,
+    WorkingCalendar,
+    form_kind,
+    render_letter,
+)
 
 routes = web.RouteTableDef()
 
@@ -251,7 +259,7 @@ async def request_approve(request: web.Request) -> web.StreamResponse:
     except Problem as exc:
         return await _detail(request, req_id, reply_values=form, error=exc.detail, status=422)
     except Exception as exc:  # an account that cannot be created (name taken, bad name)
-        from lgsp.core.accounts import AccountError
+        from lgsp.core.api import AccountError
 
         if not isinstance(exc, AccountError):
             raise

@@ -27,7 +27,7 @@ from lgsp.adapters.console.base import (
     safe_next,
     set_session_cookie,
 )
-from lgsp.core.accounts import AccountError, Actor
+from lgsp.core.api import AccountError, Actor
 
 routes = web.RouteTableDef()
 

@@ -13,8 +13,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from lgsp.adapters.console.base import PREFIX, WHO, console_of, forbidden, page
-from lgsp.core.registration.workdays import VIETNAM_TZ
-from lgsp.core.reports import period_bounds, presence_periods, to_csv, to_xlsx, unit_report
+from lgsp.core.api import VIETNAM_TZ, period_bounds, presence_periods, to_csv, to_xlsx, unit_report
 from lgsp.core.store.tables import deliveries, packets
 
 routes = web.RouteTableDef()

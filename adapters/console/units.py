@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from lgsp.adapters.console.base import PREFIX, WHO, actor_of, console_of, forbidden, page, read_form, redirect
-from lgsp.core.errors import Problem
+from lgsp.core.api import Problem
 
 routes = web.RouteTableDef()
 

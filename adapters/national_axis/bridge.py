@@ -22,7 +22,7 @@ from .client import AxisClient
 from .settings import AxisSettings
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 log = logging.getLogger("lgsp.adapters.national_axis")
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from lgsp.core.directory import ZoneEntry, ZoneSync
+from lgsp.core.api import ZoneEntry, ZoneSync
 
 from .client import AxisClient
 from .settings import AxisSettings
 from .shapes import SyncUnit
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
     from .bridge import AxisBridge
 

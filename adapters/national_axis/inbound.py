@@ -23,10 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from lgsp.core.content import PENDING_SUBJECT
-from lgsp.core.errors import Problem
-from lgsp.core.exchange import NewPacket
-from lgsp.core.identifiers import identifier_form
+from lgsp.core.api import PENDING_SUBJECT, NewPacket, Problem, identifier_form
 
 from .client import AxisError
 from .edxml_addresses import EdxmlAddressError, read_addresses

@@ -27,8 +27,7 @@ from .settings import SECTION, parse_settings
 from .tracking import track_once
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
-    from lgsp.core.push import PushAdapter
+    from lgsp.core.api import Hub, PushAdapter
 
 NAME = "national_axis"
 log = logging.getLogger("lgsp.adapters.national_axis")

@@ -18,13 +18,13 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from lgsp.core.push import PushFailure, PushJob, PushReceipt
+from lgsp.core.api import PushFailure, PushJob, PushReceipt
 
 from .client import AxisError
 from .protocol import MessageType
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
     from .bridge import AxisBridge
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from lgsp.core.secretstore import NAME_RE
+from lgsp.core.api import SECRET_NAME_RE as NAME_RE
 
 from .protocol import MessageType
 

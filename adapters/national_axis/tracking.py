@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from lgsp.core import deliveries as dv
+from lgsp.core.api import states as dv
 
 from .client import AxisError
 from .push import PROTOCOL, message_type_of

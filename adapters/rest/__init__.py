@@ -14,7 +14,7 @@ from lgsp.adapters.rest.routes import routes as api_routes
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 
 @hookimpl

@@ -17,14 +17,21 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
-from lgsp.core.auth import Principal
-from lgsp.core.errors import Problem
-from lgsp.core.events import Event
-from lgsp.core.signing import SIGNED_HEADERS
-from lgsp.core.web import PRINCIPAL, authenticate, base_url, hub_of, json_response, read_json
+from lgsp.core.api import (
+    PRINCIPAL,
+    SIGNED_HEADERS,
+    Event,
+    Principal,
+    Problem,
+    authenticate,
+    base_url,
+    hub_of,
+    json_response,
+    read_json,
+)
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()

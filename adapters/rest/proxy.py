@@ -26,9 +26,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from lgsp.core.errors import Problem, register_code
-from lgsp.core.signing import H_CONTENT, META_PARAM, metadata_digest
-from lgsp.core.web import authenticate, hub_of
+from lgsp.core.api import H_CONTENT, META_PARAM, Problem, authenticate, hub_of, metadata_digest, register_code
 
 routes = web.RouteTableDef()
 

@@ -31,15 +31,22 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from lgsp.core import logs
-from lgsp.core.push import PushFailure, PushJob, PushReceipt, http_failure
-from lgsp.core.signing import H_CONTENT, META_PARAM, metadata_digest
-from lgsp.core.tls import TARGET_KEYS as TLS_KEYS
-from lgsp.core.tls import client_ssl
-from lgsp.core.tls import target_problems as tls_problems
+from lgsp.core.api import (
+    H_CONTENT,
+    META_PARAM,
+    PushFailure,
+    PushJob,
+    PushReceipt,
+    client_ssl,
+    http_failure,
+    logs,
+    metadata_digest,
+)
+from lgsp.core.api import TLS_TARGET_KEYS as TLS_KEYS
+from lgsp.core.api import tls_target_problems as tls_problems
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 H_IDEMPOTENCY = "X-LGSP-Idempotency-Key"
 H_PACKET = "X-LGSP-Packet-Id"

@@ -44,17 +44,17 @@ from lgsp.adapters.rest.push import (
     H_SUBJECT,
     META_HEADERS,
 )
-from lgsp.core.auth import parse_signed_request
-from lgsp.core.errors import Problem
-from lgsp.core.signing import (
+from lgsp.core.api import (
     H_CONTENT,
     META_PARAM,
     SHA256_RE,
     SIGNED_HEADERS,
+    Problem,
     metadata_digest,
     parse_date,
+    parse_signed_request,
+    publish,
 )
-from lgsp.core.store.blobs import publish
 from lgsp.plugins.signatures import RSA_SHA256
 
 

@@ -11,13 +11,21 @@ from importlib import resources
 
 from aiohttp import web
 
-from lgsp.core.downloads import blob_response
-from lgsp.core.errors import Problem
-from lgsp.core.events import iso
-from lgsp.core.exchange import InboxPosition
-from lgsp.core.signing import H_CONTENT
-from lgsp.core.text import check_text
-from lgsp.core.web import authenticate, base_url, bounded_int, check_range, hub_of, json_response, read_json
+from lgsp.core.api import (
+    H_CONTENT,
+    InboxPosition,
+    Problem,
+    authenticate,
+    base_url,
+    blob_response,
+    bounded_int,
+    check_range,
+    check_text,
+    hub_of,
+    iso,
+    json_response,
+    read_json,
+)
 
 routes = web.RouteTableDef()
 MAX_VERIFIED_URL = 8190  # longest path or query /v1/verify takes: aiohttp's own request-line limit

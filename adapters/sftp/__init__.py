@@ -19,8 +19,7 @@ from lgsp.adapters.sftp.settings import parse_adapter_section
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
-    from lgsp.core.push import PushAdapter
+    from lgsp.core.api import Hub, PushAdapter
 
 # Pollers of each running hub (a process may run several hubs, e.g. in tests).
 _pollers: weakref.WeakKeyDictionary[Hub, dict[str, Poller]] = weakref.WeakKeyDictionary()

@@ -19,10 +19,10 @@ import asyncssh
 
 from lgsp.adapters.sftp.manifest import temporary_name
 from lgsp.adapters.sftp.settings import Connection, HostKeyPin
-from lgsp.core.errors import Problem
+from lgsp.core.api import Problem
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 log = logging.getLogger("lgsp.adapters.sftp")
 T = TypeVar("T")

@@ -46,11 +46,10 @@ from lgsp.adapters.sftp.manifest import (
     submission_packet,
 )
 from lgsp.adapters.sftp.settings import InboundSource
-from lgsp.core.errors import Problem
-from lgsp.core.exchange import PacketInfo
+from lgsp.core.api import PacketInfo, Problem
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 log = logging.getLogger("lgsp.adapters.sftp")
 

@@ -14,10 +14,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from lgsp.core.errors import Problem
-from lgsp.core.events import iso
-from lgsp.core.exchange import NewPacket, PacketInfo, parse_new_packet
-from lgsp.core.text import load_json
+from lgsp.core.api import NewPacket, PacketInfo, Problem, iso, load_json, parse_new_packet
 
 MANIFEST_SUFFIX = ".manifest.json"
 ERROR_SUFFIX = ".error.json"

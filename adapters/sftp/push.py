@@ -25,10 +25,10 @@ from lgsp.adapters.sftp.manifest import (
     temporary_name,
 )
 from lgsp.adapters.sftp.settings import PushTarget, parse_target
-from lgsp.core.push import PushFailure, PushJob, PushReceipt
+from lgsp.core.api import PushFailure, PushJob, PushReceipt
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 log = logging.getLogger("lgsp.adapters.sftp")
 

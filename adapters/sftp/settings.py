@@ -17,8 +17,8 @@ from typing import Any
 
 import asyncssh
 
-from lgsp.core.identifiers import InvalidIdentifier, check_identifier
-from lgsp.core.secretstore import NAME_RE
+from lgsp.core.api import SECRET_NAME_RE as NAME_RE
+from lgsp.core.api import InvalidIdentifier, check_identifier
 
 Issues = list[tuple[str, str]]
 

@@ -21,12 +21,11 @@ from aiohttp import web
 
 from lgsp.adapters.soap_edxml.push import SoapPushAdapter
 from lgsp.adapters.soap_edxml.service import NAME, SETTINGS, routes
-from lgsp.core.config import positive_int_settings
-from lgsp.core.errors import register_code
+from lgsp.core.api import positive_int_settings, register_code
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 register_code("soap.unsafe", 400, "Thông điệp SOAP chứa DTD hoặc thực thể (entity), bị từ chối",
               "SOAP message with a DTD or entities refused")

@@ -33,9 +33,8 @@ from urllib.parse import unquote
 
 from lxml import etree
 
-from lgsp.core.edxml import Base64Decoder, MarkupScanner, crowded
-from lgsp.core.errors import Problem
-from lgsp.core.store.blobcrypt import SealedSpool
+from lgsp.core.api import Problem, SealedSpool
+from lgsp.core.api.edxml import Base64Decoder, MarkupScanner, crowded
 
 TNS = "urn:lgsp:soap:edxml:1"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"

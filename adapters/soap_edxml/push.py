@@ -56,15 +56,13 @@ from requests.structures import CaseInsensitiveDict
 from zeep.wsdl.utils import etree_to_string
 from zeep.xsd.types.builtins import Base64Binary
 
-from lgsp.core.push import PushFailure, PushJob, PushReceipt
-from lgsp.core.signing import Signer
-from lgsp.core.tls import TARGET_KEYS as TLS_KEYS
-from lgsp.core.tls import client_ssl
-from lgsp.core.tls import target_problems as tls_problems
+from lgsp.core.api import TLS_TARGET_KEYS as TLS_KEYS
+from lgsp.core.api import PushFailure, PushJob, PushReceipt, Signer, client_ssl
+from lgsp.core.api import tls_target_problems as tls_problems
 from lgsp.plugins.signatures import BUILTIN_ALGORITHMS
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 log = logging.getLogger("lgsp.soap.push")
 

@@ -17,25 +17,33 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
-from urllib.parse import parse_qs
 
 from aiohttp import web
 from lxml import etree
 
-from lgsp.core import documents as docs
-from lgsp.core.auth import Principal
-from lgsp.core.content import PENDING_SUBJECT
-from lgsp.core.errors import Problem
-from lgsp.core.exchange import MAX_DESTINATION, MAX_REASON, PRIORITIES, InboxPosition, NewPacket
-from lgsp.core.signing import H_CONTENT
-from lgsp.core.text import check_text, printable
-from lgsp.core.web import authenticate, base_url, bounded_int, hub_of, language
+from lgsp.core.api import (
+    H_CONTENT,
+    MAX_DESTINATION,
+    MAX_REASON,
+    PENDING_SUBJECT,
+    PRIORITIES,
+    InboxPosition,
+    NewPacket,
+    Principal,
+    Problem,
+    authenticate,
+    base_url,
+    bounded_int,
+    check_text,
+    hub_of,
+    language,
+    printable,
+)
 
 from .envelope import SOAP11, SOAP12, TNS, XOP, Limits, Message, MessageReader, Payload, not_understood
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
-    from lgsp.core.notices import Notice
+    from lgsp.core.api import Hub, Notice
 
 log = logging.getLogger("lgsp.soap")
 
@@ -360,8 +368,7 @@ async def get_received_list(call: Call) -> web.StreamResponse:
     # the last row read (keyset): a packet acknowledged meanwhile would shift an offset past one unread.
     while listed < limit:
         items, after = await call.hub.exchange.inbox_page(call.principal, limit=_INBOX_PAGE, after=after)
-        async with call.hub.db.read() as conn:
-            rows = await docs.get_many(conn, [i["id"] for i in items])
+        rows = await call.hub.documents.get_many([i["id"] for i in items])
         for item in items:
             row = rows.get(item["id"])
             # Only edXML the caller receives as edXML (a unit set to json fetches over REST).
@@ -388,16 +395,10 @@ async def get_edoc(call: Call) -> web.StreamResponse:
     found = _children(call.op, ("packetId",))
     packet_id = _one(found, "packetId", required=True) or ""
     exchange = call.hub.exchange
-    transfer = await exchange.ready(call.principal, packet_id)  # visibility and a pending delivery
-    info = await exchange.packet(packet_id)
-    assert info is not None
-    async with call.hub.db.read() as conn:
-        ref = await call.hub.content.ref_for(conn, info, call.principal.unit_id)
+    ref = await exchange.offer(call.principal, packet_id)  # visibility, a pending delivery, its variant
     if ref.data_type != "edxml":
         raise Problem("conflict", f"this unit takes this packet as {ref.data_type}, not edXML; fetch it over REST")
-    query = parse_qs(transfer.path.partition("?")[2])
-    info, path = await exchange.open_download(call.principal, packet_id, expires=query.get("expires", [""])[0],
-                                              token=query.get("token", [""])[0])
+    info, path = await exchange.open_download(call.principal, packet_id)  # the signed call suffices
     if not path.is_file():
         raise Problem("content.gone", "the content of this packet is no longer held by the hub")
     out = etree.Element(q("getEdocResponse"))
@@ -445,8 +446,7 @@ async def get_sent_list(call: Call) -> web.StreamResponse:
     if packet_id:
         ids = [packet_id]
     else:
-        async with call.hub.db.read() as conn:
-            ids = await docs.sent_packets(conn, document_id or "", call.principal.unit_id)
+        ids = await call.hub.documents.sent_packets(document_id or "", call.principal.unit_id)
     out = etree.Element(q("getSentEdocListResponse"))
     for pid in ids:
         view = await call.hub.exchange.view(call.principal, pid)

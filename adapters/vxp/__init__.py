@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from lgsp.adapters.vxp.service import NAME, SETTINGS, check_prefix, routes
-from lgsp.core.config import positive_int_settings
+from lgsp.core.api import positive_int_settings
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 
 @hookimpl

@@ -63,19 +63,23 @@ from lgsp.adapters.national_axis.shapes import (
     SyncUnitListResult,
     dump_json,
 )
-from lgsp.core import deliveries as dv
-from lgsp.core import documents as docs
-from lgsp.core.auth import Principal
-from lgsp.core.content import PENDING_SUBJECT
-from lgsp.core.downloads import blob_response
-from lgsp.core.errors import Problem
-from lgsp.core.exchange import InboxPosition, NewPacket
-from lgsp.core.identifiers import identifier_form
-from lgsp.core.store.blobcrypt import BlobCorrupt, SealedSpool
-from lgsp.core.web import hub_of
+from lgsp.core.api import (
+    PENDING_SUBJECT,
+    BlobCorrupt,
+    InboxPosition,
+    NewPacket,
+    Principal,
+    Problem,
+    SealedSpool,
+    blob_response,
+    hub_of,
+    identifier_form,
+)
+from lgsp.core.api import documents as docs
+from lgsp.core.api import states as dv
 
 if TYPE_CHECKING:
-    from lgsp.core.hub import Hub
+    from lgsp.core.api import Hub
 
 log = logging.getLogger("lgsp.vxp")
 

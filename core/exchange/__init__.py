@@ -30,10 +30,12 @@ from lgsp.core.exchange.values import (
     MAX_REASON,
     MAX_SUBJECT,
     PRIORITIES,
+    Attention,
     InboxPosition,
     NewPacket,
     PacketInfo,
     Transfer,
+    UnitStatus,
     parse_deadline,
     parse_new_packet,
     upload_key,
@@ -45,7 +47,7 @@ class Exchange(UnitCases, StreamSupport, OperatorCommands, Housekeeping):
 
 
 __all__ = [
-    "HELLO_CHANGES", "HELLO_INBOX", "LATEST_DEADLINE", "MAX_DESTINATION", "MAX_REASON", "MAX_SUBJECT",
-    "PRIORITIES", "AfterCommit", "Exchange", "HookCaller", "InboxPosition", "NewPacket", "PacketInfo",
-    "Transfer", "TransferTokens", "UploadAttempt", "parse_deadline", "parse_new_packet", "upload_key",
+    "HELLO_CHANGES", "HELLO_INBOX", "LATEST_DEADLINE", "MAX_DESTINATION", "MAX_REASON", "MAX_SUBJECT", "PRIORITIES",
+    "AfterCommit", "Attention", "Exchange", "HookCaller", "InboxPosition", "NewPacket", "PacketInfo", "Transfer",
+    "TransferTokens", "UnitStatus", "UploadAttempt", "parse_deadline", "parse_new_packet", "upload_key",
 ]

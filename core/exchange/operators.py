@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, and_, func, select
 
 from lgsp.core import audit
 from lgsp.core import deliveries as dv
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso, record
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, modes_of
-from lgsp.core.exchange.values import PacketInfo, uuid_like
-from lgsp.core.store.tables import deliveries, packets
+from lgsp.core.exchange.values import Attention, PacketInfo, UnitStatus, uuid_like
+from lgsp.core.store.tables import deliveries, packets, units
+
+#: Deliveries an operator's overview counts as stuck.
+STUCK = (dv.FAILED, dv.EXPIRED, dv.RETRYING)
+#: Deliveries that wait on their destination.
+WAITING_ON_DESTINATION = (dv.QUEUED, dv.NOTIFIED, dv.RETRYING)
 
 
 class OperatorCommands(ExchangeBase):
+    async def attention(self, scope: Collection[str] | None = None, *,
+                        waiting_longer_than: float = 3600) -> Attention:
+        """The overview of units (all, or those in `scope`): their presence, stuck deliveries by
+        state, and per unit the deliveries created more than `waiting_longer_than` seconds ago
+        that still wait on it."""
+        since = self.clock() - timedelta(seconds=waiting_longer_than)
+        unit_q = select(units.c.id, units.c.name, units.c.online, units.c.last_seen_at)
+        stuck_q = select(deliveries.c.state, func.count()).where(deliveries.c.state.in_(STUCK))
+        waiting_q = select(deliveries.c.unit_id, func.count()).where(and_(
+            deliveries.c.state.in_(WAITING_ON_DESTINATION), deliveries.c.packet_created_at < since))
+        if scope is not None:
+            unit_q = unit_q.where(units.c.id.in_(list(scope)))
+            stuck_q = stuck_q.where(deliveries.c.unit_id.in_(list(scope)))
+            waiting_q = waiting_q.where(deliveries.c.unit_id.in_(list(scope)))
+        async with self.db.read() as conn:
+            unit_rows = (await conn.execute(unit_q.order_by(units.c.id))).all()
+            stuck = {r[0]: r[1] for r in await conn.execute(stuck_q.group_by(deliveries.c.state))}
+            waiting = {r[0]: r[1] for r in await conn.execute(waiting_q.group_by(deliveries.c.unit_id))}
+        return Attention([UnitStatus(r.id, r.name, bool(r.online), r.last_seen_at) for r in unit_rows], stuck, waiting)
+
     async def list_deliveries(self, *, states: list[str] | None = None, unit: str | None = None,
                               packet_id: str | None = None, older_than: float | None = None,
                               limit: int = 100) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from sqlalchemy import and_, select, update
 from lgsp.core import audit
 from lgsp.core import deliveries as dv
 from lgsp.core.auth import Principal
+from lgsp.core.content import ContentRef
 from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso, record
@@ -179,6 +180,21 @@ class UnitCases(UploadSteps):
         """
         return await self._inbox_page(principal.unit_id, limit, after)
 
+    async def offer(self, principal: Principal, packet_id: str) -> ContentRef:
+        """What a destination may fetch now (its variant: size, hash, data type), without fetching it.
+
+        `not_found` for anyone but a destination of the accepted packet; `conflict` for a push
+        delivery; `content.gone` once the delivery has ended.
+        """
+        async with self.db.read() as conn:
+            info, own = await self._visible_row(conn, principal, packet_id)
+            self._require_pull(own)
+            state = own.state if own is not None else None
+            if state is None:
+                raise Problem("not_found", "no such packet")
+            self._require_pending(state)
+            return await self.content.ref_for(conn, info, principal.unit_id, variant=own.variant)
+
     async def ready(self, principal: Principal, packet_id: str) -> Transfer:
         async with self.db.read() as conn:
             _, own = await self._visible_row(conn, principal, packet_id)
@@ -205,9 +221,13 @@ class UnitCases(UploadSteps):
             raise Problem("content.gone", f"this delivery is {state}; its content is no longer offered",
                           state=state)
 
-    async def open_download(self, principal: Principal, packet_id: str, *, expires: str | None,
-                            token: str | None) -> tuple[PacketInfo, Path]:
-        """Check the caller may read the content now; mark the delivery fetched; return the file."""
+    async def open_download(self, principal: Principal, packet_id: str, *, expires: str | None = None,
+                            token: str | None = None) -> tuple[PacketInfo, Path]:
+        """Check the caller may read the content now; mark the delivery fetched; return the file.
+
+        The caller is authenticated (a signed request), which suffices; a transfer URL's `expires`
+        and `token`, when given (either one), must still be the hub's and unexpired.
+        """
         now = self.clock()
         async with self.db.read() as conn:
             info, own = await self._visible_row(conn, principal, packet_id)
@@ -215,7 +235,8 @@ class UnitCases(UploadSteps):
                                              variant=own.variant if own is not None else None)
         self._require_pull(own)
         state = own.state if own is not None else None
-        self.tokens.check("download", packet_id, principal.unit_id, expires, token, now)
+        if expires is not None or token is not None:
+            self.tokens.check("download", packet_id, principal.unit_id, expires, token, now)
         if state is not None:
             self._require_pending(state)
         if info.content_state != "stored":

@@ -86,6 +86,26 @@ class Transfer:
         return {"method": self.method, "url": base_url + self.path, "expires_at": iso(self.expires_at)}
 
 
+@dataclass(frozen=True)
+class UnitStatus:
+    """A unit as an operator's overview lists it."""
+
+    id: str
+    name: str
+    online: bool
+    last_seen_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Attention:
+    """What needs an operator's attention: units, stuck deliveries by state, and per unit the
+    deliveries waiting longer than asked (see `OperatorCommands.attention`)."""
+
+    units: list[UnitStatus]
+    stuck: dict[str, int]
+    waiting: dict[str, int]
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _CURSOR_RE = re.compile(r"1:([0-3]):([0-9]{1,17}):([0-9a-f-]{36})")

@@ -1,0 +1,115 @@
+"""The public core API: everything adapters (`adapters/*`) and plugins (`plugins/*`) may use of core.
+
+Adapters and plugins import core only from here (`from lgsp.core.api import ...`, and the edXML
+library from `lgsp.core.api.edxml`);
+tests/test_layers.py fails when one imports any other `lgsp.core` module or another adapter. What
+is not listed here may change without notice; what is listed changes only with the docs
+(docs/plugins.md, "The public core API").
+
+The hub passes itself to every hook (`Hub`); its services are reached as attributes:
+
+- `hub.exchange` (`Exchange`): the packet use cases (create, submit, upload, inbox, ready,
+  download, ack, fail, cancel, view) and the stream support (hello, save_cursor, mark_told);
+- `hub.directory`: units, applications, keys; `hub.presence`: online/offline;
+- `hub.content` (`ContentService`): content variants and formats per unit;
+- `hub.documents` (`DocumentIndex`): the edXML document index, read-only; `documents` holds the
+  functions that write it inside an acceptance transaction (an `Inspection.on_accept`);
+- `hub.bus` (`EventBus`): live events; `hub.identity`: the hub's signing key;
+- `hub.secrets`: named adapter secrets; `hub.services`: registered REST services;
+- `hub.config`: settings (a plugin reads its own `adapters.<name>` section);
+- `hub.accounts` (`Accounts`): console accounts, sessions and the audit trail;
+- the registration forms, workflow, letters and working-day calendar (`Registrations`,
+  `FORM_KINDS`, `render_letter`, `WorkingCalendar`, ...);
+- `logs`: the request id carried into pushes and the structured log context;
+- `states`: every packet, content and delivery state and their transitions (`core/states.py`);
+- `hub.db` (`Database`): the store session (`read()`, `write()`), for a plugin's own tables and
+  the `documents` functions, never for core's tables.
+"""
+
+from __future__ import annotations
+
+from lgsp.core import documents, logs, states
+from lgsp.core.accounts import ROLE_NAMES_VI, ROLES, Account, AccountError, Accounts, Actor, new_password
+from lgsp.core.auth import Principal, parse_signed_request
+from lgsp.core.config import positive_int_settings
+from lgsp.core.content import (
+    PENDING_SUBJECT,
+    ContentInspector,
+    ContentRef,
+    ContentService,
+    Inspection,
+    InspectionJob,
+    SyncBlobWriter,
+    Variant,
+)
+from lgsp.core.directory import Directory, ZoneEntry, ZoneSync
+from lgsp.core.documents import DocumentIndex
+from lgsp.core.downloads import blob_response
+from lgsp.core.errors import Problem, register_code
+from lgsp.core.events import Event, EventBus, iso, record
+from lgsp.core.exchange import (
+    MAX_DESTINATION,
+    MAX_REASON,
+    PRIORITIES,
+    Attention,
+    Exchange,
+    InboxPosition,
+    NewPacket,
+    PacketInfo,
+    Transfer,
+    UnitStatus,
+    parse_new_packet,
+)
+from lgsp.core.hub import Hub
+from lgsp.core.identifiers import InvalidIdentifier, check_identifier, identifier_form
+from lgsp.core.notices import Notice
+from lgsp.core.push import PushAdapter, PushFailure, PushJob, PushReceipt, http_failure
+from lgsp.core.registration.forms import FORM_KINDS, FieldSpec, FormRecord, form_kind
+from lgsp.core.registration.letters import render_letter
+from lgsp.core.registration.workdays import VIETNAM_TZ, WorkingCalendar
+from lgsp.core.registration.workflow import REQUEST_KINDS, STATE_NAMES_VI, Registrations, RequestInvalid
+from lgsp.core.secretstore import NAME_RE as SECRET_NAME_RE
+from lgsp.core.signing import (
+    H_CONTENT,
+    META_PARAM,
+    SHA256_RE,
+    SIGNED_HEADERS,
+    SignatureAlgorithm,
+    Signer,
+    metadata_digest,
+    parse_date,
+)
+from lgsp.core.store.blobcrypt import BlobCorrupt, SealedSpool
+from lgsp.core.store.blobs import publish
+from lgsp.core.store.database import Database
+from lgsp.core.text import check_text, load_json, printable
+from lgsp.core.tls import TARGET_KEYS as TLS_TARGET_KEYS
+from lgsp.core.tls import client_ssl
+from lgsp.core.tls import target_problems as tls_target_problems
+from lgsp.core.web import (
+    PRINCIPAL,
+    authenticate,
+    base_url,
+    bounded_int,
+    check_range,
+    hub_of,
+    json_response,
+    language,
+    read_json,
+)
+
+__all__ = [
+    "FORM_KINDS", "H_CONTENT", "MAX_DESTINATION", "MAX_REASON", "META_PARAM", "PENDING_SUBJECT", "PRINCIPAL",
+    "PRIORITIES", "REQUEST_KINDS", "ROLES", "ROLE_NAMES_VI", "SECRET_NAME_RE", "SHA256_RE", "SIGNED_HEADERS",
+    "STATE_NAMES_VI", "TLS_TARGET_KEYS", "VIETNAM_TZ", "Account", "AccountError", "Accounts", "Actor", "Attention",
+    "BlobCorrupt", "ContentInspector", "ContentRef", "ContentService", "Database", "Directory", "DocumentIndex",
+    "Event", "EventBus", "Exchange", "FieldSpec", "FormRecord", "Hub", "InboxPosition", "Inspection",
+    "InspectionJob", "InvalidIdentifier", "NewPacket", "Notice", "PacketInfo", "Principal", "Problem",
+    "PushAdapter", "PushFailure", "PushJob", "PushReceipt", "Registrations", "RequestInvalid", "SealedSpool",
+    "SignatureAlgorithm", "Signer", "SyncBlobWriter", "Transfer", "UnitStatus", "Variant", "WorkingCalendar",
+    "ZoneEntry", "ZoneSync", "authenticate", "base_url", "blob_response", "bounded_int", "check_identifier",
+    "check_range", "check_text", "client_ssl", "documents", "form_kind", "http_failure", "hub_of",
+    "identifier_form", "iso", "json_response", "language", "load_json", "logs", "metadata_digest", "new_password",
+    "parse_date", "parse_new_packet", "parse_signed_request", "positive_int_settings", "printable", "publish",
+    "read_json", "record", "register_code", "render_letter", "states", "tls_target_problems",
+]

@@ -1,0 +1,96 @@
+"""Every state the hub stores, each defined once, with the transitions allowed between them.
+
+The tables are the rules: `core/deliveries.py` moves deliveries only along `DELIVERY_ALLOWED_FROM`
+(or `DELIVERY_OPERATOR_FROM` for operator commands, or a path named in `DELIVERY_EXTRA_FROM`), and
+the exchange moves packets and content only along `PACKET_ALLOWED_FROM` and
+`CONTENT_ALLOWED_FROM`. tests/test_states.py ties these constants to the OpenAPI enums, the CLI
+choices and the docs, and checks every transition the code makes is in its table.
+"""
+
+from __future__ import annotations
+
+# -- packets --------------------------------------------------------------------------------------
+#: created → accepted (content stored and checked) → completed (every delivery ended);
+#: created → expired (the upload never finished in time, or its content was refused);
+#: created → completed (every delivery cancelled before any upload).
+PACKET_CREATED = "created"
+PACKET_ACCEPTED = "accepted"
+PACKET_COMPLETED = "completed"
+PACKET_EXPIRED = "expired"
+PACKET_STATES = (PACKET_CREATED, PACKET_ACCEPTED, PACKET_COMPLETED, PACKET_EXPIRED)
+PACKET_ALLOWED_FROM: dict[str, frozenset[str]] = {
+    PACKET_ACCEPTED: frozenset({PACKET_CREATED}),
+    PACKET_COMPLETED: frozenset({PACKET_CREATED, PACKET_ACCEPTED}),
+    PACKET_EXPIRED: frozenset({PACKET_CREATED}),
+}
+
+# -- content --------------------------------------------------------------------------------------
+#: none → stored (accepted) → purged (the last delivery ended: files and data key destroyed).
+CONTENT_NONE = "none"
+CONTENT_STORED = "stored"
+CONTENT_PURGED = "purged"
+CONTENT_STATES = (CONTENT_NONE, CONTENT_STORED, CONTENT_PURGED)
+CONTENT_ALLOWED_FROM: dict[str, frozenset[str]] = {
+    CONTENT_STORED: frozenset({CONTENT_NONE}),
+    CONTENT_PURGED: frozenset({CONTENT_STORED}),
+}
+
+# -- deliveries (the state machine is core/deliveries.py) -----------------------------------------
+WAITING = "waiting"
+QUEUED = "queued"
+NOTIFIED = "notified"
+FETCHED = "fetched"
+SENDING = "sending"
+RETRYING = "retrying"
+FORWARDED = "forwarded"
+DELIVERED = "delivered"
+FAILED = "failed"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+
+#: Delivery modes: the destination fetches (pull) or an adapter sends (push).
+PULL = "pull"
+PUSH = "push"
+MODES = (PULL, PUSH)
+
+DELIVERY_STATES = (WAITING, QUEUED, NOTIFIED, FETCHED, SENDING, RETRYING, FORWARDED, DELIVERED, FAILED, EXPIRED,
+                   CANCELLED)
+TERMINAL = frozenset({DELIVERED, FAILED, EXPIRED, CANCELLED})
+#: Content is stored and a pull destination may fetch it.
+PENDING = frozenset({QUEUED, NOTIFIED, FETCHED})
+#: A push is under way: an attempt in flight or the next one scheduled.
+PUSHING = frozenset({SENDING, RETRYING})
+#: The packet waits on its destination (what offline reports are about).
+AWAITING_DESTINATION = PENDING | PUSHING
+ACTIVE = frozenset(DELIVERY_STATES) - TERMINAL
+
+#: target state → states it may be reached from (the usual life of a delivery).
+DELIVERY_ALLOWED_FROM: dict[str, frozenset[str]] = {
+    QUEUED: frozenset({WAITING}),
+    NOTIFIED: frozenset({QUEUED}),
+    FETCHED: frozenset({QUEUED, NOTIFIED}),
+    SENDING: frozenset({QUEUED, RETRYING}),
+    RETRYING: frozenset({SENDING}),
+    FORWARDED: frozenset({SENDING}),
+    DELIVERED: PENDING | {SENDING, FORWARDED},
+    FAILED: PENDING | {SENDING, FORWARDED},
+    EXPIRED: frozenset(ACTIVE),
+    CANCELLED: frozenset(ACTIVE),
+}
+#: What an operator's `lgsp deliveries retry` may put back in the queue.
+DELIVERY_OPERATOR_FROM = frozenset({RETRYING, FAILED, EXPIRED, CANCELLED})
+#: Paths outside the usual life, each taken by one named step of the hub: target → sources.
+DELIVERY_EXTRA_FROM: dict[str, dict[str, frozenset[str]]] = {
+    # A unit's push target was removed from the config: its retrying deliveries become pull (engine).
+    "push_target_removed": {QUEUED: frozenset({RETRYING})},
+    # `lgsp deliveries retry`.
+    "operator_retry": {QUEUED: DELIVERY_OPERATOR_FROM},
+}
+
+
+def delivery_sources(target: str) -> frozenset[str]:
+    """Every state a delivery may reach `target` from, by any path of the tables above."""
+    found = set(DELIVERY_ALLOWED_FROM.get(target, ()))
+    for extra in DELIVERY_EXTRA_FROM.values():
+        found |= extra.get(target, frozenset())
+    return frozenset(found)

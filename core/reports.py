@@ -220,3 +220,32 @@ def period_bounds(period: str, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
         return dt.datetime.combine(d, dt.time(), tzinfo=VIETNAM_TZ).astimezone(dt.UTC)
 
     return at(first), at(last)
+
+
+async def traffic(db: Database, unit_id: str, since: dt.datetime, until: dt.datetime, *, role: str = "sent",
+                  partner: str = "", state: str = "", data_type: str = "", subject: str = "",
+                  limit: int = 500) -> list[Any]:
+    """Deliveries of packets `unit_id` sent (`role` sent) or received, created in [since, until),
+    newest first, filtered by partner unit, delivery state, data type and words of the subject."""
+    stmt = (select(packets.c.id, packets.c.source_unit, packets.c.subject, packets.c.data_type, packets.c.size,
+                   packets.c.created_at, deliveries.c.unit_id, deliveries.c.state, deliveries.c.updated_at)
+            .join(deliveries, deliveries.c.packet_id == packets.c.id)
+            .where(packets.c.created_at >= since, packets.c.created_at < until)
+            .order_by(packets.c.created_at.desc()).limit(limit))
+    if role == "sent":
+        stmt = stmt.where(packets.c.source_unit == unit_id)
+        if partner:
+            stmt = stmt.where(deliveries.c.unit_id == partner)
+    else:
+        stmt = stmt.where(deliveries.c.unit_id == unit_id)
+        if partner:
+            stmt = stmt.where(packets.c.source_unit == partner)
+    if state:
+        stmt = stmt.where(deliveries.c.state == state)
+    if data_type:
+        stmt = stmt.where(packets.c.data_type == data_type)
+    if subject:
+        escaped = subject.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(packets.c.subject.like(f"%{escaped}%", escape="\\"))
+    async with db.read() as conn:
+        return list((await conn.execute(stmt)).all())

@@ -10,11 +10,9 @@ import datetime as dt
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from lgsp.adapters.console.base import PREFIX, WHO, console_of, forbidden, page
-from lgsp.core.api import VIETNAM_TZ, period_bounds, presence_periods, to_csv, to_xlsx, unit_report
-from lgsp.core.store.tables import deliveries, packets
+from lgsp.core.api import VIETNAM_TZ, period_bounds, presence_periods, to_csv, to_xlsx, traffic_report, unit_report
 
 routes = web.RouteTableDef()
 
@@ -68,28 +66,9 @@ async def traffic(request: web.Request) -> web.StreamResponse:
     subject = request.query.get("subject", "").strip()[:200]
     rows: list[Any] = []
     if unit_id:
-        stmt = (select(packets.c.id, packets.c.source_unit, packets.c.subject, packets.c.data_type, packets.c.size,
-                       packets.c.created_at, deliveries.c.unit_id, deliveries.c.state, deliveries.c.updated_at)
-                .join(deliveries, deliveries.c.packet_id == packets.c.id)
-                .where(packets.c.created_at >= since, packets.c.created_at < until)
-                .order_by(packets.c.created_at.desc()).limit(500))
-        if role == "sent":
-            stmt = stmt.where(packets.c.source_unit == unit_id)
-            if partner:
-                stmt = stmt.where(deliveries.c.unit_id == partner)
-        else:
-            stmt = stmt.where(deliveries.c.unit_id == unit_id)
-            if partner:
-                stmt = stmt.where(packets.c.source_unit == partner)
-        if state:
-            stmt = stmt.where(deliveries.c.state == state)
-        if data_type:
-            stmt = stmt.where(packets.c.data_type == data_type)
-        if subject:
-            escaped = subject.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            stmt = stmt.where(packets.c.subject.like(f"%{escaped}%", escape="\\"))
-        async with console.hub.db.read() as conn:
-            rows = list((await conn.execute(stmt)).all())
+        rows = await traffic_report(console.hub.db, unit_id, since, until, role=role or "sent", partner=partner,
+                                    state=state,
+                                    data_type=data_type, subject=subject)
     return console.render(request, "traffic.html", units=units, unit_id=unit_id or "", role=role, rows=rows,
                           first=first.isoformat(), last=last.isoformat(), partner=partner, state=state,
                           data_type=data_type, subject=subject)

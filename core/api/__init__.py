@@ -68,6 +68,8 @@ from lgsp.core.registration.forms import FORM_KINDS, FieldSpec, FormRecord, form
 from lgsp.core.registration.letters import render_letter
 from lgsp.core.registration.workdays import VIETNAM_TZ, WorkingCalendar
 from lgsp.core.registration.workflow import REQUEST_KINDS, STATE_NAMES_VI, Registrations, RequestInvalid
+from lgsp.core.reports import period_bounds, presence_periods, to_csv, to_xlsx, unit_report
+from lgsp.core.reports import traffic as traffic_report
 from lgsp.core.secretstore import NAME_RE as SECRET_NAME_RE
 from lgsp.core.signing import (
     H_CONTENT,
@@ -110,6 +112,7 @@ __all__ = [
     "ZoneEntry", "ZoneSync", "authenticate", "base_url", "blob_response", "bounded_int", "check_identifier",
     "check_range", "check_text", "client_ssl", "documents", "form_kind", "http_failure", "hub_of",
     "identifier_form", "iso", "json_response", "language", "load_json", "logs", "metadata_digest", "new_password",
-    "parse_date", "parse_new_packet", "parse_signed_request", "positive_int_settings", "printable", "publish",
-    "read_json", "record", "register_code", "render_letter", "states", "tls_target_problems",
+    "parse_date", "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings",
+    "presence_periods", "printable", "publish", "read_json", "record", "register_code", "render_letter", "states",
+    "tls_target_problems", "to_csv", "to_xlsx", "traffic_report", "unit_report",
 ]

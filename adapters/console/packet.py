@@ -5,11 +5,9 @@ otherwise the answer is 404, the same as for a packet that does not exist."""
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
 from lgsp.adapters.console.base import PREFIX, WHO, actor_of, console_of, forbidden, page, read_form, redirect
 from lgsp.core.api import Problem
-from lgsp.core.store.tables import deliveries, packet_events, packets
 
 routes = web.RouteTableDef()
 
@@ -18,17 +16,10 @@ async def _packet_page(request: web.Request, packet_id: str, *, error: str | Non
                        status: int = 200) -> web.Response:
     console = console_of(request)
     who = request[WHO]
-    async with console.hub.db.read() as conn:
-        packet = (await conn.execute(select(packets.c.id, packets.c.source_unit, packets.c.subject,
-                                            packets.c.data_type, packets.c.size, packets.c.sha256, packets.c.state,
-                                            packets.c.created_at, packets.c.deadline, packets.c.priority)
-                                     .where(packets.c.id == packet_id))).first()
-        rows = (await conn.execute(select(deliveries).where(deliveries.c.packet_id == packet_id)
-                                   .order_by(deliveries.c.unit_id))).all() if packet else []
-        events = (await conn.execute(select(packet_events).where(packet_events.c.packet_id == packet_id)
-                                     .order_by(packet_events.c.id))).all() if packet else []
-    if packet is None:
+    seen = await console.hub.exchange.operator_view(packet_id)
+    if seen is None:
         return forbidden(request)
+    packet, rows, events = seen
     involved = {packet.source_unit, *(d.unit_id for d in rows)}
     if who.scope is not None and not involved & set(who.scope):
         return forbidden(request)

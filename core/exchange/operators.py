@@ -14,7 +14,7 @@ from lgsp.core.errors import Problem
 from lgsp.core.events import iso, record
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, modes_of
 from lgsp.core.exchange.values import Attention, PacketInfo, UnitStatus, uuid_like
-from lgsp.core.store.tables import deliveries, packets, units
+from lgsp.core.store.tables import deliveries, packet_events, packets, units
 
 #: Deliveries an operator's overview counts as stuck.
 STUCK = (dv.FAILED, dv.EXPIRED, dv.RETRYING)
@@ -68,6 +68,25 @@ class OperatorCommands(ExchangeBase):
                  "attempts": r.attempts, "updated_at": iso(r.updated_at),
                  "next_attempt_at": iso(r.next_attempt_at) if r.next_attempt_at and r.state == dv.RETRYING else None,
                  "reason": r.reason, "last_error": r.last_error, "content": r.content_state} for r in rows]
+
+    async def operator_view(self, packet_id: str) -> tuple[Any, list[Any], list[Any]] | None:
+        """A packet as an operator sees it (metadata only): its row, every delivery row and every
+        timeline entry; None when there is no such packet."""
+        if not uuid_like(packet_id):
+            return None
+        async with self.db.read() as conn:
+            packet = (await conn.execute(select(packets.c.id, packets.c.source_unit, packets.c.subject,
+                                                packets.c.data_type, packets.c.size, packets.c.sha256,
+                                                packets.c.state, packets.c.created_at, packets.c.deadline,
+                                                packets.c.priority)
+                                         .where(packets.c.id == packet_id))).first()
+            if packet is None:
+                return None
+            rows = (await conn.execute(select(deliveries).where(deliveries.c.packet_id == packet_id)
+                                       .order_by(deliveries.c.unit_id))).all()
+            events = (await conn.execute(select(packet_events).where(packet_events.c.packet_id == packet_id)
+                                         .order_by(packet_events.c.id))).all()
+        return packet, list(rows), list(events)
 
     async def _held(self, packet_id: str) -> PacketInfo:
         info = await self.packet(packet_id) if uuid_like(packet_id) else None

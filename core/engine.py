@@ -50,6 +50,7 @@ from lgsp.core.push import (
 )
 from lgsp.core.retry import next_delay
 from lgsp.core.scheduler import RetryScheduler, jobstore_url_for
+from lgsp.core.states import DELIVERY_EXTRA_FROM
 from lgsp.core.store.tables import deliveries, packets, units
 
 if TYPE_CHECKING:
@@ -271,7 +272,9 @@ class DeliveryEngine:
                     continue  # an announced pull delivery stays pull
                 mode = dv.PUSH if protocol else dv.PULL
                 if row.state == dv.RETRYING and mode == dv.PULL:
-                    await dv.move(conn, row.packet_id, [row.unit_id], dv.QUEUED, now, allowed_from=[dv.RETRYING],
+                    # retrying → queued is a path of its own in core/states.py (push_target_removed).
+                    await dv.move(conn, row.packet_id, [row.unit_id], dv.QUEUED, now,
+                                  allowed_from=DELIVERY_EXTRA_FROM["push_target_removed"][dv.QUEUED],
                                   values={"mode": mode, "protocol": None, "next_attempt_at": None})
                 else:
                     await conn.execute(deliveries.update().where(and_(

@@ -242,7 +242,7 @@ class Hub:
         self.offline = OfflineReporter(self.db, self.bus, after_seconds=cfg.presence.offline_report_after_seconds,
                                        repeat_seconds=cfg.presence.offline_report_repeat_seconds,
                                        max_packets=cfg.presence.offline_report_max_packets, clock=self.clock)
-        # Content inspectors and converters from plugins (edXML, issue 3): see core/content.py.
+        # Content inspectors and converters from plugins (edXML): see core/content.py.
         inspectors, converters = collect_content_plugins(self)
         self.content = ContentService(self.db, self.blobs, self.bus, inspectors=inspectors, converters=converters,
                                       clock=self.clock)

@@ -127,7 +127,7 @@ def lgsp_readiness(hub: Hub) -> Mapping[str, bool] | Awaitable[Mapping[str, bool
     """
 
 
-# -- content inspection and format conversion (issue 3: edXML) ------------------------------------
+# -- content inspection and format conversion (edXML) ---------------------------------------------
 
 @hookspec
 def lgsp_content_inspectors(hub: Hub) -> Iterable[ContentInspector] | None:

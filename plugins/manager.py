@@ -28,7 +28,7 @@ CORE_PLUGINS: dict[str, str] = {
 BUILTIN_PLUGINS: dict[str, str] = {
     "rest": "lgsp.adapters.rest",
     "sftp": "lgsp.adapters.sftp",
-    "edxml": "lgsp.plugins.edxml",  # edXML packets in the hub (issue 3)
+    "edxml": "lgsp.plugins.edxml",  # edXML packets in the hub
     "soap_edxml": "lgsp.adapters.soap_edxml",  # SOAP service for VBQL systems; needs edxml
     "console": "lgsp.adapters.console",  # the web console under /console
     "vxp": "lgsp.adapters.vxp",  # the national axis protocol served at /vxp; needs edxml

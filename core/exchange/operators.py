@@ -14,6 +14,7 @@ from lgsp.core.errors import Problem
 from lgsp.core.events import iso, record
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, modes_of
 from lgsp.core.exchange.values import Attention, PacketInfo, UnitStatus, uuid_like
+from lgsp.core.states import DELIVERY_EXTRA_FROM
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
 
 #: Deliveries an operator's overview counts as stuck.
@@ -115,7 +116,8 @@ class OperatorCommands(ExchangeBase):
             row = await dv.row_of(conn, packet_id, unit)
             if row is None or row.state not in dv.OPERATOR_RETRY_FROM:
                 raise Problem("conflict", f"the delivery to {unit} changed meanwhile; try again")
-            await dv.move(conn, packet_id, [unit], dv.QUEUED, now, allowed_from=dv.OPERATOR_RETRY_FROM, values={
+            await dv.move(conn, packet_id, [unit], dv.QUEUED, now,
+                          allowed_from=DELIVERY_EXTRA_FROM["operator_retry"][dv.QUEUED], values={
                 "queued_at": now, "attempts": 0, "next_attempt_at": None, "last_error": None, "reason": None})
             await audit.append(conn, "operator.delivery_retried", target=packet_id, unit=unit, at=now,
                                detail={"was": row.state})

@@ -187,7 +187,7 @@ deliveries = Table(
     Column("next_attempt_at", UTCDateTime, nullable=True),
     Column("last_attempt_at", UTCDateTime, nullable=True),
     Column("last_error", Text, nullable=True),
-    # Content variant this delivery gets (packet_contents.variant); NULL = the upload as is (issue 3).
+    # Content variant this delivery gets (packet_contents.variant); NULL = the upload as is.
     Column("variant", String(32), nullable=True),
     # The packet's id in the exchange a push handed it to (the national axis's DocId, a peer hub's
     # packet id): how the adapter's tracker follows a `forwarded` delivery to its end.
@@ -265,7 +265,7 @@ scheduler_jobs = Table(
     Column("job_state", LargeBinary, nullable=False),
 )
 
-# -- edXML and content variants (issue 3, migration 0004) -----------------------------------------
+# -- edXML and content variants (migration 0004) --------------------------------------------------
 
 packet_contents = Table(
     "packet_contents", metadata,

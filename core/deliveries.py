@@ -19,6 +19,10 @@ it to the destination's system); its `mode` is fixed when the packet is created,
         cancelled: the source or an operator cancelled it (or re-routed it to another unit)
 
     operator retry:  retrying | failed | expired | cancelled ──▶ queued   (only while content is held)
+    push target removed from the config:  retrying ──▶ queued (as pull; the engine, at start)
+
+The states and these tables are defined in core/states.py (`DELIVERY_ALLOWED_FROM`, and the named
+paths above in `DELIVERY_EXTRA_FROM`); this module applies them.
 
 `forwarded` means an adapter handed the packet to another exchange (the national axis, a peer hub)
 that has not yet said whether the destination received it; the adapter's tracker ends it later

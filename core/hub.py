@@ -1,8 +1,11 @@
 """The hub: wires configuration, store, auth, exchange, plugins and the HTTP server together.
 
-`Hub.start()` brings everything up in dependency order (master key, store + migrations, blob store,
-services, HTTP server, plugin start-up hooks, housekeeping loop); `Hub.stop()` takes it down in
-reverse. Tests, the CLI and embedders all use this one entry point.
+`Hub.start()` brings everything up in dependency order: config checks; master key, store +
+migrations, blob store and services (`open_store`); clean-up of what a crash left (temporary files,
+blobs no packet needs, stale presence); the HTTP server; the background loops (housekeeping,
+presence, audit chain); plugin start-up hooks (`lgsp_startup`); cross-node events; the delivery
+engine last, so no push starts before every plugin is up. `Hub.stop()` takes it down in reverse.
+Tests, the CLI and embedders all use this one entry point.
 """
 
 from __future__ import annotations

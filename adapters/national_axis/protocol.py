@@ -345,6 +345,10 @@ def _signed_pairs(sign_header: bytes) -> list[tuple[str, str]]:
     return out
 
 
+#: Parameter names as the SDK's operations spell them: of two signed spellings, this one is used.
+_CANONICAL = frozenset(str(p) for p in Param)
+
+
 def verify_request(
     headers: Iterable[tuple[bytes | str, bytes | str]],
     secret_for: Callable[[str], str | bytes | None],
@@ -358,10 +362,12 @@ def verify_request(
     Timestamps are neither checked for freshness nor remembered (the SDK re-sends them for days).
     """
     by_name: dict[str, list[bytes | str]] = {}
+    exact: dict[str, list[bytes | str]] = {}
     for count, (name, value) in enumerate(headers, 1):
         if count > MAX_HEADERS:
             raise _bad(f"quá {MAX_HEADERS} header")
         by_name.setdefault(_text(name).lower(), []).append(value)
+        exact.setdefault(_text(name), []).append(value)
 
     def one(name: str) -> bytes | str:
         values = by_name.get(name.lower(), [])
@@ -387,18 +393,35 @@ def verify_request(
         raise _bad("XroadVnpt-hash-header không khớp với XroadVnpt-sign-header")
 
     params: dict[str, str] = {}
-    for key_name, value in _signed_pairs(sign_header):
+    pairs = _signed_pairs(sign_header)
+    signed_names = {k for k, _ in pairs}
+    signed_values: dict[str, set[str]] = {}
+    for key_name, value in pairs:
+        signed_values.setdefault(key_name.lower(), set()).add(value)
+    # A header spelled like no signed member but matching one case-insensitively must carry the
+    # signed value (an unsigned `xroadvnpt-DOCID: theirs` beside a signed `docId` is refused).
+    for exact_name, values in exact.items():
+        lowered = exact_name.lower()
+        if exact_name not in signed_names and lowered in signed_values and any(
+                _text(v) not in signed_values[lowered] or len(signed_values[lowered]) > 1 for v in values):
+            raise _bad(f"header {exact_name} khác giá trị đã ký")
+    for key_name, value in pairs:
         lowered = key_name.lower()
         if lowered in (SIGN_HEADER.lower(), SIGN_HEADER_KEY.lower(), HASH_HEADER.lower()):
             raise _bad(f"{key_name} không được nằm trong XroadVnpt-sign-header")
-        received = by_name.get(lowered, [])
+        # The SDK can hold `docid` (stale, from an earlier call) beside `docId` with another value,
+        # both signed: each member is checked against the header of exactly its name first, and
+        # only a member with no such header against the headers that match case-insensitively.
+        received = exact.get(key_name) or by_name.get(lowered, [])
         if not received:
             raise _bad(f"khóa {key_name!r} được ký nhưng không có header tương ứng")
         if any(_text(v) != value for v in received):
             raise _bad(f"header {key_name} khác giá trị đã ký")
         if lowered.startswith(HEADER_PREFIX.lower()):
-            # docId and docid both signed: one parameter (two values cannot both equal the headers)
-            params[lowered[len(HEADER_PREFIX):]] = value
+            name = lowered[len(HEADER_PREFIX):]
+            # Of two spellings, the parameter is the one the SDK's operations name (e.g. `docId`).
+            if name not in params or key_name[len(HEADER_PREFIX):] in _CANONICAL:
+                params[name] = value
     if params.get(Param.SYSTEM_ID) != system_id:
         raise _bad("XroadVnpt-systemid không nằm trong XroadVnpt-sign-header")
     timestamp = None

@@ -29,12 +29,16 @@ class SecretStore:
     def _context(name: str) -> str:
         return f"secret:{name}"
 
-    async def set(self, name: str, value: str) -> None:
+    def _seal(self, name: str, value: str) -> bytes:
+        """The value sealed for `name`, once both are checked."""
         if not NAME_RE.match(name):
             raise Problem("request.invalid", "secret names are 1-64 characters of a-z 0-9 . _ - (lowercase)")
         if not value:
             raise Problem("request.invalid", "a secret cannot be empty")
-        sealed = self.master_key.encrypt(value, self._context(name))
+        return self.master_key.encrypt(value, self._context(name))
+
+    async def set(self, name: str, value: str) -> None:
+        sealed = self._seal(name, value)
         now = datetime.now(UTC)
         async with self.db.write() as conn:
             result = await conn.execute(update(secrets).where(secrets.c.name == name)
@@ -45,11 +49,7 @@ class SecretStore:
     async def add(self, name: str, value: str) -> bool:
         """Store `value` under `name` only if no secret has that name yet (atomically, so two
         nodes racing to create one agree on the winner); False when one already existed."""
-        if not NAME_RE.match(name):
-            raise Problem("request.invalid", "secret names are 1-64 characters of a-z 0-9 . _ - (lowercase)")
-        if not value:
-            raise Problem("request.invalid", "a secret cannot be empty")
-        sealed = self.master_key.encrypt(value, self._context(name))
+        sealed = self._seal(name, value)
         now = datetime.now(UTC)
         async with self.db.write() as conn:
             result = await conn.execute(conflict_insert(conn, secrets)

@@ -254,14 +254,8 @@ class UnitCases(UploadSteps):
             info, own = await self._visible_row(conn, principal, packet_id)
             ref = await self.content.ref_for(conn, info, principal.unit_id,  # this unit's variant
                                              variant=own.variant if own is not None else None)
-        self._require_pull(own)
-        state = own.state if own is not None else None
-        if state is None or state == dv.WAITING:
-            raise Problem("not_found", "no such packet")
-        if state == dv.DELIVERED:
+        if not self._may_end(own, dv.DELIVERED):
             return dv.DELIVERED
-        if state in dv.TERMINAL:
-            raise Problem("conflict", f"this delivery is already {state}", state=state)
         if not hmac.compare_digest(sha256, ref.sha256):
             raise Problem("content.hash_mismatch", "the acknowledged SHA-256 is not the packet's; "
                           "the delivery stays pending")
@@ -274,15 +268,23 @@ class UnitCases(UploadSteps):
             raise Problem("request.invalid", f"reason: {why}", field="reason")
         async with self.db.read() as conn:
             info, own = await self._visible_row(conn, principal, packet_id)
+        if not self._may_end(own, dv.FAILED):
+            return dv.FAILED
+        return await self._finish(info, principal.unit_id, dv.FAILED, reason.strip())
+
+    def _may_end(self, own: Any, ending: str) -> bool:
+        """Whether this unit's pull delivery can still end as `ending`: False for a repeat (it already
+        did, and the caller answers the same); not found before it is offered; conflict once it
+        ended otherwise."""
         self._require_pull(own)
         state = own.state if own is not None else None
         if state is None or state == dv.WAITING:
             raise Problem("not_found", "no such packet")
-        if state == dv.FAILED:
-            return dv.FAILED
+        if state == ending:
+            return False
         if state in dv.TERMINAL:
             raise Problem("conflict", f"this delivery is already {state}", state=state)
-        return await self._finish(info, principal.unit_id, dv.FAILED, reason.strip())
+        return True
 
     # -- source side --------------------------------------------------------------------------
     async def cancel(self, principal: Principal, packet_id: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import secrets
 import ssl
 from typing import Any
 
@@ -53,6 +54,8 @@ from lgsp.core.store.database import Database
 from lgsp.core.tickets import StreamTickets
 from lgsp.core.tls import TlsError, load_certificate, server_context
 from lgsp.plugins.manager import PluginError, create_plugin_manager, signature_algorithms
+
+TRANSFER_KEY_SECRET = "hub.transfer-key"  # noqa: S105 (the name of a sealed secret)
 
 log = logging.getLogger("lgsp.hub")
 
@@ -224,8 +227,14 @@ class Hub:
         self.auth.policy = self.policy
         self.tickets = StreamTickets(self.db, self.auth, ttl_seconds=cfg.security.stream_ticket_seconds)
         priorities = cfg.delivery.priorities
+        # Transfer URLs are signed with a key of their own, sealed in the store: a master-key rotation
+        # re-seals it and URLs already handed out keep working (those signed with a key derived from
+        # the master key, as before, still check until that key is retired).
+        await self.secrets.add(TRANSFER_KEY_SECRET, secrets.token_hex(32))
+        transfer_key = bytes.fromhex(await self.secrets.reveal(TRANSFER_KEY_SECRET))
         self.exchange = Exchange(self.db, self.blobs, self.directory, self.bus,
-                                 tokens=TransferTokens(lambda: self.master_key.derive_all("transfer-url")),
+                                 tokens=TransferTokens(lambda: [transfer_key,
+                                                                *self.master_key.derive_all("transfer-url")]),
                                  max_packet_size=cfg.limits.max_packet_size,
                                  max_recipients=cfg.limits.max_recipients,
                                  transfer_ttl_seconds=cfg.security.transfer_ttl_seconds,

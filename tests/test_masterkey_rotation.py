@@ -148,7 +148,8 @@ async def test_rotation_under_traffic_fails_no_request(tmp_path: Path, make_acto
     await asyncio.gather(*workers)  # any failed call raised here
     assert len(done) > count_at_rotation > 0
     assert report["sealing_key"] != old_id and report["retired"] == [old_id] and report["left"] == 0
-    assert report["resealed"]["secrets"] == 1 and report["resealed"]["access_keys"] >= 2
+    # the test's secret and the hub's transfer-URL key
+    assert report["resealed"]["secrets"] == 2 and report["resealed"]["access_keys"] >= 2
     assert report["resealed"]["content_keys"] >= 1
     # Nothing is left under the old key, which the file no longer holds.
     assert await count_not_primary(hub.db, hub.master_key) == 0
@@ -234,3 +235,23 @@ async def test_data_keys_and_rotation_on_postgresql(pg_url: str, tmp_path: Path)
         assert await keys.get(packet) is None
     finally:
         await db.close()
+
+
+async def test_transfer_urls_handed_out_before_a_rotation_still_work_after_it(
+        tmp_path: Path, make_actor: MakeActor, hub: Hub) -> None:
+    """Upload and download URLs are signed with the hub's transfer key (sealed in the store), so a
+    rotation that retires the old master key does not break the URLs clients already hold."""
+    env = base_env(tmp_path / "var") | {"LGSP_HUB_DATA_DIR": str(hub.config.data_dir)}
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    first, second = os.urandom(20_000), os.urandom(30_000)
+    sent = await a.client.send(first, [b.unit], subject="Trước khi đổi khóa")
+    download_url = (await b.client.ready(sent))["url"]
+    created = await a.client.create_packet([b.unit], subject="Tải lên sau khi đổi khóa", size=len(second),
+                                           sha256=hashlib.sha256(second).hexdigest())
+    result = await asyncio.to_thread(run_cli, env, tmp_path, "masterkey", "rotate", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["retired"], "the old master key is gone from the file"
+    await a.client.upload(created["upload"]["url"], second, hashlib.sha256(second).hexdigest())
+    assert await b.client.download(sent, tmp_path / "first.bin", download_url=download_url) == \
+        hashlib.sha256(first).hexdigest()

@@ -27,7 +27,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         async with open_store(args) as hub:
             return await node_checks(hub)
 
-    checks = asyncio.run(go())
+    from lgsp.core.doctor import Check as Found
+    from lgsp.core.masterkey import MasterKeyError
+
+    try:
+        checks = asyncio.run(go())
+    except MasterKeyError as exc:  # the store holds values this key cannot open: another installation's key
+        checks = [Found("master key", False, f"{config.master_key_path}: {exc}; copy the master key of the "
+                                             "other nodes")]
     for check in checks:
         print(f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}")
     failed = [c for c in checks if not c.ok]

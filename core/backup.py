@@ -93,6 +93,12 @@ def master_key_fingerprint(key: MasterKey) -> str:
     return hashlib.sha256(key.derive("backup fingerprint")).hexdigest()[:32]
 
 
+def held_fingerprints(key: MasterKey) -> list[str]:
+    """The fingerprint of every key the file holds (after `masterkey rotate --keep-old` the old
+    key still opens a backup taken before the rotation)."""
+    return [hashlib.sha256(k).hexdigest()[:32] for k in key.derive_all("backup fingerprint")]
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -294,8 +300,10 @@ def restore(config: Config, folder: Path, *, master_key_file: Path | None = None
     except MasterKeyError as exc:
         raise BackupError(str(exc)) from exc
     expected = str(manifest.get("master_key_fingerprint", ""))
-    if not secrets.compare_digest(master_key_fingerprint(key), expected):
-        raise BackupError(f"khóa chủ {source_key} không phải khóa của bản sao lưu này")
+    if not any(secrets.compare_digest(found, expected) for found in held_fingerprints(key)):
+        raise BackupError(f"khóa chủ {source_key} không phải khóa của bản sao lưu này; nếu khóa chủ đã được "
+                          "đổi (lgsp masterkey rotate) sau khi sao lưu, hãy dùng tệp khóa cũ đã cất kèm bản "
+                          "sao lưu")
     install_key = master_key_file is not None and master_key_file.resolve() != key_path.resolve()
     if install_key and key_path.exists():
         try:

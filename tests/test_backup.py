@@ -205,3 +205,29 @@ async def test_backup_and_restore_commands_speak_one_line(hub: Hub, make_actor: 
     assert await asyncio.to_thread(main, ["restore", str(folder), "--config", str(fresh), "--master-key",
                                           str(hub.config.master_key_path)]) == 0
     assert "đã khôi phục" in capsys.readouterr().out
+
+
+async def test_a_backup_taken_before_a_key_rotation_needs_the_old_key(hub: Hub, make_actor: object,
+                                                                      tmp_path: Path) -> None:
+    from .cli_support import arun_cli
+
+    a = await make_actor("000.00.00.H23")  # type: ignore[operator]
+    b = await make_actor("000.00.01.H23")  # type: ignore[operator]
+    await a.client.send(os.urandom(5_000), [b.unit], subject="Trước khi đổi khóa")
+    folder = tmp_path / "bk"
+    await asyncio.to_thread(backup, hub.config, folder)
+    old_key = tmp_path / "old.key"
+    shutil.copy2(hub.config.master_key_path, old_key)
+    env = {"LGSP_HUB_DATA_DIR": str(hub.config.data_dir)}
+
+    kept = await arun_cli("masterkey", "rotate", "--keep-old", env=env)
+    assert kept.returncode == 0, kept.stderr
+    fresh = load_config(None, env=base_env(tmp_path / "one"))
+    restore(fresh, folder, master_key_file=hub.config.master_key_path)  # the old key is still in the file
+
+    retired = await arun_cli("masterkey", "retire", env=env)
+    assert retired.returncode == 0, retired.stderr
+    other = load_config(None, env=base_env(tmp_path / "two"))
+    with pytest.raises(BackupError, match="masterkey rotate"):
+        restore(other, folder, master_key_file=hub.config.master_key_path)
+    restore(other, folder, master_key_file=old_key)

@@ -57,7 +57,7 @@ from zeep.wsdl.utils import etree_to_string
 from zeep.xsd.types.builtins import Base64Binary
 
 from lgsp.core.api import TLS_TARGET_KEYS as TLS_KEYS
-from lgsp.core.api import PushFailure, PushJob, PushReceipt, Signer, client_ssl
+from lgsp.core.api import PushFailure, PushJob, PushReceipt, Signer, client_ssl, logs
 from lgsp.core.api import tls_target_problems as tls_problems
 from lgsp.plugins.signatures import BUILTIN_ALGORITHMS
 
@@ -237,6 +237,8 @@ class SoapPushAdapter:
         headers["Content-Length"] = str(length)
         headers["X-LGSP-Packet"] = job.packet.id
         headers["Idempotency-Key"] = job.idempotency_key
+        # The id of the request that accepted the packet, as on REST pushes: one id across the hop.
+        headers[logs.REQUEST_ID_HEADER] = logs.request_id.get() or logs.request_id_for(job.packet.id)
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=float(target.get("timeout_seconds",
                                                                                                    300)))
         try:

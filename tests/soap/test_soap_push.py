@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ async def test_push_delivers_the_destinations_variant_signed(hub: Hub, make_acto
     assert [t.organ_id for t in parse_packet(got.content).trace_headers] == [A, HUB_ID]
     assert (got.sender, got.packet) == (A, job.packet.id)
     assert got.headers["Idempotency-Key"] == job.idempotency_key and got.headers["SOAPAction"] == '"nhanVanBan"'
+    rid = {k.lower(): v for k, v in got.headers.items()}["x-request-id"]  # carried, as on REST pushes
+    assert re.fullmatch(r"[0-9a-f]{32}|[!-~]{1,128}", rid)
     assert receiver.refused == []
     # A second attempt is a second POST (the receiver deduplicates by Idempotency-Key / maGoiTin).
     assert (await adapter.push(job)).remote_id == "VB-2"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from aiohttp import web
 
+from lgsp.adapters.console.once import OneTimeSecrets
 from lgsp.core.api import VIETNAM_TZ, Account, Accounts, Actor, hub_of
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class Console:
                                  lockout_seconds=self.settings["lockout_seconds"])
         self._cookie_key = hub.master_key.derive("console-cookie")
         self._csrf_key = hub.master_key.derive("console-csrf")
+        self.once = OneTimeSecrets()     # secrets shown once after a POST (post/redirect/get)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("lgsp.adapters.console", "templates"),
             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -176,6 +178,27 @@ def safe_next(target: str | None) -> str:
 
 def redirect(location: str) -> web.HTTPFound:
     return web.HTTPFound(location, headers=SECURITY_HEADERS)
+
+
+ONCE_PARAM = "once"
+
+
+def show_once(request: web.Request, location: str, value: Any) -> web.HTTPSeeOther:
+    """Keep a one-time secret for this session and answer 303 to the page that shows it, so that
+    reloading that page never repeats the POST."""
+    ident = console_of(request).once.put(request[WHO].token, location.split("?")[0], value)
+    separator = "&" if "?" in location else "?"
+    return web.HTTPSeeOther(f"{location}{separator}{ONCE_PARAM}={ident}", headers=SECURITY_HEADERS)
+
+
+def take_once(request: web.Request) -> tuple[Any, bool]:
+    """(the secret, False) the first time the page is shown; (None, True) when the page asks for one
+    that was already shown, expired or belongs to another session."""
+    ident = request.query.get(ONCE_PARAM)
+    if ident is None:
+        return None, False
+    value = console_of(request).once.take(request[WHO].token, request.path, ident)
+    return value, value is None
 
 
 async def read_form(request: web.Request) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Accounts and the audit trail: operators manage every account; a unit admin sees its units' accounts.
 
-A password reset shows the temporary password once, on the answer to the POST that made it; it is
-never stored in clear nor shown again. Every change is recorded by core/accounts.py with the
+A new account or a password reset shows the temporary password once: the POST keeps it for this
+session only (adapters/console/once.py) and answers 303 to the accounts page, which shows it once; a
+reload says it was already shown. It is never stored in clear. Every change is recorded by core/accounts.py with the
 operator's name and address.
 """
 
@@ -11,7 +12,17 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
-from lgsp.adapters.console.base import PREFIX, WHO, actor_of, console_of, page, read_form, redirect
+from lgsp.adapters.console.base import (
+    PREFIX,
+    WHO,
+    actor_of,
+    console_of,
+    page,
+    read_form,
+    redirect,
+    show_once,
+    take_once,
+)
 from lgsp.core.api import ROLE_NAMES_VI, ROLES, VIETNAM_TZ, AccountError, new_password
 
 routes = web.RouteTableDef()
@@ -26,20 +37,23 @@ AUDIT_NAMES = {
 
 
 async def _accounts_page(request: web.Request, *, error: str | None = None, shown_password: str | None = None,
-                         shown_for: str | None = None, status: int = 200) -> web.Response:
+                         shown_for: str | None = None, password_gone: bool = False,
+                         status: int = 200) -> web.Response:
     console = console_of(request)
     who = request[WHO]
     rows = await console.accounts.list_accounts(unit_ids=who.scope)
     units = await console.hub.directory.search_units("", limit=1000) if who.account.is_operator else []
     return console.render(request, "accounts.html", status=status, accounts=rows, roles=ROLES,
                           role_names=ROLE_NAMES_VI, units=units, error=error, shown_password=shown_password,
-                          shown_for=shown_for)
+                          shown_for=shown_for, password_gone=password_gone)
 
 
 @routes.get(PREFIX + "/accounts")
 @page("operator", "unit_admin")
 async def accounts_list(request: web.Request) -> web.StreamResponse:
-    return await _accounts_page(request)
+    shown, gone = take_once(request)
+    username, temporary = shown if shown else (None, None)
+    return await _accounts_page(request, shown_password=temporary, shown_for=username, password_gone=gone)
 
 
 @routes.post(PREFIX + "/accounts")
@@ -55,7 +69,7 @@ async def account_create(request: web.Request) -> web.StreamResponse:
             display_name=form.get("display_name", ""), must_change_password=True)
     except AccountError as exc:
         return await _accounts_page(request, error=exc.message(), status=422)
-    return await _accounts_page(request, shown_password=temporary, shown_for=account.username)
+    raise show_once(request, PREFIX + "/accounts", (account.username, temporary))
 
 
 @routes.post(PREFIX + "/accounts/{username}/{action:reset|unlock|disable|enable|totp-off}")
@@ -67,7 +81,7 @@ async def account_action(request: web.Request) -> web.StreamResponse:
     try:
         if action == "reset":
             temporary = await console.accounts.reset_password(username, actor=actor)
-            return await _accounts_page(request, shown_password=temporary, shown_for=username)
+            raise show_once(request, PREFIX + "/accounts", (username, temporary))
         if action == "unlock":
             await console.accounts.unlock(username, actor=actor)
         elif action == "disable":

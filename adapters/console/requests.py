@@ -17,7 +17,19 @@ from typing import Any
 
 from aiohttp import web
 
-from lgsp.adapters.console.base import PREFIX, WHO, Console, actor_of, console_of, forbidden, page, read_form, redirect
+from lgsp.adapters.console.base import (
+    PREFIX,
+    WHO,
+    Console,
+    actor_of,
+    console_of,
+    forbidden,
+    page,
+    read_form,
+    redirect,
+    show_once,
+    take_once,
+)
 from lgsp.core.api import (
     FORM_KINDS,
     REQUEST_KINDS,
@@ -185,7 +197,7 @@ async def request_submit(request: web.Request) -> web.StreamResponse:
 async def _detail(request: web.Request, req_id: str, *, reply_values: dict[str, str] | None = None,
                   reply_errors: dict[str, str] | None = None, handover_values: dict[str, str] | None = None,
                   handover_errors: dict[str, str] | None = None, error: str | None = None,
-                  temporary: str | None = None, status: int = 200) -> web.Response:
+                  temporary: str | None = None, temporary_gone: bool = False, status: int = 200) -> web.Response:
     console = console_of(request)
     who = request[WHO]
     registrations = registrations_of(console)
@@ -213,7 +225,8 @@ async def _detail(request: web.Request, req_id: str, *, reply_values: dict[str, 
         handover_fields=field_views(form_kind("05").record),
         handover_values=handover_values if handover_values is not None else handover_defaults,
         handover_errors=handover_errors or {}, can_decide=who.account.role in DECIDERS, history=history,
-        application=application, error=error, temporary=temporary, overdue=req.overdue())
+        application=application, error=error, temporary=temporary, temporary_gone=temporary_gone,
+        overdue=req.overdue())
 
 
 def _labels(kind: str) -> dict[str, str]:
@@ -234,7 +247,8 @@ def _labels(kind: str) -> dict[str, str]:
 @routes.get(PREFIX + "/requests/{id}")
 @page()
 async def request_detail(request: web.Request) -> web.StreamResponse:
-    return await _detail(request, request.match_info["id"])
+    temporary, gone = take_once(request)
+    return await _detail(request, request.match_info["id"], temporary=temporary, temporary_gone=gone)
 
 
 def _fields_of(form: dict[str, str]) -> dict[str, str]:
@@ -265,7 +279,8 @@ async def request_approve(request: web.Request) -> web.StreamResponse:
             raise
         return await _detail(request, req_id, reply_values=form, error=exc.message(), status=422)
     if decision.temporary_password:
-        return await _detail(request, req_id, temporary=decision.temporary_password)
+        # The new unit admin's password is shown once after a 303, so a reload never approves again.
+        raise show_once(request, f"{PREFIX}/requests/{req_id}", decision.temporary_password)
     raise redirect(f"{PREFIX}/requests/{req_id}")
 
 

@@ -165,6 +165,11 @@ async def test_account_request_approval_and_handover(hub: Hub, accounts: Account
         await page.click("button:has-text('Chấp thuận')")
     temporary = (await page.inner_text("#temporary-password")).strip()
     assert (await accounts.authenticate("qt.stc", temporary, None, address=None)).unit_id == OTHER
+    state = await page.inner_text("#request-state")
+    await page.reload()  # a reload neither approves again nor shows the password again
+    assert await page.locator("#temporary-password").count() == 0 and temporary not in await page.content()
+    assert "đã hiển thị" in await page.inner_text("#secret-gone")
+    assert await page.locator(".error").count() == 0 and await page.inner_text("#request-state") == state
     assert await page.input_value("#h-form_04-number") == "46"
     await page.fill("#h-form_04-number", "46/TTCNTT")
     await page.fill("#h-handover_at", "2026-12-03T09:30")

@@ -97,8 +97,18 @@ class Problem(Exception):
         return body
 
 
+#: The hub's own codes; a plugin may not redefine them.
+CORE_CODES = frozenset(CATALOGUE)
+
+
 def register_code(code: str, status: int, title_vi: str, title_en: str) -> None:
-    """Let a plugin add a code of its own (adapters with errors the hub does not know)."""
+    """Add a plugin's code to the catalogue (the hub does it from `lgsp_problem_codes` at start-up).
+
+    Idempotent for the same definition, so several hubs in one process can collect the same
+    plugins; a core code, or a code already defined differently, is refused with ValueError.
+    """
+    if code in CORE_CODES:
+        raise ValueError(f"problem code {code!r} is one of the hub's own codes")
     existing = CATALOGUE.get(code)
     if existing is not None and existing != ErrorKind(status, title_vi, title_en):
         raise ValueError(f"problem code {code!r} is already registered differently")

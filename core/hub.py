@@ -34,6 +34,7 @@ from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.directory import Directory
 from lgsp.core.documents import DocumentIndex
 from lgsp.core.engine import DeliveryEngine
+from lgsp.core.errors import register_code
 from lgsp.core.events import EventBus
 from lgsp.core.exchange import Exchange, TransferTokens
 from lgsp.core.health import Health
@@ -53,7 +54,7 @@ from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
 from lgsp.core.tickets import StreamTickets
 from lgsp.core.tls import TlsError, load_certificate, server_context
-from lgsp.plugins.manager import PluginError, create_plugin_manager, signature_algorithms
+from lgsp.plugins.manager import PluginError, create_plugin_manager, problem_codes, signature_algorithms
 
 TRANSFER_KEY_SECRET = "hub.transfer-key"  # noqa: S105 (the name of a sealed secret)
 
@@ -75,6 +76,7 @@ class Hub:
         # One "now" for every time rule (core/clock.py); tests pass a ManualClock and advance it.
         self.clock: Clock = clock or SystemClock()
         self.pm = pm or plugin_manager_for(config, extra_plugins)
+        self._register_problem_codes()
         self.db: Database
         self.blobs: BlobStore
         self.master_key: MasterKey
@@ -112,6 +114,14 @@ class Hub:
         self.health = Health(self)
         self.metrics = Metrics(self)
         self.bus.observers.append(self.metrics.observe_events)
+
+    def _register_problem_codes(self) -> None:
+        """Plugins' own problem codes join the catalogue before anything can raise them."""
+        for code, (status, title_vi, title_en) in problem_codes(self.pm).items():
+            try:
+                register_code(code, status, title_vi, title_en)
+            except ValueError as exc:  # another hub in this process defined it differently
+                raise PluginError(str(exc)) from exc
 
     def _collect_push_adapters(self) -> dict[str, PushAdapter]:
         adapters: dict[str, PushAdapter] = {}

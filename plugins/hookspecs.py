@@ -40,6 +40,19 @@ def lgsp_signature_algorithms() -> Iterable[SignatureAlgorithm] | None:
 
 
 @hookspec
+def lgsp_problem_codes() -> Mapping[str, tuple[int, str, str]] | None:
+    """The problem codes this plugin raises that the hub's catalogue (`core/errors.py`) lacks.
+
+    Return `{code: (HTTP status, Vietnamese title, English title)}`, e.g.
+    `{"service.timeout": (504, "Dịch vụ đích không trả lời kịp", "The service did not answer in time")}`;
+    `Problem(code, ...)` then answers with that status and title. Collected when the Hub object is
+    built, before anything can raise them. A code of the hub's own, one two plugins provide, or
+    a malformed entry is an error at start-up. Declare codes here, never by changing the
+    catalogue at import time.
+    """
+
+
+@hookspec
 def lgsp_web_routes(hub: Hub) -> Iterable[web.AbstractRouteDef] | None:
     """Routes an inbound adapter mounts on the hub's HTTP server.
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
 import pluggy
 
+from lgsp.core.errors import CORE_CODES
 from lgsp.plugins import hookspecs
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,10 @@ BUILTIN_PLUGINS: dict[str, str] = {
 }
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
+
+
+#: What a plugin's problem code looks like: `soap.unsafe`, `service.timeout`.
+_CODE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 
 
 class PluginError(Exception):
@@ -98,4 +104,36 @@ def signature_algorithms(pm: pluggy.PluginManager) -> dict[str, Any]:
             if alg.name in out and out[alg.name] is not alg:
                 raise PluginError(f"signature algorithm {alg.name} is provided by two plugins")
             out[alg.name] = alg
+    return out
+
+
+def problem_codes(pm: pluggy.PluginManager) -> dict[str, tuple[int, str, str]]:
+    """Code → (status, Vietnamese title, English title) from every plugin's `lgsp_problem_codes`.
+
+    Checked here so a bad plugin is named at start-up: a malformed entry, or a code two plugins
+    provide, or one of the hub's own codes, is a PluginError.
+    """
+    out: dict[str, tuple[int, str, str]] = {}
+    owner: dict[str, str] = {}
+    for impl in pm.hook.lgsp_problem_codes.get_hookimpls():
+        name = impl.plugin_name
+        codes = impl.function()
+        if codes is None:
+            continue
+        if not isinstance(codes, Mapping):
+            raise PluginError(f"plugin {name!r}: lgsp_problem_codes must return a mapping of code to "
+                              f"(status, title_vi, title_en), not {type(codes).__name__}")
+        for code, kind in codes.items():
+            if not (isinstance(code, str) and _CODE.fullmatch(code)):
+                raise PluginError(f"plugin {name!r}: problem code {code!r} is not lower-case words joined by dots")
+            if not (isinstance(kind, tuple) and len(kind) == 3 and type(kind[0]) is int and 400 <= kind[0] <= 599
+                    and all(isinstance(t, str) and t.strip() for t in kind[1:])):
+                raise PluginError(f"plugin {name!r}: problem code {code!r} needs (HTTP status 400-599, "
+                                  f"Vietnamese title, English title), got {kind!r}")
+            if code in CORE_CODES:
+                raise PluginError(f"plugin {name!r}: problem code {code!r} is one of the hub's own codes")
+            if code in owner:
+                raise PluginError(f"problem code {code!r} is provided by two plugins: {owner[code]!r} and {name!r}")
+            owner[code] = name
+            out[code] = kind
     return out

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from lgsp.adapters.rest.events import routes as event_routes
+from lgsp.adapters.rest.proxy import PROBLEM_CODES
 from lgsp.adapters.rest.proxy import routes as proxy_routes
 from lgsp.adapters.rest.push import RestPushAdapter
 from lgsp.adapters.rest.routes import routes as api_routes
@@ -15,6 +16,11 @@ from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
+
+
+@hookimpl
+def lgsp_problem_codes() -> Mapping[str, tuple[int, str, str]]:
+    return PROBLEM_CODES
 
 
 @hookimpl

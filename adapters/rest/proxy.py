@@ -26,12 +26,15 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from lgsp.core.api import H_CONTENT, META_PARAM, Problem, authenticate, hub_of, metadata_digest, register_code
+from lgsp.core.api import H_CONTENT, META_PARAM, Problem, authenticate, hub_of, metadata_digest
 
 routes = web.RouteTableDef()
 
-register_code("service.unavailable", 502, "Dịch vụ đích không phản hồi", "The service could not be reached")
-register_code("service.timeout", 504, "Dịch vụ đích không trả lời kịp", "The service did not answer in time")
+#: The proxy's own problem codes, declared to the hub through `lgsp_problem_codes` (rest/__init__.py).
+PROBLEM_CODES = {
+    "service.unavailable": (502, "Dịch vụ đích không phản hồi", "The service could not be reached"),
+    "service.timeout": (504, "Dịch vụ đích không trả lời kịp", "The service did not answer in time"),
+}
 
 H_CALLER_UNIT = "X-LGSP-Caller-Unit"
 H_CALLER_APP = "X-LGSP-Caller-Application"

@@ -14,23 +14,28 @@ soap_edxml]`. Settings under `adapters.soap_edxml` (see service.SETTINGS). docs/
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from lgsp.adapters.soap_edxml.push import SoapPushAdapter
 from lgsp.adapters.soap_edxml.service import NAME, SETTINGS, routes
-from lgsp.core.api import positive_int_settings, register_code
+from lgsp.core.api import positive_int_settings
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
 
-register_code("soap.unsafe", 400, "Thông điệp SOAP chứa DTD hoặc thực thể (entity), bị từ chối",
-              "SOAP message with a DTD or entities refused")
-register_code("soap.must_understand", 400, "Thông điệp SOAP có khối tiêu đề bắt buộc xử lý mà trục không hỗ trợ",
-              "SOAP header block marked mustUnderstand is not understood")
+
+@hookimpl
+def lgsp_problem_codes() -> Mapping[str, tuple[int, str, str]]:
+    return {
+        "soap.unsafe": (400, "Thông điệp SOAP chứa DTD hoặc thực thể (entity), bị từ chối",
+                        "SOAP message with a DTD or entities refused"),
+        "soap.must_understand": (400, "Thông điệp SOAP có khối tiêu đề bắt buộc xử lý mà trục không hỗ trợ",
+                                 "SOAP header block marked mustUnderstand is not understood"),
+    }
 
 
 @hookimpl

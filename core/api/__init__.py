@@ -45,7 +45,7 @@ from lgsp.core.content import (
 from lgsp.core.directory import Directory, ZoneEntry, ZoneSync
 from lgsp.core.documents import DocumentIndex
 from lgsp.core.downloads import blob_response
-from lgsp.core.errors import Problem, register_code
+from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
 from lgsp.core.exchange import (
     MAX_DESTINATION,
@@ -113,6 +113,6 @@ __all__ = [
     "check_range", "check_text", "client_ssl", "documents", "form_kind", "http_failure", "hub_of",
     "identifier_form", "iso", "json_response", "language", "load_json", "logs", "metadata_digest", "new_password",
     "parse_date", "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings",
-    "presence_periods", "printable", "publish", "read_json", "record", "register_code", "render_letter", "states",
+    "presence_periods", "printable", "publish", "read_json", "record", "render_letter", "states",
     "tls_target_problems", "to_csv", "to_xlsx", "traffic_report", "unit_report",
 ]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
 
+from lgsp.core import audit
 from lgsp.core.errors import Problem
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database, conflict_insert
@@ -45,6 +46,7 @@ class SecretStore:
                                         .values(sealed=sealed, updated_at=now))
             if not result.rowcount:
                 await conn.execute(secrets.insert().values(name=name, sealed=sealed, created_at=now, updated_at=now))
+            await audit.append(conn, "secret.set", target=name, at=now)  # the name only, never the value
 
     async def add(self, name: str, value: str) -> bool:
         """Store `value` under `name` only if no secret has that name yet (atomically, so two
@@ -55,7 +57,7 @@ class SecretStore:
             result = await conn.execute(conflict_insert(conn, secrets)
                                         .values(name=name, sealed=sealed, created_at=now, updated_at=now)
                                         .on_conflict_do_nothing(index_elements=["name"]))
-        return bool(result.rowcount)
+        return bool(result.rowcount)  # the hub's own keys (made once, never shown): not an operator's act
 
     async def reveal(self, name: str) -> str:
         async with self.db.read() as conn:
@@ -72,4 +74,6 @@ class SecretStore:
     async def delete(self, name: str) -> bool:
         async with self.db.write() as conn:
             result = await conn.execute(delete(secrets).where(secrets.c.name == name))
+            if result.rowcount:
+                await audit.append(conn, "secret.deleted", target=name)
         return bool(result.rowcount)

@@ -293,3 +293,14 @@ async def test_the_offline_script_in_the_docs_checks_an_export(hub: Hub, tmp_pat
     good, bad = await asyncio.gather(asyncio.to_thread(run, "good.json"), asyncio.to_thread(run, "bad.json"))
     assert good.returncode == 0 and "toàn vẹn" in good.stdout, good.stderr
     assert bad.returncode != 0 and "seq 2" in bad.stderr
+
+
+async def test_secret_changes_are_recorded_by_name_never_by_value(hub: Hub) -> None:
+    await hub.secrets.set("sftp-h23", "mat-khau-rat-bi-mat")
+    assert await hub.secrets.add("sftp-h23", "khac") is False  # not created: nothing recorded
+    await hub.secrets.set("sftp-h23", "mat-khau-moi")
+    assert await hub.secrets.delete("sftp-h23")
+    await hub.audit.chain()
+    mine = [r for r in await rows(hub) if r.target == "sftp-h23"]
+    assert [r.action for r in mine] == ["secret.set", "secret.set", "secret.deleted"]
+    assert not any("mat-khau" in json.dumps(r.detail or {}) for r in mine)

@@ -4,7 +4,8 @@ Accounts and roles (core/accounts.py), the registration workflow of forms Mẫu 
 applications and keys, traffic, connection history, statistics and reports. Pages are rendered on
 the server with Jinja2 (templates/), work without scripts, and carry a CSRF token in every form.
 Settings under `adapters.console` (positive integers): session_idle_seconds, session_absolute_seconds,
-max_failed_signins, lockout_seconds. docs/console.md describes the pages.
+max_failed_signins, lockout_seconds; and secure_cookie (auto|always|never) with trusted_fronts (IP
+addresses or networks of reverse proxies whose X-Forwarded-Proto counts). docs/console.md describes the pages.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from lgsp.adapters.console import home, people, signin
-from lgsp.adapters.console.base import DEFAULTS, PREFIX, SECURITY_HEADERS
+from lgsp.adapters.console.base import DEFAULTS, PREFIX, SECURITY_HEADERS, TEXT_SETTINGS, check_text_settings
 from lgsp.core.api import positive_int_settings
 from lgsp.plugins.hookspecs import hookimpl
 
@@ -55,4 +56,8 @@ def lgsp_web_routes(hub: Hub) -> Iterable[web.AbstractRouteDef]:
 
 @hookimpl
 def lgsp_check_config(hub: Hub) -> Iterable[tuple[str, str]]:
-    return positive_int_settings("adapters.console", hub.config.adapters.get("console"), DEFAULTS)
+    raw = hub.config.adapters.get("console")
+    if not isinstance(raw, dict):
+        return positive_int_settings("adapters.console", raw, DEFAULTS)
+    ints = {k: v for k, v in raw.items() if k not in TEXT_SETTINGS}
+    return [*positive_int_settings("adapters.console", ints, [*DEFAULTS, *TEXT_SETTINGS]), *check_text_settings(raw)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -40,6 +41,11 @@ DEFAULTS: dict[str, int] = {
     "lockout_seconds": 900,              # how long a lockout lasts
 }
 
+# Non-integer settings: when the cookies carry `Secure`, and which fronts (reverse proxies) may say
+# with X-Forwarded-Proto that the browser spoke HTTPS to them.
+SECURE_COOKIE_MODES = ("auto", "always", "never")
+TEXT_SETTINGS = ("secure_cookie", "trusted_fronts")
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -53,6 +59,43 @@ SECURITY_HEADERS = {
 def settings_of(hub: Hub) -> dict[str, int]:
     raw = hub.config.adapters.get("console") or {}
     return {**DEFAULTS, **{k: v for k, v in raw.items() if k in DEFAULTS}}
+
+
+def secure_cookie_mode(hub: Hub) -> str:
+    raw = hub.config.adapters.get("console") or {}
+    mode = raw.get("secure_cookie", "auto")
+    return mode if mode in SECURE_COOKIE_MODES else "auto"
+
+
+def trusted_fronts(hub: Hub) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    raw = (hub.config.adapters.get("console") or {}).get("trusted_fronts") or []
+    out = []
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            out.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            continue        # lgsp_check_config refuses such a value before the hub starts
+    return tuple(out)
+
+
+def check_text_settings(raw: Any) -> list[tuple[str, str]]:
+    """Problems with `adapters.console.secure_cookie` and `trusted_fronts` (key path, message)."""
+    if not isinstance(raw, dict):
+        return []
+    out: list[tuple[str, str]] = []
+    if "secure_cookie" in raw and raw["secure_cookie"] not in SECURE_COOKIE_MODES:
+        out.append(("adapters.console.secure_cookie", "must be one of: " + ", ".join(SECURE_COOKIE_MODES)))
+    fronts = raw.get("trusted_fronts")
+    if fronts is not None:
+        if not isinstance(fronts, list):
+            out.append(("adapters.console.trusted_fronts", "must be a list of IP addresses or networks"))
+        else:
+            for i, item in enumerate(fronts):
+                try:
+                    ipaddress.ip_network(str(item), strict=False)
+                except ValueError:
+                    out.append((f"adapters.console.trusted_fronts[{i}]", f"not an IP address or network: {item!r}"))
+    return out
 
 
 def vn_time(moment: datetime | None, with_time: bool = True) -> str:
@@ -84,6 +127,8 @@ class Console:
         self._cookie_key = hub.master_key.derive("console-cookie")
         self._csrf_key = hub.master_key.derive("console-csrf")
         self.once = OneTimeSecrets()     # secrets shown once after a POST (post/redirect/get)
+        self.secure_cookie = secure_cookie_mode(hub)
+        self.trusted_fronts = trusted_fronts(hub)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("lgsp.adapters.console", "templates"),
             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -92,6 +137,22 @@ class Console:
         self.templates.filters["vn_size"] = vn_size
 
     # -- cookies ------------------------------------------------------------------------------
+    def cookie_secure(self, request: web.Request) -> bool:
+        """`Secure` on the console's cookies: always, never, or (auto) when the hub serves HTTPS itself
+        or a trusted front (reverse proxy) says with X-Forwarded-Proto that the browser used HTTPS."""
+        if self.secure_cookie != "auto":
+            return self.secure_cookie == "always"
+        if request.secure:
+            return True
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        if proto != "https" or not self.trusted_fronts:
+            return False
+        try:
+            peer = ipaddress.ip_address(request.remote or "")
+        except ValueError:
+            return False
+        return any(peer in net for net in self.trusted_fronts)
+
     def _mac(self, key: bytes, value: str) -> str:
         digest = hmac.new(key, value.encode("ascii"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
@@ -211,7 +272,7 @@ async def read_form(request: web.Request) -> dict[str, str]:
 
 def set_session_cookie(console: Console, request: web.Request, response: web.StreamResponse, token: str) -> None:
     response.set_cookie(COOKIE, console.seal_cookie(token), path=PREFIX, httponly=True, samesite="Strict",
-                        secure=request.secure, max_age=console.settings["session_absolute_seconds"])
+                        secure=console.cookie_secure(request), max_age=console.settings["session_absolute_seconds"])
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

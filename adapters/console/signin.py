@@ -44,7 +44,8 @@ def _signin_page(request: web.Request, *, error: str | None = None, username: st
                               next=safe_next(request.query.get("next")), csrf=console.csrf_for("pre:" + pre),
                               totp=totp)
     if fresh:
-        response.set_cookie(PRE_COOKIE, pre, path=PREFIX, httponly=True, samesite="Strict", secure=request.secure)
+        response.set_cookie(PRE_COOKIE, pre, path=PREFIX, httponly=True, samesite="Strict",
+                            secure=console.cookie_secure(request))
     return response
 
 

@@ -24,6 +24,60 @@ from lgsp.core.store.tables import packet_events
 
 log = logging.getLogger(__name__)
 
+# -- the event types, each defined once -----------------------------------------------------------
+#: Who hears an event on its unit's stream; an event with no audience is history only (packet
+#: timelines, `lgsp packet status`, the console).
+SOURCE = "source"
+DESTINATION = "destination"
+EVERY_UNIT = "every unit"
+APPLICANT = "applicant"
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    audience: frozenset[str]
+    description: str
+
+
+def _type(description: str, *audience: str) -> EventType:
+    return EventType(frozenset(audience), description)
+
+
+#: Every event type the hub records. `record` refuses any other; tests/test_event_types.py ties
+#: this table to the OpenAPI document's `/v1/events`, to the names in cli/timeline.py and to the
+#: types the code records.
+EVENT_TYPES: dict[str, EventType] = {
+    "packet.created": _type("a unit created the packet; its content is not uploaded yet"),
+    "packet.accepted": _type("the content is stored and checked and the deliveries planned"),
+    "packet.available": _type("a destination may fetch the packet (or it was pushed there)", DESTINATION),
+    "packet.fetched": _type("a destination downloaded the content"),
+    "packet.delivered": _type("a destination acknowledged the content with the right hash", SOURCE),
+    "packet.failed": _type("a delivery ended without success", SOURCE),
+    "packet.expired": _type("a delivery was not acknowledged in time", SOURCE),
+    "packet.completed": _type("every delivery of the packet ended"),
+    "packet.cancelled": _type("a delivery was cancelled (the destination hears it if it was told)",
+                              SOURCE, DESTINATION),
+    "packet.rerouted": _type("an operator sent a delivery to another unit", SOURCE),
+    "packet.forwarded": _type("the packet was handed to another exchange (national axis, peer hub)", SOURCE),
+    "delivery.retrying": _type("a push attempt failed; another is scheduled"),
+    "delivery.retried": _type("an operator put a delivery back in the queue", SOURCE),
+    "upload.expired": _type("the content was not uploaded in time", SOURCE),
+    "upload.failed": _type("the upload could not be stored"),
+    "content.rejected": _type("an inspector refused the content (e.g. invalid edXML)", SOURCE),
+    "content.purged": _type("the content and its data key were destroyed"),
+    "document.status": _type("a destination reported the processing status of an edXML document"),
+    "document.sent": _type("a later edXML packet linked to the document as a new one"),
+    "document.revoked": _type("a later edXML packet revoked the document"),
+    "document.updated": _type("a later edXML packet updated the document"),
+    "document.replaced": _type("a later edXML packet replaced the document"),
+    "destination.offline": _type("a destination stayed offline with packets waiting for it", SOURCE),
+    "hub.notice": _type("a maintenance notice", EVERY_UNIT),
+    "registration.submitted": _type("a unit's registration request was submitted", APPLICANT),
+    "registration.refused": _type("a registration request was refused", APPLICANT),
+    "registration.approved": _type("a registration request was approved", APPLICANT),
+    "registration.handed_over": _type("the access details of a registration were handed over", APPLICANT),
+}
+
 
 def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -56,6 +110,8 @@ _INSERT_EVENT = packet_events.insert().returning(packet_events.c.id)
 
 async def record(conn: AsyncConnection, packet_id: str | None, type_: str, at: datetime, *, unit: str | None = None,
                  audience: str | None = None, detail: dict[str, Any] | None = None) -> Event:
+    if type_ not in EVENT_TYPES:  # a new event type goes in EVENT_TYPES (and the OpenAPI document) first
+        raise ValueError(f"unknown event type {type_!r}")
     seq = await conn.scalar(_INSERT_EVENT, {"packet_id": packet_id, "at": at, "type": type_, "unit": unit,
                                             "audience": audience, "detail": detail})
     return Event(int(seq or 0), type_, packet_id, at, unit, audience, detail)

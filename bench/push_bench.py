@@ -1,11 +1,11 @@
-"""Push-mode throughput: deliveries per second from the hub to a REST receiver (issue 4).
+"""Push-mode throughput: deliveries per second from the hub to a REST receiver.
 
 The destination units are configured as push targets (`delivery.targets: {unit: {protocol: rest,
 url: ...}}`), so the hub POSTs each packet to the receiver below instead of notifying. The raw
 relay, started with `--push`, is the baseline: it POSTs the body on upload with no retry engine,
 no signing, no store. One packet in flight per pair; a delivery counts when the receiver has it.
 
-The row is skipped, with the reason, when the hub has no `rest` push adapter (before issue 4).
+The row is skipped, with the reason, when the hub has no `rest` push adapter (a hub without the push delivery feature).
 """
 
 from __future__ import annotations

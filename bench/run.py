@@ -369,7 +369,7 @@ class Bench:
         log("auth: " + ", ".join(f"{r['algorithm']} {r['full']:.0f}/s (primitive {r['primitive']:.0f}/s)"
                                   for r in results))
 
-    # -- extension rows: push (issue 4) and edXML (issue 3) -------------------------------------
+    # -- extension rows: push delivery and edXML -------------------------------------
     async def push(self) -> None:
         reason = await asyncio.to_thread(push_bench.unavailable_reason, self.hub.config_path)
         if reason:

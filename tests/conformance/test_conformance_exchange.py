@@ -96,7 +96,7 @@ def test_exchange_one_destination(lgsp_hub: Hub, source_label: str, destination_
 
 def test_exchange_several_destinations(lgsp_hub: Hub, src: SpecClient, dst1: SpecClient, dst2: SpecClient) -> None:
     """Content stays until the last destination acknowledges, then is gone for everybody."""
-    # Opaque bytes: a data type the hub does not read (it validates and converts "edxml", issue 3).
+    # Opaque bytes: a data type the hub does not read (it validates and converts "edxml").
     content = b"<opaque>" + secrets.token_bytes(5000) + b"</opaque>"
     packet_id = send(src, [DEST1, DEST2], content, data_type="binary", subject="Nhiều đích")
     stored = lgsp_hub.stored_files_containing(content)

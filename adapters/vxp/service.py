@@ -66,11 +66,13 @@ from lgsp.adapters.national_axis.shapes import (
 from lgsp.core.api import (
     PENDING_SUBJECT,
     BlobCorrupt,
+    ClaimBusy,
     InboxPosition,
     NewPacket,
     Principal,
     Problem,
     SealedSpool,
+    SubmitClaims,
     blob_response,
     hub_of,
     identifier_form,
@@ -335,26 +337,29 @@ async def send_edoc(call: Call) -> web.StreamResponse:
     # Idempotent per (unit, hash-file, type, to) within the window: the SDK re-sends identical signed
     # headers, so a replayed or retried upload must not create a second packet.
     idem = "|".join((received_hash, message_type, ",".join(to)))
-    since = datetime.now(UTC) - timedelta(seconds=setting(hub, "idempotency_window_seconds"))
+    window = timedelta(seconds=setting(hub, "idempotency_window_seconds"))
     spool, size, sha256 = await _receive_body(call, received_hash, int(hub.config.limits.max_packet_size))
     try:
         if size == 0:
             raise ProtocolError(AxisCode.INVALID_REQUEST, "văn bản rỗng")
         # One at a time per key in this process, so two copies racing in (a client retrying on a
-        # second connection) find each other's packet instead of both creating one.
-        async with _SEND_LOCKS.hold(f"{call.unit}|{idem}"):
-            earlier = await hub.exchange.find_submitted(call.unit, sha256, since, "vxp_send", idem)
-            if earlier is not None:
-                return answer(SendEdocResult(doc_id=earlier.id))
+        # second connection) find each other's packet without polling the store; the claim row
+        # (core/claims.py) does the same across nodes.
+        async with _SEND_LOCKS.hold(f"{hub.node}|{call.unit}|{idem}"):  # per node, as in production
             implicit = ["subject", "priority"] + ([] if to else ["to"])
             new = NewPacket(to=to, subject=PENDING_SUBJECT, priority=0, data_type="edxml", protocol="vxp",
                             size=size, sha256=sha256, deadline=None, policy=None,
                             meta={"implicit": implicit, "via": "vxp", "vxp_send": idem,
                                   "vxp_message_type": message_type})
-            info = await hub.exchange.submit(call.unit, new, _chunks_of(spool))
+            try:
+                doc_id, _ = await SubmitClaims(hub.db, hub.clock).once(
+                    f"vxp:{call.unit}", f"{sha256}|{idem}", window,
+                    lambda: hub.exchange.submit(call.unit, new, _chunks_of(spool)))
+            except ClaimBusy:
+                raise ProtocolError(AxisCode.UNAVAILABLE, "bản sao khác của văn bản này đang được nhận") from None
     finally:
         await _discard(spool.path)
-    return answer(SendEdocResult(doc_id=info.id))
+    return answer(SendEdocResult(doc_id=doc_id))
 
 
 async def _received(call: Call, kind: str, limit: int) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ The hub passes itself to every hook (`Hub`); its services are reached as attribu
 - `hub.documents` (`DocumentIndex`): the edXML document index, read-only; `documents` holds the
   functions that write it inside an acceptance transaction (an `Inspection.on_accept`);
 - `hub.bus` (`EventBus`): live events; `hub.identity`: the hub's signing key;
+- `SubmitClaims`: idempotent submissions across nodes (core/claims.py);
 - `hub.secrets`: named adapter secrets; `hub.services`: registered REST services;
 - `hub.config`: settings (a plugin reads its own `adapters.<name>` section);
 - `hub.accounts` (`Accounts`): console accounts, sessions and the audit trail;
@@ -31,6 +32,7 @@ from __future__ import annotations
 from lgsp.core import documents, logs, states
 from lgsp.core.accounts import ROLE_NAMES_VI, ROLES, Account, AccountError, Accounts, Actor, new_password
 from lgsp.core.auth import Principal, parse_signed_request
+from lgsp.core.claims import ClaimBusy, SubmitClaims
 from lgsp.core.config import positive_int_settings
 from lgsp.core.content import (
     PENDING_SUBJECT,
@@ -104,15 +106,15 @@ __all__ = [
     "FORM_KINDS", "H_CONTENT", "MAX_DESTINATION", "MAX_REASON", "META_PARAM", "PENDING_SUBJECT", "PRINCIPAL",
     "PRIORITIES", "REQUEST_KINDS", "ROLES", "ROLE_NAMES_VI", "SECRET_NAME_RE", "SHA256_RE", "SIGNED_HEADERS",
     "STATE_NAMES_VI", "TLS_TARGET_KEYS", "VIETNAM_TZ", "Account", "AccountError", "Accounts", "Actor", "Attention",
-    "BlobCorrupt", "ContentInspector", "ContentRef", "ContentService", "Database", "Directory", "DocumentIndex",
-    "Event", "EventBus", "Exchange", "FieldSpec", "FormRecord", "Hub", "InboxPosition", "Inspection",
-    "InspectionJob", "InvalidIdentifier", "NewPacket", "Notice", "PacketInfo", "Principal", "Problem",
-    "PushAdapter", "PushFailure", "PushJob", "PushReceipt", "Registrations", "RequestInvalid", "SealedSpool",
-    "SignatureAlgorithm", "Signer", "SyncBlobWriter", "Transfer", "UnitStatus", "Variant", "WorkingCalendar",
-    "ZoneEntry", "ZoneSync", "authenticate", "base_url", "blob_response", "bounded_int", "check_identifier",
-    "check_range", "check_text", "client_ssl", "documents", "form_kind", "http_failure", "hub_of",
-    "identifier_form", "iso", "json_response", "language", "load_json", "logs", "metadata_digest", "new_password",
-    "parse_date", "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings",
-    "presence_periods", "printable", "publish", "read_json", "record", "render_letter", "states",
-    "tls_target_problems", "to_csv", "to_xlsx", "traffic_report", "unit_report",
+    "BlobCorrupt", "ClaimBusy", "ContentInspector", "ContentRef", "ContentService", "Database", "Directory",
+    "DocumentIndex", "Event", "EventBus", "Exchange", "FieldSpec", "FormRecord", "Hub", "InboxPosition", "Inspection",
+    "InspectionJob", "InvalidIdentifier", "NewPacket", "Notice", "PacketInfo", "Principal", "Problem", "PushAdapter",
+    "PushFailure", "PushJob", "PushReceipt", "Registrations", "RequestInvalid", "SealedSpool", "SignatureAlgorithm",
+    "Signer", "SubmitClaims", "SyncBlobWriter", "Transfer", "UnitStatus", "Variant", "WorkingCalendar", "ZoneEntry",
+    "ZoneSync", "authenticate", "base_url", "blob_response", "bounded_int", "check_identifier", "check_range",
+    "check_text", "client_ssl", "documents", "form_kind", "http_failure", "hub_of", "identifier_form", "iso",
+    "json_response", "language", "load_json", "logs", "metadata_digest", "new_password", "parse_date",
+    "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings", "presence_periods",
+    "printable", "publish", "read_json", "record", "render_letter", "states", "tls_target_problems", "to_csv",
+    "to_xlsx", "traffic_report", "unit_report",
 ]

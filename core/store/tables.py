@@ -457,3 +457,17 @@ audit_seals = Table(
     Column("algorithm", String(32), nullable=False),
     Column("signature", Text, nullable=False),
 )
+
+# -- idempotent submissions across nodes (migration 0013) -----------------------------------------
+
+submit_claims = Table(
+    "submit_claims", metadata,
+    # The first node to insert (scope, key) creates the packet; copies elsewhere wait for its id
+    # (core/claims.py). `key` is a SHA-256 of the caller's idempotency key.
+    Column("scope", String(200), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("token", String(36), nullable=False),
+    Column("packet_id", String(36), nullable=True),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)

@@ -36,6 +36,7 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import deliveries as dv
+from lgsp.core import events as ev
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
 from lgsp.core.store.blobcrypt import ChunkSealer
@@ -316,7 +317,7 @@ class ContentService:
         now = self.clock()
         try:
             async with self.db.write() as conn:
-                event = await record(conn, info.id, "content.rejected", now, unit=info.source, audience=info.source,
+                event = await record(conn, info.id, ev.CONTENT_REJECTED, now, unit=info.source, audience=info.source,
                                      detail={"code": problem.code, "reason": problem.detail[:2000]})
             self.bus.publish([event])
         except Exception:  # the refusal itself must reach the caller

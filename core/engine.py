@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, or_, select
 
 from lgsp.core import deliveries as dv
+from lgsp.core import events as ev
 from lgsp.core import logs
 from lgsp.core.events import Event, iso, record
 from lgsp.core.push import (
@@ -281,7 +282,7 @@ class DeliveryEngine:
                         deliveries.c.packet_id == row.packet_id, deliveries.c.unit_id == row.unit_id,
                         deliveries.c.state == row.state)).values(mode=mode, protocol=protocol))
                 if mode == dv.PULL and row.state != dv.WAITING:
-                    events.append(await record(conn, row.packet_id, "packet.available", now, unit=row.unit_id,
+                    events.append(await record(conn, row.packet_id, ev.PACKET_AVAILABLE, now, unit=row.unit_id,
                                                audience=row.unit_id, detail={"reason": "unit now pulls"}))
         self.hub.bus.publish(events)
 
@@ -425,7 +426,7 @@ class DeliveryEngine:
         async with self.hub.db.write() as conn:
             moved = await dv.move(conn, info.id, [unit], dv.FORWARDED, now, values={
                 "remote_id": (receipt.remote_id or "")[:128] or None, "last_error": None})
-            event = await record(conn, info.id, "packet.forwarded", now, unit=unit, audience=info.source,
+            event = await record(conn, info.id, ev.PACKET_FORWARDED, now, unit=unit, audience=info.source,
                                  detail=detail) if moved else None
         if event is None:
             log.warning("packet %s was handed on for %s but its delivery had meanwhile changed state", info.id, unit)
@@ -451,7 +452,7 @@ class DeliveryEngine:
             moved = await dv.move(conn, info.id, [unit], dv.RETRYING, now,
                                   values={"next_attempt_at": at, "last_error": reason})
             if moved:
-                await record(conn, info.id, "delivery.retrying", now, unit=unit, detail={
+                await record(conn, info.id, ev.DELIVERY_RETRYING, now, unit=unit, detail={
                     "attempts": attempt, "reason": reason, "next_attempt_at": iso(at)})
         if moved:
             self.hub.metrics.retried(lane.protocol)

@@ -16,10 +16,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lgsp.core import states
 from lgsp.core.store.tables import packet_events
 
 log = logging.getLogger(__name__)
@@ -43,40 +44,74 @@ def _type(description: str, *audience: str) -> EventType:
     return EventType(frozenset(audience), description)
 
 
+#: The event types by name: code records these constants, never a string it spells itself.
+PACKET_CREATED: Final = "packet.created"
+PACKET_ACCEPTED: Final = "packet.accepted"
+PACKET_AVAILABLE: Final = "packet.available"
+PACKET_FETCHED: Final = "packet.fetched"
+PACKET_DELIVERED: Final = "packet.delivered"
+PACKET_FAILED: Final = "packet.failed"
+PACKET_EXPIRED: Final = "packet.expired"
+PACKET_COMPLETED: Final = "packet.completed"
+PACKET_CANCELLED: Final = "packet.cancelled"
+PACKET_REROUTED: Final = "packet.rerouted"
+PACKET_FORWARDED: Final = "packet.forwarded"
+DELIVERY_RETRYING: Final = "delivery.retrying"
+DELIVERY_RETRIED: Final = "delivery.retried"
+UPLOAD_EXPIRED: Final = "upload.expired"
+UPLOAD_FAILED: Final = "upload.failed"
+CONTENT_REJECTED: Final = "content.rejected"
+CONTENT_PURGED: Final = "content.purged"
+DOCUMENT_STATUS: Final = "document.status"
+DOCUMENT_SENT: Final = "document.sent"
+DOCUMENT_REVOKED: Final = "document.revoked"
+DOCUMENT_UPDATED: Final = "document.updated"
+DOCUMENT_REPLACED: Final = "document.replaced"
+DESTINATION_OFFLINE: Final = "destination.offline"
+HUB_NOTICE: Final = "hub.notice"
+REGISTRATION_SUBMITTED: Final = "registration.submitted"
+REGISTRATION_REFUSED: Final = "registration.refused"
+REGISTRATION_APPROVED: Final = "registration.approved"
+REGISTRATION_HANDED_OVER: Final = "registration.handed_over"
+
 #: Every event type the hub records. `record` refuses any other; tests/test_event_types.py ties
 #: this table to the OpenAPI document's `/v1/events`, to the names in cli/timeline.py and to the
 #: types the code records.
 EVENT_TYPES: dict[str, EventType] = {
-    "packet.created": _type("a unit created the packet; its content is not uploaded yet"),
-    "packet.accepted": _type("the content is stored and checked and the deliveries planned"),
-    "packet.available": _type("a destination may fetch the packet (or it was pushed there)", DESTINATION),
-    "packet.fetched": _type("a destination downloaded the content"),
-    "packet.delivered": _type("a destination acknowledged the content with the right hash", SOURCE),
-    "packet.failed": _type("a delivery ended without success", SOURCE),
-    "packet.expired": _type("a delivery was not acknowledged in time", SOURCE),
-    "packet.completed": _type("every delivery of the packet ended"),
-    "packet.cancelled": _type("a delivery was cancelled (the destination hears it if it was told)",
+    PACKET_CREATED: _type("a unit created the packet; its content is not uploaded yet"),
+    PACKET_ACCEPTED: _type("the content is stored and checked and the deliveries planned"),
+    PACKET_AVAILABLE: _type("a destination may fetch the packet (or it was pushed there)", DESTINATION),
+    PACKET_FETCHED: _type("a destination downloaded the content"),
+    PACKET_DELIVERED: _type("a destination acknowledged the content with the right hash", SOURCE),
+    PACKET_FAILED: _type("a delivery ended without success", SOURCE),
+    PACKET_EXPIRED: _type("a delivery was not acknowledged in time", SOURCE),
+    PACKET_COMPLETED: _type("every delivery of the packet ended"),
+    PACKET_CANCELLED: _type("a delivery was cancelled (the destination hears it if it was told)",
                               SOURCE, DESTINATION),
-    "packet.rerouted": _type("an operator sent a delivery to another unit", SOURCE),
-    "packet.forwarded": _type("the packet was handed to another exchange (national axis, peer hub)", SOURCE),
-    "delivery.retrying": _type("a push attempt failed; another is scheduled"),
-    "delivery.retried": _type("an operator put a delivery back in the queue", SOURCE),
-    "upload.expired": _type("the content was not uploaded in time", SOURCE),
-    "upload.failed": _type("the upload could not be stored"),
-    "content.rejected": _type("an inspector refused the content (e.g. invalid edXML)", SOURCE),
-    "content.purged": _type("the content and its data key were destroyed"),
-    "document.status": _type("a destination reported the processing status of an edXML document"),
-    "document.sent": _type("a later edXML packet linked to the document as a new one"),
-    "document.revoked": _type("a later edXML packet revoked the document"),
-    "document.updated": _type("a later edXML packet updated the document"),
-    "document.replaced": _type("a later edXML packet replaced the document"),
-    "destination.offline": _type("a destination stayed offline with packets waiting for it", SOURCE),
-    "hub.notice": _type("a maintenance notice", EVERY_UNIT),
-    "registration.submitted": _type("a unit's registration request was submitted", APPLICANT),
-    "registration.refused": _type("a registration request was refused", APPLICANT),
-    "registration.approved": _type("a registration request was approved", APPLICANT),
-    "registration.handed_over": _type("the access details of a registration were handed over", APPLICANT),
+    PACKET_REROUTED: _type("an operator sent a delivery to another unit", SOURCE),
+    PACKET_FORWARDED: _type("the packet was handed to another exchange (national axis, peer hub)", SOURCE),
+    DELIVERY_RETRYING: _type("a push attempt failed; another is scheduled"),
+    DELIVERY_RETRIED: _type("an operator put a delivery back in the queue", SOURCE),
+    UPLOAD_EXPIRED: _type("the content was not uploaded in time", SOURCE),
+    UPLOAD_FAILED: _type("the upload could not be stored"),
+    CONTENT_REJECTED: _type("an inspector refused the content (e.g. invalid edXML)", SOURCE),
+    CONTENT_PURGED: _type("the content and its data key were destroyed"),
+    DOCUMENT_STATUS: _type("a destination reported the processing status of an edXML document"),
+    DOCUMENT_SENT: _type("a later edXML packet linked to the document as a new one"),
+    DOCUMENT_REVOKED: _type("a later edXML packet revoked the document"),
+    DOCUMENT_UPDATED: _type("a later edXML packet updated the document"),
+    DOCUMENT_REPLACED: _type("a later edXML packet replaced the document"),
+    DESTINATION_OFFLINE: _type("a destination stayed offline with packets waiting for it", SOURCE),
+    HUB_NOTICE: _type("a maintenance notice", EVERY_UNIT),
+    REGISTRATION_SUBMITTED: _type("a unit's registration request was submitted", APPLICANT),
+    REGISTRATION_REFUSED: _type("a registration request was refused", APPLICANT),
+    REGISTRATION_APPROVED: _type("a registration request was approved", APPLICANT),
+    REGISTRATION_HANDED_OVER: _type("the access details of a registration were handed over", APPLICANT),
 }
+
+#: The event recorded when a delivery ends in each terminal state but `cancelled` (which has its own).
+DELIVERY_END: dict[str, str] = {states.DELIVERED: PACKET_DELIVERED, states.FAILED: PACKET_FAILED,
+                                states.EXPIRED: PACKET_EXPIRED}
 
 
 def iso(moment: datetime) -> str:

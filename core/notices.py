@@ -24,7 +24,7 @@ from lgsp.core.store.database import Database
 from lgsp.core.store.tables import notices, units
 from lgsp.core.text import check_text
 
-EVENT = "hub.notice"
+EVENT = ev.HUB_NOTICE
 MAX_MESSAGE = 1000
 #: The longest a notice may last: a notice is about a maintenance window, not a standing banner.
 MAX_SPAN = timedelta(days=31)

@@ -18,11 +18,12 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import deliveries as dv
+from lgsp.core import events as ev
 from lgsp.core.events import EventBus, iso, record
 from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.tables import deliveries, offline_reports, packets, units
 
-EVENT = "destination.offline"
+EVENT = ev.DESTINATION_OFFLINE
 
 
 class OfflineReporter:

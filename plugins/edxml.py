@@ -50,6 +50,7 @@ from lgsp.core.api import (
     record,
 )
 from lgsp.core.api import documents as docs
+from lgsp.core.api import events as ev
 from lgsp.core.api.edxml import (
     AttachmentMeta,
     EdxmlError,
@@ -442,7 +443,7 @@ class EdxmlInspector:
                 events += await self._record_status(conn, info, packet, route, now)
             for document_id, original in (route.links or {}).items():
                 kind = docs.BUSINESS_TYPES.get(packet.bussiness_doc_type or 0, "new")
-                events.append(await record(conn, original, f"document.{_PAST[kind]}", now, detail={
+                events.append(await record(conn, original, _CHANGE_EVENT[kind], now, detail={
                     "by_packet": info.id, "document_id": document_id,
                     "reason": (packet.bussiness or {}).get("bussiness_doc_reason")}))
             return events
@@ -466,7 +467,7 @@ class EdxmlInspector:
                               reported_by=info.source, status_packet_id=info.id, now=now)
         if route.original is None:
             return []
-        return [await record(conn, route.original.packet_id, "document.status", now, unit=recipient, detail={
+        return [await record(conn, route.original.packet_id, ev.DOCUMENT_STATUS, now, unit=recipient, detail={
             "status_code": code, "description": packet.status_description, "reported_by": info.source,
             "status_packet": info.id, "timestamp": packet.timestamp})]
 
@@ -486,7 +487,9 @@ class EdxmlInspector:
         return out
 
 
-_PAST = {"new": "sent", "revocation": "revoked", "update": "updated", "replacement": "replaced"}
+#: The event a later edXML packet records on the document it links to, by its business kind.
+_CHANGE_EVENT = {"new": ev.DOCUMENT_SENT, "revocation": ev.DOCUMENT_REVOKED, "update": ev.DOCUMENT_UPDATED,
+                 "replacement": ev.DOCUMENT_REPLACED}
 
 
 def vars_of(obj: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ The hub passes itself to every hook (`Hub`); its services are reached as attribu
 
 from __future__ import annotations
 
-from lgsp.core import documents, logs, states
+from lgsp.core import documents, events, logs, states
 from lgsp.core.accounts import ROLE_NAMES_VI, ROLES, Account, AccountError, Accounts, Actor, new_password
 from lgsp.core.auth import Principal, parse_signed_request
 from lgsp.core.claims import ClaimBusy, SubmitClaims
@@ -112,7 +112,7 @@ __all__ = [
     "PushFailure", "PushJob", "PushReceipt", "Registrations", "RequestInvalid", "SealedSpool", "SignatureAlgorithm",
     "Signer", "SubmitClaims", "SyncBlobWriter", "Transfer", "UnitStatus", "Variant", "WorkingCalendar", "ZoneEntry",
     "ZoneSync", "authenticate", "base_url", "blob_response", "bounded_int", "check_identifier", "check_range",
-    "check_text", "client_ssl", "documents", "form_kind", "http_failure", "hub_of", "identifier_form", "iso",
+    "check_text", "client_ssl", "documents", "events", "form_kind", "http_failure", "hub_of", "identifier_form", "iso",
     "json_response", "language", "load_json", "logs", "metadata_digest", "new_password", "parse_date",
     "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings", "presence_periods",
     "printable", "publish", "read_json", "record", "render_letter", "states", "tls_target_problems", "to_csv",

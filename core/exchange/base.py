@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import audit
 from lgsp.core import deliveries as dv
+from lgsp.core import events as ev
 from lgsp.core.auth import Principal
 from lgsp.core.content import ContentService
 from lgsp.core.contentkeys import ContentKeys
@@ -249,7 +250,7 @@ class ExchangeBase:
             if attempts:
                 told["attempts"] = attempts
             told.update(detail or {})
-            after.events.append(await record(conn, info.id, f"packet.{target}", now, unit=unit,
+            after.events.append(await record(conn, info.id, ev.DELIVERY_END[target], now, unit=unit,
                                              audience=info.source, detail=told or None))
             await audit.delivery_ended(conn, info, unit, target, now, reason)
             await self._complete_if_done(conn, info.id, now, after)
@@ -280,12 +281,12 @@ class ExchangeBase:
         row = (await conn.execute(_COMPLETE_IF_DONE, {"p_packet": packet_id, "completed_at": now})).first()
         if row is None:
             return
-        after.events.append(await record(conn, packet_id, "packet.completed", now))
+        after.events.append(await record(conn, packet_id, ev.PACKET_COMPLETED, now))
         if row.content_state != "stored":
             return
         await conn.execute(_MARK_PURGED, {"p_packet": packet_id, "purged_at": now})
         await ContentKeys.destroy(conn, [packet_id])  # copies of the files taken earlier: unreadable now
-        after.events.append(await record(conn, packet_id, "content.purged", now))
+        after.events.append(await record(conn, packet_id, ev.CONTENT_PURGED, now))
         after.purge = packet_id
 
     # -- after the commit ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ from sqlalchemy import and_, or_, select, update
 
 from lgsp.core import audit
 from lgsp.core import deliveries as dv
+from lgsp.core import events as ev
 from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.events import record
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log
@@ -51,7 +52,7 @@ class Housekeeping(ExchangeBase):
                     continue
                 await dv.move(conn, packet_id, None, dv.EXPIRED, now, reason="content was never uploaded")
                 source = await conn.scalar(select(packets.c.source_unit).where(packets.c.id == packet_id))
-                after.events.append(await record(conn, packet_id, "upload.expired", now, unit=source,
+                after.events.append(await record(conn, packet_id, ev.UPLOAD_EXPIRED, now, unit=source,
                                                  audience=source))
                 await ContentKeys.destroy(conn, [packet_id])
             # Every file of it goes: a blob renamed in just before a crash, and partial uploads.
@@ -81,7 +82,7 @@ class Housekeeping(ExchangeBase):
                     detail: dict[str, Any] = {"reason": reason}
                     if attempts.get(unit):
                         detail["attempts"] = attempts[unit]
-                    after.events.append(await record(conn, packet_id, "packet.expired", now, unit=unit,
+                    after.events.append(await record(conn, packet_id, ev.PACKET_EXPIRED, now, unit=unit,
                                                      audience=info.source, detail=detail))
                     await audit.delivery_ended(conn, info, unit, dv.EXPIRED, now, reason)
                 if moved:

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, and_, func, select
 
 from lgsp.core import audit
 from lgsp.core import deliveries as dv
+from lgsp.core import events as ev
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso, record
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, modes_of
@@ -121,11 +122,11 @@ class OperatorCommands(ExchangeBase):
                 "queued_at": now, "attempts": 0, "next_attempt_at": None, "last_error": None, "reason": None})
             await audit.append(conn, "operator.delivery_retried", target=packet_id, unit=unit, at=now,
                                detail={"was": row.state})
-            after.events.append(await record(conn, packet_id, "delivery.retried", now, unit=unit,
+            after.events.append(await record(conn, packet_id, ev.DELIVERY_RETRIED, now, unit=unit,
                                              audience=info.source,
                                              detail={"reason": f"retried by an operator (was {row.state})"}))
             if row.mode == dv.PULL:
-                after.events.append(await record(conn, packet_id, "packet.available", now, unit=unit, audience=unit,
+                after.events.append(await record(conn, packet_id, ev.PACKET_AVAILABLE, now, unit=unit, audience=unit,
                                                  detail=self._available_detail(info)))
         if row.mode == dv.PUSH:
             after.push_units = [unit]
@@ -149,10 +150,10 @@ class OperatorCommands(ExchangeBase):
             if unit is not None and not moved:
                 raise Problem("conflict", f"the delivery to {unit} is already {before[unit]}", state=before[unit])
             for u in moved:
-                after.events.append(await record(conn, packet_id, "packet.cancelled", now, unit=u,
+                after.events.append(await record(conn, packet_id, ev.PACKET_CANCELLED, now, unit=u,
                                                  audience=info.source, detail={"reason": reason}))
                 if before.get(u) in dv.PENDING and modes.get(u) == dv.PULL:
-                    after.events.append(await record(conn, packet_id, "packet.cancelled", now, unit=u, audience=u,
+                    after.events.append(await record(conn, packet_id, ev.PACKET_CANCELLED, now, unit=u, audience=u,
                                                      detail={"reason": reason}))
             if moved:
                 await audit.append(conn, "operator.delivery_cancelled", target=packet_id, at=now,
@@ -184,10 +185,10 @@ class OperatorCommands(ExchangeBase):
             await conn.execute(deliveries.insert().values(**row))
             await audit.append(conn, "operator.delivery_rerouted", target=packet_id, unit=unit, at=now,
                                detail={"to": to})
-            after.events.append(await record(conn, packet_id, "packet.rerouted", now, unit=unit,
+            after.events.append(await record(conn, packet_id, ev.PACKET_REROUTED, now, unit=unit,
                                              audience=info.source, detail={"reason": reason, "to": to}))
             if row["mode"] == dv.PULL:
-                after.events.append(await record(conn, packet_id, "packet.available", now, unit=to, audience=to,
+                after.events.append(await record(conn, packet_id, ev.PACKET_AVAILABLE, now, unit=to, audience=to,
                                                  detail=self._available_detail(info)))
         after.failed(info, moved, dv.CANCELLED, reason)
         if row["mode"] == dv.PUSH:

@@ -20,6 +20,7 @@ from sqlalchemy import and_, select, update
 
 from lgsp.core import audit
 from lgsp.core import deliveries as dv
+from lgsp.core import events as ev
 from lgsp.core.auth import Principal
 from lgsp.core.content import ContentRef
 from lgsp.core.contentkeys import ContentKeys
@@ -76,7 +77,7 @@ class UnitCases(UploadSteps):
             if new.to:  # none yet when the content names them
                 await conn.execute(deliveries.insert(), [self._delivery_row(packet_id, u, new.priority, now)
                                                          for u in new.to])
-            created = await record(conn, packet_id, "packet.created", now, unit=source)
+            created = await record(conn, packet_id, ev.PACKET_CREATED, now, unit=source)
             await audit.append(conn, "packet.created", actor=source, target=packet_id, unit=source, at=now, detail={
                 "application": application, "to": list(new.to), "data_type": new.data_type, "size": new.size,
                 "sha256": new.sha256})
@@ -131,7 +132,7 @@ class UnitCases(UploadSteps):
                 and_(packets.c.id == info.id, packets.c.state == "created")).values(state="expired", completed_at=now))
             if result.rowcount:
                 await dv.move(conn, info.id, None, dv.EXPIRED, now, reason=reason)
-                await record(conn, info.id, "upload.failed", now, unit=info.source, detail={"reason": reason})
+                await record(conn, info.id, ev.UPLOAD_FAILED, now, unit=info.source, detail={"reason": reason})
                 await ContentKeys.destroy(conn, [info.id])  # nothing of this packet is ever readable again
         await self._after_commit(AfterCommit(partials_of=info.id))
 
@@ -244,7 +245,7 @@ class UnitCases(UploadSteps):
         if state in (dv.QUEUED, dv.NOTIFIED):
             async with self.db.write() as conn:
                 if await dv.move(conn, packet_id, [principal.unit_id], dv.FETCHED, now):
-                    await record(conn, packet_id, "packet.fetched", now, unit=principal.unit_id)
+                    await record(conn, packet_id, ev.PACKET_FETCHED, now, unit=principal.unit_id)
         return dataclasses.replace(info, size=ref.size, sha256=ref.sha256), self.blobs.path(ref.blob_key)
 
     async def ack(self, principal: Principal, packet_id: str, sha256: Any) -> str:
@@ -300,7 +301,7 @@ class UnitCases(UploadSteps):
             moved = await dv.move(conn, packet_id, None, dv.CANCELLED, now, reason="cancelled by the source")
             for unit in moved:
                 told = before.get(unit) in dv.PENDING and modes.get(unit) == dv.PULL
-                after.events.append(await record(conn, packet_id, "packet.cancelled", now, unit=unit,
+                after.events.append(await record(conn, packet_id, ev.PACKET_CANCELLED, now, unit=unit,
                                                  audience=unit if told else None))
             if moved:
                 await self._complete_if_done(conn, packet_id, now, after)

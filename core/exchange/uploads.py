@@ -19,6 +19,7 @@ from sqlalchemy import and_, update
 
 from lgsp.core import audit
 from lgsp.core import deliveries as dv
+from lgsp.core import events as ev
 from lgsp.core.content import Inspection
 from lgsp.core.errors import Problem
 from lgsp.core.events import record
@@ -147,12 +148,12 @@ class UploadSteps(ExchangeBase):
                 after.push_units = [u for u, m in modes.items() if m == dv.PUSH]
                 live = [u for u in pulled if self.bus.connected(u)]
                 await dv.move(conn, info.id, live, dv.NOTIFIED, now)
-                after.events.append(await record(conn, info.id, "packet.accepted", now, unit=info.source))
+                after.events.append(await record(conn, info.id, ev.PACKET_ACCEPTED, now, unit=info.source))
                 await audit.append(conn, "packet.accepted", actor=info.source, target=info.id, unit=info.source,
                                    at=now, detail={"sha256": info.sha256, "size": info.size, "to": sorted(modes)})
                 for unit in pulled:
                     after.events.append(await record(
-                        conn, info.id, "packet.available", now, unit=unit, audience=unit,
+                        conn, info.id, ev.PACKET_AVAILABLE, now, unit=unit, audience=unit,
                         detail=self._available_detail(info) | variant_of.get(unit, {})))
                 fresh = dataclasses.replace(info, state="accepted", content_state="stored", blob_key=key,
                                             accepted_at=now)

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lgsp.core import events as ev
 from lgsp.core.accounts import Accounts, Actor, new_password, record_audit
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
@@ -216,7 +217,7 @@ class Registrations:
                 submitted_at=moment, due_on=due.isoformat(), updated_at=moment))
             await record_audit(conn, actor, f"registration.{kind}.submitted", target=request_id, unit_id=unit_id,
                                detail={"due_on": due.isoformat()})
-            event = await self._event(conn, request_id, unit_id, "registration.submitted",
+            event = await self._event(conn, request_id, unit_id, ev.REGISTRATION_SUBMITTED,
                                       {"form": kind, "due_on": due.isoformat()})
         self._publish([event])
         found = await self.get(request_id)
@@ -246,7 +247,7 @@ class Registrations:
                 state="refused", reason=reason, decided_by=actor.username, decided_at=now, updated_at=now))
             await record_audit(conn, actor, f"registration.{req.kind}.refused", target=request_id,
                                unit_id=req.unit_id, detail={"reason": reason})
-            event = await self._event(conn, request_id, req.unit_id, "registration.refused",
+            event = await self._event(conn, request_id, req.unit_id, ev.REGISTRATION_REFUSED,
                                       {"form": req.kind, "reason": reason})
         self._publish([event])
         return await self._get(request_id)
@@ -288,7 +289,7 @@ class Registrations:
                 updated_at=now, application_id=application_id, account_id=account_id))
             await record_audit(conn, actor, f"registration.{req.kind}.approved", target=request_id,
                                unit_id=req.unit_id, detail=detail)
-            event = await self._event(conn, request_id, req.unit_id, "registration.approved", detail)
+            event = await self._event(conn, request_id, req.unit_id, ev.REGISTRATION_APPROVED, detail)
         self._publish([event])
         return Decision(await self._get(request_id), temporary)
 
@@ -303,7 +304,7 @@ class Registrations:
             await conn.execute(update(registration_requests).where(registration_requests.c.id == request_id).values(
                 state="handed_over", handover=to_json(record_), handed_over_at=now, updated_at=now))
             await record_audit(conn, actor, "registration.03.handed_over", target=request_id, unit_id=req.unit_id)
-            event = await self._event(conn, request_id, req.unit_id, "registration.handed_over", {"form": "05"})
+            event = await self._event(conn, request_id, req.unit_id, ev.REGISTRATION_HANDED_OVER, {"form": "05"})
         self._publish([event])
         return await self._get(request_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import yaml
 from openapi_spec_validator import validate
 
 from lgsp.core.config import load_config
+from lgsp.core.errors import CATALOGUE, CORE_CODES
 from lgsp.core.hub import Hub
-from lgsp.plugins.manager import BUILTIN_PLUGINS
+from lgsp.plugins.manager import BUILTIN_PLUGINS, problem_codes
 
 from .conftest import base_env, raw_request
 
@@ -59,3 +61,30 @@ async def test_served_document_is_the_file(hub: Hub) -> None:
     status, headers, body = await raw_request(hub.url, "GET", "/v1/openapi.yaml")
     assert status == 200 and headers["Content-Type"].startswith("application/yaml")
     assert body == SPEC.read_bytes()
+
+
+#: Plugins whose codes belong to a protocol of their own (SOAP faults, the axis protocol), never a
+#: /v1 problem; their own documents list them.
+OWN_PROTOCOL_PREFIXES = ("soap.",)
+
+
+async def test_problem_codes_are_the_catalogue_with_their_statuses(full_hub: Hub) -> None:
+    """Schema `Problem.code` lists every code a REST client can receive, each with the catalogue's status.
+
+    The hub's own codes and every built-in plugin's (`lgsp_problem_codes`): a code added without the
+    document (or left in the document after its removal) fails here.
+    """
+    code = yaml.safe_load(SPEC.read_text(encoding="utf-8"))["components"]["schemas"]["Problem"]["properties"]["code"]
+    plugins = {c: kind[0] for c, kind in problem_codes(full_hub.pm).items()}
+    served = {c: CATALOGUE[c].status for c in CORE_CODES} | plugins
+    served = {c: status for c, status in served.items() if not c.startswith(OWN_PROTOCOL_PREFIXES)}
+    assert set(CORE_CODES) <= set(served)
+    assert set(code["enum"]) == set(served)
+    assert code["x-lgsp-status"] == served
+    assert len(code["enum"]) == len(set(code["enum"]))
+
+
+def test_the_integrator_guide_names_every_core_code() -> None:
+    guide = (SPEC.parents[1] / "docs" / "integrator-guide.md").read_text(encoding="utf-8")
+    missing = [c for c in sorted(CORE_CODES) if not re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", guide)]
+    assert missing == [], "codes the integrator guide does not explain"

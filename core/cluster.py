@@ -13,17 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import socket
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.engine import make_url
 
+from lgsp.core.clock import SYSTEM_CLOCK
 from lgsp.core.events import Event, EventBus
 from lgsp.core.store.database import Database
-from lgsp.core.store.tables import packet_events
+from lgsp.core.store.tables import nodes, packet_events, stream_holders
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,82 @@ REMEMBER = 20_000
 def node_name() -> str:
     """A name for this process among the cluster's nodes (new at every start)."""
     return secrets.token_hex(6)
+
+
+class Nodes:
+    """This process as a node of the cluster: a row in `nodes` whose heartbeat it refreshes.
+
+    A node whose heartbeat is older than `timeout` is dead: the event streams it held stop keeping
+    their units online, and its `sending` claims are taken back (core/engine.py). A node that stops
+    cleanly deletes its row and its stream holdings at once. Times are the hub's clock: the nodes'
+    clocks must agree (NTP), as signed requests already require. On SQLite there is one node and
+    the same rows are kept, so the rules are the same everywhere.
+    """
+
+    def __init__(self, db: Database, node: str, *, heartbeat_seconds: float, timeout_seconds: float,
+                 clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
+        self.db = db
+        self.id = node
+        self.heartbeat_seconds = heartbeat_seconds
+        # Never shorter than two heartbeats: one late beat must not kill a live node.
+        self.timeout = timedelta(seconds=max(timeout_seconds, 2 * heartbeat_seconds))
+        self.clock = clock
+        self.beats = 0
+        self.registered = False
+
+    async def register(self) -> None:
+        now = self.clock()
+        async with self.db.write() as conn:
+            await conn.execute(nodes.insert().values(id=self.id, host=socket.gethostname()[:255], pid=os.getpid(),
+                                                     started_at=now, heartbeat_at=now))
+        self.registered = True
+        log.info("node %s joined the cluster", self.id)
+
+    async def beat(self) -> None:
+        """Refresh this node's heartbeat (the row comes back if another node removed it as dead)."""
+        now = self.clock()
+        async with self.db.write() as conn:
+            result = await conn.execute(update(nodes).where(nodes.c.id == self.id).values(heartbeat_at=now))
+            if not result.rowcount:
+                await conn.execute(nodes.insert().values(id=self.id, host=socket.gethostname()[:255],
+                                                         pid=os.getpid(), started_at=now, heartbeat_at=now))
+        self.beats += 1
+
+    async def leave(self) -> None:
+        """A clean stop: this node and the streams it held are gone at once, not after the timeout."""
+        async with self.db.write() as conn:
+            await conn.execute(delete(stream_holders).where(stream_holders.c.node_id == self.id))
+            await conn.execute(delete(nodes).where(nodes.c.id == self.id))
+        self.registered = False
+
+    def alive_since(self, now: datetime | None = None) -> datetime:
+        """Heartbeats at or after this moment are a live node's."""
+        return (now or self.clock()) - self.timeout
+
+    def live(self, now: datetime | None = None) -> Any:
+        """A subquery of the ids of live nodes, for `IN (...)` conditions."""
+        return select(nodes.c.id).where(nodes.c.heartbeat_at >= self.alive_since(now))
+
+    def claimed_by_dead(self, column: Any, now: datetime | None = None) -> ColumnElement[bool]:
+        """`column` (a node id) names no live node: a claim nobody is working on any more."""
+        dead: ColumnElement[bool] = column.is_(None) | column.not_in(self.live(now))
+        return dead
+
+    async def live_nodes(self) -> list[str]:
+        async with self.db.read() as conn:
+            return list((await conn.execute(self.live().order_by(nodes.c.id))).scalars())
+
+    async def forget_dead(self, older_than: timedelta = timedelta(hours=1)) -> int:
+        """Remove the rows of nodes dead for long (and their stream holdings); the leader does this."""
+        cutoff = self.clock() - self.timeout - older_than
+        async with self.db.write() as conn:
+            gone = list((await conn.execute(select(nodes.c.id).where(nodes.c.heartbeat_at < cutoff))).scalars())
+            if gone:
+                await conn.execute(delete(stream_holders).where(stream_holders.c.node_id.in_(gone)))
+                await conn.execute(delete(nodes).where(nodes.c.id.in_(gone)))
+            orphans = select(nodes.c.id)
+            await conn.execute(delete(stream_holders).where(and_(stream_holders.c.node_id.not_in(orphans))))
+        return len(gone)
 
 
 class ClusterEvents:

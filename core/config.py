@@ -225,6 +225,15 @@ class PresenceConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    heartbeat_interval_seconds: float = setting(
+        5.0, "How often each node (hub process) records that it is alive in the shared store", check=_positive)
+    node_timeout_seconds: float = setting(
+        20.0, "A node silent this long is dead: its streams stop counting and its push claims are taken back",
+        check=_positive)
+
+
+@dataclass(frozen=True)
 class PluginsConfig:
     enabled: list[str] = setting(
         ["rest", "edxml", "soap_edxml", "console"],
@@ -518,6 +527,7 @@ class Config:
     security: SecurityConfig = section(SecurityConfig, "Signing, sessions and secrets")
     limits: LimitsConfig = section(LimitsConfig, "Size limits")
     presence: PresenceConfig = section(PresenceConfig, "Online/offline detection")
+    cluster: ClusterConfig = section(ClusterConfig, "Nodes sharing one PostgreSQL store (docs/cluster.md)")
     plugins: PluginsConfig = section(PluginsConfig, "Plugins and adapters")
     adapters: dict[str, dict[str, Any]] = setting({}, "Settings of each adapter, under its plugin name")
     routes: dict[str, dict[str, Any]] = setting(

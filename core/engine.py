@@ -11,8 +11,11 @@ is committed after. The retry is then given to the APScheduler job store (core/s
 which wakes the lane when it falls due; the lane also re-reads its queue every
 `delivery.poll_interval_seconds`, which picks up work added by the CLI or by another node.
 
-At start-up, deliveries left `sending` by a crash become `retrying` (due now): the receiver may
-already hold the packet and drops the repeat by its idempotency key `packet_id:unit`.
+A claim records the node that made it (`claimed_by`, core/cluster.py: Nodes). At start-up, and on
+the leader every housekeeping round, deliveries left `sending` by a node that is dead (no
+heartbeat within `cluster.node_timeout_seconds`, or this node's previous run) become `retrying`
+(due now); a live node's claims are never touched. The receiver may already hold the packet and
+drops the repeat by its idempotency key `packet_id:unit`.
 
 Zones: a unit of a zone other than `local` (the national axis's agencies, a peer hub's units) is
 reached through its zone's route, a push adapter that names the zone in its `zones` attribute.
@@ -58,8 +61,6 @@ if TYPE_CHECKING:
     from lgsp.core.hub import Hub
 
 log = logging.getLogger(__name__)
-#: How long past the attempt timeout a `sending` row must be before another check takes it back.
-STALE_MARGIN_SECONDS = 60.0
 
 
 @dataclass(eq=False)
@@ -214,18 +215,16 @@ class DeliveryEngine:
     # -- recovery -----------------------------------------------------------------------------
     async def _recover(self) -> None:
         """Interrupted attempts become retryable; deliveries follow a unit that changed mode."""
-        interrupted = await self._requeue_sending(None, "attempt interrupted (the hub stopped)")
+        interrupted = await self._requeue_sending("attempt interrupted (the hub stopped)")
         if interrupted:
             log.warning("%d push attempt(s) were interrupted; retrying them", interrupted)
         await self._follow_mode_changes(self.clock())
 
-    async def _requeue_sending(self, started_before: datetime | None, reason: str) -> int:
-        """Deliveries in `sending` (those whose attempt started before `started_before`, or all)
-        become `retrying`, due now; their lanes are woken. Returns how many."""
+    async def _requeue_sending(self, reason: str) -> int:
+        """Deliveries in `sending` claimed by dead nodes become `retrying`, due now; their lanes are
+        woken. Returns how many."""
         now = self.clock()
-        cond = deliveries.c.state == dv.SENDING
-        if started_before is not None:
-            cond = and_(cond, deliveries.c.last_attempt_at < started_before)
+        cond = and_(deliveries.c.state == dv.SENDING, self.hub.nodes.claimed_by_dead(deliveries.c.claimed_by, now))
         async with self.hub.db.write() as conn:
             rows = (await conn.execute(select(deliveries.c.packet_id, deliveries.c.unit_id).where(cond))).all()
             for row in rows:
@@ -246,15 +245,11 @@ class DeliveryEngine:
                 await self.scheduler.schedule(packet_id, unit, at)
 
     async def release_stale(self) -> int:
-        """Attempts `sending` for longer than any attempt may last become retryable at once.
-
-        An attempt is bounded by `attempt_timeout_seconds`, so such a row belongs to a node that
-        died or to a bug; the periodic check (hub housekeeping) keeps it from waiting for a restart.
-        """
-        stale = self.clock() - timedelta(seconds=self.config.attempt_timeout_seconds + STALE_MARGIN_SECONDS)
-        taken = await self._requeue_sending(stale, "attempt did not finish in time")
+        """Attempts claimed by a node that died become retryable at once (the leader checks every
+        housekeeping round), so they do not wait for that node's restart."""
+        taken = await self._requeue_sending("the node making the attempt stopped")
         if taken:
-            log.warning("%d push attempt(s) outlived the attempt timeout; retrying them", taken)
+            log.warning("%d push attempt(s) of dead nodes taken back; retrying them", taken)
         return taken
 
     async def _follow_mode_changes(self, now: datetime) -> None:
@@ -349,7 +344,8 @@ class DeliveryEngine:
                 return None
             packet_id, unit = row.packet_id, row.unit_id
             moved = await dv.move(conn, packet_id, [unit], dv.SENDING, now, values={
-                "attempts": deliveries.c.attempts + 1, "last_attempt_at": now, "next_attempt_at": None})
+                "attempts": deliveries.c.attempts + 1, "last_attempt_at": now, "next_attempt_at": None,
+                "claimed_by": self.hub.node})
             if not moved:
                 return None
             attempts = await dv.attempts_of(conn, packet_id, unit)

@@ -25,7 +25,7 @@ from lgsp.core import logs
 from lgsp.core.audit import AuditChain
 from lgsp.core.auth import Authenticator
 from lgsp.core.clock import Clock, SystemClock
-from lgsp.core.cluster import ClusterEvents, Leadership, node_name
+from lgsp.core.cluster import ClusterEvents, Leadership, Nodes, node_name
 from lgsp.core.config import Config, ConfigError, ConfigIssue
 from lgsp.core.connections import ConnectionGuard
 from lgsp.core.content import ContentService
@@ -71,7 +71,7 @@ def plugin_manager_for(config: Config, extra: tuple[Any, ...] = ()) -> pluggy.Pl
 
 class Hub:
     def __init__(self, config: Config, pm: pluggy.PluginManager | None = None, *,
-                 extra_plugins: tuple[Any, ...] = (), clock: Clock | None = None) -> None:
+                 extra_plugins: tuple[Any, ...] = (), clock: Clock | None = None, node: str | None = None) -> None:
         self.config = config
         # One "now" for every time rule (core/clock.py); tests pass a ManualClock and advance it.
         self.clock: Clock = clock or SystemClock()
@@ -107,8 +107,9 @@ class Hub:
         self.router = Router(self)
         self.offline: OfflineReporter
         self.notices: NoticeBoard
-        #: This process among the nodes sharing the store (new at every start).
-        self.node = node_name()
+        #: This process among the nodes sharing the store (new at every start unless given).
+        self.node = node or node_name()
+        self.nodes: Nodes
         self.cluster: ClusterEvents | None = None
         self.leadership: Leadership
         self.health = Health(self)
@@ -273,12 +274,17 @@ class Hub:
         self.exchange.use_content(self.content)
         self.notices = NoticeBoard(self.db, self.bus, clock=self.clock)
         self.leadership = Leadership(self.db)  # takes the lock only when a serving hub asks (try_lead)
+        self.nodes = Nodes(self.db, self.node, heartbeat_seconds=cfg.cluster.heartbeat_interval_seconds,
+                           timeout_seconds=cfg.cluster.node_timeout_seconds, clock=self.clock)
+        self.presence.nodes = self.nodes
 
     async def start(self) -> None:
         from lgsp.core.web import AccessLogger, HubRunner, make_app  # the HTTP layer is only needed when serving
 
         self.check_config()
         await self.open_store()
+        await self.nodes.register()  # a live node from now on: its claims and streams count
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="lgsp-heartbeat"))
         for issue in await self.unregistered_targets():  # pushed to nobody until `lgsp unit add`: say so once
             log.warning("%s", issue)
         # Files a crash left behind: partial uploads of dead processes (this node's previous run at once),
@@ -364,6 +370,11 @@ class Hub:
                 log.exception("could not save presence on shutdown")
         if hasattr(self, "blobs"):
             self.blobs.close()  # this process's temporary folder: every writer has ended
+        if hasattr(self, "nodes") and self.nodes.registered:
+            try:
+                await self.nodes.leave()
+            except Exception:
+                log.exception("could not remove this node from the cluster; it counts as dead after the timeout")
         if hasattr(self, "leadership"):
             await self.leadership.release()
         if hasattr(self, "db"):
@@ -441,6 +452,7 @@ class Hub:
                 if rounds % 30 == 0:
                     await asyncio.to_thread(self.blobs.sweep_tmp, self.config.security.transfer_ttl_seconds)
                     if leader:  # the cluster's clean-up, on the node holding the lock
+                        await self.nodes.forget_dead()
                         await self.auth.purge_expired()
                         await self.exchange.reconcile_blobs()
             except Exception:
@@ -462,6 +474,7 @@ class Hub:
         if not leader:
             return False
         # The cluster's work, on the one node holding the lock (core/cluster.py: Leadership).
+        await self.presence.sweep_cluster(probed=self.config.delivery.targets)  # what dead nodes held
         await self.exchange.sweep()
         await self.offline.run()
         if self.engine.lanes:
@@ -489,6 +502,14 @@ class Hub:
             await self.audit.chain()  # what the last requests recorded, before the store closes
         except Exception:
             log.exception("could not chain the last audit entries; the next start will")
+
+    async def _heartbeat(self) -> None:
+        """This node is alive: refresh its row every `cluster.heartbeat_interval_seconds`."""
+        while not await self._idle(self.config.cluster.heartbeat_interval_seconds):
+            try:
+                await self.nodes.beat()
+            except Exception:
+                log.exception("node heartbeat failed; will retry")
 
     async def _presence_flusher(self) -> None:
         while not await self._idle(1.0):

@@ -4,21 +4,32 @@ endpoint that answers the health probe.
 Observations happen on the hot path (every signed request), so they only touch memory; a flush
 every second writes last-seen times, clock offsets and online/offline transitions in one batch.
 Each transition keeps the time it happened, not the time it was flushed.
+
+Across nodes (core/cluster.py: Nodes) a unit is online while any live node holds a stream of it
+(`stream_holders`, written by each node's flush) or any node saw a signed request of it within
+the window (`units.last_seen_at`, the latest of every node's). A node going offline for a unit
+writes it only when neither holds elsewhere; the leader's `sweep_cluster` ends what a dead node
+held. Transitions are logged once, by the node whose write changed the stored state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, case, delete, exists, select, update
 
 from lgsp.core.clock import SYSTEM_CLOCK
 from lgsp.core.events import iso
 from lgsp.core.store.database import Database
-from lgsp.core.store.tables import presence_log, units
+from lgsp.core.store.tables import presence_log, stream_holders, units
+
+if TYPE_CHECKING:
+    from lgsp.core.cluster import Nodes
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +44,7 @@ class _UnitState:
     probe_ok: bool | None = None  # None: not probed (pull unit, or no answer yet)
     last_probe_ok: datetime | None = None
     offline_since: datetime | None = None
-
+    held: int = 0  # the stream count last written to stream_holders for this node
     def last_seen(self) -> datetime | None:
         seen = [t for t in (self.last_request, self.last_probe_ok) if t is not None]
         return max(seen) if seen else None
@@ -47,6 +58,8 @@ class Presence:
         self.window = timedelta(seconds=window_seconds)
         self._units: dict[str, _UnitState] = {}
         self._log: list[dict[str, object]] = []
+        self.nodes: Nodes | None = None  # set by the hub: streams of live nodes count (core/cluster.py)
+        self._flushing = asyncio.Lock()
 
     def _state(self, unit: str) -> _UnitState:
         state = self._units.get(unit)
@@ -150,7 +163,14 @@ class Presence:
         A unit observed before it is in the directory (a push target probed before `lgsp unit add`)
         has its transitions dropped and its state kept for the next flush: one such row must not
         fail the whole batch, round after round, for every other unit.
+
+        One flush at a time: a caller (the housekeeping round) returns only once what was observed
+        before it is stored, even when the periodic flush had already taken it.
         """
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         dirty = sorted(((u, s) for u, s in self._units.items() if s.dirty), key=lambda item: item[0])
         entries, self._log = self._log, []
         if not dirty and not entries:
@@ -166,19 +186,7 @@ class Presence:
                     if known != logged:
                         log.debug("presence of unknown units not recorded: %s", ", ".join(sorted(logged - known)))
                         entries = [e for e in entries if e["unit_id"] in known]
-                for unit, state in dirty:
-                    values: dict[str, object] = {"online": state.online}
-                    if not state.online and state.offline_since is not None:
-                        values["offline_since"] = state.offline_since
-                    elif state.online:
-                        values["offline_since"] = None
-                    if state.last_seen() is not None:
-                        values["last_seen_at"] = state.last_seen()
-                    if state.offset is not None:
-                        values["clock_offset_seconds"] = state.offset
-                    result = await conn.execute(update(units).where(units.c.id == unit).values(**values))
-                    if not result.rowcount:
-                        missing.append(state)
+                entries = await self._write(conn, dirty, entries, missing)
                 if entries:
                     await conn.execute(presence_log.insert(), entries)
         except Exception:
@@ -189,22 +197,142 @@ class Presence:
         for state in missing:  # written once the unit exists
             state.dirty = True
 
+    async def _write(self, conn: Any, dirty: list[tuple[str, _UnitState]], entries: list[dict[str, object]],
+                     missing: list[_UnitState]) -> list[dict[str, object]]:
+        """Write the dirty units; returns the log entries to keep (transitions that changed the store)."""
+        if not dirty:
+            return entries
+        now = self.clock()
+        stored = {r.id: r for r in (await conn.execute(
+            select(units.c.id, units.c.online, units.c.last_seen_at)
+            .where(units.c.id.in_([u for u, _ in dirty])))).all()}
+        leaving = [u for u, st in dirty if not st.online and u in stored and stored[u].online]
+        held_elsewhere: set[str] = set()
+        if leaving and self.nodes is not None:
+            held_elsewhere = set((await conn.execute(select(stream_holders.c.unit_id).where(
+                stream_holders.c.unit_id.in_(leaving), stream_holders.c.node_id != self.nodes.id,
+                stream_holders.c.streams > 0, stream_holders.c.node_id.in_(self.nodes.live(now))))).scalars())
+        changed: set[str] = set()
+        kept_online: set[str] = set()
+        for unit, state in dirty:
+            row = stored.get(unit)
+            if row is None:
+                missing.append(state)
+                continue
+            if self.nodes is not None and state.streams != state.held:
+                await self._hold(conn, unit, state.streams)
+                state.held = state.streams
+            values: dict[str, object] = {}
+            seen = state.last_seen()
+            if seen is not None:  # the latest of every node's observations
+                values["last_seen_at"] = case(
+                    (units.c.last_seen_at.is_(None) | (units.c.last_seen_at < seen), seen),
+                    else_=units.c.last_seen_at)
+            if state.offset is not None:
+                values["clock_offset_seconds"] = state.offset
+            flip = False
+            if state.online and not row.online:
+                values.update(online=True, offline_since=None)
+                flip = True
+            elif not state.online and row.online:
+                # Another node's request within the window keeps it online (not a probe's failure).
+                seen_elsewhere = (state.probe_ok is not False and row.last_seen_at is not None
+                                  and (seen is None or row.last_seen_at > seen)
+                                  and now - row.last_seen_at < self.window)
+                if unit in held_elsewhere or seen_elsewhere:
+                    kept_online.add(unit)
+                else:
+                    values.update(online=False, offline_since=state.offline_since or now)
+                    flip = True
+            if not values:
+                continue
+            cond = units.c.id == unit
+            if flip:
+                cond = and_(cond, units.c.online.is_(bool(row.online)))
+            result = await conn.execute(update(units).where(cond).values(**values))
+            if flip and result.rowcount:
+                changed.add(unit)
+            elif flip:  # another node flipped it first: it logged the transition; keep our observations
+                values.pop("online"), values.pop("offline_since")
+                if values:
+                    await conn.execute(update(units).where(units.c.id == unit).values(**values))
+        kept: list[dict[str, object]] = []
+        for entry in entries:
+            unit = str(entry["unit_id"])
+            if entry["cause"] in ("stream_open", "stream_close"):
+                if unit in kept_online:
+                    entry = {**entry, "online": True}
+                kept.append(entry)
+            elif unit in changed:
+                kept.append(entry)
+        return kept
+
+    async def _hold(self, conn: Any, unit: str, streams: int) -> None:
+        """Record how many streams of `unit` this node holds open (none: no row)."""
+        assert self.nodes is not None
+        mine = and_(stream_holders.c.node_id == self.nodes.id, stream_holders.c.unit_id == unit)
+        if streams <= 0:
+            await conn.execute(delete(stream_holders).where(mine))
+            return
+        result = await conn.execute(update(stream_holders).where(mine).values(streams=streams))
+        if not result.rowcount:
+            await conn.execute(stream_holders.insert().values(node_id=self.nodes.id, unit_id=unit, streams=streams))
+
+    def _held_live(self, now: datetime) -> Any:
+        """A live node holds a stream of the unit (correlated with `units`)."""
+        assert self.nodes is not None
+        return exists().where(stream_holders.c.unit_id == units.c.id, stream_holders.c.streams > 0,
+                              stream_holders.c.node_id.in_(self.nodes.live(now)))
+
+    async def sweep_cluster(self, probed: Collection[str] = ()) -> int:
+        """The cluster's part of the sweep (the leader runs it): units stored online that no live node
+        holds a stream of and no node saw within the window go offline — those a dead node held,
+        or whose last node stopped seeing them and died before saying so. Units whose presence comes
+        from probes (`probed`, and units of other zones) are left to the probes. Returns how many."""
+        if self.nodes is None:
+            return 0
+        now = self.clock()
+        cond = and_(units.c.online.is_(True), units.c.zone == "local", ~self._held_live(now),
+                    units.c.last_seen_at.is_(None) | (units.c.last_seen_at < now - self.window))
+        if probed:
+            cond = and_(cond, units.c.id.not_in(sorted(probed)))
+        changed: list[str] = []
+        async with self.db.write() as conn:
+            for unit in (await conn.execute(select(units.c.id).where(cond).order_by(units.c.id))).scalars():
+                result = await conn.execute(update(units).where(and_(units.c.id == unit, cond))
+                                            .values(online=False, offline_since=now))
+                if result.rowcount:
+                    changed.append(unit)
+            if changed:
+                await conn.execute(presence_log.insert(), [
+                    {"unit_id": unit, "at": now, "online": False, "cause": "timeout"} for unit in changed])
+        if changed:
+            log.info("%d unit(s) offline: no live node holds or saw them", len(changed))
+        return len(changed)
+
     async def reset_stale(self, now: datetime | None = None) -> int:
-        """At start-up: units the store still shows online but unseen for a window go offline; those
-        seen within it are taken into memory as last seen then, so the sweep times them out as usual
-        (else a unit online when the hub stopped would stay online in the store for good)."""
+        """At start-up: units the store still shows online but unseen for a window (and held by no
+        live node's stream) go offline; those seen within it are taken into memory as last seen
+        then, so the sweep times them out as usual (else a unit online when the hub stopped would
+        stay online in the store for good)."""
         now = now or self.clock()
         cutoff = now - self.window
         async with self.db.write() as conn:
             rows = (await conn.execute(select(units.c.id, units.c.last_seen_at).where(
                 units.c.online.is_(True)))).all()
-            stale = {r.id for r in rows if r.last_seen_at is None or r.last_seen_at < cutoff}
+            held: set[str] = set()
+            if self.nodes is not None and rows:
+                held = set((await conn.execute(select(units.c.id).where(
+                    units.c.online.is_(True), self._held_live(now)))).scalars())
+            stale = {r.id for r in rows if r.id not in held and (r.last_seen_at is None or r.last_seen_at < cutoff)}
             for unit in sorted(stale):  # identifier order, like flush()
-                await conn.execute(update(units).where(units.c.id == unit).values(online=False, offline_since=now))
-                await conn.execute(presence_log.insert().values(unit_id=unit, at=now, online=False,
-                                                                cause="timeout"))
+                result = await conn.execute(update(units).where(units.c.id == unit, units.c.online.is_(True))
+                                            .values(online=False, offline_since=now))
+                if result.rowcount:
+                    await conn.execute(presence_log.insert().values(unit_id=unit, at=now, online=False,
+                                                                    cause="timeout"))
         for row in rows:
-            if row.id not in stale and row.id not in self._units:
+            if row.id not in stale and row.id not in held and row.id not in self._units:
                 self._units[row.id] = _UnitState(online=True, last_request=row.last_seen_at)
         return len(stale)
 

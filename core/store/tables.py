@@ -192,6 +192,8 @@ deliveries = Table(
     # The packet's id in the exchange a push handed it to (the national axis's DocId, a peer hub's
     # packet id): how the adapter's tracker follows a `forwarded` delivery to its end.
     Column("remote_id", String(128), nullable=True),
+    # The node (nodes.id) whose attempt holds a `sending` delivery: only a dead node's claim is taken back.
+    Column("claimed_by", String(64), nullable=True),
     Index(None, "unit_id", "state", "priority", "packet_created_at"),
     Index(None, "state", "next_attempt_at"),
     Index(None, "protocol", "state"),
@@ -470,4 +472,26 @@ submit_claims = Table(
     Column("packet_id", String(36), nullable=True),
     Column("claimed_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+# -- the cluster: nodes and the event streams each holds (migration 0014) -------------------------
+
+nodes = Table(
+    "nodes", metadata,
+    # One hub process sharing the store (core/cluster.py: Nodes); dead once its heartbeat is older
+    # than `cluster.node_timeout_seconds`. A node that stops cleanly removes its row.
+    Column("id", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+)
+
+stream_holders = Table(
+    "stream_holders", metadata,
+    # How many event streams of a unit a node holds open: the unit is online while a live node holds one.
+    Column("node_id", String(64), primary_key=True),
+    Column("unit_id", String(ID), ForeignKey("units.id"), primary_key=True),
+    Column("streams", Integer, nullable=False),
+    Index(None, "unit_id"),
 )

@@ -326,8 +326,9 @@ async def test_absurd_retry_after_is_capped_not_a_stuck_delivery(cfg: Config, re
             assert timedelta(days=29) < wait <= timedelta(seconds=MAX_RETRY_AFTER_SECONDS)
 
 
-async def test_attempt_outliving_the_timeout_is_taken_back(cfg: Config) -> None:
-    """A `sending` row nobody finishes (a node that died mid-attempt) is retried without a restart."""
+async def test_a_dead_nodes_claim_is_taken_back(cfg: Config) -> None:
+    """A `sending` row nobody finishes (a node that died mid-attempt) is retried without a restart;
+    a live node's claim, however old, is left alone."""
     from datetime import UTC, datetime, timedelta
 
     from sqlalchemy import and_, update
@@ -343,12 +344,16 @@ async def test_attempt_outliving_the_timeout_is_taken_back(cfg: Config) -> None:
             async with creds[SRC].client(hub.url) as src:
                 pid = await src.send(b"stuck", [DST], subject="s")
                 await wait_for(lambda: has_state(hub, pid, DST, "sending"), what="sending")
-                assert await hub.engine.release_stale() == 0  # a fresh attempt is left alone
-                # As another node's claim would look after that node died: sending, long ago.
+                assert (await delivery_state(hub, pid, DST)).claimed_by == hub.node
+                assert await hub.engine.release_stale() == 0  # this live node's attempt is left alone
                 long_ago = datetime.now(UTC) - timedelta(seconds=cfg.delivery.attempt_timeout_seconds + 120)
+                where = and_(deliveries.c.packet_id == pid, deliveries.c.unit_id == DST)
                 async with hub.db.write() as conn:
-                    await conn.execute(update(deliveries).where(and_(
-                        deliveries.c.packet_id == pid, deliveries.c.unit_id == DST)).values(last_attempt_at=long_ago))
+                    await conn.execute(update(deliveries).where(where).values(last_attempt_at=long_ago))
+                assert await hub.engine.release_stale() == 0  # old, but its node is alive
+                # As another node's claim looks after that node died: a node with no live heartbeat.
+                async with hub.db.write() as conn:
+                    await conn.execute(update(deliveries).where(where).values(claimed_by="gone-node"))
                 rr.script.steps = []  # answers normally from now on
                 assert await hub.engine.release_stale() == 1
                 await wait_for(lambda: has_state(hub, pid, DST, "delivered"), what="delivered after release")

@@ -95,9 +95,15 @@ def _kek_source(v: Any) -> str | None:
         return None
     kind, _, where = v.strip().partition(":")
     if kind == "pkcs11":
-        return "PKCS#11 is not implemented yet (docs/encryption.md); use file:/path or env:NAME"
+        from lgsp.core.masterkey import MasterKeyError, parse_pkcs11_uri, pkcs11_uri_problems
+
+        try:
+            problems = pkcs11_uri_problems(parse_pkcs11_uri(v.strip()))
+        except MasterKeyError as exc:
+            return str(exc)
+        return "; ".join(problems) or None
     if kind not in ("file", "env") or not where:
-        return "must be file:/path, env:NAME or empty"
+        return "must be file:/path, env:NAME, pkcs11:token=…;object=…?module-path=…&pin-source=… or empty"
     return None
 
 
@@ -182,7 +188,8 @@ class BlobsConfig:
 class SecurityConfig:
     master_key_file: str = setting("", "File holding the master key; empty means <data_dir>/master.key")
     master_key_kek: str = setting("", "Key-encryption key sealing the master key file: file:/path, env:NAME, "
-                                      "or empty (none); pkcs11: is not implemented", check=_kek_source)
+                                      "pkcs11:token=T;object=KEY?module-path=SO&pin-source=file:/path|env:NAME, "
+                                      "or empty (none)", check=_kek_source)
     clock_skew_seconds: int = setting(300, "Largest accepted |hub time - X-LGSP-Date|", check=_positive)
     session_ttl_seconds: int = setting(900, "Lifetime of a session token", check=_positive)
     transfer_ttl_seconds: int = setting(3600, "Validity of an upload or download URL", check=_positive)

@@ -12,8 +12,9 @@ identity (inode, size, time) is checked, so new values are sealed under the newe
 node and a retired key is dropped from memory too.
 
 Optionally the whole keyring is itself sealed under a key-encryption key (KEK) kept elsewhere:
-a file (e.g. on removable or separately mounted storage) or an environment variable (set by the
-service manager from a vault); see docs/encryption.md.
+a file (e.g. on removable or separately mounted storage), an environment variable (set by the
+service manager from a vault), or an AES key that never leaves a PKCS#11 token (an HSM, a smart
+card); see docs/encryption.md.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import hmac
 import os
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -37,6 +39,7 @@ _V2 = b"\x02"  # key id (8) | nonce | ciphertext
 _HEADER = "lgsp-master-key-v1:"
 _WRAPPED = "lgsp-master-keyring-kek-v1:"
 KEY_ID_LEN = 8
+T = TypeVar("T")
 
 
 class MasterKeyError(Exception):
@@ -84,9 +87,8 @@ class Kek:
                 raise MasterKeyError(f"the environment variable {where} (key-encryption key) is not set")
             return cls(_b64(value.strip(), f"variable {where}"), f"variable {where}")
         if kind == "pkcs11":
-            raise MasterKeyError("a PKCS#11 key-encryption key is not implemented yet (docs/encryption.md); "
-                                 "use file: or env:")
-        raise MasterKeyError("security.master_key_kek must be file:/path, env:NAME or empty")
+            return Pkcs11Kek.from_uri(setting, env)
+        raise MasterKeyError("security.master_key_kek must be file:/path, env:NAME, pkcs11:… or empty")
 
     def wrap(self, text: bytes) -> bytes:
         nonce = os.urandom(12)
@@ -105,6 +107,153 @@ def _b64(text: str, where: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except ValueError as exc:
         raise MasterKeyError(f"the key from {where} is not Base64") from exc
+
+
+def _secret_from(source: str, env: dict[str, str] | None, what: str) -> str:
+    """`file:/path` (mode 0600) or `env:NAME`: where a secret such as a token PIN is read from."""
+    kind, _, where = source.partition(":")
+    if kind == "env" and where:
+        value = (os.environ if env is None else env).get(where)
+        if not value:
+            raise MasterKeyError(f"the environment variable {where} ({what}) is not set")
+        return value.strip()
+    if kind == "file" and where:
+        path = Path(where)
+        try:
+            mode = path.stat().st_mode
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise MasterKeyError(f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); "
+                                     f"run: chmod 600 {path}")
+            return path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MasterKeyError(f"cannot read {what} from {path}: {exc}") from exc
+    raise MasterKeyError(f"{what}: must be file:/path or env:NAME")
+
+
+def parse_pkcs11_uri(uri: str) -> dict[str, str]:
+    """The attributes of a PKCS#11 URI (RFC 7512): `pkcs11:token=T;object=K?module-path=M&pin-source=S`.
+    Path attributes are separated by `;`, query attributes by `&`, values percent-encoded."""
+    from urllib.parse import unquote
+
+    if not uri.startswith("pkcs11:"):
+        raise MasterKeyError("a PKCS#11 URI starts with pkcs11:")
+    path, _, query = uri[len("pkcs11:"):].partition("?")
+    out: dict[str, str] = {}
+    for part in [p for p in path.split(";") if p] + [q for q in query.split("&") if q]:
+        name, eq, value = part.partition("=")
+        if not eq or not name:
+            raise MasterKeyError(f"security.master_key_kek: {part!r} is not name=value")
+        out[name.strip()] = unquote(value)
+    return out
+
+
+class Pkcs11Kek(Kek):
+    """A KEK that never leaves a PKCS#11 token: an AES key (by label) on a token (by label).
+
+    Envelope: each write draws a fresh 32-byte key that seals the keyring locally with AES-256-GCM,
+    and the token encrypts that key (CKM_AES_CBC_PAD, a random IV from the token). Reading asks the
+    token to decrypt it; a wrong or altered blob fails the local GCM tag. So the token is used only
+    when the key file is read or written (start, rotation), never on the request path, and any
+    token offering AES with CBC_PAD works (SoftHSM2, most HSMs and smart cards).
+
+    The PIN comes from `pin-source` (file:/path, 0600, or env:NAME): never from the YAML itself.
+    """
+
+    _MAGIC = b"P11\x01"
+
+    def __init__(self, module: str, token: str, key_label: str, pin: str, source: str) -> None:
+        self.module, self.token_label, self.key_label = module, token, key_label
+        self._pin = pin
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"Pkcs11Kek(token {self.token_label!r}, key {self.key_label!r})"
+
+    @classmethod
+    def from_uri(cls, uri: str, env: dict[str, str] | None = None) -> Pkcs11Kek:
+        attrs = parse_pkcs11_uri(uri)
+        problems = pkcs11_uri_problems(attrs)
+        if problems:
+            raise MasterKeyError("security.master_key_kek: " + "; ".join(problems))
+        pin = _secret_from(attrs["pin-source"], env, "the PKCS#11 token PIN")
+        source = f"PKCS#11 token {attrs['token']!r}, key {attrs['object']!r}"
+        kek = cls(attrs["module-path"], attrs["token"], attrs["object"], pin, source)
+        kek._session(lambda key: None)  # fail at start, in one line, rather than at the first read
+        return kek
+
+    def _session(self, use: Callable[[Any], T]) -> T:
+        try:
+            import pkcs11
+            from pkcs11 import KeyType, ObjectClass
+            from pkcs11.exceptions import PKCS11Error
+        except ImportError as exc:
+            raise MasterKeyError("a PKCS#11 key-encryption key needs python-pkcs11: "
+                                 "pip install 'lgsp[pkcs11]'") from exc
+        try:
+            lib = pkcs11.lib(self.module)
+        except Exception as exc:  # the library raises several kinds for a module it cannot load
+            raise MasterKeyError(f"cannot load the PKCS#11 module {self.module}: {exc}") from exc
+        try:
+            token = lib.get_token(token_label=self.token_label)
+            with token.open(user_pin=self._pin) as session:
+                key = session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES,
+                                      label=self.key_label)
+                return use((session, key))
+        except PKCS11Error as exc:
+            what = type(exc).__name__
+            raise MasterKeyError(f"{self.source}: {what}{(': ' + str(exc)) if str(exc) else ''} "
+                                 "(module, token label, key label or PIN?)") from exc
+
+    def wrap(self, text: bytes) -> bytes:
+        local = os.urandom(32)
+
+        def seal(found: Any) -> bytes:
+            session, key = found
+            iv = bytes(session.generate_random(128))
+            return iv + bytes(key.encrypt(local, mechanism_param=iv))
+
+        sealed = self._session(seal)
+        nonce = os.urandom(12)
+        body = AESGCM(local).encrypt(nonce, text, b"lgsp/master-keyring/pkcs11")
+        return self._MAGIC + len(sealed).to_bytes(2, "big") + sealed + nonce + body
+
+    def unwrap(self, blob: bytes) -> bytes:
+        if blob[:4] != self._MAGIC or len(blob) < 6:
+            raise MasterKeyError(f"the master key file was not sealed by a PKCS#11 key ({self.source} is set)")
+        n = int.from_bytes(blob[4:6], "big")
+        sealed, rest = blob[6:6 + n], blob[6 + n:]
+        failed = MasterKeyError(f"the master key file does not open with the key-encryption key from {self.source}")
+
+        def open_(found: Any) -> bytes:
+            from pkcs11.exceptions import PKCS11Error
+
+            _, key = found
+            try:
+                return bytes(key.decrypt(sealed[16:], mechanism_param=sealed[:16]))
+            except PKCS11Error as exc:  # bad padding: another key sealed it
+                raise failed from exc
+
+        local = self._session(open_)
+        if len(local) != 32 or len(rest) < 12 + 16:
+            raise failed
+        try:
+            return AESGCM(local).decrypt(rest[:12], rest[12:], b"lgsp/master-keyring/pkcs11")
+        except InvalidTag as exc:
+            raise failed from exc
+
+
+def pkcs11_uri_problems(attrs: dict[str, str]) -> list[str]:
+    """What a PKCS#11 KEK setting lacks or must not carry (checked with the config too)."""
+    out = [f"{name} is missing ({hint})" for name, hint in (
+        ("module-path", "?module-path=/usr/lib/softhsm/libsofthsm2.so"), ("token", "token=LABEL"),
+        ("object", "object=KEY-LABEL"), ("pin-source", "&pin-source=file:/path or env:NAME"))
+        if not attrs.get(name)]
+    if "pin-value" in attrs:
+        out.append("pin-value is refused: the PIN must not sit in the config; use pin-source=file:/path or env:NAME")
+    ps = attrs.get("pin-source", "")
+    if ps and not (ps.startswith(("file:", "env:")) and len(ps) > 5):
+        out.append("pin-source must be file:/path or env:NAME")
+    return out
 
 
 class MasterKey:

@@ -14,7 +14,16 @@ from typing import Any
 
 from lgsp.cli.args import Subparsers, add_config
 from lgsp.cli.messages import t
-from lgsp.cli.store import cli_config
+from lgsp.cli.store import cli_config, operator_name
+
+
+async def _record(db: Any, action: str, detail: dict[str, Any]) -> None:
+    """The rotation in the audit log, as done by the operator from the CLI."""
+    from lgsp.core import audit
+
+    with audit.acting_as(operator_name(), "cli"):
+        async with db.write() as conn:
+            await audit.append(conn, action, detail=detail)
 
 
 def _open_key(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -66,6 +75,9 @@ def cmd_rotate(args: argparse.Namespace) -> int:
         retired: list[str] = []
         if not args.keep_old and left == 0:
             retired = key.retire_older()  # step 4
+        await _record(db, "masterkey.rotated", {"sealing_key": new_id, "resealed": counts, "left": left,
+                                                "retired": retired,
+                                                "kek": key.kek.source if key.kek is not None else None})
         return new_id, counts, left, retired
 
     new_id, counts, left, retired = asyncio.run(_with_db(cfg, go))
@@ -90,14 +102,18 @@ def cmd_retire(args: argparse.Namespace) -> int:
 
     cfg, key = _open_key(args)
 
-    async def go(db: Any) -> int:
+    async def go(db: Any) -> tuple[int, list[str]]:
         await reseal_all(db, key)
-        return await count_not_primary(db, key)
+        left = await count_not_primary(db, key)
+        if left:
+            return left, []
+        retired = key.retire_older()
+        await _record(db, "masterkey.retired", {"sealing_key": key.primary_id, "retired": retired})
+        return 0, retired
 
-    left = asyncio.run(_with_db(cfg, go))
+    left, retired = asyncio.run(_with_db(cfg, go))
     if left:
         raise CliError(t("mk_left", left=left))
-    retired = key.retire_older()
     print(t("mk_retired", ids=", ".join(retired) or "-"))
     return 0
 

@@ -21,7 +21,7 @@ from typing import Any
 import pluggy
 from aiohttp import web
 
-from lgsp.core import logs
+from lgsp.core import audit, logs
 from lgsp.core.audit import AuditChain
 from lgsp.core.auth import Authenticator
 from lgsp.core.clock import Clock, SystemClock
@@ -311,10 +311,16 @@ class Hub:
                                 max_per_address=server_cfg.max_connections_per_address)
         self.app.middlewares.insert(0, guard.middleware)
         await self._runner.setup()
-        for unit, target in self.config.delivery.targets.items():
-            if isinstance(target, dict) and target.get("verify_tls") is False:  # never silent (core/tls.py)
-                log.warning("TLS certificate checks are OFF for pushes to %s (delivery.targets.%s.verify_tls: "
-                            "false): anyone on the path can read and change what it receives", unit, unit)
+        unchecked = [unit for unit, target in self.config.delivery.targets.items()
+                     if isinstance(target, dict) and target.get("verify_tls") is False]
+        for unit in unchecked:  # never silent (core/tls.py): a warning and an audit entry at every start
+            log.warning("TLS certificate checks are OFF for pushes to %s (delivery.targets.%s.verify_tls: "
+                        "false): anyone on the path can read and change what it receives", unit, unit)
+        if unchecked:
+            async with self.db.write() as conn:
+                for unit in unchecked:
+                    await audit.append(conn, "delivery.tls_unverified", target=unit, unit=unit,
+                                       detail={"setting": f"delivery.targets.{unit}.verify_tls: false"})
         tls = self.config.tls
         if tls.cert_file:
             self.tls_context = server_context(tls.cert_file, tls.key_file, tls.client_ca_file)

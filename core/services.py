@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, select, update
 
+from lgsp.core import audit
 from lgsp.core.auth import Principal
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
@@ -70,6 +71,8 @@ class ServiceRegistry:
             await conn.execute(services.insert().values(
                 id=service_id, unit_id=unit_id, url=url.rstrip("/"), description=description,
                 timeout_seconds=float(timeout_seconds), status="active", created_at=now))
+            await audit.append(conn, "service.added", target=service_id, unit=unit_id, at=now,
+                               detail={"url": url.rstrip("/"), "timeout_seconds": float(timeout_seconds)})
         found = await self.get(service_id)
         assert found is not None
         return found
@@ -96,18 +99,23 @@ class ServiceRegistry:
             raise Problem("request.invalid", f"status must be one of {', '.join(STATUSES)}")
         async with self.db.write() as conn:
             result = await conn.execute(update(services).where(services.c.id == service_id).values(status=status))
-        if not result.rowcount:
-            raise Problem("not_found", f"service {service_id} does not exist")
+            if not result.rowcount:
+                raise Problem("not_found", f"service {service_id} does not exist")
+            await audit.append(conn, "service.status_changed", target=service_id, detail={"status": status})
         found = await self.get(service_id)
         assert found is not None
         return found
 
     async def remove(self, service_id: str) -> None:
         async with self.db.write() as conn:
+            granted = list((await conn.scalars(select(service_grants.c.unit_id)
+                                              .where(service_grants.c.service_id == service_id))).all())
             await conn.execute(delete(service_grants).where(service_grants.c.service_id == service_id))
             result = await conn.execute(delete(services).where(services.c.id == service_id))
-        if not result.rowcount:
-            raise Problem("not_found", f"service {service_id} does not exist")
+            if not result.rowcount:
+                raise Problem("not_found", f"service {service_id} does not exist")
+            # the grants go with the service: say which, so the record shows who lost access
+            await audit.append(conn, "service.removed", target=service_id, detail={"grants": sorted(granted)})
 
     async def grant(self, service_id: str, unit_id: str) -> bool:
         """Let `unit_id` call the service; False if it already could."""
@@ -119,14 +127,17 @@ class ServiceRegistry:
             if await conn.scalar(select(service_grants.c.unit_id).where(and_(
                     service_grants.c.service_id == service_id, service_grants.c.unit_id == unit_id))) is not None:
                 return False
-            await conn.execute(service_grants.insert().values(service_id=service_id, unit_id=unit_id,
-                                                              created_at=datetime.now(UTC)))
+            now = datetime.now(UTC)
+            await conn.execute(service_grants.insert().values(service_id=service_id, unit_id=unit_id, created_at=now))
+            await audit.append(conn, "service.granted", target=service_id, unit=unit_id, at=now)
         return True
 
     async def revoke(self, service_id: str, unit_id: str) -> bool:
         async with self.db.write() as conn:
             result = await conn.execute(delete(service_grants).where(and_(
                 service_grants.c.service_id == service_id, service_grants.c.unit_id == unit_id)))
+            if result.rowcount:
+                await audit.append(conn, "service.revoked", target=service_id, unit=unit_id)
         return bool(result.rowcount)
 
     async def may_call(self, unit_id: str, service: Service) -> bool:

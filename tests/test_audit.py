@@ -304,3 +304,51 @@ async def test_secret_changes_are_recorded_by_name_never_by_value(hub: Hub) -> N
     mine = [r for r in await rows(hub) if r.target == "sftp-h23"]
     assert [r.action for r in mine] == ["secret.set", "secret.set", "secret.deleted"]
     assert not any("mat-khau" in json.dumps(r.detail or {}) for r in mine)
+
+
+async def test_service_changes_and_grants_are_recorded(hub: Hub) -> None:
+    """Who may call a unit's proxied service is a security fact: registering, granting, revoking,
+    suspending and removing are each recorded, with the operator who did it."""
+    owner, caller, other = U.format(1), U.format(2), U.format(3)
+    for unit in (owner, caller, other):
+        await hub.directory.add_unit(unit, f"Đơn vị {unit}")
+    with audit.acting_as("operator:lan", "cli"):
+        await hub.services.add("tra-cuu", owner, "https://so-a.example/api")
+        assert await hub.services.grant("tra-cuu", caller)
+        assert await hub.services.grant("tra-cuu", caller) is False  # already granted: nothing recorded
+        assert await hub.services.grant("tra-cuu", other)
+        assert await hub.services.revoke("tra-cuu", caller)
+        assert await hub.services.revoke("tra-cuu", caller) is False  # nothing to revoke: nothing recorded
+        await hub.services.set_status("tra-cuu", "suspended")
+        await hub.services.remove("tra-cuu")
+    await hub.audit.chain()
+    mine = [r for r in await rows(hub) if r.target == "tra-cuu"]
+    assert [(r.action, r.unit_id) for r in mine] == [
+        ("service.added", owner), ("service.granted", caller), ("service.granted", other),
+        ("service.revoked", caller), ("service.status_changed", None), ("service.removed", None)]
+    assert {(r.actor, r.address) for r in mine} == {("operator:lan", "cli")}
+    assert mine[4].detail == {"status": "suspended"}
+    assert mine[5].detail == {"grants": [other]}  # who lost access with the service
+    assert (await hub.audit.verify()).ok
+
+
+def test_service_grant_from_the_cli_is_recorded_with_the_operator(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for key, value in base_env(tmp_path / "var").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("LGSP_OPERATOR", "ngoc")
+    assert main(["unit", "add", U.format(1), "Sở A"]) == 0
+    assert main(["unit", "add", U.format(2), "Sở B"]) == 0
+    assert main(["service", "add", "tra-cuu", "--unit", U.format(1), "--url", "https://so-a.example/api"]) == 0
+    assert main(["service", "grant", "tra-cuu", U.format(2)]) == 0
+    assert main(["service", "revoke", "tra-cuu", U.format(2)]) == 0
+    capsys.readouterr()
+
+    async def recorded() -> list[tuple[str, str | None, str | None, str | None]]:
+        async with Hub(load_config(None, env=base_env(tmp_path / "var"))) as hub:
+            await hub.audit.chain()
+            return [(r.action, r.unit_id, r.actor, r.address) for r in await rows(hub) if r.target == "tra-cuu"]
+
+    assert asyncio.run(recorded()) == [("service.added", U.format(1), "ngoc", "cli"),
+                                       ("service.granted", U.format(2), "ngoc", "cli"),
+                                       ("service.revoked", U.format(2), "ngoc", "cli")]

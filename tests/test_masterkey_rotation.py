@@ -24,7 +24,7 @@ from lgsp.core.hub import Hub
 from lgsp.core.keyrotation import count_not_primary, sealed_columns
 from lgsp.core.masterkey import Kek, MasterKey, MasterKeyError, key_id
 from lgsp.core.store import tables
-from lgsp.core.store.tables import content_keys
+from lgsp.core.store.tables import audit_log, content_keys
 from tests.conftest import MakeActor, base_env
 
 
@@ -86,7 +86,7 @@ def test_key_file_sealed_under_a_kek_from_a_file_or_the_environment(tmp_path: Pa
     assert env_kek is not None and MasterKey.load(path, env_kek).unseal(sealed, "c") == b"v"
     with pytest.raises(MasterKeyError, match="not set"):
         Kek.from_setting("env:LGSP_NOPE", env={})
-    with pytest.raises(MasterKeyError, match="not implemented"):
+    with pytest.raises(MasterKeyError, match="module-path is missing"):
         Kek.from_setting("pkcs11:token=hub")
     kek_file.chmod(0o644)
     with pytest.raises(MasterKeyError, match="readable by other users"):
@@ -98,8 +98,12 @@ def test_kek_setting_is_checked_with_its_key_path(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"security\.master_key_kek"):
         load_config(None, env=base_env(tmp_path, LGSP_SECURITY_MASTER_KEY_KEK="vault:abc"))
-    with pytest.raises(ConfigError, match="not implemented"):
+    with pytest.raises(ConfigError, match=r"security\.master_key_kek.*token is missing"):
         load_config(None, env=base_env(tmp_path, LGSP_SECURITY_MASTER_KEY_KEK="pkcs11:slot=0"))
+    # The PIN never sits in the config itself.
+    with pytest.raises(ConfigError, match="pin-value is refused"):
+        load_config(None, env=base_env(tmp_path, LGSP_SECURITY_MASTER_KEY_KEK=(
+            "pkcs11:token=t;object=k?module-path=/m.so&pin-source=env:P&pin-value=1234")))
 
 
 def test_every_sealed_column_is_rotated() -> None:
@@ -182,6 +186,15 @@ async def test_rotate_keep_old_then_retire(tmp_path: Path, make_actor: MakeActor
     assert old_id in result.stdout
     assert MasterKey.load(hub.config.master_key_path).key_ids == [hub.master_key.primary_id]
     assert key_id(os.urandom(32)).hex() not in result.stdout
+    # Both steps are in the audit log, with the key ids (never a key) and the operator.
+    await hub.audit.chain()
+    async with hub.db.read() as conn:
+        recorded = (await conn.execute(select(audit_log).where(audit_log.c.action.like("masterkey.%"))
+                                       .order_by(audit_log.c.seq))).all()
+    assert [r.action for r in recorded] == ["masterkey.rotated", "masterkey.retired"]
+    assert recorded[0].detail["sealing_key"] == hub.master_key.primary_id and recorded[0].detail["retired"] == []
+    assert recorded[1].detail["retired"] == [old_id] and recorded[1].address == "cli"
+    assert all(r.actor for r in recorded)  # the operator ($LGSP_OPERATOR, else the login name)
 
 
 async def test_rotation_seals_the_key_file_under_a_newly_configured_kek(tmp_path: Path) -> None:

@@ -178,3 +178,23 @@ def test_push_target_tls_settings() -> None:
     assert client_ssl({}) is True
     assert client_ssl({"verify_tls": False}) is False
     assert client_ssl({"tls_fingerprint": fp}).fingerprint == bytes.fromhex("ab" * 32)
+
+
+async def test_unchecked_push_tls_is_recorded_at_every_start(tmp_path: Path) -> None:
+    """`verify_tls: false` is never silent: each start writes a warning and an audit entry."""
+    from sqlalchemy import select
+
+    from lgsp.core.store.tables import audit_log
+
+    cfg = load_config(None, env=base_env(tmp_path / "var"))
+    cfg = cfg.replace(delivery={"targets": {
+        A: {"protocol": "rest", "url": "https://127.0.0.1:9/nhan", "verify_tls": False},
+        B: {"protocol": "rest", "url": "https://127.0.0.1:9/nhan"}}})
+    for _ in range(2):
+        async with Hub(cfg) as hub:
+            await hub.audit.chain()
+    async with Hub(cfg) as hub, hub.db.read() as conn:
+        found = (await conn.execute(select(audit_log).where(audit_log.c.action == "delivery.tls_unverified")
+                                    .order_by(audit_log.c.id))).all()
+    assert [(r.unit_id, r.actor) for r in found] == [(A, "hub")] * 3
+    assert found[0].detail == {"setting": f"delivery.targets.{A}.verify_tls: false"}

@@ -24,6 +24,8 @@ Target settings (validate_target checks them):
     username: lgsp                  # optional: HTTP Basic (for the WSDL too) ...
     password_secret: vbql-basic     # ... password from the secret store
     result_field: maVanBan          # optional: which field of the answer is the remote id
+    tls_ca_file: /etc/lgsp/units/vbql-ca.pem   # optional: the unit's own CA ...
+    tls_fingerprint: "AB:CD:..."    # ... or its certificate's SHA-256, pinned (WSDL and POST alike)
 
 The WSDL is read on the first push and again after WSDL_TTL_SECONDS (an hour).
 
@@ -49,6 +51,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import requests
+import requests.adapters
 import requests.auth
 import zeep
 import zeep.exceptions
@@ -57,7 +60,7 @@ from zeep.wsdl.utils import etree_to_string
 from zeep.xsd.types.builtins import Base64Binary
 
 from lgsp.core.api import TLS_TARGET_KEYS as TLS_KEYS
-from lgsp.core.api import PushFailure, PushJob, PushReceipt, Signer, client_ssl, logs
+from lgsp.core.api import PushFailure, PushJob, PushReceipt, Signer, client_ssl, logs, normalise_fingerprint
 from lgsp.core.api import tls_target_problems as tls_problems
 from lgsp.plugins.signatures import BUILTIN_ALGORITHMS
 
@@ -99,6 +102,19 @@ class _Endpoint:
     content_parameter: str
 
 
+class _PinnedAdapter(requests.adapters.HTTPAdapter):
+    """Reads the WSDL only from a server whose certificate has the pinned SHA-256 (urllib3's
+    `assert_fingerprint`, checked on every connection), as aiohttp's Fingerprint does for the POST."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self._fingerprint = fingerprint  # before super().__init__, which builds the pool manager
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["assert_fingerprint"] = self._fingerprint
+        super().init_poolmanager(*args, **kwargs)
+
+
 class SoapPushAdapter:
     protocol = "soap"
 
@@ -117,8 +133,6 @@ class SoapPushAdapter:
             if key in target and (not isinstance(target[key], str) or not target[key].strip()):
                 out.append((key, "must be a non-empty string"))
         out.extend(tls_problems(target))
-        if "tls_fingerprint" in target:  # zeep reads the WSDL through requests, which cannot pin
-            out.append(("tls_fingerprint", "not for soap targets: give the unit's CA in tls_ca_file"))
         if not _is_url(target.get("wsdl")):
             out.append(("wsdl", "required: the http(s) URL of the unit's WSDL"))
         if not isinstance(target.get("operation"), str) or not target.get("operation"):
@@ -155,7 +169,8 @@ class SoapPushAdapter:
         """The operation read from the unit's WSDL, kept for WSDL_TTL_SECONDS: a unit that upgrades its
         VBQL (a new address, a changed operation) is followed without a hub restart."""
         key = (target["wsdl"], target.get("service"), target.get("port"), target.get("address"), target["operation"],
-               target.get("content_parameter"), target.get("username"))
+               target.get("content_parameter"), target.get("username"),
+               *(str(target.get(k)) for k in TLS_KEYS))  # a WSDL read under other TLS checks is not reused
         async with self._locks.setdefault(key, asyncio.Lock()):
             found = self._endpoints.get(key)
             if found is None or time.monotonic() - found[1] > WSDL_TTL_SECONDS:
@@ -172,9 +187,15 @@ class SoapPushAdapter:
         settings = zeep.Settings(strict=False, forbid_dtd=True, forbid_entities=True, forbid_external=True,
                                  xml_huge_tree=False)
         session = requests.Session()
-        # The same check as the pushes themselves (core/tls.py): the unit's own CA, or none only
-        # when `verify_tls: false` says so.
+        # Like the POST (aiohttp), ignore the environment: REQUESTS_CA_BUNDLE would otherwise take
+        # the place of the unit's own CA, of a pinned certificate and of `verify_tls: false`.
+        session.trust_env = False
+        # The same check as the pushes themselves (core/tls.py): the unit's own CA, its pinned
+        # certificate, or none only when `verify_tls: false` says so.
         session.verify = False if target.get("verify_tls") is False else target.get("tls_ca_file", True)
+        if isinstance(target.get("tls_fingerprint"), str):
+            session.verify = False  # no CA check: the pinned certificate is checked instead
+            session.mount("https://", _PinnedAdapter(normalise_fingerprint(target["tls_fingerprint"])))
         if target.get("username"):  # a WSDL behind the same Basic auth as the service
             # UTF-8, as for the POST (requests would encode str credentials as Latin-1)
             session.auth = requests.auth.HTTPBasicAuth(target["username"].encode(), (password or "").encode())

@@ -88,7 +88,7 @@ from lgsp.core.store.blobs import publish
 from lgsp.core.store.database import Database
 from lgsp.core.text import check_text, load_json, printable
 from lgsp.core.tls import TARGET_KEYS as TLS_TARGET_KEYS
-from lgsp.core.tls import client_ssl
+from lgsp.core.tls import client_ssl, normalise_fingerprint
 from lgsp.core.tls import target_problems as tls_target_problems
 from lgsp.core.web import (
     PRINCIPAL,
@@ -113,7 +113,8 @@ __all__ = [
     "Signer", "SubmitClaims", "SyncBlobWriter", "Transfer", "UnitStatus", "Variant", "WorkingCalendar", "ZoneEntry",
     "ZoneSync", "authenticate", "base_url", "blob_response", "bounded_int", "check_identifier", "check_range",
     "check_text", "client_ssl", "documents", "events", "form_kind", "http_failure", "hub_of", "identifier_form", "iso",
-    "json_response", "language", "load_json", "logs", "metadata_digest", "new_password", "parse_date",
+    "json_response", "language", "load_json", "logs", "metadata_digest", "new_password", "normalise_fingerprint",
+    "parse_date",
     "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings", "presence_periods",
     "printable", "publish", "read_json", "record", "render_letter", "states", "tls_target_problems", "to_csv",
     "to_xlsx", "traffic_report", "unit_report",

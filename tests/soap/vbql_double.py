@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,7 @@ class VbqlReceiver:
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     url: str = ""
+    ssl: ssl.SSLContext | None = None  # serve HTTPS with this context
     _runner: web.AppRunner | None = None
 
     async def start(self) -> VbqlReceiver:
@@ -90,10 +92,10 @@ class VbqlReceiver:
         app.router.add_post("/ws", self.receive)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/ws"
+        self.url = f"{'https' if self.ssl else 'http'}://127.0.0.1:{port}/ws"
         return self
 
     async def stop(self) -> None:

@@ -106,6 +106,7 @@ PROBLEM_CODES: Final[dict[str, str]] = {
     "not_found": AxisCode.NOT_FOUND,
     "content.gone": AxisCode.NOT_FOUND,
     "edxml.sender_mismatch": AxisCode.FORBIDDEN,
+    "auth.not_permitted": AxisCode.FORBIDDEN,  # the communication policy, as REST's 403
     "forbidden": AxisCode.FORBIDDEN,
     "route.unknown_destination": AxisCode.UNKNOWN_RECIPIENT,
     "edxml.destination_mismatch": AxisCode.UNKNOWN_RECIPIENT,
@@ -354,7 +355,8 @@ async def send_edoc(call: Call) -> web.StreamResponse:
             try:
                 doc_id, _ = await SubmitClaims(hub.db, hub.clock).once(
                     f"vxp:{call.unit}", f"{sha256}|{idem}", window,
-                    lambda: hub.exchange.submit(call.unit, new, _chunks_of(spool)))
+                    lambda: hub.exchange.submit(call.unit, new, _chunks_of(spool),
+                                                application=call.principal.application_id or None))
             except ClaimBusy:
                 raise ProtocolError(AxisCode.UNAVAILABLE, "bản sao khác của văn bản này đang được nhận") from None
     finally:

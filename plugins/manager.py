@@ -35,6 +35,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "console": "lgsp.adapters.console",  # the web console under /console
     "vxp": "lgsp.adapters.vxp",  # the national axis protocol served at /vxp; needs edxml
     "national_axis": "lgsp.adapters.national_axis.plugin",  # the national document axis (VXP); needs edxml
+    "peer": "lgsp.adapters.peer",  # hub-to-hub peering with another lgsp (a zone's route)
 }
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT

@@ -1,0 +1,159 @@
+"""Inbound: a peer hub hands over a packet on behalf of one of its units.
+
+Only a unit configured as a peer hub here (`routes.<zone>.peer_unit`) may speak for another
+source, and only for sources of that hub's zone: a unit of the zone, or an identifier the
+directory does not know that matches the zone's patterns (then added to the zone). Anything else
+is refused with a stable code (`peer.not_a_peer`, `peer.source_not_in_zone`). The packet is
+submitted from the original source to this hub's local units (never on to another exchange), through
+the same checks as any upload; edXML takes its destinations from its To as an axis document does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+
+from lgsp.core.api import (
+    H_CONTENT,
+    META_PARAM,
+    PENDING_SUBJECT,
+    ClaimBusy,
+    NewPacket,
+    Principal,
+    Problem,
+    SubmitClaims,
+    authenticate,
+    hub_of,
+    identifier_form,
+    json_response,
+)
+
+from .settings import PROTOCOL, PeerRoute, peer_routes
+from .wire import H_ENVELOPE, HELLO, PACKETS, Envelope, envelope_query
+
+if TYPE_CHECKING:
+    from lgsp.core.api import Hub
+
+routes = web.RouteTableDef()
+#: How long a handed-over packet is remembered against a repeated push (the sender's retries).
+IDEMPOTENCY_WINDOW: Final = timedelta(days=7)
+META_KEY: Final = "peer"
+
+PROBLEM_CODES: Final = {
+    "peer.not_a_peer": (403, "Đơn vị gọi không phải trục ngang hàng của vùng nào",
+                        "The caller is not configured as a peer hub"),
+    "peer.source_not_in_zone": (403, "Nơi gửi không thuộc vùng của trục ngang hàng",
+                                "The source is not a unit of the peer hub's zone"),
+}
+
+
+def peer_of(hub: Hub, principal: Principal) -> PeerRoute:
+    """The route whose `peer_unit` is the caller, or `peer.not_a_peer`."""
+    for route in peer_routes(hub.config.routes).values():
+        if route.peer_unit == principal.unit_id:
+            return route
+    raise Problem("peer.not_a_peer", f"unit {principal.unit_id} is not the peer hub of any zone of this hub "
+                                     "(routes.<zone>.peer_unit)")
+
+
+async def _check_source(hub: Hub, route: PeerRoute, source: str) -> None:
+    unit = await hub.directory.get_unit(source)
+    if unit is None:
+        entry = hub.config.routes.get(route.zone) or {}
+        patterns = entry.get("patterns") or [] if isinstance(entry, dict) else []
+        if not any(isinstance(p, str) and re.fullmatch(p, source) for p in patterns):
+            raise Problem("peer.source_not_in_zone", f"source {source!r} is not in the directory and matches no "
+                                                     f"pattern of zone {route.zone}")
+        try:
+            await hub.directory.add_unit(source, source, zone=route.zone, legacy=identifier_form(source) is None)
+        except Problem as exc:
+            if exc.code != "conflict":
+                raise Problem("peer.source_not_in_zone", f"source {source!r} cannot be a unit: {exc.detail}") from None
+        unit = await hub.directory.get_unit(source)
+        if unit is None:  # pragma: no cover - added just above
+            raise Problem("peer.source_not_in_zone", f"source {source!r} is not in the directory")
+    if unit.zone != route.zone:
+        raise Problem("peer.source_not_in_zone", f"source {source} is a unit of zone {unit.zone}, "
+                                                 f"not of the caller's zone {route.zone}")
+    if unit.status != "active":
+        raise Problem("peer.source_not_in_zone", f"source {source} is {unit.status}")
+    hub.directory.remember_zones([(unit.id, unit.zone)])
+
+
+async def _drain(request: web.Request) -> None:
+    """Read the rest of a body we do not need, so the sender sees an answer, not a reset."""
+    async for _ in request.content.iter_any():
+        await asyncio.sleep(0)
+
+
+@routes.post(PACKETS)
+async def take_packet(request: web.Request) -> web.Response:
+    principal = await authenticate(request, streams_body=True)
+    hub = hub_of(request)
+    route = peer_of(hub, principal)
+    encoded = request.headers.get(H_ENVELOPE, "")
+    if request.query.get(META_PARAM) != envelope_query(encoded).partition("=")[2]:
+        raise Problem("auth.bad_signature", f"{META_PARAM} does not match {H_ENVELOPE}")
+    envelope = Envelope.decode(encoded)
+    sha256 = request.headers.get(H_CONTENT, "").strip().lower()
+    size = request.content_length
+    if size is None or size <= 0:
+        raise Problem("request.invalid", "Content-Length is required and must be positive")
+    if size > hub.config.limits.max_packet_size:
+        raise Problem("content.too_large", f"at most {hub.config.limits.max_packet_size} bytes")
+    await _check_source(hub, route, envelope.source)
+    meta: dict[str, Any] = {"via": PROTOCOL, "arrived_from_zone": route.zone,
+                            META_KEY: {"by": principal.unit_id, "packet": envelope.packet, "hub": envelope.hub,
+                                       "to": list(envelope.to)}}
+    if envelope.data_type.startswith("edxml"):  # destinations, subject and priority from the document
+        new = NewPacket(to=(), subject=PENDING_SUBJECT, priority=0, data_type=envelope.data_type,
+                        protocol=PROTOCOL, size=size, sha256=sha256, deadline=envelope.deadline, policy=None,
+                        meta={**meta, "implicit": ["to", "subject", "priority"]})
+    else:
+        zones = await hub.directory.zones_of(list(envelope.to))
+        foreign = [u for u in envelope.to if zones.get(u, "local") != "local"]
+        if foreign:
+            raise Problem("route.unknown_destination", f"not units of this hub: {', '.join(foreign)}",
+                          unknown=foreign)
+        new = NewPacket(to=envelope.to, subject=envelope.subject or "(không có tiêu đề)",
+                        priority=envelope.priority, data_type=envelope.data_type, protocol=PROTOCOL, size=size,
+                        sha256=sha256, deadline=envelope.deadline, policy=None, meta=meta)
+    try:
+        packet_id, created = await SubmitClaims(hub.db, hub.clock).once(
+            f"peer:{principal.unit_id}", envelope.packet, IDEMPOTENCY_WINDOW,
+            lambda: hub.exchange.submit(envelope.source, new, request.content.iter_any()))
+    except ClaimBusy:
+        raise Problem("unavailable", "another push of this packet is still being received") from None
+    if not created:
+        await _drain(request)
+    answer = json_response({"id": packet_id}, status=201 if created else 200)
+    answer.headers[H_CONTENT] = sha256
+    return answer
+
+
+@routes.get(PACKETS + "/{id}")
+async def packet_status(request: web.Request) -> web.Response:
+    """The deliveries of a packet the caller handed over (what its tracker asks)."""
+    principal = await authenticate(request)
+    hub = hub_of(request)
+    peer_of(hub, principal)
+    info = await hub.exchange.packet(request.match_info["id"])
+    by = (info.meta or {}).get(META_KEY, {}).get("by") if info is not None and isinstance(info.meta, dict) else None
+    if info is None or by != principal.unit_id:
+        raise Problem("not_found", "no packet handed over by this peer with that id")
+    view = await hub.exchange.view(Principal(info.source, "", "", ""), info.id)
+    return json_response({"id": info.id, "state": view["state"],
+                          "deliveries": [{k: d.get(k) for k in ("unit", "state", "reason", "updated_at")}
+                                         for d in view["deliveries"]]})
+
+
+@routes.get(HELLO)
+async def hello(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    hub = hub_of(request)
+    route = peer_of(hub, principal)
+    return json_response({"identifier": hub.config.hub.identifier, "zone": route.zone})

@@ -7,10 +7,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import json
+import os
 import shutil
+import signal
+import socket
 import ssl
 import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -24,7 +31,7 @@ from lgsp.core.config import load_config
 from lgsp.core.hub import Hub
 from lgsp.core.tls import TlsError, client_ssl, fingerprint_of_pem, normalise_fingerprint, target_problems
 
-from .conftest import base_env
+from .conftest import base_env, free_port
 
 A, B = "000.00.01.H23", "000.00.02.H23"
 
@@ -198,3 +205,112 @@ async def test_unchecked_push_tls_is_recorded_at_every_start(tmp_path: Path) -> 
                                     .order_by(audit_log.c.id))).all()
     assert [(r.unit_id, r.actor) for r in found] == [(A, "hub")] * 3
     assert found[0].detail == {"setting": f"delivery.targets.{A}.verify_tls: false"}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_curl_sends_a_signed_request_over_mutual_tls(tmp_path: Path, pki: Path) -> None:
+    """curl with the unit's client certificate and LGSP1 headers computed by the project's own
+    signer: accepted; the same signed request with another certificate (even one the hub's CA
+    signed), or none, is refused before the signature is looked at; a certificate of an unknown CA
+    does not get through the handshake."""
+    stranger_key = _key()
+    _write(pki / "stranger.pem", _cert("stranger", stranger_key, None), stranger_key)
+    async with Hub(_config(tmp_path, pki)) as hub:
+        await hub.directory.add_unit(A, "A")
+        await hub.directory.pin_certificates(A, [fingerprint_of_pem((pki / "client-a.pem").read_text())])
+        client = await _actor(hub, A, tls_context(str(pki / "ca.pem")))
+        await client.close()
+
+        def curl(cert: str | None, path: str = "/v1/inbox", query: str = "limit=5",
+                 tamper: bool = False) -> subprocess.CompletedProcess[str]:
+            headers = client.signer.headers("GET", path, query)
+            if tamper:
+                headers["X-LGSP-Signature"] = headers["X-LGSP-Signature"][:-6] + "AAAAA="
+            args = ["curl", "-sS", "--cacert", str(pki / "ca.pem"), "-w", "\n%{http_code}"]
+            if cert:
+                args += ["--cert", str(pki / f"{cert}.pem"), "--key", str(pki / f"{cert}.key")]
+            for name, value in headers.items():
+                args += ["-H", f"{name}: {value}"]
+            return subprocess.run([*args, f"{hub.url}{path}?{query}"], capture_output=True, text=True, timeout=60,
+                                  check=False)
+
+        def answer(result: subprocess.CompletedProcess[str]) -> tuple[int, dict[str, Any]]:
+            assert result.returncode == 0, result.stderr
+            body, _, status = result.stdout.rpartition("\n")
+            return int(status), json.loads(body)
+
+        own, other, none, forged, stranger = await asyncio.gather(*(asyncio.to_thread(curl, *a) for a in (
+            ("client-a",), ("client-other",), (None,), ("client-a", "/v1/inbox", "limit=5", True), ("stranger",))))
+        status, body = answer(own)
+        assert status == 200 and body["items"] == []
+        for refused in (other, none):
+            status, body = answer(refused)
+            assert (status, body["code"]) == (401, "auth.bad_certificate")
+        status, body = answer(forged)  # the right certificate does not excuse a bad signature
+        assert status == 401 and body["code"] != "auth.bad_certificate" and body["code"].startswith("auth.")
+        assert stranger.returncode != 0 and stranger.stdout.rpartition("\n")[2] in ("", "000")
+
+
+def test_sighup_reloads_the_certificate_of_a_running_lgsp_run(tmp_path: Path, pki: Path) -> None:
+    """The real `lgsp run` process: swap the certificate files, send SIGHUP, and new connections get
+    the new certificate while a connection opened before keeps working on the old one."""
+    port = free_port()
+    (pki / "live.pem").write_bytes((pki / "server.pem").read_bytes())
+    (pki / "live.key").write_bytes((pki / "server.key").read_bytes())
+    env = {**os.environ, **base_env(tmp_path / "var", LGSP_SERVER_PORT=str(port), LGSP_SERVER_HOST="127.0.0.1",
+                                    LGSP_TLS_CERT_FILE=str(pki / "live.pem"), LGSP_TLS_KEY_FILE=str(pki / "live.key"))}
+    proc = subprocess.Popen([sys.executable, "-m", "lgsp.cli.main", "run"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ca = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+
+    def served() -> str:
+        return fingerprint_of_pem(ssl.get_server_certificate(("127.0.0.1", port), timeout=5))
+
+    def get(conn: ssl.SSLSocket) -> bytes:
+        conn.sendall(b"GET /v1/time HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = conn.recv(4096)
+            assert chunk, data
+            data += chunk
+        return data
+
+    old_fp = fingerprint_of_pem((pki / "server.pem").read_text())
+    new_fp = fingerprint_of_pem((pki / "server2.pem").read_text())
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert served() == old_fp
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.2)
+        old_conn = ca.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                  server_hostname="127.0.0.1")
+        assert b" 200 " in get(old_conn).split(b"\r\n", 1)[0] + b" "
+        # Renewal: new files in place, then SIGHUP.
+        (pki / "live.pem").write_bytes((pki / "server2.pem").read_bytes())
+        (pki / "live.key").write_bytes((pki / "server2.key").read_bytes())
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while served() != new_fp:
+            assert proc.poll() is None and time.monotonic() < deadline, "the new certificate was not served"
+            time.sleep(0.1)
+        # The connection opened before the reload is not cut and still speaks under the old one.
+        assert b"200" in get(old_conn).split(b"\r\n", 1)[0]
+        der = old_conn.getpeercert(binary_form=True)
+        assert der is not None and fingerprint_of_pem(ssl.DER_cert_to_PEM_cert(der)) == old_fp
+        old_conn.close()
+        # A broken file at the next SIGHUP: the process keeps serving the current certificate.
+        (pki / "live.key").write_text("not a key")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert proc.poll() is None and served() == new_fp
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,5 +1,6 @@
 """One packet: its deliveries and timeline (metadata only, never content), and the operator's
-retry and cancel of a delivery. A unit admin sees a packet only when its unit sent or receives it;
+retry, cancel and re-route of a delivery (the same use cases as `lgsp deliveries ...`, so the policy
+is checked the same way). A unit admin sees a packet only when its unit sent or receives it;
 otherwise the answer is 404, the same as for a packet that does not exist."""
 
 from __future__ import annotations
@@ -53,4 +54,24 @@ async def packet_operate(request: web.Request) -> web.StreamResponse:
         return await _packet_page(request, packet_id, error=exc.detail or exc.title(), status=422)
     await console.accounts.audit(actor_of(request), f"delivery.{action}", target=f"{packet_id}:{unit}",
                                  unit_id=unit)
+    raise redirect(f"{PREFIX}/packets/{packet_id}")
+
+
+@routes.post(PREFIX + "/packets/{id}/reroute/{unit}")
+@page("operator")
+async def packet_reroute(request: web.Request) -> web.StreamResponse:
+    """Send the packet that did not reach `unit` to another unit instead: the core use case checks the
+    destination exists, the policy lets the source send there, and the delivery was not completed."""
+    console = console_of(request)
+    packet_id, unit = request.match_info["id"], request.match_info["unit"]
+    form = await read_form(request)
+    to = (form.get("to") or "").strip()[:64]
+    if not to:
+        return await _packet_page(request, packet_id, error="Hãy nhập mã đơn vị nhận mới.", status=422)
+    try:
+        await console.hub.exchange.operator_reroute(packet_id, unit, to)
+    except Problem as exc:
+        return await _packet_page(request, packet_id, error=exc.detail or exc.title(), status=422)
+    await console.accounts.audit(actor_of(request), "delivery.reroute", target=f"{packet_id}:{unit}",
+                                 unit_id=unit, detail={"to": to})
     raise redirect(f"{PREFIX}/packets/{packet_id}")

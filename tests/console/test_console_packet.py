@@ -29,3 +29,61 @@ async def test_operator_cancels_a_delivery_and_a_retry_without_content_is_refuse
     assert "cancelled" in await page.inner_text("table")
     trail = [e.action for e in await accounts.audit_entries(actor="quan.tri")]
     assert trail[0] == "delivery.cancel"
+
+
+async def test_operator_reroutes_a_delivery_through_the_policy_checked_use_case(
+        hub: Hub, accounts: Accounts, make_actor: Any, page: Any) -> None:
+    source = await make_actor("000.00.00.H23")
+    await make_actor("000.00.01.H23")
+    other = await make_actor("000.00.02.H23")
+    await make_actor("000.00.03.H23")
+    await hub.policy.add("deny", "000.00.00.H23", "000.00.03.H23", by="test")
+    packet_id = await source.client.send(b"noi dung", ["000.00.01.H23"], subject="Công văn chuyển nhầm")
+    await accounts.add("quan.tri", PASSWORD, "operator")
+    await sign_in(page, hub, "quan.tri")
+    await page.goto(hub.url + f"/console/packets/{packet_id}")
+    reroute = "form[action$='/reroute/000.00.01.H23']"
+    # A unit the source may not reach (communication policy): refused, nothing moves.
+    await page.fill(f"{reroute} input[name=to]", "000.00.03.H23")
+    async with page.expect_navigation():
+        await page.click(f"{reroute} button")
+    assert "policy" in await page.inner_text("p.error[role=alert]")
+    # A unit that does not exist: refused too.
+    await page.fill(f"{reroute} input[name=to]", "000.00.99.H23")
+    async with page.expect_navigation():
+        await page.click(f"{reroute} button")
+    assert await page.locator("p.error[role=alert]").count() == 1
+    rows = await page.inner_text("table")
+    assert "000.00.03.H23" not in rows and "000.00.99.H23" not in rows
+    # A unit it may reach: the old delivery is cancelled, the new one waits for its destination.
+    await page.fill(f"{reroute} input[name=to]", "000.00.02.H23")
+    async with page.expect_navigation():
+        await page.click(f"{reroute} button")
+    assert await page.locator("p.error").count() == 0
+    table = await page.inner_text("table")
+    assert "000.00.02.H23" in table and "cancelled" in table
+    assert "packet.rerouted" in await page.inner_text("table >> nth=1")
+    inbox = await other.client.inbox()
+    assert [p["id"] for p in inbox] == [packet_id]
+    trail = await accounts.audit_entries(actor="quan.tri")
+    assert trail[0].action == "delivery.reroute" and trail[0].detail == {"to": "000.00.02.H23"}
+
+
+async def test_only_an_operator_may_reroute(hub: Hub, accounts: Accounts, make_actor: Any, page: Any) -> None:
+    source = await make_actor("000.00.00.H23")
+    await make_actor("000.00.01.H23")
+    await make_actor("000.00.02.H23")
+    packet_id = await source.client.send(b"noi dung", ["000.00.01.H23"], subject="Công văn")
+    await accounts.add("don.vi", PASSWORD, "unit_admin", unit_id="000.00.00.H23")
+    await sign_in(page, hub, "don.vi")
+    await page.goto(hub.url + f"/console/packets/{packet_id}")
+    assert await page.locator("form[action*='/reroute/']").count() == 0
+    # Even a hand-made POST with the person's own valid CSRF token is refused by role.
+    csrf = await page.evaluate("document.querySelector('input[name=csrf]')?.value || ''")
+    status = await page.evaluate(
+        """async ([url, csrf]) => (await fetch(url, {method: 'POST',
+                                   body: new URLSearchParams({csrf, to: '000.00.02.H23'})})).status""",
+        [hub.url + f"/console/packets/{packet_id}/reroute/000.00.01.H23", csrf])
+    assert status == 403
+    states = {d.unit_id: d.state for d in (await hub.exchange.operator_view(packet_id) or (None, [], []))[1]}
+    assert set(states) == {"000.00.01.H23"} and states["000.00.01.H23"] != "cancelled"

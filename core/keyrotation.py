@@ -46,6 +46,8 @@ def sealed_columns() -> list[Sealed]:
         Sealed(tables.content_keys, tables.content_keys.c.key_id, tables.content_keys.c.sealed,
                lambda kid: f"content-key:{kid}"),
     ]
+    found.append(Sealed(tables.one_time_secrets, tables.one_time_secrets.c.id, tables.one_time_secrets.c.sealed,
+                        lambda ident_hash: f"console-once:{ident_hash}"))
     accounts = getattr(tables, "accounts", None)  # console accounts: their TOTP secrets
     if accounts is not None and "totp_sealed" in accounts.c:
         found.append(Sealed(accounts, accounts.c.id, accounts.c.totp_sealed, lambda aid: f"totp:{aid}"))

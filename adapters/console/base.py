@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from aiohttp import web
 
-from lgsp.adapters.console.once import OneTimeSecrets
-from lgsp.core.api import VIETNAM_TZ, Account, Accounts, Actor, hub_of
+from lgsp.core.api import VIETNAM_TZ, Account, Accounts, Actor, OneTimeSecrets, hub_of
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -126,7 +125,7 @@ class Console:
                                  lockout_seconds=self.settings["lockout_seconds"])
         self._cookie_key = hub.master_key.derive("console-cookie")
         self._csrf_key = hub.master_key.derive("console-csrf")
-        self.once = OneTimeSecrets()     # secrets shown once after a POST (post/redirect/get)
+        self.once = OneTimeSecrets(hub.db, hub.master_key)  # shown once after a POST (post/redirect/get)
         self.secure_cookie = secure_cookie_mode(hub)
         self.trusted_fronts = trusted_fronts(hub)
         self.templates = jinja2.Environment(
@@ -244,21 +243,21 @@ def redirect(location: str) -> web.HTTPFound:
 ONCE_PARAM = "once"
 
 
-def show_once(request: web.Request, location: str, value: Any) -> web.HTTPSeeOther:
-    """Keep a one-time secret for this session and answer 303 to the page that shows it, so that
-    reloading that page never repeats the POST."""
-    ident = console_of(request).once.put(request[WHO].token, location.split("?")[0], value)
+async def show_once(request: web.Request, location: str, value: Any) -> web.HTTPSeeOther:
+    """Keep a one-time secret (JSON) sealed in the store for this session and answer 303 to the page
+    that shows it, so that reloading that page never repeats the POST."""
+    ident = await console_of(request).once.put(request[WHO].token, location.split("?")[0], value)
     separator = "&" if "?" in location else "?"
     return web.HTTPSeeOther(f"{location}{separator}{ONCE_PARAM}={ident}", headers=SECURITY_HEADERS)
 
 
-def take_once(request: web.Request) -> tuple[Any, bool]:
+async def take_once(request: web.Request) -> tuple[Any, bool]:
     """(the secret, False) the first time the page is shown; (None, True) when the page asks for one
     that was already shown, expired or belongs to another session."""
     ident = request.query.get(ONCE_PARAM)
     if ident is None:
         return None, False
-    value = console_of(request).once.take(request[WHO].token, request.path, ident)
+    value = await console_of(request).once.take(request[WHO].token, request.path, ident)
     return value, value is None
 
 

@@ -1,7 +1,7 @@
 """Accounts and the audit trail: operators manage every account; a unit admin sees its units' accounts.
 
-A new account or a password reset shows the temporary password once: the POST keeps it for this
-session only (adapters/console/once.py) and answers 303 to the accounts page, which shows it once; a
+A new account or a password reset shows the temporary password once: the POST keeps it sealed for this
+session only (core/onetime.py) and answers 303 to the accounts page, which shows it once; a
 reload says it was already shown. It is never stored in clear. Every change is recorded by core/accounts.py with the
 operator's name and address.
 """
@@ -51,7 +51,7 @@ async def _accounts_page(request: web.Request, *, error: str | None = None, show
 @routes.get(PREFIX + "/accounts")
 @page("operator", "unit_admin")
 async def accounts_list(request: web.Request) -> web.StreamResponse:
-    shown, gone = take_once(request)
+    shown, gone = await take_once(request)
     username, temporary = shown if shown else (None, None)
     return await _accounts_page(request, shown_password=temporary, shown_for=username, password_gone=gone)
 
@@ -69,7 +69,7 @@ async def account_create(request: web.Request) -> web.StreamResponse:
             display_name=form.get("display_name", ""), must_change_password=True)
     except AccountError as exc:
         return await _accounts_page(request, error=exc.message(), status=422)
-    raise show_once(request, PREFIX + "/accounts", (account.username, temporary))
+    raise await show_once(request, PREFIX + "/accounts", (account.username, temporary))
 
 
 @routes.post(PREFIX + "/accounts/{username}/{action:reset|unlock|disable|enable|totp-off}")
@@ -81,7 +81,7 @@ async def account_action(request: web.Request) -> web.StreamResponse:
     try:
         if action == "reset":
             temporary = await console.accounts.reset_password(username, actor=actor)
-            raise show_once(request, PREFIX + "/accounts", (username, temporary))
+            raise await show_once(request, PREFIX + "/accounts", (username, temporary))
         if action == "unlock":
             await console.accounts.unlock(username, actor=actor)
         elif action == "disable":

@@ -247,7 +247,7 @@ def _labels(kind: str) -> dict[str, str]:
 @routes.get(PREFIX + "/requests/{id}")
 @page()
 async def request_detail(request: web.Request) -> web.StreamResponse:
-    temporary, gone = take_once(request)
+    temporary, gone = await take_once(request)
     return await _detail(request, request.match_info["id"], temporary=temporary, temporary_gone=gone)
 
 
@@ -280,7 +280,7 @@ async def request_approve(request: web.Request) -> web.StreamResponse:
         return await _detail(request, req_id, reply_values=form, error=exc.message(), status=422)
     if decision.temporary_password:
         # The new unit admin's password is shown once after a 303, so a reload never approves again.
-        raise show_once(request, f"{PREFIX}/requests/{req_id}", decision.temporary_password)
+        raise await show_once(request, f"{PREFIX}/requests/{req_id}", decision.temporary_password)
     raise redirect(f"{PREFIX}/requests/{req_id}")
 
 

@@ -65,12 +65,13 @@ from lgsp.core.exchange import (
 from lgsp.core.hub import Hub
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier, identifier_form
 from lgsp.core.notices import Notice
+from lgsp.core.onetime import OneTimeSecrets
 from lgsp.core.push import PushAdapter, PushFailure, PushJob, PushReceipt, http_failure
 from lgsp.core.registration.forms import FORM_KINDS, FieldSpec, FormRecord, form_kind
 from lgsp.core.registration.letters import render_letter
 from lgsp.core.registration.workdays import VIETNAM_TZ, WorkingCalendar
 from lgsp.core.registration.workflow import REQUEST_KINDS, STATE_NAMES_VI, Registrations, RequestInvalid
-from lgsp.core.reports import period_bounds, presence_periods, to_csv, to_xlsx, unit_report
+from lgsp.core.reports import period_bounds, presence_history, presence_periods, to_csv, to_xlsx, unit_report
 from lgsp.core.reports import traffic as traffic_report
 from lgsp.core.secretstore import NAME_RE as SECRET_NAME_RE
 from lgsp.core.signing import (
@@ -118,4 +119,5 @@ __all__ = [
     "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings", "presence_periods",
     "printable", "publish", "read_json", "record", "render_letter", "states", "tls_target_problems", "to_csv",
     "to_xlsx", "traffic_report", "unit_report",
+    "OneTimeSecrets", "presence_history",
 ]

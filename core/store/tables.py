@@ -495,3 +495,14 @@ stream_holders = Table(
     Column("streams", Integer, nullable=False),
     Index(None, "unit_id"),
 )
+
+# Secrets the console shows once after a POST (core/onetime.py): sealed under the master key, bound
+# to their row, kept for the hash of the session that made them; deleted when shown or expired.
+one_time_secrets = Table(
+    "one_time_secrets", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("session_hash", String(64), nullable=False, index=True),
+    Column("page", Unicode(300), nullable=False),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
-from lgsp.adapters.console.once import OneTimeSecrets
+import pytest
+
 from lgsp.core.accounts import Accounts
+from lgsp.core.config import Config
 from lgsp.core.hub import Hub
+from lgsp.core.masterkey import MasterKeyError
+from lgsp.core.onetime import MAX_PER_SESSION, OneTimeSecrets
+from lgsp.core.store.tables import one_time_secrets
 
 from .conftest import PASSWORD, sign_in
 
@@ -15,38 +22,55 @@ UNIT = "000.00.00.H23"
 
 class _Clock:
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = dt.datetime(2026, 12, 6, 3, 0, tzinfo=dt.UTC)
 
-    def __call__(self) -> float:
+    def __call__(self) -> dt.datetime:
         return self.now
 
 
-def test_a_one_time_secret_is_taken_once_by_its_session_and_page_only() -> None:
-    clock = _Clock()
-    once = OneTimeSecrets(ttl=300, clock=clock)
-    ident = once.put("session-a", "/console/units/X", "bi-mat")
-    assert once.take("session-b", "/console/units/X", ident) is None           # another session: nothing
-    assert once.take("session-a", "/console/units/Y", ident) is None           # another page: nothing
-    assert once.take("session-a", "/console/units/X", "made-up") is None
-    assert once.take("session-a", "/console/units/X", None) is None
-    assert once.take("session-a", "/console/units/X", ident) == "bi-mat"       # neither of those consumed it
-    assert once.take("session-a", "/console/units/X", ident) is None           # single use
-    assert len(once) == 0
+async def test_a_one_time_secret_is_taken_once_by_its_session_and_page_only(hub: Hub) -> None:
+    once = OneTimeSecrets(hub.db, hub.master_key, ttl=300, clock=_Clock())
+    ident = await once.put("session-a", "/console/units/X", {"secret": "bi-mat"})
+    assert await once.take("session-b", "/console/units/X", ident) is None       # another session: nothing
+    assert await once.take("session-a", "/console/units/Y", ident) is None       # another page: nothing
+    assert await once.take("session-a", "/console/units/X", "made-up") is None
+    assert await once.take("session-a", "/console/units/X", None) is None
+    assert await once.take("session-a", "/console/units/X", ident) == {"secret": "bi-mat"}  # none consumed it
+    assert await once.take("session-a", "/console/units/X", ident) is None       # single use
+    assert await once.waiting() == 0
 
 
-def test_a_one_time_secret_expires_and_memory_stays_bounded() -> None:
+async def test_a_one_time_secret_is_sealed_at_rest_under_hashes_only(hub: Hub) -> None:
+    once = OneTimeSecrets(hub.db, hub.master_key)
+    ident = await once.put("session-token-a", "/console/accounts", ["nhan.vien", "mat-khau-tam-XYZ"])
+    async with hub.db.read() as conn:
+        row = (await conn.execute(one_time_secrets.select())).one()
+    stored = repr(tuple(row)).encode()
+    for clear in (b"mat-khau-tam-XYZ", b"nhan.vien", ident.encode(), b"session-token-a"):
+        assert clear not in stored and clear not in bytes(row.sealed)
+    # The sealed value is bound to its row: moved to another page's row it does not open.
+    other = await once.put("session-token-a", "/console/units/X", "khac")
+    async with hub.db.write() as conn:
+        await conn.execute(one_time_secrets.update().where(one_time_secrets.c.page == "/console/units/X")
+                           .values(sealed=row.sealed))
+    with pytest.raises(MasterKeyError):
+        await once.take("session-token-a", "/console/units/X", other)
+
+
+async def test_a_one_time_secret_expires_and_a_session_cannot_pile_them_up(hub: Hub) -> None:
     clock = _Clock()
-    once = OneTimeSecrets(ttl=300, clock=clock, max_entries=3)
-    late = once.put("s", "/p", "late")
-    clock.now += 300
-    assert once.take("s", "/p", late) is None
-    idents = [once.put("s", "/p", str(i)) for i in range(5)]
-    assert len(once) == 3
-    assert once.take("s", "/p", idents[0]) is None                               # the oldest were dropped
-    assert once.take("s", "/p", idents[4]) == "4"
-    clock.now += 301
-    once.put("s", "/p", "new")                                                   # expired ones go on the next put
-    assert len(once) == 1
+    once = OneTimeSecrets(hub.db, hub.master_key, ttl=300, clock=clock)
+    late = await once.put("s", "/p", "late")
+    clock.now += dt.timedelta(seconds=300)
+    assert await once.take("s", "/p", late) is None
+    idents = [await once.put("s", "/p", str(i)) for i in range(MAX_PER_SESSION + 2)]
+    assert await once.waiting() == MAX_PER_SESSION
+    assert await once.take("s", "/p", idents[0]) is None                         # the oldest were dropped
+    assert await once.take("s", "/p", idents[-1]) == str(MAX_PER_SESSION + 1)
+    await once.put("t", "/p", "other session")                                   # not bounded by s's count
+    clock.now += dt.timedelta(seconds=301)
+    await once.put("s", "/p", "new")                                             # expired ones go on the next put
+    assert await once.waiting() == 1
 
 
 async def _key_count(hub: Hub, unit_id: str) -> int:
@@ -113,3 +137,38 @@ async def test_reloading_after_an_account_is_made_or_reset_never_shows_the_passw
     assert reset not in await page.content()
     # The reload did not reset again: the password shown once still works.
     assert (await accounts.authenticate("nhan.vien", reset, None, address=None)).username == "nhan.vien"
+
+
+async def test_a_secret_waiting_to_be_shown_survives_a_hub_restart(hub_config: Config, page: Any) -> None:
+    """The POST's node stops before the browser follows the 303: the next hub (same store) shows the
+    secret once, because it was kept sealed in the store, not in the first process's memory."""
+    async with Hub(hub_config) as first:
+        await first.directory.add_unit(UNIT, "Sở Kế hoạch và Đầu tư")
+        await first.directory.add_application(UNIT, "qlvb")
+        await Accounts(first.db, first.master_key).add("quan.tri", PASSWORD, "operator")
+        await sign_in(page, first, "quan.tri")
+        await page.goto(first.url + f"/console/units/{UNIT}")
+        held: list[str] = []
+
+        async def hold(route: Any) -> None:
+            """The POST goes to the hub; its 303 is not followed (the browser gets a blank page)."""
+            answer = await route.fetch(max_redirects=0)
+            held.append(answer.headers["location"])
+            await route.fulfill(status=200, body="", content_type="text/html")
+
+        await page.route(re.compile(r".*/console/units/[^/?]+/keys$"), hold)
+        async with page.expect_navigation():
+            await page.click("button:has-text('Cấp khóa')")
+        await page.unroute(re.compile(r".*/console/units/[^/?]+/keys$"))
+        assert len(held) == 1
+    async with Hub(hub_config) as second:
+        assert held[0].startswith(f"/console/units/{UNIT}?once=")
+        target = second.url + held[0]
+        await page.goto(target)
+        secret = (await page.inner_text("#issued-secret")).strip()
+        keys = await second.directory.list_keys(unit_id=UNIT)
+        assert len(keys) == 1 and secret
+        assert await OneTimeSecrets(second.db, second.master_key).waiting() == 0   # deleted when shown
+        await page.goto(target)
+        assert await page.locator("#issued-secret").count() == 0
+        assert "đã hiển thị" in await page.inner_text("#secret-gone")

@@ -166,6 +166,42 @@ async def presence_periods(db: Database, unit_id: str, since: dt.datetime,
     return [{"at": r.at, "online": r.online, "cause": r.cause} for r in rows]
 
 
+async def presence_history(db: Database, unit_id: str, since: dt.datetime,
+                           until: dt.datetime) -> dict[str, Any] | None:
+    """A unit's online/offline periods over [since, until) (the state at `since` is the last change
+    before it), with its last-seen time and last known clock offset; None when there is no such unit.
+
+    The store keeps the latest clock offset per unit, not a history of offsets."""
+    async with db.read() as conn:
+        unit = (await conn.execute(select(units.c.online, units.c.last_seen_at, units.c.clock_offset_seconds,
+                                          units.c.created_at).where(units.c.id == unit_id))).first()
+        if unit is None:
+            return None
+        before = (await conn.execute(select(presence_log.c.at, presence_log.c.online, presence_log.c.cause)
+                                     .where(presence_log.c.unit_id == unit_id, presence_log.c.at < since)
+                                     .order_by(presence_log.c.at.desc(), presence_log.c.id.desc()).limit(1))).first()
+        rows = (await conn.execute(select(presence_log.c.at, presence_log.c.online, presence_log.c.cause)
+                                   .where(presence_log.c.unit_id == unit_id, presence_log.c.at >= since,
+                                          presence_log.c.at < until)
+                                   .order_by(presence_log.c.at, presence_log.c.id))).all()
+    end = min(until, dt.datetime.now(dt.UTC))
+    start = max(since, unit.created_at) if unit.created_at else since
+    marks = [(start, before.online, before.cause)] if before else []   # before any change: unknown
+    marks += [(max(r.at, start), r.online, r.cause) for r in rows]
+    periods: list[dict[str, Any]] = []
+    for i, (at, online, cause) in enumerate(marks):
+        stop = min(marks[i + 1][0], end) if i + 1 < len(marks) else end
+        if stop <= at:
+            continue
+        if periods and periods[-1]["online"] == online and periods[-1]["to"] == at:
+            periods[-1]["to"] = stop                     # a repeated state continues the period
+            continue
+        periods.append({"from": at, "to": stop, "online": online, "cause": cause})
+    return {"unit": unit_id, "online": bool(unit.online), "last_seen_at": unit.last_seen_at,
+            "clock_offset_seconds": unit.clock_offset_seconds, "periods": periods,
+            "changes": [{"at": r.at, "online": r.online, "cause": r.cause} for r in rows]}
+
+
 def to_csv(report: Report) -> bytes:
     buf = io.StringIO()
     writer = csv.writer(buf)

@@ -1,5 +1,7 @@
-"""`GET /v1/stats`: a unit's own statistics for a period, for its systems (the signed-request
-protocol, like every /v1 call). The same numbers as the console's report page and `lgsp report`."""
+"""`GET /v1/stats` and `GET /v1/presence`: a unit's own statistics for a period and its connection
+history (online/offline periods, last clock offset), for its systems (the signed-request protocol,
+like every /v1 call). The same numbers as the console's report and connection pages and `lgsp report`.
+A unit reads only itself: naming another unit is refused."""
 
 from __future__ import annotations
 
@@ -7,7 +9,17 @@ import datetime as dt
 
 from aiohttp import web
 
-from lgsp.core.api import VIETNAM_TZ, Problem, authenticate, hub_of, period_bounds, unit_report
+from lgsp.core.api import (
+    VIETNAM_TZ,
+    Problem,
+    authenticate,
+    hub_of,
+    iso,
+    json_response,
+    period_bounds,
+    presence_history,
+    unit_report,
+)
 
 routes = web.RouteTableDef()
 
@@ -26,3 +38,51 @@ async def stats(request: web.Request) -> web.StreamResponse:
     since, until = period_bounds(period, day)
     report = await unit_report(hub_of(request).db, principal.unit_id, since, until)
     return web.json_response({"period": period, **report.as_dict()})
+
+
+MAX_PRESENCE_DAYS = 366
+
+
+def _moment(text: str | None, name: str, default: dt.datetime) -> dt.datetime:
+    """A date (a Vietnam midnight) or a date-time with its offset."""
+    if not text:
+        return default
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            return dt.datetime.combine(day, dt.time(), tzinfo=VIETNAM_TZ).astimezone(dt.UTC)
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise Problem("request.invalid", f"{name} must be YYYY-MM-DD or a date-time with its offset",
+                      field=name) from None
+    if moment.tzinfo is None:
+        raise Problem("request.invalid", f"{name} needs a time zone offset (e.g. +07:00 or Z)", field=name)
+    return moment.astimezone(dt.UTC)
+
+
+@routes.get("/v1/presence")
+async def presence(request: web.Request) -> web.StreamResponse:
+    principal = await authenticate(request)
+    unit_id = request.query.get("unit") or principal.unit_id
+    if unit_id != principal.unit_id:
+        raise Problem("forbidden", "a unit reads only its own connection history", field="unit")
+    now = dt.datetime.now(dt.UTC)
+    until = _moment(request.query.get("to"), "to", now)
+    since = _moment(request.query.get("from"), "from", until - dt.timedelta(days=7))
+    if since >= until:
+        raise Problem("request.invalid", "from must be before to", field="from")
+    if until - since > dt.timedelta(days=MAX_PRESENCE_DAYS):
+        raise Problem("request.invalid", f"the period is at most {MAX_PRESENCE_DAYS} days", field="from")
+    hub = hub_of(request)
+    found = await presence_history(hub.db, unit_id, since, until)
+    if found is None:
+        raise Problem("not_found", f"unit {unit_id} does not exist")
+    # The store lags this node's own observations by up to a second (the presence flush).
+    online, last_seen = hub.presence.overlay(unit_id, found["online"], found["last_seen_at"])
+    return json_response({
+        "unit": unit_id, "from": iso(since), "to": iso(until), "online": online,
+        "last_seen_at": iso(last_seen) if last_seen else None,
+        "clock_offset_seconds": found["clock_offset_seconds"],
+        "periods": [{"from": iso(p["from"]), "to": iso(p["to"]), "online": p["online"], "cause": p["cause"]}
+                    for p in found["periods"]],
+        "changes": [{"at": iso(c["at"]), "online": c["online"], "cause": c["cause"]} for c in found["changes"]]})

@@ -281,6 +281,8 @@ class ClusterEvents:
 
 #: The advisory lock whose holder runs the cluster's singleton work ("lgsp" in ASCII).
 LEADER_LOCK = 0x6C677370
+#: TCP keepalives of the leader's session, so the server ends it soon after its machine is gone.
+LEADER_KEEPALIVES = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"}
 
 
 class Leadership:
@@ -311,7 +313,10 @@ class Leadership:
                 import asyncpg
 
                 url = make_url(self.db.url).set(drivername="postgresql")
-                self._conn = await asyncpg.connect(url.render_as_string(hide_password=False), timeout=10)
+                # The lock goes when PostgreSQL sees the session end: a killed process closes its socket at
+                # once, but a machine that vanishes (power, network) only fails these keepalives, in ~11 s.
+                self._conn = await asyncpg.connect(url.render_as_string(hide_password=False), timeout=10,
+                                                   server_settings=LEADER_KEEPALIVES)
             if self._leader:
                 await self._conn.execute("SELECT 1")  # still connected, so still holding it
             else:

@@ -95,7 +95,10 @@ class Poller:
         while True:
             self._errors = []
             try:
-                await self.poll_once()
+                # One node at a time per outbox: two nodes listing it together would race for its files.
+                async with self.hub.db.single_node(f"sftp-inbound:{self.unit}") as mine:
+                    if mine:
+                        await self.poll_once()
             except SftpError as exc:
                 self._errors.append(exc.reason)
                 log.warning("sftp inbound %s: %s", self.unit, exc.reason)

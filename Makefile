@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/lgsp.yaml
 
-.PHONY: run test chromium lint bench bench-full clean
+.PHONY: run test chromium lint messages bench bench-full clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ test: $(VENV)/.installed-test chromium
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The gettext catalogues (docs/i18n.md): add newly marked strings, drop unmarked ones; then
+# translate the empty Vietnamese entries in core/locale/vi/LC_MESSAGES/lgsp.po.
+messages: $(VENV)/.installed-test
+	$(BIN)/python -m lgsp.core.i18n_catalogues
+	@$(BIN)/python -m lgsp.core.i18n_catalogues check
 
 # Benchmarks (docs/performance.md): the hub against its baselines, results in bench/results/.
 # BENCH_ARGS passes extra flags, e.g. make bench BENCH_ARGS="--no-rabbit --only pull".

@@ -17,37 +17,11 @@ from typing import Any
 from lgsp.cli import output
 from lgsp.cli.args import Subparsers, add_config
 from lgsp.cli.errors import CliError
-from lgsp.cli.messages import lang
+from lgsp.cli.messages import N_, lang, t
 from lgsp.cli.store import on_store
 
-MESSAGES: dict[str, tuple[str, str]] = {
-    "added": ("đã tạo tài khoản {username} ({role})", "created account {username} ({role})"),
-    "temporary": ("mật khẩu tạm (chỉ hiển thị MỘT lần; phải đổi ở lần đăng nhập đầu):",
-                  "temporary password (shown ONCE; must be changed at first sign-in):"),
-    "prompt": ("mật khẩu cho {username}: ", "password for {username}: "),
-    "again": ("nhập lại mật khẩu: ", "repeat the password: "),
-    "mismatch": ("hai lần nhập mật khẩu không khớp", "the two passwords differ"),
-    "empty": ("chưa nhập mật khẩu (dòng đầu của stdin trống)", "no password given (the first line of stdin is empty)"),
-    "role_set": ("tài khoản {username}: vai trò {role}", "account {username}: role {role}"),
-    "status": ("tài khoản {username}: {status}", "account {username}: {status}"),
-    "unlocked": ("đã mở khóa tài khoản {username}", "unlocked account {username}"),
-    "reset": ("đã đặt lại mật khẩu của {username}; mật khẩu tạm (chỉ hiển thị MỘT lần):",
-              "reset the password of {username}; temporary password (shown ONCE):"),
-    "totp_off": ("đã tắt xác thực hai lớp của {username}", "turned off two-factor sign-in for {username}"),
-    "none": ("chưa có tài khoản nào", "no accounts yet"),
-    "no_audit": ("nhật ký trống", "the audit trail is empty"),
-    "h_user": ("TÊN ĐĂNG NHẬP", "USERNAME"), "h_role": ("VAI TRÒ", "ROLE"), "h_unit": ("ĐƠN VỊ", "UNIT"),
-    "h_status": ("TRẠNG THÁI", "STATUS"), "h_totp": ("2 LỚP", "2FA"), "h_last": ("ĐĂNG NHẬP CUỐI", "LAST SIGN-IN"),
-    "h_at": ("LÚC", "AT"), "h_actor": ("NGƯỜI LÀM", "ACTOR"), "h_addr": ("ĐỊA CHỈ", "ADDRESS"),
-    "h_action": ("HÀNH ĐỘNG", "ACTION"), "h_target": ("ĐỐI TƯỢNG", "TARGET"),
-    "yes": ("có", "yes"), "no": ("không", "no"), "active": ("hoạt động", "active"),
-    "disabled": ("vô hiệu hóa", "disabled"),
-}
-
-
-def t(key: str, /, **values: object) -> str:
-    vi, en = MESSAGES[key]
-    return (en if lang() == "en" else vi).format(**values)
+#: Account states as the CLI shows them.
+ACCOUNT_STATUS = {"active": N_("active"), "disabled": N_("disabled")}
 
 
 def _accounts(hub: Any) -> Any:
@@ -73,13 +47,13 @@ def _read_password(username: str) -> str:
     if sys.stdin.isatty():
         import getpass
 
-        first = getpass.getpass(t("prompt", username=username))
-        if getpass.getpass(t("again")) != first:
-            raise CliError(t("mismatch"))
+        first = getpass.getpass(t("password for {username}: ", username=username))
+        if getpass.getpass(t("repeat the password: ")) != first:
+            raise CliError(t("the two passwords differ"))
         return first
     line = sys.stdin.readline().rstrip("\r\n")
     if not line:
-        raise CliError(t("empty"))
+        raise CliError(t("no password given (the first line of stdin is empty)"))
     return line
 
 
@@ -94,9 +68,9 @@ def cmd_account_add(args: argparse.Namespace) -> int:
     account = _run(args, lambda accounts: accounts.add(
         username, password, args.role, unit_id=args.unit, include_children=args.include_children,
         display_name=args.name or "", must_change_password=args.generate))
-    print(t("added", username=account.username, role=account.role))
+    print(t("created account {username} ({role})", username=account.username, role=account.role))
     if args.generate:
-        print(t("temporary"))
+        print(t("temporary password (shown ONCE; must be changed at first sign-in):"))
         print(password)
     return 0
 
@@ -109,36 +83,38 @@ def cmd_account_list(args: argparse.Namespace) -> int:
                            "last_login_at": a.last_login_at.isoformat() if a.last_login_at else None}
                           for a in rows], ensure_ascii=False, indent=2))
     elif not rows:
-        print(t("none"))
+        print(t("no accounts yet"))
     else:
-        output.table([[a.username, a.role, (a.unit_id or "-") + ("+" if a.include_children else ""), t(a.status),
-                 t("yes" if a.totp_enabled else "no"), output.when(a.last_login_at)] for a in rows],
-               [t("h_user"), t("h_role"), t("h_unit"), t("h_status"), t("h_totp"), t("h_last")])
+        output.table([[a.username, a.role, (a.unit_id or "-") + ("+" if a.include_children else ""),
+                     t(ACCOUNT_STATUS.get(a.status, a.status)),
+                 t("yes") if a.totp_enabled else t("no"), output.when(a.last_login_at)] for a in rows],
+               [t("USERNAME"), t("ROLE"), t("UNIT"), t("STATUS"), t("2FA"), t("LAST SIGN-IN")])
     return 0
 
 
 def cmd_account_role(args: argparse.Namespace) -> int:
     account = _run(args, lambda accounts: accounts.set_role(
         args.username, args.role, unit_id=args.unit, include_children=args.include_children))
-    print(t("role_set", username=account.username, role=account.role))
+    print(t("account {username}: role {role}", username=account.username, role=account.role))
     return 0
 
 
 def cmd_account_status(args: argparse.Namespace) -> int:
     account = _run(args, lambda accounts: accounts.set_status(args.username, args.status))
-    print(t("status", username=account.username, status=t(account.status)))
+    print(t("account {username}: {status}", username=account.username, status=t(ACCOUNT_STATUS.get(account.status,
+                                                                                                   account.status))))
     return 0
 
 
 def cmd_account_unlock(args: argparse.Namespace) -> int:
     account = _run(args, lambda accounts: accounts.unlock(args.username))
-    print(t("unlocked", username=account.username))
+    print(t("unlocked account {username}", username=account.username))
     return 0
 
 
 def cmd_account_reset(args: argparse.Namespace) -> int:
     temporary = _run(args, lambda accounts: accounts.reset_password(args.username))
-    print(t("reset", username=args.username))
+    print(t("reset the password of {username}; temporary password (shown ONCE):", username=args.username))
     print(temporary)
     return 0
 
@@ -147,7 +123,7 @@ def cmd_account_totp_off(args: argparse.Namespace) -> int:
     from lgsp.core.accounts import CLI
 
     _run(args, lambda accounts: accounts.disable_totp(args.username, actor=CLI))
-    print(t("totp_off", username=args.username))
+    print(t("turned off two-factor sign-in for {username}", username=args.username))
     return 0
 
 
@@ -158,58 +134,59 @@ def cmd_account_audit(args: argparse.Namespace) -> int:
                            "target": e.target, "unit": e.unit_id, "detail": e.detail} for e in rows],
                          ensure_ascii=False, indent=2))
     elif not rows:
-        print(t("no_audit"))
+        print(t("the audit trail is empty"))
     else:
         output.table([[output.when(e.at), e.actor or "-", e.address or "-", e.action, e.target or "-"] for e in rows],
-               [t("h_at"), t("h_actor"), t("h_addr"), t("h_action"), t("h_target")])
+               [t("AT"), t("ACTOR"), t("ADDRESS"), t("ACTION"), t("TARGET")])
     return 0
 
 
 def add_commands(sub: Subparsers) -> None:
     from lgsp.core.accounts import ROLES
 
-    p = sub.add_parser("account", help="console accounts: add, list, roles, lock, password reset, audit trail")
+    p = sub.add_parser("account", help=t("console accounts: add, list, roles, lock, password reset, audit trail"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("add", help="create an account (password from a prompt or one line of stdin)")
+    q = s.add_parser("add", help=t("create an account (password from a prompt or one line of stdin)"))
     q.add_argument("username")
     q.add_argument("--role", required=True, choices=ROLES)
-    q.add_argument("--unit", help="the unit of a unit_admin")
-    q.add_argument("--include-children", action="store_true", help="a unit_admin also sees the unit's children")
-    q.add_argument("--name", help="the person's full name")
+    q.add_argument("--unit", help=t("the unit of a unit_admin"))
+    q.add_argument("--include-children", action="store_true", help=t("a unit_admin also sees the unit's children"))
+    q.add_argument("--name", help=t("the person's full name"))
     q.add_argument("--generate", action="store_true",
-                   help="make a temporary password (printed once, changed at first sign-in)")
+                   help=t("make a temporary password (printed once, changed at first sign-in)"))
     add_config(q)
     q.set_defaults(func=cmd_account_add)
-    q = s.add_parser("list", help="list accounts")
+    q = s.add_parser("list", help=t("list accounts"))
     q.add_argument("--json", action="store_true")
     add_config(q)
     q.set_defaults(func=cmd_account_list)
-    q = s.add_parser("role", help="change an account's role")
+    q = s.add_parser("role", help=t("change an account's role"))
     q.add_argument("username")
     q.add_argument("role", choices=ROLES)
     q.add_argument("--unit")
     q.add_argument("--include-children", action="store_true")
     add_config(q)
     q.set_defaults(func=cmd_account_role)
-    for name, status in (("disable", "disabled"), ("enable", "active")):
-        q = s.add_parser(name, help=f"mark an account {status} (disabling ends its sessions)")
+    for name, status, text in (("disable", "disabled", N_("mark an account disabled (this ends its sessions)")),
+                               ("enable", "active", N_("mark an account active"))):
+        q = s.add_parser(name, help=t(text))
         q.add_argument("username")
         add_config(q)
         q.set_defaults(func=cmd_account_status, status=status)
-    q = s.add_parser("unlock", help="lift a lockout after failed sign-ins")
+    q = s.add_parser("unlock", help=t("lift a lockout after failed sign-ins"))
     q.add_argument("username")
     add_config(q)
     q.set_defaults(func=cmd_account_unlock)
-    q = s.add_parser("reset-password", help="a new temporary password (printed once; changed at next sign-in)")
+    q = s.add_parser("reset-password", help=t("a new temporary password (printed once; changed at next sign-in)"))
     q.add_argument("username")
     add_config(q)
     q.set_defaults(func=cmd_account_reset)
-    q = s.add_parser("totp-off", help="turn off an account's two-factor sign-in (a lost authenticator)")
+    q = s.add_parser("totp-off", help=t("turn off an account's two-factor sign-in (a lost authenticator)"))
     q.add_argument("username")
     add_config(q)
     q.set_defaults(func=cmd_account_totp_off)
-    q = s.add_parser("audit", help="the audit trail: who did what, when, from where (newest first)")
-    q.add_argument("--actor", help="only this username")
+    q = s.add_parser("audit", help=t("the audit trail: who did what, when, from where (newest first)"))
+    q.add_argument("--actor", help=t("only this username"))
     q.add_argument("--limit", type=int, default=200)
     q.add_argument("--json", action="store_true")
     add_config(q)

@@ -16,7 +16,7 @@ from typing import Any
 from lgsp.cli import output
 from lgsp.cli.args import Subparsers, add_config, positive_int
 from lgsp.cli.errors import CliError
-from lgsp.cli.messages import t
+from lgsp.cli.messages import N_, t
 from lgsp.cli.store import cli_config, on_store, open_store
 from lgsp.core.config import Config, ConfigError, load_config
 
@@ -30,7 +30,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     unregistered = asyncio.run(unregistered_targets(hub, store_exists(config)))
     if unregistered:
         raise ConfigError(unregistered)
-    print(t("config_ok", path=args.file))
+    print(t("{path}: configuration is valid", path=args.file))
     return 0
 
 
@@ -66,7 +66,7 @@ async def unregistered_targets(hub: Any, exists: bool) -> list[Any]:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    print(t("db_upgraded", rev=on_store(args, lambda hub: hub.db.current_revision())))
+    print(t("database is at revision {rev}", rev=on_store(args, lambda hub: hub.db.current_revision())))
     return 0
 
 
@@ -76,7 +76,7 @@ def cmd_unit_add(args: argparse.Namespace) -> int:
                                       legacy=args.legacy)
 
     unit = on_store(args, use)
-    print(t("unit_added", id=unit.id, name=unit.name))
+    print(t("added unit {id} — {name}", id=unit.id, name=unit.name))
     return 0
 
 
@@ -88,7 +88,7 @@ def cmd_unit_list(args: argparse.Namespace) -> int:
         return 0
     output.table([[u.id, u.name, u.parent_id or "-", u.zone, t("active") if u.status == "active" else u.status,
                    t("yes") if u.online else t("no")] for u in found],
-                 [t("h_id"), t("h_name"), t("h_parent"), t("h_zone"), t("h_status"), t("h_online")])
+                 [t("ID"), t("NAME"), t("PARENT"), t("ZONE"), t("STATUS"), t("ONLINE")])
     return 0
 
 
@@ -113,20 +113,20 @@ def cmd_unit_show(args: argparse.Namespace) -> int:
 
 def cmd_unit_status(args: argparse.Namespace) -> int:
     unit = on_store(args, lambda hub: hub.directory.set_unit_status(args.id, args.status))
-    print(t("unit_status", id=unit.id, status=unit.status))
+    print(t("unit {id}: {status}", id=unit.id, status=unit.status))
     return 0
 
 
 def cmd_app_add(args: argparse.Namespace) -> int:
     app = on_store(args, lambda hub: hub.directory.add_application(args.unit, args.name))
-    print(t("app_added", name=app.name, id=app.id, unit=app.unit_id))
+    print(t("added application {name} (id {id}) to unit {unit}", name=app.name, id=app.id, unit=app.unit_id))
     return 0
 
 
 def cmd_app_list(args: argparse.Namespace) -> int:
     apps = on_store(args, lambda hub: hub.directory.list_applications(args.unit))
     output.table([[a.id, a.unit_id, a.name, output.when(a.created_at)] for a in apps],
-                 [t("h_id"), t("h_unit"), t("h_name"), t("h_created")])
+                 [t("ID"), t("UNIT"), t("NAME"), t("CREATED")])
     return 0
 
 
@@ -139,12 +139,13 @@ def cmd_key_issue(args: argparse.Namespace) -> int:
             return await hub.directory.issue_key(app.id, args.algorithm, public_key_pem=pem), hub_url(hub.config)
 
     issued, configured_url = asyncio.run(go())
-    print(t("key_issued", key=issued.access_key, alg=issued.algorithm, unit=issued.unit_id))
+    print(t("issued access key {key} ({alg}) to unit {unit}", key=issued.access_key, alg=issued.algorithm,
+            unit=issued.unit_id))
     if issued.secret:
-        print(t("secret_once"))
+        print(t("secret key (shown ONCE, store it safely):"))
         print(issued.secret)
     if issued.private_key_pem and not args.private_key_out:
-        print(t("private_once"))
+        print(t("RSA private key (shown ONCE, store it safely):"))
         print(issued.private_key_pem, end="")
     if issued.private_key_pem and args.private_key_out:
         out = Path(args.private_key_out)
@@ -162,7 +163,7 @@ def cmd_key_issue(args: argparse.Namespace) -> int:
         save_profile(path, args.save_profile, {"url": args.url or configured_url, "access_key": issued.access_key,
                                                "algorithm": issued.algorithm, "secret_key": issued.secret,
                                                "private_key_file": key_file, "unit": issued.unit_id})
-        print(t("profile_saved", name=args.save_profile, path=path))
+        print(t("saved profile {name} to {path}", name=args.save_profile, path=path))
     return 0
 
 
@@ -185,13 +186,13 @@ def cmd_key_list(args: argparse.Namespace) -> int:
     keys = asyncio.run(go())
     output.table([[k.id, k.unit_id, k.application_id, k.algorithm,
                    t("revoked") if k.revoked_at else t("active"), output.when(k.created_at)] for k in keys],
-                 [t("h_key"), t("h_unit"), t("h_app"), t("h_alg"), t("h_status"), t("h_created")])
+                 [t("KEY"), t("UNIT"), t("APPLICATION"), t("ALGORITHM"), t("STATUS"), t("CREATED")])
     return 0
 
 
 def cmd_key_revoke(args: argparse.Namespace) -> int:
     key = on_store(args, lambda hub: hub.directory.revoke_key(args.key))
-    print(t("key_revoked", key=key.id))
+    print(t("revoked key {key}", key=key.id))
     return 0
 
 
@@ -201,13 +202,13 @@ def cmd_secret_set(args: argparse.Namespace) -> int:
     elif sys.stdin.isatty():
         import getpass
 
-        value = getpass.getpass(t("secret_prompt", name=args.name))
+        value = getpass.getpass(t("value of secret {name}: ", name=args.name))
     else:
         value = sys.stdin.read()
     value = value.rstrip("\n") if not args.from_file else value
 
     on_store(args, lambda hub: hub.secrets.set(args.name, value))
-    print(t("secret_saved", name=args.name))
+    print(t("stored secret {name} (encrypted)", name=args.name))
     return 0
 
 
@@ -215,14 +216,14 @@ def cmd_secret_list(args: argparse.Namespace) -> int:
     def use(hub: Any) -> Any:
         return hub.secrets.names()
 
-    output.table([[name, output.when(at)] for name, at in on_store(args, use)], [t("h_name"), t("h_updated")])
+    output.table([[name, output.when(at)] for name, at in on_store(args, use)], [t("NAME"), t("UPDATED")])
     return 0
 
 
 def cmd_secret_delete(args: argparse.Namespace) -> int:
     if not on_store(args, lambda hub: hub.secrets.delete(args.name)):
         raise CliError(f"not_found: no secret named {args.name!r}")
-    print(t("secret_deleted", name=args.name))
+    print(t("deleted secret {name}", name=args.name))
     return 0
 
 
@@ -235,23 +236,24 @@ def cmd_deliveries_list(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(rows)
     elif not rows:
-        print(t("no_deliveries"))
+        print(t("no matching deliveries"))
     else:
         output.table([[r["packet"], r["unit"], r["mode"] + (f"/{r['protocol']}" if r["protocol"] else ""), r["state"],
                        str(r["attempts"]), r["next_attempt_at"] or "-", r["updated_at"],
                        (r["reason"] or r["last_error"] or "-")[:80]] for r in rows],
-                     [t("h_packet"), t("h_unit"), t("h_mode"), t("h_state"), t("h_attempts"), t("h_next"),
-                      t("h_updated"), t("h_why")])
+                     [t("PACKET"), t("UNIT"), t("MODE"), t("STATE"), t("ATTEMPTS"), t("NEXT TRY"),
+                      t("UPDATED"), t("REASON")])
     return 0
 
 
 def _running_note(args: argparse.Namespace) -> None:
-    print(t("hub_running_note", s=f"{cli_config(args).delivery.poll_interval_seconds:g}"), file=sys.stderr)
+    print(t("a running hub picks this up within {s} seconds",
+            s=f"{cli_config(args).delivery.poll_interval_seconds:g}"), file=sys.stderr)
 
 
 def cmd_deliveries_retry(args: argparse.Namespace) -> int:
     on_store(args, lambda hub: hub.exchange.operator_retry(args.packet, args.unit))
-    print(t("delivery_retried", id=args.packet, unit=args.unit))
+    print(t("queued packet {id} again for {unit}", id=args.packet, unit=args.unit))
     _running_note(args)
     return 0
 
@@ -261,13 +263,14 @@ def cmd_deliveries_cancel(args: argparse.Namespace) -> int:
     moved = on_store(args, lambda hub: hub.exchange.operator_cancel(args.packet, args.unit, reason))
     if not moved:
         raise CliError(f"conflict: packet {args.packet} has no unfinished delivery to cancel")
-    print(t("delivery_cancelled", id=args.packet, units=", ".join(moved)))
+    print(t("cancelled packet {id} for: {units}", id=args.packet, units=", ".join(moved)))
     return 0
 
 
 def cmd_deliveries_reroute(args: argparse.Namespace) -> int:
     done = on_store(args, lambda hub: hub.exchange.operator_reroute(args.packet, args.unit, args.to))
-    print(t("delivery_rerouted", id=args.packet, unit=args.unit, to=args.to, mode=done["mode"]))
+    print(t("re-routed packet {id}: {unit} → {to} ({mode})", id=args.packet, unit=args.unit, to=args.to,
+            mode=done["mode"]))
     _running_note(args)
     return 0
 
@@ -278,7 +281,7 @@ def cmd_service_add(args: argparse.Namespace) -> int:
                                 timeout_seconds=args.timeout)
 
     service = on_store(args, use)
-    print(t("service_added", id=service.id, unit=service.unit_id, url=service.url))
+    print(t("registered service {id} of unit {unit} at {url}", id=service.id, unit=service.unit_id, url=service.url))
     return 0
 
 
@@ -288,7 +291,7 @@ def cmd_service_list(args: argparse.Namespace) -> int:
         output.print_json([s.public() | {"granted_to": g} for s, g in found])
         return 0
     output.table([[s.id, s.unit_id, s.url, s.status, f"{s.timeout_seconds:g}", ", ".join(g) or "-"] for s, g in found],
-                 [t("h_id"), t("h_unit"), t("h_url"), t("h_status"), t("h_timeout"), t("h_grants")])
+                 [t("ID"), t("UNIT"), t("URL"), t("STATUS"), t("TIMEOUT (s)"), t("GRANTED TO")])
     return 0
 
 
@@ -296,26 +299,28 @@ def cmd_service_grant(args: argparse.Namespace) -> int:
     def use(hub: Any) -> Any:
         return hub.services.grant(args.id, args.unit)
 
-    print(t("service_granted" if on_store(args, use) else "service_already", id=args.id, unit=args.unit))
+    granted = on_store(args, use)
+    print(t("unit {unit} may call service {id}", id=args.id, unit=args.unit) if granted
+          else t("unit {unit} could already call service {id}", id=args.id, unit=args.unit))
     return 0
 
 
 def cmd_service_revoke(args: argparse.Namespace) -> int:
     if not on_store(args, lambda hub: hub.services.revoke(args.id, args.unit)):
         raise CliError(f"not_found: unit {args.unit} had no grant on service {args.id}")
-    print(t("service_revoked", id=args.id, unit=args.unit))
+    print(t("unit {unit} may no longer call {id}", id=args.id, unit=args.unit))
     return 0
 
 
 def cmd_service_remove(args: argparse.Namespace) -> int:
     on_store(args, lambda hub: hub.services.remove(args.id))
-    print(t("service_removed", id=args.id))
+    print(t("removed service {id}", id=args.id))
     return 0
 
 
 def cmd_service_status(args: argparse.Namespace) -> int:
     service = on_store(args, lambda hub: hub.services.set_status(args.id, args.status))
-    print(t("service_status", id=service.id, status=service.status))
+    print(t("service {id}: {status}", id=service.id, status=service.status))
     return 0
 
 
@@ -324,7 +329,8 @@ def cmd_hub_key(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(key.public())
         return 0
-    print(t("hub_key", access=key.access_key, alg="RSA-SHA256", unit=key.unit), file=sys.stderr)
+    print(t("hub signing key: {access} ({alg}, unit {unit})", access=key.access_key, alg="RSA-SHA256", unit=key.unit),
+          file=sys.stderr)
     if args.out:
         Path(args.out).write_text(key.public_key_pem, encoding="ascii")
         print(f"-> {args.out}", file=sys.stderr)
@@ -334,160 +340,163 @@ def cmd_hub_key(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("config", help="configuration")
+    p = sub.add_parser("config", help=t("configuration"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("check", help="validate a config file")
+    q = s.add_parser("check", help=t("validate a config file"))
     q.add_argument("file")
     q.set_defaults(func=cmd_config_check)
 
-    p = sub.add_parser("db", help="database")
+    p = sub.add_parser("db", help=t("database"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("upgrade", help="apply migrations")
+    q = s.add_parser("upgrade", help=t("apply migrations"))
     add_config(q)
     q.set_defaults(func=cmd_db_upgrade)
 
-    p = sub.add_parser("unit", help="units (agencies)")
+    p = sub.add_parser("unit", help=t("units (agencies)"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("add", help="register a unit")
-    q.add_argument("id", help="electronic identifier, e.g. 000.00.00.H23")
+    q = s.add_parser("add", help=t("register a unit"))
+    q.add_argument("id", help=t("electronic identifier, e.g. 000.00.00.H23"))
     q.add_argument("name")
-    q.add_argument("--parent", help="identifier of the parent unit")
-    q.add_argument("--zone", default="local", help="deployment zone (default: local)")
+    q.add_argument("--parent", help=t("identifier of the parent unit"))
+    q.add_argument("--zone", default="local", help=t("deployment zone (default: local)"))
     q.add_argument("--legacy", action="store_true",
-                   help="accept the code of another system (e.g. 28.22.H17, vxp.saas.02)")
+                   help=t("accept the code of another system (e.g. 28.22.H17, vxp.saas.02)"))
     add_config(q)
     q.set_defaults(func=cmd_unit_add)
-    q = s.add_parser("list", help="list units")
-    q.add_argument("-q", help="identifier prefix or part of the name")
+    q = s.add_parser("list", help=t("list units"))
+    q.add_argument("-q", help=t("identifier prefix or part of the name"))
     q.add_argument("--limit", type=positive_int, default=500)
     q.add_argument("--json", action="store_true")
     add_config(q)
     q.set_defaults(func=cmd_unit_list)
-    q = s.add_parser("show", help="show one unit")
+    q = s.add_parser("show", help=t("show one unit"))
     q.add_argument("id")
     add_config(q)
     q.set_defaults(func=cmd_unit_show)
-    for name, status in (("suspend", "suspended"), ("activate", "active")):
-        q = s.add_parser(name, help=f"mark a unit {status}")
+    for name, status, text in (("suspend", "suspended", N_("mark a unit suspended")),
+                               ("activate", "active", N_("mark a unit active"))):
+        q = s.add_parser(name, help=t(text))
         q.add_argument("id")
         add_config(q)
         q.set_defaults(func=cmd_unit_status, status=status)
 
-    p = sub.add_parser("app", help="applications of units")
+    p = sub.add_parser("app", help=t("applications of units"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("add", help="add an application to a unit")
+    q = s.add_parser("add", help=t("add an application to a unit"))
     q.add_argument("unit")
     q.add_argument("name")
     add_config(q)
     q.set_defaults(func=cmd_app_add)
-    q = s.add_parser("list", help="list applications")
+    q = s.add_parser("list", help=t("list applications"))
     q.add_argument("--unit")
     add_config(q)
     q.set_defaults(func=cmd_app_list)
 
-    p = sub.add_parser("key", help="access keys")
+    p = sub.add_parser("key", help=t("access keys"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("issue", help="issue an access key (the secret is shown once)")
-    q.add_argument("--app", required=True, help="application id, or its name with --unit")
-    q.add_argument("--unit", help="unit of the application, when --app is a name")
-    q.add_argument("--algorithm", default="HMAC-SHA256", help="HMAC-SHA256 (default), HMAC-SHA1 or RSA-SHA256")
-    q.add_argument("--public-key", help="RSA: the unit's public key (PEM file); else a key pair is generated")
-    q.add_argument("--private-key-out", help="RSA: write the generated private key to this file (0600)")
-    q.add_argument("--save-profile", metavar="NAME", help="also save the credentials as a client profile")
-    q.add_argument("--url", help="hub URL stored in the profile (default: the config's server.public_url, "
-                   "else http://HOST:PORT of server.host and server.port)")
+    q = s.add_parser("issue", help=t("issue an access key (the secret is shown once)"))
+    q.add_argument("--app", required=True, help=t("application id, or its name with --unit"))
+    q.add_argument("--unit", help=t("unit of the application, when --app is a name"))
+    q.add_argument("--algorithm", default="HMAC-SHA256", help=t("HMAC-SHA256 (default), HMAC-SHA1 or RSA-SHA256"))
+    q.add_argument("--public-key", help=t("RSA: the unit's public key (PEM file); else a key pair is generated"))
+    q.add_argument("--private-key-out", help=t("RSA: write the generated private key to this file (0600)"))
+    q.add_argument("--save-profile", metavar="NAME", help=t("also save the credentials as a client profile"))
+    q.add_argument("--url", help=t("hub URL stored in the profile (default: the config's server.public_url, "
+                   "else http://HOST:PORT of server.host and server.port)"))
     add_config(q)
     q.set_defaults(func=cmd_key_issue)
-    q = s.add_parser("list", help="list keys")
+    q = s.add_parser("list", help=t("list keys"))
     q.add_argument("--app")
     q.add_argument("--unit")
     add_config(q)
     q.set_defaults(func=cmd_key_list)
-    q = s.add_parser("revoke", help="revoke a key (effective on the next request)")
+    q = s.add_parser("revoke", help=t("revoke a key (effective on the next request)"))
     q.add_argument("key")
     add_config(q)
     q.set_defaults(func=cmd_key_revoke)
 
-    p = sub.add_parser("secret", help="secrets for adapters (sealed with the master key)")
+    p = sub.add_parser("secret", help=t("secrets for adapters (sealed with the master key)"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("set", help="store a secret (read from a prompt, stdin or --from-file)")
+    q = s.add_parser("set", help=t("store a secret (read from a prompt, stdin or --from-file)"))
     q.add_argument("name")
-    q.add_argument("--from-file", help="take the value from this file (e.g. a private key)")
+    q.add_argument("--from-file", help=t("take the value from this file (e.g. a private key)"))
     add_config(q)
     q.set_defaults(func=cmd_secret_set)
-    q = s.add_parser("list", help="list secret names (never values)")
+    q = s.add_parser("list", help=t("list secret names (never values)"))
     add_config(q)
     q.set_defaults(func=cmd_secret_list)
-    q = s.add_parser("delete", help="delete a secret")
+    q = s.add_parser("delete", help=t("delete a secret"))
     q.add_argument("name")
     add_config(q)
     q.set_defaults(func=cmd_secret_delete)
 
-    p = sub.add_parser("deliveries", help="deliveries that are stuck or failed: list, retry, cancel, re-route")
+    p = sub.add_parser("deliveries", help=t("deliveries that are stuck or failed: list, retry, cancel, re-route"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("list", help="list deliveries (default: everything not yet delivered)")
-    q.add_argument("--state", action="append", help="only this state (repeatable): queued, notified, fetched, "
-                   "sending, retrying, failed, expired, cancelled, delivered, waiting")
-    q.add_argument("--unit", help="only deliveries to this unit")
-    q.add_argument("--packet", help="only this packet")
-    q.add_argument("--older-than", type=float, metavar="SECONDS", help="unchanged for at least this long (stuck)")
+    q = s.add_parser("list", help=t("list deliveries (default: everything not yet delivered)"))
+    q.add_argument("--state", action="append", help=t("only this state (repeatable): queued, notified, fetched, "
+                   "sending, retrying, failed, expired, cancelled, delivered, waiting"))
+    q.add_argument("--unit", help=t("only deliveries to this unit"))
+    q.add_argument("--packet", help=t("only this packet"))
+    q.add_argument("--older-than", type=float, metavar="SECONDS", help=t("unchanged for at least this long (stuck)"))
     q.add_argument("--limit", type=positive_int, default=200)
     q.add_argument("--json", action="store_true")
     add_config(q)
     q.set_defaults(func=cmd_deliveries_list)
-    q = s.add_parser("retry", help="queue a delivery again now (retrying, failed, expired or cancelled)")
+    q = s.add_parser("retry", help=t("queue a delivery again now (retrying, failed, expired or cancelled)"))
     q.add_argument("packet")
     q.add_argument("unit")
     add_config(q)
     q.set_defaults(func=cmd_deliveries_retry)
-    q = s.add_parser("cancel", help="cancel a packet's unfinished delivery to one unit (or to all)")
+    q = s.add_parser("cancel", help=t("cancel a packet's unfinished delivery to one unit (or to all)"))
     q.add_argument("packet")
     q.add_argument("unit", nargs="?")
-    q.add_argument("--reason", help="told to the source with the cancellation")
+    q.add_argument("--reason", help=t("told to the source with the cancellation"))
     add_config(q)
     q.set_defaults(func=cmd_deliveries_cancel)
-    q = s.add_parser("reroute", help="send a packet that did not reach UNIT to another unit instead")
+    q = s.add_parser("reroute", help=t("send a packet that did not reach UNIT to another unit instead"))
     q.add_argument("packet")
     q.add_argument("unit")
-    q.add_argument("--to", required=True, help="the new destination")
+    q.add_argument("--to", required=True, help=t("the new destination"))
     add_config(q)
     q.set_defaults(func=cmd_deliveries_reroute)
 
-    p = sub.add_parser("service", help="REST services of units callable through the hub (/v1/services/...)")
+    p = sub.add_parser("service", help=t("REST services of units callable through the hub (/v1/services/...)"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("add", help="register a unit's service")
-    q.add_argument("id", help="service id: lowercase letters, digits, . _ -")
-    q.add_argument("--unit", required=True, help="the unit that runs the service")
-    q.add_argument("--url", required=True, help="base URL the hub forwards to")
-    q.add_argument("--timeout", type=float, default=30.0, help="seconds to connect and between reads (default 30)")
+    q = s.add_parser("add", help=t("register a unit's service"))
+    q.add_argument("id", help=t("service id: lowercase letters, digits, . _ -"))
+    q.add_argument("--unit", required=True, help=t("the unit that runs the service"))
+    q.add_argument("--url", required=True, help=t("base URL the hub forwards to"))
+    q.add_argument("--timeout", type=float, default=30.0, help=t("seconds to connect and between reads (default 30)"))
     q.add_argument("--description")
     add_config(q)
     q.set_defaults(func=cmd_service_add)
-    q = s.add_parser("list", help="list services and who may call them")
+    q = s.add_parser("list", help=t("list services and who may call them"))
     q.add_argument("--unit")
     q.add_argument("--json", action="store_true")
     add_config(q)
     q.set_defaults(func=cmd_service_list)
-    for name, func in (("grant", cmd_service_grant), ("revoke", cmd_service_revoke)):
-        q = s.add_parser(name, help=f"{name} a unit's right to call a service")
+    for name, func, text in (("grant", cmd_service_grant, N_("grant a unit the right to call a service")),
+                             ("revoke", cmd_service_revoke, N_("revoke a unit's right to call a service"))):
+        q = s.add_parser(name, help=t(text))
         q.add_argument("id")
         q.add_argument("unit")
         add_config(q)
         q.set_defaults(func=func)
-    q = s.add_parser("remove", help="delete a service and its grants")
+    q = s.add_parser("remove", help=t("delete a service and its grants"))
     q.add_argument("id")
     add_config(q)
     q.set_defaults(func=cmd_service_remove)
-    for name, status in (("suspend", "suspended"), ("activate", "active")):
-        q = s.add_parser(name, help=f"mark a service {status}")
+    for name, status, text in (("suspend", "suspended", N_("mark a service suspended")),
+                               ("activate", "active", N_("mark a service active"))):
+        q = s.add_parser(name, help=t(text))
         q.add_argument("id")
         add_config(q)
         q.set_defaults(func=cmd_service_status, status=status)
 
-    p = sub.add_parser("hub", help="this hub")
+    p = sub.add_parser("hub", help=t("this hub"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("key", help="print the public key receivers verify the hub's pushes with (made on first use)")
-    q.add_argument("-o", "--out", help="write the PEM to this file")
-    q.add_argument("--json", action="store_true", help="print unit, access key, algorithm and PEM as JSON")
+    q = s.add_parser("key", help=t("print the public key receivers verify the hub's pushes with (made on first use)"))
+    q.add_argument("-o", "--out", help=t("write the PEM to this file"))
+    q.add_argument("--json", action="store_true", help=t("print unit, access key, algorithm and PEM as JSON"))
     add_config(q)
     q.set_defaults(func=cmd_hub_key)

@@ -25,12 +25,12 @@ def cmd_axis_sync(args: argparse.Namespace) -> int:
     async def use(hub: Any) -> Any:
         settings, issues = parse_settings(hub.config.adapters.get("national_axis"))
         if settings is None:
-            raise CliError(t("axis_not_configured", section=SECTION) if not issues
+            raise CliError(t("{section} is not configured (see docs/national-axis.md)", section=SECTION) if not issues
                            else f"{issues[0][0]}: {issues[0][1]}")
         try:
             return await sync_with_store(hub, settings), settings.zone
         except AxisError as exc:
-            raise CliError(t("axis_failed", code=exc.code, desc=exc.desc)) from None
+            raise CliError(t("the national axis answered {code}: {desc}", code=exc.code, desc=exc.desc)) from None
 
     report, zone = on_store(args, use)
     if args.json:
@@ -40,15 +40,17 @@ def cmd_axis_sync(args: argparse.Namespace) -> int:
                           "skipped": [{"code": c, "reason": r} for c, r in report.skipped]},
                          ensure_ascii=False, indent=2))
     else:
-        print(t("axis_synced", zone=zone, added=report.added, updated=report.updated, suspended=report.suspended,
+        print(t("national axis directory synchronised into zone {zone}: {added} added, {updated} updated, "
+                "{suspended} suspended, {skipped} skipped",
+                zone=zone, added=report.added, updated=report.updated, suspended=report.suspended,
                 skipped=len(report.skipped)))
     return 0
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("axis", help="the national document axis (VXP) bridge")
+    p = sub.add_parser("axis", help=t("the national document axis (VXP) bridge"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("sync", help="fill the directory with the axis's agencies now")
-    q.add_argument("--json", action="store_true", help="print the report as JSON")
+    q = s.add_parser("sync", help=t("fill the directory with the axis's agencies now"))
+    q.add_argument("--json", action="store_true", help=t("print the report as JSON"))
     add_config(q)
     q.set_defaults(func=cmd_axis_sync)

@@ -21,11 +21,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
         report = backup(cli_config(args), Path(args.dir))
     except BackupError as exc:
         raise CliError(str(exc)) from exc
-    print(t("backup_done", dir=report.folder, db=report.database, n=report.blob_files,
+    print(t("backed up into {dir}: {db} database, {n} blob files ({mib} MiB)", dir=report.folder, db=report.database,
+            n=report.blob_files,
             mib=f"{report.blob_bytes / 2**20:.1f}"))
     if report.missing:
-        print(t("backup_missing", n=len(report.missing)))
-    print(t("backup_key", path=report.master_key_path))
+        print(t("{n} blob files of packets delivered and purged during the backup are not in it (see "
+                "backup.json, missing)", n=len(report.missing)))
+    print(t("the master key is NOT in the backup: keep {path} separately", path=report.master_key_path))
     return 0
 
 
@@ -37,19 +39,20 @@ def cmd_restore(args: argparse.Namespace) -> int:
                          master_key_file=Path(args.master_key) if args.master_key else None)
     except BackupError as exc:
         raise CliError(str(exc)) from exc
-    print(t("restore_done", dir=report.folder, at=report.created_at, db=report.database_url,
+    print(t("restored backup {dir} (taken {at}) into {db}, {n} blob files", dir=report.folder, at=report.created_at,
+            db=report.database_url,
             n=report.blob_files))
     return 0
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("backup", help="sao lưu trực tuyến cơ sở dữ liệu và blob (không kèm khóa chủ)")
-    p.add_argument("dir", help="thư mục đích (mới hoặc trống)")
+    p = sub.add_parser("backup", help=t("back up the database and blobs online (without the master key)"))
+    p.add_argument("dir", help=t("the target folder (new or empty)"))
     add_config(p)
     p.set_defaults(func=cmd_backup)
 
-    p = sub.add_parser("restore", help="khôi phục một bản sao lưu vào cơ sở dữ liệu và thư mục blob trống")
-    p.add_argument("dir", help="thư mục bản sao lưu")
-    p.add_argument("--master-key", help="tệp khóa chủ đã cất riêng (chép vào vị trí cấu hình, quyền 0600)")
+    p = sub.add_parser("restore", help=t("restore a backup into an empty database and blob folder"))
+    p.add_argument("dir", help=t("the backup folder"))
+    p.add_argument("--master-key", help=t("the master key file kept apart (copied to the configured place, mode 0600)"))
     add_config(p)
     p.set_defaults(func=cmd_restore)

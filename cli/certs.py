@@ -13,16 +13,8 @@ from typing import Any
 
 from lgsp.cli.args import Subparsers, add_config
 from lgsp.cli.errors import CliError
-from lgsp.cli.messages import MESSAGES, t
+from lgsp.cli.messages import N_, t
 from lgsp.cli.store import on_store
-
-MESSAGES.update({
-    "cert_pinned": ("đơn vị {unit} phải dùng chứng thư máy khách: {fps}",
-                    "unit {unit} must use a client certificate: {fps}"),
-    "cert_none": ("đơn vị {unit} không bắt buộc chứng thư máy khách", "unit {unit} needs no client certificate"),
-    "cert_give": ("hãy cho tệp chứng thư (--cert) hoặc dấu vân tay SHA-256 (--sha256)",
-                  "give a certificate file (--cert) or its SHA-256 fingerprint (--sha256)"),
-})
 
 
 def _fingerprint(args: argparse.Namespace) -> str | None:
@@ -39,13 +31,14 @@ def _fingerprint(args: argparse.Namespace) -> str | None:
 
 
 def _print(unit: str, fps: list[str]) -> None:
-    print(t("cert_pinned", unit=unit, fps=", ".join(fps)) if fps else t("cert_none", unit=unit))
+    print(t("unit {unit} must use a client certificate: {fps}", unit=unit, fps=", ".join(fps)) if fps else t("unit "
+        "{unit} needs no client certificate", unit=unit))
 
 
 def cmd_cert_pin(args: argparse.Namespace) -> int:
     fp = _fingerprint(args)
     if fp is None:
-        raise CliError(t("cert_give"))
+        raise CliError(t("give a certificate file (--cert) or its SHA-256 fingerprint (--sha256)"))
 
     async def use(hub: Any) -> list[str]:
         current = await hub.directory.pinned_certificates(args.unit)
@@ -73,17 +66,17 @@ def cmd_cert_show(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("cert", help="client certificates a unit must connect with (mutual TLS)")
+    p = sub.add_parser("cert", help=t("client certificates a unit must connect with (mutual TLS)"))
     s = p.add_subparsers(dest="action", required=True)
-    for name, func, text in (("pin", cmd_cert_pin, "require this certificate of the unit (adds to those pinned)"),
-                             ("unpin", cmd_cert_unpin, "stop requiring one certificate (none given: all)")):
-        q = s.add_parser(name, help=text)
-        q.add_argument("unit", help="unit identifier")
-        q.add_argument("--cert", help="the unit's client certificate (PEM file)")
-        q.add_argument("--sha256", help="or its SHA-256 fingerprint (hex, colons allowed)")
+    for name, func, text in (("pin", cmd_cert_pin, N_("require this certificate of the unit (adds to those pinned)")),
+                             ("unpin", cmd_cert_unpin, N_("stop requiring one certificate (none given: all)"))):
+        q = s.add_parser(name, help=t(text))
+        q.add_argument("unit", help=t("unit identifier"))
+        q.add_argument("--cert", help=t("the unit's client certificate (PEM file)"))
+        q.add_argument("--sha256", help=t("or its SHA-256 fingerprint (hex, colons allowed)"))
         add_config(q)
         q.set_defaults(func=func)
-    q = s.add_parser("show", help="the certificates a unit must use")
-    q.add_argument("unit", help="unit identifier")
+    q = s.add_parser("show", help=t("the certificates a unit must use"))
+    q.add_argument("unit", help=t("unit identifier"))
     add_config(q)
     q.set_defaults(func=cmd_cert_show)

@@ -21,7 +21,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     config = cli_config(args)
     if not config.master_key_path.exists():
         # Opening the store would create a fresh key: a node added to a cluster needs the others' key.
-        raise CliError(t("doctor_no_key", path=config.master_key_path))
+        raise CliError(t("no master key at {path}: copy the other nodes' master key here first (opening the "
+                         "store would create a new, different one)", path=config.master_key_path))
 
     async def go() -> list[Check]:
         async with open_store(args) as hub:
@@ -39,14 +40,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}")
     failed = [c for c in checks if not c.ok]
     if failed:
-        print(t("doctor_failed", n=len(failed)))
+        print(t("{n} checks failed: fix them and run lgsp doctor again", n=len(failed)))
         return 1
-    print(t("doctor_ok"))
+    print(t("this node shares the store, blob folder, master key and signing key with the cluster; compare "
+            "the master key fingerprint across nodes"))
     return 0
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("doctor", help="kiểm tra nút này dùng chung cơ sở dữ liệu, thư mục blob, khóa chủ "
-                                      "và khóa ký với các nút khác")
+    p = sub.add_parser("doctor", help=t("check that this node shares the database, blob folder, master key "
+                                      "and signing key with the other nodes"))
     add_config(p)
     p.set_defaults(func=cmd_doctor)

@@ -35,34 +35,34 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         return int(func(args) or 0)
     except ConfigError as exc:
         for issue in exc.issues:
-            print(f"{t('error')}: {issue}", file=sys.stderr)
+            print(t("error") + f": {issue}", file=sys.stderr)
         return 1
     except Problem as exc:
-        print(f"{t('error')}: {exc.code}: {exc.detail or exc.title(lang())}", file=sys.stderr)
+        print(t("error") + f": {exc.code}: {exc.detail or exc.title(lang())}", file=sys.stderr)
         return 1
     except LgspError as exc:
-        print(f"{t('error')}: {exc.code}: {exc.detail}", file=sys.stderr)
+        print(t("error") + f": {exc.code}: {exc.detail}", file=sys.stderr)
         return 1
     except (CliError, ProfileError, MasterKeyError, PluginError) as exc:
-        print(f"{t('error')}: {exc}", file=sys.stderr)
+        print(t("error") + f": {exc}", file=sys.stderr)
         return 1
     except aiohttp.ClientError as exc:
-        print(f"{t('error')}: transport: {exc}", file=sys.stderr)
+        print(t("error") + f": transport: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"{t('error')}: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(t("error") + f": {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     except yaml.YAMLError as exc:  # a profiles file that is not YAML
-        print(f"{t('error')}: YAML: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(t("error") + f": YAML: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:  # the store cannot be reached or opened
         reason = getattr(exc, "orig", None) or exc
-        print(f"{t('error')}: store: {' '.join(str(reason).split())[:300]}", file=sys.stderr)
+        print(t("error") + f": store: {' '.join(str(reason).split())[:300]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # anything else: still one line; LGSP_DEBUG=1 shows the traceback
         if os.environ.get("LGSP_DEBUG"):
             raise
-        print(f"{t('error')}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        print(t("error") + f": {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
         return 1

@@ -50,7 +50,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             close()
 
     packet_id = asyncio.run(go())
-    print(t("sent", id=packet_id))
+    print(t("sent packet {id}", id=packet_id))
     return 0
 
 
@@ -64,15 +64,16 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 
     items, more = asyncio.run(go())
     if more:  # on stderr, so stdout stays the list alone (--json pipes)
-        print(t("inbox_more", n=len(items), cursor=more), file=sys.stderr)
+        print(t("more packets after these {n}; continue with: lgsp inbox --cursor {cursor}", n=len(items),
+                cursor=more), file=sys.stderr)
     if args.json:
         output.print_json(items)
     elif not items:
-        print(t("inbox_empty"))
+        print(t("inbox is empty"))
     else:
         output.table([[i["id"], i["from"], str(i["priority"]), output.size(i["size"]), i["created_at"], i["subject"]]
-                      for i in items], [t("h_id"), t("h_from"), t("h_priority"), t("h_size"), t("h_created"),
-                                        t("h_subject")])
+                      for i in items], [t("ID"), t("FROM"), t("PRIORITY"), t("SIZE"), t("CREATED"),
+                                        t("SUBJECT")])
     return 0
 
 
@@ -89,7 +90,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
                 close()
 
     sha = asyncio.run(go())
-    print(t("fetched", id=args.id, path=out, sha=sha))
+    print(t("fetched packet {id} into {path} (SHA-256 {sha})", id=args.id, path=out, sha=sha))
     return 0
 
 
@@ -100,14 +101,14 @@ def cmd_ack(args: argparse.Namespace) -> int:
     if not sha:
         path = Path(args.file or args.id)
         if not path.is_file():
-            raise CliError(t("no_file_for_ack", path=path))
+            raise CliError(t("no file {path}: fetch the packet first (lgsp fetch) or pass --file/--sha256", path=path))
         sha, _ = file_sha256(path)
 
     async def go() -> str:
         async with _client(args) as client:
             return await client.ack(args.id, sha)
 
-    print(t("acked", id=args.id, state=asyncio.run(go())))
+    print(t("acknowledged packet {id}: {state}", id=args.id, state=asyncio.run(go())))
     return 0
 
 
@@ -116,7 +117,7 @@ def cmd_fail(args: argparse.Namespace) -> int:
         async with _client(args) as client:
             return await client.fail(args.id, args.reason)
 
-    print(t("failed", id=args.id, state=asyncio.run(go())))
+    print(t("refused packet {id}: {state}", id=args.id, state=asyncio.run(go())))
     return 0
 
 
@@ -125,7 +126,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         async with _client(args) as client:
             return await client.cancel(args.id)
 
-    print(t("cancelled", units=", ".join(asyncio.run(go())["cancelled"]) or "-"))
+    print(t("cancelled deliveries to: {units}", units=", ".join(asyncio.run(go())["cancelled"]) or "-"))
     return 0
 
 
@@ -149,14 +150,14 @@ def cmd_units(args: argparse.Namespace) -> int:
 
     items = asyncio.run(go())
     output.table([[u["id"], u["name"], u.get("parent") or "-", u["zone"]] for u in items],
-                 [t("h_id"), t("h_name"), t("h_parent"), t("h_zone")])
+                 [t("ID"), t("NAME"), t("PARENT"), t("ZONE")])
     return 0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     async def go() -> None:
         async with _client(args) as client, client.events() as stream:
-            print(t("watching"), file=sys.stderr, flush=True)
+            print(t("watching events (Ctrl+C to stop)…"), file=sys.stderr, flush=True)
             count = 0
             async for message in stream:
                 print(json.dumps(message, ensure_ascii=False), flush=True)
@@ -170,61 +171,61 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("send", help="send a file to one or more units")
+    p = sub.add_parser("send", help=t("send a file to one or more units"))
     p.add_argument("file")
-    p.add_argument("--to", action="append", required=True, help="destination identifier (repeatable)")
-    p.add_argument("--subject", help="subject (default: the file name)")
+    p.add_argument("--to", action="append", required=True, help=t("destination identifier (repeatable)"))
+    p.add_argument("--subject", help=t("subject (default: the file name)"))
     p.add_argument("--priority", type=int, default=0, choices=(0, 1, 2, 3))
     p.add_argument("--data-type", default="binary")
     add_credentials(p)
     p.set_defaults(func=cmd_send)
 
-    p = sub.add_parser("inbox", help="packets waiting for this unit")
-    p.add_argument("--limit", type=positive_int, default=100, help="packets per page (at most 1000)")
+    p = sub.add_parser("inbox", help=t("packets waiting for this unit"))
+    p.add_argument("--limit", type=positive_int, default=100, help=t("packets per page (at most 1000)"))
     pages = p.add_mutually_exclusive_group()
-    pages.add_argument("--cursor", help="continue after the page that printed this cursor")
-    pages.add_argument("--all", action="store_true", help="follow the cursor through every page")
+    pages.add_argument("--cursor", help=t("continue after the page that printed this cursor"))
+    pages.add_argument("--all", action="store_true", help=t("follow the cursor through every page"))
     p.add_argument("--json", action="store_true")
     add_credentials(p)
     p.set_defaults(func=cmd_inbox)
 
-    p = sub.add_parser("fetch", help="download a packet (resumes a partial file)")
+    p = sub.add_parser("fetch", help=t("download a packet (resumes a partial file)"))
     p.add_argument("id")
-    p.add_argument("-o", "--output", help="file to write (default: the packet id)")
+    p.add_argument("-o", "--output", help=t("file to write (default: the packet id)"))
     add_credentials(p)
     p.set_defaults(func=cmd_fetch)
 
-    p = sub.add_parser("ack", help="acknowledge a fetched packet")
+    p = sub.add_parser("ack", help=t("acknowledge a fetched packet"))
     p.add_argument("id")
-    p.add_argument("--file", help="the fetched file (default: the packet id)")
-    p.add_argument("--sha256", help="acknowledge this hash instead of hashing a file")
+    p.add_argument("--file", help=t("the fetched file (default: the packet id)"))
+    p.add_argument("--sha256", help=t("acknowledge this hash instead of hashing a file"))
     add_credentials(p)
     p.set_defaults(func=cmd_ack)
 
-    p = sub.add_parser("fail", help="refuse a packet")
+    p = sub.add_parser("fail", help=t("refuse a packet"))
     p.add_argument("id")
     p.add_argument("--reason", required=True)
     add_credentials(p)
     p.set_defaults(func=cmd_fail)
 
-    p = sub.add_parser("cancel", help="cancel undelivered deliveries of a sent packet")
+    p = sub.add_parser("cancel", help=t("cancel undelivered deliveries of a sent packet"))
     p.add_argument("id")
     add_credentials(p)
     p.set_defaults(func=cmd_cancel)
 
-    p = sub.add_parser("status", help="trạng thái và diễn biến của một gói tin")
+    p = sub.add_parser("status", help=t("a packet's state and timeline"))
     p.add_argument("id")
-    p.add_argument("--json", action="store_true", help="in nguyên dạng JSON của hub")
+    p.add_argument("--json", action="store_true", help=t("print the hub's raw JSON"))
     add_credentials(p)
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("units", help="search the unit directory (via the hub)")
-    p.add_argument("-q", help="identifier prefix or part of the name")
+    p = sub.add_parser("units", help=t("search the unit directory (via the hub)"))
+    p.add_argument("-q", help=t("identifier prefix or part of the name"))
     p.add_argument("--limit", type=positive_int, default=50)
     add_credentials(p)
     p.set_defaults(func=cmd_units)
 
-    p = sub.add_parser("watch", help="print events as they happen")
-    p.add_argument("--count", type=int, default=0, help="stop after this many messages")
+    p = sub.add_parser("watch", help=t("print events as they happen"))
+    p.add_argument("--count", type=int, default=0, help=t("stop after this many messages"))
     add_credentials(p)
     p.set_defaults(func=cmd_watch)

@@ -30,7 +30,9 @@ def cmd_format_set(args: argparse.Namespace) -> int:
         return fmt or _default(hub, args.family)
 
     shown = on_store(args, use)
-    print(t("format_set" if fmt else "format_reset", unit=args.unit, family=args.family, format=shown))
+    print(t("unit {unit} takes {family} packets as {format}", unit=args.unit, family=args.family, format=shown) if fmt
+          else t("unit {unit} takes {family} packets in the default format ({format})", unit=args.unit,
+                 family=args.family, format=shown))
     return 0
 
 
@@ -43,24 +45,24 @@ def cmd_format_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"formats": known, "units": rows}, ensure_ascii=False, indent=2))
     elif not rows:
-        print(t("format_none"))
+        print(t("no unit has a format of its own"))
     else:
         output.table([[r["unit"], r["family"], r["format"], r["updated_at"]] for r in rows],
-               [t("h_unit"), t("h_family"), t("h_format"), t("h_updated")])
+               [t("UNIT"), t("FAMILY"), t("FORMAT"), t("UPDATED")])
     return 0
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("format", help="the format a unit takes for edXML packets (edxml or json)")
+    p = sub.add_parser("format", help=t("the format a unit takes for edXML packets (edxml or json)"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("set", help="set a unit's format ('default' removes its own setting)")
-    q.add_argument("unit", help="unit identifier")
-    q.add_argument("format", help="edxml, json, or default")
-    q.add_argument("--family", default="edxml", help="data-type family (default: edxml)")
+    q = s.add_parser("set", help=t("set a unit's format ('default' removes its own setting)"))
+    q.add_argument("unit", help=t("unit identifier"))
+    q.add_argument("format", help=t("edxml, json, or default"))
+    q.add_argument("--family", default="edxml", help=t("data-type family (default: edxml)"))
     add_config(q)
     q.set_defaults(func=cmd_format_set)
-    q = s.add_parser("list", help="units with a format of their own, and the formats that exist")
-    q.add_argument("--family", help="only this family")
+    q = s.add_parser("list", help=t("units with a format of their own, and the formats that exist"))
+    q.add_argument("--family", help=t("only this family"))
     q.add_argument("--json", action="store_true")
     add_config(q)
     q.set_defaults(func=cmd_format_list)

@@ -29,9 +29,9 @@ from lgsp.cli import (
     route,
     server,
 )
-from lgsp.cli.args import Parser, Subparsers
+from lgsp.cli.args import Parser, Subparsers, argparse_speaks_our_language
 from lgsp.cli.errors import run_command
-from lgsp.cli.messages import LANGUAGES, unknown_language
+from lgsp.cli.messages import LANGUAGES, t, unknown_language
 
 # The command groups, in the order `lgsp --help` lists them.
 COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
@@ -54,7 +54,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="lgsp", description="lgsp — trục liên thông tỉnh")
+    parser = Parser(prog="lgsp", description=t("lgsp — the provincial integration gateway"))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_commands in COMMAND_GROUPS:
         add_commands(sub)
@@ -67,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lỗi: LGSP_LANG={wrong!r} không được hỗ trợ; dùng {' hoặc '.join(LANGUAGES)} "
               f"(error: unsupported LGSP_LANG; use {' or '.join(LANGUAGES)})", file=sys.stderr)
         return 2
-    args = build_parser().parse_args(argv)
+    with argparse_speaks_our_language():
+        args = build_parser().parse_args(argv)
     return run_command(args.func, args)
 
 

@@ -55,7 +55,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, ensure_ascii=False, indent=2))
     else:
-        print(t("mk_status", file=info["file"], primary=key.primary_id, older=", ".join(key.key_ids[1:]) or "-",
+        print(t("master key file {file}: sealing key {primary}; older keys held: {older}; values still "
+                "sealed under older keys: {left}; key-encryption key: {kek}",
+                file=info["file"], primary=key.primary_id, older=", ".join(key.key_ids[1:]) or "-",
                 left=left, kek=info["kek"] or "-"))
     return 0
 
@@ -84,15 +86,17 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"sealing_key": new_id, "resealed": counts, "left": left, "retired": retired}, indent=2))
         return 0 if left == 0 else 1
-    print(t("mk_rotated", new=new_id, n=sum(counts.values()),
+    print(t("new master key {new}; re-sealed {n} values ({detail})", new=new_id, n=sum(counts.values()),
             detail=", ".join(f"{k} {v}" for k, v in counts.items())))
     if retired:
-        print(t("mk_retired", ids=", ".join(retired)))
+        print(t("retired the old master keys: {ids}. Backups taken before the rotation need the old key file",
+                ids=", ".join(retired)))
     elif left:
-        print(t("mk_left", left=left))
+        print(t("{left} values are still sealed under an old key; the old key was not retired, run the "
+                "command again", left=left))
         return 1
     else:
-        print(t("mk_kept"))
+        print(t("the old key is kept for transfer URLs already issued; retire it later with: lgsp masterkey retire"))
     return 0
 
 
@@ -113,25 +117,27 @@ def cmd_retire(args: argparse.Namespace) -> int:
 
     left, retired = asyncio.run(_with_db(cfg, go))
     if left:
-        raise CliError(t("mk_left", left=left))
-    print(t("mk_retired", ids=", ".join(retired) or "-"))
+        raise CliError(t("{left} values are still sealed under an old key; the old key was not retired, run "
+                         "the command again", left=left))
+    print(t("retired the old master keys: {ids}. Backups taken before the rotation need the old key file",
+            ids=", ".join(retired) or "-"))
     return 0
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("masterkey", help="the master key: status, rotation, retiring old keys")
+    p = sub.add_parser("masterkey", help=t("the master key: status, rotation, retiring old keys"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("status", help="keys held, the sealing one, values still sealed under older keys")
+    q = s.add_parser("status", help=t("keys held, the sealing one, values still sealed under older keys"))
     q.add_argument("--json", action="store_true")
     add_config(q)
     q.set_defaults(func=cmd_status)
-    q = s.add_parser("rotate", help="a new master key; re-seal every secret and data key; retire the old key")
+    q = s.add_parser("rotate", help=t("a new master key; re-seal every secret and data key; retire the old key"))
     q.add_argument("--keep-old", action="store_true",
-                   help="keep the old key to unseal (transfer URLs issued before stay valid); "
-                        "retire it later with: lgsp masterkey retire")
+                   help=t("keep the old key to unseal (transfer URLs issued before stay valid); "
+                        "retire it later with: lgsp masterkey retire"))
     q.add_argument("--json", action="store_true")
     add_config(q)
     q.set_defaults(func=cmd_rotate)
-    q = s.add_parser("retire", help="remove every key but the sealing one (after re-sealing what is left)")
+    q = s.add_parser("retire", help=t("remove every key but the sealing one (after re-sealing what is left)"))
     add_config(q)
     q.set_defaults(func=cmd_retire)

@@ -26,7 +26,8 @@ def _when(text: str) -> dt.datetime:
 def cmd_notice_add(args: argparse.Namespace) -> int:
     by = getpass.getuser()
     notice = on_store(args, lambda hub: hub.notices.add(args.message, args.start, args.end, by=f"cli:{by}"))
-    print(t("notice_added", id=notice.id, start=output.when(notice.starts_at), end=output.when(notice.ends_at)))
+    print(t("added notice {id} ({start} → {end}); the running hub announces it to every unit", id=notice.id,
+            start=output.when(notice.starts_at), end=output.when(notice.ends_at)))
     return 0
 
 
@@ -38,12 +39,12 @@ def cmd_notice_list(args: argparse.Namespace) -> int:
                                          "withdrawn": n.withdrawn_at is not None} for n in found])
         return 0
     if not found:
-        print(t("notice_none"))
+        print(t("no notices"))
         return 0
     output.table([[n.id, output.when(n.starts_at), output.when(n.ends_at),
                    t("yes") if n.announced_at else t("no"), n.message if n.withdrawn_at is None
-                   else f"({t('notice_withdrawn_mark')}) {n.message}"] for n in found],
-                 [t("h_id"), t("h_from"), t("h_to"), t("h_announced"), t("h_message")])
+                   else "(" + t("withdrawn") + f") {n.message}"] for n in found],
+                 [t("ID"), t("FROM"), t("TO"), t("ANNOUNCED"), t("MESSAGE")])
     return 0
 
 
@@ -54,26 +55,26 @@ def cmd_notice_withdraw(args: argparse.Namespace) -> int:
     notice = on_store(args, use)
     if notice is None:  # pragma: no cover - withdraw raises instead
         raise CliError(f"not_found: notice {args.id}")
-    print(t("notice_withdrawn", id=notice.id))
+    print(t("withdrew notice {id}", id=notice.id))
     return 0
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("notice", help="thông báo bảo trì gửi mọi đơn vị")
+    p = sub.add_parser("notice", help=t("maintenance notices sent to every unit"))
     nsub = p.add_subparsers(dest="notice_command", required=True, metavar="ACTION")
-    a = nsub.add_parser("add", help="thêm thông báo (hub đang chạy gửi tới mọi đơn vị)")
+    a = nsub.add_parser("add", help=t("add a notice (the running hub announces it to every unit)"))
     a.add_argument("--from", dest="start", type=_when, required=True,
-                   help="bắt đầu, ISO 8601 (không ghi múi giờ: giờ Việt Nam)")
-    a.add_argument("--to", dest="end", type=_when, required=True, help="kết thúc, ISO 8601")
-    a.add_argument("message", help="nội dung thông báo (tối đa 1000 ký tự)")
+                   help=t("start, ISO 8601 (without a time zone: Vietnam time)"))
+    a.add_argument("--to", dest="end", type=_when, required=True, help=t("end, ISO 8601"))
+    a.add_argument("message", help=t("the notice's text (at most 1000 characters)"))
     add_config(a)
     a.set_defaults(func=cmd_notice_add)
-    ls = nsub.add_parser("list", help="các thông báo chưa kết thúc")
-    ls.add_argument("--all", action="store_true", help="kể cả thông báo đã qua hoặc đã rút")
-    ls.add_argument("--json", action="store_true", help="in JSON")
+    ls = nsub.add_parser("list", help=t("notices not yet over"))
+    ls.add_argument("--all", action="store_true", help=t("also notices that are over or withdrawn"))
+    ls.add_argument("--json", action="store_true", help=t("in JSON"))
     add_config(ls)
     ls.set_defaults(func=cmd_notice_list)
-    w = nsub.add_parser("withdraw", help="rút một thông báo")
+    w = nsub.add_parser("withdraw", help=t("withdraw a notice"))
     w.add_argument("id")
     add_config(w)
     w.set_defaults(func=cmd_notice_withdraw)

@@ -13,30 +13,8 @@ from typing import Any
 
 from lgsp.cli import output
 from lgsp.cli.args import Subparsers, add_config
-from lgsp.cli.messages import MESSAGES, t
+from lgsp.cli.messages import t
 from lgsp.cli.store import on_store, operator_name
-
-MESSAGES.update({
-    "policy_added": ("đã thêm quy tắc #{id}: {rule}", "added rule #{id}: {rule}"),
-    "policy_removed": ("đã gỡ quy tắc #{id}: {rule}", "removed rule #{id}: {rule}"),
-    "policy_none": ("chưa có quy tắc nào; mặc định: {default}", "no rules; default: {default}"),
-    "policy_default": ("mặc định khi không quy tắc nào khớp: {default}", "default when no rule matches: {default}"),
-    "policy_allow": ("CHO PHÉP", "ALLOWED"),
-    "policy_deny": ("TỪ CHỐI", "REFUSED"),
-    "policy_verdict": ("{source} → {dest}{dt}: {verdict}, theo {reason}",
-                       "{source} → {dest}{dt}: {verdict}, by {reason}"),
-    "policy_session": ("mở phiên tới {dest}: {verdict}", "opening a session to {dest}: {verdict}"),
-    "policy_also": ("  các quy tắc khác cũng khớp (ưu tiên giảm dần):", "  other matching rules (by precedence):"),
-    "policy_per_type": ("  riêng kiểu dữ liệu {dt}: {verdict}, theo {reason}",
-                        "  for data type {dt}: {verdict}, by {reason}"),
-    "h_rule": ("QUY TẮC", "RULE"),
-    "h_action": ("HÀNH ĐỘNG", "ACTION"),
-    "h_source": ("NGUỒN", "SOURCE"),
-    "h_dest": ("ĐÍCH", "DESTINATION"),
-    "h_data_type": ("KIỂU DỮ LIỆU", "DATA TYPE"),
-    "h_by": ("NGƯỜI THỰC HIỆN", "BY"),
-    "h_when": ("THỜI ĐIỂM", "WHEN"),
-})
 
 
 def cmd_policy_add(args: argparse.Namespace) -> int:
@@ -45,7 +23,7 @@ def cmd_policy_add(args: argparse.Namespace) -> int:
                                     by=operator_name(args), note=args.note)
 
     rule = on_store(args, use)
-    print(t("policy_added", id=rule.id, rule=rule.text()))
+    print(t("added rule #{id}: {rule}", id=rule.id, rule=rule.text()))
     return 0
 
 
@@ -54,7 +32,7 @@ def cmd_policy_remove(args: argparse.Namespace) -> int:
         return await hub.policy.remove(args.id, by=operator_name(args))
 
     rule = on_store(args, use)
-    print(t("policy_removed", id=rule.id, rule=rule.text()))
+    print(t("removed rule #{id}: {rule}", id=rule.id, rule=rule.text()))
     return 0
 
 
@@ -67,7 +45,7 @@ def cmd_policy_list(args: argparse.Namespace) -> int:
         print(json.dumps({"default": default, "rules": [r.public() for r in rules]}, ensure_ascii=False, indent=2))
         return 0
     if not rules:
-        print(t("policy_none", default=default))
+        print(t("no rules; default: {default}", default=default))
         return 0
     rows = []
     for r in rules:
@@ -76,9 +54,9 @@ def cmd_policy_list(args: argparse.Namespace) -> int:
         if r.removed_at is not None:
             who, when = f"{who} / -{r.removed_by}", f"{when} / -{output.when(r.removed_at)}"
         rows.append([r.label, r.action, str(r.source), str(r.destination), r.data_type or "*", who, when])
-    output.table(rows, [t("h_rule"), t("h_action"), t("h_source"), t("h_dest"), t("h_data_type"), t("h_by"),
-                        t("h_when")])
-    print(t("policy_default", default=default))
+    output.table(rows, [t("RULE"), t("ACTION"), t("SOURCE"), t("DESTINATION"), t("DATA TYPE"), t("BY"),
+                        t("WHEN")])
+    print(t("default when no rule matches: {default}", default=default))
     return 0
 
 
@@ -96,55 +74,59 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     one, many = on_store(args, use)
 
     def verdict(decision: Any) -> str:
-        return t("policy_allow") if decision.allowed else t("policy_deny")
+        return t("ALLOWED") if decision.allowed else t("REFUSED")
 
     def reason(decision: Any) -> str:
         return f"{decision.rule.label} {decision.rule.text()}" if decision.rule else decision.reason()
 
     if one is not None:
-        print(t("policy_verdict", source=args.source, dest=args.destination, dt=f" [{args.data_type}]",
+        print(t("{source} → {dest}{dt}: {verdict}, by {reason}", source=args.source, dest=args.destination,
+                dt=f" [{args.data_type}]",
                 verdict=verdict(one), reason=reason(one)))
         if len(one.matching) > 1:
-            print(t("policy_also"))
+            print(t("  other matching rules (by precedence):"))
             for rule in one.matching[1:]:
                 print(f"    {rule.label} {rule.text()}")
         return 0 if one.allowed else 3
     first, *typed = many
-    print(t("policy_verdict", source=args.source, dest=args.destination, dt="", verdict=verdict(first),
+    print(t("{source} → {dest}{dt}: {verdict}, by {reason}", source=args.source, dest=args.destination, dt="",
+            verdict=verdict(first),
             reason=reason(first)))
     for decision in typed:
         if decision.allowed != first.allowed or decision.rule is not first.rule:
-            print(t("policy_per_type", dt=decision.data_type, verdict=verdict(decision), reason=reason(decision)))
+            print(t("  for data type {dt}: {verdict}, by {reason}", dt=decision.data_type, verdict=verdict(decision),
+                    reason=reason(decision)))
     session = any(d.allowed for d in many)
-    print(t("policy_session", dest=args.destination, verdict=t("policy_allow") if session else t("policy_deny")))
+    print(t("opening a session to {dest}: {verdict}", dest=args.destination,
+            verdict=t("ALLOWED") if session else t("REFUSED")))
     return 0 if session else 3
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("policy", help="who may reach whom (communication policy)")
+    p = sub.add_parser("policy", help=t("who may reach whom (communication policy)"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("add", help="add a rule: allow|deny SOURCE DESTINATION")
+    q = s.add_parser("add", help=t("add a rule: allow|deny SOURCE DESTINATION"))
     q.add_argument("action", choices=("allow", "deny"))
-    q.add_argument("source", help="*, zone:NAME, under:UNIT, UNIT or app:UNIT/NAME")
-    q.add_argument("destination", help="*, zone:NAME, under:UNIT or UNIT")
-    q.add_argument("--data-type", help="only packets of this data type (default: any)")
-    q.add_argument("--note", help="why the rule exists")
-    q.add_argument("--by", help="who makes the change (default: $LGSP_OPERATOR or the login name)")
+    q.add_argument("source", help=t("*, zone:NAME, under:UNIT, UNIT or app:UNIT/NAME"))
+    q.add_argument("destination", help=t("*, zone:NAME, under:UNIT or UNIT"))
+    q.add_argument("--data-type", help=t("only packets of this data type (default: any)"))
+    q.add_argument("--note", help=t("why the rule exists"))
+    q.add_argument("--by", help=t("who makes the change (default: $LGSP_OPERATOR or the login name)"))
     add_config(q)
     q.set_defaults(func=cmd_policy_add)
-    q = s.add_parser("remove", help="remove a rule by its number (it stays in the history)")
+    q = s.add_parser("remove", help=t("remove a rule by its number (it stays in the history)"))
     q.add_argument("id", type=int)
-    q.add_argument("--by", help="who makes the change (default: $LGSP_OPERATOR or the login name)")
+    q.add_argument("--by", help=t("who makes the change (default: $LGSP_OPERATOR or the login name)"))
     add_config(q)
     q.set_defaults(func=cmd_policy_remove)
-    q = s.add_parser("list", help="the rules in force (--all: removed ones too)")
+    q = s.add_parser("list", help=t("the rules in force (--all: removed ones too)"))
     q.add_argument("--all", action="store_true")
     q.add_argument("--json", action="store_true")
     add_config(q)
     q.set_defaults(func=cmd_policy_list)
-    q = s.add_parser("explain", help="which rule decides whether SOURCE may reach DEST (exit 3: refused)")
-    q.add_argument("source", help="UNIT or UNIT/APPLICATION")
-    q.add_argument("destination", help="UNIT")
-    q.add_argument("--data-type", help="decide for this data type (default: every data type that matters)")
+    q = s.add_parser("explain", help=t("which rule decides whether SOURCE may reach DEST (exit 3: refused)"))
+    q.add_argument("source", help=t("UNIT or UNIT/APPLICATION"))
+    q.add_argument("destination", help=t("UNIT"))
+    q.add_argument("--data-type", help=t("decide for this data type (default: every data type that matters)"))
     add_config(q)
     q.set_defaults(func=cmd_policy_explain)

@@ -12,7 +12,7 @@ from typing import Any
 from lgsp.cli import output
 from lgsp.cli.args import Subparsers, add_config
 from lgsp.cli.errors import CliError
-from lgsp.cli.messages import lang
+from lgsp.cli.messages import t
 from lgsp.cli.store import on_store
 
 
@@ -22,35 +22,35 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         day = dt.date.fromisoformat(args.day) if args.day else dt.date.today()
     except ValueError:
-        raise CliError(("ngày phải có dạng YYYY-MM-DD: " if lang() == "vi" else "the day is YYYY-MM-DD: ")
-                       + args.day) from None
+        raise CliError(t("the day is YYYY-MM-DD: {day}", day=args.day)) from None
     since, until = period_bounds(args.period, day)
 
     async def use(hub: Any) -> Any:
         if await hub.directory.get_unit(args.unit) is None:
-            raise CliError(f"không có đơn vị {args.unit}" if lang() == "vi" else f"no unit {args.unit}")
+            raise CliError(t("no unit {unit}", unit=args.unit))
         return await unit_report(hub.db, args.unit, since, until)
 
     report = on_store(args, use)
     if args.output:
         path = Path(args.output)
         path.write_bytes(to_xlsx(report) if path.suffix.lower() == ".xlsx" else to_csv(report))
-        print(("đã ghi báo cáo vào " if lang() == "vi" else "wrote the report to ") + str(path))
+        print(t("wrote the report to {path}", path=path))
     elif args.json:
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:
         output.table([[s, i, "-" if v is None else str(v)] for s, i, v in report.rows()],
-                     ["MỤC", "CHỈ TIÊU", "GIÁ TRỊ"] if lang() == "vi" else ["SECTION", "ITEM", "VALUE"])
+                     [t("SECTION"), t("ITEM"), t("VALUE")])
     return 0
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("report", help="a unit's statistics for a period (packets, bytes, delivery times, online ratio)")
+    p = sub.add_parser("report",
+                       help=t("a unit's statistics for a period (packets, bytes, delivery times, online ratio)"))
     p.add_argument("--unit", required=True)
     p.add_argument("--period", choices=("day", "month", "quarter", "year"), default="month")
-    p.add_argument("--day", help="a day inside the period, YYYY-MM-DD (default: today)")
+    p.add_argument("--day", help=t("a day inside the period, YYYY-MM-DD (default: today)"))
     g = p.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true")
-    g.add_argument("-o", "--output", help="write FILE.xlsx or FILE.csv")
+    g.add_argument("-o", "--output", help=t("write FILE.xlsx or FILE.csv"))
     add_config(p)
     p.set_defaults(func=cmd_report)

@@ -26,16 +26,17 @@ def cmd_route_explain(args: argparse.Namespace) -> int:
     else:
         reason = decision.reason_en if lang() == "en" else decision.reason_vi
         if decision.route is None:
-            raise CliError(t("route_refused", unit=decision.unit, reason=reason))
-        print(t("route_decision", unit=decision.unit, zone=decision.zone, route=decision.route, reason=reason))
+            raise CliError(t("{unit}: no route — {reason}", unit=decision.unit, reason=reason))
+        print(t("{unit}: zone {zone}, route {route} — {reason}", unit=decision.unit, zone=decision.zone,
+                route=decision.route, reason=reason))
     return 0 if decision.route is not None else 1
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("route", help="how destinations are routed")
+    p = sub.add_parser("route", help=t("how destinations are routed"))
     s = p.add_subparsers(dest="action", required=True)
-    q = s.add_parser("explain", help="where a packet for this destination goes, and why")
-    q.add_argument("unit", help="destination identifier")
-    q.add_argument("--json", action="store_true", help="print the decision as JSON")
+    q = s.add_parser("explain", help=t("where a packet for this destination goes, and why"))
+    q.add_argument("unit", help=t("destination identifier"))
+    q.add_argument("--json", action="store_true", help=t("print the decision as JSON"))
     add_config(q)
     q.set_defaults(func=cmd_route_explain)

@@ -24,8 +24,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from lgsp.core.health import serve  # SIGTERM drains (/readyz fails first), sd_notify under systemd
 
-    asyncio.run(serve(Hub(config), on_ready=lambda url: print(t("listening", url=url), flush=True),
-                      on_stopping=lambda: print(t("stopping"), file=sys.stderr, flush=True)))
+    asyncio.run(serve(Hub(config), on_ready=lambda url: print(t("lgsp is listening on {url} (Ctrl+C to stop)",
+                                                                url=url), flush=True),
+                      on_stopping=lambda: print(t("stopping…"), file=sys.stderr, flush=True)))
     return 0
 
 
@@ -38,7 +39,7 @@ def cmd_axis_sim(args: argparse.Namespace) -> int:
         if args.systems_file:
             systems += read_systems_file(Path(args.systems_file))
         if not systems:
-            raise CliError(t("axis_sim_no_system"))
+            raise CliError(t("at least one system is needed: --system ID:SECRET:AGENCY or --systems-file FILE"))
         agencies = load_agencies(Path(args.agencies)) if args.agencies else []
         simulator = AxisSimulator(systems, agencies=agencies, state_file=Path(args.state) if args.state else None)
     except (SimConfigError, ValueError) as exc:
@@ -46,24 +47,25 @@ def cmd_axis_sim(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def ready(url: str) -> None:
-        print(t("axis_sim_listening", url=url, n=len(systems)), flush=True)
+        print(t("national axis (VXP) simulator is listening on {url} for {n} system(s) (Ctrl+C to stop)", url=url,
+                n=len(systems)), flush=True)
 
     asyncio.run(serve_until_signalled(simulator, args.host, args.port, ready))
-    print(t("stopping"), file=sys.stderr, flush=True)
+    print(t("stopping…"), file=sys.stderr, flush=True)
     return 0
 
 
 def add_commands(sub: Subparsers) -> None:
-    p = sub.add_parser("run", help="start the hub")
+    p = sub.add_parser("run", help=t("start the hub"))
     add_config(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("axis-sim", help="run a national document axis (VXP) simulator in the foreground (tests)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8090, help="port (default 8090; 0 picks a free one)")
+    p = sub.add_parser("axis-sim", help=t("run a national document axis (VXP) simulator in the foreground (tests)"))
+    p.add_argument("--host", default="127.0.0.1", help=t("address to listen on (default 127.0.0.1)"))
+    p.add_argument("--port", type=int, default=8090, help=t("port (default 8090; 0 picks a free one)"))
     p.add_argument("--system", action="append", default=[], metavar="ID:SECRET:AGENCY",
-                   help="a system that may call (repeatable); SECRET may be env:NAME or file:PATH")
-    p.add_argument("--systems-file", help="one ID:SECRET:AGENCY per line")
-    p.add_argument("--agencies", help="JSON array of agencies (getSynchronizeUnit fields) for the directory")
-    p.add_argument("--state", help="keep the simulator's state in this JSON file across restarts")
+                   help=t("a system that may call (repeatable); SECRET may be env:NAME or file:PATH"))
+    p.add_argument("--systems-file", help=t("one ID:SECRET:AGENCY per line"))
+    p.add_argument("--agencies", help=t("JSON array of agencies (getSynchronizeUnit fields) for the directory"))
+    p.add_argument("--state", help=t("keep the simulator's state in this JSON file across restarts"))
     p.set_defaults(func=cmd_axis_sim)

@@ -42,7 +42,8 @@ def cli_config(args: argparse.Namespace, *, admin: bool = True) -> Config:
     """The config of this command. `admin`: refuse to guess a store (see the module docstring)."""
     path = config_path(args)
     if path is None and admin and not any(os.environ.get(name) for name in STORE_VARIABLES):
-        raise CliError(t("no_config", path=DEFAULT_CONFIG))
+        raise CliError(t("no config file {path}: an administration command must know which store to use; run "
+                         "it in the hub's folder, or give --config FILE (or LGSP_CONFIG)", path=DEFAULT_CONFIG))
     return load_config(path)
 
 
@@ -73,8 +74,8 @@ async def open_store(args: argparse.Namespace) -> AsyncIterator[Any]:
         finally:
             await hub.db.close()
     # Reached only when the command succeeded: a failure stays one line on stderr.
-    source = config_path(args) or t("config_from_environment")
-    print(t("store_used", store=describe_store(config), config=source), file=sys.stderr)
+    source = config_path(args) or t("LGSP_* environment")
+    print(t("store: {store} (config: {config})", store=describe_store(config), config=source), file=sys.stderr)
 
 
 def operator_name(args: argparse.Namespace | None = None) -> str:

@@ -10,84 +10,85 @@ from __future__ import annotations
 from typing import Any
 
 from lgsp.cli import output
-from lgsp.cli.messages import lang
+from lgsp.cli.messages import N_, gettext
 
-#: (Vietnamese, English) for packet states, content states and delivery states.
-STATES: dict[str, tuple[str, str]] = {
-    "created": ("đã tạo, chờ tải lên", "created, awaiting upload"),
-    "accepted": ("đã tiếp nhận", "accepted"),
-    "completed": ("đã hoàn tất", "completed"),
-    "expired": ("hết hạn", "expired"),
-    "none": ("chưa có", "none"),
-    "stored": ("đang lưu", "stored"),
-    "purged": ("đã xóa sau khi giao", "purged after delivery"),
-    "waiting": ("chờ gói tin được tiếp nhận", "waiting for acceptance"),
-    "queued": ("trong hàng đợi", "queued"),
-    "notified": ("đã báo bên nhận", "notified"),
-    "fetched": ("bên nhận đã tải", "fetched"),
-    "sending": ("đang đẩy tới bên nhận", "being pushed"),
-    "retrying": ("chờ thử lại", "waiting to retry"),
-    "forwarded": ("đã chuyển sang trục khác, chờ bên nhận", "handed to another exchange, awaiting receipt"),
-    "delivered": ("đã giao", "delivered"),
-    "failed": ("giao không thành công", "failed"),
-    "cancelled": ("đã hủy", "cancelled"),
+#: The English msgids (translated by the catalogues) for packet states, content states and delivery states.
+STATES: dict[str, str] = {
+    "created": N_("created, awaiting upload"),
+    "accepted": N_("accepted"),
+    "completed": N_("completed"),
+    "expired": N_("expired"),
+    "none": N_("none"),
+    "stored": N_("stored"),
+    "purged": N_("purged after delivery"),
+    "waiting": N_("waiting for acceptance"),
+    "queued": N_("queued"),
+    "notified": N_("notified"),
+    "fetched": N_("fetched"),
+    "sending": N_("being pushed"),
+    "retrying": N_("waiting to retry"),
+    "forwarded": N_("handed to another exchange, awaiting receipt"),
+    "delivered": N_("delivered"),
+    "failed": N_("failed"),
+    "cancelled": N_("cancelled"),
 }
 
-#: (Vietnamese, English) for event types of a packet's timeline.
-EVENTS: dict[str, tuple[str, str]] = {
-    "packet.created": ("tạo gói tin", "packet created"),
-    "packet.accepted": ("tiếp nhận nội dung", "content accepted"),
-    "packet.available": ("báo có gói tin mới", "destination told"),
-    "packet.fetched": ("bên nhận tải về", "fetched"),
-    "packet.delivered": ("bên nhận xác nhận", "delivery acknowledged"),
-    "packet.failed": ("bên nhận từ chối / giao lỗi", "delivery failed"),
-    "packet.completed": ("hoàn tất mọi nơi nhận", "every delivery ended"),
-    "packet.expired": ("hết hạn", "expired"),
-    "packet.cancelled": ("hủy gửi", "cancelled"),
-    "packet.rerouted": ("chuyển hướng", "rerouted"),
-    "delivery.retrying": ("chờ thử lại", "retry scheduled"),
-    "packet.forwarded": ("đã chuyển sang trục khác (trục quốc gia, trục tỉnh khác)",
-                         "handed to another exchange (the national axis, a peer hub)"),
-    "delivery.retried": ("thử lại", "retried"),
-    "upload.expired": ("hết hạn tải lên", "upload expired"),
-    "upload.failed": ("tải lên lỗi", "upload failed"),
-    "content.rejected": ("nội dung bị từ chối", "content rejected"),
-    "content.purged": ("xóa nội dung", "content purged"),
-    "document.status": ("trạng thái xử lý văn bản", "document status"),
-    "document.sent": ("gửi văn bản", "document sent"),
-    "document.revoked": ("văn bản bị thu hồi", "document revoked"),
-    "document.updated": ("văn bản được cập nhật", "document updated"),
-    "document.replaced": ("văn bản bị thay thế", "document replaced"),
-    "registration.submitted": ("nộp đề nghị đăng ký", "registration submitted"),
-    "registration.refused": ("từ chối đề nghị đăng ký", "registration refused"),
-    "registration.approved": ("chấp thuận đề nghị đăng ký", "registration approved"),
-    "registration.handed_over": ("bàn giao thông tin truy cập", "access details handed over"),
-    "destination.offline": ("bên nhận ngoại tuyến", "destination offline"),
-    "hub.notice": ("thông báo bảo trì", "maintenance notice"),
+#: The English msgids for event types of a packet's timeline.
+EVENTS: dict[str, str] = {
+    "packet.created": N_("packet created"),
+    "packet.accepted": N_("content accepted"),
+    "packet.available": N_("destination told"),
+    "packet.fetched": N_("fetched by the destination"),
+    "packet.delivered": N_("delivery acknowledged"),
+    "packet.failed": N_("delivery failed"),
+    "packet.completed": N_("every delivery ended"),
+    "packet.expired": N_("expired"),
+    "packet.cancelled": N_("sending cancelled"),
+    "packet.rerouted": N_("rerouted"),
+    "delivery.retrying": N_("retry scheduled"),
+    "packet.forwarded": N_("handed to another exchange (the national axis, a peer hub)"),
+    "delivery.retried": N_("retried"),
+    "upload.expired": N_("upload expired"),
+    "upload.failed": N_("upload failed"),
+    "content.rejected": N_("content rejected"),
+    "content.purged": N_("content purged"),
+    "document.status": N_("document status"),
+    "document.sent": N_("document sent"),
+    "document.revoked": N_("document revoked"),
+    "document.updated": N_("document updated"),
+    "document.replaced": N_("document replaced"),
+    "registration.submitted": N_("registration submitted"),
+    "registration.refused": N_("registration refused"),
+    "registration.approved": N_("registration approved"),
+    "registration.handed_over": N_("access details handed over"),
+    "destination.offline": N_("destination offline"),
+    "hub.notice": N_("maintenance notice"),
 }
 
-_LABELS: dict[str, tuple[str, str]] = {
-    "packet": ("Gói tin", "Packet"), "from": ("từ", "from"), "priority": ("độ khẩn", "priority"),
-    "state": ("trạng thái", "state"), "content": ("nội dung", "content"), "deadline": ("hạn xử lý", "deadline"),
-    "destinations": ("Nơi nhận", "Destinations"), "timeline": ("Diễn biến", "Timeline"),
-    "attempts": ("lần thử", "attempts"), "next": ("thử lại lúc", "next attempt"),
+_LABELS: dict[str, str] = {
+    "packet": N_("Packet"),
+    "from": N_("from"),
+    "priority": N_("priority"),
+    "state": N_("state"),
+    "content": N_("content"),
+    "deadline": N_("deadline"),
+    "destinations": N_("Destinations"),
+    "timeline": N_("Timeline"),
+    "attempts": N_("attempts"),
+    "next": N_("next attempt"),
 }
-
-
-def _pick(pair: tuple[str, str]) -> str:
-    return pair[1] if lang() == "en" else pair[0]
 
 
 def state_name(state: str) -> str:
-    return _pick(STATES[state]) if state in STATES else state
+    return gettext(STATES[state]) if state in STATES else state
 
 
 def event_name(kind: str) -> str:
-    return _pick(EVENTS[kind]) if kind in EVENTS else kind
+    return gettext(EVENTS[kind]) if kind in EVENTS else kind
 
 
 def _label(key: str) -> str:
-    return _pick(_LABELS[key])
+    return gettext(_LABELS[key])
 
 
 def _when(value: Any) -> str:

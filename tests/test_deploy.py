@@ -278,3 +278,13 @@ def test_config_parser_reads_the_unit() -> None:
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read_string(UNIT.read_text(encoding="utf-8"))
     assert parser.sections() == ["Unit", "Service", "Install"]
+
+
+def test_the_language_catalogues_ship_in_the_wheel(venv: Path) -> None:
+    """Vietnamese by default and English on request, read from the catalogues the wheel installed."""
+    code = ("import lgsp.core.i18n as i; print(i.catalogue_path('vi')); "
+            "print(i.gettext('no notices', 'vi')); print(i.gettext('no notices', 'en'))")
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True,
+                         cwd=venv, timeout=120).stdout.splitlines()
+    assert out[0].startswith(str(venv)), out
+    assert out[1:] == ["không có thông báo nào", "no notices"]

@@ -1,0 +1,132 @@
+"""One language at a time: the catalogues cover every marked string, Vietnamese unless English is asked."""
+
+from __future__ import annotations
+
+import pytest
+
+from lgsp.core import i18n
+from lgsp.core.i18n_catalogues import extract, placeholders, problems, read
+from tests.cli_support import run_cli
+
+
+def test_every_marked_string_has_both_translations_with_the_same_placeholders() -> None:
+    """A string marked in the source (`_`, `t`, `Text`, `N_`, a template's `{% trans %}`) but missing,
+    empty, fuzzy or with other placeholders in a catalogue fails here; `make messages` adds it."""
+    assert len(extract()) > 150  # the extractor really finds the marked strings
+    found = problems()
+    assert not found, "run `make messages` and translate:\n" + "\n".join(found[:50])
+
+
+def test_the_check_fails_on_a_missing_or_wrong_translation(tmp_path, monkeypatch) -> None:
+    """The check itself can fail: a new marked string, and a translation that drops a placeholder."""
+    import shutil
+
+    from lgsp.core.i18n_catalogues import SOURCE_FOLDERS, repository_root, update
+
+    root = tmp_path / "repo"
+    for folder in SOURCE_FOLDERS:
+        (root / folder).mkdir(parents=True)
+    (root / "cli" / "x.py").write_text('from lgsp.cli.messages import t\nprint(t("sent packet {id}", id=1))\n'
+                                       'print(t("a brand new message"))\n', encoding="utf-8")
+    shutil.copytree(repository_root() / "core" / "locale", root / "core" / "locale")
+    update(root)
+    found = problems(root)
+    assert found == ["vi: untranslated 'a brand new message' (cli/x.py:3)"]
+    catalog = read("vi", root)
+    catalog["sent packet {id}"].string = "đã gửi gói tin"
+    from lgsp.core.i18n_catalogues import write
+
+    write(catalog, "vi", root)
+    assert any("placeholders differ in 'sent packet {id}'" in line for line in problems(root))
+
+
+def test_placeholders_are_format_names_and_template_names() -> None:
+    assert placeholders("unit {unit}: {status!r} {n:>3}") == {"{unit}", "{status!r}", "{n:>3}"}
+    assert placeholders("%(user)s signed in") == {"%(user)s"}
+
+
+def test_vietnamese_is_the_default_and_english_is_asked_for(monkeypatch) -> None:
+    monkeypatch.delenv("LGSP_LANG", raising=False)
+    assert i18n.current() == "vi"
+    assert i18n._("no notices") == "không có thông báo nào"
+    monkeypatch.setenv("LGSP_LANG", "en_GB.UTF-8")
+    assert i18n._("no notices") == "no notices"
+    with i18n.speaking("vi"):
+        assert i18n._("sent packet {id}", id="P1") == "đã gửi gói tin P1"
+    assert i18n.current() == "en"
+
+
+def test_a_text_is_translated_when_read_and_stays_a_string() -> None:
+    text = i18n.Text("sent packet {id}", id="P1")
+    assert text == "sent packet P1" and isinstance(text, str)
+    assert text.render("vi") == "đã gửi gói tin P1"
+    assert text.render("en") == "sent packet P1"
+    assert i18n.render("no notices", "vi") == "không có thông báo nào"
+    assert i18n.render("nothing to translate here", "vi") == "nothing to translate here"
+
+
+@pytest.mark.parametrize(("header", "lang"), [
+    ("", "vi"), ("en", "en"), ("en-US,en;q=0.9", "en"), ("vi-VN,vi;q=0.9,en;q=0.8", "vi"),
+    ("fr, en;q=0.5", "en"), ("fr", "vi"), ("vi;q=0.2, en;q=0.8", "en"), ("en;q=0", "vi"), ("en;q=abc", "vi"),
+])
+def test_accept_language_picks_the_first_language_lgsp_speaks(header: str, lang: str) -> None:
+    assert i18n.from_accept_language(header) == lang
+
+
+def test_an_unknown_lgsp_lang_is_refused_naming_the_languages() -> None:
+    result = run_cli("--help", lang="fr")
+    assert result.returncode == 2
+    assert "'fr'" in result.stderr and "vi" in result.stderr and "en" in result.stderr
+
+
+def _help_texts(lang: str, monkeypatch) -> list[tuple[str, str]]:
+    """(command path, text) for every description, group title and argument help of the CLI."""
+    import argparse
+
+    from lgsp.cli.args import argparse_speaks_our_language
+    from lgsp.cli.main import build_parser
+
+    monkeypatch.setenv("LGSP_LANG", lang)
+    out: list[tuple[str, str]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        if parser.description:
+            out.append((path, parser.description))
+        for group in parser._action_groups:
+            out.append((path, str(group.title)))
+        for action in parser._actions:
+            if action.help and action.help != argparse.SUPPRESS:
+                out.append((f"{path} {'/'.join(action.option_strings) or action.dest}", str(action.help)))
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    out.append((f"{path} {choice.dest}", str(choice.help)))
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+
+    with argparse_speaks_our_language():
+        walk(build_parser(), "lgsp")
+    return out
+
+
+def test_the_cli_help_has_no_untranslated_english_by_default(monkeypatch) -> None:
+    """Every help text, title and description differs between Vietnamese and English (a text left
+    in English, or unmarked, reads the same in both)."""
+    english = _help_texts("en", monkeypatch)
+    vietnamese = _help_texts("vi", monkeypatch)
+    assert len(english) == len(vietnamese) > 300
+    same = sorted({f"{where}: {en!r}" for (where, en), (_w, vi) in zip(english, vietnamese, strict=True) if en == vi})
+    assert not same, "CLI help not translated:\n" + "\n".join(same)
+    helps = dict(vietnamese)
+    assert helps["lgsp send --to"] == "mã định danh nơi nhận (lặp lại được)"
+
+
+def test_the_cli_help_and_argparse_words_are_vietnamese(monkeypatch) -> None:
+    monkeypatch.delenv("LGSP_LANG", raising=False)
+    result = run_cli("unit", "add", "--help", lang="vi")
+    assert result.returncode == 0
+    assert result.stdout.startswith("cách dùng: lgsp unit add")
+    assert "tùy chọn:" in result.stdout and "hiện trợ giúp này rồi thoát" in result.stdout
+    wrong = run_cli("unit", "nothing", lang="vi")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("lỗi: ") and "lựa chọn không hợp lệ" in wrong.stderr
+    english = run_cli("unit", "add", "--help", lang="en")
+    assert english.stdout.startswith("usage: lgsp unit add") and "show this help message and exit" in english.stdout

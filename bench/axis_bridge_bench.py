@@ -7,9 +7,14 @@ Two figures, one hub (in this process, SQLite, plugins rest + edxml + national_a
 * inbound: N documents "from a ministry" are put on the axis's pending list; one poll round
   (getReceivedEdocList, getEdoc, submit, updateStatus done) takes them all.
 
+Each beside its baseline in the same run, against the same simulator: the axis client alone doing
+the protocol part of the work (outbound: sendEdoc of other documents of the same size, as many at
+once as the bridge's lane; inbound: getReceivedEdocList, then getEdoc and updateStatus done per
+document), so the ratio is what the hub adds (REST upload, store, delivery engine, submit).
+
     python -m bench.axis_bridge_bench [--docs 100] [--size 16384] [--workdir DIR]
 
-Prints one JSON row. Not part of `bench.run`'s grid yet.
+Prints one JSON row; `python -m bench.run` makes rows of it (group `axis`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from typing import Any
 import yaml
 from sqlalchemy import func, select
 
+from bench.vxp_bench import document as bench_document
 from lgsp.adapters.national_axis.bridge import bridge_of
+from lgsp.adapters.national_axis.client import AxisClient
 from lgsp.adapters.national_axis.inbound import poll_once
 from lgsp.adapters.national_axis.sim_state import SimSystem
 from lgsp.adapters.national_axis.simulator import AxisSimulator
@@ -37,12 +44,35 @@ from lgsp.core.store.tables import deliveries
 
 SYSTEM = SimSystem("vxp.saas.45", "bench-secret-45", "000.00.00.H45")
 LOCAL, OTHER, MINISTRY = "000.00.00.H45", "000.02.31.H45", "000.00.00.G22"
+CONCURRENCY = 4  # the bridge's sendEdoc lane, and the baseline's calls in flight
 
 
 def document(sender: str, recipient: str, n: int, size: int) -> bytes:
-    from tests.edxml_hub.support import edoc
+    return bench_document(sender, recipient, n, size)
 
-    return edoc(sender, [recipient], number=str(n), files={"cid:1": b"x" * size})
+
+async def direct(sim: AxisSimulator, docs: int, size: int) -> tuple[float, float]:
+    """Seconds for the axis client alone: sendEdoc of `docs` documents; then fetching and
+    acknowledging `docs` received ones."""
+    payloads = [document(SYSTEM.agency_code, MINISTRY, 50_000 + i, size) for i in range(docs)]
+    async with AxisClient(sim.url, SYSTEM.system_id, SYSTEM.secret, timeout=60) as client:
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def send(data: bytes) -> None:
+            async with gate:
+                await client.send_edoc(data, SYSTEM.agency_code, [MINISTRY])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(send(d) for d in payloads))
+        outbound = time.perf_counter() - started
+        for i in range(docs):
+            await sim.inject(SYSTEM.agency_code, document(MINISTRY, OTHER, 60_000 + i, size))
+        started = time.perf_counter()
+        for item in await client.received_list("edoc"):
+            await client.get_edoc(item.doc_id)
+            await client.update_status(item.doc_id, "done")
+        inbound = time.perf_counter() - started
+    return outbound, inbound
 
 
 async def run(docs: int, size: int, workdir: Path) -> dict[str, Any]:
@@ -58,7 +88,7 @@ async def run(docs: int, size: int, workdir: Path) -> dict[str, Any]:
         "adapters": {"national_axis": {
             "endpoint": sim.url, "system_id": SYSTEM.system_id, "secret": "axis", "agency_code": SYSTEM.agency_code,
             "poll_interval_seconds": 3600, "track_interval_seconds": 3600, "sync_interval_seconds": 0,
-            "probe_interval_seconds": 0, "concurrency": 4}}}), encoding="utf-8")
+            "probe_interval_seconds": 0, "concurrency": CONCURRENCY}}}), encoding="utf-8")
     config = load_config(path, env={})
     pre = Hub(config)
     await pre.open_store()
@@ -99,12 +129,15 @@ async def run(docs: int, size: int, workdir: Path) -> dict[str, Any]:
         report = await bridge.run("poll", poll_once)
         inbound = time.perf_counter() - started
         assert report is not None and report.submitted == docs, report
+        direct_out, direct_in = await direct(sim, docs, size)
     finally:
         await hub.stop()
         await sim.stop()
-    return {"docs": docs, "size": size, "outbound_seconds": round(outbound, 3),
+    return {"docs": docs, "size": size, "edxml_bytes": len(payloads[0]), "outbound_seconds": round(outbound, 3),
             "outbound_docs_per_s": round(docs / outbound, 1), "inbound_seconds": round(inbound, 3),
-            "inbound_docs_per_s": round(docs / inbound, 1)}
+            "inbound_docs_per_s": round(docs / inbound, 1),
+            "direct_outbound_docs_per_s": round(docs / direct_out, 1),
+            "direct_inbound_docs_per_s": round(docs / direct_in, 1)}
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import auth_bench, disk, edxml_bench, exchange, profiling, push_bench, rabbit
+from bench import auth_bench, axis_bridge_bench, disk, edxml_bench, exchange, profiling, push_bench, rabbit, vxp_bench
 from bench.common import REPO, GiB, KiB, MiB, disk_of, human_size, machine_facts, payload, write_big_file
 from bench.procs import HubProcess, RelayProcess
 from bench.report import Row, Target, table, write_json
@@ -73,6 +73,10 @@ class Profile:
     auth_full_requests: int
     push_cell: tuple[int, int]
     push_reps: int = 3
+    axis_docs: int = 20  # documents each way through the national axis bridge
+    vxp_cell: tuple[int, int] = (2, 10)  # (pairs, documents per pair) through /vxp and REST
+    protocol_reps: int = 1  # repetitions of the axis and vxp rows
+    protocol_size: int = 16 * KiB  # attachment bytes per edXML document of those rows
 
     @property
     def pairs_needed(self) -> int:
@@ -83,7 +87,7 @@ PROFILES = {
     "smoke": Profile("smoke", reps=1, grid=((2, 1 * KiB),), warmup=0.1, window=0.5, max_window=3.0,
                      min_completions=2, latency_cell=(2, 1 * KiB), latency_duration=0.6, latency_reps=1,
                      large=((1, 4 * MiB),), large_reps=1, auth_seconds=0.05, auth_full_requests=25,
-                     push_cell=(2, 1 * KiB), push_reps=1),
+                     push_cell=(2, 1 * KiB), push_reps=1, axis_docs=3, vxp_cell=(1, 2), protocol_size=1 * KiB),
     "quick": Profile("quick", reps=3, grid=((1, 10 * KiB), (32, 10 * KiB), (32, 1 * MiB)), warmup=0.3,
                      window=1.5, max_window=5.0, min_completions=16, latency_cell=(32, 10 * KiB),
                      latency_duration=4.0, latency_reps=1, large=((1, 128 * MiB), (4, 32 * MiB)),
@@ -92,9 +96,10 @@ PROFILES = {
     "full": Profile("full", reps=5, grid=tuple((n, s) for s in (1 * KiB, 10 * KiB, 1 * MiB) for n in (1, 8, 32)),
                     warmup=1.0, window=4.0, max_window=15.0, min_completions=64, latency_cell=(32, 10 * KiB),
                     latency_duration=20.0, latency_reps=3, large=((1, 1 * GiB), (10, 100 * MiB)), large_reps=3,
-                    auth_seconds=1.0, auth_full_requests=600, push_cell=(8, 10 * KiB), push_reps=5),
+                    auth_seconds=1.0, auth_full_requests=600, push_cell=(8, 10 * KiB), push_reps=5,
+                    axis_docs=100, vxp_cell=(4, 25), protocol_reps=3),
 }
-GROUPS = ("pull", "latency", "large", "auth", "push", "edxml")
+GROUPS = ("pull", "latency", "large", "auth", "push", "edxml", "axis", "vxp")
 
 
 def log(message: str) -> None:
@@ -399,6 +404,55 @@ class Bench:
         self.rows += rows_from_edxml(results) or rows_from_plugin("edxml", results[-1])
         log("edXML: " + "; ".join(f"{r.title} {r.summary(next(iter(r.values)))['median']:.1f} {r.unit}"
                                   for r in self.rows if r.group == "edxml"))
+
+    async def axis(self) -> None:
+        """The national axis bridge against the simulator, beside the axis client alone."""
+        docs, size = self.p.axis_docs, self.p.protocol_size
+        params = {"documents": docs, "attachment_bytes": size, "concurrency": axis_bridge_bench.CONCURRENCY}
+        out = Row(id="axis/outbound", group="axis", unit="documents/s", params=params,
+                  title=f"national axis outbound {docs} docs: REST upload → sendEdoc → forwarded",
+                  ratios=[("hub bridge", "axis client alone")],
+                  notes=["hub bridge: a local unit uploads over REST, the delivery engine sends each with "
+                         "sendEdoc to the simulator (counted when forwarded); axis client alone: sendEdoc of "
+                         "other documents of the same size, as many in flight as the bridge's lane"])
+        inbound = Row(id="axis/inbound", group="axis", unit="documents/s", params=params,
+                      title=f"national axis inbound {docs} docs: one poll round",
+                      ratios=[("hub poller", "axis client alone")],
+                      notes=["hub poller: getReceivedEdocList, getEdoc, submit as a packet, updateStatus done; "
+                             "axis client alone: the same calls without the hub"])
+        for rep in range(self.p.protocol_reps):
+            folder = self.workdir / f"axis-{rep}"
+            folder.mkdir()
+            r = await axis_bridge_bench.run(docs, size, folder)
+            out.add("hub bridge", r["outbound_docs_per_s"], r)
+            out.add("axis client alone", r["direct_outbound_docs_per_s"])
+            inbound.add("hub poller", r["inbound_docs_per_s"], r)
+            inbound.add("axis client alone", r["direct_inbound_docs_per_s"])
+            log(f"axis #{rep + 1}: outbound {r['outbound_docs_per_s']}/s (client alone "
+                f"{r['direct_outbound_docs_per_s']}/s), inbound {r['inbound_docs_per_s']}/s (client alone "
+                f"{r['direct_inbound_docs_per_s']}/s)")
+        self.rows += [out, inbound]
+
+    async def vxp(self) -> None:
+        """The hub's /vxp routes driven like SDK systems, beside the same exchange over REST."""
+        pairs, docs = self.p.vxp_cell
+        params = {"pairs": pairs, "documents_per_pair": docs, "attachment_bytes": self.p.protocol_size}
+        rate = Row(id="vxp/end-to-end", group="vxp", unit="documents/s", params=params,
+                   title=f"/vxp end to end {pairs} pairs × {docs} docs (sendEdoc, list, getEdoc, done)",
+                   ratios=[("hub /vxp", "hub REST")],
+                   notes=["hub REST: the same hub process, other documents of the same size: create, upload, "
+                          "inbox, download, ack"])
+        cpu = Row(id="vxp/cpu", group="vxp", unit="ms", higher_is_better=False, params=params,
+                  title="/vxp: hub CPU per document", ratios=[("hub /vxp", "hub REST")])
+        for rep in range(self.p.protocol_reps):
+            r = await vxp_bench.main(pairs, docs, self.p.protocol_size, self.workdir / f"vxp-{rep}")
+            rate.add("hub /vxp", r["documents_per_s"], r)
+            rate.add("hub REST", r["rest_documents_per_s"])
+            cpu.add("hub /vxp", r["hub_cpu_ms_per_document"])
+            cpu.add("hub REST", r["rest_hub_cpu_ms_per_document"])
+            log(f"vxp #{rep + 1}: {r['documents_per_s']}/s (REST {r['rest_documents_per_s']}/s), CPU "
+                f"{r['hub_cpu_ms_per_document']} ms/doc (REST {r['rest_hub_cpu_ms_per_document']})")
+        self.rows += [rate, cpu]
 
 
 def rows_from_edxml(results: list[dict[str, Any]]) -> list[Row]:

@@ -6,9 +6,14 @@ service object: fixed timestamp). A document counts when the sender's sendEdoc h
 receiver has listed it (getReceivedEdocList), fetched it (getEdoc) and acknowledged it
 (updateStatus done). Pairs run concurrently, one document in flight per pair.
 
+The baseline, in the same run on the same hub: the same exchange of other documents of the same
+size over the hub's own REST API (create, upload, inbox, ready, download, ack), so the ratio is
+what the VXP protocol costs next to the native one.
+
     python -m bench.vxp_bench [--pairs 4] [--docs 50] [--size 16384] [--workdir DIR]
 
-Prints one JSON row: documents/s end to end and sendEdoc calls/s, with the hub's CPU seconds.
+Prints one JSON row: documents/s end to end and sendEdoc calls/s, with the hub's CPU seconds;
+`python -m bench.run` makes rows of it (group `vxp`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from lgsp.adapters.national_axis.protocol import (
     hash_file,
     sign_headers,
 )
+from lgsp.client import LgspClient
 from lgsp.core.edxml import build_packet
 
 
@@ -99,6 +105,19 @@ async def run_pair(http: aiohttp.ClientSession, url: str, pair: Pair, docs: list
     return send_time
 
 
+async def rest_pair(pair: Pair, docs: list[bytes]) -> None:
+    """The same exchange over the REST API: create, upload, inbox, download, ack."""
+    async with LgspClient(pair.source) as sender, LgspClient(pair.destination) as receiver:
+        for data in docs:
+            digest = hashlib.sha256(data).hexdigest()
+            created = await sender.call("POST", "/v1/packets", {"data_type": "edxml", "size": len(data),
+                                                                "sha256": digest})
+            await sender.upload(created["upload"]["url"], data, digest)
+            assert created["id"] in [i["id"] for i in await receiver.inbox()]  # accepted by the upload
+            got = await receiver.fetch_bytes(created["id"])
+            await receiver.ack(created["id"], hashlib.sha256(got).hexdigest())
+
+
 async def main(pairs: int, n_docs: int, size: int, workdir: Path) -> dict[str, Any]:
     hub = HubProcess(workdir, overrides={"plugins": {"enabled": ["rest", "edxml", "vxp"]}})
     provisioned = await hub.provision(pairs)
@@ -113,13 +132,23 @@ async def main(pairs: int, n_docs: int, size: int, workdir: Path) -> dict[str, A
                                                 for p, d in zip(provisioned, payloads, strict=True)))
         elapsed = time.perf_counter() - start
         cpu = sum(proc.cpu_times()[:2]) - cpu0
+        others = [[document(p.source_id, p.destination_id, 100_000 + i, size) for i in range(n_docs)]
+                  for p in provisioned]
+        cpu0 = sum(proc.cpu_times()[:2])
+        start = time.perf_counter()
+        await asyncio.gather(*(rest_pair(p, d) for p, d in zip(hub.bound_pairs(), others, strict=True)))
+        rest_elapsed = time.perf_counter() - start
+        rest_cpu = sum(proc.cpu_times()[:2]) - cpu0
     finally:
         await hub.stop()
     total = pairs * n_docs
     return {"row": "vxp served", "pairs": pairs, "documents": total, "edxml_bytes": len(payloads[0][0]),
             "documents_per_s": round(total / elapsed, 1),
             "send_edoc_per_s_per_pair": round(n_docs * pairs / sum(send_times), 1),
-            "hub_cpu_s": round(cpu, 2), "elapsed_s": round(elapsed, 2)}
+            "hub_cpu_s": round(cpu, 2), "elapsed_s": round(elapsed, 2),
+            "rest_documents_per_s": round(total / rest_elapsed, 1), "rest_hub_cpu_s": round(rest_cpu, 2),
+            "hub_cpu_ms_per_document": round(1000 * cpu / total, 2),
+            "rest_hub_cpu_ms_per_document": round(1000 * rest_cpu / total, 2)}
 
 
 if __name__ == "__main__":

@@ -142,6 +142,15 @@ def test_targets_and_extension_rows_are_reported(smoke: dict[str, Any]) -> None:
                     assert run.get("errors", 0) == 0, (row["id"], name, run)
 
 
+def test_protocol_rows_have_their_baseline_in_the_same_run(smoke: dict[str, Any]) -> None:
+    """The national axis bridge beside the axis client alone; /vxp beside REST on the same hub."""
+    ids = {r["id"]: r for r in _rows(smoke, "axis") + _rows(smoke, "vxp")}
+    assert set(ids) == {"axis/outbound", "axis/inbound", "vxp/end-to-end", "vxp/cpu"}
+    for row in ids.values():
+        assert len(row["systems"]) == 2 and len(row["ratios"]) == 1, row["id"]
+        assert all(system["median"] > 0 for system in row["systems"].values()), row["id"]
+
+
 # -- the helpers, on their own ----------------------------------------------------------------
 
 def test_percentile_and_summary() -> None:

@@ -93,12 +93,25 @@ async def test_the_peer_down_is_retried_until_it_answers(pair: Pair) -> None:
     x, y = pair.x, pair.y
     sender = await x.unit(X_A)
     await y.unit(Y_A)
+    adapter = x.hub.push_adapters["peer"]
+    zone = {"protocol": "peer", "zone": Y_ZONE}
+    assert await adapter.probe(f"zone:{Y_ZONE}", zone)  # the presence probe: a signed hello
     await y.hub.stop()
+    assert not await adapter.probe(f"zone:{Y_ZONE}", zone)
     sent = await x.send(sender, edoc(X_A, [Y_A]))
     await _state(x, sent, Y_A, dv.RETRYING)
     assert "connection" in (await x.delivery(sent, Y_A))["last_error"]
     await pair.restart(y)
     await _state(x, sent, Y_A, dv.FORWARDED)
+    assert await adapter.probe(f"zone:{Y_ZONE}", zone)
+
+
+async def test_a_peer_that_does_not_know_this_hub_fails_the_probe(pair: Pair) -> None:
+    x, y = pair.x, pair.y
+    adapter = x.hub.push_adapters["peer"]
+    zone = {"protocol": "peer", "zone": Y_ZONE}
+    y.config.routes[X_ZONE]["peer_unit"] = "000.00.98.H45"  # Y no longer takes X's hub as its peer
+    assert not await adapter.probe(f"zone:{Y_ZONE}", zone)
 
 
 async def test_a_refusal_by_the_peer_fails_the_delivery_with_its_code(pair: Pair) -> None:

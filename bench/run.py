@@ -38,15 +38,15 @@ from bench.report import Row, Target, table, write_json
 RESULTS = REPO / "bench" / "results"
 
 
-def cpu_per_exchange_row(row: Row) -> Row:
+def cpu_per_exchange_row(row: Row, systems: tuple[str, str] = ("hub", "relay")) -> Row:
     """Server CPU (all its threads) per completed exchange, from the same runs as a pull row.
 
     Throughput on a shared machine moves with other people's load; the CPU an exchange costs the
     server barely does, so this ratio is the steadier reading of the same runs.
     """
-    out = Row(id=f"{row.id}/cpu", group="pull-cpu", title=f"{row.title}: server CPU per exchange", unit="ms",
-              higher_is_better=False, params=row.params, ratios=[("hub", "relay")])
-    for system in ("hub", "relay"):
+    out = Row(id=f"{row.id}/cpu", group=f"{row.group}-cpu", title=f"{row.title}: server CPU per exchange", unit="ms",
+              higher_is_better=False, params=row.params, ratios=[systems])
+    for system in systems:
         for value, detail in zip(row.values.get(system, []), row.details.get(system, []), strict=True):
             cpu = detail.get("server_cpu")
             out.add(system, 1000.0 * cpu / value if cpu and value and value == value else None)
@@ -77,6 +77,7 @@ class Profile:
     vxp_cell: tuple[int, int] = (2, 10)  # (pairs, documents per pair) through /vxp and REST
     protocol_reps: int = 1  # repetitions of the axis and vxp rows
     protocol_size: int = 16 * KiB  # attachment bytes per edXML document of those rows
+    encryption_cell: tuple[int, int] = (32, 10 * KiB)  # (pairs, size): small packets, encryption on vs off
 
     @property
     def pairs_needed(self) -> int:
@@ -87,7 +88,8 @@ PROFILES = {
     "smoke": Profile("smoke", reps=1, grid=((2, 1 * KiB),), warmup=0.1, window=0.5, max_window=3.0,
                      min_completions=2, latency_cell=(2, 1 * KiB), latency_duration=0.6, latency_reps=1,
                      large=((1, 4 * MiB),), large_reps=1, auth_seconds=0.05, auth_full_requests=25,
-                     push_cell=(2, 1 * KiB), push_reps=1, axis_docs=3, vxp_cell=(1, 2), protocol_size=1 * KiB),
+                     push_cell=(2, 1 * KiB), push_reps=1, axis_docs=3, vxp_cell=(1, 2), protocol_size=1 * KiB,
+                     encryption_cell=(2, 1 * KiB)),
     "quick": Profile("quick", reps=3, grid=((1, 10 * KiB), (32, 10 * KiB), (32, 1 * MiB)), warmup=0.3,
                      window=1.5, max_window=5.0, min_completions=16, latency_cell=(32, 10 * KiB),
                      latency_duration=4.0, latency_reps=1, large=((1, 128 * MiB), (4, 32 * MiB)),
@@ -99,7 +101,7 @@ PROFILES = {
                     auth_seconds=1.0, auth_full_requests=600, push_cell=(8, 10 * KiB), push_reps=5,
                     axis_docs=100, vxp_cell=(4, 25), protocol_reps=3),
 }
-GROUPS = ("pull", "latency", "large", "auth", "push", "edxml", "axis", "vxp")
+GROUPS = ("pull", "latency", "large", "encryption", "auth", "push", "edxml", "axis", "vxp")
 
 
 def log(message: str) -> None:
@@ -355,6 +357,44 @@ class Bench:
         finally:
             for path, _ in files.values():
                 path.unlink(missing_ok=True)
+
+    # -- encryption at rest on small packets ---------------------------------------------------
+    async def encryption(self) -> None:
+        """What encryption at rest costs a small packet (a data key made, sealed, stored, unsealed and
+        destroyed per packet, on top of the cipher): the same pull exchange on the usual hub and on a
+        hub with `blobs.encrypt: false`, alternated within every repetition so both see the same
+        machine state; the figure is the median of the per-repetition ratios."""
+        pairs, size = self.p.encryption_cell
+        plain = HubProcess(self.workdir / "hub-plain-small", overrides={"blobs": {"encrypt": False}})
+        await plain.provision(pairs)
+        await plain.start()
+        log(f"hub without encryption at rest {plain.url} (pid {plain.pid})")
+        try:
+            data = payload(size)
+            span = {"warmup": 0.0, "window": max(0.3, self.p.window / 2)}
+            await exchange.closed_loop(plain.bound_pairs()[:pairs], data, server_pid=plain.pid, **span)
+            row = Row(id=f"encryption/pull/{slug(human_size(size))}/n{pairs}", group="encryption",
+                      title=f"pull {human_size(size)} × {pairs} pairs, encryption at rest on vs off",
+                      unit="exchanges/s", params={"pairs": pairs, "size": size},
+                      ratios=[("hub", "hub unencrypted")],
+                      notes=["hub: blobs.encrypt true (the default); hub unencrypted: the same hub with "
+                             "blobs.encrypt false; runs alternate, the first system switching each repetition"])
+            systems = [("hub", self.hub), ("hub unencrypted", plain)]
+            for rep in range(self.p.reps):
+                got: dict[str, dict[str, Any]] = {}
+                for name, server in systems if rep % 2 == 0 else systems[::-1]:
+                    got[name] = await exchange.closed_loop(server.bound_pairs()[:pairs], data,
+                                                           server_pid=server.pid, **self._cell_args(pairs))
+                    row.add(name, got[name]["value"], got[name])
+                    if got[name]["errors"]:
+                        row.notes.append(f"{name} run {rep + 1}: {got[name]['errors']} errors")
+                h, p = got["hub"], got["hub unencrypted"]
+                log(f"{row.title} #{rep + 1}: encrypted {h['value']:.1f}/s (cpu {h['server_cpu']:.2f}), "
+                    f"unencrypted {p['value']:.1f}/s (cpu {p['server_cpu']:.2f})")
+            self.rows.append(row)
+            self.rows.append(cpu_per_exchange_row(row, ("hub", "hub unencrypted")))
+        finally:
+            await plain.stop()
 
     # -- auth ---------------------------------------------------------------------------------
     async def auth(self) -> None:

@@ -213,3 +213,14 @@ def test_table_shows_ratio_per_baseline() -> None:
         row.add("relay", relay)
     text = table([row], [], [])
     assert "11.0 [10.0–12.0]" in text and "0.110× relay" in text
+
+
+def test_encryption_on_and_off_are_measured_in_the_same_run(smoke: dict[str, Any]) -> None:
+    """Small packets on the usual hub and on one with `blobs.encrypt: false`, every repetition."""
+    (row,) = _rows(smoke, "encryption")
+    for system in ("hub", "hub unencrypted"):
+        assert len(row["systems"][system]["runs"]) == 1 and row["systems"][system]["median"] > 0
+    ratio = row["ratios"]["hub/hub unencrypted"]
+    assert math.isfinite(ratio["median"]) and ratio["median"] > 0
+    (cpu,) = _rows(smoke, "encryption-cpu")
+    assert cpu["id"] == row["id"] + "/cpu" and cpu["higher_is_better"] is False

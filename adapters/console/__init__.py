@@ -5,7 +5,8 @@ applications and keys, traffic, connection history, statistics and reports. Page
 the server with Jinja2 (templates/), work without scripts, and carry a CSRF token in every form.
 Settings under `adapters.console` (positive integers): session_idle_seconds, session_absolute_seconds,
 max_failed_signins, lockout_seconds; and secure_cookie (auto|always|never) with trusted_fronts (IP
-addresses or networks of reverse proxies whose X-Forwarded-Proto counts). docs/console.md describes the pages.
+addresses or networks of reverse proxies whose X-Forwarded-Proto counts); smtp (mail.py: e-mail on
+registration state changes). docs/console.md describes the pages.
 """
 
 from __future__ import annotations
@@ -60,4 +61,7 @@ def lgsp_check_config(hub: Hub) -> Iterable[tuple[str, str]]:
     if not isinstance(raw, dict):
         return positive_int_settings("adapters.console", raw, DEFAULTS)
     ints = {k: v for k, v in raw.items() if k not in TEXT_SETTINGS}
-    return [*positive_int_settings("adapters.console", ints, [*DEFAULTS, *TEXT_SETTINGS]), *check_text_settings(raw)]
+    from lgsp.adapters.console.mail import check_smtp
+
+    return [*positive_int_settings("adapters.console", ints, [*DEFAULTS, *TEXT_SETTINGS]), *check_text_settings(raw),
+            *check_smtp(raw.get("smtp"))]

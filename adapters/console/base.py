@@ -43,7 +43,7 @@ DEFAULTS: dict[str, int] = {
 # Non-integer settings: when the cookies carry `Secure`, and which fronts (reverse proxies) may say
 # with X-Forwarded-Proto that the browser spoke HTTPS to them.
 SECURE_COOKIE_MODES = ("auto", "always", "never")
-TEXT_SETTINGS = ("secure_cookie", "trusted_fronts")
+TEXT_SETTINGS = ("secure_cookie", "trusted_fronts", "smtp")   # smtp: mail.py checks it
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "

@@ -30,6 +30,8 @@ from lgsp.adapters.console.base import (
     show_once,
     take_once,
 )
+from lgsp.adapters.console.mail import Mailer
+from lgsp.adapters.console.mail import settings_of as smtp_settings
 from lgsp.core.api import (
     FORM_KINDS,
     REQUEST_KINDS,
@@ -40,6 +42,7 @@ from lgsp.core.api import (
     Registrations,
     RequestInvalid,
     WorkingCalendar,
+    base_url,
     form_kind,
     render_letter,
 )
@@ -59,6 +62,27 @@ def registrations_of(console: Console) -> Registrations:
         found = _REGISTRATIONS[console] = Registrations(
             hub.db, hub.directory, console.accounts, WorkingCalendar.from_config(hub.config.registration), hub.bus)
     return found
+
+
+_MAILERS: weakref.WeakKeyDictionary[Console, Mailer | None] = weakref.WeakKeyDictionary()
+
+
+def mailer_of(console: Console) -> Mailer | None:
+    """The console's mailer when `adapters.console.smtp` is configured."""
+    if console not in _MAILERS:
+        settings = smtp_settings(console.hub)
+        _MAILERS[console] = Mailer(console.hub, settings) if settings else None
+    return _MAILERS[console]
+
+
+async def _mail(request: web.Request, req: Any) -> None:
+    """Tell the other party of a state change (after it committed; in the background)."""
+    console = console_of(request)
+    mailer = mailer_of(console)
+    if mailer is None:
+        return
+    unit = await console.hub.directory.get_unit(req.unit_id)
+    mailer.state_changed(req, unit.name if unit else "", f"{base_url(request)}{PREFIX}/requests/{req.id}")
 
 
 @dataclass(frozen=True)
@@ -191,6 +215,7 @@ async def request_submit(request: web.Request) -> web.StreamResponse:
                                error="Biểu mẫu còn lỗi; xem các trường đánh dấu.")
     except Problem as exc:
         return await _new_page(request, kind, values=values, status=422, error=exc.detail)
+    await _mail(request, req)
     raise redirect(f"{PREFIX}/requests/{req.id}")
 
 
@@ -278,6 +303,7 @@ async def request_approve(request: web.Request) -> web.StreamResponse:
         if not isinstance(exc, AccountError):
             raise
         return await _detail(request, req_id, reply_values=form, error=exc.message(), status=422)
+    await _mail(request, decision.request)
     if decision.temporary_password:
         # The new unit admin's password is shown once after a 303, so a reload never approves again.
         raise await show_once(request, f"{PREFIX}/requests/{req_id}", decision.temporary_password)
@@ -291,11 +317,12 @@ async def request_refuse(request: web.Request) -> web.StreamResponse:
     req_id = request.match_info["id"]
     form = await read_form(request)
     try:
-        await registrations_of(console).refuse(req_id, form.get("reason", ""), actor=actor_of(request))
+        refused = await registrations_of(console).refuse(req_id, form.get("reason", ""), actor=actor_of(request))
     except Problem as exc:
         if exc.code == "not_found":
             return forbidden(request)
         return await _detail(request, req_id, error=exc.detail, status=422)
+    await _mail(request, refused)
     raise redirect(f"{PREFIX}/requests/{req_id}")
 
 
@@ -306,7 +333,7 @@ async def request_handover(request: web.Request) -> web.StreamResponse:
     req_id = request.match_info["id"]
     form = await read_form(request)
     try:
-        await registrations_of(console).hand_over(req_id, _fields_of(form), actor=actor_of(request))
+        handed = await registrations_of(console).hand_over(req_id, _fields_of(form), actor=actor_of(request))
     except RequestInvalid as exc:
         return await _detail(request, req_id, handover_values=form, handover_errors=field_errors(exc), status=422,
                              error="Biên bản bàn giao còn lỗi; xem các trường đánh dấu.")
@@ -314,6 +341,7 @@ async def request_handover(request: web.Request) -> web.StreamResponse:
         if exc.code == "not_found":
             return forbidden(request)
         return await _detail(request, req_id, handover_values=form, error=exc.detail, status=422)
+    await _mail(request, handed)
     raise redirect(f"{PREFIX}/requests/{req_id}")
 
 

@@ -163,3 +163,26 @@ async def test_a_unit_stays_online_while_any_live_node_holds_its_stream(pg_url: 
 
 async def _not(value: Any) -> bool:
     return not await value
+
+
+async def test_a_node_starting_leaves_units_another_node_holds_online(pg_url: str, tmp_path: Path) -> None:
+    """Start-up clean-up of stale presence (`reset_stale`) skips units whose stream a live node holds,
+    and a request seen by one node keeps the unit online when its stream on another node closes."""
+    env = _env(tmp_path, pg_url, LGSP_PRESENCE_ONLINE_WINDOW_SECONDS="4")
+    async with _nodes(env, 1) as (a,), contextlib.AsyncExitStack() as later:
+        dst_creds = await _credentials(a, DST)
+        async with _on(a, dst_creds) as dst_a, dst_a.events() as stream:
+            assert (await next_message(stream))["type"] == "hello"
+            await wait_for(lambda: _scalar(a, select(stream_holders.c.streams).where(
+                stream_holders.c.unit_id == DST)), what="holder row")
+            await asyncio.sleep(4.5)  # the last signed request is older than the window
+            (b,) = await later.enter_async_context(_nodes(env, 1))
+            assert await _online(b, DST)  # node B's start did not take it offline
+            assert (False, "timeout") not in await _causes(b, DST)
+            dst_b = await later.enter_async_context(_on(b, dst_creds))
+            await dst_b.inbox()  # seen by node B within the window
+            await asyncio.sleep(1.2)  # node B flushed it
+        await asyncio.sleep(1.2)  # the stream on node A closed and A flushed: B's request keeps it online
+        assert await _online(a, DST), await _causes(a, DST)
+        assert await _causes(a, DST) == [(True, "request"), (True, "stream_open"), (True, "stream_close")]
+        await wait_for(lambda: _not(_online(a, DST)), timeout=10, what="offline once B's window passed")

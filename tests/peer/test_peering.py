@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
 from lgsp.client import LgspClient
 from lgsp.core.api import documents as docs
 from lgsp.core.api import states as dv
+from lgsp.core.config import ConfigError, load_config
+from lgsp.core.hub import Hub
 
-from ..conftest import raw_request, wait_for
+from ..conftest import base_env, raw_request, wait_for
 from ..edxml_hub.support import document_id_of, edoc, status
 from .conftest import X_A, X_B, X_ZONE, Y_A, Y_B, Y_ZONE, Pair, Side, sha
 
@@ -165,3 +168,16 @@ def test_route_settings_name_the_missing_key(field: str) -> None:
     del raw[field]
     route, problems = parse_route("hcm", raw)
     assert route is None and [k for k, _ in problems] == [field]
+
+
+def test_config_check_names_each_bad_key_of_a_peer_route_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "lgsp.yaml"
+    path.write_text("routes:\n  hcm:\n    adapter: peer\n    url: ftp://x\n    unit: 000.00.99.H45\n"
+                    "    key_id: AK1\n    secret: 'not a name!'\n    peer_unit: 000.00.99.H29\n    colour: blue\n",
+                    encoding="utf-8")
+    config = load_config(path, env=base_env(tmp_path / "var", LGSP_PLUGINS_ENABLED="[rest, peer]"))
+    with pytest.raises(ConfigError) as caught:
+        Hub(config).check_config()
+    found = {issue.path: issue.where for issue in caught.value.issues}
+    assert {"routes.hcm.url", "routes.hcm.secret", "routes.hcm.colour"} <= set(found), found
+    assert found["routes.hcm.url"].endswith(":4") and found["routes.hcm.colour"].endswith(":9"), found

@@ -81,8 +81,18 @@ def delivery_file_name(packet: PacketInfo) -> str:
 
 # -- hub → unit -------------------------------------------------------------------------------------
 
-def delivery_manifest(packet: PacketInfo, unit: str, idempotency_key: str, file_name: str) -> bytes:
-    """The manifest written beside a pushed file; the same bytes on every attempt."""
+#: Fields of the manifest that may differ between attempts of one delivery (an attempt that finds an
+#: earlier attempt's manifest compares the rest).
+PER_ATTEMPT_FIELDS = ("request_id",)
+
+
+def delivery_manifest(packet: PacketInfo, unit: str, idempotency_key: str, file_name: str,
+                      request_id: str | None = None) -> bytes:
+    """The manifest written beside a pushed file; the same on every attempt but for `request_id`.
+
+    `request_id` is the id of the request that accepted the packet (the `X-Request-Id` REST and
+    SOAP pushes carry), so the receiver's log and the hub's can be matched.
+    """
     doc: dict[str, Any] = {
         "lgsp_manifest": MANIFEST_VERSION,
         "id": packet.id,
@@ -101,7 +111,23 @@ def delivery_manifest(packet: PacketInfo, unit: str, idempotency_key: str, file_
     source_file = packet.meta.get("sftp_file") if isinstance(packet.meta, dict) else None
     if isinstance(source_file, str):
         doc["source_file"] = source_file
+    if request_id:
+        doc["request_id"] = request_id
     return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def same_delivery(existing: bytes, manifest: bytes) -> bool:
+    """Whether a manifest found on the server is this delivery's, written by an earlier attempt."""
+    try:
+        found, ours = json.loads(existing), json.loads(manifest)
+    except ValueError:
+        return False
+    if not isinstance(found, dict):
+        return False
+    for name in PER_ATTEMPT_FIELDS:
+        found.pop(name, None)
+        ours.pop(name, None)
+    return bool(found == ours)
 
 
 # -- unit → hub -------------------------------------------------------------------------------------

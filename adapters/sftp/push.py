@@ -22,10 +22,11 @@ from lgsp.adapters.sftp.manifest import (
     delivery_file_name,
     delivery_manifest,
     manifest_name,
+    same_delivery,
     temporary_name,
 )
 from lgsp.adapters.sftp.settings import PushTarget, parse_target
-from lgsp.core.api import PushFailure, PushJob, PushReceipt
+from lgsp.core.api import PushFailure, PushJob, PushReceipt, logs
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -54,20 +55,22 @@ class SftpPushAdapter:
         target = self._target(job.unit, job.target)
         if not await asyncio.to_thread(job.content_path.is_file):
             raise PushFailure(f"the hub no longer holds the content of packet {job.packet.id}", retryable=False)
+        rid = logs.request_id.get() or logs.request_id_for(job.packet.id)
         try:
-            return await self._push(target, job)
+            with logs.bound(request_id=rid, unit=job.unit, packet_id=job.packet.id):
+                return await self._push(target, job, rid)
         except SftpError as exc:
             log.warning("sftp push of %s to %s failed (%s): %s", job.packet.id, job.unit,
                         "will retry" if exc.retryable else "not retryable", exc.reason)
             raise PushFailure(exc.reason, retryable=exc.retryable) from None
 
-    async def _push(self, target: PushTarget, job: PushJob) -> PushReceipt:
+    async def _push(self, target: PushTarget, job: PushJob, request_id: str) -> PushReceipt:
         packet = job.packet
         name = delivery_file_name(packet)
         folder = target.directory
         final = posixpath.join(folder, name)
         manifest_path = posixpath.join(folder, manifest_name(name))
-        manifest = delivery_manifest(packet, job.unit, job.idempotency_key, name)
+        manifest = delivery_manifest(packet, job.unit, job.idempotency_key, name, request_id)
         where = f"{target.connection.address}{final if final.startswith('/') else '/' + final}"
         async with open_session(self.hub, target.connection) as session:
             if not await session.is_dir(folder):
@@ -93,7 +96,7 @@ class SftpPushAdapter:
         """Did an earlier attempt finish? Best effort: a drop folder the hub may write but not read says no."""
         try:
             existing = await session.read_small("read existing manifest", manifest_path, MAX_MANIFEST_SIZE)
-            if existing != manifest:
+            if existing is None or not same_delivery(existing, manifest):
                 return False
             attrs = await session.stat("check existing file", final)
         except SftpError as exc:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from lgsp.adapters.sftp.push import SftpPushAdapter
 from lgsp.adapters.sftp.settings import parse_target
+from lgsp.core import logs
 from lgsp.core.config import ConfigError
 from lgsp.core.exchange import PacketInfo
 from lgsp.core.hub import Hub
@@ -91,6 +93,7 @@ async def test_push_with_password_uploads_file_then_manifest(hub: Hub, sftp_serv
     assert receipt.remote_id == name
     assert receipt.detail == f"uploaded to sftp://{USERNAME}@127.0.0.1:{sftp_server.port}/inbox/{name}"
     manifest = check_delivered(sftp_server, packet, CONTENT)
+    assert re.fullmatch(r"[0-9a-f]{32}", manifest.pop("request_id"))  # no request accepted it: a new id
     assert manifest == {
         "lgsp_manifest": 1, "id": packet.id, "idempotency_key": f"{packet.id}:{DEST}", "from": SOURCE, "to": DEST,
         "subject": "Công văn 12", "priority": 1, "data_type": "edxml", "file": name, "size": len(CONTENT),
@@ -144,7 +147,43 @@ async def test_retried_push_converges_on_the_same_files(hub: Hub, sftp_server: S
     (inbox / f".{name}.part").write_bytes(b"stale partial upload")
     await adapter(hub).push(await job(hub, packet, settings, attempt=3))
     check_delivered(sftp_server, packet, CONTENT)
-    assert (inbox / f"{name}.manifest.json").read_bytes() == first_manifest  # same bytes on every attempt
+    rewritten = json.loads((inbox / f"{name}.manifest.json").read_bytes())
+    first = json.loads(first_manifest)
+    assert rewritten.pop("request_id") and first.pop("request_id")
+    assert rewritten == first  # the same on every attempt but for the attempt's request id
+
+
+async def test_push_carries_the_request_id_that_accepted_the_packet(hub: Hub, sftp_server: SftpServer) -> None:
+    """Like REST and SOAP pushes (`X-Request-Id`), so the receiver's log and the hub's can be matched."""
+    packet = await stored_packet(hub, b"<edXML/>")
+    with logs.bound(request_id="trace-upload-7"):
+        logs.remember_packet(packet.id)
+    capture, logger = _Capture(), logging.getLogger("lgsp.adapters.sftp")
+    level = logger.level
+    logger.addHandler(capture)
+    logger.setLevel(logging.INFO)
+    try:
+        await push(hub, packet, target(sftp_server))
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(level)
+    assert check_delivered(sftp_server, packet, b"<edXML/>")["request_id"] == "trace-upload-7"
+    pushed = [r for r in capture.records if "pushed to" in r.getMessage()]
+    assert pushed and all(getattr(r, "request_id", None) == "trace-upload-7" for r in pushed)
+
+    # An earlier attempt's manifest with another request id is still this delivery's: not uploaded again.
+    again = await adapter(hub).push(await job(hub, packet, target(sftp_server), attempt=2))
+    assert again.detail.startswith("already present at ")
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.addFilter(logs.ContextFilter())
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 async def test_push_into_a_write_only_drop_folder(hub: Hub, sftp_server: SftpServer) -> None:

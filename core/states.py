@@ -94,3 +94,38 @@ def delivery_sources(target: str) -> frozenset[str]:
     for extra in DELIVERY_EXTRA_FROM.values():
         found |= extra.get(target, frozenset())
     return frozenset(found)
+
+
+def allowed_transitions() -> dict[tuple[str, str], frozenset[tuple[str, str]]]:
+    """(table, column) → every (from, to) pair the tables above allow, by any path."""
+    delivery = {(s, t) for t in DELIVERY_STATES for s in delivery_sources(t)}
+    packet = {(s, t) for t, sources in PACKET_ALLOWED_FROM.items() for s in sources}
+    content = {(s, t) for t, sources in CONTENT_ALLOWED_FROM.items() for s in sources}
+    return {("deliveries", "state"): frozenset(delivery), ("packets", "state"): frozenset(packet),
+            ("packets", "content_state"): frozenset(content)}
+
+
+def sqlite_transition_guard() -> list[str]:
+    """SQLite TEMP triggers that abort any state change the tables above do not allow.
+
+    A development check (`LGSP_CHECK_TRANSITIONS=1`, set by the test suite): the store itself then
+    refuses a transition some code makes outside its table, so every test that drives the hub
+    also proves its transitions are in the tables. TEMP triggers live on one connection and
+    change nothing in the stored schema.
+    """
+    known = {("deliveries", "state"): DELIVERY_STATES, ("packets", "state"): PACKET_STATES,
+             ("packets", "content_state"): CONTENT_STATES}
+    out = []
+    for (table, column), pairs in sorted(allowed_transitions().items()):
+        where = f"{table}.{column}"
+        # RAISE takes a literal message: one branch per forbidden pair names it.
+        names = ", ".join(f"'{name}'" for name in known[(table, column)])
+        branches = " ".join(
+            f"WHEN OLD.{column} = '{s}' AND NEW.{column} = '{t}' "
+            f"THEN RAISE(ABORT, 'state change not in core/states.py: {where} {s} -> {t}')"
+            for s in known[(table, column)] for t in known[(table, column)] if s != t and (s, t) not in pairs)
+        out.append(
+            f"CREATE TEMP TRIGGER IF NOT EXISTS lgsp_guard_{table}_{column} BEFORE UPDATE OF {column} ON {table} "
+            f"WHEN OLD.{column} <> NEW.{column} BEGIN SELECT CASE WHEN NEW.{column} NOT IN ({names}) "
+            f"THEN RAISE(ABORT, 'not a state of core/states.py: {where}') {branches} ELSE NULL END; END")
+    return out

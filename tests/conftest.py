@@ -25,6 +25,9 @@ from lgsp.core.signing import Signer
 from lgsp.plugins.signatures import BUILTIN_ALGORITHMS
 
 ALGS = {a.name: a for a in BUILTIN_ALGORITHMS}
+#: Every SQLite store the suite opens (and every hub process it starts) refuses a state change that
+#: core/states.py does not allow, so each test that drives the hub also checks its transitions.
+os.environ.setdefault("LGSP_CHECK_TRANSITIONS", "1")
 PG_ADMIN_URL = os.environ.get("LGSP_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -24,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from lgsp.core import states
 from lgsp.core.store import sqlite_driver
 
 log = logging.getLogger(__name__)
@@ -121,11 +123,28 @@ def _sqlite_setup(engine: AsyncEngine, synchronous: str, *, immediate: bool) -> 
         cur.close()
 
     if immediate:
+        guard = os.environ.get("LGSP_CHECK_TRANSITIONS") == "1"
+
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if guard:
+                _install_transition_guard(conn)
     # Readers send no BEGIN: each statement reads the latest committed state on its own (WAL), and
     # there is no transaction to end when the connection goes back to the pool.
+
+
+def _install_transition_guard(conn: Connection) -> None:
+    """Once per connection, when the tables exist: see `states.sqlite_transition_guard`."""
+    info = conn.connection.info
+    if info.get("lgsp_guard"):
+        return
+    found = conn.exec_driver_sql(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('deliveries', 'packets')").scalar()
+    if found == 2:
+        for statement in states.sqlite_transition_guard():
+            conn.exec_driver_sql(statement)
+        info["lgsp_guard"] = True
 
 
 def alembic_config() -> AlembicConfig:

@@ -40,11 +40,11 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 
 def route_tables() -> list[web.RouteTableDef]:
-    from lgsp.adapters.console import api, packet, traffic, units
+    from lgsp.adapters.console import api, packet, services, traffic, units
     from lgsp.adapters.console import requests as registration
 
     return [signin.routes, home.routes, people.routes, registration.routes, units.routes, traffic.routes,
-            packet.routes, api.routes]
+            packet.routes, services.routes, api.routes]
 
 
 @hookimpl

@@ -35,6 +35,7 @@ class PeerClient:
     def __init__(self, route: PeerRoute, signer: Signer) -> None:
         self.route = route
         self.signer = signer
+        self.ssl = client_ssl(dict(route.tls))
         self._http: aiohttp.ClientSession | None = None
 
     @property
@@ -68,7 +69,7 @@ class PeerClient:
             signed[logs.REQUEST_ID_HEADER] = logs.request_id.get() or logs.request_id_for(path)
             try:
                 async with self.http.request(method, url, data=body, headers=signed, timeout=self._timeout(),
-                                             allow_redirects=False, ssl=client_ssl({})) as resp:
+                                             allow_redirects=False, ssl=self.ssl) as resp:
                     return resp.status, resp.headers, await resp.content.read(64 << 10)
             except TimeoutError:
                 last = f"timed out talking to {url.host}:{url.port}"

@@ -10,6 +10,7 @@ routes:
     key_id: AK...                       # the access key the peer issued to that unit
     secret: peer-hcm                    # NAME of the key's secret in the secret store (lgsp secret set)
     peer_unit: 000.00.99.H29            # the peer hub as a unit here: only it may send on behalf of the zone
+    tls_ca_file: /etc/lgsp/peer-ca.pem  # optional, as for push targets: verify_tls, tls_fingerprint
 ```
 
 Every mistake is named by its key path, so `lgsp config check` reports them all in one pass.
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from lgsp.core.api import SECRET_NAME_RE, InvalidIdentifier, check_identifier
+from lgsp.core.api import SECRET_NAME_RE, TLS_TARGET_KEYS, InvalidIdentifier, check_identifier, tls_target_problems
 
 PROTOCOL: Final = "peer"
 _URL: Final = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
@@ -33,7 +34,7 @@ NUMBERS: Final[dict[str, tuple[float, float]]] = {
     "track_interval_seconds": (30.0, 1.0),
 }
 KEYS: Final = frozenset({"protocol", "zone", "url", "unit", "key_id", "secret", "peer_unit", "algorithm",
-                         *NUMBERS})
+                         *NUMBERS, *TLS_TARGET_KEYS})
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class PeerRoute:
     timeout: float = 60.0
     connect_timeout: float = 10.0
     track_interval: float = 30.0
+    tls: tuple[tuple[str, Any], ...] = ()  # verify_tls, tls_ca_file, tls_fingerprint (core/tls.py)
 
 
 def _urls(raw: Any) -> list[str] | None:
@@ -91,6 +93,7 @@ def parse_route(zone: str, raw: Mapping[str, Any]) -> tuple[PeerRoute | None, li
     algorithm = raw.get("algorithm", "HMAC-SHA256")
     if algorithm not in ("HMAC-SHA256", "HMAC-SHA1"):
         problems.append(("algorithm", "must be HMAC-SHA256 or HMAC-SHA1 (a key with a shared secret)"))
+    problems.extend(tls_target_problems(raw))
     numbers: dict[str, float] = {}
     for key, (default, lowest) in NUMBERS.items():
         value = raw.get(key, default)
@@ -104,7 +107,8 @@ def parse_route(zone: str, raw: Mapping[str, Any]) -> tuple[PeerRoute | None, li
     return PeerRoute(zone=zone, urls=tuple(urls), unit=str(raw["unit"]), key_id=str(key_id),
                      secret_name=str(secret), peer_unit=str(raw["peer_unit"]), algorithm=str(algorithm),
                      timeout=numbers["timeout_seconds"], connect_timeout=numbers["connect_timeout_seconds"],
-                     track_interval=numbers["track_interval_seconds"]), []
+                     track_interval=numbers["track_interval_seconds"],
+                     tls=tuple((k, raw[k]) for k in TLS_TARGET_KEYS if k in raw)), []
 
 
 def peer_routes(routes: Mapping[str, Any]) -> dict[str, PeerRoute]:

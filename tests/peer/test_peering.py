@@ -181,3 +181,15 @@ def test_config_check_names_each_bad_key_of_a_peer_route_with_its_line(tmp_path:
     found = {issue.path: issue.where for issue in caught.value.issues}
     assert {"routes.hcm.url", "routes.hcm.secret", "routes.hcm.colour"} <= set(found), found
     assert found["routes.hcm.url"].endswith(":4") and found["routes.hcm.colour"].endswith(":9"), found
+
+
+def test_route_tls_settings_are_checked_like_a_push_target(tmp_path: Path) -> None:
+    from lgsp.adapters.peer.settings import parse_route
+
+    raw = {"url": "https://lgsp.example:8443", "unit": X_A, "key_id": "AK1", "secret": "peer-y", "peer_unit": Y_A}
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    route, problems = parse_route("hcm", {**raw, "tls_ca_file": str(ca), "verify_tls": True})
+    assert route is not None and dict(route.tls) == {"tls_ca_file": str(ca), "verify_tls": True}, problems
+    _, problems = parse_route("hcm", {**raw, "tls_ca_file": str(tmp_path / "missing.pem"), "verify_tls": "yes"})
+    assert {k for k, _ in problems} == {"tls_ca_file", "verify_tls"}

@@ -406,42 +406,36 @@ class ContentService:
         return {r.unit_id: {"size": r.size, "sha256": r.sha256, **({"data_type": r.data_type} if r.data_type else {})}
                 for r in rows}
 
-    async def adjust_items(self, conn: AsyncConnection, unit: str, items: list[dict[str, Any]]) -> None:
-        """Inbox items show the size, hash and data type of the variant the unit gets."""
-        if not items:
-            return
-        ids = [i["id"] for i in items]
+    async def variants_for(self, conn: AsyncConnection, unit: str, packet_ids: list[str]
+                           ) -> dict[str, tuple[int, str, str | None]]:
+        """The size, hash and data type (None: the packet's) of the variant `unit` gets, by packet,
+        for those of `packet_ids` that have variants: inbox items show what the unit will fetch."""
+        if not packet_ids:
+            return {}
         rows = (await conn.execute(
             select(deliveries.c.packet_id, packet_contents.c.size, packet_contents.c.sha256,
                    packet_contents.c.data_type)
             .join(packet_contents, and_(packet_contents.c.packet_id == deliveries.c.packet_id,
                                         packet_contents.c.variant == deliveries.c.variant))
-            .where(and_(deliveries.c.unit_id == unit, deliveries.c.packet_id.in_(ids))))).all()
-        by_id = {r.packet_id: r for r in rows}
-        for item in items:
-            r = by_id.get(item["id"])
-            if r is not None:
-                item["size"], item["sha256"] = r.size, r.sha256
-                if r.data_type:
-                    item["data_type"] = r.data_type
+            .where(and_(deliveries.c.unit_id == unit, deliveries.c.packet_id.in_(packet_ids))))).all()
+        return {r.packet_id: (r.size, r.sha256, r.data_type or None) for r in rows}
 
-    async def view_extra(self, conn: AsyncConnection, info: PacketInfo, unit: str, is_source: bool) -> dict[str, Any]:
-        """Members `GET /v1/packets/{id}` adds: the viewer's variant, the variants, the inspector's view."""
-        out: dict[str, Any] = {}
+    async def view_parts(self, conn: AsyncConnection, info: PacketInfo, unit: str, is_source: bool
+                         ) -> tuple[ContentRef | None, list[Any] | None, dict[str, Any]]:
+        """What a packet view adds about content: the variant a destination gets (None without
+        variants), the source's stored forms (rows; None without an inspector), the inspector's view."""
+        ref: ContentRef | None = None
         if not is_source:  # what this destination gets (also if the inspecting plugin was disabled since)
             ref = await self.ref_for(conn, info, unit)
-            if ref.variant:
-                out.update({"size": ref.size, "sha256": ref.sha256, "data_type": ref.data_type,
-                            "variant": ref.variant})
+            if not ref.variant:
+                ref = None
         if info.data_type not in self.inspectors:
-            return out
+            return ref, None, {}
+        stored = None
         if is_source:
             found = (await conn.execute(select(packet_contents).where(packet_contents.c.packet_id == info.id))).all()
-            rows = sorted(found, key=lambda r: (r.data_type is None, len(r.variant), r.variant))  # forms, then parts
-            out["variants"] = [{"variant": r.variant, "size": r.size, "sha256": r.sha256, "media_type": r.media_type,
-                                **({"data_type": r.data_type} if r.data_type else {})} for r in rows]
-        out.update(await self.inspectors[info.data_type].describe(conn, info, unit, is_source))
-        return out
+            stored = sorted(found, key=lambda r: (r.data_type is None, len(r.variant), r.variant))  # forms, then parts
+        return ref, stored, await self.inspectors[info.data_type].describe(conn, info, unit, is_source)
 
     async def part(self, packet_id: str, variant: str, unit: str) -> tuple[ContentRef, Path]:
         """A stored part (e.g. a decoded attachment) for a unit that may read it now.

@@ -29,6 +29,7 @@ from lgsp.core.api import (
     authenticate,
     hub_of,
     identifier_form,
+    iso,
     json_response,
 )
 
@@ -146,9 +147,9 @@ async def packet_status(request: web.Request) -> web.Response:
     if info is None or by != principal.unit_id:
         raise Problem("not_found", "no packet handed over by this peer with that id")
     view = await hub.exchange.view(Principal(info.source, "", "", ""), info.id)
-    return json_response({"id": info.id, "state": view["state"],
-                          "deliveries": [{k: d.get(k) for k in ("unit", "state", "reason", "updated_at")}
-                                         for d in view["deliveries"]]})
+    return json_response({"id": info.id, "state": view.state,
+                          "deliveries": [{"unit": d.unit, "state": d.state, "reason": d.reason,
+                                          "updated_at": iso(d.updated_at)} for d in view.deliveries]})
 
 
 @routes.get(HELLO)

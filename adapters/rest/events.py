@@ -30,6 +30,8 @@ from lgsp.core.api import (
     read_json,
 )
 
+from . import render
+
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
 
@@ -82,13 +84,15 @@ async def events(request: web.Request) -> web.WebSocketResponse:
     last_seq = 0
     unsaved = 0
     try:
-        hello, covered_seqs, covered_packets = await hub.exchange.hello(unit)
-        await hub.exchange.mark_told(unit, [str(i["id"]) for i in hello["inbox"]])
-        await ws.send_json(hello)
+        hello = await hub.exchange.hello(unit)
+        covered_seqs = {c.seq for c in hello.changes}
+        covered_packets = {i.id for i in hello.inbox}
+        await hub.exchange.mark_told(unit, [i.id for i in hello.inbox])
+        await ws.send_json(render.hello(hello))
         last_seq = max(covered_seqs, default=0)
         # A hello cut at its page size (`more`) leaves older changes unsent: live events then must
         # not move the saved position past them, so the next stream starts where this hello ended.
-        advance = not hello.get("more")
+        advance = not hello.more
         while True:
             event = await sub.queue.get()
             if event is None or ws.closed or refused:

@@ -27,6 +27,8 @@ from lgsp.core.api import (
     read_json,
 )
 
+from . import render
+
 routes = web.RouteTableDef()
 MAX_VERIFIED_URL = 8190  # longest path or query /v1/verify takes: aiohttp's own request-line limit
 
@@ -51,7 +53,7 @@ async def create_packet(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = await read_json(request)
     info, transfer = await hub_of(request).exchange.create(principal, body)
-    return json_response({"id": info.id, "upload": transfer.public(base_url(request))}, status=201)
+    return json_response(render.created(info, transfer, base_url(request)), status=201)
 
 
 @routes.put("/v1/packets/{id}/content")
@@ -61,7 +63,7 @@ async def upload_content(request: web.Request) -> web.Response:
     info = await exchange.upload(principal, request.match_info["id"], request.headers.get(H_CONTENT, ""),
                                  request.content.iter_any(), expires=request.query.get("expires"),
                                  token=request.query.get("token"))
-    return json_response({"id": info.id, "state": info.state, "size": info.size, "sha256": info.sha256})
+    return json_response(render.uploaded(info))
 
 
 @routes.get("/v1/packets/{id}/content")
@@ -85,8 +87,8 @@ async def inbox(request: web.Request) -> web.Response:
     limit = bounded_int(request.query.get("limit"), "limit", 100, 1, 1000)
     cursor = request.query.get("cursor")
     after = InboxPosition.decode(cursor) if cursor else None
-    items, more = await hub_of(request).exchange.inbox_page(principal, limit=limit, after=after)
-    return json_response({"items": items, "next": more.encode() if more else None})
+    page = await hub_of(request).exchange.inbox_page(principal, limit=limit, after=after)
+    return json_response(render.inbox_page(page))
 
 
 @routes.post("/v1/packets/{id}/ready")
@@ -94,7 +96,7 @@ async def ready(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     await read_json(request, required=False)
     transfer = await hub_of(request).exchange.ready(principal, request.match_info["id"])
-    return json_response({"download": transfer.public(base_url(request))})
+    return json_response({"download": render.transfer(transfer, base_url(request))})
 
 
 @routes.post("/v1/packets/{id}/ack")
@@ -117,13 +119,13 @@ async def fail(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     await read_json(request, required=False)
-    return json_response(await hub_of(request).exchange.cancel(principal, request.match_info["id"]))
+    return json_response(render.cancelled(await hub_of(request).exchange.cancel(principal, request.match_info["id"])))
 
 
 @routes.get("/v1/packets/{id}")
 async def get_packet(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    return json_response(await hub_of(request).exchange.view(principal, request.match_info["id"]))
+    return json_response(render.packet_view(await hub_of(request).exchange.view(principal, request.match_info["id"])))
 
 
 # -- directory, sessions, verification --------------------------------------------------------

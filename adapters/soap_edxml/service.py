@@ -36,6 +36,7 @@ from lgsp.core.api import (
     bounded_int,
     check_text,
     hub_of,
+    iso,
     language,
     printable,
 )
@@ -367,20 +368,21 @@ async def get_received_list(call: Call) -> web.StreamResponse:
     # kind are found, so packets behind a long queue of others are not hidden. Each page starts after
     # the last row read (keyset): a packet acknowledged meanwhile would shift an offset past one unread.
     while listed < limit:
-        items, after = await call.hub.exchange.inbox_page(call.principal, limit=_INBOX_PAGE, after=after)
-        rows = await call.hub.documents.get_many([i["id"] for i in items])
-        for item in items:
-            row = rows.get(item["id"])
+        page = await call.hub.exchange.inbox_page(call.principal, limit=_INBOX_PAGE, after=after)
+        after = page.next
+        rows = await call.hub.documents.get_many([i.id for i in page.items])
+        for item in page.items:
+            row = rows.get(item.id)
             # Only edXML the caller receives as edXML (a unit set to json fetches over REST).
-            if row is None or item["data_type"] != "edxml" or (kind != "all" and row.kind != kind):
+            if row is None or item.data_type != "edxml" or (kind != "all" and row.kind != kind):
                 continue
             entry = _sub(out, "item", None)
-            for name, value in (("packetId", item["id"]), ("from", item["from"]), ("messageType", row.kind),
+            for name, value in (("packetId", item.id), ("from", item.source), ("messageType", row.kind),
                                 ("documentId", row.document_id), ("codeNumber", row.code_number),
-                                ("codeNotation", row.code_notation), ("subject", item["subject"]),
-                                ("statusCode", row.status_code), ("priority", item["priority"]),
-                                ("size", item["size"]), ("sha256", item["sha256"]),
-                                ("createdTime", item["created_at"])):
+                                ("codeNotation", row.code_notation), ("subject", item.subject),
+                                ("statusCode", row.status_code), ("priority", item.priority),
+                                ("size", item.size), ("sha256", item.sha256),
+                                ("createdTime", iso(item.created_at))):
                 if value is not None:
                     _sub(entry, name, value)
             listed += 1
@@ -419,12 +421,12 @@ async def update_status(call: Call) -> web.StreamResponse:
         sha = _one(found, "sha256")
         if not sha:
             view = await exchange.view(call.principal, packet_id)
-            own = [d for d in view["deliveries"] if d["unit"] == call.principal.unit_id]
-            state = own[0]["state"] if own else None
+            own = view.delivery_to(call.principal.unit_id)
+            state = own.state if own else None
             if state not in ("fetched", "delivered"):
                 raise Problem("conflict", "fetch the packet with getEdoc before reporting done, or give its sha256",
                               state=state)
-            sha = view["sha256"]  # the variant this unit received
+            sha = view.sha256  # the variant this unit received
         state = await exchange.ack(call.principal, packet_id, sha)
     elif status == "fail":
         reason = _one(found, "reason", max_length=MAX_REASON, multiline=True) \
@@ -450,17 +452,17 @@ async def get_sent_list(call: Call) -> web.StreamResponse:
     out = etree.Element(q("getSentEdocListResponse"))
     for pid in ids:
         view = await call.hub.exchange.view(call.principal, pid)
-        edxml_meta = (view.get("metadata") or {}).get("edxml")
-        if "to" not in view or edxml_meta is None:  # not the caller's own edXML packet
+        edxml_meta = (view.metadata or {}).get("edxml")
+        if view.to is None or edxml_meta is None:  # not the caller's own edXML packet
             raise Problem("not_found", "no such edXML packet sent by this unit")
-        statuses = {s["unit"]: s for s in view.get("business_status", [])}
-        for d in view["deliveries"]:
+        statuses = {s["unit"]: s for s in view.described.get("business_status", [])}
+        for d in view.deliveries:
             entry = _sub(out, "item", None)
-            st = statuses.get(d["unit"])
+            st = statuses.get(d.unit)
             for name, value in (("packetId", pid), ("messageType", edxml_meta["kind"]),
-                                ("documentId", edxml_meta["document_id"]), ("to", d["unit"]),
-                                ("deliveryState", d["state"]), ("updatedTime", d["updated_at"]),
-                                ("reason", d.get("reason")), ("statusCode", st and st["status_code"]),
+                                ("documentId", edxml_meta["document_id"]), ("to", d.unit),
+                                ("deliveryState", d.state), ("updatedTime", iso(d.updated_at)),
+                                ("reason", d.reason), ("statusCode", st and st["status_code"]),
                                 ("statusDescription", st and st["description"]),
                                 ("statusTime", st and st["timestamp"]),
                                 ("statusPacketId", st and st["status_packet"])):

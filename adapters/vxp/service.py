@@ -67,6 +67,7 @@ from lgsp.core.api import (
     PENDING_SUBJECT,
     BlobCorrupt,
     ClaimBusy,
+    InboxItem,
     InboxPosition,
     NewPacket,
     Principal,
@@ -364,18 +365,19 @@ async def send_edoc(call: Call) -> web.StreamResponse:
     return answer(SendEdocResult(doc_id=doc_id))
 
 
-async def _received(call: Call, kind: str, limit: int) -> list[dict[str, Any]]:
+async def _received(call: Call, kind: str, limit: int) -> list[InboxItem]:
     """The caller's pending edXML deliveries of this kind (edoc or status), oldest first."""
-    out: list[dict[str, Any]] = []
+    out: list[InboxItem] = []
     after: InboxPosition | None = None
     while len(out) < limit:
-        items, after = await call.hub.exchange.inbox_page(call.principal, limit=_INBOX_PAGE, after=after)
+        page = await call.hub.exchange.inbox_page(call.principal, limit=_INBOX_PAGE, after=after)
+        after = page.next
         async with call.hub.db.read() as conn:
-            rows = await docs.get_many(conn, [i["id"] for i in items])
-        for item in items:
-            row = rows.get(item["id"])
+            rows = await docs.get_many(conn, [i.id for i in page.items])
+        for item in page.items:
+            row = rows.get(item.id)
             # Only edXML the caller receives as edXML (a unit set to json fetches over REST).
-            if row is not None and item["data_type"] == "edxml" and row.kind == kind:
+            if row is not None and item.data_type == "edxml" and row.kind == kind:
                 out.append(item)
                 if len(out) >= limit:
                     break
@@ -403,9 +405,9 @@ async def received_list(call: Call) -> web.StreamResponse:
     items = await _received(call, kind, setting(call.hub, "max_list_items"))
     data = []
     for item in items:
-        created = vn_time(item.get("created_at"))
-        data.append(ReceivedItem(doc_id=item["id"], service_type=SERVICE_TYPE_EDOC, message_type=kind,
-                                 created_time=created, updated_time=created, from_=item["from"], to=call.unit,
+        created = vn_time(item.created_at)
+        data.append(ReceivedItem(doc_id=item.id, service_type=SERVICE_TYPE_EDOC, message_type=kind,
+                                 created_time=created, updated_time=created, from_=item.source, to=call.unit,
                                  status="initial", status_desc="Chờ nhận"))
     return answer(ReceivedListResult(data=tuple(data)))
 
@@ -476,10 +478,10 @@ async def update_status(call: Call) -> web.StreamResponse:
         raise ProtocolError(AxisCode.INVALID_REQUEST, f"trạng thái {status[:40]!r} không hợp lệ")
     exchange = call.hub.exchange
     view = await exchange.view(call.principal, packet_id)
-    own = [d for d in view["deliveries"] if d["unit"] == call.unit]
-    if not own:
+    own = view.delivery_to(call.unit)
+    if own is None:
         raise ProtocolError(AxisCode.NOT_FOUND, "không có văn bản nhận với docId này cho hệ thống gọi")
-    state = own[0]["state"]
+    state = own.state
     word = status.lower()
     if word == "done":
         if state == dv.DELIVERED:
@@ -501,22 +503,22 @@ async def update_status(call: Call) -> web.StreamResponse:
 async def sent_list(call: Call) -> web.StreamResponse:
     packet_id = _required(call.signed, Param.DOC_ID)
     view = await call.hub.exchange.view(call.principal, packet_id)
-    edxml_meta = (view.get("metadata") or {}).get("edxml")
-    if "to" not in view or edxml_meta is None:  # not the caller's own edXML packet
+    edxml_meta = (view.metadata or {}).get("edxml")
+    if view.to is None or edxml_meta is None:  # not the caller's own edXML packet
         raise ProtocolError(AxisCode.NOT_FOUND, "không có văn bản đã gửi với docId này")
-    statuses = {s["unit"]: s for s in view.get("business_status", [])}
+    statuses = {s["unit"]: s for s in view.described.get("business_status", [])}
     rows = []
-    for d in view["deliveries"]:
-        word, desc = _STATE_WORDS.get(d["state"], ("initial", d["state"]))
-        st = statuses.get(d["unit"])
+    for d in view.deliveries:
+        word, desc = _STATE_WORDS.get(d.state, ("initial", d.state))
+        st = statuses.get(d.unit)
         if st:  # the latest business status the recipient reported (03 tiếp nhận, ...)
             desc = f"{desc}; trạng thái nghiệp vụ {st['status_code']}: {st.get('description') or ''}".rstrip(": ")
         rows.append(SentItem(
             service_type=SERVICE_TYPE_EDOC, message_type=str(edxml_meta.get("kind", "edoc")),
-            sender_doc_id=packet_id, receiver_doc_id=packet_id, from_code=str(view["from"]), to_code=d["unit"],
-            title=str(edxml_meta.get("subject") or view.get("subject") or ""),
-            notation=str(edxml_meta.get("code") or ""), sent_time=vn_time(view.get("created_at")),
-            received_time=vn_time(d.get("updated_at")) if d["state"] == dv.DELIVERED else "",
+            sender_doc_id=packet_id, receiver_doc_id=packet_id, from_code=view.source, to_code=d.unit,
+            title=str(edxml_meta.get("subject") or view.subject or ""),
+            notation=str(edxml_meta.get("code") or ""), sent_time=vn_time(view.created_at),
+            received_time=vn_time(d.updated_at) if d.state == dv.DELIVERED else "",
             send_status="sent", send_status_desc="Đã gửi", receive_status=word, receive_status_desc=desc))
     return answer(SentListResult(data=tuple(rows)))
 

@@ -2,8 +2,10 @@
 
 One place for the exchange's rules, whatever the adapter that carries the calls, split by concern:
 
-- `values`: what goes in and out (`PacketInfo`, `NewPacket`, `Transfer`, `InboxPosition`) and the
-  validation of a new packet;
+- `values`: what goes in (`NewPacket`, `InboxPosition`) and the packet itself (`PacketInfo`,
+  `Transfer`), and the validation of a new packet;
+- `views`: what the unit-facing use cases return (`PacketView`, `InboxPage`, `DeliveryView`,
+  `TimelineEntry`, ...), typed values each adapter renders in its own shape;
 - `base`: shared state, reading, ending a delivery, and the one after-commit step (`AfterCommit`);
 - `uploads`: receiving content (one attempt at a time per packet, stalled uploads give way);
 - `units`: the use cases a unit calls; `streams`: what the event stream needs;
@@ -40,6 +42,16 @@ from lgsp.core.exchange.values import (
     parse_new_packet,
     upload_key,
 )
+from lgsp.core.exchange.views import (
+    Cancelled,
+    DeliveryView,
+    Hello,
+    InboxItem,
+    InboxPage,
+    PacketView,
+    StoredVariant,
+    TimelineEntry,
+)
 
 
 class Exchange(UnitCases, StreamSupport, OperatorCommands, Housekeeping):
@@ -48,6 +60,7 @@ class Exchange(UnitCases, StreamSupport, OperatorCommands, Housekeeping):
 
 __all__ = [
     "HELLO_CHANGES", "HELLO_INBOX", "LATEST_DEADLINE", "MAX_DESTINATION", "MAX_REASON", "MAX_SUBJECT", "PRIORITIES",
-    "AfterCommit", "Attention", "Exchange", "HookCaller", "InboxPosition", "NewPacket", "PacketInfo", "Transfer",
+    "AfterCommit", "Attention", "Cancelled", "DeliveryView", "Exchange", "Hello", "HookCaller", "InboxItem",
+    "InboxPage", "InboxPosition", "NewPacket", "PacketInfo", "PacketView", "StoredVariant", "TimelineEntry", "Transfer",
     "TransferTokens", "UnitStatus", "UploadAttempt", "parse_deadline", "parse_new_packet", "upload_key",
 ]

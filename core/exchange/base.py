@@ -28,9 +28,10 @@ from lgsp.core.content import ContentService
 from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
-from lgsp.core.events import Event, EventBus, iso, record
+from lgsp.core.events import Event, EventBus, record
 from lgsp.core.exchange.tokens import TransferTokens
 from lgsp.core.exchange.values import InboxPosition, PacketInfo, packet_from_row, uuid_like
+from lgsp.core.exchange.views import InboxItem, InboxPage
 from lgsp.core.policy import Policy
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
@@ -164,8 +165,7 @@ class ExchangeBase:
             return info, own
         raise Problem("not_found", "no such packet")
 
-    async def _inbox_page(self, unit: str, limit: int, after: InboxPosition | None
-                          ) -> tuple[list[dict[str, Any]], InboxPosition | None]:
+    async def _inbox_page(self, unit: str, limit: int, after: InboxPosition | None) -> InboxPage:
         """Pending pull deliveries of `unit`, flash first, then oldest (then by id); with the source's
         presence. Shared by the inbox and a stream's hello."""
         d = deliveries.c
@@ -186,14 +186,18 @@ class ExchangeBase:
             rows = (await conn.execute(stmt)).all()
             more = len(rows) > limit
             rows = rows[:limit]
+            # This unit's content variants: the size, hash and data type it gets.
+            variants = await self.content.variants_for(conn, unit, [r.id for r in rows])
             items = []
             for r in rows:
                 online, seen = self.presence_overlay(r.source_unit, bool(r.from_online), r.from_last_seen)
-                items.append(packet_from_row(r, ()).summary() | {"from_online": online,
-                                                                 "from_last_seen_at": iso(seen) if seen else None})
-            await self.content.adjust_items(conn, unit, items)  # this unit's content variants
+                size, sha256, data_type = variants.get(r.id, (r.size, r.sha256, None))
+                items.append(InboxItem(id=r.id, source=r.source_unit, subject=r.subject, priority=r.priority,
+                                       data_type=data_type or r.data_type, size=size, sha256=sha256,
+                                       created_at=r.created_at, source_online=online, source_last_seen_at=seen))
         last = rows[-1] if more else None
-        return items, InboxPosition(last.at_priority, last.at_created, last.id) if last is not None else None
+        return InboxPage(tuple(items),
+                         InboxPosition(last.at_priority, last.at_created, last.id) if last is not None else None)
 
     # -- destinations and deliveries ----------------------------------------------------------
     async def check_destinations(self, units_: Sequence[str], *, where: str | None = None) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import and_, select, update
 
 from lgsp.core import deliveries as dv
-from lgsp.core.events import Event, iso
+from lgsp.core.events import Event
 from lgsp.core.exchange.base import ExchangeBase
+from lgsp.core.exchange.views import Hello
 from lgsp.core.store.tables import packet_events, packets, units
 
 #: A stream's hello carries at most this many changes (then `more: true`: reconnect for the rest)
@@ -18,10 +17,10 @@ HELLO_INBOX = 1000
 
 
 class StreamSupport(ExchangeBase):
-    async def hello(self, unit: str) -> tuple[dict[str, Any], set[int], set[str]]:
+    async def hello(self, unit: str) -> Hello:
         """The first message of a stream: pending inbox and sent-packet changes since last time.
 
-        Also returns the event seqs and packet ids it covered, so the live feed can skip repeats.
+        The live feed skips the event seqs and packet ids it covered, so nothing is told twice.
         """
         async with self.db.read() as conn:
             cursor = await conn.scalar(select(units.c.stream_cursor).where(units.c.id == unit)) or 0
@@ -30,12 +29,10 @@ class StreamSupport(ExchangeBase):
                 .where(and_(packet_events.c.audience == unit, packet_events.c.id > cursor,
                             (packets.c.source_unit == unit) | packet_events.c.packet_id.is_(None)))
                 .order_by(packet_events.c.id).limit(HELLO_CHANGES + 1))).all()
-        inbox, _ = await self._inbox_page(unit, HELLO_INBOX, None)
-        more = len(rows) > HELLO_CHANGES
-        changes = [Event(r.id, r.type, r.packet_id, r.at, r.unit, r.audience, r.detail) for r in rows[:HELLO_CHANGES]]
-        message = {"type": "hello", "at": iso(self.clock()), "unit": unit, "inbox": inbox,
-                   "changes": [c.message() for c in changes], "more": more}
-        return message, {c.seq for c in changes}, {i["id"] for i in inbox}
+        inbox = await self._inbox_page(unit, HELLO_INBOX, None)
+        changes = tuple(Event(r.id, r.type, r.packet_id, r.at, r.unit, r.audience, r.detail)
+                        for r in rows[:HELLO_CHANGES])
+        return Hello(at=self.clock(), unit=unit, inbox=inbox.items, changes=changes, more=len(rows) > HELLO_CHANGES)
 
     async def save_cursor(self, unit: str, seq: int) -> None:
         async with self.db.write() as conn:

@@ -25,7 +25,7 @@ from lgsp.core.auth import Principal
 from lgsp.core.content import ContentRef
 from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.errors import Problem
-from lgsp.core.events import iso, record
+from lgsp.core.events import record
 from lgsp.core.exchange.base import AfterCommit, modes_of
 from lgsp.core.exchange.uploads import UploadSteps
 from lgsp.core.exchange.values import (
@@ -36,6 +36,15 @@ from lgsp.core.exchange.values import (
     Transfer,
     parse_new_packet,
     uuid_like,
+)
+from lgsp.core.exchange.views import (
+    Cancelled,
+    DeliveryView,
+    InboxItem,
+    InboxPage,
+    PacketView,
+    StoredVariant,
+    TimelineEntry,
 )
 from lgsp.core.signing import SHA256_RE
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
@@ -168,16 +177,16 @@ class UnitCases(UploadSteps):
         return await self._accept(info, received)
 
     # -- destination side ---------------------------------------------------------------------
-    async def inbox(self, principal: Principal, limit: int = 100) -> list[dict[str, Any]]:
+    async def inbox(self, principal: Principal, limit: int = 100) -> tuple[InboxItem, ...]:
         """The first `limit` pending pull deliveries (see `inbox_page`)."""
-        return (await self.inbox_page(principal, limit))[0]
+        return (await self.inbox_page(principal, limit)).items
 
     async def inbox_page(self, principal: Principal, limit: int = 100, after: InboxPosition | None = None
-                         ) -> tuple[list[dict[str, Any]], InboxPosition | None]:
+                         ) -> InboxPage:
         """Pending pull deliveries, flash first, then oldest (then by id); with the source's presence.
 
-        Starts strictly after `after`; returns the items and the position to continue from, or None
-        when no more remain. Keyset, not offset: rows leaving or arriving meanwhile shift nothing.
+        Starts strictly after `after`; the page holds the items and the position to continue from
+        (None when no more remain). Keyset, not offset: rows leaving or arriving meanwhile shift nothing.
         """
         return await self._inbox_page(principal.unit_id, limit, after)
 
@@ -288,7 +297,7 @@ class UnitCases(UploadSteps):
         return True
 
     # -- source side --------------------------------------------------------------------------
-    async def cancel(self, principal: Principal, packet_id: str) -> dict[str, Any]:
+    async def cancel(self, principal: Principal, packet_id: str) -> Cancelled:
         async with self.db.read() as conn:
             info, _ = await self._visible(conn, principal, packet_id)
         if info.source != principal.unit_id:
@@ -309,9 +318,9 @@ class UnitCases(UploadSteps):
         after.failed(info, moved, dv.CANCELLED, "cancelled by the source")
         await self._after_commit(after)
         assert fresh is not None
-        return {"id": packet_id, "cancelled": sorted(moved), "state": fresh.state}
+        return Cancelled(packet_id, tuple(sorted(moved)), fresh.state)
 
-    async def view(self, principal: Principal, packet_id: str) -> dict[str, Any]:
+    async def view(self, principal: Principal, packet_id: str) -> PacketView:
         """The packet as the caller may see it: all deliveries for the source, its own otherwise."""
         async with self.db.read() as conn:
             info, _ = await self._visible(conn, principal, packet_id)
@@ -326,40 +335,34 @@ class UnitCases(UploadSteps):
                                       | (packet_events.c.unit.is_(None)))
             d_rows = (await conn.execute(d_stmt)).all()
             e_rows = (await conn.execute(e_stmt)).all()
-            extra = await self.content.view_extra(conn, info, principal.unit_id, is_source)
-        out = info.summary()
-        out.update({
-            "state": info.state,
-            "content": info.content_state,
-            "protocol": info.protocol,
-            "deadline": iso(info.deadline) if info.deadline else None,
-            "deliveries": [_delivery_view(d, self.presence_overlay(d.unit_id, bool(d.online), d.last_seen_at))
-                           for d in d_rows],
-            "events": [{"at": iso(e.at), "type": e.type, "unit": e.unit,
-                        **({k: e.detail[k] for k in ("reason", "attempts") if e.detail.get(k)} if e.detail else {})}
-                       for e in e_rows],
-        })
-        if is_source:
-            out["to"] = list(info.to)
-            if info.state == "created":
-                out["upload_expires_at"] = iso(info.upload_expires_at)
-        if info.meta:
-            out["metadata"] = info.meta
-        out.update(extra)
-        return out
+            ref, stored, described = await self.content.view_parts(conn, info, principal.unit_id, is_source)
+        return PacketView(
+            id=info.id, source=info.source, subject=info.subject, priority=info.priority,
+            data_type=ref.data_type if ref else info.data_type, size=ref.size if ref else info.size,
+            sha256=ref.sha256 if ref else info.sha256, created_at=info.created_at, state=info.state,
+            content_state=info.content_state, protocol=info.protocol, deadline=info.deadline,
+            deliveries=tuple(_delivery_view(d, self.presence_overlay(d.unit_id, bool(d.online), d.last_seen_at))
+                             for d in d_rows),
+            events=tuple(_timeline_entry(e) for e in e_rows),
+            to=info.to if is_source else None,
+            upload_expires_at=info.upload_expires_at if is_source and info.state == "created" else None,
+            metadata=info.meta or None, variant=ref.variant if ref else None,
+            variants=None if stored is None else tuple(
+                StoredVariant(r.variant, r.size, r.sha256, r.media_type, r.data_type or None) for r in stored),
+            described=described)
 
 
-def _delivery_view(d: Any, presence: tuple[bool, datetime | None]) -> dict[str, Any]:
+def _delivery_view(d: Any, presence: tuple[bool, datetime | None]) -> DeliveryView:
     online, seen = presence
-    out: dict[str, Any] = {"unit": d.unit_id, "state": d.state, "updated_at": iso(d.updated_at), "mode": d.mode,
-                           "online": online, "last_seen_at": iso(seen) if seen else None}
-    if d.reason:
-        out["reason"] = d.reason
-    if d.mode == dv.PUSH:
-        out["protocol"] = d.protocol
-        out["attempts"] = d.attempts
-        if d.next_attempt_at is not None and d.state == dv.RETRYING:
-            out["next_attempt_at"] = iso(d.next_attempt_at)
-        if d.last_error:
-            out["last_error"] = d.last_error
-    return out
+    push = d.mode == dv.PUSH
+    return DeliveryView(unit=d.unit_id, state=d.state, updated_at=d.updated_at, mode=d.mode, online=online,
+                        last_seen_at=seen, reason=d.reason or None, protocol=d.protocol if push else None,
+                        attempts=d.attempts if push else 0,
+                        next_attempt_at=d.next_attempt_at if push and d.state == dv.RETRYING else None,
+                        last_error=d.last_error if push else None)
+
+
+def _timeline_entry(e: Any) -> TimelineEntry:
+    detail = e.detail or {}
+    return TimelineEntry(at=e.at, type=e.type, unit=e.unit, reason=detail.get("reason") or None,
+                         attempts=detail.get("attempts") or None)

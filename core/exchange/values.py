@@ -15,7 +15,6 @@ from typing import Any
 
 from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
-from lgsp.core.events import iso
 from lgsp.core.signing import SHA256_RE
 from lgsp.core.text import text_problem
 
@@ -53,12 +52,6 @@ class PacketInfo:
     # The stored upload; every blob of the packet starts with its id (see `upload_key`).
     blob_key: str | None = None
 
-    def summary(self) -> dict[str, Any]:
-        """The fields an inbox item and a packet view share."""
-        return {"id": self.id, "from": self.source, "subject": self.subject, "priority": self.priority,
-                "data_type": self.data_type, "size": self.size, "sha256": self.sha256,
-                "created_at": iso(self.created_at)}
-
 
 @dataclass(frozen=True)
 class NewPacket:
@@ -81,9 +74,6 @@ class Transfer:
     method: str
     path: str
     expires_at: datetime
-
-    def public(self, base_url: str) -> dict[str, str]:
-        return {"method": self.method, "url": base_url + self.path, "expires_at": iso(self.expires_at)}
 
 
 @dataclass(frozen=True)

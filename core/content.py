@@ -389,6 +389,17 @@ class ContentService:
         seen = dataclasses.replace(info, size=ref.size, sha256=ref.sha256, data_type=ref.data_type)
         return seen, self.blobs.path(ref.blob_key)
 
+    @property
+    def scratch_dir(self) -> Path:
+        """Where an adapter spools a request body before submitting it: the blob store's temporary
+        folder (same file system as the blobs, emptied at start)."""
+        return self.blobs.tmp
+
+    async def open_stored(self, path: Path, *, size: int | None = None) -> BinaryIO:
+        """Open a stored blob (from `Exchange.open_download`) for reading its plaintext; with `size`,
+        one whose plaintext size differs is refused (`BlobCorrupt`) before any byte is read."""
+        return await self.blobs.open_path(path, size=size)
+
     async def opener(self, path: Path) -> Callable[[], BinaryIO]:
         """A function opening the blob `path` for reading its plaintext from a worker thread (the
         data key is fetched now, on the loop). Push jobs read their content through one."""

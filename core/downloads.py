@@ -19,7 +19,7 @@ from aiohttp import web
 from lgsp.core.errors import Problem
 from lgsp.core.store.blobcrypt import BlobCorrupt, BlobKeyGone, DecryptingReader
 from lgsp.core.store.blobs import BlobStore
-from lgsp.core.web import _RANGE_RE
+from lgsp.core.web import _RANGE_RE, hub_of
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,14 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     if int(start) >= size or (end and int(end) < int(start)):
         return None
     return int(start), min(size - 1, int(end)) if end else size - 1
+
+
+async def content_response(request: web.Request, path: Path, size: int,
+                           headers: Mapping[str, str]) -> web.StreamResponse:
+    """What adapters serve stored content with: `blob_response` over the hub's blob store and its
+    configured I/O chunk size (`path` comes from `Exchange.open_download` or `ContentService.part`)."""
+    hub = hub_of(request)
+    return await blob_response(request, hub.blobs, path, size, headers, hub.config.limits.io_chunk_size)
 
 
 async def blob_response(request: web.Request, blobs: BlobStore, path: Path, size: int,

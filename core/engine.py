@@ -134,20 +134,6 @@ class DeliveryEngine:
                 lane = self.lanes.get(zone_lane(zone))
         return lane
 
-    async def forwarded(self, protocol: str, limit: int, after: tuple[str, str] | None = None
-                        ) -> list[tuple[str, str, str | None]]:
-        """(packet, unit, remote id) of deliveries `protocol` handed on and that have not ended,
-        in (packet, unit) order after `after`: what an adapter's tracker asks the other exchange about."""
-        cond = and_(deliveries.c.protocol == protocol, deliveries.c.state == dv.FORWARDED)
-        if after is not None:
-            cond = and_(cond, or_(deliveries.c.packet_id > after[0],
-                                  and_(deliveries.c.packet_id == after[0], deliveries.c.unit_id > after[1])))
-        async with self.hub.db.read() as conn:
-            rows = (await conn.execute(select(deliveries.c.packet_id, deliveries.c.unit_id, deliveries.c.remote_id)
-                                       .where(cond).order_by(deliveries.c.packet_id, deliveries.c.unit_id)
-                                       .limit(limit))).all()
-        return [(r.packet_id, r.unit_id, r.remote_id) for r in rows]
-
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.hub.config

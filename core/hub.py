@@ -416,6 +416,10 @@ class Hub:
         return True
 
     # -- plugins ------------------------------------------------------------------------------
+    def plugin_names(self) -> list[str]:
+        """The names of the plugins loaded (built-in adapters and external ones), sorted."""
+        return sorted(name for name, _ in self.pm.list_name_plugin())
+
     async def call_hook(self, name: str, **kwargs: Any) -> None:
         """Call a notification hook; a failing plugin is logged and never hurts the packet."""
         try:

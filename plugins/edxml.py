@@ -42,8 +42,8 @@ from lgsp.core.api import (
     SyncBlobWriter,
     Variant,
     authenticate,
-    blob_response,
     check_range,
+    content_response,
     hub_of,
     identifier_form,
     positive_int_settings,
@@ -547,11 +547,10 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
         raise Problem("content.gone", "the content of this packet is no longer held by the hub")
     check_range(request, ref.size)
     name = (ref.detail or {}).get("name") or f"attachment-{number}"  # for Content-Disposition
-    return await blob_response(request, hub.blobs, path, ref.size, {
+    return await content_response(request, path, ref.size, {
         H_CONTENT: ref.sha256, "Content-Type": ref.media_type or "application/octet-stream",
         "Accept-Ranges": "bytes",
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}"},
-        hub.config.limits.io_chunk_size)
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}"})
 
 
 # -- hooks -----------------------------------------------------------------------------------------

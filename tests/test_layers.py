@@ -1,7 +1,9 @@
 """The layering contract: adapters and plugins use core only through `lgsp.core.api`.
 
 Read from the source (AST), so an import inside a function or under TYPE_CHECKING counts as much
-as one at the top. Adapters never import each other; built-in plugins import no adapter.
+as one at the top. Adapters never import each other; built-in plugins import no adapter. Nor do
+they reach past the hub's public services to its internals (`hub.blobs`, `hub.pm`,
+`hub.engine`): the public API has a named use case or port for what they need.
 """
 
 from __future__ import annotations
@@ -63,6 +65,23 @@ def violations(rel: str, source: str) -> list[str]:
     return bad
 
 
+#: Hub attributes that are core's internals: the blob store, the plugin manager, the delivery engine.
+INTERNAL_HUB_ATTRIBUTES = frozenset({"blobs", "pm", "engine"})
+
+
+def reaches(rel: str, source: str) -> list[str]:
+    """Where the file reads an internal attribute of the hub (`hub.blobs`, `call.hub.engine`, ...)."""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute) or node.attr not in INTERNAL_HUB_ATTRIBUTES:
+            continue
+        owner = node.value
+        name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+        if name == "hub" or name.endswith("_hub"):
+            bad.append(f"{rel}:{node.lineno} reads {name}.{node.attr} (use the public core API)")
+    return bad
+
+
 def _checked_files() -> list[str]:
     files = sorted(str(p.relative_to(ROOT)) for folder in ("adapters", "plugins")
                    for p in (ROOT / folder).rglob("*.py"))
@@ -72,6 +91,29 @@ def _checked_files() -> list[str]:
 def test_adapters_and_plugins_use_only_the_public_core_api() -> None:
     bad = [v for rel in _checked_files() for v in violations(rel, (ROOT / rel).read_text(encoding="utf-8"))]
     assert not bad, "\n".join(bad)
+
+
+def test_adapters_and_plugins_do_not_reach_the_hub_internals() -> None:
+    bad = [v for rel in _checked_files() for v in reaches(rel, (ROOT / rel).read_text(encoding="utf-8"))]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("async def f(hub):\n    return hub.blobs.tmp\n", "hub.blobs"),
+    ("def f(call):\n    return call.hub.engine.protocol_of('x')\n", "hub.engine"),
+    ("def f(self):\n    return self.hub.pm.list_name_plugin()\n", "hub.pm"),
+    ("def f(console):\n    return console.hub.blobs\n", "hub.blobs"),
+    ("def f(source_hub):\n    return source_hub.engine\n", "source_hub.engine"),
+])
+def test_the_reach_check_catches(source: str, expected: str) -> None:
+    bad = reaches("adapters/rest/x.py", source)
+    assert len(bad) == 1 and expected in bad[0], bad
+
+
+def test_the_reach_check_allows_the_public_services() -> None:
+    source = ("async def f(hub, job):\n    await hub.exchange.forwarded('x', 1)\n    hub.content.scratch_dir\n"
+              "    hub.plugin_names()\n    job.engine = 1\n")
+    assert reaches("adapters/rest/x.py", source) == []
 
 
 def test_the_contract_covers_every_adapter_and_the_built_in_plugins() -> None:

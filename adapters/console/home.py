@@ -20,7 +20,7 @@ async def home(request: web.Request) -> web.StreamResponse:
     unit_rows, stuck, waiting = seen.units, seen.stuck, seen.waiting
     db_ok = True
     offline_waiting = [(r, waiting[r.id]) for r in unit_rows if not r.online and waiting.get(r.id)]
-    adapters = sorted(name for name, _ in hub.pm.list_name_plugin() if name not in ("signatures",))
+    adapters = [name for name in hub.plugin_names() if name not in ("signatures",)]
     overdue = await _overdue(request)
     return console.render(
         request, "home.html", units_total=len(unit_rows), units_online=sum(1 for r in unit_rows if r.online),

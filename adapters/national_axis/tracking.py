@@ -43,7 +43,7 @@ async def track_once(bridge: AxisBridge) -> TrackRound:
     out = TrackRound()
     after: tuple[str, str] | None = None
     while True:
-        page = await hub.engine.forwarded(PROTOCOL, bridge.settings.track_batch, after)
+        page = await hub.exchange.forwarded(PROTOCOL, bridge.settings.track_batch, after)
         if not page:
             return out
         for packet_id, unit, doc_id in page:

@@ -47,11 +47,11 @@ async def track_once(hub: Hub, adapter: PeerPushAdapter) -> TrackRound:
     answers: dict[tuple[str, str], dict[str, Any] | None] = {}
     down: set[str] = set()
     while True:
-        page = await hub.engine.forwarded(PROTOCOL, BATCH, after)
+        page = await hub.exchange.forwarded(PROTOCOL, BATCH, after)
         if not page:
             return out
         for packet_id, unit, remote in page:
-            zone = hub.engine.zone_of(unit)
+            zone = hub.directory.zones.get(unit)  # the zone the route was picked by
             if not remote or zone is None or zone in down:
                 continue
             out.checked += 1

@@ -17,10 +17,10 @@ from lgsp.core.api import (
     Problem,
     authenticate,
     base_url,
-    blob_response,
     bounded_int,
     check_range,
     check_text,
+    content_response,
     hub_of,
     iso,
     json_response,
@@ -76,9 +76,9 @@ async def download_content(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         raise Problem("content.gone", "the content of this packet is no longer held by the hub")
     check_range(request, info.size)
-    return await blob_response(request, hub.blobs, path, info.size, {
+    return await content_response(request, path, info.size, {
         H_CONTENT: info.sha256, "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
-        "Content-Disposition": f'attachment; filename="{info.id}"'}, hub.config.limits.io_chunk_size)
+        "Content-Disposition": f'attachment; filename="{info.id}"'})
 
 
 @routes.get("/v1/inbox")
@@ -146,7 +146,7 @@ async def unit_presence(request: web.Request) -> web.Response:
     view = await hub.presence.view(unit)
     if view is None:
         raise Problem("not_found", f"no unit {unit}")
-    protocol = hub.engine.protocol_of(unit)
+    protocol = hub.exchange.push_protocol(unit)
     view["mode"] = "push" if protocol else "pull"
     if protocol:
         view["protocol"] = protocol

@@ -95,7 +95,7 @@ async def read_message(request: web.Request, hub: Hub) -> Message:
     max_body = limits.max_payload_bytes * 4 // 3 + limits.max_envelope_bytes + (1 << 20)
     if request.content_length is not None and request.content_length > max_body:
         raise Problem("content.too_large", f"request body is larger than {max_body} bytes", limit=max_body)
-    reader = MessageReader(request.headers.get("Content-Type", ""), hub.blobs.tmp, limits)
+    reader = MessageReader(request.headers.get("Content-Type", ""), hub.content.scratch_dir, limits)
     try:
         pending = bytearray()
         async for chunk in request.content.iter_any():

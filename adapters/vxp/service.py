@@ -74,7 +74,7 @@ from lgsp.core.api import (
     Problem,
     SealedSpool,
     SubmitClaims,
-    blob_response,
+    content_response,
     hub_of,
     identifier_form,
 )
@@ -268,7 +268,7 @@ async def _receive_body(call: Call, received_hash: str, limit: int) -> tuple[Sea
     """Stream sendEdoc's body to a temporary file (sealed: content is encrypted at rest), bound to
     hash-file; (spool, size, sha256 hex)."""
     request = call.request
-    tmp = call.hub.blobs.tmp / f"vxp-{os.urandom(8).hex()}.part"
+    tmp = call.hub.content.scratch_dir / f"vxp-{os.urandom(8).hex()}.part"
     content_type = request.headers.get("Content-Type", "")
     try:
         if content_type.lower().lstrip().startswith("multipart/"):
@@ -446,7 +446,7 @@ async def get_edoc(call: Call) -> web.StreamResponse:
     before, after = head[:cut], head[cut:]
     resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_JSON})
     resp.content_length = len(before) + 4 * ((size + 2) // 3) + len(after)
-    fh = await call.hub.blobs.open_path(path, size=size)  # decrypted as it is read (encrypted at rest)
+    fh = await call.hub.content.open_stored(path, size=size)  # decrypted as it is read (encrypted at rest)
     try:
         await resp.prepare(call.request)
         await resp.write(before)
@@ -464,9 +464,9 @@ async def get_edoc(call: Call) -> web.StreamResponse:
 
 async def download_edoc(call: Call) -> web.StreamResponse:
     packet_id, path, size = await _open(call)
-    return await blob_response(call.request, call.hub.blobs, path, size, {
+    return await content_response(call.request, path, size, {
         "Content-Type": "application/octet-stream",
-        "Content-Disposition": f'attachment; filename="{packet_id}.edxml"'}, call.hub.config.limits.io_chunk_size)
+        "Content-Disposition": f'attachment; filename="{packet_id}.edxml"'})
 
 
 async def update_status(call: Call) -> web.StreamResponse:

@@ -9,9 +9,15 @@ is not listed here may change without notice; what is listed changes only with t
 The hub passes itself to every hook (`Hub`); its services are reached as attributes:
 
 - `hub.exchange` (`Exchange`): the packet use cases (create, submit, upload, inbox, ready,
-  download, ack, fail, cancel, view) and the stream support (hello, save_cursor, mark_told);
+  download, ack, fail, cancel, view), the stream support (hello, save_cursor, mark_told) and what
+  delivery trackers need (forwarded, end_delivery, push_protocol). They return typed values
+  (`PacketInfo`, `Transfer`, `InboxPage` of `InboxItem`, `PacketView` with `DeliveryView`,
+  `TimelineEntry` and `StoredVariant`, `Cancelled`, `Hello`, `Attention`) that each adapter
+  renders in its own shape (the REST JSON in adapters/rest/render.py);
 - `hub.directory`: units, applications, keys; `hub.presence`: online/offline;
-- `hub.content` (`ContentService`): content variants and formats per unit;
+- `hub.content` (`ContentService`): content variants and formats per unit, opening stored content
+  (`open_stored`, `opener`) and the folder to spool a request body in (`scratch_dir`);
+  `content_response` serves stored content over HTTP (whole or one Range);
 - `hub.documents` (`DocumentIndex`): the edXML document index, read-only; `documents` holds the
   functions that write it inside an acceptance transaction (an `Inspection.on_accept`);
 - `hub.bus` (`EventBus`): live events; `hub.identity`: the hub's signing key;
@@ -24,7 +30,11 @@ The hub passes itself to every hook (`Hub`); its services are reached as attribu
 - `logs`: the request id carried into pushes and the structured log context;
 - `states`: every packet, content and delivery state and their transitions (`core/states.py`);
 - `hub.db` (`Database`): the store session (`read()`, `write()`), for a plugin's own tables and
-  the `documents` functions, never for core's tables.
+  the `documents` functions, never for core's tables;
+- `hub.plugin_names()`: the plugins loaded.
+
+The hub's internals (`hub.blobs`, `hub.pm`, `hub.engine`) are not part of it; tests/test_layers.py
+fails when an adapter or plugin reads them.
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ from lgsp.core.content import (
 )
 from lgsp.core.directory import Directory, ZoneEntry, ZoneSync
 from lgsp.core.documents import DocumentIndex
-from lgsp.core.downloads import blob_response
+from lgsp.core.downloads import content_response
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
 from lgsp.core.exchange import (
@@ -121,8 +131,8 @@ __all__ = [
     "Notice", "OneTimeSecrets", "PacketInfo", "PacketView", "Principal", "Problem", "PushAdapter", "PushFailure",
     "PushJob", "PushReceipt", "Registrations", "RequestInvalid", "SealedSpool", "SignatureAlgorithm", "Signer",
     "StoredVariant", "SubmitClaims", "SyncBlobWriter", "TimelineEntry", "Transfer", "UnitStatus", "Variant",
-    "WorkingCalendar", "ZoneEntry", "ZoneSync", "authenticate", "base_url", "blob_response", "bounded_int",
-    "check_identifier", "check_range", "check_text", "client_ssl", "documents", "events", "form_kind", "http_failure",
+    "WorkingCalendar", "ZoneEntry", "ZoneSync", "authenticate", "base_url", "bounded_int", "check_identifier",
+    "check_range", "check_text", "client_ssl", "content_response", "documents", "events", "form_kind", "http_failure",
     "hub_of", "identifier_form", "iso", "json_response", "language", "load_json", "logs", "metadata_digest",
     "new_password", "normalise_fingerprint", "parse_date", "parse_new_packet", "parse_signed_request", "period_bounds",
     "positive_int_settings", "presence_history", "presence_periods", "printable", "publish", "read_json", "record",

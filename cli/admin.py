@@ -18,6 +18,7 @@ from lgsp.cli.args import Subparsers, add_config, positive_int
 from lgsp.cli.errors import CliError
 from lgsp.cli.messages import N_, t
 from lgsp.cli.store import cli_config, on_store, open_store
+from lgsp.core.api import DeliveryRecord, iso
 from lgsp.core.config import Config, ConfigError, load_config
 
 
@@ -232,7 +233,8 @@ def cmd_deliveries_list(args: argparse.Namespace) -> int:
         return hub.exchange.list_deliveries(states=args.state, unit=args.unit, packet_id=args.packet,
                                             older_than=args.older_than, limit=args.limit)
 
-    rows = on_store(args, use)
+    records = on_store(args, use)
+    rows = [_delivery_json(r) for r in records]
     if args.json:
         output.print_json(rows)
     elif not rows:
@@ -244,6 +246,16 @@ def cmd_deliveries_list(args: argparse.Namespace) -> int:
                      [t("PACKET"), t("UNIT"), t("MODE"), t("STATE"), t("ATTEMPTS"), t("NEXT TRY"),
                       t("UPDATED"), t("REASON")])
     return 0
+
+
+def _delivery_json(record: DeliveryRecord) -> dict[str, Any]:
+    """A line of `deliveries list` as its --json prints it."""
+    d = record.delivery
+    return {"packet": record.packet_id, "unit": d.unit, "from": record.source, "subject": record.subject,
+            "mode": d.mode, "protocol": d.protocol, "state": d.state, "priority": record.priority,
+            "attempts": d.attempts, "updated_at": iso(d.updated_at),
+            "next_attempt_at": iso(d.next_attempt_at) if d.next_attempt_at else None,
+            "reason": d.reason, "last_error": d.last_error, "content": record.content_state}
 
 
 def _running_note(args: argparse.Namespace) -> None:
@@ -270,7 +282,7 @@ def cmd_deliveries_cancel(args: argparse.Namespace) -> int:
 def cmd_deliveries_reroute(args: argparse.Namespace) -> int:
     done = on_store(args, lambda hub: hub.exchange.operator_reroute(args.packet, args.unit, args.to))
     print(t("re-routed packet {id}: {unit} → {to} ({mode})", id=args.packet, unit=args.unit, to=args.to,
-            mode=done["mode"]))
+            mode=done.mode))
     _running_note(args)
     return 0
 

@@ -20,14 +20,14 @@ async def _packet_page(request: web.Request, packet_id: str, *, error: str | Non
     seen = await console.hub.exchange.operator_view(packet_id)
     if seen is None:
         return forbidden(request)
-    packet, rows, events = seen
-    involved = {packet.source_unit, *(d.unit_id for d in rows)}
+    rows, events = list(seen.deliveries), list(seen.events)
+    involved = {seen.source, *(d.unit for d in rows)}
     if who.scope is not None and not involved & set(who.scope):
         return forbidden(request)
-    if who.scope is not None and packet.source_unit not in who.scope:  # a destination sees only its own row
-        rows = [d for d in rows if d.unit_id in who.scope]
+    if who.scope is not None and seen.source not in who.scope:  # a destination sees only its own row
+        rows = [d for d in rows if d.unit in who.scope]
         events = [e for e in events if e.unit in who.scope or e.audience in who.scope]
-    return console.render(request, "packet.html", status=status, packet=packet, deliveries=rows, events=events,
+    return console.render(request, "packet.html", status=status, packet=seen, deliveries=rows, events=events,
                           error=error, can_operate=who.account.is_operator)
 
 

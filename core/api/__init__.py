@@ -12,8 +12,9 @@ The hub passes itself to every hook (`Hub`); its services are reached as attribu
   download, ack, fail, cancel, view), the stream support (hello, save_cursor, mark_told) and what
   delivery trackers need (forwarded, end_delivery, push_protocol). They return typed values
   (`PacketInfo`, `Transfer`, `InboxPage` of `InboxItem`, `PacketView` with `DeliveryView`,
-  `TimelineEntry` and `StoredVariant`, `Cancelled`, `Hello`, `Attention`) that each adapter
-  renders in its own shape (the REST JSON in adapters/rest/render.py);
+  `TimelineEntry` and `StoredVariant`, `Cancelled`, `Hello`; for operators `Attention`,
+  `DeliveryRecord`, `OperatorView`, `Rerouted`) that each adapter renders in its own shape (the
+  REST JSON in adapters/rest/render.py);
 - `hub.directory`: units, applications, keys; `hub.presence`: online/offline;
 - `hub.content` (`ContentService`): content variants and formats per unit, opening stored content
   (`open_stored`, `opener`) and the folder to spool a request body in (`scratch_dir`);
@@ -65,6 +66,7 @@ from lgsp.core.exchange import (
     PRIORITIES,
     Attention,
     Cancelled,
+    DeliveryRecord,
     DeliveryView,
     Exchange,
     Hello,
@@ -72,8 +74,11 @@ from lgsp.core.exchange import (
     InboxPage,
     InboxPosition,
     NewPacket,
+    OperatorDelivery,
+    OperatorView,
     PacketInfo,
     PacketView,
+    Rerouted,
     StoredVariant,
     TimelineEntry,
     Transfer,
@@ -126,15 +131,16 @@ __all__ = [
     "PRIORITIES", "REQUEST_KINDS", "ROLES", "ROLE_NAMES_VI", "SECRET_NAME_RE", "SHA256_RE", "SIGNED_HEADERS",
     "STATE_NAMES_VI", "TLS_TARGET_KEYS", "VIETNAM_TZ", "Account", "AccountError", "Accounts", "Actor", "Attention",
     "BlobCorrupt", "Cancelled", "ClaimBusy", "ContentInspector", "ContentRef", "ContentService", "Database",
-    "DeliveryView", "Directory", "DocumentIndex", "Event", "EventBus", "Exchange", "FieldSpec", "FormRecord", "Hello",
-    "Hub", "InboxItem", "InboxPage", "InboxPosition", "Inspection", "InspectionJob", "InvalidIdentifier", "NewPacket",
-    "Notice", "OneTimeSecrets", "PacketInfo", "PacketView", "Principal", "Problem", "PushAdapter", "PushFailure",
-    "PushJob", "PushReceipt", "Registrations", "RequestInvalid", "SealedSpool", "SignatureAlgorithm", "Signer",
-    "StoredVariant", "SubmitClaims", "SyncBlobWriter", "TimelineEntry", "Transfer", "UnitStatus", "Variant",
-    "WorkingCalendar", "ZoneEntry", "ZoneSync", "authenticate", "base_url", "bounded_int", "check_identifier",
-    "check_range", "check_text", "client_ssl", "content_response", "documents", "events", "form_kind", "http_failure",
-    "hub_of", "identifier_form", "iso", "json_response", "language", "load_json", "logs", "metadata_digest",
-    "new_password", "normalise_fingerprint", "parse_date", "parse_new_packet", "parse_signed_request", "period_bounds",
-    "positive_int_settings", "presence_history", "presence_periods", "printable", "publish", "read_json", "record",
-    "render_letter", "states", "tls_target_problems", "to_csv", "to_xlsx", "traffic_report", "unit_report",
+    "DeliveryRecord", "DeliveryView", "Directory", "DocumentIndex", "Event", "EventBus", "Exchange", "FieldSpec",
+    "FormRecord", "Hello", "Hub", "InboxItem", "InboxPage", "InboxPosition", "Inspection", "InspectionJob",
+    "InvalidIdentifier", "NewPacket", "Notice", "OneTimeSecrets", "OperatorDelivery", "OperatorView", "PacketInfo",
+    "PacketView", "Principal", "Problem", "PushAdapter", "PushFailure", "PushJob", "PushReceipt", "Registrations",
+    "RequestInvalid", "Rerouted", "SealedSpool", "SignatureAlgorithm", "Signer", "StoredVariant", "SubmitClaims",
+    "SyncBlobWriter", "TimelineEntry", "Transfer", "UnitStatus", "Variant", "WorkingCalendar", "ZoneEntry", "ZoneSync",
+    "authenticate", "base_url", "bounded_int", "check_identifier", "check_range", "check_text", "client_ssl",
+    "content_response", "documents", "events", "form_kind", "http_failure", "hub_of", "identifier_form", "iso",
+    "json_response", "language", "load_json", "logs", "metadata_digest", "new_password", "normalise_fingerprint",
+    "parse_date", "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings",
+    "presence_history", "presence_periods", "printable", "publish", "read_json", "record", "render_letter", "states",
+    "tls_target_problems", "to_csv", "to_xlsx", "traffic_report", "unit_report",
 ]

@@ -4,8 +4,9 @@ One place for the exchange's rules, whatever the adapter that carries the calls,
 
 - `values`: what goes in (`NewPacket`, `InboxPosition`) and the packet itself (`PacketInfo`,
   `Transfer`), and the validation of a new packet;
-- `views`: what the unit-facing use cases return (`PacketView`, `InboxPage`, `DeliveryView`,
-  `TimelineEntry`, ...), typed values each adapter renders in its own shape;
+- `views`: what the use cases return (`PacketView`, `InboxPage`, `DeliveryView`, `TimelineEntry`,
+  and for operators `DeliveryRecord`, `OperatorView`, ...), typed values each adapter renders in
+  its own shape;
 - `base`: shared state, reading, ending a delivery, and the one after-commit step (`AfterCommit`);
 - `uploads`: receiving content (one attempt at a time per packet, stalled uploads give way);
 - `units`: the use cases a unit calls; `streams`: what the event stream needs;
@@ -44,11 +45,15 @@ from lgsp.core.exchange.values import (
 )
 from lgsp.core.exchange.views import (
     Cancelled,
+    DeliveryRecord,
     DeliveryView,
     Hello,
     InboxItem,
     InboxPage,
+    OperatorDelivery,
+    OperatorView,
     PacketView,
+    Rerouted,
     StoredVariant,
     TimelineEntry,
 )
@@ -60,7 +65,8 @@ class Exchange(UnitCases, StreamSupport, OperatorCommands, Housekeeping):
 
 __all__ = [
     "HELLO_CHANGES", "HELLO_INBOX", "LATEST_DEADLINE", "MAX_DESTINATION", "MAX_REASON", "MAX_SUBJECT", "PRIORITIES",
-    "AfterCommit", "Attention", "Cancelled", "DeliveryView", "Exchange", "Hello", "HookCaller", "InboxItem",
-    "InboxPage", "InboxPosition", "NewPacket", "PacketInfo", "PacketView", "StoredVariant", "TimelineEntry", "Transfer",
-    "TransferTokens", "UnitStatus", "UploadAttempt", "parse_deadline", "parse_new_packet", "upload_key",
+    "AfterCommit", "Attention", "Cancelled", "DeliveryRecord", "DeliveryView", "Exchange", "Hello", "HookCaller",
+    "InboxItem", "InboxPage", "InboxPosition", "NewPacket", "OperatorDelivery", "OperatorView", "PacketInfo",
+    "PacketView", "Rerouted", "StoredVariant", "TimelineEntry", "Transfer", "TransferTokens", "UnitStatus",
+    "UploadAttempt", "parse_deadline", "parse_new_packet", "upload_key",
 ]

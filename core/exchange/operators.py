@@ -12,9 +12,10 @@ from lgsp.core import audit
 from lgsp.core import deliveries as dv
 from lgsp.core import events as ev
 from lgsp.core.errors import Problem
-from lgsp.core.events import iso, record
+from lgsp.core.events import record
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, modes_of
 from lgsp.core.exchange.values import Attention, PacketInfo, UnitStatus, uuid_like
+from lgsp.core.exchange.views import DeliveryRecord, OperatorDelivery, OperatorView, Rerouted, TimelineEntry
 from lgsp.core.states import DELIVERY_EXTRA_FROM
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
 
@@ -47,7 +48,7 @@ class OperatorCommands(ExchangeBase):
 
     async def list_deliveries(self, *, states: list[str] | None = None, unit: str | None = None,
                               packet_id: str | None = None, older_than: float | None = None,
-                              limit: int = 100) -> list[dict[str, Any]]:
+                              limit: int = 100) -> tuple[DeliveryRecord, ...]:
         """Deliveries an operator may need to act on; by default everything not yet delivered."""
         wanted = states or sorted(dv.ACTIVE - {dv.WAITING} | {dv.FAILED, dv.EXPIRED})
         bad = sorted(set(wanted) - set(dv.STATES))
@@ -65,15 +66,13 @@ class OperatorCommands(ExchangeBase):
                 .order_by(deliveries.c.updated_at, deliveries.c.packet_id, deliveries.c.unit_id).limit(limit))
         async with self.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [{"packet": r.packet_id, "unit": r.unit_id, "from": r.source_unit, "subject": r.subject,
-                 "mode": r.mode, "protocol": r.protocol, "state": r.state, "priority": r.priority,
-                 "attempts": r.attempts, "updated_at": iso(r.updated_at),
-                 "next_attempt_at": iso(r.next_attempt_at) if r.next_attempt_at and r.state == dv.RETRYING else None,
-                 "reason": r.reason, "last_error": r.last_error, "content": r.content_state} for r in rows]
+        return tuple(DeliveryRecord(packet_id=r.packet_id, source=r.source_unit, subject=r.subject,
+                                    priority=r.priority, content_state=r.content_state, delivery=_operator_delivery(r))
+                     for r in rows)
 
-    async def operator_view(self, packet_id: str) -> tuple[Any, list[Any], list[Any]] | None:
-        """A packet as an operator sees it (metadata only): its row, every delivery row and every
-        timeline entry; None when there is no such packet."""
+    async def operator_view(self, packet_id: str) -> OperatorView | None:
+        """A packet as an operator sees it (metadata only): every delivery and every timeline
+        entry; None when there is no such packet."""
         if not uuid_like(packet_id):
             return None
         async with self.db.read() as conn:
@@ -88,7 +87,12 @@ class OperatorCommands(ExchangeBase):
                                        .order_by(deliveries.c.unit_id))).all()
             events = (await conn.execute(select(packet_events).where(packet_events.c.packet_id == packet_id)
                                          .order_by(packet_events.c.id))).all()
-        return packet, list(rows), list(events)
+        return OperatorView(
+            id=packet.id, source=packet.source_unit, subject=packet.subject, priority=packet.priority,
+            data_type=packet.data_type, size=packet.size, sha256=packet.sha256, state=packet.state,
+            created_at=packet.created_at, deadline=packet.deadline,
+            deliveries=tuple(_operator_delivery(r) for r in rows),
+            events=tuple(TimelineEntry(e.at, e.type, e.unit, audience=e.audience) for e in events))
 
     async def _held(self, packet_id: str) -> PacketInfo:
         info = await self.packet(packet_id) if uuid_like(packet_id) else None
@@ -163,7 +167,7 @@ class OperatorCommands(ExchangeBase):
         await self._after_commit(after)
         return moved
 
-    async def operator_reroute(self, packet_id: str, unit: str, to: str) -> dict[str, Any]:
+    async def operator_reroute(self, packet_id: str, unit: str, to: str) -> Rerouted:
         """Send a packet that did not reach `unit` to `to` instead (same content, new delivery)."""
         info = await self._held(packet_id)
         await self.check_destinations([to])
@@ -194,4 +198,11 @@ class OperatorCommands(ExchangeBase):
         if row["mode"] == dv.PUSH:
             after.push_units = [to]
         await self._after_commit(after)
-        return {"packet": packet_id, "from_unit": unit, "to": to, "mode": row["mode"], "state": dv.QUEUED}
+        return Rerouted(packet_id, unit, to, row["mode"], dv.QUEUED)
+
+
+def _operator_delivery(r: Any) -> OperatorDelivery:
+    return OperatorDelivery(unit=r.unit_id, state=r.state, mode=r.mode, protocol=r.protocol, attempts=r.attempts,
+                            updated_at=r.updated_at,
+                            next_attempt_at=r.next_attempt_at if r.state == dv.RETRYING else None,
+                            reason=r.reason, last_error=r.last_error)

@@ -72,6 +72,8 @@ class TimelineEntry:
     unit: str | None
     reason: str | None = None
     attempts: int | None = None
+    #: Who was told (a unit's stream); operators' views filter by it, a unit's view never shows it.
+    audience: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,3 +146,60 @@ class Hello:
     inbox: tuple[InboxItem, ...]
     changes: tuple[Event, ...]
     more: bool
+
+
+@dataclass(frozen=True)
+class OperatorDelivery:
+    """A delivery as an operator sees it (no presence); `next_attempt_at` only while retrying."""
+
+    unit: str
+    state: str
+    mode: str
+    protocol: str | None
+    attempts: int
+    updated_at: datetime
+    next_attempt_at: datetime | None = None
+    reason: str | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One line of an operator's delivery list (`lgsp deliveries list`): the delivery and its packet."""
+
+    packet_id: str
+    source: str
+    subject: str
+    priority: int
+    content_state: str
+    delivery: OperatorDelivery
+
+
+@dataclass(frozen=True)
+class OperatorView:
+    """A packet as an operator sees it (metadata only, never content): every delivery, the whole
+    timeline (the console narrows both to a unit admin's units)."""
+
+    id: str
+    source: str
+    subject: str
+    priority: int
+    data_type: str
+    size: int
+    sha256: str
+    state: str
+    created_at: datetime
+    deadline: datetime | None
+    deliveries: tuple[OperatorDelivery, ...]
+    events: tuple[TimelineEntry, ...]
+
+
+@dataclass(frozen=True)
+class Rerouted:
+    """What an operator's re-route did: the delivery to `from_unit` cancelled, a new one to `to`."""
+
+    packet_id: str
+    from_unit: str
+    to: str
+    mode: str
+    state: str

@@ -85,5 +85,7 @@ async def test_only_an_operator_may_reroute(hub: Hub, accounts: Accounts, make_a
                                    body: new URLSearchParams({csrf, to: '000.00.02.H23'})})).status""",
         [hub.url + f"/console/packets/{packet_id}/reroute/000.00.01.H23", csrf])
     assert status == 403
-    states = {d.unit_id: d.state for d in (await hub.exchange.operator_view(packet_id) or (None, [], []))[1]}
+    seen = await hub.exchange.operator_view(packet_id)
+    assert seen is not None
+    states = {d.unit: d.state for d in seen.deliveries}
     assert set(states) == {"000.00.01.H23"} and states["000.00.01.H23"] != "cancelled"

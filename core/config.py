@@ -481,7 +481,8 @@ class PolicyConfig:
     default: Literal["allow", "deny"] = setting(
         "allow", "Communication policy when no rule matches a source and destination: allow or deny")
     rules: list[dict[str, Any]] = setting(
-        [], "Fixed rules, each {action: allow|deny, source, destination, data_type}; the CLI adds more "
+        [{"action": "deny", "source": "*", "destination": "zone:national"}],
+        "Fixed rules, each {action: allow|deny, source, destination, data_type}; the CLI adds more "
         "(lgsp policy add) — see docs/security.md")
     cache_seconds: float = setting(
         2.0, "Rules and the unit tree are re-read at most this often (a CLI change holds within it)",

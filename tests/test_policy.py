@@ -138,6 +138,29 @@ async def test_default_and_rules_from_yaml(tmp_path: Path) -> None:
         assert [(r.origin, r.id) for r in listed] == [("config", None)]
 
 
+async def test_the_shipped_policy_keeps_the_national_zone_to_granted_applications(tmp_path: Path) -> None:
+    """config/lgsp.yaml as shipped: units of the province reach each other; the national zone only
+    through an application (or a unit) granted it; the national zone still reaches the province."""
+    shipped = Path(__file__).resolve().parent.parent / "config" / "lgsp.yaml"
+    async with Hub(load_config(shipped, env=base_env(tmp_path / "var"))) as hub:
+        apps = await tree(hub)
+        other_app = (await hub.directory.add_application(S1, "khac")).id
+        assert await allowed(hub.policy, S1, S2) and await allowed(hub.policy, C1, P)
+        assert await allowed(hub.policy, N, S1)  # the national zone writes to the province
+        assert not await allowed(hub.policy, S1, N, app=apps[S1])
+        assert not await allowed(hub.policy, P, N)
+        await hub.policy.add("allow", f"app:{S1}/vbql", "zone:national", by=OP, note="QĐ cấp quyền")
+        assert await allowed(hub.policy, S1, N, app=apps[S1])  # the granted application
+        assert not await allowed(hub.policy, S1, N, app=other_app)  # not another one of the same unit
+        assert not await allowed(hub.policy, S1, N)  # nor the unit's packets without an application
+        decision = await hub.policy.decide(S1, other_app, N, "binary")
+        assert decision.rule is not None and decision.rule.origin == "config"
+    # An existing deployment that wants the old behaviour writes `rules: []`.
+    opened = load_config(shipped, env=base_env(tmp_path / "var")).replace(policy={"rules": []})
+    async with Hub(opened) as hub:
+        assert await allowed(hub.policy, S1, N)
+
+
 def test_bad_yaml_rules_are_reported_at_their_key(tmp_path: Path) -> None:
     path = tmp_path / "lgsp.yaml"
     path.write_text("policy:\n  default: maybe\n  rules:\n    - {action: allow, source: '*', destination: 'zone:'}\n"
@@ -164,7 +187,7 @@ async def test_every_change_is_kept_with_who_made_it(hub: Hub) -> None:
     [kept] = [r for r in await hub.policy.rules(include_removed=True) if r.id == rule.id]
     assert (kept.created_by, kept.removed_by, kept.note) == ("operator:nguyen.van.a", "operator:tran.thi.b", "thử")
     assert kept.removed_at is not None and kept.created_at is not None
-    assert await hub.policy.rules() == []
+    assert [r for r in await hub.policy.rules() if r.origin == "store"] == []
     async with hub.db.read() as conn:
         rows = (await conn.execute(select(audit_log.c.action, audit_log.c.actor, audit_log.c.target)
                                    .where(audit_log.c.action.like("policy.%")).order_by(audit_log.c.id))).all()
@@ -258,7 +281,8 @@ def test_cli_add_list_explain_remove(tmp_path: Path, capsys: pytest.CaptureFixtu
 
     asyncio.run(prepare())
     cfg_file = tmp_path / "lgsp.yaml"
-    cfg_file.write_text(f"hub:\n  data_dir: {tmp_path / 'var'}\n", encoding="utf-8")
+    # No fixed rules: this test builds the national-zone rule itself, from the CLI.
+    cfg_file.write_text(f"hub:\n  data_dir: {tmp_path / 'var'}\npolicy:\n  rules: []\n", encoding="utf-8")
     monkeypatch.setenv("LGSP_LANG", "en")
     monkeypatch.setenv("LGSP_OPERATOR", "operator:le.van.c")
 

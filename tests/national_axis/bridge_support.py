@@ -34,6 +34,12 @@ JOBS: dict[str, Callable[[AxisBridge], Awaitable[Any]]] = {"poll": poll_once, "t
                                                             "sync": sync_once}
 
 
+#: The shipped policy keeps the national zone to granted applications; these hubs let every local
+#: unit reach it, as a province that granted them all would.
+OPEN_TO_NATIONAL: dict[str, Any] = {"rules": [{"action": "allow", "source": "zone:local",
+                                               "destination": "zone:national"}]}
+
+
 def axis_settings(url: str, **extra: Any) -> dict[str, Any]:
     return {"endpoint": url, "system_id": PROVINCE.system_id, "secret": SECRET_NAME,
             "agency_code": PROVINCE.agency_code, "poll_interval_seconds": 3600, "track_interval_seconds": 3600,
@@ -45,7 +51,7 @@ def axis_config(tmp: Path, url: str, *, plugins: str = "[rest, edxml, soap_edxml
                 env: dict[str, str] | None = None, routes: dict[str, Any] | None = None, **extra: Any) -> Config:
     path = tmp / "lgsp.yaml"
     path.write_text(yaml.safe_dump({"adapters": {"national_axis": axis_settings(url, **extra)},
-                                    "routes": routes or {}}), encoding="utf-8")
+                                    "routes": routes or {}, "policy": OPEN_TO_NATIONAL}), encoding="utf-8")
     return load_config(path, env=base_env(tmp / "var", LGSP_PLUGINS_ENABLED=plugins, LGSP_HUB_IDENTIFIER=HUB_ID,
                                           LGSP_DELIVERY_POLL_INTERVAL_SECONDS="0.2", **(env or {})))
 

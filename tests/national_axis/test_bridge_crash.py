@@ -22,7 +22,7 @@ from lgsp.core.store.tables import packets
 
 from ..conftest import free_port, wait_for
 from ..edxml_hub.support import edoc
-from .bridge_support import HUB_ID, LOCAL_B, SECRET_NAME, axis_settings
+from .bridge_support import HUB_ID, LOCAL_B, OPEN_TO_NATIONAL, SECRET_NAME, axis_settings
 from .conftest import MINISTRY_CODE, PROVINCE, AxisSimHandle
 
 
@@ -88,6 +88,7 @@ async def test_sigkill_between_commit_and_update_status_neither_loses_nor_duplic
         "logging": {"level": "INFO", "access_log": False},
         "plugins": {"enabled": ["rest", "edxml", "national_axis"]},
         "adapters": {"national_axis": axis_settings(axis_sim.url)},
+        "policy": OPEN_TO_NATIONAL,
     }), encoding="utf-8")
     setup = Hub(load_config(config_path, env={}))
     await setup.open_store()

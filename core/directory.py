@@ -230,6 +230,8 @@ class Directory:
                         id=code, name=entry.name, name_folded=fold(entry.name), parent_id=None, zone=zone,
                         legacy=identifier_form(code) is None, status="active", created_at=now, online=False,
                         stream_cursor=0, mail=entry.mail))
+                    await audit.append(conn, "unit.added", target=code, unit=code, at=now,
+                                       detail={"name": entry.name, "zone": zone, "via": "zone sync"})
                     out.added += 1
                     continue
                 values: dict[str, Any] = {}
@@ -245,6 +247,9 @@ class Directory:
                     out.reactivated += 1
                 if values:
                     await conn.execute(update(units).where(units.c.id == row.id).values(**values))
+                    if "status" in values:  # who may send and receive changed: as `lgsp unit suspend` records it
+                        await audit.append(conn, "unit.status_changed", target=row.id, unit=row.id, at=now,
+                                           detail={"status": values["status"], "via": "zone sync"})
                     out.updated += 1
                 else:
                     out.unchanged += 1
@@ -258,8 +263,11 @@ class Directory:
                 if parent == code:
                     parent = None
                 if (row.parent_id if row is not None else None) != parent:
-                    await conn.execute(update(units).where(units.c.id == (row.id if row is not None else code))
-                                       .values(parent_id=parent))
+                    unit_id = row.id if row is not None else code
+                    await conn.execute(update(units).where(units.c.id == unit_id).values(parent_id=parent))
+                    # the unit tree decides `under:` policy rules: a move is a security fact
+                    await audit.append(conn, "unit.parent_changed", target=unit_id, unit=unit_id, at=now,
+                                       detail={"parent": parent, "via": "zone sync"})
         self.remember_zones((code, zone) for code in wanted if not any(s[0] == code for s in out.skipped))
         return out
 

@@ -352,3 +352,25 @@ def test_service_grant_from_the_cli_is_recorded_with_the_operator(
     assert asyncio.run(recorded()) == [("service.added", U.format(1), "ngoc", "cli"),
                                        ("service.granted", U.format(2), "ngoc", "cli"),
                                        ("service.revoked", U.format(2), "ngoc", "cli")]
+
+
+async def test_units_from_another_exchanges_directory_are_recorded(hub: Hub) -> None:
+    """The national directory sync adds units, suspends and reactivates them and moves them in the
+    tree (which `under:` policy rules follow): each is recorded, by the hub, as from the sync."""
+    from lgsp.core.directory import ZoneEntry
+
+    ministry, department = "000.00.00.G01", "000.00.01.G01"
+    await hub.directory.sync_zone("national", [ZoneEntry(ministry, "Bộ"), ZoneEntry(department, "Vụ")])
+    await hub.directory.sync_zone("national", [ZoneEntry(ministry, "Bộ"),
+                                               ZoneEntry(department, "Vụ", parent_id=ministry, deleted=True)])
+    await hub.directory.sync_zone("national", [ZoneEntry(ministry, "Bộ (tên mới)"),
+                                               ZoneEntry(department, "Vụ", parent_id=ministry)])
+    await hub.audit.chain()
+    got = [(r.action, r.target, r.detail, r.actor) for r in await rows(hub)]
+    assert got == [
+        ("unit.added", ministry, {"name": "Bộ", "zone": "national", "via": "zone sync"}, "hub"),
+        ("unit.added", department, {"name": "Vụ", "zone": "national", "via": "zone sync"}, "hub"),
+        ("unit.status_changed", department, {"status": "suspended", "via": "zone sync"}, "hub"),
+        ("unit.parent_changed", department, {"parent": ministry, "via": "zone sync"}, "hub"),
+        ("unit.status_changed", department, {"status": "active", "via": "zone sync"}, "hub"),
+    ]  # a new name alone is not a security fact: not recorded

@@ -212,7 +212,7 @@ class Presence:
             held_elsewhere = set((await conn.execute(select(stream_holders.c.unit_id).where(
                 stream_holders.c.unit_id.in_(leaving), stream_holders.c.node_id != self.nodes.id,
                 stream_holders.c.streams > 0, stream_holders.c.node_id.in_(self.nodes.live(now))))).scalars())
-        changed: set[str] = set()
+        lost: set[str] = set()
         kept_online: set[str] = set()
         for unit, state in dirty:
             row = stored.get(unit)
@@ -250,20 +250,28 @@ class Presence:
             if flip:
                 cond = and_(cond, units.c.online.is_(bool(row.online)))
             result = await conn.execute(update(units).where(cond).values(**values))
-            if flip and result.rowcount:
-                changed.add(unit)
-            elif flip:  # another node flipped it first: it logged the transition; keep our observations
+            if flip and not result.rowcount:  # another node flipped it first and logged it; keep our observations
+                lost.add(unit)
                 values.pop("online"), values.pop("offline_since")
                 if values:
                     await conn.execute(update(units).where(units.c.id == unit).values(**values))
+        # A transition is logged when it changes the unit's state as the store had it (so the nodes that
+        # see the same change do not each log it); stream openings and closings are always logged, and
+        # so is every transition of a unit never seen before (None: no stored state to compare with,
+        # e.g. a push target probed up and down before it was added to the directory).
         kept: list[dict[str, object]] = []
+        current: dict[str, bool | None] = {
+            u: None if not r.online and r.last_seen_at is None else bool(r.online) for u, r in stored.items()}
         for entry in entries:
             unit = str(entry["unit_id"])
             if entry["cause"] in ("stream_open", "stream_close"):
                 if unit in kept_online:
                     entry = {**entry, "online": True}
                 kept.append(entry)
-            elif unit in changed:
+            elif unit in lost or unit not in current or (unit in kept_online and not entry["online"]):
+                continue
+            elif entry["online"] != current[unit]:
+                current[unit] = bool(entry["online"])
                 kept.append(entry)
         return kept
 

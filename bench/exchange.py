@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,13 +171,15 @@ async def workers(pairs: list[Pair], *, concurrent: bool) -> AsyncIterator[list[
 
 async def closed_loop(pairs: list[Pair], data: bytes, *, warmup: float, window: float, server_pid: int,
                       max_window: float | None = None, min_completions: int = 0,
-                      stall_s: float = 120.0) -> dict[str, Any]:
+                      stall_s: float = 120.0, more_server_pids: Sequence[int] = ()) -> dict[str, Any]:
     """Every pair runs one exchange after another; exchanges completed per second in the window
     (each credited with the share of its span inside the window, see `fractional_rate`).
 
     Steady state first: the window opens after `warmup` and once every pair has finished one
     exchange. It lasts `window` seconds, stretched (up to `max_window`) until `min_completions`
     exchanges fell inside it, so a slow server is not judged on a handful of samples.
+    `more_server_pids`: the server's other processes (worker processes, other nodes); their CPU
+    joins `server_cpu_all`.
     """
     sha = hashlib.sha256(data).hexdigest()
     done: list[float] = []
@@ -205,7 +207,7 @@ async def closed_loop(pairs: list[Pair], data: bytes, *, warmup: float, window: 
         await asyncio.sleep(warmup)
         await wait_until(lambda: min(per_pair) > 0, started + stall_s)
         warm_s = now() - started
-        with cpu_window(server_pid, _self_pid()) as cpu:
+        with cpu_window(server_pid, *more_server_pids, _self_pid()) as cpu:
             t0 = now()
             await asyncio.sleep(window)
             await wait_until(lambda: sum(1 for t in done if t >= t0) >= min_completions,
@@ -221,6 +223,7 @@ async def closed_loop(pairs: list[Pair], data: bytes, *, warmup: float, window: 
             "warmup_s": warm_s, "errors": len(errors), "error_sample": errors[:3],
             "exchange_ms_p50": percentile(lat, 50) * 1000 if lat else None,
             "server_cpu": cpu.get(str(server_pid)), "client_cpu": cpu.get(str(_self_pid())),
+            "server_cpu_all": sum(cpu.get(str(pid), 0.0) for pid in {server_pid, *more_server_pids}),
             "others_cpu": cpu.get("others"), "machine_busy": cpu.get("machine_busy")}
 
 

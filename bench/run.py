@@ -30,7 +30,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import auth_bench, axis_bridge_bench, disk, edxml_bench, exchange, profiling, push_bench, rabbit, vxp_bench
+from bench import (
+    auth_bench,
+    axis_bridge_bench,
+    disk,
+    edxml_bench,
+    exchange,
+    profiling,
+    push_bench,
+    rabbit,
+    scale_bench,
+    vxp_bench,
+)
 from bench.common import REPO, GiB, KiB, MiB, disk_of, human_size, machine_facts, payload, write_big_file
 from bench.procs import HubProcess, RelayProcess
 from bench.report import Row, Target, table, write_json
@@ -78,6 +89,8 @@ class Profile:
     protocol_reps: int = 1  # repetitions of the axis and vxp rows
     protocol_size: int = 16 * KiB  # attachment bytes per edXML document of those rows
     encryption_cell: tuple[int, int] = (32, 10 * KiB)  # (pairs, size): small packets, encryption on vs off
+    scale_cell: tuple[int, int] = (32, 10 * KiB)  # (pairs, size) of the PostgreSQL worker/node rows
+    scale_reps: int = 3
 
     @property
     def pairs_needed(self) -> int:
@@ -89,7 +102,7 @@ PROFILES = {
                      min_completions=2, latency_cell=(2, 1 * KiB), latency_duration=0.6, latency_reps=1,
                      large=((1, 4 * MiB),), large_reps=1, auth_seconds=0.05, auth_full_requests=25,
                      push_cell=(2, 1 * KiB), push_reps=1, axis_docs=3, vxp_cell=(1, 2), protocol_size=1 * KiB,
-                     encryption_cell=(2, 1 * KiB)),
+                     encryption_cell=(2, 1 * KiB), scale_cell=(2, 1 * KiB), scale_reps=1),
     "quick": Profile("quick", reps=3, grid=((1, 10 * KiB), (32, 10 * KiB), (32, 1 * MiB)), warmup=0.3,
                      window=1.5, max_window=5.0, min_completions=16, latency_cell=(32, 10 * KiB),
                      latency_duration=4.0, latency_reps=1, large=((1, 128 * MiB), (4, 32 * MiB)),
@@ -101,7 +114,7 @@ PROFILES = {
                     auth_seconds=1.0, auth_full_requests=600, push_cell=(8, 10 * KiB), push_reps=5,
                     axis_docs=100, vxp_cell=(4, 25), protocol_reps=3),
 }
-GROUPS = ("pull", "latency", "large", "encryption", "auth", "push", "edxml", "axis", "vxp")
+GROUPS = ("pull", "latency", "large", "encryption", "auth", "push", "edxml", "axis", "vxp", "scale")
 
 
 def log(message: str) -> None:
@@ -436,6 +449,9 @@ class Bench:
         self.rows.append(row)
         log(f"{row.title}: hub {row.summary('hub')['median']:.1f}/s, relay {row.summary('relay')['median']:.1f}/s")
 
+    async def scale(self) -> None:
+        await scale_bench.measure(self)  # PostgreSQL: 1, 2, 4 (--workers) worker processes, --nodes nodes
+
     async def edxml(self) -> None:
         results = []
         for _ in range(1 if self.p.name != "full" else min(self.p.reps, 3)):
@@ -622,7 +638,9 @@ async def amain(args: argparse.Namespace) -> int:
     profile = PROFILES[args.profile]
     if args.reps:
         profile = replace(profile, reps=args.reps)
-    groups = [g for g in GROUPS if not args.only or g in args.only]
+    # The scale rows start a hub per shape on PostgreSQL (minutes on a small machine): full profile or --only.
+    groups = [g for g in GROUPS if g in args.only] if args.only else \
+        [g for g in GROUPS if g != "scale" or profile.name == "full"]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     base = Path(args.workdir) if args.workdir else None
     workdir = Path(tempfile.mkdtemp(prefix="lgsp-bench-", dir=base))
@@ -691,6 +709,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reps", type=_positive, help="override the number of repetitions of the pull grid")
     parser.add_argument("--no-rabbit", action="store_true", help="skip the RabbitMQ baseline")
     parser.add_argument("--pyspy", action="store_true", help="profile the hub with py-spy on the target rows")
+    parser.add_argument("--workers", type=_positive, default=4,
+                        help="scale rows: worker processes up to N (1, 2, 4, ... N; default 4)")
+    parser.add_argument("--nodes", type=_positive, default=1,
+                        help="scale rows: also 2, 4, ... N nodes of one worker each (default 1: none)")
     parser.add_argument("--out", help="JSON file to write (default bench/results/<timestamp>.json)")
     parser.add_argument("--workdir", help="parent folder for temporary files (default: the system temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (hub log, store)")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
-from lgsp.cli.args import Subparsers, add_config
+from lgsp.cli.args import Subparsers, add_config, positive_int
 from lgsp.cli.errors import CliError
 from lgsp.cli.messages import t
 from lgsp.cli.store import cli_config
@@ -23,10 +24,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure(config.logging)  # JSON lines or text, UTC, with request id, unit, packet id, problem code
 
     from lgsp.core.health import serve  # SIGTERM drains (/readyz fails first), sd_notify under systemd
+    from lgsp.core.workers import Supervisor, WorkersError, bind_to_supervisor, worker_count
 
-    asyncio.run(serve(Hub(config), on_ready=lambda url: print(t("lgsp is listening on {url} (Ctrl+C to stop)",
-                                                                url=url), flush=True),
-                      on_stopping=lambda: print(t("stopping…"), file=sys.stderr, flush=True)))
+    if args.worker_of is not None:  # one of the workers a supervisor started: it says when it serves
+        try:
+            bind_to_supervisor(args.worker_of)
+        except WorkersError as exc:
+            raise CliError(str(exc)) from None
+        hub = Hub(config)
+        hub.reuse_port = True
+        asyncio.run(serve(hub))
+        return 0
+    if args.workers is not None:
+        if args.workers > 1 and not config.database_url.startswith("postgresql"):
+            raise CliError(t("--workers {n}: more than 1 worker process needs PostgreSQL (database.url); SQLite serves "
+                           "one process", n=args.workers))
+        count = args.workers
+    else:
+        count = worker_count(config)
+
+    def ready(url: str) -> None:
+        print(t("lgsp is listening on {url} (Ctrl+C to stop)", url=url), flush=True)
+
+    def stopping() -> None:
+        print(t("stopping…"), file=sys.stderr, flush=True)
+
+    if count > 1:
+        argv = [sys.executable, "-m", "lgsp.cli.main", "run", "--worker-of", str(os.getpid())]
+        if args.config:
+            argv += ["--config", str(Path(args.config).resolve())]
+        try:
+            return asyncio.run(Supervisor(config, count, lambda: argv, on_ready=ready, on_stopping=stopping).run())
+        except WorkersError as exc:
+            raise CliError(str(exc)) from None
+    asyncio.run(serve(Hub(config), on_ready=ready, on_stopping=stopping))
     return 0
 
 
@@ -58,6 +89,10 @@ def cmd_axis_sim(args: argparse.Namespace) -> int:
 def add_commands(sub: Subparsers) -> None:
     p = sub.add_parser("run", help=t("start the hub"))
     add_config(p)
+    p.add_argument("--workers", type=positive_int, metavar="N",
+                   help=t("worker processes serving the port together (default: server.workers; "
+                          "more than 1 needs PostgreSQL)"))
+    p.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # set by the supervisor for its workers
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("axis-sim", help=t("run a national document axis (VXP) simulator in the foreground (tests)"))

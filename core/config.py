@@ -161,6 +161,12 @@ class ServerConfig:
         check=_positive)
     keepalive_timeout_seconds: float = setting(75.0, "An idle kept-alive connection is closed after this long",
                                                check=_positive)
+    workers: int = setting(
+        0, "Worker processes serving this port together (0: one per core on PostgreSQL, 1 on SQLite; "
+        "more than 1 needs PostgreSQL)", check=_non_negative)
+    worker_watchdog_seconds: float = setting(
+        30.0, "A worker process whose event loop says nothing for this long is killed and restarted",
+        check=_positive)
     max_connections_per_address: int = setting(
         256, "Most open connections from one client address; more are refused with 503 (0: no limit; behind "
         "a reverse proxy every client has the proxy's address: set 0 and limit in the proxy)",
@@ -570,6 +576,13 @@ class Config:
     def master_key_path(self) -> Path:
         return Path(self.security.master_key_file) if self.security.master_key_file \
             else self.data_dir / "master.key"
+
+    def config_issues(self) -> list[tuple[str, str]]:
+        if self.server.workers > 1 and not self.database_url.startswith("postgresql"):
+            # Every process would run the cluster's singleton work and see only its own live events.
+            return [("server.workers", "more than 1 worker process needs PostgreSQL (database.url); "
+                                       "SQLite serves one process")]
+        return []
 
     def where(self, path: str) -> str:
         """`file:line` (or the env variable) a key came from, for messages about its value."""

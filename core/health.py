@@ -10,7 +10,9 @@ and a round is reused for `READY_CACHE_SECONDS`, so a flood of probes costs one 
 On SIGTERM the hub drains: `/readyz` fails at once (the proxy stops sending new requests) while
 everything else keeps serving for `server.drain_seconds`, then the hub stops. A second signal stops
 at once. When started by systemd with `Type=notify`, the hub says READY=1 once it listens and
-STOPPING=1 when the drain starts (`sd_notify`).
+STOPPING=1 when the drain starts (`sd_notify`); with `WatchdogSec=` it says WATCHDOG=1 at half that
+interval from its event loop, so a hub whose loop hangs is killed and restarted. A worker process
+(core/workers.py) says the same to its supervisor.
 """
 
 from __future__ import annotations
@@ -194,12 +196,39 @@ def sd_notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
     address = "\0" + path[1:] if path.startswith("@") else path
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            # Never wait: a listener that stopped reading (its queue holds a few datagrams) must not
+            # stall the event loop that sends these (watchdog pings come every few seconds).
+            sock.setblocking(False)
             sock.connect(address)
             sock.sendall(state.encode("utf-8"))
+    except BlockingIOError:
+        log.warning("the service manager reads no notifications: dropped %s", state.split("\n", 1)[0])
+        return False
     except OSError as exc:
         log.warning("could not notify the service manager: %s", exc.strerror or exc)
         return False
     return True
+
+
+def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
+    """Seconds between WATCHDOG=1 pings (half of WATCHDOG_USEC) when the service manager asks this
+    process for them; None when it does not (no WATCHDOG_USEC, or WATCHDOG_PID names another process)."""
+    env = os.environ if environ is None else environ
+    usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
+    if pid and pid != str(os.getpid()):
+        return None
+    try:
+        value = int(usec)
+    except ValueError:
+        return None
+    return value / 2e6 if value > 0 else None
+
+
+async def ping_watchdog(interval: float, environ: Mapping[str, str] | None = None) -> None:
+    """Say WATCHDOG=1 every `interval` seconds for as long as this event loop turns."""
+    while True:
+        sd_notify("WATCHDOG=1", environ)
+        await asyncio.sleep(interval)
 
 
 async def serve(hub: Hub, *, on_ready: Callable[[str], None] | None = None,
@@ -222,8 +251,12 @@ async def serve(hub: Hub, *, on_ready: Callable[[str], None] | None = None,
         loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGHUP, hub.reload_tls)  # a renewed certificate, without a restart
     await hub.start()
+    watchdog: asyncio.Task[None] | None = None
     try:
         sd_notify(f"READY=1\nSTATUS=listening on {hub.url}\nMAINPID={os.getpid()}")
+        interval = watchdog_interval()
+        if interval is not None:  # systemd's WatchdogSec (or a supervisor's): kill us if the loop hangs
+            watchdog = asyncio.create_task(ping_watchdog(interval), name="lgsp-watchdog")
         if on_ready is not None:
             on_ready(hub.url)
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(drain.wait())]
@@ -243,4 +276,10 @@ async def serve(hub: Hub, *, on_ready: Callable[[str], None] | None = None,
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        await hub.stop()
+        try:
+            await hub.stop()
+        finally:
+            if watchdog is not None:  # pings go on while the hub stops: a long stop is not a hang
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog

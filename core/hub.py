@@ -98,6 +98,8 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self.port: int | None = None
+        #: A worker process shares its port with the other workers (SO_REUSEPORT, core/workers.py).
+        self.reuse_port = False
         self.started = False
         self.secrets: SecretStore
         self.identity: HubIdentity
@@ -325,7 +327,8 @@ class Hub:
         if tls.cert_file:
             self.tls_context = server_context(tls.cert_file, tls.key_file, tls.client_ca_file)
         self._server = await asyncio.get_running_loop().create_server(
-            guard, server_cfg.host, server_cfg.port, reuse_address=True, backlog=512, ssl=self.tls_context)
+            guard, server_cfg.host, server_cfg.port, reuse_address=True, reuse_port=self.reuse_port or None,
+            backlog=512, ssl=self.tls_context)
         self.port = self._server.sockets[0].getsockname()[1]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="lgsp-housekeeping"))
         self._tasks.append(asyncio.create_task(self._presence_flusher(), name="lgsp-presence"))

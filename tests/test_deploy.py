@@ -118,6 +118,8 @@ def test_unit_verifies(venv: Path, area: Path) -> None:
         assert hardening in service, hardening
     assert service["User"] == ["lgsp"] and service["ProtectSystem"] == ["strict"]
     assert service["Type"] == ["notify"] and service["NoNewPrivileges"] == ["yes"]
+    assert service["WatchdogSec"] == ["30s"]  # the hub pings every 15 s (core/health.py)
+    assert service["KillMode"] == ["mixed"]  # SIGTERM to the supervisor alone: each worker drains once
 
 
 def _receive(sock: socket.socket, proc: subprocess.Popen[str], timeout: float = 120.0) -> dict[str, str]:

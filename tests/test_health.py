@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import logging
 import os
 import shutil
 import signal
 import socket
+import statistics
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ import pytest
 from sqlalchemy import text
 
 from lgsp.core.config import Config, load_config
+from lgsp.core.health import sd_notify
 from lgsp.core.hub import Hub
 from lgsp.plugins.hookspecs import hookimpl
 
@@ -205,6 +210,54 @@ def test_sigterm_drains_then_stops_and_systemd_is_told(tmp_path: Path, notify_so
         res, _ = run_cli_serving("run", work=work, env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "draining" in caplog.text
+
+
+def test_watchdog_pings_at_half_the_interval_systemd_asks_for(tmp_path: Path, notify_socket: socket.socket) -> None:
+    """WatchdogSec=1 (WATCHDOG_USEC=1000000): WATCHDOG=1 about every 0.5 s from the event loop."""
+    env = base_env(tmp_path / "var", LGSP_SERVER_DRAIN_SECONDS="0", NOTIFY_SOCKET=str(tmp_path / "notify.sock"),
+                   WATCHDOG_USEC="1000000", WATCHDOG_PID=str(os.getpid()))
+    pings: list[float] = []
+
+    def work(line: str) -> None:
+        assert _messages(notify_socket)["READY"] == "1"
+        deadline = time.monotonic() + 10
+        while len(pings) < 4 and time.monotonic() < deadline:
+            if _messages(notify_socket).get("WATCHDOG") == "1":
+                pings.append(time.monotonic())
+
+    res, _ = run_cli_serving("run", work=work, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert len(pings) == 4, pings
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
+    assert all(gap > 0.3 for gap in gaps) and statistics.median(gaps) < 1.0, gaps  # a busy machine lags a bit
+
+
+def test_a_notify_socket_nobody_reads_never_blocks(tmp_path: Path, notify_socket: socket.socket) -> None:
+    """Its queue fills after a few datagrams; more are dropped rather than stalling the event loop."""
+    env = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
+    t0 = time.monotonic()
+    sent = [sd_notify("WATCHDOG=1", env) for _ in range(2000)]
+    assert time.monotonic() - t0 < 5
+    assert sent[0] and not sent[-1]
+    assert _messages(notify_socket) == {"WATCHDOG": "1"}
+
+
+def test_no_watchdog_pings_meant_for_another_process(tmp_path: Path, notify_socket: socket.socket) -> None:
+    """WATCHDOG_PID names the process systemd watches: a child that inherited the variables stays quiet."""
+    env = base_env(tmp_path / "var", LGSP_SERVER_DRAIN_SECONDS="0", NOTIFY_SOCKET=str(tmp_path / "notify.sock"),
+                   WATCHDOG_USEC="200000", WATCHDOG_PID=str(os.getpid() + 1))
+    seen: list[dict[str, str]] = []
+
+    def work(line: str) -> None:
+        notify_socket.settimeout(0.5)
+        with contextlib.suppress(TimeoutError):
+            while True:
+                seen.append(_messages(notify_socket))
+
+    res, _ = run_cli_serving("run", work=work, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert seen and seen[0]["READY"] == "1"
+    assert not [m for m in seen if "WATCHDOG" in m], seen
 
 
 def test_drain_ends_by_itself_and_sigint_skips_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -277,9 +277,11 @@ def set_session_cookie(console: Console, request: web.Request, response: web.Str
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def page(*roles: str, allow_password_change: bool = False) -> Callable[[Handler], Handler]:
+def page(*roles: str, allow_password_change: bool = False, stream_body: bool = False) -> Callable[[Handler], Handler]:
     """A console page: signed in (else to the sign-in page), the right role (else 403), the password
-    changed when a reset asks for it, and a valid CSRF token on every POST."""
+    changed when a reset asks for it, and a valid CSRF token on every POST. With `stream_body` (a
+    file upload) the body is left unread for the handler, which must check the CSRF field itself
+    (`csrf_field_ok`) before it reads anything else."""
 
     def wrap(handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
@@ -296,7 +298,7 @@ def page(*roles: str, allow_password_change: bool = False) -> Callable[[Handler]
             account, _created = found
             who = Who(account, token, await console.accounts.unit_scope(account))
             request[WHO] = who
-            if request.method == "POST":
+            if request.method == "POST" and not stream_body:
                 form = await read_form(request)
                 if not console.csrf_ok(token, form.get("csrf")):
                     return console.render(request, "error.html", status=403,
@@ -316,6 +318,11 @@ def page(*roles: str, allow_password_change: bool = False) -> Callable[[Handler]
         return guarded
 
     return wrap
+
+
+def csrf_field_ok(request: web.Request, value: str | None) -> bool:
+    """The CSRF check of a streamed (multipart) POST, given its `csrf` field."""
+    return console_of(request).csrf_ok(request[WHO].token, value)
 
 
 def forbidden(request: web.Request, message: str = "Không tìm thấy hoặc bạn không có quyền xem.") -> web.Response:

@@ -19,10 +19,12 @@ from aiohttp import web
 
 from lgsp.adapters.console.base import (
     PREFIX,
+    SECURITY_HEADERS,
     WHO,
     Console,
     actor_of,
     console_of,
+    csrf_field_ok,
     forbidden,
     page,
     read_form,
@@ -34,6 +36,7 @@ from lgsp.adapters.console.mail import Mailer
 from lgsp.adapters.console.mail import settings_of as smtp_settings
 from lgsp.core.api import (
     FORM_KINDS,
+    MAX_SCAN_BYTES,
     REQUEST_KINDS,
     STATE_NAMES_VI,
     FieldSpec,
@@ -41,8 +44,10 @@ from lgsp.core.api import (
     Problem,
     Registrations,
     RequestInvalid,
+    Scans,
     WorkingCalendar,
     base_url,
+    content_response,
     form_kind,
     render_letter,
 )
@@ -61,6 +66,16 @@ def registrations_of(console: Console) -> Registrations:
         hub = console.hub
         found = _REGISTRATIONS[console] = Registrations(
             hub.db, hub.directory, console.accounts, WorkingCalendar.from_config(hub.config.registration), hub.bus)
+    return found
+
+
+_SCANS: weakref.WeakKeyDictionary[Console, Scans] = weakref.WeakKeyDictionary()
+
+
+def scans_of(console: Console) -> Scans:
+    found = _SCANS.get(console)
+    if found is None:
+        found = _SCANS[console] = Scans(console.hub.db, console.hub.blobs)
     return found
 
 
@@ -237,6 +252,7 @@ async def _detail(request: web.Request, req_id: str, *, reply_values: dict[str, 
     if req.application_id:
         application = next((a for a in await console.hub.directory.list_applications(req.unit_id)
                             if a.id == req.application_id), None)
+    scans = await scans_of(console).of_request(req.id)
     handover_defaults = {"handover_place": "", "party_b.representing": unit.name if unit else ""}
     if req.reply:
         handover_defaults.update({"form_04.number": str(req.reply.get("number") or ""),
@@ -251,7 +267,23 @@ async def _detail(request: web.Request, req_id: str, *, reply_values: dict[str, 
         handover_values=handover_values if handover_values is not None else handover_defaults,
         handover_errors=handover_errors or {}, can_decide=who.account.role in DECIDERS, history=history,
         application=application, error=error, temporary=temporary, temporary_gone=temporary_gone,
-        overdue=req.overdue())
+        overdue=req.overdue(), scans=scans, scan_forms=_forms_of(req), max_scan_mb=MAX_SCAN_BYTES // (1024 * 1024),
+        can_upload=[f for f in _forms_of(req) if _may_upload(who.account.role, req, f)])
+
+
+def _forms_of(req: Any) -> list[str]:
+    """The letters this request has so far: its own, the answer once approved, the handover record."""
+    out = [req.kind]
+    if req.reply:
+        out.append(req.reply_kind)
+    if req.handover:
+        out.append("05")
+    return out
+
+
+def _may_upload(role: str, req: Any, form: str) -> bool:
+    """The province signs the answers and the handover; the unit signs its own request."""
+    return role in DECIDERS or (role == "unit_admin" and form == req.kind)
 
 
 def _labels(kind: str) -> dict[str, str]:
@@ -368,3 +400,82 @@ async def request_letter(request: web.Request) -> web.StreamResponse:
     body = await asyncio.to_thread(render_letter, record, console.hub.config.registration)
     return web.Response(body=body, content_type=DOCX, headers={
         "Content-Disposition": f'attachment; filename="mau-{kind}-{req.id[:8]}.docx"'})
+
+
+async def _drain(request: web.Request, limit: int) -> None:
+    """Read (and drop) what is left of a refused upload, so the browser gets the answer, not a reset."""
+    left = limit
+    while left > 0:
+        chunk = await request.content.read(min(left, 1 << 16))
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
+@routes.post(PREFIX + r"/requests/{id}/scan/{form:0[1-7]}")
+@page(*DECIDERS, "unit_admin", stream_body=True)
+async def request_scan_upload(request: web.Request) -> web.StreamResponse:
+    """The signed scan of one of the request's letters: multipart, the CSRF field first, then `scan`."""
+    console = console_of(request)
+    who = request[WHO]
+    req = await registrations_of(console).get(request.match_info["id"])
+    form_id = request.match_info["form"]
+    if req is None or not who.can_see(req.unit_id) or form_id not in _forms_of(req):
+        await _drain(request, 2 * MAX_SCAN_BYTES)
+        return forbidden(request)
+    if not request.content_type.startswith("multipart/form-data"):
+        return await _detail(request, req.id, error="Hãy chọn tệp bản quét để tải lên.", status=422)
+    reader = await request.multipart()
+    part = await reader.next()
+    token = None
+    if part is not None and getattr(part, "name", None) == "csrf":
+        token = (await part.read_chunk(256)).decode("ascii", "replace")  # type: ignore[union-attr]
+    if not csrf_field_ok(request, token):
+        await _drain(request, 2 * MAX_SCAN_BYTES)
+        return console.render(request, "error.html", status=403,
+                              message="Phiên biểu mẫu không hợp lệ hoặc đã hết hạn (CSRF). "
+                                      "Hãy tải lại trang và thử lại.")
+    if not _may_upload(who.account.role, req, form_id):
+        await _drain(request, 2 * MAX_SCAN_BYTES)
+        return console.render(request, "error.html", status=403,
+                              message="Tài khoản của bạn không tải lên được bản quét văn bản này.")
+    part = await reader.next()
+    if part is None or getattr(part, "name", None) != "scan":
+        return await _detail(request, req.id, error="Hãy chọn tệp bản quét để tải lên.", status=422)
+    upload = part
+
+    async def chunks() -> Any:
+        while True:
+            chunk = await upload.read_chunk(1 << 16)  # type: ignore[union-attr]
+            if not chunk:
+                return
+            yield chunk
+
+    try:
+        scan = await scans_of(console).store(req.id, form_id, chunks(), uploaded_by=who.account.username)
+    except Problem as exc:
+        await _drain(request, 2 * MAX_SCAN_BYTES)
+        message = (f"Bản quét phải là tệp PDF, PNG hoặc JPEG, không quá {MAX_SCAN_BYTES // (1024 * 1024)} MB "
+                   f"({exc.detail}).")
+        return await _detail(request, req.id, error=message, status=422)
+    await console.accounts.audit(actor_of(request), "registration.scan_uploaded", target=req.id, unit_id=req.unit_id,
+                                 detail={"form": form_id, "content_type": scan.content_type, "size": scan.size,
+                                         "sha256": scan.sha256})
+    raise redirect(f"{PREFIX}/requests/{req.id}")
+
+
+@routes.get(PREFIX + r"/requests/{id}/scan/{form:0[1-7]}")
+@page()
+async def request_scan_download(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    who = request[WHO]
+    req = await registrations_of(console).get(request.match_info["id"])
+    if req is None or not who.can_see(req.unit_id):
+        return forbidden(request)
+    scans = scans_of(console)
+    scan = await scans.get(req.id, request.match_info["form"])
+    if scan is None:
+        return forbidden(request, "Chưa có bản quét của văn bản này.")
+    headers = {**SECURITY_HEADERS, "Content-Type": scan.content_type,
+               "Content-Disposition": f'attachment; filename="mau-{scan.form}-{req.id[:8]}-ban-quet.{scan.extension}"'}
+    return await content_response(request, scans.path(scan), scan.size, headers)

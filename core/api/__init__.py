@@ -92,6 +92,7 @@ from lgsp.core.onetime import OneTimeSecrets
 from lgsp.core.push import PushAdapter, PushFailure, PushJob, PushReceipt, http_failure
 from lgsp.core.registration.forms import FORM_KINDS, FieldSpec, FormRecord, form_kind
 from lgsp.core.registration.letters import render_letter
+from lgsp.core.registration.scans import MAX_SCAN_BYTES, Scans
 from lgsp.core.registration.workdays import VIETNAM_TZ, WorkingCalendar
 from lgsp.core.registration.workflow import REQUEST_KINDS, STATE_NAMES_VI, Registrations, RequestInvalid
 from lgsp.core.reports import period_bounds, presence_history, presence_periods, to_csv, to_xlsx, unit_report
@@ -127,7 +128,8 @@ from lgsp.core.web import (
 )
 
 __all__ = [
-    "FORM_KINDS", "H_CONTENT", "MAX_DESTINATION", "MAX_REASON", "META_PARAM", "PENDING_SUBJECT", "PRINCIPAL",
+    "FORM_KINDS", "H_CONTENT", "MAX_DESTINATION", "MAX_REASON", "MAX_SCAN_BYTES", "META_PARAM",
+    "PENDING_SUBJECT", "PRINCIPAL",
     "PRIORITIES", "REQUEST_KINDS", "ROLES", "ROLE_NAMES_VI", "SECRET_NAME_RE", "SHA256_RE", "SIGNED_HEADERS",
     "STATE_NAMES_VI", "TLS_TARGET_KEYS", "VIETNAM_TZ", "Account", "AccountError", "Accounts", "Actor", "Attention",
     "BlobCorrupt", "Cancelled", "ClaimBusy", "ContentInspector", "ContentRef", "ContentService", "Database",
@@ -135,7 +137,8 @@ __all__ = [
     "FormRecord", "Hello", "Hub", "InboxItem", "InboxPage", "InboxPosition", "Inspection", "InspectionJob",
     "InvalidIdentifier", "NewPacket", "Notice", "OneTimeSecrets", "OperatorDelivery", "OperatorView", "PacketInfo",
     "PacketView", "Principal", "Problem", "PushAdapter", "PushFailure", "PushJob", "PushReceipt", "Registrations",
-    "RequestInvalid", "Rerouted", "SealedSpool", "SignatureAlgorithm", "Signer", "StoredVariant", "SubmitClaims",
+    "RequestInvalid", "Rerouted", "Scans", "SealedSpool", "SignatureAlgorithm", "Signer", "StoredVariant",
+    "SubmitClaims",
     "SyncBlobWriter", "TimelineEntry", "Transfer", "UnitStatus", "Variant", "WorkingCalendar", "ZoneEntry", "ZoneSync",
     "authenticate", "base_url", "bounded_int", "check_identifier", "check_range", "check_text", "client_ssl",
     "content_response", "documents", "events", "form_kind", "http_failure", "hub_of", "identifier_form", "iso",

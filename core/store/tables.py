@@ -506,3 +506,17 @@ one_time_secrets = Table(
     Column("sealed", LargeBinary, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
+
+# The signed scan of a registration form (core/registration/scans.py): the blob holding it (encrypted
+# like packet content) and what was checked of it. One per form (01–07) of a request.
+registration_scans = Table(
+    "registration_scans", metadata,
+    Column("request_id", String(36), ForeignKey("registration_requests.id"), primary_key=True),
+    Column("form", String(2), primary_key=True),
+    Column("blob_key", String(80), nullable=False),
+    Column("content_type", String(32), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("uploaded_by", String(64), nullable=True),
+    Column("uploaded_at", UTCDateTime, nullable=False),
+)

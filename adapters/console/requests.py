@@ -75,7 +75,7 @@ _SCANS: weakref.WeakKeyDictionary[Console, Scans] = weakref.WeakKeyDictionary()
 def scans_of(console: Console) -> Scans:
     found = _SCANS.get(console)
     if found is None:
-        found = _SCANS[console] = Scans(console.hub.db, console.hub.blobs)
+        found = _SCANS[console] = Scans.of(console.hub)
     return found
 
 

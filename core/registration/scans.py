@@ -109,6 +109,11 @@ class Scans:
     def path(self, scan: Scan) -> Path:
         return self.blobs.path(scan.blob_key)
 
+    @classmethod
+    def of(cls, hub: Any) -> Scans:
+        """The scans of a hub (its store and blob store), for adapters that see only the public API."""
+        return cls(hub.db, hub.blobs)
+
 
 def _scan(r: Any) -> Scan:
     extension = next((e for _, t, e in MAGIC if t == r.content_type), "bin")

@@ -39,7 +39,6 @@ from lgsp.core.api import (
     Inspection,
     InspectionJob,
     Problem,
-    SyncBlobWriter,
     Variant,
     authenticate,
     check_range,
@@ -128,17 +127,21 @@ class _Route:
     added: tuple[str, ...] = ()  # original recipients a revocation/update/replacement's To left out
 
 
-class _AttachmentWriter(SyncBlobWriter):
-    """A decoded attachment: its `close()` returns the URL path the JSON form records as `ref`."""
+class _AttachmentWriter:
+    """A decoded attachment, stored through the job's writer (so it is discarded with the job on
+    failure): its `close()` returns the URL path the JSON form records as `ref`."""
 
     def __init__(self, job: InspectionJob, meta: AttachmentMeta) -> None:
         self.number = meta.index + 1
-        super().__init__(job.service.blobs, job.key(f"att-{self.number}"), job.data_key)
+        self.blob = job.writer(f"att-{self.number}")
         self.meta = meta
         self.ref = f"/v1/packets/{job.packet.id}/attachments/{self.number}"
 
+    def write(self, data: bytes) -> int:
+        return self.blob.write(data)
+
     def close(self) -> str:
-        super().close()
+        self.blob.close()
         return self.ref
 
 
@@ -151,7 +154,6 @@ class _BlobAttachmentStore:
 
     def writer(self, meta: AttachmentMeta) -> _AttachmentWriter:
         w = _AttachmentWriter(self.job, meta)
-        self.job.track(w)  # discarded with the job on failure
         self.writers.append(w)
         return w
 
@@ -159,10 +161,11 @@ class _BlobAttachmentStore:
         raise EdxmlInvalid("attachments are not read back from the hub's store", rule="hub")
 
     def variants(self) -> list[Variant]:
-        return [Variant(f"att-{w.number}", None, w.key, w.size, w.sha256, w.meta.content_type[:128], None,
+        return [Variant(f"att-{w.number}", None, w.blob.key, w.blob.size, w.blob.sha256, w.meta.content_type[:128],
+                        None,
                         {"content_id": w.meta.content_id, "name": w.meta.name,
                          **({"description": w.meta.description} if w.meta.description is not None else {})})
-                for w in self.writers if w.done]
+                for w in self.writers if w.blob.done]
 
 
 class EdxmlInspector:

@@ -70,14 +70,15 @@ INTERNAL_HUB_ATTRIBUTES = frozenset({"blobs", "pm", "engine"})
 
 
 def reaches(rel: str, source: str) -> list[str]:
-    """Where the file reads an internal attribute of the hub (`hub.blobs`, `call.hub.engine`, ...)."""
+    """Where the file reads an internal attribute of the hub (`hub.blobs`, `call.hub.engine`, ...),
+    or the blob store through any other object (`job.service.blobs`)."""
     bad = []
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.Attribute) or node.attr not in INTERNAL_HUB_ATTRIBUTES:
             continue
         owner = node.value
         name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
-        if name == "hub" or name.endswith("_hub"):
+        if name == "hub" or name.endswith("_hub") or node.attr == "blobs":
             bad.append(f"{rel}:{node.lineno} reads {name}.{node.attr} (use the public core API)")
     return bad
 
@@ -104,6 +105,7 @@ def test_adapters_and_plugins_do_not_reach_the_hub_internals() -> None:
     ("def f(self):\n    return self.hub.pm.list_name_plugin()\n", "hub.pm"),
     ("def f(console):\n    return console.hub.blobs\n", "hub.blobs"),
     ("def f(source_hub):\n    return source_hub.engine\n", "source_hub.engine"),
+    ("def f(job):\n    return job.service.blobs\n", "service.blobs"),
 ])
 def test_the_reach_check_catches(source: str, expected: str) -> None:
     bad = reaches("adapters/rest/x.py", source)

@@ -34,11 +34,13 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("thread hand-offs (aiosqlite queue, loop wake-ups)",
      ("Connection._execute (aiosqlite/", "_read_from_self (asyncio/", "_write_to_self (asyncio/",
       "call_soon_threadsafe (asyncio/")),
-    # On the worker thread: aiosqlite's own loop, or the function lgsp's one-hand-off dialect sends
-    # it (core/store/sqlite_driver.py; sqlite3's C calls have no frame of their own). Listed before
-    # "lgsp code", which would otherwise claim that function by its path.
-    ("sqlite executing (aiosqlite thread)",
-     ("_connection_worker_thread (aiosqlite/", "_execute_async.<locals>.run (core/store/sqlite_driver",
+    # aiosqlite's own loop on its thread, or the functions in which lgsp's dialect runs a statement
+    # (core/store/sqlite_driver.py, on the event loop's thread or, for a commit or a long read,
+    # aiosqlite's; sqlite3's C calls have no frame of their own). Listed before "lgsp code", which
+    # would otherwise claim those functions by their path.
+    ("sqlite executing",
+     ("_connection_worker_thread (aiosqlite/", "_run_statement (core/store/sqlite_driver",
+      "_run_many (core/store/sqlite_driver", "_execute_async.<locals>.run (core/store/sqlite_driver",
       "_executemany_async.<locals>.run (core/store/sqlite_driver")),
     ("hashing", ("hashlib", "sha256")),
     ("blob write, hash, fsync, unlink (thread pool)",

@@ -185,25 +185,27 @@ def test_profile_summary_attributes_samples(tmp_path: Path) -> None:
     assert (s["samples"], s["idle_samples"], s["busy_samples"]) == (9, 5, 4)
     assert s["threads"] == [{"frame": "MainThread", "samples": 3, "pct": 75.0},
                             {"frame": "aiosqlite worker threads", "samples": 1, "pct": 25.0}]
-    assert [c["frame"] for c in s["components"]] == ["SQLAlchemy", "sqlite executing (aiosqlite thread)"]
+    assert [c["frame"] for c in s["components"]] == ["SQLAlchemy", "sqlite executing"]
     assert s["deepest_lgsp_frame"][0]["frame"] == "handler (core/packets.py)"
 
 
 def test_profile_summary_knows_the_one_hand_off_dialect(tmp_path: Path) -> None:
-    # core/store/sqlite_driver.py runs each statement as one function on aiosqlite's thread: that is
-    # SQLite executing, not lgsp code, although the frame lives under core/
+    # core/store/sqlite_driver.py runs each statement in one function, on the loop's thread or on
+    # aiosqlite's: that is SQLite executing, not lgsp code, although the frame lives under core/
     raw = tmp_path / "p.txt"
     raw.write_text(
         "thread (2): Thread-1 (_connection_worker_thread);_connection_worker_thread (aiosqlite/core.py:63);"
-        "OneHopCursor._execute_async.<locals>.run (core/store/sqlite_driver.py:75) 2\n"
+        "_waiting (core/store/sqlite_driver.py:80);_run_statement (core/store/sqlite_driver.py:75) 1\n"
+        "thread (1): MainThread;handler (core/packets.py:10);_run_statement (core/store/sqlite_driver.py:75) 1\n"
         "thread (1): MainThread;handler (core/packets.py:10);"
         "where (<sqlalchemy generated _generative() wrapper for sqlalchemy.sql.selectable.Select.where>:2) 1\n"
         "thread (1): MainThread;handler (core/packets.py:10);parse (core/signing.py:3) 1\n")
     s = summarize_profile(raw)
     components = {c["frame"]: c["samples"] for c in s["components"]}
-    assert components == {"sqlite executing (aiosqlite thread)": 2, "SQLAlchemy": 1, "lgsp code": 1}
-    assert s["main_thread_busy_samples"] == 2
-    assert {c["frame"]: c["pct"] for c in s["components_main_thread"]} == {"SQLAlchemy": 50.0, "lgsp code": 50.0}
+    assert components == {"sqlite executing": 2, "SQLAlchemy": 1, "lgsp code": 1}
+    assert s["main_thread_busy_samples"] == 3
+    assert {c["frame"]: c["samples"] for c in s["components_main_thread"]} == {
+        "sqlite executing": 1, "SQLAlchemy": 1, "lgsp code": 1}
 
 
 def test_table_shows_ratio_per_baseline() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -128,6 +130,7 @@ def test_sweep_removes_only_old_temporaries_of_earlier_versions(tmp_path: Path) 
 _WRITER = """
 import sys, time
 from pathlib import Path
+from typing import Any
 from lgsp.core.store.blobs import BlobStore
 store = BlobStore(Path(sys.argv[1]))
 store.open()
@@ -279,10 +282,24 @@ def test_fold_for_search() -> None:
     assert fold("ĐẮK LẮK") == fold("đắk lắk") == "dak lak"
 
 
-async def test_sqlite_uses_one_hand_off_per_statement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The one-hop dialect is active, gives the same results, and reaches the SQLite thread once
-    per statement (reads: no BEGIN/ROLLBACK hand-offs at all)."""
+def _count_hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the calls that go to aiosqlite's thread from now on (calls[0])."""
     import aiosqlite
+
+    calls = [0]
+    real = aiosqlite.Connection._execute
+
+    async def counting(self: object, fn: object, *a: object, **kw: object) -> object:
+        calls[0] += 1
+        return await real(self, fn, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+    return calls
+
+
+async def test_sqlite_uses_one_hand_off_per_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-hop dialect is active, gives the same results, runs statements on the loop's thread
+    and goes to the SQLite thread once per write transaction (its COMMIT), never for a read."""
     from sqlalchemy import text
 
     from lgsp.core.store import sqlite_driver
@@ -290,36 +307,123 @@ async def test_sqlite_uses_one_hand_off_per_statement(tmp_path: Path, monkeypatc
     assert sqlite_driver.available()
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
     assert db.writer.dialect.driver == sqlite_driver.DRIVER
-    calls = 0
-    real = aiosqlite.Connection._execute
-
-    async def counting(self: object, fn: object, *a: object, **kw: object) -> object:
-        nonlocal calls
-        calls += 1
-        return await real(self, fn, *a, **kw)  # type: ignore[arg-type]
-
     try:
         await db.upgrade()
         async with db.write() as conn:
             await conn.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT)"))
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+        calls = _count_hand_offs(monkeypatch)
         async with db.write() as conn:
             await conn.execute(text("INSERT INTO t (b) VALUES ('x'), ('y')"))
             rows = (await conn.execute(text("SELECT a, b FROM t ORDER BY a"))).all()
         assert [tuple(r) for r in rows] == [(1, "x"), (2, "y")]
-        assert calls == 4  # BEGIN IMMEDIATE, INSERT, SELECT (with its rows), COMMIT
-        async with db.read() as conn:  # opens the reader connection (its PRAGMAs are not counted)
+        assert calls[0] == 1  # the COMMIT
+        async with db.read() as conn:  # opens the reader connection (its setup is not counted)
             await conn.execute(text("SELECT 1"))
-        calls = 0
+        calls[0] = 0
         async with db.read() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 2
-        assert calls == 1
+        assert calls[0] == 0
         with pytest.raises(Exception, match="UNIQUE"):
             async with db.write() as conn:
                 await conn.execute(text("INSERT INTO t (a, b) VALUES (1, 'dup')"))
         async with db.read() as conn:  # the failed transaction was rolled back, nothing half-written
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 2
+        async with db.write() as conn:  # and the writer is usable again
+            await conn.execute(text("INSERT INTO t (b) VALUES ('z')"))
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 3
     finally:
+        await db.close()
+
+
+async def _ticks_while(coro: Any) -> tuple[Any, int]:
+    """Run `coro` while another task counts event-loop turns: how often the loop got to run."""
+    ticks = 0
+    done = False
+
+    async def tick() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0)
+    try:
+        result = await coro
+    finally:
+        done = True
+        await ticker
+    return result, ticks
+
+
+async def test_sqlite_long_read_moves_to_the_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that outgrows its step budget is interrupted and run again on the SQLite thread, with
+    the full answer, while the event loop keeps running; a short read never leaves the loop."""
+    from sqlalchemy import text
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    heavy = text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) "
+                 "SELECT count(*), sum(x) FROM c")
+    try:
+        async with db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+        calls = _count_hand_offs(monkeypatch)
+
+        async def read() -> Any:
+            async with db.read() as conn:
+                return (await conn.execute(heavy)).one()
+
+        row, ticks = await _ticks_while(read())
+        assert tuple(row) == (3000000, 3000000 * 3000001 // 2)
+        assert calls[0] == 1
+        assert ticks >= 3  # the loop kept turning while SQLite counted on its thread
+        calls[0] = 0
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT 40 + 2"))).scalar() == 42
+        assert calls[0] == 0
+    finally:
+        await db.close()
+
+
+async def test_sqlite_begin_waits_for_another_process_off_the_loop(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """While another connection (another process: the CLI, a second hub) holds the write lock,
+    BEGIN IMMEDIATE waits on the SQLite thread with the busy timeout, not on the event loop, and
+    the transaction goes ahead once the lock is released."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    path = tmp_path / "b.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY)"))
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO t VALUES (1)")
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.4, other.execute, "COMMIT")
+        calls = _count_hand_offs(monkeypatch)
+
+        async def write() -> None:
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (2)"))
+
+        started = loop.time()
+        _, ticks = await _ticks_while(write())
+        assert loop.time() - started >= 0.35  # it did wait for the other writer
+        assert ticks >= 5  # and the loop ran meanwhile (a tick every 5 ms when it is free)
+        assert calls[0] == 2  # BEGIN on the thread (it had to wait), then COMMIT
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 2
+        calls[0] = 0
+        async with db.write() as conn:  # uncontended again: back to one hand-off
+            await conn.execute(text("INSERT INTO t VALUES (3)"))
+        assert calls[0] == 1
+    finally:
+        other.close()
         await db.close()
 
 

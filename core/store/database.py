@@ -118,7 +118,8 @@ def _sqlite_setup(engine: AsyncEngine, synchronous: str, *, immediate: bool) -> 
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
-        cur.execute("PRAGMA busy_timeout=30000")
+        # 0 on the one-hop dialect, whose inline statements must not wait (it waits on its thread)
+        cur.execute(f"PRAGMA busy_timeout={getattr(dbapi_conn, 'busy_timeout_ms', 30000)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from lgsp.cli.messages import lang, t
 from lgsp.core.config import ConfigError
+from lgsp.core.i18n import render
 
 
 class CliError(Exception):
@@ -38,7 +39,7 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
             print(t("error") + f": {issue}", file=sys.stderr)
         return 1
     except Problem as exc:
-        print(t("error") + f": {exc.code}: {exc.detail or exc.title(lang())}", file=sys.stderr)
+        print(t("error") + f": {exc.code}: {render(exc.detail) or exc.title(lang())}", file=sys.stderr)
         return 1
     except LgspError as exc:
         print(t("error") + f": {exc.code}: {exc.detail}", file=sys.stderr)

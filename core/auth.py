@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 from lgsp.core.directory import Directory, KeyMaterial
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
+from lgsp.core.i18n import Text
 from lgsp.core.policy import Policy
 from lgsp.core.presence import Presence
 from lgsp.core.signing import (
@@ -86,12 +87,12 @@ def parse_signed_request(method: str, path: str, raw_query: str, headers: Mappin
         if value:
             why = ascii_header_problem(value, max_length=MAX_HEADER_LENGTHS.get(name, MAX_HEADER))
             if why is not None:
-                raise Problem("auth.missing", f"header {name} {why}", header=name)
+                raise Problem("auth.missing", Text("header {name} {why}", name=name, why=why), header=name)
 
     def need(name: str) -> str:
         value = headers.get(name)
         if value is None or value == "":
-            raise Problem("auth.missing", f"header {name} is required", header=name)
+            raise Problem("auth.missing", Text("header {name} is required", name=name), header=name)
         return value
 
     access_key = need(H_KEY)
@@ -103,15 +104,16 @@ def parse_signed_request(method: str, path: str, raw_query: str, headers: Mappin
     try:
         parse_date(date)
     except ValueError as exc:
-        raise Problem("auth.missing", f"{H_DATE} must be UTC time as {DATE_SHAPE}") from exc
+        raise Problem("auth.missing", Text("{H_DATE} must be UTC time as {DATE_SHAPE}", H_DATE=H_DATE,
+                                           DATE_SHAPE=DATE_SHAPE)) from exc
     if not NONCE_RE.fullmatch(nonce):
-        raise Problem("auth.missing", f"{H_NONCE} must be 8 to 64 characters of [A-Za-z0-9_-]")
+        raise Problem("auth.missing", Text("{H_NONCE} must be 8 to 64 characters of [A-Za-z0-9_-]", H_NONCE=H_NONCE))
     if not SHA256_RE.fullmatch(content):
-        raise Problem("auth.missing", f"{H_CONTENT} must be 64 lowercase hex digits")
+        raise Problem("auth.missing", Text("{H_CONTENT} must be 64 lowercase hex digits", H_CONTENT=H_CONTENT))
     try:
         algorithm, signature = parse_signature_header(signature_header)
     except ValueError as exc:
-        raise Problem("auth.missing", f"{H_SIGNATURE}: {exc}") from exc
+        raise Problem("auth.missing", Text("{H_SIGNATURE}: {exc}", H_SIGNATURE=H_SIGNATURE, exc=exc)) from exc
     return SignedRequest(method=method.upper(), path=path, raw_query=raw_query, access_key=access_key,
                          date=date, nonce=nonce, session=session, content_sha256=content,
                          algorithm=algorithm, signature=signature)
@@ -149,11 +151,11 @@ class Authenticator:
         problem that refuses it: unknown, revoked, or its unit suspended."""
         key = await self.directory.key_material(access_key)
         if key is None:
-            raise Problem("auth.unknown_key", f"access key {access_key} is not registered")
+            raise Problem("auth.unknown_key", Text("access key {access_key} is not registered", access_key=access_key))
         if key.revoked:
-            raise Problem("auth.revoked_key", f"access key {access_key} has been revoked")
+            raise Problem("auth.revoked_key", Text("access key {access_key} has been revoked", access_key=access_key))
         if not key.unit_active:
-            raise Problem("auth.revoked_key", f"unit {key.unit_id} is suspended")
+            raise Problem("auth.revoked_key", Text("unit {unit_id} is suspended", unit_id=key.unit_id))
         return key
 
     async def verify(self, req: SignedRequest, *, client_cert: str | None = None,
@@ -165,14 +167,17 @@ class Authenticator:
         if check_cert and key.client_certs and not any(
                 secrets.compare_digest(client_cert or "", pinned) for pinned in key.client_certs):
             raise Problem("auth.bad_certificate",
-                          f"unit {key.unit_id} must connect over TLS with its registered client certificate")
+                          Text("unit {unit_id} must connect over TLS with its registered client certificate",
+                               unit_id=key.unit_id))
         sent_at = parse_date(req.date)
         offset = (sent_at - now).total_seconds()
         if abs(offset) > self.skew.total_seconds():
             raise Problem("auth.clock_skew",
-                          f"request time {req.date} is {abs(offset):.0f} s "
-                          f"{'ahead of' if offset > 0 else 'behind'} hub time; allowed "
-                          f"{self.skew.total_seconds():.0f} s", server_time=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                          Text("request time {date} is {seconds:.0f} s ahead of hub time; allowed {allowed:.0f} s",
+                               date=req.date, seconds=abs(offset), allowed=self.skew.total_seconds()) if offset > 0
+                          else Text("request time {date} is {seconds:.0f} s behind hub time; allowed {allowed:.0f} s",
+                                    date=req.date, seconds=abs(offset), allowed=self.skew.total_seconds()),
+                          server_time=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
         self._check_signature(req, key)
         principal = Principal(key.unit_id, key.application_id, key.access_key, key.algorithm)
         if req.session:
@@ -194,12 +199,14 @@ class Authenticator:
     def _check_signature(self, req: SignedRequest, key: KeyMaterial) -> None:
         if req.algorithm != key.algorithm:
             raise Problem("auth.bad_signature",
-                          f"signed with {req.algorithm} but key {key.access_key} is bound to {key.algorithm}")
+                          Text("signed with {algorithm} but key {access_key} is bound to {algorithm2}",
+                               algorithm=req.algorithm, access_key=key.access_key, algorithm2=key.algorithm))
         alg = self.algorithms.get(key.algorithm)
         if alg is None:  # the key's algorithm plugin is no longer installed
-            raise Problem("auth.bad_signature", f"algorithm {key.algorithm} is not available on this hub")
+            raise Problem("auth.bad_signature", Text("algorithm {algorithm} is not available on this hub",
+                                                     algorithm=key.algorithm))
         if not alg.verify(key.verification_key, req.message(), req.signature):
-            raise Problem("auth.bad_signature", "signature does not match the request")
+            raise Problem("auth.bad_signature", Text("signature does not match the request"))
 
     async def _check_session(self, req: SignedRequest, key: KeyMaterial, principal: Principal,
                              now: datetime) -> Principal:
@@ -207,17 +214,17 @@ class Authenticator:
         async with self.db.read() as conn:
             row = (await conn.execute(select(sessions).where(sessions.c.token_hash == digest))).first()
         if row is None or not secrets.compare_digest(row.token_hash, digest):
-            raise Problem("auth.bad_session", "unknown session token")
+            raise Problem("auth.bad_session", Text("unknown session token"))
         if row.access_key != key.access_key:
-            raise Problem("auth.bad_session", "session token belongs to another access key")
+            raise Problem("auth.bad_session", Text("session token belongs to another access key"))
         if row.expires_at <= now:
-            raise Problem("auth.bad_session", "session token has expired")
+            raise Problem("auth.bad_session", Text("session token has expired"))
         return Principal(principal.unit_id, principal.application_id, principal.access_key, principal.algorithm,
                          session_target=row.target, session_hash=digest)
 
     async def _spend_nonce(self, access_key: str, nonce: str, expires_at: datetime) -> None:
         if not await self.nonces.spend(access_key, nonce, expires_at):
-            raise Problem("auth.replay", "this nonce was already used with this key")
+            raise Problem("auth.replay", Text("this nonce was already used with this key"))
 
     # -- sessions -----------------------------------------------------------------------------
     async def create_session(self, principal: Principal, target: str | None) -> Session:
@@ -238,10 +245,11 @@ class Authenticator:
             if verdict is True:
                 return
             if verdict is False:
-                raise Problem("forbidden", f"unit {principal.unit_id} may not reach {target}")
+                raise Problem("forbidden", Text("unit {unit_id} may not reach {target}", unit_id=principal.unit_id,
+                                                target=target))
         status = (await self.directory.existing_units([target])).get(target)
         if status != "active":
-            raise Problem("forbidden", f"{target} is not a reachable unit or service")
+            raise Problem("forbidden", Text("{target} is not a reachable unit or service", target=target))
         if self.policy is not None:  # after the directory's answer, so a refusal tells nothing more
             await self.policy.check_session(principal.unit_id, principal.application_id or None, target)
 
@@ -267,7 +275,7 @@ class Authenticator:
             target = (await conn.execute(select(sessions.c.target).where(
                 sessions.c.token_hash == token_hash(token)))).first()
         if target is not None and not await self._answers_for(asker, target.target):
-            raise Problem("forbidden", "only the session's target may verify requests made under it")
+            raise Problem("forbidden", Text("only the session's target may verify requests made under it"))
 
     # -- housekeeping -------------------------------------------------------------------------
     async def purge_expired(self) -> int:

@@ -23,6 +23,8 @@ from typing import Any, Literal, NamedTuple, TypeVar, Union, get_args, get_origi
 
 import yaml
 
+from lgsp.core.i18n import N_, Text, render
+
 ENV_PREFIX = "LGSP_"
 # Env variables read by the CLI client, not by the hub; never taken for config keys.
 CLIENT_ENV = {"LGSP_URL", "LGSP_ACCESS_KEY", "LGSP_SECRET_KEY", "LGSP_PRIVATE_KEY_FILE", "LGSP_ALGORITHM",
@@ -52,11 +54,11 @@ def _parse_date(text: str) -> dt.date | str:
     """The date in `YYYY-MM-DD`, or why it is not one (a day that does not exist is named as such)."""
     m = _DATE_RE.match(text)
     if not m:
-        return f"must be a date written YYYY-MM-DD, got {text!r}"
+        return Text("must be a date written YYYY-MM-DD, got {text!r}", text=text)
     try:
         return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     except ValueError:
-        return f"{text.strip()} is not a day of the calendar"
+        return Text("{day} is not a day of the calendar", day=text.strip())
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?\s*$")
@@ -87,7 +89,7 @@ def _identifier(v: Any) -> str | None:
 
 
 def _not_blank(v: Any) -> str | None:
-    return "must not be empty" if isinstance(v, str) and not v.strip() else None
+    return Text("must not be empty") if isinstance(v, str) and not v.strip() else None
 
 
 def _kek_source(v: Any) -> str | None:
@@ -103,34 +105,34 @@ def _kek_source(v: Any) -> str | None:
             return str(exc)
         return "; ".join(problems) or None
     if kind not in ("file", "env") or not where:
-        return "must be file:/path, env:NAME, pkcs11:token=…;object=…?module-path=…&pin-source=… or empty"
+        return Text("must be file:/path, env:NAME, pkcs11:token=…;object=…?module-path=…&pin-source=… or empty")
     return None
 
 
 def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be greater than 0"
+    return None if v > 0 else Text("must be greater than 0")
 
 
 def _non_negative(v: Any) -> str | None:
-    return None if v >= 0 else "must be 0 or more"
+    return None if v >= 0 else Text("must be 0 or more")
 
 
 def _port(v: Any) -> str | None:
-    return None if 0 <= v <= 65535 else "must be a TCP port between 0 and 65535"
+    return None if 0 <= v <= 65535 else Text("must be a TCP port between 0 and 65535")
 
 
 def _db_url(v: Any) -> str | None:
     if v == "":
         return None
     if not re.match(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://", v):
-        return "must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+        return Text("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
     return None
 
 
 def _url_or_empty(v: Any) -> str | None:
     if v == "" or re.match(r"^https?://[^/\s]+(/\S*)?$", v):
         return None
-    return "must be empty or an http(s) URL"
+    return Text("must be empty or an http(s) URL")
 
 
 @dataclass(frozen=True)
@@ -255,13 +257,13 @@ class PluginsConfig:
 
 
 def _fraction(v: Any) -> str | None:
-    return None if 0 <= v <= 1 else "must be between 0 and 1"
+    return None if 0 <= v <= 1 else Text("must be between 0 and 1")
 
 
 def _jobstore_url(v: Any) -> str | None:
     if v == "" or re.match(r"^(sqlite|postgresql\+psycopg)://", v):
         return None
-    return "must be empty, sqlite:///FILE or postgresql+psycopg://... (a synchronous driver)"
+    return Text("must be empty, sqlite:///FILE or postgresql+psycopg://... (a synchronous driver)")
 
 
 @dataclass(frozen=True)
@@ -335,13 +337,13 @@ def _networks(v: Any) -> str | None:
         try:
             ipaddress.ip_network(str(item), strict=False)
         except ValueError:
-            return f"{item!r} is not an address or network (e.g. 10.0.0.0/8, ::1)"
+            return Text("{item!r} is not an address or network (e.g. 10.0.0.0/8, ::1)", item=item)
     return None
 
 
 def _sha256_or_empty(v: Any) -> str | None:
     return None if v == "" or re.fullmatch(r"[0-9a-fA-F]{64}", v) else \
-        "must be empty or the SHA-256 of the token, 64 hex digits (sha256sum of the token, without newline)"
+        Text("must be empty or the SHA-256 of the token, 64 hex digits (sha256sum of the token, without newline)")
 
 
 @dataclass(frozen=True)
@@ -365,26 +367,26 @@ class LoggingConfig:
 def _email_or_empty(v: Any) -> str | None:
     from lgsp.core.registration.checks import is_valid_email
 
-    return None if v == "" or is_valid_email(v) else "must be empty or an e-mail address"
+    return None if v == "" or is_valid_email(v) else Text("must be empty or an e-mail address")
 
 
 def _phone_or_empty(v: Any) -> str | None:
     from lgsp.core.registration.checks import is_valid_phone
 
-    return None if v == "" or is_valid_phone(v) else "must be empty or a telephone number (e.g. 0251 3822 123)"
+    return None if v == "" or is_valid_phone(v) else Text("must be empty or a telephone number (e.g. 0251 3822 123)")
 
 
 def _abbreviation_or_empty(v: Any) -> str | None:
     from lgsp.core.registration.checks import is_valid_abbreviation
 
     return None if v == "" or is_valid_abbreviation(v) else \
-        "must be empty or letters and digits joined by hyphens (e.g. SKHCN, TTCNTT-KT)"
+        Text("must be empty or letters and digits joined by hyphens (e.g. SKHCN, TTCNTT-KT)")
 
 
 def _one_line(v: Any) -> str | None:
     from lgsp.core.registration.checks import text_problem
 
-    return "must be one line of printable text" if text_problem(v) else None
+    return Text("must be one line of printable text") if text_problem(v) else None
 
 
 # Who issues a reply step: the Department of Science and Technology or its Centre.
@@ -452,7 +454,7 @@ DEFAULT_MAKE_UP_DAYS = [dt.date(2026, 1, 10), dt.date(2026, 8, 22)]
 
 
 def _reply_days(v: Any) -> str | None:
-    return None if 1 <= v <= 60 else "must be between 1 and 60 working days"
+    return None if 1 <= v <= 60 else Text("must be between 1 and 60 working days")
 
 
 @dataclass(frozen=True)
@@ -472,13 +474,15 @@ class RegistrationConfig:
     def config_issues(self) -> list[tuple[str, str]]:
         """A make-up day must be a weekend day that is not also declared a holiday."""
         off = {d for span in self.holidays for d in span.days()}
-        out = []
+        out: list[tuple[str, str]] = []
         for i, day in enumerate(self.make_up_working_days):
             if day.weekday() < 5:
                 out.append((f"make_up_working_days[{i}]",
-                            f"{day.isoformat()} is a weekday; only a Saturday or Sunday can be made a working day"))
+                            Text("{day} is a weekday; only a Saturday or Sunday can be made a working day",
+                                 day=day.isoformat())))
             elif day in off:
-                out.append((f"make_up_working_days[{i}]", f"{day.isoformat()} is also listed in holidays"))
+                out.append((f"make_up_working_days[{i}]", Text("{day} is also listed in holidays",
+                                                               day=day.isoformat())))
         return out
 
 
@@ -510,15 +514,15 @@ class TlsConfig:
         "empty: none asked (mutual TLS off)")
 
     def config_issues(self) -> list[tuple[str, str]]:
-        out = []
+        out: list[tuple[str, str]] = []
         if bool(self.cert_file) != bool(self.key_file):
-            out.append(("key_file" if self.cert_file else "cert_file", "cert_file and key_file go together"))
+            out.append(("key_file" if self.cert_file else "cert_file", Text("cert_file and key_file go together")))
         if self.client_ca_file and not self.cert_file:
-            out.append(("client_ca_file", "client certificates need HTTPS: set cert_file and key_file"))
+            out.append(("client_ca_file", Text("client certificates need HTTPS: set cert_file and key_file")))
         for name in ("cert_file", "key_file", "client_ca_file"):
             value = getattr(self, name)
             if value and not Path(value).is_file():
-                out.append((name, f"no such file: {value}"))
+                out.append((name, Text("no such file: {value}", value=value)))
         return out
 
 
@@ -599,6 +603,9 @@ class Config:
 
 # -- loading ----------------------------------------------------------------------------------
 
+_TOP_LEVEL = N_("(top level)")
+
+
 @dataclass(frozen=True)
 class ConfigIssue:
     path: str
@@ -606,7 +613,7 @@ class ConfigIssue:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.path or '(top level)'}: {self.message}"
+        return f"{self.where}: {self.path or render(_TOP_LEVEL)}: {render(self.message)}"
 
 
 class ConfigError(Exception):
@@ -639,11 +646,11 @@ def _node_to_python(node: yaml.Node, loader: yaml.SafeLoader, path: str, loc: _L
             sub = f"{path}.{key}" if path else str(key)
             if not isinstance(key, str):
                 issues.append(ConfigIssue(sub, f"{loc.source}:{key_node.start_mark.line + 1}",
-                                          "keys must be strings"))
+                                          Text("keys must be strings")))
                 continue
             if key in out:
                 issues.append(ConfigIssue(sub, f"{loc.source}:{key_node.start_mark.line + 1}",
-                                          "duplicate key"))
+                                          Text("duplicate key")))
                 continue
             out[key] = _node_to_python(value_node, loader, sub, loc, issues)
             loc.lines[sub] = f"{loc.source}:{key_node.start_mark.line + 1}"
@@ -673,7 +680,7 @@ def _parse_yaml(text: str, source: str, loc: _Loc, issues: list[ConfigIssue]) ->
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
-        issues.append(ConfigIssue("", where, f"not valid YAML: {getattr(exc, 'problem', exc)}"))
+        issues.append(ConfigIssue("", where, Text("not valid YAML: {problem}", problem=getattr(exc, "problem", exc))))
         return None
     finally:
         loader.dispose()
@@ -682,20 +689,21 @@ def _parse_yaml(text: str, source: str, loc: _Loc, issues: list[ConfigIssue]) ->
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if tp is ByteSize:
-        return "a size (e.g. 10MiB)"
+        return Text("a size (e.g. 10MiB)")
     if tp is dt.date:
-        return "a date (YYYY-MM-DD)"
+        return Text("a date (YYYY-MM-DD)")
     if tp is DateSpan:
-        return "a date (YYYY-MM-DD) or a range of dates (YYYY-MM-DD..YYYY-MM-DD)"
+        return Text("a date (YYYY-MM-DD) or a range of dates (YYYY-MM-DD..YYYY-MM-DD)")
     if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+        return Text("one of {values}", values=", ".join(repr(a) for a in get_args(tp)))
     if origin in (list,):
-        return "a list"
+        return Text("a list")
     if origin in (dict,):
-        return "a mapping"
+        return Text("a mapping")
     if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+        return Text("a mapping")
+    return {int: Text("an integer"), float: Text("a number"), str: Text("a string"),
+            bool: Text("true or false")}.get(tp, str(tp))
 
 
 def _coerce(value: Any, tp: Any, path: str, loc: _Loc, issues: list[ConfigIssue]) -> Any:
@@ -704,7 +712,8 @@ def _coerce(value: Any, tp: Any, path: str, loc: _Loc, issues: list[ConfigIssue]
     bad = object()
 
     def fail(msg: str | None = None) -> Any:
-        issues.append(ConfigIssue(path, loc.at(path), msg or f"must be {_type_name(tp)}, got {value!r}"))
+        issues.append(ConfigIssue(path, loc.at(path), msg or Text("must be {kind}, got {value!r}",
+                                                                  kind=_type_name(tp), value=value)))
         return bad
 
     if tp is Any:
@@ -757,7 +766,7 @@ def _coerce(value: Any, tp: Any, path: str, loc: _Loc, issues: list[ConfigIssue]
         return fail()
     if tp is str:
         return value if isinstance(value, str) else fail()
-    return fail(f"unsupported setting type {tp!r}")  # a schema bug, caught by tests
+    return fail(Text("unsupported setting type {tp!r}", tp=tp))  # a schema bug, caught by tests
 
 
 def _coerce_span(value: Any, fail: Callable[..., Any]) -> Any:
@@ -771,9 +780,10 @@ def _coerce_span(value: Any, fail: Callable[..., Any]) -> Any:
         ends.append(parsed)
     span = DateSpan(ends[0], ends[-1])
     if span.last < span.first:
-        return fail(f"the range ends before it starts: {value!r}")
+        return fail(Text("the range ends before it starts: {value!r}", value=value))
     if (span.last - span.first).days >= MAX_SPAN_DAYS:
-        return fail(f"a range of more than {MAX_SPAN_DAYS} days is surely a typo: {value!r}")
+        return fail(Text("a range of more than {MAX_SPAN_DAYS} days is surely a typo: {value!r}",
+                         MAX_SPAN_DAYS=MAX_SPAN_DAYS, value=value))
     return span
 
 
@@ -794,8 +804,8 @@ def _build(cls: type[_Section], data: dict[str, Any], prefix: str, loc: _Loc, is
         if key not in known:
             path = f"{prefix}.{key}" if prefix else key
             close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            issues.append(ConfigIssue(path, loc.at(path), f"unknown key{hint}"))
+            hint = Text(" (did you mean {close!r}?)", close=close[0]) if close else ""
+            issues.append(ConfigIssue(path, loc.at(path), Text("unknown key{hint}", hint=hint)))
     kwargs: dict[str, Any] = {}
     for name, f in known.items():
         if name not in data:
@@ -809,7 +819,7 @@ def _build(cls: type[_Section], data: dict[str, Any], prefix: str, loc: _Loc, is
         if check is not None:
             msg = check(value)
             if msg:
-                issues.append(ConfigIssue(path, loc.at(path), f"{msg} (got {data[name]!r})"))
+                issues.append(ConfigIssue(path, loc.at(path), Text("{msg} (got {data!r})", msg=msg, data=data[name])))
                 continue
         kwargs[name] = value
     built = cls(**kwargs)
@@ -827,15 +837,15 @@ def positive_int_settings(section: str, raw: Any, known: Iterable[str]) -> list[
     if raw is None:
         return []
     if not isinstance(raw, dict):
-        return [(section, "must be a mapping of settings")]
+        return [(section, Text("must be a mapping of settings"))]
     known = sorted(known)
-    out = []
+    out: list[tuple[str, str]] = []
     for key, value in raw.items():
         path = f"{section}.{key}"
         if key not in known:
-            out.append((path, f"unknown key (known: {', '.join(known)})"))
+            out.append((path, Text("unknown key (known: {known})", known=', '.join(known))))
         elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            out.append((path, "must be a positive integer"))
+            out.append((path, Text("must be a positive integer")))
     return out
 
 
@@ -866,7 +876,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], loc: _Loc, issues: 
         path = by_env.get(name)
         if path is None:
             if any(name.startswith(s) for s in sections):
-                issues.append(ConfigIssue(name, "environment", "no such setting"))
+                issues.append(ConfigIssue(name, "environment", Text("no such setting")))
             continue
         if paths[path].type in ("str", str):
             value: Any = raw  # a text setting takes the text as given: "2024", "true", "~" stay strings
@@ -896,16 +906,17 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError([ConfigIssue("", source, f"cannot read: {exc.strerror or exc}")]) from exc
+            raise ConfigError([ConfigIssue("", source, Text("cannot read: {value}",
+                                                            value=exc.strerror or exc))]) from exc
         except UnicodeDecodeError as exc:
-            raise ConfigError([ConfigIssue("", source, "not UTF-8 text")]) from exc
+            raise ConfigError([ConfigIssue("", source, Text("not UTF-8 text"))]) from exc
         data = _parse_yaml(text, source, loc, issues)
         if data is None and issues:
             raise ConfigError(issues)
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ConfigError([ConfigIssue("", f"{source}:1", "the file must be a mapping of sections")])
+            raise ConfigError([ConfigIssue("", f"{source}:1", Text("the file must be a mapping of sections"))])
     _apply_env(data, os.environ if env is None else env, loc, issues)
     cfg = _build(Config, data, "", loc, issues)
     if issues:

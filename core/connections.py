@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 
 log = logging.getLogger("lgsp.connections")
 
@@ -44,8 +45,8 @@ _REFUSAL_LOG_INTERVAL = 60.0  # seconds between two warnings about one address h
 
 
 def _refusal() -> bytes:
-    body = json.dumps(Problem("unavailable", "too many open connections from this address; close idle ones "
-                              "and retry").to_dict("vi"), ensure_ascii=False).encode()
+    too_many = Text("too many open connections from this address; close idle ones and retry")
+    body = json.dumps(Problem("unavailable", too_many).to_dict("vi"), ensure_ascii=False).encode()
     head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
             f"Content-Length: {len(body)}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n")
     return head.encode("ascii") + body

@@ -39,6 +39,7 @@ from lgsp.core import deliveries as dv
 from lgsp.core import events as ev
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
+from lgsp.core.i18n import Text
 from lgsp.core.store.blobcrypt import ChunkSealer
 from lgsp.core.store.blobs import BlobStore, key_id_of, publish
 from lgsp.core.store.database import Database
@@ -461,11 +462,11 @@ class ContentService:
             row = (await conn.execute(select(packet_contents).where(and_(
                 packet_contents.c.packet_id == packet_id, packet_contents.c.variant == variant)))).first()
         if pkt is None or (pkt.source_unit != unit and (state is None or state == dv.WAITING)):
-            raise Problem("not_found", "no such packet")
+            raise Problem("not_found", Text("no such packet"))
         if state in dv.TERMINAL or pkt.content_state != "stored":
-            raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+            raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
         if row is None:
-            raise Problem("not_found", f"this packet has no part {variant!r}")
+            raise Problem("not_found", Text("this packet has no part {variant!r}", variant=variant))
         ref = ContentRef(row.variant, row.blob_key, row.size, row.sha256, row.data_type or pkt.data_type,
                          row.media_type, row.detail)
         return ref, self.blobs.path(row.blob_key)
@@ -495,14 +496,16 @@ class ContentService:
         """Set (or with None, reset to the default) the format `unit_id` takes for `family`."""
         known = self.known_formats(family)
         if not known:
-            raise Problem("request.invalid", f"no plugin handles the {family!r} data types (is it enabled?)",
+            raise Problem("request.invalid", Text("no plugin handles the {family!r} data types (is it enabled?)",
+                                                  family=family),
                           field="family")
         if fmt is not None and fmt not in known:
-            raise Problem("request.invalid", f"format must be one of {', '.join(sorted(known))}", field="format")
+            raise Problem("request.invalid", Text("format must be one of {known}", known=', '.join(sorted(known))),
+                          field="format")
         now = self.clock()
         async with self.db.write() as conn:
             if await conn.scalar(select(units.c.id).where(units.c.id == unit_id)) is None:
-                raise Problem("not_found", f"unit {unit_id} does not exist")
+                raise Problem("not_found", Text("unit {unit_id} does not exist", unit_id=unit_id))
             await conn.execute(unit_formats.delete().where(and_(
                 unit_formats.c.unit_id == unit_id, unit_formats.c.family == family)))
             if fmt is not None:

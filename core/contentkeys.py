@@ -16,6 +16,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.blobcrypt import new_data_key
 from lgsp.core.store.database import Database, conflict_insert
@@ -51,7 +52,7 @@ class ContentKeys:
             return fresh
         found = await self.get(key_id)
         if found is None:  # destroyed in between: the packet ended while this upload started
-            raise Problem("conflict", "the packet is no longer awaiting its content")
+            raise Problem("conflict", Text("the packet is no longer awaiting its content"))
         return found
 
     @staticmethod

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from lgsp.core import audit
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier, fold, identifier_form
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database
@@ -167,15 +168,16 @@ class Directory:
             raise Problem("request.invalid", str(exc), field="id") from exc
         name = (name or "").strip()
         if not name or len(name) > 255:
-            raise Problem("request.invalid", "name must be 1 to 255 characters", field="name")
+            raise Problem("request.invalid", Text("name must be 1 to 255 characters"), field="name")
         if not zone or len(zone) > 64:
-            raise Problem("request.invalid", "zone must be 1 to 64 characters", field="zone")
+            raise Problem("request.invalid", Text("zone must be 1 to 64 characters"), field="zone")
         now = datetime.now(UTC)
         async with self.db.write() as conn:
             if parent_id is not None:
                 found = await conn.scalar(select(units.c.id).where(units.c.id == parent_id))
                 if found is None:
-                    raise Problem("request.invalid", f"parent unit {parent_id} does not exist", field="parent")
+                    raise Problem("request.invalid", Text("parent unit {parent_id} does not exist",
+                                                          parent_id=parent_id), field="parent")
             # Legacy codes may be lowercase: `vxp.saas.02` and `VXP.SAAS.02` would be one system's code
             # written twice, so identifiers are unique regardless of case.
             same = await conn.scalar(select(units.c.id).where(func.upper(units.c.id) == unit_id.upper()))
@@ -273,11 +275,12 @@ class Directory:
 
     async def set_unit_status(self, unit_id: str, status: str) -> Unit:
         if status not in UNIT_STATUSES:
-            raise Problem("request.invalid", f"status must be one of {', '.join(UNIT_STATUSES)}")
+            raise Problem("request.invalid", Text("status must be one of {UNIT_STATUSES}",
+                                                  UNIT_STATUSES=', '.join(UNIT_STATUSES)))
         async with self.db.write() as conn:
             result = await conn.execute(update(units).where(units.c.id == unit_id).values(status=status))
             if result.rowcount == 0:
-                raise Problem("not_found", f"unit {unit_id} does not exist")
+                raise Problem("not_found", Text("unit {unit_id} does not exist", unit_id=unit_id))
             await audit.append(conn, "unit.status_changed", target=unit_id, unit=unit_id, detail={"status": status})
         unit = await self.get_unit(unit_id)
         assert unit is not None
@@ -377,18 +380,19 @@ class Directory:
     async def add_application(self, unit_id: str, name: str) -> Application:
         name = (name or "").strip()
         if not name or len(name) > 128:
-            raise Problem("request.invalid", "application name must be 1 to 128 characters", field="name")
+            raise Problem("request.invalid", Text("application name must be 1 to 128 characters"), field="name")
         app = Application(id=str(uuid.uuid4()), unit_id=unit_id, name=name, created_at=datetime.now(UTC))
         try:
             async with self.db.write() as conn:
                 if await conn.scalar(select(units.c.id).where(units.c.id == unit_id)) is None:
-                    raise Problem("not_found", f"unit {unit_id} does not exist")
+                    raise Problem("not_found", Text("unit {unit_id} does not exist", unit_id=unit_id))
                 await conn.execute(applications.insert().values(
                     id=app.id, unit_id=unit_id, name=name, created_at=app.created_at))
                 await audit.append(conn, "application.added", target=app.id, unit=unit_id, at=app.created_at,
                                    detail={"name": name})
         except IntegrityError as exc:
-            raise Problem("conflict", f"unit {unit_id} already has an application named {name!r}") from exc
+            raise Problem("conflict", Text("unit {unit_id} already has an application named {name!r}",
+                                           unit_id=unit_id, name=name)) from exc
         return app
 
     async def list_applications(self, unit_id: str | None = None) -> list[Application]:
@@ -417,20 +421,23 @@ class Directory:
         """Issue an access key. HMAC: a new secret; RSA: the given public key, or a new key pair."""
         alg = self.algorithms.get(algorithm)
         if alg is None:
-            raise Problem("request.invalid", f"unknown algorithm {algorithm!r} "
-                          f"(one of {', '.join(sorted(self.algorithms))})", field="algorithm")
+            raise Problem("request.invalid", Text("unknown algorithm {algorithm!r} (one of {algorithms})",
+                                                  algorithm=algorithm, algorithms=", ".join(sorted(self.algorithms))),
+                          field="algorithm")
         async with self.db.read() as conn:
             app = (await conn.execute(select(applications).where(applications.c.id == application_id))).first()
         if app is None:
-            raise Problem("not_found", f"application {application_id} does not exist")
+            raise Problem("not_found", Text("application {application_id} does not exist",
+                                            application_id=application_id))
         if app.retired_at is not None:  # its registration was cancelled (Mẫu 07)
-            raise Problem("conflict", f"application {app.name} is retired; no new keys")
+            raise Problem("conflict", Text("application {name} is retired; no new keys", name=app.name))
         access_key = new_access_key()
         secret = private_pem = public_pem = None
         sealed = None
         if alg.shared_secret:
             if public_key_pem:
-                raise Problem("request.invalid", f"{algorithm} uses a shared secret, not a public key")
+                raise Problem("request.invalid", Text("{algorithm} uses a shared secret, not a public key",
+                                                      algorithm=algorithm))
             secret = alg.new_secret()
             sealed = self.master_key.encrypt(secret, access_key)
         elif public_key_pem:
@@ -465,7 +472,7 @@ class Directory:
         async with self.db.write() as conn:
             row = (await conn.execute(select(access_keys).where(access_keys.c.id == access_key))).first()
             if row is None:
-                raise Problem("not_found", f"access key {access_key} does not exist")
+                raise Problem("not_found", Text("access key {access_key} does not exist", access_key=access_key))
             revoked_at = row.revoked_at
             if revoked_at is None:
                 revoked_at = now
@@ -501,12 +508,12 @@ class Directory:
     async def pin_certificates(self, unit_id: str, fingerprints: list[str]) -> list[str]:
         """Set the client certificates `unit_id`'s requests must come with (empty list: none)."""
         if len(fingerprints) > 4:
-            raise Problem("request.invalid", "at most 4 certificates per unit (two while one is renewed)")
+            raise Problem("request.invalid", Text("at most 4 certificates per unit (two while one is renewed)"))
         value = " ".join(dict.fromkeys(fingerprints)) or None
         async with self.db.write() as conn:
             result = await conn.execute(update(units).where(units.c.id == unit_id).values(client_cert_sha256=value))
             if result.rowcount == 0:
-                raise Problem("not_found", f"unit {unit_id} does not exist")
+                raise Problem("not_found", Text("unit {unit_id} does not exist", unit_id=unit_id))
             await audit.append(conn, "unit.certificates_pinned", target=unit_id, unit=unit_id,
                                detail={"sha256": list(dict.fromkeys(fingerprints))})
         return list(dict.fromkeys(fingerprints))
@@ -516,5 +523,5 @@ class Directory:
             row = (await conn.execute(select(units.c.id, units.c.client_cert_sha256)
                                       .where(units.c.id == unit_id))).first()
         if row is None:
-            raise Problem("not_found", f"unit {unit_id} does not exist")
+            raise Problem("not_found", Text("unit {unit_id} does not exist", unit_id=unit_id))
         return (row.client_cert_sha256 or "").split()

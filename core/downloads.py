@@ -17,6 +17,7 @@ from typing import BinaryIO
 from aiohttp import web
 
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 from lgsp.core.store.blobcrypt import BlobCorrupt, BlobKeyGone, DecryptingReader
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.web import _RANGE_RE, hub_of
@@ -52,12 +53,12 @@ async def blob_response(request: web.Request, blobs: BlobStore, path: Path, size
     try:
         fh = await blobs.open_path(path, size=size)
     except FileNotFoundError:
-        raise Problem("content.gone", "the content of this packet is no longer held by the hub") from None
+        raise Problem("content.gone", Text("the content of this packet is no longer held by the hub")) from None
     except BlobKeyGone:
-        raise Problem("content.gone", "the content of this packet is no longer held by the hub") from None
+        raise Problem("content.gone", Text("the content of this packet is no longer held by the hub")) from None
     except BlobCorrupt as exc:
         log.error("stored content %s failed its integrity check: %s", path.name, exc)
-        raise Problem("internal", "the stored content failed its integrity check") from None
+        raise Problem("internal", Text("the stored content failed its integrity check")) from None
     if not isinstance(fh, DecryptingReader):  # a plain file: sendfile as before
         await asyncio.to_thread(fh.close)
         return web.FileResponse(path, chunk_size=chunk_size, headers=dict(headers))
@@ -114,4 +115,4 @@ async def _read(fh: BinaryIO, n: int) -> bytes:
         return await asyncio.to_thread(fh.read, n)
     except BlobCorrupt as exc:
         log.error("stored content failed its integrity check while being sent: %s", exc)
-        raise Problem("internal", "the stored content failed its integrity check") from None
+        raise Problem("internal", Text("the stored content failed its integrity check")) from None

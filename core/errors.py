@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lgsp.core.i18n import render
+
 
 @dataclass(frozen=True, slots=True)
 class ErrorKind:
@@ -67,7 +69,9 @@ CATALOGUE: dict[str, ErrorKind] = {
 
 
 class Problem(Exception):
-    """An error the caller can act on, identified by a stable code from CATALOGUE."""
+    """An error the caller can act on, identified by a stable code from CATALOGUE.
+
+    `detail` is best a `Text` (core/i18n.py): `to_dict(lang)` renders it in the reader's language."""
 
     def __init__(self, code: str, detail: str = "", **extra: Any) -> None:
         if code not in CATALOGUE:
@@ -91,7 +95,7 @@ class Problem(Exception):
             "title": self.title(lang),
             "status": self.status,
             "code": self.code,
-            "detail": self.detail,
+            "detail": render(self.detail, lang),
         }
         body.update(self.extra)
         return body

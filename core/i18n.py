@@ -147,7 +147,9 @@ class Text(str):
 
     def render(self, lang: str | None = None) -> str:
         text = gettext(self.msgid, lang)
-        return text.format(**self.values) if self.values else text
+        if not self.values:
+            return text
+        return text.format(**{k: v.render(lang) if isinstance(v, Text) else v for k, v in self.values.items()})
 
 
 def render(text: str | None, lang: str | None = None) -> str:

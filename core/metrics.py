@@ -37,6 +37,7 @@ from sqlalchemy import and_, func, select
 
 from lgsp.core import deliveries as dv
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 from lgsp.core.store.tables import deliveries, packet_contents, packets, units
 
 if TYPE_CHECKING:
@@ -287,8 +288,8 @@ METRICS: web.AppKey[Metrics] = web.AppKey("lgsp_metrics", Metrics)
 async def metrics_view(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     if not metrics.allowed(request):
-        raise Problem("forbidden", "metrics are served only to the addresses in metrics.allow or with the "
-                      "metrics token")
+        raise Problem("forbidden",
+                      Text("metrics are served only to the addresses in metrics.allow or with the metrics token"))
     body = await metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 

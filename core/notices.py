@@ -20,6 +20,7 @@ from sqlalchemy import and_, select, update
 from lgsp.core import events as ev
 from lgsp.core.errors import Problem
 from lgsp.core.events import EventBus, iso
+from lgsp.core.i18n import Text
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import notices, units
 from lgsp.core.text import check_text
@@ -66,16 +67,17 @@ class NoticeBoard:
         """Record a notice; `request.invalid` for an empty or overlong message or a window that makes no sense."""
         message = check_text(message, "message", max_length=MAX_MESSAGE, multiline=True)
         if not message.strip():
-            raise Problem("request.invalid", "message: must not be blank", field="message")
+            raise Problem("request.invalid", Text("message: must not be blank"), field="message")
         if starts_at.tzinfo is None or ends_at.tzinfo is None:
-            raise Problem("request.invalid", "from/to: must carry a time zone", field="from")
+            raise Problem("request.invalid", Text("from/to: must carry a time zone"), field="from")
         now = self.clock()
         if ends_at <= starts_at:
-            raise Problem("request.invalid", "to: must be after from", field="to")
+            raise Problem("request.invalid", Text("to: must be after from"), field="to")
         if ends_at <= now:
-            raise Problem("request.invalid", "to: is already past", field="to")
+            raise Problem("request.invalid", Text("to: is already past"), field="to")
         if ends_at - starts_at > MAX_SPAN:
-            raise Problem("request.invalid", f"to: a notice lasts at most {MAX_SPAN.days} days", field="to")
+            raise Problem("request.invalid", Text("to: a notice lasts at most {days} days", days=MAX_SPAN.days),
+                          field="to")
         notice = Notice("N" + secrets.token_hex(6).upper(), message, starts_at.astimezone(UTC),
                         ends_at.astimezone(UTC), now, by, None, None)
         async with self.db.write() as conn:
@@ -91,9 +93,9 @@ class NoticeBoard:
                                       .values(withdrawn_at=self.clock()))
             row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
         if row is None:
-            raise Problem("not_found", f"notice {notice_id} does not exist")
+            raise Problem("not_found", Text("notice {notice_id} does not exist", notice_id=notice_id))
         if done.rowcount == 0:
-            raise Problem("conflict", f"notice {notice_id} was already withdrawn")
+            raise Problem("conflict", Text("notice {notice_id} was already withdrawn", notice_id=notice_id))
         return _notice(row)
 
     async def list(self, *, include_past: bool = False) -> list[Notice]:

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import audit
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import applications, packets, policy_rules, units
@@ -233,7 +234,7 @@ class Policy:
         async with self.db.write() as conn:
             row = (await conn.execute(select(policy_rules).where(policy_rules.c.id == rule_id))).first()
             if row is None or row.removed_at is not None:
-                raise Problem("not_found", f"no policy rule #{rule_id}")
+                raise Problem("not_found", Text("no policy rule #{rule_id}", rule_id=rule_id))
             await conn.execute(update(policy_rules).where(policy_rules.c.id == rule_id).values(
                 removed_at=now, removed_by=by))
             rule = _rule(row)
@@ -257,7 +258,7 @@ class Policy:
         found = await conn.scalar(select(applications.c.id).where(
             (applications.c.unit_id == unit) & (applications.c.name == name)))
         if found is None:
-            raise Problem("not_found", f"unit {unit} has no application named {name!r}")
+            raise Problem("not_found", Text("unit {unit} has no application named {name!r}", unit=unit, name=name))
 
     # -- deciding ------------------------------------------------------------------------------
     async def _current(self) -> _Snapshot:
@@ -371,8 +372,8 @@ class Policy:
         refused = [d for d in destinations if not (await self.decide(source, application, d, data_type)).allowed]
         if refused:
             raise Problem("auth.not_permitted",
-                          f"unit {source} may not send {data_type} to {', '.join(refused)} "
-                          "(communication policy)", refused=refused)
+                          Text("unit {source} may not send {data_type} to {refused} (communication policy)",
+                               source=source, data_type=data_type, refused=', '.join(refused)), refused=refused)
 
     async def check_named(self, packet: Any, destinations: list[str]) -> None:
         """Destinations the content of an uploaded packet names (edXML To): judged like those of the
@@ -389,7 +390,8 @@ class Policy:
         if not snap.rules and self.default == "allow":
             return
         if not any(d.allowed for d in await self.decide_any(source, application, target)):
-            raise Problem("auth.not_permitted", f"unit {source} may not reach {target} (communication policy)")
+            raise Problem("auth.not_permitted", Text("unit {source} may not reach {target} (communication policy)",
+                                                     source=source, target=target))
 
 
 def _rule(row: Any) -> Rule:
@@ -401,5 +403,5 @@ def _rule(row: Any) -> Rule:
 def _actor(by: str) -> str:
     by = (by or "").strip()
     if not by or len(by) > 64 or any(not c.isprintable() for c in by):
-        raise Problem("request.invalid", "who makes the change must be named (1 to 64 printable characters)")
+        raise Problem("request.invalid", Text("who makes the change must be named (1 to 64 printable characters)"))
     return by

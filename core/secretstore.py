@@ -14,6 +14,7 @@ from sqlalchemy import delete, select, update
 
 from lgsp.core import audit
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.tables import secrets
@@ -33,9 +34,9 @@ class SecretStore:
     def _seal(self, name: str, value: str) -> bytes:
         """The value sealed for `name`, once both are checked."""
         if not NAME_RE.match(name):
-            raise Problem("request.invalid", "secret names are 1-64 characters of a-z 0-9 . _ - (lowercase)")
+            raise Problem("request.invalid", Text("secret names are 1-64 characters of a-z 0-9 . _ - (lowercase)"))
         if not value:
-            raise Problem("request.invalid", "a secret cannot be empty")
+            raise Problem("request.invalid", Text("a secret cannot be empty"))
         return self.master_key.encrypt(value, self._context(name))
 
     async def set(self, name: str, value: str) -> None:
@@ -63,7 +64,8 @@ class SecretStore:
         async with self.db.read() as conn:
             sealed = await conn.scalar(select(secrets.c.sealed).where(secrets.c.name == name))
         if sealed is None:
-            raise Problem("not_found", f"no secret named {name!r} (store it with: lgsp secret set {name})")
+            raise Problem("not_found", Text("no secret named {name!r} (store it with: lgsp secret set {name})",
+                                            name=name))
         return self.master_key.decrypt(bytes(sealed), self._context(name))
 
     async def names(self) -> list[tuple[str, datetime]]:

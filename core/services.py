@@ -20,6 +20,7 @@ from lgsp.core.auth import Principal
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
+from lgsp.core.i18n import Text
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import service_grants, services
 
@@ -56,18 +57,19 @@ class ServiceRegistry:
     async def add(self, service_id: str, unit_id: str, url: str, *, description: str | None = None,
                   timeout_seconds: float = 30.0) -> Service:
         if not SERVICE_ID_RE.match(service_id):
-            raise Problem("request.invalid", "service id: 2-64 characters of a-z 0-9 . _ -, starting with a "
-                          "lowercase letter", field="id")
+            raise Problem("request.invalid",
+                          Text("service id: 2-64 characters of a-z 0-9 . _ -, starting with a lowercase "
+                               "letter"), field="id")
         if not URL_RE.match(url):
-            raise Problem("request.invalid", "url: must be an http(s) URL without query or fragment", field="url")
+            raise Problem("request.invalid", Text("url: must be an http(s) URL without query or fragment"), field="url")
         if not 0 < timeout_seconds <= 3600:
-            raise Problem("request.invalid", "timeout: must be between 0 and 3600 seconds", field="timeout")
+            raise Problem("request.invalid", Text("timeout: must be between 0 and 3600 seconds"), field="timeout")
         if (await self.directory.existing_units([unit_id])).get(unit_id) is None:
-            raise Problem("not_found", f"unit {unit_id} does not exist")
+            raise Problem("not_found", Text("unit {unit_id} does not exist", unit_id=unit_id))
         now = datetime.now(UTC)
         async with self.db.write() as conn:
             if await conn.scalar(select(services.c.id).where(services.c.id == service_id)) is not None:
-                raise Problem("conflict", f"service {service_id} already exists")
+                raise Problem("conflict", Text("service {service_id} already exists", service_id=service_id))
             await conn.execute(services.insert().values(
                 id=service_id, unit_id=unit_id, url=url.rstrip("/"), description=description,
                 timeout_seconds=float(timeout_seconds), status="active", created_at=now))
@@ -96,11 +98,11 @@ class ServiceRegistry:
 
     async def set_status(self, service_id: str, status: str) -> Service:
         if status not in STATUSES:
-            raise Problem("request.invalid", f"status must be one of {', '.join(STATUSES)}")
+            raise Problem("request.invalid", Text("status must be one of {STATUSES}", STATUSES=', '.join(STATUSES)))
         async with self.db.write() as conn:
             result = await conn.execute(update(services).where(services.c.id == service_id).values(status=status))
             if not result.rowcount:
-                raise Problem("not_found", f"service {service_id} does not exist")
+                raise Problem("not_found", Text("service {service_id} does not exist", service_id=service_id))
             await audit.append(conn, "service.status_changed", target=service_id, detail={"status": status})
         found = await self.get(service_id)
         assert found is not None
@@ -113,16 +115,16 @@ class ServiceRegistry:
             await conn.execute(delete(service_grants).where(service_grants.c.service_id == service_id))
             result = await conn.execute(delete(services).where(services.c.id == service_id))
             if not result.rowcount:
-                raise Problem("not_found", f"service {service_id} does not exist")
+                raise Problem("not_found", Text("service {service_id} does not exist", service_id=service_id))
             # the grants go with the service: say which, so the record shows who lost access
             await audit.append(conn, "service.removed", target=service_id, detail={"grants": sorted(granted)})
 
     async def grant(self, service_id: str, unit_id: str) -> bool:
         """Let `unit_id` call the service; False if it already could."""
         if await self.get(service_id) is None:
-            raise Problem("not_found", f"service {service_id} does not exist")
+            raise Problem("not_found", Text("service {service_id} does not exist", service_id=service_id))
         if (await self.directory.existing_units([unit_id])).get(unit_id) is None:
-            raise Problem("not_found", f"unit {unit_id} does not exist")
+            raise Problem("not_found", Text("unit {unit_id} does not exist", unit_id=unit_id))
         async with self.db.write() as conn:
             if await conn.scalar(select(service_grants.c.unit_id).where(and_(
                     service_grants.c.service_id == service_id, service_grants.c.unit_id == unit_id))) is not None:

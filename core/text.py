@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 
 #: Deepest JSON nesting accepted (objects and arrays); requests and manifests need a handful.
 MAX_JSON_DEPTH = 64
@@ -69,13 +70,14 @@ def check_text(value: Any, field: str, *, max_length: int, multiline: bool = Fal
     """`value` if it is a string of `min_length`..`max_length` acceptable characters; else
     `request.invalid` naming `field`."""
     if not isinstance(value, str):
-        raise Problem("request.invalid", f"{field}: must be a string", field=field)
+        raise Problem("request.invalid", Text("{field}: must be a string", field=field), field=field)
     if not min_length <= len(value) <= max_length:
-        raise Problem("request.invalid", f"{field}: must be {min_length} to {max_length} characters long",
+        raise Problem("request.invalid", Text("{field}: must be {min_length} to {max_length} characters long",
+                                              field=field, min_length=min_length, max_length=max_length),
                       field=field)
     why = text_problem(value, multiline=multiline)
     if why is not None:
-        raise Problem("request.invalid", f"{field}: {why}", field=field)
+        raise Problem("request.invalid", Text("{field}: {why}", field=field, why=why), field=field)
     return value
 
 
@@ -156,28 +158,29 @@ def load_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise Problem("request.malformed", f"not UTF-8 text (byte {exc.start})") from None
+            raise Problem("request.malformed", Text("not UTF-8 text (byte {start})", start=exc.start)) from None
     else:
         text, raw = raw, raw.encode("utf-8", "surrogatepass")
     depth = json_depth(raw)
     if depth > max_depth:
-        raise Problem("request.malformed", f"JSON nested deeper than {max_depth} levels")
+        raise Problem("request.malformed", Text("JSON nested deeper than {max_depth} levels", max_depth=max_depth))
     try:
         doc = _DECODER.decode(text)
     except _Refused as exc:
-        raise Problem("request.malformed", f"not acceptable JSON: {exc}") from None
+        raise Problem("request.malformed", Text("not acceptable JSON: {exc}", exc=exc)) from None
     except json.JSONDecodeError as exc:
         raise Problem("request.malformed",
-                      f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+                      Text("not valid JSON: {msg} (line {lineno}, column {colno})", msg=exc.msg, lineno=exc.lineno,
+                           colno=exc.colno)) from None
     except (ValueError, RecursionError) as exc:  # bounded above; a last guard all the same
-        raise Problem("request.malformed", f"not valid JSON: {exc}") from None
+        raise Problem("request.malformed", Text("not valid JSON: {exc}", exc=exc)) from None
     if "\\u" in text or "\x00" in text:  # only escapes can put NUL or a lone surrogate in a string
         for path, top, value in _strings(doc, "$", None):
             if _BAD_JSON_STRING.search(value):
                 why = text_problem(value, multiline=True) or "must be valid text"
                 name = top or "body"
                 where = printable(path[1:].lstrip(".") or name)[:200]
-                raise Problem("request.invalid", f"{where}: {why}", field=name)
+                raise Problem("request.invalid", Text("{where}: {why}", where=where, why=why), field=name)
     return doc
 
 

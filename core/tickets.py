@@ -23,6 +23,7 @@ from sqlalchemy import delete
 from lgsp.core.auth import Authenticator, Principal
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
+from lgsp.core.i18n import Text
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import stream_tickets
 
@@ -67,17 +68,17 @@ class StreamTickets:
         """The principal a ticket stands for, spending it; `auth.bad_ticket` (unknown, used, expired)
         or the key's own refusal (`auth.revoked_key`, `auth.unknown_key`) otherwise."""
         if not TICKET_RE.fullmatch(ticket):
-            raise Problem("auth.bad_ticket", "not a stream ticket (ask POST /v1/events/tickets for one)")
+            raise Problem("auth.bad_ticket", Text("not a stream ticket (ask POST /v1/events/tickets for one)"))
         now = self.auth.clock()
         async with self.db.write() as conn:  # spent whatever follows: a ticket opens at most one stream
             row = (await conn.execute(delete(stream_tickets).where(stream_tickets.c.ticket_hash == _hash(ticket))
                                       .returning(stream_tickets.c.access_key, stream_tickets.c.unit_id,
                                                  stream_tickets.c.expires_at))).first()
         if row is None:
-            raise Problem("auth.bad_ticket", "unknown or already used stream ticket")
+            raise Problem("auth.bad_ticket", Text("unknown or already used stream ticket"))
         if row.expires_at <= now:
-            raise Problem("auth.bad_ticket", f"stream ticket expired at {iso(row.expires_at)}")
+            raise Problem("auth.bad_ticket", Text("stream ticket expired at {iso}", iso=iso(row.expires_at)))
         key = await self.auth.usable_key(row.access_key)  # revoked since, or its unit suspended: refused
         if not secrets.compare_digest(key.unit_id, row.unit_id):
-            raise Problem("auth.bad_ticket", "stream ticket was issued to another unit")
+            raise Problem("auth.bad_ticket", Text("stream ticket was issued to another unit"))
         return Principal(key.unit_id, key.application_id, key.access_key, key.algorithm)

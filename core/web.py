@@ -23,6 +23,7 @@ from aiohttp.typedefs import Handler
 from lgsp.core import health, logs, metrics
 from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 from lgsp.core.signing import EMPTY_SHA256, H_CONTENT
 from lgsp.core.text import load_json, printable, text_problem, url_text
 from lgsp.core.tls import peer_fingerprint
@@ -69,20 +70,20 @@ def check_url_text(request: web.Request) -> None:
     """
     path, query = raw_path_and_query(request)
     if url_text(path) is None:
-        raise Problem("request.malformed", "the path is not UTF-8 once percent-decoded")
+        raise Problem("request.malformed", Text("the path is not UTF-8 once percent-decoded"))
     for name, value in request.match_info.items():
         why = text_problem(value)
         if why is not None:
-            raise Problem("request.invalid", f"{name} (in the path): {why}", field=name)
+            raise Problem("request.invalid", Text("{name} (in the path): {why}", name=name, why=why), field=name)
     for part in query.split("&") if query else ():
         raw_name, _, raw_value = part.partition("=")
         decoded_name, decoded_value = url_text(raw_name), url_text(raw_value)
         if decoded_name is None or decoded_value is None:
-            raise Problem("request.malformed", "a query parameter is not UTF-8 once percent-decoded")
+            raise Problem("request.malformed", Text("a query parameter is not UTF-8 once percent-decoded"))
         why = text_problem(decoded_name) or text_problem(decoded_value, multiline=True)
         if why is not None:
             shown = printable(decoded_name)[:64]
-            raise Problem("request.invalid", f"{shown} (in the query): {why}", field=shown)
+            raise Problem("request.invalid", Text("{shown} (in the query): {why}", shown=shown, why=why), field=shown)
 
 
 @web.middleware
@@ -96,7 +97,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             hub_of(request).metrics.auth_failed(problem.code)
         return problem_response(problem, language(request))
     except (web.RequestPayloadError, HttpProcessingError):  # the body's framing broke mid-way (a bad chunk)
-        return problem_response(Problem("request.malformed", "the request body's framing is malformed"),
+        return problem_response(Problem("request.malformed", Text("the request body's framing is malformed")),
                                 language(request))
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -110,7 +111,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         request[PROBLEM_CODE] = "internal"
         logs.bind(code="internal")
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return problem_response(Problem("internal", "an internal error occurred; it has been logged"),
+        return problem_response(Problem("internal", Text("an internal error occurred; it has been logged")),
                                 language(request))
 
 
@@ -165,7 +166,7 @@ async def authenticate(request: web.Request, *, streams_body: bool = False) -> P
     if not streams_body:
         request[BODY] = await _read_checked_body(request, hub_of(request).config.limits.max_json_body)
     elif not request.body_exists and request.headers.get(H_CONTENT) != EMPTY_SHA256:
-        raise Problem("content.hash_mismatch", "the request has no body but declares the hash of one")
+        raise Problem("content.hash_mismatch", Text("the request has no body but declares the hash of one"))
     request[PRINCIPAL] = principal
     logs.bind(unit=principal.unit_id)
     return principal
@@ -173,18 +174,19 @@ async def authenticate(request: web.Request, *, streams_body: bool = False) -> P
 
 async def _read_checked_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
-        raise Problem("content.too_large", f"request body is larger than {limit} bytes", limit=limit)
+        raise Problem("content.too_large", Text("request body is larger than {limit} bytes", limit=limit), limit=limit)
     chunks: list[bytes] = []
     size = 0
     sha = hashlib.sha256()
     async for chunk in request.content.iter_any():
         size += len(chunk)
         if size > limit:
-            raise Problem("content.too_large", f"request body is larger than {limit} bytes", limit=limit)
+            raise Problem("content.too_large", Text("request body is larger than {limit} bytes", limit=limit),
+                          limit=limit)
         sha.update(chunk)
         chunks.append(chunk)
     if sha.hexdigest() != request.headers.get(H_CONTENT):
-        raise Problem("content.hash_mismatch", "the body's SHA-256 differs from X-LGSP-Content-SHA256")
+        raise Problem("content.hash_mismatch", Text("the body's SHA-256 differs from X-LGSP-Content-SHA256"))
     return b"".join(chunks)
 
 
@@ -206,7 +208,7 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
     body = await read_body(request)
     if not body.strip():
         if required:
-            raise Problem("request.malformed", "a JSON body is required")
+            raise Problem("request.malformed", Text("a JSON body is required"))
         return {}
     if len(body) >= JSON_IN_THREAD:
         return await asyncio.to_thread(load_json, body)
@@ -222,10 +224,12 @@ def bounded_int(raw: str | None, name: str, default: int, low: int, high: int) -
         return default
     text = raw.strip()
     if not _DIGITS.match(text.removeprefix("-")):
-        raise Problem("request.invalid", f"{name}: must be an integer between {low} and {high}", field=name)
+        raise Problem("request.invalid", Text("{name}: must be an integer between {low} and {high}", name=name,
+                                              low=low, high=high), field=name)
     value = int(text)
     if not low <= value <= high:
-        raise Problem("request.invalid", f"{name}: must be between {low} and {high}", field=name)
+        raise Problem("request.invalid", Text("{name}: must be between {low} and {high}", name=name, low=low,
+                                              high=high), field=name)
     return value
 
 
@@ -246,17 +250,18 @@ def check_range(request: web.Request, size: int) -> None:
     match = _RANGE_RE.match(header.strip())
     if match is None:
         raise Problem("content.range_not_satisfiable",
-                      "only one range of the form bytes=N-, bytes=N-M or bytes=-N is served", size=size)
+                      Text("only one range of the form bytes=N-, bytes=N-M or bytes=-N is served"), size=size)
     start, end = match.groups()
     if not start and not end:
-        raise Problem("content.range_not_satisfiable", "the range names neither start nor end", size=size)
+        raise Problem("content.range_not_satisfiable", Text("the range names neither start nor end"), size=size)
     if not start:  # a suffix: the last `end` bytes
         if int(end) == 0 or size == 0:
-            raise Problem("content.range_not_satisfiable", f"the last {int(end)} bytes of a {size}-byte "
-                          "content is no range", size=size)
+            raise Problem("content.range_not_satisfiable",
+                          Text("the last {end} bytes of a {size}-byte content is no range", end=int(end),
+                               size=size), size=size)
         return
     if int(start) >= size or (end and int(end) < int(start)):
-        raise Problem("content.range_not_satisfiable", f"the content is {size} bytes long", size=size)
+        raise Problem("content.range_not_satisfiable", Text("the content is {size} bytes long", size=size), size=size)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -303,7 +308,7 @@ class ProblemRequestHandler(web.RequestHandler):
             raise ConnectionError("the response has started; the error cannot be answered")
         if status >= 500:
             self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
-            problem = Problem("internal", "an internal error occurred; it has been logged")
+            problem = Problem("internal", Text("an internal error occurred; it has been logged"))
         else:
             problem = Problem("content.too_large" if status == 413 else "request.malformed", _parser_detail(exc))
             log.debug("refused malformed HTTP from %s: %s", request.remote, problem.detail)

@@ -39,6 +39,7 @@ from lgsp.core.api import (
     Inspection,
     InspectionJob,
     Problem,
+    Text,
     Variant,
     authenticate,
     check_range,
@@ -114,7 +115,7 @@ def problem_of(exc: EdxmlError) -> Problem:
         extra["path"] = exc.path
     if exc.rule:
         extra["rule"] = exc.rule
-    return Problem(exc.code, f"{where}{exc.detail}{rule}", **extra)
+    return Problem(exc.code, Text("{where}{detail}{rule}", where=where, detail=exc.detail, rule=rule), **extra)
 
 
 # -- the inspector ---------------------------------------------------------------------------------
@@ -243,10 +244,11 @@ class EdxmlInspector:
                     bundle = zipfile.ZipFile(zip_source)
                     member = bundle.open(BUNDLE_JSON)
                 except KeyError:
-                    raise Problem("edxml.invalid", f"the ZIP bundle has no {BUNDLE_JSON}", path=BUNDLE_JSON,
+                    raise Problem("edxml.invalid", Text("the ZIP bundle has no {BUNDLE_JSON}",
+                                                        BUNDLE_JSON=BUNDLE_JSON), path=BUNDLE_JSON,
                                   rule="edxml+json bundle") from None
                 except zipfile.BadZipFile as exc:
-                    raise Problem("edxml.malformed", f"not a readable ZIP file: {exc}") from None
+                    raise Problem("edxml.malformed", Text("not a readable ZIP file: {exc}", exc=exc)) from None
                 with member:
                     document = load_json(member, limits)
             else:
@@ -260,7 +262,7 @@ class EdxmlInspector:
         except EdxmlError as exc:
             raise problem_of(exc) from None
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged member, found while reading it
-            raise Problem("edxml.malformed", f"the ZIP bundle is damaged: {exc}", rule="ZIP") from None
+            raise Problem("edxml.malformed", Text("the ZIP bundle is damaged: {exc}", exc=exc), rule="ZIP") from None
         finally:
             if bundle is not None:
                 bundle.close()
@@ -287,11 +289,13 @@ class EdxmlInspector:
         sender = packet.from_organ_id.strip()
         if sender != info.source:
             raise Problem("edxml.sender_mismatch",
-                          f"{_MH}/From/OrganId is {sender!r} but the packet is sent by unit {info.source}",
+                          Text("{MH}/From/OrganId is {sender!r} but the packet is sent by unit {source}", MH=_MH,
+                               sender=sender, source=info.source),
                           path=f"{_MH}/From/OrganId", rule="From/OrganId is the sending unit")
         where = f"{_MH}/ResponseFor/DocumentId" if packet.kind == "status" else f"{_MH}/DocumentId"
         if len(packet.document_id) > docs.MAX_DOCUMENT_ID:
-            raise Problem("edxml.invalid", f"{where}: longer than {docs.MAX_DOCUMENT_ID} characters",
+            raise Problem("edxml.invalid", Text("{where}: longer than {MAX_DOCUMENT_ID} characters", where=where,
+                                                MAX_DOCUMENT_ID=docs.MAX_DOCUMENT_ID),
                           path=where, rule=f"hub limit: DocumentId at most {docs.MAX_DOCUMENT_ID} characters")
 
     async def _route(self, job: InspectionJob, packet: Packet) -> _Route:
@@ -304,8 +308,9 @@ class EdxmlInspector:
         elif not packet.to_organ_ids:
             # A status without ResponseFor (some vendors send them) names nobody: the request does.
             if "to" in job.implicit:
-                raise Problem("edxml.invalid", f"{_MH}: a status packet without ResponseFor names no recipient; "
-                              "give the recipients in the request's to", path=_MH,
+                raise Problem("edxml.invalid",
+                              Text("{MH}: a status packet without ResponseFor names no recipient; give the "
+                                   "recipients in the request's to", MH=_MH), path=_MH,
                               rule="status without ResponseFor: routed by the request's to")
             destinations = tuple(info.to)
             where = "to"
@@ -318,7 +323,8 @@ class EdxmlInspector:
             destinations = await self._local_only(destinations, where)
         if "to" not in job.implicit and set(info.to) != set(destinations):
             raise Problem("edxml.destination_mismatch",
-                          f"{where} names {', '.join(destinations)} but the request's to is {', '.join(info.to)}",
+                          Text("{where} names {destinations} but the request's to is {to}", where=where,
+                               destinations=', '.join(destinations), to=', '.join(info.to)),
                           path=where, in_packet=list(destinations), in_request=list(info.to))
         route = _Route(destinations)
         async with db.read() as conn:
@@ -333,7 +339,8 @@ class EdxmlInspector:
                 route.added = tuple(u for u in original if u not in destinations and u != info.source)
                 route.destinations = destinations = destinations + route.added
         if len(destinations) > exchange.max_recipients:
-            raise Problem("request.invalid", f"{where}: at most {exchange.max_recipients} destinations", path=where)
+            raise Problem("request.invalid", Text("{where}: at most {max_recipients} destinations", where=where,
+                                                  max_recipients=exchange.max_recipients), path=where)
         named = tuple(d for d in destinations if d not in route.added)
         await exchange.check_destinations(named, where=where)
         if route.added:  # an original recipient suspended since is skipped, not an error of the sender
@@ -348,8 +355,9 @@ class EdxmlInspector:
         zones = await self.hub.directory.zones_of(list(destinations))
         local = tuple(d for d in destinations if zones.get(d) == "local")
         if not local:
-            raise Problem("route.unknown_destination", f"{where}: names no active unit of this hub "
-                          f"({', '.join(destinations)})", unknown=list(destinations), path=where)
+            raise Problem("route.unknown_destination",
+                          Text("{where}: names no active unit of this hub ({destinations})", where=where,
+                               destinations=', '.join(destinations)), unknown=list(destinations), path=where)
         return local
 
     async def _status_destination(self, packet: Packet, reporter: str, other: str) -> tuple[str]:
@@ -543,11 +551,11 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     number = request.match_info["n"]
     if not (number.isascii() and number.isdigit()) or not 1 <= int(number) <= 100_000:
-        raise Problem("not_found", "attachments are numbered from 1")
+        raise Problem("not_found", Text("attachments are numbered from 1"))
     hub = hub_of(request)
     ref, path = await hub.content.part(request.match_info["id"], f"att-{int(number)}", principal.unit_id)
     if not path.is_file():
-        raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+        raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     check_range(request, ref.size)
     name = (ref.detail or {}).get("name") or f"attachment-{number}"  # for Content-Disposition
     return await content_response(request, path, ref.size, {

@@ -17,6 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config" / "lgsp.yaml"
 
 
+@pytest.fixture(autouse=True)
+def _english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests pin the messages' English wording; tests/test_i18n.py checks the Vietnamese default."""
+    monkeypatch.setenv("LGSP_LANG", "en")
+
+
 def test_shipped_file_is_valid_and_equals_the_defaults() -> None:
     cfg = load_config(SHIPPED, env={})
     defaults = Config()
@@ -183,9 +189,9 @@ def test_cli_config_check(tmp_path: Path) -> None:
     res = run_cli("config", "check", str(bad))
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == [
-        f"lỗi: {bad}:2: server.port: must be a TCP port between 0 and 65535 (got 99999)"]
+        f"lỗi: {bad}:2: server.port: phải là cổng TCP từ 0 đến 65535 (nhận được 99999)"]
     missing = run_cli("config", "check", str(tmp_path / "nope.yaml"))
-    assert missing.returncode == 1 and "cannot read" in missing.stderr
+    assert missing.returncode == 1 and "không đọc được" in missing.stderr
 
 
 def test_date_like_values_are_read_by_the_schema_not_by_yaml(tmp_path: Path) -> None:

@@ -130,3 +130,53 @@ def test_the_cli_help_and_argparse_words_are_vietnamese(monkeypatch) -> None:
     assert wrong.returncode == 2 and wrong.stderr.startswith("lỗi: ") and "lựa chọn không hợp lệ" in wrong.stderr
     english = run_cli("unit", "add", "--help", lang="en")
     assert english.stdout.startswith("usage: lgsp unit add") and "show this help message and exit" in english.stdout
+
+
+async def test_problem_details_follow_the_request_language_and_the_code_stays(make_actor) -> None:
+    """HTTP problem details: Vietnamese by default, English with Accept-Language: en; same code."""
+    from tests.conftest import raw_request
+
+    a = await make_actor("000.00.00.H23")
+    _s, _h, vi = await raw_request(a.hub.url, "GET", "/v1/inbox")
+    _s, _h, en = await raw_request(a.hub.url, "GET", "/v1/inbox", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert vi["code"] == en["code"] == "auth.missing"
+    assert en["detail"] == "header X-LGSP-Key is required"
+    assert vi["detail"] == "cần header X-LGSP-Key"
+
+
+def test_no_vietnamese_entry_is_left_in_english() -> None:
+    """A Vietnamese entry equal to its English msgid is only allowed when, placeholders aside, it holds
+    nothing but names that stay as they are (a JSON field, a header)."""
+    import re
+
+    kept_names = {"deadline", "header", "reason"}
+    catalog = read("vi")
+    english = []
+    for entry in catalog:
+        if entry.id and entry.string == entry.id:
+            words = set(re.findall(r"[A-Za-z]{3,}", re.sub(r"\{[^{}]*\}|%\([^)]*\)[sdr]", "", str(entry.id))))
+            if words - kept_names:
+                english.append(str(entry.id))
+    assert not english, f"Vietnamese catalogue entries still in English: {english}"
+
+
+def test_the_console_pages_speak_vietnamese_by_default() -> None:
+    """Every string the console's templates mark has a Vietnamese translation that differs from the English."""
+    catalog = read("vi")
+    in_templates = {m for m, where in extract().items() if any("/templates/" in w for w in where)}
+    assert {"Sign in", "Home", "Packets"} <= in_templates
+    same = sorted(m for m in in_templates if catalog.get(m) is None or catalog.get(m).string in ("", m))
+    assert not same, same
+
+
+def test_a_config_error_is_vietnamese_by_default_and_keeps_its_key_path_and_line(tmp_path, monkeypatch) -> None:
+    from lgsp.core.config import ConfigError, load_config
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text("server:\n  host: 127.0.0.1\n  prot: 8080\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    monkeypatch.delenv("LGSP_LANG", raising=False)
+    assert [str(i) for i in err.value.issues] == [f"{path}:3: server.prot: khóa không biết (có phải ý bạn là 'port'?)"]
+    monkeypatch.setenv("LGSP_LANG", "en")
+    assert [str(i) for i in err.value.issues] == [f"{path}:3: server.prot: unknown key (did you mean 'port'?)"]

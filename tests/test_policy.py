@@ -231,7 +231,7 @@ async def test_refused_session_and_packet_over_rest(hub: Hub, make_actor: MakeAc
 
     status, h, body = await a.raw("POST", "/v1/sessions", json.dumps({"target": S2}).encode())
     problem = assert_problem(status, h, body, 403, "auth.not_permitted")
-    assert "policy" in problem["detail"] and "#" not in problem["detail"]  # the rule itself stays private
+    assert "chính sách" in problem["detail"] and "#" not in problem["detail"]  # the rule itself stays private
     assert (await a.client.open_session(C1))["target"] == C1
 
     data = b"cong van"

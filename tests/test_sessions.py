@@ -61,7 +61,7 @@ async def test_expired_session(make_actor: MakeActor, hub: Hub) -> None:
     finally:
         hub.auth.clock = real_clock
     problem = assert_problem(status, h, body, 401, "auth.bad_session")
-    assert "expired" in problem["detail"]
+    assert "hết hạn" in problem["detail"]
 
 
 def _source_request(signer: Signer, token: str | None, body: bytes = b'{"q":1}') -> tuple[dict[str, str], str]:

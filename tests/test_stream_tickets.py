@@ -74,7 +74,7 @@ async def test_a_ticket_opens_the_stream_once(make_actor: MakeActor, hub: Hub) -
         assert err.value.status == 401
     status, h, body = await refused_handshake(answer["url"])
     problem = assert_problem(status, h, body, 401, "auth.bad_ticket")
-    assert "already used" in problem["detail"]
+    assert "đã dùng" in problem["detail"]
 
 
 async def test_the_python_client_hands_out_tickets(make_actor: MakeActor, hub: Hub) -> None:
@@ -110,10 +110,11 @@ async def test_an_expired_ticket_is_refused(make_actor: MakeActor, hub: Hub) -> 
     hub.auth.clock = lambda: real_clock() + timedelta(seconds=31)  # the default lifetime is 30 s
     status, h, body = await refused_handshake(url)
     problem = assert_problem(status, h, body, 401, "auth.bad_ticket")
-    assert "expired" in problem["detail"]
+    assert "hết hạn" in problem["detail"]
     hub.auth.clock = real_clock
     status, h, body = await refused_handshake(url)  # and it is gone, not just late
-    assert assert_problem(status, h, body, 401, "auth.bad_ticket")["detail"].startswith("unknown or already used")
+    detail = assert_problem(status, h, body, 401, "auth.bad_ticket")["detail"]
+    assert detail.startswith("vé mở luồng không tồn tại hoặc đã dùng")
 
 
 @pytest.mark.parametrize("how", ["revoke the key", "suspend the unit"])

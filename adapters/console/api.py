@@ -12,6 +12,7 @@ from aiohttp import web
 from lgsp.core.api import (
     VIETNAM_TZ,
     Problem,
+    Text,
     authenticate,
     hub_of,
     iso,
@@ -29,12 +30,12 @@ async def stats(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     period = request.query.get("period", "month")
     if period not in ("day", "month", "quarter", "year"):
-        raise Problem("request.invalid", "period must be day, month, quarter or year", field="period")
+        raise Problem("request.invalid", Text("period must be day, month, quarter or year"), field="period")
     text = request.query.get("day")
     try:
         day = dt.date.fromisoformat(text) if text else dt.datetime.now(VIETNAM_TZ).date()
     except ValueError:
-        raise Problem("request.invalid", "day must be YYYY-MM-DD", field="day") from None
+        raise Problem("request.invalid", Text("day must be YYYY-MM-DD"), field="day") from None
     since, until = period_bounds(period, day)
     report = await unit_report(hub_of(request).db, principal.unit_id, since, until)
     return web.json_response({"period": period, **report.as_dict()})
@@ -53,10 +54,11 @@ def _moment(text: str | None, name: str, default: dt.datetime) -> dt.datetime:
             return dt.datetime.combine(day, dt.time(), tzinfo=VIETNAM_TZ).astimezone(dt.UTC)
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise Problem("request.invalid", f"{name} must be YYYY-MM-DD or a date-time with its offset",
+        raise Problem("request.invalid", Text("{name} must be YYYY-MM-DD or a date-time with its offset", name=name),
                       field=name) from None
     if moment.tzinfo is None:
-        raise Problem("request.invalid", f"{name} needs a time zone offset (e.g. +07:00 or Z)", field=name)
+        raise Problem("request.invalid", Text("{name} needs a time zone offset (e.g. +07:00 or Z)", name=name),
+                      field=name)
     return moment.astimezone(dt.UTC)
 
 
@@ -65,18 +67,19 @@ async def presence(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     unit_id = request.query.get("unit") or principal.unit_id
     if unit_id != principal.unit_id:
-        raise Problem("forbidden", "a unit reads only its own connection history", field="unit")
+        raise Problem("forbidden", Text("a unit reads only its own connection history"), field="unit")
     now = dt.datetime.now(dt.UTC)
     until = _moment(request.query.get("to"), "to", now)
     since = _moment(request.query.get("from"), "from", until - dt.timedelta(days=7))
     if since >= until:
-        raise Problem("request.invalid", "from must be before to", field="from")
+        raise Problem("request.invalid", Text("from must be before to"), field="from")
     if until - since > dt.timedelta(days=MAX_PRESENCE_DAYS):
-        raise Problem("request.invalid", f"the period is at most {MAX_PRESENCE_DAYS} days", field="from")
+        raise Problem("request.invalid", Text("the period is at most {MAX_PRESENCE_DAYS} days",
+                                              MAX_PRESENCE_DAYS=MAX_PRESENCE_DAYS), field="from")
     hub = hub_of(request)
     found = await presence_history(hub.db, unit_id, since, until)
     if found is None:
-        raise Problem("not_found", f"unit {unit_id} does not exist")
+        raise Problem("not_found", Text("unit {unit_id} does not exist", unit_id=unit_id))
     # The store lags this node's own observations by up to a second (the presence flush).
     online, last_seen = hub.presence.overlay(unit_id, found["online"], found["last_seen_at"])
     return json_response({

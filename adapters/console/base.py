@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from aiohttp import web
 
-from lgsp.core.api import VIETNAM_TZ, Account, Accounts, Actor, OneTimeSecrets, hub_of
+from lgsp.core.api import VIETNAM_TZ, Account, Accounts, Actor, OneTimeSecrets, hub_of, i18n
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 PREFIX = "/console"
 COOKIE = "lgsp_console"
 PRE_COOKIE = "lgsp_console_pre"
+LANG_COOKIE = "lgsp_console_lang"  # the language a person chose with the switch (vi or en)
 MAX_FORM = 256 * 1024
 
 DEFAULTS: dict[str, int] = {
@@ -130,7 +131,12 @@ class Console:
         self.trusted_fronts = trusted_fronts(hub)
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("lgsp.adapters.console", "templates"),
-            autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+            autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+            extensions=["jinja2.ext.i18n"])
+        # The same catalogues as the CLI and the problem details, in the language `render` speaks.
+        self.templates.policies["ext.i18n.trimmed"] = True
+        self.templates.install_gettext_callables(  # type: ignore[attr-defined]
+            gettext=lambda text: i18n.gettext(text), ngettext=lambda s, p, n: i18n.ngettext(s, p, n), newstyle=True)
         self.templates.filters["vn_time"] = vn_time
         self.templates.filters["vn_date"] = lambda m: vn_time(m, False)
         self.templates.filters["vn_size"] = vn_size
@@ -177,15 +183,21 @@ class Console:
 
     # -- rendering ----------------------------------------------------------------------------
     def render(self, request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+        lang = language_of(request)
         who: Who | None = request.get(WHO)
         context.setdefault("who", who)
         context.setdefault("csrf", self.csrf_for(who.token) if who else "")
         context.setdefault("path", request.path)
+        context.setdefault("here", request.path_qs)
+        context.setdefault("lang", lang)
         context.setdefault("flash", None)
         context.setdefault("notices", hub_of(request).notices.active())  # maintenance banner
-        body = self.templates.get_template(name).render(**context)
+        with i18n.speaking(lang):
+            body = self.templates.get_template(name).render(**context)
         response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
         response.headers.update(SECURITY_HEADERS)
+        response.headers["Content-Language"] = lang
+        response.headers["Vary"] = "Accept-Language, Cookie"
         return response
 
 
@@ -226,6 +238,13 @@ def client_address(request: web.Request) -> str:
 def actor_of(request: web.Request) -> Actor:
     who = request[WHO]
     return Actor(who.account.username, client_address(request))
+
+
+def language_of(request: web.Request) -> str:
+    """The console's language for this request: the switch's cookie, else the browser's Accept-Language,
+    else Vietnamese."""
+    return i18n.normalise(request.cookies.get(LANG_COOKIE)) or i18n.from_accept_language(
+        request.headers.get("Accept-Language"))
 
 
 def safe_next(target: str | None) -> str:

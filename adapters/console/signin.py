@@ -13,6 +13,7 @@ from aiohttp import web
 
 from lgsp.adapters.console.base import (
     COOKIE,
+    LANG_COOKIE,
     PRE_COOKIE,
     PREFIX,
     SECURITY_HEADERS,
@@ -20,6 +21,7 @@ from lgsp.adapters.console.base import (
     actor_of,
     client_address,
     console_of,
+    language_of,
     new_pre_token,
     page,
     read_form,
@@ -27,7 +29,7 @@ from lgsp.adapters.console.base import (
     safe_next,
     set_session_cookie,
 )
-from lgsp.core.api import AccountError, Actor
+from lgsp.core.api import AccountError, Actor, i18n
 
 routes = web.RouteTableDef()
 
@@ -54,6 +56,17 @@ async def console_root(request: web.Request) -> web.StreamResponse:
     raise redirect(PREFIX + "/")
 
 
+@routes.get(PREFIX + "/lang")
+async def choose_language(request: web.Request) -> web.StreamResponse:
+    """The language switch: remember the choice in a cookie, back to the page it was made on."""
+    lang = i18n.normalise(request.query.get("to"))
+    response = redirect(safe_next(request.query.get("next")))
+    if lang is not None:
+        response.set_cookie(LANG_COOKIE, lang, path=PREFIX, max_age=365 * 86400, httponly=True, samesite="Lax",
+                            secure=console_of(request).cookie_secure(request))
+    raise response
+
+
 @routes.get(PREFIX + "/login")
 async def signin_form(request: web.Request) -> web.StreamResponse:
     return _signin_page(request)
@@ -65,14 +78,14 @@ async def signin(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     pre = request.cookies.get(PRE_COOKIE, "")
     if not pre or not console.csrf_ok("pre:" + pre, form.get("csrf")):
-        return _signin_page(request, status=403, error="Biểu mẫu đăng nhập đã hết hạn. Hãy thử lại.")
+        return _signin_page(request, status=403, error=i18n._("The sign-in form has expired. Try again."))
     username = form.get("username", "")[:64]
     try:
         account = await console.accounts.authenticate(username, form.get("password", ""), form.get("totp") or None,
                                                       address=client_address(request))
     except AccountError as exc:
         status = 429 if exc.reason == "locked" else 401
-        return _signin_page(request, status=status, error=exc.message(), username=username,
+        return _signin_page(request, status=status, error=exc.message(language_of(request)), username=username,
                             totp=exc.reason in ("totp_required", "totp_invalid"))
     old = console.open_cookie(request.cookies.get(COOKIE))
     if old is not None:

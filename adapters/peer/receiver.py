@@ -26,6 +26,7 @@ from lgsp.core.api import (
     Principal,
     Problem,
     SubmitClaims,
+    Text,
     authenticate,
     hub_of,
     identifier_form,
@@ -57,8 +58,9 @@ def peer_of(hub: Hub, principal: Principal) -> PeerRoute:
     for route in peer_routes(hub.config.routes).values():
         if route.peer_unit == principal.unit_id:
             return route
-    raise Problem("peer.not_a_peer", f"unit {principal.unit_id} is not the peer hub of any zone of this hub "
-                                     "(routes.<zone>.peer_unit)")
+    raise Problem("peer.not_a_peer",
+                  Text("unit {unit_id} is not the peer hub of any zone of this hub (routes.<zone>.peer_unit)",
+                       unit_id=principal.unit_id))
 
 
 async def _check_source(hub: Hub, route: PeerRoute, source: str) -> None:
@@ -67,21 +69,24 @@ async def _check_source(hub: Hub, route: PeerRoute, source: str) -> None:
         entry = hub.config.routes.get(route.zone) or {}
         patterns = entry.get("patterns") or [] if isinstance(entry, dict) else []
         if not any(isinstance(p, str) and re.fullmatch(p, source) for p in patterns):
-            raise Problem("peer.source_not_in_zone", f"source {source!r} is not in the directory and matches no "
-                                                     f"pattern of zone {route.zone}")
+            raise Problem("peer.source_not_in_zone",
+                          Text("source {source!r} is not in the directory and matches no pattern of zone {zone}",
+                               source=source, zone=route.zone))
         try:
             await hub.directory.add_unit(source, source, zone=route.zone, legacy=identifier_form(source) is None)
         except Problem as exc:
             if exc.code != "conflict":
-                raise Problem("peer.source_not_in_zone", f"source {source!r} cannot be a unit: {exc.detail}") from None
+                raise Problem("peer.source_not_in_zone", Text("source {source!r} cannot be a unit: {detail}",
+                                                              source=source, detail=exc.detail)) from None
         unit = await hub.directory.get_unit(source)
         if unit is None:  # pragma: no cover - added just above
-            raise Problem("peer.source_not_in_zone", f"source {source!r} is not in the directory")
+            raise Problem("peer.source_not_in_zone", Text("source {source!r} is not in the directory", source=source))
     if unit.zone != route.zone:
-        raise Problem("peer.source_not_in_zone", f"source {source} is a unit of zone {unit.zone}, "
-                                                 f"not of the caller's zone {route.zone}")
+        raise Problem("peer.source_not_in_zone",
+                      Text("source {source} is a unit of zone {zone}, not of the caller's zone {zone2}",
+                           source=source, zone=unit.zone, zone2=route.zone))
     if unit.status != "active":
-        raise Problem("peer.source_not_in_zone", f"source {source} is {unit.status}")
+        raise Problem("peer.source_not_in_zone", Text("source {source} is {status}", source=source, status=unit.status))
     hub.directory.remember_zones([(unit.id, unit.zone)])
 
 
@@ -98,14 +103,16 @@ async def take_packet(request: web.Request) -> web.Response:
     route = peer_of(hub, principal)
     encoded = request.headers.get(H_ENVELOPE, "")
     if request.query.get(META_PARAM) != envelope_query(encoded).partition("=")[2]:
-        raise Problem("auth.bad_signature", f"{META_PARAM} does not match {H_ENVELOPE}")
+        raise Problem("auth.bad_signature", Text("{META_PARAM} does not match {H_ENVELOPE}", META_PARAM=META_PARAM,
+                                                 H_ENVELOPE=H_ENVELOPE))
     envelope = Envelope.decode(encoded)
     sha256 = request.headers.get(H_CONTENT, "").strip().lower()
     size = request.content_length
     if size is None or size <= 0:
-        raise Problem("request.invalid", "Content-Length is required and must be positive")
+        raise Problem("request.invalid", Text("Content-Length is required and must be positive"))
     if size > hub.config.limits.max_packet_size:
-        raise Problem("content.too_large", f"at most {hub.config.limits.max_packet_size} bytes")
+        raise Problem("content.too_large", Text("at most {max_packet_size} bytes",
+                                                max_packet_size=hub.config.limits.max_packet_size))
     await _check_source(hub, route, envelope.source)
     meta: dict[str, Any] = {"via": PROTOCOL, "arrived_from_zone": route.zone,
                             META_KEY: {"by": principal.unit_id, "packet": envelope.packet, "hub": envelope.hub,
@@ -118,7 +125,8 @@ async def take_packet(request: web.Request) -> web.Response:
         zones = await hub.directory.zones_of(list(envelope.to))
         foreign = [u for u in envelope.to if zones.get(u, "local") != "local"]
         if foreign:
-            raise Problem("route.unknown_destination", f"not units of this hub: {', '.join(foreign)}",
+            raise Problem("route.unknown_destination", Text("not units of this hub: {foreign}",
+                                                            foreign=', '.join(foreign)),
                           unknown=foreign)
         new = NewPacket(to=envelope.to, subject=envelope.subject or "(không có tiêu đề)",
                         priority=envelope.priority, data_type=envelope.data_type, protocol=PROTOCOL, size=size,
@@ -128,7 +136,7 @@ async def take_packet(request: web.Request) -> web.Response:
             f"peer:{principal.unit_id}", envelope.packet, IDEMPOTENCY_WINDOW,
             lambda: hub.exchange.submit(envelope.source, new, request.content.iter_any()))
     except ClaimBusy:
-        raise Problem("unavailable", "another push of this packet is still being received") from None
+        raise Problem("unavailable", Text("another push of this packet is still being received")) from None
     if not created:
         await _drain(request)
     answer = json_response({"id": packet_id}, status=201 if created else 200)
@@ -145,7 +153,7 @@ async def packet_status(request: web.Request) -> web.Response:
     info = await hub.exchange.packet(request.match_info["id"])
     by = (info.meta or {}).get(META_KEY, {}).get("by") if info is not None and isinstance(info.meta, dict) else None
     if info is None or by != principal.unit_id:
-        raise Problem("not_found", "no packet handed over by this peer with that id")
+        raise Problem("not_found", Text("no packet handed over by this peer with that id"))
     view = await hub.exchange.view(Principal(info.source, "", "", ""), info.id)
     return json_response({"id": info.id, "state": view.state,
                           "deliveries": [{"unit": d.unit, "state": d.state, "reason": d.reason,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from lgsp.core.api import META_PARAM, Problem, metadata_digest
+from lgsp.core.api import META_PARAM, Problem, Text, metadata_digest
 
 H_ENVELOPE: Final = "X-LGSP-Peer-Envelope"
 PACKETS: Final = "/v1/peer/packets"
@@ -48,7 +48,8 @@ class Envelope:
     @classmethod
     def decode(cls, value: str | None) -> Envelope:
         def bad(why: str) -> Problem:
-            return Problem("request.invalid", f"{H_ENVELOPE}: {why}", field=H_ENVELOPE)
+            return Problem("request.invalid", Text("{H_ENVELOPE}: {why}", H_ENVELOPE=H_ENVELOPE, why=why),
+                           field=H_ENVELOPE)
 
         if not value:
             raise bad("required")

@@ -23,6 +23,7 @@ from lgsp.core.api import (
     Event,
     Principal,
     Problem,
+    Text,
     authenticate,
     base_url,
     hub_of,
@@ -48,7 +49,7 @@ async def issue_ticket(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = await read_json(request, required=False)
     if body != {}:
-        raise Problem("request.invalid", "this call takes no body (or an empty JSON object)")
+        raise Problem("request.invalid", Text("this call takes no body (or an empty JSON object)"))
     ticket = await hub_of(request).tickets.issue(principal)
     base = base_url(request)
     stream = ("wss" if base.startswith("https:") else "ws") + base[base.index(":"):] + "/v1/events"
@@ -61,9 +62,9 @@ async def _stream_principal(request: web.Request, ws: web.WebSocketResponse) -> 
     if ticket is None:
         return await authenticate(request)
     if any(name in request.headers for name in SIGNED_HEADERS):
-        raise Problem("request.malformed", "send either a stream ticket or the signature headers, not both")
+        raise Problem("request.malformed", Text("send either a stream ticket or the signature headers, not both"))
     if not ws.can_prepare(request).ok:  # not a WebSocket handshake: keep the ticket for the real one
-        raise Problem("request.malformed", "GET /v1/events?ticket= opens a WebSocket; send an upgrade request")
+        raise Problem("request.malformed", Text("GET /v1/events?ticket= opens a WebSocket; send an upgrade request"))
     principal = await hub_of(request).tickets.redeem(ticket)
     request[PRINCIPAL] = principal
     return principal

@@ -26,7 +26,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from lgsp.core.api import H_CONTENT, META_PARAM, Problem, authenticate, hub_of, metadata_digest
+from lgsp.core.api import H_CONTENT, META_PARAM, Problem, Text, authenticate, hub_of, metadata_digest
 
 routes = web.RouteTableDef()
 
@@ -92,12 +92,14 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     service_id = request.match_info["service"]
     service = await hub.services.get(service_id)
     if service is None:
-        raise Problem("not_found", f"no service named {service_id}")
+        raise Problem("not_found", Text("no service named {service_id}", service_id=service_id))
     if principal.session_target != service_id:
-        raise Problem("forbidden", f"call {service_id} under a session whose target is it "
-                      f'(POST /v1/sessions {{"target": "{service_id}"}})')
+        raise Problem("forbidden",
+                      Text("call {service_id} under a session whose target is it (POST /v1/sessions "
+                           "{{\"target\": \"{service_id}\"}})", service_id=service_id))
     if not await hub.services.may_call(principal.unit_id, service):
-        raise Problem("forbidden", f"unit {principal.unit_id} may not call {service_id}")
+        raise Problem("forbidden", Text("unit {unit_id} may not call {service_id}", unit_id=principal.unit_id,
+                                        service_id=service_id))
     prefix = f"/v1/services/{service_id}"
     raw = request.raw_path[len(prefix):] if request.raw_path.startswith(prefix) else "/"
     upstream = URL(service.url + (raw if raw.startswith("/") else "/" + raw), encoded=True)
@@ -131,14 +133,18 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             return response
     except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
         if body is not None and body.mismatch:
-            raise Problem("content.hash_mismatch", "the body's SHA-256 differs from X-LGSP-Content-SHA256; "
-                          "the service did not receive it") from exc
+            raise Problem("content.hash_mismatch",
+                          Text("the body's SHA-256 differs from X-LGSP-Content-SHA256; the service did not "
+                               "receive it")) from exc
         if body is not None and body.too_large:
             limit = hub.config.limits.max_packet_size
-            raise Problem("content.too_large", f"request body is larger than {limit} bytes", limit=limit) from exc
+            raise Problem("content.too_large", Text("request body is larger than {limit} bytes", limit=limit),
+                          limit=limit) from exc
         if response is not None:
             raise ConnectionResetError(f"{service_id} broke off its answer: {exc}") from exc
         if isinstance(exc, TimeoutError):
-            raise Problem("service.timeout", f"{service_id} did not answer within "
-                          f"{service.timeout_seconds:g} s") from exc
-        raise Problem("service.unavailable", f"{service_id} could not be reached: {exc}") from exc
+            raise Problem("service.timeout", Text("{service_id} did not answer within {timeout_seconds:g} s",
+                                                  service_id=service_id,
+                                                  timeout_seconds=service.timeout_seconds)) from exc
+        raise Problem("service.unavailable", Text("{service_id} could not be reached: {exc}", service_id=service_id,
+                                                  exc=exc)) from exc

@@ -15,6 +15,7 @@ from lgsp.core.api import (
     H_CONTENT,
     InboxPosition,
     Problem,
+    Text,
     authenticate,
     base_url,
     bounded_int,
@@ -74,7 +75,7 @@ async def download_content(request: web.Request) -> web.StreamResponse:
                                                   expires=request.query.get("expires"),
                                                   token=request.query.get("token"))
     if not path.is_file():
-        raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+        raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     check_range(request, info.size)
     return await content_response(request, path, info.size, {
         H_CONTENT: info.sha256, "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
@@ -145,7 +146,7 @@ async def unit_presence(request: web.Request) -> web.Response:
     unit = request.match_info["id"]
     view = await hub.presence.view(unit)
     if view is None:
-        raise Problem("not_found", f"no unit {unit}")
+        raise Problem("not_found", Text("no unit {unit}", unit=unit))
     protocol = hub.exchange.push_protocol(unit)
     view["mode"] = "push" if protocol else "pull"
     if protocol:
@@ -180,13 +181,13 @@ async def verify(request: web.Request) -> web.Response:
     method, path, query, headers = body.get("method"), body.get("path"), body.get("query", ""), body.get("headers")
     method = check_text(method, "method", max_length=32)
     if not isinstance(path, str) or not path.startswith("/"):
-        raise Problem("request.invalid", "path: must be the request's path, starting with /", field="path")
+        raise Problem("request.invalid", Text("path: must be the request's path, starting with /"), field="path")
     check_text(path, "path", max_length=MAX_VERIFIED_URL)
     if not isinstance(query, str):
-        raise Problem("request.invalid", "query: must be the raw query string", field="query")
+        raise Problem("request.invalid", Text("query: must be the raw query string"), field="query")
     check_text(query, "query", max_length=MAX_VERIFIED_URL, min_length=0)
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise Problem("request.invalid", "headers: must map X-LGSP-* names to string values", field="headers")
+        raise Problem("request.invalid", Text("headers: must map X-LGSP-* names to string values"), field="headers")
     canonical = {k.lower(): v for k, v in headers.items()}
     lookup = _CaseInsensitive(canonical)
     result = await hub_of(request).auth.verify_for(principal, method, path, query, lookup)
@@ -200,5 +201,5 @@ class _CaseInsensitive(dict[str, str]):
 
 def _object(body: object) -> dict[str, object]:
     if not isinstance(body, dict):
-        raise Problem("request.invalid", "body must be a JSON object")
+        raise Problem("request.invalid", Text("body must be a JSON object"))
     return body

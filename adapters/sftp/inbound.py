@@ -46,7 +46,7 @@ from lgsp.adapters.sftp.manifest import (
     submission_packet,
 )
 from lgsp.adapters.sftp.settings import InboundSource
-from lgsp.core.api import PacketInfo, Problem
+from lgsp.core.api import PacketInfo, Problem, Text
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -183,7 +183,9 @@ class Poller:
         try:
             raw = await session.read_small(f"read manifest of {file}", claim_path, MAX_MANIFEST_SIZE)
         except SftpTooLarge:
-            raw, problem = b"", Problem("request.invalid", f"the manifest is larger than {MAX_MANIFEST_SIZE} bytes")
+            raw, problem = b"", Problem("request.invalid",
+                                        Text("the manifest is larger than {MAX_MANIFEST_SIZE} bytes",
+                                             MAX_MANIFEST_SIZE=MAX_MANIFEST_SIZE))
         if raw is None:
             return  # the claim file was removed by someone else meanwhile
         if problem is None:
@@ -206,7 +208,8 @@ class Poller:
                 return
         data = await session.stat(f"stat {file}", data_path)
         if data is None and problem is None:
-            problem = Problem("not_found", f"the data file {file} disappeared before the hub could take it")
+            problem = Problem("not_found", Text("the data file {file} disappeared before the hub could take it",
+                                                file=file))
         if problem is not None or fields is None or data is None:
             assert problem is not None
             await self._failed(session, file, claim, problem)

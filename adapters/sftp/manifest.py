@@ -14,7 +14,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from lgsp.core.api import NewPacket, PacketInfo, Problem, iso, load_json, parse_new_packet
+from lgsp.core.api import NewPacket, PacketInfo, Problem, Text, i18n, iso, load_json, parse_new_packet
 
 MANIFEST_SUFFIX = ".manifest.json"
 ERROR_SUFFIX = ".error.json"
@@ -137,22 +137,26 @@ def parse_submission(raw: bytes, file: str) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8-sig")  # tolerate the BOM Windows editors add
     except UnicodeDecodeError:
-        raise Problem("request.malformed", "the manifest is not UTF-8 text") from None
+        raise Problem("request.malformed", Text("the manifest is not UTF-8 text")) from None
     try:  # the same bounded, strict reading as a JSON request body
         doc = load_json(text)
     except Problem as exc:
-        raise Problem(exc.code, f"the manifest: {exc.detail}", **exc.extra) from None
+        raise Problem(exc.code, Text("the manifest: {detail}", detail=exc.detail), **exc.extra) from None
     if not isinstance(doc, dict):
-        raise Problem("request.invalid", "the manifest must be a JSON object")
+        raise Problem("request.invalid", Text("the manifest must be a JSON object"))
     unknown = sorted(set(doc) - set(SUBMISSION_FIELDS))
     if unknown:
-        raise Problem("request.invalid", f"unknown field(s) in the manifest: {', '.join(unknown)} "
-                                         f"(allowed: {', '.join(SUBMISSION_FIELDS)})", field=unknown[0])
+        raise Problem("request.invalid",
+                      Text("unknown field(s) in the manifest: {unknown} (allowed: {SUBMISSION_FIELDS})",
+                           unknown=", ".join(unknown), SUBMISSION_FIELDS=", ".join(SUBMISSION_FIELDS)),
+                      field=unknown[0])
     missing = [f for f in REQUIRED_FIELDS if f not in doc]
     if missing:
-        raise Problem("request.invalid", f"the manifest lacks: {', '.join(missing)}", field=missing[0])
+        raise Problem("request.invalid", Text("the manifest lacks: {missing}", missing=', '.join(missing)),
+                      field=missing[0])
     if "file" in doc and doc["file"] != file:
-        raise Problem("request.invalid", f"file: the manifest describes {doc['file']!r}, not {file!r}",
+        raise Problem("request.invalid", Text("file: the manifest describes {file!r}, not {file2!r}",
+                                              file=doc['file'], file2=file),
                       field="file")
     if isinstance(doc["sha256"], str):
         doc["sha256"] = doc["sha256"].strip().lower()  # PowerShell's Get-FileHash prints upper case
@@ -164,7 +168,8 @@ def submission_packet(fields: dict[str, Any], size: int, *, max_size: int, max_r
     """The packet a valid manifest asks for, checked by the same rules as `POST /v1/packets`."""
     if "size" in fields and fields["size"] != size:
         raise Problem("content.size_mismatch",
-                      f"size: the manifest says {fields['size']!r} bytes, the file has {size}", field="size")
+                      Text("size: the manifest says {size!r} bytes, the file has {size2}", size=fields['size'],
+                           size2=size), field="size")
     body: dict[str, Any] = {
         "to": fields["to"], "subject": fields["subject"], "sha256": fields["sha256"], "size": size,
         "priority": fields.get("priority", 0), "data_type": fields.get("data_type", DEFAULT_DATA_TYPE),
@@ -186,7 +191,7 @@ def done_manifest(fields: dict[str, Any], *, packet: PacketInfo, claim: str, hub
 def error_document(problem: Problem, *, file: str, unit: str, claim: str, hub_id: str, at: datetime) -> bytes:
     """`F.error.json` in failed/: why the hub did not take the file."""
     doc = {"file": file, "unit": unit, "code": problem.code, "title": problem.title("vi"),
-           "reason": problem.detail, "failed_at": iso(at), "claim": claim, "hub": hub_id}
+           "reason": i18n.render(problem.detail, "vi"), "failed_at": iso(at), "claim": claim, "hub": hub_id}
     return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 

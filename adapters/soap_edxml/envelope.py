@@ -33,7 +33,7 @@ from urllib.parse import unquote
 
 from lxml import etree
 
-from lgsp.core.api import Problem, SealedSpool
+from lgsp.core.api import Problem, SealedSpool, Text
 from lgsp.core.api.edxml import Base64Decoder, MarkupScanner, crowded
 
 TNS = "urn:lgsp:soap:edxml:1"
@@ -101,7 +101,8 @@ class _HashingFile:
             return
         self.size += len(data)
         if self.size > self.limit:
-            raise Problem("content.too_large", f"{self.what} is larger than {self.limit} bytes", limit=self.limit)
+            raise Problem("content.too_large", Text("{what} is larger than {limit} bytes", what=self.what,
+                                                    limit=self.limit), limit=self.limit)
         self._sha.update(data)
         self._fh.write(data)
 
@@ -124,7 +125,8 @@ class Base64Sink:
 
     def __init__(self, out: _HashingFile, what: str) -> None:
         self.out = out
-        self._decoder = Base64Decoder(lambda why: Problem("request.malformed", f"{what}: not valid Base64: {why}"))
+        self._decoder = Base64Decoder(lambda why: Problem("request.malformed", Text("{what}: not valid Base64: {why}",
+                                                                                    what=what, why=why)))
 
     def feed(self, text: bytes) -> None:
         decoded = self._decoder.feed(text)
@@ -185,7 +187,8 @@ class EnvelopeParser:
 
     def doctype(self, *_: Any) -> None:
         with self._guard():
-            raise Problem("soap.unsafe", "DOCTYPE declarations are refused in SOAP messages (no DTD, no entities)")
+            raise Problem("soap.unsafe",
+                          Text("DOCTYPE declarations are refused in SOAP messages (no DTD, no entities)"))
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -202,7 +205,8 @@ class EnvelopeParser:
 
     def _too_large(self, what: str, rule: str, limit: int) -> Problem:
         path = self._path()
-        return Problem("content.too_large", f"SOAP message: {path}: {what}", path=path, rule=rule, limit=limit)
+        return Problem("content.too_large", Text("SOAP message: {path}: {what}", path=path, what=what), path=path,
+                       rule=rule, limit=limit)
 
     def _namespace(self, uri: str) -> None:
         limits = self.limits
@@ -221,9 +225,11 @@ class EnvelopeParser:
         self._elements += 1
         self._names.append(etree.QName(tag).localname)
         if self._depth > limits.max_depth:
-            raise Problem("request.malformed", f"SOAP message nested deeper than {limits.max_depth} elements")
+            raise Problem("request.malformed", Text("SOAP message nested deeper than {max_depth} elements",
+                                                    max_depth=limits.max_depth))
         if self._elements > limits.max_elements:
-            raise Problem("content.too_large", f"SOAP message has more than {limits.max_elements} elements")
+            raise Problem("content.too_large", Text("SOAP message has more than {max_elements} elements",
+                                                    max_elements=limits.max_elements))
         pending, self._pending_ns, self._text = self._pending_ns, 0, 0
         if pending > limits.max_namespaces_per_element:
             raise self._too_large(f"more than {limits.max_namespaces_per_element} namespace declarations",
@@ -240,13 +246,13 @@ class EnvelopeParser:
         attrs = {k: v for k, v in attrib.items() if not k.startswith("{urn:lgsp:internal}")}
         if self._payload_depth:
             if tag != f"{{{XOP}}}Include" or self._depth != self._payload_depth + 1:
-                raise Problem("request.malformed", "a base64Binary element holds Base64 text or one xop:Include")
+                raise Problem("request.malformed", Text("a base64Binary element holds Base64 text or one xop:Include"))
             href = attrib.get("href")
             if not href:
-                raise Problem("request.malformed", "xop:Include needs an href")
+                raise Problem("request.malformed", Text("xop:Include needs an href"))
             payload = self.payloads[-1]
             if payload.href is not None or (self._file is not None and self._file.size):
-                raise Problem("request.malformed", "a base64Binary element holds Base64 text or one xop:Include")
+                raise Problem("request.malformed", Text("a base64Binary element holds Base64 text or one xop:Include"))
             payload.href = href
         elif tag in PAYLOADS:
             self._payload_depth = self._depth
@@ -282,7 +288,7 @@ class EnvelopeParser:
             try:
                 raw = text.encode("ascii")
             except UnicodeEncodeError:
-                raise Problem("request.malformed", "a base64Binary element holds non-ASCII text") from None
+                raise Problem("request.malformed", Text("a base64Binary element holds non-ASCII text")) from None
             self._sink.feed(raw)
             return
         self._text += len(text)  # libxml2 hands long texts over in pieces
@@ -305,8 +311,8 @@ class EnvelopeParser:
         self._kept += n
         if self._kept > self.limits.max_envelope_bytes:
             raise Problem("content.too_large",
-                          f"the SOAP envelope (without its Base64 payloads) exceeds {self.limits.max_envelope_bytes} "
-                          "bytes", limit=self.limits.max_envelope_bytes)
+                          Text("the SOAP envelope (without its Base64 payloads) exceeds {max_envelope_bytes} bytes",
+                               max_envelope_bytes=self.limits.max_envelope_bytes), limit=self.limits.max_envelope_bytes)
 
     # -- driving ---------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -328,7 +334,7 @@ class EnvelopeParser:
     def finish(self) -> etree._Element:
         root = self._drive(self._parser.close)
         if root is None:  # pragma: no cover - libxml2 reports an empty document as a syntax error
-            raise Problem("request.malformed", "empty SOAP message")
+            raise Problem("request.malformed", Text("empty SOAP message"))
         return root
 
     def _drive(self, step: Callable[..., Any], *args: Any) -> Any:
@@ -358,12 +364,14 @@ def _syntax(exc: etree.XMLSyntaxError) -> Problem:
     message = str(getattr(exc, "msg", None) or exc)
     for entry in getattr(exc, "error_log", None) or ():
         if "ENTITY" in (entry.type_name or "") or "entity" in (entry.message or "").lower():
-            return Problem("soap.unsafe", f"entities are refused in SOAP messages: {entry.message}")
+            return Problem("soap.unsafe", Text("entities are refused in SOAP messages: {message}",
+                                               message=entry.message))
     lowered = message.lower()
     if "entity" in lowered and ("declar" in lowered or "undefined" in lowered or "not defined" in lowered):
-        return Problem("soap.unsafe", f"entities are refused in SOAP messages: {message}")
+        return Problem("soap.unsafe", Text("entities are refused in SOAP messages: {message}", message=message))
     where = f" (line {exc.lineno}, column {exc.offset})" if getattr(exc, "lineno", None) else ""
-    return Problem("request.malformed", f"the SOAP message is not well-formed XML: {message}{where}")
+    return Problem("request.malformed", Text("the SOAP message is not well-formed XML: {message}{where}",
+                                             message=message, where=where))
 
 
 # -- MTOM ------------------------------------------------------------------------------------------
@@ -412,7 +420,8 @@ class MultipartParser:
     def __init__(self, boundary: str, start: str | None, envelope: EnvelopeParser, tmp_dir: Path,
                  limits: Limits) -> None:
         if not boundary or len(boundary) > 200:
-            raise Problem("request.malformed", "multipart/related needs a boundary parameter (1 to 200 characters)")
+            raise Problem("request.malformed",
+                          Text("multipart/related needs a boundary parameter (1 to 200 characters)"))
         self.delimiter = b"\r\n--" + boundary.encode("latin-1")
         self.start = _cid(start) if start else None
         self.envelope = envelope
@@ -433,9 +442,9 @@ class MultipartParser:
     def finish(self) -> dict[str, Payload]:
         self._run(final=True)
         if self.state != self.EPILOGUE:
-            raise Problem("request.malformed", "the multipart body ends before its closing boundary")
+            raise Problem("request.malformed", Text("the multipart body ends before its closing boundary"))
         if not self.root_seen:
-            raise Problem("request.malformed", "the multipart body has no root part (the SOAP envelope)")
+            raise Problem("request.malformed", Text("the multipart body has no root part (the SOAP envelope)"))
         return self.parts
 
     def discard(self) -> None:
@@ -452,7 +461,7 @@ class MultipartParser:
                 if i < 0:
                     self.buf = self.buf[-len(self.delimiter):]
                     if len(self.buf) > self.limits.max_part_headers:  # pragma: no cover - trimmed above
-                        raise Problem("request.malformed", "no multipart boundary found")
+                        raise Problem("request.malformed", Text("no multipart boundary found"))
                     return
                 self.buf = self.buf[i + len(self.delimiter):]
                 self.state = self.AFTER
@@ -465,14 +474,14 @@ class MultipartParser:
                     self.buf = b""
                     return
                 if not stripped.startswith(b"\r\n"):
-                    raise Problem("request.malformed", "malformed multipart boundary line")
+                    raise Problem("request.malformed", Text("malformed multipart boundary line"))
                 self.buf = stripped[2:]
                 self.state = self.HEADERS
             elif self.state == self.HEADERS:
                 i = self.buf.find(b"\r\n\r\n")
                 if i < 0:
                     if len(self.buf) > self.limits.max_part_headers:
-                        raise Problem("request.malformed", "multipart part headers are too long")
+                        raise Problem("request.malformed", Text("multipart part headers are too long"))
                     return
                 self._begin_part(self.buf[:i])
                 self.buf = self.buf[i + 4:]
@@ -496,14 +505,15 @@ class MultipartParser:
     def _begin_part(self, raw: bytes) -> None:
         self.count += 1
         if self.count > self.limits.max_parts:
-            raise Problem("request.malformed", f"more than {self.limits.max_parts} MIME parts")
+            raise Problem("request.malformed", Text("more than {max_parts} MIME parts",
+                                                    max_parts=self.limits.max_parts))
         headers: dict[str, str] = {}
         for line in raw.split(b"\r\n"):
             if not line.strip():
                 continue
             m = _HEADER_RE.match(line)
             if m is None:
-                raise Problem("request.malformed", "malformed MIME part header")
+                raise Problem("request.malformed", Text("malformed MIME part header"))
             try:  # RFC 2045 says ASCII; senders put UTF-8 in Content-IDs, rarely Latin-1
                 value = m.group(2).decode("utf-8")
             except UnicodeDecodeError:
@@ -513,19 +523,21 @@ class MultipartParser:
         part.root = (part.content_id == self.start) if self.start else not self.root_seen
         cte = headers.get("content-transfer-encoding", "binary").strip().lower()
         if cte not in ("binary", "8bit", "7bit", "base64"):
-            raise Problem("request.malformed", f"Content-Transfer-Encoding {cte} is not supported in MTOM parts")
+            raise Problem("request.malformed", Text("Content-Transfer-Encoding {cte} is not supported in MTOM parts",
+                                                    cte=cte))
         if part.root:
             if self.root_seen:
-                raise Problem("request.malformed", "two root parts")
+                raise Problem("request.malformed", Text("two root parts"))
             self.root_seen = True
             self.root_content_type = headers.get("content-type", "")
             if cte == "base64":
-                raise Problem("request.malformed", "the root part must not be Base64-encoded")
+                raise Problem("request.malformed", Text("the root part must not be Base64-encoded"))
         else:
             if not part.content_id:
-                raise Problem("request.malformed", "an MTOM attachment part needs a Content-ID")
+                raise Problem("request.malformed", Text("an MTOM attachment part needs a Content-ID"))
             if part.content_id in self.parts:
-                raise Problem("request.malformed", f"duplicate Content-ID {part.content_id}")
+                raise Problem("request.malformed", Text("duplicate Content-ID {content_id}",
+                                                        content_id=part.content_id))
             part.file = _HashingFile(self.tmp_dir, self.limits.max_payload_bytes, f"MIME part {part.content_id}")
             payload = Payload(part.file.path, part.file.spool)
             self.parts[part.content_id] = payload
@@ -577,7 +589,8 @@ class Message:
     def payload(self, element: etree._Element) -> Payload:
         mark = element.get(MARK)
         if mark is None:  # pragma: no cover - every payload element is marked while parsing
-            raise Problem("request.invalid", f"{etree.QName(element).localname} is not a payload element")
+            raise Problem("request.invalid", Text("{localname} is not a payload element",
+                                                  localname=etree.QName(element).localname))
         return self.payloads[int(mark)]
 
     def discard(self) -> None:
@@ -600,8 +613,8 @@ class MessageReader:
                                         limits)
         elif media not in ("text/xml", "application/soap+xml"):
             raise Problem("request.malformed",
-                          f"Content-Type {media or '(none)'} is not SOAP: use text/xml (SOAP 1.1), "
-                          "application/soap+xml (SOAP 1.2) or multipart/related (MTOM)")
+                          Text("Content-Type {value} is not SOAP: use text/xml (SOAP 1.1), "
+                               "application/soap+xml (SOAP 1.2) or multipart/related (MTOM)", value=media or '(none)'))
         self._feed: Callable[[bytes], None] = self.mime.feed if self.mime else self.envelope.feed
 
     def feed(self, data: bytes) -> None:
@@ -619,10 +632,11 @@ class MessageReader:
                     continue
                 href = payload.href
                 if not href.lower().startswith("cid:"):
-                    raise Problem("request.malformed", f"xop:Include href {href!r} is not a cid: URL")
+                    raise Problem("request.malformed", Text("xop:Include href {href!r} is not a cid: URL", href=href))
                 part = parts.pop(_cid(unquote(href[4:])), None)
                 if part is None:
-                    raise Problem("request.malformed", f"xop:Include refers to a missing MIME part {href!r}")
+                    raise Problem("request.malformed", Text("xop:Include refers to a missing MIME part {href!r}",
+                                                            href=href))
                 payload.path, payload.spool = part.path, part.spool
                 payload.size, payload.sha256 = part.size, part.sha256
         finally:
@@ -630,11 +644,11 @@ class MessageReader:
                 unused.discard()
         ns = etree.QName(root).namespace
         if etree.QName(root).localname != "Envelope" or ns not in (SOAP11, SOAP12):
-            raise Problem("request.malformed", "not a SOAP envelope (Envelope in the SOAP 1.1 or 1.2 namespace)")
+            raise Problem("request.malformed", Text("not a SOAP envelope (Envelope in the SOAP 1.1 or 1.2 namespace)"))
         body = root.find(f"{{{ns}}}Body")
         children = list(body) if body is not None else []
         if len(children) != 1:
-            raise Problem("request.malformed", "the SOAP Body must hold exactly one operation element")
+            raise Problem("request.malformed", Text("the SOAP Body must hold exactly one operation element"))
         return Message(version="1.1" if ns == SOAP11 else "1.2", operation=children[0], payloads=payloads,
                        mtom=self.mime is not None, content_sha256=self.sha.hexdigest(),
                        header=root.find(f"{{{ns}}}Header"))
@@ -675,8 +689,9 @@ def not_understood(message: Message, understood: frozenset[str]) -> list[etree.Q
             continue
         value = raw.strip()
         if value not in _TRUE | _FALSE:
-            raise Problem("request.malformed", f"mustUnderstand of header block {block.tag} must be "
-                          f"1/0 or true/false, not {raw[:20]!r}")
+            raise Problem("request.malformed",
+                          Text("mustUnderstand of header block {tag} must be 1/0 or true/false, not {raw!r}",
+                               tag=block.tag, raw=raw[:20]))
         role = block.get(role_attr)
         if value in _TRUE and (role.strip() if role else None) in _OUR_ROLES[ns] and block.tag not in understood:
             out.append(etree.QName(block))

@@ -31,11 +31,13 @@ from lgsp.core.api import (
     NewPacket,
     Principal,
     Problem,
+    Text,
     authenticate,
     base_url,
     bounded_int,
     check_text,
     hub_of,
+    i18n,
     iso,
     language,
     printable,
@@ -94,13 +96,15 @@ async def read_message(request: web.Request, hub: Hub) -> Message:
     limits = limits_of(hub)
     max_body = limits.max_payload_bytes * 4 // 3 + limits.max_envelope_bytes + (1 << 20)
     if request.content_length is not None and request.content_length > max_body:
-        raise Problem("content.too_large", f"request body is larger than {max_body} bytes", limit=max_body)
+        raise Problem("content.too_large", Text("request body is larger than {max_body} bytes", max_body=max_body),
+                      limit=max_body)
     reader = MessageReader(request.headers.get("Content-Type", ""), hub.content.scratch_dir, limits)
     try:
         pending = bytearray()
         async for chunk in request.content.iter_any():
             if reader.size + len(pending) + len(chunk) > max_body:
-                raise Problem("content.too_large", f"request body is larger than {max_body} bytes", limit=max_body)
+                raise Problem("content.too_large", Text("request body is larger than {max_body} bytes",
+                                                        max_body=max_body), limit=max_body)
             pending += chunk
             if len(pending) >= 1 << 20:
                 data = bytes(pending)
@@ -114,7 +118,7 @@ async def read_message(request: web.Request, hub: Hub) -> Message:
         raise
     if not hmac.compare_digest(message.content_sha256, request.headers.get(H_CONTENT, "")):
         await asyncio.to_thread(message.discard)
-        raise Problem("content.hash_mismatch", "the body's SHA-256 differs from X-LGSP-Content-SHA256")
+        raise Problem("content.hash_mismatch", Text("the body's SHA-256 differs from X-LGSP-Content-SHA256"))
     return message
 
 
@@ -123,8 +127,10 @@ def _children(op: etree._Element, allowed: tuple[str, ...]) -> dict[str, list[et
     for child in op:
         qn = etree.QName(child)
         if qn.namespace != TNS or qn.localname not in out:
-            raise Problem("request.invalid", f"{etree.QName(op).localname}: unexpected element {qn.localname} "
-                          f"(expected {', '.join(allowed)} in {TNS})", field=qn.localname)
+            raise Problem("request.invalid",
+                          Text("{localname}: unexpected element {localname2} (expected {allowed} in {TNS})",
+                               localname=etree.QName(op).localname, localname2=qn.localname,
+                               allowed=", ".join(allowed), TNS=TNS), field=qn.localname)
         out[qn.localname].append(child)
     return out
 
@@ -134,10 +140,10 @@ def _one(found: dict[str, list[etree._Element]], name: str, *, required: bool = 
     """The text of a field given at most once, checked like any text at the edge (core/text.py)."""
     items = found[name]
     if len(items) > 1:
-        raise Problem("request.invalid", f"{name}: given more than once", field=name)
+        raise Problem("request.invalid", Text("{name}: given more than once", name=name), field=name)
     if not items:
         if required:
-            raise Problem("request.invalid", f"{name}: required", field=name)
+            raise Problem("request.invalid", Text("{name}: required", name=name), field=name)
         return None
     text = (items[0].text or "").strip()
     if text:
@@ -183,10 +189,11 @@ def fault_response(problem: Problem, version: str, lang: str) -> web.Response:
     env = etree.Element(f"{{{ns}}}Envelope", nsmap={"soap": ns, "tns": TNS})
     fault = etree.SubElement(etree.SubElement(env, f"{{{ns}}}Body"), f"{{{ns}}}Fault")
     # printable(): a detail may repeat client text, and XML cannot carry every character.
-    summary = printable(f"{problem.code}: {problem.title(lang)}" + (f" — {problem.detail}" if problem.detail else ""))
+    detail = i18n.render(problem.detail, lang)
+    summary = printable(f"{problem.code}: {problem.title(lang)}" + (f" — {detail}" if detail else ""))
     detail_problem = etree.Element(q("problem"))
     for name, value in (("code", problem.code), ("status", problem.status), ("title", problem.title(lang)),
-                        ("detail", problem.detail), ("path", problem.extra.get("path")),
+                        ("detail", detail), ("path", problem.extra.get("path")),
                         ("rule", problem.extra.get("rule"))):
         if value is not None:
             _sub(detail_problem, name, printable(str(value)))
@@ -218,17 +225,17 @@ def must_understand_response(blocks: list[etree.QName], version: str, lang: str)
     header block per block not understood, the problem in `Detail`; HTTP 500 for both.
     """
     names = ", ".join(q.text for q in blocks)
-    problem = Problem("soap.must_understand", f"header blocks marked mustUnderstand that this hub does not "
-                      f"process: {names}")
+    problem = Problem("soap.must_understand",
+                      Text("header blocks marked mustUnderstand that this hub does not process: {names}", names=names))
     ns = SOAP11 if version == "1.1" else SOAP12
     env = etree.Element(f"{{{ns}}}Envelope", nsmap={"soap": ns, "tns": TNS})
     header = etree.SubElement(env, f"{{{ns}}}Header")
     fault = etree.SubElement(etree.SubElement(env, f"{{{ns}}}Body"), f"{{{ns}}}Fault")
     detail_problem = etree.Element(q("problem"))
     for name, value in (("code", problem.code), ("status", problem.status), ("title", problem.title(lang)),
-                        ("detail", problem.detail)):
+                        ("detail", i18n.render(problem.detail, lang))):
         _sub(detail_problem, name, value)
-    summary = f"{problem.code}: {problem.title(lang)} — {problem.detail}"
+    summary = f"{problem.code}: {problem.title(lang)} — {i18n.render(problem.detail, lang)}"
     xml_lang = "{http://www.w3.org/XML/1998/namespace}lang"
     if version == "1.1":
         header.append(detail_problem)
@@ -329,10 +336,10 @@ async def _chunks_of(payload: Payload) -> AsyncIterator[bytes]:
 async def send_edoc(call: Call) -> web.StreamResponse:
     found = _children(call.op, ("edxml", "to", "priority"))
     if len(found["edxml"]) != 1:
-        raise Problem("request.invalid", "edxml: exactly one packet is required", field="edxml")
+        raise Problem("request.invalid", Text("edxml: exactly one packet is required"), field="edxml")
     payload = call.message.payload(found["edxml"][0])
     if payload.path is None or payload.size == 0:
-        raise Problem("request.invalid", "edxml: the packet is empty", field="edxml")
+        raise Problem("request.invalid", Text("edxml: the packet is empty"), field="edxml")
     to = tuple(dict.fromkeys(check_text(t, "to", max_length=MAX_DESTINATION)
                              for t in ((e.text or "").strip() for e in found["to"]) if t))
     priority_text = _one(found, "priority")
@@ -359,7 +366,7 @@ async def get_received_list(call: Call) -> web.StreamResponse:
     found = _children(call.op, ("messageType", "limit"))
     kind = _one(found, "messageType") or "all"
     if kind not in ("edoc", "status", "all"):
-        raise Problem("request.invalid", "messageType: must be edoc, status or all", field="messageType")
+        raise Problem("request.invalid", Text("messageType: must be edoc, status or all"), field="messageType")
     limit = bounded_int(_one(found, "limit"), "limit", 100, 1, 1000)
     out = etree.Element(q("getReceivedEdocListResponse"))
     listed = 0
@@ -399,10 +406,11 @@ async def get_edoc(call: Call) -> web.StreamResponse:
     exchange = call.hub.exchange
     ref = await exchange.offer(call.principal, packet_id)  # visibility, a pending delivery, its variant
     if ref.data_type != "edxml":
-        raise Problem("conflict", f"this unit takes this packet as {ref.data_type}, not edXML; fetch it over REST")
+        raise Problem("conflict", Text("this unit takes this packet as {data_type}, not edXML; fetch it over REST",
+                                       data_type=ref.data_type))
     info, path = await exchange.open_download(call.principal, packet_id)  # the signed call suffices
     if not path.is_file():
-        raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+        raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     out = etree.Element(q("getEdocResponse"))
     _sub(out, "packetId", info.id)
     _sub(out, "size", info.size)
@@ -424,7 +432,8 @@ async def update_status(call: Call) -> web.StreamResponse:
             own = view.delivery_to(call.principal.unit_id)
             state = own.state if own else None
             if state not in ("fetched", "delivered"):
-                raise Problem("conflict", "fetch the packet with getEdoc before reporting done, or give its sha256",
+                raise Problem("conflict",
+                              Text("fetch the packet with getEdoc before reporting done, or give its sha256"),
                               state=state)
             sha = view.sha256  # the variant this unit received
         state = await exchange.ack(call.principal, packet_id, sha)
@@ -433,7 +442,7 @@ async def update_status(call: Call) -> web.StreamResponse:
             or "refused by the document-management system (updateStatus fail)"
         state = await exchange.fail(call.principal, packet_id, reason)
     else:
-        raise Problem("request.invalid", "status: must be done or fail", field="status")
+        raise Problem("request.invalid", Text("status: must be done or fail"), field="status")
     out = etree.Element(q("updateStatusResponse"))
     _sub(out, "packetId", packet_id)
     _sub(out, "state", state)
@@ -444,7 +453,7 @@ async def get_sent_list(call: Call) -> web.StreamResponse:
     found = _children(call.op, ("packetId", "documentId"))
     packet_id, document_id = _one(found, "packetId"), _one(found, "documentId")
     if bool(packet_id) == bool(document_id):
-        raise Problem("request.invalid", "give either packetId or documentId", field="packetId")
+        raise Problem("request.invalid", Text("give either packetId or documentId"), field="packetId")
     if packet_id:
         ids = [packet_id]
     else:
@@ -454,7 +463,7 @@ async def get_sent_list(call: Call) -> web.StreamResponse:
         view = await call.hub.exchange.view(call.principal, pid)
         edxml_meta = (view.metadata or {}).get("edxml")
         if view.to is None or edxml_meta is None:  # not the caller's own edXML packet
-            raise Problem("not_found", "no such edXML packet sent by this unit")
+            raise Problem("not_found", Text("no such edXML packet sent by this unit"))
         statuses = {s["unit"]: s for s in view.described.get("business_status", [])}
         for d in view.deliveries:
             entry = _sub(out, "item", None)
@@ -514,7 +523,8 @@ async def post_soap(request: web.Request) -> web.StreamResponse:
                 return must_understand_response(blocks, version, lang)
             handler = OPERATIONS.get(message.name) if etree.QName(message.operation).namespace == TNS else None
             if handler is None:
-                raise Problem("request.invalid", f"unknown operation {message.operation.tag}; see {PATH}?wsdl",
+                raise Problem("request.invalid", Text("unknown operation {tag}; see {PATH}?wsdl",
+                                                      tag=message.operation.tag, PATH=PATH),
                               field="operation")
             return await handler(Call(request, hub, principal, message))
         finally:
@@ -525,7 +535,8 @@ async def post_soap(request: web.Request) -> web.StreamResponse:
         raise
     except Exception:
         log.exception("unhandled error in SOAP call")
-        return fault_response(Problem("internal", "an internal error occurred; it has been logged"), version, lang)
+        return fault_response(Problem("internal", Text("an internal error occurred; it has been logged")), version,
+                              lang)
 
 
 routes = [

@@ -74,8 +74,10 @@ from lgsp.core.api import (
     Problem,
     SealedSpool,
     SubmitClaims,
+    Text,
     content_response,
     hub_of,
+    i18n,
     identifier_form,
 )
 from lgsp.core.api import documents as docs
@@ -158,7 +160,8 @@ def answer(result: Result) -> web.Response:
 def describe(problem: Problem) -> str:
     """ErrorDesc of a hub refusal: its stable code first (a system can act on it as over REST), then the
     Vietnamese title and the detail."""
-    return f"{problem.code}: {problem.title('vi')}" + (f" — {problem.detail}" if problem.detail else "")
+    detail = i18n.render(problem.detail, "vi")
+    return f"{problem.code}: {problem.title('vi')}" + (f" — {detail}" if detail else "")
 
 
 def axis_code(problem: Problem) -> str:
@@ -433,7 +436,7 @@ async def _open(call: Call) -> tuple[str, Path, int]:
     info, path = await exchange.open_download(call.principal, packet_id, expires=query.get("expires", [""])[0],
                                               token=query.get("token", [""])[0])
     if not path.is_file():
-        raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+        raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     return packet_id, path, info.size
 
 

@@ -40,7 +40,7 @@ fails when an adapter or plugin reads them.
 
 from __future__ import annotations
 
-from lgsp.core import documents, events, logs, states
+from lgsp.core import documents, events, i18n, logs, states
 from lgsp.core.accounts import ROLE_NAMES_VI, ROLES, Account, AccountError, Accounts, Actor, new_password
 from lgsp.core.auth import Principal, parse_signed_request
 from lgsp.core.claims import ClaimBusy, SubmitClaims
@@ -86,6 +86,7 @@ from lgsp.core.exchange import (
     parse_new_packet,
 )
 from lgsp.core.hub import Hub
+from lgsp.core.i18n import N_, Text
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier, identifier_form
 from lgsp.core.notices import Notice
 from lgsp.core.onetime import OneTimeSecrets
@@ -128,7 +129,7 @@ from lgsp.core.web import (
 )
 
 __all__ = [
-    "FORM_KINDS", "H_CONTENT", "MAX_DESTINATION", "MAX_REASON", "MAX_SCAN_BYTES", "META_PARAM",
+    "FORM_KINDS", "H_CONTENT", "MAX_DESTINATION", "MAX_REASON", "MAX_SCAN_BYTES", "META_PARAM", "N_",
     "PENDING_SUBJECT", "PRINCIPAL",
     "PRIORITIES", "REQUEST_KINDS", "ROLES", "ROLE_NAMES_VI", "SECRET_NAME_RE", "SHA256_RE", "SIGNED_HEADERS",
     "STATE_NAMES_VI", "TLS_TARGET_KEYS", "VIETNAM_TZ", "Account", "AccountError", "Accounts", "Actor", "Attention",
@@ -139,9 +140,10 @@ __all__ = [
     "PacketView", "Principal", "Problem", "PushAdapter", "PushFailure", "PushJob", "PushReceipt", "Registrations",
     "RequestInvalid", "Rerouted", "Scans", "SealedSpool", "SignatureAlgorithm", "Signer", "StoredVariant",
     "SubmitClaims",
-    "SyncBlobWriter", "TimelineEntry", "Transfer", "UnitStatus", "Variant", "WorkingCalendar", "ZoneEntry", "ZoneSync",
+    "SyncBlobWriter", "Text",
+    "TimelineEntry", "Transfer", "UnitStatus", "Variant", "WorkingCalendar", "ZoneEntry", "ZoneSync",
     "authenticate", "base_url", "bounded_int", "check_identifier", "check_range", "check_text", "client_ssl",
-    "content_response", "documents", "events", "form_kind", "http_failure", "hub_of", "identifier_form", "iso",
+    "content_response", "documents", "events", "form_kind", "http_failure", "hub_of", "i18n", "identifier_form", "iso",
     "json_response", "language", "load_json", "logs", "metadata_digest", "new_password", "normalise_fingerprint",
     "parse_date", "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings",
     "presence_history", "presence_periods", "printable", "publish", "read_json", "record", "render_letter", "states",

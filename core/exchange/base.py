@@ -32,6 +32,7 @@ from lgsp.core.events import Event, EventBus, record
 from lgsp.core.exchange.tokens import TransferTokens
 from lgsp.core.exchange.values import InboxPosition, PacketInfo, packet_from_row, uuid_like
 from lgsp.core.exchange.views import InboxItem, InboxPage
+from lgsp.core.i18n import Text
 from lgsp.core.policy import Policy
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
@@ -158,12 +159,12 @@ class ExchangeBase:
         """The packet and the caller's own delivery row (None for a source that is not a destination)."""
         loaded = await self._load_with_deliveries(conn, packet_id) if uuid_like(packet_id) else None
         if loaded is None:
-            raise Problem("not_found", "no such packet")
+            raise Problem("not_found", Text("no such packet"))
         info, rows = loaded
         own = rows.get(principal.unit_id)
         if info.source == principal.unit_id or (own is not None and info.accepted_at is not None):
             return info, own
-        raise Problem("not_found", "no such packet")
+        raise Problem("not_found", Text("no such packet"))
 
     async def _inbox_page(self, unit: str, limit: int, after: InboxPosition | None) -> InboxPage:
         """Pending pull deliveries of `unit`, flash first, then oldest (then by id); with the source's
@@ -210,8 +211,8 @@ class ExchangeBase:
         unknown = [u for u in units_ if found.get(u) != "active" or u in self.not_destinations]
         if unknown:
             raise Problem("route.unknown_destination",
-                          f"{where + ': ' if where else ''}unknown, suspended or not addressable "
-                          f"destination(s): {', '.join(unknown)}", unknown=unknown,
+                          Text("{value}unknown, suspended or not addressable destination(s): {unknown}",
+                               value=where + ': ' if where else '', unknown=', '.join(unknown)), unknown=unknown,
                           **({"path": where} if where else {}))
 
     def check_carriers(self, units_: Sequence[str], data_type: str) -> None:
@@ -219,7 +220,8 @@ class ExchangeBase:
         refused = [u for u in units_ if (kinds := self.carried_types(u)) is not None and data_type not in kinds]
         if refused:
             raise Problem("route.unsupported_data_type",
-                          f"data type {data_type} cannot be carried to {', '.join(refused)}", units=refused)
+                          Text("data type {data_type} cannot be carried to {refused}", data_type=data_type,
+                               refused=', '.join(refused)), units=refused)
 
     def _delivery_row(self, packet_id: str, unit: str, priority: int, created_at: datetime,
                       state: str = dv.WAITING, queued_at: datetime | None = None) -> dict[str, Any]:
@@ -248,7 +250,7 @@ class ExchangeBase:
                 current = await dv.state_of(conn, info.id, unit)
                 if current == target:
                     return target
-                raise Problem("conflict", f"this delivery is already {current}", state=current)
+                raise Problem("conflict", Text("this delivery is already {current}", current=current), state=current)
             attempts = await dv.attempts_of(conn, info.id, unit)
             told: dict[str, Any] = {"reason": reason} if reason else {}
             if attempts:

@@ -16,6 +16,7 @@ from lgsp.core.events import record
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, modes_of
 from lgsp.core.exchange.values import Attention, PacketInfo, UnitStatus, uuid_like
 from lgsp.core.exchange.views import DeliveryRecord, OperatorDelivery, OperatorView, Rerouted, TimelineEntry
+from lgsp.core.i18n import Text
 from lgsp.core.states import DELIVERY_EXTRA_FROM
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
 
@@ -53,7 +54,8 @@ class OperatorCommands(ExchangeBase):
         wanted = states or sorted(dv.ACTIVE - {dv.WAITING} | {dv.FAILED, dv.EXPIRED})
         bad = sorted(set(wanted) - set(dv.STATES))
         if bad:
-            raise Problem("request.invalid", f"unknown state(s): {', '.join(bad)} (one of {', '.join(dv.STATES)})")
+            raise Problem("request.invalid", Text("unknown state(s): {bad} (one of {STATES})", bad=', '.join(bad),
+                                                  STATES=', '.join(dv.STATES)))
         cond: list[ColumnElement[bool]] = [deliveries.c.state.in_(wanted)]
         if unit:
             cond.append(deliveries.c.unit_id == unit)
@@ -97,30 +99,35 @@ class OperatorCommands(ExchangeBase):
     async def _held(self, packet_id: str) -> PacketInfo:
         info = await self.packet(packet_id) if uuid_like(packet_id) else None
         if info is None:
-            raise Problem("not_found", f"no packet {packet_id}")
+            raise Problem("not_found", Text("no packet {packet_id}", packet_id=packet_id))
         if info.state != "accepted" or info.content_state != "stored":
-            raise Problem("content.gone", f"packet {packet_id} is {info.state} and its content is "
-                          f"{info.content_state}; the source must send it again")
+            raise Problem("content.gone",
+                          Text("packet {packet_id} is {state} and its content is {content_state}; the source "
+                               "must send it again", packet_id=packet_id, state=info.state,
+                               content_state=info.content_state))
         return info
 
     async def operator_retry(self, packet_id: str, unit: str) -> str:
         """Put a stuck or ended delivery back in the queue now, with a fresh attempt budget and age."""
         if not uuid_like(packet_id):
-            raise Problem("not_found", f"no packet {packet_id}")
+            raise Problem("not_found", Text("no packet {packet_id}", packet_id=packet_id))
         async with self.db.read() as conn:
             row = await dv.row_of(conn, packet_id, unit)
         if row is None:
-            raise Problem("not_found", f"packet {packet_id} has no delivery to {unit}")
+            raise Problem("not_found", Text("packet {packet_id} has no delivery to {unit}", packet_id=packet_id,
+                                            unit=unit))
         if row.state not in dv.OPERATOR_RETRY_FROM:
-            raise Problem("conflict", f"the delivery to {unit} is {row.state}; only "
-                          f"{', '.join(sorted(dv.OPERATOR_RETRY_FROM))} deliveries can be retried", state=row.state)
+            raise Problem("conflict",
+                          Text("the delivery to {unit} is {state}; only {OPERATOR_RETRY_FROM} deliveries can "
+                               "be retried", unit=unit, state=row.state,
+                               OPERATOR_RETRY_FROM=", ".join(sorted(dv.OPERATOR_RETRY_FROM))), state=row.state)
         info = await self._held(packet_id)
         now = self.clock()
         after = AfterCommit()
         async with self.db.write() as conn:
             row = await dv.row_of(conn, packet_id, unit)
             if row is None or row.state not in dv.OPERATOR_RETRY_FROM:
-                raise Problem("conflict", f"the delivery to {unit} changed meanwhile; try again")
+                raise Problem("conflict", Text("the delivery to {unit} changed meanwhile; try again", unit=unit))
             await dv.move(conn, packet_id, [unit], dv.QUEUED, now,
                           allowed_from=DELIVERY_EXTRA_FROM["operator_retry"][dv.QUEUED], values={
                 "queued_at": now, "attempts": 0, "next_attempt_at": None, "last_error": None, "reason": None})
@@ -142,17 +149,19 @@ class OperatorCommands(ExchangeBase):
         """Cancel one (or every) unfinished delivery of a packet; the source is told."""
         info = await self.packet(packet_id) if uuid_like(packet_id) else None
         if info is None:
-            raise Problem("not_found", f"no packet {packet_id}")
+            raise Problem("not_found", Text("no packet {packet_id}", packet_id=packet_id))
         now = self.clock()
         after = AfterCommit()
         async with self.db.write() as conn:
             before = await dv.states_of(conn, packet_id)
             if unit is not None and unit not in before:
-                raise Problem("not_found", f"packet {packet_id} has no delivery to {unit}")
+                raise Problem("not_found", Text("packet {packet_id} has no delivery to {unit}", packet_id=packet_id,
+                                                unit=unit))
             modes = await modes_of(conn, packet_id)
             moved = await dv.move(conn, packet_id, None if unit is None else [unit], dv.CANCELLED, now, reason=reason)
             if unit is not None and not moved:
-                raise Problem("conflict", f"the delivery to {unit} is already {before[unit]}", state=before[unit])
+                raise Problem("conflict", Text("the delivery to {unit} is already {before}", unit=unit,
+                                               before=before[unit]), state=before[unit])
             for u in moved:
                 after.events.append(await record(conn, packet_id, ev.PACKET_CANCELLED, now, unit=u,
                                                  audience=info.source, detail={"reason": reason}))
@@ -179,11 +188,14 @@ class OperatorCommands(ExchangeBase):
         async with self.db.write() as conn:
             states = await dv.states_of(conn, packet_id)
             if unit not in states:
-                raise Problem("not_found", f"packet {packet_id} has no delivery to {unit}")
+                raise Problem("not_found", Text("packet {packet_id} has no delivery to {unit}", packet_id=packet_id,
+                                                unit=unit))
             if to in states:
-                raise Problem("conflict", f"{to} is already a destination of packet {packet_id}")
+                raise Problem("conflict", Text("{to} is already a destination of packet {packet_id}", to=to,
+                                               packet_id=packet_id))
             if states[unit] == dv.DELIVERED:
-                raise Problem("conflict", f"packet {packet_id} was already delivered to {unit}", state=dv.DELIVERED)
+                raise Problem("conflict", Text("packet {packet_id} was already delivered to {unit}",
+                                               packet_id=packet_id, unit=unit), state=dv.DELIVERED)
             moved = await dv.move(conn, packet_id, [unit], dv.CANCELLED, now, reason=reason)
             row = self._delivery_row(packet_id, to, info.priority, info.created_at, state=dv.QUEUED, queued_at=now)
             await conn.execute(deliveries.insert().values(**row))

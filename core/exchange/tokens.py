@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 
 _EXPIRES_RE = re.compile(r"^[0-9]{1,12}$")  # Unix seconds; `str.isdigit` also takes "²", which int() refuses
 
@@ -38,10 +39,10 @@ class TransferTokens:
     def check(self, action: str, packet_id: str, unit: str, expires: str | None, token: str | None,
               now: datetime) -> None:
         if not expires or not token or not _EXPIRES_RE.fullmatch(expires) or not token.isascii():
-            raise Problem("forbidden", "this URL needs the expires and token parameters the hub issued")
+            raise Problem("forbidden", Text("this URL needs the expires and token parameters the hub issued"))
         matches = [hmac.compare_digest(self._mac_with(key, action, packet_id, unit, int(expires)), token)
                    for key in self._keys()]  # every key, always: the time taken says nothing
         if not any(matches):
-            raise Problem("forbidden", "transfer token does not match this packet and unit")
+            raise Problem("forbidden", Text("transfer token does not match this packet and unit"))
         if int(expires) < now.timestamp():
-            raise Problem("transfer.expired", "this URL has expired; ask for a new one")
+            raise Problem("transfer.expired", Text("this URL has expired; ask for a new one"))

@@ -46,6 +46,7 @@ from lgsp.core.exchange.views import (
     StoredVariant,
     TimelineEntry,
 )
+from lgsp.core.i18n import Text
 from lgsp.core.signing import SHA256_RE
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
 from lgsp.core.text import text_problem
@@ -154,15 +155,16 @@ class UnitCases(UploadSteps):
         async with self.db.read() as conn:
             info = await self._load(conn, packet_id) if uuid_like(packet_id) else None
         if info is None or info.source != principal.unit_id:
-            raise Problem("not_found", "no such packet")
+            raise Problem("not_found", Text("no such packet"))
         self.tokens.check("upload", packet_id, principal.unit_id, expires, token, now)
         if info.state != "created":
-            raise Problem("conflict", f"content was already uploaded (packet is {info.state})", state=info.state)
+            raise Problem("conflict", Text("content was already uploaded (packet is {state})", state=info.state),
+                          state=info.state)
         if info.upload_expires_at <= now:
-            raise Problem("transfer.expired", "the upload window of this packet has closed")
+            raise Problem("transfer.expired", Text("the upload window of this packet has closed"))
         if declared_sha256 != info.sha256:
             raise Problem("content.hash_mismatch",
-                          "X-LGSP-Content-SHA256 differs from the sha256 declared when the packet was created")
+                          Text("X-LGSP-Content-SHA256 differs from the sha256 declared when the packet was created"))
         waited = packet_id in self._uploading
         attempt = await self._take_turn(packet_id)
         try:
@@ -170,7 +172,8 @@ class UnitCases(UploadSteps):
                 async with self.db.read() as conn:
                     state = await conn.scalar(select(packets.c.state).where(packets.c.id == packet_id))
                 if state != "created":
-                    raise Problem("conflict", f"content was already uploaded (packet is {state})", state=state)
+                    raise Problem("conflict", Text("content was already uploaded (packet is {state})", state=state),
+                                  state=state)
             received = await self._receive(info, content, attempt)
         finally:
             self._end_turn(packet_id, attempt)
@@ -201,7 +204,7 @@ class UnitCases(UploadSteps):
             self._require_pull(own)
             state = own.state if own is not None else None
             if state is None:
-                raise Problem("not_found", "no such packet")
+                raise Problem("not_found", Text("no such packet"))
             self._require_pending(state)
             return await self.content.ref_for(conn, info, principal.unit_id, variant=own.variant)
 
@@ -211,7 +214,7 @@ class UnitCases(UploadSteps):
         self._require_pull(own)
         state = own.state if own is not None else None
         if state is None:
-            raise Problem("not_found", "no such packet")
+            raise Problem("not_found", Text("no such packet"))
         self._require_pending(state)
         expires = self.clock() + self.transfer_ttl
         query = self.tokens.make("download", packet_id, principal.unit_id, expires)
@@ -220,15 +223,17 @@ class UnitCases(UploadSteps):
     @staticmethod
     def _require_pull(row: Any) -> None:
         if row is not None and row.mode == dv.PUSH:
-            raise Problem("conflict", f"this packet is delivered to you by push ({row.protocol}); "
-                          "it cannot also be fetched, acknowledged or refused here", mode=dv.PUSH)
+            raise Problem("conflict",
+                          Text("this packet is delivered to you by push ({protocol}); it cannot also be "
+                               "fetched, acknowledged or refused here", protocol=row.protocol), mode=dv.PUSH)
 
     @staticmethod
     def _require_pending(state: str) -> None:
         if state == dv.WAITING:
-            raise Problem("not_found", "no such packet")
+            raise Problem("not_found", Text("no such packet"))
         if state in dv.TERMINAL:
-            raise Problem("content.gone", f"this delivery is {state}; its content is no longer offered",
+            raise Problem("content.gone", Text("this delivery is {state}; its content is no longer offered",
+                                               state=state),
                           state=state)
 
     async def open_download(self, principal: Principal, packet_id: str, *, expires: str | None = None,
@@ -250,7 +255,7 @@ class UnitCases(UploadSteps):
         if state is not None:
             self._require_pending(state)
         if info.content_state != "stored":
-            raise Problem("content.gone", "the content of this packet is no longer held by the hub")
+            raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
         if state in (dv.QUEUED, dv.NOTIFIED):
             async with self.db.write() as conn:
                 if await dv.move(conn, packet_id, [principal.unit_id], dv.FETCHED, now):
@@ -259,7 +264,7 @@ class UnitCases(UploadSteps):
 
     async def ack(self, principal: Principal, packet_id: str, sha256: Any) -> str:
         if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):
-            raise Problem("request.invalid", "sha256: must be 64 lowercase hex digits", field="sha256")
+            raise Problem("request.invalid", Text("sha256: must be 64 lowercase hex digits"), field="sha256")
         async with self.db.read() as conn:
             info, own = await self._visible_row(conn, principal, packet_id)
             ref = await self.content.ref_for(conn, info, principal.unit_id,  # this unit's variant
@@ -267,15 +272,16 @@ class UnitCases(UploadSteps):
         if not self._may_end(own, dv.DELIVERED):
             return dv.DELIVERED
         if not hmac.compare_digest(sha256, ref.sha256):
-            raise Problem("content.hash_mismatch", "the acknowledged SHA-256 is not the packet's; "
-                          "the delivery stays pending")
+            raise Problem("content.hash_mismatch",
+                          Text("the acknowledged SHA-256 is not the packet's; the delivery stays pending"))
         return await self._finish(info, principal.unit_id, dv.DELIVERED, None)
 
     async def fail(self, principal: Principal, packet_id: str, reason: Any) -> str:
         if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
-            raise Problem("request.invalid", f"reason: must be 1 to {MAX_REASON} characters", field="reason")
+            raise Problem("request.invalid", Text("reason: must be 1 to {MAX_REASON} characters",
+                                                  MAX_REASON=MAX_REASON), field="reason")
         if (why := text_problem(reason, multiline=True)) is not None:
-            raise Problem("request.invalid", f"reason: {why}", field="reason")
+            raise Problem("request.invalid", Text("reason: {why}", why=why), field="reason")
         async with self.db.read() as conn:
             info, own = await self._visible_row(conn, principal, packet_id)
         if not self._may_end(own, dv.FAILED):
@@ -289,11 +295,11 @@ class UnitCases(UploadSteps):
         self._require_pull(own)
         state = own.state if own is not None else None
         if state is None or state == dv.WAITING:
-            raise Problem("not_found", "no such packet")
+            raise Problem("not_found", Text("no such packet"))
         if state == ending:
             return False
         if state in dv.TERMINAL:
-            raise Problem("conflict", f"this delivery is already {state}", state=state)
+            raise Problem("conflict", Text("this delivery is already {state}", state=state), state=state)
         return True
 
     # -- source side --------------------------------------------------------------------------
@@ -301,7 +307,7 @@ class UnitCases(UploadSteps):
         async with self.db.read() as conn:
             info, _ = await self._visible(conn, principal, packet_id)
         if info.source != principal.unit_id:
-            raise Problem("forbidden", "only the source may cancel a packet")
+            raise Problem("forbidden", Text("only the source may cancel a packet"))
         now = self.clock()
         after = AfterCommit()
         async with self.db.write() as conn:

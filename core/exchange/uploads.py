@@ -25,6 +25,7 @@ from lgsp.core.errors import Problem
 from lgsp.core.events import record
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log, modes_of
 from lgsp.core.exchange.values import PacketInfo, upload_key
+from lgsp.core.i18n import Text
 from lgsp.core.store.blobs import PartialRemoved
 from lgsp.core.store.tables import packets
 
@@ -70,7 +71,7 @@ class UploadSteps(ExchangeBase):
         while (current := self._uploading.get(packet_id)) is not None:
             now = loop.time()
             if not current.receiving:
-                raise Problem("conflict", "another upload of this packet has been received and is being checked")
+                raise Problem("conflict", Text("another upload of this packet has been received and is being checked"))
             if now - current.last_activity >= stall:
                 log.info("upload of packet %s received nothing for %g s; a newer upload takes over", packet_id, stall)
                 current.supersede()
@@ -80,7 +81,7 @@ class UploadSteps(ExchangeBase):
                     del self._uploading[packet_id]
                 continue
             if now >= give_up:
-                raise Problem("conflict", "another upload of this packet is in progress and still sending")
+                raise Problem("conflict", Text("another upload of this packet is in progress and still sending"))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(current.done.wait(), min(give_up, current.last_activity + stall) - now)
         attempt = UploadAttempt(task=asyncio.current_task(), last_activity=loop.time())
@@ -107,24 +108,24 @@ class UploadSteps(ExchangeBase):
                     attempt.last_activity = loop.time()
                     if writer.size + len(chunk) > info.size:
                         raise Problem("content.size_mismatch",
-                                      f"more than the declared {info.size} bytes were sent")
+                                      Text("more than the declared {size} bytes were sent", size=info.size))
                     await writer.write(chunk)
                 attempt.receiving = False
                 if writer.size != info.size:
                     raise Problem("content.size_mismatch",
-                                  f"received {writer.size} bytes, declared {info.size}")
+                                  Text("received {size} bytes, declared {size2}", size=writer.size, size2=info.size))
                 digest = await writer.finish()
                 if digest != info.sha256:
-                    raise Problem("content.hash_mismatch", "the content's SHA-256 differs from the declared one")
+                    raise Problem("content.hash_mismatch", Text("the content's SHA-256 differs from the declared one"))
                 await writer.commit()
             if attempt.superseded:  # pragma: no cover - superseded only while receiving, so cancelled there
-                raise Problem("conflict", "a newer upload of this packet took over")
+                raise Problem("conflict", Text("a newer upload of this packet took over"))
             # Content-aware data types (edXML) are read before acceptance; a refusal deletes the upload.
             return key, await self.content.inspect(info, self.blobs.path(key), key)
         except PartialRemoved:
             # Another attempt (on another node) was accepted meanwhile and removed this one's files.
             await self.content.delete_blobs(key)
-            raise Problem("conflict", "the packet is no longer awaiting its content") from None
+            raise Problem("conflict", Text("the packet is no longer awaiting its content")) from None
 
     async def _accept(self, info: PacketInfo, received: tuple[str, Inspection | None]) -> PacketInfo:
         key, inspection = received
@@ -161,7 +162,7 @@ class UploadSteps(ExchangeBase):
             # Lost a race with another node's upload, or the packet expired meanwhile: drop this
             # attempt's blobs only (the winner's are under another key).
             await self.content.delete_blobs(key)
-            raise Problem("conflict", "the packet is no longer awaiting its content")
+            raise Problem("conflict", Text("the packet is no longer awaiting its content"))
         # Every other copy of the content that is not this upload goes now: partial uploads left by a
         # cut connection or a crash, and attempts on other nodes (which can no longer be accepted).
         after.partials_of = info.id

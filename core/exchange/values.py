@@ -15,6 +15,7 @@ from typing import Any
 
 from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 from lgsp.core.signing import SHA256_RE
 from lgsp.core.text import text_problem
 
@@ -124,7 +125,7 @@ class InboxPosition:
     def decode(cls, cursor: str) -> InboxPosition:
         """The position a cursor names; `request.invalid` (field `cursor`) for anything we did not issue."""
         def bad() -> Problem:
-            return Problem("request.invalid", "cursor: not a cursor this hub issued (use `next` as returned)",
+            return Problem("request.invalid", Text("cursor: not a cursor this hub issued (use `next` as returned)"),
                            field="cursor")
 
         if len(cursor) > MAX_CURSOR or not cursor.isascii() or not re.fullmatch(r"[A-Za-z0-9_-]+", cursor):
@@ -157,14 +158,14 @@ def parse_new_packet(body: Any, *, max_size: int, max_recipients: int, now: date
     content (edXML `To`), so `to` may be empty.
     """
     if not isinstance(body, dict):
-        raise Problem("request.invalid", "body must be a JSON object")
+        raise Problem("request.invalid", Text("body must be a JSON object"))
     known = {"to", "subject", "priority", "data_type", "protocol", "size", "sha256", "deadline", "policy"}
     extra = sorted(set(body) - known)
     if extra:
-        raise Problem("request.invalid", f"unknown field(s): {', '.join(extra)}", field=extra[0])
+        raise Problem("request.invalid", Text("unknown field(s): {extra}", extra=', '.join(extra)), field=extra[0])
 
     def bad(name: str, msg: str) -> Problem:
-        return Problem("request.invalid", f"{name}: {msg}", field=name)
+        return Problem("request.invalid", Text("{name}: {msg}", name=name, msg=msg), field=name)
 
     to = body.get("to")
     if not isinstance(to, list) or (not to and not destinations_from_content) \
@@ -196,7 +197,8 @@ def parse_new_packet(body: Any, *, max_size: int, max_recipients: int, now: date
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise bad("size", "must be the content length in bytes")
     if size > max_size:
-        raise Problem("content.too_large", f"size {size} exceeds the limit of {max_size} bytes",
+        raise Problem("content.too_large", Text("size {size} exceeds the limit of {max_size} bytes", size=size,
+                                                max_size=max_size),
                       limit=max_size)
     sha = body.get("sha256")
     if not isinstance(sha, str) or not SHA256_RE.fullmatch(sha):
@@ -218,7 +220,7 @@ def parse_deadline(raw: Any, now: datetime) -> datetime:
     to UTC; they, like any time past the bound, are `request.invalid`, never an OverflowError.
     """
     def bad(msg: str) -> Problem:
-        return Problem("request.invalid", f"deadline: {msg}", field="deadline")
+        return Problem("request.invalid", Text("deadline: {msg}", msg=msg), field="deadline")
 
     if not isinstance(raw, str) or len(raw) > 64:
         raise bad("must be an ISO 8601 time such as 2026-12-01T17:00:00Z")

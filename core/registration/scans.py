@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import registration_scans
@@ -64,19 +65,20 @@ class Scans:
         async with self.blobs.writer(key) as writer:
             async for chunk in chunks:
                 if writer.size + len(chunk) > self.max_bytes:
-                    raise Problem("request.invalid", f"a scan is at most {self.max_bytes // (1024 * 1024)} MB",
+                    raise Problem("request.invalid", Text("a scan is at most {value} MB",
+                                                          value=self.max_bytes // (1024 * 1024)),
                                   field="scan")
                 if kind is None:
                     head += chunk[:16]
                     if len(head) >= 8 or not chunk:
                         kind = sniff(head)
                         if kind is None:
-                            raise Problem("request.invalid", "a scan is a PDF, PNG or JPEG file", field="scan")
+                            raise Problem("request.invalid", Text("a scan is a PDF, PNG or JPEG file"), field="scan")
                 await writer.write(chunk)
             if kind is None:
                 kind = sniff(head)
             if kind is None or writer.size == 0:
-                raise Problem("request.invalid", "a scan is a PDF, PNG or JPEG file", field="scan")
+                raise Problem("request.invalid", Text("a scan is a PDF, PNG or JPEG file"), field="scan")
             sha256 = await writer.finish()
             await writer.commit()
         now = datetime.now(UTC)

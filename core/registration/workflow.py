@@ -30,6 +30,7 @@ from lgsp.core.accounts import Accounts, Actor, new_password, record_audit
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, record
+from lgsp.core.i18n import Text
 from lgsp.core.registration.forms import FieldError, FormRecord, form_kind, validate
 from lgsp.core.registration.workdays import VIETNAM_TZ, WorkingCalendar, local_date
 from lgsp.core.store.database import Database
@@ -195,22 +196,23 @@ class Registrations:
     async def submit(self, kind: str, unit_id: str, data: object, *, actor: Actor,
                      application_id: str | None = None, now: dt.datetime | None = None) -> RegistrationRequest:
         if kind not in REQUEST_KINDS:
-            raise Problem("request.invalid", f"an agency's request is form 01, 03 or 06, not {kind!r}", field="kind")
+            raise Problem("request.invalid", Text("an agency's request is form 01, 03 or 06, not {kind!r}",
+                                                  kind=kind), field="kind")
         record_ = _check(kind, data)
         moment = now or dt.datetime.now(dt.UTC)
         due = self.calendar.due_date(local_date(moment))
         request_id = str(uuid.uuid4())
         async with self.db.write() as conn:
             if await conn.scalar(select(units.c.id).where(units.c.id == unit_id)) is None:
-                raise Problem("not_found", f"unit {unit_id} does not exist")
+                raise Problem("not_found", Text("unit {unit_id} does not exist", unit_id=unit_id))
             if kind == "06":
                 app = (await conn.execute(select(applications).where(
                     applications.c.id == (application_id or ""), applications.c.unit_id == unit_id))).first()
                 if app is None:
-                    raise Problem("request.invalid", "choose one of the unit's applications to cancel",
+                    raise Problem("request.invalid", Text("choose one of the unit's applications to cancel"),
                                   field="application_id")
                 if app.retired_at is not None:
-                    raise Problem("conflict", f"application {app.name} is already retired")
+                    raise Problem("conflict", Text("application {name} is already retired", name=app.name))
             await conn.execute(registration_requests.insert().values(
                 id=request_id, kind=kind, unit_id=unit_id, state="submitted", data=to_json(record_),
                 application_id=application_id if kind == "06" else None, created_by=actor.username,
@@ -239,7 +241,7 @@ class Registrations:
     async def refuse(self, request_id: str, reason: str, *, actor: Actor) -> RegistrationRequest:
         reason = " ".join((reason or "").split())
         if not reason or len(reason) > 2000:
-            raise Problem("request.invalid", "a refusal needs a reason (at most 2000 characters)", field="reason")
+            raise Problem("request.invalid", Text("a refusal needs a reason (at most 2000 characters)"), field="reason")
         now = dt.datetime.now(dt.UTC)
         async with self.db.write() as conn:
             req = await self._take(conn, request_id, "submitted")
@@ -258,14 +260,14 @@ class Registrations:
         the unit-admin account to create."""
         req = await self._get(request_id)
         if req.state != "submitted":
-            raise Problem("conflict", f"the request is {req.state}, not submitted")
+            raise Problem("conflict", Text("the request is {state}, not submitted", state=req.state))
         reply_record = _check(req.reply_kind, reply)
         temporary = None
         account_id = None
         if req.kind == "03":
             temporary = new_password()
             if not username:
-                raise Problem("request.invalid", "name the unit administrator's account", field="username")
+                raise Problem("request.invalid", Text("name the unit administrator's account"), field="username")
             account = await self.accounts.add(username, temporary, "unit_admin", actor=actor, unit_id=req.unit_id,
                                               display_name=str(req.data.get("contact", {}).get("name") or ""),
                                               must_change_password=True)
@@ -300,7 +302,7 @@ class Registrations:
         async with self.db.write() as conn:
             req = await self._take(conn, request_id, "approved")
             if req.kind != "03":
-                raise Problem("conflict", "only an account request (Mẫu 03) is handed over")
+                raise Problem("conflict", Text("only an account request (Mẫu 03) is handed over"))
             await conn.execute(update(registration_requests).where(registration_requests.c.id == request_id).values(
                 state="handed_over", handover=to_json(record_), handed_over_at=now, updated_at=now))
             await record_audit(conn, actor, "registration.03.handed_over", target=request_id, unit_id=req.unit_id)
@@ -312,7 +314,7 @@ class Registrations:
     async def _get(self, request_id: str) -> RegistrationRequest:
         req = await self.get(request_id)
         if req is None:
-            raise Problem("not_found", f"registration request {request_id} does not exist")
+            raise Problem("not_found", Text("registration request {request_id} does not exist", request_id=request_id))
         return req
 
     async def _take(self, conn: AsyncConnection, request_id: str, state: str) -> RegistrationRequest:
@@ -320,9 +322,9 @@ class Registrations:
         row = (await conn.execute(select(registration_requests)
                                   .where(registration_requests.c.id == request_id))).first()
         if row is None:
-            raise Problem("not_found", f"registration request {request_id} does not exist")
+            raise Problem("not_found", Text("registration request {request_id} does not exist", request_id=request_id))
         if row.state != state:
-            raise Problem("conflict", f"the request is {row.state}, not {state}")
+            raise Problem("conflict", Text("the request is {state}, not {state2}", state=row.state, state2=state))
         return _row(row)
 
     async def _create_application(self, conn: AsyncConnection, req: RegistrationRequest) -> str:
@@ -330,7 +332,8 @@ class Registrations:
         existing = await conn.scalar(select(applications.c.id).where(
             applications.c.unit_id == req.unit_id, applications.c.name == name))
         if existing is not None:
-            raise Problem("conflict", f"unit {req.unit_id} already has an application named {name!r}")
+            raise Problem("conflict", Text("unit {unit_id} already has an application named {name!r}",
+                                           unit_id=req.unit_id, name=name))
         app_id = str(uuid.uuid4())
         await conn.execute(applications.insert().values(id=app_id, unit_id=req.unit_id, name=name,
                                                         created_at=dt.datetime.now(dt.UTC)))

@@ -17,6 +17,12 @@ from ..conftest import base_env
 from .conftest import PASSWORD
 
 
+@pytest.fixture(autouse=True)
+def _english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests pin the config messages' English wording (tests/test_i18n.py: Vietnamese by default)."""
+    monkeypatch.setenv("LGSP_LANG", "en")
+
+
 def _hub(tmp_path: Path, console: str) -> Hub:
     path = tmp_path / "lgsp.yaml"
     path.write_text("adapters:\n  console:\n" + console, encoding="utf-8")

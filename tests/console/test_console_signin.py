@@ -62,7 +62,7 @@ async def test_a_reset_password_must_be_changed_at_the_next_sign_in(hub: Hub, ac
     await page.goto(hub.url + "/console/accounts")  # shown once: a fresh page does not have it
     assert await page.locator("#temporary-password").count() == 0
 
-    other = await page.context.browser.new_context()
+    other = await page.context.browser.new_context(locale="vi-VN")  # the console speaks what the browser asks
     p2 = await other.new_page()
     await sign_in(p2, hub, "nhan.vien", temporary)
     assert p2.url == hub.url + "/console/password"

@@ -12,6 +12,12 @@ from lgsp.core.hub import Hub
 
 from ..cli_support import run_cli
 
+
+@pytest.fixture(autouse=True)
+def _english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests pin the config messages' English wording (tests/test_i18n.py: Vietnamese by default)."""
+    monkeypatch.setenv("LGSP_LANG", "en")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -58,7 +58,7 @@ async def test_axis_shaped_edoc_and_its_statuses(hub: Hub, make_actor: MakeActor
     with pytest.raises(LgspError) as err:  # names nobody, and the request does not either
         await send(province.client, bare)
     assert err.value.status == 422 and err.value.code == "edxml.invalid"
-    assert "without ResponseFor" in err.value.detail and "request's to" in err.value.detail
+    assert "không có ResponseFor" in err.value.detail and "to của yêu cầu" in err.value.detail
     routed = await send(province.client, bare, to=[AXIS_UNIT], subject="Đã đến")
     routed_view = await province.client.status(routed)
     assert routed_view["state"] == "accepted" and routed_view["to"] == [AXIS_UNIT]

@@ -11,6 +11,12 @@ import pytest
 from lgsp.core.config import Config, ConfigError, DateSpan, load_config
 
 
+@pytest.fixture(autouse=True)
+def _english(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests pin the config messages' English wording (tests/test_i18n.py: Vietnamese by default)."""
+    monkeypatch.setenv("LGSP_LANG", "en")
+
+
 def write(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "cfg.yaml"
     p.write_text(text, encoding="utf-8")

@@ -65,8 +65,8 @@ class Scans:
         async with self.blobs.writer(key) as writer:
             async for chunk in chunks:
                 if writer.size + len(chunk) > self.max_bytes:
-                    raise Problem("request.invalid", Text("a scan is at most {value} MB",
-                                                          value=self.max_bytes // (1024 * 1024)),
+                    raise Problem("request.invalid", Text("a scan is at most {mb} MB",
+                                                          mb=self.max_bytes // (1024 * 1024)),
                                   field="scan")
                 if kind is None:
                     head += chunk[:16]

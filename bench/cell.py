@@ -3,6 +3,7 @@
     python -m bench.cell                       # pull 10 KiB × 32 pairs, 5 interleaved repetitions, SQLite
     python -m bench.cell --postgresql          # the same on a fresh PostgreSQL database (dropped after)
     python -m bench.cell --reps 3 --pyspy out.txt   # then profile the hub for 8 s (raw py-spy stacks)
+    python -m bench.cell --out run.json        # also keep the runs and the machine's facts as JSON
 
 It does what `bench.run`'s pull row does for one (pairs, size) cell: the hub (production settings)
 and the raw relay as processes, a warm-up, then repetitions that alternate hub and relay, and it
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import statistics
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import exchange
-from bench.common import KiB, payload
+from bench.common import KiB, machine_facts, payload
 from bench.procs import HubProcess, RelayProcess
 
 PG_ADMIN_URL = os.environ.get("LGSP_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -47,7 +49,10 @@ def _pg_url(name: str) -> str:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="lgsp-bench-cell-"))
     database = f"lgsp_bench_{secrets.token_hex(4)}" if args.postgresql else None
-    overrides = {"database": {"url": _pg_url(database)}} if database else {}
+    # One process: the CPU measured is the hub process's own (worker processes would escape it).
+    overrides: dict[str, Any] = {"server": {"workers": 1}}
+    if database:
+        overrides["database"] = {"url": _pg_url(database)}
     hub = HubProcess(workdir / "hub", overrides=overrides)
     relay = RelayProcess(workdir / "relay")
     data = payload(args.size)
@@ -106,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=3.0, help="seconds per run (stretched for enough exchanges)")
     parser.add_argument("--postgresql", action="store_true", help=f"a fresh database on {PG_ADMIN_URL}'s server")
     parser.add_argument("--pyspy", help="after the runs, profile the hub for 8 s into this raw py-spy file")
-    asyncio.run(run(parser.parse_args(argv)))
+    parser.add_argument("--out", help="also write the runs as JSON to this file")
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(args))
+    if args.out:
+        result["machine"] = machine_facts()
+        Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
     return 0
 
 

@@ -192,6 +192,8 @@ class Console:
         context.setdefault("lang", lang)
         context.setdefault("flash", None)
         context.setdefault("notices", hub_of(request).notices.active())  # maintenance banner
+        # A problem's detail (a Text) reads in the page's language, not in the English it was raised in.
+        context = {k: v.render(lang) if isinstance(v, i18n.Text) else v for k, v in context.items()}
         with i18n.speaking(lang):
             body = self.templates.get_template(name).render(**context)
         response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")

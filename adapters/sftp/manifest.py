@@ -191,7 +191,8 @@ def done_manifest(fields: dict[str, Any], *, packet: PacketInfo, claim: str, hub
 def error_document(problem: Problem, *, file: str, unit: str, claim: str, hub_id: str, at: datetime) -> bytes:
     """`F.error.json` in failed/: why the hub did not take the file."""
     doc = {"file": file, "unit": unit, "code": problem.code, "title": problem.title("vi"),
-           "reason": i18n.render(problem.detail, "vi"), "failed_at": iso(at), "claim": claim, "hub": hub_id}
+           "reason": i18n.render(problem.detail, "vi"), "reason_en": i18n.render(problem.detail, "en"),
+           "failed_at": iso(at), "claim": claim, "hub": hub_id}
     return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 

@@ -159,7 +159,7 @@ async def test_wrong_hash_goes_to_failed_with_the_reason(tmp_path: Path, server:
         assert json.loads((failed / "sai.bin.manifest.json").read_text()) == manifest  # the unit's bytes, untouched
         report = error_report(server, "sai.bin")
         assert report["code"] == "content.hash_mismatch"
-        assert "SHA-256 differs" in report["reason"]
+        assert "SHA-256 differs" in report["reason_en"] and report["reason"] != report["reason_en"]
         assert report["title"] == "Mã băm nội dung không khớp"
         assert report["unit"] == SOURCE
         assert listing(outbox) == ["done", "failed"]
@@ -211,7 +211,7 @@ async def test_bad_manifest_goes_to_failed_with_the_reason(tmp_path: Path, serve
         await eventually(lambda: (outbox / "failed" / f"{name}.manifest.json").exists(), what="the move to failed/")
         report = error_report(server, name)
         assert report["code"] == code
-        assert reason in report["reason"]
+        assert reason in report["reason_en"]  # "reason" is the Vietnamese one
         assert (outbox / "failed" / name).read_bytes() == content
         assert listing(outbox) == ["done", "failed"]
         assert await inbox_of(dest) == []

@@ -28,6 +28,8 @@ PG_ADMIN_URL = os.environ.get("LGSP_BENCH_PG", os.environ.get("LGSP_TEST_PG",
 #: What the supervisor prints (LGSP_LANG=en) once every worker serves; a worker's own log line also
 #: says "listening on", so that alone does not mean the shape is up.
 ALL_LISTENING = "lgsp is listening on"
+#: `database.pool_size` of a one-process shape; divided among the processes of larger shapes.
+POOL_PER_SHAPE = 8
 
 
 def worker_counts(most: int) -> list[int]:
@@ -89,8 +91,12 @@ class Shape:
         from sqlalchemy.engine import make_url
 
         url = make_url(PG_ADMIN_URL).set(drivername="postgresql+asyncpg", database=self.database)
+        # Every shape gets about the same number of store connections in all (a process opens up to
+        # two pools of pool_size), and all shapes together stay well under PostgreSQL's default
+        # max_connections (100), which the first run of these rows exceeded ("too many clients").
+        self.pool_size = max(2, POOL_PER_SHAPE // (nodes * workers))
         self.hub = HubProcess(workdir, overrides={
-            "database": {"url": url.render_as_string(hide_password=False)},
+            "database": {"url": url.render_as_string(hide_password=False), "pool_size": self.pool_size},
             "server": {"workers": workers}})
         self.others: list[NodeProcess] = []
 
@@ -180,7 +186,8 @@ async def measure(bench: Any) -> None:
     shapes = [(1, w) for w in counts] + [(n, 1) for n in node_counts(bench.args.nodes)]
     cores = os.cpu_count()
     params = {"pairs": pairs_n, "size": size, "store": "postgresql", "cpu_count": cores,
-              "shapes": [{"nodes": n, "workers": w} for n, w in shapes]}
+              "shapes": [{"nodes": n, "workers": w, "pool_size": max(2, POOL_PER_SHAPE // (n * w))}
+                         for n, w in shapes]}
     title = f"PostgreSQL: pull {human_size(size)} × {pairs_n} pairs"
     rate = Row(id=f"scale/pull/{slug(human_size(size))}/n{pairs_n}", group="scale", unit="exchanges/s",
                title=f"{title} by worker processes / nodes ({cores} cores)", params=params,

@@ -354,6 +354,22 @@ class Presence:
             last_seen = mine
         return online or self.is_online(unit), last_seen
 
+    async def _online_now(self, conn: Any, unit: str, stored_seen: datetime | None) -> bool:
+        """Online by the hub's clock now, not by the stored flag (which waits for a flush or a sweep).
+
+        For a unit this node has observed: its own streams, probe or request window; a request any
+        node saw within the window (`units.last_seen_at`); or a stream a live node holds.
+        """
+        now = self.clock()
+        if self.is_online(unit, now) or (stored_seen is not None and now - stored_seen < self.window):
+            return True
+        if self.nodes is None:
+            return False
+        held = await conn.scalar(select(exists().where(
+            stream_holders.c.unit_id == unit, stream_holders.c.node_id != self.nodes.id,
+            stream_holders.c.streams > 0, stream_holders.c.node_id.in_(self.nodes.live(now)))))
+        return bool(held)
+
     async def view(self, unit: str, *, transitions: int = 20) -> dict[str, object] | None:
         """A unit's presence as stored (all nodes' observations), with its latest transitions."""
         async with self.db.read() as conn:
@@ -364,8 +380,15 @@ class Presence:
             log_rows = (await conn.execute(select(presence_log).where(presence_log.c.unit_id == unit)
                                            .order_by(presence_log.c.at.desc(), presence_log.c.id.desc())
                                            .limit(transitions))).all()
-        online, last_seen = self.overlay(unit, bool(row.online), row.last_seen_at)
-        since = None if online else (row.offline_since or row.created_at)
+            online, last_seen = self.overlay(unit, bool(row.online), row.last_seen_at)
+            if unit in self._units:
+                online = await self._online_now(conn, unit, row.last_seen_at)
+        if online:
+            since = None
+        elif row.online and last_seen is not None:  # the window passed; no sweep has stored it yet
+            since = last_seen + self.window
+        else:
+            since = row.offline_since or row.created_at
         return {"unit": row.id, "online": online,
                 "last_seen_at": iso(last_seen) if last_seen else None,
                 "offline_since": iso(since) if since else None,

@@ -141,6 +141,7 @@ async def test_presence_endpoint_inbox_and_status_show_online_state(cfg: Config)
             d = view["deliveries"][0]
             assert d["online"] is True
             assert d["last_seen_at"]
+            await hub.presence.flush()  # the store says online (as the periodic flush would, at any moment)
             clock.advance(1.6)  # online window (1 s) passes without requests from dst
             after = await src.call("GET", f"/v1/units/{DST}/presence")
             assert after["online"] is False  # at once: the view follows the clock, not the store

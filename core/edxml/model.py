@@ -195,7 +195,7 @@ class Packet:
         if self.kind == "status":
             rf = mh.get("response_for")
             return [rf["organ_id"]] if rf else []
-        return [t["organ_id"] for t in mh["to"]]
+        return [to["organ_id"] for to in mh["to"]]
 
     @property
     def document_id(self) -> str:
@@ -260,7 +260,7 @@ class Packet:
         thl = self.header.get("trace_header_list")
         if not thl:
             return []
-        return [TraceHeader(t["organ_id"], t["timestamp"]) for t in thl["trace_header"]]
+        return [TraceHeader(th["organ_id"], th["timestamp"]) for th in thl["trace_header"]]
 
     @property
     def bussiness(self) -> Mapping[str, Any] | None:

@@ -85,6 +85,8 @@ async def run(docs: int, size: int, workdir: Path) -> dict[str, Any]:
         "logging": {"level": "WARNING", "access_log": False},
         "plugins": {"enabled": ["rest", "edxml", "national_axis"]},
         "delivery": {"poll_interval_seconds": 0.2},
+        # The shipped policy keeps the national zone closed until granted: the province grants it here.
+        "policy": {"rules": [{"action": "allow", "source": "zone:local", "destination": "zone:national"}]},
         "adapters": {"national_axis": {
             "endpoint": sim.url, "system_id": SYSTEM.system_id, "secret": "axis", "agency_code": SYSTEM.agency_code,
             "poll_interval_seconds": 3600, "track_interval_seconds": 3600, "sync_interval_seconds": 0,

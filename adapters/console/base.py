@@ -199,7 +199,7 @@ class Console:
         response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
         response.headers.update(SECURITY_HEADERS)
         response.headers["Content-Language"] = lang
-        response.headers["Vary"] = "Accept-Language, Cookie"
+        response.headers["Vary"] = "Cookie"
         return response
 
 
@@ -243,10 +243,12 @@ def actor_of(request: web.Request) -> Actor:
 
 
 def language_of(request: web.Request) -> str:
-    """The console's language for this request: the switch's cookie, else the browser's Accept-Language,
-    else Vietnamese."""
-    return i18n.normalise(request.cookies.get(LANG_COOKIE)) or i18n.from_accept_language(
-        request.headers.get("Accept-Language"))
+    """The console's language for this request: the switch's cookie, else Vietnamese.
+
+    Not the browser's Accept-Language: a province's workstations often run an English browser,
+    and the console is Vietnamese unless the person chooses otherwise.
+    """
+    return i18n.normalise(request.cookies.get(LANG_COOKIE)) or i18n.DEFAULT
 
 
 def safe_next(target: str | None) -> str:

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lgsp.core.i18n import Text
+
 log = logging.getLogger("lgsp.tls")
 
 #: TLS 1.2 suites: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305 only.
@@ -41,7 +43,7 @@ def normalise_fingerprint(text: str) -> str:
     """`AB:CD:…` or `abcd…` (SHA-256, 64 hex digits) → lowercase hex without separators."""
     value = text.strip().replace(":", "").lower()
     if not FINGERPRINT_RE.fullmatch(value):
-        raise TlsError("a certificate fingerprint is its SHA-256: 64 hex digits (colons allowed)")
+        raise TlsError(Text("a certificate fingerprint is its SHA-256: 64 hex digits (colons allowed)"))
     return value
 
 
@@ -100,18 +102,19 @@ def target_problems(target: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(key, message) for the TLS settings of a push target."""
     out: list[tuple[str, str]] = []
     if "verify_tls" in target and not isinstance(target["verify_tls"], bool):
-        out.append(("verify_tls", "must be true or false"))
+        out.append(("verify_tls", Text("must be true or false")))
     ca = target.get("tls_ca_file")
     if ca is not None and (not isinstance(ca, str) or not Path(ca).is_file()):
-        out.append(("tls_ca_file", "must name a readable file of PEM CA certificates"))
+        out.append(("tls_ca_file", Text("must name a readable file of PEM CA certificates")))
     fp = target.get("tls_fingerprint")
     if fp is not None:
         try:
             normalise_fingerprint(fp) if isinstance(fp, str) else normalise_fingerprint("")
         except TlsError as exc:
-            out.append(("tls_fingerprint", str(exc)))
+            out.append(("tls_fingerprint", exc.args[0]))
     if target.get("verify_tls") is False and (ca is not None or fp is not None):
-        out.append(("verify_tls", "false turns every check off; remove tls_ca_file/tls_fingerprint or set it true"))
+        out.append(("verify_tls",
+                    Text("false turns every check off; remove tls_ca_file/tls_fingerprint or set it true")))
     return out
 
 

@@ -180,3 +180,20 @@ def test_a_config_error_is_vietnamese_by_default_and_keeps_its_key_path_and_line
     assert [str(i) for i in err.value.issues] == [f"{path}:3: server.prot: khóa không biết (có phải ý bạn là 'port'?)"]
     monkeypatch.setenv("LGSP_LANG", "en")
     assert [str(i) for i in err.value.issues] == [f"{path}:3: server.prot: unknown key (did you mean 'port'?)"]
+
+
+def test_a_plugin_config_error_is_vietnamese_by_default_and_english_on_request(tmp_path) -> None:
+    """A plugin's `lgsp_check_config` message is translated like the core's; key path and line stay."""
+    path = tmp_path / "cfg.yaml"
+    path.write_text("plugins:\n  enabled: [rest, edxml, national_axis]\nadapters:\n  national_axis:\n"
+                    "    system_id: vxp.saas.45\n    secret: axis-vxp\n    agency_code: 000.00.00.H45\n",
+                    encoding="utf-8")
+    vi = run_cli("config", "check", str(path), lang="vi")
+    en = run_cli("config", "check", str(path), lang="en")
+    assert vi.returncode == en.returncode == 1
+    assert vi.stderr.strip().splitlines() == [
+        f"lỗi: {path}:4: adapters.national_axis.endpoint: bắt buộc: URL http(s) của trục, không có query hay "
+        "fragment (các thao tác được nối thêm dạng /<operation>)"]
+    assert en.stderr.strip().splitlines() == [
+        f"error: {path}:4: adapters.national_axis.endpoint: required: the axis's http(s) URL, without query or "
+        "fragment (operations are appended as /<operation>)"]

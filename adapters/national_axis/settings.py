@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from lgsp.core.api import SECRET_NAME_RE as NAME_RE
+from lgsp.core.api import Text
 
 from .protocol import MessageType
 
@@ -62,13 +63,13 @@ class AxisSettings:
     track_batch: int = 200
 
 
-def _text(raw: Mapping[str, Any], key: str, issues: Issues, pattern: re.Pattern[str], what: str) -> str:
+def _text(raw: Mapping[str, Any], key: str, issues: Issues, pattern: re.Pattern[str], what: Text) -> str:
     value = raw.get(key)
     if value is None:
-        issues.append((f"{SECTION}.{key}", f"required: {what}"))
+        issues.append((f"{SECTION}.{key}", Text("required: {what}", what=what)))
         return ""
     if not isinstance(value, str) or not pattern.fullmatch(value.strip()):
-        issues.append((f"{SECTION}.{key}", f"must be {what}"))
+        issues.append((f"{SECTION}.{key}", Text("must be {what}", what=what)))
         return ""
     return value.strip()
 
@@ -78,48 +79,51 @@ def parse_settings(section: Any) -> tuple[AxisSettings | None, Issues]:
     if section is None:
         return None, []
     if not isinstance(section, Mapping):
-        return None, [(SECTION, "must be a mapping of settings")]
+        return None, [(SECTION, Text("must be a mapping of settings"))]
     issues: Issues = []
     for key in sorted(set(section) - KEYS):
-        issues.append((f"{SECTION}.{key}", f"unknown key (known: {', '.join(sorted(KEYS))})"))
+        issues.append((f"{SECTION}.{key}", Text("unknown key (known: {known})", known=", ".join(sorted(KEYS)))))
     endpoint = section.get("endpoint")
     if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")) or len(endpoint) > 500 \
             or any(c.isspace() for c in endpoint) or "?" in endpoint or "#" in endpoint:
-        issues.append((f"{SECTION}.endpoint", "required: the axis's http(s) URL, without query or fragment "
-                                              "(operations are appended as /<operation>)"))
+        issues.append((f"{SECTION}.endpoint", Text(
+            "required: the axis's http(s) URL, without query or fragment (operations are appended as /<operation>)")))
         endpoint = ""
-    system_id = _text(section, "system_id", issues, _TOKEN, "the hub's systemId on the axis (e.g. vxp.saas.45)")
-    agency = _text(section, "agency_code", issues, _TOKEN, "the hub's own agency code on the axis")
+    system_id = _text(section, "system_id", issues, _TOKEN, Text("the hub's systemId on the axis (e.g. vxp.saas.45)"))
+    agency = _text(section, "agency_code", issues, _TOKEN, Text("the hub's own agency code on the axis"))
     secret = section.get("secret")
     if not isinstance(secret, str) or not NAME_RE.match(secret):
-        issues.append((f"{SECTION}.secret", "required: the NAME of a secret stored with `lgsp secret set NAME` "
-                                            "(1-64 of a-z 0-9 . _ -), never the secret itself"))
+        issues.append((f"{SECTION}.secret", Text(
+            "required: the NAME of a secret stored with `lgsp secret set NAME` (1-64 of a-z 0-9 . _ -), "
+            "never the secret itself")))
         secret = ""
     zone = section.get("zone", "national")
     if not isinstance(zone, str) or not _ZONE.fullmatch(zone) or zone in ("local", "hub"):
-        issues.append((f"{SECTION}.zone", "must be a zone name (a-z 0-9 . _ -) other than local and hub"))
+        issues.append((f"{SECTION}.zone", Text("must be a zone name (a-z 0-9 . _ -) other than local and hub")))
         zone = "national"
     kinds = section.get("message_types", ["edoc", "status"])
     known = {m.value for m in MessageType}
     if not isinstance(kinds, list) or not kinds or not all(isinstance(k, str) and k in known for k in kinds):
-        issues.append((f"{SECTION}.message_types", f"must be a non-empty list of {', '.join(sorted(known))}"))
+        issues.append((f"{SECTION}.message_types",
+                       Text("must be a non-empty list of {values}", values=", ".join(sorted(known)))))
         kinds = ["edoc", "status"]
     inbound = section.get("inbound", True)
     if not isinstance(inbound, bool):
-        issues.append((f"{SECTION}.inbound", "must be true or false"))
+        issues.append((f"{SECTION}.inbound", Text("must be true or false")))
         inbound = True
     numbers: dict[str, float] = {}
     for key, (default, lowest, _) in NUMBERS.items():
         value = section.get(key, default)
         if not isinstance(value, int | float) or isinstance(value, bool) or value < lowest:
-            issues.append((f"{SECTION}.{key}", f"must be a number of seconds, at least {lowest:g}"))
+            issues.append((f"{SECTION}.{key}",
+                           Text("must be a number of seconds, at least {lowest}", lowest=format(lowest, "g"))))
             value = default
         numbers[key] = float(value)
     integers: dict[str, int] = {}
     for key, (idefault, ilowest, _) in INTEGERS.items():
         ivalue = section.get(key, idefault)
         if not isinstance(ivalue, int) or isinstance(ivalue, bool) or not ilowest <= ivalue <= 10_000:
-            issues.append((f"{SECTION}.{key}", f"must be a whole number from {ilowest} to 10000"))
+            issues.append((f"{SECTION}.{key}", Text("must be a whole number from {lowest} to 10000", lowest=ilowest)))
             ivalue = idefault
         integers[key] = ivalue
     if issues:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
-from lgsp.core.api import H_CONTENT, PushFailure, PushJob, PushReceipt, Signer, client_ssl, http_failure, logs
+from lgsp.core.api import H_CONTENT, PushFailure, PushJob, PushReceipt, Signer, Text, client_ssl, http_failure, logs
 
 from .settings import PROTOCOL, PeerRoute, parse_route
 from .wire import H_ENVELOPE, HELLO, MAX_ENVELOPE, PACKETS, Envelope, envelope_query
@@ -107,7 +107,7 @@ class PeerPushAdapter:
 
     def validate_target(self, unit: str, target: Mapping[str, Any]) -> list[tuple[str, str]]:
         if not unit.startswith("zone:"):
-            return [("protocol", "the peer adapter is a zone's route: configure it under routes.<zone>")]
+            return [("protocol", Text("the peer adapter is a zone's route: configure it under routes.<zone>"))]
         return parse_route(unit.removeprefix("zone:"), target)[1]
 
     async def client(self, zone: str) -> PeerClient:

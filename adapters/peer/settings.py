@@ -23,7 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from lgsp.core.api import SECRET_NAME_RE, TLS_TARGET_KEYS, InvalidIdentifier, check_identifier, tls_target_problems
+from lgsp.core.api import (
+    SECRET_NAME_RE,
+    TLS_TARGET_KEYS,
+    InvalidIdentifier,
+    Text,
+    check_identifier,
+    tls_target_problems,
+)
 
 PROTOCOL: Final = "peer"
 _URL: Final = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
@@ -75,30 +82,30 @@ def parse_route(zone: str, raw: Mapping[str, Any]) -> tuple[PeerRoute | None, li
     problems: list[tuple[str, str]] = []
     for key in sorted(set(raw) - KEYS - {"adapter", "patterns"}):
         known = ", ".join(sorted(KEYS - {"protocol", "zone"}))
-        problems.append((key, f"unknown key for a peer route (known: {known})"))
+        problems.append((key, Text("unknown key for a peer route (known: {known})", known=known)))
     urls = _urls(raw.get("url"))
     if urls is None:
-        problems.append(("url", "required: the peer hub's http(s) URL, or a list of its nodes' URLs"))
-    for key, what in (("unit", "this hub's identifier as a unit on the peer"),
-                      ("peer_unit", "the peer hub's identifier as a unit here (the unit its key belongs to)")):
+        problems.append(("url", Text("required: the peer hub's http(s) URL, or a list of its nodes' URLs")))
+    for key, what in (("unit", Text("this hub's identifier as a unit on the peer")),
+                      ("peer_unit", Text("the peer hub's identifier as a unit here (the unit its key belongs to)"))):
         if not _unit(raw.get(key)):
-            problems.append((key, f"required: {what}"))
+            problems.append((key, Text("required: {what}", what=what)))
     key_id = raw.get("key_id")
     if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
-        problems.append(("key_id", "required: the access key the peer issued to this hub's unit"))
+        problems.append(("key_id", Text("required: the access key the peer issued to this hub's unit")))
     secret = raw.get("secret")
     if not isinstance(secret, str) or not SECRET_NAME_RE.match(secret):
-        problems.append(("secret", "required: the NAME of the key's secret stored with `lgsp secret set NAME` "
-                                   "(1-64 of a-z 0-9 . _ -), never the secret itself"))
+        problems.append(("secret", Text("required: the NAME of the key's secret stored with `lgsp secret set NAME` "
+                                        "(1-64 of a-z 0-9 . _ -), never the secret itself")))
     algorithm = raw.get("algorithm", "HMAC-SHA256")
     if algorithm not in ("HMAC-SHA256", "HMAC-SHA1"):
-        problems.append(("algorithm", "must be HMAC-SHA256 or HMAC-SHA1 (a key with a shared secret)"))
+        problems.append(("algorithm", Text("must be HMAC-SHA256 or HMAC-SHA1 (a key with a shared secret)")))
     problems.extend(tls_target_problems(raw))
     numbers: dict[str, float] = {}
     for key, (default, lowest) in NUMBERS.items():
         value = raw.get(key, default)
         if not isinstance(value, int | float) or isinstance(value, bool) or value < lowest:
-            problems.append((key, f"must be a number of seconds, at least {lowest:g}"))
+            problems.append((key, Text("must be a number of seconds, at least {lowest}", lowest=format(lowest, "g"))))
             value = default
         numbers[key] = float(value)
     if problems:

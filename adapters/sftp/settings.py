@@ -18,7 +18,7 @@ from typing import Any
 import asyncssh
 
 from lgsp.core.api import SECRET_NAME_RE as NAME_RE
-from lgsp.core.api import InvalidIdentifier, check_identifier
+from lgsp.core.api import InvalidIdentifier, Text, check_identifier
 
 Issues = list[tuple[str, str]]
 
@@ -40,8 +40,8 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_POLL_INTERVAL = 30.0
 DEFAULT_MAX_FILES = 100
 
-HOST_KEY_HELP = ("the server's public key as an OpenSSH line (e.g. from `ssh-keyscan -t ed25519 HOST`) or its "
-                 "SHA256: fingerprint; lgsp never trusts a host key it was not given")
+HOST_KEY_HELP = Text("the server's public key as an OpenSSH line (e.g. from `ssh-keyscan -t ed25519 HOST`) or its "
+                     "SHA256: fingerprint; lgsp never trusts a host key it was not given")
 
 
 class HostKeyPin:
@@ -108,12 +108,12 @@ def parse_host_key_entry(entry: str) -> asyncssh.SSHKey | str:
         try:
             raw = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
         except ValueError:
-            raise ValueError("the SHA256: fingerprint is not valid base64") from None
+            raise ValueError(Text("the SHA256: fingerprint is not valid base64")) from None
         if len(raw) != 32:
-            raise ValueError("a SHA256: fingerprint holds 32 bytes (43 base64 characters)")
+            raise ValueError(Text("a SHA256: fingerprint holds 32 bytes (43 base64 characters)"))
         return "SHA256:" + base64.b64encode(raw).decode().rstrip("=")
     if text.upper().startswith("MD5:"):
-        raise ValueError("MD5 fingerprints are too weak to pin; give the public key or its SHA256: fingerprint")
+        raise ValueError(Text("MD5 fingerprints are too weak to pin; give the public key or its SHA256: fingerprint"))
     parts = text.split()
     candidates = [text]
     if len(parts) >= 3:  # a known_hosts / ssh-keyscan line: "host[,ip] keytype base64"
@@ -126,7 +126,7 @@ def parse_host_key_entry(entry: str) -> asyncssh.SSHKey | str:
         if isinstance(key, asyncssh.SSHCertificate):  # pragma: no cover - import_public_key never returns one
             break
         return key
-    raise ValueError(f"not a public key line or SHA256: fingerprint: {text[:40]!r}")
+    raise ValueError(Text("not a public key line or SHA256: fingerprint: {text!r}", text=text[:40]))
 
 
 def _host_key(value: Any, issues: Issues, prefix: str) -> HostKeyPin | None:
@@ -136,22 +136,22 @@ def _host_key(value: Any, issues: Issues, prefix: str) -> HostKeyPin | None:
     elif isinstance(value, list):
         entries = value
     else:
-        issues.append((f"{prefix}host_key", f"required: {HOST_KEY_HELP}"))
+        issues.append((f"{prefix}host_key", Text("required: {what}", what=HOST_KEY_HELP)))
         return None
     if not entries or not all(isinstance(e, str) and e.strip() for e in entries):
-        issues.append((f"{prefix}host_key", f"required: {HOST_KEY_HELP}"))
+        issues.append((f"{prefix}host_key", Text("required: {what}", what=HOST_KEY_HELP)))
         return None
     keys: list[asyncssh.SSHKey] = []
     prints: list[str] = []
     for i, entry in enumerate(entries):
         key = f"{prefix}host_key" if isinstance(value, str) else f"{prefix}host_key[{i}]"
         if entry.strip() in ("*", "any", "none", "ignore", "false", "no"):
-            issues.append((key, f"blind trust is not allowed: {HOST_KEY_HELP}"))
+            issues.append((key, Text("blind trust is not allowed: {what}", what=HOST_KEY_HELP)))
             continue
         try:
             parsed = parse_host_key_entry(entry)
         except ValueError as exc:
-            issues.append((key, str(exc)))
+            issues.append((key, exc.args[0]))
             continue
         if isinstance(parsed, str):
             prints.append(parsed)
@@ -178,32 +178,33 @@ class _Reporter:
 
     def missing(self, name: str, message: str) -> None:
         if self.missing_at is None:
-            self.issues.append((f"{self.prefix}{name}", f"required: {message}"))
+            self.issues.append((f"{self.prefix}{name}", Text("required: {what}", what=message)))
         else:
-            self.issues.append((self.missing_at, f"missing required key {name!r}: {message}"))
+            self.issues.append((self.missing_at,
+                                Text("missing required key {name!r}: {what}", name=name, what=message)))
 
     def number(self, name: str, default: float) -> float:
         value = self.raw.get(name, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            self.bad(name, f"must be a number of seconds greater than 0 (got {value!r})")
+            self.bad(name, Text("must be a number of seconds greater than 0 (got {value!r})", value=value))
             return default
         return float(value)
 
     def folder(self, name: str, default: str | None = None) -> str:
         if name not in self.raw and default is None:
-            self.missing(name, "a folder on the SFTP server, e.g. /lgsp/outbox")
+            self.missing(name, Text("a folder on the SFTP server, e.g. /lgsp/outbox"))
             return ""
         value = self.raw.get(name, default)
         if not isinstance(value, str) or not value.strip() or "\x00" in value:
-            self.bad(name, f"must be a folder path on the SFTP server (got {value!r})")
+            self.bad(name, Text("must be a folder path on the SFTP server (got {value!r})", value=value))
             return ""
         return posixpath.normpath(value.strip())
 
     def unknown(self, allowed: frozenset[str]) -> None:
         for key in sorted(set(self.raw) - allowed, key=str):
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            self.bad(str(key), f"unknown key{hint}")
+            self.bad(str(key), Text("unknown key (did you mean {close!r}?)", close=close[0]) if close
+                     else Text("unknown key"))
 
 
 def parse_connection(unit: str, r: _Reporter) -> Connection | None:
@@ -211,30 +212,30 @@ def parse_connection(unit: str, r: _Reporter) -> Connection | None:
     before = len(r.issues)
     host = raw.get("host")
     if "host" not in raw:
-        r.missing("host", "the SFTP server's host name or IP address")
+        r.missing("host", Text("the SFTP server's host name or IP address"))
     elif not isinstance(host, str) or not host.strip() or any(c.isspace() for c in host.strip()):
-        r.bad("host", f"must be the SFTP server's host name or IP address (got {host!r})")
+        r.bad("host", Text("must be the SFTP server's host name or IP address (got {value!r})", value=host))
     port = raw.get("port", DEFAULT_PORT)
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        r.bad("port", f"must be a TCP port between 1 and 65535 (got {port!r})")
+        r.bad("port", Text("must be a TCP port between 1 and 65535 (got {value!r})", value=port))
     username = raw.get("username")
     if "username" not in raw:
-        r.missing("username", "the account the hub logs in as")
+        r.missing("username", Text("the account the hub logs in as"))
     elif not isinstance(username, str) or not username.strip():
-        r.bad("username", f"must be the account the hub logs in as (got {username!r})")
+        r.bad("username", Text("must be the account the hub logs in as (got {value!r})", value=username))
     secrets: dict[str, str | None] = {}
     for name in ("password_secret", "client_key_secret", "client_key_passphrase_secret"):
         value = raw.get(name)
         if name in raw and (not isinstance(value, str) or not NAME_RE.match(value)):
-            r.bad(name, "must name a secret stored with `lgsp secret set NAME` (1-64 characters of "
-                        "a-z 0-9 . _ -), never the secret itself")
+            r.bad(name, Text("must name a secret stored with `lgsp secret set NAME` (1-64 characters of "
+                             "a-z 0-9 . _ -), never the secret itself"))
             value = None
         secrets[name] = value
     if "password_secret" not in raw and "client_key_secret" not in raw:
-        r.missing("password_secret", "give password_secret or client_key_secret (or both): the name of a "
-                                     "secret stored with `lgsp secret set NAME`")
+        r.missing("password_secret", Text("give password_secret or client_key_secret (or both): the name of a "
+                                          "secret stored with `lgsp secret set NAME`"))
     if "client_key_passphrase_secret" in raw and "client_key_secret" not in raw:
-        r.bad("client_key_passphrase_secret", "only meaningful together with client_key_secret")
+        r.bad("client_key_passphrase_secret", Text("only meaningful together with client_key_secret"))
     pin = None
     if "host_key" not in raw:
         r.missing("host_key", HOST_KEY_HELP)
@@ -256,7 +257,7 @@ def parse_target(unit: str, raw: Mapping[str, Any]) -> tuple[PushTarget | None, 
     """A `delivery.targets.<unit>` entry with `protocol: sftp`; issues use keys relative to it."""
     issues: Issues = []
     if not isinstance(raw, Mapping):
-        return None, [("", "must be a mapping of settings")]
+        return None, [("", Text("must be a mapping of settings"))]
     r = _Reporter(raw, issues, "", None)
     r.unknown(TARGET_KEYS)
     connection = parse_connection(unit, r)
@@ -276,11 +277,11 @@ def parse_adapter_section(section: Any) -> tuple[dict[str, InboundSource], Issue
     if section is None:
         return sources, issues
     if not isinstance(section, Mapping):
-        return sources, [(base, "must be a mapping (e.g. inbound: {UNIT: {...}})")]
+        return sources, [(base, Text("must be a mapping whose inbound key maps units to their SFTP settings"))]
     _Reporter(section, issues, f"{base}.", None).unknown(ADAPTER_KEYS)
     inbound = section.get("inbound") or {}
     if not isinstance(inbound, Mapping):
-        return sources, [*issues, (f"{base}.inbound", "must map unit identifiers to their SFTP settings")]
+        return sources, [*issues, (f"{base}.inbound", Text("must map unit identifiers to their SFTP settings"))]
     for unit, raw in inbound.items():
         block = f"{base}.inbound.{unit}"
         try:
@@ -289,7 +290,7 @@ def parse_adapter_section(section: Any) -> tuple[dict[str, InboundSource], Issue
             issues.append((block, str(exc)))
             continue
         if not isinstance(raw, Mapping):
-            issues.append((block, "must be a mapping of settings (host, username, host_key, outbox, ...)"))
+            issues.append((block, Text("must be a mapping of settings (host, username, host_key, outbox, ...)")))
             continue
         before = len(issues)
         # A missing key has no YAML line of its own, so it is reported at the unit's block.
@@ -301,14 +302,14 @@ def parse_adapter_section(section: Any) -> tuple[dict[str, InboundSource], Issue
         failed = r.folder("failed", posixpath.join(outbox or ".", "failed"))
         if outbox and done and failed and len({outbox, done, failed}) != 3:
             r.bad("done" if done in (outbox, failed) else "failed",
-                  "outbox, done and failed must be three different folders")
+                  Text("outbox, done and failed must be three different folders"))
         enabled = raw.get("enabled", True)
         if not isinstance(enabled, bool):
-            r.bad("enabled", f"must be true or false (got {enabled!r})")
+            r.bad("enabled", Text("must be true or false (got {value!r})", value=enabled))
         interval = r.number("poll_interval_seconds", DEFAULT_POLL_INTERVAL)
         max_files = raw.get("max_files_per_poll", DEFAULT_MAX_FILES)
         if isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1:
-            r.bad("max_files_per_poll", f"must be an integer of 1 or more (got {max_files!r})")
+            r.bad("max_files_per_poll", Text("must be an integer of 1 or more (got {value!r})", value=max_files))
         if len(issues) > before or connection is None:
             continue
         sources[str(unit)] = InboundSource(connection=connection, enabled=bool(enabled), outbox=outbox, done=done,

@@ -169,6 +169,28 @@ def test_the_console_pages_speak_vietnamese_by_default() -> None:
     assert not same, same
 
 
+#: Console templates whose words all go through the catalogues (the rest still show Vietnamese in English).
+CONVERTED_TEMPLATES = ("base", "signin", "home", "error", "password", "totp", "units", "traffic", "_unit_filter",
+                       "packet")
+
+
+def test_converted_console_templates_hold_no_vietnamese_words_of_their_own() -> None:
+    """A converted template writes no Vietnamese outside the catalogues, so an English reader sees none of it
+    (the language switch's own "Tiếng Việt" is the one exception: it names the language in that language)."""
+    import re
+    from pathlib import Path
+
+    vietnamese = re.compile(r"[àáảãạăằắẳẵặâầấẩẫậđèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵ]", re.I)
+    folder = Path(__file__).resolve().parent.parent / "adapters" / "console" / "templates"
+    found = {}
+    for name in CONVERTED_TEMPLATES:
+        text = (folder / f"{name}.html").read_text(encoding="utf-8").replace("Tiếng Việt", "")
+        lines = [line.strip() for line in text.splitlines() if vietnamese.search(line)]
+        if lines:
+            found[name] = lines
+    assert not found, found
+
+
 def test_a_config_error_is_vietnamese_by_default_and_keeps_its_key_path_and_line(tmp_path, monkeypatch) -> None:
     from lgsp.core.config import ConfigError, load_config
 

@@ -47,7 +47,7 @@ async def test_operator_reroutes_a_delivery_through_the_policy_checked_use_case(
     await page.fill(f"{reroute} input[name=to]", "000.00.03.H23")
     async with page.expect_navigation():
         await page.click(f"{reroute} button")
-    assert "policy" in await page.inner_text("p.error[role=alert]")
+    assert "chính sách liên thông" in await page.inner_text("p.error[role=alert]")  # communication policy
     # A unit that does not exist: refused too.
     await page.fill(f"{reroute} input[name=to]", "000.00.99.H23")
     async with page.expect_navigation():
@@ -89,3 +89,22 @@ async def test_only_an_operator_may_reroute(hub: Hub, accounts: Accounts, make_a
     assert seen is not None
     states = {d.unit: d.state for d in seen.deliveries}
     assert set(states) == {"000.00.01.H23"} and states["000.00.01.H23"] != "cancelled"
+
+
+async def test_the_packet_page_in_english_and_its_actions_named_in_english(
+        hub: Hub, accounts: Accounts, make_actor: Any, page: Any) -> None:
+    source = await make_actor("000.00.00.H23")
+    await make_actor("000.00.01.H23")
+    packet_id = await source.client.send(b"noi dung", ["000.00.01.H23"], subject="Tờ trình")
+    await accounts.add("quan.tri", PASSWORD, "operator")
+    await page.context.add_cookies([{"name": "lgsp_console_lang", "value": "en", "url": hub.url}])
+    await sign_in(page, hub, "quan.tri")
+    await page.goto(hub.url + f"/console/packets/{packet_id}")
+    assert await page.inner_text("h1") == f"Packet {packet_id}"
+    main = await page.inner_text("main")
+    assert "Sending unit" in main and "Deliveries" in main and "Packet timeline" in main
+    assert "Đơn vị" not in main and "Gửi lại" not in main
+    assert await page.locator("button[aria-label='Reroute the delivery to 000.00.01.H23']").inner_text() == "Reroute"
+    async with page.expect_navigation():
+        await page.click("button[aria-label='Cancel for 000.00.01.H23']")
+    assert "cancelled" in await page.inner_text("table")

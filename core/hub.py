@@ -38,6 +38,7 @@ from lgsp.core.errors import register_code
 from lgsp.core.events import EventBus
 from lgsp.core.exchange import Exchange, TransferTokens
 from lgsp.core.health import Health
+from lgsp.core.i18n import Text
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier
 from lgsp.core.identity import HubIdentity
 from lgsp.core.masterkey import Kek, MasterKey
@@ -170,8 +171,8 @@ class Hub:
         for name in cfg.adapters:
             if name not in loaded:  # a typo, or a plugin not in plugins.enabled: its settings would be ignored
                 issues.append(ConfigIssue(f"adapters.{name}", self._nearest_origin(f"adapters.{name}"),
-                                          f"no loaded plugin named {name!r}; enable it in plugins.enabled "
-                                          f"(loaded: {', '.join(sorted(loaded))})"))
+                                          Text("no loaded plugin named {name!r}; enable it in plugins.enabled "
+                                               "(loaded: {loaded})", name=name, loaded=", ".join(sorted(loaded)))))
         for batch in self.pm.hook.lgsp_check_config(hub=self):
             for path, message in batch or ():
                 issues.append(ConfigIssue(path, self._nearest_origin(path), message))

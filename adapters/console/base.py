@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from aiohttp import web
 
-from lgsp.core.api import VIETNAM_TZ, Account, Accounts, Actor, OneTimeSecrets, hub_of, i18n
+from lgsp.core.api import VIETNAM_TZ, Account, Accounts, Actor, OneTimeSecrets, Text, hub_of, i18n
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -84,17 +84,19 @@ def check_text_settings(raw: Any) -> list[tuple[str, str]]:
         return []
     out: list[tuple[str, str]] = []
     if "secure_cookie" in raw and raw["secure_cookie"] not in SECURE_COOKIE_MODES:
-        out.append(("adapters.console.secure_cookie", "must be one of: " + ", ".join(SECURE_COOKIE_MODES)))
+        out.append(("adapters.console.secure_cookie",
+                    Text("must be one of: {values}", values=", ".join(SECURE_COOKIE_MODES))))
     fronts = raw.get("trusted_fronts")
     if fronts is not None:
         if not isinstance(fronts, list):
-            out.append(("adapters.console.trusted_fronts", "must be a list of IP addresses or networks"))
+            out.append(("adapters.console.trusted_fronts", Text("must be a list of IP addresses or networks")))
         else:
             for i, item in enumerate(fronts):
                 try:
                     ipaddress.ip_network(str(item), strict=False)
                 except ValueError:
-                    out.append((f"adapters.console.trusted_fronts[{i}]", f"not an IP address or network: {item!r}"))
+                    out.append((f"adapters.console.trusted_fronts[{i}]",
+                                Text("not an IP address or network: {item!r}", item=item)))
     return out
 
 

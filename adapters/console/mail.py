@@ -34,7 +34,7 @@ from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate, make_msgid
 from typing import TYPE_CHECKING, Any, cast
 
-from lgsp.core.api import STATE_NAMES_VI
+from lgsp.core.api import STATE_NAMES_VI, Text
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -73,31 +73,31 @@ def check_smtp(raw: Any) -> list[tuple[str, str]]:
     if raw is None:
         return []
     if not isinstance(raw, dict):
-        return [(where, "must be a mapping (host, port, security, username, password_secret, from, ...)")]
+        return [(where, Text("must be a mapping (host, port, security, username, password_secret, from, ...)"))]
     out: list[tuple[str, str]] = []
     for key in raw:
         if key not in KEYS:
-            out.append((f"{where}.{key}", "unknown setting (one of: " + ", ".join(KEYS) + ")"))
+            out.append((f"{where}.{key}", Text("unknown setting (one of: {values})", values=", ".join(KEYS))))
     if not isinstance(raw.get("host"), str) or not raw.get("host", "").strip():
-        out.append((f"{where}.host", "required: the SMTP server's name or address"))
+        out.append((f"{where}.host", Text("required: the SMTP server's name or address")))
     if raw.get("security", "starttls") not in SECURITY:
-        out.append((f"{where}.security", "must be one of: " + ", ".join(SECURITY)))
+        out.append((f"{where}.security", Text("must be one of: {values}", values=", ".join(SECURITY))))
     port = raw.get("port")
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
-        out.append((f"{where}.port", "must be a port number (1-65535)"))
+        out.append((f"{where}.port", Text("must be a port number (1-65535)")))
     timeout = raw.get("timeout_seconds")
     if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):
-        out.append((f"{where}.timeout_seconds", "must be a positive integer"))
+        out.append((f"{where}.timeout_seconds", Text("must be a positive integer")))
     if not _is_address(raw.get("from")):
-        out.append((f"{where}.from", "required: the sender's e-mail address"))
+        out.append((f"{where}.from", Text("required: the sender's e-mail address")))
     to = raw.get("province_to", [])
     if not isinstance(to, list) or not all(_is_address(a) for a in to):
-        out.append((f"{where}.province_to", "must be a list of e-mail addresses"))
+        out.append((f"{where}.province_to", Text("must be a list of e-mail addresses")))
     for key in ("username", "password_secret", "ca_file"):
         if key in raw and (not isinstance(raw[key], str) or not raw[key]):
-            out.append((f"{where}.{key}", "must be a non-empty text"))
+            out.append((f"{where}.{key}", Text("must be a non-empty text")))
     if raw.get("password_secret") and not raw.get("username"):
-        out.append((f"{where}.password_secret", "needs username"))
+        out.append((f"{where}.password_secret", Text("needs username")))
     return out
 
 

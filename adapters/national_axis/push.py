@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
-from lgsp.core.api import PushFailure, PushJob, PushReceipt
+from lgsp.core.api import PushFailure, PushJob, PushReceipt, Text
 
 from .client import AxisError
 from .protocol import MessageType
@@ -54,9 +54,8 @@ class AxisPushAdapter:
 
     def validate_target(self, unit: str, target: Mapping[str, Any]) -> list[tuple[str, str]]:
         extra = sorted(set(target) - {"protocol"})
-        problems = [(key, "unknown key: the national axis is configured under adapters.national_axis")
-                    for key in extra]
-        return problems
+        message = Text("unknown key: the national axis is configured under adapters.national_axis")
+        return [(key, message) for key in extra]
 
     def _bridge(self) -> AxisBridge:
         from .bridge import bridge_of

@@ -37,6 +37,7 @@ from lgsp.core.api import (
     PushFailure,
     PushJob,
     PushReceipt,
+    Text,
     client_ssl,
     http_failure,
     logs,
@@ -81,16 +82,17 @@ class RestPushAdapter:
     def validate_target(self, unit: str, target: Mapping[str, Any]) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         for key in sorted(set(target) - KEYS):
-            problems.append((key, f"unknown key for a rest target (known: {', '.join(sorted(KEYS - {'protocol'}))})"))
+            problems.append((key, Text("unknown key for a rest target (known: {known})",
+                                      known=", ".join(sorted(KEYS - {"protocol"})))))
         url = target.get("url")
         if not isinstance(url, str) or not _URL_RE.match(url):
-            problems.append(("url", "required: the http(s) URL the hub POSTs packets to"))
+            problems.append(("url", Text("required: the http(s) URL the hub POSTs packets to")))
         probe = target.get("probe_url")
         if probe is not None and (not isinstance(probe, str) or not _URL_RE.match(probe)):
-            problems.append(("probe_url", "must be an http(s) URL"))
+            problems.append(("probe_url", Text("must be an http(s) URL")))
         for key in ("timeout_seconds", "connect_timeout_seconds"):
             if key in target and not _positive_number(target[key]):
-                problems.append((key, "must be a number of seconds greater than 0"))
+                problems.append((key, Text("must be a number of seconds greater than 0")))
         problems.extend(tls_problems(target))
         return problems
 

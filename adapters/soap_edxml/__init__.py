@@ -21,7 +21,7 @@ from aiohttp import web
 
 from lgsp.adapters.soap_edxml.push import SoapPushAdapter
 from lgsp.adapters.soap_edxml.service import NAME, SETTINGS, routes
-from lgsp.core.api import positive_int_settings
+from lgsp.core.api import Text, positive_int_settings
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def lgsp_push_adapters(hub: Hub) -> Iterable[SoapPushAdapter]:
 def lgsp_check_config(hub: Hub) -> Iterable[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if "edxml" not in hub.config.plugins.enabled:
-        out.append(("plugins.enabled", f"{NAME} needs the edxml plugin: add edxml to plugins.enabled"))
+        out.append(("plugins.enabled", Text("{name} needs the edxml plugin: add edxml to plugins.enabled", name=NAME)))
     return out + positive_int_settings(f"adapters.{NAME}", hub.config.adapters.get(NAME), SETTINGS)
 
 

@@ -60,7 +60,7 @@ from zeep.wsdl.utils import etree_to_string
 from zeep.xsd.types.builtins import Base64Binary
 
 from lgsp.core.api import TLS_TARGET_KEYS as TLS_KEYS
-from lgsp.core.api import PushFailure, PushJob, PushReceipt, Signer, client_ssl, logs, normalise_fingerprint
+from lgsp.core.api import PushFailure, PushJob, PushReceipt, Signer, Text, client_ssl, logs, normalise_fingerprint
 from lgsp.core.api import tls_target_problems as tls_problems
 from lgsp.plugins.signatures import BUILTIN_ALGORITHMS
 
@@ -128,40 +128,41 @@ class SoapPushAdapter:
     def validate_target(self, unit: str, target: Mapping[str, Any]) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         for key in sorted(set(target) - KNOWN_KEYS):
-            out.append((key, f"unknown key (known: {', '.join(sorted(KNOWN_KEYS - _ENGINE_KEYS))})"))
+            out.append((key, Text("unknown key (known: {known})", known=", ".join(sorted(KNOWN_KEYS - _ENGINE_KEYS)))))
         for key in _STR_KEYS:
             if key in target and (not isinstance(target[key], str) or not target[key].strip()):
-                out.append((key, "must be a non-empty string"))
+                out.append((key, Text("must be a non-empty string")))
         out.extend(tls_problems(target))
         if not _is_url(target.get("wsdl")):
-            out.append(("wsdl", "required: the http(s) URL of the unit's WSDL"))
+            out.append(("wsdl", Text("required: the http(s) URL of the unit's WSDL")))
         if not isinstance(target.get("operation"), str) or not target.get("operation"):
-            out.append(("operation", "required: the name of the unit's receive operation"))
+            out.append(("operation", Text("required: the name of the unit's receive operation")))
         if "address" in target and not _is_url(target["address"]):
-            out.append(("address", "must be an http(s) URL"))
+            out.append(("address", Text("must be an http(s) URL")))
         timeout = target.get("timeout_seconds")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
-            out.append(("timeout_seconds", "must be a number of seconds greater than 0"))
+            out.append(("timeout_seconds", Text("must be a number of seconds greater than 0")))
         params = target.get("parameters")
         if params is not None:
             if not isinstance(params, Mapping):
-                out.append(("parameters", "must map parameter names to values"))
+                out.append(("parameters", Text("must map parameter names to values")))
             else:
                 for name, value in params.items():
                     if not isinstance(value, str | int):
-                        out.append((f"parameters.{name}", "must be a string or an integer"))
+                        out.append((f"parameters.{name}", Text("must be a string or an integer")))
                         continue
                     try:
                         unknown = _fields(str(value)) - PLACEHOLDERS
                     except ValueError as exc:
-                        out.append((f"parameters.{name}", f"bad placeholder: {exc}"))
+                        out.append((f"parameters.{name}", Text("bad placeholder: {problem}", problem=exc)))
                         continue
                     if unknown:
-                        out.append((f"parameters.{name}", f"unknown placeholder(s) {sorted(unknown)}; known: "
-                                    f"{', '.join(sorted(PLACEHOLDERS))}"))
+                        out.append((f"parameters.{name}", Text("unknown placeholder(s) {unknown}; known: {known}",
+                                                           unknown=sorted(unknown),
+                                                           known=", ".join(sorted(PLACEHOLDERS)))))
         for a, b in (("access_key", "secret"), ("username", "password_secret")):
             if (a in target) != (b in target):
-                out.append((b if a in target else a, f"{a} and {b} go together"))
+                out.append((b if a in target else a, Text("{a} and {b} go together", a=a, b=b)))
         return out
 
     # -- WSDL -------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from lgsp.adapters.vxp.service import NAME, SETTINGS, check_prefix, routes
-from lgsp.core.api import positive_int_settings
+from lgsp.core.api import Text, positive_int_settings
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def lgsp_web_routes(hub: Hub) -> Iterable[web.AbstractRouteDef]:
 def lgsp_check_config(hub: Hub) -> Iterable[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if "edxml" not in hub.config.plugins.enabled:
-        out.append(("plugins.enabled", f"{NAME} needs the edxml plugin: add edxml to plugins.enabled"))
+        out.append(("plugins.enabled", Text("{name} needs the edxml plugin: add edxml to plugins.enabled", name=NAME)))
     section = hub.config.adapters.get(NAME)
     if not isinstance(section, dict):
         return out + positive_int_settings(f"adapters.{NAME}", section, SETTINGS)

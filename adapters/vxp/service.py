@@ -146,9 +146,9 @@ def setting(hub: Hub, name: str) -> int:
 def check_prefix(value: Any) -> str | None:
     """Why `prefix` is not a usable URL prefix, or None."""
     if not isinstance(value, str) or not _PREFIX.fullmatch(value.rstrip("/") or "-"):
-        return "must be a path such as /vxp (letters, digits, '.', '_', '-' between slashes)"
+        return Text("must be a path such as /vxp (letters, digits, '.', '_', '-' between slashes)")
     if value.rstrip("/") in ("/v1", "/soap") or value.startswith(("/v1/", "/soap/")):
-        return "must not overlap the hub's own /v1 and /soap routes"
+        return Text("must not overlap the hub's own /v1 and /soap routes")
     return None
 
 

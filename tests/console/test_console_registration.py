@@ -210,3 +210,27 @@ async def test_refusal_shows_its_reason_escaped(hub: Hub, accounts: Accounts, br
     csrf = await page.get_attribute("input[name=csrf]", "value")
     response = await page.request.post(url + "/approve", form={"csrf": csrf or ""})
     assert response.status == 403
+
+
+async def test_the_registration_pages_in_english(hub: Hub, accounts: Accounts, page: Any) -> None:
+    """The list, a new request and its page speak English when the person chose it; the data stays as written."""
+    await _setup(hub, accounts)
+    await page.context.add_cookies([{"name": "lgsp_console_lang", "value": "en", "url": hub.url}])
+    await sign_in(page, hub, "so.khdt")
+    await page.goto(hub.url + "/console/requests")
+    assert await page.inner_text("h1") == "Registration requests (forms 01–07)"
+    assert "No requests yet." in await page.inner_text("main")
+    async with page.expect_navigation():
+        await page.click("a:has-text('Form 01: register an application or service')")
+    assert (await page.inner_text("h1")).startswith("Form 01: ")
+    assert await page.inner_text("label[for=f-unit]") == "Requesting unit *"
+    await _fill_request(page, {"number": "12", "abbreviation": "SKHĐT-VP", "issued_on": "2026-12-01",
+                               "application_name": "Quản lý văn bản", "application_abbreviation": "QLVB",
+                               "developer": "Công ty Phần mềm", "contact.name": "Lê Văn Khải",
+                               "contact.email": "khai@skhdt.example.gov.vn", "contact.phone": "0912345678"})
+    async with page.expect_navigation():
+        await page.click("button:has-text('Submit the request')")
+    main = await page.inner_text("main")
+    assert "Answer due" in main and "(5 working days)" in main and "Download form 01 (.docx)" in main
+    assert "Scans of the signed documents" in main and "Quản lý văn bản" in main
+    assert "Hạn trả lời" not in main and "Bản quét" not in main

@@ -57,3 +57,30 @@ async def test_an_english_browser_still_gets_vietnamese_and_the_switch_stays_ins
             assert resp.status == 302 and resp.headers["Location"] == "/console/"
         async with http.get(hub.url + "/console/lang?to=fr&next=/console/login", allow_redirects=False) as resp:
             assert resp.status == 302 and "lgsp_console_lang" not in resp.cookies
+
+
+async def test_accounts_unit_and_services_pages_in_english(hub: Hub, accounts: Accounts, page: Any) -> None:
+    """The operator's pages speak English when chosen: headings, actions (their aria-labels too), empty states."""
+    await hub.directory.add_unit("000.00.00.H23", "Sở Kế hoạch và Đầu tư")
+    await hub.directory.add_unit("000.00.01.H23", "Sở Tài chính")
+    await hub.services.add("ho-tich", "000.00.00.H23", "http://127.0.0.1:9/ho-tich", description="Hộ tịch")
+    await accounts.add("quan.tri", PASSWORD, "operator")
+    await accounts.add("nhan.vien", PASSWORD, "unit_admin", unit_id="000.00.00.H23")
+    await page.context.add_cookies([{"name": "lgsp_console_lang", "value": "en", "url": hub.url}])
+    await sign_in(page, hub, "quan.tri")
+    await page.goto(hub.url + "/console/accounts")
+    assert await page.inner_text("h1") == "Accounts"
+    assert await page.locator("button[aria-label='Reset password nhan.vien']").count() == 1
+    assert "Create an account" in await page.inner_text("main")
+    await page.goto(hub.url + "/console/units/000.00.01.H23")
+    main = await page.inner_text("main")
+    assert "Identifier 000.00.01.H23" in main and "The unit has no application yet." in main
+    assert "Mã định danh" not in main
+    await page.goto(hub.url + "/console/services")
+    assert await page.inner_text("h1") == "Services and who may call them"
+    main = await page.inner_text("main")
+    assert "Owning unit" in main and "Granted to no unit yet." in main and "Đơn vị" not in main
+    await page.select_option("select[name=unit]", "000.00.01.H23")
+    async with page.expect_navigation():
+        await page.click("button:has-text('Grant')")
+    assert await page.locator("button[aria-label='Revoke the grant of ho-tich to 000.00.01.H23']").count() == 1

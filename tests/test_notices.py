@@ -69,7 +69,7 @@ async def test_a_notice_added_from_the_cli_reaches_every_unit(hub: Hub, make_act
     await hub.notices.refresh()
     assert (await a.client.call("GET", "/v1/time"))["notices"] == []
     assert await asyncio.to_thread(_cli, hub, tmp_path, "notice", "withdraw", live["notice"]) == 1
-    assert "already withdrawn" in capsys.readouterr().err
+    assert "đã được rút" in capsys.readouterr().err  # "was already withdrawn", in the default language
 
 
 async def test_a_notice_is_announced_once(hub: Hub, make_actor: MakeActor) -> None:

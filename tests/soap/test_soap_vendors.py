@@ -34,7 +34,7 @@ async def test_vendor_packets_and_a_status_without_response_for(hub: Hub, make_a
         await asyncio.to_thread(province.service.sendEdoc, edxml=bare)
     problem = err.value.detail.find(f"{{{TNS}}}problem")
     assert problem.find(f"{{{TNS}}}code").text == "edxml.invalid"
-    assert "without ResponseFor" in problem.find(f"{{{TNS}}}detail").text
+    assert "không có ResponseFor" in problem.find(f"{{{TNS}}}detail").text
     routed = await asyncio.to_thread(province.service.sendEdoc, edxml=bare, to=[AXIS_UNIT])
     assert routed.to == [AXIS_UNIT] and routed.messageType == "status"
     listed = await asyncio.to_thread(ministry.service.getReceivedEdocList, messageType="status")

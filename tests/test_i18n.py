@@ -172,7 +172,7 @@ def test_the_console_pages_speak_vietnamese_by_default() -> None:
 #: Console templates whose words all go through the catalogues (the rest still show Vietnamese in English).
 CONVERTED_TEMPLATES = ("base", "signin", "home", "error", "password", "totp", "units", "traffic", "_unit_filter",
                        "packet", "requests", "request_detail", "request_new", "_fields",
-                       "accounts", "unit", "services")
+                       "accounts", "unit", "services", "reports", "connections", "audit")
 
 
 def test_converted_console_templates_hold_no_vietnamese_words_of_their_own() -> None:

@@ -84,3 +84,22 @@ async def test_accounts_unit_and_services_pages_in_english(hub: Hub, accounts: A
     async with page.expect_navigation():
         await page.click("button:has-text('Grant')")
     assert await page.locator("button[aria-label='Revoke the grant of ho-tich to 000.00.01.H23']").count() == 1
+
+
+async def test_reports_connections_and_audit_pages_in_english(hub: Hub, accounts: Accounts, page: Any) -> None:
+    await hub.directory.add_unit("000.00.00.H23", "Sở Kế hoạch và Đầu tư")
+    await accounts.add("quan.tri", PASSWORD, "operator")
+    await page.context.add_cookies([{"name": "lgsp_console_lang", "value": "en", "url": hub.url}])
+    await sign_in(page, hub, "quan.tri")
+    await page.goto(hub.url + "/console/reports")
+    assert await page.inner_text("h1") == "Statistics and reports"
+    await page.goto(hub.url + "/console/reports?unit=000.00.00.H23&period=month&day=2026-12-01")
+    main = await page.inner_text("main")
+    assert "Report of unit 000.00.00.H23, " in main and "Download the spreadsheet (.xlsx)" in main
+    await page.goto(hub.url + "/console/connections?unit=000.00.00.H23")
+    assert await page.inner_text("h1") == "Connection history"
+    main = await page.inner_text("main")
+    assert "Now: offline; last seen " in main and "No changes in this period." in main
+    await page.goto(hub.url + "/console/audit")
+    assert await page.inner_text("h1") == "Operations log"
+    assert "Who did what, when, from which address (newest first)" in await page.inner_text("main")

@@ -84,7 +84,7 @@ def _identifier(v: Any) -> str | None:
     try:
         check_identifier(v)
     except InvalidIdentifier as exc:
-        return str(exc)
+        return exc.reason
     return None
 
 

@@ -165,7 +165,7 @@ class Directory:
         try:  # the national axis names its agencies in its own form too (`vxp.saas.03`)
             check_identifier(unit_id, legacy=legacy or zone == NATIONAL_ZONE)
         except InvalidIdentifier as exc:
-            raise Problem("request.invalid", str(exc), field="id") from exc
+            raise Problem("request.invalid", exc.reason, field="id") from exc
         name = (name or "").strip()
         if not name or len(name) > 255:
             raise Problem("request.invalid", Text("name must be 1 to 255 characters"), field="name")

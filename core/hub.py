@@ -145,14 +145,15 @@ class Hub:
             try:
                 check_identifier(unit, legacy=True)
             except InvalidIdentifier as exc:
-                issues.append(ConfigIssue(base, self._nearest_origin(base), str(exc)))
+                issues.append(ConfigIssue(base, self._nearest_origin(base), exc.reason))
                 continue
             protocol = target.get("protocol")
             adapter = self.push_adapters.get(protocol) if isinstance(protocol, str) else None
             if adapter is None:
-                known = ", ".join(sorted(self.push_adapters)) or "none enabled"
+                known = ", ".join(sorted(self.push_adapters)) or "-"
                 issues.append(ConfigIssue(f"{base}.protocol", self._nearest_origin(f"{base}.protocol"),
-                                          f"no push adapter for protocol {protocol!r} ({known})"))
+                                          Text("no push adapter for protocol {protocol!r} ({known})",
+                                               protocol=protocol, known=known)))
                 continue
             problems = [*engine_target_problems(target), *adapter.validate_target(unit, adapter_settings(target))]
             for key, message in problems:

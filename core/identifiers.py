@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from lgsp.core.i18n import Text
+
 # re.ASCII: `\d` must not match other scripts' digits; fullmatch: `$` would accept a trailing newline.
 QCVN_102 = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}", re.ASCII)
 QD_20 = re.compile(r"[A-Y]\d{2}(\.[A-Z0-9]+)*", re.ASCII)
@@ -23,7 +25,11 @@ MAX_LENGTH = 35
 
 
 class InvalidIdentifier(ValueError):
-    pass
+    @property
+    def reason(self) -> str:
+        """Why, as a `Text`: a config error or problem detail shows it in the reader's language."""
+        text = self.args[0] if self.args else ""
+        return text if isinstance(text, str) else str(text)
 
 
 def identifier_form(code: str) -> str | None:
@@ -38,19 +44,20 @@ def identifier_form(code: str) -> str | None:
 def check_identifier(code: str, *, legacy: bool = False) -> str:
     """Return the code if acceptable, else raise InvalidIdentifier saying why."""
     if not isinstance(code, str) or not code:
-        raise InvalidIdentifier("identifier must be a non-empty string")
+        raise InvalidIdentifier(Text("identifier must be a non-empty string"))
     if identifier_form(code):
         return code
     if legacy:
         if len(code) <= MAX_LENGTH and _LEGACY.fullmatch(code):
             return code
-        raise InvalidIdentifier(
-            f"{code!r}: even a legacy identifier must be groups of letters and digits joined by single "
-            f"dots, hyphens or underscores (e.g. 28.22.H17, vxp.saas.02), at most {MAX_LENGTH} characters")
-    raise InvalidIdentifier(
-        f"{code!r} follows neither QCVN 102:2016 (e.g. 000.00.00.H23) nor QĐ 20/2020 "
-        f"(e.g. H23.01.02); register it as a legacy unit if it is the code of another system "
-        f"(e.g. 28.22.H17, vxp.saas.02)")
+        raise InvalidIdentifier(Text(
+            "{code!r}: even a legacy identifier must be groups of letters and digits joined by single "
+            "dots, hyphens or underscores (e.g. 28.22.H17, vxp.saas.02), at most {most} characters",
+            code=code, most=MAX_LENGTH))
+    raise InvalidIdentifier(Text(
+        "{code!r} follows neither QCVN 102:2016 (e.g. 000.00.00.H23) nor QĐ 20/2020 "
+        "(e.g. H23.01.02); register it as a legacy unit if it is the code of another system "
+        "(e.g. 28.22.H17, vxp.saas.02)", code=code))
 
 
 def fold(text: str) -> str:

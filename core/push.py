@@ -22,6 +22,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
+from lgsp.core.i18n import Text
+
 if TYPE_CHECKING:
     from lgsp.core.exchange import PacketInfo
 
@@ -120,10 +122,10 @@ def engine_target_problems(target: Mapping[str, Any]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     c = target.get("concurrency")
     if c is not None and (not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= 64):
-        out.append(("concurrency", "must be an integer from 1 to 64"))
+        out.append(("concurrency", Text("must be an integer from 1 to 64")))
     p = target.get("probe_interval_seconds")
     if p is not None and (not isinstance(p, (int, float)) or isinstance(p, bool) or p < 0):
-        out.append(("probe_interval_seconds", "must be a number of seconds, 0 or more (0: never probe)"))
+        out.append(("probe_interval_seconds", Text("must be a number of seconds, 0 or more (0: never probe)")))
     return out
 
 

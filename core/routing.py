@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from lgsp.core.i18n import Text
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier, identifier_form
 
 if TYPE_CHECKING:
@@ -49,25 +50,26 @@ def route_problems(routes: Mapping[str, Any], adapters: Mapping[str, Any]) -> li
     for zone, entry in routes.items():
         base = f"routes.{zone}"
         if zone in ("local", "hub") or not re.fullmatch(r"[a-z][a-z0-9_.\-]{0,63}", str(zone)):
-            out.append((base, "must be a zone name (a-z 0-9 . _ -) other than local and hub"))
+            out.append((base, Text("must be a zone name (a-z 0-9 . _ -) other than local and hub")))
             continue
         if not isinstance(entry, Mapping):
-            out.append((base, "must be a mapping: adapter, patterns and the adapter's settings"))
+            out.append((base, Text("must be a mapping: adapter, patterns and the adapter's settings")))
             continue
         adapter = entry.get("adapter")
         if adapter is not None and adapter not in adapters:
-            out.append((f"{base}.adapter", f"no push adapter {adapter!r} ({', '.join(sorted(adapters)) or 'none'})"))
+            out.append((f"{base}.adapter", Text("no push adapter {adapter!r} ({known})", adapter=adapter,
+                                                 known=", ".join(sorted(adapters)) or "-")))
         if adapter is None and not any(zone in (getattr(a, "zones", ()) or ()) for a in adapters.values()):
-            out.append((f"{base}.adapter", "required: no enabled adapter is the route of this zone"))
+            out.append((f"{base}.adapter", Text("required: no enabled adapter is the route of this zone")))
         patterns = entry.get("patterns", [])
         if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-            out.append((f"{base}.patterns", "must be a list of regular expressions"))
+            out.append((f"{base}.patterns", Text("must be a list of regular expressions")))
             continue
         for i, pattern in enumerate(patterns):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                out.append((f"{base}.patterns[{i}]", f"not a regular expression: {exc}"))
+                out.append((f"{base}.patterns[{i}]", Text("not a regular expression: {problem}", problem=exc)))
     return out
 
 

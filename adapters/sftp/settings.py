@@ -287,7 +287,7 @@ def parse_adapter_section(section: Any) -> tuple[dict[str, InboundSource], Issue
         try:
             check_identifier(str(unit), legacy=True)
         except InvalidIdentifier as exc:
-            issues.append((block, str(exc)))
+            issues.append((block, exc.reason))
             continue
         if not isinstance(raw, Mapping):
             issues.append((block, Text("must be a mapping of settings (host, username, host_key, outbox, ...)")))

@@ -71,7 +71,9 @@ async def test_a_plugin_protocol_delivers_and_refuses(tmp_path: Path) -> None:
     assert "the loft is closed" in reasons[OTHER]
 
 
-def test_the_adapter_judges_its_targets_and_unknown_protocols_are_refused(tmp_path: Path) -> None:
+def test_the_adapter_judges_its_targets_and_unknown_protocols_are_refused(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LGSP_LANG", "en")  # the wording below is the English one
     cfg = with_delivery(config(tmp_path), targets={DST: {"protocol": "pigeon"}})
     with pytest.raises(ConfigError) as err:
         Hub(cfg, extra_plugins=(PigeonPlugin(),)).check_config()

@@ -30,6 +30,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lgsp.core.i18n import N_, gettext
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import accounts, audit_log, console_sessions, units
@@ -39,6 +40,11 @@ ROLES: tuple[Role, ...] = ("operator", "approver", "unit_admin", "viewer")
 ROLE_NAMES_VI: dict[str, str] = {
     "operator": "Quản trị trục", "approver": "Người phê duyệt",
     "unit_admin": "Quản trị đơn vị", "viewer": "Người xem",
+}
+#: The roles as a person reads them, marked for the catalogues (gettext where shown).
+ROLE_NAMES: dict[str, str] = {
+    "operator": N_("Hub administrator"), "approver": N_("Approver"),
+    "unit_admin": N_("Unit administrator"), "viewer": N_("Viewer"),
 }
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 MIN_PASSWORD = 10
@@ -108,7 +114,8 @@ class Account:
 
     @property
     def role_name(self) -> str:
-        return ROLE_NAMES_VI.get(self.role, self.role)
+        """In the language being spoken (the console renders a page inside `i18n.speaking`)."""
+        return gettext(ROLE_NAMES[self.role]) if self.role in ROLE_NAMES else self.role
 
 
 @dataclass(frozen=True)

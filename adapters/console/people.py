@@ -23,7 +23,7 @@ from lgsp.adapters.console.base import (
     show_once,
     take_once,
 )
-from lgsp.core.api import ROLE_NAMES_VI, ROLES, VIETNAM_TZ, AccountError, new_password
+from lgsp.core.api import ROLE_NAMES, ROLES, VIETNAM_TZ, AccountError, new_password
 
 routes = web.RouteTableDef()
 
@@ -44,7 +44,7 @@ async def _accounts_page(request: web.Request, *, error: str | None = None, show
     rows = await console.accounts.list_accounts(unit_ids=who.scope)
     units = await console.hub.directory.search_units("", limit=1000) if who.account.is_operator else []
     return console.render(request, "accounts.html", status=status, accounts=rows, roles=ROLES,
-                          role_names=ROLE_NAMES_VI, units=units, error=error, shown_password=shown_password,
+                          role_names=ROLE_NAMES, units=units, error=error, shown_password=shown_password,
                           shown_for=shown_for, password_gone=password_gone)
 
 

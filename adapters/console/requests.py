@@ -38,7 +38,7 @@ from lgsp.core.api import (
     FORM_KINDS,
     MAX_SCAN_BYTES,
     REQUEST_KINDS,
-    STATE_NAMES_VI,
+    STATE_NAMES,
     FieldSpec,
     FormRecord,
     Problem,
@@ -174,10 +174,10 @@ async def _units_for(request: web.Request) -> list[Any]:
 async def request_list(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     who = request[WHO]
-    state = request.query.get("state") if request.query.get("state") in STATE_NAMES_VI else None
+    state = request.query.get("state") if request.query.get("state") in STATE_NAMES else None
     kind = request.query.get("kind") if request.query.get("kind") in REQUEST_KINDS else None
     rows = await registrations_of(console).list_requests(unit_ids=who.scope, state=state, kind=kind)
-    return console.render(request, "requests.html", requests=rows, titles=_titles(), states=STATE_NAMES_VI,
+    return console.render(request, "requests.html", requests=rows, titles=_titles(), states=STATE_NAMES,
                           state=state or "", kind=kind or "", kinds=REQUEST_KINDS,
                           can_submit=who.account.role in ("operator", "unit_admin"))
 

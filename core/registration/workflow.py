@@ -30,7 +30,7 @@ from lgsp.core.accounts import Accounts, Actor, new_password, record_audit
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, record
-from lgsp.core.i18n import Text
+from lgsp.core.i18n import N_, Text, gettext
 from lgsp.core.registration.forms import FieldError, FormRecord, form_kind, validate
 from lgsp.core.registration.workdays import VIETNAM_TZ, WorkingCalendar, local_date
 from lgsp.core.store.database import Database
@@ -39,6 +39,9 @@ from lgsp.core.store.tables import access_keys, applications, registration_reque
 REQUEST_KINDS = ("01", "03", "06")
 STATE_NAMES_VI = {"submitted": "Chờ trả lời", "approved": "Đã chấp thuận", "refused": "Từ chối",
                   "handed_over": "Đã bàn giao"}
+#: The states as a person reads them, marked for the catalogues (gettext where shown).
+STATE_NAMES = {"submitted": N_("Awaiting an answer"), "approved": N_("Approved"), "refused": N_("Refused"),
+               "handed_over": N_("Handed over")}
 OPEN_STATES = ("submitted",)
 
 
@@ -77,7 +80,8 @@ class RegistrationRequest:
 
     @property
     def state_name(self) -> str:
-        return STATE_NAMES_VI.get(self.state, self.state)
+        """In the language being spoken (the console renders a page inside `i18n.speaking`)."""
+        return gettext(STATE_NAMES[self.state]) if self.state in STATE_NAMES else self.state
 
     @property
     def due_text(self) -> str:

@@ -71,6 +71,8 @@ async def test_accounts_unit_and_services_pages_in_english(hub: Hub, accounts: A
     await page.goto(hub.url + "/console/accounts")
     assert await page.inner_text("h1") == "Accounts"
     assert await page.locator("button[aria-label='Reset password nhan.vien']").count() == 1
+    assert "Unit administrator" in await page.inner_text("main table")  # the role names too
+    assert "(Hub administrator)" in await page.inner_text("header")
     assert "Create an account" in await page.inner_text("main")
     await page.goto(hub.url + "/console/units/000.00.01.H23")
     main = await page.inner_text("main")

@@ -230,6 +230,7 @@ async def test_the_registration_pages_in_english(hub: Hub, accounts: Accounts, p
                                "contact.email": "khai@skhdt.example.gov.vn", "contact.phone": "0912345678"})
     async with page.expect_navigation():
         await page.click("button:has-text('Submit the request')")
+    assert await page.inner_text("#request-state") == "Awaiting an answer"
     main = await page.inner_text("main")
     assert "Answer due" in main and "(5 working days)" in main and "Download form 01 (.docx)" in main
     assert "Scans of the signed documents" in main and "Quản lý văn bản" in main

@@ -584,8 +584,8 @@ class Config:
     def config_issues(self) -> list[tuple[str, str]]:
         if self.server.workers > 1 and not self.database_url.startswith("postgresql"):
             # Every process would run the cluster's singleton work and see only its own live events.
-            return [("server.workers", "more than 1 worker process needs PostgreSQL (database.url); "
-                                       "SQLite serves one process")]
+            return [("server.workers", Text("more than 1 worker process needs PostgreSQL (database.url); "
+                                            "SQLite serves one process"))]
         return []
 
     def where(self, path: str) -> str:

@@ -223,7 +223,8 @@ async def test_a_worker_that_cannot_start_stops_the_start(tmp_path: Path, pg_url
     assert "before it served; stopping" in run.output()
 
 
-def test_more_than_one_worker_on_sqlite_is_refused(tmp_path: Path) -> None:
+def test_more_than_one_worker_on_sqlite_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LGSP_LANG", "en")  # the wording below is the English one
     path = tmp_path / "lgsp.yaml"
     path.write_text("hub:\n  data_dir: var\nserver:\n  port: 0\n  workers: 2\n", encoding="utf-8")
     with pytest.raises(ConfigError) as err:

@@ -25,6 +25,7 @@ from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
 from lgsp.core.i18n import Text
 from lgsp.core.signing import EMPTY_SHA256, H_CONTENT
+from lgsp.core.store.database import store_unavailable
 from lgsp.core.text import load_json, printable, text_problem, url_text
 from lgsp.core.tls import peer_fingerprint
 
@@ -107,7 +108,15 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(Problem(code, detail), language(request))
     except (ConnectionResetError, ConnectionError):
         raise
-    except Exception:
+    except Exception as exc:
+        if store_unavailable(exc):
+            request[PROBLEM_CODE] = "unavailable"
+            logs.bind(code="unavailable")
+            log.warning("the store cannot serve %s %s now: %s", request.method, request.path, exc.__class__.__name__)
+            response = problem_response(Problem("unavailable", Text("the hub's store cannot take the request now; "
+                                                                     "retry shortly")), language(request))
+            response.headers["Retry-After"] = "5"
+            return response
         request[PROBLEM_CODE] = "internal"
         logs.bind(code="internal")
         log.exception("unhandled error in %s %s", request.method, request.path)

@@ -208,3 +208,44 @@ async def test_a_stream_ticket_is_single_use_across_nodes(nodes: tuple[Hub, Hub]
             assert err.value.status == 401
     finally:
         await b.close()
+
+
+async def test_a_store_out_of_connections_is_a_503_not_a_500(pg_url: str, tmp_path: Path) -> None:
+    """PostgreSQL refusing new connections (too many clients) is `503 unavailable` with Retry-After.
+
+    The hub connects as an ordinary role (a superuser ignores the database's connection limit);
+    after start-up the limit drops to 0 and the pool is emptied, so the next request needs a new
+    connection and is refused by the server.
+    """
+    import asyncpg
+    from yarl import URL
+
+    from lgsp.client import LgspError
+
+    from .conftest import PG_ADMIN_URL
+
+    name = URL(pg_url).path.lstrip("/")
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lgsp_test_limited') "
+                            "THEN CREATE ROLE lgsp_test_limited LOGIN; END IF; END$$")
+        await admin.execute(f'ALTER DATABASE "{name}" OWNER TO lgsp_test_limited')
+        limited = str(URL(pg_url).with_user("lgsp_test_limited"))
+        hub = Hub(load_config(None, env=base_env(tmp_path, LGSP_DATABASE_URL=limited)))
+        await hub.start()
+        try:
+            client, _ = await _actor(hub, "000.00.00.A01")
+            async with client:
+                assert await client.inbox() == []
+                await admin.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT 0')
+                await hub.db.writer.dispose()
+                with pytest.raises(LgspError) as refused:
+                    await client.inbox()
+                assert (refused.value.status, refused.value.code) == (503, "unavailable")
+                await admin.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
+                assert await client.inbox() == []  # back as soon as the server takes connections again
+        finally:
+            await admin.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
+            await hub.stop()
+    finally:
+        await admin.close()

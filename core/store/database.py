@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -103,6 +104,26 @@ class Database:
     @staticmethod
     def head_revision() -> str | None:
         return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+#: SQLSTATEs of a server that cannot take the connection or the work now (too many connections,
+#: starting up or shutting down, connection failures): the store is unavailable, not the request wrong.
+UNAVAILABLE_SQLSTATES = frozenset({"53300", "53400", "57P01", "57P02", "57P03", "08000", "08001", "08003",
+                                   "08004", "08006"})
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the store cannot serve now (PostgreSQL out of connections, restarting,
+    unreachable; the pool exhausted): an answer of 503 with Retry-After, never a 500."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # no pooled connection within pool_timeout
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        return state in UNAVAILABLE_SQLSTATES or isinstance(getattr(orig, "__cause__", None), OSError)
+    return False
 
 
 def conflict_insert(conn: AsyncConnection, table: Table) -> Any:

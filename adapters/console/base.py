@@ -327,13 +327,13 @@ def page(*roles: str, allow_password_change: bool = False, stream_body: bool = F
                 form = await read_form(request)
                 if not console.csrf_ok(token, form.get("csrf")):
                     return console.render(request, "error.html", status=403,
-                                          message="Phiên biểu mẫu không hợp lệ hoặc đã hết hạn (CSRF). "
-                                                  "Hãy tải lại trang và thử lại.")
+                                          message=Text("The form session is not valid or has expired (CSRF). "
+                                                       "Reload the page and try again."))
             if account.must_change_password and not allow_password_change:
                 raise redirect(f"{PREFIX}/password")
             if roles and account.role not in roles:
                 return console.render(request, "error.html", status=403,
-                                      message="Tài khoản của bạn không có quyền xem trang này.")
+                                      message=Text("Your account may not see this page."))
             response = await handler(request)
             response.headers.update(SECURITY_HEADERS)
             return response
@@ -350,7 +350,7 @@ def csrf_field_ok(request: web.Request, value: str | None) -> bool:
     return console_of(request).csrf_ok(request[WHO].token, value)
 
 
-def forbidden(request: web.Request, message: str = "Không tìm thấy hoặc bạn không có quyền xem.") -> web.Response:
+def forbidden(request: web.Request, message: str = Text("Not found, or you may not see it.")) -> web.Response:
     """A unit admin asking for another unit's record gets the same answer as for one that does not exist."""
     return console_of(request).render(request, "error.html", status=404, message=message)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from lgsp.adapters.console.base import PREFIX, WHO, actor_of, console_of, forbidden, page, read_form, redirect
-from lgsp.core.api import Problem
+from lgsp.core.api import Problem, Text
 
 routes = web.RouteTableDef()
 
@@ -67,7 +67,8 @@ async def packet_reroute(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     to = (form.get("to") or "").strip()[:64]
     if not to:
-        return await _packet_page(request, packet_id, error="Hãy nhập mã đơn vị nhận mới.", status=422)
+        return await _packet_page(request, packet_id, error=Text("Enter the code of the new receiving unit."),
+                                  status=422)
     try:
         await console.hub.exchange.operator_reroute(packet_id, unit, to)
     except Problem as exc:

@@ -45,6 +45,7 @@ from lgsp.core.api import (
     Registrations,
     RequestInvalid,
     Scans,
+    Text,
     WorkingCalendar,
     base_url,
     content_response,
@@ -216,7 +217,7 @@ async def request_submit(request: web.Request) -> web.StreamResponse:
     form.pop("csrf", None)
     values = {k: v for k, v in form.items()}
     if not who.can_see(unit_id):
-        return await _new_page(request, kind, values=values, status=422, error="Hãy chọn một đơn vị của bạn.")
+        return await _new_page(request, kind, values=values, status=422, error=Text("Choose one of your units."))
     # The answer cites this letter by number and date, so the console asks for both.
     missing = {k: "Chưa nhập (bắt buộc để văn bản trả lời dẫn chiếu)." for k in ("number", "issued_on")
                if not form.get(k, "").strip()}
@@ -227,7 +228,7 @@ async def request_submit(request: web.Request) -> web.StreamResponse:
                                                      actor=actor_of(request), application_id=application_id)
     except RequestInvalid as exc:
         return await _new_page(request, kind, values=values, errors={**missing, **field_errors(exc)}, status=422,
-                               error="Biểu mẫu còn lỗi; xem các trường đánh dấu.")
+                               error=Text("The form has errors; see the marked fields."))
     except Problem as exc:
         return await _new_page(request, kind, values=values, status=422, error=exc.detail)
     await _mail(request, req)
@@ -326,7 +327,7 @@ async def request_approve(request: web.Request) -> web.StreamResponse:
                                                            username=form.get("username") or None)
     except RequestInvalid as exc:
         return await _detail(request, req_id, reply_values=form, reply_errors=field_errors(exc), status=422,
-                             error="Văn bản trả lời còn lỗi; xem các trường đánh dấu.")
+                             error=Text("The reply letter has errors; see the marked fields."))
     except Problem as exc:
         return await _detail(request, req_id, reply_values=form, error=exc.detail, status=422)
     except Exception as exc:  # an account that cannot be created (name taken, bad name)
@@ -368,7 +369,7 @@ async def request_handover(request: web.Request) -> web.StreamResponse:
         handed = await registrations_of(console).hand_over(req_id, _fields_of(form), actor=actor_of(request))
     except RequestInvalid as exc:
         return await _detail(request, req_id, handover_values=form, handover_errors=field_errors(exc), status=422,
-                             error="Biên bản bàn giao còn lỗi; xem các trường đánh dấu.")
+                             error=Text("The handover record has errors; see the marked fields."))
     except Problem as exc:
         if exc.code == "not_found":
             return forbidden(request)
@@ -396,7 +397,7 @@ async def request_letter(request: web.Request) -> web.StreamResponse:
     else:
         record = None
     if record is None:
-        return forbidden(request, "Văn bản này chưa có.")
+        return forbidden(request, Text("This document does not exist yet."))
     body = await asyncio.to_thread(render_letter, record, console.hub.config.registration)
     return web.Response(body=body, content_type=DOCX, headers={
         "Content-Disposition": f'attachment; filename="mau-{kind}-{req.id[:8]}.docx"'})
@@ -424,7 +425,7 @@ async def request_scan_upload(request: web.Request) -> web.StreamResponse:
         await _drain(request, 2 * MAX_SCAN_BYTES)
         return forbidden(request)
     if not request.content_type.startswith("multipart/form-data"):
-        return await _detail(request, req.id, error="Hãy chọn tệp bản quét để tải lên.", status=422)
+        return await _detail(request, req.id, error=Text("Choose the scan file to upload."), status=422)
     reader = await request.multipart()
     part = await reader.next()
     token = None
@@ -433,15 +434,15 @@ async def request_scan_upload(request: web.Request) -> web.StreamResponse:
     if not csrf_field_ok(request, token):
         await _drain(request, 2 * MAX_SCAN_BYTES)
         return console.render(request, "error.html", status=403,
-                              message="Phiên biểu mẫu không hợp lệ hoặc đã hết hạn (CSRF). "
-                                      "Hãy tải lại trang và thử lại.")
+                              message=Text("The form session is not valid or has expired (CSRF). "
+                                           "Reload the page and try again."))
     if not _may_upload(who.account.role, req, form_id):
         await _drain(request, 2 * MAX_SCAN_BYTES)
         return console.render(request, "error.html", status=403,
-                              message="Tài khoản của bạn không tải lên được bản quét văn bản này.")
+                              message=Text("Your account may not upload a scan of this document."))
     part = await reader.next()
     if part is None or getattr(part, "name", None) != "scan":
-        return await _detail(request, req.id, error="Hãy chọn tệp bản quét để tải lên.", status=422)
+        return await _detail(request, req.id, error=Text("Choose the scan file to upload."), status=422)
     upload = part
 
     async def chunks() -> Any:
@@ -475,7 +476,7 @@ async def request_scan_download(request: web.Request) -> web.StreamResponse:
     scans = scans_of(console)
     scan = await scans.get(req.id, request.match_info["form"])
     if scan is None:
-        return forbidden(request, "Chưa có bản quét của văn bản này.")
+        return forbidden(request, Text("This document has no scan yet."))
     headers = {**SECURITY_HEADERS, "Content-Type": scan.content_type,
                "Content-Disposition": f'attachment; filename="mau-{scan.form}-{req.id[:8]}-ban-quet.{scan.extension}"'}
     return await content_response(request, scans.path(scan), scan.size, headers)

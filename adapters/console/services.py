@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from lgsp.adapters.console.base import PREFIX, WHO, actor_of, console_of, forbidden, page, read_form, redirect
-from lgsp.core.api import Problem
+from lgsp.core.api import Problem, Text
 
 routes = web.RouteTableDef()
 
@@ -44,7 +44,7 @@ async def service_grant(request: web.Request) -> web.StreamResponse:
     if await registry.get(service_id) is None:
         return forbidden(request)
     if not unit_id:
-        return await _services_page(request, error="Hãy chọn đơn vị.", status=422)
+        return await _services_page(request, error=Text("Choose the unit."), status=422)
     try:
         changed = await (registry.grant if action == "grant" else registry.revoke)(service_id, unit_id)
     except Problem as exc:

@@ -29,7 +29,7 @@ from lgsp.adapters.console.base import (
     safe_next,
     set_session_cookie,
 )
-from lgsp.core.api import AccountError, Actor, i18n
+from lgsp.core.api import AccountError, Actor, Text, i18n
 
 routes = web.RouteTableDef()
 
@@ -124,7 +124,8 @@ async def password_change(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     new = form.get("new", "")
     if not hmac.compare_digest(new, form.get("repeat", "")):
-        return console.render(request, "password.html", status=422, error="Hai lần nhập mật khẩu mới không khớp.")
+        return console.render(request, "password.html", status=422,
+                              error=Text("The two entries of the new password differ."))
     try:
         await console.accounts.change_password(who.account.id, form.get("old", ""), new, actor=actor_of(request))
     except AccountError as exc:

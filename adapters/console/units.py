@@ -25,7 +25,7 @@ from lgsp.adapters.console.base import (
     show_once,
     take_once,
 )
-from lgsp.core.api import Problem
+from lgsp.core.api import Problem, Text
 
 routes = web.RouteTableDef()
 
@@ -101,7 +101,7 @@ async def key_issue(request: web.Request) -> web.StreamResponse:
     apps = {a.id: a for a in await directory.list_applications(unit_id)}
     app = apps.get(form.get("application", ""))
     if app is None:
-        return await _unit_page(request, unit_id, error="Hãy chọn một ứng dụng của đơn vị.", status=422)
+        return await _unit_page(request, unit_id, error=Text("Choose one of the unit's applications."), status=422)
     try:
         issued = await directory.issue_key(app.id, form.get("algorithm", "HMAC-SHA256"))
     except Problem as exc:

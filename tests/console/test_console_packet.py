@@ -105,6 +105,12 @@ async def test_the_packet_page_in_english_and_its_actions_named_in_english(
     assert "Sending unit" in main and "Deliveries" in main and "Packet timeline" in main
     assert "Đơn vị" not in main and "Gửi lại" not in main
     assert await page.locator("button[aria-label='Reroute the delivery to 000.00.01.H23']").inner_text() == "Reroute"
+    # The console's own messages follow the choice too (here: a reroute without a destination).
+    reroute = "form[action$='/reroute/000.00.01.H23']"
+    await page.evaluate(f"document.querySelector(\"{reroute} input[name=to]\").removeAttribute('required')")
+    async with page.expect_navigation():
+        await page.click(f"{reroute} button")
+    assert await page.inner_text("p.error[role=alert]") == "Enter the code of the new receiving unit."
     async with page.expect_navigation():
         await page.click("button[aria-label='Cancel for 000.00.01.H23']")
     assert "cancelled" in await page.inner_text("table")

@@ -23,16 +23,18 @@ from lgsp.adapters.console.base import (
     show_once,
     take_once,
 )
-from lgsp.core.api import ROLE_NAMES, ROLES, VIETNAM_TZ, AccountError, new_password
+from lgsp.core.api import N_, ROLE_NAMES, ROLES, VIETNAM_TZ, AccountError, new_password
 
 routes = web.RouteTableDef()
 
+#: The audited actions as a person reads them (translated where shown).
 AUDIT_NAMES = {
-    "account.created": "Tạo tài khoản", "account.role_changed": "Đổi vai trò", "account.enabled": "Kích hoạt",
-    "account.disabled": "Vô hiệu hóa", "account.unlocked": "Mở khóa", "account.password_reset": "Đặt lại mật khẩu",
-    "account.password_changed": "Đổi mật khẩu", "account.totp_enabled": "Bật xác thực 2 lớp",
-    "account.totp_disabled": "Tắt xác thực 2 lớp", "signin.succeeded": "Đăng nhập",
-    "signin.failed": "Đăng nhập thất bại", "signout": "Đăng xuất",
+    "account.created": N_("Create an account"), "account.role_changed": N_("Change of role"),
+    "account.enabled": N_("Enable"), "account.disabled": N_("Disable"), "account.unlocked": N_("Unlock"),
+    "account.password_reset": N_("Reset password"), "account.password_changed": N_("Change of password"),
+    "account.totp_enabled": N_("Turn two-factor sign-in on"),
+    "account.totp_disabled": N_("Turn two-factor sign-in off"),
+    "signin.succeeded": N_("Sign-in"), "signin.failed": N_("Failed sign-in"), "signout": N_("Sign-out"),
 }
 
 

@@ -12,11 +12,12 @@ from typing import Any
 from aiohttp import web
 
 from lgsp.adapters.console.base import PREFIX, WHO, console_of, forbidden, page
-from lgsp.core.api import VIETNAM_TZ, period_bounds, presence_periods, to_csv, to_xlsx, traffic_report, unit_report
+from lgsp.core.api import N_, VIETNAM_TZ, period_bounds, presence_periods, to_csv, to_xlsx, traffic_report, unit_report
 
 routes = web.RouteTableDef()
 
-PERIODS = {"day": "Ngày", "month": "Tháng", "quarter": "Quý", "year": "Năm"}
+# The report periods as a person reads them (translated where shown).
+PERIODS = {"day": N_("Day"), "month": N_("Month"), "quarter": N_("Quarter"), "year": N_("Year")}
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 

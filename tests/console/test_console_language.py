@@ -98,6 +98,7 @@ async def test_reports_connections_and_audit_pages_in_english(hub: Hub, accounts
     await page.goto(hub.url + "/console/reports?unit=000.00.00.H23&period=month&day=2026-12-01")
     main = await page.inner_text("main")
     assert "Report of unit 000.00.00.H23, " in main and "Download the spreadsheet (.xlsx)" in main
+    assert await page.inner_text("#f-period option[selected]") == "Month"
     await page.goto(hub.url + "/console/connections?unit=000.00.00.H23")
     assert await page.inner_text("h1") == "Connection history"
     main = await page.inner_text("main")
@@ -105,3 +106,4 @@ async def test_reports_connections_and_audit_pages_in_english(hub: Hub, accounts
     await page.goto(hub.url + "/console/audit")
     assert await page.inner_text("h1") == "Operations log"
     assert "Who did what, when, from which address (newest first)" in await page.inner_text("main")
+    assert "Sign-in" in await page.inner_text("main table")  # the audited actions are named in English too

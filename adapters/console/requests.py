@@ -456,8 +456,8 @@ async def request_scan_upload(request: web.Request) -> web.StreamResponse:
         scan = await scans_of(console).store(req.id, form_id, chunks(), uploaded_by=who.account.username)
     except Problem as exc:
         await _drain(request, 2 * MAX_SCAN_BYTES)
-        message = (f"Bản quét phải là tệp PDF, PNG hoặc JPEG, không quá {MAX_SCAN_BYTES // (1024 * 1024)} MB "
-                   f"({exc.detail}).")
+        message = Text("A scan must be a PDF, PNG or JPEG file of at most {mb} MB ({detail}).",
+                       mb=MAX_SCAN_BYTES // (1024 * 1024), detail=exc.detail)
         return await _detail(request, req.id, error=message, status=422)
     await console.accounts.audit(actor_of(request), "registration.scan_uploaded", target=req.id, unit_id=req.unit_id,
                                  detail={"form": form_id, "content_type": scan.content_type, "size": scan.size,

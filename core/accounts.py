@@ -37,10 +37,6 @@ from lgsp.core.store.tables import accounts, audit_log, console_sessions, units
 
 Role = Literal["operator", "approver", "unit_admin", "viewer"]
 ROLES: tuple[Role, ...] = ("operator", "approver", "unit_admin", "viewer")
-ROLE_NAMES_VI: dict[str, str] = {
-    "operator": "Quản trị trục", "approver": "Người phê duyệt",
-    "unit_admin": "Quản trị đơn vị", "viewer": "Người xem",
-}
 #: The roles as a person reads them, marked for the catalogues (gettext where shown).
 ROLE_NAMES: dict[str, str] = {
     "operator": N_("Hub administrator"), "approver": N_("Approver"),

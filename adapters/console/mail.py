@@ -34,7 +34,7 @@ from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate, make_msgid
 from typing import TYPE_CHECKING, Any, cast
 
-from lgsp.core.api import STATE_NAMES_VI, Text
+from lgsp.core.api import STATE_NAMES, Text, i18n
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -150,7 +150,7 @@ def _clean(value: Any, limit: int = 300) -> str:
 def about(req: Any, unit_name: str, link: str | None) -> tuple[str, str, str]:
     """(kind of recipient, subject, body) for the request's current state."""
     form = FORM_TITLES.get(req.kind, f"Mẫu {req.kind}")
-    state = STATE_NAMES_VI.get(req.state, req.state)
+    state = i18n.gettext(STATE_NAMES[req.state], "vi") if req.state in STATE_NAMES else req.state  # mail is Vietnamese
     unit = f"{req.unit_id} — {_clean(unit_name)}"
     lines = [f"Đơn vị: {unit}", f"Đề nghị: {form}", f"Trạng thái: {state}",
              f"Hạn trả lời: {req.due_text} (5 ngày làm việc)"]

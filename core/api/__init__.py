@@ -41,7 +41,7 @@ fails when an adapter or plugin reads them.
 from __future__ import annotations
 
 from lgsp.core import documents, events, i18n, logs, states
-from lgsp.core.accounts import ROLE_NAMES, ROLE_NAMES_VI, ROLES, Account, AccountError, Accounts, Actor, new_password
+from lgsp.core.accounts import ROLE_NAMES, ROLES, Account, AccountError, Accounts, Actor, new_password
 from lgsp.core.auth import Principal, parse_signed_request
 from lgsp.core.claims import ClaimBusy, SubmitClaims
 from lgsp.core.config import positive_int_settings
@@ -95,7 +95,7 @@ from lgsp.core.registration.forms import FORM_KINDS, FieldSpec, FormRecord, form
 from lgsp.core.registration.letters import render_letter
 from lgsp.core.registration.scans import MAX_SCAN_BYTES, Scans
 from lgsp.core.registration.workdays import VIETNAM_TZ, WorkingCalendar
-from lgsp.core.registration.workflow import REQUEST_KINDS, STATE_NAMES, STATE_NAMES_VI, Registrations, RequestInvalid
+from lgsp.core.registration.workflow import REQUEST_KINDS, STATE_NAMES, Registrations, RequestInvalid
 from lgsp.core.reports import period_bounds, presence_history, presence_periods, to_csv, to_xlsx, unit_report
 from lgsp.core.reports import traffic as traffic_report
 from lgsp.core.secretstore import NAME_RE as SECRET_NAME_RE
@@ -131,9 +131,9 @@ from lgsp.core.web import (
 __all__ = [
     "FORM_KINDS", "H_CONTENT", "MAX_DESTINATION", "MAX_REASON", "MAX_SCAN_BYTES", "META_PARAM", "N_",
     "PENDING_SUBJECT", "PRINCIPAL",
-    "PRIORITIES", "REQUEST_KINDS", "ROLES", "ROLE_NAMES", "ROLE_NAMES_VI", "SECRET_NAME_RE", "SHA256_RE",
+    "PRIORITIES", "REQUEST_KINDS", "ROLES", "ROLE_NAMES", "SECRET_NAME_RE", "SHA256_RE",
     "SIGNED_HEADERS", "STATE_NAMES",
-    "STATE_NAMES_VI", "TLS_TARGET_KEYS", "VIETNAM_TZ", "Account", "AccountError", "Accounts", "Actor", "Attention",
+    "TLS_TARGET_KEYS", "VIETNAM_TZ", "Account", "AccountError", "Accounts", "Actor", "Attention",
     "BlobCorrupt", "Cancelled", "ClaimBusy", "ContentInspector", "ContentRef", "ContentService", "Database",
     "DeliveryRecord", "DeliveryView", "Directory", "DocumentIndex", "Event", "EventBus", "Exchange", "FieldSpec",
     "FormRecord", "Hello", "Hub", "InboxItem", "InboxPage", "InboxPosition", "Inspection", "InspectionJob",

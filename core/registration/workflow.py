@@ -37,8 +37,6 @@ from lgsp.core.store.database import Database
 from lgsp.core.store.tables import access_keys, applications, registration_requests, units
 
 REQUEST_KINDS = ("01", "03", "06")
-STATE_NAMES_VI = {"submitted": "Chờ trả lời", "approved": "Đã chấp thuận", "refused": "Từ chối",
-                  "handed_over": "Đã bàn giao"}
 #: The states as a person reads them, marked for the catalogues (gettext where shown).
 STATE_NAMES = {"submitted": N_("Awaiting an answer"), "approved": N_("Approved"), "refused": N_("Refused"),
                "handed_over": N_("Handed over")}

@@ -3,15 +3,8 @@ reaches the axis: after a restart the document is acknowledged, never submitted 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
-import sys
-import time
 from pathlib import Path
 
-import aiohttp
 import yaml
 from sqlalchemy import select
 
@@ -21,48 +14,10 @@ from lgsp.core.hub import Hub
 from lgsp.core.store.tables import packets
 
 from ..conftest import free_port, wait_for
+from ..delivery.test_crash import HubProcess
 from ..edxml_hub.support import edoc
 from .bridge_support import HUB_ID, LOCAL_B, OPEN_TO_NATIONAL, SECRET_NAME, axis_settings
 from .conftest import MINISTRY_CODE, PROVINCE, AxisSimHandle
-
-
-class HubProcess:
-    def __init__(self, config: Path, url: str, log: Path) -> None:
-        self.config, self.url, self.log = config, url, log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "lgsp.cli.main", "run", "-c", str(self.config), stdout=log, stderr=log,
-                env=env)
-        deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as http:
-            while True:
-                if self.proc.returncode is not None:
-                    raise AssertionError(f"the hub exited with {self.proc.returncode}; see {self.log}")
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with http.get(self.url + "/v1/time") as resp:
-                        if resp.status == 200:
-                            return
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"the hub did not come up; see {self.log}")
-                await asyncio.sleep(0.05)
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 20)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
 
 
 async def packets_of(config_path: Path, doc_id: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -25,6 +26,20 @@ from bench.common import REPO
 from lgsp.client.client import Credentials
 
 LISTENING = re.compile(r"listening on (http://[^\s\"'}]+)")  # also inside a JSON log line
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the bench process that started us dies.
+
+    The servers run in sessions of their own (so a terminal's Ctrl-C reaches only the bench, which
+    stops them in order); without this, a bench killed outright (SIGKILL, an OOM kill, a CI
+    timeout) would leave its hubs and relays running and holding their ports and databases."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() == 1:               # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -74,7 +89,7 @@ class ServerProcess:
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.command(), cwd=self.workdir, env=self.env(), stdout=log, stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=True, preexec_fn=die_with_parent if sys.platform == "linux" else None)
         finally:
             log.close()
         deadline = time.monotonic() + limit_s

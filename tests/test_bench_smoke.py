@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -226,3 +230,38 @@ def test_encryption_on_and_off_are_measured_in_the_same_run(smoke: dict[str, Any
     assert math.isfinite(ratio["median"]) and ratio["median"] > 0
     (cpu,) = _rows(smoke, "encryption-cpu")
     assert cpu["id"] == row["id"] + "/cpu" and cpu["higher_is_better"] is False
+
+
+def test_servers_die_when_the_bench_is_killed(tmp_path: Path) -> None:
+    """A bench killed outright (SIGKILL, a CI timeout) takes its server processes with it."""
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from bench.procs import RelayProcess\n"
+        "async def main():\n"
+        f"    relay = RelayProcess(Path({str(tmp_path)!r}))\n"
+        "    await relay.start()\n"
+        "    print(relay.pid, flush=True)\n"
+        "    await asyncio.sleep(120)\n"
+        "asyncio.run(main())\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert psutil.pid_exists(child)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if psutil.Process(child).status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail(f"the relay (pid {child}) outlived the bench that started it")
+    finally:
+        if parent.poll() is None:
+            parent.kill()

@@ -237,6 +237,13 @@ class PresenceConfig:
         check=_positive)
     offline_report_max_packets: int = setting(1000, "Most packet ids listed in one offline report",
                                               check=_positive)
+    clock_offset_sample_seconds: float = setting(
+        300.0, "A unit's clock offset is recorded at most once per this many seconds while it sends signed requests",
+        check=_positive)
+    clock_offset_jump_seconds: float = setting(
+        5.0, "...and at once when it moves by more than this many seconds", check=_positive)
+    clock_offset_retention_days: int = setting(
+        400, "Clock-offset samples older than this many days are deleted", check=_positive)
 
 
 @dataclass(frozen=True)

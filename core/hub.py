@@ -25,6 +25,7 @@ from lgsp.core import audit, logs
 from lgsp.core.audit import AuditChain
 from lgsp.core.auth import Authenticator
 from lgsp.core.clock import Clock, SystemClock
+from lgsp.core.clockoffsets import OffsetPruner, OffsetSampler
 from lgsp.core.cluster import ClusterEvents, Leadership, Nodes, node_name
 from lgsp.core.config import Config, ConfigError, ConfigIssue
 from lgsp.core.connections import ConnectionGuard
@@ -233,7 +234,10 @@ class Hub:
         self.directory = Directory(self.db, self.master_key, self.algorithms,
                                    rsa_key_bits=cfg.security.rsa_key_bits)
         self.secrets = SecretStore(self.db, self.master_key)
-        self.presence = Presence(self.db, cfg.presence.online_window_seconds, clock=self.clock)
+        self.presence = Presence(self.db, cfg.presence.online_window_seconds, clock=self.clock,
+                                 offsets=OffsetSampler(cfg.presence.clock_offset_sample_seconds,
+                                                       cfg.presence.clock_offset_jump_seconds))
+        self.offset_pruner = OffsetPruner(self.db, cfg.presence.clock_offset_retention_days)
         self.auth = Authenticator(self.db, self.directory, self.algorithms, self.presence,
                                   clock_skew_seconds=cfg.security.clock_skew_seconds,
                                   session_ttl_seconds=cfg.security.session_ttl_seconds, clock=self.clock)
@@ -376,6 +380,7 @@ class Hub:
         if hasattr(self, "presence"):
             try:
                 self.presence.sweep()
+                self.presence.offsets.drain()  # the clock offsets observed since their last sample too
                 await self.presence.flush()
             except Exception:
                 log.exception("could not save presence on shutdown")
@@ -494,6 +499,7 @@ class Hub:
         await self.offline.run()
         if self.engine.lanes:
             await self.engine.release_stale()
+        await self.offset_pruner.run(self.clock())  # clock-offset samples past retention (every 10 min)
         return True
 
     async def _audit_signer(self) -> tuple[str, str, Any]:

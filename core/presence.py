@@ -4,6 +4,8 @@ endpoint that answers the health probe.
 Observations happen on the hot path (every signed request), so they only touch memory; a flush
 every second writes last-seen times, clock offsets and online/offline transitions in one batch.
 Each transition keeps the time it happened, not the time it was flushed.
+Clock offsets are also kept as a history: samples per unit and interval (core/clockoffsets.py),
+aggregated in memory and written by the same flush.
 
 Across nodes (core/cluster.py: Nodes) a unit is online while any live node holds a stream of it
 (`stream_holders`, written by each node's flush) or any node saw a signed request of it within
@@ -24,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, case, delete, exists, select, update
 
 from lgsp.core.clock import SYSTEM_CLOCK
+from lgsp.core.clockoffsets import OffsetSampler
 from lgsp.core.events import iso
 from lgsp.core.store.database import Database
-from lgsp.core.store.tables import presence_log, stream_holders, units
+from lgsp.core.store.tables import clock_offsets, presence_log, stream_holders, units
 
 if TYPE_CHECKING:
     from lgsp.core.cluster import Nodes
@@ -52,7 +55,7 @@ class _UnitState:
 
 class Presence:
     def __init__(self, db: Database, window_seconds: float,
-                 clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
+                 clock: Callable[[], datetime] = SYSTEM_CLOCK, offsets: OffsetSampler | None = None) -> None:
         self.db = db
         self.clock = clock  # the hub's clock (core/clock.py): the window and the sweep follow it
         self.window = timedelta(seconds=window_seconds)
@@ -60,6 +63,8 @@ class Presence:
         self._log: list[dict[str, object]] = []
         self.nodes: Nodes | None = None  # set by the hub: streams of live nodes count (core/cluster.py)
         self._flushing = asyncio.Lock()
+        # Clock-offset samples (core/clockoffsets.py), written by the flush with the rest.
+        self.offsets = offsets or OffsetSampler(interval_seconds=300.0, jump_seconds=5.0)
 
     def _state(self, unit: str) -> _UnitState:
         state = self._units.get(unit)
@@ -113,6 +118,7 @@ class Presence:
         state.last_request = at
         if clock_offset is not None:
             state.offset = clock_offset
+            self.offsets.observe(unit, at, clock_offset)
         state.dirty = True
         self._set(unit, state, True, "request", at)
 
@@ -173,7 +179,8 @@ class Presence:
     async def _flush(self) -> None:
         dirty = sorted(((u, s) for u, s in self._units.items() if s.dirty), key=lambda item: item[0])
         entries, self._log = self._log, []
-        if not dirty and not entries:
+        samples = self.offsets.due(self.clock())
+        if not dirty and not entries and not samples:
             return
         for _, state in dirty:
             state.dirty = False
@@ -189,10 +196,13 @@ class Presence:
                 entries = await self._write(conn, dirty, entries, missing)
                 if entries:
                     await conn.execute(presence_log.insert(), entries)
+                if samples:
+                    await conn.execute(clock_offsets.insert(), [sample.row() for sample in samples])
         except Exception:
             for _, state in dirty:
                 state.dirty = True
             self._log[:0] = entries
+            self.offsets.restore(samples)
             raise
         for state in missing:  # written once the unit exists
             state.dirty = True

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
+from lgsp.core.clockoffsets import history as clock_offset_history
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packets, presence_log, units
 
@@ -169,9 +170,9 @@ async def presence_periods(db: Database, unit_id: str, since: dt.datetime,
 async def presence_history(db: Database, unit_id: str, since: dt.datetime,
                            until: dt.datetime) -> dict[str, Any] | None:
     """A unit's online/offline periods over [since, until) (the state at `since` is the last change
-    before it), with its last-seen time and last known clock offset; None when there is no such unit.
-
-    The store keeps the latest clock offset per unit, not a history of offsets."""
+    before it), with its last-seen time, last known clock offset and the clock-offset samples of
+    the period (core/clockoffsets.py: `history`; `offset_bucket_seconds` is None when they are the
+    samples themselves, else the length of the slices they summarise); None when there is no such unit."""
     async with db.read() as conn:
         unit = (await conn.execute(select(units.c.online, units.c.last_seen_at, units.c.clock_offset_seconds,
                                           units.c.created_at).where(units.c.id == unit_id))).first()
@@ -184,6 +185,7 @@ async def presence_history(db: Database, unit_id: str, since: dt.datetime,
                                    .where(presence_log.c.unit_id == unit_id, presence_log.c.at >= since,
                                           presence_log.c.at < until)
                                    .order_by(presence_log.c.at, presence_log.c.id))).all()
+    offsets, bucket = await clock_offset_history(db, unit_id, since, until)
     end = min(until, dt.datetime.now(dt.UTC))
     start = max(since, unit.created_at) if unit.created_at else since
     marks = [(start, before.online, before.cause)] if before else []   # before any change: unknown
@@ -199,6 +201,7 @@ async def presence_history(db: Database, unit_id: str, since: dt.datetime,
         periods.append({"from": at, "to": stop, "online": online, "cause": cause})
     return {"unit": unit_id, "online": bool(unit.online), "last_seen_at": unit.last_seen_at,
             "clock_offset_seconds": unit.clock_offset_seconds, "periods": periods,
+            "offsets": offsets, "offset_bucket_seconds": bucket,
             "changes": [{"at": r.at, "online": r.online, "cause": r.cause} for r in rows]}
 
 

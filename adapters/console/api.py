@@ -1,7 +1,7 @@
 """`GET /v1/stats` and `GET /v1/presence`: a unit's own statistics for a period and its connection
-history (online/offline periods, last clock offset), for its systems (the signed-request protocol,
-like every /v1 call). The same numbers as the console's report and connection pages and `lgsp report`.
-A unit reads only itself: naming another unit is refused."""
+history (online/offline periods, clock offsets over the period and the last one), for its systems
+(the signed-request protocol, like every /v1 call). The same numbers as the console's report and
+connection pages and `lgsp report`. A unit reads only itself: naming another unit is refused."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ async def stats(request: web.Request) -> web.StreamResponse:
 
 
 MAX_PRESENCE_DAYS = 366
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 
 
 def _moment(text: str | None, name: str, default: dt.datetime) -> dt.datetime:
@@ -51,15 +53,21 @@ def _moment(text: str | None, name: str, default: dt.datetime) -> dt.datetime:
     try:
         if len(text) == 10:
             day = dt.date.fromisoformat(text)
-            return dt.datetime.combine(day, dt.time(), tzinfo=VIETNAM_TZ).astimezone(dt.UTC)
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
+            moment = dt.datetime.combine(day, dt.time(), tzinfo=VIETNAM_TZ)
+        else:
+            moment = dt.datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            raise Problem("request.invalid", Text("{name} needs a time zone offset (e.g. +07:00 or Z)", name=name),
+                          field=name)
+        moment = moment.astimezone(dt.UTC)   # OverflowError at the calendar's ends (0001-01-01+14:00)
+    except (ValueError, OverflowError):
         raise Problem("request.invalid", Text("{name} must be YYYY-MM-DD or a date-time with its offset", name=name),
                       field=name) from None
-    if moment.tzinfo is None:
-        raise Problem("request.invalid", Text("{name} needs a time zone offset (e.g. +07:00 or Z)", name=name),
+    if not EARLIEST <= moment <= LATEST:  # and no default period reaches past the calendar
+        raise Problem("request.invalid", Text("{name} must be between {first} and {last}", name=name,
+                                              first=EARLIEST.date().isoformat(), last=LATEST.date().isoformat()),
                       field=name)
-    return moment.astimezone(dt.UTC)
+    return moment
 
 
 @routes.get("/v1/presence")
@@ -88,4 +96,7 @@ async def presence(request: web.Request) -> web.StreamResponse:
         "clock_offset_seconds": found["clock_offset_seconds"],
         "periods": [{"from": iso(p["from"]), "to": iso(p["to"]), "online": p["online"], "cause": p["cause"]}
                     for p in found["periods"]],
-        "changes": [{"at": iso(c["at"]), "online": c["online"], "cause": c["cause"]} for c in found["changes"]]})
+        "changes": [{"at": iso(c["at"]), "online": c["online"], "cause": c["cause"]} for c in found["changes"]],
+        "clock_offsets": [{"at": iso(o["at"]), "offset_seconds": o["offset_seconds"], "min_seconds": o["min_seconds"],
+                           "max_seconds": o["max_seconds"], "requests": o["requests"]} for o in found["offsets"]],
+        "clock_offsets_bucket_seconds": found["offset_bucket_seconds"]})

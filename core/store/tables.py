@@ -223,6 +223,21 @@ presence_log = Table(
     Index(None, "unit_id", "at"),
 )
 
+# Clock-offset samples of units (core/clockoffsets.py), written by the presence flush: at most one
+# per unit and node per `presence.clock_offset_sample_seconds`, or at once on a jump; pruned by age.
+# No foreign key: a sample must never fail the flush's batch (migration 0017).
+clock_offsets = Table(
+    "clock_offsets", metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("unit_id", String(ID), nullable=False),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Column("offset_seconds", Float, nullable=False),
+    Column("min_seconds", Float, nullable=False),
+    Column("max_seconds", Float, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Index(None, "unit_id", "at"),
+)
+
 secrets = Table(
     "secrets", metadata,
     Column("name", String(64), primary_key=True),

@@ -21,7 +21,7 @@ from typing import Any
 import pluggy
 from aiohttp import web
 
-from lgsp.core import audit, logs
+from lgsp.core import audit, logs, statistics
 from lgsp.core.audit import AuditChain
 from lgsp.core.auth import Authenticator
 from lgsp.core.clock import Clock, SystemClock
@@ -500,6 +500,10 @@ class Hub:
         if self.engine.lanes:
             await self.engine.release_stale()
         await self.offset_pruner.run(self.clock())  # clock-offset samples past retention (every 10 min)
+        try:
+            await statistics.rollup(self.db)  # the aggregates reports read (core/statistics.py)
+        except Exception:
+            log.exception("statistics roll-up failed; the next round retries")
         return True
 
     async def _audit_signer(self) -> tuple[str, str, Any]:

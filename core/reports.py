@@ -83,6 +83,38 @@ def _p95(values: list[float]) -> float:
 
 
 async def unit_report(db: Database, unit_id: str, since: dt.datetime, until: dt.datetime) -> Report:
+    """The unit's statistics over [since, until), from the aggregates kept by `core.statistics`
+    (rolled up first, so exact and current; partial days at the edges from the raw rows). Delivery
+    time median and p95 are read from histograms: within 4.9 % of the exact values (1 ms below 1 ms).
+    Falls back to `unit_report_raw` while the aggregates lag too far behind (never rolled up)."""
+    from lgsp.core import statistics as st
+
+    if not await st.rollup(db, max_pairs=st.REPORT_MAX_PAIRS):
+        return await unit_report_raw(db, unit_id, since, until)
+    report = Report(unit_id, since, until)
+    async with db.read() as conn:
+        got = await st.totals(conn, unit_id, since, until)
+        before = (await conn.execute(select(presence_log.c.at, presence_log.c.online)
+                                     .where(presence_log.c.unit_id == unit_id, presence_log.c.at <= since)
+                                     .order_by(presence_log.c.at.desc(), presence_log.c.id.desc()).limit(1))).all()
+        presence = (await conn.execute(select(presence_log.c.at, presence_log.c.online)
+                                       .where(presence_log.c.unit_id == unit_id, presence_log.c.at > since,
+                                              presence_log.c.at < until)
+                                       .order_by(presence_log.c.at, presence_log.c.id))).all()
+        created = await conn.scalar(select(units.c.created_at).where(units.c.id == unit_id))
+    report.sent_packets, report.sent_bytes = got.sent_packets, got.sent_bytes
+    report.received_packets, report.received_bytes = got.received_packets, got.received_bytes
+    report.by_partner, report.by_data_type = got.by_partner, got.by_data_type
+    report.delivered, report.delivered_before_deadline = got.delivered, got.on_time
+    report.with_deadline, report.failures = got.with_deadline, got.failures
+    report.delivery_seconds_median, report.delivery_seconds_p95 = st.quantiles(got.histogram)
+    report.online_ratio = _online_ratio([*before, *presence], created, since, until)
+    return report
+
+
+async def unit_report_raw(db: Database, unit_id: str, since: dt.datetime, until: dt.datetime) -> Report:
+    """The same report computed from every raw row of the period (exact medians): the reference the
+    aggregates are tested and benchmarked against."""
     report = Report(unit_id, since, until)
     in_period = and_(packets.c.created_at >= since, packets.c.created_at < until)
     async with db.read() as conn:

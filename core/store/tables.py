@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -534,4 +535,59 @@ registration_scans = Table(
     Column("sha256", String(64), nullable=False),
     Column("uploaded_by", String(64), nullable=True),
     Column("uploaded_at", UTCDateTime, nullable=False),
+)
+
+# Statistics kept incrementally (core/statistics.py): what `unit_report` reads instead of the raw
+# packets and deliveries. Every row belongs to one source unit's Vietnam day (of packet creation) and
+# is recomputed whole from the raw rows when an event names a packet of that day; `stats_rollup`
+# holds how far the events have been folded.
+stats_sent = Table(
+    "stats_sent", metadata,
+    Column("source_unit", String(ID), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("data_type", String(64), primary_key=True),
+    Column("packets", Integer, nullable=False),          # packets with at least one delivery
+    Column("bytes", BigInteger, nullable=False),
+    Column("deliveries", Integer, nullable=False),
+    Column("with_deadline", Integer, nullable=False),    # deliveries of packets with a deadline
+    Column("delivered", Integer, nullable=False),
+    Column("on_time", Integer, nullable=False),          # delivered no later than the deadline
+)
+
+stats_traffic = Table(
+    "stats_traffic", metadata,
+    Column("source_unit", String(ID), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("dest_unit", String(ID), primary_key=True),
+    Column("data_type", String(64), primary_key=True),
+    Column("deliveries", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),         # the packet's size, once per delivery
+    Index(None, "dest_unit", "day"),
+)
+
+stats_failures = Table(
+    "stats_failures", metadata,
+    Column("source_unit", String(ID), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("reason", Unicode(128), primary_key=True),
+    Column("deliveries", Integer, nullable=False),
+)
+
+# Delivery time (acceptance to delivered) in fixed log-spaced buckets (core/statistics.py: `bucket_of`).
+stats_delivery_times = Table(
+    "stats_delivery_times", metadata,
+    Column("source_unit", String(ID), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("bucket", SmallInteger, primary_key=True),
+    Column("deliveries", Integer, nullable=False),
+)
+
+stats_rollup = Table(
+    "stats_rollup", metadata,
+    Column("name", String(32), primary_key=True),
+    # The last packet_events.id folded; NULL: never rolled up (the first round folds all history).
+    Column("watermark", EventId, nullable=True),
+    # Ids below the watermark not yet seen (transactions that had not committed), with when first missed.
+    Column("holes", JSON, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=True),
 )

@@ -36,6 +36,8 @@ CHANNEL = "lgsp_events"
 MAX_PAYLOAD = 7000
 #: How often a node looks for events it was not told of (a dropped notification, a reconnect).
 CATCH_UP_SECONDS = 3.0
+#: How long an event found by the catch-up may still be on its way to its own node's publish.
+PUBLISH_GRACE_SECONDS = 1.0
 #: How many recently handed-over sequences a node remembers, so a catch-up does not repeat them.
 REMEMBER = 20_000
 
@@ -229,20 +231,36 @@ class ClusterEvents:
             await asyncio.sleep(CATCH_UP_SECONDS)
             try:
                 await self._ensure_connected()
-                async with self.db.read() as conn:
-                    rows = (await conn.execute(
-                        select(packet_events).where(packet_events.c.id > self._watermark,
-                                                    packet_events.c.audience.is_not(None))
-                        .order_by(packet_events.c.id).limit(1000))).all()
+                await self.catch_up_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("cluster catch-up failed; will retry", exc_info=True)
-                continue
-            self._hand_over([r for r in rows if r.id not in self._seen_set])
+
+    async def catch_up_once(self, grace: float = PUBLISH_GRACE_SECONDS) -> int:
+        """Hand over the streamed events this node has neither published nor been told of; how many.
+
+        An event is in the store from its transaction's commit, but its node publishes it only after
+        the commit's own follow-up (deleting purged files, core/exchange/base.py `_after_commit`):
+        an event this node committed a moment ago is not missed, only not published yet. The rows
+        read are therefore handed over only if still unknown `grace` seconds later; without it a
+        stream got such an event twice (here, then from the publish).
+        """
+        async with self.db.read() as conn:
+            rows = (await conn.execute(
+                select(packet_events).where(packet_events.c.id > self._watermark,
+                                            packet_events.c.audience.is_not(None))
+                .order_by(packet_events.c.id).limit(1000))).all()
+        missed = [r for r in rows if r.id not in self._seen_set]
+        if missed and grace > 0:
+            await asyncio.sleep(grace)
+            missed = [r for r in missed if r.id not in self._seen_set]
+        self._hand_over(missed)
+        return len(missed)
 
     def _hand_over(self, rows: Sequence[Any]) -> None:
-        events = [Event(r.id, r.type, r.packet_id, r.at, r.unit, r.audience, r.detail) for r in rows]
+        events = [Event(r.id, r.type, r.packet_id, r.at, r.unit, r.audience, r.detail) for r in rows
+                  if r.id not in self._seen_set]  # a notification and a catch-up may find the same row
         if not events:
             return
         self._remember([e.seq for e in events])

@@ -98,7 +98,7 @@ def cmd_unit_show(args: argparse.Namespace) -> int:
         async with open_store(args) as hub:
             unit = await hub.directory.get_unit(args.id)
             if unit is None:
-                raise CliError(f"not_found: unit {args.id} does not exist")
+                raise CliError(t("not_found: unit {unit} does not exist", unit=args.id))
             return unit, await hub.directory.list_applications(unit.id), await hub.directory.list_keys(unit_id=unit.id)
 
     unit, apps, keys = asyncio.run(go())
@@ -159,7 +159,7 @@ def cmd_key_issue(args: argparse.Namespace) -> int:
 
         key_file = str(Path(args.private_key_out).resolve()) if args.private_key_out else None
         if issued.private_key_pem and not key_file:
-            raise CliError("--save-profile with an RSA key also needs --private-key-out FILE")
+            raise CliError(t("--save-profile with an RSA key also needs --private-key-out FILE"))
         path = profiles_path()
         save_profile(path, args.save_profile, {"url": args.url or configured_url, "access_key": issued.access_key,
                                                "algorithm": issued.algorithm, "secret_key": issued.secret,
@@ -223,7 +223,7 @@ def cmd_secret_list(args: argparse.Namespace) -> int:
 
 def cmd_secret_delete(args: argparse.Namespace) -> int:
     if not on_store(args, lambda hub: hub.secrets.delete(args.name)):
-        raise CliError(f"not_found: no secret named {args.name!r}")
+        raise CliError(t("not_found: no secret named {name!r}", name=args.name))
     print(t("deleted secret {name}", name=args.name))
     return 0
 
@@ -259,8 +259,8 @@ def _delivery_json(record: DeliveryRecord) -> dict[str, Any]:
 
 
 def _running_note(args: argparse.Namespace) -> None:
-    print(t("a running hub picks this up within {s} seconds",
-            s=f"{cli_config(args).delivery.poll_interval_seconds:g}"), file=sys.stderr)
+    seconds = format(cli_config(args).delivery.poll_interval_seconds, "g")
+    print(t("a running hub picks this up within {s} seconds", s=seconds), file=sys.stderr)
 
 
 def cmd_deliveries_retry(args: argparse.Namespace) -> int:
@@ -274,7 +274,7 @@ def cmd_deliveries_cancel(args: argparse.Namespace) -> int:
     reason = "cancelled by an operator" + (f": {args.reason}" if args.reason else "")
     moved = on_store(args, lambda hub: hub.exchange.operator_cancel(args.packet, args.unit, reason))
     if not moved:
-        raise CliError(f"conflict: packet {args.packet} has no unfinished delivery to cancel")
+        raise CliError(t("conflict: packet {id} has no unfinished delivery to cancel", id=args.packet))
     print(t("cancelled packet {id} for: {units}", id=args.packet, units=", ".join(moved)))
     return 0
 
@@ -319,7 +319,7 @@ def cmd_service_grant(args: argparse.Namespace) -> int:
 
 def cmd_service_revoke(args: argparse.Namespace) -> int:
     if not on_store(args, lambda hub: hub.services.revoke(args.id, args.unit)):
-        raise CliError(f"not_found: unit {args.unit} had no grant on service {args.id}")
+        raise CliError(t("not_found: unit {unit} had no grant on service {id}", unit=args.unit, id=args.id))
     print(t("unit {unit} may no longer call {id}", id=args.id, unit=args.unit))
     return 0
 

@@ -15,6 +15,7 @@ from lgsp.cli.args import Subparsers, add_config
 from lgsp.cli.errors import CliError
 from lgsp.cli.messages import t
 from lgsp.cli.store import on_store
+from lgsp.core.i18n import render
 
 
 def cmd_axis_sync(args: argparse.Namespace) -> int:
@@ -37,7 +38,7 @@ def cmd_axis_sync(args: argparse.Namespace) -> int:
         print(json.dumps({"zone": zone, "added": report.added, "updated": report.updated,
                           "suspended": report.suspended, "reactivated": report.reactivated,
                           "unchanged": report.unchanged,
-                          "skipped": [{"code": c, "reason": r} for c, r in report.skipped]},
+                          "skipped": [{"code": c, "reason": render(r)} for c, r in report.skipped]},
                          ensure_ascii=False, indent=2))
     else:
         print(t("national axis directory synchronised into zone {zone}: {added} added, {updated} updated, "

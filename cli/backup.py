@@ -21,9 +21,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
         report = backup(cli_config(args), Path(args.dir))
     except BackupError as exc:
         raise CliError(str(exc)) from exc
+    mib = format(report.blob_bytes / 2**20, ".1f")
     print(t("backed up into {dir}: {db} database, {n} blob files ({mib} MiB)", dir=report.folder, db=report.database,
-            n=report.blob_files,
-            mib=f"{report.blob_bytes / 2**20:.1f}"))
+            n=report.blob_files, mib=mib))
     if report.missing:
         print(t("{n} blob files of packets delivered and purged during the backup are not in it (see "
                 "backup.json, missing)", n=len(report.missing)))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lgsp.cli.args import Subparsers, add_config
-from lgsp.cli.errors import CliError
+from lgsp.cli.errors import CliError, said
 from lgsp.cli.messages import N_, t
 from lgsp.cli.store import on_store
 
@@ -26,7 +26,7 @@ def _fingerprint(args: argparse.Namespace) -> str | None:
         if args.sha256:
             return normalise_fingerprint(args.sha256)
     except TlsError as exc:
-        raise CliError(f"{args.cert or args.sha256}: {exc}") from exc
+        raise CliError(f"{args.cert or args.sha256}: {said(exc)}") from exc
     return None
 
 

@@ -13,11 +13,18 @@ from collections.abc import Callable
 
 from lgsp.cli.messages import lang, t
 from lgsp.core.config import ConfigError
-from lgsp.core.i18n import render
+from lgsp.core.i18n import Text, render
 
 
 class CliError(Exception):
     """One line for the user; exits with status 1."""
+
+
+def said(exc: BaseException) -> str:
+    """What an exception says, in the CLI's language: its message when that is a `Text` (core/i18n.py;
+    `str(exc)` would be the English msgid), else its text as is."""
+    first = exc.args[0] if len(exc.args) == 1 else None
+    return first.render(lang()) if isinstance(first, Text) else str(exc)
 
 
 def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
@@ -45,25 +52,25 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         print(t("error") + f": {exc.code}: {exc.detail}", file=sys.stderr)
         return 1
     except (CliError, ProfileError, MasterKeyError, PluginError) as exc:
-        print(t("error") + f": {exc}", file=sys.stderr)
+        print(t("error") + f": {said(exc)}", file=sys.stderr)
         return 1
     except aiohttp.ClientError as exc:
-        print(t("error") + f": transport: {exc}", file=sys.stderr)
+        print(t("error") + ": " + t("transport: {reason}", reason=exc), file=sys.stderr)
         return 1
     except OSError as exc:
         print(t("error") + f": {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
     except yaml.YAMLError as exc:  # a profiles file that is not YAML
-        print(t("error") + f": YAML: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(t("error") + ": " + t("invalid YAML: {reason}", reason=" ".join(str(exc).split())), file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:  # the store cannot be reached or opened
         reason = getattr(exc, "orig", None) or exc
-        print(t("error") + f": store: {' '.join(str(reason).split())[:300]}", file=sys.stderr)
+        print(t("error") + ": " + t("the store: {reason}", reason=" ".join(str(reason).split())[:300]), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # anything else: still one line; LGSP_DEBUG=1 shows the traceback
         if os.environ.get("LGSP_DEBUG"):
             raise
-        print(t("error") + f": {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        print(t("error") + f": {type(exc).__name__}: {' '.join(said(exc).split())[:300]}", file=sys.stderr)
         return 1

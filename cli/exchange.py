@@ -16,7 +16,7 @@ from typing import Any
 
 from lgsp.cli import output
 from lgsp.cli.args import Subparsers, add_credentials, positive_int
-from lgsp.cli.errors import CliError
+from lgsp.cli.errors import CliError, said
 from lgsp.cli.messages import lang, t
 from lgsp.cli.timeline import render_status
 
@@ -30,13 +30,13 @@ def _client(args: argparse.Namespace) -> Any:
     try:
         return LgspClient(creds, lang=lang())
     except ValueError as exc:  # a hub URL (or one of several, comma-separated) that is not http(s)
-        raise CliError(f"--url / LGSP_URL: {exc}") from exc
+        raise CliError(f"--url / LGSP_URL: {said(exc)}") from exc
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
-        raise CliError(f"{path}: no such file")
+        raise CliError(t("{file}: no such file", file=path))
 
     total = path.stat().st_size
 

@@ -54,7 +54,7 @@ def cmd_notice_withdraw(args: argparse.Namespace) -> int:
 
     notice = on_store(args, use)
     if notice is None:  # pragma: no cover - withdraw raises instead
-        raise CliError(f"not_found: notice {args.id}")
+        raise CliError(t("not_found: notice {id}", id=args.id))
     print(t("withdrew notice {id}", id=notice.id))
     return 0
 

@@ -80,8 +80,9 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
         return f"{decision.rule.label} {decision.rule.text()}" if decision.rule else decision.reason()
 
     if one is not None:
+        data_type = " [" + args.data_type + "]" if args.data_type else ""
         print(t("{source} → {dest}{dt}: {verdict}, by {reason}", source=args.source, dest=args.destination,
-                dt=f" [{args.data_type}]",
+                dt=data_type,
                 verdict=verdict(one), reason=reason(one)))
         if len(one.matching) > 1:
             print(t("  other matching rules (by precedence):"))

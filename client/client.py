@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import aiohttp
 from yarl import URL
 
+from lgsp.core.i18n import Text
 from lgsp.core.signing import EMPTY_SHA256, H_CONTENT, Signer
 from lgsp.plugins.signatures import BUILTIN_ALGORITHMS
 
@@ -55,20 +56,22 @@ class Credentials:
         """The hub's addresses: `url` may list several nodes of one cluster, separated by commas."""
         found = [part.strip().rstrip("/") for part in self.url.split(",") if part.strip()]
         if not found:
-            raise ValueError("no hub URL")
+            raise ValueError(Text("no hub URL"))
         for url in found:
             parsed = URL(url)
             if parsed.scheme not in ("http", "https") or not parsed.host:
-                raise ValueError(f"not an http(s) URL: {url!r}")
+                raise ValueError(Text("not an http(s) URL: {url!r}", url=url))
         return found
 
     def signer(self) -> Signer:
         alg = ALGORITHMS.get(self.algorithm)
         if alg is None:
-            raise ValueError(f"unknown algorithm {self.algorithm!r}")
+            raise ValueError(Text("unknown algorithm {name!r}", name=self.algorithm))
         key = self.secret if alg.shared_secret else self.private_key_pem
         if not key:
-            raise ValueError(f"{self.algorithm} needs a {'secret' if alg.shared_secret else 'private key'}")
+            if alg.shared_secret:
+                raise ValueError(Text("{name} needs a secret", name=self.algorithm))
+            raise ValueError(Text("{name} needs a private key", name=self.algorithm))
         return Signer(self.access_key, alg, key)
 
 

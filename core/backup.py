@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from lgsp.core.config import Config
+from lgsp.core.i18n import Text, render
 from lgsp.core.masterkey import Kek, MasterKey, MasterKeyError
 
 __all__ = ["BackupError", "BackupReport", "RestoreReport", "backup", "master_key_fingerprint", "restore"]
@@ -48,7 +49,11 @@ _CHUNK = 1 << 20
 
 
 class BackupError(Exception):
-    """A backup or restore that cannot proceed; the message says why, for one CLI line."""
+    """A backup or restore that cannot proceed; the message (a `Text`) says why, for one CLI line:
+    `str()` gives it in the current language (LGSP_LANG for the CLI)."""
+
+    def __str__(self) -> str:
+        return render(self.args[0]) if len(self.args) == 1 and isinstance(self.args[0], Text) else super().__str__()
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ def _libpq(url: str) -> tuple[str, dict[str, str]]:
 def _tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise BackupError(f"không tìm thấy lệnh {name} (cài gói postgresql-client)")
+        raise BackupError(Text("command {name} not found (install the postgresql-client package)", name=name))
     return found
 
 
@@ -208,12 +213,12 @@ def _sqlite_copy(src: Path, dst: Path) -> None:
 def backup(config: Config, folder: Path) -> BackupReport:
     """Take a consistent online backup of the hub described by `config` into `folder` (new or empty)."""
     if folder.exists() and any(folder.iterdir()):
-        raise BackupError(f"thư mục sao lưu {folder} đã có dữ liệu; hãy chọn một thư mục trống")
+        raise BackupError(Text("the backup folder {folder} is not empty; choose an empty folder", folder=folder))
     key_path = config.master_key_path
     try:
         key = MasterKey.load(key_path, _kek(config))
     except FileNotFoundError as exc:
-        raise BackupError(f"không tìm thấy khóa chủ {key_path}") from exc
+        raise BackupError(Text("master key {path} not found", path=key_path)) from exc
     except MasterKeyError as exc:
         raise BackupError(str(exc)) from exc
     url = config.database_url
@@ -221,7 +226,7 @@ def backup(config: Config, folder: Path) -> BackupReport:
     if sqlite:
         db_path = Path(str(make_url(url).database))
         if not db_path.is_file():
-            raise BackupError(f"không tìm thấy cơ sở dữ liệu {db_path}")
+            raise BackupError(Text("database {path} not found", path=db_path))
     started = _now()
     folder.mkdir(parents=True, exist_ok=True)
     objects = config.blob_path / "objects"
@@ -237,7 +242,8 @@ def backup(config: Config, folder: Path) -> BackupReport:
                  f"--file={folder / PG_DUMP_FILE}", f"--dbname={dsn}"],
                 env=env, capture_output=True, text=True, check=False)
             if done.returncode != 0:
-                raise BackupError(f"pg_dump thất bại: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
+                raise BackupError(Text("pg_dump failed: {reason}",
+                                       reason=done.stderr.strip().splitlines()[-1:] or done.returncode))
         blobs = _copy_blobs(objects, hold, folder / BLOBS_DIR)
     finished = _now()
     manifest = {
@@ -261,15 +267,17 @@ def backup(config: Config, folder: Path) -> BackupReport:
 
 def _read_manifest(folder: Path) -> dict[str, object]:
     if (folder / ".incomplete").exists():
-        raise BackupError(f"bản sao lưu {folder} chưa hoàn tất (lệnh sao lưu bị dừng giữa chừng)")
+        raise BackupError(Text("the backup {folder} is not complete (the backup command stopped half way)",
+                               folder=folder))
     try:
         data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise BackupError(f"{folder} không phải bản sao lưu lgsp (thiếu {MANIFEST})") from exc
+        raise BackupError(Text("{folder} is not an lgsp backup ({file} is missing)",
+                               folder=folder, file=MANIFEST)) from exc
     except ValueError as exc:
-        raise BackupError(f"{folder / MANIFEST} hỏng: {exc}") from exc
+        raise BackupError(Text("{file} is damaged: {reason}", file=folder / MANIFEST, reason=exc)) from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BackupError(f"{folder / MANIFEST}: định dạng không hỗ trợ (cần {FORMAT})")
+        raise BackupError(Text("{file}: unsupported format ({format} expected)", file=folder / MANIFEST, format=FORMAT))
     return data
 
 
@@ -295,15 +303,15 @@ def restore(config: Config, folder: Path, *, master_key_file: Path | None = None
     try:
         key = MasterKey.load(source_key, _kek(config))
     except FileNotFoundError as exc:
-        raise BackupError(f"không tìm thấy khóa chủ {source_key}; bản sao lưu không chứa khóa chủ, "
-                          "hãy chỉ ra tệp khóa đã cất riêng (--master-key)") from exc
+        raise BackupError(Text("master key {path} not found; a backup does not hold the master key: name the key "
+                               "file kept apart (--master-key)", path=source_key)) from exc
     except MasterKeyError as exc:
         raise BackupError(str(exc)) from exc
     expected = str(manifest.get("master_key_fingerprint", ""))
     if not any(secrets.compare_digest(found, expected) for found in held_fingerprints(key)):
-        raise BackupError(f"khóa chủ {source_key} không phải khóa của bản sao lưu này; nếu khóa chủ đã được "
-                          "đổi (lgsp masterkey rotate) sau khi sao lưu, hãy dùng tệp khóa cũ đã cất kèm bản "
-                          "sao lưu")
+        raise BackupError(Text("the master key {path} is not this backup's key; if the master key was rotated "
+                               "(lgsp masterkey rotate) after the backup, use the old key file kept with the backup",
+                               path=source_key))
     install_key = master_key_file is not None and master_key_file.resolve() != key_path.resolve()
     if install_key and key_path.exists():
         try:
@@ -311,32 +319,35 @@ def restore(config: Config, folder: Path, *, master_key_file: Path | None = None
         except MasterKeyError as exc:
             raise BackupError(str(exc)) from exc
         if not secrets.compare_digest(present, expected):
-            raise BackupError(f"đã có một khóa chủ khác tại {key_path}; không ghi đè")
+            raise BackupError(Text("another master key is already at {path}; not overwritten", path=key_path))
         install_key = False
     blobs = manifest.get("blobs")
     if not isinstance(blobs, dict):
-        raise BackupError(f"{folder / MANIFEST}: thiếu danh sách blob")
+        raise BackupError(Text("{file}: the list of blobs is missing", file=folder / MANIFEST))
     objects = config.blob_path / "objects"
     if any(True for _ in _files_under(objects)):
-        raise BackupError(f"thư mục blob {objects} đã có dữ liệu; chỉ khôi phục vào nơi trống")
+        raise BackupError(Text("the blob folder {folder} is not empty; restore only into an empty place",
+                               folder=objects))
     url = config.database_url
     database = str(manifest.get("database"))
     sqlite = _is_sqlite(url)
     if (database == "sqlite") != sqlite:
-        raise BackupError(f"bản sao lưu là {database} nhưng cấu hình dùng "
-                          f"{'sqlite' if sqlite else 'postgresql'}")
+        raise BackupError(Text("the backup is of {database} but the configuration uses {configured}",
+                               database=database, configured="sqlite" if sqlite else "postgresql"))
     db_file = folder / str(manifest.get("database_file"))
     if not db_file.is_file():
-        raise BackupError(f"thiếu tệp cơ sở dữ liệu {db_file}")
+        raise BackupError(Text("the database file {file} is missing", file=db_file))
     if sqlite:
         db_path = Path(str(make_url(url).database))
         if db_path.exists() and db_path.stat().st_size > 0:
-            raise BackupError(f"cơ sở dữ liệu {db_path} đã tồn tại; chỉ khôi phục vào nơi trống")
+            raise BackupError(Text("the database {path} already exists; restore only into an empty place",
+                                   path=db_path))
     else:
         import asyncio
 
         if not asyncio.run(_pg_is_empty(url)):
-            raise BackupError("cơ sở dữ liệu PostgreSQL đích đã có bảng; chỉ khôi phục vào cơ sở dữ liệu trống")
+            raise BackupError(Text("the target PostgreSQL database already has tables; restore only into an empty "
+                                   "database"))
 
     # Blobs first, each checked against the manifest, so a damaged backup stops before the store exists.
     staged = config.blob_path / f"restore-{secrets.token_hex(6)}"
@@ -345,13 +356,14 @@ def restore(config: Config, folder: Path, *, master_key_file: Path | None = None
         for rel, meta in sorted(blobs.items()):
             src = folder / BLOBS_DIR / rel
             if not isinstance(meta, dict) or ".." in Path(rel).parts or Path(rel).is_absolute():
-                raise BackupError(f"{folder / MANIFEST}: mục blob không hợp lệ {rel!r}")
+                raise BackupError(Text("{file}: invalid blob entry {entry!r}", file=folder / MANIFEST, entry=rel))
             try:
                 size, sha = _sha256_copy(src, staged / rel)
             except FileNotFoundError as exc:
-                raise BackupError(f"thiếu tệp blob {src}") from exc
+                raise BackupError(Text("the blob file {file} is missing", file=src)) from exc
             if size != meta.get("size") or not secrets.compare_digest(sha, str(meta.get("sha256"))):
-                raise BackupError(f"tệp blob {src} không khớp mã băm trong bản kê (bản sao lưu bị hỏng)")
+                raise BackupError(Text("the blob file {file} does not match the hash in the manifest (the backup is "
+                                       "damaged)", file=src))
             total += size
         if sqlite:
             db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -363,7 +375,8 @@ def restore(config: Config, folder: Path, *, master_key_file: Path | None = None
                  f"--dbname={dsn}", str(db_file)],
                 env=env, capture_output=True, text=True, check=False)
             if done.returncode != 0:
-                raise BackupError(f"pg_restore thất bại: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
+                raise BackupError(Text("pg_restore failed: {reason}",
+                                       reason=done.stderr.strip().splitlines()[-1:] or done.returncode))
         objects.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             objects.rmdir()  # empty (checked above)

@@ -182,9 +182,10 @@ class Directory:
             # written twice, so identifiers are unique regardless of case.
             same = await conn.scalar(select(units.c.id).where(func.upper(units.c.id) == unit_id.upper()))
             if same is not None:
-                raise Problem("conflict", f"unit {same} already exists"
-                              + (f" (identifiers are compared regardless of case: {unit_id})" if same != unit_id
-                                 else ""))
+                if same != unit_id:
+                    raise Problem("conflict", Text("unit {unit} already exists (identifiers are compared regardless "
+                                                   "of case: {given})", unit=same, given=unit_id))
+                raise Problem("conflict", Text("unit {unit} already exists", unit=same))
             await conn.execute(units.insert().values(
                 id=unit_id, name=name, name_folded=fold(name), parent_id=parent_id, zone=zone, legacy=legacy,
                 status="active", created_at=now, online=False, stream_cursor=0))
@@ -211,7 +212,7 @@ class Directory:
             try:
                 check_identifier(entry.id, legacy=True)
             except InvalidIdentifier as exc:
-                out.skipped.append((entry.id[:64], str(exc)))
+                out.skipped.append((entry.id[:64], exc.reason))
                 continue
             name = (entry.name or "").strip()[:255] or entry.id
             wanted[entry.id] = ZoneEntry(entry.id, name, entry.parent_id or None,
@@ -223,7 +224,7 @@ class Directory:
             for code, entry in wanted.items():
                 row = rows.get(code.upper())
                 if row is not None and row.zone != zone:
-                    out.skipped.append((code, f"a unit of zone {row.zone} has this code"))
+                    out.skipped.append((code, Text("a unit of zone {zone} has this code", zone=row.zone)))
                     continue
                 if row is None:
                     if entry.deleted:
@@ -412,7 +413,9 @@ class Directory:
         async with self.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
         if len(rows) != 1:
-            raise Problem("not_found", f"application {ref!r} not found" + (f" in unit {unit_id}" if unit_id else ""))
+            if unit_id:
+                raise Problem("not_found", Text("application {ref!r} not found in unit {unit}", ref=ref, unit=unit_id))
+            raise Problem("not_found", Text("application {ref!r} not found", ref=ref))
         r = rows[0]
         return Application(r.id, r.unit_id, r.name, r.created_at, r.retired_at)
 

@@ -46,6 +46,11 @@ MAX_TREE_DEPTH = 64  # a parent chain longer than this is a loop, not a tree
 class PolicyError(ValueError):
     """A rule or selector that cannot be understood (the message names what is wrong)."""
 
+    @property
+    def message(self) -> str:
+        """Why, as the `Text` it was raised with (`str(exc)` is the English)."""
+        return self.args[0] if self.args and isinstance(self.args[0], str) else str(self)
+
 
 @dataclass(frozen=True)
 class Selector:
@@ -59,7 +64,7 @@ class Selector:
 def parse_selector(text: str, *, side: str) -> Selector:
     """`*`, `zone:Z`, `under:UNIT`, `UNIT`/`unit:UNIT`, and (source only) `app:UNIT/NAME`."""
     if not isinstance(text, str) or not text.strip():
-        raise PolicyError(f"{side}: must not be empty")
+        raise PolicyError(Text("{side}: must not be empty", side=side))
     text = text.strip()
     if text in ("*", "any"):
         return Selector("any")
@@ -68,16 +73,18 @@ def parse_selector(text: str, *, side: str) -> Selector:
         kind, value = "unit", text
     kinds = SOURCE_KINDS if side == "source" else DEST_KINDS
     if kind not in kinds or kind == "any":
-        raise PolicyError(f"{side}: {text!r} is not one of *, zone:NAME, under:UNIT, UNIT"
-                          + (", app:UNIT/NAME" if side == "source" else ""))
+        if side == "source":
+            raise PolicyError(Text("{side}: {text!r} is not one of *, zone:NAME, under:UNIT, UNIT, app:UNIT/NAME",
+                                   side=side, text=text))
+        raise PolicyError(Text("{side}: {text!r} is not one of *, zone:NAME, under:UNIT, UNIT", side=side, text=text))
     if kind == "zone":
         if not value or len(value) > 64 or any(c.isspace() for c in value):
-            raise PolicyError(f"{side}: a zone name is 1 to 64 characters without spaces")
+            raise PolicyError(Text("{side}: a zone name is 1 to 64 characters without spaces", side=side))
         return Selector("zone", value)
     if kind == "app":
         unit, slash, name = value.partition("/")
         if not slash or not name.strip() or len(name) > 128:
-            raise PolicyError(f"{side}: an application is written app:UNIT/NAME")
+            raise PolicyError(Text("{side}: an application is written app:UNIT/NAME", side=side))
         _check_unit(unit, side)
         return Selector("app", f"{unit}/{name.strip()}")
     _check_unit(value, side)
@@ -88,7 +95,7 @@ def _check_unit(code: str, side: str) -> None:
     try:
         check_identifier(code, legacy=True)
     except InvalidIdentifier as exc:
-        raise PolicyError(f"{side}: {exc}") from exc
+        raise PolicyError(Text("{side}: {why}", side=side, why=exc.reason)) from exc
 
 
 @dataclass(frozen=True)
@@ -131,13 +138,13 @@ class Rule:
 def make_rule(action: str, source: str, destination: str, data_type: str | None = None, *,
               origin: str = "store", **extra: Any) -> Rule:
     if action not in ACTIONS:
-        raise PolicyError(f"action: must be allow or deny, got {action!r}")
+        raise PolicyError(Text("action: must be allow or deny, got {action!r}", action=action))
     if data_type is not None:
         data_type = data_type.strip()
         if data_type in ("", "*"):
             data_type = None
         elif len(data_type) > 64 or any(c.isspace() for c in data_type):
-            raise PolicyError("data_type: 1 to 64 characters without spaces")
+            raise PolicyError(Text("data_type: 1 to 64 characters without spaces"))
     return Rule(None, action, parse_selector(source, side="source"),
                 parse_selector(destination, side="destination"), data_type, origin, **extra)
 
@@ -148,21 +155,22 @@ def config_rule_issues(raw: list[dict[str, Any]]) -> list[tuple[str, str]]:
     for i, item in enumerate(raw):
         path = f"rules[{i}]"
         if not isinstance(item, dict):
-            out.append((path, "must be a mapping with action, source, destination (and data_type)"))
+            out.append((path, Text("must be a mapping with action, source, destination (and data_type)")))
             continue
         unknown = set(item) - {"action", "source", "destination", "data_type"}
         if unknown:
-            out.append((f"{path}.{sorted(unknown)[0]}", "unknown key (known: action, source, destination, data_type)"))
+            out.append((f"{path}.{sorted(unknown)[0]}",
+                        Text("unknown key (known: action, source, destination, data_type)")))
             continue
         missing = [k for k in ("action", "source", "destination") if not isinstance(item.get(k), str)]
         if missing:
-            out.append((f"{path}.{missing[0]}", "required, a string"))
+            out.append((f"{path}.{missing[0]}", Text("required, a string")))
             continue
         try:
             make_rule(item["action"], item["source"], item["destination"], item.get("data_type"), origin="config")
         except PolicyError as exc:
             field = str(exc).split(":", 1)[0]
-            out.append((f"{path}.{field}", str(exc)))
+            out.append((f"{path}.{field}", exc.message))
     return out
 
 
@@ -184,7 +192,7 @@ class Decision:
     data_type: str | None = None
 
     def reason(self) -> str:
-        return self.rule.text() if self.rule is not None else f"default {self.default}"
+        return self.rule.text() if self.rule is not None else Text("the default ({default})", default=self.default)
 
 
 @dataclass
@@ -213,7 +221,7 @@ class Policy:
         try:
             rule = make_rule(action, source, destination, data_type)
         except PolicyError as exc:
-            raise Problem("request.invalid", str(exc)) from exc
+            raise Problem("request.invalid", exc.message) from exc
         by = _actor(by)
         now = self.clock()
         async with self.db.write() as conn:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from lgsp.core.clockoffsets import history as clock_offset_history
+from lgsp.core.i18n import gettext
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packets, presence_log, units
 
@@ -53,27 +54,35 @@ class Report:
                 "deadline": {"with_deadline": self.with_deadline, "on_time": self.delivered_before_deadline},
                 "failures": self.failures, "online_ratio": self.online_ratio}
 
-    def rows(self) -> list[tuple[str, str, Any]]:
-        """The report as (section, item, value) rows: what the spreadsheet and CSV exports hold."""
+    def rows(self, lang: str | None = None) -> list[tuple[str, str, Any]]:
+        """The report as (section, item, value) rows: what the spreadsheet and CSV exports hold and the
+        console shows, the names in `lang` (the current language when None: the CLI's, the page's)."""
+        def _(msgid: str, /, **values: Any) -> str:  # marked for the catalogues, in `lang`
+            text = gettext(msgid, lang)
+            return text.format(**values) if values else text
+
+        summary, timing, on_time = _("Summary"), _("Delivery time"), _("Deadlines")
         out: list[tuple[str, str, Any]] = [
-            ("Tổng hợp", "Gói tin gửi", self.sent_packets), ("Tổng hợp", "Dung lượng gửi (byte)", self.sent_bytes),
-            ("Tổng hợp", "Gói tin nhận", self.received_packets),
-            ("Tổng hợp", "Dung lượng nhận (byte)", self.received_bytes),
-            ("Thời gian chuyển", "Đã chuyển xong", self.delivered),
-            ("Thời gian chuyển", "Trung vị (giây)", self.delivery_seconds_median),
-            ("Thời gian chuyển", "P95 (giây)", self.delivery_seconds_p95),
-            ("Đúng hạn", "Gói tin có hạn xử lý", self.with_deadline),
-            ("Đúng hạn", "Chuyển xong trước hạn", self.delivered_before_deadline),
-            ("Kết nối", "Tỷ lệ trực tuyến", self.online_ratio),
+            (summary, _("Packets sent"), self.sent_packets), (summary, _("Bytes sent"), self.sent_bytes),
+            (summary, _("Packets received"), self.received_packets),
+            (summary, _("Bytes received"), self.received_bytes),
+            (timing, _("Delivered"), self.delivered),
+            (timing, _("Median (seconds)"), self.delivery_seconds_median),
+            (timing, _("95th percentile (seconds)"), self.delivery_seconds_p95),
+            (on_time, _("Packets with a deadline"), self.with_deadline),
+            (on_time, _("Delivered before the deadline"), self.delivered_before_deadline),
+            (_("Connection"), _("Share of time online"), self.online_ratio),
         ]
+        by_partner, by_type = _("By partner unit"), _("By data type")
         for partner, v in sorted(self.by_partner.items()):
-            out.append(("Theo đơn vị đối tác", f"{partner} — gửi", v.get("sent", 0)))
-            out.append(("Theo đơn vị đối tác", f"{partner} — nhận", v.get("received", 0)))
+            out.append((by_partner, _("{name} — sent", name=partner), v.get("sent", 0)))
+            out.append((by_partner, _("{name} — received", name=partner), v.get("received", 0)))
         for data_type, v in sorted(self.by_data_type.items()):
-            out.append(("Theo kiểu dữ liệu", f"{data_type} — gửi", v.get("sent", 0)))
-            out.append(("Theo kiểu dữ liệu", f"{data_type} — nhận", v.get("received", 0)))
+            out.append((by_type, _("{name} — sent", name=data_type), v.get("sent", 0)))
+            out.append((by_type, _("{name} — received", name=data_type), v.get("received", 0)))
+        failures = _("Failures by reason")
         for reason, n in sorted(self.failures.items()):
-            out.append(("Lỗi theo lý do", reason, n))
+            out.append((failures, reason, n))
         return out
 
 
@@ -237,30 +246,37 @@ async def presence_history(db: Database, unit_id: str, since: dt.datetime,
             "changes": [{"at": r.at, "online": r.online, "cause": r.cause} for r in rows]}
 
 
-def to_csv(report: Report) -> bytes:
+def _header(lang: str | None) -> list[str]:
+    return [gettext("Section", lang), gettext("Item", lang), gettext("Value", lang)]
+
+
+def to_csv(report: Report, lang: str | None = None) -> bytes:
+    """The report's rows as CSV, the names in `lang` (the current language when None)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["Mục", "Chỉ tiêu", "Giá trị"])
-    for row in report.rows():
+    writer.writerow(_header(lang))
+    for row in report.rows(lang):
         writer.writerow(["" if v is None else v for v in row])
     return ("\ufeff" + buf.getvalue()).encode("utf-8")  # the BOM lets spreadsheet programs read UTF-8
 
 
-def to_xlsx(report: Report) -> bytes:
+def to_xlsx(report: Report, lang: str | None = None) -> bytes:
+    """The report as a spreadsheet, the names in `lang` (the current language when None)."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
     wb = Workbook()
     ws = wb.active
     assert ws is not None
-    ws.title = "Báo cáo"
-    ws.append([f"Báo cáo sử dụng Trục liên thông — đơn vị {report.unit_id}"])
-    ws.append([f"Từ {report.since:%d/%m/%Y} đến trước {report.until:%d/%m/%Y}"])
+    ws.title = gettext("Report", lang)
+    ws.append([gettext("Usage report of the integration axis — unit {unit}", lang).format(unit=report.unit_id)])
+    ws.append([gettext("From {since} to before {until}", lang).format(since=f"{report.since:%d/%m/%Y}",
+                                                                       until=f"{report.until:%d/%m/%Y}")])
     ws.append([])
-    ws.append(["Mục", "Chỉ tiêu", "Giá trị"])
+    ws.append(_header(lang))
     for cell in ws[4]:
         cell.font = Font(bold=True)
-    for row in report.rows():
+    for row in report.rows(lang):
         ws.append(list(row))
     ws.column_dimensions["A"].width = 24
     ws.column_dimensions["B"].width = 40

@@ -29,15 +29,23 @@ FALLBACK_ZONE: Final = "national"
 
 @dataclass(frozen=True)
 class Decision:
-    """Where a destination goes. `route` None: refused. `reason_vi`/`reason_en` say why."""
+    """Where a destination goes. `route` None: refused. `reason` says why (a `Text`: `reason_vi` and
+    `reason_en` render it)."""
 
     unit: str
     known: bool
     zone: str | None
     route: str | None  # `pull`, or the push protocol
-    reason_vi: str
-    reason_en: str
+    reason: Text
     status: str | None = None
+
+    @property
+    def reason_vi(self) -> str:
+        return self.reason.render("vi")
+
+    @property
+    def reason_en(self) -> str:
+        return self.reason.render("en")
 
     def as_dict(self) -> dict[str, Any]:
         return {"unit": self.unit, "known": self.known, "zone": self.zone, "route": self.route,
@@ -85,57 +93,56 @@ class Router:
                     except (re.error, TypeError):
                         continue  # reported by check_config
 
-    def zone_for_unknown(self, unit: str) -> tuple[str | None, str, str]:
-        """The zone an identifier unknown here belongs to, with the reason (vi, en)."""
+    def zone_for_unknown(self, unit: str) -> tuple[str | None, Text]:
+        """The zone an identifier unknown here belongs to, with the reason."""
         try:
             check_identifier(unit, legacy=True)
         except InvalidIdentifier as exc:
-            return None, f"mã không hợp lệ: {exc}", f"not a valid identifier: {exc}"
+            return None, Text("not a valid identifier: {why}", why=exc.reason)
         routed = self.hub.engine.zone_routes
         for zone, pattern in self.patterns:
             if zone in routed and pattern.fullmatch(unit):
-                return zone, (f"chưa có trong danh bạ; khớp mẫu «{pattern.pattern}» của vùng {zone}"), \
-                    f"not in the directory; matches the pattern «{pattern.pattern}» of zone {zone}"
+                return zone, Text("not in the directory; matches the pattern «{pattern}» of zone {zone}",
+                                  pattern=pattern.pattern, zone=zone)
         if FALLBACK_ZONE in routed:
-            return FALLBACK_ZONE, ("chưa có trong danh bạ, không khớp mẫu nào; gửi qua trục quốc gia"), \
-                "not in the directory and matches no pattern; sent through the national axis"
-        return None, "chưa có trong danh bạ, không khớp mẫu nào và không có trục quốc gia", \
-            "not in the directory, matches no pattern, and no national axis is configured"
+            return FALLBACK_ZONE, Text("not in the directory and matches no pattern; sent through the national axis")
+        return None, Text("not in the directory, matches no pattern, and no national axis is configured")
 
     async def explain(self, unit: str) -> Decision:
         found = await self.hub.directory.get_unit(unit)
         engine = self.hub.engine
         if found is not None:
             if found.status != "active":
-                return Decision(unit, True, found.zone, None, f"đơn vị ở trạng thái {found.status}: không nhận gói tin",
-                                f"the unit is {found.status}: it receives nothing", found.status)
+                return Decision(unit, True, found.zone, None,
+                                Text("the unit is {status}: it receives nothing", status=found.status), found.status)
             if unit == self.hub.config.hub.identifier:
-                return Decision(unit, True, found.zone, None, "đơn vị của chính trục (chỉ dùng để ký)",
-                                "the hub's own unit (it only signs)", found.status)
+                return Decision(unit, True, found.zone, None, Text("the hub's own unit (it only signs)"),
+                                found.status)
             self.hub.directory.remember_zones([(found.id, found.zone)])
             protocol = engine.protocol_of(unit)
             if unit in engine.config.targets:
                 return Decision(unit, True, found.zone, protocol or "pull",
-                                f"có trong delivery.targets: đẩy bằng {protocol}",
-                                f"listed under delivery.targets: pushed with {protocol}", found.status)
+                                Text("listed under delivery.targets: pushed with {protocol}", protocol=protocol),
+                                found.status)
             if found.zone == "local":
-                return Decision(unit, True, "local", "pull", "đơn vị của trục này: được báo và tự nhận",
-                                "a unit of this hub: told, and fetches", found.status)
+                return Decision(unit, True, "local", "pull", Text("a unit of this hub: told, and fetches"),
+                                found.status)
             if protocol is None:
-                return Decision(unit, True, found.zone, None, f"vùng {found.zone} không có tuyến nào",
-                                f"zone {found.zone} has no route", found.status)
-            return Decision(unit, True, found.zone, protocol, f"thuộc vùng {found.zone}: qua tuyến {protocol}",
-                            f"a unit of zone {found.zone}: through route {protocol}", found.status)
-        zone, vi, en = self.zone_for_unknown(unit)
+                return Decision(unit, True, found.zone, None, Text("zone {zone} has no route", zone=found.zone),
+                                found.status)
+            return Decision(unit, True, found.zone, protocol,
+                            Text("a unit of zone {zone}: through route {protocol}", zone=found.zone, protocol=protocol),
+                            found.status)
+        zone, reason = self.zone_for_unknown(unit)
         if zone is None:
-            return Decision(unit, False, None, None, vi, en)
-        return Decision(unit, False, zone, engine.zone_routes[zone], vi, en)
+            return Decision(unit, False, None, None, reason)
+        return Decision(unit, False, zone, engine.zone_routes[zone], reason)
 
     async def adopt(self, units: Sequence[str]) -> list[str]:
         """Add the unknown identifiers a zone's route takes to the directory; returns those added."""
         added = []
         for unit in units:
-            zone, _, _ = self.zone_for_unknown(unit)
+            zone, _reason = self.zone_for_unknown(unit)
             if zone is None:
                 continue
             try:

@@ -82,11 +82,12 @@ def check_text(value: Any, field: str, *, max_length: int, multiline: bool = Fal
 
 
 def ascii_header_problem(value: str, *, max_length: int = MAX_HEADER) -> str | None:
-    """Why a signed-request header value is unacceptable (not printable ASCII, too long), or None."""
+    """Why a signed-request header value is unacceptable (not printable ASCII, too long), or None; a
+    `Text` finishing "header {name} ...", so the problem's detail reads whole in the reader's language."""
     if len(value) > max_length:
-        return f"is longer than {max_length} characters"
+        return Text("is longer than {n} characters", n=max_length)
     if not _PRINTABLE_ASCII.match(value):
-        return "must be printable ASCII"
+        return Text("must be printable ASCII")
     return None
 
 

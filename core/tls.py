@@ -56,7 +56,7 @@ def fingerprint_of_pem(pem: str) -> str:
     try:
         der = ssl.PEM_cert_to_DER_cert(pem.strip() if "-----END CERTIFICATE-----" in pem else pem)
     except ValueError as exc:
-        raise TlsError("not a PEM certificate") from exc
+        raise TlsError(Text("not a PEM certificate")) from exc
     return fingerprint_of_der(der)
 
 
@@ -70,7 +70,8 @@ def server_context(cert_file: str, key_file: str, client_ca_file: str = "") -> s
         try:
             ctx.load_verify_locations(cafile=client_ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise TlsError(f"{client_ca_file}: cannot read the client CA certificates ({exc})") from exc
+            raise TlsError(Text("{file}: cannot read the client CA certificates ({reason})", file=client_ca_file,
+                                reason=exc)) from exc
         ctx.verify_mode = ssl.CERT_OPTIONAL  # a unit without a pinned certificate still connects
     return ctx
 
@@ -80,9 +81,10 @@ def load_certificate(ctx: ssl.SSLContext, cert_file: str, key_file: str) -> None
     try:
         ctx.load_cert_chain(cert_file, key_file)
     except FileNotFoundError as exc:
-        raise TlsError(f"{exc.filename}: no such file") from exc
+        raise TlsError(Text("{file}: no such file", file=exc.filename)) from exc
     except (OSError, ssl.SSLError) as exc:
-        raise TlsError(f"{cert_file} / {key_file}: not a certificate and its private key ({exc})") from exc
+        raise TlsError(Text("{cert} / {key}: not a certificate and its private key ({reason})", cert=cert_file,
+                               key=key_file, reason=exc)) from exc
 
 
 def peer_fingerprint(transport: Any) -> str | None:

@@ -107,15 +107,25 @@ def parse_limits(hub: Hub) -> ParseLimits:
 
 
 def problem_of(exc: EdxmlError) -> Problem:
-    """The library's error as the hub's problem: same code; detail names the element path and rule."""
-    where = f"{exc.path}: " if exc.path else ""
-    rule = f" (rule: {exc.rule})" if exc.rule else ""
-    extra: dict[str, str] = {}
+    """The library's error as the hub's problem: same code; the detail names the element path and rule
+    in the reader's language and quotes the library's own (English) words, also given alone as `reason`
+    so a client can show them without the lead-in (docs/i18n.md)."""
+    extra: dict[str, str] = {"reason": exc.detail}
     if exc.path:
         extra["path"] = exc.path
     if exc.rule:
         extra["rule"] = exc.rule
-    return Problem(exc.code, Text("{where}{detail}{rule}", where=where, detail=exc.detail, rule=rule), **extra)
+    if exc.path and exc.rule:
+        detail = Text("the edXML check refused {path} (rule {rule}); its words: {reason}",
+                      path=exc.path, rule=exc.rule, reason=exc.detail)
+    elif exc.path:
+        detail = Text("the edXML check refused {path}; its words: {reason}", path=exc.path, reason=exc.detail)
+    elif exc.rule:
+        detail = Text("the edXML check refused the packet (rule {rule}); its words: {reason}",
+                      rule=exc.rule, reason=exc.detail)
+    else:
+        detail = Text("the edXML check refused the packet; its words: {reason}", reason=exc.detail)
+    return Problem(exc.code, detail, **extra)
 
 
 # -- the inspector ---------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ async def test_default_and_rules_from_yaml(tmp_path: Path) -> None:
         assert await allowed(hub.policy, S1, S2)
         assert not await allowed(hub.policy, S1, N)  # the default
         decision = await hub.policy.decide(S1, None, N, "binary")
-        assert decision.rule is None and decision.reason() == "default deny"
+        assert decision.rule is None and decision.reason() == "the default (deny)"
         listed = await hub.policy.rules()
         assert [(r.origin, r.id) for r in listed] == [("config", None)]
 

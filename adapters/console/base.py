@@ -195,7 +195,8 @@ class Console:
         context.setdefault("flash", None)
         context.setdefault("notices", hub_of(request).notices.active())  # maintenance banner
         # A problem's detail (a Text) reads in the page's language, not in the English it was raised in.
-        context = {k: v.render(lang) if isinstance(v, i18n.Text) else v for k, v in context.items()}
+        # So does a `Text` in a dict passed to it (field errors, labels and titles by name).
+        context = {k: _rendered(v, lang) for k, v in context.items()}
         with i18n.speaking(lang):
             body = self.templates.get_template(name).render(**context)
         response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
@@ -203,6 +204,14 @@ class Console:
         response.headers["Content-Language"] = lang
         response.headers["Vary"] = "Cookie"
         return response
+
+
+def _rendered(value: Any, lang: str) -> Any:
+    if isinstance(value, i18n.Text):
+        return value.render(lang)
+    if isinstance(value, dict) and any(isinstance(v, i18n.Text) for v in value.values()):
+        return {k: v.render(lang) if isinstance(v, i18n.Text) else v for k, v in value.items()}
+    return value
 
 
 _CONSOLES: weakref.WeakKeyDictionary[Any, Console] = weakref.WeakKeyDictionary()

@@ -153,7 +153,8 @@ def field_errors(exc: RequestInvalid) -> dict[str, str]:
 
 
 def _titles() -> dict[str, str]:
-    return {k: fk.title for k, fk in FORM_KINDS.items()}
+    """The forms' titles as `Text` (the page renders them in its language)."""
+    return {k: Text(fk.title) for k, fk in FORM_KINDS.items()}
 
 
 async def overdue_for(request: web.Request) -> list[Any]:
@@ -191,7 +192,7 @@ async def _new_page(request: web.Request, kind: str, *, values: dict[str, str] |
     if kind == "06":
         for u in units:
             apps.extend(a for a in await console.hub.directory.list_applications(u.id) if a.retired_at is None)
-    return console.render(request, "request_new.html", status=status, kind=kind, title=form_kind(kind).title,
+    return console.render(request, "request_new.html", status=status, kind=kind, title=Text(form_kind(kind).title),
                           fields=field_views(form_kind(kind).record), values=values or {}, errors=errors or {},
                           units=units, apps=apps, error=error)
 
@@ -219,7 +220,7 @@ async def request_submit(request: web.Request) -> web.StreamResponse:
     if not who.can_see(unit_id):
         return await _new_page(request, kind, values=values, status=422, error=Text("Choose one of your units."))
     # The answer cites this letter by number and date, so the console asks for both.
-    missing = {k: "Chưa nhập (bắt buộc để văn bản trả lời dẫn chiếu)." for k in ("number", "issued_on")
+    missing = {k: Text("Not filled in (required: the answer cites this letter).") for k in ("number", "issued_on")
                if not form.get(k, "").strip()}
     try:
         if missing:
@@ -288,11 +289,12 @@ def _may_upload(role: str, req: Any, form: str) -> bool:
 
 
 def _labels(kind: str) -> dict[str, str]:
+    """Each field's label, under its group's, as `Text` (the page renders them in its language)."""
     out: dict[str, str] = {}
 
-    def walk(views: tuple[FieldView, ...], parent: str = "") -> None:
+    def walk(views: tuple[FieldView, ...], parent: Text | None = None) -> None:
         for v in views:
-            label = f"{parent} – {v.label}" if parent else v.label
+            label = Text("{group} – {field}", group=parent, field=Text(v.label)) if parent else Text(v.label)
             if v.children:
                 walk(v.children, label)
             else:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lgsp.adapters.console.base import PREFIX, WHO, console_of, forbidden, page
+from lgsp.adapters.console.base import PREFIX, WHO, console_of, forbidden, language_of, page
 from lgsp.core.api import N_, VIETNAM_TZ, period_bounds, presence_periods, to_csv, to_xlsx, traffic_report, unit_report
 
 routes = web.RouteTableDef()
@@ -124,7 +124,8 @@ async def report_export(request: web.Request) -> web.StreamResponse:
     if report is None or unit_id is None or not who.can_see(unit_id):
         return forbidden(request)
     fmt = request.match_info["fmt"]
-    body = to_xlsx(report) if fmt == "xlsx" else to_csv(report)
+    lang = language_of(request)  # the rows' names in the reader's language, like the page
+    body = to_xlsx(report, lang) if fmt == "xlsx" else to_csv(report, lang)
     name = f"bao-cao-{unit_id}-{period}-{day}.{fmt}"
     return web.Response(body=body, content_type=XLSX if fmt == "xlsx" else "text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from lgsp.adapters.sftp.inbound import Poller
 from lgsp.adapters.sftp.push import SftpPushAdapter
 from lgsp.adapters.sftp.settings import parse_adapter_section
+from lgsp.core.api import Text
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ async def lgsp_startup(hub: Hub) -> None:
         library_log.setLevel(logging.WARNING)
     sources, issues = parse_adapter_section(hub.config.adapters.get("sftp"))
     if issues:  # check_config already refused these; never poll on half-understood settings
-        raise RuntimeError(f"invalid adapters.sftp settings: {issues[0][0]}: {issues[0][1]}")
+        raise RuntimeError(Text("invalid adapters.sftp settings: {key}: {why}", key=issues[0][0], why=issues[0][1]))
     running = {unit: Poller(hub, source) for unit, source in sources.items() if source.enabled}
     for poller in running.values():
         poller.start()

@@ -3,9 +3,12 @@
 A record is what one paper form holds, field for field (docs/registration.md lists them). Every
 field may be blank in a record: a blank form is printed and completed by hand, and a draft is kept
 half filled. Which fields a submission must have is the validation's business: `validate(kind,
-data)` turns a dict from a web form or JSON into a record, or into (field, Vietnamese message)
-pairs naming everything wrong at once. The identity of the Department and the Centre is not in the
-records: it is configuration (`registration:`), printed by letters.py.
+data)` turns a dict from a web form or JSON into a record, or into (field, message) pairs naming
+everything wrong at once. Labels, titles and messages are English msgids of the catalogues (`N_`,
+`Text`): the console shows them in its reader's language; the `.docx` letters (letters.py) read the
+titles in Vietnamese, the regulation's language, whoever downloads them. The identity of the
+Department and the Centre is not in the records: it is configuration (`registration:`), printed by
+letters.py.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from lgsp.core.config import ApproversConfig
+from lgsp.core.i18n import N_, Text, gettext
 from lgsp.core.registration.checks import (
     is_valid_abbreviation,
     is_valid_email,
@@ -58,7 +62,7 @@ class FormKindError(ValueError):
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """How one field is checked: its Vietnamese label, kind and bounds."""
+    """How one field is checked: its label (a msgid, translated where shown), kind and bounds."""
 
     label: str
     kind: Kind
@@ -108,46 +112,46 @@ PHONE = 30
 class Contact:
     """The agency's contact person (cán bộ đầu mối)."""
 
-    name: str | None = _text("Họ và tên", PERSON)
-    position: str | None = _text("Chức vụ", PERSON)
-    department: str | None = _text("Phòng, ban", NAME)
-    email: str | None = _text("Thư điện tử", EMAIL, kind="email")
-    phone: str | None = _text("Điện thoại", PHONE, kind="phone")
+    name: str | None = _text(N_("Full name"), PERSON)
+    position: str | None = _text(N_("Position"), PERSON)
+    department: str | None = _text(N_("Department"), NAME)
+    email: str | None = _text(N_("Email"), EMAIL, kind="email")
+    phone: str | None = _text(N_("Phone"), PHONE, kind="phone")
 
 
 @dataclass(frozen=True, kw_only=True)
 class SupportContact:
     """The Centre's technical support contact (đầu mối hỗ trợ kỹ thuật), as forms 02 and 04 give it."""
 
-    name: str | None = _text("Họ và tên", PERSON)
-    department: str | None = _text("Phòng, ban", NAME)
-    phone: str | None = _text("Điện thoại", PHONE, kind="phone")
+    name: str | None = _text(N_("Full name"), PERSON)
+    department: str | None = _text(N_("Department"), NAME)
+    phone: str | None = _text(N_("Phone"), PHONE, kind="phone")
 
 
 @dataclass(frozen=True, kw_only=True)
 class DocumentRef:
     """An earlier letter: its number and symbol (125/SYT-VP) and its date."""
 
-    number: str | None = _text("Số, ký hiệu", 50, kind="reference")
-    issued_on: dt.date | None = _date("Ngày")
+    number: str | None = _text(N_("Number and symbol"), 50, kind="reference")
+    issued_on: dt.date | None = _date(N_("Date"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Signer:
     """Who signs. `on_behalf_of` is the head's title when a deputy signs for them ("KT. GIÁM ĐỐC")."""
 
-    title: str | None = _text("Chức vụ người ký", PERSON)
-    name: str | None = _text("Họ và tên người ký", PERSON)
-    on_behalf_of: str | None = _text("Ký thay cho", PERSON)
+    title: str | None = _text(N_("Signer's position"), PERSON)
+    name: str | None = _text(N_("Signer's full name"), PERSON)
+    on_behalf_of: str | None = _text(N_("Signing on behalf of"), PERSON)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Party:
     """One side of the handover record."""
 
-    name: str | None = _text("Họ và tên", PERSON)
-    position: str | None = _text("Chức vụ", PERSON)
-    representing: str | None = _text("Đại diện cho", NAME)
+    name: str | None = _text(N_("Full name"), PERSON)
+    position: str | None = _text(N_("Position"), PERSON)
+    representing: str | None = _text(N_("Representing"), NAME)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,30 +161,30 @@ class Letter:
     The number is usually given by the registry office (văn thư) when the letter is signed, so it
     may stay blank; so may the place and date. `archive_unit` follows "Lưu: VT," at the foot."""
 
-    number: str | None = _text("Số văn bản", 10, kind="number")
-    place: str | None = _text("Địa danh", PLACE)
-    issued_on: dt.date | None = _date("Ngày ban hành")
-    signer: Signer = _group(Signer, "Người ký")
-    copies_to: tuple[str, ...] = _lines("Nơi nhận khác", 10, LINE)
-    archive_unit: str | None = _text("Đơn vị soạn thảo, số bản lưu", ABBR)
+    number: str | None = _text(N_("Letter number"), 10, kind="number")
+    place: str | None = _text(N_("Place"), PLACE)
+    issued_on: dt.date | None = _date(N_("Date of issue"))
+    signer: Signer = _group(Signer, N_("Signer"))
+    copies_to: tuple[str, ...] = _lines(N_("Other recipients"), 10, LINE)
+    archive_unit: str | None = _text(N_("Drafting unit, number of archived copies"), ABBR)
 
 
 @dataclass(frozen=True, kw_only=True)
 class AgencyLetter(Letter):
     """A request from an agency (Mẫu 01, 03, 06): its heading and its contact person."""
 
-    agency: str | None = _text("Tên cơ quan, đơn vị", NAME, required=True)
-    parent_body: str | None = _text("Tên cơ quan chủ quản", NAME)
-    abbreviation: str | None = _text("Chữ viết tắt tên cơ quan", ABBR, kind="abbreviation")
-    contact: Contact = _group(Contact, "Cán bộ đầu mối liên hệ", require=("name", "email", "phone"))
+    agency: str | None = _text(N_("Agency or unit name"), NAME, required=True)
+    parent_body: str | None = _text(N_("Governing body"), NAME)
+    abbreviation: str | None = _text(N_("Agency abbreviation"), ABBR, kind="abbreviation")
+    contact: Contact = _group(Contact, N_("Contact person"), require=("name", "email", "phone"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class ReplyLetter(Letter):
     """An answer of the Department or the Centre (Mẫu 02, 04, 07) to an agency's request."""
 
-    agency: str | None = _text("Cơ quan, đơn vị nhận", NAME, required=True)
-    request: DocumentRef = _group(DocumentRef, "Văn bản đề nghị của cơ quan", require=("number", "issued_on"))
+    agency: str | None = _text(N_("Receiving agency or unit"), NAME, required=True)
+    request: DocumentRef = _group(DocumentRef, N_("The agency's request letter"), require=("number", "issued_on"))
 
 
 # -- the seven forms --------------------------------------------------------------------------
@@ -189,31 +193,31 @@ class ReplyLetter(Letter):
 class Form01(AgencyLetter):
     """Mẫu 01: an agency registers an application or service with the hub."""
 
-    legal_bases: tuple[str, ...] = _lines("Căn cứ pháp lý của ứng dụng, dịch vụ", 10, LINE)
-    application_name: str | None = _text("Tên ứng dụng, dịch vụ", NAME, required=True)
-    application_abbreviation: str | None = _text("Tên viết tắt", ABBR)
-    developer: str | None = _text("Đơn vị phát triển", NAME, required=True)
+    legal_bases: tuple[str, ...] = _lines(N_("Legal basis of the application or service"), 10, LINE)
+    application_name: str | None = _text(N_("Application or service name"), NAME, required=True)
+    application_abbreviation: str | None = _text(N_("Abbreviation"), ABBR)
+    developer: str | None = _text(N_("Developer"), NAME, required=True)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Form02(ReplyLetter):
     """Mẫu 02: the registration is done; the Centre's support contact."""
 
-    support_contact: SupportContact = _group(SupportContact, "Đầu mối hỗ trợ kỹ thuật", require=("name", "phone"))
+    support_contact: SupportContact = _group(SupportContact, N_("Technical support contact"), require=("name", "phone"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Form03(AgencyLetter):
     """Mẫu 03: an agency asks for an admin account, technical documents and a support contact."""
 
-    legal_bases: tuple[str, ...] = _lines("Căn cứ", 10, LINE)
+    legal_bases: tuple[str, ...] = _lines(N_("Legal basis"), 10, LINE)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Form04(ReplyLetter):
     """Mẫu 04: the Centre provides the account and documents (handed over by Mẫu 05)."""
 
-    support_contact: SupportContact = _group(SupportContact, "Đầu mối hỗ trợ kỹ thuật", require=("name", "phone"))
+    support_contact: SupportContact = _group(SupportContact, N_("Technical support contact"), require=("name", "phone"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,21 +226,22 @@ class Form05:
 
     `handover_at` is Vietnam time (a time given without a zone is taken as Vietnam time)."""
 
-    number: str | None = _text("Số biên bản", 10, kind="number")
-    form_04: DocumentRef = _group(DocumentRef, "Văn bản cung cấp tài khoản (Mẫu 04)", require=("number", "issued_on"))
-    form_03: DocumentRef = _group(DocumentRef, "Văn bản đề nghị (Mẫu 03)", require=("number", "issued_on"))
-    handover_at: dt.datetime | None = _spec(None, FieldSpec("Thời gian bàn giao", "datetime", True))
-    handover_place: str | None = _text("Địa điểm bàn giao", LINE, required=True)
-    party_a: Party = _group(Party, "Bên giao (Bên A)", require=("name", "position"))
-    party_b: Party = _group(Party, "Bên nhận (Bên B)", require=("name", "position", "representing"))
+    number: str | None = _text(N_("Record number"), 10, kind="number")
+    form_04: DocumentRef = _group(DocumentRef, N_("Letter providing the account (form 04)"),
+                                  require=("number", "issued_on"))
+    form_03: DocumentRef = _group(DocumentRef, N_("Request letter (form 03)"), require=("number", "issued_on"))
+    handover_at: dt.datetime | None = _spec(None, FieldSpec(N_("Handover time"), "datetime", True))
+    handover_place: str | None = _text(N_("Handover place"), LINE, required=True)
+    party_a: Party = _group(Party, N_("Handing-over party (party A)"), require=("name", "position"))
+    party_b: Party = _group(Party, N_("Receiving party (party B)"), require=("name", "position", "representing"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Form06(AgencyLetter):
     """Mẫu 06: an agency asks to cancel the registration of an application that stopped operating."""
 
-    application_name: str | None = _text("Tên ứng dụng, dịch vụ", NAME, required=True)
-    application_abbreviation: str | None = _text("Tên viết tắt", ABBR)
+    application_name: str | None = _text(N_("Application or service name"), NAME, required=True)
+    application_abbreviation: str | None = _text(N_("Abbreviation"), ABBR)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -250,7 +255,8 @@ F = TypeVar("F", bound=FormRecord)
 
 @dataclass(frozen=True)
 class FormKind:
-    """One form: its record, its Vietnamese title, its subject line and its place in the process.
+    """One form: its record, its title (a msgid; `gettext(title, "vi")` in a letter), its subject line
+    and its place in the process.
 
     `sender` and `recipient` are forms.md's defaults; who issues a reply (and so receives its request)
     is configurable (`registration.approvers`): see `sender_of` and `recipient_of`."""
@@ -274,21 +280,21 @@ _REGISTER = "đăng ký thông tin ứng dụng, dịch vụ kết nối với T
 _ACCOUNT = "tài khoản quản trị, tài liệu kỹ thuật và đầu mối hỗ trợ kỹ thuật kết nối với Trục liên thông tỉnh"
 
 FORM_KINDS: dict[str, FormKind] = {k.kind: k for k in (
-    FormKind("01", Form01, "Đăng ký thông tin ứng dụng, dịch vụ kết nối với Trục liên thông tỉnh",
+    FormKind("01", Form01, N_("Registration of an application or service connected to the provincial integration axis"),
              _REGISTER, "agency", "department", None, "02", "letter"),
-    FormKind("02", Form02, "Chấp thuận đăng ký thông tin ứng dụng, dịch vụ",
+    FormKind("02", Form02, N_("Approval of the registration of an application or service"),
              _REGISTER, "department", "agency", "01", None, "letter"),
-    FormKind("03", Form03, "Đề nghị cung cấp tài khoản quản trị, tài liệu kỹ thuật và đầu mối hỗ trợ kỹ thuật",
+    FormKind("03", Form03, N_("Request for an admin account, technical documents and a technical support contact"),
              "đề nghị cung cấp " + _ACCOUNT, "agency", "centre", None, "04", "letter"),
-    FormKind("04", Form04, "Cung cấp tài khoản quản trị, tài liệu kỹ thuật và đầu mối hỗ trợ kỹ thuật",
+    FormKind("04", Form04, N_("Provision of an admin account, technical documents and a technical support contact"),
              "cung cấp " + _ACCOUNT, "centre", "agency", "03", "05", "letter"),
-    FormKind("05", Form05, "Biên bản bàn giao tài khoản quản trị hệ thống, tài liệu kỹ thuật",
+    FormKind("05", Form05, N_("Record of the handover of the system admin account and technical documents"),
              "bàn giao tài khoản quản trị hệ thống, tài liệu kỹ thuật Trục liên thông tỉnh",
              "centre", "agency", "04", None, "record"),
-    FormKind("06", Form06, "Đề nghị hủy bỏ thông tin ứng dụng, dịch vụ đã đăng ký",
+    FormKind("06", Form06, N_("Request to cancel a registered application or service"),
              "đề nghị hủy bỏ thông tin đã đăng ký ứng dụng, dịch vụ kết nối với Trục liên thông tỉnh",
              "agency", "department", None, "07", "letter"),
-    FormKind("07", Form07, "Hủy bỏ thông tin ứng dụng, dịch vụ",
+    FormKind("07", Form07, N_("Cancellation of an application or service"),
              "hủy bỏ thông tin ứng dụng, dịch vụ kết nối với Trục liên thông tỉnh",
              "department", "agency", "06", None, "letter"),
 )}
@@ -328,33 +334,33 @@ def recipient_of(kind: str, approvers: ApproversConfig) -> Role:
 # -- validation -------------------------------------------------------------------------------
 
 MESSAGES = {
-    "required": "Chưa nhập (bắt buộc).",
-    "type": "Phải là văn bản.",
-    "utf-8": "Không phải văn bản UTF-8 hợp lệ.",
-    "control": "Có ký tự điều khiển không được phép (xuống dòng, tab, ký tự ẩn).",
-    "too_long": "Dài quá {n} ký tự.",
-    "too_many": "Nhiều nhất {n} mục.",
-    "unknown": "Mẫu này không có trường này.",
-    "not_group": "Phải là một nhóm thông tin (các trường con).",
-    "not_list": "Phải là danh sách hoặc văn bản mỗi mục một dòng.",
-    "number": "Số văn bản chỉ gồm chữ số (ví dụ 125).",
-    "reference": "Số, ký hiệu văn bản không đúng dạng (ví dụ 125/SYT-VP).",
-    "abbreviation": "Chữ viết tắt chỉ gồm chữ, số và dấu gạch nối (ví dụ SYT-VP).",
-    "email": "Địa chỉ thư điện tử không hợp lệ.",
-    "phone": "Số điện thoại không hợp lệ.",
-    "date": "Ngày phải viết theo dạng năm-tháng-ngày, ví dụ 2026-03-05.",
-    "no_such_day": "Ngày này không có trong lịch.",
-    "year": f"Năm phải từ {FIRST_YEAR} đến {LAST_YEAR}.",
-    "datetime": "Thời gian phải viết theo dạng năm-tháng-ngày giờ:phút, ví dụ 2026-03-05 09:30.",
-    "conflict": "Trường được nhập hai lần (dạng nhóm và dạng có dấu chấm).",
-    "not_mapping": "Dữ liệu phải là một bảng tên trường và giá trị.",
+    "required": N_("Not filled in (required)."),
+    "type": N_("Must be text."),
+    "utf-8": N_("Not valid UTF-8 text."),
+    "control": N_("Contains control characters that are not allowed (line breaks, tabs, hidden characters)."),
+    "too_long": N_("Longer than {n} characters."),
+    "too_many": N_("At most {n} items."),
+    "unknown": N_("This form has no such field."),
+    "not_group": N_("Must be a group of fields."),
+    "not_list": N_("Must be a list, or text with one item a line."),
+    "number": N_("A letter number is digits only (for example 125)."),
+    "reference": N_("The letter's number and symbol are not in the right form (for example 125/SYT-VP)."),
+    "abbreviation": N_("An abbreviation is letters, digits and hyphens only (for example SYT-VP)."),
+    "email": N_("Not a valid email address."),
+    "phone": N_("Not a valid phone number."),
+    "date": N_("Write the date as year-month-day, for example 2026-03-05."),
+    "no_such_day": N_("This day is not in the calendar."),
+    "year": N_("The year must be from {first} to {last}."),
+    "datetime": N_("Write the time as year-month-day hour:minute, for example 2026-03-05 09:30."),
+    "conflict": N_("The field is given twice (as a group and with a dot)."),
+    "not_mapping": N_("The data must be a mapping of field names to values."),
 }
 
 
 class _Bad(Exception):
     def __init__(self, code: str, **args: object) -> None:
         super().__init__(code)
-        self.message = MESSAGES[code].format(**args)
+        self.message = Text(MESSAGES[code], **args)
 
 
 def validate(kind: str, data: object) -> FormRecord | list[FieldError]:
@@ -367,7 +373,7 @@ def parse_form(cls: type[F], data: object) -> F | list[FieldError]:
     UTF-8 bytes), ISO dates, lists of lines (or one text, a line each), and groups either nested
     (`{"contact": {"email": …}}`) or dotted (`{"contact.email": …}`)."""
     if not isinstance(data, Mapping):
-        return [FieldError("", MESSAGES["not_mapping"])]
+        return [FieldError("", Text(MESSAGES["not_mapping"]))]
     errors: list[FieldError] = []
     nested = _nest(data, "", errors)
     values = _parse_fields(cls, nested, "", None, errors)
@@ -383,7 +389,7 @@ def _nest(data: Mapping[Any, object], prefix: str, errors: list[FieldError]) -> 
     out: dict[str, object] = {}
     for key, value in data.items():
         if not isinstance(key, str):
-            errors.append(FieldError(prefix + repr(key), MESSAGES["unknown"]))
+            errors.append(FieldError(prefix + repr(key), Text(MESSAGES["unknown"])))
             continue
         head, _, rest = key.partition(".")
         if isinstance(value, Mapping):
@@ -396,7 +402,7 @@ def _nest(data: Mapping[Any, object], prefix: str, errors: list[FieldError]) -> 
         elif isinstance(before, dict) and isinstance(value, dict) and not before.keys() & value.keys():
             out[head] = {**before, **value}
         else:
-            errors.append(FieldError(prefix + key, MESSAGES["conflict"]))
+            errors.append(FieldError(prefix + key, Text(MESSAGES["conflict"])))
     return out
 
 
@@ -411,7 +417,7 @@ def _parse_fields(cls: type, data: Mapping[str, object], prefix: str, require: t
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
-            errors.append(FieldError(prefix + key, MESSAGES["unknown"]))
+            errors.append(FieldError(prefix + key, Text(MESSAGES["unknown"])))
     values: dict[str, Any] = {}
     for f, spec, hint in _specs(cls):
         path = prefix + f.name
@@ -421,7 +427,7 @@ def _parse_fields(cls: type, data: Mapping[str, object], prefix: str, require: t
             if raw is None:
                 raw = {}
             if not isinstance(raw, Mapping):
-                errors.append(FieldError(path, MESSAGES["not_group"]))
+                errors.append(FieldError(path, Text(MESSAGES["not_group"])))
                 continue
             group_cls = hint
             values[f.name] = group_cls(**_parse_fields(group_cls, raw, path + ".", spec.require, errors))
@@ -432,7 +438,7 @@ def _parse_fields(cls: type, data: Mapping[str, object], prefix: str, require: t
             errors.append(FieldError(path, bad.message))
             continue
         if required and value in (None, ()):
-            errors.append(FieldError(path, MESSAGES["required"]))
+            errors.append(FieldError(path, Text(MESSAGES["required"])))
             continue
         values[f.name] = value
     return values
@@ -517,7 +523,7 @@ def _parse_lines(spec: FieldSpec, raw: object, path: str, errors: list[FieldErro
 
 def _check_year(year: int) -> None:
     if not FIRST_YEAR <= year <= LAST_YEAR:
-        raise _Bad("year")
+        raise _Bad("year", first=FIRST_YEAR, last=LAST_YEAR)
 
 
 def _parse_date(raw: object) -> dt.date | None:
@@ -568,25 +574,26 @@ def _order_errors(record: FormRecord) -> list[FieldError]:
     if isinstance(record, ReplyLetter):
         asked = record.request.issued_on
         if record.issued_on and asked and record.issued_on < asked:
-            out.append(FieldError("issued_on", "Ngày ban hành trước ngày của văn bản đề nghị."))
+            out.append(FieldError("issued_on", Text("The date of issue is before the date of the request letter.")))
     if isinstance(record, Form05):
         asked, provided = record.form_03.issued_on, record.form_04.issued_on
         if asked and provided and provided < asked:
-            out.append(FieldError("form_04.issued_on", "Văn bản Mẫu 04 đề ngày trước văn bản đề nghị Mẫu 03."))
+            out.append(FieldError("form_04.issued_on",
+                                  Text("The form 04 letter is dated before the form 03 request letter.")))
         if provided and record.handover_at and record.handover_at.date() < provided:
-            out.append(FieldError("handover_at", "Thời gian bàn giao trước ngày của văn bản Mẫu 04."))
+            out.append(FieldError("handover_at", Text("The handover time is before the date of the form 04 letter.")))
     return out
 
 
 def field_label(kind: str, path: str) -> str:
-    """The Vietnamese label of a field path (`contact.email` → "Cán bộ đầu mối liên hệ – Thư điện tử"),
-    for messages shown away from the form."""
+    """The label of a field path in the current language (`contact.email` → "Cán bộ đầu mối liên hệ –
+    Thư điện tử" in Vietnamese), for messages shown away from the form."""
     cls: type = form_kind(kind).record
     labels = []
     for part in re.sub(r"\[\d+\]$", "", path).split("."):
         for f, spec, hint in _specs(cls):
             if f.name == part:
-                labels.append(spec.label)
+                labels.append(gettext(spec.label))
                 cls = hint if spec.kind == "group" else cls
                 break
         else:

@@ -32,6 +32,7 @@ from docx.text.paragraph import Paragraph
 from lxml import etree
 
 from lgsp.core.config import RegistrationConfig
+from lgsp.core.i18n import gettext
 from lgsp.core.registration.checks import text_problem
 from lgsp.core.registration.forms import (
     AgencyLetter,
@@ -258,7 +259,7 @@ def render_letter(record: FormRecord, registration: RegistrationConfig) -> bytes
 def write_letter(record: FormRecord, registration: RegistrationConfig, stream: BinaryIO) -> None:
     _refuse_unprintable(record)
     fk = kind_of(record)
-    doc = _new_document(fk.title)
+    doc = _new_document(gettext(fk.title, "vi"))  # the regulation's words, whoever downloads it
     decision = registration.decision
     bases = [f"Căn cứ Quyết định số {_or(decision.number)} {vn_date(decision.issued_on)} của "
              f"{_or(decision.issuer)} ban hành {decision.title};"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,87 @@ async def test_reports_connections_and_audit_pages_in_english(hub: Hub, accounts
     assert await page.inner_text("h1") == "Operations log"
     assert "Who did what, when, from which address (newest first)" in await page.inner_text("main")
     assert "Sign-in" in await page.inner_text("main table")  # the audited actions are named in English too
+
+
+async def test_registration_form_labels_and_field_errors_in_english_and_the_letter_stays_vietnamese(
+        hub: Hub, accounts: Accounts, page: Any) -> None:
+    """The form pages follow the console's language (title, labels, field errors, the request's page); the
+    .docx letter is the regulation's Vietnamese model whatever the reader's language."""
+    from docx import Document
+
+    await hub.directory.add_unit("000.00.00.H23", "Sở Kế hoạch và Đầu tư")
+    await accounts.add("so.khdt", PASSWORD, "unit_admin", unit_id="000.00.00.H23")
+    await page.context.add_cookies([{"name": "lgsp_console_lang", "value": "en", "url": hub.url}])
+    await sign_in(page, hub, "so.khdt")
+    await page.goto(hub.url + "/console/requests/new/01")
+    assert await page.inner_text("h1") == (
+        "Form 01: Registration of an application or service connected to the provincial integration axis")
+    assert await page.inner_text("label[for=f-application_name]") == "Application or service name *"
+    assert await page.inner_text("label[for=f-contact-email]") == "Email *"
+    main = await page.inner_text("main")
+    assert "Contact person" in main and "Signer" in main
+    assert "Tên ứng dụng" not in main and "Cán bộ đầu mối" not in main
+    async with page.expect_navigation():
+        await page.click("button:has-text('Submit the request')")
+    assert await page.inner_text("#f-number-err") == "Not filled in (required: the answer cites this letter)."
+    await page.fill("#f-number", "12")
+    await page.fill("#f-issued_on", "2026-12-01")
+    await page.fill("#f-application_name", "Hệ thống quản lý văn bản")
+    await page.fill("#f-contact-email", "không phải thư")
+    async with page.expect_navigation():
+        await page.click("button:has-text('Submit the request')")
+    assert await page.inner_text("#f-contact-email-err") == "Not a valid email address."
+    assert await page.inner_text("#f-developer-err") == "Not filled in (required)."
+    main = await page.inner_text("main")
+    assert "The form has errors; see the marked fields." in main
+    assert "Chưa nhập" not in main and "không hợp lệ" not in main
+    for name, value in {"developer": "Công ty Phần mềm Đồng Nai", "contact.name": "Lê Văn Khải",
+                        "contact.email": "khai@skhdt.example.gov.vn", "contact.phone": "0912345678"}.items():
+        await page.fill("#f-" + name.replace(".", "-"), value)
+    async with page.expect_navigation():
+        await page.click("button:has-text('Submit the request')")
+    assert "/console/requests/" in page.url
+    assert await page.inner_text("h1") == (
+        "Form 01: Registration of an application or service connected to the provincial integration axis")
+    main = await page.inner_text("main")
+    assert "Contact person – Email" in main and "Application or service name" in main
+    assert "Cán bộ đầu mối" not in main
+    # The letter: Vietnamese, the regulation's wording, although the reader chose English.
+    letter = await page.request.get(page.url + "/letter/01.docx")
+    assert letter.status == 200
+    doc = Document(io.BytesIO(await letter.body()))
+    assert doc.core_properties.title == "Đăng ký thông tin ứng dụng, dịch vụ kết nối với Trục liên thông tỉnh"
+    text = "\n".join(p.text for p in doc.paragraphs)
+    assert "Kính gửi" in text and "Registration" not in text
+
+
+async def test_report_rows_and_exports_follow_the_console_language(hub: Hub, accounts: Accounts, page: Any) -> None:
+    """The report's section and row names, on the page and in the .csv/.xlsx exports: Vietnamese by default,
+    English when the console is English."""
+    import openpyxl
+
+    await hub.directory.add_unit("000.00.00.H23", "Sở Kế hoạch và Đầu tư")
+    await accounts.add("quan.tri", PASSWORD, "operator")
+    await sign_in(page, hub, "quan.tri")
+    query = "?unit=000.00.00.H23&period=month&day=2026-12-01"
+    await page.goto(hub.url + "/console/reports" + query)
+    main = await page.inner_text("main")
+    assert "Tổng hợp" in main and "Gói tin gửi" in main and "Tỷ lệ trực tuyến" in main
+    csv_vi = (await (await page.request.get(hub.url + "/console/reports/export.csv" + query)).body()
+              ).decode("utf-8-sig")
+    assert csv_vi.splitlines()[0] == "Mục,Chỉ tiêu,Giá trị" and "Tổng hợp,Gói tin gửi,0" in csv_vi
+
+    await page.context.add_cookies([{"name": "lgsp_console_lang", "value": "en", "url": hub.url}])
+    await page.goto(hub.url + "/console/reports" + query)
+    main = await page.inner_text("main")
+    assert "Summary" in main and "Packets sent" in main and "Share of time online" in main
+    assert "Tổng hợp" not in main and "Gói tin" not in main
+    csv_en = (await (await page.request.get(hub.url + "/console/reports/export.csv" + query)).body()
+              ).decode("utf-8-sig")
+    assert csv_en.splitlines()[0] == "Section,Item,Value" and "Summary,Packets sent,0" in csv_en
+    xlsx = await page.request.get(hub.url + "/console/reports/export.xlsx" + query)
+    sheet = openpyxl.load_workbook(io.BytesIO(await xlsx.body())).active
+    assert sheet.title == "Report"
+    assert sheet["A1"].value == "Usage report of the integration axis — unit 000.00.00.H23"
+    assert [c.value for c in sheet[4]] == ["Section", "Item", "Value"]
+    assert sheet["A5"].value == "Summary" and sheet["B5"].value == "Packets sent"

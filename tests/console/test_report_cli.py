@@ -32,6 +32,32 @@ def test_report_of_a_unit(tmp_path: Path) -> None:
         assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
+def test_report_exports_and_table_in_english_with_lgsp_lang_en(tmp_path: Path) -> None:
+    """LGSP_LANG=en: the table, the .xlsx and the .csv name their sections and rows in English."""
+    cli = Env(tmp_path)
+
+    def run_en(*args: str) -> CliResult:
+        return run_cli(*args, "-c", str(cli.config), env=cli.env, cwd=cli.tmp, lang="en")
+
+    assert run_en("unit", "add", "000.00.00.H23", "Sở A").returncode == 0
+    res = run_en("report", "--unit", "000.00.00.H23", "--period", "year")
+    assert res.returncode == 0, res.stderr
+    assert "Packets sent" in res.stdout and "Summary" in res.stdout and "Gói tin" not in res.stdout
+    res = run_en("report", "--unit", "000.00.00.H23", "-o", str(tmp_path / "r.xlsx"))
+    assert res.returncode == 0, res.stderr
+    sheet = openpyxl.load_workbook(tmp_path / "r.xlsx").active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert sheet.title == "Report" and ("Section", "Item", "Value") in rows and ("Summary", "Packets sent", 0) in rows
+    assert not any(isinstance(v, str) and "Tổng hợp" in v for row in rows for v in row)
+    res = run_en("report", "--unit", "000.00.00.H23", "-o", str(tmp_path / "r.csv"))
+    assert res.returncode == 0, res.stderr
+    lines = (tmp_path / "r.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0] == "Section,Item,Value" and "Summary,Packets sent,0" in lines
+    # The default stays Vietnamese.
+    res = _run(cli, "report", "--unit", "000.00.00.H23", "-o", str(tmp_path / "vi.csv"))
+    assert (tmp_path / "vi.csv").read_text(encoding="utf-8-sig").splitlines()[0] == "Mục,Chỉ tiêu,Giá trị"
+
+
 async def test_a_unit_reads_its_own_stats_over_the_signed_api(make_actor: Any) -> None:
     source = await make_actor("000.00.00.H23")
     await make_actor("000.00.01.H23")

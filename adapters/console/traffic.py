@@ -11,8 +11,18 @@ from typing import Any
 
 from aiohttp import web
 
+from lgsp.adapters.console import timeline
 from lgsp.adapters.console.base import PREFIX, WHO, console_of, forbidden, language_of, page
-from lgsp.core.api import N_, VIETNAM_TZ, period_bounds, presence_periods, to_csv, to_xlsx, traffic_report, unit_report
+from lgsp.core.api import (
+    N_,
+    VIETNAM_TZ,
+    period_bounds,
+    presence_history,
+    to_csv,
+    to_xlsx,
+    traffic_report,
+    unit_report,
+)
 
 routes = web.RouteTableDef()
 
@@ -84,9 +94,12 @@ async def connections(request: web.Request) -> web.StreamResponse:
     if unit_id is not None and not who.can_see(unit_id):
         return forbidden(request)
     first, last, since, until = _span(request)
-    changes = await presence_periods(console.hub.db, unit_id, since, until) if unit_id else []
+    found = await presence_history(console.hub.db, unit_id, since, until) if unit_id else None
     unit = await console.hub.directory.get_unit(unit_id) if unit_id else None
-    return console.render(request, "connections.html", units=units, unit_id=unit_id or "", changes=changes,
+    chart = timeline.build(found["periods"], found["offsets"], since, until) if found else None
+    return console.render(request, "connections.html", units=units, unit_id=unit_id or "",
+                          changes=found["changes"] if found else [], offsets=found["offsets"] if found else [],
+                          bucket=found["offset_bucket_seconds"] if found else None, chart=chart,
                           unit=unit, first=first.isoformat(), last=last.isoformat())
 
 

@@ -283,3 +283,71 @@ def test_the_cli_prints_the_connection_history(tmp_path: Path) -> None:
                  ("--unit", UNIT, "--from", "2026-11-03", "--to", "2026-11-01")):
         res = run("connections", *args)
         assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+async def test_the_console_draws_the_offsets_for_the_units_own_admin_only(hub: Hub, clock: ManualClock,
+                                                                          make_actor: Any, accounts: Any,
+                                                                          page: Any, tmp_path: Path) -> None:
+    """A real browser: the unit admin's connection page shows the timeline (inline SVG, coloured by the
+    stylesheet under the console's CSP) and the same offsets as a table; another unit's page is 404."""
+    from .conftest import PASSWORD, shot, sign_in
+
+    me = await make_actor(UNIT)
+    other = await make_actor(OTHER)
+    clock.catch_up()
+    clock.advance(1 - clock.now().microsecond / 1e6)
+    for actor, skew, step in ((me, 40, 70), (me, 42, 10), (me, -15, 5), (other, 100, 0)):
+        status, _ = await signed(actor, clock, "/v1/inbox", skew)
+        assert status == 200
+        await hub.presence.flush()
+        clock.advance(step)
+    clock.advance(INTERVAL)
+    await hub.presence.flush()
+    await accounts.add("qt.so.a", PASSWORD, "unit_admin", unit_id=UNIT)
+    await sign_in(page, hub, "qt.so.a")
+
+    await page.goto(hub.url + f"/console/connections?unit={UNIT}")
+    svg = page.locator("figure#timeline svg[role=img]")
+    assert await svg.count() == 1
+    desc = await page.text_content("#timeline-desc") or ""
+    assert "Độ lệch đồng hồ từ -15.0 đến +42.0 giây" in desc and "cuối kỳ là -15.0" in desc, desc
+    assert await page.locator("#timeline circle.tl-dot").count() == 3
+    assert len((await page.get_attribute("#timeline polyline.tl-line", "points") or "").split()) == 3
+    # Colours come from console.css (no inline style is allowed): the online strip is the "ok" green.
+    fill = await page.eval_on_selector("#timeline rect.tl-on", "r => getComputedStyle(r).fill")
+    assert fill == "rgb(29, 107, 29)", fill
+    table = await page.inner_text("#offsets table")
+    assert "+40.0" in table and "+42.0" in table and "-15.0" in table and "+100.0" not in table
+    assert await page.locator("#offsets tbody tr").count() == 3
+    assert "Bảng độ lệch đồng hồ (3 mẫu)" in await page.inner_text("#offsets summary")
+    await shot(page, "ket-noi", tmp_path)
+
+    response = await page.goto(hub.url + f"/console/connections?unit={OTHER}")
+    assert response is not None and response.status == 404
+    assert "+100.0" not in await page.content()
+    # A period with nothing recorded says so, in the picture and in the table.
+    await page.goto(hub.url + f"/console/connections?unit={UNIT}&from=2020-01-01&to=2020-01-31")
+    nothing = "Không có độ lệch đồng hồ nào được ghi trong khoảng này."
+    assert nothing in (await page.text_content("#timeline-desc") or "")
+    assert await page.locator("#timeline polyline").count() == 0
+
+
+def test_the_timeline_scales_any_offsets_into_its_frame() -> None:
+    """The drawing's numbers stay inside the SVG for flat, negative-only and wide offsets, and periods."""
+    from lgsp.adapters.console import timeline
+
+    since = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    until = since + dt.timedelta(days=401)
+    cases = [[3.0, 3.0, 3.0], [-250.0, -249.5], [-0.2, 290.0, 0.1], [0.0]]
+    for values in cases:
+        offsets = [{"at": since + dt.timedelta(days=i * 50), "offset_seconds": v, "min_seconds": v - 1,
+                    "max_seconds": v + 1, "requests": 1} for i, v in enumerate(values)]
+        chart = timeline.build([{"from": since - dt.timedelta(days=3), "to": since + dt.timedelta(days=1),
+                                 "online": True, "cause": "request"}], offsets, since, until)
+        ys = [float(p.split(",")[1]) for p in chart.line.split()]
+        assert all(timeline.PLOT_TOP <= y <= timeline.PLOT_BOTTOM for y in ys), (values, ys)
+        assert all(timeline.PLOT_TOP - 0.1 <= t["y"] <= timeline.PLOT_BOTTOM + 0.1 for t in chart.y_ticks)
+        assert chart.zero is not None and len(chart.y_ticks) >= 2 and len(chart.dots) == len(values)
+        assert chart.periods[0]["x"] == timeline.LEFT and chart.x_ticks[-1]["label"] == "02/2027"   # months
+    empty = timeline.build([], [], since, since)
+    assert empty.line == "" and empty.online_share is None and empty.latest is None

@@ -47,9 +47,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _day(text: str | None, default: dt.date) -> dt.date:
     try:
-        return dt.date.fromisoformat(text) if text else default
+        day = dt.date.fromisoformat(text) if text else default
     except ValueError:
         raise CliError(t("the day is YYYY-MM-DD: {day}", day=text)) from None
+    if not dt.date(1970, 1, 1) <= day <= dt.date(9000, 12, 31):
+        raise CliError(t("the day is between 1970-01-01 and 9000-12-31: {day}", day=text))
+    return day
 
 
 def _seconds(value: float | None) -> str:

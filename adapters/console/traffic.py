@@ -31,11 +31,17 @@ PERIODS = {"day": N_("Day"), "month": N_("Month"), "quarter": N_("Quarter"), "ye
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+# Days a filter may name: beyond them the calendar's ends are near (0001-01-01 in Vietnam is not a UTC instant).
+FIRST_DAY, LAST_DAY = dt.date(1970, 1, 1), dt.date(9000, 12, 31)
+
+
 def _date(text: str | None, default: dt.date) -> dt.date:
+    """The day asked for, or `default` when it is no day (or one outside FIRST_DAY..LAST_DAY)."""
     try:
-        return dt.date.fromisoformat((text or "")[:10])
+        day = dt.date.fromisoformat((text or "")[:10])
     except ValueError:
         return default
+    return day if FIRST_DAY <= day <= LAST_DAY else default
 
 
 def _today() -> dt.date:

@@ -280,6 +280,7 @@ def test_the_cli_prints_the_connection_history(tmp_path: Path) -> None:
     assert [o["offset_seconds"] for o in data["clock_offsets"]] == [2.0, 3.0, 4.0]
     assert data["clock_offsets_bucket_seconds"] is None and data["periods"][0]["online"] is True
     for args in (("--unit", "000.00.99.H23"), ("--unit", UNIT, "--from", "2026-13-01"),
+                 ("--unit", UNIT, "--to", "0001-01-01"),
                  ("--unit", UNIT, "--from", "2026-11-03", "--to", "2026-11-01")):
         res = run("connections", *args)
         assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
@@ -330,6 +331,14 @@ async def test_the_console_draws_the_offsets_for_the_units_own_admin_only(hub: H
     nothing = "Không có độ lệch đồng hồ nào được ghi trong khoảng này."
     assert nothing in (await page.text_content("#timeline-desc") or "")
     assert await page.locator("#timeline polyline").count() == 0
+    # Days at the calendar's ends (no UTC instant for them) are taken as not given, never a 500; so are non-days.
+    for query in ("from=0001-01-01&to=9999-12-31", "from=9999-12-31", "to=0001-01-01", "from=2026-02-30&to=x"):
+        response = await page.goto(hub.url + f"/console/connections?unit={UNIT}&{query}")
+        assert response is not None and response.status == 200, query
+        assert await page.locator("figure#timeline svg").count() == 1
+    for path in ("/console/traffic?from=0001-01-01&to=9999-12-31", "/console/reports?period=year&day=0001-01-01"):
+        response = await page.goto(hub.url + path + f"&unit={UNIT}")
+        assert response is not None and response.status == 200, path
 
 
 def test_the_timeline_scales_any_offsets_into_its_frame() -> None:

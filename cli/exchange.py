@@ -30,7 +30,7 @@ def _client(args: argparse.Namespace) -> Any:
     try:
         return LgspClient(creds, lang=lang())
     except ValueError as exc:  # a hub URL (or one of several, comma-separated) that is not http(s)
-        raise CliError(f"--url / LGSP_URL: {said(exc)}") from exc
+        raise CliError(t("{where}: {why}", where="--url / LGSP_URL", why=said(exc))) from exc
 
 
 def cmd_send(args: argparse.Namespace) -> int:

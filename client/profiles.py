@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from lgsp.client.client import ALGORITHMS, Credentials, load_private_key
+from lgsp.core.i18n import Text
 
 
 class ProfileError(Exception):
@@ -38,13 +39,14 @@ def read_profiles(path: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ProfileError(f"{path} holds secrets but other users can read it; run: chmod 600 {path}")
+        raise ProfileError(Text("{path} holds secrets but other users can read it; run: chmod 600 {path}", path=path))
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: not a readable YAML file ({' '.join(str(exc).split())[:200]})") from exc
+        raise ProfileError(Text("{path}: not a readable YAML file ({reason})", path=path,
+                                reason=" ".join(str(exc).split())[:200])) from exc
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ProfileError(f"{path}: expected a mapping of profile name to settings")
+        raise ProfileError(Text("{path}: expected a mapping of profile name to settings", path=path))
     return data
 
 
@@ -67,7 +69,7 @@ def resolve_credentials(*, url: str | None = None, access_key: str | None = None
     name = profile or env.get("LGSP_PROFILE") or "default"
     prof = read_profiles(profiles_path(env)).get(name, {})
     if profile and not prof:
-        raise ProfileError(f"no profile named {profile!r} in {profiles_path(env)}")
+        raise ProfileError(Text("no profile named {name!r} in {path}", name=profile, path=profiles_path(env)))
 
     def pick(flag: str | None, env_name: str, key: str) -> str | None:
         return flag or env.get(env_name) or (str(prof[key]) if prof.get(key) is not None else None)
@@ -79,17 +81,18 @@ def resolve_credentials(*, url: str | None = None, access_key: str | None = None
     algorithm = pick(algorithm, "LGSP_ALGORITHM", "algorithm") or ("RSA-SHA256" if key_file and not secret
                                                                     else "HMAC-SHA256")
     if not access_key:
-        raise ProfileError("no access key: pass --access-key, set LGSP_ACCESS_KEY, or add a profile "
-                           f"to {profiles_path(env)}")
+        raise ProfileError(Text("no access key: pass --access-key, set LGSP_ACCESS_KEY, or add a profile to {path}",
+                                path=profiles_path(env)))
     alg = ALGORITHMS.get(algorithm)
     if alg is None:
-        raise ProfileError(f"unknown algorithm {algorithm!r}: use one of {', '.join(sorted(ALGORITHMS))}")
+        raise ProfileError(Text("unknown algorithm {name!r}: use one of {known}", name=algorithm,
+                                known=", ".join(sorted(ALGORITHMS))))
     if alg.shared_secret and not secret:
-        raise ProfileError(f"{algorithm} needs the secret key: pass --secret-key, set LGSP_SECRET_KEY, "
-                           "or add secret_key to the profile")
+        raise ProfileError(Text("{name} needs the secret key: pass --secret-key, set LGSP_SECRET_KEY, or add "
+                                "secret_key to the profile", name=algorithm))
     if not alg.shared_secret and not key_file:
-        raise ProfileError(f"{algorithm} needs the unit's private key: pass --private-key-file, set "
-                           "LGSP_PRIVATE_KEY_FILE, or add private_key_file to the profile")
+        raise ProfileError(Text("{name} needs the unit's private key: pass --private-key-file, set "
+                                "LGSP_PRIVATE_KEY_FILE, or add private_key_file to the profile", name=algorithm))
     private_pem = _private_key(key_file) if key_file and not alg.shared_secret else None
     return Credentials(url=url, access_key=access_key, algorithm=algorithm, secret=secret,
                        private_key_pem=private_pem)
@@ -103,7 +106,7 @@ def _private_key(path: str) -> str:
         pem = load_private_key(path)
         load_pem_private_key(pem.encode("ascii"), password=None)
     except FileNotFoundError as exc:
-        raise ProfileError(f"{path}: no such private key file") from exc
+        raise ProfileError(Text("{path}: no such private key file", path=path)) from exc
     except (UnicodeDecodeError, ValueError, TypeError) as exc:
-        raise ProfileError(f"{path}: not an unencrypted PEM private key") from exc
+        raise ProfileError(Text("{path}: not an unencrypted PEM private key", path=path)) from exc
     return pem

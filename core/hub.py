@@ -133,7 +133,8 @@ class Hub:
         for batch in self.pm.hook.lgsp_push_adapters(hub=self):
             for adapter in batch or ():
                 if adapter.protocol in adapters:
-                    raise PluginError(f"two plugins provide the push protocol {adapter.protocol!r}")
+                    raise PluginError(Text("two plugins provide the push protocol {protocol!r}",
+                                           protocol=adapter.protocol))
                 adapters[adapter.protocol] = adapter
         return adapters
 

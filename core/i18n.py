@@ -123,9 +123,12 @@ def ngettext(singular: str, plural: str, n: int, lang: str | None = None) -> str
 
 
 def _(msgid: str, /, **values: Any) -> str:
-    """`msgid` translated into the current language, its `{names}` filled from `values`."""
+    """`msgid` translated into the current language, its `{names}` filled from `values` (a `Text` among
+    them in the current language too)."""
     text = gettext(msgid)
-    return text.format(**values) if values else text
+    if not values:
+        return text
+    return text.format(**{k: v.render() if isinstance(v, Text) else v for k, v in values.items()})
 
 
 def N_(msgid: str, /) -> str:

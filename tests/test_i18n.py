@@ -220,3 +220,55 @@ def test_a_plugin_config_error_is_vietnamese_by_default_and_english_on_request(t
     assert en.stderr.strip().splitlines() == [
         f"error: {path}:4: adapters.national_axis.endpoint: required: the axis's http(s) URL, without query or "
         "fragment (operations are appended as /<operation>)"]
+
+
+def test_a_text_among_the_values_of_a_message_is_in_the_same_language(monkeypatch) -> None:
+    """`_()` renders a `Text` value in the current language (a reason inside a sentence, say)."""
+    from lgsp.core.i18n import Text, _, speaking
+
+    monkeypatch.delenv("LGSP_LANG", raising=False)
+    reason = Text("the default ({default})", default="allow")
+    assert _("{where}: {why}", where="x", why=reason) == "x: mặc định (allow)"
+    with speaking("en"):
+        assert _("{where}: {why}", where="x", why=reason) == "x: the default (allow)"
+
+
+def test_an_edxml_library_error_has_a_translated_lead_in_and_its_own_words_as_reason() -> None:
+    from lgsp.core.api.edxml import EdxmlInvalid
+    from lgsp.plugins.edxml import problem_of
+
+    problem = problem_of(EdxmlInvalid("Unexpected child with tag 'Foo' at position 2", path="/edXML/Header",
+                                      rule="edXML.xsd"))
+    vi, en = problem.to_dict("vi"), problem.to_dict("en")
+    assert vi["code"] == en["code"] == "edxml.invalid"
+    assert vi["detail"] == ("bộ kiểm tra edXML từ chối /edXML/Header (quy tắc edXML.xsd); nguyên văn (tiếng Anh): "
+                            "Unexpected child with tag 'Foo' at position 2")
+    assert en["detail"].startswith("the edXML check refused /edXML/Header (rule edXML.xsd); its words: ")
+    assert vi["reason"] == en["reason"] == "Unexpected child with tag 'Foo' at position 2"
+    assert vi["path"] == "/edXML/Header" and vi["rule"] == "edXML.xsd"
+    bare = problem_of(EdxmlInvalid("too deep")).to_dict("vi")
+    assert bare["detail"] == "bộ kiểm tra edXML từ chối gói tin; nguyên văn (tiếng Anh): too deep"
+
+
+async def test_a_header_check_says_why_in_the_reader_language(make_actor) -> None:
+    """A signed-request header that is too long: the whole detail in Vietnamese by default, English on request."""
+    from tests.conftest import raw_request
+
+    a = await make_actor("000.00.00.H23")
+    headers = {"X-LGSP-Key": "A" * 65}
+    _s, _h, vi = await raw_request(a.hub.url, "GET", "/v1/inbox", headers=headers)
+    _s, _h, en = await raw_request(a.hub.url, "GET", "/v1/inbox", headers={**headers, "Accept-Language": "en"})
+    assert vi["code"] == en["code"] == "auth.missing"
+    assert vi["detail"] == "header X-LGSP-Key dài quá 64 ký tự"
+    assert en["detail"] == "header X-LGSP-Key is longer than 64 characters"
+
+
+def test_a_backup_error_speaks_the_cli_language(tmp_path, monkeypatch) -> None:
+    from lgsp.core.backup import BackupError
+    from lgsp.core.i18n import Text, speaking
+
+    monkeypatch.delenv("LGSP_LANG", raising=False)
+    error = BackupError(Text("the backup folder {folder} is not empty; choose an empty folder", folder=tmp_path))
+    assert str(error) == f"thư mục sao lưu {tmp_path} đã có dữ liệu; hãy chọn một thư mục trống"
+    with speaking("en"):
+        assert str(error) == f"the backup folder {tmp_path} is not empty; choose an empty folder"

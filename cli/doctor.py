@@ -7,9 +7,10 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from lgsp.cli.args import Subparsers, add_config
-from lgsp.cli.errors import CliError
-from lgsp.cli.messages import t
+from lgsp.cli.errors import CliError, said
+from lgsp.cli.messages import N_, t
 from lgsp.cli.store import cli_config, open_store
+from lgsp.core.i18n import Text, render
 
 if TYPE_CHECKING:
     from lgsp.core.doctor import Check
@@ -34,10 +35,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     try:
         checks = asyncio.run(go())
     except MasterKeyError as exc:  # the store holds values this key cannot open: another installation's key
-        checks = [Found("master key", False, f"{config.master_key_path}: {exc}; copy the master key of the "
-                                             "other nodes")]
+        checks = [Found(N_("master key"), False, Text("{path}: {reason}; copy the master key of the other nodes",
+                                                      path=config.master_key_path, reason=said(exc)))]
     for check in checks:
-        print(f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}")
+        print(f"{'✓' if check.ok else '✗'} {t(check.name)}: {render(check.detail)}")
     failed = [c for c in checks if not c.ok]
     if failed:
         print(t("{n} checks failed: fix them and run lgsp doctor again", n=len(failed)))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import make_url
 
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import N_, Text
 from lgsp.core.masterkey import MasterKeyError
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ MARKER = "cluster-id"
 
 @dataclass(frozen=True)
 class Check:
+    """One line of `lgsp doctor`: `name` a msgid (`N_`), `detail` a `Text` (the CLI renders both)."""
+
     name: str
     ok: bool
     detail: str
@@ -54,11 +57,11 @@ def _blob_marker(hub: Hub, cluster_id: str) -> Check:
                 fh.write(cluster_id + "\n")
         found = marker.read_text(encoding="ascii").strip()
     except OSError as exc:
-        return Check("blobs", False, f"{folder}: {exc.strerror or exc}")
+        return Check(N_("blobs"), False, Text("{folder}: {reason}", folder=folder, reason=exc.strerror or exc))
     if not secrets.compare_digest(found, cluster_id):
-        return Check("blobs", False, f"{folder} belongs to another hub's store (its {MARKER} differs): "
-                                     "mount the folder the other nodes share")
-    return Check("blobs", True, f"{folder} (shared with the store's other nodes, writable)")
+        return Check(N_("blobs"), False, Text("{folder} belongs to another hub's store (its {marker} differs): mount "
+                                              "the folder the other nodes share", folder=folder, marker=MARKER))
+    return Check(N_("blobs"), True, Text("{folder} (shared with the store's other nodes, writable)", folder=folder))
 
 
 async def node_checks(hub: Hub) -> list[Check]:
@@ -69,21 +72,27 @@ async def node_checks(hub: Hub) -> list[Check]:
     url = make_url(hub.config.database_url)
     shown = url.render_as_string(hide_password=True)
     current, head = await hub.db.current_revision(), hub.db.head_revision()
-    checks.append(Check("database", current == head,
-                        f"{shown}, schema {current}" + ("" if current == head else f" (expected {head})")))
+    if current == head:
+        checks.append(Check(N_("database"), True, Text("{url}, schema {revision}", url=shown, revision=current)))
+    else:
+        checks.append(Check(N_("database"), False, Text("{url}, schema {revision} (expected {head})", url=shown,
+                                                        revision=current, head=head)))
     try:
         cluster_id = await _cluster_id(hub)
     except MasterKeyError:
-        checks.append(Check("master key", False, f"{hub.config.master_key_path} cannot open what the store "
-                                                 "holds: copy the master key of the other nodes"))
+        checks.append(Check(N_("master key"), False, Text("{path} cannot open what the store holds: copy the master "
+                                                          "key of the other nodes", path=hub.config.master_key_path)))
         return checks
-    checks.append(Check("master key", True, f"{hub.config.master_key_path}, fingerprint "
-                                            f"{master_key_fingerprint(hub.master_key)}"))
+    checks.append(Check(N_("master key"), True, Text("{path}, fingerprint {fingerprint}",
+                                                     path=hub.config.master_key_path,
+                                                     fingerprint=master_key_fingerprint(hub.master_key))))
     checks.append(_blob_marker(hub, cluster_id))
     try:
         key = await hub.identity.key()
-        checks.append(Check("signing key", True, f"{key.access_key} (unit {key.unit})"))
-    except (Problem, MasterKeyError, RuntimeError) as exc:
-        checks.append(Check("signing key", False, str(exc)))
-    checks.append(Check("cluster", True, f"identifier {cluster_id[:12]}…"))
+        checks.append(Check(N_("signing key"), True, Text("{key} (unit {unit})", key=key.access_key, unit=key.unit)))
+    except Problem as exc:
+        checks.append(Check(N_("signing key"), False, exc.detail or exc.code))
+    except (MasterKeyError, RuntimeError) as exc:
+        checks.append(Check(N_("signing key"), False, exc.args[0] if len(exc.args) == 1 else str(exc)))
+    checks.append(Check(N_("cluster"), True, Text("identifier {id}…", id=cluster_id[:12])))
     return checks

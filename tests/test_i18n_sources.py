@@ -18,10 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 MARKERS = {"_", "t", "Text", "N_", "gettext", "ngettext", "render", "said"}
 
 #: Where a message reaches a reader, and which argument holds it (None: every positional one):
-#: printed by the CLI, a problem's detail, and the exceptions the CLI prints as its error line.
+#: printed by the CLI, a problem's detail, the exceptions the CLI prints as its error line, and the
+#: lines of `lgsp doctor` (`Check`, `Found`).
 SINKS: dict[str, int | None] = {"print": None, "CliError": 0, "Problem": 1, "TlsError": 0, "PolicyError": 0,
                                 "MasterKeyError": 0, "ProfileError": 0, "PluginError": 0, "BackupError": 0,
-                                "ConfigError": 0}
+                                "ConfigError": 0, "Check": None, "Found": None}
 
 #: Files whose findings are known and why they stay (a finding elsewhere fails the test; an entry that no
 #: longer has findings fails it too, so the list only shrinks).
@@ -153,6 +154,7 @@ def test_the_cli_error_paths_read_vietnamese_by_default(tmp_path: Path) -> None:
         ("deliveries", "cancel", "0" * 32),
         ("notice", "withdraw", "999"),
         ("report", "--unit", "000.00.99.H23"),
+        ("doctor",),
         ("send", str(tmp_path / "missing.xml"), "--to", "000.00.01.H23"),
         ("send", str(tmp_path / "not-a-cert.pem"), "--to", "000.00.01.H23", "--url", "ftp://x", "--access-key", "AK1",
          "--secret-key", "s"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import random
 import sys
 import time
@@ -30,8 +29,8 @@ from lgsp.client import LgspError
 from lgsp.core.config import load_config
 from lgsp.core.hub import Hub
 
-from .delivery.helpers import UNITS, add_units, free_port, receiver_server, wait_for
-from .delivery.test_crash import HubProcess
+from .delivery.helpers import UNITS, Puller, add_units, free_port, receiver_server, wait_for
+from .delivery.test_crash import HubProcess, subprocess_env
 
 S1, P1, D1 = UNITS[0], UNITS[2], UNITS[4]
 NODES = 3
@@ -90,10 +89,10 @@ class NodeProcess(HubProcess):
         # and would answer /readyz too) and answers /readyz.
         listening = f"listening on {self.url}"
         before = _count(self.log, listening)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
         with self.log.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "lgsp.cli.main", "run", "-c", str(self.config), stdout=log, stderr=log, env=env)
+                sys.executable, "-m", "lgsp.cli.main", "run", "-c", str(self.config), stdout=log, stderr=log,
+                env=subprocess_env())
         self.starts += 1
         proc = self.proc
 
@@ -149,8 +148,6 @@ async def test_three_nodes_one_killed_every_20_seconds(pg_url: str, tmp_path: Pa
 
         sent: dict[str, str] = {}  # packet → sha256
         uncertain: dict[str, str] = {}  # created, upload outcome unknown
-        acked: Counter[str] = Counter()
-        violations: list[str] = []
         hellos: list[float] = []
         breaks: list[float] = []
         stop = asyncio.Event()
@@ -174,30 +171,12 @@ async def test_three_nodes_one_killed_every_20_seconds(pg_url: str, tmp_path: Pa
                 sent[created["id"]] = uncertain.pop(created["id"])
                 await asyncio.sleep(rng.uniform(0.05, 0.15))
 
+        pull = Puller(clients[D1])
+
         async def puller() -> None:
-            client = clients[D1]
-            to_ack: dict[str, str] = {}
             while True:
                 try:
-                    for pid, sha in list(to_ack.items()):
-                        if await client.ack(pid, sha) == "delivered":
-                            acked[pid] += 1
-                            del to_ack[pid]
-                    for item in await client.inbox(limit=50):
-                        pid = item["id"]
-                        if acked[pid]:
-                            violations.append(f"{pid} shown again after its acknowledgement")
-                            continue
-                        if pid in to_ack:
-                            continue
-                        data = await client.fetch_bytes(pid)
-                        if hashlib.sha256(data).hexdigest() != item["sha256"]:
-                            violations.append(f"{pid}: wrong content")
-                            continue
-                        to_ack[pid] = item["sha256"]
-                        if await client.ack(pid, item["sha256"]) == "delivered":
-                            acked[pid] += 1
-                            del to_ack[pid]
+                    await pull.round()
                 except (LgspError, aiohttp.ClientError, OSError):
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(0.1)
@@ -289,11 +268,11 @@ async def test_three_nodes_one_killed_every_20_seconds(pg_url: str, tmp_path: Pa
     for pid, sha in sent.items():
         got = rr.receiver.stored.get(f"{pid}:{P1}")
         assert got is not None and got.sha256 == sha, f"{pid} never reached {P1}"
-        assert acked[pid] == 1, (pid, acked[pid])
+        assert pull.acked[pid] == 1, (pid, pull.acked[pid])
     assert {rec.packet_id for rec in rr.receiver.receptions} <= set(sent)
     repeats = rr.receiver.repeats()
     assert repeats <= KILLS * CONCURRENCY, f"{repeats} repeats"  # only attempts a kill cut short
-    assert violations == []
+    assert pull.violations == []
     blobs = data_dir / "blobs" / "objects"
     leftover = {p.name[:36] for p in blobs.rglob("*") if p.is_file()}
     assert not leftover & set(sent)

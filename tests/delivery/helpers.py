@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,3 +188,42 @@ async def has_state(hub: Hub, packet_id: str, unit: str, state: str) -> bool:
     return row is not None and row.state == state
 
 
+
+
+# -- a pull destination fetching and acknowledging through failures --------------------------
+
+@dataclass
+class Puller:
+    """A pull destination's fetch-and-acknowledge loop, for the crash and failover tests.
+
+    Each `round` re-sends the acknowledgements whose answer was lost (a repeat is harmless), then
+    fetches what the inbox lists, checks its hash and acknowledges it. `acked` counts confirmed
+    acknowledgements per packet; `violations` records a packet shown again after its acknowledgement
+    or whose content does not match its hash. Connection failures propagate to the caller's loop.
+    """
+
+    client: LgspClient
+    acked: Counter[str] = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+    to_ack: dict[str, str] = field(default_factory=dict)  # fetched and checked; acknowledgement unconfirmed
+
+    async def round(self, limit: int = 50) -> None:
+        for pid, sha in list(self.to_ack.items()):
+            if await self.client.ack(pid, sha) == "delivered":
+                self.acked[pid] += 1
+                del self.to_ack[pid]
+        for item in await self.client.inbox(limit=limit):
+            pid = item["id"]
+            if self.acked[pid]:
+                self.violations.append(f"{pid} shown again after its acknowledgement")
+                continue
+            if pid in self.to_ack:
+                continue
+            data = await self.client.fetch_bytes(pid)
+            if hashlib.sha256(data).hexdigest() != item["sha256"]:
+                self.violations.append(f"{pid}: wrong content")
+                continue
+            self.to_ack[pid] = item["sha256"]
+            if await self.client.ack(pid, item["sha256"]) == "delivered":
+                self.acked[pid] += 1
+                del self.to_ack[pid]

@@ -12,11 +12,20 @@ are serialised. On SQLite the job store is its own file (`scheduler.db`), so it 
 with the hub's single writer connection on the main database; on PostgreSQL it is the
 `scheduler_jobs` table of the main database, reached through the synchronous psycopg driver.
 A fired job only hands (packet, unit) to the event loop with `call_soon_threadsafe`.
+
+Several nodes share the job table (PostgreSQL). Each node's scheduler runs the jobs it finds due,
+so a retry may fire on two nodes: harmless, since firing only wakes the lane and one node claims
+the delivery. A job the other node already ran and removed is gone, not an error (APScheduler would
+otherwise end its scheduler thread on the failed removal). A scheduler only knows the wake-up time
+of the jobs it saw, so each is nudged every NUDGE_SECONDS to look at the table again: a job stored
+by a node that died meanwhile fires on a survivor within that much of its time. (On SQLite the
+job store is one node's own file: no nudge.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -36,11 +45,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 TABLE = "scheduler_jobs"
+#: How often a scheduler looks for due jobs other nodes stored (one indexed SELECT on the job table).
+NUDGE_SECONDS = 1.0
 
-# Route → callback of the engine using a job store in this process. Jobs must reference a
-# module-level function and survive restarts, so each carries the route of its store: a digest of
-# the store's URL (never the URL itself, which may hold a database password).
-_ROUTES: dict[str, Callable[[str, str], None]] = {}
+# Route → callbacks of the engines using a job store in this process (one in a hub process; several
+# when nodes share a process, as in tests: a job fired wakes them all, and one claims the delivery).
+# Jobs must reference a module-level function and survive restarts, so each carries the route of its
+# store: a digest of the store's URL (never the URL itself, which may hold a database password).
+_ROUTES: dict[str, list[Callable[[str, str], None]]] = {}
 
 
 def route_of(url: str) -> str:
@@ -49,12 +61,12 @@ def route_of(url: str) -> str:
 
 def fire(route: str, packet_id: str, unit: str) -> None:
     """Run by APScheduler (its thread) when a retry falls due."""
-    callback = _ROUTES.get(route)
-    if callback is None:
+    callbacks = list(_ROUTES.get(route, ()))
+    if not callbacks:
         log.warning("retry job for %s:%s fired with no engine attached; the queue poll will catch it",
                     packet_id, unit)
-        return
-    callback(packet_id, unit)
+    for callback in callbacks:
+        callback(packet_id, unit)
 
 
 def job_id(packet_id: str, unit: str) -> str:
@@ -87,6 +99,14 @@ def _sync_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
 
 
+class _SharedJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+    """The job table of several nodes: removing a job another node already ran and removed is done."""
+
+    def remove_job(self, job_id: str) -> None:
+        with contextlib.suppress(JobLookupError):
+            super().remove_job(job_id)
+
+
 class RetryScheduler:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -95,6 +115,8 @@ class RetryScheduler:
         self._engine: Engine | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._nudger: asyncio.Task[None] | None = None
+        self._deliver: Callable[[str, str], None] | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -115,19 +137,39 @@ class RetryScheduler:
 
         def start() -> BackgroundScheduler:
             self._engine = _sync_engine(self.url)
-            store = SQLAlchemyJobStore(engine=self._engine, tablename=TABLE)
+            store = _SharedJobStore(engine=self._engine, tablename=TABLE)
             scheduler = BackgroundScheduler(
                 jobstores={"default": store}, executors={"default": JobExecutor(4)}, timezone=UTC,
                 job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1})
-            _ROUTES[self.route] = deliver
+            self._deliver = deliver
+            _ROUTES.setdefault(self.route, []).append(deliver)
             scheduler.start()
             return scheduler
 
         self._scheduler = await self._run(start)
+        if make_url(self.url).get_backend_name() != "sqlite":  # a table other nodes may add to
+            self._nudger = asyncio.create_task(self._nudge(), name="lgsp-retry-nudge")
+
+    async def _nudge(self) -> None:
+        while self._scheduler is not None:
+            await asyncio.sleep(NUDGE_SECONDS)
+            if self._scheduler is not None:
+                self._scheduler.wakeup()  # sets an event its thread waits on: no I/O here
 
     async def stop(self) -> None:
+        if self._nudger is not None:
+            self._nudger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._nudger
+            self._nudger = None
         scheduler, self._scheduler = self._scheduler, None
-        _ROUTES.pop(self.route, None)
+        if self._deliver is not None:
+            callbacks = _ROUTES.get(self.route, [])
+            with contextlib.suppress(ValueError):
+                callbacks.remove(self._deliver)
+            if not callbacks:
+                _ROUTES.pop(self.route, None)
+            self._deliver = None
         if scheduler is not None:
             await self._run(scheduler.shutdown, wait=False)
         if self._engine is not None:

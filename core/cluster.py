@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -301,21 +302,37 @@ class ClusterEvents:
 LEADER_LOCK = 0x6C677370
 #: TCP keepalives of the leader's session, so the server ends it soon after its machine is gone.
 LEADER_KEEPALIVES = {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"}
+#: The leader's lease: PostgreSQL ends the leader's session (and so frees the lock) once it has been
+#: silent this long (`idle_session_timeout`), whatever the reason — a frozen process, a paused VM, a
+#: network partition. The leader's own keeper speaks every LEASE_PING_SECONDS, so only a leader that
+#: cannot run loses it.
+LEASE_SECONDS = 10.0
+LEASE_PING_SECONDS = 2.0
 
 
 class Leadership:
     """Which node runs the work that must run once per cluster (expiry, offline reports, clean-up,
     notices, pollers): the one holding a PostgreSQL session advisory lock.
 
-    The lock lives as long as its connection: a node that dies or loses the store loses it at once,
-    and another node takes it on its next round (`try_lead`, called every housekeeping round, so
-    within `presence.sweep_interval_seconds`). On SQLite there is one node, always the leader.
+    The lock lives as long as its session, and the session as long as the leader keeps speaking on
+    it: a node that dies or loses the store loses it at once, a node that stops running (frozen,
+    paused, cut off from the store) within LEASE_SECONDS, when the server ends its silent session.
+    Another node takes the lock on its next round (`try_lead`, called every housekeeping round, so
+    within `presence.sweep_interval_seconds`). A leader that wakes after its lease ran out finds its
+    session gone the next time it asks (`try_lead`, `confirm`) and stops leading; the housekeeping
+    round confirms before each piece of singleton work. On SQLite there is one node, always the leader.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, lease_seconds: float = LEASE_SECONDS,
+                 ping_seconds: float = LEASE_PING_SECONDS) -> None:
         self.db = db
+        self.lease_seconds = lease_seconds
+        self.ping_seconds = ping_seconds
         self._conn: Any = None
         self._leader = db.dialect != "postgresql"
+        self._use = asyncio.Lock()  # one statement at a time on the lock's connection
+        self._keeper: asyncio.Task[None] | None = None
+        self._spoke = (0.0, 0.0)  # (monotonic, wall) time the server last answered on the lock's session
 
     @property
     def leader(self) -> bool:
@@ -326,31 +343,89 @@ class Leadership:
         if self.db.dialect != "postgresql":
             return True
         try:
-            if self._conn is None or self._conn.is_closed():
-                self._leader = False
-                import asyncpg
-
-                url = make_url(self.db.url).set(drivername="postgresql")
-                # The lock goes when PostgreSQL sees the session end: a killed process closes its socket at
-                # once, but a machine that vanishes (power, network) only fails these keepalives, in ~11 s.
-                self._conn = await asyncpg.connect(url.render_as_string(hide_password=False), timeout=10,
-                                                   server_settings=LEADER_KEEPALIVES)
-            if self._leader:
-                await self._conn.execute("SELECT 1")  # still connected, so still holding it
-            else:
-                self._leader = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK))
+            async with self._use:
+                if self._conn is None or self._conn.is_closed():
+                    if self._leader:
+                        log.warning("lost the lead (the store ended this node's session); another node may lead")
+                    self._leader = False
+                    await self._connect()
                 if self._leader:
-                    log.info("this node now runs the cluster's singleton work")
+                    await self._conn.execute("SELECT 1")  # the session still lives, so the lock is still ours
+                    self._spoke = (time.monotonic(), time.time())
+                else:
+                    self._leader = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK))
+                    if self._leader:
+                        self._spoke = (time.monotonic(), time.time())
+                        log.info("this node now runs the cluster's singleton work")
+                        self._keeper = asyncio.create_task(self._keep(), name="lgsp-leader-lease")
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.warning("lost the store while leading or trying to; another node may lead", exc_info=True)
+            if self._leader:
+                log.warning("lost the lead (the store ended this node's session); another node leads",
+                            exc_info=True)
+            else:
+                log.warning("could not reach the store to try to lead; will try again", exc_info=True)
             await self.release()
         return self._leader
 
+    async def confirm(self) -> bool:
+        """Whether this node still leads: what a leader checks right before a piece of singleton work,
+        in case it was frozen past its lease. The server is asked when it has not answered on the
+        lock's session for longer than the keeper's ping (by either clock: the process stopped, the
+        machine paused, the work took long); otherwise the session cannot have been silent long
+        enough for the server to end it."""
+        if self.db.dialect != "postgresql":
+            return True
+        if not self.leader:
+            return False
+        mono, wall = self._spoke
+        if max(time.monotonic() - mono, time.time() - wall) < self.ping_seconds * 1.5:
+            return True
+        return await self.try_lead()
+
+    async def _connect(self) -> None:
+        import asyncpg
+
+        url = make_url(self.db.url).set(drivername="postgresql")
+        # A killed process closes its socket at once; a machine that vanishes fails these keepalives
+        # in ~11 s; a process that stops running (SIGSTOP, a paused VM) keeps its socket open and its
+        # kernel answering keepalives, so the lease (idle_session_timeout) ends its session instead.
+        self._conn = await asyncpg.connect(url.render_as_string(hide_password=False), timeout=10,
+                                           server_settings=LEADER_KEEPALIVES)
+        try:
+            await self._conn.execute(f"SET idle_session_timeout = {int(self.lease_seconds * 1000)}")
+        except asyncpg.PostgresError:  # before PostgreSQL 14
+            log.warning("PostgreSQL has no idle_session_timeout (before version 14): a frozen leader keeps "
+                        "the lead until it runs again")
+
+    async def _keep(self) -> None:
+        """Speak on the lock's session often enough that the server never ends a running leader's."""
+        while self._leader:
+            await asyncio.sleep(self.ping_seconds)
+            try:
+                async with self._use:
+                    if not self._leader or self._conn is None:
+                        return
+                    await self._conn.execute("SELECT 1")
+                    self._spoke = (time.monotonic(), time.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lost the lead (the store ended this node's session); another node leads",
+                            exc_info=True)
+                self._keeper = None  # release() must not cancel the task it runs in
+                await self.release()
+                return
+
     async def release(self) -> None:
         self._leader = False
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None and keeper is not asyncio.current_task():
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeper
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                await self._conn.close()  # ends the session: the lock goes with it
+                await self._conn.close(timeout=2)  # ends the session: the lock goes with it
         self._conn = None

@@ -84,11 +84,14 @@ def can_move(current: str, target: str) -> bool:
 
 async def move(conn: AsyncConnection, packet_id: str, units: Iterable[str] | None, target: str, at: datetime,
                *, reason: str | None = None, values: Mapping[str, Any] | None = None,
-               allowed_from: Iterable[str] | None = None) -> list[str]:
+               allowed_from: Iterable[str] | None = None, claim: tuple[str, int] | None = None) -> list[str]:
     """Move the given deliveries (all of the packet's if `units` is None) to `target` where allowed.
 
     `values` sets other columns in the same UPDATE (attempts, next_attempt_at, ...);
-    `allowed_from` replaces the usual sources (operator actions only).
+    `allowed_from` replaces the usual sources (operator actions only);
+    `claim` (node, attempt) moves only a delivery still under that claim: the outcome of a push attempt
+    is written only while the attempt is still the delivery's, not after the claim was taken back from
+    a node thought dead (frozen, cut off) and the delivery claimed again.
     Returns the units that actually moved; the others were in a state that forbids it.
     """
     sources = sorted(allowed_from) if allowed_from is not None else _SOURCES[target]
@@ -103,10 +106,13 @@ async def move(conn: AsyncConnection, packet_id: str, units: Iterable[str] | Non
         new.update(values)
     plain = {k: v for k, v in new.items() if not isinstance(v, ClauseElement)}
     if len(plain) != len(new):  # a column expression (attempts + 1): built for this call
-        stmt = _move_statement(units is not None, ()).values(**{k: v for k, v in new.items() if k not in plain})
+        stmt = _move_statement(units is not None, (), claim is not None).values(
+            **{k: v for k, v in new.items() if k not in plain})
     else:
-        stmt = _move_statement(units is not None, tuple(sorted(plain)))
+        stmt = _move_statement(units is not None, tuple(sorted(plain)), claim is not None)
     params: dict[str, Any] = {"p_packet": packet_id, "p_sources": sources, **plain}
+    if claim is not None:
+        params["p_claimed_by"], params["p_attempts"] = claim
     if units is not None:
         params["p_units"] = units
     result = await conn.execute(stmt, params)
@@ -117,13 +123,17 @@ _SOURCES = {target: sorted(sources) for target, sources in ALLOWED_FROM.items()}
 
 
 @functools.cache
-def _move_statement(by_unit: bool, columns: tuple[str, ...]) -> Any:
-    """The UPDATE of `move`, one per shape (with or without a unit list, which columns it sets),
-    built once: moves are the most frequent writes, and SQLAlchemy would rebuild each one."""
+def _move_statement(by_unit: bool, columns: tuple[str, ...], claimed: bool = False) -> Any:
+    """The UPDATE of `move`, one per shape (with or without a unit list, which columns it sets,
+    whether under a claim), built once: moves are the most frequent writes, and SQLAlchemy would
+    rebuild each one."""
     cond = and_(deliveries.c.packet_id == bindparam("p_packet"),
                 deliveries.c.state.in_(bindparam("p_sources", expanding=True)))
     if by_unit:
         cond = and_(cond, deliveries.c.unit_id.in_(bindparam("p_units", expanding=True)))
+    if claimed:
+        cond = and_(cond, deliveries.c.claimed_by == bindparam("p_claimed_by"),
+                    deliveries.c.attempts == bindparam("p_attempts"))
     stmt = update(deliveries).where(cond).returning(deliveries.c.unit_id)
     return stmt.values({name: bindparam(name) for name in columns}) if columns else stmt
 

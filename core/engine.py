@@ -219,12 +219,12 @@ class DeliveryEngine:
         self.wake({r.unit_id for r in rows})
         return len(rows)
 
-    async def _release(self, unit: str, packet_id: str, reason: str) -> None:
+    async def _release(self, unit: str, packet_id: str, reason: str, attempt: int) -> None:
         """Back from `sending` to `retrying`, due after the longest backoff (the cause is unknown)."""
         now = self.clock()
         at = now + timedelta(seconds=self.config.retry.max_delay_seconds)
         async with self.hub.db.write() as conn:
-            moved = await dv.move(conn, packet_id, [unit], dv.RETRYING, now,
+            moved = await dv.move(conn, packet_id, [unit], dv.RETRYING, now, claim=(self.hub.node, attempt),
                                   values={"next_attempt_at": at, "last_error": reason})
         if moved and self.scheduler is not None:
             with contextlib.suppress(Exception):
@@ -293,7 +293,8 @@ class DeliveryEngine:
                     except Exception:
                         # Never leave a claimed delivery in `sending`: nothing else would move it.
                         log.exception("push of %s to %s failed unexpectedly", claimed[0], claimed[1])
-                        await self._release(claimed[1], claimed[0], "internal error during the attempt")
+                        await self._release(claimed[1], claimed[0], "internal error during the attempt",
+                                            claimed[2])
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -362,7 +363,8 @@ class DeliveryEngine:
         if info is None:
             return
         if info.content_state != "stored":
-            await exchange.end_delivery(info, unit, dv.FAILED, "the content is no longer held by the hub")
+            await exchange.end_delivery(info, unit, dv.FAILED, "the content is no longer held by the hub",
+                                        claim=(self.hub.node, attempt))
             return
         # The packet as this unit sees it: its content variant (e.g. edXML with the hub's TraceHeader).
         seen, content_path = await exchange.content.for_delivery(info, unit)
@@ -391,9 +393,9 @@ class DeliveryEngine:
             if receipt.detail:
                 detail["receipt"] = receipt.detail[:500]
             if receipt.pending:
-                await self._forwarded(info, unit, receipt, detail)
+                await self._forwarded(info, unit, attempt, receipt, detail)
             elif not await exchange.end_delivery(info, unit, dv.DELIVERED, None, detail=detail,
-                                                 values={"last_error": None}):
+                                                 values={"last_error": None}, claim=(self.hub.node, attempt)):
                 log.warning("packet %s reached %s but its delivery had meanwhile changed state", packet_id, unit)
             log.debug("pushed %s to %s in %.3f s (attempt %d)", packet_id, unit, took, attempt)
             return
@@ -402,11 +404,12 @@ class DeliveryEngine:
             await self._presence(lane, unit, False)
         await self._failed(lane, info, unit, attempt, failure)
 
-    async def _forwarded(self, info: Any, unit: str, receipt: PushReceipt, detail: dict[str, Any]) -> None:
+    async def _forwarded(self, info: Any, unit: str, attempt: int, receipt: PushReceipt,
+                         detail: dict[str, Any]) -> None:
         """Handed to another exchange: `forwarded`, with its id there, until the adapter's tracker ends it."""
         now = self.clock()
         async with self.hub.db.write() as conn:
-            moved = await dv.move(conn, info.id, [unit], dv.FORWARDED, now, values={
+            moved = await dv.move(conn, info.id, [unit], dv.FORWARDED, now, claim=(self.hub.node, attempt), values={
                 "remote_id": (receipt.remote_id or "")[:128] or None, "last_error": None})
             event = await record(conn, info.id, ev.PACKET_FORWARDED, now, unit=unit, audience=info.source,
                                  detail=detail) if moved else None
@@ -421,17 +424,17 @@ class DeliveryEngine:
         limits = self.hub.config.delivery.priorities.for_priority(info.priority)
         if not failure.retryable:
             await exchange.end_delivery(info, unit, dv.FAILED, f"refused by the destination: {reason}",
-                                        values={"last_error": reason})
+                                        values={"last_error": reason}, claim=(self.hub.node, attempt))
             return
         if attempt >= limits.max_attempts:
             await exchange.end_delivery(info, unit, dv.FAILED,
                                         f"gave up after {attempt} attempts; last error: {reason}",
-                                        values={"last_error": reason})
+                                        values={"last_error": reason}, claim=(self.hub.node, attempt))
             return
         now = self.clock()
         at = now + timedelta(seconds=next_delay(attempt, self.config.retry, failure.retry_after))
         async with self.hub.db.write() as conn:
-            moved = await dv.move(conn, info.id, [unit], dv.RETRYING, now,
+            moved = await dv.move(conn, info.id, [unit], dv.RETRYING, now, claim=(self.hub.node, attempt),
                                   values={"next_attempt_at": at, "last_error": reason})
             if moved:
                 await record(conn, info.id, ev.DELIVERY_RETRYING, now, unit=unit, detail={

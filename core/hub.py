@@ -16,6 +16,7 @@ import inspect
 import logging
 import secrets
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pluggy
@@ -494,13 +495,18 @@ class Hub:
         await self.notices.refresh(announce=leader)
         if not leader:
             return False
-        # The cluster's work, on the one node holding the lock (core/cluster.py: Leadership).
-        await self.presence.sweep_cluster(probed=self.config.delivery.targets)  # what dead nodes held
-        await self.exchange.sweep()
-        await self.offline.run()
+        # The cluster's work, on the one node holding the lock (core/cluster.py: Leadership). Each piece
+        # is confirmed with the server first: a leader frozen past its lease must not act on old news.
+        jobs: list[Callable[[], Awaitable[Any]]] = [
+            lambda: self.presence.sweep_cluster(probed=self.config.delivery.targets),  # what dead nodes held
+            self.exchange.sweep, self.offline.run]
         if self.engine.lanes:
-            await self.engine.release_stale()
-        await self.offset_pruner.run(self.clock())  # clock-offset samples past retention (every 10 min)
+            jobs.append(self.engine.release_stale)
+        jobs.append(lambda: self.offset_pruner.run(self.clock()))  # clock-offset samples past retention
+        for job in jobs:
+            if not await self.leadership.confirm():
+                return False
+            await job()
         try:
             await statistics.rollup(self.db)  # the aggregates reports read (core/statistics.py)
         except Exception:

@@ -236,7 +236,8 @@ class ExchangeBase:
                 "data_type": info.data_type, "size": info.size, "sha256": info.sha256}
 
     async def _finish(self, info: PacketInfo, unit: str, target: str, reason: str | None,
-                      detail: dict[str, Any] | None = None, values: dict[str, Any] | None = None) -> str:
+                      detail: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
+                      claim: tuple[str, int] | None = None) -> str:
         """End one delivery (delivered, failed or expired), tell the source, purge if it was the last.
 
         Shared by the pull path (ack, fail) and the push engine; `detail` goes into the source's
@@ -245,7 +246,7 @@ class ExchangeBase:
         now = self.clock()
         after = AfterCommit()
         async with self.db.write() as conn:
-            moved = await dv.move(conn, info.id, [unit], target, now, reason=reason, values=values)
+            moved = await dv.move(conn, info.id, [unit], target, now, reason=reason, values=values, claim=claim)
             if not moved:
                 current = await dv.state_of(conn, info.id, unit)
                 if current == target:
@@ -268,10 +269,13 @@ class ExchangeBase:
         return target
 
     async def end_delivery(self, info: PacketInfo, unit: str, target: str, reason: str | None = None, *,
-                           detail: dict[str, Any] | None = None, values: dict[str, Any] | None = None) -> bool:
-        """For delivery engines: end a delivery; False if it had meanwhile changed (e.g. cancelled)."""
+                           detail: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
+                           claim: tuple[str, int] | None = None) -> bool:
+        """For delivery engines: end a delivery; False if it had meanwhile changed (e.g. cancelled) or,
+        with `claim` (node, attempt), if the attempt is no longer the delivery's (taken back and claimed
+        again while this node was thought dead)."""
         try:
-            await self._finish(info, unit, target, reason, detail, values)
+            await self._finish(info, unit, target, reason, detail, values, claim)
         except Problem:
             return False
         return True

@@ -502,7 +502,7 @@ class Hub:
             self.exchange.sweep, self.offline.run]
         if self.engine.lanes:
             jobs.append(self.engine.release_stale)
-        jobs.append(lambda: self.offset_pruner.run(self.clock()))  # clock-offset samples past retention
+        jobs.append(lambda: self.offset_pruner.run(self.clock()))  # clock-offset samples past retention (every 10 min)
         for job in jobs:
             if not await self.leadership.confirm():
                 return False

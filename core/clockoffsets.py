@@ -25,6 +25,7 @@ highest per equal slice of the period, computed by the database.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -59,20 +60,33 @@ class Sample:
 
 
 class OffsetSampler:
-    """Per-unit offset observations since the last sample, and which samples are due (in memory)."""
+    """Per-unit offset observations since the last sample, and which samples are due (in memory).
+
+    `due` costs what is due, not what is pending: a unit's interval is queued (a heap by due time)
+    when its first observation after a sample arrives, and a jump or a first sample is marked
+    urgent by `observe` itself."""
 
     def __init__(self, interval_seconds: float, jump_seconds: float) -> None:
         self.interval = timedelta(seconds=interval_seconds)
         self.jump = jump_seconds
         self._pending: dict[str, Sample] = {}
         self._written: dict[str, tuple[datetime, float]] = {}  # unit -> (at, offset) of this node's last sample
+        self._urgent: set[str] = set()
+        self._queue: list[tuple[datetime, str]] = []   # heap of (due at, unit)
+        self._due_at: dict[str, datetime] = {}         # the queued entry that counts, per unit
         self._drain = False
 
     def observe(self, unit: str, at: datetime, offset: float) -> None:
         """One signed request's offset (the hot path: memory only)."""
+        written = self._written.get(unit)
+        if written is None or abs(offset - written[1]) > self.jump:
+            self._urgent.add(unit)
         p = self._pending.get(unit)
         if p is None:
             self._pending[unit] = Sample(unit, at, offset, offset, offset, 1)
+            if written is not None and unit not in self._due_at:
+                due_at = self._due_at[unit] = written[0] + self.interval
+                heapq.heappush(self._queue, (due_at, unit))
             return
         p.at, p.last, p.count = max(p.at, at), offset, p.count + 1
         p.low, p.high = min(p.low, offset), max(p.high, offset)
@@ -83,21 +97,28 @@ class OffsetSampler:
 
     def due(self, now: datetime) -> list[Sample]:
         """The samples to write now (taken out of memory; `restore` them if the write fails)."""
+        ready, self._urgent = self._urgent, set()
+        while self._queue and self._queue[0][0] <= now:
+            due_at, unit = heapq.heappop(self._queue)
+            if self._due_at.get(unit) == due_at:       # else written meanwhile (a jump) and queued again
+                ready.add(unit)
+        if self._drain:
+            ready.update(self._pending)
         samples: list[Sample] = []
-        for unit, p in list(self._pending.items()):
-            written = self._written.get(unit)
-            if not (self._drain or written is None or now - written[0] >= self.interval
-                    or max(abs(p.low - written[1]), abs(p.high - written[1])) > self.jump):
+        for unit in sorted(ready):
+            p = self._pending.pop(unit, None)
+            if p is None:
                 continue
-            samples.append(p)
+            self._due_at.pop(unit, None)
             self._written[unit] = (p.at, p.last)
-            del self._pending[unit]
+            samples.append(p)
         return samples
 
     def restore(self, samples: Iterable[Sample]) -> None:
         """Samples whose write failed: merged back with what was observed since, written next time."""
         for old in samples:
             self._written.pop(old.unit, None)
+            self._urgent.add(old.unit)
             newer = self._pending.get(old.unit)
             if newer is None:
                 self._pending[old.unit] = old

@@ -360,3 +360,37 @@ def test_the_timeline_scales_any_offsets_into_its_frame() -> None:
         assert chart.periods[0]["x"] == timeline.LEFT and chart.x_ticks[-1]["label"] == "02/2027"   # months
     empty = timeline.build([], [], since, since)
     assert empty.line == "" and empty.online_share is None and empty.latest is None
+
+
+def test_the_sampler_writes_what_is_due_and_keeps_what_failed() -> None:
+    """The in-memory part alone: first sample at once, the interval from the last sample, a jump at
+    once (and the interval then counts from it), a failed write merged back and written next time."""
+    from lgsp.core.clockoffsets import OffsetSampler
+
+    t0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+
+    def at(seconds: float) -> dt.datetime:
+        return t0 + dt.timedelta(seconds=seconds)
+
+    s = OffsetSampler(interval_seconds=60, jump_seconds=5)
+    s.observe("A", at(0), 1.0)
+    s.observe("B", at(0), -1.0)
+    assert [(x.unit, x.count) for x in s.due(at(0))] == [("A", 1), ("B", 1)]
+    s.observe("A", at(10), 2.0)
+    s.observe("B", at(20), -2.0)
+    assert s.due(at(59)) == []
+    s.observe("A", at(50), 30.0)                   # a jump: at once, with what came before it
+    assert [(x.unit, x.count, x.low, x.high, x.last) for x in s.due(at(50))] == [("A", 2, 2.0, 30.0, 30.0)]
+    assert [x.unit for x in s.due(at(60))] == ["B"]  # B's interval (from its sample at 0) has passed
+    s.observe("A", at(65), 31.0)
+    assert s.due(at(109)) == []                    # A's interval counts from its jump sample at 50
+    assert [x.unit for x in s.due(at(110))] == ["A"]
+    s.observe("A", at(120), 31.0)
+    failed = s.due(at(125))
+    assert [(x.unit, x.last) for x in failed] == [("A", 31.0)]
+    s.observe("A", at(126), 32.0)
+    s.restore(failed)                              # the write failed: merged, due at the next flush
+    assert [(x.unit, x.count, x.low, x.high, x.last) for x in s.due(at(127))] == [("A", 2, 31.0, 32.0, 32.0)]
+    s.observe("B", at(130), -2.0)
+    s.drain()
+    assert [x.unit for x in s.due(at(131))] == ["B"]

@@ -221,6 +221,16 @@ async def test_a_long_period_is_summarised_per_slice_on_postgresql(pg_url: str) 
             await conn.execute(units.insert().values(id=UNIT, name=UNIT, name_folded=UNIT, zone="local",
                                                      legacy=False, status="active", created_at=now, online=False,
                                                      stream_cursor=0))
+        # The presence flush writes its samples on PostgreSQL too (in its one transaction).
+        from lgsp.core.clockoffsets import OffsetSampler
+        from lgsp.core.presence import Presence
+
+        presence = Presence(db, 300, offsets=OffsetSampler(60, 5))
+        presence.request_seen(UNIT, now, 12.5)
+        await presence.flush()
+        async with db.read() as conn:
+            assert (await conn.execute(select(clock_offsets.c.offset_seconds, clock_offsets.c.at))).all() == [
+                (12.5, now)]
         await _check_slices(db)
     finally:
         await db.close()

@@ -1,0 +1,188 @@
+"""Statements and write transactions per exchange, counted in-process:
+
+    python -m bench.statements                     # 8 pairs × 10 exchanges each, SQLite
+    python -m bench.statements --postgresql        # the same on a fresh PostgreSQL database (dropped after)
+    python -m bench.statements --pairs 4 --per-pair 25 --json
+
+A hub runs in this process (its HTTP server on loopback, the store it is configured with) and
+each pair does the pull exchange of the bench (create, upload, `packet.available` on the
+destination's stream, ready, fetch, ack), one exchange in flight per pair. After a warm-up of one
+exchange per pair, `StatementCounter` (an Engine `before_cursor_execute` listener and a `commit`
+listener) counts every statement the hub sends to its store and every commit of a write
+transaction; the tool prints both per exchange, statements by kind (verb and first table).
+
+Statements are what the CPU of the hub's hot path follows most closely (SQLAlchemy's cost is per
+statement, and on PostgreSQL each one is a round trip), so each saving in docs/performance.md is
+measured here as well as in CPU (`bench.cell`). tests/test_statements.py pins the count to an
+upper bound with the same counter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import secrets
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+_KIND = re.compile(r"^\s*(?:WITH\b.*?\)\s*)?(SELECT|INSERT|UPDATE|DELETE|BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|"
+                   r"PRAGMA|LISTEN|NOTIFY|UNLISTEN)\b(?:\s+\w+)?", re.IGNORECASE | re.DOTALL)
+_TABLE = {"SELECT": re.compile(r"\bFROM\s+\"?(\w+)", re.IGNORECASE),
+          "INSERT": re.compile(r"\bINTO\s+\"?(\w+)", re.IGNORECASE),
+          "UPDATE": re.compile(r"^\s*UPDATE\s+\"?(\w+)", re.IGNORECASE),
+          "DELETE": re.compile(r"\bFROM\s+\"?(\w+)", re.IGNORECASE)}
+
+
+def kind_of(statement: str) -> str:
+    """`SELECT packets`, `INSERT packet_events`, `BEGIN IMMEDIATE`, ...: the verb and first table."""
+    match = _KIND.match(statement)
+    if match is None:
+        return statement.split(None, 1)[0].upper() if statement.strip() else "?"
+    verb = match.group(1).upper()
+    table = _TABLE.get(verb)
+    if table is not None and (found := table.search(statement)) is not None:
+        return f"{verb} {found.group(1)}"
+    return " ".join(match.group(0).split()).upper()
+
+
+@dataclass
+class StatementCounter:
+    """Counts the statements sent through some engines (by kind) and the commits of write transactions."""
+
+    statements: Counter[str] = field(default_factory=Counter)
+    rows_many: int = 0  # statements sent as executemany (one statement, several parameter sets)
+    commits: int = 0
+    _listening: list[tuple[Engine, str, Any]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.statements.values())
+
+    def reset(self) -> None:
+        self.statements.clear()
+        self.rows_many = 0
+        self.commits = 0
+
+    def _on_statement(self, _conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any,
+                      executemany: bool) -> None:
+        self.statements[kind_of(statement)] += 1
+        if executemany:
+            self.rows_many += 1
+
+    def _on_commit(self, _conn: Any) -> None:
+        self.commits += 1
+
+    def attach(self, *engines: Engine) -> None:
+        for engine in dict.fromkeys(engines):  # the same engine once (PostgreSQL: reader is writer)
+            for name, fn in (("before_cursor_execute", self._on_statement), ("commit", self._on_commit)):
+                event.listen(engine, name, fn)
+                self._listening.append((engine, name, fn))
+
+    def detach(self) -> None:
+        for engine, name, fn in self._listening:
+            event.remove(engine, name, fn)
+        self._listening.clear()
+
+    @contextmanager
+    def counting(self, *engines: Engine) -> Iterator[StatementCounter]:
+        self.attach(*engines)
+        try:
+            yield self
+        finally:
+            self.detach()
+
+    def per(self, n: int) -> dict[str, Any]:
+        """Everything counted, divided by `n` exchanges."""
+        return {"statements": self.total / n, "write_transactions": self.commits / n,
+                "by_kind": {k: v / n for k, v in sorted(self.statements.items(), key=lambda kv: (-kv[1], kv[0]))}}
+
+
+async def count_exchanges(hub: Any, pairs: list[Any], per_pair: int, size: int = 10 * 1024,
+                          counter: StatementCounter | None = None) -> tuple[StatementCounter, int]:
+    """Run one warm-up exchange per pair, then `per_pair` more per pair (one in flight per pair),
+    counting the statements of the latter; returns the counter and the number of exchanges."""
+    from bench.exchange import PairWorker
+
+    counter = counter or StatementCounter()
+    data = secrets.token_bytes(size)
+    sha = hashlib.sha256(data).hexdigest()
+    workers = [PairWorker(p) for p in pairs]
+    await asyncio.gather(*(w.open() for w in workers))
+    try:
+        async def one(worker: PairWorker) -> None:
+            _, _, done = await worker.send(data, sha)
+            await asyncio.wait_for(done, 60)
+
+        await asyncio.gather(*(one(w) for w in workers))  # warm-up: caches, prepared statements
+        await asyncio.sleep(0.1)
+        with counter.counting(hub.db.writer.sync_engine, hub.db.reader.sync_engine):
+            async def loop(worker: PairWorker) -> None:
+                for _ in range(per_pair):
+                    await one(worker)
+
+            await asyncio.gather(*(loop(w) for w in workers))
+            await asyncio.sleep(0.05)  # the after-commit steps of the last acks
+        errors = [e for w in workers for e in w.errors]
+        if errors:
+            raise RuntimeError(f"exchanges failed: {errors[:3]}")
+    finally:
+        await asyncio.gather(*(w.close() for w in workers), return_exceptions=True)
+    return counter, per_pair * len(workers)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.cell import _pg_database, _pg_url
+    from bench.procs import HubProcess, _with_url
+    from lgsp.core.config import load_config
+    from lgsp.core.hub import Hub
+
+    workdir = Path(tempfile.mkdtemp(prefix="lgsp-bench-statements-"))
+    database = f"lgsp_bench_{secrets.token_hex(4)}" if args.postgresql else None
+    overrides: dict[str, Any] = {"server": {"workers": 1}, "logging": {"access_log": False}}
+    if database:
+        overrides["database"] = {"url": _pg_url(database)}
+        await _pg_database(True, database)
+    try:
+        shape = HubProcess(workdir / "hub", overrides=overrides)
+        await shape.provision(args.pairs)
+        async with Hub(load_config(shape.config_path)) as hub:
+            pairs = [type(p)(_with_url(p.source, hub.url), _with_url(p.destination, hub.url), p.source_id,
+                             p.destination_id) for p in shape.pairs]
+            counter, n = await count_exchanges(hub, pairs, args.per_pair, args.size)
+    finally:
+        if database:
+            await _pg_database(False, database)
+    return {"store": "postgresql" if database else "sqlite", "exchanges": n, **counter.per(n)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.statements", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--per-pair", type=int, default=10, help="exchanges per pair after the warm-up")
+    parser.add_argument("--size", type=int, default=10 * 1024)
+    parser.add_argument("--postgresql", action="store_true", help="a fresh PostgreSQL database (LGSP_BENCH_PG)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{result['store']}: {result['exchanges']} exchanges; per exchange "
+          f"{result['statements']:.1f} statements, {result['write_transactions']:.2f} write transactions")
+    for kind, per in result["by_kind"].items():
+        print(f"  {per:6.2f}  {kind}")
+
+
+if __name__ == "__main__":
+    main()

@@ -83,14 +83,21 @@ _VARIANT_HASH = (select(packet_contents.c.variant, packet_contents.c.sha256)
                  .where(deliveries.c.packet_id == bindparam("packet_id"), deliveries.c.unit_id == bindparam("unit")))
 
 
+#: `delivery_ended`'s caller does not know the delivery's variant (it is looked up).
+UNKNOWN: Any = object()
+
+
 async def delivery_ended(conn: AsyncConnection, packet: Any, unit: str, state: str, at: datetime,
-                         reason: str | None = None) -> None:
+                         reason: str | None = None, *, variant: str | object | None = UNKNOWN) -> None:
     """One delivery's end, with the hash of the content that destination was given (its variant's,
-    when it takes another form of the packet)."""
+    when it takes another form of the packet). A caller that read the delivery in this transaction
+    or just before passes its `variant`: None (the upload as is) then costs no look-up; a variant
+    never changes once set, so what it read is what the look-up would find."""
     detail: dict[str, Any] = {"state": state, "sha256": packet.sha256, "source": packet.source}
-    variant = (await conn.execute(_VARIANT_HASH, {"packet_id": packet.id, "unit": unit})).first()
     if variant is not None:
-        detail.update(variant=variant.variant, sha256=variant.sha256)
+        row = (await conn.execute(_VARIANT_HASH, {"packet_id": packet.id, "unit": unit})).first()
+        if row is not None:
+            detail.update(variant=row.variant, sha256=row.sha256)
     if reason:
         detail["reason"] = reason[:500]
     await append(conn, f"delivery.{state}", actor=unit, target=packet.id, unit=unit, at=at, detail=detail)

@@ -94,6 +94,15 @@ async def move(conn: AsyncConnection, packet_id: str, units: Iterable[str] | Non
     a node thought dead (frozen, cut off) and the delivery claimed again.
     Returns the units that actually moved; the others were in a state that forbids it.
     """
+    return [r.unit_id for r in await move_rows(conn, packet_id, units, target, at, reason=reason, values=values,
+                                               allowed_from=allowed_from, claim=claim)]
+
+
+async def move_rows(conn: AsyncConnection, packet_id: str, units: Iterable[str] | None, target: str, at: datetime,
+                    *, reason: str | None = None, values: Mapping[str, Any] | None = None,
+                    allowed_from: Iterable[str] | None = None, claim: tuple[str, int] | None = None) -> list[Any]:
+    """`move`, returning the moved rows' (unit_id, mode, attempts) as they are after the move: what
+    the caller would otherwise read back with another statement."""
     sources = sorted(allowed_from) if allowed_from is not None else _SOURCES[target]
     if units is not None:
         units = list(units)
@@ -115,8 +124,7 @@ async def move(conn: AsyncConnection, packet_id: str, units: Iterable[str] | Non
         params["p_claimed_by"], params["p_attempts"] = claim
     if units is not None:
         params["p_units"] = units
-    result = await conn.execute(stmt, params)
-    return [r.unit_id for r in result.all()]
+    return list((await conn.execute(stmt, params)).all())
 
 
 _SOURCES = {target: sorted(sources) for target, sources in ALLOWED_FROM.items()}
@@ -134,7 +142,7 @@ def _move_statement(by_unit: bool, columns: tuple[str, ...], claimed: bool = Fal
     if claimed:
         cond = and_(cond, deliveries.c.claimed_by == bindparam("p_claimed_by"),
                     deliveries.c.attempts == bindparam("p_attempts"))
-    stmt = update(deliveries).where(cond).returning(deliveries.c.unit_id)
+    stmt = update(deliveries).where(cond).returning(deliveries.c.unit_id, deliveries.c.mode, deliveries.c.attempts)
     return stmt.values({name: bindparam(name) for name in columns}) if columns else stmt
 
 
@@ -168,5 +176,5 @@ __all__ = [
     "ACTIVE", "ALLOWED_FROM", "AWAITING_DESTINATION", "CANCELLED", "DELIVERED", "DELIVERY_ALLOWED_FROM",
     "DELIVERY_OPERATOR_FROM", "DELIVERY_STATES", "EXPIRED", "FAILED", "FETCHED", "FORWARDED", "NOTIFIED",
     "OPERATOR_RETRY_FROM", "PENDING", "PULL", "PUSH", "PUSHING", "QUEUED", "RETRYING", "SENDING", "STATES",
-    "TERMINAL", "WAITING", "attempts_of", "can_move", "move", "row_of", "state_of", "states_of",
+    "TERMINAL", "WAITING", "attempts_of", "can_move", "move", "move_rows", "row_of", "state_of", "states_of",
 ]

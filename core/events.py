@@ -141,15 +141,54 @@ class Event:
 
 # Built once: on the hot path SQLAlchemy would otherwise rebuild and re-key it on every call.
 _INSERT_EVENT = packet_events.insert().returning(packet_events.c.id)
+# Several events in one statement: SQLAlchemy's "insertmanyvalues" sends one multi-row
+# INSERT ... VALUES (...), (...) RETURNING id on SQLite and PostgreSQL. RETURNING may list the rows
+# in any order, but the ids are drawn row after row in the order of VALUES (SQLite's rowid and
+# PostgreSQL's sequence each give the next larger value to each row it inserts), so the sorted ids
+# are the seqs of the events in the order given. (`sort_by_parameter_order` would make SQLAlchemy
+# send one INSERT per row on SQLite.)
+_INSERT_EVENTS = packet_events.insert().returning(packet_events.c.id)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to record (with `record_all`) in the transaction of the change it describes."""
+
+    packet_id: str | None
+    type: str
+    at: datetime
+    unit: str | None = None
+    audience: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+def _checked(type_: str) -> None:
+    if type_ not in EVENT_TYPES:  # a new event type goes in EVENT_TYPES (and the OpenAPI document) first
+        raise ValueError(f"unknown event type {type_!r}")
 
 
 async def record(conn: AsyncConnection, packet_id: str | None, type_: str, at: datetime, *, unit: str | None = None,
                  audience: str | None = None, detail: dict[str, Any] | None = None) -> Event:
-    if type_ not in EVENT_TYPES:  # a new event type goes in EVENT_TYPES (and the OpenAPI document) first
-        raise ValueError(f"unknown event type {type_!r}")
+    _checked(type_)
     seq = await conn.scalar(_INSERT_EVENT, {"packet_id": packet_id, "at": at, "type": type_, "unit": unit,
                                             "audience": audience, "detail": detail})
     return Event(int(seq or 0), type_, packet_id, at, unit, audience, detail)
+
+
+async def record_all(conn: AsyncConnection, new: Sequence[NewEvent]) -> list[Event]:
+    """Record several events with one statement; their seqs follow the order given, as if each had
+    been recorded by `record` in turn. The transaction is the caller's, as for `record`."""
+    for e in new:
+        _checked(e.type)
+    if len(new) <= 1:
+        return [await record(conn, e.packet_id, e.type, e.at, unit=e.unit, audience=e.audience, detail=e.detail)
+                for e in new]
+    result = await conn.execute(_INSERT_EVENTS, [
+        {"packet_id": e.packet_id, "at": e.at, "type": e.type, "unit": e.unit, "audience": e.audience,
+         "detail": e.detail} for e in new])
+    seqs = sorted(int(seq) for seq in result.scalars().all())
+    return [Event(int(seq), e.type, e.packet_id, e.at, e.unit, e.audience, e.detail) for seq, e in zip(seqs, new,
+                                                                                                     strict=True)]
 
 
 @dataclass(eq=False)

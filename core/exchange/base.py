@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,7 +28,7 @@ from lgsp.core.content import ContentService
 from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
-from lgsp.core.events import Event, EventBus, record
+from lgsp.core.events import Event, EventBus
 from lgsp.core.exchange.tokens import TransferTokens
 from lgsp.core.exchange.values import InboxPosition, PacketInfo, packet_from_row, uuid_like
 from lgsp.core.exchange.views import InboxItem, InboxPage
@@ -42,11 +42,25 @@ log = logging.getLogger("lgsp.core.exchange")
 
 HookCaller = Callable[..., Awaitable[None]]
 
-# Every request about a packet loads it: built once (SQLAlchemy then skips construction and keying).
-_PACKET_BY_ID = select(packets).where(packets.c.id == bindparam("packet_id"))
-_DELIVERIES_OF = (select(deliveries.c.unit_id, deliveries.c.state, deliveries.c.mode, deliveries.c.protocol,
-                         deliveries.c.variant)
-                  .where(deliveries.c.packet_id == bindparam("packet_id")).order_by(deliveries.c.unit_id))
+# Every request about a packet loads it with its deliveries: one statement (the packet's columns
+# repeated on each delivery row; one row with NULL delivery columns for a packet without any),
+# built once (SQLAlchemy then skips construction and keying).
+_PACKET_WITH_DELIVERIES = (
+    select(packets, deliveries.c.unit_id.label("d_unit"), deliveries.c.state.label("d_state"),
+           deliveries.c.mode.label("d_mode"), deliveries.c.protocol.label("d_protocol"),
+           deliveries.c.variant.label("d_variant"))
+    .select_from(packets.outerjoin(deliveries, deliveries.c.packet_id == packets.c.id))
+    .where(packets.c.id == bindparam("packet_id")).order_by(deliveries.c.unit_id))
+
+
+class DeliveryBrief(NamedTuple):
+    """What a request about a packet needs of one of its deliveries (loaded with the packet)."""
+
+    unit_id: str
+    state: str
+    mode: str
+    protocol: str | None
+    variant: str | None
 _MODES_OF = select(deliveries.c.unit_id, deliveries.c.mode).where(deliveries.c.packet_id == bindparam("packet_id"))
 # Completes the packet only if no delivery is still open: one statement decides (see _complete_if_done).
 _COMPLETE_IF_DONE = (
@@ -65,6 +79,8 @@ class AfterCommit:
     """What a use case does once its transaction is committed (see `ExchangeBase._after_commit`)."""
 
     events: list[Event] = field(default_factory=list)
+    #: Events to record before the commit, all in one statement (`flush`); they join `events` then.
+    pending: list[ev.NewEvent] = field(default_factory=list)
     #: Packet whose content the transaction recorded as purged: every file of it goes.
     purge: str | None = None
     #: Packet whose partial uploads go (an accepted upload keeps its own blob).
@@ -73,6 +89,13 @@ class AfterCommit:
     push_units: list[str] = field(default_factory=list)
     #: Plugin hooks to call in the background: (hook name, keyword arguments).
     hooks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        """Record the pending events in the transaction (one INSERT for all of them); every use case
+        that appends to `pending` flushes before its transaction ends."""
+        if self.pending:
+            self.events.extend(await ev.record_all(conn, self.pending))
+            self.pending.clear()
 
     def failed(self, info: PacketInfo, units: Sequence[str], state: str, reason: str) -> None:
         """Tell plugins these deliveries ended without delivery (`lgsp_packet_failed`)."""
@@ -136,13 +159,14 @@ class ExchangeBase:
         return loaded[0] if loaded else None
 
     async def _load_with_deliveries(self, conn: AsyncConnection, packet_id: str
-                                    ) -> tuple[PacketInfo, dict[str, Any]] | None:
-        """The packet and its delivery rows (state, mode, protocol, variant) by unit: two statements."""
-        row = (await conn.execute(_PACKET_BY_ID, {"packet_id": packet_id})).first()
-        if row is None:
+                                    ) -> tuple[PacketInfo, dict[str, DeliveryBrief]] | None:
+        """The packet and its deliveries (state, mode, protocol, variant) by unit: one statement."""
+        rows = (await conn.execute(_PACKET_WITH_DELIVERIES, {"packet_id": packet_id})).all()
+        if not rows:
             return None
-        rows = (await conn.execute(_DELIVERIES_OF, {"packet_id": packet_id})).all()
-        return packet_from_row(row, tuple(r.unit_id for r in rows)), {r.unit_id: r for r in rows}
+        own = {r.d_unit: DeliveryBrief(r.d_unit, r.d_state, r.d_mode, r.d_protocol, r.d_variant)
+               for r in rows if r.d_unit is not None}
+        return packet_from_row(rows[0], tuple(own)), own
 
     async def packet(self, packet_id: str) -> PacketInfo | None:
         async with self.db.read() as conn:
@@ -155,7 +179,7 @@ class ExchangeBase:
         return info, own.state if own is not None else None
 
     async def _visible_row(self, conn: AsyncConnection, principal: Principal, packet_id: str
-                           ) -> tuple[PacketInfo, Any]:
+                           ) -> tuple[PacketInfo, DeliveryBrief | None]:
         """The packet and the caller's own delivery row (None for a source that is not a destination)."""
         loaded = await self._load_with_deliveries(conn, packet_id) if uuid_like(packet_id) else None
         if loaded is None:
@@ -237,30 +261,32 @@ class ExchangeBase:
 
     async def _finish(self, info: PacketInfo, unit: str, target: str, reason: str | None,
                       detail: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
-                      claim: tuple[str, int] | None = None) -> str:
+                      claim: tuple[str, int] | None = None, *, variant: str | object | None = audit.UNKNOWN) -> str:
         """End one delivery (delivered, failed or expired), tell the source, purge if it was the last.
 
         Shared by the pull path (ack, fail) and the push engine; `detail` goes into the source's
-        event (attempts, receipt), `values` into the delivery row (e.g. last_error).
+        event (attempts, receipt), `values` into the delivery row (e.g. last_error). A caller that
+        has read the delivery passes its `variant` (None: the upload as is), which spares the audit
+        entry a look-up.
         """
         now = self.clock()
         after = AfterCommit()
         async with self.db.write() as conn:
-            moved = await dv.move(conn, info.id, [unit], target, now, reason=reason, values=values, claim=claim)
+            moved = await dv.move_rows(conn, info.id, [unit], target, now, reason=reason, values=values, claim=claim)
             if not moved:
                 current = await dv.state_of(conn, info.id, unit)
                 if current == target:
                     return target
                 raise Problem("conflict", Text("this delivery is already {current}", current=current), state=current)
-            attempts = await dv.attempts_of(conn, info.id, unit)
+            attempts = moved[0].attempts  # as the move left it
             told: dict[str, Any] = {"reason": reason} if reason else {}
             if attempts:
                 told["attempts"] = attempts
             told.update(detail or {})
-            after.events.append(await record(conn, info.id, ev.DELIVERY_END[target], now, unit=unit,
-                                             audience=info.source, detail=told or None))
-            await audit.delivery_ended(conn, info, unit, target, now, reason)
-            await self._complete_if_done(conn, info.id, now, after)
+            after.pending.append(ev.NewEvent(info.id, ev.DELIVERY_END[target], now, unit=unit, audience=info.source,
+                                             detail=told or None))
+            await audit.delivery_ended(conn, info, unit, target, now, reason, variant=variant)
+            await self._complete_if_done(conn, info.id, now, after)  # records the pending events too
         if target == dv.DELIVERED:
             after.hooks.append(("lgsp_packet_delivered", {"packet": info, "unit": unit}))
         else:
@@ -297,21 +323,21 @@ class ExchangeBase:
     async def _complete_if_done(self, conn: AsyncConnection, packet_id: str, now: datetime,
                                 after: AfterCommit) -> None:
         """If every delivery has ended, complete the packet; when its content must go, `after.purge`.
+        Records `after.pending` (the caller's events, then these) before it returns.
 
         One conditional UPDATE decides it. The content is recorded as purged in the same transaction
         and its files are deleted right after the commit; if the hub dies in between,
         `reconcile_blobs` deletes them at the next start.
         """
         row = (await conn.execute(_COMPLETE_IF_DONE, {"p_packet": packet_id, "completed_at": now})).first()
-        if row is None:
-            return
-        after.events.append(await record(conn, packet_id, ev.PACKET_COMPLETED, now))
-        if row.content_state != "stored":
-            return
-        await conn.execute(_MARK_PURGED, {"p_packet": packet_id, "purged_at": now})
-        await ContentKeys.destroy(conn, [packet_id])  # copies of the files taken earlier: unreadable now
-        after.events.append(await record(conn, packet_id, ev.CONTENT_PURGED, now))
-        after.purge = packet_id
+        if row is not None:
+            after.pending.append(ev.NewEvent(packet_id, ev.PACKET_COMPLETED, now))
+            if row.content_state == "stored":
+                await conn.execute(_MARK_PURGED, {"p_packet": packet_id, "purged_at": now})
+                await ContentKeys.destroy(conn, [packet_id])  # copies of the files taken earlier: unreadable now
+                after.pending.append(ev.NewEvent(packet_id, ev.CONTENT_PURGED, now))
+                after.purge = packet_id
+        await after.flush(conn)  # the caller's pending events first, then these: one INSERT
 
     # -- after the commit ---------------------------------------------------------------------
     async def _after_commit(self, after: AfterCommit) -> None:

@@ -202,10 +202,9 @@ class UnitCases(UploadSteps):
         async with self.db.read() as conn:
             info, own = await self._visible_row(conn, principal, packet_id)
             self._require_pull(own)
-            state = own.state if own is not None else None
-            if state is None:
+            if own is None:
                 raise Problem("not_found", Text("no such packet"))
-            self._require_pending(state)
+            self._require_pending(own.state)
             return await self.content.ref_for(conn, info, principal.unit_id, variant=own.variant)
 
     async def ready(self, principal: Principal, packet_id: str) -> Transfer:
@@ -274,7 +273,7 @@ class UnitCases(UploadSteps):
         if not hmac.compare_digest(sha256, ref.sha256):
             raise Problem("content.hash_mismatch",
                           Text("the acknowledged SHA-256 is not the packet's; the delivery stays pending"))
-        return await self._finish(info, principal.unit_id, dv.DELIVERED, None)
+        return await self._finish(info, principal.unit_id, dv.DELIVERED, None, variant=own.variant if own else None)
 
     async def fail(self, principal: Principal, packet_id: str, reason: Any) -> str:
         if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
@@ -286,7 +285,8 @@ class UnitCases(UploadSteps):
             info, own = await self._visible_row(conn, principal, packet_id)
         if not self._may_end(own, dv.FAILED):
             return dv.FAILED
-        return await self._finish(info, principal.unit_id, dv.FAILED, reason.strip())
+        return await self._finish(info, principal.unit_id, dv.FAILED, reason.strip(),
+                                  variant=own.variant if own else None)
 
     def _may_end(self, own: Any, ending: str) -> bool:
         """Whether this unit's pull delivery can still end as `ending`: False for a repeat (it already

@@ -22,8 +22,7 @@ from lgsp.core import deliveries as dv
 from lgsp.core import events as ev
 from lgsp.core.content import Inspection
 from lgsp.core.errors import Problem
-from lgsp.core.events import record
-from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log, modes_of
+from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log
 from lgsp.core.exchange.values import PacketInfo, upload_key
 from lgsp.core.i18n import Text
 from lgsp.core.store.blobs import PartialRemoved
@@ -143,19 +142,20 @@ class UploadSteps(ExchangeBase):
                     after.events.extend(await self.content.apply(conn, info, inspection, now, self._delivery_row))
                     info = await self._load(conn, info.id) or info
                     variant_of = await self.content.delivery_refs(conn, info.id)
-                await dv.move(conn, info.id, None, dv.QUEUED, now, values={"queued_at": now})
-                modes = await modes_of(conn, info.id)
-                pulled = [u for u, m in modes.items() if m == dv.PULL]
-                after.push_units = [u for u, m in modes.items() if m == dv.PUSH]
+                # The deliveries that became due (every one still waiting; one an operator cancelled
+                # meanwhile stays as it is and is not announced), with their modes.
+                queued = await dv.move_rows(conn, info.id, None, dv.QUEUED, now, values={"queued_at": now})
+                pulled = sorted(r.unit_id for r in queued if r.mode == dv.PULL)
+                after.push_units = sorted(r.unit_id for r in queued if r.mode == dv.PUSH)
                 live = [u for u in pulled if self.bus.connected(u)]
                 await dv.move(conn, info.id, live, dv.NOTIFIED, now)
-                after.events.append(await record(conn, info.id, ev.PACKET_ACCEPTED, now, unit=info.source))
+                after.pending.append(ev.NewEvent(info.id, ev.PACKET_ACCEPTED, now, unit=info.source))
                 await audit.append(conn, "packet.accepted", actor=info.source, target=info.id, unit=info.source,
-                                   at=now, detail={"sha256": info.sha256, "size": info.size, "to": sorted(modes)})
-                for unit in pulled:
-                    after.events.append(await record(
-                        conn, info.id, ev.PACKET_AVAILABLE, now, unit=unit, audience=unit,
-                        detail=self._available_detail(info) | variant_of.get(unit, {})))
+                                   at=now, detail={"sha256": info.sha256, "size": info.size, "to": sorted(info.to)})
+                after.pending.extend(ev.NewEvent(info.id, ev.PACKET_AVAILABLE, now, unit=unit, audience=unit,
+                                                 detail=self._available_detail(info) | variant_of.get(unit, {}))
+                                     for unit in pulled)
+                await after.flush(conn)  # one INSERT for the accepted and the available events
                 fresh = dataclasses.replace(info, state="accepted", content_state="stored", blob_key=key,
                                             accepted_at=now)
         if fresh is None:

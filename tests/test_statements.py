@@ -1,0 +1,117 @@
+"""The hot path's statements, pinned: a pull exchange (create, upload, notify, ready, fetch, ack)
+may not send the store more statements than it does now, on SQLite and on PostgreSQL.
+
+Counted with bench/statements.py's `StatementCounter` (an Engine `before_cursor_execute` listener)
+over real exchanges through the hub's HTTP server. The exchange's own statements (its tables) are
+deterministic and pinned tightly; the total and the write transactions also include what depends
+on timing (nonce batches, presence flushes), so their bound has some room. A change that adds a
+statement to the exchange fails here: measure it (`python -m bench.statements`) and, if it must
+stay, raise the bound with the reason in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from lgsp.client import Credentials
+from lgsp.core import events as ev
+from lgsp.core.config import load_config
+from lgsp.core.hub import Hub
+from lgsp.core.store.tables import packet_events
+
+from .conftest import base_env
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # bench/ is a folder of the repository, not an installed package
+
+from bench.procs import Pair, unit_ids  # noqa: E402
+from bench.statements import StatementCounter, count_exchanges, kind_of  # noqa: E402
+
+#: Tables of the exchange itself: their statements per exchange do not depend on timing.
+EXCHANGE_TABLES = ("packets", "deliveries", "packet_events", "audit_log", "content_keys", "packet_contents")
+#: Per exchange, measured when pinned (SQLite and PostgreSQL alike): packets 1 INSERT + 4 SELECT
+#: (one per request, with its deliveries) + 3 UPDATE; deliveries 1 INSERT + 4 UPDATE; 4 event
+#: INSERTs (one per write transaction); 3 audit INSERTs; content keys 1 INSERT + 1 SELECT + 1 DELETE.
+EXCHANGE_STATEMENTS = 23
+#: The audit chainer's statements (a timer's, not the exchange's).
+CHAINER = ("SELECT audit_log", "UPDATE audit_log")
+#: The four write transactions of the exchange (create, accept, fetched, delivered) plus nonce
+#: batches and presence flushes, which depend on timing.
+MAX_WRITE_TRANSACTIONS = 12
+MAX_STATEMENTS = 52
+
+
+async def _pairs(hub: Hub, n: int) -> list[Pair]:
+    pairs = []
+    for i in range(n):
+        creds = []
+        ids = unit_ids(i)
+        for unit in ids:
+            await hub.directory.add_unit(unit, f"Đơn vị {unit}")
+            app = await hub.directory.add_application(unit, "bench")
+            key = await hub.directory.issue_key(app.id, "HMAC-SHA256")
+            creds.append(Credentials(hub.url, key.access_key, "HMAC-SHA256", secret=key.secret))
+        pairs.append(Pair(creds[0], creds[1], *ids))
+    return pairs
+
+
+async def _check(hub: Hub) -> None:
+    counter, n = await count_exchanges(hub, await _pairs(hub, 3), per_pair=4)
+    per = counter.per(n)
+    exchange = sum(v for k, v in counter.statements.items()
+                   if k.split(" ", 1)[-1] in EXCHANGE_TABLES and k not in CHAINER) / n
+    assert exchange <= EXCHANGE_STATEMENTS, per
+    assert per["statements"] <= MAX_STATEMENTS, per
+    assert per["write_transactions"] <= MAX_WRITE_TRANSACTIONS, per
+    # The savings pinned one by one: one load per request, one event INSERT per write transaction.
+    assert per["by_kind"].get("SELECT deliveries", 0) == 0, per
+    assert per["by_kind"]["SELECT packets"] <= 4, per
+    assert per["by_kind"]["INSERT packet_events"] <= 4, per
+
+
+async def test_statements_per_exchange_on_sqlite(hub: Hub) -> None:
+    await _check(hub)
+
+
+@pytest.mark.postgres
+async def test_statements_per_exchange_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    env = base_env(tmp_path / "var", LGSP_DATABASE_URL=pg_url, LGSP_DATABASE_POOL_SIZE="4")
+    async with Hub(load_config(None, env=env)) as hub:
+        await _check(hub)
+
+
+async def test_events_recorded_together_keep_their_order(hub: Hub) -> None:
+    """`record_all` writes several events in one INSERT; each Event's seq is its own row's, in the
+    order given, as separate `record` calls would have numbered them."""
+    now = datetime.now(UTC)
+    new = [ev.NewEvent(None, ev.HUB_NOTICE, now, unit=f"u{i}", audience=f"a{i % 3}", detail={"i": i})
+           for i in range(7)]
+    counter = StatementCounter()
+    with counter.counting(hub.db.writer.sync_engine):
+        async with hub.db.write() as conn:
+            events = await ev.record_all(conn, new)
+    assert counter.statements["INSERT packet_events"] == 1
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    async with hub.db.read() as conn:
+        rows = {r.id: r for r in (await conn.execute(select(packet_events).where(
+            packet_events.c.id.in_([e.seq for e in events])))).all()}
+    for event, wanted in zip(events, new, strict=True):
+        row = rows[event.seq]
+        assert (row.unit, row.audience, row.detail) == (wanted.unit, wanted.audience, wanted.detail)
+    with pytest.raises(ValueError, match="unknown event type"):
+        async with hub.db.write() as conn:
+            await ev.record_all(conn, [*new[:2], ev.NewEvent(None, "no.such.type", now)])
+
+
+def test_statement_kinds() -> None:
+    assert kind_of("SELECT packets.id FROM packets LEFT OUTER JOIN deliveries ON x") == "SELECT packets"
+    assert kind_of('INSERT INTO "packet_events" (id) VALUES (?)') == "INSERT packet_events"
+    assert kind_of("UPDATE deliveries SET state=? WHERE x RETURNING unit_id") == "UPDATE deliveries"
+    assert kind_of("DELETE FROM content_keys WHERE packet_id IN (?)") == "DELETE content_keys"
+    assert kind_of("BEGIN IMMEDIATE") == "BEGIN IMMEDIATE"
+    assert kind_of("select pg_advisory_xact_lock($1)") == "SELECT PG_ADVISORY_XACT_LOCK"

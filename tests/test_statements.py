@@ -35,9 +35,9 @@ from bench.statements import StatementCounter, count_exchanges, kind_of  # noqa:
 #: Tables of the exchange itself: their statements per exchange do not depend on timing.
 EXCHANGE_TABLES = ("packets", "deliveries", "packet_events", "audit_log", "content_keys", "packet_contents")
 #: Per exchange, measured when pinned (SQLite and PostgreSQL alike): packets 1 INSERT + 4 SELECT
-#: (one per request, with its deliveries) + 3 UPDATE; deliveries 1 INSERT + 4 UPDATE; 4 event
+#: (one per request, with its deliveries) + 2 UPDATE (accept; complete and purge); deliveries 1 INSERT + 4 UPDATE; 4 event
 #: INSERTs (one per write transaction); 3 audit INSERTs; content keys 1 INSERT + 1 SELECT + 1 DELETE.
-EXCHANGE_STATEMENTS = 23
+EXCHANGE_STATEMENTS = 22
 #: The audit chainer's statements (a timer's, not the exchange's).
 CHAINER = ("SELECT audit_log", "UPDATE audit_log")
 #: The four write transactions of the exchange (create, accept, fetched, delivered) plus nonce
@@ -65,13 +65,16 @@ async def _check(hub: Hub) -> None:
     per = counter.per(n)
     exchange = sum(v for k, v in counter.statements.items()
                    if k.split(" ", 1)[-1] in EXCHANGE_TABLES and k not in CHAINER) / n
-    assert exchange <= EXCHANGE_STATEMENTS, per
+    # Timers read some of these tables too (a stream's catch-up, offline checks): a fraction per
+    # exchange at most, where one more statement in the exchange is a whole one.
+    assert exchange <= EXCHANGE_STATEMENTS + 0.5, per
     assert per["statements"] <= MAX_STATEMENTS, per
     assert per["write_transactions"] <= MAX_WRITE_TRANSACTIONS, per
     # The savings pinned one by one: one load per request, one event INSERT per write transaction.
     assert per["by_kind"].get("SELECT deliveries", 0) == 0, per
     assert per["by_kind"]["SELECT packets"] <= 4, per
     assert per["by_kind"]["INSERT packet_events"] <= 4, per
+    assert per["by_kind"]["UPDATE packets"] <= 2, per
 
 
 async def test_statements_per_exchange_on_sqlite(hub: Hub) -> None:

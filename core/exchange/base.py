@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import audit
@@ -62,16 +62,20 @@ class DeliveryBrief(NamedTuple):
     protocol: str | None
     variant: str | None
 _MODES_OF = select(deliveries.c.unit_id, deliveries.c.mode).where(deliveries.c.packet_id == bindparam("packet_id"))
-# Completes the packet only if no delivery is still open: one statement decides (see _complete_if_done).
+# Completes the packet only if no delivery is still open: one statement decides (see _complete_if_done),
+# and records stored content as purged in the same UPDATE. Content is only ever purged here, when
+# its packet completes, so a packet this statement completes had its content stored or none: the
+# content_state it returns says "purged" exactly when this statement purged it.
+_STORED = packets.c.content_state == "stored"
 _COMPLETE_IF_DONE = (
     update(packets)
     .where(and_(packets.c.id == bindparam("p_packet"), packets.c.state.not_in(("completed", "expired")),
                 ~select(deliveries.c.unit_id).where(and_(deliveries.c.packet_id == bindparam("p_packet"),
                                                          deliveries.c.state.not_in(dv.TERMINAL))).exists()))
-    .values(state="completed", completed_at=bindparam("completed_at"))
+    .values(state="completed", completed_at=bindparam("p_now", type_=packets.c.completed_at.type),
+            content_state=case((_STORED, "purged"), else_=packets.c.content_state),
+            purged_at=case((_STORED, bindparam("p_now", type_=packets.c.purged_at.type)), else_=packets.c.purged_at))
     .returning(packets.c.content_state))
-_MARK_PURGED = (update(packets).where(packets.c.id == bindparam("p_packet"))
-                .values(content_state="purged", purged_at=bindparam("purged_at")))
 
 
 @dataclass
@@ -325,15 +329,14 @@ class ExchangeBase:
         """If every delivery has ended, complete the packet; when its content must go, `after.purge`.
         Records `after.pending` (the caller's events, then these) before it returns.
 
-        One conditional UPDATE decides it. The content is recorded as purged in the same transaction
-        and its files are deleted right after the commit; if the hub dies in between,
+        One conditional UPDATE decides it and records the content as purged; its files are deleted
+        right after the commit; if the hub dies in between,
         `reconcile_blobs` deletes them at the next start.
         """
-        row = (await conn.execute(_COMPLETE_IF_DONE, {"p_packet": packet_id, "completed_at": now})).first()
+        row = (await conn.execute(_COMPLETE_IF_DONE, {"p_packet": packet_id, "p_now": now})).first()
         if row is not None:
             after.pending.append(ev.NewEvent(packet_id, ev.PACKET_COMPLETED, now))
-            if row.content_state == "stored":
-                await conn.execute(_MARK_PURGED, {"p_packet": packet_id, "purged_at": now})
+            if row.content_state == "purged":  # it was stored: this statement purged it
                 await ContentKeys.destroy(conn, [packet_id])  # copies of the files taken earlier: unreadable now
                 after.pending.append(ev.NewEvent(packet_id, ev.CONTENT_PURGED, now))
                 after.purge = packet_id

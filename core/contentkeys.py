@@ -22,6 +22,8 @@ from lgsp.core.store.blobcrypt import new_data_key
 from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.tables import content_keys, packets
 
+_INSERT_KEY = content_keys.insert()
+
 
 class ContentKeys:
     def __init__(self, db: Database, master_key: MasterKey) -> None:
@@ -38,11 +40,23 @@ class ContentKeys:
             sealed = await conn.scalar(select(content_keys.c.sealed).where(content_keys.c.key_id == key_id))
         return None if sealed is None else self.master_key.unseal(bytes(sealed), self.context(key_id))
 
+    async def create_in(self, conn: AsyncConnection, key_id: str) -> None:
+        """Make the data key of a new packet inside the transaction that creates it: the key is
+        durable with the packet, before any blob is encrypted with it, and the upload only reads it
+        (no write transaction of its own)."""
+        await conn.execute(_INSERT_KEY, {"key_id": key_id, "sealed": self.master_key.seal(new_data_key(),
+                                                                                          self.context(key_id)),
+                                         "created_at": datetime.now(UTC)})
+
     async def get_or_create(self, key_id: str) -> bytes:
         """The data key, made on first use. Two writers racing (two nodes) end with the same key.
 
-        One statement in the usual case (the packet's first upload): the insert; only a packet that
-        already has a key (a second attempt, a race) reads it back."""
+        One read in the usual case (the packet's creation made the key, see `create_in`); a packet
+        without one (created before keys were made at creation) gets it here: the insert, and only
+        in a race the key is read back."""
+        found = await self.get(key_id)
+        if found is not None:
+            return found
         fresh = new_data_key()
         async with self.db.write() as conn:
             result = await conn.execute(conflict_insert(conn, content_keys).values(

@@ -411,3 +411,32 @@ async def test_one_data_key_per_packet_even_when_writers_race(hub: Hub) -> None:
     async with hub.db.read() as conn:
         sealed = await conn.scalar(select(content_keys.c.sealed).where(content_keys.c.key_id == packet))
     assert first not in bytes(sealed)  # stored sealed, never as is
+
+
+async def test_the_data_key_is_made_with_the_packet_and_goes_when_it_ends_unfilled(make_actor: MakeActor,
+                                                                                  hub: Hub) -> None:
+    """The packet's creation makes its data key (in the same transaction: the upload needs no write
+    of its own and finds the key); a packet whose deliveries are all cancelled before any upload
+    loses its key with its completion."""
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    content = b"khoa theo goi " * 100
+    sha = hashlib.sha256(content).hexdigest()
+
+    async def key_of(packet_id: str) -> bytes | None:
+        async with hub.db.read() as conn:
+            return await conn.scalar(select(content_keys.c.sealed).where(content_keys.c.key_id == packet_id))
+
+    created = await a.client.create_packet([b.unit], subject="s", size=len(content), sha256=sha)
+    made = await key_of(created["id"])
+    assert made is not None  # before any upload
+    await a.client.upload(created["upload"]["url"], content, sha)
+    assert await key_of(created["id"]) == made  # the upload used the key made with the packet
+    (path,) = stored_files(hub)
+    assert await read_with_store(hub, path) == content
+
+    unfilled = await a.client.create_packet([b.unit], subject="s", size=len(content), sha256=sha)
+    assert await key_of(unfilled["id"]) is not None
+    cancelled = await a.client.cancel(unfilled["id"])
+    assert cancelled["state"] == "completed"
+    assert await key_of(unfilled["id"]) is None

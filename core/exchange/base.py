@@ -336,8 +336,10 @@ class ExchangeBase:
         row = (await conn.execute(_COMPLETE_IF_DONE, {"p_packet": packet_id, "p_now": now})).first()
         if row is not None:
             after.pending.append(ev.NewEvent(packet_id, ev.PACKET_COMPLETED, now))
-            if row.content_state == "purged":  # it was stored: this statement purged it
-                await ContentKeys.destroy(conn, [packet_id])  # copies of the files taken earlier: unreadable now
+            # Purged (it was stored: this statement purged it): copies of the files taken earlier become
+            # unreadable. None (no content was ever accepted): the key made at creation goes as well.
+            await ContentKeys.destroy(conn, [packet_id])
+            if row.content_state == "purged":
                 after.pending.append(ev.NewEvent(packet_id, ev.CONTENT_PURGED, now))
                 after.purge = packet_id
         await after.flush(conn)  # the caller's pending events first, then these: one INSERT

@@ -87,6 +87,8 @@ class UnitCases(UploadSteps):
             if new.to:  # none yet when the content names them
                 await conn.execute(deliveries.insert(), [self._delivery_row(packet_id, u, new.priority, now)
                                                          for u in new.to])
+            if self.blobs.encrypt and isinstance(self.blobs.keys, ContentKeys):
+                await self.blobs.keys.create_in(conn, packet_id)  # the content's data key, durable with the packet
             created = await record(conn, packet_id, ev.PACKET_CREATED, now, unit=source)
             await audit.append(conn, "packet.created", actor=source, target=packet_id, unit=source, at=now, detail={
                 "application": application, "to": list(new.to), "data_type": new.data_type, "size": new.size,

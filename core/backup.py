@@ -220,7 +220,7 @@ def backup(config: Config, folder: Path) -> BackupReport:
     except FileNotFoundError as exc:
         raise BackupError(Text("master key {path} not found", path=key_path)) from exc
     except MasterKeyError as exc:
-        raise BackupError(str(exc)) from exc
+        raise BackupError(exc.args[0] if len(exc.args) == 1 else str(exc)) from exc
     url = config.database_url
     sqlite = _is_sqlite(url)
     if sqlite:
@@ -306,7 +306,7 @@ def restore(config: Config, folder: Path, *, master_key_file: Path | None = None
         raise BackupError(Text("master key {path} not found; a backup does not hold the master key: name the key "
                                "file kept apart (--master-key)", path=source_key)) from exc
     except MasterKeyError as exc:
-        raise BackupError(str(exc)) from exc
+        raise BackupError(exc.args[0] if len(exc.args) == 1 else str(exc)) from exc
     expected = str(manifest.get("master_key_fingerprint", ""))
     if not any(secrets.compare_digest(found, expected) for found in held_fingerprints(key)):
         raise BackupError(Text("the master key {path} is not this backup's key; if the master key was rotated "
@@ -317,7 +317,7 @@ def restore(config: Config, folder: Path, *, master_key_file: Path | None = None
         try:
             present = master_key_fingerprint(MasterKey.load(key_path, _kek(config)))
         except MasterKeyError as exc:
-            raise BackupError(str(exc)) from exc
+            raise BackupError(exc.args[0] if len(exc.args) == 1 else str(exc)) from exc
         if not secrets.compare_digest(present, expected):
             raise BackupError(Text("another master key is already at {path}; not overwritten", path=key_path))
         install_key = False

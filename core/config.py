@@ -97,13 +97,13 @@ def _kek_source(v: Any) -> str | None:
         return None
     kind, _, where = v.strip().partition(":")
     if kind == "pkcs11":
-        from lgsp.core.masterkey import MasterKeyError, parse_pkcs11_uri, pkcs11_uri_problems
+        from lgsp.core.masterkey import MasterKeyError, joined, parse_pkcs11_uri, pkcs11_uri_problems
 
         try:
             problems = pkcs11_uri_problems(parse_pkcs11_uri(v.strip()))
         except MasterKeyError as exc:
-            return str(exc)
-        return "; ".join(problems) or None
+            return exc.args[0] if len(exc.args) == 1 else str(exc)
+        return joined(problems) or None
     if kind not in ("file", "env") or not where:
         return Text("must be file:/path, env:NAME, pkcs11:token=…;object=…?module-path=…&pin-source=… or empty")
     return None

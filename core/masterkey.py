@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from lgsp.core.i18n import Text
+
 _V1 = b"\x01"  # nonce | ciphertext (which key: try them in turn)
 _V2 = b"\x02"  # key id (8) | nonce | ciphertext
 _HEADER = "lgsp-master-key-v1:"
@@ -43,7 +45,20 @@ T = TypeVar("T")
 
 
 class MasterKeyError(Exception):
-    pass
+    """Its message is a `Text` (`str()` is the English; the CLI prints it with `said`)."""
+
+
+def _readable_by_others(path: Path, mode: int) -> MasterKeyError:
+    return MasterKeyError(Text("{path} is readable by other users (mode {mode}); run: chmod 600 {path}", path=path,
+                               mode=format(stat.S_IMODE(mode), "o")))
+
+
+def joined(parts: Sequence[str]) -> str:
+    """Messages joined with "; ", each in the reader's language when it is a `Text`."""
+    out: str = parts[0] if parts else ""
+    for part in parts[1:]:
+        out = Text("{first}; {then}", first=out, then=part)
+    return out
 
 
 def key_id(key: bytes) -> bytes:
@@ -56,7 +71,8 @@ class Kek:
 
     def __init__(self, key: bytes, source: str) -> None:
         if len(key) != 32:
-            raise MasterKeyError(f"the key-encryption key from {source} must be 32 bytes (Base64 of them)")
+            raise MasterKeyError(Text("the key-encryption key from {source} must be 32 bytes (Base64 of them)",
+                                      source=source))
         self._aead = AESGCM(key)
         self.source = source
 
@@ -75,20 +91,21 @@ class Kek:
             try:
                 mode = path.stat().st_mode
                 if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                    raise MasterKeyError(f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); "
-                                         f"run: chmod 600 {path}")
+                    raise _readable_by_others(path, mode)
                 text = path.read_text(encoding="ascii").strip()
             except (OSError, UnicodeDecodeError) as exc:
-                raise MasterKeyError(f"cannot read the key-encryption key file {path}: {exc}") from exc
-            return cls(_b64(text, f"file {path}"), f"file {path}")
+                raise MasterKeyError(Text("cannot read the key-encryption key file {path}: {reason}",
+                                          path=path, reason=exc)) from exc
+            return cls(_b64(text, Text("file {path}", path=path)), Text("file {path}", path=path))
         if kind == "env":
             value = (os.environ if env is None else env).get(where)
             if not value:
-                raise MasterKeyError(f"the environment variable {where} (key-encryption key) is not set")
-            return cls(_b64(value.strip(), f"variable {where}"), f"variable {where}")
+                raise MasterKeyError(Text("the environment variable {name} (key-encryption key) is not set",
+                                          name=where))
+            return cls(_b64(value.strip(), Text("variable {name}", name=where)), Text("variable {name}", name=where))
         if kind == "pkcs11":
             return Pkcs11Kek.from_uri(setting, env)
-        raise MasterKeyError("security.master_key_kek must be file:/path, env:NAME, pkcs11:… or empty")
+        raise MasterKeyError(Text("security.master_key_kek must be file:/path, env:NAME, pkcs11:… or empty"))
 
     def wrap(self, text: bytes) -> bytes:
         nonce = os.urandom(12)
@@ -98,15 +115,15 @@ class Kek:
         try:
             return self._aead.decrypt(blob[:12], blob[12:], b"lgsp/master-keyring")
         except InvalidTag as exc:
-            raise MasterKeyError(f"the master key file does not open with the key-encryption key from "
-                                 f"{self.source}") from exc
+            raise MasterKeyError(Text("the master key file does not open with the key-encryption key from {source}",
+                                      source=self.source)) from exc
 
 
 def _b64(text: str, where: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except ValueError as exc:
-        raise MasterKeyError(f"the key from {where} is not Base64") from exc
+        raise MasterKeyError(Text("the key from {source} is not Base64", source=where)) from exc
 
 
 def _secret_from(source: str, env: dict[str, str] | None, what: str) -> str:
@@ -115,19 +132,19 @@ def _secret_from(source: str, env: dict[str, str] | None, what: str) -> str:
     if kind == "env" and where:
         value = (os.environ if env is None else env).get(where)
         if not value:
-            raise MasterKeyError(f"the environment variable {where} ({what}) is not set")
+            raise MasterKeyError(Text("the environment variable {name} ({what}) is not set", name=where, what=what))
         return value.strip()
     if kind == "file" and where:
         path = Path(where)
         try:
             mode = path.stat().st_mode
             if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                raise MasterKeyError(f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); "
-                                     f"run: chmod 600 {path}")
+                raise _readable_by_others(path, mode)
             return path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise MasterKeyError(f"cannot read {what} from {path}: {exc}") from exc
-    raise MasterKeyError(f"{what}: must be file:/path or env:NAME")
+            raise MasterKeyError(Text("cannot read {what} from {path}: {reason}",
+                                      what=what, path=path, reason=exc)) from exc
+    raise MasterKeyError(Text("{what}: must be file:/path or env:NAME", what=what))
 
 
 def parse_pkcs11_uri(uri: str) -> dict[str, str]:
@@ -136,13 +153,13 @@ def parse_pkcs11_uri(uri: str) -> dict[str, str]:
     from urllib.parse import unquote
 
     if not uri.startswith("pkcs11:"):
-        raise MasterKeyError("a PKCS#11 URI starts with pkcs11:")
+        raise MasterKeyError(Text("a PKCS#11 URI starts with pkcs11:"))
     path, _, query = uri[len("pkcs11:"):].partition("?")
     out: dict[str, str] = {}
     for part in [p for p in path.split(";") if p] + [q for q in query.split("&") if q]:
         name, eq, value = part.partition("=")
         if not eq or not name:
-            raise MasterKeyError(f"security.master_key_kek: {part!r} is not name=value")
+            raise MasterKeyError(Text("security.master_key_kek: {part!r} is not name=value", part=part))
         out[name.strip()] = unquote(value)
     return out
 
@@ -174,9 +191,9 @@ class Pkcs11Kek(Kek):
         attrs = parse_pkcs11_uri(uri)
         problems = pkcs11_uri_problems(attrs)
         if problems:
-            raise MasterKeyError("security.master_key_kek: " + "; ".join(problems))
-        pin = _secret_from(attrs["pin-source"], env, "the PKCS#11 token PIN")
-        source = f"PKCS#11 token {attrs['token']!r}, key {attrs['object']!r}"
+            raise MasterKeyError(Text("security.master_key_kek: {problems}", problems=joined(problems)))
+        pin = _secret_from(attrs["pin-source"], env, Text("the PKCS#11 token PIN"))
+        source = Text("PKCS#11 token {token!r}, key {key!r}", token=attrs["token"], key=attrs["object"])
         kek = cls(attrs["module-path"], attrs["token"], attrs["object"], pin, source)
         kek._session(lambda key: None)  # fail at start, in one line, rather than at the first read
         return kek
@@ -187,12 +204,13 @@ class Pkcs11Kek(Kek):
             from pkcs11 import KeyType, ObjectClass
             from pkcs11.exceptions import PKCS11Error
         except ImportError as exc:
-            raise MasterKeyError("a PKCS#11 key-encryption key needs python-pkcs11: "
-                                 "pip install 'lgsp[pkcs11]'") from exc
+            raise MasterKeyError(Text("a PKCS#11 key-encryption key needs python-pkcs11: pip install 'lgsp[pkcs11]'")
+                                 ) from exc
         try:
             lib = pkcs11.lib(self.module)
         except Exception as exc:  # the library raises several kinds for a module it cannot load
-            raise MasterKeyError(f"cannot load the PKCS#11 module {self.module}: {exc}") from exc
+            raise MasterKeyError(Text("cannot load the PKCS#11 module {module}: {reason}",
+                                      module=self.module, reason=exc)) from exc
         try:
             token = lib.get_token(token_label=self.token_label)
             with token.open(user_pin=self._pin) as session:
@@ -201,8 +219,9 @@ class Pkcs11Kek(Kek):
                 return use((session, key))
         except PKCS11Error as exc:
             what = type(exc).__name__
-            raise MasterKeyError(f"{self.source}: {what}{(': ' + str(exc)) if str(exc) else ''} "
-                                 "(module, token label, key label or PIN?)") from exc
+            reason = f"{what}: {exc}" if str(exc) else what
+            raise MasterKeyError(Text("{source}: {reason} (module, token label, key label or PIN?)",
+                                      source=self.source, reason=reason)) from exc
 
     def wrap(self, text: bytes) -> bytes:
         local = os.urandom(32)
@@ -219,10 +238,12 @@ class Pkcs11Kek(Kek):
 
     def unwrap(self, blob: bytes) -> bytes:
         if blob[:4] != self._MAGIC or len(blob) < 6:
-            raise MasterKeyError(f"the master key file was not sealed by a PKCS#11 key ({self.source} is set)")
+            raise MasterKeyError(Text("the master key file was not sealed by a PKCS#11 key ({source} is set)",
+                                      source=self.source))
         n = int.from_bytes(blob[4:6], "big")
         sealed, rest = blob[6:6 + n], blob[6 + n:]
-        failed = MasterKeyError(f"the master key file does not open with the key-encryption key from {self.source}")
+        failed = MasterKeyError(Text("the master key file does not open with the key-encryption key from {source}",
+                                     source=self.source))
 
         def open_(found: Any) -> bytes:
             from pkcs11.exceptions import PKCS11Error
@@ -244,15 +265,16 @@ class Pkcs11Kek(Kek):
 
 def pkcs11_uri_problems(attrs: dict[str, str]) -> list[str]:
     """What a PKCS#11 KEK setting lacks or must not carry (checked with the config too)."""
-    out = [f"{name} is missing ({hint})" for name, hint in (
+    out: list[str] = [Text("{name} is missing ({hint})", name=name, hint=hint) for name, hint in (
         ("module-path", "?module-path=/usr/lib/softhsm/libsofthsm2.so"), ("token", "token=LABEL"),
         ("object", "object=KEY-LABEL"), ("pin-source", "&pin-source=file:/path or env:NAME"))
         if not attrs.get(name)]
     if "pin-value" in attrs:
-        out.append("pin-value is refused: the PIN must not sit in the config; use pin-source=file:/path or env:NAME")
+        out.append(Text("pin-value is refused: the PIN must not sit in the config; use pin-source=file:/path or "
+                        "env:NAME"))
     ps = attrs.get("pin-source", "")
     if ps and not (ps.startswith(("file:", "env:")) and len(ps) > 5):
-        out.append("pin-source must be file:/path or env:NAME")
+        out.append(Text("pin-source must be file:/path or env:NAME"))
     return out
 
 
@@ -269,7 +291,7 @@ class MasterKey:
     def _set(self, keys: Sequence[bytes]) -> None:
         for k in keys:
             if len(k) != 32:
-                raise MasterKeyError("master key must be 32 bytes")
+                raise MasterKeyError(Text("master key must be 32 bytes"))
         self._keys = list(keys)
         self._by_id = {key_id(k): AESGCM(k) for k in keys}
         self._primary_id = key_id(keys[0])
@@ -314,20 +336,20 @@ class MasterKey:
             if aead is None and self.refresh(force=True):
                 aead = self._by_id.get(kid)
             if aead is None:
-                raise MasterKeyError(f"secret sealed under master key {kid.hex()}, which this hub does not hold "
-                                     "(retired, or the wrong key file?)")
+                raise MasterKeyError(Text("secret sealed under master key {id}, which this hub does not hold (retired, "
+                                          "or the wrong key file?)", id=kid.hex()))
             try:
                 return aead.decrypt(blob[9:21], blob[21:], context.encode("utf-8"))
             except InvalidTag as exc:
-                raise MasterKeyError("secret does not decrypt with its master key (altered, or moved?)") from exc
+                raise MasterKeyError(Text("secret does not decrypt with its master key (altered, or moved?)")) from exc
         if blob[:1] == _V1 and len(blob) >= 29:
             for aead in self._by_id.values():
                 try:
                     return aead.decrypt(blob[1:13], blob[13:], context.encode("utf-8"))
                 except InvalidTag:
                     continue
-            raise MasterKeyError("secret does not decrypt with this master key (wrong key file?)")
-        raise MasterKeyError("not a sealed secret of a known version")
+            raise MasterKeyError(Text("secret does not decrypt with this master key (wrong key file?)"))
+        raise MasterKeyError(Text("not a sealed secret of a known version"))
 
     def sealed_under_primary(self, blob: bytes) -> bool:
         """Does this sealed value already use the sealing key (nothing to re-seal)?"""
@@ -432,34 +454,34 @@ def write_keyring(path: Path, keys: Sequence[bytes], kek: Kek | None) -> None:
 def _read_keys(path: Path, kek: Kek | None, *, allow_plain: bool = False) -> list[bytes]:
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise MasterKeyError(
-            f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}")
+        raise _readable_by_others(path, mode)
     text = path.read_text(encoding="ascii").strip()
     if text.startswith(_WRAPPED):
         if kek is None:
-            raise MasterKeyError(f"{path} is sealed under a key-encryption key; set security.master_key_kek")
+            raise MasterKeyError(Text("{path} is sealed under a key-encryption key; set security.master_key_kek",
+                                      path=path))
         try:
             blob = base64.b64decode(text[len(_WRAPPED):], validate=True)
         except ValueError as exc:
-            raise MasterKeyError(f"{path} is damaged (bad base64)") from exc
+            raise MasterKeyError(Text("{path} is damaged (bad base64)", path=path)) from exc
         text = kek.unwrap(blob).decode("ascii").strip()
     elif kek is not None and not allow_plain:
-        raise MasterKeyError(f"{path} is not sealed under the key-encryption key; run: lgsp masterkey rotate "
-                             "(it writes the file sealed)")
+        raise MasterKeyError(Text("{path} is not sealed under the key-encryption key; run: lgsp masterkey rotate (it "
+                                  "writes the file sealed)", path=path))
     keys: list[bytes] = []
     for line in text.splitlines():
         line = line.strip()
         if not line:
             continue
         if not line.startswith(_HEADER):
-            raise MasterKeyError(f"{path} is not an lgsp master key file")
+            raise MasterKeyError(Text("{path} is not an lgsp master key file", path=path))
         try:
             keys.append(base64.b64decode(line[len(_HEADER):], validate=True))
         except ValueError as exc:
-            raise MasterKeyError(f"{path} is damaged (bad base64)") from exc
+            raise MasterKeyError(Text("{path} is damaged (bad base64)", path=path)) from exc
     if not keys:
-        raise MasterKeyError(f"{path} holds no key")
+        raise MasterKeyError(Text("{path} holds no key", path=path))
     for k in keys:
         if len(k) != 32:
-            raise MasterKeyError("master key must be 32 bytes")
+            raise MasterKeyError(Text("master key must be 32 bytes"))
     return keys

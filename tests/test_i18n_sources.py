@@ -29,7 +29,6 @@ SINKS: dict[str, int | None] = {"print": None, "CliError": 0, "Problem": 1, "Tls
 KNOWN: dict[str, str] = {
     "core/i18n_catalogues.py": "`make messages` output, a developer's tool",
     "cli/main.py": "the refusal of an unknown LGSP_LANG is in both languages on purpose: no language is known",
-    "core/masterkey.py": "master key and key-encryption key errors: still English (docs/i18n.md)",
     "plugins/manager.py": "errors for plugin authors loading their plugin: still English (docs/i18n.md)",
 }
 
@@ -172,3 +171,7 @@ def test_the_cli_error_paths_read_vietnamese_by_default(tmp_path: Path) -> None:
         assert out.strip(), args
         english += [f"{' '.join(args)}: {piece!r} in {out!r}" for piece in pieces if piece in out]
     assert not english, "\n".join(english)
+    # A master key file others can read: refused, in Vietnamese.
+    (tmp_path / "var" / "master.key").chmod(0o644)
+    res = run_cli("unit", "list", "-c", str(cli.config), env=cli.env, cwd=cli.tmp, lang="")
+    assert res.returncode == 1 and "người dùng khác đọc được" in res.stderr and "readable" not in res.stderr

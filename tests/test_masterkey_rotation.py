@@ -95,13 +95,16 @@ def test_key_file_sealed_under_a_kek_from_a_file_or_the_environment(tmp_path: Pa
 
 def test_kek_setting_is_checked_with_its_key_path(tmp_path: Path) -> None:
     from lgsp.core.config import ConfigError
+    from lgsp.core.i18n import speaking
 
     with pytest.raises(ConfigError, match=r"security\.master_key_kek"):
         load_config(None, env=base_env(tmp_path, LGSP_SECURITY_MASTER_KEY_KEK="vault:abc"))
-    with pytest.raises(ConfigError, match=r"security\.master_key_kek.*token is missing"):
+    with pytest.raises(ConfigError, match=r"security\.master_key_kek.*thiếu token"):  # Vietnamese by default
+        load_config(None, env=base_env(tmp_path, LGSP_SECURITY_MASTER_KEY_KEK="pkcs11:slot=0"))
+    with speaking("en"), pytest.raises(ConfigError, match=r"security\.master_key_kek.*token is missing"):
         load_config(None, env=base_env(tmp_path, LGSP_SECURITY_MASTER_KEY_KEK="pkcs11:slot=0"))
     # The PIN never sits in the config itself.
-    with pytest.raises(ConfigError, match="pin-value is refused"):
+    with speaking("en"), pytest.raises(ConfigError, match="pin-value is refused"):
         load_config(None, env=base_env(tmp_path, LGSP_SECURITY_MASTER_KEY_KEK=(
             "pkcs11:token=t;object=k?module-path=/m.so&pin-source=env:P&pin-value=1234")))
 

@@ -191,7 +191,7 @@ class Pkcs11Kek(Kek):
         attrs = parse_pkcs11_uri(uri)
         problems = pkcs11_uri_problems(attrs)
         if problems:
-            raise MasterKeyError(Text("security.master_key_kek: {problems}", problems=joined(problems)))
+            raise MasterKeyError(Text("{where}: {why}", where="security.master_key_kek", why=joined(problems)))
         pin = _secret_from(attrs["pin-source"], env, Text("the PKCS#11 token PIN"))
         source = Text("PKCS#11 token {token!r}, key {key!r}", token=attrs["token"], key=attrs["object"])
         kek = cls(attrs["module-path"], attrs["token"], attrs["object"], pin, source)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, delete, exists, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
 
 from lgsp.core.clock import SYSTEM_CLOCK
 from lgsp.core.clockoffsets import OffsetSampler
@@ -51,6 +51,17 @@ class _UnitState:
     def last_seen(self) -> datetime | None:
         seen = [t for t in (self.last_request, self.last_probe_ok) if t is not None]
         return max(seen) if seen else None
+
+
+_SEEN = bindparam("b_seen", type_=units.c.last_seen_at.type)
+_OFFSET = bindparam("b_offset", type_=units.c.clock_offset_seconds.type)
+#: A unit's observations without a transition (executemany): the latest last-seen time of every
+#: node's (NULL: none here), the clock offset when one was measured (NULL: kept).
+_OBSERVED = (update(units).where(units.c.id == bindparam("b_unit"))
+             .values(last_seen_at=case((_SEEN.is_(None), units.c.last_seen_at),
+                                       (units.c.last_seen_at.is_(None) | (units.c.last_seen_at < _SEEN), _SEEN),
+                                       else_=units.c.last_seen_at),
+                     clock_offset_seconds=func.coalesce(_OFFSET, units.c.clock_offset_seconds)))
 
 
 class Presence:
@@ -224,6 +235,10 @@ class Presence:
                 stream_holders.c.streams > 0, stream_holders.c.node_id.in_(self.nodes.live(now))))).scalars())
         lost: set[str] = set()
         kept_online: set[str] = set()
+        # The units whose row only takes observations (no transition), most of them under load, go in
+        # one executemany (one round trip on PostgreSQL) instead of one UPDATE each; it is sent before
+        # the next transition's own UPDATE, so rows are still updated in unit order.
+        observed: list[dict[str, object]] = []
         for unit, state in dirty:
             row = stored.get(unit)
             if row is None:
@@ -240,6 +255,13 @@ class Presence:
                     else_=units.c.last_seen_at)
             if state.offset is not None:
                 values["clock_offset_seconds"] = state.offset
+            if state.online == bool(row.online):  # no transition: observations only, if any
+                if values:
+                    observed.append({"b_unit": unit, "b_seen": seen, "b_offset": state.offset})
+                continue
+            if observed:
+                await conn.execute(_OBSERVED, observed)
+                observed = []
             flip = False
             if state.online and not row.online:
                 values.update(online=True, offline_since=None)
@@ -265,6 +287,8 @@ class Presence:
                 values.pop("online"), values.pop("offline_since")
                 if values:
                     await conn.execute(update(units).where(units.c.id == unit).values(**values))
+        if observed:
+            await conn.execute(_OBSERVED, observed)
         # A transition is logged when it changes the unit's state as the store had it (so the nodes that
         # see the same change do not each log it); stream openings and closings are always logged, and
         # so is every transition of a unit never seen before (None: no stored state to compare with,

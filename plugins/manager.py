@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 
 from lgsp.core.errors import CORE_CODES
+from lgsp.core.i18n import Text
 from lgsp.plugins import hookspecs
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,10 @@ def create_plugin_manager(enabled: Iterable[str] = ("rest",), *, extra: Iterable
             try:
                 plugin = entry_points[name].load()
             except Exception as exc:  # a broken third-party package: say which one
-                raise PluginError(f"plugin {name!r} failed to load: {exc}") from exc
+                raise PluginError(Text("plugin {name!r} failed to load: {reason}", name=name, reason=exc)) from exc
         else:
-            raise PluginError(f"no plugin named {name!r} (available: {', '.join(available_plugins())})")
+            raise PluginError(Text("no plugin named {name!r} (available: {known})", name=name,
+                                   known=", ".join(available_plugins())))
         _register(pm, plugin, name)
     for obj in extra:
         _register(pm, obj, None)
@@ -94,7 +96,8 @@ def _register(pm: pluggy.PluginManager, plugin: Any, name: str | None) -> None:
     try:
         pm.register(plugin, name=name)
     except (ValueError, pluggy.PluginValidationError) as exc:
-        raise PluginError(f"plugin {name or plugin!r} cannot be registered: {exc}") from exc
+        raise PluginError(Text("plugin {name!r} cannot be registered: {reason}", name=name or plugin,
+                               reason=exc)) from exc
 
 
 def signature_algorithms(pm: pluggy.PluginManager) -> dict[str, Any]:
@@ -103,7 +106,7 @@ def signature_algorithms(pm: pluggy.PluginManager) -> dict[str, Any]:
     for batch in pm.hook.lgsp_signature_algorithms():
         for alg in batch or ():
             if alg.name in out and out[alg.name] is not alg:
-                raise PluginError(f"signature algorithm {alg.name} is provided by two plugins")
+                raise PluginError(Text("signature algorithm {name} is provided by two plugins", name=alg.name))
             out[alg.name] = alg
     return out
 
@@ -122,19 +125,22 @@ def problem_codes(pm: pluggy.PluginManager) -> dict[str, tuple[int, str, str]]:
         if codes is None:
             continue
         if not isinstance(codes, Mapping):
-            raise PluginError(f"plugin {name!r}: lgsp_problem_codes must return a mapping of code to "
-                              f"(status, title_vi, title_en), not {type(codes).__name__}")
+            raise PluginError(Text("plugin {name!r}: lgsp_problem_codes must return a mapping of code to (status, "
+                                   "title_vi, title_en), not {type}", name=name, type=type(codes).__name__))
         for code, kind in codes.items():
             if not (isinstance(code, str) and _CODE.fullmatch(code)):
-                raise PluginError(f"plugin {name!r}: problem code {code!r} is not lower-case words joined by dots")
+                raise PluginError(Text("plugin {name!r}: problem code {code!r} is not lower-case words joined by dots",
+                                       name=name, code=code))
             if not (isinstance(kind, tuple) and len(kind) == 3 and type(kind[0]) is int and 400 <= kind[0] <= 599
                     and all(isinstance(t, str) and t.strip() for t in kind[1:])):
-                raise PluginError(f"plugin {name!r}: problem code {code!r} needs (HTTP status 400-599, "
-                                  f"Vietnamese title, English title), got {kind!r}")
+                raise PluginError(Text("plugin {name!r}: problem code {code!r} needs (HTTP status 400-599, Vietnamese "
+                                       "title, English title), got {kind!r}", name=name, code=code, kind=kind))
             if code in CORE_CODES:
-                raise PluginError(f"plugin {name!r}: problem code {code!r} is one of the hub's own codes")
+                raise PluginError(Text("plugin {name!r}: problem code {code!r} is one of the hub's own codes",
+                                       name=name, code=code))
             if code in owner:
-                raise PluginError(f"problem code {code!r} is provided by two plugins: {owner[code]!r} and {name!r}")
+                raise PluginError(Text("problem code {code!r} is provided by two plugins: {first!r} and {name!r}",
+                                       code=code, first=owner[code], name=name))
             owner[code] = name
             out[code] = kind
     return out

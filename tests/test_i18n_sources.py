@@ -29,7 +29,6 @@ SINKS: dict[str, int | None] = {"print": None, "CliError": 0, "Problem": 1, "Tls
 KNOWN: dict[str, str] = {
     "core/i18n_catalogues.py": "`make messages` output, a developer's tool",
     "cli/main.py": "the refusal of an unknown LGSP_LANG is in both languages on purpose: no language is known",
-    "plugins/manager.py": "errors for plugin authors loading their plugin: still English (docs/i18n.md)",
 }
 
 _WORD = re.compile(r"[A-Za-z]{3,}")

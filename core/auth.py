@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from lgsp.core.directory import Directory, KeyMaterial
+from lgsp.core.directory import KEY_GENERATION, Directory, KeyMaterial
 from lgsp.core.errors import Problem
 from lgsp.core.events import iso
 from lgsp.core.i18n import Text
+from lgsp.core.keycache import KeyCache
 from lgsp.core.policy import Policy
 from lgsp.core.presence import Presence
 from lgsp.core.signing import (
@@ -121,9 +122,11 @@ def parse_signed_request(method: str, path: str, raw_query: str, headers: Mappin
 
 class Authenticator:
     def __init__(self, db: Database, directory: Directory, algorithms: dict[str, Any], presence: Presence, *,
-                 clock_skew_seconds: int, session_ttl_seconds: int,
+                 clock_skew_seconds: int, session_ttl_seconds: int, key_cache_seconds: float = 30.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.db = db
+        # Keys of signed requests, kept per process; the nonce write says when one may be stale.
+        self.keys = KeyCache(ttl_seconds=key_cache_seconds)
         self.directory = directory
         self.algorithms = algorithms
         self.presence = presence
@@ -150,20 +153,70 @@ class Authenticator:
         """The key, read fresh from the store (so a revocation holds on every node at once), or the
         problem that refuses it: unknown, revoked, or its unit suspended."""
         key = await self.directory.key_material(access_key)
-        if key is None:
-            raise Problem("auth.unknown_key", Text("access key {access_key} is not registered", access_key=access_key))
-        if key.revoked:
-            raise Problem("auth.revoked_key", Text("access key {access_key} has been revoked", access_key=access_key))
-        if not key.unit_active:
-            raise Problem("auth.revoked_key", Text("unit {unit_id} is suspended", unit_id=key.unit_id))
+        _check_usable(access_key, key)
+        assert key is not None
         return key
 
     async def verify(self, req: SignedRequest, *, client_cert: str | None = None,
                      check_cert: bool = False) -> Principal:
         """Check one signed request; on success its nonce is spent. With `check_cert`, a unit whose
-        client certificates are pinned must have sent one of them, checked before anything else."""
+        client certificates are pinned must have sent one of them, checked before anything else.
+
+        The key comes from the per-process cache when it holds it (core/keycache.py): the nonce
+        write reads the store's key generation back, and when it moved since the key was read the
+        key is read again and the request checked again before it is accepted. A request the cached
+        key refuses is decided again on the key read fresh, so every refusal is the store's."""
         now = self.clock()
-        key = await self.usable_key(req.access_key)
+        cached = self.keys.get(req.access_key)
+        key: KeyMaterial | None = None
+        principal: Principal | None = None
+        generation: int | None = None
+        if cached is not None:
+            try:
+                principal, generation = await self._accept(req, cached.key, now, client_cert, check_cert)
+                key = cached.key
+            except Problem:
+                self.keys.drop(req.access_key)
+        if principal is None:
+            key = await self.directory.key_material(req.access_key)
+            principal, generation = await self._accept(req, key, now, client_cert, check_cert)
+            if key is not None:
+                self.keys.put(key)
+        assert key is not None
+        if generation != key.generation:
+            # What authenticates keys changed between the key's read and this nonce write (this key,
+            # or another one: the counter is global). Read it again; decide on what the store says now.
+            self.keys.stale += 1
+            self.keys.drop(req.access_key)
+            key = await self.directory.key_material(req.access_key)
+            self._check_key(req, key, now, client_cert, check_cert)
+            assert key is not None
+            self.keys.put(key)
+            principal = Principal(key.unit_id, key.application_id, key.access_key, key.algorithm,
+                                  principal.session_target, principal.session_hash)
+        self.presence.request_seen(key.unit_id, now, (parse_date(req.date) - now).total_seconds())
+        return principal
+
+    async def _accept(self, req: SignedRequest, key: KeyMaterial | None, now: datetime, client_cert: str | None,
+                      check_cert: bool) -> tuple[Principal, int | None]:
+        """Check the request against `key`, then spend its nonce: the principal, and the key
+        generation the nonce write read (None: the store keeps none)."""
+        self._check_key(req, key, now, client_cert, check_cert)
+        assert key is not None
+        principal = Principal(key.unit_id, key.application_id, key.access_key, key.algorithm)
+        if req.session:
+            principal = await self._check_session(req, key, principal, now)
+        spent = await self.nonces.spend_reading_generation(req.access_key, req.nonce,
+                                                           parse_date(req.date) + self.skew)
+        if spent is None:
+            raise Problem("auth.replay", Text("this nonce was already used with this key"))
+        return principal, spent.generation
+
+    def _check_key(self, req: SignedRequest, key: KeyMaterial | None, now: datetime, client_cert: str | None,
+                   check_cert: bool) -> None:
+        """Everything about the request that needs only its key, cheapest first."""
+        _check_usable(req.access_key, key)
+        assert key is not None
         if check_cert and key.client_certs and not any(
                 secrets.compare_digest(client_cert or "", pinned) for pinned in key.client_certs):
             raise Problem("auth.bad_certificate",
@@ -179,12 +232,6 @@ class Authenticator:
                                     date=req.date, seconds=abs(offset), allowed=self.skew.total_seconds()),
                           server_time=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
         self._check_signature(req, key)
-        principal = Principal(key.unit_id, key.application_id, key.access_key, key.algorithm)
-        if req.session:
-            principal = await self._check_session(req, key, principal, now)
-        await self._spend_nonce(req.access_key, req.nonce, sent_at + self.skew)
-        self.presence.request_seen(key.unit_id, now, offset)
-        return principal
 
     async def _answers_for(self, unit: str, target: str | None) -> bool:
         if target is None:
@@ -221,10 +268,6 @@ class Authenticator:
             raise Problem("auth.bad_session", Text("session token has expired"))
         return Principal(principal.unit_id, principal.application_id, principal.access_key, principal.algorithm,
                          session_target=row.target, session_hash=digest)
-
-    async def _spend_nonce(self, access_key: str, nonce: str, expires_at: datetime) -> None:
-        if not await self.nonces.spend(access_key, nonce, expires_at):
-            raise Problem("auth.replay", Text("this nonce was already used with this key"))
 
     # -- sessions -----------------------------------------------------------------------------
     async def create_session(self, principal: Principal, target: str | None) -> Session:
@@ -286,6 +329,23 @@ class Authenticator:
         return (a.rowcount or 0) + (b.rowcount or 0)
 
 
+def _check_usable(access_key: str, key: KeyMaterial | None) -> None:
+    """Refuse a key that is unknown, revoked, or whose unit is suspended."""
+    if key is None:
+        raise Problem("auth.unknown_key", Text("access key {access_key} is not registered", access_key=access_key))
+    if key.revoked:
+        raise Problem("auth.revoked_key", Text("access key {access_key} has been revoked", access_key=access_key))
+    if not key.unit_active:
+        raise Problem("auth.revoked_key", Text("unit {unit_id} is suspended", unit_id=key.unit_id))
+
+
+@dataclass(frozen=True)
+class Spent:
+    """A nonce recorded for the first time, and the store's key generation its write read."""
+
+    generation: int | None
+
+
 class NonceBook:
     """Spends nonces durably, many requests to one write transaction (group commit).
 
@@ -297,12 +357,17 @@ class NonceBook:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._pending: list[tuple[str, str, datetime, asyncio.Future[bool]]] = []
+        self._pending: list[tuple[str, str, datetime, asyncio.Future[Spent | None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def spend(self, access_key: str, nonce: str, expires_at: datetime) -> bool:
         """True if this key had not used this nonce; False if it had (a replay)."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        return await self.spend_reading_generation(access_key, nonce, expires_at) is not None
+
+    async def spend_reading_generation(self, access_key: str, nonce: str, expires_at: datetime) -> Spent | None:
+        """Spent (with the key generation the write read) if this key had not used this nonce;
+        None if it had (a replay)."""
+        future: asyncio.Future[Spent | None] = asyncio.get_running_loop().create_future()
         self._pending.append((access_key, nonce, expires_at, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
@@ -313,7 +378,7 @@ class NonceBook:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    fresh = await self._record(batch)
+                    fresh, generation = await self._record(batch)
                 except Exception as exc:
                     for *_, future in batch:
                         if not future.done():
@@ -322,15 +387,19 @@ class NonceBook:
                 for access_key, nonce, _, future in batch:
                     if not future.done():
                         # The first request with a pair wins; a second one in the same batch is a replay.
-                        future.set_result((access_key, nonce) in fresh)
+                        future.set_result(Spent(generation) if (access_key, nonce) in fresh else None)
                         fresh.discard((access_key, nonce))
         finally:
             self._flusher = None
 
-    async def _record(self, batch: list[tuple[str, str, datetime, Any]]) -> set[tuple[str, str]]:
+    async def _record(self, batch: list[tuple[str, str, datetime, Any]]) -> tuple[set[tuple[str, str]], int | None]:
+        """The pairs recorded now (the others were already there), and the key generation that the
+        same statement read: what the keys' cache compares its entries with (core/keycache.py)."""
         rows = {(k, n): e for k, n, e, _ in reversed(batch)}  # one row per pair
         values = [{"access_key": k, "nonce": n, "expires_at": e} for (k, n), e in rows.items()]
         async with self.db.write() as conn:
-            result = await conn.execute(conflict_insert(conn, nonces).values(values).on_conflict_do_nothing()
-                                        .returning(nonces.c.access_key, nonces.c.nonce))
-            return {(r.access_key, r.nonce) for r in result.all()}
+            result = (await conn.execute(conflict_insert(conn, nonces).values(values).on_conflict_do_nothing()
+                                         .returning(nonces.c.access_key, nonces.c.nonce,
+                                                    KEY_GENERATION.label("key_generation")))).all()
+        generation = result[0].key_generation if result else None
+        return {(r.access_key, r.nonce) for r in result}, generation

@@ -204,6 +204,10 @@ class SecurityConfig:
     stream_recheck_seconds: float = setting(
         10.0, "How often an open event stream re-checks its key and unit (revoked or suspended: closed)",
         check=_positive)
+    key_cache_seconds: float = setting(
+        30.0, "Longest an access key read from the store is reused by signed requests (a revocation, a "
+              "suspension still hold on the next request, on every node); 0: read it on every request",
+        check=_non_negative)
     stream_ticket_seconds: int = setting(
         30, "Lifetime of a single-use event stream ticket (how browsers open GET /v1/events)",
         check=lambda v: None if 1 <= v <= 300 else "must be between 1 and 300 seconds")

@@ -1,8 +1,9 @@
 """Units, applications and access keys: who may talk to the hub and with which key.
 
-Used by the CLI (administration) and by authentication (key lookup on every request). Key rows
-are read from the store on each request, so a revocation takes effect on the next request, on
-every node; only the decryption of a secret is cached, keyed by its ciphertext.
+Used by the CLI (administration) and by authentication (key lookup). `key_material` reads the
+store every time, with the store's key generation; authentication keeps what it read per process
+(core/keycache.py), and the generation tells it on the next request, on every node, that a key
+was revoked or its unit suspended. The decryption of a secret is cached, keyed by its ciphertext.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import audit
 from lgsp.core.errors import Problem
@@ -24,7 +26,7 @@ from lgsp.core.i18n import Text
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier, fold, identifier_form
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database
-from lgsp.core.store.tables import access_keys, applications, units
+from lgsp.core.store.tables import access_keys, applications, key_generation, units
 
 UNIT_STATUSES = ("active", "suspended")
 
@@ -120,6 +122,9 @@ class KeyMaterial:
     verification_key: str
     #: Client certificate fingerprints the unit's requests must come with (empty: none pinned).
     client_certs: tuple[str, ...] = ()
+    #: The store's key generation (table `key_generation`) in the statement that read this key;
+    #: None: not read (then the key is never cached).
+    generation: int | None = None
 
     def __repr__(self) -> str:
         return f"KeyMaterial({self.access_key!r}, {self.algorithm})"
@@ -135,12 +140,31 @@ def new_access_key() -> str:
     return "AK" + base64.b32encode(secrets.token_bytes(15)).decode("ascii")
 
 
-# Read on every signed request: built once (SQLAlchemy then skips construction and cache keying).
-_KEY_MATERIAL = (select(access_keys, units.c.status.label("unit_status"), units.c.client_cert_sha256)
+#: The store's key generation, as a scalar subquery (read with a key, and by each nonce write).
+KEY_GENERATION = select(key_generation.c.generation).where(key_generation.c.id == 1).scalar_subquery()
+# Read on every signed request whose key is not in the key cache: built once (SQLAlchemy then skips
+# construction and cache keying).
+_KEY_MATERIAL = (select(access_keys, units.c.status.label("unit_status"), units.c.client_cert_sha256,
+                        KEY_GENERATION.label("key_generation"))
                  .join(units, units.c.id == access_keys.c.unit_id)
                  .where(access_keys.c.id == bindparam("access_key")))
 _UNIT_STATUSES = (select(units.c.id, units.c.status, units.c.zone)
                   .where(units.c.id.in_(bindparam("ids", expanding=True))))
+
+
+_LOCK_KEY_GENERATION = select(key_generation.c.generation).where(key_generation.c.id == 1).with_for_update()
+
+
+async def lock_key_generation(conn: AsyncConnection) -> None:
+    """Take the key generation's row now, in a transaction that will write `units` or `access_keys`
+    both in ways its triggers ignore (names) and in ways they count (a status).
+
+    On PostgreSQL the triggers take that row before a statement locks any key or unit row
+    (migration 0017), so two transactions that change what authenticates keys cannot wait on each
+    other in a cycle; a transaction that locked a unit's row by renaming it first would break that
+    order. SQLite has one writer at a time: nothing to do."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_LOCK_KEY_GENERATION)
 
 
 #: Units reached through the national document axis; their identifiers may be the axis's own.
@@ -219,6 +243,7 @@ class Directory:
                                          (entry.mail or "").strip()[:255] or None, entry.deleted)
         now = datetime.now(UTC)
         async with self.db.write() as conn:
+            await lock_key_generation(conn)  # it renames units and suspends others, in one transaction
             rows = {r.id.upper(): r for r in (await conn.execute(
                 select(units.c.id, units.c.name, units.c.parent_id, units.c.zone, units.c.status, units.c.mail))).all()}
             for code, entry in wanted.items():
@@ -487,7 +512,7 @@ class Directory:
                          row.last_used_at)
 
     async def key_material(self, access_key: str) -> KeyMaterial | None:
-        """The key as authentication needs it, read fresh from the store."""
+        """The key as authentication needs it, read fresh from the store, with the key generation."""
         async with self.db.read() as conn:
             row = (await conn.execute(_KEY_MATERIAL, {"access_key": access_key})).first()
         if row is None:
@@ -505,7 +530,8 @@ class Directory:
         return KeyMaterial(access_key=row.id, unit_id=row.unit_id, application_id=row.application_id,
                            algorithm=row.algorithm, revoked=row.revoked_at is not None,
                            unit_active=row.unit_status == "active", verification_key=verification,
-                           client_certs=tuple((row.client_cert_sha256 or "").split()))
+                           client_certs=tuple((row.client_cert_sha256 or "").split()),
+                           generation=row.key_generation)
 
     # -- client certificates (mutual TLS) -------------------------------------------------------
     async def pin_certificates(self, unit_id: str, fingerprints: list[str]) -> list[str]:

@@ -242,7 +242,8 @@ class Hub:
         self.offset_pruner = OffsetPruner(self.db, cfg.presence.clock_offset_retention_days)
         self.auth = Authenticator(self.db, self.directory, self.algorithms, self.presence,
                                   clock_skew_seconds=cfg.security.clock_skew_seconds,
-                                  session_ttl_seconds=cfg.security.session_ttl_seconds, clock=self.clock)
+                                  session_ttl_seconds=cfg.security.session_ttl_seconds,
+                                  key_cache_seconds=cfg.security.key_cache_seconds, clock=self.clock)
         self.policy = Policy(self.db, default=cfg.policy.default, config_rules=cfg.policy.rules,
                              cache_seconds=cfg.policy.cache_seconds, clock=self.clock)
         self.auth.policy = self.policy

@@ -111,6 +111,17 @@ access_keys = Table(
     Column("last_used_at", UTCDateTime, nullable=True),
 )
 
+# One row (id 1): bumped by triggers (migration 0017) in the transaction of any change to the
+# columns of `access_keys` and `units` that decide whether a key authenticates; how every node's
+# access-key cache (core/keycache.py) learns that an entry may be stale. A migration that rebuilds
+# `units` or `access_keys` on SQLite (batch mode) drops their triggers: it must create them again
+# (tests/test_keycache.py checks they exist at the head revision).
+key_generation = Table(
+    "key_generation", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("generation", BigInteger, nullable=False),
+)
+
 nonces = Table(
     "nonces", metadata,
     Column("access_key", String(64), primary_key=True),

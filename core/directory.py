@@ -160,7 +160,7 @@ async def lock_key_generation(conn: AsyncConnection) -> None:
     both in ways its triggers ignore (names) and in ways they count (a status).
 
     On PostgreSQL the triggers take that row before a statement locks any key or unit row
-    (migration 0017), so two transactions that change what authenticates keys cannot wait on each
+    (migration 0019), so two transactions that change what authenticates keys cannot wait on each
     other in a cycle; a transaction that locked a unit's row by renaming it first would break that
     order. SQLite has one writer at a time: nothing to do."""
     if conn.dialect.name == "postgresql":

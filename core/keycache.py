@@ -5,7 +5,7 @@ Reading it costs a statement per request, about five per exchange; keys change r
 `Authenticator.verify` keeps the keys it has read here, and a revocation still holds on the very
 next request, on this node and on every other node sharing the store:
 
-- The store keeps a *key generation* (table `key_generation`, one row). Triggers (migration 0017)
+- The store keeps a *key generation* (table `key_generation`, one row). Triggers (migration 0019)
   bump it in the transaction of any change to what decides whether a key authenticates: the key's
   row (revocation, its secret or public key, its algorithm, its owner) and its unit's status and
   pinned client certificates; whoever makes the change (this node, another node, the CLI in

@@ -111,7 +111,7 @@ access_keys = Table(
     Column("last_used_at", UTCDateTime, nullable=True),
 )
 
-# One row (id 1): bumped by triggers (migration 0017) in the transaction of any change to the
+# One row (id 1): bumped by triggers (migration 0019) in the transaction of any change to the
 # columns of `access_keys` and `units` that decide whether a key authenticates; how every node's
 # access-key cache (core/keycache.py) learns that an entry may be stale. A migration that rebuilds
 # `units` or `access_keys` on SQLite (batch mode) drops their triggers: it must create them again

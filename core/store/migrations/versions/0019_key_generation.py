@@ -12,8 +12,8 @@ the same (presence writes `units` all the time, but never these columns). Postgr
 triggers that run BEFORE the statement, so the counter's row is locked before any key or unit row
 and two such transactions cannot deadlock on each other (each takes the counter first).
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-06
 """
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 

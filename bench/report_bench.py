@@ -168,7 +168,9 @@ async def measure(url: str, *, units: int, packets: int, repeats: int = 5, busie
             row = {"unit": unit, "sent_deliveries": sum(v.get("sent", 0) for v in raw.by_partner.values()),
                    "received": raw.received_packets,
                    "aggregates_median_s": round(statistics.median(agg_times), 4),
-                   "raw_median_s": round(statistics.median(raw_times), 4)}
+                   "raw_median_s": round(statistics.median(raw_times), 4),
+                   "aggregates_times_s": [round(x, 4) for x in agg_times],
+                   "raw_times_s": [round(x, 4) for x in raw_times]}
             out["reports"].append(row)
             log(json.dumps(row))
         # One incremental round: a burst of changes to old days (deliveries ending), one event each.

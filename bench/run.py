@@ -39,6 +39,7 @@ from bench import (
     profiling,
     push_bench,
     rabbit,
+    report_bench,
     scale_bench,
     vxp_bench,
 )
@@ -91,6 +92,7 @@ class Profile:
     encryption_cell: tuple[int, int] = (32, 10 * KiB)  # (pairs, size): small packets, encryption on vs off
     scale_cell: tuple[int, int] = (32, 10 * KiB)  # (pairs, size) of the PostgreSQL worker/node rows
     scale_reps: int = 3
+    report_cell: tuple[int, int] = (200, 50_000)  # (units, packets) of the statistics report row (SQLite)
 
     @property
     def pairs_needed(self) -> int:
@@ -102,7 +104,8 @@ PROFILES = {
                      min_completions=2, latency_cell=(2, 1 * KiB), latency_duration=0.6, latency_reps=1,
                      large=((1, 4 * MiB),), large_reps=1, auth_seconds=0.05, auth_full_requests=25,
                      push_cell=(2, 1 * KiB), push_reps=1, axis_docs=3, vxp_cell=(1, 2), protocol_size=1 * KiB,
-                     encryption_cell=(2, 1 * KiB), scale_cell=(2, 1 * KiB), scale_reps=1),
+                     encryption_cell=(2, 1 * KiB), scale_cell=(2, 1 * KiB), scale_reps=1,
+                     report_cell=(10, 2000)),
     "quick": Profile("quick", reps=3, grid=((1, 10 * KiB), (32, 10 * KiB), (32, 1 * MiB)), warmup=0.3,
                      window=1.5, max_window=5.0, min_completions=16, latency_cell=(32, 10 * KiB),
                      latency_duration=4.0, latency_reps=1, large=((1, 128 * MiB), (4, 32 * MiB)),
@@ -112,9 +115,9 @@ PROFILES = {
                     warmup=1.0, window=4.0, max_window=15.0, min_completions=64, latency_cell=(32, 10 * KiB),
                     latency_duration=20.0, latency_reps=3, large=((1, 1 * GiB), (10, 100 * MiB)), large_reps=3,
                     auth_seconds=1.0, auth_full_requests=600, push_cell=(8, 10 * KiB), push_reps=5,
-                    axis_docs=100, vxp_cell=(4, 25), protocol_reps=3),
+                    axis_docs=100, vxp_cell=(4, 25), protocol_reps=3, report_cell=(200, 1_000_000)),
 }
-GROUPS = ("pull", "latency", "large", "encryption", "auth", "push", "edxml", "axis", "vxp", "scale")
+GROUPS = ("pull", "latency", "large", "encryption", "auth", "push", "edxml", "axis", "vxp", "report", "scale")
 
 
 def log(message: str) -> None:
@@ -448,6 +451,26 @@ class Bench:
                          "the hub's signing key)")
         self.rows.append(row)
         log(f"{row.title}: hub {row.summary('hub')['median']:.1f}/s, relay {row.summary('relay')['median']:.1f}/s")
+
+    async def report(self) -> None:
+        """A unit's yearly statistics: from the aggregates vs from the raw rows (bench/report_bench.py)."""
+        units, packets = self.p.report_cell
+        folder = self.workdir / "report"
+        folder.mkdir(parents=True, exist_ok=True)
+        res = await report_bench.measure(f"sqlite+aiosqlite:///{folder / 'stats.db'}", units=units, packets=packets,
+                                         repeats=max(3, self.p.reps), busiest=1, log=log)
+        first = res["reports"][0]
+        row = Row(id=f"report/year/p{packets}", group="report", title=f"yearly report, {packets} packets",
+                  unit="s", higher_is_better=False, params={"units": units, "packets": packets},
+                  ratios=[("aggregates", "raw")])
+        for system, key in (("aggregates", "aggregates_times_s"), ("raw", "raw_times_s")):
+            for value in first[key]:
+                row.add(system, value)
+        row.extra.update({"counts": res["counts"], "backfill_s": res["backfill_seconds"],
+                          "incremental_round_2000_events_s": res["incremental_round_2000_events_s"]})
+        row.notes.append("the busiest unit's report for the year on SQLite; aggregates = unit_report (roll-up "
+                         "first), raw = unit_report_raw (every raw row)")
+        self.rows.append(row)
 
     async def scale(self) -> None:
         await scale_bench.measure(self)  # PostgreSQL: 1, 2, 4 (--workers) worker processes, --nodes nodes

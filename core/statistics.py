@@ -78,8 +78,12 @@ REPORT_MAX_PAIRS = 2_000                 # the most pairs a report folds before 
 Pair = tuple[str, dt.date]
 
 
+_SEVEN_HOURS = dt.timedelta(hours=7)
+
+
 def vn_day(moment: dt.datetime) -> dt.date:
-    return moment.astimezone(VIETNAM).date()
+    """The Vietnam (UTC+7, no daylight saving) date of an aware UTC instant."""
+    return (moment + _SEVEN_HOURS + (moment.utcoffset() or dt.timedelta()) * -1).date()
 
 
 def vn_midnight(day: dt.date) -> dt.datetime:
@@ -133,8 +137,8 @@ class Fold:
     times: dict[tuple[str, dt.date, int], int] = field(default_factory=dict)
     _seen: set[str] = field(default_factory=set)
 
-    def add(self, r: Any) -> None:
-        day = vn_day(r.created_at)
+    def add(self, r: Any, day: dt.date | None = None) -> None:
+        day = day or vn_day(r.created_at)
         s = self.sent.setdefault((r.source_unit, day, r.data_type), [0, 0, 0, 0, 0, 0])
         if r.id not in self._seen:
             self._seen.add(r.id)
@@ -294,8 +298,9 @@ async def recompute(db: Database, pairs: Iterable[Pair], *, expect: int | None) 
                 start, end = vn_midnight(min(days)), vn_midnight(max(days) + dt.timedelta(days=1))
                 for r in (await conn.execute(raw_rows(packets.c.source_unit == source, packets.c.created_at >= start,
                                                       packets.c.created_at < end))).all():
-                    if vn_day(r.created_at) in days:
-                        fold.add(r)
+                    day = vn_day(r.created_at)
+                    if day in days:
+                        fold.add(r, day)
                 for table in (stats_sent, stats_traffic, stats_failures, stats_delivery_times):
                     await conn.execute(delete(table).where(table.c.source_unit == source,
                                                            table.c.day.in_(sorted(days))))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import random
 import secrets
 import sys
@@ -85,11 +86,15 @@ def _within(estimate: float | None, exact: float | None) -> bool:
     return abs(estimate - exact) <= st.RELATIVE_ERROR * exact + 0.0015
 
 
-def assert_same(agg: Report, raw: Report) -> None:
+def assert_same(agg: Report, raw: Report, *, live: bool = False) -> None:
+    """Equal but for the quantiles (within the bound) and, for a period that includes now (`live`),
+    the online ratio, whose end is the moment each report was computed."""
     a, r = agg.as_dict(), raw.as_dict()
     for d in (a, r):
         d["delivery_seconds"].pop("median")
         d["delivery_seconds"].pop("p95")
+        if live:
+            d.pop("online_ratio")
     assert a == r
     assert _within(agg.delivery_seconds_median, raw.delivery_seconds_median), (agg.delivery_seconds_median,
                                                                                  raw.delivery_seconds_median)
@@ -284,3 +289,31 @@ def test_quantiles_from_the_histogram_are_within_the_bound() -> None:
         assert abs(st.bucket_value(st.bucket_of(seconds)) - seconds) <= st.RELATIVE_ERROR * seconds + 1e-12
     assert st.bucket_of(86400 * 400.0) == st.LAST_BUCKET
     assert st.quantiles({}) == (None, None)
+
+
+async def test_a_hub_s_own_exchanges_are_in_the_statistics(hub: Any, make_actor: Any) -> None:
+    """Through the real exchange over HTTP: delivered, failed (with its reason), cancelled, with a
+    deadline; the leader's housekeeping round rolls up, and a report folds what came after it."""
+    a, b, c = [await make_actor(u) for u in ("000.00.00.H23", "000.00.01.H23", "000.00.02.H23")]
+    deadline = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    first = await a.client.send(b"hello", [b.unit, c.unit], subject="Một", data_type="edoc", deadline=deadline)
+    body = await b.client.fetch_bytes(first)
+    await b.client.ack(first, hashlib.sha256(body).hexdigest())
+    await c.client.fail(first, "không đọc được")
+    second = await a.client.send(b"12345678", [b.unit], subject="Hai")
+    await a.client.cancel(second)
+    assert await hub.housekeeping_round()          # the leader: its round rolls up
+    mark = await st.watermark(hub.db)
+    assert mark is not None
+    await a.client.send(b"abc", [c.unit], subject="Ba", data_type="edoc")   # after the round
+    since, until = period_bounds("year", dt.datetime.now(st.VIETNAM).date())
+    for actor in (a, b, c):
+        assert_same(await unit_report(hub.db, actor.unit, since, until),
+                    await unit_report_raw(hub.db, actor.unit, since, until), live=True)
+    report = await unit_report(hub.db, a.unit, since, until)
+    assert (report.sent_packets, report.sent_bytes, report.delivered, report.with_deadline) == (3, 16, 1, 2)
+    assert report.by_partner == {b.unit: {"sent": 2}, c.unit: {"sent": 2}}
+    assert report.failures == {"failed: không đọc được": 1, "cancelled: cancelled by the source": 1}
+    assert report.delivered_before_deadline == 1 and report.delivery_seconds_median is not None
+    assert (await unit_report(hub.db, c.unit, since, until)).by_data_type == {"edoc": {"received": 2}}
+    assert (await st.watermark(hub.db) or 0) > mark

@@ -191,7 +191,7 @@ async def _burst(db: Any, n: int) -> None:
 
     async with db.read() as conn:
         rows = (await conn.execute(select(deliveries.c.packet_id, deliveries.c.unit_id, deliveries.c.updated_at)
-                                   .where(deliveries.c.state.in_(("queued", "notified", "retrying"))).limit(n))).all()
+                                   .where(deliveries.c.state.in_(("queued", "notified"))).limit(n))).all()
     async with db.write() as conn:
         for r in rows:
             at = r.updated_at + dt.timedelta(seconds=42)

@@ -509,7 +509,7 @@ class Hub:
                 return False
             await job()
         try:
-            await statistics.rollup(self.db)  # the aggregates reports read (core/statistics.py)
+            await statistics.rollup(self.db, backfill_steps=1)  # the aggregates reports read (core/statistics.py)
         except Exception:
             log.exception("statistics roll-up failed; the next round retries")
         return True

@@ -15,8 +15,10 @@ the raw rows inside the very transaction that writes them, after locking the rol
 a round run twice, or on two nodes or processes at once, cannot double-count or write older numbers
 over newer ones; the watermark moves in a transaction that checks it is still the one the round
 started from. Event ids a concurrent transaction had taken but not yet committed (PostgreSQL) are
-kept as *holes* and looked at again for `HOLE_SECONDS`. The first roll-up on a hub (watermark NULL)
-recomputes every pair of every packet in the store: the backfill.
+kept as *holes* and looked at again for `HOLE_SECONDS`. The first roll-ups on a hub (watermark NULL)
+recompute every pair of every packet in the store, the backfill, `BACKFILL_STEP` pairs a
+housekeeping round (its progress kept in the state row), then set the watermark a little before
+the last event seen when it began (`BACKFILL_OVERLAP`).
 
 It runs in the cluster's housekeeping round (the leader, `Hub.housekeeping_round`) and before each
 report (`core.reports.unit_report`), so a report is exact and current; when the backlog is larger
@@ -74,6 +76,7 @@ HOLE_SECONDS = 600.0                     # how long an unseen event id below the
 MAX_HOLES = 10_000
 BACKFILL_OVERLAP = 10_000                # events the first incremental round reads again after a backfill
 REPORT_MAX_PAIRS = 2_000                 # the most pairs a report folds before answering
+BACKFILL_STEP = 2_000                    # pairs back-filled per step (one step per housekeeping round)
 
 Pair = tuple[str, dt.date]
 
@@ -177,16 +180,24 @@ def raw_rows(*where: Any) -> Any:
 _locks: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-async def rollup(db: Database, *, max_pairs: int | None = None) -> bool:
-    """Fold what changed since the last round into the aggregate tables; True when they are now
-    current (False only when more than `max_pairs` pairs would need recomputing: nothing was done)."""
+async def rollup(db: Database, *, max_pairs: int | None = None, backfill_steps: int | None = None) -> bool:
+    """Fold what changed since the last round into the aggregate tables; True when they are now current.
+
+    False when more than `max_pairs` pairs would need recomputing (nothing was done: what a report
+    passes), or when the backfill is not finished after `backfill_steps` steps of `BACKFILL_STEP`
+    unit-days (what the housekeeping round passes, so a hub with years of history back-fills a
+    step per round instead of holding up its other work; the next round goes on from there)."""
     lock = _locks.setdefault(db, asyncio.Lock())
     async with lock:
-        for _ in range(100):
+        steps = [0]
+        while True:
             done = await _round(db, max_pairs)
             if done is not None:
                 return done
-        return False
+            if (await watermark(db)) is None:   # a backfill step went by
+                steps[0] += 1
+                if backfill_steps is not None and steps[0] >= backfill_steps:
+                    return False
 
 
 async def _ensure_state(db: Database) -> Any:
@@ -206,7 +217,7 @@ async def _round(db: Database, max_pairs: int | None) -> bool | None:
     moved the watermark meanwhile)."""
     state = await _ensure_state(db)
     if state.watermark is None:
-        return await _backfill(db, max_pairs)
+        return await _backfill(db, max_pairs, state.holes)
     watermark = int(state.watermark)
     holes: dict[int, float] = {int(k): float(v) for k, v in (state.holes or {}).items()}
     cols = (packet_events.c.id, packets.c.source_unit, packets.c.created_at)
@@ -257,26 +268,40 @@ def _day_expression(dialect: str) -> Any:
     return func.date(packets.c.created_at, "+7 hours")
 
 
-async def _backfill(db: Database, max_pairs: int | None) -> bool | None:
-    """The first round: every pair of every packet in the store."""
+async def _backfill(db: Database, max_pairs: int | None, progress: Any) -> bool | None:
+    """The first rounds: every pair of every packet in the store, `BACKFILL_STEP` pairs at a time in
+    (unit, day) order; how far it got is kept in the state row (`holes` while `watermark` is NULL)."""
+    top = progress.get("top") if isinstance(progress, dict) else None
+    after = progress.get("after") if isinstance(progress, dict) else None
     async with db.read() as conn:
-        top = int(await conn.scalar(select(func.coalesce(func.max(packet_events.c.id), 0))) or 0)
+        if top is None:
+            top = int(await conn.scalar(select(func.coalesce(func.max(packet_events.c.id), 0))) or 0)
         day = _day_expression(db.dialect)
         found = (await conn.execute(select(packets.c.source_unit, day).distinct())).all()
-    pairs = {(r[0], r[1] if isinstance(r[1], dt.date) else dt.date.fromisoformat(str(r[1]))) for r in found}
+    pairs = sorted((r[0], r[1] if isinstance(r[1], dt.date) else dt.date.fromisoformat(str(r[1]))) for r in found)
+    if after is not None:
+        mark = (str(after[0]), dt.date.fromisoformat(str(after[1])))
+        pairs = [p for p in pairs if p > mark]
     if max_pairs is not None and len(pairs) > max_pairs:
         return False
-    if not await recompute(db, pairs, expect=None):
+    step = pairs if max_pairs is not None else pairs[:BACKFILL_STEP]
+    if not await recompute(db, step, expect=None):
         return None
+    finished = len(step) == len(pairs)
     async with db.write() as conn:
-        current = (await conn.execute(select(stats_rollup.c.watermark).where(stats_rollup.c.name == NAME)
-                                      .with_for_update())).first()
-        if current is None or current.watermark is not None:
-            return None
+        current = (await conn.execute(select(stats_rollup.c.watermark, stats_rollup.c.holes)
+                                      .where(stats_rollup.c.name == NAME).with_for_update())).first()
+        if current is None or current.watermark is not None or current.holes != progress:
+            return None   # another roller went on meanwhile
+        if finished:
+            values: dict[str, Any] = {"watermark": max(0, top - BACKFILL_OVERLAP), "holes": None}
+        else:
+            values = {"holes": {"top": top, "after": [step[-1][0], step[-1][1].isoformat()]}}
         await conn.execute(update(stats_rollup).where(stats_rollup.c.name == NAME).values(
-            watermark=max(0, top - BACKFILL_OVERLAP), holes=None, updated_at=dt.datetime.now(dt.UTC)))
-    log.info("statistics: folded the history of %d unit-days", len(pairs))
-    return None  # the overlap is read again at once
+            updated_at=dt.datetime.now(dt.UTC), **values))
+    if finished:
+        log.info("statistics: folded the history of the store")
+    return None  # the overlap is read again at once, or the next step follows
 
 
 async def recompute(db: Database, pairs: Iterable[Pair], *, expect: int | None) -> bool:

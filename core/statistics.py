@@ -320,17 +320,28 @@ async def recompute(db: Database, pairs: Iterable[Pair], *, expect: int | None) 
                 by_source.setdefault(source, set()).add(day)
             fold = Fold()
             for source, days in by_source.items():
-                start, end = vn_midnight(min(days)), vn_midnight(max(days) + dt.timedelta(days=1))
-                for r in (await conn.execute(raw_rows(packets.c.source_unit == source, packets.c.created_at >= start,
-                                                      packets.c.created_at < end))).all():
-                    day = vn_day(r.created_at)
-                    if day in days:
-                        fold.add(r, day)
+                for first, last in _runs(days):   # one range per run of consecutive days, none between
+                    start, end = vn_midnight(first), vn_midnight(last + dt.timedelta(days=1))
+                    for r in (await conn.execute(raw_rows(packets.c.source_unit == source,
+                                                          packets.c.created_at >= start,
+                                                          packets.c.created_at < end))).all():
+                        fold.add(r)
                 for table in (stats_sent, stats_traffic, stats_failures, stats_delivery_times):
                     await conn.execute(delete(table).where(table.c.source_unit == source,
                                                            table.c.day.in_(sorted(days))))
             await _insert(conn, fold)
     return True
+
+
+def _runs(days: Iterable[dt.date]) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive days as (first, last) runs."""
+    out: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(days):
+        if out and day - out[-1][1] == dt.timedelta(days=1):
+            out[-1] = (out[-1][0], day)
+        else:
+            out.append((day, day))
+    return out
 
 
 async def _insert(conn: Any, fold: Fold) -> None:

@@ -47,7 +47,8 @@ class _Terminal(io.StringIO):
 @contextlib.contextmanager
 def _environment(env: Mapping[str, str] | None, keep_lgsp_env: bool) -> Iterator[None]:
     saved = dict(os.environ)
-    base = saved if keep_lgsp_env else {k: v for k, v in saved.items() if not k.startswith("LGSP_")}
+    base = saved if keep_lgsp_env else {k: v for k, v in saved.items()
+                                        if not k.startswith("LGSP_") or k == "LGSP_CHECK_TRANSITIONS"}
     try:
         os.environ.clear()
         os.environ.update(base)

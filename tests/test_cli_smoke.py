@@ -22,7 +22,7 @@ from .conftest import free_port
 
 
 def clean_env(tmp: Path, lang: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_") or k == "LGSP_CHECK_TRANSITIONS"}
     return env | {"LGSP_LANG": lang, "LGSP_PROFILES_FILE": str(tmp / "profiles.yaml")}
 
 

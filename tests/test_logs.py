@@ -182,7 +182,8 @@ async def test_pushes_carry_the_request_id_of_the_upload(tmp_path: Path) -> None
 
 def test_lgsp_run_logs_json_lines_in_utc(tmp_path: Path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_") and k != "NOTIFY_SOCKET"}
+    env = {k: v for k, v in os.environ.items()
+           if (not k.startswith("LGSP_") or k == "LGSP_CHECK_TRANSITIONS") and k != "NOTIFY_SOCKET"}
     env.update(base_env(tmp_path / "var", LGSP_SERVER_PORT=str(port), LGSP_SERVER_DRAIN_SECONDS="0"))
     proc = subprocess.Popen([sys.executable, "-m", "lgsp.cli.main", "run"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

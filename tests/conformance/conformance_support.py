@@ -65,7 +65,7 @@ def _cli_command() -> list[str]:
 
 def _clean_env() -> dict[str, str]:
     """The environment without LGSP_* overrides, with English CLI messages."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_") or k == "LGSP_CHECK_TRANSITIONS"}
     env["LGSP_LANG"] = "en"
     return env
 

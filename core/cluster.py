@@ -353,7 +353,15 @@ class Leadership:
                     await self._conn.execute("SELECT 1")  # the session still lives, so the lock is still ours
                     self._spoke = (time.monotonic(), time.time())
                 else:
-                    self._leader = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK))
+                    # The lease only on the leader's session: a node that does not lead keeps its
+                    # connection idle between rounds, which must not end it.
+                    if self._conn.get_server_version().major >= 14:
+                        self._leader = bool(await self._conn.fetchval(
+                            "SELECT CASE WHEN pg_try_advisory_lock($1) THEN "
+                            "set_config('idle_session_timeout', $2, false) IS NOT NULL ELSE false END",
+                            LEADER_LOCK, str(int(self.lease_seconds * 1000))))
+                    else:
+                        self._leader = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK))
                     if self._leader:
                         self._spoke = (time.monotonic(), time.time())
                         log.info("this node now runs the cluster's singleton work")
@@ -393,9 +401,7 @@ class Leadership:
         # kernel answering keepalives, so the lease (idle_session_timeout) ends its session instead.
         self._conn = await asyncpg.connect(url.render_as_string(hide_password=False), timeout=10,
                                            server_settings=LEADER_KEEPALIVES)
-        try:
-            await self._conn.execute(f"SET idle_session_timeout = {int(self.lease_seconds * 1000)}")
-        except asyncpg.PostgresError:  # before PostgreSQL 14
+        if self._conn.get_server_version().major < 14:
             log.warning("PostgreSQL has no idle_session_timeout (before version 14): a frozen leader keeps "
                         "the lead until it runs again")
 

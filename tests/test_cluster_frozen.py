@@ -137,6 +137,26 @@ async def test_a_silent_leader_loses_the_lead_after_its_lease(pg_url: str) -> No
         await db.close()
 
 
+async def test_a_node_that_does_not_lead_keeps_its_session_between_rounds(pg_url: str) -> None:
+    """The lease is the leader's only: a node trying to lead now and then, less often than the lease,
+    keeps its connection (it was ended between rounds, and every other round failed and reconnected)."""
+    db = Database(pg_url)
+    try:
+        leader = Leadership(db, lease_seconds=1.0, ping_seconds=0.2)
+        other = Leadership(db, lease_seconds=1.0, ping_seconds=0.2)
+        assert await leader.try_lead()
+        assert not await other.try_lead()
+        conn = other._conn
+        for _ in range(2):
+            await asyncio.sleep(1.6)  # longer than the lease between two rounds
+            assert not await other.try_lead()
+            assert other._conn is conn and not conn.is_closed()
+        await leader.release()
+        await other.release()
+    finally:
+        await db.close()
+
+
 async def test_a_running_leader_keeps_the_lead_through_a_long_round(pg_url: str) -> None:
     """The lease counts silence on the session, and the keeper speaks while the node works on: a
     round longer than the lease does not cost the lead."""
@@ -244,7 +264,14 @@ async def test_a_frozen_leader_is_replaced_and_wakes_up_harmless(pg_url: str, tm
                                         "AND state = 'completed' AND content_state = 'purged'", list(sent))
                 return bool(n == len(sent))
 
-            await wait_for(all_done, timeout=60, interval=0.5, what="every accepted packet completed")
+            try:
+                await wait_for(all_done, timeout=60, interval=0.5, what="every accepted packet completed")
+            except AssertionError:
+                print("not completed:", [dict(r) for r in await conn.fetch(
+                    "SELECT d.packet_id, d.unit_id, d.state, d.attempts, d.claimed_by, d.next_attempt_at, p.state "
+                    "AS packet_state FROM deliveries d JOIN packets p ON p.id = d.packet_id "
+                    "WHERE d.packet_id = ANY($1::text[]) AND d.state <> 'delivered'", list(sent))])
+                raise
             delivered = Counter((r["packet_id"], r["unit"]) for r in await conn.fetch(
                 "SELECT packet_id, unit FROM packet_events WHERE type = 'packet.delivered' "
                 "AND packet_id = ANY($1::text[])", list(sent)))

@@ -43,7 +43,6 @@ from .delivery.helpers import (
     has_state,
     hub_verifier,
     receiver_server,
-    slow,
     wait_for,
     with_delivery,
 )
@@ -185,7 +184,17 @@ async def test_a_frozen_leader_is_replaced_and_wakes_up_harmless(pg_url: str, tm
 
     data_dir = tmp_path / "shared"
     async with receiver_server() as rr:
-        rr.script.steps = [slow(0.2)] * 100_000  # pushes take a while: the frozen node holds some in flight
+        # Until the freeze, the receiver holds each push for up to 2 s (below the hub's 5 s timeout): the
+        # node the clients talk to fills its push slots, the leader claims the rest within its 1 s poll,
+        # and its claim stays open long enough to be seen. Polling for a short claim raced with it.
+        frozen = asyncio.Event()
+
+        async def held(request: web.Request) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(frozen.wait(), 2.0)
+            await asyncio.sleep(0.2)
+
+        rr.script.steps = [held] * 100_000
         procs: list[NodeProcess] = []
         for i in range(2):
             port = free_port()
@@ -246,6 +255,7 @@ async def test_a_frozen_leader_is_replaced_and_wakes_up_harmless(pg_url: str, tm
             await wait_for(frozen_holds_claims, timeout=30, interval=0.02, what="the leader pushing")
             leader.proc.send_signal(signal.SIGSTOP)
             frozen_at = time.monotonic()
+            frozen.set()
             await wait_for(lambda: _count(other.log, TAKEOVER) == 1, timeout=TAKEOVER_LIMIT, interval=0.1,
                            what="the other node to take over the singleton work")
             takeover = time.monotonic() - frozen_at

@@ -25,23 +25,59 @@ from lgsp.core.store.tables import deliveries, packets, presence_log, units
 FAILED_STATES = ("failed", "expired", "cancelled")
 
 
-@dataclass
-class Report:
-    unit_id: str
-    since: dt.datetime
-    until: dt.datetime
+@dataclass(kw_only=True)
+class Counts:
+    """What a unit sent and received over a period: the figures of a report, defined here once.
+    `core.statistics` sums its aggregates into them (`sent`, `sent_to`, `received`, `failed`);
+    `Report` adds the period, the delivery-time quantiles and the share of time online."""
+
     sent_packets: int = 0
     sent_bytes: int = 0
     received_packets: int = 0
     received_bytes: int = 0
     by_partner: dict[str, dict[str, int]] = field(default_factory=dict)
     by_data_type: dict[str, dict[str, int]] = field(default_factory=dict)
-    delivery_seconds_median: float | None = None
-    delivery_seconds_p95: float | None = None
     delivered: int = 0
     delivered_before_deadline: int = 0
     with_deadline: int = 0
     failures: dict[str, int] = field(default_factory=dict)
+
+    @staticmethod
+    def _count(table: dict[str, dict[str, int]], key: str, side: str, n: int) -> None:
+        if n:
+            entry = table.setdefault(key, {})
+            entry[side] = entry.get(side, 0) + n
+
+    def sent(self, data_type: str, packets: int, bytes_: int, with_deadline: int, delivered: int,
+             on_time: int) -> None:
+        """Packets of `data_type` the unit sent; the deadline and delivery counts are per delivery."""
+        self.sent_packets += packets
+        self.sent_bytes += bytes_
+        self._count(self.by_data_type, data_type, "sent", packets)
+        self.with_deadline += with_deadline
+        self.delivered += delivered
+        self.delivered_before_deadline += on_time
+
+    def sent_to(self, partner: str, n: int) -> None:
+        self._count(self.by_partner, partner, "sent", n)
+
+    def received(self, partner: str, data_type: str, n: int, bytes_: int) -> None:
+        self.received_packets += n
+        self.received_bytes += bytes_
+        self._count(self.by_partner, partner, "received", n)
+        self._count(self.by_data_type, data_type, "received", n)
+
+    def failed(self, reason: str, n: int) -> None:
+        self.failures[reason] = self.failures.get(reason, 0) + n
+
+
+@dataclass
+class Report(Counts):
+    unit_id: str
+    since: dt.datetime
+    until: dt.datetime
+    delivery_seconds_median: float | None = None
+    delivery_seconds_p95: float | None = None
     online_ratio: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -102,7 +138,7 @@ async def unit_report(db: Database, unit_id: str, since: dt.datetime, until: dt.
         return await unit_report_raw(db, unit_id, since, until)
     report = Report(unit_id, since, until)
     async with db.read() as conn:
-        got = await st.totals(conn, unit_id, since, until)
+        got = await st.totals(conn, unit_id, since, until, counts=report)
         before = (await conn.execute(select(presence_log.c.at, presence_log.c.online)
                                      .where(presence_log.c.unit_id == unit_id, presence_log.c.at <= since)
                                      .order_by(presence_log.c.at.desc(), presence_log.c.id.desc()).limit(1))).all()
@@ -111,11 +147,6 @@ async def unit_report(db: Database, unit_id: str, since: dt.datetime, until: dt.
                                               presence_log.c.at < until)
                                        .order_by(presence_log.c.at, presence_log.c.id))).all()
         created = await conn.scalar(select(units.c.created_at).where(units.c.id == unit_id))
-    report.sent_packets, report.sent_bytes = got.sent_packets, got.sent_bytes
-    report.received_packets, report.received_bytes = got.received_packets, got.received_bytes
-    report.by_partner, report.by_data_type = got.by_partner, got.by_data_type
-    report.delivered, report.delivered_before_deadline = got.delivered, got.on_time
-    report.with_deadline, report.failures = got.with_deadline, got.failures
     report.delivery_seconds_median, report.delivery_seconds_p95 = st.quantiles(got.histogram)
     report.online_ratio = _online_ratio([*before, *presence], created, since, until)
     return report
@@ -143,32 +174,18 @@ async def unit_report_raw(db: Database, unit_id: str, since: dt.datetime, until:
     seen: set[str] = set()
     times: list[float] = []
     for r in sent:
-        if r.id not in seen:
-            seen.add(r.id)
-            report.sent_packets += 1
-            report.sent_bytes += r.size
-            report.by_data_type.setdefault(r.data_type, {}).setdefault("sent", 0)
-            report.by_data_type[r.data_type]["sent"] += 1
-        report.by_partner.setdefault(r.unit_id, {}).setdefault("sent", 0)
-        report.by_partner[r.unit_id]["sent"] += 1
-        if r.state == "delivered":
-            report.delivered += 1
-            if r.accepted_at is not None:
-                times.append(max(0.0, (r.updated_at - r.accepted_at).total_seconds()))
-            if r.deadline is not None and r.updated_at <= r.deadline:
-                report.delivered_before_deadline += 1
-        if r.deadline is not None:
-            report.with_deadline += 1
+        first = r.id not in seen
+        seen.add(r.id)
+        delivered = r.state == "delivered"
+        if delivered and r.accepted_at is not None:
+            times.append(max(0.0, (r.updated_at - r.accepted_at).total_seconds()))
+        report.sent(r.data_type, int(first), r.size if first else 0, int(r.deadline is not None), int(delivered),
+                    int(delivered and r.deadline is not None and r.updated_at <= r.deadline))
+        report.sent_to(r.unit_id, 1)
         if r.state in FAILED_STATES:
-            reason = f"{r.state}: {(r.reason or '').strip()[:80]}".rstrip(": ")
-            report.failures[reason] = report.failures.get(reason, 0) + 1
+            report.failed(f"{r.state}: {(r.reason or '').strip()[:80]}".rstrip(": "), 1)
     for r2 in received:
-        report.received_packets += 1
-        report.received_bytes += r2.size
-        report.by_partner.setdefault(r2.source_unit, {}).setdefault("received", 0)
-        report.by_partner[r2.source_unit]["received"] += 1
-        report.by_data_type.setdefault(r2.data_type, {}).setdefault("received", 0)
-        report.by_data_type[r2.data_type]["received"] += 1
+        report.received(r2.source_unit, r2.data_type, 1, r2.size)
     if times:
         report.delivery_seconds_median = round(statistics.median(times), 3)
         report.delivery_seconds_p95 = round(_p95(times), 3)

@@ -46,6 +46,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, literal_column, select, update
 
+from lgsp.core.reports import Counts
 from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.tables import (
     deliveries,
@@ -366,45 +367,12 @@ async def _insert(conn: Any, fold: Fold) -> None:
 
 @dataclass
 class Totals:
-    """A unit's statistics summed over aggregate rows (whole days) and raw rows (partial days)."""
+    """A unit's statistics summed over aggregate rows (whole days) and raw rows (partial days): the
+    report's own counts (`core.reports.Counts`, filled in place) and the delivery-time histogram its
+    median and p95 are read from."""
 
-    sent_packets: int = 0
-    sent_bytes: int = 0
-    received_packets: int = 0
-    received_bytes: int = 0
-    by_partner: dict[str, dict[str, int]] = field(default_factory=dict)
-    by_data_type: dict[str, dict[str, int]] = field(default_factory=dict)
-    delivered: int = 0
-    on_time: int = 0
-    with_deadline: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
+    counts: Counts = field(default_factory=Counts)
     histogram: dict[int, int] = field(default_factory=dict)
-
-    def _count(self, table: dict[str, dict[str, int]], key: str, side: str, n: int) -> None:
-        if n:
-            entry = table.setdefault(key, {})
-            entry[side] = entry.get(side, 0) + n
-
-    def sent(self, data_type: str, packets_: int, bytes_: int, with_deadline: int, delivered: int,
-             on_time: int) -> None:
-        self.sent_packets += packets_
-        self.sent_bytes += bytes_
-        self._count(self.by_data_type, data_type, "sent", packets_)
-        self.with_deadline += with_deadline
-        self.delivered += delivered
-        self.on_time += on_time
-
-    def sent_to(self, partner: str, n: int) -> None:
-        self._count(self.by_partner, partner, "sent", n)
-
-    def received(self, partner: str, data_type: str, n: int, bytes_: int) -> None:
-        self.received_packets += n
-        self.received_bytes += bytes_
-        self._count(self.by_partner, partner, "received", n)
-        self._count(self.by_data_type, data_type, "received", n)
-
-    def failed(self, reason: str, n: int) -> None:
-        self.failures[reason] = self.failures.get(reason, 0) + n
 
     def timed(self, bucket: int, n: int) -> None:
         self.histogram[bucket] = self.histogram.get(bucket, 0) + n
@@ -429,9 +397,12 @@ def whole_days(since: dt.datetime, until: dt.datetime) -> tuple[dt.date, dt.date
     return first, last, edges
 
 
-async def totals(conn: Any, unit_id: str, since: dt.datetime, until: dt.datetime) -> Totals:
-    """The unit's statistics over [since, until): aggregates for whole days, raw rows for the rest."""
-    out = Totals()
+async def totals(conn: Any, unit_id: str, since: dt.datetime, until: dt.datetime,
+                 counts: Counts | None = None) -> Totals:
+    """The unit's statistics over [since, until): aggregates for whole days, raw rows for the rest,
+    summed into `counts` (a report's) when given."""
+    out = Totals(counts if counts is not None else Counts())
+    sums = out.counts
     first, last, edges = whole_days(since, until)
     if first < last:
         mine = and_(stats_sent.c.source_unit == unit_id, stats_sent.c.day >= first, stats_sent.c.day < last)
@@ -439,19 +410,19 @@ async def totals(conn: Any, unit_id: str, since: dt.datetime, until: dt.datetime
                                             func.sum(stats_sent.c.bytes), func.sum(stats_sent.c.with_deadline),
                                             func.sum(stats_sent.c.delivered), func.sum(stats_sent.c.on_time))
                                      .where(mine).group_by(stats_sent.c.data_type))).all():
-            out.sent(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
+            sums.sent(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]))
         tr = stats_traffic.c
         for r in (await conn.execute(select(tr.dest_unit, func.sum(tr.deliveries)).where(
                 tr.source_unit == unit_id, tr.day >= first, tr.day < last).group_by(tr.dest_unit))).all():
-            out.sent_to(r[0], int(r[1]))
+            sums.sent_to(r[0], int(r[1]))
         for r in (await conn.execute(select(tr.source_unit, tr.data_type, func.sum(tr.deliveries), func.sum(tr.bytes))
                                      .where(tr.dest_unit == unit_id, tr.day >= first, tr.day < last)
                                      .group_by(tr.source_unit, tr.data_type))).all():
-            out.received(r[0], r[1], int(r[2]), int(r[3]))
+            sums.received(r[0], r[1], int(r[2]), int(r[3]))
         fl = stats_failures.c
         for r in (await conn.execute(select(fl.reason, func.sum(fl.deliveries)).where(
                 fl.source_unit == unit_id, fl.day >= first, fl.day < last).group_by(fl.reason))).all():
-            out.failed(r[0], int(r[1]))
+            sums.failed(r[0], int(r[1]))
         tm = stats_delivery_times.c
         for r in (await conn.execute(select(tm.bucket, func.sum(tm.deliveries)).where(
                 tm.source_unit == unit_id, tm.day >= first, tm.day < last).group_by(tm.bucket))).all():
@@ -476,17 +447,18 @@ async def _raw_span(conn: Any, out: Totals, unit_id: str, start: dt.datetime, en
 def fold_into(out: Totals, unit_id: str, sent: Fold, received: Fold) -> None:
     """Add a unit's share of folded raw rows: `sent` folded from its own packets, `received` from
     the deliveries to it (only their traffic rows count: the rest belong to their sources)."""
+    sums = out.counts
     for (_s, _d, data_type), v in sent.sent.items():
-        out.sent(data_type, v[0], v[1], v[3], v[4], v[5])
+        sums.sent(data_type, v[0], v[1], v[3], v[4], v[5])
     for (_s, _d, dest, _t), v in sent.traffic.items():
-        out.sent_to(dest, v[0])
+        sums.sent_to(dest, v[0])
     for (_s, _d, reason), n in sent.failures.items():
-        out.failed(reason, n)
+        sums.failed(reason, n)
     for (_s, _d, bucket), n in sent.times.items():
         out.timed(bucket, n)
     for (source, _d, dest, data_type), v in received.traffic.items():
         if dest == unit_id:
-            out.received(source, data_type, v[0], v[1])
+            sums.received(source, data_type, v[0], v[1])
 
 
 async def watermark(db: Database) -> int | None:

@@ -11,6 +11,7 @@ twice, or two at once, counts nothing twice; an event id committed late is not l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import random
@@ -25,7 +26,7 @@ from sqlalchemy import select, update
 from yarl import URL
 
 from lgsp.core import statistics as st
-from lgsp.core.reports import Report, period_bounds, unit_report, unit_report_raw
+from lgsp.core.reports import Counts, Report, period_bounds, unit_report, unit_report_raw
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import (
     deliveries,
@@ -146,6 +147,23 @@ async def test_aggregates_equal_the_raw_computation(db: Database) -> None:
     finally:
         await other.close()
     assert await _table_rows(db) == before
+
+
+async def test_the_statistics_sum_into_the_report_s_own_counts(db: Database) -> None:
+    """One definition of what a report counts: the aggregates are summed into the report's `Counts`
+    in place, so no field list is kept twice (and copied between the two)."""
+    assert issubclass(Report, Counts)
+    assert [f.name for f in dataclasses.fields(st.Totals)] == ["counts", "histogram"]
+    await fill(db, units=UNITS, days=DAYS, packets=200, start=START, events=True, seed=17)
+    assert await st.rollup(db)
+    since, until = period_bounds("month", START)
+    report = Report(unit_id(0), since, until)
+    async with db.read() as conn:
+        got = await st.totals(conn, unit_id(0), since, until, counts=report)
+    assert got.counts is report and report.sent_packets and report.by_partner and got.histogram
+    expected = await unit_report(db, unit_id(0), since, until)
+    assert {f.name: getattr(report, f.name) for f in dataclasses.fields(Counts)} == {
+        f.name: getattr(expected, f.name) for f in dataclasses.fields(Counts)}
 
 
 async def _change_history(db: Database, rng: random.Random) -> None:

@@ -28,16 +28,18 @@ routes = web.RouteTableDef()
 @routes.get("/v1/stats")
 async def stats(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
+    hub = hub_of(request)
+    now = hub.clock()   # the hub's "now" (core/clock.py), as every time rule of the hub reads it
     period = request.query.get("period", "month")
     if period not in ("day", "month", "quarter", "year"):
         raise Problem("request.invalid", Text("period must be day, month, quarter or year"), field="period")
     text = request.query.get("day")
     try:
-        day = dt.date.fromisoformat(text) if text else dt.datetime.now(VIETNAM_TZ).date()
+        day = dt.date.fromisoformat(text) if text else now.astimezone(VIETNAM_TZ).date()
     except ValueError:
         raise Problem("request.invalid", Text("day must be YYYY-MM-DD"), field="day") from None
     since, until = period_bounds(period, day)
-    report = await unit_report(hub_of(request).db, principal.unit_id, since, until)
+    report = await unit_report(hub.db, principal.unit_id, since, until, now=now)
     return web.json_response({"period": period, **report.as_dict()})
 
 
@@ -76,7 +78,8 @@ async def presence(request: web.Request) -> web.StreamResponse:
     unit_id = request.query.get("unit") or principal.unit_id
     if unit_id != principal.unit_id:
         raise Problem("forbidden", Text("a unit reads only its own connection history"), field="unit")
-    now = dt.datetime.now(dt.UTC)
+    hub = hub_of(request)
+    now = hub.clock()
     until = _moment(request.query.get("to"), "to", now)
     since = _moment(request.query.get("from"), "from", until - dt.timedelta(days=7))
     if since >= until:
@@ -84,8 +87,7 @@ async def presence(request: web.Request) -> web.StreamResponse:
     if until - since > dt.timedelta(days=MAX_PRESENCE_DAYS):
         raise Problem("request.invalid", Text("the period is at most {MAX_PRESENCE_DAYS} days",
                                               MAX_PRESENCE_DAYS=MAX_PRESENCE_DAYS), field="from")
-    hub = hub_of(request)
-    found = await presence_history(hub.db, unit_id, since, until)
+    found = await presence_history(hub.db, unit_id, since, until, now=now)
     if found is None:
         raise Problem("not_found", Text("unit {unit_id} does not exist", unit_id=unit_id))
     # The store lags this node's own observations by up to a second (the presence flush).

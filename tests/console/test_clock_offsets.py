@@ -404,3 +404,31 @@ def test_the_sampler_writes_what_is_due_and_keeps_what_failed() -> None:
     s.observe("B", at(130), -2.0)
     s.drain()
     assert [x.unit for x in s.due(at(131))] == ["B"]
+
+
+async def test_the_default_periods_follow_the_hub_s_clock(hub: Hub, clock: ManualClock, make_actor: Any) -> None:
+    """With no `from`/`to`, `GET /v1/presence` reads the week up to the hub's "now" (core/clock.py), not
+    the machine's, and its last period runs to that moment; `GET /v1/stats` with no `day` reports the
+    hub's month. The hub's clock here is 40 days ahead (always another month)."""
+    me = await make_actor(UNIT)
+    clock.catch_up()
+    clock.advance(40 * 86400 + 1 - clock.now().microsecond / 1e6)   # a whole second: X-LGSP-Date has none
+    status, body = await signed(me, clock, "/v1/inbox", 0)            # seen online at the hub's time
+    assert status == 200, body
+    await hub.presence.flush()
+    seen = clock.now()
+    clock.advance(120)
+    status, body = await signed(me, clock, "/v1/presence", 0)
+    assert status == 200, body
+    now = clock.now()
+
+    def at(text: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    assert (at(body["to"]), at(body["from"])) == (now, now - dt.timedelta(days=7))
+    assert [(at(p["from"]), at(p["to"]), p["online"]) for p in body["periods"]] == [(seen, now, True)]
+    status, body = await signed(me, clock, "/v1/stats", 0)
+    assert status == 200, body
+    hub_day = now.astimezone(dt.timezone(dt.timedelta(hours=7))).date()
+    assert at(body["from"]).astimezone(dt.timezone(dt.timedelta(hours=7))).date() == hub_day.replace(day=1)
+    assert body["online_ratio"] is not None and body["online_ratio"] > 0

@@ -7,9 +7,12 @@ errors, while WAL lets readers proceed in parallel. PostgreSQL needs none of thi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -31,10 +34,100 @@ from lgsp.core.store import sqlite_driver
 
 log = logging.getLogger(__name__)
 
+#: A periodic job's lock (`Database.single_node`) is a lease as the leader's is: a node silent this
+#: long on the lock's session loses the lock, so a frozen node does not hold up the job's next round.
+JOB_LEASE_SECONDS = 10.0
+JOB_LEASE_PING_SECONDS = 2.0
+#: PostgreSQL ends a transaction of the hub's that has been idle this long (a frozen node's).
+IDLE_IN_TRANSACTION_MS = 60_000
+
+
+class JobLease:
+    """What `Database.single_node` yields: true while this node holds the job's lock.
+
+    A round that may run long asks `confirm()` before each piece of work it must not share with
+    another node: after a freeze longer than the lease the lock may be another node's by now."""
+
+    def __init__(self, *, held: bool, name: str = "", conn: AsyncConnection | None = None,
+                 ping_seconds: float = JOB_LEASE_PING_SECONDS) -> None:
+        self._held = held
+        self.name = name
+        self._conn = conn
+        self._ping_seconds = ping_seconds
+        self._use = asyncio.Lock()  # one statement at a time on the lock's connection
+        self._keeper: asyncio.Task[None] | None = None
+        self._spoke = (time.monotonic(), time.time())
+        self.lost = False
+
+    def __bool__(self) -> bool:
+        return self._held and not self.lost
+
+    def start(self) -> None:
+        self._keeper = asyncio.create_task(self._keep(), name=f"lgsp-job-lease:{self.name}")
+
+    async def confirm(self) -> bool:
+        """Whether this node still holds the lock. The server is asked only when it has not answered
+        on the lock's session for longer than the keeper's ping (by either clock: the process was
+        stopped, the machine paused); otherwise the session cannot have been silent for the lease."""
+        if self._conn is None or not self:
+            return bool(self)
+        mono, wall = self._spoke
+        if max(time.monotonic() - mono, time.time() - wall) < self._ping_seconds * 1.5:
+            return True
+        await self._speak()
+        return bool(self)
+
+    async def _speak(self) -> None:
+        async with self._use:
+            if self.lost or self._conn is None:
+                return
+            try:
+                await self._conn.scalar(text("SELECT 1"))
+                await self._conn.commit()
+                self._spoke = (time.monotonic(), time.time())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.lost = True
+                log.warning("lost the lock of job %s (the store ended its session); another node may run it",
+                            self.name, exc_info=True)
+
+    async def _keep(self) -> None:
+        while not self.lost:
+            await asyncio.sleep(self._ping_seconds)
+            await self._speak()
+
+    async def end(self, key: int) -> None:
+        """Release the lock and the lease, and give the connection back to the pool clean (or
+        discard it when its session is gone)."""
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        async with self._use:
+            if not self.lost:
+                try:
+                    await conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    if _pg_major(conn) >= 14:
+                        await conn.scalar(text("SELECT set_config('idle_session_timeout', '0', false)"))
+                    await conn.commit()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.warning("could not release the lock of job %s; its session is discarded", self.name,
+                                exc_info=True)
+            with contextlib.suppress(Exception):
+                await conn.invalidate()  # ending the session frees the lock, if it still held it
+
 
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False,
-                 sqlite_synchronous: str = "normal") -> None:
+                 sqlite_synchronous: str = "normal", idle_in_transaction_ms: int = IDLE_IN_TRANSACTION_MS) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -57,7 +150,11 @@ class Database:
             # of them kept once opened: an overflow connection closed on its return made the next
             # burst open a new one (TCP, SSL negotiation, codec set-up) and prepare every statement
             # again on it, a tenth of the loop's busy time under load.
-            self.writer = create_async_engine(url, echo=echo, pool_size=2 * pool_size, max_overflow=0)
+            # A node that stops running inside a write transaction (frozen, a paused VM) would hold its
+            # row locks until it runs again; the server ends such a transaction after a minute of
+            # silence instead. The hub's write transactions never wait on anything but their statements.
+            self.writer = create_async_engine(url, echo=echo, pool_size=2 * pool_size, max_overflow=0, connect_args={
+                "server_settings": {"idle_in_transaction_session_timeout": str(idle_in_transaction_ms)}})
             self.reader = self.writer
             _pg_setup(self.writer)
         # Reads on PostgreSQL run in autocommit, as SQLite's readers run without BEGIN: each statement
@@ -82,25 +179,44 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def single_node(self, name: str) -> AsyncIterator[bool]:
+    async def single_node(self, name: str, *, lease_seconds: float | None = None,
+                          ping_seconds: float | None = None) -> AsyncIterator[JobLease]:
         """Whether this node may run the job `name` now: one node at a time across a cluster.
 
-        On PostgreSQL a session advisory lock held for the block (False when another node holds
-        it); SQLite serves one node, so always True.
+        On PostgreSQL a session advisory lock held for the block, on a pooled connection taken out
+        of the pool meanwhile; the lease is falsy when another node holds the lock. The lock's session
+        carries a lease, as the leader's does (core/cluster.py): `idle_session_timeout` on it, and a
+        keeper that speaks on it every `ping_seconds` while the block runs. A node that stops running
+        in the middle of a round (frozen, a paused VM) falls silent, the server ends its session after
+        `lease_seconds`, and another node can run the job's next round; the woken node learns it from
+        `JobLease.confirm()` (or `lost`). SQLite serves one node, so always held.
         """
         if self.dialect != "postgresql":
-            yield True
+            yield JobLease(held=True)
             return
+        lease = JOB_LEASE_SECONDS if lease_seconds is None else lease_seconds
+        ping = JOB_LEASE_PING_SECONDS if ping_seconds is None else ping_seconds
         key = int.from_bytes(hashlib.sha256(f"lgsp-job:{name}".encode()).digest()[:8], "big", signed=True)
         async with self.writer.connect() as conn:
-            got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
+            if _pg_major(conn) >= 14:
+                # The lease only when the lock is taken: a connection going back to the pool unlocked
+                # must not carry it (an idle pooled connection would be ended).
+                got = bool(await conn.scalar(text(
+                    "SELECT CASE WHEN pg_try_advisory_lock(:k) THEN "
+                    "set_config('idle_session_timeout', :t, false) IS NOT NULL ELSE false END"),
+                    {"k": key, "t": str(max(1, int(lease * 1000)))}))
+            else:
+                got = bool(await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}))
             await conn.commit()
+            if not got:
+                yield JobLease(held=False)
+                return
+            job = JobLease(held=True, name=name, conn=conn, ping_seconds=ping)
+            job.start()
             try:
-                yield got
+                yield job
             finally:
-                if got:
-                    await conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    await conn.commit()
+                await job.end(key)
 
     async def close(self) -> None:
         await self.writer.dispose()
@@ -126,6 +242,12 @@ class Database:
 #: starting up or shutting down, connection failures): the store is unavailable, not the request wrong.
 UNAVAILABLE_SQLSTATES = frozenset({"53300", "53400", "57P01", "57P02", "57P03", "08000", "08001", "08003",
                                    "08004", "08006"})
+
+
+def _pg_major(conn: AsyncConnection) -> int:
+    """PostgreSQL's major version (14 brought `idle_session_timeout`)."""
+    first = (conn.dialect.server_version_info or (0,))[0]
+    return first if isinstance(first, int) else 0
 
 
 def store_unavailable(exc: BaseException) -> bool:

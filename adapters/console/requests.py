@@ -3,7 +3,8 @@ handover record 05 from the province; every form downloadable as its official le
 
 Forms are drawn from the records of core/registration/forms.py (labels, kinds, required fields), so
 the page, the validation and the letter always agree. A unit admin reaches only its units'
-requests: any other id answers 404, the same as one that does not exist.
+requests: any other id answers 404, the same as one that does not exist (one check for every page
+and action on a request, `_visible_request`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from lgsp.core.api import (
     FieldSpec,
     FormRecord,
     Problem,
+    RegistrationRequest,
     Registrations,
     RequestInvalid,
     Scans,
@@ -164,6 +166,13 @@ async def overdue_for(request: web.Request) -> list[Any]:
     return list(await registrations_of(console).overdue(unit_ids=who.scope))
 
 
+async def _visible_request(request: web.Request, req_id: str) -> RegistrationRequest | None:
+    """The request `req_id` when the signed-in person may see it, else None: every page and action on
+    one request answers the same 404 for another unit's request as for one that does not exist."""
+    req = await registrations_of(console_of(request)).get(req_id)
+    return req if req is not None and request[WHO].can_see(req.unit_id) else None
+
+
 async def _units_for(request: web.Request) -> list[Any]:
     console = console_of(request)
     who = request[WHO]
@@ -243,8 +252,8 @@ async def _detail(request: web.Request, req_id: str, *, reply_values: dict[str, 
     console = console_of(request)
     who = request[WHO]
     registrations = registrations_of(console)
-    req = await registrations.get(req_id)
-    if req is None or not who.can_see(req.unit_id):
+    req = await _visible_request(request, req_id)
+    if req is None:
         return forbidden(request)
     unit = await console.hub.directory.get_unit(req.unit_id)
     defaults = registrations.reply_defaults(req, unit.name if unit else req.unit_id)
@@ -321,8 +330,7 @@ async def request_approve(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     req_id = request.match_info["id"]
     form = await read_form(request)
-    req = await registrations_of(console).get(req_id)
-    if req is None:
+    if await _visible_request(request, req_id) is None:
         return forbidden(request)
     try:
         decision = await registrations_of(console).approve(req_id, _fields_of(form), actor=actor_of(request),
@@ -351,11 +359,11 @@ async def request_refuse(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     req_id = request.match_info["id"]
     form = await read_form(request)
+    if await _visible_request(request, req_id) is None:
+        return forbidden(request)
     try:
         refused = await registrations_of(console).refuse(req_id, form.get("reason", ""), actor=actor_of(request))
     except Problem as exc:
-        if exc.code == "not_found":
-            return forbidden(request)
         return await _detail(request, req_id, error=exc.detail, status=422)
     await _mail(request, refused)
     raise redirect(f"{PREFIX}/requests/{req_id}")
@@ -367,14 +375,14 @@ async def request_handover(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     req_id = request.match_info["id"]
     form = await read_form(request)
+    if await _visible_request(request, req_id) is None:
+        return forbidden(request)
     try:
         handed = await registrations_of(console).hand_over(req_id, _fields_of(form), actor=actor_of(request))
     except RequestInvalid as exc:
         return await _detail(request, req_id, handover_values=form, handover_errors=field_errors(exc), status=422,
                              error=Text("The handover record has errors; see the marked fields."))
     except Problem as exc:
-        if exc.code == "not_found":
-            return forbidden(request)
         return await _detail(request, req_id, handover_values=form, error=exc.detail, status=422)
     await _mail(request, handed)
     raise redirect(f"{PREFIX}/requests/{req_id}")
@@ -384,9 +392,8 @@ async def request_handover(request: web.Request) -> web.StreamResponse:
 @page()
 async def request_letter(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
-    who = request[WHO]
-    req = await registrations_of(console).get(request.match_info["id"])
-    if req is None or not who.can_see(req.unit_id):
+    req = await _visible_request(request, request.match_info["id"])
+    if req is None:
         return forbidden(request)
     kind = request.match_info["form"]
     record: FormRecord | None
@@ -421,9 +428,9 @@ async def request_scan_upload(request: web.Request) -> web.StreamResponse:
     """The signed scan of one of the request's letters: multipart, the CSRF field first, then `scan`."""
     console = console_of(request)
     who = request[WHO]
-    req = await registrations_of(console).get(request.match_info["id"])
+    req = await _visible_request(request, request.match_info["id"])
     form_id = request.match_info["form"]
-    if req is None or not who.can_see(req.unit_id) or form_id not in _forms_of(req):
+    if req is None or form_id not in _forms_of(req):
         await _drain(request, 2 * MAX_SCAN_BYTES)
         return forbidden(request)
     if not request.content_type.startswith("multipart/form-data"):
@@ -471,9 +478,8 @@ async def request_scan_upload(request: web.Request) -> web.StreamResponse:
 @page()
 async def request_scan_download(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
-    who = request[WHO]
-    req = await registrations_of(console).get(request.match_info["id"])
-    if req is None or not who.can_see(req.unit_id):
+    req = await _visible_request(request, request.match_info["id"])
+    if req is None:
         return forbidden(request)
     scans = scans_of(console)
     scan = await scans.get(req.id, request.match_info["form"])

@@ -95,7 +95,13 @@ from lgsp.core.registration.forms import FORM_KINDS, FieldSpec, FormRecord, form
 from lgsp.core.registration.letters import render_letter
 from lgsp.core.registration.scans import MAX_SCAN_BYTES, Scans
 from lgsp.core.registration.workdays import VIETNAM_TZ, WorkingCalendar
-from lgsp.core.registration.workflow import REQUEST_KINDS, STATE_NAMES, Registrations, RequestInvalid
+from lgsp.core.registration.workflow import (
+    REQUEST_KINDS,
+    STATE_NAMES,
+    RegistrationRequest,
+    Registrations,
+    RequestInvalid,
+)
 from lgsp.core.reports import period_bounds, presence_history, presence_periods, to_csv, to_xlsx, unit_report
 from lgsp.core.reports import traffic as traffic_report
 from lgsp.core.secretstore import NAME_RE as SECRET_NAME_RE
@@ -138,7 +144,8 @@ __all__ = [
     "DeliveryRecord", "DeliveryView", "Directory", "DocumentIndex", "Event", "EventBus", "Exchange", "FieldSpec",
     "FormRecord", "Hello", "Hub", "InboxItem", "InboxPage", "InboxPosition", "Inspection", "InspectionJob",
     "InvalidIdentifier", "NewPacket", "Notice", "OneTimeSecrets", "OperatorDelivery", "OperatorView", "PacketInfo",
-    "PacketView", "Principal", "Problem", "PushAdapter", "PushFailure", "PushJob", "PushReceipt", "Registrations",
+    "PacketView", "Principal", "Problem", "PushAdapter", "PushFailure", "PushJob", "PushReceipt", "RegistrationRequest",
+    "Registrations",
     "RequestInvalid", "Rerouted", "Scans", "SealedSpool", "SignatureAlgorithm", "Signer", "StoredVariant",
     "SubmitClaims",
     "SyncBlobWriter", "Text",

@@ -136,6 +136,15 @@ def _row(r: Any) -> RegistrationRequest:
                                dt.date.fromisoformat(r.due_on), r.decided_by, r.decided_at, r.handed_over_at)
 
 
+def is_request_id(text: str) -> bool:
+    """Whether `text` has the shape of a request id (a UUID as `submit` writes it): anything else is
+    not looked up, so no text a store refuses (a NUL on PostgreSQL) reaches it from a URL."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
 def _check(kind: str, data: object) -> FormRecord:
     parsed = validate(kind, data)
     if isinstance(parsed, list):
@@ -163,6 +172,8 @@ class Registrations:
 
     # -- reading --------------------------------------------------------------------------------
     async def get(self, request_id: str) -> RegistrationRequest | None:
+        if not is_request_id(request_id):
+            return None
         async with self.db.read() as conn:
             row = (await conn.execute(select(registration_requests)
                                       .where(registration_requests.c.id == request_id))).first()
@@ -322,7 +333,8 @@ class Registrations:
     async def _take(self, conn: AsyncConnection, request_id: str, state: str) -> RegistrationRequest:
         """The request, in `state`, inside this write transaction (so two approvers cannot both act)."""
         row = (await conn.execute(select(registration_requests)
-                                  .where(registration_requests.c.id == request_id))).first()
+                                  .where(registration_requests.c.id == request_id))).first() \
+            if is_request_id(request_id) else None
         if row is None:
             raise Problem("not_found", Text("registration request {request_id} does not exist", request_id=request_id))
         if row.state != state:

@@ -235,3 +235,48 @@ async def test_the_registration_pages_in_english(hub: Hub, accounts: Accounts, p
     assert "Answer due" in main and "(5 working days)" in main and "Download form 01 (.docx)" in main
     assert "Scans of the signed documents" in main and "Quản lý văn bản" in main
     assert "Hạn trả lời" not in main and "Bản quét" not in main
+
+
+async def test_every_request_page_answers_404_alike(tmp_path: Path, pg_url: str, browser: Any) -> None:
+    """Every page and action on one request (its page, letters, scans, the decisions) answers the same
+    404 for another unit's request, an id that does not exist and one that could not be an id (a NUL,
+    which PostgreSQL refuses as text): one check, never a 500. On PostgreSQL."""
+    from lgsp.core.config import load_config
+
+    from ..conftest import base_env
+
+    cfg = load_config(None, env=base_env(tmp_path / "var", LGSP_DATABASE_URL=pg_url, LGSP_DATABASE_POOL_SIZE="2"))
+    async with Hub(cfg) as hub:
+        accounts = Accounts(hub.db, hub.master_key)
+        await _setup(hub, accounts)
+        agency = await (await browser.new_context()).new_page()
+        await sign_in(agency, hub, "so.khdt")
+        await agency.goto(hub.url + "/console/requests/new/01")
+        await _fill_request(agency, {"number": "14", "issued_on": "2026-12-01", "application_name": "Cổng C",
+                                     "developer": "Công ty D", "contact.name": "Lê Văn Khải",
+                                     "contact.email": "khai@skhdt.example.gov.vn", "contact.phone": "0912345678"})
+        async with agency.expect_navigation():
+            await agency.click("button:has-text('Gửi đề nghị')")
+        mine = agency.url.rsplit("/", 1)[1]
+        other = await (await browser.new_context()).new_page()
+        await sign_in(other, hub, "so.tc")
+        approver = await (await browser.new_context()).new_page()
+        await sign_in(approver, hub, "duyet")
+        missing, bad = "00000000-0000-4000-8000-000000000000", "%00"
+        for who, ids in ((other, (mine, missing, bad)), (approver, (missing, bad))):
+            await who.goto(hub.url + "/console/requests")
+            csrf = await who.get_attribute("input[name=csrf]", "value") or ""
+            for req_id in ids:
+                base = f"{hub.url}/console/requests/{req_id}"
+                for path in ("", "/letter/01.docx", "/scan/01"):
+                    response = await who.request.get(base + path)
+                    assert response.status == 404, (req_id, path, response.status)
+                response = await who.request.post(base + "/scan/01", multipart={"csrf": csrf})
+                assert response.status == 404, (req_id, "scan upload", response.status)
+                if who is approver:
+                    for action in ("approve", "refuse", "handover"):
+                        response = await who.request.post(f"{base}/{action}", form={"csrf": csrf, "reason": "x"})
+                        assert response.status == 404, (req_id, action, response.status)
+                        assert "Không tìm thấy" in await response.text()
+        await agency.goto(f"{hub.url}/console/requests/{mine}")
+        assert await agency.inner_text("#request-state") == "Chờ trả lời"   # and nothing was decided

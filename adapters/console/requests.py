@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import typing
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from lgsp.core.api import (
     MAX_SCAN_BYTES,
     REQUEST_KINDS,
     STATE_NAMES,
+    FieldError,
     FieldSpec,
     FormRecord,
     Problem,
@@ -53,6 +55,7 @@ from lgsp.core.api import (
     content_response,
     form_kind,
     render_letter,
+    validate_form,
 )
 
 routes = web.RouteTableDef()
@@ -146,9 +149,10 @@ def flatten(data: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def field_errors(exc: RequestInvalid) -> dict[str, str]:
+def field_errors(errors: Sequence[FieldError]) -> dict[str, str]:
+    """The first error of each field, by the dotted name of its input."""
     out: dict[str, str] = {}
-    for e in exc.errors:
+    for e in errors:
         name = e.field.split("[")[0]
         out.setdefault(name, e.message)
     return out
@@ -215,31 +219,51 @@ async def request_new(request: web.Request) -> web.StreamResponse:
     return await _new_page(request, kind, values=values)
 
 
+#: The answer cites the agency's letter by number and date, so the console asks for both.
+CITED = ("number", "issued_on")
+
+
+async def _submission_errors(request: web.Request, kind: str, unit_id: str, application_id: str | None,
+                             data: dict[str, str]) -> dict[str, str]:
+    """Every error of a new request's form at once, by input name (the unit, the application to
+    retire, the cited letter's number and date, the form's own fields), so one submission shows them all."""
+    errors: dict[str, str] = {}
+    if not request[WHO].can_see(unit_id):
+        errors["unit"] = Text("Choose one of your units.")
+    elif kind == "06":
+        apps = await console_of(request).hub.directory.list_applications(unit_id)
+        if application_id not in {a.id for a in apps if a.retired_at is None}:
+            errors["application_id"] = Text("Choose one of the unit's applications.")
+    errors.update({k: Text("Not filled in (required: the answer cites this letter).") for k in CITED
+                   if k not in data})
+    parsed = validate_form(kind, data)
+    if isinstance(parsed, list):
+        for name, message in field_errors(parsed).items():
+            errors.setdefault(name, message)
+    return errors
+
+
 @routes.post(PREFIX + r"/requests/new/{kind:0[136]}")
 @page("operator", "unit_admin")
 async def request_submit(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
-    who = request[WHO]
     kind = request.match_info["kind"]
     form = await read_form(request)
+    form.pop("csrf", None)
     unit_id = form.pop("unit", "")
     application_id = form.pop("application_id", "") or None
-    form.pop("csrf", None)
-    values = {k: v for k, v in form.items()}
-    if not who.can_see(unit_id):
-        return await _new_page(request, kind, values=values, status=422, error=Text("Choose one of your units."))
-    # The answer cites this letter by number and date, so the console asks for both.
-    missing = {k: Text("Not filled in (required: the answer cites this letter).") for k in ("number", "issued_on")
-               if not form.get(k, "").strip()}
+    values = {**form, "unit": unit_id, "application_id": application_id or ""}   # kept as entered
+    data = {k: v for k, v in form.items() if v.strip()}
+    errors = await _submission_errors(request, kind, unit_id, application_id, data)
     try:
-        if missing:
+        if errors:
             raise RequestInvalid([])
-        req = await registrations_of(console).submit(kind, unit_id, {k: v for k, v in form.items() if v.strip()},
-                                                     actor=actor_of(request), application_id=application_id)
+        req = await registrations_of(console).submit(kind, unit_id, data, actor=actor_of(request),
+                                                     application_id=application_id)
     except RequestInvalid as exc:
-        return await _new_page(request, kind, values=values, errors={**missing, **field_errors(exc)}, status=422,
-                               error=Text("The form has errors; see the marked fields."))
-    except Problem as exc:
+        return await _new_page(request, kind, values=values, errors={**errors, **field_errors(exc.errors)},
+                               status=422, error=Text("The form has errors; see the marked fields."))
+    except Problem as exc:   # what only the store knows (the unit or application gone meanwhile)
         return await _new_page(request, kind, values=values, status=422, error=exc.detail)
     await _mail(request, req)
     raise redirect(f"{PREFIX}/requests/{req.id}")
@@ -336,7 +360,7 @@ async def request_approve(request: web.Request) -> web.StreamResponse:
         decision = await registrations_of(console).approve(req_id, _fields_of(form), actor=actor_of(request),
                                                            username=form.get("username") or None)
     except RequestInvalid as exc:
-        return await _detail(request, req_id, reply_values=form, reply_errors=field_errors(exc), status=422,
+        return await _detail(request, req_id, reply_values=form, reply_errors=field_errors(exc.errors), status=422,
                              error=Text("The reply letter has errors; see the marked fields."))
     except Problem as exc:
         return await _detail(request, req_id, reply_values=form, error=exc.detail, status=422)
@@ -380,8 +404,8 @@ async def request_handover(request: web.Request) -> web.StreamResponse:
     try:
         handed = await registrations_of(console).hand_over(req_id, _fields_of(form), actor=actor_of(request))
     except RequestInvalid as exc:
-        return await _detail(request, req_id, handover_values=form, handover_errors=field_errors(exc), status=422,
-                             error=Text("The handover record has errors; see the marked fields."))
+        return await _detail(request, req_id, handover_values=form, handover_errors=field_errors(exc.errors),
+                             status=422, error=Text("The handover record has errors; see the marked fields."))
     except Problem as exc:
         return await _detail(request, req_id, handover_values=form, error=exc.detail, status=422)
     await _mail(request, handed)

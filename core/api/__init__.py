@@ -91,7 +91,8 @@ from lgsp.core.identifiers import InvalidIdentifier, check_identifier, identifie
 from lgsp.core.notices import Notice
 from lgsp.core.onetime import OneTimeSecrets
 from lgsp.core.push import PushAdapter, PushFailure, PushJob, PushReceipt, http_failure
-from lgsp.core.registration.forms import FORM_KINDS, FieldSpec, FormRecord, form_kind
+from lgsp.core.registration.forms import FORM_KINDS, FieldError, FieldSpec, FormRecord, form_kind
+from lgsp.core.registration.forms import validate as validate_form
 from lgsp.core.registration.letters import render_letter
 from lgsp.core.registration.scans import MAX_SCAN_BYTES, Scans
 from lgsp.core.registration.workdays import VIETNAM_TZ, WorkingCalendar
@@ -141,7 +142,8 @@ __all__ = [
     "SIGNED_HEADERS", "STATE_NAMES",
     "TLS_TARGET_KEYS", "VIETNAM_TZ", "Account", "AccountError", "Accounts", "Actor", "Attention",
     "BlobCorrupt", "Cancelled", "ClaimBusy", "ContentInspector", "ContentRef", "ContentService", "Database",
-    "DeliveryRecord", "DeliveryView", "Directory", "DocumentIndex", "Event", "EventBus", "Exchange", "FieldSpec",
+    "DeliveryRecord", "DeliveryView", "Directory", "DocumentIndex", "Event", "EventBus", "Exchange", "FieldError",
+    "FieldSpec",
     "FormRecord", "Hello", "Hub", "InboxItem", "InboxPage", "InboxPosition", "Inspection", "InspectionJob",
     "InvalidIdentifier", "NewPacket", "Notice", "OneTimeSecrets", "OperatorDelivery", "OperatorView", "PacketInfo",
     "PacketView", "Principal", "Problem", "PushAdapter", "PushFailure", "PushJob", "PushReceipt", "RegistrationRequest",
@@ -155,5 +157,5 @@ __all__ = [
     "json_response", "language", "load_json", "logs", "metadata_digest", "new_password", "normalise_fingerprint",
     "parse_date", "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings",
     "presence_history", "presence_periods", "printable", "publish", "read_json", "record", "render_letter", "states",
-    "tls_target_problems", "to_csv", "to_xlsx", "traffic_report", "unit_report",
+    "tls_target_problems", "to_csv", "to_xlsx", "traffic_report", "unit_report", "validate_form",
 ]

@@ -10,10 +10,12 @@ from typing import Any
 
 import openpyxl
 from docx import Document
+from sqlalchemy import func, select
 
 from lgsp.client import Credentials, LgspClient
 from lgsp.core.accounts import Accounts
 from lgsp.core.hub import Hub
+from lgsp.core.store.tables import registration_requests
 
 from .conftest import PASSWORD, shot, sign_in
 
@@ -280,3 +282,66 @@ async def test_every_request_page_answers_404_alike(tmp_path: Path, pg_url: str,
                         assert "Không tìm thấy" in await response.text()
         await agency.goto(f"{hub.url}/console/requests/{mine}")
         assert await agency.inner_text("#request-state") == "Chờ trả lời"   # and nothing was decided
+
+
+async def test_a_new_request_shows_every_error_at_once(hub: Hub, accounts: Accounts, page: Any) -> None:
+    """A form with several errors (the cited letter's number and date missing, a required field empty,
+    a bad email, phone and abbreviation) comes back once with all of them, each at its field, and with
+    what was entered; in English when the person chose it. Posted with a unit not theirs, the unit's
+    error is there too, beside the fields' own."""
+    await _setup(hub, accounts)
+    await sign_in(page, hub, "so.khdt")
+    entered = {"abbreviation": "SKHĐT VP!", "application_name": "", "developer": "Công ty Phần mềm",
+               "contact.name": "Lê Văn Khải", "contact.email": "không phải thư", "contact.phone": "gọi tôi"}
+    expected = {"number": "Chưa nhập (bắt buộc để văn bản trả lời dẫn chiếu).",
+                "issued_on": "Chưa nhập (bắt buộc để văn bản trả lời dẫn chiếu).",
+                "application_name": "Chưa nhập (bắt buộc).",
+                "abbreviation": "Chữ viết tắt chỉ gồm chữ, số và dấu gạch nối (ví dụ SYT-VP).",
+                "contact-email": "Địa chỉ thư điện tử không hợp lệ.", "contact-phone": "Số điện thoại không hợp lệ."}
+    await page.goto(hub.url + "/console/requests/new/01")
+    await _fill_request(page, entered)
+    async with page.expect_navigation() as navigation:
+        await page.click("button:has-text('Gửi đề nghị')")
+    assert (await navigation.value).status == 422
+    assert await page.inner_text("p.error") == "Biểu mẫu còn lỗi; xem các trường đánh dấu."
+    shown = {e.removeprefix("f-").removesuffix("-err"): await page.inner_text("#" + e)
+             for e in await page.eval_on_selector_all("span.error[id]", "els => els.map(e => e.id)")}
+    assert shown == expected
+    for name, value in entered.items():
+        assert await page.input_value("#f-" + name.replace(".", "-")) == value
+    assert await page.input_value("#f-agency") == "Sở Kế hoạch và Đầu tư"   # the page's own default, kept
+    # Another unit (only by posting: the page offers only the person's): its error joins the fields'.
+    csrf = await page.get_attribute("input[name=csrf]", "value") or ""
+    response = await page.request.post(hub.url + "/console/requests/new/01",
+                                       form={"csrf": csrf, "unit": OTHER, "agency": "Sở Tài chính",
+                                             "contact.email": "sai"})
+    body = await response.text()
+    assert response.status == 422
+    for message in ("Hãy chọn một đơn vị của bạn.", "Chưa nhập (bắt buộc để văn bản trả lời dẫn chiếu).",
+                    "Địa chỉ thư điện tử không hợp lệ.", "Chưa nhập (bắt buộc)."):
+        assert message in body, message
+    assert 'value="sai"' in body and 'id="f-unit-err"' in body
+    # Form 06 naming no application of the unit: that error too, with the fields'.
+    response = await page.request.post(hub.url + "/console/requests/new/06",
+                                       form={"csrf": csrf, "unit": UNIT, "application_id": "no-such-application",
+                                             "agency": "Sở Kế hoạch và Đầu tư"})
+    body = await response.text()
+    assert response.status == 422 and 'id="f-app-err"' in body
+    for message in ("Hãy chọn một ứng dụng của đơn vị.", "Chưa nhập (bắt buộc để văn bản trả lời dẫn chiếu)."):
+        assert message in body, message
+    # In English: the same errors in the person's language.
+    await page.context.add_cookies([{"name": "lgsp_console_lang", "value": "en", "url": hub.url}])
+    await page.goto(hub.url + "/console/requests/new/01")
+    await _fill_request(page, entered)
+    async with page.expect_navigation():
+        await page.click("button:has-text('Submit the request')")
+    main = await page.inner_text("main")
+    for message in ("The form has errors; see the marked fields.",
+                    "Not filled in (required: the answer cites this letter).", "Not filled in (required).",
+                    "Not a valid email address.", "Not a valid phone number.",
+                    "An abbreviation is letters, digits and hyphens only (for example SYT-VP)."):
+        assert message in main, message
+    assert "Chưa nhập" not in main
+    assert await page.input_value("#f-contact-email") == "không phải thư"
+    async with hub.db.read() as conn:   # nothing was submitted along the way
+        assert await conn.scalar(select(func.count()).select_from(registration_requests)) == 0

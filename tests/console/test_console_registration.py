@@ -28,6 +28,17 @@ async def _fill_request(page: Any, fields: dict[str, str]) -> None:
         await page.fill("#f-" + name.replace(".", "-"), value)
 
 
+async def _submit_form_01(page: Any, hub: Hub, number: str) -> str:
+    """A valid form 01 submitted by the signed-in unit admin; the new request's page URL."""
+    await page.goto(hub.url + "/console/requests/new/01")
+    await _fill_request(page, {"number": number, "issued_on": "2026-12-01", "application_name": f"Cổng {number}",
+                               "developer": "Công ty B", "contact.name": "Lê Văn Khải",
+                               "contact.email": "khai@skhdt.example.gov.vn", "contact.phone": "0912345678"})
+    async with page.expect_navigation():
+        await page.click("button:has-text('Gửi đề nghị')")
+    return str(page.url)
+
+
 async def _setup(hub: Hub, accounts: Accounts) -> None:
     await hub.directory.add_unit(UNIT, "Sở Kế hoạch và Đầu tư")
     await hub.directory.add_unit(OTHER, "Sở Tài chính")
@@ -191,13 +202,7 @@ async def test_refusal_shows_its_reason_escaped(hub: Hub, accounts: Accounts, br
     await _setup(hub, accounts)
     page = await (await browser.new_context()).new_page()
     await sign_in(page, hub, "so.khdt")
-    await page.goto(hub.url + "/console/requests/new/01")
-    await _fill_request(page, {"number": "13", "issued_on": "2026-12-01", "application_name": "Cổng A",
-                               "developer": "Công ty B", "contact.name": "Lê Văn Khải",
-                               "contact.email": "khai@skhdt.example.gov.vn", "contact.phone": "0912345678"})
-    async with page.expect_navigation():
-        await page.click("button:has-text('Gửi đề nghị')")
-    url = page.url
+    url = await _submit_form_01(page, hub, "13")
     approver = await (await browser.new_context()).new_page()
     await sign_in(approver, hub, "duyet")
     await approver.goto(url)
@@ -253,13 +258,7 @@ async def test_every_request_page_answers_404_alike(tmp_path: Path, pg_url: str,
         await _setup(hub, accounts)
         agency = await (await browser.new_context()).new_page()
         await sign_in(agency, hub, "so.khdt")
-        await agency.goto(hub.url + "/console/requests/new/01")
-        await _fill_request(agency, {"number": "14", "issued_on": "2026-12-01", "application_name": "Cổng C",
-                                     "developer": "Công ty D", "contact.name": "Lê Văn Khải",
-                                     "contact.email": "khai@skhdt.example.gov.vn", "contact.phone": "0912345678"})
-        async with agency.expect_navigation():
-            await agency.click("button:has-text('Gửi đề nghị')")
-        mine = agency.url.rsplit("/", 1)[1]
+        mine = (await _submit_form_01(agency, hub, "14")).rsplit("/", 1)[1]
         other = await (await browser.new_context()).new_page()
         await sign_in(other, hub, "so.tc")
         approver = await (await browser.new_context()).new_page()

@@ -2,8 +2,8 @@
 
 Every time-based rule of the hub reads the same clock: presence windows and sweeps, offline
 reports, packet expiry and transfer-link lifetimes, push retries and their deadlines, sessions,
-nonces (the replay window) and stream tickets, and the default periods of `GET /v1/presence`
-and `GET /v1/stats`. `Hub(config, clock=...)` hands it to each of them;
+nonces (the replay window) and stream tickets, and the default periods of `GET /v1/presence`,
+`GET /v1/stats` and the console's connection and report pages. `Hub(config, clock=...)` hands it to each of them;
 the default is `SystemClock`. A test passes a `ManualClock` and calls `advance(seconds)`: the next
 housekeeping round, queue poll or request then sees the later time, with no sleep.
 

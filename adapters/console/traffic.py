@@ -44,12 +44,17 @@ def _date(text: str | None, default: dt.date) -> dt.date:
     return day if FIRST_DAY <= day <= LAST_DAY else default
 
 
-def _today() -> dt.date:
-    return dt.datetime.now(VIETNAM_TZ).date()
+def _now(request: web.Request) -> dt.datetime:
+    """The hub's "now" (core/clock.py): the default periods and the end of a current one follow it."""
+    return console_of(request).hub.clock()
+
+
+def _today(request: web.Request) -> dt.date:
+    return _now(request).astimezone(VIETNAM_TZ).date()
 
 
 def _span(request: web.Request) -> tuple[dt.date, dt.date, dt.datetime, dt.datetime]:
-    today = _today()
+    today = _today(request)
     first = _date(request.query.get("from"), today - dt.timedelta(days=30))
     last = _date(request.query.get("to"), today)
     if last < first:
@@ -100,7 +105,7 @@ async def connections(request: web.Request) -> web.StreamResponse:
     if unit_id is not None and not who.can_see(unit_id):
         return forbidden(request)
     first, last, since, until = _span(request)
-    found = await presence_history(console.hub.db, unit_id, since, until) if unit_id else None
+    found = await presence_history(console.hub.db, unit_id, since, until, now=_now(request)) if unit_id else None
     unit = await console.hub.directory.get_unit(unit_id) if unit_id else None
     chart = timeline.build(found["periods"], found["offsets"], since, until) if found else None
     return console.render(request, "connections.html", units=units, unit_id=unit_id or "",
@@ -114,11 +119,11 @@ async def _report_of(request: web.Request) -> tuple[Any, list[Any], str | None, 
     units, unit_id = await _unit_choice(request)
     asked = request.query.get("period", "")
     period = asked if asked in PERIODS else "month"
-    day = _date(request.query.get("day"), _today())
+    day = _date(request.query.get("day"), _today(request))
     report = None
     if unit_id:
         since, until = period_bounds(period, day)
-        report = await unit_report(console.hub.db, unit_id, since, until)
+        report = await unit_report(console.hub.db, unit_id, since, until, now=_now(request))
     return report, units, unit_id, period, day.isoformat()
 
 

@@ -432,3 +432,28 @@ async def test_the_default_periods_follow_the_hub_s_clock(hub: Hub, clock: Manua
     hub_day = now.astimezone(dt.timezone(dt.timedelta(hours=7))).date()
     assert at(body["from"]).astimezone(dt.timezone(dt.timedelta(hours=7))).date() == hub_day.replace(day=1)
     assert body["online_ratio"] is not None and body["online_ratio"] > 0
+
+
+async def test_the_console_s_default_periods_follow_the_hub_s_clock(hub: Hub, clock: ManualClock, make_actor: Any,
+                                                                    page: Any) -> None:
+    """The connection and report pages default to the hub's today and end a current period at the
+    hub's "now", as `GET /v1/presence` does (the hub's clock here 40 days ahead of the machine's)."""
+    from lgsp.core.accounts import Accounts
+
+    from .conftest import PASSWORD, sign_in
+
+    me = await make_actor(UNIT)
+    await Accounts(hub.db, hub.master_key).add("vanhanh", PASSWORD, "operator")
+    clock.catch_up()
+    clock.advance(40 * 86400 + 1 - clock.now().microsecond / 1e6)
+    status, body = await signed(me, clock, "/v1/inbox", 0)            # seen online at the hub's time
+    assert status == 200, body
+    await hub.presence.flush()
+    clock.advance(120)
+    today = clock.now().astimezone(dt.timezone(dt.timedelta(hours=7))).date().isoformat()
+    await sign_in(page, hub, "vanhanh")
+    await page.goto(f"{hub.url}/console/connections?unit={UNIT}")
+    assert await page.input_value("#f-to") == today
+    assert await page.locator("#timeline rect.tl-on").count() == 1    # online from then to the hub's now
+    await page.goto(f"{hub.url}/console/reports?unit={UNIT}")
+    assert await page.input_value("#f-day") == today

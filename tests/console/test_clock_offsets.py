@@ -406,18 +406,25 @@ def test_the_sampler_writes_what_is_due_and_keeps_what_failed() -> None:
     assert [x.unit for x in s.due(at(131))] == ["B"]
 
 
-async def test_the_default_periods_follow_the_hub_s_clock(hub: Hub, clock: ManualClock, make_actor: Any) -> None:
-    """With no `from`/`to`, `GET /v1/presence` reads the week up to the hub's "now" (core/clock.py), not
-    the machine's, and its last period runs to that moment; `GET /v1/stats` with no `day` reports the
-    hub's month. The hub's clock here is 40 days ahead (always another month)."""
-    me = await make_actor(UNIT)
+async def _online_40_days_ahead(hub: Hub, clock: ManualClock, me: Actor) -> dt.datetime:
+    """Move the hub's clock 40 days past the machine's (always another month), have the unit seen
+    online then, and two minutes pass; when it was seen."""
     clock.catch_up()
     clock.advance(40 * 86400 + 1 - clock.now().microsecond / 1e6)   # a whole second: X-LGSP-Date has none
-    status, body = await signed(me, clock, "/v1/inbox", 0)            # seen online at the hub's time
+    status, body = await signed(me, clock, "/v1/inbox", 0)
     assert status == 200, body
     await hub.presence.flush()
     seen = clock.now()
     clock.advance(120)
+    return seen
+
+
+async def test_the_default_periods_follow_the_hub_s_clock(hub: Hub, clock: ManualClock, make_actor: Any) -> None:
+    """With no `from`/`to`, `GET /v1/presence` reads the week up to the hub's "now" (core/clock.py), not
+    the machine's, and its last period runs to that moment; `GET /v1/stats` with no `day` reports the
+    hub's month."""
+    me = await make_actor(UNIT)
+    seen = await _online_40_days_ahead(hub, clock, me)
     status, body = await signed(me, clock, "/v1/presence", 0)
     assert status == 200, body
     now = clock.now()
@@ -437,19 +444,14 @@ async def test_the_default_periods_follow_the_hub_s_clock(hub: Hub, clock: Manua
 async def test_the_console_s_default_periods_follow_the_hub_s_clock(hub: Hub, clock: ManualClock, make_actor: Any,
                                                                     page: Any) -> None:
     """The connection and report pages default to the hub's today and end a current period at the
-    hub's "now", as `GET /v1/presence` does (the hub's clock here 40 days ahead of the machine's)."""
+    hub's "now", as `GET /v1/presence` does."""
     from lgsp.core.accounts import Accounts
 
     from .conftest import PASSWORD, sign_in
 
     me = await make_actor(UNIT)
     await Accounts(hub.db, hub.master_key).add("vanhanh", PASSWORD, "operator")
-    clock.catch_up()
-    clock.advance(40 * 86400 + 1 - clock.now().microsecond / 1e6)
-    status, body = await signed(me, clock, "/v1/inbox", 0)            # seen online at the hub's time
-    assert status == 200, body
-    await hub.presence.flush()
-    clock.advance(120)
+    await _online_40_days_ahead(hub, clock, me)
     today = clock.now().astimezone(dt.timezone(dt.timedelta(hours=7))).date().isoformat()
     await sign_in(page, hub, "vanhanh")
     await page.goto(f"{hub.url}/console/connections?unit={UNIT}")

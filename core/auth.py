@@ -103,7 +103,7 @@ def parse_signed_request(method: str, path: str, raw_query: str, headers: Mappin
     signature_header = need(H_SIGNATURE)
     session = headers.get(H_SESSION) or ""
     try:
-        parse_date(date)
+        sent_at = parse_date(date)
     except ValueError as exc:
         raise Problem("auth.missing", Text("{H_DATE} must be UTC time as {DATE_SHAPE}", H_DATE=H_DATE,
                                            DATE_SHAPE=DATE_SHAPE)) from exc
@@ -115,9 +115,11 @@ def parse_signed_request(method: str, path: str, raw_query: str, headers: Mappin
         algorithm, signature = parse_signature_header(signature_header)
     except ValueError as exc:
         raise Problem("auth.missing", Text("{H_SIGNATURE}: {exc}", H_SIGNATURE=H_SIGNATURE, exc=exc)) from exc
-    return SignedRequest(method=method.upper(), path=path, raw_query=raw_query, access_key=access_key,
-                         date=date, nonce=nonce, session=session, content_sha256=content,
-                         algorithm=algorithm, signature=signature)
+    req = SignedRequest(method=method.upper(), path=path, raw_query=raw_query, access_key=access_key,
+                        date=date, nonce=nonce, session=session, content_sha256=content,
+                        algorithm=algorithm, signature=signature)
+    req.__dict__["sent_at"] = sent_at  # the date is parsed once per request (SignedRequest.sent_at)
+    return req
 
 
 class Authenticator:
@@ -194,7 +196,7 @@ class Authenticator:
             self.keys.put(key)
             principal = Principal(key.unit_id, key.application_id, key.access_key, key.algorithm,
                                   principal.session_target, principal.session_hash)
-        self.presence.request_seen(key.unit_id, now, (parse_date(req.date) - now).total_seconds())
+        self.presence.request_seen(key.unit_id, now, (req.sent_at - now).total_seconds())
         return principal
 
     async def _accept(self, req: SignedRequest, key: KeyMaterial | None, now: datetime, client_cert: str | None,
@@ -207,7 +209,7 @@ class Authenticator:
         if req.session:
             principal = await self._check_session(req, key, principal, now)
         spent = await self.nonces.spend_reading_generation(req.access_key, req.nonce,
-                                                           parse_date(req.date) + self.skew)
+                                                           req.sent_at + self.skew)
         if spent is None:
             raise Problem("auth.replay", Text("this nonce was already used with this key"))
         return principal, spent.generation
@@ -222,8 +224,7 @@ class Authenticator:
             raise Problem("auth.bad_certificate",
                           Text("unit {unit_id} must connect over TLS with its registered client certificate",
                                unit_id=key.unit_id))
-        sent_at = parse_date(req.date)
-        offset = (sent_at - now).total_seconds()
+        offset = (req.sent_at - now).total_seconds()
         if abs(offset) > self.skew.total_seconds():
             raise Problem("auth.clock_skew",
                           Text("request time {date} is {seconds:.0f} s ahead of hub time; allowed {allowed:.0f} s",

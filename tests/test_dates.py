@@ -62,6 +62,31 @@ def test_parse_date_refuses_other_shapes(value: str) -> None:
         parse_date(value)
 
 
+def test_parse_date_refuses_and_reads_the_moments_strptime_does() -> None:
+    """parse_date builds the datetime from the fields (it runs on every request); strptime was the
+    reference: the same moment, or the same refusal, for every month and day of ordinary, leap and
+    edge years and for out-of-range times."""
+    times = [("00", "00", "00"), ("23", "59", "59"), ("24", "00", "00"), ("23", "60", "00"), ("23", "59", "60"),
+             ("23", "59", "61"), ("99", "99", "99")]
+    compared = 0
+    for year in ("0000", "0001", "1900", "2000", "2024", "2026", "2100", "9999"):
+        for month in range(100):
+            for day in range(100):
+                for hour, minute, second in times:
+                    whole = f"{year}-{month:02d}-{day:02d}T{hour}:{minute}:{second}Z"
+                    try:
+                        expected: datetime | None = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                    except ValueError:
+                        expected = None
+                    try:
+                        got: datetime | None = parse_date(whole)
+                    except ValueError:
+                        got = None
+                    assert got == expected, whole
+                    compared += expected is not None
+    assert compared > 8 * 366  # the valid ones were compared too, not only refusals
+
+
 @pytest.mark.parametrize("digits", [1, 3, 6, 9])
 async def test_fractional_dates_are_accepted_over_http(make_actor: MakeActor, digits: int) -> None:
     a = await make_actor("000.00.00.H23")

@@ -87,6 +87,9 @@ class Metrics:
                                           buckets=_VALIDATION_BUCKETS, registry=r)
         for stage in _PACKET_STAGES.values():
             self.packets.labels(stage)  # every stage shows from the start, at 0
+        # The series of each (route, method, status) seen, so a request does not pay `labels()` (label
+        # checks, a lock, a dict of tuples) twice. Bounded: routes are templates, methods and statuses few.
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.snapshot = StoreSnapshot(hub)
         r.register(self.snapshot)
 
@@ -129,8 +132,13 @@ class Metrics:
         finally:
             route = _route_of(request)
             method = request.method if request.method in _METHODS else "other"
-            self.requests.labels(route, method, str(status)).inc()
-            self.request_seconds.labels(route).observe(time.perf_counter() - started)
+            key = (route, method, status)
+            series = self._request_series.get(key)
+            if series is None:
+                series = self._request_series[key] = (self.requests.labels(route, method, str(status)),
+                                                      self.request_seconds.labels(route))
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
 
     # -- serving --------------------------------------------------------------------------------
     def allowed(self, request: web.Request) -> bool:

@@ -125,17 +125,25 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request: never headers, bodies or query strings (transfer tokens live there)."""
+    """One line per request: never headers, bodies or query strings (transfer tokens live there).
+
+    The record is made directly (`makeRecord` + `handle`): `Logger.info` would also walk the stack
+    for the caller's file and line, which no formatter of the hub prints."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
         principal = request.get(PRINCIPAL)
-        context = {"request_id": request.get(logs.REQUEST_ID), "unit": principal.unit_id if principal else None,
-                   "code": request.get(PROBLEM_CODE),
+        unit = principal.unit_id if principal else None
+        path = request.path
+        context = {"request_id": request.get(logs.REQUEST_ID), "unit": unit, "code": request.get(PROBLEM_CODE),
                    "packet_id": request.match_info.get("id") if isinstance(request, web.Request)
-                   and request.path.startswith("/v1/packets/") else None}
-        self.logger.info("%s %s %s %s %d %d %.1fms", request.remote, principal.unit_id if principal else "-",
-                         request.method, request.path, response.status, response.body_length, time * 1000,
-                         extra=context)
+                   and path.startswith("/v1/packets/") else None}
+        logger.handle(logger.makeRecord(
+            logger.name, logging.INFO, __file__, 0, "%s %s %s %s %d %d %.1fms",
+            (request.remote, unit or "-", request.method, path, response.status, response.body_length, time * 1000),
+            None, "log", context))
 
 
 def make_app(hub: Hub) -> web.Application:
@@ -182,6 +190,10 @@ async def authenticate(request: web.Request, *, streams_body: bool = False) -> P
 
 
 async def _read_checked_body(request: web.Request, limit: int) -> bytes:
+    if not request.body_exists:  # most GETs: nothing to read, only the declared hash to check
+        if request.headers.get(H_CONTENT) != EMPTY_SHA256:
+            raise Problem("content.hash_mismatch", Text("the body's SHA-256 differs from X-LGSP-Content-SHA256"))
+        return b""
     if request.content_length is not None and request.content_length > limit:
         raise Problem("content.too_large", Text("request body is larger than {limit} bytes", limit=limit), limit=limit)
     chunks: list[bytes] = []

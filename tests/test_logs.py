@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,23 @@ async def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, CI
     async with aiohttp.ClientSession() as http, http.get(url, headers=headers or {}) as resp:
         await resp.read()
         return resp.status, CIMultiDict(resp.headers)
+
+
+def test_utc_time_formats_each_moment_though_it_keeps_the_last_second() -> None:
+    """The whole second's text is kept between lines; moments in, across and back to other seconds
+    (and a thread's older record after a newer one) still read as their own time."""
+    moments = [1_796_000_000.0, 1_796_000_000.999, 1_796_000_001.001, 1_796_000_000.5, 1_796_003_600.25, 0.0,
+               1_796_000_059.9994]
+    for moment in moments + moments[::-1]:
+        seconds = int(moment)
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((moment - seconds) * 1000):03d}Z"
+        assert logs.utc_time(moment) == expected
+
+
+def test_made_request_ids_are_distinct_hex() -> None:
+    made = {logs.new_request_id() for _ in range(10_000)}
+    assert len(made) == 10_000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in made)
 
 
 async def test_request_id_is_taken_or_made_and_always_returned(hub: Hub) -> None:

@@ -113,7 +113,14 @@ class GuardedConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.address = ""
         self._loop = asyncio.get_running_loop()
+        # One deadline at a time (headers, or body idleness), watched by at most one timer, which is
+        # moved earlier when needed but never later: a timer that fires before the deadline re-arms
+        # itself for the rest. A kept-alive connection thus schedules a timer every few seconds
+        # rather than two per request (and cancels none).
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline = 0.0
+        self._on_deadline: Callable[[], None] | None = None
         self._in_request = False
         self._awaiting_headers = False
         self._payload: Any = None
@@ -155,6 +162,7 @@ class GuardedConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._on_deadline = None
         if self.inner is None:
             return
         self.guard._by_handler.pop(self.inner, None)
@@ -173,7 +181,7 @@ class GuardedConnection(asyncio.Protocol):
     def request_ended(self) -> None:
         self._in_request = False
         self._payload = None
-        self._cancel_timer()  # idle between requests: aiohttp's keep-alive timeout applies
+        self._on_deadline = None  # idle between requests: aiohttp's keep-alive timeout applies
 
     # -- deadlines --------------------------------------------------------------------------------
     def _await_headers(self) -> None:
@@ -181,14 +189,12 @@ class GuardedConnection(asyncio.Protocol):
         self._set_timer(self.guard.header_timeout, self._headers_late)
 
     def _headers_late(self) -> None:
-        self._timer = None
         if self._awaiting_headers and not self._in_request:
             log.debug("closing the connection from %s: no complete request headers within %g s",
                       self.address, self.guard.header_timeout)
             self._close()
 
     def _check_body(self) -> None:
-        self._timer = None
         payload, transport = self._payload, self.transport
         if not self._in_request or payload is None or transport is None or payload.is_eof():
             return  # the body is in (or there is none): nothing more to wait for
@@ -204,10 +210,31 @@ class GuardedConnection(asyncio.Protocol):
         self._set_timer(self.guard.body_idle_timeout - idle, self._check_body)
 
     def _set_timer(self, delay: float, callback: Callable[[], None]) -> None:
-        self._cancel_timer()
-        self._timer = self._loop.call_later(delay, callback)
+        """Call `callback` `delay` seconds from now, instead of what was set before."""
+        self._deadline = self._loop.time() + delay
+        self._on_deadline = callback
+        if self._timer is None or self._timer_at > self._deadline:
+            self._arm(self._deadline)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        callback = self._on_deadline
+        if callback is None:
+            return  # the deadline was withdrawn (the request ended): nothing to watch until the next one
+        if self._loop.time() < self._deadline:
+            self._arm(self._deadline)  # armed for an earlier deadline since replaced by a later one
+            return
+        self._on_deadline = None
+        callback()
 
     def _cancel_timer(self) -> None:
+        self._on_deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

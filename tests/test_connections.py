@@ -127,6 +127,22 @@ async def test_an_idle_keepalive_connection_is_closed(tmp_path: Path) -> None:
         writer.close()
 
 
+async def test_the_header_deadline_holds_on_a_kept_alive_connection_after_requests(tmp_path: Path) -> None:
+    """After requests (each watched by the longer body-idle deadline), the next request's headers on the
+    same connection are still cut at the header timeout, not at the body-idle one: the guard's single
+    timer is moved earlier when a shorter deadline replaces a longer one."""
+    async with hub_with(tmp_path, header_timeout_seconds="1", body_idle_timeout_seconds="30",
+                        keepalive_timeout_seconds="30") as hub:
+        reader, writer = await raw_connection(hub)
+        for _ in range(3):
+            assert await get_time(reader, writer) == 200
+        writer.write(b"GET /v1/time HTTP/1.1\r\nHost: hub\r\n")  # and the rest never comes
+        started = time.monotonic()
+        assert await closed_by_server(reader, 8)
+        assert time.monotonic() - started >= 0.9
+        writer.close()
+
+
 async def test_connections_beyond_the_cap_per_address_are_refused_while_others_work(tmp_path: Path) -> None:
     async with hub_with(tmp_path, max_connections_per_address="5", header_timeout_seconds="30",
                         keepalive_timeout_seconds="30") as hub:

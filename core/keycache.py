@@ -44,9 +44,8 @@ MAX_ENTRIES = 4096
 
 @dataclass(frozen=True)
 class Cached:
+    #: The key as read, with the store's key generation of that statement (`key.generation`).
     key: KeyMaterial
-    #: The store's key generation in the statement that read `key`.
-    generation: int
     #: Monotonic time after which the entry is not used.
     expires: float
 
@@ -86,7 +85,7 @@ class KeyCache:
         """Keep `key` (tagged with the generation it was read at); nothing when the cache is off."""
         if self.ttl <= 0 or key.generation is None:
             return
-        self._entries[key.access_key] = Cached(key, key.generation, self.clock() + self.ttl)
+        self._entries[key.access_key] = Cached(key, self.clock() + self.ttl)
         self._entries.move_to_end(key.access_key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

@@ -49,9 +49,19 @@ async def content_response(request: web.Request, path: Path, size: int,
 
 async def blob_response(request: web.Request, blobs: BlobStore, path: Path, size: int,
                         headers: Mapping[str, str], chunk_size: int) -> web.StreamResponse:
-    """The response for a download of the stored blob `path` whose plaintext is `size` bytes."""
+    """The response for a download of the stored blob `path` whose plaintext is `size` bytes.
+
+    One worker-thread call opens the blob and reads (decrypts) the first block; when that block is
+    the whole answer (a small packet) the file is closed in the same call, so a small download
+    costs one hand-off."""
+    # A validator-less response: an If-Range cannot match it, so the whole content is sent (RFC 9110).
+    wanted = None if "If-Range" in request.headers else _range(request.headers.get("Range"), size)
+    first, last = wanted if wanted is not None else (0, size - 1)
+    whole = last - first + 1
+    data_key = await blobs.data_key(path.name)
     try:
-        fh = await blobs.open_path(path, size=size)
+        fh, block = await asyncio.to_thread(_open_first, blobs, path, data_key, size, first,
+                                            min(chunk_size, whole), whole)
     except FileNotFoundError:
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub")) from None
     except BlobKeyGone:
@@ -59,36 +69,56 @@ async def blob_response(request: web.Request, blobs: BlobStore, path: Path, size
     except BlobCorrupt as exc:
         log.error("stored content %s failed its integrity check: %s", path.name, exc)
         raise Problem("internal", Text("the stored content failed its integrity check")) from None
-    if not isinstance(fh, DecryptingReader):  # a plain file: sendfile as before
-        await asyncio.to_thread(fh.close)
+    if block is None:  # a plain file (closed): sendfile as before
         return web.FileResponse(path, chunk_size=chunk_size, headers=dict(headers))
     try:
-        return await _stream(request, fh, size, headers, chunk_size)
+        return await _stream(request, fh, block, wanted, size, headers, chunk_size)
     finally:
-        await asyncio.to_thread(fh.close)
+        if fh is not None:
+            await asyncio.to_thread(fh.close)
 
 
-async def _stream(request: web.Request, fh: BinaryIO, size: int, headers: Mapping[str, str],
+def _open_first(blobs: BlobStore, path: Path, data_key: bytes | None, size: int, first: int,
+                want: int, whole: int) -> tuple[BinaryIO | None, bytes | None]:
+    """Open a blob and read its first `want` bytes from `first` (worker thread). Returns (reader,
+    block), the reader None when the block is all of the `whole` bytes to send (closed here);
+    (None, None) for a plain file, closed, which is served with sendfile."""
+    fh = blobs.open_sync(path, data_key, size=size)
+    try:
+        if not isinstance(fh, DecryptingReader):
+            fh.close()
+            return None, None
+        if first:
+            fh.seek(first)
+        block = fh.read(want) if want > 0 else b""
+        if len(block) >= whole or len(block) < want:
+            fh.close()
+            return None, block
+        return fh, block
+    except BaseException:
+        fh.close()
+        raise
+
+
+async def _stream(request: web.Request, fh: BinaryIO | None, block: bytes,
+                  wanted: tuple[int, int] | None, size: int, headers: Mapping[str, str],
                   chunk_size: int) -> web.StreamResponse:
-    # A validator-less response: an If-Range cannot match it, so the whole content is sent (RFC 9110).
-    wanted = None if "If-Range" in request.headers else _range(request.headers.get("Range"), size)
+    """Send `block` (already read from `first`), then the rest of the range from `fh` (None: the
+    block was all of it)."""
     first, last = wanted if wanted is not None else (0, size - 1)
     response = web.StreamResponse(status=206 if wanted is not None else 200, headers=dict(headers))
     response.content_length = last - first + 1
     if wanted is not None:
         response.headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    if first:
-        await asyncio.to_thread(fh.seek, first)
-    # The first chunk is read before the headers go, so a damaged start is still a clean 500.
+    # The first block was read before the headers go, so a damaged start is still a clean 500.
     left = last - first + 1
-    block = await _read(fh, min(chunk_size, left)) if left > 0 else b""
     await response.prepare(request)
     if request.method == "HEAD":
         return response
     while block:
         left -= len(block)
         # The next block is read and decrypted (worker thread) while this one goes to the socket.
-        ahead = asyncio.ensure_future(_read(fh, min(chunk_size, left))) if left > 0 else None
+        ahead = asyncio.ensure_future(_read(fh, min(chunk_size, left))) if left > 0 and fh is not None else None
         try:
             await response.write(block)
         except BaseException:

@@ -75,7 +75,7 @@ _COMPLETE_IF_DONE = (
     .values(state="completed", completed_at=bindparam("p_now", type_=packets.c.completed_at.type),
             content_state=case((_STORED, "purged"), else_=packets.c.content_state),
             purged_at=case((_STORED, bindparam("p_now", type_=packets.c.purged_at.type)), else_=packets.c.purged_at))
-    .returning(packets.c.content_state))
+    .returning(packets.c.content_state, packets.c.blob_key, packets.c.data_type))
 
 
 @dataclass
@@ -87,6 +87,8 @@ class AfterCommit:
     pending: list[ev.NewEvent] = field(default_factory=list)
     #: Packet whose content the transaction recorded as purged: every file of it goes.
     purge: str | None = None
+    #: Its accepted upload, when it can have no other file (no variants): deleted by name, no scan.
+    purge_key: str | None = None
     #: Packet whose partial uploads go (an accepted upload keeps its own blob).
     partials_of: str | None = None
     #: Push units with deliveries that just became due.
@@ -342,13 +344,15 @@ class ExchangeBase:
             if row.content_state == "purged":
                 after.pending.append(ev.NewEvent(packet_id, ev.CONTENT_PURGED, now))
                 after.purge = packet_id
+                if row.blob_key and row.data_type not in self.content.inspectors:
+                    after.purge_key = row.blob_key
         await after.flush(conn)  # the caller's pending events first, then these: one INSERT
 
     # -- after the commit ---------------------------------------------------------------------
     async def _after_commit(self, after: AfterCommit) -> None:
         """THE step after every commit: delete content, publish, wake push queues, call plugins."""
         if after.purge is not None:
-            await self._purge(after.purge)
+            await self._purge(after.purge, after.purge_key)
         if after.partials_of is not None:
             await self.blobs.delete_partials(after.partials_of)
         self.bus.publish(after.events)
@@ -357,15 +361,16 @@ class ExchangeBase:
         for hook, kwargs in after.hooks:
             self._spawn(self.call_hook(hook, **kwargs))
 
-    async def _purge(self, packet_id: str) -> None:
-        """Delete the files of a packet recorded as purged (the upload and every variant).
+    async def _purge(self, packet_id: str, key: str | None = None) -> None:
+        """Delete the files of a packet recorded as purged (the upload and every variant) and its
+        partial uploads, in one worker-thread call. With `key` (an accepted upload of a data type no
+        inspector reads, so without variants) the blob is deleted by name instead of looked for.
 
         Runs after the commit: a failure here must not undo the answer the caller is owed, and
         `reconcile_blobs` deletes whatever is left on its next round.
         """
         try:
-            await self.content.delete_blobs(packet_id)
-            await self.blobs.delete_partials(packet_id)
+            await self.blobs.purge(packet_id, key)
         except OSError:
             log.exception("could not delete the content of packet %s now; reconciliation will", packet_id)
 

@@ -84,20 +84,28 @@ class PartialRemoved(FileNotFoundError):
     """A writer's temporary file was deleted under it: its packet no longer awaits this content."""
 
 
-def publish(fh: BinaryIO, temp: Path, final: Path, *, fsync: bool) -> None:
+def publish(fh: BinaryIO, temp: str | os.PathLike[str], final: str | os.PathLike[str], *, fsync: bool) -> None:
     """Make a finished temporary file the blob `final`: flush it (fsync), rename it into place,
-    then fsync the folder so the rename itself survives a power cut. Every blob writer ends here."""
+    then fsync the folder so the rename itself survives a power cut. Every blob writer ends here.
+
+    The shard folder is made only when the rename finds it missing (one `mkdir` per new shard, not
+    one per blob); a rename that fails because the temporary file is gone raises PartialRemoved."""
     fh.flush()
     if fsync:
         os.fsync(fh.fileno())
     fh.close()
-    final.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(temp, final)
     except FileNotFoundError as exc:
-        raise PartialRemoved(f"{temp.name} was removed while it was written") from exc
+        if not os.path.exists(temp):
+            raise PartialRemoved(f"{os.path.basename(temp)} was removed while it was written") from exc
+        os.makedirs(os.path.dirname(final), exist_ok=True)  # a new shard
+        try:
+            os.replace(temp, final)
+        except FileNotFoundError as again:
+            raise PartialRemoved(f"{os.path.basename(temp)} was removed while it was written") from again
     if fsync:
-        dir_fd = os.open(final.parent, os.O_RDONLY)
+        dir_fd = os.open(os.path.dirname(final), os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
@@ -111,14 +119,27 @@ def _remove_tree(folder: Path) -> int:
     return count
 
 
-def remove(paths: Iterable[Path]) -> int:
+def remove(paths: Iterable[str | os.PathLike[str]]) -> int:
     """Unlink these files (worker thread); one already gone is not an error. Returns how many went."""
     removed = 0
     for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-            removed += 1
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        removed += 1
     return removed
+
+
+def _names_with_prefix(folder: str, prefix: str, suffix: str = "") -> list[str]:
+    """Paths of the files in `folder` whose name starts with `prefix` (and ends with `suffix`): one
+    directory read, no pattern matching, no Path objects. A missing folder holds nothing."""
+    try:
+        with os.scandir(folder) as entries:
+            return [e.path for e in entries
+                    if e.name.startswith(prefix) and e.name.endswith(suffix) and e.is_file(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 class BlobStore:
@@ -225,18 +246,51 @@ class BlobStore:
 
     def with_prefix(self, prefix: str) -> list[Path]:
         """The blobs whose key starts with `prefix` (a packet id: its uploads and variants)."""
+        return sorted(map(Path, self._with_prefix(prefix)))
+
+    def _with_prefix(self, prefix: str) -> list[str]:
         folder = self.path(prefix).parent
-        return sorted(p for p in folder.glob(f"{prefix}*") if p.is_file()) if folder.is_dir() else []
+        return _names_with_prefix(os.fspath(folder), prefix)
 
     def writer(self, key: str) -> BlobWriter:
         return BlobWriter(self, key)
+
+    def create_temp(self, key: str) -> tuple[Path, BinaryIO]:
+        """A new temporary file for blob `key` in this process's folder, open for writing (worker
+        thread). The folder is made on first use, and again if it was removed under this process."""
+        for attempt in (1, 2):
+            folder = self._tmp
+            if folder is None or attempt == 2:
+                folder = self.tmp  # claims (or re-claims) the folder
+            temp = folder / f"{key}.{secrets.token_hex(6)}.part"
+            try:
+                return temp, open(temp, "xb")
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def delete(self, key: str) -> bool:
         return await asyncio.to_thread(remove, [self.path(key)]) == 1
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every blob whose key starts with `prefix` (a packet id or an upload key)."""
-        return await asyncio.to_thread(lambda: remove(self.with_prefix(prefix)))
+        return await asyncio.to_thread(lambda: remove(self._with_prefix(prefix)))
+
+    async def purge(self, packet_id: str, key: str | None = None) -> int:
+        """Delete a packet's content and its partial uploads, in one worker-thread call.
+
+        With `key` (the packet's accepted upload, when the caller knows it has no variants) that one
+        file is unlinked by name; without, every blob named after the packet goes (a read of its
+        shard folder). Partial uploads are looked for in every process's temporary folder either
+        way: another node's writer names its file, so only a directory read finds it."""
+        if key is not None and not key.startswith(packet_id):
+            raise ValueError(f"blob {key!r} is not of packet {packet_id!r}")
+
+        def run() -> int:
+            blobs = [os.fspath(self.path(key))] if key is not None else self._with_prefix(packet_id)
+            return remove(blobs) + remove(self._partials(packet_id))
+        return await asyncio.to_thread(run)
 
     async def data_key(self, key: str) -> bytes | None:
         """The data key of blob `key` (None without a key source, or when destroyed)."""
@@ -342,27 +396,50 @@ class BlobStore:
     def partials(self, prefix: str) -> list[Path]:
         """Temporary files (every process's) of blobs whose key starts with `prefix`: a packet id
         names its partial uploads and variants."""
-        if not _KEY_RE.match(prefix) or not self.tmp_root.is_dir():
+        return sorted(map(Path, self._partials(prefix)))
+
+    def _partials(self, prefix: str) -> list[str]:
+        """`partials` as plain paths: one read of `tmp/` (process folders, and the files versions
+        before per-process folders left there) and one of each process folder."""
+        if not _KEY_RE.match(prefix):
             return []
-        return sorted({*self.tmp_root.glob(f"*/{prefix}*.part"), *self.tmp_root.glob(f"{prefix}*.part")})
+        found: list[str] = []
+        try:
+            with os.scandir(self.tmp_root) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        found += _names_with_prefix(entry.path, prefix, ".part")
+                    elif entry.name.startswith(prefix) and entry.name.endswith(".part"):
+                        found.append(entry.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return found
 
     async def delete_partials(self, prefix: str) -> int:
         """Delete every partial copy of a packet's content: once it no longer awaits an upload, no
         attempt of it can succeed (a live writer elsewhere finds its file gone and gives up)."""
-        return await asyncio.to_thread(lambda: remove(self.partials(prefix)))
+        return await asyncio.to_thread(lambda: remove(self._partials(prefix)))
 
 
 class BlobWriter:
-    """Streams one blob to a temporary file, hashing on the way; `commit` makes it visible."""
+    """Streams one blob to a temporary file, hashing on the way; `commit` makes it visible.
+
+    Worker-thread calls: one to create the file (and seal its header), one per `chunk_size` of
+    content, one to commit (the rest of the content, the final chunk, fsync, rename). The last
+    piece, when small, is hashed on the loop by `finish`, so a small blob costs two hand-offs."""
+
+    #: At most this much buffered content is hashed on the event loop by `finish` (tens of µs).
+    INLINE_HASH_BYTES = 64 * 1024
 
     def __init__(self, store: BlobStore, key: str) -> None:
         self.store = store
         self.key = key
         self.final = store.path(key)
-        self.temp = store.tmp / f"{key}.{secrets.token_hex(6)}.part"
+        self.temp: Path | None = None  # made in `__aenter__`, in this process's temporary folder
         self.size = 0
         self._sha = hashlib.sha256()
         self._buf = bytearray()
+        self._hashed = 0  # how much of `_buf` is already in `_sha`
         self._fh: BinaryIO | None = None
         self._sealer: ChunkSealer | None = None
         self._closed = False
@@ -372,14 +449,19 @@ class BlobWriter:
         if self.store.encrypt:
             assert self.store.keys is not None
             data_key = await self.store.keys.get_or_create(key_id_of(self.key))
-        self._fh = await asyncio.to_thread(open, self.temp, "xb")
+        await asyncio.to_thread(self._open, data_key)
+        return self
+
+    def _open(self, data_key: bytes | None) -> None:
+        """Create the temporary file and, encrypting, write its header (worker thread)."""
+        self.temp, fh = self.store.create_temp(self.key)
+        self._fh = fh
         if data_key is not None:
             try:
-                self._sealer = await asyncio.to_thread(ChunkSealer, self._fh, data_key, key_id_of(self.key), self.key)
+                self._sealer = ChunkSealer(fh, data_key, key_id_of(self.key), self.key)
             except BaseException:
-                await self.abort()
+                self._abort()
                 raise
-        return self
 
     async def __aexit__(self, exc_type: object, *_: object) -> None:
         if not self._closed:
@@ -393,30 +475,41 @@ class BlobWriter:
 
     async def _flush(self) -> None:
         if self._buf:
-            chunk = bytes(self._buf)
+            chunk, hashed = bytes(self._buf), self._hashed
             self._buf.clear()
-            await asyncio.to_thread(self._write_chunk, chunk)
+            self._hashed = 0
+            await asyncio.to_thread(self._write_chunk, chunk, hashed)
 
-    def _write_chunk(self, chunk: bytes) -> None:
+    def _write_chunk(self, chunk: bytes, hashed: int = 0) -> None:
         assert self._fh is not None
-        self._sha.update(chunk)
+        if hashed < len(chunk):
+            self._sha.update(memoryview(chunk)[hashed:])
         if self._sealer is not None:
             self._sealer.write(chunk)
         else:
             self._fh.write(chunk)
 
     async def finish(self) -> str:
-        """Flush what is buffered; return the SHA-256 (hex) of everything written."""
-        await self._flush()
+        """Flush what is buffered; return the SHA-256 (hex) of everything written. A small rest is
+        hashed here and written by `commit` (one hand-off fewer)."""
+        if len(self._buf) - self._hashed <= self.INLINE_HASH_BYTES:
+            self._sha.update(memoryview(self._buf)[self._hashed:])
+            self._hashed = len(self._buf)
+        else:
+            await self._flush()
         return self._sha.hexdigest()
 
     async def commit(self) -> None:
-        await self._flush()
-        await asyncio.to_thread(self._commit)
+        chunk, hashed = bytes(self._buf), self._hashed
+        self._buf.clear()
+        self._hashed = 0
+        await asyncio.to_thread(self._commit, chunk, hashed)
         self._closed = True
 
-    def _commit(self) -> None:
-        assert self._fh is not None
+    def _commit(self, chunk: bytes = b"", hashed: int = 0) -> None:
+        assert self._fh is not None and self.temp is not None
+        if chunk:
+            self._write_chunk(chunk, hashed)
         if self._sealer is not None:
             self._sealer.finish()
         publish(self._fh, self.temp, self.final, fsync=self.store.fsync)
@@ -424,10 +517,12 @@ class BlobWriter:
     async def abort(self) -> None:
         self._closed = True
         self._buf.clear()
+        self._hashed = 0
         await asyncio.to_thread(self._abort)
 
     def _abort(self) -> None:
         if self._fh is not None and not self._fh.closed:
             self._fh.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.temp.unlink()
+        if self.temp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temp)

@@ -85,8 +85,10 @@ class Metrics:
         self.edxml_validation = Histogram("lgsp_edxml_validation_duration_seconds",
                                           "Time to parse and validate one uploaded edXML packet",
                                           buckets=_VALIDATION_BUCKETS, registry=r)
-        for stage in _PACKET_STAGES.values():
-            self.packets.labels(stage)  # every stage shows from the start, at 0
+        # Every stage shows from the start, at 0; events find their stage's series here.
+        self._stage_series = {event: self.packets.labels(stage) for event, stage in _PACKET_STAGES.items()}
+        self._ended_series: dict[tuple[str, str], Any] = {}
+        self._delivery_series: dict[str, Any] = {}  # by priority, made when first observed
         # The series of each (route, method, status) seen, so a request does not pay `labels()` (label
         # checks, a lock, a dict of tuples) twice. Bounded: routes are templates, methods and statuses few.
         self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -97,20 +99,31 @@ class Metrics:
     def observe_events(self, events: Iterable[Event]) -> None:
         """Committed events, as the hub publishes them (EventBus observer)."""
         for event in events:
-            stage = _PACKET_STAGES.get(event.type)
-            if stage is not None:
-                self.packets.labels(stage).inc()
+            series = self._stage_series.get(event.type)
+            if series is not None:
+                series.inc()
 
     def on_hook(self, name: str, kwargs: dict[str, Any]) -> None:
         """The lifecycle notifications the hub sends plugins (Hub.call_hook), seen first."""
         if name == "lgsp_packet_delivered":
             packet: PacketInfo = kwargs["packet"]
-            self.deliveries_ended.labels(dv.DELIVERED, _protocol(self.hub, kwargs["unit"])).inc()
+            self._ended(dv.DELIVERED, _protocol(self.hub, kwargs["unit"])).inc()
             start = packet.accepted_at or packet.created_at
             seconds = max(0.0, (datetime.now(UTC) - start).total_seconds())
-            self.delivery_seconds.labels(PRIORITY_NAMES[max(0, min(3, packet.priority))]).observe(seconds)
+            priority = PRIORITY_NAMES[max(0, min(3, packet.priority))]
+            series = self._delivery_series.get(priority)
+            if series is None:
+                series = self._delivery_series[priority] = self.delivery_seconds.labels(priority)
+            series.observe(seconds)
         elif name == "lgsp_packet_failed":
-            self.deliveries_ended.labels(kwargs["state"], _protocol(self.hub, kwargs["unit"])).inc()
+            self._ended(kwargs["state"], _protocol(self.hub, kwargs["unit"])).inc()
+
+    def _ended(self, state: str, protocol: str) -> Any:
+        """The series of deliveries ended in `state` over `protocol` (states and protocols are few)."""
+        series = self._ended_series.get((state, protocol))
+        if series is None:
+            series = self._ended_series[(state, protocol)] = self.deliveries_ended.labels(state, protocol)
+        return series
 
     def auth_failed(self, code: str) -> None:
         self.auth_failures.labels(code).inc()

@@ -8,6 +8,7 @@ is recorded only once the signature holds, so an unauthenticated caller cannot b
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from lgsp.core.directory import KEY_GENERATION, Directory, KeyMaterial
 from lgsp.core.errors import Problem
@@ -39,7 +41,7 @@ from lgsp.core.signing import (
     parse_date,
     parse_signature_header,
 )
-from lgsp.core.store.database import Database, conflict_insert
+from lgsp.core.store.database import Database
 from lgsp.core.store.tables import nonces, sessions
 from lgsp.core.text import MAX_HEADER, ascii_header_problem
 
@@ -347,6 +349,15 @@ class Spent:
     generation: int | None
 
 
+@functools.cache
+def _spend_statement(dialect: str) -> Any:
+    """The nonce batch's INSERT … ON CONFLICT DO NOTHING RETURNING, with the key generation read by
+    the same statement (core/keycache.py): built once per dialect, served from SQLAlchemy's cache."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(nonces).on_conflict_do_nothing()
+            .returning(nonces.c.access_key, nonces.c.nonce, KEY_GENERATION.label("key_generation")))
+
+
 class NonceBook:
     """Spends nonces durably, many requests to one write transaction (group commit).
 
@@ -399,8 +410,8 @@ class NonceBook:
         rows = {(k, n): e for k, n, e, _ in reversed(batch)}  # one row per pair
         values = [{"access_key": k, "nonce": n, "expires_at": e} for (k, n), e in rows.items()]
         async with self.db.write() as conn:
-            result = (await conn.execute(conflict_insert(conn, nonces).values(values).on_conflict_do_nothing()
-                                         .returning(nonces.c.access_key, nonces.c.nonce,
-                                                    KEY_GENERATION.label("key_generation")))).all()
+            # A list of parameter sets: SQLAlchemy sends it as one multi-row INSERT (insertmanyvalues)
+            # from a statement it compiled once, where `.values(list)` built a new statement each time.
+            result = (await conn.execute(_spend_statement(conn.dialect.name), values)).all()
         generation = result[0].key_generation if result else None
         return {(r.access_key, r.nonce) for r in result}, generation

@@ -9,10 +9,12 @@ even with the master key. Unsealed keys live only in memory, for the duration of
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core.errors import Problem
@@ -20,9 +22,18 @@ from lgsp.core.i18n import Text
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.blobcrypt import new_data_key
 from lgsp.core.store.database import Database, conflict_insert
+from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
 from lgsp.core.store.tables import content_keys, packets
 
 _INSERT_KEY = content_keys.insert()
+# Read by every upload and download, deleted with every packet that completes: built once, and the
+# ids as plain parameters (core/store/params.py), so SQLAlchemy compiles each once.
+_SEALED = select(content_keys.c.sealed).where(content_keys.c.key_id == bindparam("key_id"))
+
+
+@functools.cache
+def _destroy_statement(n: int) -> Any:
+    return delete(content_keys).where(in_list(content_keys.c.key_id, "key_id", n))
 
 
 class ContentKeys:
@@ -37,7 +48,7 @@ class ContentKeys:
     async def get(self, key_id: str) -> bytes | None:
         """The data key, or None when it was never made or has been destroyed."""
         async with self.db.read() as conn:
-            sealed = await conn.scalar(select(content_keys.c.sealed).where(content_keys.c.key_id == key_id))
+            sealed = await conn.scalar(_SEALED, {"key_id": key_id})
         return None if sealed is None else self.master_key.unseal(bytes(sealed), self.context(key_id))
 
     async def create_in(self, conn: AsyncConnection, key_id: str) -> None:
@@ -74,7 +85,7 @@ class ContentKeys:
         """Delete data keys inside the caller's transaction (the one recording the purge)."""
         ids = list(key_ids)
         if ids:
-            await conn.execute(delete(content_keys).where(content_keys.c.key_id.in_(ids)))
+            await conn.execute(_destroy_statement(min(len(ids), MAX_PLAIN + 1)), in_values("key_id", ids))
 
     @staticmethod
     async def sweep(db: Database) -> None:

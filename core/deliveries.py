@@ -70,6 +70,7 @@ from lgsp.core.states import (
     TERMINAL,
     WAITING,
 )
+from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
 from lgsp.core.store.tables import deliveries
 
 # The states and their tables are defined once, in core/states.py; these are their short names here.
@@ -104,6 +105,8 @@ async def move_rows(conn: AsyncConnection, packet_id: str, units: Iterable[str] 
     """`move`, returning the moved rows' (unit_id, mode, attempts) as they are after the move: what
     the caller would otherwise read back with another statement."""
     sources = sorted(allowed_from) if allowed_from is not None else _SOURCES[target]
+    if not sources:
+        return []  # no state it may leave from: nothing moves
     if units is not None:
         units = list(units)
         if not units:
@@ -114,16 +117,17 @@ async def move_rows(conn: AsyncConnection, packet_id: str, units: Iterable[str] 
     if values:
         new.update(values)
     plain = {k: v for k, v in new.items() if not isinstance(v, ClauseElement)}
+    n_units = len(units) if units is not None else 0
     if len(plain) != len(new):  # a column expression (attempts + 1): built for this call
-        stmt = _move_statement(units is not None, (), claim is not None).values(
+        stmt = _move_statement(n_units, (), claim is not None, len(sources)).values(
             **{k: v for k, v in new.items() if k not in plain})
     else:
-        stmt = _move_statement(units is not None, tuple(sorted(plain)), claim is not None)
-    params: dict[str, Any] = {"p_packet": packet_id, "p_sources": sources, **plain}
+        stmt = _move_statement(n_units, tuple(sorted(plain)), claim is not None, len(sources))
+    params: dict[str, Any] = {"p_packet": packet_id, **in_values("p_source", sources), **plain}
     if claim is not None:
         params["p_claimed_by"], params["p_attempts"] = claim
     if units is not None:
-        params["p_units"] = units
+        params.update(in_values("p_unit", units))
     return list((await conn.execute(stmt, params)).all())
 
 
@@ -131,14 +135,15 @@ _SOURCES = {target: sorted(sources) for target, sources in ALLOWED_FROM.items()}
 
 
 @functools.cache
-def _move_statement(by_unit: bool, columns: tuple[str, ...], claimed: bool = False) -> Any:
-    """The UPDATE of `move`, one per shape (with or without a unit list, which columns it sets,
-    whether under a claim), built once: moves are the most frequent writes, and SQLAlchemy would
-    rebuild each one."""
-    cond = and_(deliveries.c.packet_id == bindparam("p_packet"),
-                deliveries.c.state.in_(bindparam("p_sources", expanding=True)))
-    if by_unit:
-        cond = and_(cond, deliveries.c.unit_id.in_(bindparam("p_units", expanding=True)))
+def _move_statement(n_units: int, columns: tuple[str, ...], claimed: bool, n_sources: int) -> Any:
+    """The UPDATE of `move`, one per shape (how many units it names, 0 for all of the packet's;
+    which columns it sets; whether under a claim; how many source states), built once: moves are the
+    most frequent writes, and SQLAlchemy would rebuild each one. The state and unit lists are plain
+    parameters (core/store/params.py), so SQLAlchemy serves the compiled UPDATE from its cache
+    instead of rewriting the lists into its SQL at each execution."""
+    cond = and_(deliveries.c.packet_id == bindparam("p_packet"), in_list(deliveries.c.state, "p_source", n_sources))
+    if n_units:
+        cond = and_(cond, in_list(deliveries.c.unit_id, "p_unit", min(n_units, MAX_PLAIN + 1)))
     if claimed:
         cond = and_(cond, deliveries.c.claimed_by == bindparam("p_claimed_by"),
                     deliveries.c.attempts == bindparam("p_attempts"))

@@ -12,11 +12,18 @@ stay, raise the bound with the reason in docs/performance.md.
 from __future__ import annotations
 
 import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import CacheStats
 
 from lgsp.client import Credentials
 from lgsp.core import events as ev
@@ -62,9 +69,47 @@ async def _pairs(hub: Hub, n: int) -> list[Pair]:
     return pairs
 
 
+class CompileWatch:
+    """Statements SQLAlchemy did not serve whole from its compiled cache: compiled for this execution
+    (a cache miss, or a construct without a cache key such as `.values(list)`), or with an expanding
+    IN list, which it rewrites into the SQL at every execution (core/store/params.py)."""
+
+    def __init__(self) -> None:
+        self.fresh: Counter[str] = Counter()
+
+    def on_statement(self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any,
+                     _many: bool) -> None:
+        compiled = getattr(context, "compiled", None)
+        if compiled is None or kind_of(statement).startswith(("BEGIN", "COMMIT", "ROLLBACK", "SELECT PG_")):
+            return  # driver-level SQL (BEGIN IMMEDIATE): nothing to compile
+        if context.cache_hit != CacheStats.CACHE_HIT or compiled.post_compile_params:
+            self.fresh[kind_of(statement)] += 1
+
+    @contextmanager
+    def watching(self, *engines: Engine) -> Iterator[CompileWatch]:
+        engines = tuple(dict.fromkeys(engines))
+        for engine in engines:
+            sa_event.listen(engine, "before_cursor_execute", self.on_statement)
+        try:
+            yield self
+        finally:
+            for engine in engines:
+                sa_event.remove(engine, "before_cursor_execute", self.on_statement)
+
+
+#: The exchange's statements and the nonce batches: every one compiled once, then served from the cache.
+COMPILED_ONCE = (*EXCHANGE_TABLES, "nonces", "access_keys")
+
+
 async def _check(hub: Hub) -> None:
-    counter, n = await count_exchanges(hub, await _pairs(hub, 3), per_pair=4)
+    watch = CompileWatch()
+    pairs = await _pairs(hub, 3)
+    await count_exchanges(hub, pairs, per_pair=1)  # every shape compiled once
+    with watch.watching(hub.db.writer.sync_engine, hub.db.reader.sync_engine):
+        counter, n = await count_exchanges(hub, pairs, per_pair=4)
     per = counter.per(n)
+    fresh = {k: v for k, v in watch.fresh.items() if k.split(" ", 1)[-1] in COMPILED_ONCE and k not in TIMERS}
+    assert not fresh, f"compiled at run time, or with an expanding IN: {fresh}"
     exchange = sum(v for k, v in counter.statements.items()
                    if k.split(" ", 1)[-1] in EXCHANGE_TABLES and k not in TIMERS) / n
     # Timers also touch some of these (a packet load of an offline check, ...): a fraction per

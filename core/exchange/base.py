@@ -36,6 +36,7 @@ from lgsp.core.i18n import Text
 from lgsp.core.policy import Policy
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
+from lgsp.core.store.params import constants
 from lgsp.core.store.tables import deliveries, packets, units
 
 log = logging.getLogger("lgsp.core.exchange")
@@ -69,9 +70,9 @@ _MODES_OF = select(deliveries.c.unit_id, deliveries.c.mode).where(deliveries.c.p
 _STORED = packets.c.content_state == "stored"
 _COMPLETE_IF_DONE = (
     update(packets)
-    .where(and_(packets.c.id == bindparam("p_packet"), packets.c.state.not_in(("completed", "expired")),
+    .where(and_(packets.c.id == bindparam("p_packet"), packets.c.state.not_in(constants(("completed", "expired"))),
                 ~select(deliveries.c.unit_id).where(and_(deliveries.c.packet_id == bindparam("p_packet"),
-                                                         deliveries.c.state.not_in(dv.TERMINAL))).exists()))
+                                                         deliveries.c.state.not_in(constants(dv.TERMINAL)))).exists()))
     .values(state="completed", completed_at=bindparam("p_now", type_=packets.c.completed_at.type),
             content_state=case((_STORED, "purged"), else_=packets.c.content_state),
             purged_at=case((_STORED, bindparam("p_now", type_=packets.c.purged_at.type)), else_=packets.c.purged_at))
@@ -204,7 +205,7 @@ class ExchangeBase:
                        d.priority.label("at_priority"), d.packet_created_at.label("at_created"))
                 .join(deliveries, d.packet_id == packets.c.id)
                 .join(units, units.c.id == packets.c.source_unit)
-                .where(and_(d.unit_id == unit, d.mode == dv.PULL, d.state.in_(dv.PENDING)))
+                .where(and_(d.unit_id == unit, d.mode == dv.PULL, d.state.in_(constants(dv.PENDING))))
                 .order_by(d.priority.desc(), d.packet_created_at, d.packet_id)
                 .limit(limit + 1))
         if after is not None:

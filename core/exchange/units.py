@@ -48,6 +48,7 @@ from lgsp.core.exchange.views import (
 )
 from lgsp.core.i18n import Text
 from lgsp.core.signing import SHA256_RE
+from lgsp.core.store.params import constants
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
 from lgsp.core.text import text_problem
 
@@ -131,7 +132,7 @@ class UnitCases(UploadSteps):
             rows = (await conn.execute(
                 select(packets.c.id, packets.c.state, packets.c.meta).where(and_(
                     packets.c.source_unit == source, packets.c.created_at >= since, packets.c.sha256 == sha256,
-                    packets.c.state.in_(("accepted", "completed")))))).all()
+                    packets.c.state.in_(constants(("accepted", "completed"))))))).all()
             for row in rows:
                 if isinstance(row.meta, dict) and row.meta.get(meta_key) == value:
                     return await self._load(conn, row.id)

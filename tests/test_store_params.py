@@ -1,0 +1,130 @@
+"""IN lists as plain parameters (core/store/params.py) and the statements built on them, on both stores:
+the same rows as an IN over a Python list, at every length, compiled once per length."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.engine.interfaces import CacheStats
+from yarl import URL
+
+from lgsp.core import deliveries as dv
+from lgsp.core.auth import NonceBook
+from lgsp.core.store.database import Database
+from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
+from lgsp.core.store.tables import deliveries, packets, units
+
+from .conftest import PG_ADMIN_URL, pg_skip_reason
+
+NOW = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+UNITS = [f"000.00.{i:02d}.H00" for i in range(12)]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    name = None
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'lgsp.db'}"
+    else:
+        reason = await pg_skip_reason()
+        if reason:
+            pytest.skip(reason)
+        name = f"lgsp_test_{secrets.token_hex(6)}"
+        await _admin(f'CREATE DATABASE "{name}"')
+        url = str(URL(PG_ADMIN_URL).with_scheme("postgresql+asyncpg").with_path("/" + name))
+    database = Database(url, pool_size=1)
+    await database.upgrade()
+    async with database.write() as conn:
+        await conn.execute(units.insert(), [dict(id=u, name=u, name_folded=u, zone="local", legacy=False,
+                                                 status="active", created_at=NOW, online=False, stream_cursor=0)
+                                            for u in UNITS])
+        await conn.execute(packets.insert(), {"id": "p1", "source_unit": UNITS[0], "subject": "s", "priority": 0,
+                                              "data_type": "d", "protocol": "p", "size": 1, "sha256": "0" * 64,
+                                              "state": "accepted", "content_state": "stored", "created_at": NOW,
+                                              "upload_expires_at": NOW})
+        await conn.execute(deliveries.insert(), [
+            {"packet_id": "p1", "unit_id": u, "state": dv.NOTIFIED if i % 2 else dv.QUEUED, "priority": 0,
+             "packet_created_at": NOW, "updated_at": NOW, "attempts": 0, "mode": dv.PULL, "protocol": "p"}
+            for i, u in enumerate(UNITS[1:], 1)])
+    try:
+        yield database
+    finally:
+        await database.close()
+        if name:
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin(statement: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
+def _compiled(db: Database) -> tuple[list[bool], Any]:
+    """Per statement sent: whether SQLAlchemy compiled it for this execution (or expanded a list into it)."""
+    seen: list[bool] = []
+
+    def on_statement(_c: Any, _cur: Any, _s: str, _p: Any, context: Any, _m: bool) -> None:
+        seen.append(context.cache_hit != CacheStats.CACHE_HIT or bool(context.compiled.post_compile_params))
+
+    return seen, on_statement
+
+
+async def test_in_list_selects_what_an_in_over_a_list_selects(db: Database) -> None:
+    seen, listener = _compiled(db)
+    for n in (1, 2, 3, MAX_PLAIN, MAX_PLAIN + 1, len(UNITS)):
+        wanted = UNITS[:n]
+        stmt = select(units.c.id).where(in_list(units.c.id, "ids", n))
+        async with db.read() as conn:
+            got = set((await conn.execute(stmt, in_values("ids", wanted))).scalars())
+            plain = set((await conn.execute(select(units.c.id).where(units.c.id.in_(wanted)))).scalars())
+        assert got == plain == set(wanted)
+    stmt = select(units.c.id).where(in_list(units.c.id, "fresh", 3))  # a shape not compiled yet
+    event.listen(db.reader.sync_engine, "before_cursor_execute", listener)
+    try:
+        for values in (UNITS[:3], UNITS[3:6], ["none", UNITS[7], "other"]):
+            async with db.read() as conn:
+                got = set((await conn.execute(stmt, in_values("fresh", values))).scalars())
+            assert got == set(values) & set(UNITS)
+    finally:
+        event.remove(db.reader.sync_engine, "before_cursor_execute", listener)
+    assert seen == [True, False, False]  # compiled by the first execution only, never rewritten after
+    with pytest.raises(ValueError, match="at least one value"):
+        in_list(units.c.id, "ids", 0)
+
+
+async def test_moves_by_unit_count_and_from_no_state(db: Database) -> None:
+    """A move names one, several or more than MAX_PLAIN units, or all of the packet's: each moves
+    exactly the deliveries in an allowed state; a move allowed from no state moves nothing."""
+    async with db.write() as conn:
+        assert await dv.move(conn, "p1", [UNITS[1]], dv.NOTIFIED, NOW) == []  # notified already: not allowed
+        assert await dv.move(conn, "p1", [UNITS[2]], dv.NOTIFIED, NOW) == [UNITS[2]]  # queued → notified
+        assert await dv.move(conn, "p1", [UNITS[1]], dv.FAILED, NOW, allowed_from=[]) == []
+        several = sorted(await dv.move(conn, "p1", UNITS[3:7], dv.NOTIFIED, NOW))
+        assert several == [UNITS[4], UNITS[6]]  # the queued ones
+        many = sorted(await dv.move(conn, "p1", UNITS[1:], dv.CANCELLED, NOW, reason="r"))
+        assert many == sorted(UNITS[1:])
+        assert sorted(await dv.move(conn, "p1", None, dv.QUEUED, NOW, allowed_from=[dv.CANCELLED])) == UNITS[1:]
+    async with db.read() as conn:
+        assert set((await dv.states_of(conn, "p1")).values()) == {dv.QUEUED}
+
+
+async def test_nonce_batch_records_each_pair_once(db: Database) -> None:
+    """The batch INSERT (compiled once, sent as one multi-row statement): a pair recorded before and a
+    pair twice in one batch are replays; the others are spent."""
+    book = NonceBook(db)
+    assert await book.spend("AK1", "n0", NOW)
+    results = await asyncio.gather(*(book.spend("AK1", n, NOW) for n in ("n0", "n1", "n2", "n1", "n3")),
+                                   book.spend("AK2", "n0", NOW))
+    assert results == [False, True, True, False, True, True]

@@ -9,6 +9,7 @@ was revoked or its unit suspended. The decryption of a secret is cached, keyed b
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 import uuid
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from lgsp.core.i18n import Text
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier, fold, identifier_form
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database
+from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
 from lgsp.core.store.tables import access_keys, applications, key_generation, units
 
 UNIT_STATUSES = ("active", "suspended")
@@ -148,8 +150,13 @@ _KEY_MATERIAL = (select(access_keys, units.c.status.label("unit_status"), units.
                         KEY_GENERATION.label("key_generation"))
                  .join(units, units.c.id == access_keys.c.unit_id)
                  .where(access_keys.c.id == bindparam("access_key")))
-_UNIT_STATUSES = (select(units.c.id, units.c.status, units.c.zone)
-                  .where(units.c.id.in_(bindparam("ids", expanding=True))))
+
+
+@functools.cache
+def _unit_statuses(n: int) -> Any:
+    """Units by id, `n` of them (the destinations of each new packet): one statement per list length,
+    served from SQLAlchemy's compiled cache (core/store/params.py)."""
+    return select(units.c.id, units.c.status, units.c.zone).where(in_list(units.c.id, "ids", n))
 
 
 _LOCK_KEY_GENERATION = select(key_generation.c.generation).where(key_generation.c.id == 1).with_for_update()
@@ -368,7 +375,7 @@ class Directory:
         if not ids:
             return {}
         async with self.db.read() as conn:
-            rows = (await conn.execute(_UNIT_STATUSES, {"ids": ids})).all()
+            rows = (await conn.execute(_unit_statuses(min(len(ids), MAX_PLAIN + 1)), in_values("ids", ids))).all()
         self.remember_zones((r.id, r.zone) for r in rows)
         return {r.id: r.status for r in rows}
 
@@ -377,7 +384,7 @@ class Directory:
         if not ids:
             return {}
         async with self.db.read() as conn:
-            rows = (await conn.execute(_UNIT_STATUSES, {"ids": ids})).all()
+            rows = (await conn.execute(_unit_statuses(min(len(ids), MAX_PLAIN + 1)), in_values("ids", ids))).all()
         self.remember_zones((r.id, r.zone) for r in rows)
         return {r.id: r.zone for r in rows if r.status == "active"}
 

@@ -17,6 +17,8 @@ from yarl import URL
 
 from lgsp.core import deliveries as dv
 from lgsp.core.auth import NonceBook
+from lgsp.core.directory import Directory
+from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database
 from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
 from lgsp.core.store.tables import deliveries, packets, units
@@ -128,3 +130,19 @@ async def test_nonce_batch_records_each_pair_once(db: Database) -> None:
     results = await asyncio.gather(*(book.spend("AK1", n, NOW) for n in ("n0", "n1", "n2", "n1", "n3")),
                                    book.spend("AK2", "n0", NOW))
     assert results == [False, True, True, False, True, True]
+
+
+async def test_unit_lookup_compiled_once_per_length(db: Database) -> None:
+    """The directory's lookup of a new packet's destinations: the right units at every list length
+    (unknown ids left out), and a second lookup of the same length served from the compiled cache."""
+    directory = Directory(db, MasterKey(secrets.token_bytes(32)), {})
+    for n in (1, 2, MAX_PLAIN, MAX_PLAIN + 1, len(UNITS)):
+        assert await directory.existing_units([*UNITS[:n], "000.00.99.H99"]) == dict.fromkeys(UNITS[:n], "active")
+    seen, listener = _compiled(db)
+    event.listen(db.reader.sync_engine, "before_cursor_execute", listener)
+    try:
+        assert await directory.existing_units([UNITS[3], UNITS[4]]) == {UNITS[3]: "active", UNITS[4]: "active"}
+        assert await directory.zones_of(UNITS[5:8]) == dict.fromkeys(UNITS[5:8], "local")
+    finally:
+        event.remove(db.reader.sync_engine, "before_cursor_execute", listener)
+    assert seen == [False, False]

@@ -20,6 +20,8 @@ from lgsp.cli.messages import N_, t
 from lgsp.cli.store import cli_config, on_store, open_store
 from lgsp.core.api import DeliveryRecord, iso
 from lgsp.core.config import Config, ConfigError, load_config
+from lgsp.core.i18n import Text, render_stored
+from lgsp.core.names import mode_name, state_name
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
@@ -240,9 +242,10 @@ def cmd_deliveries_list(args: argparse.Namespace) -> int:
     elif not rows:
         print(t("no matching deliveries"))
     else:
-        output.table([[r["packet"], r["unit"], r["mode"] + (f"/{r['protocol']}" if r["protocol"] else ""), r["state"],
+        output.table([[r["packet"], r["unit"], mode_name(r["mode"]) + (f"/{r['protocol']}" if r["protocol"] else ""),
+                       state_name(r["state"]),
                        str(r["attempts"]), r["next_attempt_at"] or "-", r["updated_at"],
-                       (r["reason"] or r["last_error"] or "-")[:80]] for r in rows],
+                       render_stored(r["reason"] or r["last_error"])[:80] or "-"] for r in rows],
                      [t("PACKET"), t("UNIT"), t("MODE"), t("STATE"), t("ATTEMPTS"), t("NEXT TRY"),
                       t("UPDATED"), t("REASON")])
     return 0
@@ -271,7 +274,8 @@ def cmd_deliveries_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_deliveries_cancel(args: argparse.Namespace) -> int:
-    reason = "cancelled by an operator" + (f": {args.reason}" if args.reason else "")
+    reason = (Text("cancelled by an operator: {reason}", reason=args.reason) if args.reason
+              else Text("cancelled by an operator"))
     moved = on_store(args, lambda hub: hub.exchange.operator_cancel(args.packet, args.unit, reason))
     if not moved:
         raise CliError(t("conflict: packet {id} has no unfinished delivery to cancel", id=args.packet))

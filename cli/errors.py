@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from lgsp.cli.messages import lang, t
 from lgsp.core.config import ConfigError
-from lgsp.core.i18n import Text, render
+from lgsp.core.i18n import Text, os_reason, render
 
 
 class CliError(Exception):
@@ -58,14 +58,17 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         print(t("error") + ": " + t("transport: {reason}", reason=exc), file=sys.stderr)
         return 1
     except OSError as exc:
-        print(t("error") + f": {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        why = render(os_reason(exc))
+        print(t("error") + ": " + (t("{file}: {reason}", file=exc.filename, reason=why) if exc.filename else why),
+              file=sys.stderr)
         return 1
     except yaml.YAMLError as exc:  # a profiles file that is not YAML
         print(t("error") + ": " + t("invalid YAML: {reason}", reason=" ".join(str(exc).split())), file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:  # the store cannot be reached or opened
         reason = getattr(exc, "orig", None) or exc
-        print(t("error") + ": " + t("the store: {reason}", reason=" ".join(str(reason).split())[:300]), file=sys.stderr)
+        print(t("error") + ": " + t("cannot reach or open the store: {reason}",
+                                    reason=" ".join(str(reason).split())[:300]), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

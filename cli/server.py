@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from lgsp.cli.args import Subparsers, add_config, positive_int
-from lgsp.cli.errors import CliError
+from lgsp.cli.errors import CliError, said
 from lgsp.cli.messages import t
 from lgsp.cli.store import cli_config
 
@@ -30,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             bind_to_supervisor(args.worker_of)
         except WorkersError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(said(exc)) from None
         hub = Hub(config)
         hub.reuse_port = True
         asyncio.run(serve(hub))
@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             return asyncio.run(Supervisor(config, count, lambda: argv, on_ready=ready, on_stopping=stopping).run())
         except WorkersError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(said(exc)) from None
     asyncio.run(serve(Hub(config), on_ready=ready, on_stopping=stopping))
     return 0
 

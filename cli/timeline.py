@@ -11,59 +11,10 @@ from typing import Any
 
 from lgsp.cli import output
 from lgsp.cli.messages import N_, gettext
+from lgsp.core.i18n import render_stored
+from lgsp.core.names import EVENTS, STATES, event_name, state_name
 
-#: The English msgids (translated by the catalogues) for packet states, content states and delivery states.
-STATES: dict[str, str] = {
-    "created": N_("created, awaiting upload"),
-    "accepted": N_("accepted"),
-    "completed": N_("completed"),
-    "expired": N_("expired"),
-    "none": N_("none"),
-    "stored": N_("stored"),
-    "purged": N_("purged after delivery"),
-    "waiting": N_("waiting for acceptance"),
-    "queued": N_("queued"),
-    "notified": N_("notified"),
-    "fetched": N_("fetched"),
-    "sending": N_("being pushed"),
-    "retrying": N_("waiting to retry"),
-    "forwarded": N_("handed to another exchange, awaiting receipt"),
-    "delivered": N_("delivered"),
-    "failed": N_("failed"),
-    "cancelled": N_("cancelled"),
-}
-
-#: The English msgids for event types of a packet's timeline.
-EVENTS: dict[str, str] = {
-    "packet.created": N_("packet created"),
-    "packet.accepted": N_("content accepted"),
-    "packet.available": N_("destination told"),
-    "packet.fetched": N_("fetched by the destination"),
-    "packet.delivered": N_("delivery acknowledged"),
-    "packet.failed": N_("delivery failed"),
-    "packet.completed": N_("every delivery ended"),
-    "packet.expired": N_("expired"),
-    "packet.cancelled": N_("sending cancelled"),
-    "packet.rerouted": N_("rerouted"),
-    "delivery.retrying": N_("retry scheduled"),
-    "packet.forwarded": N_("handed to another exchange (the national axis, a peer hub)"),
-    "delivery.retried": N_("retried"),
-    "upload.expired": N_("upload expired"),
-    "upload.failed": N_("upload failed"),
-    "content.rejected": N_("content rejected"),
-    "content.purged": N_("content purged"),
-    "document.status": N_("document status"),
-    "document.sent": N_("document sent"),
-    "document.revoked": N_("document revoked"),
-    "document.updated": N_("document updated"),
-    "document.replaced": N_("document replaced"),
-    "registration.submitted": N_("registration submitted"),
-    "registration.refused": N_("registration refused"),
-    "registration.approved": N_("registration approved"),
-    "registration.handed_over": N_("access details handed over"),
-    "destination.offline": N_("destination offline"),
-    "hub.notice": N_("maintenance notice"),
-}
+__all__ = ["EVENTS", "STATES", "event_name", "render_status", "state_name"]
 
 _LABELS: dict[str, str] = {
     "packet": N_("Packet"),
@@ -77,14 +28,6 @@ _LABELS: dict[str, str] = {
     "attempts": N_("attempts"),
     "next": N_("next attempt"),
 }
-
-
-def state_name(state: str) -> str:
-    return gettext(STATES[state]) if state in STATES else state
-
-
-def event_name(kind: str) -> str:
-    return gettext(EVENTS[kind]) if kind in EVENTS else kind
 
 
 def _label(key: str) -> str:
@@ -125,7 +68,7 @@ def render_status(view: dict[str, Any]) -> str:
             if d.get("next_attempt_at"):
                 extra.append(f"{_label('next')} {_when(d['next_attempt_at'])}")
             if d.get("reason") or d.get("last_error"):
-                extra.append(str(d.get("reason") or d.get("last_error")))
+                extra.append(render_stored(str(d.get("reason") or d.get("last_error"))))
             lines.append(row + (f"  ({'; '.join(extra)})" if extra else ""))
     events = view.get("events") or []
     if events:
@@ -135,6 +78,6 @@ def render_status(view: dict[str, Any]) -> str:
             if e.get("unit"):
                 row += f"  {e['unit']}"
             if e.get("reason"):
-                row += f"  — {e['reason']}"
+                row += f"  — {render_stored(str(e['reason']))}"
             lines.append(row)
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from typing import Any, Literal, NamedTuple, TypeVar, Union, get_args, get_origi
 
 import yaml
 
-from lgsp.core.i18n import N_, Text, render
+from lgsp.core.i18n import N_, Text, os_reason, render
 
 ENV_PREFIX = "LGSP_"
 # Env variables read by the CLI client, not by the hub; never taken for config keys.
@@ -918,7 +918,7 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str] | No
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError([ConfigIssue("", source, Text("cannot read: {value}",
-                                                            value=exc.strerror or exc))]) from exc
+                                                            value=os_reason(exc)))]) from exc
         except UnicodeDecodeError as exc:
             raise ConfigError([ConfigIssue("", source, Text("not UTF-8 text"))]) from exc
         data = _parse_yaml(text, source, loc, issues)

@@ -113,7 +113,7 @@ async def move_rows(conn: AsyncConnection, packet_id: str, units: Iterable[str] 
             return []
     new: dict[str, Any] = {"state": target, "updated_at": at}
     if reason is not None:
-        new["reason"] = reason
+        new["reason"] = str(reason)  # a `Text` is stored as its English text, rendered when read (docs/i18n.md)
     if values:
         new.update(values)
     plain = {k: v for k, v in new.items() if not isinstance(v, ClauseElement)}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import make_url
 
 from lgsp.core.errors import Problem
-from lgsp.core.i18n import N_, Text
+from lgsp.core.i18n import N_, Text, os_reason
 from lgsp.core.masterkey import MasterKeyError
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def _blob_marker(hub: Hub, cluster_id: str) -> Check:
                 fh.write(cluster_id + "\n")
         found = marker.read_text(encoding="ascii").strip()
     except OSError as exc:
-        return Check(N_("blobs"), False, Text("{folder}: {reason}", folder=folder, reason=exc.strerror or exc))
+        return Check(N_("blobs"), False, Text("{folder}: {reason}", folder=folder, reason=os_reason(exc)))
     if not secrets.compare_digest(found, cluster_id):
         return Check(N_("blobs"), False, Text("{folder} belongs to another hub's store (its {marker} differs): mount "
                                               "the folder the other nodes share", folder=folder, marker=MARKER))

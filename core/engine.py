@@ -43,6 +43,7 @@ from lgsp.core import deliveries as dv
 from lgsp.core import events as ev
 from lgsp.core import logs
 from lgsp.core.events import Event, iso, record
+from lgsp.core.i18n import Text
 from lgsp.core.push import (
     PushAdapter,
     PushFailure,
@@ -201,7 +202,7 @@ class DeliveryEngine:
     # -- recovery -----------------------------------------------------------------------------
     async def _recover(self) -> None:
         """Interrupted attempts become retryable; deliveries follow a unit that changed mode."""
-        interrupted = await self._requeue_sending("attempt interrupted (the hub stopped)")
+        interrupted = await self._requeue_sending(Text("attempt interrupted (the hub stopped)"))
         if interrupted:
             log.warning("%d push attempt(s) were interrupted; retrying them", interrupted)
         await self._follow_mode_changes(self.clock())
@@ -233,7 +234,7 @@ class DeliveryEngine:
     async def release_stale(self) -> int:
         """Attempts claimed by a node that died become retryable at once (the leader checks every
         housekeeping round), so they do not wait for that node's restart."""
-        taken = await self._requeue_sending("the node making the attempt stopped")
+        taken = await self._requeue_sending(Text("the node making the attempt stopped"))
         if taken:
             log.warning("%d push attempt(s) of dead nodes taken back; retrying them", taken)
         return taken
@@ -264,7 +265,7 @@ class DeliveryEngine:
                         deliveries.c.state == row.state)).values(mode=mode, protocol=protocol))
                 if mode == dv.PULL and row.state != dv.WAITING:
                     events.append(await record(conn, row.packet_id, ev.PACKET_AVAILABLE, now, unit=row.unit_id,
-                                               audience=row.unit_id, detail={"reason": "unit now pulls"}))
+                                               audience=row.unit_id, detail={"reason": Text("unit now pulls")}))
         self.hub.bus.publish(events)
 
     async def _retrying(self) -> dict[tuple[str, str], datetime]:
@@ -293,7 +294,7 @@ class DeliveryEngine:
                     except Exception:
                         # Never leave a claimed delivery in `sending`: nothing else would move it.
                         log.exception("push of %s to %s failed unexpectedly", claimed[0], claimed[1])
-                        await self._release(claimed[1], claimed[0], "internal error during the attempt",
+                        await self._release(claimed[1], claimed[0], Text("internal error during the attempt"),
                                             claimed[2])
             except asyncio.CancelledError:
                 raise
@@ -363,7 +364,7 @@ class DeliveryEngine:
         if info is None:
             return
         if info.content_state != "stored":
-            await exchange.end_delivery(info, unit, dv.FAILED, "the content is no longer held by the hub",
+            await exchange.end_delivery(info, unit, dv.FAILED, Text("the content is no longer held by the hub"),
                                         claim=(self.hub.node, attempt))
             return
         # The packet as this unit sees it: its content variant (e.g. edXML with the hub's TraceHeader).
@@ -379,11 +380,13 @@ class DeliveryEngine:
         except PushFailure as exc:
             failure = exc
         except TimeoutError:
-            failure = PushFailure(f"attempt took longer than {self.config.attempt_timeout_seconds:g} s",
+            failure = PushFailure(Text("attempt took longer than {seconds} s",
+                                       seconds=format(self.config.attempt_timeout_seconds, "g")),
                                   retryable=True)
         except Exception as exc:
             log.exception("push adapter %s raised on %s → %s", lane.protocol, packet_id, unit)
-            failure = PushFailure(f"adapter error: {type(exc).__name__}: {exc}", retryable=True)
+            failure = PushFailure(Text("adapter error: {error}: {reason}", error=type(exc).__name__, reason=exc),
+                                  retryable=True)
         took = time.monotonic() - started
         if receipt is not None:
             await self._presence(lane, unit, True)
@@ -423,12 +426,14 @@ class DeliveryEngine:
         reason = failure.reason[:1000]
         limits = self.hub.config.delivery.priorities.for_priority(info.priority)
         if not failure.retryable:
-            await exchange.end_delivery(info, unit, dv.FAILED, f"refused by the destination: {reason}",
+            await exchange.end_delivery(info, unit, dv.FAILED,
+                                        Text("refused by the destination: {reason}", reason=reason),
                                         values={"last_error": reason}, claim=(self.hub.node, attempt))
             return
         if attempt >= limits.max_attempts:
             await exchange.end_delivery(info, unit, dv.FAILED,
-                                        f"gave up after {attempt} attempts; last error: {reason}",
+                                        Text("gave up after {attempts} attempts; last error: {reason}",
+                                             attempts=attempt, reason=reason),
                                         values={"last_error": reason}, claim=(self.hub.node, attempt))
             return
         now = self.clock()

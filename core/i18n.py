@@ -18,9 +18,12 @@ Placeholders are `str.format` names; the catalogues must keep the same names.
 
 from __future__ import annotations
 
+import errno
+import functools
 import gettext as _gettext
 import io
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -162,3 +165,107 @@ def render(text: str | None, lang: str | None = None) -> str:
     if isinstance(text, Text):
         return text.render(lang)
     return gettext(text, lang)
+
+
+# A message kept as its English text (a delivery's `reason` and `last_error`, the reason of a packet's
+# event) is stored as written, the same for every reader and for the API; each reader sees it in their
+# language by matching it against the catalogue's msgids when it is shown (`render_stored`).
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(![rsa])?(?::[^{}]*)?\}")
+#: A msgid needs this many letters outside its placeholders to be matched (`{a}: {b}` says nothing).
+_MIN_LETTERS = 6
+_MAX_DEPTH = 4
+
+
+def _literal(piece: str) -> str:
+    return piece.replace("{{", "{").replace("}}", "}")
+
+
+@cache
+def _stored_patterns() -> tuple[tuple[str, str, int, re.Pattern[str]], ...]:
+    """(msgid, its longest literal piece, its letter count, its pattern), the most telling first."""
+    from babel.messages.pofile import read_po
+
+    with catalogue_path("en").open("rb") as fh:
+        catalog = read_po(fh, locale="en", domain=DOMAIN)
+    out = []
+    for entry in catalog:
+        msgid = entry.id
+        if not isinstance(msgid, str) or not msgid or not _FIELD.search(msgid):
+            continue
+        pieces = [_literal(p) for p in _FIELD.split(msgid)[::3]]
+        letters = sum(ch.isalpha() for piece in pieces for ch in piece)
+        if letters < _MIN_LETTERS:
+            continue
+        pattern, seen = [re.escape(pieces[0])], set()
+        for index, field in enumerate(_FIELD.finditer(msgid)):
+            # A name shown twice (once with !r) is captured each time, by name and conversion.
+            key = field.group(1) + (field.group(2) or "").replace("!", "__")
+            group = key if key not in seen else f"{key}___{index}"
+            seen.add(key)
+            pattern.append(f"(?P<{group}>.+?)" + re.escape(pieces[index + 1]))
+        out.append((msgid, max(pieces, key=len), letters, sum(map(len, pieces)), re.compile("".join(pattern), re.S)))
+    # The msgid that explains most of the text wins: most letters, then most literal characters.
+    return tuple((m, piece, n, p) for m, piece, n, _chars, p in sorted(out, key=lambda p: (-p[2], -p[3])))
+
+
+@functools.lru_cache(maxsize=4096)
+def _render_stored(text: str, lang: str, depth: int = 0) -> str:
+    exact = translations(lang).gettext(text)
+    if exact != text or depth >= _MAX_DEPTH:
+        return exact
+    for msgid, piece, _letters, pattern in _stored_patterns():
+        if piece not in text:
+            continue
+        match = pattern.fullmatch(text)
+        if match is None:
+            continue
+        values = {name: _render_stored(value, lang, depth + 1) for name, value in match.groupdict().items()
+                  if "___" not in name}
+        translated = translations(lang).gettext(msgid)
+        out, at = [], 0
+        for field in _FIELD.finditer(translated):
+            key = field.group(1) + (field.group(2) or "").replace("!", "__")
+            out += [_literal(translated[at:field.start()]), values.get(key, values.get(field.group(1), field.group(0)))]
+            at = field.end()
+        return "".join([*out, _literal(translated[at:])])
+    return text
+
+
+def render_stored(text: str | None, lang: str | None = None) -> str:
+    """A message stored as its English text, in `lang` (the current language when None): the msgid it
+    was written from is found by its literal words, its values rendered the same way; what no msgid
+    matches (a library's or a remote server's own words) stays as it is."""
+    if not text:
+        return ""
+    if isinstance(text, Text):
+        return text.render(lang)
+    return _render_stored(str(text), normalise(lang) or current())
+
+
+#: The OS errors an operator meets most, by errno: in the catalogues, so the sentence reads in the
+#: reader's language (any other keeps the OS's own words, after a translated lead-in).
+_ERRNO_TEXTS = {
+    errno.ENOENT: N_("no such file or folder"),
+    errno.EACCES: N_("permission denied"),
+    errno.EPERM: N_("operation not permitted"),
+    errno.ENOSPC: N_("no space left on the device"),
+    errno.EEXIST: N_("already exists"),
+    errno.ENOTDIR: N_("not a folder"),
+    errno.EISDIR: N_("is a folder"),
+    errno.EROFS: N_("read-only file system"),
+    errno.EADDRINUSE: N_("address already in use"),
+    errno.EADDRNOTAVAIL: N_("address not available on this machine"),
+    errno.ECONNREFUSED: N_("connection refused"),
+    errno.ETIMEDOUT: N_("timed out"),
+    errno.EHOSTUNREACH: N_("host unreachable"),
+    errno.ENETUNREACH: N_("network unreachable"),
+}
+
+
+def os_reason(exc: BaseException) -> str:
+    """Why an OS call failed, as a person reads it: a `Text` for the common errnos, else the OS's own
+    words (`strerror`) or the exception's text."""
+    number = getattr(exc, "errno", None)
+    if isinstance(number, int) and number in _ERRNO_TEXTS:
+        return Text(_ERRNO_TEXTS[number])
+    return getattr(exc, "strerror", None) or str(exc)

@@ -267,7 +267,7 @@ def pkcs11_uri_problems(attrs: dict[str, str]) -> list[str]:
     """What a PKCS#11 KEK setting lacks or must not carry (checked with the config too)."""
     out: list[str] = [Text("{name} is missing ({hint})", name=name, hint=hint) for name, hint in (
         ("module-path", "?module-path=/usr/lib/softhsm/libsofthsm2.so"), ("token", "token=LABEL"),
-        ("object", "object=KEY-LABEL"), ("pin-source", "&pin-source=file:/path or env:NAME"))
+        ("object", "object=KEY-LABEL"), ("pin-source", Text("&pin-source=file:/path or env:NAME")))
         if not attrs.get(name)]
     if "pin-value" in attrs:
         out.append(Text("pin-value is refused: the PIN must not sit in the config; use pin-source=file:/path or "

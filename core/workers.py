@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lgsp.core.health import ping_watchdog, sd_notify, watchdog_interval
+from lgsp.core.i18n import Text, os_reason
 
 if TYPE_CHECKING:
     from lgsp.core.config import Config
@@ -74,19 +75,20 @@ def bind_to_supervisor(supervisor_pid: int) -> None:
         if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
             log.warning("could not tie this worker's life to its supervisor (prctl errno %d)", ctypes.get_errno())
     if os.getppid() != supervisor_pid:
-        raise WorkersError(f"the supervisor (pid {supervisor_pid}) is gone")
+        raise WorkersError(Text("the supervisor (pid {pid}) is gone", pid=supervisor_pid))
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
     """A bound, not listening SO_REUSEPORT socket holding the port the workers listen on together
     (the kernel hands connections only to listening sockets); it also picks the port when 0."""
     if not hasattr(socket, "SO_REUSEPORT"):
-        raise WorkersError("more than one worker needs SO_REUSEPORT, which this platform lacks")
+        raise WorkersError(Text("more than one worker needs SO_REUSEPORT, which this platform lacks"))
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
     except OSError as exc:
-        raise WorkersError(f"server.host {host!r}: {exc.strerror or exc}") from exc
+        raise WorkersError(Text("cannot resolve server.host {host!r}: {reason}", host=host,
+                                reason=os_reason(exc))) from exc
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -94,7 +96,8 @@ def reserve_port(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise WorkersError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        raise WorkersError(Text("cannot listen on {host}:{port}: {reason}", host=host, port=port,
+                                reason=os_reason(exc))) from exc
     return sock
 
 

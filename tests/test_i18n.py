@@ -149,7 +149,7 @@ def test_no_vietnamese_entry_is_left_in_english() -> None:
     nothing but names that stay as they are (a JSON field, a header)."""
     import re
 
-    kept_names = {"deadline", "header", "reason"}
+    kept_names = {"deadline", "header", "reason", "HTTP", "sendEdoc", "DocId"}
     catalog = read("vi")
     english = []
     for entry in catalog:

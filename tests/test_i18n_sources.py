@@ -22,7 +22,20 @@ MARKERS = {"_", "t", "Text", "N_", "gettext", "ngettext", "render", "said"}
 #: lines of `lgsp doctor` (`Check`, `Found`).
 SINKS: dict[str, int | None] = {"print": None, "CliError": 0, "Problem": 1, "TlsError": 0, "PolicyError": 0,
                                 "MasterKeyError": 0, "ProfileError": 0, "PluginError": 0, "BackupError": 0,
-                                "ConfigError": 0, "Check": None, "Found": None}
+                                "WorkersError": 0,
+                                "ConfigError": 0, "Check": None, "Found": None,
+                                # A delivery's reason and last error, a push's receipt: stored as their English
+                                # text and shown in the reader's language (`render_stored`) by `lgsp status`,
+                                # `lgsp deliveries` and the console, so they must be msgids.
+                                "SftpError": 0, "SftpTooLarge": 0, "AxisError": 1, "PushFailure": 0,
+                                "end_delivery": 3, "_release": 2, "_requeue_sending": 0, "_abandon": 1,
+                                "PushReceipt": 0}
+
+#: Keyword arguments that hold such a message, for every sink.
+SINK_KEYWORDS = {"detail", "reason", "desc"}
+#: Calls whose message is only in a keyword: a delivery's move (its reason), an operator's cancel, a
+#: packet's event (the "reason" of its detail, shown by `lgsp status` and the console).
+KEYWORD_SINKS = {"move": "reason", "move_rows": "reason", "operator_cancel": "reason", "record": "detail"}
 
 #: Files whose findings are known and why they stay (a finding elsewhere fails the test; an entry that no
 #: longer has findings fails it too, so the list only shrinks).
@@ -51,6 +64,11 @@ def _bare_words(node: ast.expr) -> list[str]:
         return _bare_words(node.left) + _bare_words(node.right)
     if isinstance(node, ast.IfExp):
         return _bare_words(node.body) + _bare_words(node.orelse)
+    if isinstance(node, ast.Subscript):  # f"..."[:300]
+        return _bare_words(node.value)
+    if isinstance(node, ast.Dict):  # an event's detail: its "reason" is shown
+        return [w for k, v in zip(node.keys, node.values, strict=True)
+                if isinstance(k, ast.Constant) and k.value == "reason" for w in _bare_words(v)]
     return []
 
 
@@ -61,16 +79,70 @@ def unmarked_messages(root: Path = ROOT) -> dict[str, list[str]]:
         for path in sorted((root / folder).rglob("*.py")):
             rel = str(path.relative_to(root))
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if not isinstance(node, ast.Call) or _name(node.func) not in SINKS:
+                if not isinstance(node, ast.Call):
                     continue
-                index = SINKS[_name(node.func) or ""]
-                args = list(node.args) if index is None else node.args[index:index + 1]
-                args += [k.value for k in node.keywords if k.arg == "detail"]
+                if _name(node.func) in KEYWORD_SINKS:
+                    args = [k.value for k in node.keywords if k.arg == KEYWORD_SINKS[_name(node.func) or ""]]
+                elif _name(node.func) in SINKS:
+                    index = SINKS[_name(node.func) or ""]
+                    args = list(node.args) if index is None else node.args[index:index + 1]
+                    args += [k.value for k in node.keywords if k.arg in SINK_KEYWORDS]
+                else:
+                    continue
                 for arg in args:
                     words = _bare_words(arg)
                     if words:
                         found.setdefault(rel, []).append(f"{node.lineno}: {_name(node.func)}: {words}")
     return found
+
+
+_SENTENCE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")
+
+
+def _key_like(node: ast.expr) -> bool:
+    """A configuration key path: a name, an attribute, an f-string or concatenation, or a literal without spaces."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str) and " " not in node.value
+    if isinstance(node, ast.BinOp):  # "a." + name, never 1 << 30
+        return isinstance(node.op, ast.Add)
+    return isinstance(node, (ast.Name, ast.Attribute, ast.JoinedStr, ast.Subscript, ast.Call))
+
+
+def unmarked_key_messages(root: Path = ROOT) -> dict[str, list[str]]:
+    """file → `line: words` for every `(key, "message")` pair whose message is a plain literal: how
+    configuration problems are reported (`lgsp_check_config`, `validate_target`, `config_issues`), shown
+    by `lgsp config check` and at start-up after the key path."""
+    found: dict[str, list[str]] = {}
+    for folder in SOURCE_FOLDERS:
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = str(path.relative_to(root))
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Tuple) or len(node.elts) != 2 or not _key_like(node.elts[0]):
+                    continue
+                words = [w for w in _bare_words(node.elts[1]) if _SENTENCE.search(w)]
+                if words:
+                    found.setdefault(rel, []).append(f"{node.lineno}: {words}")
+    return found
+
+
+def test_every_configuration_message_goes_through_the_catalogues() -> None:
+    found = unmarked_key_messages()
+    assert not found, "(key, message) pairs not marked for the catalogues (use Text):\n" + \
+        "\n".join(f"{f}:{line}" for f, lines in found.items() for line in lines)
+
+
+def test_the_key_message_scan_finds_an_unmarked_pair(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "x.py").write_text(
+        'def check(raw, key):\n'
+        '    out = [("adapters.x.url", "must be an https URL")]\n'
+        '    out.append((f"adapters.x.{key}", f"unknown key {key}"))\n'
+        '    out.append(("adapters.x.port", Text("must be a port number")))\n'
+        '    headers = [("Accept-Encoding", "identity")]\n'
+        '    names = {"01": ("Đã đến", "arrived at the unit")}\n'
+        '    return out\n', encoding="utf-8")
+    found = unmarked_key_messages(tmp_path)
+    assert [line.split(":")[0] for line in found["plugins/x.py"]] == ["2", "3"]
 
 
 def test_every_message_a_reader_gets_goes_through_the_catalogues() -> None:
@@ -92,8 +164,22 @@ def test_the_scan_finds_an_unmarked_message(tmp_path: Path) -> None:
         '    print("sent the packet")\n'
         'def h(unit):\n'
         '    print(t("sent {unit}", unit=unit)); raise CliError("--x: " + t("bad value"))\n', encoding="utf-8")
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "adapters" / "y.py").write_text(
+        'def f(where, exc):\n'
+        '    raise SftpError(f"{where} refused the connection", retryable=True)\n'
+        'def g(exc):\n'
+        '    raise PushFailure(f"national axis: {exc}"[:1000], retryable=False)\n'
+        'async def h(conn, at):\n'
+        '    await dv.move(conn, "p", None, "cancelled", at, reason="cancelled by the source")\n'
+        '    await record(conn, "p", "x", at, detail={"reason": "unit now pulls", "mode": "pull"})\n'
+        'def i(where):\n'
+        '    raise SftpError(Text("{where} refused the connection", where=where), retryable=True)\n',
+        encoding="utf-8")
     found = unmarked_messages(tmp_path)
-    assert list(found) == ["cli/x.py"] and [line.split(":")[0] for line in found["cli/x.py"]] == ["2", "4"]
+    assert sorted(found) == ["adapters/y.py", "cli/x.py"]
+    assert [line.split(":")[0] for line in found["cli/x.py"]] == ["2", "4"]
+    assert sorted(line.split(":")[0] for line in found["adapters/y.py"]) == ["2", "4", "6", "7"]
 
 
 def test_the_cli_and_console_code_write_no_vietnamese_of_their_own() -> None:

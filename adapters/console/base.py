@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from aiohttp import web
 
-from lgsp.core.api import VIETNAM_TZ, Account, Accounts, Actor, OneTimeSecrets, Text, hub_of, i18n
+from lgsp.core.api import VIETNAM_TZ, Account, Accounts, Actor, OneTimeSecrets, Text, hub_of, i18n, names
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -142,6 +142,11 @@ class Console:
         self.templates.filters["vn_time"] = vn_time
         self.templates.filters["vn_date"] = lambda m: vn_time(m, False)
         self.templates.filters["vn_size"] = vn_size
+        # States, modes and event types by their names; a stored reason in the page's language.
+        self.templates.filters["state_name"] = names.state_name
+        self.templates.filters["mode_name"] = names.mode_name
+        self.templates.filters["event_name"] = names.event_name
+        self.templates.filters["stored"] = i18n.render_stored
 
     # -- cookies ------------------------------------------------------------------------------
     def cookie_secure(self, request: web.Request) -> bool:

@@ -48,8 +48,9 @@ async def packet_operate(request: web.Request) -> web.StreamResponse:
         if action == "retry":
             await exchange.operator_retry(packet_id, unit)
         else:
-            await exchange.operator_cancel(packet_id, unit, (form.get("reason") or "").strip()[:500]
-                                           or "cancelled by an operator")
+            said = (form.get("reason") or "").strip()[:500]
+            await exchange.operator_cancel(packet_id, unit, Text("cancelled by an operator: {reason}", reason=said)
+                                           if said else Text("cancelled by an operator"))
     except Problem as exc:
         return await _packet_page(request, packet_id, error=exc.detail or exc.title(), status=422)
     await console.accounts.audit(actor_of(request), f"delivery.{action}", target=f"{packet_id}:{unit}",

@@ -31,6 +31,8 @@ from typing import BinaryIO, Final, Self, TypeVar
 
 import aiohttp
 
+from lgsp.core.api import Text
+
 from .protocol import (
     CONTENT_TYPE_JSON,
     CONTENT_TYPE_OCTETS,
@@ -121,7 +123,8 @@ def _hash_file_of(path: Path | Opener, max_bytes: int) -> tuple[int, str]:
         while chunk := fh.read(_CHUNK):
             size += len(chunk)
             if size > max_bytes:
-                raise AxisError(TransportCode.TOO_LARGE, f"{path} is larger than {max_bytes} bytes",
+                raise AxisError(TransportCode.TOO_LARGE, Text("{path} is larger than {max_bytes} bytes", path=path,
+                                                              max_bytes=max_bytes),
                                 retryable=False, operation=Operation.SEND_EDOC)
             sha.update(chunk)
     return size, sdk_hex(sha.digest())
@@ -146,14 +149,17 @@ def _decode_document(data: str, max_bytes: int, operation: str) -> bytes:
     """Base64 (whitespace tolerated: Java MIME encoders wrap lines) to bytes, bounded."""
     clean = data.encode("ascii", "replace").translate(None, b" \t\r\n")
     if len(clean) // 4 * 3 > max_bytes + 2:
-        raise AxisError(TransportCode.TOO_LARGE, f"document larger than {max_bytes} bytes", retryable=False,
+        raise AxisError(TransportCode.TOO_LARGE, Text("document larger than {max_bytes} bytes", max_bytes=max_bytes),
+                        retryable=False,
                         operation=operation)
     try:
         content = base64.b64decode(clean, validate=True)
     except (binascii.Error, ValueError):
-        raise AxisError(TransportCode.UNPARSABLE, "data is not Base64", retryable=True, operation=operation) from None
+        raise AxisError(TransportCode.UNPARSABLE, Text("data is not Base64"),
+                        retryable=True, operation=operation) from None
     if len(content) > max_bytes:
-        raise AxisError(TransportCode.TOO_LARGE, f"document larger than {max_bytes} bytes", retryable=False,
+        raise AxisError(TransportCode.TOO_LARGE, Text("document larger than {max_bytes} bytes", max_bytes=max_bytes),
+                        retryable=False,
                         operation=operation)
     return content
 
@@ -242,7 +248,8 @@ class AxisClient:
                 log.debug("axis %s -> HTTP %s", operation.value, resp.status)
                 declared = resp.content_length
                 if declared is not None and declared > max_bytes:
-                    raise AxisError(TransportCode.TOO_LARGE, f"answer of {declared} bytes exceeds {max_bytes}",
+                    raise AxisError(TransportCode.TOO_LARGE, Text("answer of {declared} bytes exceeds {max_bytes}",
+                                                                  declared=declared, max_bytes=max_bytes),
                                     retryable=False, operation=operation, http_status=resp.status)
                 if sink is not None and resp.status == 200:
                     head = await self._to_file(resp, sink, max_bytes, operation)
@@ -251,20 +258,21 @@ class AxisClient:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     raw += chunk
                     if len(raw) > max_bytes:
-                        raise AxisError(TransportCode.TOO_LARGE, f"answer exceeds {max_bytes} bytes",
+                        raise AxisError(TransportCode.TOO_LARGE, Text("answer exceeds {max_bytes} bytes",
+                                                                      max_bytes=max_bytes),
                                         retryable=False, operation=operation, http_status=resp.status)
                 return resp.status, resp.content_type, bytes(raw)
         except AxisError:
             raise
         except TimeoutError:
-            raise AxisError(TransportCode.TIMEOUT, "no answer within the timeout", retryable=True,
+            raise AxisError(TransportCode.TIMEOUT, Text("no answer within the timeout"), retryable=True,
                             operation=operation) from None
         except aiohttp.ClientSSLError as exc:
             raise AxisError(TransportCode.TLS, str(exc)[:300], retryable=False, operation=operation) from None
         except aiohttp.ClientConnectorError as exc:
             raise AxisError(TransportCode.CONNECT, str(exc)[:300], retryable=True, operation=operation) from None
         except aiohttp.InvalidURL as exc:
-            raise AxisError(TransportCode.CONNECT, f"invalid URL {exc}", retryable=False,
+            raise AxisError(TransportCode.CONNECT, Text("invalid URL {exc}", exc=exc), retryable=False,
                             operation=operation) from None
         except aiohttp.ClientResponseError as exc:  # not HTTP (a broken status line or headers)
             raise AxisError(TransportCode.UNPARSABLE, str(exc)[:300], retryable=True, operation=operation) from None
@@ -284,14 +292,15 @@ class AxisClient:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     size += len(chunk)
                     if size > max_bytes:
-                        raise AxisError(TransportCode.TOO_LARGE, f"document exceeds {max_bytes} bytes",
+                        raise AxisError(TransportCode.TOO_LARGE, Text("document exceeds {max_bytes} bytes",
+                                                                      max_bytes=max_bytes),
                                         retryable=False, operation=operation)
                     if len(head) < 64 << 10:
                         head += chunk[: (64 << 10) - len(head)]
                     await asyncio.to_thread(fh.write, chunk)
                 await asyncio.to_thread(os.fsync, fh.fileno())
             if size == 0:
-                raise AxisError(TransportCode.UNPARSABLE, "empty document", retryable=True, operation=operation)
+                raise AxisError(TransportCode.UNPARSABLE, Text("empty document"), retryable=True, operation=operation)
             if head.lstrip()[:1] == b"{" or resp.content_type == CONTENT_TYPE_JSON:
                 await asyncio.to_thread(tmp.unlink)
                 return head if size <= len(head) else b"{"  # a refusal is small; a larger JSON is garbage
@@ -310,7 +319,8 @@ class AxisClient:
             result = result_type.from_json(obj) if 200 <= status < 300 else Result.from_json(obj)
         except ShapeError as exc:
             if not 200 <= status < 300:
-                raise AxisError(TransportCode.HTTP_STATUS, f"HTTP {status}", retryable=status >= 500 or status in
+                raise AxisError(TransportCode.HTTP_STATUS, Text("HTTP {status}", status=status),
+                                retryable=status >= 500 or status in
                                 (408, 429), operation=operation, http_status=status) from None
             raise AxisError(TransportCode.UNPARSABLE, str(exc), retryable=True, operation=operation,
                             http_status=status) from None
@@ -318,7 +328,7 @@ class AxisClient:
             raise AxisError(result.error_code, result.error_desc, retryable=result.error_code in RETRYABLE_CODES,
                             operation=operation, http_status=status)
         if not 200 <= status < 300:
-            raise AxisError(TransportCode.HTTP_STATUS, f"HTTP {status} with a success answer",
+            raise AxisError(TransportCode.HTTP_STATUS, Text("HTTP {status} with a success answer", status=status),
                             retryable=status >= 500, operation=operation, http_status=status)
         return result  # type: ignore[return-value]
 
@@ -345,7 +355,8 @@ class AxisClient:
         if isinstance(edxml, bytes | bytearray | memoryview):
             data = bytes(edxml)
             if len(data) > self.max_document_bytes:
-                raise AxisError(TransportCode.TOO_LARGE, f"document larger than {self.max_document_bytes} bytes",
+                raise AxisError(TransportCode.TOO_LARGE, Text("document larger than {max_document_bytes} bytes",
+                                                              max_document_bytes=self.max_document_bytes),
                                 retryable=False, operation=Operation.SEND_EDOC)
             digest = await asyncio.to_thread(lambda: hashlib.sha256(data).digest())
             size, hashed, body = len(data), sdk_hex(digest), data + CRLF
@@ -361,7 +372,7 @@ class AxisClient:
                                               content_length=size + len(CRLF), max_bytes=self.max_json_bytes)
         result = await self._parse(Operation.SEND_EDOC, status, raw, SendEdocResult)
         if not result.doc_id:
-            raise AxisError(TransportCode.UNPARSABLE, "success without a DocId", retryable=True,
+            raise AxisError(TransportCode.UNPARSABLE, Text("success without a DocId"), retryable=True,
                             operation=Operation.SEND_EDOC, http_status=status)
         return result.doc_id
 
@@ -397,7 +408,7 @@ class AxisClient:
         if status == 200 and not head:
             return (await asyncio.to_thread(target.stat)).st_size
         await self._parse(Operation.DOWNLOAD_EDOC, status, head, Result)  # raises for FAIL or garbage
-        raise AxisError(TransportCode.UNPARSABLE, "a JSON answer instead of the document", retryable=True,
+        raise AxisError(TransportCode.UNPARSABLE, Text("a JSON answer instead of the document"), retryable=True,
                         operation=Operation.DOWNLOAD_EDOC, http_status=status)
 
     async def update_status(self, doc_id: str, status: str) -> None:

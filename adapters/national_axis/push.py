@@ -62,20 +62,21 @@ class AxisPushAdapter:
 
         bridge = bridge_of(self.hub)
         if bridge is None:
-            raise PushFailure("the national axis adapter is not running", retryable=True)
+            raise PushFailure(Text("the national axis adapter is not running"), retryable=True)
         return bridge
 
     async def push(self, job: PushJob) -> PushReceipt:
         bridge = self._bridge()
         packet = job.packet
         if packet.data_type not in DATA_TYPES:
-            raise PushFailure(f"the national axis carries edXML only, not {packet.data_type}", retryable=False)
+            raise PushFailure(Text("the national axis carries edXML only, not {data_type}", data_type=packet.data_type),
+                              retryable=False)
         if not await asyncio.to_thread(job.content_path.is_file):
-            raise PushFailure(f"the hub no longer holds the content of packet {packet.id}", retryable=False)
+            raise PushFailure(Text("the hub no longer holds the content of packet {id}", id=packet.id), retryable=False)
         kind = message_type_of(packet.meta)
         if kind not in bridge.settings.message_types:
-            raise PushFailure(f"message type {kind} is not exchanged with the axis "
-                              f"(adapters.national_axis.message_types)", retryable=False)
+            raise PushFailure(Text("message type {kind} is not exchanged with the axis "
+                                   "(adapters.national_axis.message_types)", kind=kind), retryable=False)
         try:
             # job.open gives the plaintext (content is encrypted at rest), read twice: hash, then send.
             doc_id = await bridge.client.send_edoc(job.open, bridge.settings.agency_code, [job.unit],
@@ -83,12 +84,13 @@ class AxisPushAdapter:
         except AxisError as exc:
             log.warning("sendEdoc of %s to %s failed (%s): %s %s", packet.id, job.unit,
                         "will retry" if exc.retryable else "not retryable", exc.code, exc.desc)
-            raise PushFailure(f"national axis {exc.operation or 'sendEdoc'}: {exc.code} {exc.desc}"[:1000],
-                              retryable=exc.retryable) from None
+            raise PushFailure(Text("national axis {operation}: {code} {desc}", operation=exc.operation or "sendEdoc",
+                                   code=exc.code, desc=exc.desc[:900]), retryable=exc.retryable) from None
         except ValueError as exc:  # a unit code the protocol cannot carry
-            raise PushFailure(f"national axis: {exc}", retryable=False) from None
+            raise PushFailure(Text("national axis: {exc}", exc=exc), retryable=False) from None
         log.info("national axis: packet %s sent to %s as DocId %s", packet.id, job.unit, doc_id)
-        return PushReceipt(detail=f"sendEdoc {kind}: DocId {doc_id}", remote_id=doc_id, pending=True)
+        return PushReceipt(detail=Text("sendEdoc {kind}: DocId {doc_id}", kind=kind, doc_id=doc_id),
+                           remote_id=doc_id, pending=True)
 
     async def probe(self, unit: str, target: Mapping[str, Any]) -> bool:
         """The axis answers a signed countReceiveEdoc: reachable, and our signature is accepted."""

@@ -79,7 +79,7 @@ class PeerClient:
                 last = f"connection to {url.host}:{url.port} failed: {exc}"
                 if body is not None and not isinstance(exc, aiohttp.ClientConnectorError):
                     break
-        raise PushFailure(f"peer hub of zone {self.route.zone}: {last}", retryable=True)
+        raise PushFailure(Text("peer hub of zone {zone}: {last}", zone=self.route.zone, last=last), retryable=True)
 
 
 def problem_text(raw: bytes) -> str:
@@ -116,15 +116,15 @@ class PeerPushAdapter:
 
         route = peer_routes(self.hub.config.routes).get(zone)
         if route is None:
-            raise PushFailure(f"zone {zone} has no usable peer route", retryable=False)
+            raise PushFailure(Text("zone {zone} has no usable peer route", zone=zone), retryable=False)
         found = self.clients.get(zone)
         if found is not None and found.route == route:
             return found
         try:
             secret = await self.hub.secrets.reveal(route.secret_name)
         except Exception as exc:  # a missing secret: an operator's mistake, retried once fixed
-            raise PushFailure(f"the secret {route.secret_name!r} of the peer route of zone {zone} cannot be read: "
-                              f"{exc}", retryable=True) from None
+            raise PushFailure(Text("the secret {secret_name!r} of the peer route of zone {zone} cannot be read: {exc}",
+                                   secret_name=route.secret_name, zone=zone, exc=exc), retryable=True) from None
         client = PeerClient(route, Signer(route.key_id, self.hub.algorithms[route.algorithm], secret))
         if found is not None:
             self.stale.append(found)  # an attempt may still be using it
@@ -159,13 +159,16 @@ class PeerPushAdapter:
             sha256=packet.sha256, headers={H_ENVELOPE: encoded}, size=packet.size)
         if status in (200, 201):
             if headers.get(H_CONTENT, "").strip().lower() != packet.sha256:
-                raise PushFailure(f"the peer hub of zone {zone} did not echo the content's hash", retryable=True)
+                raise PushFailure(Text("the peer hub of zone {zone} did not echo the content's hash", zone=zone),
+                                  retryable=True)
             try:
                 remote = json.loads(raw)["id"]
             except (ValueError, KeyError, TypeError):
-                raise PushFailure(f"the peer hub of zone {zone} answered without a packet id", retryable=True) from None
+                raise PushFailure(Text("the peer hub of zone {zone} answered without a packet id", zone=zone),
+                                  retryable=True) from None
             log.info("peer %s: packet %s for %s handed over as %s", zone, packet.id, job.unit, remote)
-            return PushReceipt(detail=f"peer hub {zone}: packet {remote}", remote_id=str(remote)[:128], pending=True)
+            return PushReceipt(detail=Text("peer hub {zone}: packet {remote}", zone=zone, remote=remote),
+                               remote_id=str(remote)[:128], pending=True)
         self.forget(zone, status)
         raise http_failure(status, problem_text(raw), headers.get("Retry-After"))
 

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from lgsp.core.api import PushFailure
+from lgsp.core.api import PushFailure, Text
 from lgsp.core.api import states as dv
 
 from .push import problem_text
@@ -77,10 +77,10 @@ async def _ask(adapter: PeerPushAdapter, zone: str, remote: str) -> dict[str, An
         try:
             body = json.loads(raw)
         except ValueError:
-            raise PushFailure("the peer's answer is not JSON", retryable=True) from None
+            raise PushFailure(Text("the peer's answer is not JSON"), retryable=True) from None
         return body if isinstance(body, dict) else None
     if status >= 500 or status in (408, 429):
-        raise PushFailure(f"HTTP {status} {problem_text(raw)}", retryable=True)
+        raise PushFailure(Text("HTTP {status} {problem}", status=status, problem=problem_text(raw)), retryable=True)
     log.warning("peer %s: packet %s: HTTP %s %s", zone, remote, status, problem_text(raw))
     return None  # not found there (or not ours): left for the deadline or max age to end
 

@@ -144,23 +144,28 @@ class RestPushAdapter:
                     echo = resp.headers.get(H_CONTENT)
                     await _body(resp)
                     if echo is None:
-                        raise PushFailure(f"HTTP {resp.status} without the {H_CONTENT} echo: the endpoint does not "
-                                          "speak the LGSP receive protocol", retryable=False)
+                        raise PushFailure(Text("HTTP {status} without the {header} echo: the endpoint does not "
+                                               "speak the LGSP receive protocol", status=resp.status,
+                                               header=H_CONTENT), retryable=False)
                     if echo.strip().lower() != packet.sha256:
-                        raise PushFailure(f"the receiver hashed {echo[:64]}, not {packet.sha256} "
-                                          "(content damaged on the way?)", retryable=True)
-                    return PushReceipt(detail=f"HTTP {resp.status}", remote_id=resp.headers.get(H_RECEIPT))
+                        raise PushFailure(Text("the receiver hashed {echo}, not {sha256} (content damaged on the "
+                                               "way?)", echo=echo[:64], sha256=packet.sha256), retryable=True)
+                    return PushReceipt(detail=Text("HTTP {status}", status=resp.status),
+                                       remote_id=resp.headers.get(H_RECEIPT))
                 detail = await _snippet(resp)
                 if 300 <= resp.status < 400:
-                    raise PushFailure(f"HTTP {resp.status} redirect to {resp.headers.get('Location', '?')}; "
-                                      "set the target's url to the final address", retryable=False)
+                    raise PushFailure(Text("HTTP {status} redirect to {location}; set the target's url to the final "
+                                           "address", status=resp.status, location=resp.headers.get('Location', '?')),
+                                      retryable=False)
                 raise http_failure(resp.status, detail, resp.headers.get("Retry-After"))
         except PushFailure:
             raise
         except TimeoutError as exc:
-            raise PushFailure(f"timed out talking to {url.host}: {exc or 'no answer'}", retryable=True) from exc
+            raise PushFailure(Text("timed out talking to {host}: {exc}", host=url.host, exc=exc or Text("no answer")),
+                              retryable=True) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise PushFailure(f"connection to {url.host}:{url.port} failed: {exc}", retryable=True) from exc
+            raise PushFailure(Text("connection to {host}:{port} failed: {exc}", host=url.host, port=url.port, exc=exc),
+                              retryable=True) from exc
 
     async def probe(self, unit: str, target: Mapping[str, Any]) -> bool:
         timeout = aiohttp.ClientTimeout(total=float(target.get("connect_timeout_seconds", 10)) + 5)

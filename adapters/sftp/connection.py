@@ -19,7 +19,7 @@ import asyncssh
 
 from lgsp.adapters.sftp.manifest import temporary_name
 from lgsp.adapters.sftp.settings import Connection, HostKeyPin
-from lgsp.core.api import Problem
+from lgsp.core.api import Problem, Text, i18n
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -29,20 +29,26 @@ T = TypeVar("T")
 
 
 class SftpError(Exception):
-    """A failed SFTP step, already classified: `retryable` says whether trying later can help."""
+    """A failed SFTP step, already classified: `retryable` says whether trying later can help.
 
-    def __init__(self, reason: str, *, retryable: bool, host_key_mismatch: bool = False) -> None:
+    `code` names the kind of failure for logs and code (`sftp.host_key`, `sftp.timeout`, ...);
+    `reason` is a `Text` (its own value the English text, which is what a delivery stores), so each
+    reader sees it in their language (docs/i18n.md)."""
+
+    def __init__(self, reason: str, *, retryable: bool, host_key_mismatch: bool = False,
+                 code: str = "sftp.failed") -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
         self.host_key_mismatch = host_key_mismatch
+        self.code = code
 
 
 class SftpTooLarge(SftpError):
     """A file expected to be small (a manifest) is not."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason, retryable=False)
+        super().__init__(reason, retryable=False, code="sftp.too_large")
 
 
 class _PinnedClient(asyncssh.SSHClient):
@@ -62,21 +68,23 @@ async def _credentials(hub: Hub, conn: Connection) -> tuple[str | None, list[asy
         try:
             return await hub.secrets.reveal(name)
         except Problem:
-            raise SftpError(f"the {what} secret {name!r} of unit {conn.unit} is not stored "
-                            f"(store it with: lgsp secret set {name})", retryable=False) from None
+            raise SftpError(Text("the {what} secret {name!r} of unit {unit} is not stored (store it with: lgsp "
+                                 "secret set {name})", what=what, name=name, unit=conn.unit),
+                            retryable=False, code="sftp.secret_missing") from None
 
-    password = await reveal(conn.password_secret, "password") if conn.password_secret else None
+    password = await reveal(conn.password_secret, Text("password")) if conn.password_secret else None
     keys = None
     if conn.client_key_secret:
-        text = await reveal(conn.client_key_secret, "client key")
-        passphrase = (await reveal(conn.client_key_passphrase_secret, "key passphrase")
+        text = await reveal(conn.client_key_secret, Text("client key"))
+        passphrase = (await reveal(conn.client_key_passphrase_secret, Text("key passphrase"))
                       if conn.client_key_passphrase_secret else None)
         try:
             keys = [asyncssh.import_private_key(text, passphrase)]
         except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError, ValueError) as exc:
             # The message names the format problem, never the key material.
-            raise SftpError(f"the client key secret {conn.client_key_secret!r} cannot be used: {exc}",
-                            retryable=False) from None
+            raise SftpError(Text("the client key secret {client_key_secret!r} cannot be used: {exc}",
+                                 client_key_secret=conn.client_key_secret, exc=exc),
+                            retryable=False, code="sftp.client_key") from None
     return password, keys
 
 
@@ -86,36 +94,49 @@ def classify(exc: BaseException, conn: Connection, stage: str, presented: str | 
     if isinstance(exc, SftpError):
         return exc
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-        shown = f" (it presented {presented})" if presented else ""
+        shown = Text(" (it presented {key})", key=presented) if presented else ""
         return SftpError(
-            f"{stage}: the host key of {where} is not the pinned one{shown}; refusing to connect and no "
-            f"credentials were sent. If the server was legitimately re-keyed, verify the new key out of band "
-            f"and update host_key of unit {conn.unit}", retryable=False, host_key_mismatch=True)
+            Text("{stage}: the host key of {where} is not the pinned one{shown}; refusing to connect and no "
+                 "credentials were sent. If the server was legitimately re-keyed, verify the new key out of band and "
+                 "update host_key of unit {unit}", stage=stage, where=where, shown=shown, unit=conn.unit),
+            retryable=False, host_key_mismatch=True, code="sftp.host_key")
     if isinstance(exc, asyncssh.KeyExchangeFailed):
-        return SftpError(f"{stage}: key exchange with {where} failed ({exc.reason}); does the server offer "
-                         f"the pinned host key type?", retryable=False)
+        return SftpError(Text("{stage}: key exchange with {where} failed ({reason}); does the server offer the "
+                              "pinned host key type?", stage=stage, where=where, reason=exc.reason),
+                         retryable=False, code="sftp.key_exchange")
     if isinstance(exc, asyncssh.PermissionDenied):
-        return SftpError(f"{stage}: {where} rejected the credentials of unit {conn.unit} "
-                         f"(check username and the stored secret)", retryable=False)
+        return SftpError(Text("{stage}: {where} rejected the credentials of unit {unit} (check username and the "
+                              "stored secret)", stage=stage, where=where, unit=conn.unit),
+                         retryable=False, code="sftp.credentials")
     if isinstance(exc, asyncssh.ChannelOpenError):
-        return SftpError(f"{stage}: {where} refused the SFTP subsystem ({exc.reason})", retryable=False)
+        return SftpError(Text("{stage}: {where} refused the SFTP subsystem ({reason})", stage=stage, where=where,
+                              reason=exc.reason), retryable=False, code="sftp.subsystem")
     if isinstance(exc, (asyncssh.SFTPPermissionDenied, asyncssh.SFTPWriteProtect)):
-        return SftpError(f"{stage}: permission denied on {where} ({exc.reason})", retryable=False)
+        return SftpError(Text("{stage}: permission denied on {where} ({reason})", stage=stage, where=where,
+                              reason=exc.reason), retryable=False, code="sftp.permission")
     if isinstance(exc, (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath, asyncssh.SFTPNotADirectory)):
-        return SftpError(f"{stage}: no such file or folder on {where} ({exc.reason})", retryable=False)
+        return SftpError(Text("{stage}: no such file or folder on {where} ({reason})", stage=stage, where=where,
+                              reason=exc.reason), retryable=False, code="sftp.no_such_file")
     if isinstance(exc, (asyncssh.SFTPNoSpaceOnFilesystem, asyncssh.SFTPQuotaExceeded)):
-        return SftpError(f"{stage}: {where} is out of space ({exc.reason})", retryable=True)
+        return SftpError(Text("{stage}: {where} is out of space ({reason})", stage=stage, where=where,
+                              reason=exc.reason), retryable=True, code="sftp.no_space")
     if isinstance(exc, asyncssh.SFTPError):
-        return SftpError(f"{stage}: SFTP error from {where}: {exc.reason}", retryable=True)
+        return SftpError(Text("{stage}: SFTP error from {where}: {reason}", stage=stage, where=where,
+                              reason=exc.reason), retryable=True, code="sftp.protocol")
     if isinstance(exc, asyncssh.DisconnectError):
-        return SftpError(f"{stage}: {where} closed the connection ({exc.reason})", retryable=True)
+        return SftpError(Text("{stage}: {where} closed the connection ({reason})", stage=stage, where=where,
+                              reason=exc.reason), retryable=True, code="sftp.closed")
     if isinstance(exc, TimeoutError):
-        return SftpError(f"{stage}: {where} did not answer in time", retryable=True)
+        return SftpError(Text("{stage}: {where} did not answer in time", stage=stage, where=where),
+                         retryable=True, code="sftp.timeout")
     if isinstance(exc, ConnectionRefusedError):
-        return SftpError(f"{stage}: {where} refused the connection", retryable=True)
+        return SftpError(Text("{stage}: {where} refused the connection", stage=stage, where=where),
+                         retryable=True, code="sftp.refused")
     if isinstance(exc, OSError):
-        return SftpError(f"{stage}: cannot reach {where}: {exc.strerror or exc}", retryable=True)
-    return SftpError(f"{stage}: {type(exc).__name__} talking to {where}", retryable=True)
+        return SftpError(Text("{stage}: cannot reach {where}: {strerror}", stage=stage, where=where,
+                              strerror=i18n.os_reason(exc)), retryable=True, code="sftp.unreachable")
+    return SftpError(Text("{stage}: {error} talking to {where}", stage=stage, error=type(exc).__name__, where=where),
+                     retryable=True, code="sftp.broken")
 
 
 class Session:
@@ -144,7 +165,7 @@ class Session:
             raise classify(exc, self.conn, stage) from exc
 
     async def is_dir(self, path: str) -> bool:
-        attrs = await self.stat(f"check folder {path}", path)
+        attrs = await self.stat(Text("check folder {path}", path=path), path)
         return attrs is not None and attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY
 
     async def read_small(self, stage: str, path: str, limit: int) -> bytes | None:
@@ -153,7 +174,8 @@ class Session:
         if attrs is None:
             return None
         if attrs.size is not None and attrs.size > limit:
-            raise SftpTooLarge(f"{stage}: {path} is larger than {limit} bytes")
+            raise SftpTooLarge(Text("{stage}: {path} is larger than {limit} bytes", stage=stage, path=path,
+                                    limit=limit))
         try:
             async with asyncio.timeout(self.conn.timeout):
                 async with self.sftp.open(path, "rb", encoding=None) as fh:
@@ -163,7 +185,8 @@ class Session:
         except (asyncssh.Error, OSError, TimeoutError) as exc:
             raise classify(exc, self.conn, stage) from exc
         if len(data) > limit:
-            raise SftpTooLarge(f"{stage}: {path} is larger than {limit} bytes")
+            raise SftpTooLarge(Text("{stage}: {path} is larger than {limit} bytes", stage=stage, path=path,
+                                    limit=limit))
         return cast(bytes, data)  # opened with encoding=None: asyncssh returns bytes
 
     async def replace(self, stage: str, source: str, target: str) -> None:
@@ -246,7 +269,7 @@ async def open_session(hub: Hub, conn: Connection) -> AsyncIterator[Session]:
     except (asyncssh.Error, OSError, TimeoutError) as exc:
         if ssh is not None:
             ssh.abort()
-        error = classify(exc, conn, "connect", client.presented)
+        error = classify(exc, conn, Text("connect"), client.presented)
         if error.host_key_mismatch:
             log.error("sftp %s (unit %s): %s", conn.address, conn.unit, error.reason)
         raise error from None

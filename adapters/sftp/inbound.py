@@ -113,12 +113,14 @@ class Poller:
     async def poll_once(self) -> None:
         unit = await self.hub.directory.get_unit(self.unit)
         if unit is None or unit.status != "active":
-            raise SftpError(f"unit {self.unit} is not registered or not active; its outbox is left alone",
-                            retryable=True)
+            raise SftpError(Text("unit {unit} is not registered or not active; its outbox is left alone",
+                                 unit=self.unit),
+                            retryable=True, code="sftp.unit_inactive")
         source = self.source
         async with open_session(self.hub, source.connection) as session:
             # Listed as bytes: one name that is not UTF-8 would otherwise fail the whole listing, every round.
-            listing = await session.call(f"list {source.outbox}", session.sftp.readdir(source.outbox.encode()))
+            listing = await session.call(Text("list {outbox}", outbox=source.outbox),
+                                         session.sftp.readdir(source.outbox.encode()))
             files = {}
             for entry in listing:
                 if entry.attrs.type != asyncssh.FILEXFER_TYPE_REGULAR:
@@ -135,8 +137,8 @@ class Poller:
                            if is_data_name(f) and f in files)
             if not claims and not fresh:
                 return
-            await session.ensure_dir(f"create {source.done}", source.done)
-            await session.ensure_dir(f"create {source.failed}", source.failed)
+            await session.ensure_dir(Text("create {done}", done=source.done), source.done)
+            await session.ensure_dir(Text("create {failed}", failed=source.failed), source.failed)
             for file, claim in claims:
                 await self._isolated(session, file, claim, recovering=True)
             for _, file in fresh[:max(0, source.max_files_per_poll - len(claims))]:
@@ -171,7 +173,7 @@ class Poller:
         except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPNoSuchPath):
             return False  # taken or withdrawn since the listing
         except (asyncssh.Error, OSError, TimeoutError) as exc:
-            raise classify(exc, session.conn, f"claim {file}") from exc
+            raise classify(exc, session.conn, Text("claim {file}", file=file)) from exc
         return True
 
     async def _process(self, session: Session, file: str, claim: str, *, recovering: bool) -> None:
@@ -181,7 +183,7 @@ class Poller:
         problem: Problem | None = None
         fields = None
         try:
-            raw = await session.read_small(f"read manifest of {file}", claim_path, MAX_MANIFEST_SIZE)
+            raw = await session.read_small(Text("read manifest of {file}", file=file), claim_path, MAX_MANIFEST_SIZE)
         except SftpTooLarge:
             raw, problem = b"", Problem("request.invalid",
                                         Text("the manifest is larger than {MAX_MANIFEST_SIZE} bytes",
@@ -206,7 +208,7 @@ class Poller:
             if marker is not None and claim_of(marker, nested=False) == claim:
                 await self._finish_failed(session, file, claim, slot)
                 return
-        data = await session.stat(f"stat {file}", data_path)
+        data = await session.stat(Text("stat {file}", file=file), data_path)
         if data is None and problem is None:
             problem = Problem("not_found", Text("the data file {file} disappeared before the hub could take it",
                                                 file=file))
@@ -229,7 +231,8 @@ class Poller:
             if exc.code in FILE_PROBLEMS:
                 await self._failed(session, file, claim, exc)
                 return
-            raise SftpError(f"the hub could not take {file} now ({exc}); will try again", retryable=True) from None
+            raise SftpError(Text("the hub could not take {file} now ({exc}); will try again", file=file, exc=exc),
+                            retryable=True, code="sftp.hub_busy") from None
         finally:
             await content.aclose()
         self.submitted += 1
@@ -238,16 +241,16 @@ class Poller:
 
     async def _content(self, session: Session, path: str) -> AsyncGenerator[bytes, None]:
         chunk_size = int(self.hub.config.limits.io_chunk_size)
-        handle = await session.call(f"open {path}", session.sftp.open(path, "rb", encoding=None))
+        handle = await session.call(Text("open {path}", path=path), session.sftp.open(path, "rb", encoding=None))
         try:
             while True:
-                block = await session.call(f"read {path}", handle.read(chunk_size))
+                block = await session.call(Text("read {path}", path=path), handle.read(chunk_size))
                 if not block:
                     return
                 yield cast(bytes, block)  # opened with encoding=None: asyncssh returns bytes
         finally:
             with contextlib.suppress(SftpError):
-                await session.call(f"close {path}", handle.close())
+                await session.call(Text("close {path}", path=path), handle.close())
 
     async def _claimed_packet(self, sha256: object, claim: str) -> PacketInfo | None:
         """The accepted packet an earlier round made from this claim, if any."""
@@ -260,7 +263,7 @@ class Poller:
     @staticmethod
     async def _read_marker(session: Session, path: str) -> bytes | None:
         try:
-            return await session.read_small(f"read {path}", path, MAX_MANIFEST_SIZE)
+            return await session.read_small(Text("read {path}", path=path), path, MAX_MANIFEST_SIZE)
         except SftpTooLarge:
             return b""  # too large to be one of ours: the name is taken
 
@@ -282,19 +285,22 @@ class Poller:
         source = self.source
         slot = await self._slot(session, source.done, file, claim, MANIFEST_SUFFIX, nested=True)
         data_path = posixpath.join(source.outbox, file)
-        if await session.stat(f"stat {file}", data_path) is not None:
-            await session.replace(f"move {file} to {source.done}", data_path, posixpath.join(source.done, slot))
+        if await session.stat(Text("stat {file}", file=file), data_path) is not None:
+            await session.replace(Text("move {file} to {done}", file=file, done=source.done),
+                                  data_path, posixpath.join(source.done, slot))
         record = done_manifest(dict(fields), packet=packet, claim=claim, hub_id=self.hub.config.hub.identifier)
-        await session.write_small(f"write manifest of {file} in {source.done}",
+        await session.write_small(Text("write manifest of {file} in {done}", file=file, done=source.done),
                                   posixpath.join(source.done, manifest_name(slot)), record)
-        await session.remove(f"remove claim of {file}", posixpath.join(source.outbox, claim_name(file, claim)))
+        await session.remove(Text("remove claim of {file}", file=file),
+                             posixpath.join(source.outbox, claim_name(file, claim)))
 
     async def _failed(self, session: Session, file: str, claim: str, problem: Problem) -> None:
         source = self.source
         slot = await self._slot(session, source.failed, file, claim, ERROR_SUFFIX, nested=False)
         report = error_document(problem, file=file, unit=self.unit, claim=claim,
                                 hub_id=self.hub.config.hub.identifier, at=datetime.now(UTC))
-        await session.write_small(f"write error report of {file}", posixpath.join(source.failed, slot + ERROR_SUFFIX),
+        await session.write_small(Text("write error report of {file}", file=file),
+                                  posixpath.join(source.failed, slot + ERROR_SUFFIX),
                                   report)
         self.failed += 1
         log.warning("sftp inbound %s: %s moved to %s: %s: %s", self.unit, file, source.failed, problem.code,
@@ -304,8 +310,9 @@ class Poller:
     async def _finish_failed(self, session: Session, file: str, claim: str, slot: str) -> None:
         source = self.source
         data_path = posixpath.join(source.outbox, file)
-        if await session.stat(f"stat {file}", data_path) is not None:
-            await session.replace(f"move {file} to {source.failed}", data_path, posixpath.join(source.failed, slot))
-        await session.replace(f"move manifest of {file} to {source.failed}",
+        if await session.stat(Text("stat {file}", file=file), data_path) is not None:
+            await session.replace(Text("move {file} to {failed}", file=file, failed=source.failed),
+                                  data_path, posixpath.join(source.failed, slot))
+        await session.replace(Text("move manifest of {file} to {failed}", file=file, failed=source.failed),
                               posixpath.join(source.outbox, claim_name(file, claim)),
                               posixpath.join(source.failed, manifest_name(slot)))

@@ -26,7 +26,7 @@ from lgsp.adapters.sftp.manifest import (
     temporary_name,
 )
 from lgsp.adapters.sftp.settings import PushTarget, parse_target
-from lgsp.core.api import PushFailure, PushJob, PushReceipt, logs
+from lgsp.core.api import PushFailure, PushJob, PushReceipt, Text, logs
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -48,19 +48,21 @@ class SftpPushAdapter:
         parsed, issues = parse_target(unit, target)
         if parsed is None:
             detail = "; ".join(f"{key or '(target)'}: {message}" for key, message in issues)
-            raise PushFailure(f"the sftp settings of unit {unit} are invalid: {detail}", retryable=False)
+            raise PushFailure(Text("the sftp settings of unit {unit} are invalid: {detail}", unit=unit, detail=detail),
+                              retryable=False)
         return parsed
 
     async def push(self, job: PushJob) -> PushReceipt:
         target = self._target(job.unit, job.target)
         if not await asyncio.to_thread(job.content_path.is_file):
-            raise PushFailure(f"the hub no longer holds the content of packet {job.packet.id}", retryable=False)
+            raise PushFailure(Text("the hub no longer holds the content of packet {id}", id=job.packet.id),
+                              retryable=False)
         rid = logs.request_id.get() or logs.request_id_for(job.packet.id)
         try:
             with logs.bound(request_id=rid, unit=job.unit, packet_id=job.packet.id):
                 return await self._push(target, job, rid)
         except SftpError as exc:
-            log.warning("sftp push of %s to %s failed (%s): %s", job.packet.id, job.unit,
+            log.warning("sftp push of %s to %s failed (%s, %s): %s", job.packet.id, job.unit, exc.code,
                         "will retry" if exc.retryable else "not retryable", exc.reason)
             raise PushFailure(exc.reason, retryable=exc.retryable) from None
 
@@ -74,31 +76,33 @@ class SftpPushAdapter:
         where = f"{target.connection.address}{final if final.startswith('/') else '/' + final}"
         async with open_session(self.hub, target.connection) as session:
             if not await session.is_dir(folder):
-                raise SftpError(f"the remote folder {folder!r} does not exist or cannot be read on "
-                                f"{target.connection.address}", retryable=False)
+                raise SftpError(Text("the remote folder {folder!r} does not exist or cannot be read on {address}",
+                                     folder=folder, address=target.connection.address),
+                                retryable=False, code="sftp.no_folder")
             if await self._already_there(session, manifest_path, manifest, final, packet.size):
-                return PushReceipt(detail=f"already present at {where}", remote_id=name)
+                return PushReceipt(detail=Text("already present at {where}", where=where), remote_id=name)
             temporary = posixpath.join(folder, temporary_name(name))
             await self._upload(session, job, temporary)
-            attrs = await session.stat("verify upload", temporary)
+            attrs = await session.stat(Text("verify upload"), temporary)
             if attrs is None or attrs.size != packet.size:
-                await session.remove("remove short upload", temporary)
-                got = "nothing" if attrs is None else f"{attrs.size} bytes"
-                raise SftpError(f"verify upload: the server holds {got} after {packet.size} bytes were sent",
-                                retryable=True)
-            await session.replace("rename into place", temporary, final)
-            await session.write_small("write manifest", manifest_path, manifest)
+                await session.remove(Text("remove short upload"), temporary)
+                got = Text("nothing") if attrs is None else Text("{size} bytes", size=attrs.size)
+                raise SftpError(Text("verify upload: the server holds {got} after {size} bytes were sent", got=got,
+                                     size=packet.size),
+                                retryable=True, code="sftp.short_upload")
+            await session.replace(Text("rename into place"), temporary, final)
+            await session.write_small(Text("write manifest"), manifest_path, manifest)
         log.info("sftp: packet %s pushed to %s at %s", packet.id, job.unit, where)
-        return PushReceipt(detail=f"uploaded to {where}", remote_id=name)
+        return PushReceipt(detail=Text("uploaded to {where}", where=where), remote_id=name)
 
     @staticmethod
     async def _already_there(session: Session, manifest_path: str, manifest: bytes, final: str, size: int) -> bool:
         """Did an earlier attempt finish? Best effort: a drop folder the hub may write but not read says no."""
         try:
-            existing = await session.read_small("read existing manifest", manifest_path, MAX_MANIFEST_SIZE)
+            existing = await session.read_small(Text("read existing manifest"), manifest_path, MAX_MANIFEST_SIZE)
             if existing is None or not same_delivery(existing, manifest):
                 return False
-            attrs = await session.stat("check existing file", final)
+            attrs = await session.stat(Text("check existing file"), final)
         except SftpError as exc:
             if exc.retryable:
                 raise
@@ -109,19 +113,19 @@ class SftpPushAdapter:
     async def _upload(session: Session, job: PushJob, path: str) -> None:
         """Stream the stored content to `path`, hashing it on the way (off the event loop)."""
         digest = hashlib.sha256()
-        handle = await session.call("open upload", session.sftp.open(path, "wb", encoding=None))
+        handle = await session.call(Text("open upload"), session.sftp.open(path, "wb", encoding=None))
         try:
             async for chunk in job.content():
                 await asyncio.to_thread(digest.update, chunk)
-                await session.call("upload", handle.write(chunk))
+                await session.call(Text("upload"), handle.write(chunk))
         finally:
             # A failure here follows the one that brought us here (or the size check), which says more.
             with contextlib.suppress(SftpError):
-                await session.call("close upload", handle.close())
+                await session.call(Text("close upload"), handle.close())
         if digest.hexdigest() != job.packet.sha256:
-            await session.remove("remove corrupt upload", path)
-            raise SftpError(f"the hub's stored copy of packet {job.packet.id} does not match its SHA-256; "
-                            f"nothing was delivered", retryable=False)
+            await session.remove(Text("remove corrupt upload"), path)
+            raise SftpError(Text("the hub's stored copy of packet {id} does not match its SHA-256; nothing was "
+                                 "delivered", id=job.packet.id), retryable=False, code="sftp.hash_mismatch")
 
     async def probe(self, unit: str, target: Mapping[str, Any]) -> bool:
         """True when the server accepts us (pinned key, credentials) and the folder is there."""

@@ -206,26 +206,31 @@ class SoapPushAdapter:
             proxy = client.bind(target.get("service"), target.get("port")) if (
                 target.get("service") or target.get("port")) else client.service
         except (requests.RequestException, OSError) as exc:
-            raise PushFailure(f"cannot load the WSDL {target['wsdl']}: {exc}", retryable=True) from None
+            raise PushFailure(Text("cannot load the WSDL {wsdl}: {exc}", wsdl=target['wsdl'], exc=exc),
+                              retryable=True) from None
         except Exception as exc:  # a WSDL zeep cannot read, or a service/port it lacks
-            raise PushFailure(f"unusable WSDL {target['wsdl']}: {exc}", retryable=False) from None
+            raise PushFailure(Text("unusable WSDL {wsdl}: {exc}", wsdl=target['wsdl'], exc=exc),
+                              retryable=False) from None
         binding = proxy._binding
         try:
             operation = binding.get(target["operation"])
         except (ValueError, KeyError, zeep.exceptions.Error):
             known = ", ".join(sorted(binding._operations))
-            raise PushFailure(f"the WSDL has no operation {target['operation']!r} (it has {known})",
+            raise PushFailure(Text("the WSDL has no operation {operation!r} (it has {known})",
+                                   operation=target['operation'], known=known),
                               retryable=False) from None
         binary = [name for name, element in operation.input.body.type.elements
                   if isinstance(element.type, Base64Binary)]
         wanted = target.get("content_parameter")
         if wanted is None:
             if len(binary) != 1:
-                raise PushFailure(f"operation {target['operation']} has {len(binary)} base64Binary parameters "
-                                  f"({binary}); set content_parameter", retryable=False)
+                raise PushFailure(Text("operation {operation} has {count} base64Binary parameters ({binary}); set "
+                                       "content_parameter", operation=target['operation'], count=len(binary),
+                                       binary=binary), retryable=False)
             wanted = binary[0]
         elif wanted not in binary:
-            raise PushFailure(f"{wanted!r} is not a base64Binary parameter of {target['operation']} ({binary})",
+            raise PushFailure(Text("{wanted!r} is not a base64Binary parameter of {operation} ({binary})",
+                                   wanted=wanted, operation=target['operation'], binary=binary),
                               retryable=False)
         address = target.get("address") or proxy._binding_options["address"]
         return _Endpoint(client, proxy, address, target["operation"], wanted)
@@ -248,11 +253,12 @@ class SoapPushAdapter:
             envelope, headers = endpoint.proxy._binding._create(
                 endpoint.operation, (), params, client=endpoint.client, options={"address": endpoint.address})
         except (TypeError, ValueError, zeep.exceptions.Error) as exc:
-            raise PushFailure(f"cannot build {endpoint.operation} from the target's parameters: {exc}",
+            raise PushFailure(Text("cannot build {operation} from the target's parameters: {exc}",
+                                   operation=endpoint.operation, exc=exc),
                               retryable=False) from None
         head, sep, tail = etree_to_string(envelope).partition(base64.b64encode(token))
         if not sep:  # pragma: no cover - zeep always writes base64Binary as Base64 text
-            raise PushFailure("could not place the packet in the SOAP request", retryable=False)
+            raise PushFailure(Text("could not place the packet in the SOAP request"), retryable=False)
         length = len(head) + 4 * ((size + 2) // 3) + len(tail)
         headers = {k: str(v) for k, v in headers.items()}
         headers.update(await self._auth_headers(target, endpoint.address, job, head, tail))
@@ -269,7 +275,8 @@ class SoapPushAdapter:
                 body = await resp.content.read(MAX_REPLY + 1)
                 status, reply_headers = resp.status, resp.headers
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise PushFailure(f"POST {endpoint.address} failed: {type(exc).__name__}: {exc}", retryable=True) from None
+            raise PushFailure(Text("POST {address} failed: {error}: {exc}", address=endpoint.address,
+                                   error=type(exc).__name__, exc=exc), retryable=True) from None
         return await asyncio.to_thread(self._reply, endpoint, target, status, reply_headers, body)
 
     def _parameters(self, job: PushJob, size: int) -> dict[str, Any]:
@@ -324,7 +331,8 @@ class SoapPushAdapter:
                body: bytes) -> PushReceipt:
         retry_after = _retry_after(headers.get("Retry-After"))
         if len(body) > MAX_REPLY:
-            raise PushFailure(f"the answer is larger than {MAX_REPLY} bytes", retryable=status >= 500)
+            raise PushFailure(Text("the answer is larger than {limit} bytes", limit=MAX_REPLY),
+                              retryable=status >= 500)
         response = requests.Response()
         response.status_code = status
         response._content = body
@@ -337,19 +345,23 @@ class SoapPushAdapter:
         except zeep.exceptions.Fault as fault:
             code = str(fault.code or "")
             client_side = "client" in code.lower() or "sender" in code.lower()
-            raise PushFailure(f"SOAP fault {code}: {fault.message}", retryable=not client_side,
+            raise PushFailure(Text("SOAP fault {code}: {message}", code=code, message=fault.message),
+                              retryable=not client_side,
                               retry_after=retry_after) from None
         except zeep.exceptions.TransportError as exc:
-            raise PushFailure(f"HTTP {status}: {str(exc)[:300]}", retryable=status >= 500 or status in (408, 429),
+            raise PushFailure(Text("HTTP {status}: {reason}", status=status, reason=str(exc)[:300]),
+                              retryable=status >= 500 or status in (408, 429),
                               retry_after=retry_after) from None
         except Exception as exc:  # an answer zeep cannot read as this operation's output
-            raise PushFailure(f"unreadable answer (HTTP {status}): {type(exc).__name__}: {str(exc)[:300]}",
+            raise PushFailure(Text("unreadable answer (HTTP {status}): {error}: {reason}", status=status,
+                                   error=type(exc).__name__, reason=str(exc)[:300]),
                               retryable=status >= 500) from None
         if status >= 300:
-            raise PushFailure(f"HTTP {status}", retryable=status >= 500 or status in (408, 429),
+            raise PushFailure(Text("HTTP {status}", status=status), retryable=status >= 500 or status in (408, 429),
                               retry_after=retry_after)
         remote_id = _pick(result, target.get("result_field"))
-        return PushReceipt(detail=f"{endpoint.operation} accepted the packet", remote_id=remote_id)
+        return PushReceipt(detail=Text("{operation} accepted the packet", operation=endpoint.operation),
+                           remote_id=remote_id)
 
     async def probe(self, unit: str, target: Mapping[str, Any]) -> bool:
         """Up when the unit's WSDL answers 200, read with the same Basic auth a push uses."""

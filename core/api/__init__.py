@@ -30,6 +30,7 @@ The hub passes itself to every hook (`Hub`); its services are reached as attribu
   `FORM_KINDS`, `render_letter`, `WorkingCalendar`, ...);
 - `logs`: the request id carried into pushes and the structured log context;
 - `states`: every packet, content and delivery state and their transitions (`core/states.py`);
+- `names`: those states, delivery modes and event types as a person reads them (`core/names.py`);
 - `hub.db` (`Database`): the store session (`read()`, `write()`), for a plugin's own tables and
   the `documents` functions, never for core's tables;
 - `hub.plugin_names()`: the plugins loaded.
@@ -40,7 +41,7 @@ fails when an adapter or plugin reads them.
 
 from __future__ import annotations
 
-from lgsp.core import documents, events, i18n, logs, states
+from lgsp.core import documents, events, i18n, logs, names, states
 from lgsp.core.accounts import ROLE_NAMES, ROLES, Account, AccountError, Accounts, Actor, new_password
 from lgsp.core.auth import Principal, parse_signed_request
 from lgsp.core.claims import ClaimBusy, SubmitClaims
@@ -154,7 +155,8 @@ __all__ = [
     "TimelineEntry", "Transfer", "UnitStatus", "Variant", "WorkingCalendar", "ZoneEntry", "ZoneSync",
     "authenticate", "base_url", "bounded_int", "check_identifier", "check_range", "check_text", "client_ssl",
     "content_response", "documents", "events", "form_kind", "http_failure", "hub_of", "i18n", "identifier_form", "iso",
-    "json_response", "language", "load_json", "logs", "metadata_digest", "new_password", "normalise_fingerprint",
+    "json_response", "language", "load_json", "logs", "metadata_digest", "names", "new_password",
+    "normalise_fingerprint",
     "parse_date", "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings",
     "presence_history", "presence_periods", "printable", "publish", "read_json", "record", "render_letter", "states",
     "tls_target_problems", "to_csv", "to_xlsx", "traffic_report", "unit_report", "validate_form",

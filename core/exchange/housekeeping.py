@@ -16,6 +16,7 @@ from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.events import record
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log
 from lgsp.core.exchange.values import PRIORITIES, duration, uuid_like
+from lgsp.core.i18n import Text
 from lgsp.core.store.blobs import remove
 from lgsp.core.store.tables import deliveries, packets
 
@@ -50,7 +51,7 @@ class Housekeeping(ExchangeBase):
                     state="expired", completed_at=now))
                 if not result.rowcount:
                     continue
-                await dv.move(conn, packet_id, None, dv.EXPIRED, now, reason="content was never uploaded")
+                await dv.move(conn, packet_id, None, dv.EXPIRED, now, reason=Text("content was never uploaded"))
                 source = await conn.scalar(select(packets.c.source_unit).where(packets.c.id == packet_id))
                 after.events.append(await record(conn, packet_id, ev.UPLOAD_EXPIRED, now, unit=source,
                                                  audience=source))
@@ -59,14 +60,15 @@ class Housekeeping(ExchangeBase):
             after.purge = packet_id
             await self._after_commit(after)
             counts["uploads_expired"] += 1
-        by_packet: dict[tuple[str, str], list[str]] = {}
+        by_packet: dict[tuple[str, str], list[str]] = {}  # reasons are `Text`: stored English, read translated
         for row in late:
-            by_packet.setdefault((row.packet_id, "deadline passed"), []).append(row.unit_id)
+            by_packet.setdefault((row.packet_id, Text("deadline passed")), []).append(row.unit_id)
         for row in old:
             assert self.max_age is not None
-            reason = f"not delivered within {duration(self.max_age(row.priority))} (maximum age of its priority)"
-            if row.unit_id not in by_packet.get((row.packet_id, "deadline passed"), ()):
-                by_packet.setdefault((row.packet_id, reason), []).append(row.unit_id)
+            too_old = Text("not delivered within {duration} (maximum age of its priority)",
+                           duration=duration(self.max_age(row.priority)))
+            if row.unit_id not in by_packet.get((row.packet_id, Text("deadline passed")), ()):
+                by_packet.setdefault((row.packet_id, too_old), []).append(row.unit_id)
         for (packet_id, reason), late_units in by_packet.items():
             info = await self.packet(packet_id)
             if info is None:

@@ -135,7 +135,8 @@ class OperatorCommands(ExchangeBase):
                                detail={"was": row.state})
             after.events.append(await record(conn, packet_id, ev.DELIVERY_RETRIED, now, unit=unit,
                                              audience=info.source,
-                                             detail={"reason": f"retried by an operator (was {row.state})"}))
+                                             detail={"reason": Text("retried by an operator (was {state})",
+                                                                    state=row.state)}))
             if row.mode == dv.PULL:
                 after.events.append(await record(conn, packet_id, ev.PACKET_AVAILABLE, now, unit=unit, audience=unit,
                                                  detail=self._available_detail(info)))
@@ -144,7 +145,7 @@ class OperatorCommands(ExchangeBase):
         await self._after_commit(after)
         return dv.QUEUED
 
-    async def operator_cancel(self, packet_id: str, unit: str | None, reason: str = "cancelled by an operator"
+    async def operator_cancel(self, packet_id: str, unit: str | None, reason: str = Text("cancelled by an operator")
                               ) -> list[str]:
         """Cancel one (or every) unfinished delivery of a packet; the source is told."""
         info = await self.packet(packet_id) if uuid_like(packet_id) else None

@@ -118,7 +118,7 @@ class UnitCases(UploadSteps):
             received = await self._receive(info, content, attempt)
         except BaseException as exc:
             reason = exc.detail if isinstance(exc, Problem) else type(exc).__name__
-            await self._abandon(info, f"content rejected: {reason}")
+            await self._abandon(info, Text("content rejected: {reason}", reason=reason))
             raise
         finally:
             self._end_turn(info.id, attempt)
@@ -316,7 +316,7 @@ class UnitCases(UploadSteps):
         async with self.db.write() as conn:
             before = await dv.states_of(conn, packet_id)
             modes = await modes_of(conn, packet_id)
-            moved = await dv.move(conn, packet_id, None, dv.CANCELLED, now, reason="cancelled by the source")
+            moved = await dv.move(conn, packet_id, None, dv.CANCELLED, now, reason=Text("cancelled by the source"))
             for unit in moved:
                 told = before.get(unit) in dv.PENDING and modes.get(unit) == dv.PULL
                 after.events.append(await record(conn, packet_id, ev.PACKET_CANCELLED, now, unit=unit,

@@ -21,12 +21,15 @@ async def test_operator_cancels_a_delivery_and_a_retry_without_content_is_refuse
     assert await page.inner_text("#packet-subject") == "<i>Tờ trình</i> số 5"
     async with page.expect_navigation():
         await page.click("button[aria-label='Hủy tới 000.00.01.H23']")
-    assert "cancelled" in await page.inner_text("table")
+    # The state, the way it is received and the stored reason read Vietnamese, not as the store keeps them.
+    table = await page.inner_text("table")
+    assert "đã hủy" in table and "bị người vận hành hủy" in table and "trục đẩy tới" not in table
+    assert "cancelled" not in table and "pull" not in table
     async with page.expect_navigation():
         await page.click("button[aria-label='Gửi lại tới 000.00.01.H23']")
     # Its only delivery ended, so the hub purged the content: a retry is refused and says why.
     assert await page.locator("p.error[role=alert]").count() == 1
-    assert "cancelled" in await page.inner_text("table")
+    assert "đã hủy" in await page.inner_text("table")
     trail = [e.action for e in await accounts.audit_entries(actor="quan.tri")]
     assert trail[0] == "delivery.cancel"
 
@@ -61,8 +64,9 @@ async def test_operator_reroutes_a_delivery_through_the_policy_checked_use_case(
         await page.click(f"{reroute} button")
     assert await page.locator("p.error").count() == 0
     table = await page.inner_text("table")
-    assert "000.00.02.H23" in table and "cancelled" in table
-    assert "packet.rerouted" in await page.inner_text("table >> nth=1")
+    assert "000.00.02.H23" in table and "đã hủy" in table and "đơn vị tự lấy về" in table
+    timeline = await page.inner_text("table >> nth=1")
+    assert "chuyển hướng" in timeline and "packet.rerouted" not in timeline  # event types by their names
     inbox = await other.client.inbox()
     assert [p["id"] for p in inbox] == [packet_id]
     trail = await accounts.audit_entries(actor="quan.tri")
@@ -113,4 +117,5 @@ async def test_the_packet_page_in_english_and_its_actions_named_in_english(
     assert await page.inner_text("p.error[role=alert]") == "Enter the code of the new receiving unit."
     async with page.expect_navigation():
         await page.click("button[aria-label='Cancel for 000.00.01.H23']")
-    assert "cancelled" in await page.inner_text("table")
+    table = await page.inner_text("table")
+    assert "cancelled by an operator" in table and "hủy" not in table

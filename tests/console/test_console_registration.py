@@ -132,7 +132,7 @@ async def test_form_01_to_a_working_key(hub: Hub, accounts: Accounts, browser: A
     await agency.goto(hub.url + f"/console/packets/{packet_id}")
     assert await agency.inner_text("#packet-subject") == "Công văn số 1"
     timeline = await agency.inner_text("main")
-    assert "packet.delivered" in timeline or "delivered" in timeline
+    assert "bên nhận xác nhận" in timeline and "packet.delivered" not in timeline  # delivery acknowledged
     assert await agency.locator("button:has-text('Gửi lại')").count() == 0  # operators only
     # A unit neither sending nor receiving it gets 404, as for a packet that does not exist.
     await hub.directory.add_unit("000.00.02.H23", "Sở Xây dựng")

@@ -15,12 +15,14 @@ from typing import Any
 import asyncssh
 import pytest
 
+from lgsp.adapters.sftp.connection import SftpError, open_session
 from lgsp.adapters.sftp.push import SftpPushAdapter
 from lgsp.adapters.sftp.settings import parse_target
 from lgsp.core import logs
 from lgsp.core.config import ConfigError
 from lgsp.core.exchange import PacketInfo
 from lgsp.core.hub import Hub
+from lgsp.core.i18n import Text, render_stored
 from lgsp.core.push import PushFailure, PushJob, PushReceipt, idempotency_key
 
 from .conftest import (
@@ -237,8 +239,38 @@ async def test_changed_host_key_is_refused_before_any_credential(
     assert server.state.auth_attempts == 0  # the password never left the hub
     assert listing(server.root / "inbox") == []
     assert any("not the pinned one" in r.getMessage() for r in caplog.records)
+    vietnamese = read_as_stored(failure)
+    assert "không phải khóa đã ghim" in vietnamese and "chưa gửi thông tin xác thực nào" in vietnamese
+    assert impostor_key.get_fingerprint("sha256") in vietnamese
     assert await adapter(hub).probe(DEST, target(server, host_key=pinned)) is False
     assert server.state.auth_attempts == 0
+
+
+def read_as_stored(failure: PushFailure) -> str:
+    """The failure as a delivery stores it (its English text) and as an operator reads it by default: the
+    same Vietnamese as the message itself (the reason is a catalogue message), and English with `en`."""
+    assert isinstance(failure.reason, Text)
+    stored = str(failure.reason)
+    vietnamese = render_stored(stored, "vi")
+    assert vietnamese == failure.reason.render("vi") != stored
+    assert render_stored(stored, "en") == stored
+    return vietnamese
+
+
+async def test_sftp_errors_carry_a_stable_code(hub: Hub, sftp_server: SftpServer) -> None:
+    """The kind of failure as a code (logs, code that branches on it), whatever the language."""
+    parsed = parse_target(DEST, target(sftp_server, port=free_port()))[0]
+    assert parsed is not None
+    with pytest.raises(SftpError) as refused_error:
+        async with open_session(hub, parsed.connection):
+            pass
+    assert refused_error.value.code == "sftp.refused" and refused_error.value.retryable
+    parsed = parse_target(DEST, target(sftp_server, password_secret="sftp-never-stored"))[0]
+    assert parsed is not None
+    with pytest.raises(SftpError) as missing:
+        async with open_session(hub, parsed.connection):
+            pass
+    assert missing.value.code == "sftp.secret_missing" and not missing.value.retryable
 
 
 async def test_connection_refused_is_retryable(hub: Hub, sftp_server: SftpServer) -> None:
@@ -246,6 +278,8 @@ async def test_connection_refused_is_retryable(hub: Hub, sftp_server: SftpServer
     failure = await refused(hub, packet, target(sftp_server, port=free_port()))
     assert failure.retryable is True
     assert "refused the connection" in failure.reason
+    assert read_as_stored(failure).startswith("kết nối: ")
+    assert "từ chối kết nối" in read_as_stored(failure)
 
 
 async def test_silent_server_times_out_retryable(hub: Hub, sftp_server: SftpServer) -> None:
@@ -262,6 +296,7 @@ async def test_silent_server_times_out_retryable(hub: Hub, sftp_server: SftpServ
         black_hole.close()
     assert failure.retryable is True
     assert "did not answer in time" in failure.reason
+    assert "không trả lời kịp thời hạn" in read_as_stored(failure)
 
 
 async def test_wrong_password_is_not_retried_and_never_logged(hub: Hub, sftp_server: SftpServer,
@@ -271,6 +306,7 @@ async def test_wrong_password_is_not_retried_and_never_logged(hub: Hub, sftp_ser
         failure = await refused(hub, packet, target(sftp_server, password_secret="sftp-wrong"))
     assert failure.retryable is False
     assert "rejected the credentials" in failure.reason
+    assert "từ chối thông tin xác thực của đơn vị" in read_as_stored(failure)
     assert sftp_server.state.auth_attempts == 1
     assert sftp_server.state.logins == 0
     assert "not-the-password" not in caplog.text
@@ -282,6 +318,7 @@ async def test_missing_secret_is_not_retried_and_does_not_connect(hub: Hub, sftp
     failure = await refused(hub, packet, target(sftp_server, password_secret="sftp-never-stored"))
     assert failure.retryable is False
     assert "lgsp secret set sftp-never-stored" in failure.reason
+    assert "bí mật mật khẩu 'sftp-never-stored'" in read_as_stored(failure)
     assert sftp_server.state.connections == 0
 
 
@@ -291,6 +328,7 @@ async def test_permission_denied_is_not_retried(hub: Hub, sftp_server: SftpServe
     failure = await refused(hub, packet, target(sftp_server))
     assert failure.retryable is False
     assert "permission denied" in failure.reason
+    assert "không có quyền trên" in read_as_stored(failure)
     assert listing(sftp_server.root / "inbox") == []
 
 

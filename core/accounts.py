@@ -47,32 +47,29 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 256
 TOTP_ISSUER = "LGSP"
 
-# Stable reasons an account action fails, each with what a person reads (Vietnamese first).
-MESSAGES: dict[str, tuple[str, str]] = {
-    "bad_credentials": ("Tên đăng nhập hoặc mật khẩu không đúng.", "Wrong username or password."),
-    "locked": ("Tài khoản tạm khóa do đăng nhập sai nhiều lần; thử lại sau {minutes} phút.",
-               "Account locked after repeated failures; try again in {minutes} minutes."),
-    "disabled": ("Tài khoản đã bị vô hiệu hóa.", "The account is disabled."),
-    "totp_required": ("Nhập mã xác thực 6 số từ ứng dụng xác thực.", "Enter the 6-digit authenticator code."),
-    "totp_invalid": ("Mã xác thực không đúng hoặc đã dùng.", "Wrong or already used authenticator code."),
-    "username": ("Tên đăng nhập gồm 3–64 ký tự a-z, 0-9, dấu chấm, gạch dưới, gạch nối.",
-                 "Usernames are 3-64 characters of a-z, 0-9, '.', '_', '-'."),
-    "password_short": (f"Mật khẩu phải có ít nhất {MIN_PASSWORD} ký tự.",
-                       f"Passwords have at least {MIN_PASSWORD} characters."),
-    "password_long": (f"Mật khẩu dài quá {MAX_PASSWORD} ký tự.", f"Passwords have at most {MAX_PASSWORD} characters."),
-    "password_same": ("Mật khẩu mới phải khác mật khẩu cũ.", "The new password must differ from the old one."),
-    "password_username": ("Mật khẩu không được chứa tên đăng nhập.", "The password must not contain the username."),
-    "role": ("Vai trò không hợp lệ (operator, approver, unit_admin, viewer).",
-             "Unknown role (operator, approver, unit_admin, viewer)."),
-    "unit_required": ("Quản trị đơn vị phải gắn với một đơn vị.", "A unit admin needs a unit."),
-    "unit_unknown": ("Đơn vị {unit} không tồn tại.", "Unit {unit} does not exist."),
-    "exists": ("Tên đăng nhập {username} đã có.", "Username {username} is taken."),
-    "not_found": ("Không có tài khoản {username}.", "No account {username}."),
-    "display_name": ("Họ tên dài quá 200 ký tự hoặc có ký tự điều khiển.",
-                     "Display names have at most 200 characters and no control characters."),
-    "last_operator": ("Không thể khóa hoặc hạ quyền quản trị trục cuối cùng.",
-                      "The last active operator cannot be disabled or demoted."),
+# Stable reasons an account action fails (the code is kept for code and logs), each with the msgid of
+# what a person reads, translated into the reader's language (docs/i18n.md).
+MESSAGES: dict[str, str] = {
+    "bad_credentials": N_("Wrong username or password."),
+    "locked": N_("Account locked after repeated failures; try again in {minutes} minutes."),
+    "disabled": N_("The account is disabled."),
+    "totp_required": N_("Enter the 6-digit authenticator code."),
+    "totp_invalid": N_("Wrong or already used authenticator code."),
+    "username": N_("Usernames are 3-64 characters of a-z, 0-9, '.', '_', '-'."),
+    "password_short": N_("Passwords have at least {min} characters."),
+    "password_long": N_("Passwords have at most {max} characters."),
+    "password_same": N_("The new password must differ from the old one."),
+    "password_username": N_("The password must not contain the username."),
+    "role": N_("Unknown role (operator, approver, unit_admin, viewer)."),
+    "unit_required": N_("A unit admin needs a unit."),
+    "unit_unknown": N_("Unit {unit} does not exist."),
+    "exists": N_("Username {username} is taken."),
+    "not_found": N_("No account {username}."),
+    "display_name": N_("Display names have at most 200 characters and no control characters."),
+    "last_operator": N_("The last active operator cannot be disabled or demoted."),
 }
+#: Values every message may name besides its own arguments.
+_LIMITS = {"min": MIN_PASSWORD, "max": MAX_PASSWORD}
 
 
 class AccountError(Exception):
@@ -83,9 +80,9 @@ class AccountError(Exception):
         self.args_ = args
         super().__init__(self.message("en"))
 
-    def message(self, lang: str = "vi") -> str:
-        vi, en = MESSAGES[self.reason]
-        return (en if lang == "en" else vi).format(**self.args_)
+    def message(self, lang: str | None = None) -> str:
+        """What a person reads, in `lang` (the current language when None)."""
+        return gettext(MESSAGES[self.reason], lang).format(**_LIMITS, **self.args_)
 
 
 @dataclass(frozen=True)

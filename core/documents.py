@@ -28,21 +28,22 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core.events import iso
+from lgsp.core.i18n import N_
 from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.tables import deliveries, document_statuses, documents
 
-#: Status codes of the public samples: (Vietnamese, English).
-STATUS_NAMES: dict[str, tuple[str, str]] = {
-    "01": ("Đã đến", "arrived"),
-    "02": ("Từ chối tiếp nhận", "rejected"),
-    "03": ("Tiếp nhận", "accepted"),
-    "04": ("Phân công xử lý", "assigned"),
-    "05": ("Đang xử lý", "in progress"),
-    "06": ("Hoàn thành", "finished"),
-    "13": ("Yêu cầu lấy lại/thu hồi", "take-back requested"),
-    "15": ("Đồng ý cập nhật/lấy lại", "update/take-back agreed"),
-    "16": ("Từ chối cập nhật/lấy lại", "update/take-back refused"),
+#: Status codes of the public samples: the name the API gives each (`status`, English, never translated).
+STATUS_KEYS: dict[str, str] = {
+    "01": "arrived", "02": "rejected", "03": "accepted", "04": "assigned", "05": "in progress", "06": "finished",
+    "13": "take-back requested", "15": "update/take-back agreed", "16": "update/take-back refused",
 }
+#: ... and the msgid of what a person reads (the Vietnamese entry is the samples' wording, e.g. "Tiếp nhận").
+STATUS_TITLES: dict[str, str] = {
+    "01": N_("Arrived"), "02": N_("Rejected"), "03": N_("Accepted"), "04": N_("Assigned"),
+    "05": N_("In progress"), "06": N_("Finished"), "13": N_("Take-back requested"),
+    "15": N_("Update/take-back agreed"), "16": N_("Update/take-back refused"),
+}
+OTHER_STATUS = N_("Other status")
 #: BussinessDocType: 0 new, 1 revocation, 2 update, 3 replacement.
 BUSINESS_TYPES = {0: "new", 1: "revocation", 2: "update", 3: "replacement"}
 #: Codes sent by the document's sender to a recipient (roles reversed).
@@ -166,9 +167,8 @@ async def set_status(conn: AsyncConnection, *, document_id: str, source_unit: st
 
 
 def status_view(row: Any) -> dict[str, Any]:
-    names = STATUS_NAMES.get(row.status_code)
     out: dict[str, Any] = {"unit": row.unit_id, "status_code": row.status_code,
-                           "status": names[1] if names else "unknown", "description": row.description,
+                           "status": STATUS_KEYS.get(row.status_code, "unknown"), "description": row.description,
                            "timestamp": row.status_time, "reported_by": row.reported_by,
                            "status_packet": row.status_packet_id, "updated_at": iso(row.updated_at)}
     return out

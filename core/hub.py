@@ -123,9 +123,9 @@ class Hub:
 
     def _register_problem_codes(self) -> None:
         """Plugins' own problem codes join the catalogue before anything can raise them."""
-        for code, (status, title_vi, title_en) in problem_codes(self.pm).items():
+        for code, (status, title, title_vi) in problem_codes(self.pm).items():
             try:
-                register_code(code, status, title_vi, title_en)
+                register_code(code, status, title, title_vi)
             except ValueError as exc:  # another hub in this process defined it differently
                 raise PluginError(str(exc)) from exc
 

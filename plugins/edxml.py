@@ -45,6 +45,7 @@ from lgsp.core.api import (
     check_range,
     content_response,
     hub_of,
+    i18n,
     identifier_form,
     positive_int_settings,
     record,
@@ -386,7 +387,8 @@ class EdxmlInspector:
     def _subject(packet: Packet) -> str:
         if packet.kind == "status":
             code = packet.status_code or ""
-            name = docs.STATUS_NAMES.get(code, ("Trạng thái khác", ""))[0]
+            # The subject is the packet's own data: in Vietnamese whoever reads it, as the samples write it.
+            name = i18n.gettext(docs.STATUS_TITLES.get(code, docs.OTHER_STATUS), "vi")
             text = f"Trạng thái {code} – {name}"
             if packet.status_description:
                 text += f": {packet.status_description}"

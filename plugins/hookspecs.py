@@ -40,11 +40,13 @@ def lgsp_signature_algorithms() -> Iterable[SignatureAlgorithm] | None:
 
 
 @hookspec
-def lgsp_problem_codes() -> Mapping[str, tuple[int, str, str]] | None:
+def lgsp_problem_codes() -> Mapping[str, tuple[int, str] | tuple[int, str, str]] | None:
     """The problem codes this plugin raises that the hub's catalogue (`core/errors.py`) lacks.
 
     Return `{code: (HTTP status, Vietnamese title, English title)}`, e.g.
     `{"service.timeout": (504, "Dịch vụ đích không trả lời kịp", "The service did not answer in time")}`;
+    lgsp's own adapters give `(HTTP status, N_("English title"))` instead, the title a msgid of lgsp's
+    catalogues (docs/i18n.md);
     `Problem(code, ...)` then answers with that status and title. Collected when the Hub object is
     built, before anything can raise them. A code of the hub's own, one two plugins provide, or
     a malformed entry is an error at start-up. Declare codes here, never by changing the

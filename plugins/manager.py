@@ -17,7 +17,7 @@ from typing import Any
 import pluggy
 
 from lgsp.core.errors import CORE_CODES
-from lgsp.core.i18n import Text
+from lgsp.core.i18n import Text, gettext
 from lgsp.plugins import hookspecs
 
 log = logging.getLogger(__name__)
@@ -111,13 +111,15 @@ def signature_algorithms(pm: pluggy.PluginManager) -> dict[str, Any]:
     return out
 
 
-def problem_codes(pm: pluggy.PluginManager) -> dict[str, tuple[int, str, str]]:
-    """Code → (status, Vietnamese title, English title) from every plugin's `lgsp_problem_codes`.
+def problem_codes(pm: pluggy.PluginManager) -> dict[str, tuple[int, str, str | None]]:
+    """Code → (status, title, Vietnamese title or None) from every plugin's `lgsp_problem_codes`: a
+    title is a msgid of lgsp's catalogues (`(status, N_("English title"))`, the built-in adapters), or
+    a plugin's own pair `(status, Vietnamese title, English title)`.
 
     Checked here so a bad plugin is named at start-up: a malformed entry, or a code two plugins
     provide, or one of the hub's own codes, is a PluginError.
     """
-    out: dict[str, tuple[int, str, str]] = {}
+    out: dict[str, tuple[int, str, str | None]] = {}
     owner: dict[str, str] = {}
     for impl in pm.hook.lgsp_problem_codes.get_hookimpls():
         name = impl.plugin_name
@@ -131,10 +133,12 @@ def problem_codes(pm: pluggy.PluginManager) -> dict[str, tuple[int, str, str]]:
             if not (isinstance(code, str) and _CODE.fullmatch(code)):
                 raise PluginError(Text("plugin {name!r}: problem code {code!r} is not lower-case words joined by dots",
                                        name=name, code=code))
-            if not (isinstance(kind, tuple) and len(kind) == 3 and type(kind[0]) is int and 400 <= kind[0] <= 599
-                    and all(isinstance(t, str) and t.strip() for t in kind[1:])):
+            if not (isinstance(kind, tuple) and len(kind) in (2, 3) and type(kind[0]) is int and 400 <= kind[0] <= 599
+                    and all(isinstance(t, str) and t.strip() for t in kind[1:])
+                    and (len(kind) == 3 or gettext(kind[1], "vi") != kind[1])):
                 raise PluginError(Text("plugin {name!r}: problem code {code!r} needs (HTTP status 400-599, Vietnamese "
-                                       "title, English title), got {kind!r}", name=name, code=code, kind=kind))
+                                       "title, English title), or (HTTP status, a title lgsp's catalogues translate), "
+                                       "got {kind!r}", name=name, code=code, kind=kind))
             if code in CORE_CODES:
                 raise PluginError(Text("plugin {name!r}: problem code {code!r} is one of the hub's own codes",
                                        name=name, code=code))
@@ -142,5 +146,5 @@ def problem_codes(pm: pluggy.PluginManager) -> dict[str, tuple[int, str, str]]:
                 raise PluginError(Text("problem code {code!r} is provided by two plugins: {first!r} and {name!r}",
                                        code=code, first=owner[code], name=name))
             owner[code] = name
-            out[code] = kind
+            out[code] = (kind[0], kind[1], None) if len(kind) == 2 else (kind[0], kind[2], kind[1])
     return out

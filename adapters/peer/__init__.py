@@ -33,7 +33,7 @@ _trackers: dict[int, asyncio.Task[None]] = {}
 
 
 @hookimpl
-def lgsp_problem_codes() -> Mapping[str, tuple[int, str, str]]:
+def lgsp_problem_codes() -> Mapping[str, tuple[int, str]]:
     return PROBLEM_CODES
 
 

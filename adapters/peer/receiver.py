@@ -20,6 +20,7 @@ from aiohttp import web
 from lgsp.core.api import (
     H_CONTENT,
     META_PARAM,
+    N_,
     PENDING_SUBJECT,
     ClaimBusy,
     NewPacket,
@@ -45,11 +46,9 @@ routes = web.RouteTableDef()
 IDEMPOTENCY_WINDOW: Final = timedelta(days=7)
 META_KEY: Final = "peer"
 
-PROBLEM_CODES: Final = {
-    "peer.not_a_peer": (403, "Đơn vị gọi không phải trục ngang hàng của vùng nào",
-                        "The caller is not configured as a peer hub"),
-    "peer.source_not_in_zone": (403, "Nơi gửi không thuộc vùng của trục ngang hàng",
-                                "The source is not a unit of the peer hub's zone"),
+PROBLEM_CODES: Final[dict[str, tuple[int, str]]] = {
+    "peer.not_a_peer": (403, N_("The caller is not configured as a peer hub")),
+    "peer.source_not_in_zone": (403, N_("The source is not a unit of the peer hub's zone")),
 }
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 @hookimpl
-def lgsp_problem_codes() -> Mapping[str, tuple[int, str, str]]:
+def lgsp_problem_codes() -> Mapping[str, tuple[int, str]]:
     return PROBLEM_CODES
 
 

@@ -26,14 +26,14 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from lgsp.core.api import H_CONTENT, META_PARAM, Problem, Text, authenticate, hub_of, metadata_digest
+from lgsp.core.api import H_CONTENT, META_PARAM, N_, Problem, Text, authenticate, hub_of, metadata_digest
 
 routes = web.RouteTableDef()
 
 #: The proxy's own problem codes, declared to the hub through `lgsp_problem_codes` (rest/__init__.py).
 PROBLEM_CODES = {
-    "service.unavailable": (502, "Dịch vụ đích không phản hồi", "The service could not be reached"),
-    "service.timeout": (504, "Dịch vụ đích không trả lời kịp", "The service did not answer in time"),
+    "service.unavailable": (502, N_("The service could not be reached")),
+    "service.timeout": (504, N_("The service did not answer in time")),
 }
 
 H_CALLER_UNIT = "X-LGSP-Caller-Unit"

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from lgsp.adapters.soap_edxml.push import SoapPushAdapter
 from lgsp.adapters.soap_edxml.service import NAME, SETTINGS, routes
-from lgsp.core.api import Text, positive_int_settings
+from lgsp.core.api import N_, Text, positive_int_settings
 from lgsp.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -29,12 +29,10 @@ if TYPE_CHECKING:
 
 
 @hookimpl
-def lgsp_problem_codes() -> Mapping[str, tuple[int, str, str]]:
+def lgsp_problem_codes() -> Mapping[str, tuple[int, str]]:
     return {
-        "soap.unsafe": (400, "Thông điệp SOAP chứa DTD hoặc thực thể (entity), bị từ chối",
-                        "SOAP message with a DTD or entities refused"),
-        "soap.must_understand": (400, "Thông điệp SOAP có khối tiêu đề bắt buộc xử lý mà trục không hỗ trợ",
-                                 "SOAP header block marked mustUnderstand is not understood"),
+        "soap.unsafe": (400, N_("SOAP message with a DTD or entities refused")),
+        "soap.must_understand": (400, N_("SOAP header block marked mustUnderstand is not understood")),
     }
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from lgsp.core.errors import CATALOGUE, ErrorKind, Problem
+from lgsp.core.errors import CATALOGUE, CORE_CODES, ErrorKind, Problem, register_code
 from lgsp.core.hub import Hub
+from lgsp.core.i18n import gettext
 from lgsp.plugins.hookspecs import hookimpl
 from lgsp.plugins.manager import PluginError, create_plugin_manager, problem_codes
 
@@ -51,7 +52,7 @@ class Teapot:
 async def test_a_declared_code_answers_with_its_status_and_titles(tmp_path: Path) -> None:
     assert "teapot.refused" not in CATALOGUE
     async with Hub(config(tmp_path), extra_plugins=(Teapot(),)) as hub:
-        assert CATALOGUE["teapot.refused"] == ErrorKind(*TEAPOT)
+        assert CATALOGUE["teapot.refused"] == ErrorKind(418, TEAPOT[2], TEAPOT[1])
         status, headers, body = await raw_request(hub.url, "GET", "/x/brew")
         assert headers["Content-Type"].startswith("application/problem+json")
         assert status == 418
@@ -77,7 +78,7 @@ def test_a_code_defined_differently_by_another_hub_is_refused(tmp_path: Path) ->
     Hub(config(tmp_path), extra_plugins=(Teapot(),))
     with pytest.raises(PluginError, match=r"'teapot\.refused' is already registered differently"):
         Hub(config(tmp_path), extra_plugins=(Teapot({"teapot.refused": (409, "khác", "other")}),))
-    assert CATALOGUE["teapot.refused"] == ErrorKind(*TEAPOT)
+    assert CATALOGUE["teapot.refused"] == ErrorKind(418, TEAPOT[2], TEAPOT[1])
 
 
 def test_a_code_two_plugins_provide_is_refused_naming_both() -> None:
@@ -101,7 +102,8 @@ def test_a_hub_code_cannot_be_redefined(tmp_path: Path) -> None:
     ({"teapot.refused": ("418", "a", "b")}, r"needs \(HTTP status 400-599"),
     ({"teapot.refused": (True, "a", "b")}, r"needs \(HTTP status 400-599"),
     ({"teapot.refused": (418, "", "empty")}, r"needs \(HTTP status 400-599"),
-    ({"teapot.refused": (418, "chỉ một tiêu đề")}, r"needs \(HTTP status 400-599"),
+    ({"teapot.refused": (418, "chỉ một tiêu đề")}, r"needs \(HTTP status 400-599"),  # not a msgid of lgsp's
+    ({"teapot.refused": (418, "The hub does not brew tea")}, r"needs \(HTTP status 400-599"),
     ([("teapot.refused", TEAPOT)], "must return a mapping"),
 ])
 def test_a_malformed_declaration_is_refused_naming_the_plugin(tmp_path: Path, codes: Any, message: str) -> None:
@@ -113,13 +115,26 @@ def test_a_malformed_declaration_is_refused_naming_the_plugin(tmp_path: Path, co
 def test_the_built_in_adapters_declare_their_codes_through_the_hook() -> None:
     codes = problem_codes(create_plugin_manager(["rest", "edxml", "soap_edxml"]))
     assert codes == {
-        "service.unavailable": (502, "Dịch vụ đích không phản hồi", "The service could not be reached"),
-        "service.timeout": (504, "Dịch vụ đích không trả lời kịp", "The service did not answer in time"),
-        "soap.unsafe": (400, "Thông điệp SOAP chứa DTD hoặc thực thể (entity), bị từ chối",
-                        "SOAP message with a DTD or entities refused"),
-        "soap.must_understand": (400, "Thông điệp SOAP có khối tiêu đề bắt buộc xử lý mà trục không hỗ trợ",
-                                 "SOAP header block marked mustUnderstand is not understood"),
+        "service.unavailable": (502, "The service could not be reached", None),
+        "service.timeout": (504, "The service did not answer in time", None),
+        "soap.unsafe": (400, "SOAP message with a DTD or entities refused", None),
+        "soap.must_understand": (400, "SOAP header block marked mustUnderstand is not understood", None),
     }
+    # Their titles are msgids of the catalogues: Vietnamese by default, English on request.
+    register_code("service.timeout", *codes["service.timeout"])
+    assert Problem("service.timeout").title("vi") == "Dịch vụ đích không trả lời kịp"
+    assert Problem("service.timeout").title("en") == "The service did not answer in time"
+
+
+def test_every_title_is_translated_by_the_catalogues() -> None:
+    """The hub's own titles and the built-in adapters' are catalogue msgids with a Vietnamese entry (one
+    mechanism, gettext), not pairs written in code."""
+    codes = problem_codes(create_plugin_manager(["rest", "edxml", "soap_edxml", "peer"]))
+    titles = [kind.title for kind in CATALOGUE.values() if kind.title_vi is None]
+    titles += [title for _status, title, title_vi in codes.values() if title_vi is None]
+    assert len(titles) >= len(CORE_CODES) + 6
+    untranslated = [t for t in titles if gettext(t, "vi") == t]
+    assert not untranslated, untranslated
 
 
 def test_importing_an_adapter_changes_no_catalogue() -> None:

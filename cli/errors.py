@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -59,8 +60,15 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
         return 1
     except OSError as exc:
         why = render(os_reason(exc))
-        print(t("error") + ": " + (t("{file}: {reason}", file=exc.filename, reason=why) if exc.filename else why),
-              file=sys.stderr)
+        # The library's own words keep what they name (an address, a path) after the translated reason.
+        said_by_library = re.sub(r"^\[Errno \d+\] ", "", str(exc))
+        if exc.filename:
+            line = t("{file}: {reason}", file=exc.filename, reason=why)
+        elif said_by_library and said_by_library not in (why, os.strerror(exc.errno or 0)):
+            line = t("{reason} ({detail})", reason=why, detail=" ".join(said_by_library.split())[:300])
+        else:
+            line = why
+        print(t("error") + ": " + line, file=sys.stderr)
         return 1
     except yaml.YAMLError as exc:  # a profiles file that is not YAML
         print(t("error") + ": " + t("invalid YAML: {reason}", reason=" ".join(str(exc).split())), file=sys.stderr)

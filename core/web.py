@@ -104,7 +104,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "request.malformed" if exc.status < 500 else "internal")
-        detail = exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
+        detail = (Text("no route for {method} {path}", method=request.method, path=request.path) if exc.status == 404
+                  else Text("{method} is not allowed on {path}", method=request.method, path=request.path)
+                  if exc.status == 405 else Text("the request was refused ({reason})", reason=exc.reason))
         return problem_response(Problem(code, detail), language(request))
     except (ConnectionResetError, ConnectionError):
         raise

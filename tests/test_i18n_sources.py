@@ -260,3 +260,23 @@ def test_the_cli_error_paths_read_vietnamese_by_default(tmp_path: Path) -> None:
     (tmp_path / "var" / "master.key").chmod(0o644)
     res = run_cli("unit", "list", "-c", str(cli.config), env=cli.env, cwd=cli.tmp, lang="")
     assert res.returncode == 1 and "người dùng khác đọc được" in res.stderr and "readable" not in res.stderr
+
+
+def test_an_unreachable_store_and_a_missing_file_read_vietnamese_by_default(tmp_path: Path) -> None:
+    """An OS error's reason through the catalogues, the library's words (the address) kept after it."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "pg.yaml"
+    config.write_text(f"hub:\n  data_dir: {tmp_path / 'hub'}\ndatabase:\n"
+                      f"  url: postgresql+asyncpg://postgres@127.0.0.1:{port}/lgsp\n", encoding="utf-8")
+    res = run_cli("unit", "list", "-c", str(config), cwd=tmp_path, lang="")
+    assert res.returncode == 1
+    assert res.stderr.startswith("lỗi: bị từ chối kết nối (") and str(port) in res.stderr, res.stderr
+    res = run_cli("unit", "list", "-c", str(config), cwd=tmp_path, lang="en")
+    assert res.stderr.startswith("error: connection refused ("), res.stderr
+    res = run_cli("send", str(tmp_path / "missing.xml"), "--to", "000.00.01.H23", "--url", "http://127.0.0.1:1",
+                  "--access-key", "AK1", "--secret-key", "s", cwd=tmp_path, lang="")
+    assert res.returncode == 1 and "không có tệp" in res.stderr and "No such file" not in res.stderr, res.stderr

@@ -1,10 +1,14 @@
 """A message stored as its English text (a delivery's reason and last error, an event's reason) reads in
-each reader's language: `render_stored` finds the msgid it was written from (docs/i18n.md)."""
+each reader's language: `render_stored` finds the msgid it was written from (docs/i18n.md); and what an
+operator meets elsewhere in the default language (the HTTP layer's own problems)."""
 
 from __future__ import annotations
 
 from lgsp.cli.timeline import render_status
+from lgsp.core.hub import Hub
 from lgsp.core.i18n import _FIELD, Text, _stored_patterns, render_stored, speaking
+
+from .conftest import raw_request
 
 
 def test_every_catalogue_message_reads_back_from_its_stored_text() -> None:
@@ -61,3 +65,14 @@ def test_lgsp_status_shows_stored_reasons_and_names_in_the_cli_language() -> Non
     with speaking("en"):
         english = render_status(view)
     assert "refused by the destination: HTTP 404" in english and "cancelled by the source" in english
+
+
+async def test_the_http_layer_s_own_problems_read_vietnamese_by_default(hub: Hub) -> None:
+    """A path or method the hub does not serve: the detail is a catalogue message too, not aiohttp's
+    English reason or an English sentence (API problem details follow Accept-Language)."""
+    status, _, body = await raw_request(hub.url, "GET", "/khong-co")
+    assert status == 404 and body["detail"] == "không có đường dẫn GET /khong-co" and body["title"] == "Không tìm thấy"
+    status, _, body = await raw_request(hub.url, "GET", "/khong-co", headers={"Accept-Language": "en"})
+    assert body["detail"] == "no route for GET /khong-co" and body["title"] == "Not found"
+    status, _, body = await raw_request(hub.url, "DELETE", "/healthz")
+    assert status == 405 and body["detail"] == "không dùng được DELETE với /healthz"

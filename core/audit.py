@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lgsp.core.i18n import Text
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import access_keys, audit_log, audit_seals, deliveries, packet_contents
 
@@ -137,7 +138,7 @@ class Finding:
     detail: str
 
     def public(self) -> dict[str, Any]:
-        return {"kind": self.kind, "seq": self.seq, "id": self.row_id, "detail": self.detail}
+        return {"kind": self.kind, "seq": self.seq, "id": self.row_id, "detail": str(self.detail)}
 
 
 @dataclass
@@ -291,37 +292,42 @@ class AuditChain:
                 if seq != expected_seq:
                     missing = f"{expected_seq}" if seq == expected_seq + 1 else f"{expected_seq}..{seq - 1}"
                     report.findings.append(Finding("removed", expected_seq, None,
-                                                   f"entries {missing} are missing before seq {seq} (id {row.id})"))
+                                                   Text("entries {missing} are missing before seq {seq} (id {id})",
+                                                        missing=missing, seq=seq, id=row.id)))
                 elif prev is not None and row.prev_hash != prev:
                     if before_prev is not None and row.prev_hash == before_prev:
                         report.findings.append(Finding("inserted", seq - 1, None,
-                                                       f"the entry at seq {seq - 1} was not in the chain: seq "
-                                                       f"{seq} (id {row.id}) follows the entry before it"))
+                                                       Text("the entry at seq {before} was not in the chain: seq "
+                                                            "{seq} (id {id}) follows the entry before it",
+                                                            before=seq - 1, seq=seq, id=row.id)))
                     else:
                         report.findings.append(Finding("altered", seq - 1, None,
-                                                       f"seq {seq} (id {row.id}) does not follow the entry "
-                                                       f"before it: that entry or this link was changed"))
+                                                       Text("seq {seq} (id {id}) does not follow the entry "
+                                                            "before it: that entry or this link was changed",
+                                                            seq=seq, id=row.id)))
                 elif recomputed != row.hash:
                     report.findings.append(Finding("altered", seq, row.id,
-                                                   f"the content of seq {seq} (id {row.id}, {row.action}) "
-                                                   "does not match its hash"))
+                                                   Text("the content of seq {seq} (id {id}, {action}) "
+                                                        "does not match its hash", seq=seq, id=row.id,
+                                                        action=row.action)))
                 expected_seq = seq + 1
                 before_prev, prev = prev, row.hash
 
     def _seal_problem(self, seal: Any, stored: str | None, public_key: str | None) -> str | None:
         if stored is None:
-            return f"the sealed entry seq {seal.seq} is missing"
+            return Text("the sealed entry seq {seq} is missing", seq=seal.seq)
         if stored != seal.hash:
-            return f"the entry at seq {seal.seq} differs from the one sealed at {_time(seal.signed_at)}"
+            return Text("the entry at seq {seq} differs from the one sealed at {at}", seq=seal.seq,
+                        at=_time(seal.signed_at))
         alg = self.algorithms.get(seal.algorithm)
         if alg is None or not public_key:
-            return f"the seal at seq {seal.seq} names a key or algorithm this hub does not have"
+            return Text("the seal at seq {seq} names a key or algorithm this hub does not have", seq=seal.seq)
         try:
             signature = base64.b64decode(seal.signature, validate=True)
         except ValueError:
             signature = b""
         if not alg.verify(public_key, seal_message(int(seal.seq), seal.hash, _time(seal.signed_at)), signature):
-            return f"the signature of the seal at seq {seal.seq} does not verify"
+            return Text("the signature of the seal at seq {seq} does not verify", seq=seal.seq)
         return None
 
     # -- exporting ------------------------------------------------------------------------------

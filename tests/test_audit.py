@@ -232,9 +232,14 @@ def test_cli_verify_sign_export(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
     asyncio.run(alter())
     code, out, _ = cli("audit", "verify")
-    assert code == 2 and "TAMPERING FOUND (altered) at seq 2" in out
+    assert code == 2 and "TAMPERING FOUND (altered) at seq 2" in out and "does not match its hash" in out
     code, out, _ = cli("audit", "verify", "--json")
     assert code == 2 and json.loads(out)["findings"][0]["seq"] == 2
+    assert "does not match its hash" in json.loads(out)["findings"][0]["detail"]  # the machine form: English
+    monkeypatch.setenv("LGSP_LANG", "vi")  # the finding itself reads in the CLI's language, not only its lead-in
+    code, out, _ = cli("audit", "verify")
+    assert code == 2 and "không khớp mã băm" in out and "does not match" not in out
+    monkeypatch.setenv("LGSP_LANG", "en")
     code, out, err = cli("audit", "verify", "--from", "yesterday")
     assert code == 1 and out == "" and "YYYY-MM-DD" in err and err.count("\n") == 1
 

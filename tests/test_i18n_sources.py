@@ -22,7 +22,7 @@ MARKERS = {"_", "t", "Text", "N_", "gettext", "ngettext", "render", "said"}
 #: lines of `lgsp doctor` (`Check`, `Found`).
 SINKS: dict[str, int | None] = {"print": None, "CliError": 0, "Problem": 1, "TlsError": 0, "PolicyError": 0,
                                 "MasterKeyError": 0, "ProfileError": 0, "PluginError": 0, "BackupError": 0,
-                                "WorkersError": 0,
+                                "WorkersError": 0, "Finding": 3,
                                 "ConfigError": 0, "Check": None, "Found": None,
                                 # A delivery's reason and last error, a push's receipt: stored as their English
                                 # text and shown in the reader's language (`render_stored`) by `lgsp status`,

@@ -126,7 +126,7 @@ async def test_form_01_to_a_working_key(hub: Hub, accounts: Accounts, browser: A
     # It shows delivered in the unit's traffic and counts in its statistics, exported to .xlsx.
     await agency.goto(hub.url + f"/console/traffic?unit={UNIT}&role=sent")
     table = await agency.inner_text("table")
-    assert packet_id[:8] in table and "Công văn số 1" in table and "delivered" in table
+    assert packet_id[:8] in table and "Công văn số 1" in table and "đã giao" in table and "delivered" not in table
     await shot(agency, "goi-tin", tmp_path)
     assert (await agency.goto(hub.url + f"/console/traffic?unit={OTHER}")).status == 404
     await agency.goto(hub.url + f"/console/packets/{packet_id}")

@@ -69,13 +69,13 @@ MODES: dict[str, str] = {
 }
 
 
-def state_name(state: str) -> str:
-    return gettext(STATES[state]) if state in STATES else state
+def state_name(state: str, lang: str | None = None) -> str:
+    return gettext(STATES[state], lang) if state in STATES else state
 
 
-def event_name(kind: str) -> str:
-    return gettext(EVENTS[kind]) if kind in EVENTS else kind
+def event_name(kind: str, lang: str | None = None) -> str:
+    return gettext(EVENTS[kind], lang) if kind in EVENTS else kind
 
 
-def mode_name(mode: str) -> str:
-    return gettext(MODES[mode]) if mode in MODES else mode
+def mode_name(mode: str, lang: str | None = None) -> str:
+    return gettext(MODES[mode], lang) if mode in MODES else mode

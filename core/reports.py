@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import and_, select
 
 from lgsp.core.clockoffsets import history as clock_offset_history
-from lgsp.core.i18n import gettext
+from lgsp.core.i18n import gettext, render_stored
+from lgsp.core.names import state_name
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packets, presence_log, units
 
@@ -117,8 +118,10 @@ class Report(Counts):
             out.append((by_type, _("{name} — sent", name=data_type), v.get("sent", 0)))
             out.append((by_type, _("{name} — received", name=data_type), v.get("received", 0)))
         failures = _("Failures by reason")
-        for reason, n in sorted(self.failures.items()):
-            out.append((failures, reason, n))
+        for label, n in sorted(self.failures.items()):  # "state: stored reason" (statistics.failure_label)
+            state, _sep, why = label.partition(": ")
+            named = state_name(state, lang)
+            out.append((failures, f"{named}: {render_stored(why, lang)}" if why else named, n))
         return out
 
 

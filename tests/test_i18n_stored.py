@@ -76,3 +76,22 @@ async def test_the_http_layer_s_own_problems_read_vietnamese_by_default(hub: Hub
     assert body["detail"] == "no route for GET /khong-co" and body["title"] == "Not found"
     status, _, body = await raw_request(hub.url, "DELETE", "/healthz")
     assert status == 405 and body["detail"] == "không dùng được DELETE với /healthz"
+
+
+def test_a_report_names_failures_by_state_and_reason_in_its_language() -> None:
+    """The statistics keep `state: stored reason`; the report's rows (console, CSV, spreadsheet) read them."""
+    import datetime as dt
+
+    from lgsp.core.reports import Report
+
+    report = Report(unit_id="000.00.00.H23", since=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+                    until=dt.datetime(2026, 12, 2, tzinfo=dt.UTC))
+    report.failed("cancelled: cancelled by the source", 2)
+    report.failed("failed: refused by the destination: HTTP 404", 1)
+    report.failed("expired", 1)
+    vietnamese = {item: n for section, item, n in report.rows("vi") if section == "Lỗi theo lý do"}
+    assert vietnamese == {"đã hủy: bị đơn vị gửi hủy": 2, "giao không thành công: đơn vị nhận từ chối: HTTP 404": 1,
+                          "hết hạn": 1}, vietnamese
+    english = {item: n for section, item, n in report.rows("en") if section == "Failures by reason"}
+    assert english == {"cancelled: cancelled by the source": 2, "failed: refused by the destination: HTTP 404": 1,
+                       "expired": 1}

@@ -87,6 +87,10 @@ async def test_operator_lists_retries_cancels_and_reroutes(tmp_path: Path) -> No
                 assert d[DST]["state"] == "cancelled"
                 assert d[PULL]["state"] == "queued"
                 assert "sai nơi nhận" in d[DST]["reason"]
+                # An operator reads the stored reason and the state in the default language.
+                listed = await arun_cli("deliveries", "list", "--state", "cancelled", "-c", c, lang="")
+                assert "bị người vận hành hủy: sai nơi nhận" in listed.stdout and "đã hủy" in listed.stdout
+                assert "cancelled" not in listed.stdout and "retrying" not in listed.stdout, listed.stdout
                 assert view["content"] == "stored"  # PULL still needs it
 
                 code, out, err = await lgsp("deliveries", "reroute", to_move, DST, "--to", PULL, "-c", c)

@@ -27,7 +27,7 @@ def cmd_axis_sync(args: argparse.Namespace) -> int:
         settings, issues = parse_settings(hub.config.adapters.get("national_axis"))
         if settings is None:
             raise CliError(t("{section} is not configured (see docs/national-axis.md)", section=SECTION) if not issues
-                           else f"{issues[0][0]}: {issues[0][1]}")
+                           else t("{key}: {message}", key=issues[0][0], message=issues[0][1]))
         try:
             return await sync_with_store(hub, settings), settings.zone
         except AxisError as exc:

@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/lgsp.yaml
 
-.PHONY: run test chromium lint messages bench bench-full clean
+.PHONY: run test chromium lint messages fuzz bench bench-full clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,14 @@ lint: $(VENV)/.installed-test
 messages: $(VENV)/.installed-test
 	$(BIN)/python -m lgsp.core.i18n_catalogues
 	@$(BIN)/python -m lgsp.core.i18n_catalogues check
+
+# The REST API fuzzed from schemas/openapi.yaml on a live hub (docs/security.md, section 5):
+# FUZZ_EXAMPLES cases per operation and mode on SQLite, then a shorter run on PostgreSQL. The suite
+# runs the same tests with 10 cases each.
+FUZZ_EXAMPLES ?= 200
+fuzz: $(VENV)/.installed-test
+	LGSP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LGSP_FUZZ_REPORT=1 $(BIN)/python -m pytest -q -p no:randomly -s tests/fuzz
+	LGSP_FUZZ_EXAMPLES=$$(( $(FUZZ_EXAMPLES) / 4 )) LGSP_FUZZ_DB=postgres $(BIN)/python -m pytest -q -p no:randomly tests/fuzz
 
 # Benchmarks (docs/performance.md): the hub against its baselines, results in bench/results/.
 # BENCH_ARGS passes extra flags, e.g. make bench BENCH_ARGS="--no-rabbit --only pull".

@@ -88,3 +88,19 @@ def test_the_integrator_guide_names_every_core_code() -> None:
     guide = (SPEC.parents[1] / "docs" / "integrator-guide.md").read_text(encoding="utf-8")
     missing = [c for c in sorted(CORE_CODES) if not re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", guide)]
     assert missing == [], "codes the integrator guide does not explain"
+
+
+def test_every_signed_operation_documents_the_edge_answers() -> None:
+    """The edge checks every signed request before its handler (signature, text, body hash): 400,
+    401 and 422 can answer any signed operation, so each lists them (the fuzzer in tests/fuzz
+    fails on an undocumented status)."""
+    doc = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
+    missing = []
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if method not in {"get", "put", "post", "patch", "delete"} or operation.get("security") == []:
+                continue
+            lacking = {"400", "401", "422"} - {str(code) for code in operation["responses"]}
+            if lacking:
+                missing.append(f"{method.upper()} {path}: {sorted(lacking)}")
+    assert missing == []

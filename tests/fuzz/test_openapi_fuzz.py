@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import schemathesis
+from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -54,7 +55,7 @@ from lgsp.core.hub import Hub
 from lgsp.core.signing import H_SESSION, H_SIGNATURE, Signer
 from lgsp.plugins.manager import BUILTIN_PLUGINS
 
-from ..conftest import PG_ADMIN_URL, base_env
+from ..conftest import PG_ADMIN_URL, base_env, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +66,7 @@ DB = os.environ.get("LGSP_FUZZ_DB", "sqlite")
 TIMEOUT = 10.0
 A = "000.00.00.H23"  # source
 B = "000.00.01.H23"  # destination
+SERVICE = "fuzz.echo"  # B's REST service, granted to A: answers any call with what it received
 UNSIGNED = {("GET", "/v1/time"), ("GET", "/v1/openapi.yaml")}
 #: Operations a destination calls; the rest are signed by the source.
 AS_DEST = {"/v1/packets/{id}/ready", "/v1/packets/{id}/ack", "/v1/packets/{id}/fail",
@@ -76,7 +78,10 @@ STATS: Counter[tuple[str, str, int]] = Counter()
 
 def load_schema() -> Any:
     schema = schemathesis.openapi.from_path(SCHEMA_PATH)
-    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+    # The signature headers are the auth hook's (Sign), never generated: a "missing X-LGSP-Key" case would
+    # be signed all the same.
+    schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+                                    with_security_parameters=False)
     return schema
 
 
@@ -117,9 +122,22 @@ class Bench:
     source: Signer
     dest: Signer
     packets: list[str]  # A → B, accepted
+    session: str  # A's session towards SERVICE
+    service: web.AppRunner  # SERVICE's server, B's
+
+
+async def _echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.json_response({"method": request.method, "path": request.path_qs, "size": len(body)})
 
 
 async def _setup(hub: Hub) -> Bench:
+    service = web.Application()
+    service.router.add_route("*", "/{tail:.*}", _echo)
+    runner = web.AppRunner(service, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     signers: list[Signer] = []
     clients: list[LgspClient] = []
     for unit in (A, B):
@@ -129,12 +147,15 @@ async def _setup(hub: Hub) -> Bench:
         client = LgspClient(Credentials(hub.url, key.access_key, secret=key.secret))
         clients.append(client)
         signers.append(client.signer)
+    await hub.services.add(SERVICE, B, f"http://127.0.0.1:{port}/api", timeout_seconds=5)
+    await hub.services.grant(SERVICE, A)
     try:
         packets = [await clients[0].send(b"fuzz %d" % i, [B], subject=f"Thử nghiệm {i}") for i in range(3)]
+        session = (await clients[0].open_session(SERVICE))["token"]
     finally:
         for client in clients:
             await client.close()
-    return Bench(hub.url, signers[0], signers[1], packets)
+    return Bench(hub.url, signers[0], signers[1], packets, session, runner)
 
 
 class ErrorLog(logging.Handler):
@@ -187,7 +208,11 @@ def bench(tmp_path_factory: pytest.TempPathFactory, pg_database: str | None) -> 
         extra.update(LGSP_DATABASE_URL=pg_database, LGSP_DATABASE_POOL_SIZE="3")
     config = load_config(None, env=base_env(tmp_path_factory.mktemp("fuzz") / "var", **extra))
     with HubThread(Hub(config)) as thread:
-        yield thread.run(_setup(thread.hub))
+        bench = thread.run(_setup(thread.hub))
+        try:
+            yield bench
+        finally:
+            thread.run(bench.service.cleanup())
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -258,7 +283,8 @@ def _problem(response: Any, *, signed_status: int | None = None) -> dict[str, An
     return problem
 
 
-def _cases(operation: Any, mode: GenerationMode, bench_packets: list[str] | None = None) -> st.SearchStrategy[Any]:
+def _cases(operation: Any, mode: GenerationMode, bench_packets: list[str] | None = None,
+           session: str | None = None) -> st.SearchStrategy[Any]:
     strategy = operation.as_strategy(generation_mode=mode)
     names = {p.name for p in operation.path_parameters}
     if bench_packets and "id" in names and operation.path.startswith("/v1/packets/"):
@@ -269,6 +295,11 @@ def _cases(operation: Any, mode: GenerationMode, bench_packets: list[str] | None
     if bench_packets and "id" in names and operation.path.startswith("/v1/units/"):
         real = st.sampled_from([A, B]).flatmap(
             lambda unit: operation.as_strategy(generation_mode=mode, path_parameters={"id": unit}))
+        return st.one_of(strategy, real)
+    if session and operation.path == "/v1/services/{service}/{tail}":
+        # Half the calls reach the proxy: the granted service with A's session towards it.
+        real = operation.as_strategy(generation_mode=mode, path_parameters={"service": SERVICE},
+                                     headers={H_SESSION: session})
         return st.one_of(strategy, real)
     if bench_packets and (operation.method.upper(), operation.path) in KNOWN_NAMES:
         # Half the cases name a real unit in the body: past the directory, into creation and sessions.
@@ -288,6 +319,29 @@ def _with_body_fields(case: Any, fields: dict[str, Any]) -> Any:
         if "subject" in fields and not isinstance(case.body.get("subject"), str):
             case.body["subject"] = fields["subject"]
     return case
+
+
+UPLOAD = ("PUT", "/v1/packets/{id}/content")
+#: Most uploads go to a packet created for them (with the body's size and hash, as each data type):
+#: the upload handler and the content inspectors get the generated bytes. None: as generated.
+UPLOAD_TYPES = [None, "binary", "edxml", "edxml+json", "json"]
+
+
+def _fresh_upload(case: Any, bench: Bench, data_type: str) -> None:
+    """Point the case at a packet created for its body, with the hub's upload token."""
+    body = getattr(case.body, "data", case.body)  # schemathesis wraps generated bytes in a `Binary` str
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if not isinstance(body, bytes):
+        return
+    doc = {"to": [B], "subject": "Thử nghiệm", "data_type": data_type, "size": len(body),
+           "sha256": hashlib.sha256(body).hexdigest()}
+    with requests.Session() as session:
+        created = session.post(bench.url + "/v1/packets", json=doc, auth=Sign(bench.source), timeout=TIMEOUT)
+    assert created.status_code == 201, created.text
+    upload = urlsplit(created.json()["upload"]["url"])
+    case.path_parameters = {**(case.path_parameters or {}), "id": created.json()["id"]}
+    case.query = {**(case.query or {}), **dict(part.split("=", 1) for part in upload.query.split("&"))}
 
 
 SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, print_blob=True,
@@ -322,9 +376,13 @@ def test_signed_requests_get_documented_answers(bench: Bench, error_log: ErrorLo
     signer = bench.dest if operation.path in AS_DEST else bench.source
     auth = None if (operation.method.upper(), operation.path) in UNSIGNED else Sign(signer)
 
+    uploads = st.sampled_from(UPLOAD_TYPES) if (operation.method.upper(), operation.path) == UPLOAD else st.none()
+
     @SETTINGS
-    @given(case=_cases(operation, mode, bench.packets))
-    def run(case: Any) -> None:
+    @given(case=_cases(operation, mode, bench.packets, bench.session), upload=uploads)
+    def run(case: Any, upload: str | None) -> None:
+        if upload is not None:
+            _fresh_upload(case, bench, upload)
         response = _send(case, bench, auth)
         STATS[mode.value, f"{case.method.upper()} {operation.path}", response.status_code] += 1
         assert response.status_code < 500, (response.status_code, response.content[:300])

@@ -19,13 +19,13 @@ from lgsp.cli.store import on_store
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lgsp.core.reports import period_bounds, to_csv, to_xlsx, unit_report
+    from lgsp.core.reports import parse_report_day, period_bounds, to_csv, to_xlsx, unit_report
 
     try:
-        day = dt.date.fromisoformat(args.day) if args.day else dt.date.today()
+        day = parse_report_day(args.day) if args.day else dt.date.today()
+        since, until = period_bounds(args.period, day)  # ValueError past the calendar's ends
     except ValueError:
         raise CliError(t("the day is YYYY-MM-DD: {day}", day=args.day)) from None
-    since, until = period_bounds(args.period, day)
 
     async def use(hub: Any) -> Any:
         if await hub.directory.get_unit(args.unit) is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -310,10 +311,28 @@ def to_xlsx(report: Report, lang: str | None = None) -> bytes:
     return out.getvalue()
 
 
+#: The days a report may name: every period around them, moved to UTC, stays inside the calendar
+#: (year 1 and year 9999 overflow there). The console's pages keep to the same bounds.
+FIRST_REPORT_DAY, LAST_REPORT_DAY = dt.date(1970, 1, 1), dt.date(9000, 12, 31)
+_REPORT_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_report_day(text: str) -> dt.date:
+    """A report's day, exactly YYYY-MM-DD (`date.fromisoformat` alone also takes 20261206 and
+    2026-W49-1); ValueError otherwise. The caller checks the bounds, to say which it broke."""
+    if not _REPORT_DAY.fullmatch(text):
+        raise ValueError(f"not YYYY-MM-DD: {text!r}")
+    return dt.date.fromisoformat(text)
+
+
 def period_bounds(period: str, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """The day, month, quarter or year containing `day`, as UTC instants of Vietnam midnights."""
+    """The day, month, quarter or year containing `day`, as UTC instants of Vietnam midnights.
+
+    ValueError for a day outside FIRST_REPORT_DAY..LAST_REPORT_DAY (never an OverflowError)."""
     from lgsp.core.registration.workdays import VIETNAM_TZ
 
+    if not FIRST_REPORT_DAY <= day <= LAST_REPORT_DAY:
+        raise ValueError(f"a report's day is between {FIRST_REPORT_DAY} and {LAST_REPORT_DAY}, not {day}")
     if period == "day":
         first, last = day, day + dt.timedelta(days=1)
     elif period == "month":

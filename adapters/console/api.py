@@ -10,6 +10,8 @@ import datetime as dt
 from aiohttp import web
 
 from lgsp.core.api import (
+    FIRST_REPORT_DAY,
+    LAST_REPORT_DAY,
     VIETNAM_TZ,
     Problem,
     Text,
@@ -17,6 +19,7 @@ from lgsp.core.api import (
     hub_of,
     iso,
     json_response,
+    parse_report_day,
     period_bounds,
     presence_history,
     unit_report,
@@ -35,9 +38,13 @@ async def stats(request: web.Request) -> web.StreamResponse:
         raise Problem("request.invalid", Text("period must be day, month, quarter or year"), field="period")
     text = request.query.get("day")
     try:
-        day = dt.date.fromisoformat(text) if text else now.astimezone(VIETNAM_TZ).date()
+        day = parse_report_day(text) if text else now.astimezone(VIETNAM_TZ).date()
     except ValueError:
         raise Problem("request.invalid", Text("day must be YYYY-MM-DD"), field="day") from None
+    if not FIRST_REPORT_DAY <= day <= LAST_REPORT_DAY:  # a period past the calendar's ends overflows
+        raise Problem("request.invalid", Text("{name} must be between {first} and {last}", name="day",
+                                              first=FIRST_REPORT_DAY.isoformat(), last=LAST_REPORT_DAY.isoformat()),
+                      field="day")
     since, until = period_bounds(period, day)
     report = await unit_report(hub.db, principal.unit_id, since, until, now=now)
     return web.json_response({"period": period, **report.as_dict()})

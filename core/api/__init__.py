@@ -104,7 +104,17 @@ from lgsp.core.registration.workflow import (
     Registrations,
     RequestInvalid,
 )
-from lgsp.core.reports import period_bounds, presence_history, presence_periods, to_csv, to_xlsx, unit_report
+from lgsp.core.reports import (
+    FIRST_REPORT_DAY,
+    LAST_REPORT_DAY,
+    parse_report_day,
+    period_bounds,
+    presence_history,
+    presence_periods,
+    to_csv,
+    to_xlsx,
+    unit_report,
+)
 from lgsp.core.reports import traffic as traffic_report
 from lgsp.core.secretstore import NAME_RE as SECRET_NAME_RE
 from lgsp.core.signing import (
@@ -137,7 +147,8 @@ from lgsp.core.web import (
 )
 
 __all__ = [
-    "FORM_KINDS", "H_CONTENT", "MAX_DESTINATION", "MAX_REASON", "MAX_SCAN_BYTES", "META_PARAM", "N_",
+    "FIRST_REPORT_DAY", "FORM_KINDS", "H_CONTENT", "LAST_REPORT_DAY", "MAX_DESTINATION", "MAX_REASON",
+    "MAX_SCAN_BYTES", "META_PARAM", "N_",
     "PENDING_SUBJECT", "PRINCIPAL",
     "PRIORITIES", "REQUEST_KINDS", "ROLES", "ROLE_NAMES", "SECRET_NAME_RE", "SHA256_RE",
     "SIGNED_HEADERS", "STATE_NAMES",
@@ -157,7 +168,8 @@ __all__ = [
     "content_response", "documents", "events", "form_kind", "http_failure", "hub_of", "i18n", "identifier_form", "iso",
     "json_response", "language", "load_json", "logs", "metadata_digest", "names", "new_password",
     "normalise_fingerprint",
-    "parse_date", "parse_new_packet", "parse_signed_request", "period_bounds", "positive_int_settings",
+    "parse_date", "parse_new_packet", "parse_report_day", "parse_signed_request", "period_bounds",
+    "positive_int_settings",
     "presence_history", "presence_periods", "printable", "publish", "read_json", "record", "render_letter", "states",
     "tls_target_problems", "to_csv", "to_xlsx", "traffic_report", "unit_report", "validate_form",
 ]

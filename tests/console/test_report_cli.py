@@ -27,7 +27,11 @@ def test_report_of_a_unit(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     rows = list(openpyxl.load_workbook(tmp_path / "r.xlsx").active.iter_rows(values_only=True))
     assert ("Tổng hợp", "Gói tin gửi", 0) in rows
-    for args in (("--unit", "000.00.99.H23"), ("--unit", "000.00.00.H23", "--day", "2026-13-01")):
+    for args in (("--unit", "000.00.99.H23"), ("--unit", "000.00.00.H23", "--day", "2026-13-01"),
+                 # past the calendar's ends a period overflowed (a traceback), or not YYYY-MM-DD at all
+                 ("--unit", "000.00.00.H23", "--day", "9999-12-31"),
+                 ("--unit", "000.00.00.H23", "--day", "0001-01-01", "--period", "day"),
+                 ("--unit", "000.00.00.H23", "--day", "2026-W49-1")):
         res = _run(cli, "report", *args)
         assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
 

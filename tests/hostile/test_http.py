@@ -346,6 +346,25 @@ async def test_bad_text_in_path_and_query(bench: Bench, caplog: pytest.LogCaptur
     assert problem.get("field") == field
 
 
+@pytest.mark.parametrize("query", [
+    "day=0001-01-01&period=day", "day=0001-01-01&period=year",  # Vietnam midnight of year 1 is before it in UTC
+    "day=9999-12-31", "day=9999-12-31&period=day", "day=9999-12-31&period=quarter", "day=9999-12-31&period=year",
+    "day=1969-12-31", "day=9001-01-01",
+    "day=20261206", "day=2026-W49-1",  # date.fromisoformat takes these; the document says YYYY-MM-DD
+])
+async def test_report_days_past_the_calendar_or_not_a_date(bench: Bench, caplog: pytest.LogCaptureFixture,
+                                                           query: str) -> None:
+    """Found by the fuzzer (tests/fuzz): a day at the calendar's ends made the period overflow (500)."""
+    await refused(bench, caplog, await bench.send("GET", "/v1/stats?" + query), 422, "request.invalid", field="day")
+
+
+@pytest.mark.parametrize("query", ["day=1970-01-01&period=year", "day=9000-12-31&period=year",
+                                   "day=9000-12-31&period=quarter"])
+async def test_report_days_at_the_bounds_are_served(bench: Bench, query: str) -> None:
+    status, _, body = await bench.send("GET", "/v1/stats?" + query)
+    assert status == 200 and body["sent"] == {"packets": 0, "bytes": 0}
+
+
 async def test_search_text_may_hold_line_breaks_and_tabs(bench: Bench) -> None:
     status, _, body = await bench.send("GET", "/v1/units?q=%C4%90%C6%A1n%09v%E1%BB%8B%0A")
     assert status == 200 and isinstance(body["items"], list)

@@ -398,3 +398,25 @@ def test_signed_requests_get_documented_answers(bench: Bench, error_log: ErrorLo
         if mode is GenerationMode.NEGATIVE:
             pytest.skip("nothing in this operation can be made invalid")
         raise
+
+
+#: The same document for schemathesis' deterministic phases: the document's examples, then the
+#: coverage phase's boundary values (lengths and numbers at and past each bound, each required part
+#: missing, wrong types, each enum value) for every parameter and body.
+BOUNDARIES = load_schema()
+BOUNDARIES.config.phases.update(phases=["examples", "coverage"])
+
+
+@BOUNDARIES.parametrize()
+@settings(deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_boundary_values_get_documented_answers(case: Any, bench: Bench, error_log: ErrorLog) -> None:
+    signer = bench.dest if case.operation.path in AS_DEST else bench.source
+    auth = None if (case.method.upper(), case.operation.path) in UNSIGNED else Sign(signer)
+    response = _send(case, bench, auth)
+    STATS["boundary", f"{case.method.upper()} {case.operation.path}", response.status_code] += 1
+    assert response.status_code < 500, (response.status_code, response.content[:300])
+    case.validate_response(response, checks=[status_code_conformance, content_type_conformance,
+                                              response_headers_conformance, response_schema_conformance])
+    if _content_type(response).startswith("application/problem+json"):
+        _problem(response)
+    assert not error_log.take()

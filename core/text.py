@@ -177,8 +177,11 @@ def load_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise Problem("request.malformed", Text("not valid JSON: {exc}", exc=exc)) from None
     if "\\u" in text or "\x00" in text:  # only escapes can put NUL or a lone surrogate in a string
         for path, top, value in _strings(doc, "$", None):
-            if _BAD_JSON_STRING.search(value):
-                why = text_problem(value, multiline=True) or "must be valid text"
+            found = _BAD_JSON_STRING.search(value)
+            if found:
+                # The reason is the character refused here (NUL, a lone surrogate), not an earlier
+                # control character that a JSON string may hold.
+                why = text_problem(found.group(), multiline=True) or "must be valid text"
                 name = top or "body"
                 where = printable(path[1:].lstrip(".") or name)[:200]
                 raise Problem("request.invalid", Text("{where}: {why}", where=where, why=why), field=name)

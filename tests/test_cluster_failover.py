@@ -236,7 +236,15 @@ async def test_three_nodes_one_killed_every_20_seconds(pg_url: str, tmp_path: Pa
                                             "AND state = 'completed' AND content_state = 'purged'", list(sent))
                     return bool(n == len(sent))
 
-                await wait_for(all_done, timeout=60, interval=0.5, what="every accepted packet completed")
+                try:
+                    await wait_for(all_done, timeout=60, interval=0.5, what="every accepted packet completed")
+                except AssertionError:
+                    print("not completed:", [dict(r) for r in await conn.fetch(
+                        "SELECT p.id, p.state AS packet_state, p.content_state, d.unit_id, d.state, d.attempts, "
+                        "d.claimed_by, d.next_attempt_at FROM packets p LEFT JOIN deliveries d ON d.packet_id = p.id "
+                        "WHERE p.id = ANY($1::text[]) AND NOT (p.state = 'completed' AND p.content_state = 'purged')",
+                        list(sent))])
+                    raise
                 packets = {r["id"]: r for r in await conn.fetch(
                     "SELECT id, state, content_state, sha256 FROM packets WHERE id = ANY($1::text[])", list(sent))}
                 rows = await conn.fetch("SELECT packet_id, unit_id, state FROM deliveries "

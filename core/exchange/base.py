@@ -79,6 +79,9 @@ _COMPLETE_IF_DONE = (
     .returning(packets.c.content_state, packets.c.blob_key, packets.c.data_type))
 
 
+_LOCK_PACKET = select(packets.c.id).where(packets.c.id == bindparam("p_packet")).with_for_update()
+
+
 @dataclass
 class AfterCommit:
     """What a use case does once its transaction is committed (see `ExchangeBase._after_commit`)."""
@@ -336,6 +339,13 @@ class ExchangeBase:
         right after the commit; if the hub dies in between,
         `reconcile_blobs` deletes them at the next start.
         """
+        if conn.dialect.name == "postgresql":
+            # Two deliveries of one packet ending at once on PostgreSQL (READ COMMITTED): each
+            # transaction's check would see the other's delivery still open, uncommitted, and neither
+            # would complete the packet. The packet's row lock orders them: the second waits for the
+            # first to commit, and its check, a later statement, sees the first's delivery ended.
+            # (SQLite runs one write transaction at a time.)
+            await conn.execute(_LOCK_PACKET, {"p_packet": packet_id})
         row = (await conn.execute(_COMPLETE_IF_DONE, {"p_packet": packet_id, "p_now": now})).first()
         if row is not None:
             after.pending.append(ev.NewEvent(packet_id, ev.PACKET_COMPLETED, now))

@@ -511,7 +511,7 @@ async def test_deadline_expires_pending_deliveries(make_actor: MakeActor, hub: H
     created = await a.client.create_packet([b.unit], subject="hạn", size=3, sha256=hashlib.sha256(b"abc").hexdigest(),
                                            deadline=deadline)
     await a.client.upload(created["upload"]["url"], b"abc", hashlib.sha256(b"abc").hexdigest())
-    assert await hub.exchange.sweep() == {"uploads_expired": 0, "deadlines_expired": 0}
+    assert await hub.exchange.sweep() == {"uploads_expired": 0, "deadlines_expired": 0, "completed_late": 0}
     hub.exchange.clock = lambda: datetime.now(UTC) + timedelta(minutes=10)
     try:
         counts = await hub.exchange.sweep()

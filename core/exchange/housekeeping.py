@@ -92,7 +92,29 @@ class Housekeeping(ExchangeBase):
             after.failed(info, moved, dv.EXPIRED, reason)
             await self._after_commit(after)
             counts["deadlines_expired"] += len(moved)
+        counts["completed_late"] = await self.complete_finished()
         return counts
+
+    async def complete_finished(self, limit: int = 100) -> int:
+        """Complete accepted packets whose every delivery has ended but that were left incomplete:
+        a repair for hubs that ran a version in which two last deliveries ending together could both
+        miss the completion on PostgreSQL (their content would otherwise stay stored for ever)."""
+        now = self.clock()
+        open_ = select(deliveries.c.unit_id).where(and_(deliveries.c.packet_id == packets.c.id,
+                                                        deliveries.c.state.not_in(sorted(dv.TERMINAL))))
+        async with self.db.read() as conn:
+            ids = [r.id for r in (await conn.execute(select(packets.c.id).where(and_(
+                packets.c.state == "accepted", ~open_.exists())).limit(limit))).all()]
+        done = 0
+        for packet_id in ids:
+            after = AfterCommit()
+            async with self.db.write() as conn:
+                await self._complete_if_done(conn, packet_id, now, after)
+            if any(e.type == ev.PACKET_COMPLETED for e in after.events):
+                log.warning("packet %s had every delivery ended but was not completed; completed now", packet_id)
+                done += 1
+            await self._after_commit(after)
+        return done
 
     def too_old(self, now: datetime) -> Any:
         """SQL condition: the delivery has been queued longer than its priority's max age."""

@@ -54,16 +54,17 @@ _STEP[ord("]")] = _STEP[ord("}")] = -1
 
 
 def text_problem(value: str, *, multiline: bool = False) -> str | None:
-    """Why `value` is not acceptable text (a sentence without the field name), or None."""
+    """Why `value` is not acceptable text (a sentence without the field name, a `Text` read in the
+    reader's language), or None."""
     found = (_BAD_TEXT if multiline else _BAD_LINE).search(value)
     if found is None:
         return None
     char = found.group()
     if char == "\x00":
-        return "must not contain NUL characters"
+        return Text("must not contain NUL characters")
     if "\ud800" <= char <= "\udfff":
-        return "must be valid Unicode text (it holds a lone surrogate)"
-    return f"must not contain control characters (U+{ord(char):04X})"
+        return Text("must be valid Unicode text (it holds a lone surrogate)")
+    return Text("must not contain control characters (U+{code})", code=format(ord(char), "04X"))
 
 
 def check_text(value: Any, field: str, *, max_length: int, multiline: bool = False, min_length: int = 1) -> str:
@@ -181,7 +182,7 @@ def load_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
             if found:
                 # The reason is the character refused here (NUL, a lone surrogate), not an earlier
                 # control character that a JSON string may hold.
-                why = text_problem(found.group(), multiline=True) or "must be valid text"
+                why = text_problem(found.group(), multiline=True) or Text("must be valid text")
                 name = top or "body"
                 where = printable(path[1:].lstrip(".") or name)[:200]
                 raise Problem("request.invalid", Text("{where}: {why}", where=where, why=why), field=name)

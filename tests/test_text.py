@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lgsp.core.errors import Problem
+from lgsp.core.i18n import Text
 from lgsp.core.text import (
     MAX_JSON_DEPTH,
     ascii_header_problem,
@@ -97,3 +98,18 @@ def test_headers_urls_and_echoes() -> None:
     assert url_text("S%E1%BB%9F%20KH") == "Sở KH"
     assert url_text("%FF") is None and url_text("%ED%A0%80") is None
     assert printable("a\x00b\udc80c\nd") == "a\ufffdb\ufffdc\nd"
+
+
+def test_text_problems_read_in_the_readers_language() -> None:
+    """A refused string's reason is part of the problem's detail, so it follows the reader's
+    language like the rest of the sentence (it was English inside a Vietnamese detail)."""
+    with pytest.raises(Problem) as caught:
+        check_text("a\x00b", "subject", max_length=10)
+    assert caught.value.to_dict("vi")["detail"] == "subject: không được chứa ký tự NUL"
+    assert caught.value.to_dict("en")["detail"] == "subject: must not contain NUL characters"
+    with pytest.raises(Problem) as caught:
+        load_json(b'{"to": ["x", "\\ud800"]}')
+    assert caught.value.to_dict("vi")["detail"] == (
+        "to[1]: phải là văn bản Unicode hợp lệ (có một nửa cặp thay thế đứng riêng)")
+    why = text_problem("a\tb")
+    assert isinstance(why, Text) and why.render("vi") == "không được chứa ký tự điều khiển (U+0009)"

@@ -10,7 +10,9 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -154,9 +156,9 @@ async def pg_skip_reason() -> str | None:
     return _PG_REASON[0]
 
 
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database for one test (dropped afterwards); skips when there is no server."""
+@asynccontextmanager
+async def fresh_pg_database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database's URL (dropped afterwards); skips the test when there is no server."""
     reason = await pg_skip_reason()
     if reason:
         pytest.skip(reason)
@@ -168,13 +170,31 @@ async def pg_url() -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    base = URL(PG_ADMIN_URL)
-    yield str(base.with_scheme("postgresql+asyncpg").with_path("/" + name))
-    admin = await asyncpg.connect(PG_ADMIN_URL)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield str(URL(PG_ADMIN_URL).with_scheme("postgresql+asyncpg").with_path("/" + name))
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test (dropped afterwards); skips when there is no server."""
+    async with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh store's URL, once per store: a SQLite file under tmp_path, a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'lgsp.db'}"
+        return
+    async with fresh_pg_database() as url:
+        yield url
 
 
 async def start_raw_upload(url: str, signer: Signer, size: int, sha256: str, first: bytes

@@ -32,6 +32,7 @@ from .test_statements import _pairs
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # bench/ is a folder of the repository, not an installed package
 
+from bench.blobpath import MemoryKeys as _Keys  # noqa: E402
 from bench.statements import StatementCounter, count_exchanges  # noqa: E402
 
 BLOB_MODULES = ("lgsp.core.store.blobs", "lgsp.core.store.blobcrypt", "lgsp.core.downloads", "io:")
@@ -76,19 +77,6 @@ async def test_an_exchange_hands_blob_work_to_a_thread_five_times_and_leaves_not
     await asyncio.sleep(0.1)
     assert [p for p in hub.blobs.objects.rglob("*") if p.is_file()] == []
     assert [p for p in hub.blobs.tmp_root.rglob("*.part")] == []
-
-
-class _Keys:
-    """Data keys held in memory (the hub's come from the store: core/contentkeys.py)."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, bytes] = {}
-
-    async def get(self, key_id: str) -> bytes | None:
-        return self.keys.get(key_id)
-
-    async def get_or_create(self, key_id: str) -> bytes:
-        return self.keys.setdefault(key_id, os.urandom(32))
 
 
 PACKET = "0f0e0d0c-0000-4000-8000-000000000001"

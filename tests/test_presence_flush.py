@@ -4,38 +4,23 @@ the clock offset kept when none was measured. Both stores."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, select
-from yarl import URL
 
 from lgsp.core.presence import Presence
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import units
 
-from .conftest import PG_ADMIN_URL, pg_skip_reason
-
 IDS = [f"000.00.{i:02d}.H23" for i in range(20)]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
-    else:
-        reason = await pg_skip_reason()
-        if reason:
-            pytest.skip(reason)
-        name = f"lgsp_test_{secrets.token_hex(6)}"
-        await _admin(f'CREATE DATABASE "{name}"')
-        url = str(URL(PG_ADMIN_URL).with_scheme("postgresql+asyncpg").with_path("/" + name))
-    database = Database(url, pool_size=2)
+@pytest.fixture
+async def db(store_url: str) -> AsyncIterator[Database]:
+    database = Database(store_url, pool_size=2)
     await database.upgrade()
     now = datetime.now(UTC)
     async with database.write() as conn:
@@ -46,18 +31,6 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         yield database
     finally:
         await database.close()
-        if name:
-            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def _admin(statement: str) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(statement)
-    finally:
-        await admin.close()
 
 
 async def test_observations_of_many_units_are_one_executemany(db: Database) -> None:

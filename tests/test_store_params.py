@@ -7,13 +7,11 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event, select
 from sqlalchemy.engine.interfaces import CacheStats
-from yarl import URL
 
 from lgsp.core import deliveries as dv
 from lgsp.core.auth import NonceBook
@@ -23,25 +21,13 @@ from lgsp.core.store.database import Database
 from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
 from lgsp.core.store.tables import deliveries, packets, units
 
-from .conftest import PG_ADMIN_URL, pg_skip_reason
-
 NOW = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 UNITS = [f"000.00.{i:02d}.H00" for i in range(12)]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'lgsp.db'}"
-    else:
-        reason = await pg_skip_reason()
-        if reason:
-            pytest.skip(reason)
-        name = f"lgsp_test_{secrets.token_hex(6)}"
-        await _admin(f'CREATE DATABASE "{name}"')
-        url = str(URL(PG_ADMIN_URL).with_scheme("postgresql+asyncpg").with_path("/" + name))
-    database = Database(url, pool_size=1)
+@pytest.fixture
+async def db(store_url: str) -> AsyncIterator[Database]:
+    database = Database(store_url, pool_size=1)
     await database.upgrade()
     async with database.write() as conn:
         await conn.execute(units.insert(), [dict(id=u, name=u, name_folded=u, zone="local", legacy=False,
@@ -59,18 +45,6 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         yield database
     finally:
         await database.close()
-        if name:
-            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def _admin(statement: str) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await admin.execute(statement)
-    finally:
-        await admin.close()
 
 
 def _compiled(db: Database) -> tuple[list[bool], Any]:

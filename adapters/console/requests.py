@@ -39,6 +39,7 @@ from lgsp.adapters.console.mail import settings_of as smtp_settings
 from lgsp.core.api import (
     FORM_KINDS,
     MAX_SCAN_BYTES,
+    N_,
     REQUEST_KINDS,
     STATE_NAMES,
     FieldError,
@@ -156,6 +157,25 @@ def field_errors(errors: Sequence[FieldError]) -> dict[str, str]:
         name = e.field.split("[")[0]
         out.setdefault(name, e.message)
     return out
+
+
+#: What a request's history shows for each audited action (`registration.<form>.<verb>`).
+_REQUEST_VERBS = {"submitted": N_("Form {kind} submitted"), "refused": N_("Form {kind} refused"),
+                  "approved": N_("Form {kind} approved"), "handed_over": N_("Form {kind} handed over")}
+_OTHER_ACTIONS = {"registration.scan_uploaded": N_("Signed scan uploaded")}
+
+
+def _history_names(actions: Sequence[str]) -> dict[str, Text]:
+    """The audited actions of a request's history as a person reads them (the page renders each in
+    its language); an action not named here shows as recorded."""
+    names: dict[str, Text] = {}
+    for action in actions:
+        parts = action.split(".")
+        if action in _OTHER_ACTIONS:
+            names[action] = Text(_OTHER_ACTIONS[action])
+        elif len(parts) == 3 and parts[0] == "registration" and parts[2] in _REQUEST_VERBS:
+            names[action] = Text(_REQUEST_VERBS[parts[2]], kind=parts[1])
+    return names
 
 
 def _titles() -> dict[str, str]:
@@ -301,6 +321,7 @@ async def _detail(request: web.Request, req_id: str, *, reply_values: dict[str, 
         handover_fields=field_views(form_kind("05").record),
         handover_values=handover_values if handover_values is not None else handover_defaults,
         handover_errors=handover_errors or {}, can_decide=who.account.role in DECIDERS, history=history,
+        history_names=_history_names([e.action for e in history]),
         application=application, error=error, temporary=temporary, temporary_gone=temporary_gone,
         overdue=req.overdue(), scans=scans, scan_forms=_forms_of(req), max_scan_mb=MAX_SCAN_BYTES // (1024 * 1024),
         can_upload=[f for f in _forms_of(req) if _may_upload(who.account.role, req, f)])

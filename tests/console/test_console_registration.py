@@ -194,6 +194,10 @@ async def test_account_request_approval_and_handover(hub: Hub, accounts: Account
     async with page.expect_navigation():
         await page.click("button:has-text('Ghi nhận bàn giao')")
     assert await page.inner_text("#request-state") == "Đã bàn giao"
+    history = await page.inner_text("#history")  # the audited actions as a person reads them
+    for said in ("Đã gửi đề nghị theo Mẫu 03", "Đã chấp thuận đề nghị theo Mẫu 03", "Đã bàn giao theo Mẫu 03"):
+        assert said in history, history
+    assert "registration." not in history, history
     for kind in ("03", "04", "05"):
         assert await page.locator(f"text=Tải Mẫu {kind} (.docx)").count() == 1
 
@@ -242,6 +246,7 @@ async def test_the_registration_pages_in_english(hub: Hub, accounts: Accounts, p
     assert "Answer due" in main and "(5 working days)" in main and "Download form 01 (.docx)" in main
     assert "Scans of the signed documents" in main and "Quản lý văn bản" in main
     assert "Hạn trả lời" not in main and "Bản quét" not in main
+    assert (await page.inner_text("#history")).count("Form 01 submitted") == 1
 
 
 async def test_every_request_page_answers_404_alike(tmp_path: Path, pg_url: str, browser: Any) -> None:

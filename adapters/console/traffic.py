@@ -14,6 +14,7 @@ from aiohttp import web
 from lgsp.adapters.console import timeline
 from lgsp.adapters.console.base import PREFIX, WHO, console_of, forbidden, language_of, page
 from lgsp.core.api import (
+    DELIVERY_STATES,
     N_,
     VIETNAM_TZ,
     period_bounds,
@@ -83,7 +84,8 @@ async def traffic(request: web.Request) -> web.StreamResponse:
     first, last, since, until = _span(request)
     role = request.query.get("role") if request.query.get("role") in ("sent", "received") else "sent"
     partner = request.query.get("partner", "").strip()[:40]
-    state = request.query.get("state", "").strip()[:16]
+    state = request.query.get("state", "").strip()
+    state = state if state in DELIVERY_STATES else ""  # chosen from a list; anything else filters nothing
     data_type = request.query.get("data_type", "").strip()[:64]
     subject = request.query.get("subject", "").strip()[:200]
     rows: list[Any] = []
@@ -93,7 +95,7 @@ async def traffic(request: web.Request) -> web.StreamResponse:
                                     data_type=data_type, subject=subject)
     return console.render(request, "traffic.html", units=units, unit_id=unit_id or "", role=role, rows=rows,
                           first=first.isoformat(), last=last.isoformat(), partner=partner, state=state,
-                          data_type=data_type, subject=subject)
+                          states=DELIVERY_STATES, data_type=data_type, subject=subject)
 
 
 @routes.get(PREFIX + "/connections")

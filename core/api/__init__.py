@@ -127,6 +127,7 @@ from lgsp.core.signing import (
     metadata_digest,
     parse_date,
 )
+from lgsp.core.states import DELIVERY_STATES
 from lgsp.core.store.blobcrypt import BlobCorrupt, SealedSpool
 from lgsp.core.store.blobs import publish
 from lgsp.core.store.database import Database
@@ -147,8 +148,8 @@ from lgsp.core.web import (
 )
 
 __all__ = [
-    "FIRST_REPORT_DAY", "FORM_KINDS", "H_CONTENT", "LAST_REPORT_DAY", "MAX_DESTINATION", "MAX_REASON",
-    "MAX_SCAN_BYTES", "META_PARAM", "N_",
+    "DELIVERY_STATES", "FIRST_REPORT_DAY", "FORM_KINDS", "H_CONTENT", "LAST_REPORT_DAY", "MAX_DESTINATION",
+    "MAX_REASON", "MAX_SCAN_BYTES", "META_PARAM", "N_",
     "PENDING_SUBJECT", "PRINCIPAL",
     "PRIORITIES", "REQUEST_KINDS", "ROLES", "ROLE_NAMES", "SECRET_NAME_RE", "SHA256_RE",
     "SIGNED_HEADERS", "STATE_NAMES",

@@ -128,6 +128,15 @@ async def test_form_01_to_a_working_key(hub: Hub, accounts: Accounts, browser: A
     table = await agency.inner_text("table")
     assert packet_id[:8] in table and "Công văn số 1" in table and "đã giao" in table and "delivered" not in table
     await shot(agency, "goi-tin", tmp_path)
+    # The state filter is chosen by its name (an operator never types an identifier).
+    assert await agency.inner_text("#f-state option[value=delivered]") == "đã giao"
+    await agency.select_option("#f-state", "delivered")
+    async with agency.expect_navigation():
+        await agency.click("button:has-text('Lọc')")
+    assert "state=delivered" in agency.url and packet_id[:8] in await agency.inner_text("table")
+    await agency.goto(hub.url + f"/console/traffic?unit={UNIT}&role=sent&state=failed")
+    assert packet_id[:8] not in await agency.inner_text("table")
+    assert (await agency.goto(hub.url + f"/console/traffic?unit={UNIT}&state=x%00y")).status == 200  # ignored
     assert (await agency.goto(hub.url + f"/console/traffic?unit={OTHER}")).status == 404
     await agency.goto(hub.url + f"/console/packets/{packet_id}")
     assert await agency.inner_text("#packet-subject") == "Công văn số 1"

@@ -4,7 +4,10 @@ operator meets elsewhere in the default language (the HTTP layer's own problems)
 
 from __future__ import annotations
 
+import pytest
+
 from lgsp.cli.timeline import render_status
+from lgsp.core.exchange.values import too_old_reason
 from lgsp.core.hub import Hub
 from lgsp.core.i18n import _FIELD, Text, _stored_patterns, render_stored, speaking
 
@@ -95,3 +98,18 @@ def test_a_report_names_failures_by_state_and_reason_in_its_language() -> None:
     english = {item: n for section, item, n in report.rows("en") if section == "Failures by reason"}
     assert english == {"cancelled: cancelled by the source": 2, "failed: refused by the destination: HTTP 404": 1,
                        "expired": 1}
+
+
+@pytest.mark.parametrize(("seconds", "vi", "en"), [
+    (3 * 86400, "chưa chuyển được trong 3 ngày (thời gian tối đa theo độ ưu tiên)",
+     "not delivered within 3 days (maximum age of its priority)"),
+    (6 * 3600, "chưa chuyển được trong 6 giờ (thời gian tối đa theo độ ưu tiên)",
+     "not delivered within 6 hours (maximum age of its priority)"),
+    (90, "chưa chuyển được trong 90 giây (thời gian tối đa theo độ ưu tiên)",
+     "not delivered within 90 seconds (maximum age of its priority)"),
+])
+def test_a_priority_age_reason_reads_its_duration_in_words(seconds: float, vi: str, en: str) -> None:
+    """The age is words of the reader's language, also when read back from the stored English."""
+    reason = too_old_reason(seconds)
+    assert str(reason) == en  # what is stored
+    assert render_stored(str(reason), "vi") == vi and render_stored(str(reason), "en") == en

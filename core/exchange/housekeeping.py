@@ -15,7 +15,7 @@ from lgsp.core import events as ev
 from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.events import record
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log
-from lgsp.core.exchange.values import PRIORITIES, duration, uuid_like
+from lgsp.core.exchange.values import PRIORITIES, too_old_reason, uuid_like
 from lgsp.core.i18n import Text
 from lgsp.core.store.blobs import remove
 from lgsp.core.store.tables import deliveries, packets
@@ -65,8 +65,7 @@ class Housekeeping(ExchangeBase):
             by_packet.setdefault((row.packet_id, Text("deadline passed")), []).append(row.unit_id)
         for row in old:
             assert self.max_age is not None
-            too_old = Text("not delivered within {duration} (maximum age of its priority)",
-                           duration=duration(self.max_age(row.priority)))
+            too_old = too_old_reason(self.max_age(row.priority))
             if row.unit_id not in by_packet.get((row.packet_id, Text("deadline passed")), ()):
                 by_packet.setdefault((row.packet_id, too_old), []).append(row.unit_id)
         for (packet_id, reason), late_units in by_packet.items():

@@ -15,7 +15,7 @@ from typing import Any
 
 from lgsp.core.auth import Principal
 from lgsp.core.errors import Problem
-from lgsp.core.i18n import Text
+from lgsp.core.i18n import N_, Text
 from lgsp.core.signing import SHA256_RE
 from lgsp.core.text import text_problem
 
@@ -259,9 +259,15 @@ def uuid_like(value: str) -> bool:
     return bool(_UUID_RE.fullmatch(value))
 
 
-def duration(seconds: float) -> str:
+def too_old_reason(seconds: float) -> Text:
+    """Why a delivery expired by its priority's maximum age, with the age in words of the reader's
+    language (the unit is part of the message, so a stored reason reads back translated)."""
     if seconds >= 86400 and seconds % 86400 == 0:
-        return f"{int(seconds // 86400)} d"
+        return Text("not delivered within {days} days (maximum age of its priority)", days=int(seconds // 86400))
     if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)} h"
-    return f"{seconds:g} s"
+        return Text("not delivered within {hours} hours (maximum age of its priority)", hours=int(seconds // 3600))
+    return Text("not delivered within {seconds} seconds (maximum age of its priority)", seconds=format(seconds, "g"))
+
+
+#: Reasons stored by earlier versions, still read back translated (the age as "3 d", "6 h", "90 s").
+STORED_BEFORE = (N_("not delivered within {duration} (maximum age of its priority)"),)

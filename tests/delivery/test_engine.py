@@ -153,7 +153,7 @@ async def test_max_age_expires_a_push_and_tells_the_source(cfg: Config) -> None:
                 view = await src.status(pid)
             ev = [e for e in view["events"] if e["type"] == "packet.expired"]
             assert ev
-            assert "not delivered within 1.5 s" in ev[0]["reason"]
+            assert "not delivered within 1.5 seconds" in ev[0]["reason"]
             assert ev[0]["attempts"] >= 2
             assert view["content"] == "purged"
             # the normal packet (30 days) is still being retried

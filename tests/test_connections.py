@@ -233,7 +233,9 @@ async def test_a_stalled_upload_is_cut_and_a_newer_upload_takes_over(tmp_path: P
 async def test_an_upload_still_sending_keeps_its_packet(tmp_path: Path) -> None:
     """A second upload while the first is still sending waits for it at most the body-idle timeout,
     then gets 409; the first is accepted."""
-    async with hub_with(tmp_path, body_idle_timeout_seconds="1") as hub:
+    # 2 s against a chunk every 0.2 s: a loaded machine that stalls this process's loop for a second
+    # (CI, two workers and a browser on two cores) must not make the sender look idle.
+    async with hub_with(tmp_path, body_idle_timeout_seconds="2") as hub:
         a, b = await actors(hub)
         try:
             content = os.urandom(1 << 20)

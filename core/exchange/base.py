@@ -68,11 +68,18 @@ _MODES_OF = select(deliveries.c.unit_id, deliveries.c.mode).where(deliveries.c.p
 # its packet completes, so a packet this statement completes had its content stored or none: the
 # content_state it returns says "purged" exactly when this statement purged it.
 _STORED = packets.c.content_state == "stored"
+
+
+def open_deliveries(packet_id: Any) -> Any:
+    """SQL: the packet (an id or a column) still has a delivery that has not ended."""
+    return select(deliveries.c.unit_id).where(and_(deliveries.c.packet_id == packet_id,
+                                                   deliveries.c.state.not_in(constants(dv.TERMINAL)))).exists()
+
+
 _COMPLETE_IF_DONE = (
     update(packets)
     .where(and_(packets.c.id == bindparam("p_packet"), packets.c.state.not_in(constants(("completed", "expired"))),
-                ~select(deliveries.c.unit_id).where(and_(deliveries.c.packet_id == bindparam("p_packet"),
-                                                         deliveries.c.state.not_in(constants(dv.TERMINAL)))).exists()))
+                ~open_deliveries(bindparam("p_packet"))))
     .values(state="completed", completed_at=bindparam("p_now", type_=packets.c.completed_at.type),
             content_state=case((_STORED, "purged"), else_=packets.c.content_state),
             purged_at=case((_STORED, bindparam("p_now", type_=packets.c.purged_at.type)), else_=packets.c.purged_at))

@@ -14,7 +14,7 @@ from lgsp.core import deliveries as dv
 from lgsp.core import events as ev
 from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.events import record
-from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log
+from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log, open_deliveries
 from lgsp.core.exchange.values import PRIORITIES, too_old_reason, uuid_like
 from lgsp.core.i18n import Text
 from lgsp.core.store.blobs import remove
@@ -99,11 +99,9 @@ class Housekeeping(ExchangeBase):
         a repair for hubs that ran a version in which two last deliveries ending together could both
         miss the completion on PostgreSQL (their content would otherwise stay stored for ever)."""
         now = self.clock()
-        open_ = select(deliveries.c.unit_id).where(and_(deliveries.c.packet_id == packets.c.id,
-                                                        deliveries.c.state.not_in(sorted(dv.TERMINAL))))
         async with self.db.read() as conn:
             ids = [r.id for r in (await conn.execute(select(packets.c.id).where(and_(
-                packets.c.state == "accepted", ~open_.exists())).limit(limit))).all()]
+                packets.c.state == "accepted", ~open_deliveries(packets.c.id))).limit(limit))).all()]
         done = 0
         for packet_id in ids:
             after = AfterCommit()

@@ -72,7 +72,8 @@ def registrations_of(console: Console) -> Registrations:
     if found is None:
         hub = console.hub
         found = _REGISTRATIONS[console] = Registrations(
-            hub.db, hub.directory, console.accounts, WorkingCalendar.from_config(hub.config.registration), hub.bus)
+            hub.db, hub.directory, console.accounts, WorkingCalendar.from_config(hub.config.registration), hub.bus,
+            clock=hub.clock)
     return found
 
 
@@ -211,8 +212,10 @@ async def request_list(request: web.Request) -> web.StreamResponse:
     who = request[WHO]
     state = request.query.get("state") if request.query.get("state") in STATE_NAMES else None
     kind = request.query.get("kind") if request.query.get("kind") in REQUEST_KINDS else None
-    rows = await registrations_of(console).list_requests(unit_ids=who.scope, state=state, kind=kind)
-    return console.render(request, "requests.html", requests=rows, titles=_titles(), states=STATE_NAMES,
+    registrations = registrations_of(console)
+    rows = await registrations.list_requests(unit_ids=who.scope, state=state, kind=kind)
+    return console.render(request, "requests.html", requests=rows, today=registrations.today(),
+                          titles=_titles(), states=STATE_NAMES,
                           state=state or "", kind=kind or "", kinds=REQUEST_KINDS,
                           can_submit=who.account.role in ("operator", "unit_admin"))
 
@@ -323,7 +326,8 @@ async def _detail(request: web.Request, req_id: str, *, reply_values: dict[str, 
         handover_errors=handover_errors or {}, can_decide=who.account.role in DECIDERS, history=history,
         history_names=_history_names([e.action for e in history]),
         application=application, error=error, temporary=temporary, temporary_gone=temporary_gone,
-        overdue=req.overdue(), scans=scans, scan_forms=_forms_of(req), max_scan_mb=MAX_SCAN_BYTES // (1024 * 1024),
+        overdue=req.overdue(registrations.today()), scans=scans, scan_forms=_forms_of(req),
+        max_scan_mb=MAX_SCAN_BYTES // (1024 * 1024),
         can_upload=[f for f in _forms_of(req) if _may_upload(who.account.role, req, f)])
 
 

@@ -10,14 +10,15 @@ per form of a request (its letter 01–07); a new upload replaces the previous o
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
 
+from lgsp.core.clock import SYSTEM_CLOCK
 from lgsp.core.errors import Problem
 from lgsp.core.i18n import Text
 from lgsp.core.store.blobs import BlobStore
@@ -51,10 +52,12 @@ def sniff(head: bytes) -> tuple[str, str] | None:
 
 
 class Scans:
-    def __init__(self, db: Database, blobs: BlobStore, *, max_bytes: int = MAX_SCAN_BYTES) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, *, max_bytes: int = MAX_SCAN_BYTES,
+                 clock: Callable[[], datetime] = SYSTEM_CLOCK) -> None:
         self.db = db
         self.blobs = blobs
         self.max_bytes = max_bytes
+        self.clock = clock   # the hub's (core/clock.py): an upload's time is read like the request's
 
     async def store(self, request_id: str, form: str, chunks: AsyncIterator[bytes], *,
                     uploaded_by: str | None) -> Scan:
@@ -81,7 +84,7 @@ class Scans:
                 raise Problem("request.invalid", Text("a scan is a PDF, PNG or JPEG file"), field="scan")
             sha256 = await writer.finish()
             await writer.commit()
-        now = datetime.now(UTC)
+        now = self.clock()
         async with self.db.write() as conn:
             old = await conn.scalar(select(registration_scans.c.blob_key).where(
                 registration_scans.c.request_id == request_id, registration_scans.c.form == form))
@@ -113,8 +116,8 @@ class Scans:
 
     @classmethod
     def of(cls, hub: Any) -> Scans:
-        """The scans of a hub (its store and blob store), for adapters that see only the public API."""
-        return cls(hub.db, hub.blobs)
+        """The scans of a hub (its store, blob store and clock), for adapters that see only the public API."""
+        return cls(hub.db, hub.blobs, clock=hub.clock)
 
 
 def _scan(r: Any) -> Scan:

@@ -11,6 +11,9 @@ so its due date is the configured number of working days after that day (Điều
 workdays.py). Each state change is one transaction with its audit row and an event for the unit
 (`registration.<state>`, history and the unit's live stream); the forms themselves are stored as the
 validated fields, so a letter can be printed again at any time (letters.py).
+
+Every moment it writes (submitted, decided, handed over, retired) and the day a due date counts from
+is the hub's clock (core/clock.py), as for every other time rule of the hub.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import events as ev
 from lgsp.core.accounts import Accounts, Actor, new_password, record_audit
+from lgsp.core.clock import SYSTEM_CLOCK
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, record
 from lgsp.core.i18n import N_, Text, gettext
 from lgsp.core.registration.forms import FieldError, FormRecord, form_kind, validate
-from lgsp.core.registration.workdays import VIETNAM_TZ, WorkingCalendar, local_date
+from lgsp.core.registration.workdays import WorkingCalendar, local_date
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import access_keys, applications, registration_requests, units
 
@@ -85,9 +89,9 @@ class RegistrationRequest:
     def due_text(self) -> str:
         return self.due_on.strftime("%d/%m/%Y")
 
-    def overdue(self, today: dt.date | None = None) -> bool:
-        """Still waiting for an answer after its due date has ended (Vietnam time)."""
-        today = today or dt.datetime.now(VIETNAM_TZ).date()
+    def overdue(self, today: dt.date) -> bool:
+        """Still waiting for an answer after its due date has ended: `today` is the hub's, in Vietnam
+        (`Registrations.today`), never the machine's."""
         return self.state in OPEN_STATES and today > self.due_on
 
     def record(self) -> FormRecord:
@@ -154,16 +158,21 @@ def _check(kind: str, data: object) -> FormRecord:
 
 class Registrations:
     def __init__(self, db: Database, directory: Directory, accounts: Accounts, calendar: WorkingCalendar,
-                 bus: EventBus | None = None) -> None:
+                 bus: EventBus | None = None, *, clock: Callable[[], dt.datetime] = SYSTEM_CLOCK) -> None:
         self.db = db
         self.directory = directory
         self.accounts = accounts
         self.calendar = calendar
         self.bus = bus
+        self.clock = clock
+
+    def today(self) -> dt.date:
+        """The hub's today in Vietnam: what a due date is compared with."""
+        return local_date(self.clock())
 
     async def _event(self, conn: AsyncConnection, req_id: str, unit_id: str, type_: str,
                      detail: dict[str, Any]) -> Event:
-        return await record(conn, None, type_, dt.datetime.now(dt.UTC), unit=unit_id, audience=unit_id,
+        return await record(conn, None, type_, self.clock(), unit=unit_id, audience=unit_id,
                             detail={"request": req_id, **detail})
 
     def _publish(self, events: list[Event]) -> None:
@@ -194,7 +203,7 @@ class Registrations:
 
     async def overdue(self, *, unit_ids: Sequence[str] | None = None,
                       today: dt.date | None = None) -> list[RegistrationRequest]:
-        today = today or dt.datetime.now(VIETNAM_TZ).date()
+        today = today or self.today()
         stmt = (select(registration_requests)
                 .where(registration_requests.c.state.in_(OPEN_STATES),
                        registration_requests.c.due_on < today.isoformat())
@@ -212,7 +221,7 @@ class Registrations:
             raise Problem("request.invalid", Text("an agency's request is form 01, 03 or 06, not {kind!r}",
                                                   kind=kind), field="kind")
         record_ = _check(kind, data)
-        moment = now or dt.datetime.now(dt.UTC)
+        moment = now or self.clock()
         due = self.calendar.due_date(local_date(moment))
         request_id = str(uuid.uuid4())
         async with self.db.write() as conn:
@@ -255,7 +264,7 @@ class Registrations:
         reason = " ".join((reason or "").split())
         if not reason or len(reason) > 2000:
             raise Problem("request.invalid", Text("a refusal needs a reason (at most 2000 characters)"), field="reason")
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock()
         async with self.db.write() as conn:
             req = await self._take(conn, request_id, "submitted")
             await conn.execute(update(registration_requests).where(registration_requests.c.id == request_id).values(
@@ -285,7 +294,7 @@ class Registrations:
                                               display_name=str(req.data.get("contact", {}).get("name") or ""),
                                               must_change_password=True)
             account_id = account.id
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock()
         application_id = req.application_id
         async with self.db.write() as conn:
             req = await self._take(conn, request_id, "submitted")
@@ -311,7 +320,7 @@ class Registrations:
     async def hand_over(self, request_id: str, handover: object, *, actor: Actor) -> RegistrationRequest:
         """Mẫu 05: the approved account (03 → 04) was handed over."""
         record_ = _check("05", handover)
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock()
         async with self.db.write() as conn:
             req = await self._take(conn, request_id, "approved")
             if req.kind != "03":
@@ -350,7 +359,7 @@ class Registrations:
                                            unit_id=req.unit_id, name=name))
         app_id = str(uuid.uuid4())
         await conn.execute(applications.insert().values(id=app_id, unit_id=req.unit_id, name=name,
-                                                        created_at=dt.datetime.now(dt.UTC)))
+                                                        created_at=self.clock()))
         return app_id
 
     async def _retire_application(self, conn: AsyncConnection, application_id: str, now: dt.datetime) -> int:

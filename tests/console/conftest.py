@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from lgsp.core.accounts import Accounts
@@ -68,3 +70,20 @@ async def shot(page: Any, name: str, tmp: Path | None = None) -> None:
         return
     folder.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of a console page's form."""
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "no form with a CSRF token on the page"
+    return match.group(1)
+
+
+async def http_sign_in(http: aiohttp.ClientSession, hub: Hub, username: str, password: str = PASSWORD) -> None:
+    """Sign in over plain HTTP, no browser: the session cookie lands in `http`'s jar (made with
+    `aiohttp.CookieJar(unsafe=True)`, so it keeps cookies of 127.0.0.1)."""
+    async with http.get(hub.url + "/console/login") as resp:
+        csrf = csrf_of(await resp.text())
+    async with http.post(hub.url + "/console/login", allow_redirects=False,
+                         data={"csrf": csrf, "username": username, "password": password}) as resp:
+        assert resp.status == 302, await resp.text()

@@ -5,16 +5,25 @@ from __future__ import annotations
 import datetime as dt
 import io
 
+import aiohttp
 import pytest
 from docx import Document
+from sqlalchemy import select
 
+from lgsp.adapters.console.requests import flatten
 from lgsp.core.accounts import Accounts, Actor
+from lgsp.core.clock import ManualClock
+from lgsp.core.config import Config
 from lgsp.core.errors import Problem
 from lgsp.core.hub import Hub
 from lgsp.core.registration.letters import render_letter
+from lgsp.core.registration.scans import Scans
 from lgsp.core.registration.workdays import VIETNAM_TZ, WorkingCalendar
 from lgsp.core.registration.workflow import Registrations, RequestInvalid
+from lgsp.core.store.tables import applications, packet_events
 from tests.registration.samples import SAMPLES
+
+from .conftest import PASSWORD, csrf_of, http_sign_in
 
 UNIT = "000.00.00.H23"
 AGENCY = Actor("so.yte", "10.1.1.1")
@@ -114,10 +123,70 @@ async def test_bad_forms_and_kinds_are_refused(flow: Registrations) -> None:
         await flow.submit("01", "000.00.99.H23", SAMPLES["01"], actor=AGENCY)
 
 
+async def test_the_console_s_workflow_reads_the_hub_s_clock(hub_config: Config) -> None:
+    """A hub whose clock is not the machine's (here: Friday before Tết 2026, 17:00 in Vietnam) stamps a
+    request submitted and approved in the console by its own clock, counts the due date from its own
+    today, dates a scan's upload and calls a request overdue by it, as every other time rule of the hub does."""
+    clock = ManualClock(dt.datetime(2026, 2, 13, 17, 0, tzinfo=VIETNAM_TZ))
+    async with Hub(hub_config, clock=clock) as hub, \
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as agency, \
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as approver:
+        await hub.directory.add_unit(UNIT, "Sở Y tế")
+        accounts = Accounts(hub.db, hub.master_key)
+        await accounts.add("so.yte", PASSWORD, "unit_admin", unit_id=UNIT)
+        await accounts.add("duyet", PASSWORD, "approver")
+        await http_sign_in(agency, hub, "so.yte")
+        await http_sign_in(approver, hub, "duyet")
+        submitted = clock.now()
+        async with agency.get(hub.url + "/console/requests/new/01") as resp:
+            csrf = csrf_of(await resp.text())
+        async with agency.post(hub.url + "/console/requests/new/01", allow_redirects=False,
+                               data={"csrf": csrf, "unit": UNIT, **flatten(SAMPLES["01"])}) as resp:
+            assert resp.status == 302, await resp.text()
+            request_id = resp.headers["Location"].rsplit("/", 1)[1]
+        flow = Registrations(hub.db, hub.directory, accounts, WorkingCalendar.from_config(hub.config.registration))
+        req = await flow.get(request_id)
+        assert req is not None
+        assert (req.submitted_at, req.due_on) == (submitted, dt.date(2026, 2, 27))  # Tết skipped
+        late = {"/console/requests": '<tr class="overdue">', f"/console/requests/{request_id}": '<dd class="bad">',
+                "/console/": '<ul class="overdue">'}
+        for page, marked in late.items():   # not late by the hub's today (the machine's is months later)
+            async with agency.get(hub.url + page) as resp:
+                assert resp.status == 200 and marked not in await resp.text(), page
+        async with agency.get(hub.url + f"/console/requests/{request_id}") as resp:
+            csrf = csrf_of(await resp.text())
+        clock.advance(60)
+        upload = aiohttp.FormData()
+        upload.add_field("csrf", csrf)
+        upload.add_field("scan", b"%PDF-1.7\nmau 01 da ky\n%%EOF\n", filename="mau-01.pdf",
+                         content_type="application/pdf")
+        async with agency.post(hub.url + f"/console/requests/{request_id}/scan/01", data=upload,
+                               allow_redirects=False) as resp:
+            assert resp.status in (302, 303), await resp.text()
+        scan = await Scans.of(hub).get(request_id, "01")
+        assert scan is not None and scan.uploaded_at == clock.now()
+        clock.advance(17 * 86400)   # Monday 2 March 2026: the answer is late
+        for page, marked in late.items():
+            async with agency.get(hub.url + page) as resp:
+                assert resp.status == 200 and marked in await resp.text(), page
+
+        decided = clock.now()
+        async with approver.get(hub.url + f"/console/requests/{request_id}") as resp:
+            csrf = csrf_of(await resp.text())
+        async with approver.post(hub.url + f"/console/requests/{request_id}/approve", allow_redirects=False,
+                                 data={"csrf": csrf, **flatten(SAMPLES["02"])}) as resp:
+            assert resp.status in (302, 303), await resp.text()
+        req = await flow.get(request_id)
+        assert req is not None and (req.state, req.decided_at) == ("approved", decided)
+        async with hub.db.read() as conn:
+            created = await conn.scalar(select(applications.c.created_at)
+                                        .where(applications.c.id == req.application_id))
+            stamped = list((await conn.execute(select(packet_events.c.at)
+                                               .where(packet_events.c.type.like("registration.%"))
+                                               .order_by(packet_events.c.id))).scalars())
+        assert created == decided and stamped == [submitted, decided]
+
+
 async def _events(hub: Hub) -> list[str]:
-    from sqlalchemy import select
-
-    from lgsp.core.store.tables import packet_events
-
     async with hub.db.read() as conn:
         return list((await conn.execute(select(packet_events.c.type).order_by(packet_events.c.id))).scalars())

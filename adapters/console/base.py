@@ -17,13 +17,26 @@ import secrets
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 from aiohttp import web
 
-from lgsp.core.api import VIETNAM_TZ, Account, Accounts, Actor, OneTimeSecrets, Text, hub_of, i18n, names
+from lgsp.core.api import (
+    FIRST_REPORT_DAY,
+    LAST_REPORT_DAY,
+    VIETNAM_TZ,
+    Account,
+    Accounts,
+    Actor,
+    OneTimeSecrets,
+    Text,
+    hub_of,
+    i18n,
+    names,
+    parse_report_day,
+)
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -377,6 +390,31 @@ def _quote(path: str) -> str:
 
 def new_pre_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+class BadFilter(Exception):
+    """A filter of a page the console cannot read: the page says so instead of showing something else."""
+
+    def __init__(self, message: Text) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def filter_day(text: str | None, label: str) -> date | None:
+    """The day a date filter names, exactly YYYY-MM-DD (what a date field sends), from FIRST_REPORT_DAY
+    to LAST_REPORT_DAY; None when empty. Anything else raises `BadFilter` naming the field by its
+    `label` (a msgid): `2026-12-01garbage` is not read as 2026-12-01, nor an absurd day as no filter."""
+    if not text:
+        return None
+    try:
+        day = parse_report_day(text)
+    except ValueError:
+        raise BadFilter(Text("{field}: “{value}” is not a date; write it as YYYY-MM-DD (for example 2026-12-01).",
+                             field=Text(label), value=text[:40])) from None
+    if not FIRST_REPORT_DAY <= day <= LAST_REPORT_DAY:
+        raise BadFilter(Text("{field}: the date must be between {first} and {last}.", field=Text(label),
+                             first=FIRST_REPORT_DAY.isoformat(), last=LAST_REPORT_DAY.isoformat()))
+    return day
 
 
 def first(values: Iterable[str], default: str = "") -> str:

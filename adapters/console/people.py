@@ -8,15 +8,18 @@ operator's name and address.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from typing import Any
 
 from aiohttp import web
 
 from lgsp.adapters.console.base import (
     PREFIX,
     WHO,
+    BadFilter,
     actor_of,
     console_of,
+    filter_day,
     page,
     read_form,
     redirect,
@@ -103,20 +106,20 @@ async def audit(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     who = request[WHO]
     actor = request.query.get("actor", "").strip()[:64] or None
-    since = _day(request.query.get("from"))
-    until = _day(request.query.get("to"))
+    shown: dict[str, Any] = {"names": AUDIT_NAMES, "actor": actor or "", "since": request.query.get("from", ""),
+                             "until": request.query.get("to", "")}
+    try:
+        since = _day(request.query.get("from"), N_("From date"))
+        until = _day(request.query.get("to"), N_("To date"))
+    except BadFilter as exc:   # no entries rather than those of a day nobody asked for
+        return console.render(request, "audit.html", status=422, error=exc.message, entries=[], **shown)
     entries = await console.accounts.audit_entries(actor=actor, unit_ids=who.scope, since=since,
                                                    until=until + timedelta(days=1) if until else None, limit=500)
-    return console.render(request, "audit.html", entries=entries, names=AUDIT_NAMES, actor=actor or "",
-                          since=request.query.get("from", ""), until=request.query.get("to", ""))
+    return console.render(request, "audit.html", error=None, entries=entries, **shown)
 
 
-def _day(text: str | None) -> datetime | None:
-    """A YYYY-MM-DD of the filter as the start of that day in Vietnam; anything else: no filter."""
-    if not text:
-        return None
-    try:
-        day = datetime.strptime(text[:10], "%Y-%m-%d")
-    except ValueError:
-        return None
-    return day.replace(tzinfo=VIETNAM_TZ)
+def _day(text: str | None, label: str) -> datetime | None:
+    """The filter's day (exactly YYYY-MM-DD) as the start of that day in Vietnam; None when empty,
+    `BadFilter` when it is no day (`filter_day`)."""
+    day = filter_day(text, label)
+    return None if day is None else datetime.combine(day, time(), tzinfo=VIETNAM_TZ)

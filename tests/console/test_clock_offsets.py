@@ -341,14 +341,17 @@ async def test_the_console_draws_the_offsets_for_the_units_own_admin_only(hub: H
     nothing = "Không có độ lệch đồng hồ nào được ghi trong khoảng này."
     assert nothing in (await page.text_content("#timeline-desc") or "")
     assert await page.locator("#timeline polyline").count() == 0
-    # Days at the calendar's ends (no UTC instant for them) are taken as not given, never a 500; so are non-days.
+    # Days at the calendar's ends (no UTC instant for them) and non-days are never a 500: the page says
+    # which field is wrong and draws nothing (tests/console/test_console_filters.py has the wording).
     for query in ("from=0001-01-01&to=9999-12-31", "from=9999-12-31", "to=0001-01-01", "from=2026-02-30&to=x"):
         response = await page.goto(hub.url + f"/console/connections?unit={UNIT}&{query}")
-        assert response is not None and response.status == 200, query
-        assert await page.locator("figure#timeline svg").count() == 1
+        assert response is not None and response.status == 422, query
+        assert await page.locator("#filter-error").count() == 1
+        assert await page.locator("figure#timeline svg").count() == 0
     for path in ("/console/traffic?from=0001-01-01&to=9999-12-31", "/console/reports?period=year&day=0001-01-01"):
         response = await page.goto(hub.url + path + f"&unit={UNIT}")
-        assert response is not None and response.status == 200, path
+        assert response is not None and response.status == 422, path
+        assert "1970-01-01" in await page.inner_text("#filter-error")
 
 
 def test_the_timeline_scales_any_offsets_into_its_frame() -> None:

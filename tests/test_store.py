@@ -24,7 +24,7 @@ from lgsp.core.hub import Hub
 from lgsp.core.identifiers import InvalidIdentifier, check_identifier, fold, identifier_form
 from lgsp.core.masterkey import MasterKey, MasterKeyError
 from lgsp.core.store.blobs import BlobStore
-from lgsp.core.store.database import Database
+from lgsp.core.store.database import Database, store_unavailable
 from lgsp.core.store.tables import access_keys, metadata
 
 from .conftest import base_env
@@ -283,30 +283,30 @@ def test_fold_for_search() -> None:
 
 
 def _count_hand_offs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the calls that go to aiosqlite's thread from now on (calls[0])."""
-    import aiosqlite
+    """Count the calls that go to the store's thread from now on (calls[0])."""
+    from lgsp.core.store.sqlite_inline import InlineEngine
 
     calls = [0]
-    real = aiosqlite.Connection._execute
+    real = InlineEngine.off_loop
 
-    async def counting(self: object, fn: object, *a: object, **kw: object) -> object:
+    async def counting(self: InlineEngine, fn: Any, *a: Any, **kw: Any) -> Any:
         calls[0] += 1
-        return await real(self, fn, *a, **kw)  # type: ignore[arg-type]
+        return await real(self, fn, *a, **kw)
 
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+    monkeypatch.setattr(InlineEngine, "off_loop", counting)
     return calls
 
 
-async def test_sqlite_uses_one_hand_off_per_transaction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The one-hop dialect is active, gives the same results, runs statements on the loop's thread
-    and goes to the SQLite thread once per write transaction (its COMMIT), never for a read."""
+async def test_sqlite_runs_transactions_on_the_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inline engine gives the same results as the async layer, runs statements and, with
+    synchronous=NORMAL, COMMIT on the loop's thread (no hand-off at all), keeps rows readable after
+    the block, and rolls back a failed transaction whole."""
     from sqlalchemy import text
 
-    from lgsp.core.store import sqlite_driver
+    from lgsp.core.store.sqlite_inline import InlineEngine
 
-    assert sqlite_driver.available()
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
-    assert db.writer.dialect.driver == sqlite_driver.DRIVER
+    assert isinstance(db.writer, InlineEngine) and db.writer.commit_inline
     try:
         await db.upgrade()
         async with db.write() as conn:
@@ -316,15 +316,14 @@ async def test_sqlite_uses_one_hand_off_per_transaction(tmp_path: Path, monkeypa
             await conn.execute(text("INSERT INTO t (b) VALUES ('x'), ('y')"))
             rows = (await conn.execute(text("SELECT a, b FROM t ORDER BY a"))).all()
         assert [tuple(r) for r in rows] == [(1, "x"), (2, "y")]
-        assert calls[0] == 1  # the COMMIT
-        async with db.read() as conn:  # opens the reader connection (its setup is not counted)
-            await conn.execute(text("SELECT 1"))
-        calls[0] = 0
         async with db.read() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 2
+            kept = await conn.execute(text("SELECT b FROM t ORDER BY a"))
+        assert kept.scalars().all() == ["x", "y"]  # fetched during the statement
         assert calls[0] == 0
         with pytest.raises(Exception, match="UNIQUE"):
             async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t (b) VALUES ('z')"))
                 await conn.execute(text("INSERT INTO t (a, b) VALUES (1, 'dup')"))
         async with db.read() as conn:  # the failed transaction was rolled back, nothing half-written
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 2
@@ -334,6 +333,62 @@ async def test_sqlite_uses_one_hand_off_per_transaction(tmp_path: Path, monkeypa
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 3
     finally:
         await db.close()
+
+
+async def test_sqlite_full_synchronous_commits_on_the_thread(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """With synchronous=FULL each COMMIT fsyncs, so it goes to the store's thread: one hand-off per
+    write transaction, none for a read; SQLite's own checkpoint stays on (it runs in that COMMIT)."""
+    from sqlalchemy import text
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'f.db'}", sqlite_synchronous="full")
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY)"))
+            assert (await conn.execute(text("PRAGMA wal_autocheckpoint"))).scalar() == 1000
+        calls = _count_hand_offs(monkeypatch)
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+        assert calls[0] == 1
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 1
+        assert calls[0] == 1
+    finally:
+        await db.close()
+
+
+async def test_sqlite_wal_is_checkpointed_off_the_loop(tmp_path: Path) -> None:
+    """With inline commits SQLite's automatic checkpoint (an fsync inside COMMIT) is off on the writer,
+    and the Checkpointer runs one on the store's thread every CHECKPOINT_EVERY_COMMITS commits."""
+    from sqlalchemy import text
+
+    from lgsp.core.store import sqlite_inline
+
+    path = tmp_path / "c.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY, b BLOB)"))
+            assert (await conn.execute(text("PRAGMA wal_autocheckpoint"))).scalar() == 0
+        checkpointer = db.writer.checkpointer
+        assert checkpointer is not None and checkpointer.done == 0
+        for i in range(sqlite_inline.CHECKPOINT_EVERY_COMMITS + 1):
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (:a, zeroblob(4096))"), {"a": i})
+        for _ in range(200):
+            if checkpointer.done:
+                break
+            await asyncio.sleep(0.01)
+        assert checkpointer.done == 1
+    finally:
+        await db.close()
+    import sqlite3
+
+    other = sqlite3.connect(path)
+    try:  # everything committed is in the database after close
+        assert other.execute("SELECT count(*) FROM t").fetchone()[0] == sqlite_inline.CHECKPOINT_EVERY_COMMITS + 1
+    finally:
+        other.close()
 
 
 async def _ticks_while(coro: Any) -> tuple[Any, int]:
@@ -389,7 +444,7 @@ async def test_sqlite_long_read_moves_to_the_thread(tmp_path: Path, monkeypatch:
 async def test_sqlite_begin_waits_for_another_process_off_the_loop(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """While another connection (another process: the CLI, a second hub) holds the write lock,
-    BEGIN IMMEDIATE waits on the SQLite thread with the busy timeout, not on the event loop, and
+    BEGIN IMMEDIATE waits on the store's thread with the busy timeout, not on the event loop, and
     the transaction goes ahead once the lock is released."""
     import sqlite3
 
@@ -415,26 +470,77 @@ async def test_sqlite_begin_waits_for_another_process_off_the_loop(tmp_path: Pat
         _, ticks = await _ticks_while(write())
         assert loop.time() - started >= 0.35  # it did wait for the other writer
         assert ticks >= 5  # and the loop ran meanwhile (a tick every 5 ms when it is free)
-        assert calls[0] == 2  # BEGIN on the thread (it had to wait), then COMMIT
+        assert calls[0] == 1  # BEGIN on the thread (it had to wait); the COMMIT inline
         async with db.read() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 2
         calls[0] = 0
-        async with db.write() as conn:  # uncontended again: back to one hand-off
+        async with db.write() as conn:  # uncontended again: no hand-off
             await conn.execute(text("INSERT INTO t VALUES (3)"))
-        assert calls[0] == 1
+        assert calls[0] == 0
     finally:
         other.close()
         await db.close()
 
 
-async def test_stock_sqlite_driver_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lgsp.core.store import sqlite_driver
+async def test_sqlite_cancelled_while_waiting_for_the_lock_writes_nothing(tmp_path: Path) -> None:
+    """A request cancelled while its BEGIN waits on the store's thread for another process's lock
+    leaves nothing behind, and the writer serves the next transaction."""
+    import sqlite3
 
-    monkeypatch.setattr(sqlite_driver, "available", lambda: False)
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 's.db'}")
+    from sqlalchemy import text
+
+    path = tmp_path / "x.db"
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
-        assert db.writer.dialect.driver == "aiosqlite"
-        await db.upgrade()
-        assert await _schema_diff(db) == []
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY)"))
+        other.execute("BEGIN IMMEDIATE")
+
+        async def write(value: int) -> None:
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (:a)"), {"a": value})
+
+        task = asyncio.create_task(write(1))
+        await asyncio.sleep(0.2)  # waiting in BEGIN on the thread
+        task.cancel()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.2, other.execute, "COMMIT")
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(write(2), 10)
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT a FROM t"))).scalars().all() == [2]
+    finally:
+        other.close()
+        await db.close()
+
+
+async def test_sqlite_checkout_waits_without_blocking_the_loop(tmp_path: Path) -> None:
+    """More readers than connections wait their turn on the loop (a blocked checkout would freeze
+    the hub), and one that waits longer than the pool timeout gets the store's TimeoutError, which
+    the hub answers with 503 (`store_unavailable`)."""
+    import sqlalchemy.exc
+    from sqlalchemy import text
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", pool_size=1)
+    try:
+        async with db.read() as held:
+            await held.execute(text("SELECT 1"))
+
+            async def second() -> int:
+                async with db.read() as conn:
+                    return int((await conn.execute(text("SELECT 2"))).scalar_one())
+
+            waiting = asyncio.create_task(second())
+            _, ticks = await _ticks_while(asyncio.sleep(0.1))
+            assert ticks >= 5 and not waiting.done()
+        assert await asyncio.wait_for(waiting, 5) == 2
+        db.reader._pool_timeout = 0.1  # type: ignore[attr-defined]
+        async with db.read():
+            with pytest.raises(sqlalchemy.exc.TimeoutError) as caught:
+                async with db.read():
+                    pass
+            assert store_unavailable(caught.value)
     finally:
         await db.close()

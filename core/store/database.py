@@ -24,13 +24,13 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Table, event, text
+from sqlalchemy import Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from lgsp.core import states
-from lgsp.core.store import sqlite_driver
+from lgsp.core.store import sqlite_inline
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +135,20 @@ class Database:
             database = parsed.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            if parsed.get_driver_name() == "aiosqlite" and sqlite_driver.available():
-                url = parsed.set(drivername=f"sqlite+{sqlite_driver.DRIVER}").render_as_string(hide_password=False)
-            self.writer = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=120)
-            self.reader = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0,
-                                              pool_timeout=120)
-            _sqlite_setup(self.writer, sqlite_synchronous, immediate=True)
-            _sqlite_setup(self.reader, sqlite_synchronous, immediate=False)
+            # SQLAlchemy's synchronous engine, run on the loop's thread (core/store/sqlite_inline.py).
+            sync_url = parsed.set(drivername="sqlite+pysqlite")
+            self._executor = sqlite_inline.new_executor(pool_size + 2)
+            commit_inline = sqlite_synchronous != "full"
+            checkpointer = sqlite_inline.Checkpointer(database, self._executor) \
+                if commit_inline and database and database != ":memory:" else None
+            guard = os.environ.get("LGSP_CHECK_TRANSITIONS") == "1"
+            self.writer = sqlite_inline.InlineEngine(
+                _sqlite_engine(sync_url, echo, 1, sqlite_synchronous, checkpoint_inline=checkpointer is None),
+                slots=1, pool_timeout=120, executor=self._executor, commit_inline=commit_inline,
+                checkpointer=checkpointer, on_begin=_install_transition_guard if guard else None)
+            self.reader = sqlite_inline.InlineEngine(
+                _sqlite_engine(sync_url, echo, pool_size, sqlite_synchronous, checkpoint_inline=True),
+                slots=pool_size, pool_timeout=120, executor=self._executor, commit_inline=True)
         else:
             # No pool_pre_ping: its ping is three round trips (BEGIN, ";", ROLLBACK) on every checkout,
             # a seventh of the loop's busy time on the hot path. A connection the server has closed
@@ -222,6 +229,9 @@ class Database:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False)
 
     # -- migrations ---------------------------------------------------------------------------
     async def upgrade(self, revision: str = "head") -> None:
@@ -270,28 +280,28 @@ def conflict_insert(conn: AsyncConnection, table: Table) -> Any:
     return (postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table))
 
 
-def _sqlite_setup(engine: AsyncEngine, synchronous: str, *, immediate: bool) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_engine(url: Any, echo: bool, pool_size: int, synchronous: str, *, checkpoint_inline: bool) -> Any:
+    """The synchronous engine under an `InlineEngine`: `pool_size` connections, each set up once."""
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=120,
+                           connect_args={"check_same_thread": False, "factory": sqlite_inline.BufferedConnection})
+
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
-        # 0 on the one-hop dialect, whose inline statements must not wait (it waits on its thread)
-        cur.execute(f"PRAGMA busy_timeout={getattr(dbapi_conn, 'busy_timeout_ms', 30000)}")
+        # Inline statements must never wait in SQLite: one that would goes to the store's thread.
+        cur.execute("PRAGMA busy_timeout=0")
         cur.execute("PRAGMA foreign_keys=ON")
+        if not checkpoint_inline:  # the Checkpointer does it off the loop
+            cur.execute("PRAGMA wal_autocheckpoint=0")
         cur.close()
 
-    if immediate:
-        guard = os.environ.get("LGSP_CHECK_TRANSITIONS") == "1"
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            if guard:
-                _install_transition_guard(conn)
     # Readers send no BEGIN: each statement reads the latest committed state on its own (WAL), and
-    # there is no transaction to end when the connection goes back to the pool.
+    # there is no transaction to end when the connection goes back to the pool. The writer's BEGIN
+    # IMMEDIATE is sent by `InlineEngine.begin`.
+    return engine
 
 
 def _pg_setup(engine: AsyncEngine) -> None:

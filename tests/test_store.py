@@ -321,10 +321,14 @@ async def test_sqlite_runs_transactions_on_the_loop(tmp_path: Path, monkeypatch:
             kept = await conn.execute(text("SELECT b FROM t ORDER BY a"))
         assert kept.scalars().all() == ["x", "y"]  # fetched during the statement
         assert calls[0] == 0
-        with pytest.raises(Exception, match="UNIQUE"):
+
+        async def half_then_duplicate() -> None:
             async with db.write() as conn:
                 await conn.execute(text("INSERT INTO t (b) VALUES ('z')"))
                 await conn.execute(text("INSERT INTO t (a, b) VALUES (1, 'dup')"))
+
+        with pytest.raises(Exception, match="UNIQUE"):
+            await half_then_duplicate()
         async with db.read() as conn:  # the failed transaction was rolled back, nothing half-written
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 2
         async with db.write() as conn:  # and the writer is usable again

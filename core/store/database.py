@@ -142,11 +142,11 @@ class Database:
             checkpointer = sqlite_inline.Checkpointer(database, self._executor) \
                 if commit_inline and database and database != ":memory:" else None
             guard = os.environ.get("LGSP_CHECK_TRANSITIONS") == "1"
-            self.writer = sqlite_inline.InlineEngine(
+            self.writer: AsyncEngine = sqlite_inline.InlineEngine(
                 _sqlite_engine(sync_url, echo, 1, sqlite_synchronous, checkpoint_inline=checkpointer is None),
                 slots=1, pool_timeout=120, executor=self._executor, commit_inline=commit_inline,
                 checkpointer=checkpointer, on_begin=_install_transition_guard if guard else None)
-            self.reader = sqlite_inline.InlineEngine(
+            self.reader: AsyncEngine = sqlite_inline.InlineEngine(
                 _sqlite_engine(sync_url, echo, pool_size, sqlite_synchronous, checkpoint_inline=True),
                 slots=pool_size, pool_timeout=120, executor=self._executor, commit_inline=True)
         else:

@@ -184,9 +184,10 @@ class InlineEngine(AsyncEngine):
         return InlineConnection(self)
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[InlineConnection]:  # type: ignore[override]
+    async def begin(self) -> AsyncIterator[InlineConnection]:
         """A write transaction (BEGIN IMMEDIATE) that commits when the block ends without error."""
-        async with self.connect() as conn:
+        conn = await self.connect().start()
+        try:
             await conn.begin_immediate()
             try:
                 yield conn
@@ -194,6 +195,8 @@ class InlineEngine(AsyncEngine):
                 await conn.rollback()
                 raise
             await conn.commit()
+        finally:
+            await conn.close()
 
     async def acquire(self) -> None:
         if not self._slots.locked():
@@ -295,24 +298,24 @@ class InlineConnection(AsyncConnection):
         if self.engine.on_begin is not None:
             self.engine.on_begin(sync)
 
-    async def execute(self, statement: Any, parameters: Any = None, *,  # type: ignore[override]
+    async def execute(self, statement: Any, parameters: Any = None, *,
                       execution_options: Any = None) -> Any:
         return await self._call(self._proxied.execute, statement, parameters, execution_options=execution_options)
 
-    async def exec_driver_sql(self, statement: str, parameters: Any = None,  # type: ignore[override]
+    async def exec_driver_sql(self, statement: str, parameters: Any = None,
                               execution_options: Any = None) -> Any:
         return await self._call(self._proxied.exec_driver_sql, statement, parameters,
                                 execution_options=execution_options)
 
-    async def scalar(self, statement: Any, parameters: Any = None, *,  # type: ignore[override]
+    async def scalar(self, statement: Any, parameters: Any = None, *,
                      execution_options: Any = None) -> Any:
         return (await self.execute(statement, parameters, execution_options=execution_options)).scalar()
 
-    async def scalars(self, statement: Any, parameters: Any = None, *,  # type: ignore[override]
+    async def scalars(self, statement: Any, parameters: Any = None, *,
                       execution_options: Any = None) -> Any:
         return (await self.execute(statement, parameters, execution_options=execution_options)).scalars()
 
-    async def run_sync(self, fn: Callable[..., T], *arg: Any, **kw: Any) -> T:  # type: ignore[override]
+    async def run_sync(self, fn: Callable[..., T], *arg: Any, **kw: Any) -> T:
         return fn(self._proxied, *arg, **kw)
 
     async def commit(self) -> None:

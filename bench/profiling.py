@@ -31,17 +31,18 @@ IDLE_WAITS: tuple[tuple[str, str, str], ...] = (
 
 # Where a busy sample's time goes, judged by the first matching frame from the leaf up.
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("thread hand-offs (aiosqlite queue, loop wake-ups)",
+    ("thread hand-offs (store thread, loop wake-ups)",
      ("Connection._execute (aiosqlite/", "_read_from_self (asyncio/", "_write_to_self (asyncio/",
-      "call_soon_threadsafe (asyncio/")),
-    # aiosqlite's own loop on its thread, or the functions in which lgsp's dialect runs a statement
-    # (core/store/sqlite_driver.py, on the event loop's thread or, for a commit or a long read,
-    # aiosqlite's; sqlite3's C calls have no frame of their own). Listed before "lgsp code", which
-    # would otherwise claim those functions by their path.
+      "call_soon_threadsafe (asyncio/", "InlineEngine.off_loop (core/store/sqlite_inline")),
+    # The frames in which the SQLite store runs a statement (core/store/sqlite_inline.py: its
+    # buffered cursor on the event loop's thread, or `_waiting` on the store's thread for a long
+    # read, a BEGIN that waits for another process, a COMMIT under synchronous=FULL; sqlite3's C
+    # calls have no frame of their own), and aiosqlite's thread where another tool still uses it.
+    # Listed before "lgsp code", which would otherwise claim those functions by their path.
     ("sqlite executing",
-     ("_connection_worker_thread (aiosqlite/", "_run_statement (core/store/sqlite_driver",
-      "_run_many (core/store/sqlite_driver", "_execute_async.<locals>.run (core/store/sqlite_driver",
-      "_executemany_async.<locals>.run (core/store/sqlite_driver")),
+     ("_connection_worker_thread (aiosqlite/", "_BufferedCursor.execute (core/store/sqlite_inline",
+      "_BufferedCursor.executemany (core/store/sqlite_inline", "_waiting (core/store/sqlite_inline",
+      "Checkpointer._checkpoint (core/store/sqlite_inline")),
     ("hashing", ("hashlib", "sha256")),
     ("blob write, hash, fsync, unlink (thread pool)",
      ("os.fsync", "_commit (core/store/blobs", "_write_chunk", "_delete", "Path.unlink")),
@@ -193,10 +194,13 @@ def summarize(path: Path, top: int = 15) -> dict[str, Any]:
 
 
 def _thread_kind(frame: str) -> str:
-    """Threads of one kind are summed: the event loop, aiosqlite's workers, asyncio.to_thread's pool."""
+    """Threads of one kind are summed: the event loop, the SQLite store's thread (aiosqlite's workers
+    in tools that still use it), asyncio.to_thread's pool."""
     name = frame.split(":", 1)[-1].strip()
     if "_connection_worker_thread" in name:
         return "aiosqlite worker threads"
+    if name.startswith("lgsp-sqlite"):
+        return "SQLite store thread"
     if name.startswith("asyncio_"):
         return "asyncio.to_thread pool"
     return name

@@ -193,14 +193,16 @@ def test_profile_summary_attributes_samples(tmp_path: Path) -> None:
     assert s["deepest_lgsp_frame"][0]["frame"] == "handler (core/packets.py)"
 
 
-def test_profile_summary_knows_the_one_hand_off_dialect(tmp_path: Path) -> None:
-    # core/store/sqlite_driver.py runs each statement in one function, on the loop's thread or on
-    # aiosqlite's: that is SQLite executing, not lgsp code, although the frame lives under core/
+def test_profile_summary_knows_the_inline_sqlite_store(tmp_path: Path) -> None:
+    # core/store/sqlite_inline.py runs each statement in its buffered cursor, on the loop's thread or
+    # (`_waiting`) on the store's: that is SQLite executing, not lgsp code, although the frame lives
+    # under core/
     raw = tmp_path / "p.txt"
     raw.write_text(
-        "thread (2): Thread-1 (_connection_worker_thread);_connection_worker_thread (aiosqlite/core.py:63);"
-        "_waiting (core/store/sqlite_driver.py:80);_run_statement (core/store/sqlite_driver.py:75) 1\n"
-        "thread (1): MainThread;handler (core/packets.py:10);_run_statement (core/store/sqlite_driver.py:75) 1\n"
+        "thread (2): lgsp-sqlite_0;_worker (concurrent/futures/thread.py:83);"
+        "_waiting (core/store/sqlite_inline.py:80);_BufferedCursor.execute (core/store/sqlite_inline.py:75) 1\n"
+        "thread (1): MainThread;handler (core/packets.py:10);"
+        "_BufferedCursor.execute (core/store/sqlite_inline.py:75) 1\n"
         "thread (1): MainThread;handler (core/packets.py:10);"
         "where (<sqlalchemy generated _generative() wrapper for sqlalchemy.sql.selectable.Select.where>:2) 1\n"
         "thread (1): MainThread;handler (core/packets.py:10);parse (core/signing.py:3) 1\n")

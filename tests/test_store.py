@@ -548,3 +548,14 @@ async def test_sqlite_checkout_waits_without_blocking_the_loop(tmp_path: Path) -
             assert store_unavailable(caught.value)
     finally:
         await db.close()
+
+
+async def test_sqlite_database_closes_twice(tmp_path: Path) -> None:
+    """A hub stopped twice (a restart after a stop) closes its store twice: the second is a no-op."""
+    from sqlalchemy import text
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'twice.db'}")
+    async with db.write() as conn:
+        await conn.execute(text("CREATE TABLE t (a INTEGER)"))
+    await db.close()
+    await db.close()

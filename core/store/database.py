@@ -226,6 +226,7 @@ class Database:
                 await job.end(key)
 
     async def close(self) -> None:
+        """Close every connection (a second call does nothing more)."""
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()

@@ -226,8 +226,8 @@ class InlineEngine(AsyncEngine):
 
     async def dispose(self, close: bool = True) -> None:
         self.sync_engine.dispose(close=close)
-        if self.checkpointer is not None:
-            await asyncio.get_running_loop().run_in_executor(self.executor, self.checkpointer.close)
+        if self.checkpointer is not None:  # waits for a checkpoint under way: not on the loop
+            await asyncio.to_thread(self.checkpointer.close)
 
 
 class InlineConnection(AsyncConnection):

@@ -11,6 +11,7 @@ the same checks as any upload; edXML takes its destinations from its To as an ax
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -33,10 +34,11 @@ from lgsp.core.api import (
     identifier_form,
     iso,
     json_response,
+    parse_new_packet,
 )
 
 from .settings import PROTOCOL, PeerRoute, peer_routes
-from .wire import H_ENVELOPE, HELLO, PACKETS, Envelope, envelope_query
+from .wire import H_ENVELOPE, HELLO, PACKETS, Envelope, envelope_problem, envelope_query
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -95,12 +97,38 @@ async def _drain(request: web.Request) -> None:
         await asyncio.sleep(0)
 
 
+def _new_packet(hub: Hub, envelope: Envelope, size: int, sha256: str, meta: dict[str, Any]) -> NewPacket:
+    """The packet an envelope describes, through the checks of any new packet (`parse_new_packet`):
+    a peer hub's word is no better than a unit's. A deadline already past is kept (it may have passed
+    on the way); one beyond the hub's bound is not. For edXML, `to` is the informational list the
+    sender put in its envelope (the document's To decides)."""
+    edxml = envelope.data_type.startswith("edxml")
+    subject = envelope.subject if envelope.subject.strip() else "(không có tiêu đề)"
+    body: dict[str, Any] = {
+        "to": list(envelope.to), "subject": PENDING_SUBJECT if edxml else subject,
+        "priority": 0 if edxml else envelope.priority, "data_type": envelope.data_type, "protocol": PROTOCOL,
+        "size": size, "sha256": sha256}
+    now = hub.clock()
+    if envelope.deadline is not None and envelope.deadline > now:
+        body["deadline"] = envelope.deadline.isoformat()
+    try:
+        new = parse_new_packet(body, max_size=hub.config.limits.max_packet_size,
+                               max_recipients=hub.config.limits.max_recipients, now=now)
+    except Problem as exc:
+        if exc.code != "request.invalid":
+            raise
+        raise envelope_problem(exc.detail) from None
+    return dataclasses.replace(new, deadline=envelope.deadline, meta=meta)
+
+
 @routes.post(PACKETS)
 async def take_packet(request: web.Request) -> web.Response:
     principal = await authenticate(request, streams_body=True)
     hub = hub_of(request)
     route = peer_of(hub, principal)
     encoded = request.headers.get(H_ENVELOPE, "")
+    if not encoded.isascii():  # no digest of it can be taken, and no sender writes one
+        raise envelope_problem("not Base64url JSON")
     if request.query.get(META_PARAM) != envelope_query(encoded).partition("=")[2]:
         raise Problem("auth.bad_signature", Text("{META_PARAM} does not match {H_ENVELOPE}", META_PARAM=META_PARAM,
                                                  H_ENVELOPE=H_ENVELOPE))
@@ -112,24 +140,21 @@ async def take_packet(request: web.Request) -> web.Response:
     if size > hub.config.limits.max_packet_size:
         raise Problem("content.too_large", Text("at most {max_packet_size} bytes",
                                                 max_packet_size=hub.config.limits.max_packet_size))
-    await _check_source(hub, route, envelope.source)
     meta: dict[str, Any] = {"via": PROTOCOL, "arrived_from_zone": route.zone,
                             META_KEY: {"by": principal.unit_id, "packet": envelope.packet, "hub": envelope.hub,
                                        "to": list(envelope.to)}}
+    # Everything is checked before the source may join the directory (_check_source adds it).
+    new = _new_packet(hub, envelope, size, sha256, meta)
     if envelope.data_type.startswith("edxml"):  # destinations, subject and priority from the document
-        new = NewPacket(to=(), subject=PENDING_SUBJECT, priority=0, data_type=envelope.data_type,
-                        protocol=PROTOCOL, size=size, sha256=sha256, deadline=envelope.deadline, policy=None,
-                        meta={**meta, "implicit": ["to", "subject", "priority"]})
+        new = dataclasses.replace(new, to=(), meta={**meta, "implicit": ["to", "subject", "priority"]})
     else:
-        zones = await hub.directory.zones_of(list(envelope.to))
-        foreign = [u for u in envelope.to if zones.get(u, "local") != "local"]
+        zones = await hub.directory.zones_of(list(new.to))
+        foreign = [u for u in new.to if zones.get(u, "local") != "local"]
         if foreign:
             raise Problem("route.unknown_destination", Text("not units of this hub: {foreign}",
                                                             foreign=', '.join(foreign)),
                           unknown=foreign)
-        new = NewPacket(to=envelope.to, subject=envelope.subject or "(không có tiêu đề)",
-                        priority=envelope.priority, data_type=envelope.data_type, protocol=PROTOCOL, size=size,
-                        sha256=sha256, deadline=envelope.deadline, policy=None, meta=meta)
+    await _check_source(hub, route, envelope.source)
     try:
         packet_id, created = await SubmitClaims(hub.db, hub.clock).once(
             f"peer:{principal.unit_id}", envelope.packet, IDEMPOTENCY_WINDOW,

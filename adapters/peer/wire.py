@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
-from lgsp.core.api import META_PARAM, Problem, Text, metadata_digest
+from lgsp.core.api import MAX_DESTINATION, META_PARAM, Problem, Text, check_text, load_json, metadata_digest
 
 H_ENVELOPE: Final = "X-LGSP-Peer-Envelope"
 PACKETS: Final = "/v1/peer/packets"
@@ -47,42 +48,70 @@ class Envelope:
 
     @classmethod
     def decode(cls, value: str | None) -> Envelope:
-        def bad(why: str) -> Problem:
-            return Problem("request.invalid", Text("{H_ENVELOPE}: {why}", H_ENVELOPE=H_ENVELOPE, why=why),
-                           field=H_ENVELOPE)
-
+        """The envelope as sent, every field checked as text a store can hold (`request.invalid`
+        naming the header otherwise). The packet it describes is then checked as any new packet is
+        (receiver.py)."""
         if not value:
-            raise bad("required")
+            raise envelope_problem("required")
         if len(value) > MAX_ENVELOPE * 2:
-            raise bad("too long")
+            raise envelope_problem("too long")
+        if not _BASE64URL.fullmatch(value):
+            raise envelope_problem("not Base64url JSON")
         try:
-            raw: Any = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+            raw: Any = load_json(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
         except ValueError:
-            raise bad("not Base64url JSON") from None
+            raise envelope_problem("not Base64url JSON") from None
+        except Problem as exc:  # deeper than the JSON bound, NaN, a NUL or a lone surrogate in a string, ...
+            raise envelope_problem(exc.detail) from None
         if not isinstance(raw, dict):
-            raise bad("must be a JSON object")
-        text = {k: raw.get(k) for k in ("packet", "source", "subject", "data_type", "hub")}
+            raise envelope_problem("must be a JSON object")
         for key in ("packet", "source", "data_type"):
-            value = text[key]
-            if not isinstance(value, str) or not value or len(value) > 200:
-                raise bad(f"{key} must be a non-empty string")
+            if not isinstance(raw.get(key), str) or not raw[key]:
+                raise envelope_problem(f"{key} must be a non-empty string")
+        packet = _text(raw["packet"], "packet", 200)
+        source = _text(raw["source"], "source", MAX_DESTINATION)
         to = raw.get("to")
         if not isinstance(to, list) or not to or not all(isinstance(u, str) and u for u in to) or len(to) > 1000:
-            raise bad("to must be a non-empty list of unit identifiers")
+            raise envelope_problem("to must be a non-empty list of unit identifiers")
+        subject, hub = raw.get("subject"), raw.get("hub")
+        if not isinstance(subject, str | None) or not isinstance(hub, str | None):
+            raise envelope_problem("subject and hub must be strings")
         priority = raw.get("priority", 0)
         if not isinstance(priority, int) or isinstance(priority, bool):
-            raise bad("priority must be an integer")
+            raise envelope_problem("priority must be an integer")
         deadline = None
         if raw.get("deadline") is not None:
             try:
                 deadline = datetime.fromisoformat(str(raw["deadline"]))
             except ValueError:
-                raise bad("deadline must be an ISO 8601 time") from None
+                raise envelope_problem("deadline must be an ISO 8601 time") from None
             if deadline.tzinfo is None:
-                raise bad("deadline must carry its offset")
-        return cls(packet=str(text["packet"]), source=str(text["source"]), to=tuple(to),
-                   subject=str(text["subject"] or "")[:500], priority=priority, data_type=str(text["data_type"]),
-                   deadline=deadline, hub=str(text["hub"] or "")[:200])
+                raise envelope_problem("deadline must carry its offset")
+            try:  # the calendar's edges (9999-12-31T23:59:59-01:00) overflow in UTC
+                deadline = deadline.astimezone(UTC)
+            except OverflowError:
+                raise envelope_problem("deadline must be an ISO 8601 time") from None
+        return cls(packet=packet, source=source, to=tuple(to), subject=_text((subject or "")[:500], "subject", 500,
+                                                                              multiline=True),
+                   priority=priority, data_type=str(raw["data_type"]), deadline=deadline,
+                   hub=_text((hub or "")[:200], "hub", 200))
+
+
+#: Base64url as `encode` writes it (padding tolerated); also keeps a header that is not ASCII from
+#: reaching the digest of `envelope_query`.
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+
+
+def envelope_problem(why: str) -> Problem:
+    return Problem("request.invalid", Text("{H_ENVELOPE}: {why}", H_ENVELOPE=H_ENVELOPE, why=why), field=H_ENVELOPE)
+
+
+def _text(value: str, field: str, max_length: int, *, multiline: bool = False) -> str:
+    """Text the store can hold (no NUL, lone surrogate or control character), or the envelope's problem."""
+    try:
+        return check_text(value, field, max_length=max_length, min_length=0, multiline=multiline)
+    except Problem as exc:
+        raise envelope_problem(exc.detail) from None
 
 
 def envelope_query(encoded: str) -> str:

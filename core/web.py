@@ -87,9 +87,23 @@ def check_url_text(request: web.Request) -> None:
             raise Problem("request.invalid", Text("{shown} (in the query): {why}", shown=shown, why=why), field=shown)
 
 
+#: A Host header (RFC 9110 7.2): an IP literal or a registered name, an optional port.
+_HOST_RE = re.compile(r"(\[[0-9A-Za-z:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(:[0-9]{0,5})?")
+
+
+def check_host(request: web.Request) -> None:
+    """One well-formed Host header, or none (HTTP/1.0): checked before any handler runs, since the
+    URLs the hub answers with (`base_url`) are made of it; one that is not ASCII could not be encoded
+    into the answer after the request had been served (a packet created, then a 500)."""
+    hosts = request.headers.getall("Host", ())
+    if len(hosts) > 1 or (hosts and not _HOST_RE.fullmatch(hosts[0])):
+        raise Problem("request.malformed", Text("the Host header must be one host name, with an optional port"))
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        check_host(request)
         return await handler(request)
     except Problem as problem:
         request[PROBLEM_CODE] = problem.code
@@ -107,7 +121,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         detail = (Text("no route for {method} {path}", method=request.method, path=request.path) if exc.status == 404
                   else Text("{method} is not allowed on {path}", method=request.method, path=request.path)
                   if exc.status == 405 else Text("the request was refused ({reason})", reason=exc.reason))
-        return problem_response(Problem(code, detail), language(request))
+        response = problem_response(Problem(code, detail), language(request))
+        if "Allow" in exc.headers:  # a 405 says which methods the resource has (RFC 9110 15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except (ConnectionResetError, ConnectionError):
         raise
     except Exception as exc:

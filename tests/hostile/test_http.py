@@ -22,12 +22,14 @@ import aiohttp.http_parser
 import aiohttp.web_protocol
 import pytest
 import pytest_asyncio
+from sqlalchemy import func, select
 from yarl import URL
 
 from lgsp.client import Credentials, LgspClient
 from lgsp.core.config import load_config
 from lgsp.core.hub import Hub
 from lgsp.core.signing import EMPTY_SHA256, H_CONTENT, H_SESSION, SIGNED_HEADERS
+from lgsp.core.store.tables import packets
 
 from ..conftest import PG_ADMIN_URL, base_env, pg_skip_reason, raw_request
 from ..test_auth import assert_problem
@@ -204,6 +206,45 @@ async def test_request_dates_at_the_calendar_edges(bench: Bench, caplog: pytest.
                                                    code: str) -> None:
     headers = bench.source.signer.headers("GET", "/v1/inbox", date=date)
     await refused(bench, caplog, await raw_request(bench.hub.url, "GET", "/v1/inbox", headers=headers), 401, code)
+
+
+# -- Host ----------------------------------------------------------------------------------------
+
+async def _packets_count(bench: Bench) -> int:
+    async with bench.hub.db.read() as conn:
+        return int((await conn.execute(select(func.count()).select_from(packets))).scalar_one())
+
+
+def _with_host(data: bytes, *hosts: bytes) -> bytes:
+    return data.replace(b"Host: 127.0.0.1\r\n", b"".join(b"Host: " + h + b"\r\n" for h in hosts), 1)
+
+
+@pytest.mark.parametrize("hosts", [
+    (b"hub\xff",), ("hub\u00e9".encode(),), (b"",), (b"a b",), (b"[::1",), (b"hub/x",), (b"user@hub",),
+    (b"hub:80:80",), (b"hub", b"other"),
+], ids=["latin1", "utf8", "empty", "space", "open-bracket", "slash", "userinfo", "two-ports", "two-hosts"])
+async def test_a_host_that_is_not_a_host_name_is_refused_first(bench: Bench, caplog: pytest.LogCaptureFixture,
+                                                               hosts: tuple[bytes, ...]) -> None:
+    """The upload URL in the answer is made of Host: one that is not UTF-8 used to fail encoding the
+    answer after the packet was created (a 500 and a packet nobody knew of)."""
+    before = await _packets_count(bench)
+    body = _body(PACKET)
+    headers: dict[str, str | bytes] = dict(bench.source.signer.headers(
+        "POST", "/v1/packets", content_sha256=hashlib.sha256(body).hexdigest()))
+    result = await raw_http(bench.port, _with_host(request_bytes("POST", "/v1/packets", headers, body), *hosts))
+    await refused(bench, caplog, result, 400, "request.malformed")
+    assert await _packets_count(bench) == before
+
+
+@pytest.mark.parametrize("host", [b"lgsp.example.vn:8443", b"[::1]:8080", b"127.0.0.1", b"hub_1.local"])
+async def test_a_well_formed_host_makes_the_urls(bench: Bench, host: bytes) -> None:
+    body = _body(PACKET)
+    headers: dict[str, str | bytes] = dict(bench.source.signer.headers(
+        "POST", "/v1/packets", content_sha256=hashlib.sha256(body).hexdigest()))
+    data = _with_host(request_bytes("POST", "/v1/packets", headers, body), host)
+    status, _, answer = await raw_http(bench.port, data)
+    assert status == 201, answer
+    assert answer["upload"]["url"].startswith(f"http://{host.decode()}/v1/packets/")
 
 
 # -- JSON bodies: every field of every endpoint, every wrong type --------------------------------

@@ -60,14 +60,33 @@ async def _stream_principal(request: web.Request, ws: web.WebSocketResponse) -> 
     """The signed upgrade request's principal, or the one its `ticket` stands for (spent here)."""
     ticket = request.query.get("ticket")
     if ticket is None:
-        return await authenticate(request)
+        principal = await authenticate(request)
+        _require_handshake(request, ws, Text("GET /v1/events opens a WebSocket; send an upgrade request"))
+        return principal
     if any(name in request.headers for name in SIGNED_HEADERS):
         raise Problem("request.malformed", Text("send either a stream ticket or the signature headers, not both"))
-    if not ws.can_prepare(request).ok:  # not a WebSocket handshake: keep the ticket for the real one
-        raise Problem("request.malformed", Text("GET /v1/events?ticket= opens a WebSocket; send an upgrade request"))
+    # not a WebSocket handshake: keep the ticket for the real one
+    _require_handshake(request, ws, Text("GET /v1/events?ticket= opens a WebSocket; send an upgrade request"))
     principal = await hub_of(request).tickets.redeem(ticket)
     request[PRINCIPAL] = principal
     return principal
+
+
+#: The headers aiohttp's handshake reads. One that is not ASCII (no WebSocket client sends that) makes
+#: the handshake fail with an exception of its own (500), not a refusal: checked first.
+HANDSHAKE_HEADERS = ("Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Protocol",
+                     "Sec-WebSocket-Extensions")
+
+
+def _require_handshake(request: web.Request, ws: web.WebSocketResponse, why: Text) -> None:
+    """`request.malformed` unless `ws.prepare` will complete the handshake, so nothing is spent or
+    subscribed for a request that cannot become a stream."""
+    for name in HANDSHAKE_HEADERS:
+        if not all(value.isascii() for value in request.headers.getall(name, ())):
+            raise Problem("request.malformed", Text("{header}: a WebSocket handshake header holds ASCII text only",
+                                                    header=name))
+    if request.method != "GET" or not ws.can_prepare(request).ok:
+        raise Problem("request.malformed", why)
 
 
 @routes.get("/v1/events")

@@ -69,11 +69,12 @@ async def upload_content(request: web.Request) -> web.Response:
 
 @routes.get("/v1/packets/{id}/content")
 async def download_content(request: web.Request) -> web.StreamResponse:
+    """The content; a HEAD gets the same answer without its body and leaves the delivery as it was."""
     principal = await authenticate(request)
     hub = hub_of(request)
-    info, path = await hub.exchange.open_download(principal, request.match_info["id"],
-                                                  expires=request.query.get("expires"),
-                                                  token=request.query.get("token"))
+    opener = hub.exchange.peek_download if request.method == "HEAD" else hub.exchange.open_download
+    info, path = await opener(principal, request.match_info["id"], expires=request.query.get("expires"),
+                              token=request.query.get("token"))
     if not path.is_file():
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     check_range(request, info.size)

@@ -240,7 +240,26 @@ class UnitCases(UploadSteps):
 
     async def open_download(self, principal: Principal, packet_id: str, *, expires: str | None = None,
                             token: str | None = None) -> tuple[PacketInfo, Path]:
-        """Check the caller may read the content now; mark the delivery fetched; return the file.
+        """Check the caller may read the content now (`peek_download`); mark the delivery fetched;
+        return the file."""
+        info, path, state = await self._readable(principal, packet_id, expires, token)
+        if state in (dv.QUEUED, dv.NOTIFIED):
+            now = self.clock()
+            async with self.db.write() as conn:
+                if await dv.move(conn, packet_id, [principal.unit_id], dv.FETCHED, now):
+                    await record(conn, packet_id, ev.PACKET_FETCHED, now, unit=principal.unit_id)
+        return info, path
+
+    async def peek_download(self, principal: Principal, packet_id: str, *, expires: str | None = None,
+                            token: str | None = None) -> tuple[PacketInfo, Path]:
+        """What `open_download` would answer, changing nothing: a HEAD asks the size of a download
+        without the source seeing the packet as fetched."""
+        info, path, _ = await self._readable(principal, packet_id, expires, token)
+        return info, path
+
+    async def _readable(self, principal: Principal, packet_id: str, expires: str | None,
+                        token: str | None) -> tuple[PacketInfo, Path, str | None]:
+        """THE checks of a download: (the caller's variant, its file, the caller's delivery state).
 
         The caller is authenticated (a signed request), which suffices; a transfer URL's `expires`
         and `token`, when given (either one), must still be the hub's and unexpired.
@@ -258,11 +277,7 @@ class UnitCases(UploadSteps):
             self._require_pending(state)
         if info.content_state != "stored":
             raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
-        if state in (dv.QUEUED, dv.NOTIFIED):
-            async with self.db.write() as conn:
-                if await dv.move(conn, packet_id, [principal.unit_id], dv.FETCHED, now):
-                    await record(conn, packet_id, ev.PACKET_FETCHED, now, unit=principal.unit_id)
-        return dataclasses.replace(info, size=ref.size, sha256=ref.sha256), self.blobs.path(ref.blob_key)
+        return dataclasses.replace(info, size=ref.size, sha256=ref.sha256), self.blobs.path(ref.blob_key), state
 
     async def ack(self, principal: Principal, packet_id: str, sha256: Any) -> str:
         if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):

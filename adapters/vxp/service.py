@@ -421,7 +421,8 @@ async def count(call: Call) -> web.StreamResponse:
 
 
 async def _open(call: Call) -> tuple[str, Path, int]:
-    """The caller's edXML variant of `docId` (the delivery moves to fetched): (packet id, file, size)."""
+    """The caller's edXML variant of `docId` (the delivery moves to fetched, but not for a HEAD, which
+    only asks what the GET would answer): (packet id, file, size)."""
     packet_id = _required(call.signed, Param.DOC_ID)
     exchange = call.hub.exchange
     transfer = await exchange.ready(call.principal, packet_id)  # visibility and a pending delivery
@@ -433,8 +434,9 @@ async def _open(call: Call) -> tuple[str, Path, int]:
         raise ProtocolError(AxisCode.INVALID_REQUEST,
                             f"đơn vị này nhận gói tin dạng {ref.data_type}, không phải edXML; hãy lấy qua REST")
     query = parse_qs(transfer.path.partition("?")[2])
-    info, path = await exchange.open_download(call.principal, packet_id, expires=query.get("expires", [""])[0],
-                                              token=query.get("token", [""])[0])
+    opener = exchange.peek_download if call.request.method == "HEAD" else exchange.open_download
+    info, path = await opener(call.principal, packet_id, expires=query.get("expires", [""])[0],
+                              token=query.get("token", [""])[0])
     if not path.is_file():
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     return packet_id, path, info.size
@@ -452,6 +454,8 @@ async def get_edoc(call: Call) -> web.StreamResponse:
     fh = await call.hub.content.open_stored(path, size=size)  # decrypted as it is read (encrypted at rest)
     try:
         await resp.prepare(call.request)
+        if call.request.method == "HEAD":  # the headers only: aiohttp would send what is written
+            return resp
         await resp.write(before)
         while block := await asyncio.to_thread(fh.read, _B64_CHUNK):
             await resp.write(await asyncio.to_thread(base64.b64encode, block))

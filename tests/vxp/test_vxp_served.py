@@ -14,7 +14,9 @@ import hashlib
 import json
 from typing import Any
 
+import aiohttp
 import pytest
+from multidict import CIMultiDict
 
 from lgsp.core.edxml import parse_packet
 from lgsp.core.hub import Hub
@@ -285,3 +287,31 @@ async def test_a_hash_file_of_a_digest_with_small_bytes_is_matched_unpadded(hub:
         pytest.skip("no digest with a small byte found")
     (answer,) = await send_raw(hub.url, sdk(who[A]).send_edoc(data, from_=A))
     assert len(await who[B].client.inbox()) == 1 and ok("sendEdoc", answer)["DocId"]
+
+
+async def test_a_head_on_a_download_answers_as_the_get_and_fetches_nothing(hub: Hub, make_actor: MakeActor) -> None:
+    """The routes answer GET, so HEAD too: a HEAD must not make the sender see the document as fetched."""
+    who = await units(hub, make_actor)
+    (sent,) = await send_raw(hub.url, sdk(who[A]).send_edoc(edoc(A, [B]), from_=A))
+    doc_id = ok("sendEdoc", sent)["DocId"]
+    receiver = sdk(who[B])
+
+    async def head(request: RawRequest) -> tuple[int, dict[str, str], bytes]:
+        async with aiohttp.ClientSession() as http, http.head(
+                hub.url + request.path, headers=CIMultiDict(request.headers)) as resp:
+            return resp.status, dict(resp.headers), await resp.read()
+
+    async def state() -> str:
+        return str((await who[A].client.status(doc_id))["deliveries"][0]["state"])
+
+    before = await state()
+    answers = [await head(receiver.download_edoc(doc_id)), await head(receiver.get_edoc(doc_id))]
+    assert [(status, body) for status, _, body in answers] == [(200, b""), (200, b"")]
+    assert await state() == before == "queued"
+
+    got_edoc, downloaded = await send_raw(hub.url, receiver.get_edoc(doc_id), receiver.download_edoc(doc_id))
+    assert parse_packet(downloaded.body).from_organ_id == A and await state() == "fetched"
+    varying = ("date", "x-request-id")
+    for (_, head_headers, _), got in zip(answers, (downloaded, got_edoc), strict=True):
+        assert {k: v for k, v in head_headers.items() if k.lower() not in varying} == \
+            {k: v for k, v in got.headers if k.lower() not in varying}

@@ -287,6 +287,11 @@ class StoreSnapshot(Collector):
             engines = [("main", db.writer)] if db.reader is db.writer else [("writer", db.writer),
                                                                            ("reader", db.reader)]
             for name, engine in engines:
+                counts = getattr(engine, "pool_counts", None)  # the SQLite store keeps connections itself
+                if callable(counts):
+                    for use, value in counts().items():
+                        pool.add_metric([name, use], float(value))
+                    continue
                 p = engine.sync_engine.pool
                 for use, reader in (("in_use", "checkedout"), ("idle", "checkedin"), ("size", "size")):
                     value = getattr(p, reader, None)

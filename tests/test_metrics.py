@@ -78,6 +78,10 @@ async def test_an_exchange_is_counted_from_creation_to_completion(hub: Hub, make
     failures = {dict(k[1])["code"]: v for k, v in samples(text).items() if k[0] == "lgsp_auth_failures_total"}
     assert sum(failures.values()) == 1 and all(code.startswith("auth.") for code in failures)
     assert value(text, "lgsp_store_pool_connections", pool="writer", use="size") == 1
+    # The SQLite store keeps its connections between uses: kept ones count as idle, not in use.
+    assert value(text, "lgsp_store_pool_connections", pool="writer", use="in_use") == 0
+    assert value(text, "lgsp_store_pool_connections", pool="writer", use="idle") == 1
+    assert value(text, "lgsp_store_pool_connections", pool="reader", use="in_use") == 0
     assert value(text, "lgsp_http_requests_total", route="unmatched", method="GET", status="404") == 0
 
 

@@ -559,3 +559,35 @@ async def test_sqlite_database_closes_twice(tmp_path: Path) -> None:
         await conn.execute(text("CREATE TABLE t (a INTEGER)"))
     await db.close()
     await db.close()
+
+
+async def test_sqlite_connections_are_kept_between_uses(tmp_path: Path) -> None:
+    """A block takes a kept connection (no pool checkout), finds no transaction left open by the
+    previous one, and a connection that broke is replaced, not handed out again."""
+    from sqlalchemy import text
+
+    from lgsp.core.store.sqlite_inline import InlineEngine
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
+    assert isinstance(db.reader, InlineEngine)
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (a INTEGER)"))
+        async with db.read() as conn:
+            first = conn.sync_connection
+            await conn.execute(text("SELECT count(*) FROM t"))
+        async with db.read() as conn:
+            assert conn.sync_connection is first
+            assert not (await conn.get_raw_connection()).dbapi_connection.in_transaction
+            await conn.invalidate()
+        async with db.read() as conn:
+            assert conn.sync_connection is not first
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+        async with db.write() as conn:
+            writer = conn.sync_connection
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+        async with db.write() as conn:
+            assert conn.sync_connection is writer
+        assert db.reader.pool_counts()["in_use"] == 0  # type: ignore[attr-defined]
+    finally:
+        await db.close()

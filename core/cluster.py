@@ -130,7 +130,7 @@ class ClusterEvents:
         self.bus = bus
         self.node = node
         self._conn: Any = None
-        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._outbox: asyncio.Queue[list[int]] = asyncio.Queue()
         self._inbox: asyncio.Queue[list[int]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._seen: deque[int] = deque(maxlen=REMEMBER)
@@ -173,29 +173,41 @@ class ClusterEvents:
         if not seqs:
             return
         self._remember(seqs)
+        self._outbox.put_nowait(seqs)
+
+    def payloads(self, seqs: Sequence[int]) -> list[str]:
+        """`<node> <seq>,<seq>,…` notifications for these sequences, each under MAX_PAYLOAD."""
+        out: list[str] = []
         chunk: list[str] = []
         size = len(self.node) + 1
         for seq in seqs:
             text = str(seq)
             if chunk and size + len(text) + 1 > MAX_PAYLOAD:
-                self._outbox.put_nowait(f"{self.node} {','.join(chunk)}")
+                out.append(f"{self.node} {','.join(chunk)}")
                 chunk, size = [], len(self.node) + 1
             chunk.append(text)
             size += len(text) + 1
-        self._outbox.put_nowait(f"{self.node} {','.join(chunk)}")
+        if chunk:
+            out.append(f"{self.node} {','.join(chunk)}")
+        return out
 
     async def _send(self) -> None:
         while True:
-            payload = await self._outbox.get()
-            try:
-                await self._ensure_connected()
-                await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The others catch up from the store within CATCH_UP_SECONDS; nothing is lost.
-                log.warning("could not tell the other nodes of events; they will catch up", exc_info=True)
-                await self._drop_connection()
+            seqs = list(await self._outbox.get())
+            # What the commits of other requests queued meanwhile goes in the same notification: one
+            # round trip for them all, where there was one per committed batch.
+            while not self._outbox.empty():
+                seqs.extend(self._outbox.get_nowait())
+            for payload in self.payloads(seqs):
+                try:
+                    await self._ensure_connected()
+                    await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # The others catch up from the store within CATCH_UP_SECONDS; nothing is lost.
+                    log.warning("could not tell the other nodes of events; they will catch up", exc_info=True)
+                    await self._drop_connection()
 
     # -- the others' events, handed to this node's streams ---------------------------------------
 

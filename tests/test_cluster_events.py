@@ -124,3 +124,33 @@ async def test_one_node_leads_and_another_takes_over_when_it_stops(pg_url: str, 
 
 async def test_sqlite_has_one_node_which_leads(hub: Hub) -> None:
     assert hub.leadership.leader and await hub.leadership.try_lead()
+
+
+async def test_events_committed_meanwhile_share_one_notification(two_nodes: tuple[Hub, Hub]) -> None:
+    """Batches of events published while the node's sender waits go out as one NOTIFY (one round
+    trip for them all), still split under PostgreSQL's payload limit."""
+    from datetime import UTC, datetime
+
+    import asyncpg
+
+    from lgsp.core.cluster import MAX_PAYLOAD
+    from lgsp.core.events import Event
+
+    a, _ = two_nodes
+    assert a.cluster is not None
+    heard: list[str] = []
+    conn = await asyncpg.connect(a.db.url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await conn.add_listener(CHANNEL, lambda *args: heard.append(args[-1]))
+        base = 10**9
+        for i in range(5):  # five commits' batches, no await between them
+            a.cluster._outgoing([Event(seq=base + i, type="packet.available", packet_id="p", at=datetime.now(UTC),
+                                       unit="u", audience="u")])
+        await wait_for(lambda: bool(heard), timeout=5.0, what="the notification")
+        await asyncio.sleep(0.3)
+        assert heard == [f"{a.node} " + ",".join(str(base + i) for i in range(5))]
+    finally:
+        await conn.close()
+    many = a.cluster.payloads(list(range(base, base + 2000)))
+    assert len(many) > 1 and all(len(p) < MAX_PAYLOAD for p in many)
+    assert [int(s) for p in many for s in p.partition(" ")[2].split(",")] == list(range(base, base + 2000))

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, case, delete, exists, func, select, update
 
@@ -51,6 +51,18 @@ class _UnitState:
     def last_seen(self) -> datetime | None:
         seen = [t for t in (self.last_request, self.last_probe_ok) if t is not None]
         return max(seen) if seen else None
+
+
+class _Taken(NamedTuple):
+    """A unit's transition state when a flush took it into its batch (with the batch's log entries).
+
+    The flush writes this, not the live state: a transition observed while it runs (a probe failing
+    during its write) is left, with its log entry, to the next flush. Written early, it would make the
+    store agree with that entry already, and the next flush would drop the entry as no change."""
+
+    online: bool
+    offline_since: datetime | None
+    probe_ok: bool | None
 
 
 _SEEN = bindparam("b_seen", type_=units.c.last_seen_at.type)
@@ -188,12 +200,13 @@ class Presence:
             await self._flush()
 
     async def _flush(self) -> None:
-        dirty = sorted(((u, s) for u, s in self._units.items() if s.dirty), key=lambda item: item[0])
+        dirty = sorted(((u, s, _Taken(s.online, s.offline_since, s.probe_ok)) for u, s in self._units.items()
+                        if s.dirty), key=lambda item: item[0])
         entries, self._log = self._log, []
         samples = self.offsets.due(self.clock())
         if not dirty and not entries and not samples:
             return
-        for _, state in dirty:
+        for _, state, _ in dirty:
             state.dirty = False
         missing: list[_UnitState] = []
         try:
@@ -210,7 +223,7 @@ class Presence:
                 if samples:
                     await conn.execute(clock_offsets.insert(), [sample.row() for sample in samples])
         except Exception:
-            for _, state in dirty:
+            for _, state, _ in dirty:
                 state.dirty = True
             self._log[:0] = entries
             self.offsets.restore(samples)
@@ -218,7 +231,7 @@ class Presence:
         for state in missing:  # written once the unit exists
             state.dirty = True
 
-    async def _write(self, conn: Any, dirty: list[tuple[str, _UnitState]], entries: list[dict[str, object]],
+    async def _write(self, conn: Any, dirty: list[tuple[str, _UnitState, _Taken]], entries: list[dict[str, object]],
                      missing: list[_UnitState]) -> list[dict[str, object]]:
         """Write the dirty units; returns the log entries to keep (transitions that changed the store)."""
         if not dirty:
@@ -226,8 +239,8 @@ class Presence:
         now = self.clock()
         stored = {r.id: r for r in (await conn.execute(
             select(units.c.id, units.c.online, units.c.last_seen_at)
-            .where(units.c.id.in_([u for u, _ in dirty])))).all()}
-        leaving = [u for u, st in dirty if not st.online and u in stored and stored[u].online]
+            .where(units.c.id.in_([u for u, _, _ in dirty])))).all()}
+        leaving = [u for u, _, taken in dirty if not taken.online and u in stored and stored[u].online]
         held_elsewhere: set[str] = set()
         if leaving and self.nodes is not None:
             held_elsewhere = set((await conn.execute(select(stream_holders.c.unit_id).where(
@@ -239,7 +252,7 @@ class Presence:
         # one executemany (one round trip on PostgreSQL) instead of one UPDATE each; it is sent before
         # the next transition's own UPDATE, so rows are still updated in unit order.
         observed: list[dict[str, object]] = []
-        for unit, state in dirty:
+        for unit, state, taken in dirty:
             row = stored.get(unit)
             if row is None:
                 missing.append(state)
@@ -255,7 +268,7 @@ class Presence:
                     else_=units.c.last_seen_at)
             if state.offset is not None:
                 values["clock_offset_seconds"] = state.offset
-            if state.online == bool(row.online):  # no transition: observations only, if any
+            if taken.online == bool(row.online):  # no transition: observations only, if any
                 if values:
                     observed.append({"b_unit": unit, "b_seen": seen, "b_offset": state.offset})
                 continue
@@ -263,18 +276,18 @@ class Presence:
                 await conn.execute(_OBSERVED, observed)
                 observed = []
             flip = False
-            if state.online and not row.online:
+            if taken.online and not row.online:
                 values.update(online=True, offline_since=None)
                 flip = True
-            elif not state.online and row.online:
+            elif not taken.online and row.online:
                 # Another node's request within the window keeps it online (not a probe's failure).
-                seen_elsewhere = (state.probe_ok is not False and row.last_seen_at is not None
+                seen_elsewhere = (taken.probe_ok is not False and row.last_seen_at is not None
                                   and (seen is None or row.last_seen_at > seen)
                                   and now - row.last_seen_at < self.window)
                 if unit in held_elsewhere or seen_elsewhere:
                     kept_online.add(unit)
                 else:
-                    values.update(online=False, offline_since=state.offline_since or now)
+                    values.update(online=False, offline_since=taken.offline_since or now)
                     flip = True
             if not values:
                 continue
@@ -392,10 +405,15 @@ class Presence:
         """Online by the hub's clock now, not by the stored flag (which waits for a flush or a sweep).
 
         For a unit this node has observed: its own streams, probe or request window; a request any
-        node saw within the window (`units.last_seen_at`); or a stream a live node holds.
+        node saw within the window (`units.last_seen_at`), unless this node's probe of it failed (as
+        the flush rules: that time may be the probe's own last success); or a stream a live node holds.
         """
         now = self.clock()
-        if self.is_online(unit, now) or (stored_seen is not None and now - stored_seen < self.window):
+        if self.is_online(unit, now):
+            return True
+        state = self._units.get(unit)
+        probe_failed = state is not None and state.probe_ok is False
+        if not probe_failed and stored_seen is not None and now - stored_seen < self.window:
             return True
         if self.nodes is None:
             return False

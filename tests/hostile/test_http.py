@@ -74,9 +74,9 @@ async def _bench(hub: Hub) -> Bench:
     return Bench(hub, source, dest, packet_id, download)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def bench(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bench]:
-    config = load_config(None, env=base_env(tmp_path_factory.mktemp("hostile") / "var"))
+@contextlib.asynccontextmanager
+async def hub_bench(config: Any) -> AsyncIterator[Bench]:
+    """A hub on `config` with its bench (two units, a packet waiting): what each hostile fixture needs."""
     async with Hub(config) as hub:
         b = await _bench(hub)
         try:
@@ -84,6 +84,12 @@ async def bench(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bench
         finally:
             await b.source.close()
             await b.dest.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def bench(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bench]:
+    async with hub_bench(load_config(None, env=base_env(tmp_path_factory.mktemp("hostile") / "var"))) as b:
+        yield b
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -103,13 +109,8 @@ async def pg_bench(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Be
     url = str(URL(PG_ADMIN_URL).with_scheme("postgresql+asyncpg").with_path("/" + name))
     config = load_config(None, env=base_env(tmp_path_factory.mktemp("hostile-pg") / "var", LGSP_DATABASE_URL=url))
     try:
-        async with Hub(config) as hub:
-            b = await _bench(hub)
-            try:
-                yield b
-            finally:
-                await b.source.close()
-                await b.dest.close()
+        async with hub_bench(config) as b:
+            yield b
     finally:
         admin = await asyncpg.connect(PG_ADMIN_URL)
         try:

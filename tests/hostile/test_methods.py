@@ -16,25 +16,21 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
 import pytest_asyncio
-import yaml
 from aiohttp import web
 from yarl import URL
 
 from lgsp.client import Credentials, LgspClient
-from lgsp.core.config import load_config
 from lgsp.core.hub import Hub
 from lgsp.core.signing import Signer
 
-from ..conftest import base_env
+from .test_peer import PEER, A, B, peer_zone_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-A, B, PEER = "000.00.00.H23", "000.00.01.H23", "000.00.99.H45"
 PLUGINS = "[rest, edxml, soap_edxml, console, vxp, peer]"
 #: Methods aiohttp's parser knows (an unknown token is refused before routing, as malformed HTTP).
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND", "MKCOL", "SEARCH")
@@ -76,11 +72,7 @@ class Routes:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def routes(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Routes]:
-    tmp: Path = tmp_path_factory.mktemp("hostile-methods")
-    route = {"adapter": "peer", "patterns": [r"\d{3}\.\d{2}\.\d{2}\.H45"], "url": "http://127.0.0.1:9",
-             "unit": A, "key_id": "pending", "secret": "peer-qnam", "peer_unit": PEER}
-    (tmp / "lgsp.yaml").write_text(yaml.safe_dump({"routes": {"qnam": route}}), encoding="utf-8")
-    config = load_config(tmp / "lgsp.yaml", env=base_env(tmp / "var", LGSP_PLUGINS_ENABLED=PLUGINS))
+    config = peer_zone_config(tmp_path_factory.mktemp("hostile-methods"), PLUGINS)
     async with Hub(config) as hub:
         clients: dict[str, LgspClient] = {}
         for unit, zone in ((A, "local"), (B, "local"), (PEER, "qnam")):

@@ -73,13 +73,17 @@ class PeerBench:
         return int(count), await self.hub.directory.get_unit(NEWCOMER) is not None
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def bench(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PeerBench]:
-    tmp: Path = tmp_path_factory.mktemp("hostile-peer")
+def peer_zone_config(tmp: Path, plugins: str) -> Any:
+    """A hub whose zone `qnam` (units ….H45) is reached through the peer hub PEER (not listening)."""
     route = {"adapter": "peer", "patterns": [r"\d{3}\.\d{2}\.\d{2}\.H45"], "url": "http://127.0.0.1:9",
              "unit": A, "key_id": "pending", "secret": "peer-qnam", "peer_unit": PEER}
     (tmp / "lgsp.yaml").write_text(yaml.safe_dump({"routes": {"qnam": route}}), encoding="utf-8")
-    config = load_config(tmp / "lgsp.yaml", env=base_env(tmp / "var", LGSP_PLUGINS_ENABLED="[rest, edxml, peer]"))
+    return load_config(tmp / "lgsp.yaml", env=base_env(tmp / "var", LGSP_PLUGINS_ENABLED=plugins))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def bench(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[PeerBench]:
+    config = peer_zone_config(tmp_path_factory.mktemp("hostile-peer"), "[rest, edxml, peer]")
     async with Hub(config) as hub:
         signers = []
         for unit, zone in ((A, "local"), (B, "local"), (PEER, "qnam")):

@@ -23,11 +23,10 @@ import pytest
 import pytest_asyncio
 
 from lgsp.core.config import load_config
-from lgsp.core.hub import Hub
 
 from ..conftest import base_env, wait_for
 from ..test_auth import assert_problem
-from .test_http import B, Bench, Result, _bench, assert_alive, assert_quiet
+from .test_http import B, Bench, Result, assert_alive, assert_quiet, hub_bench
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -36,14 +35,8 @@ STREAM = "/v1/events"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def bench(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bench]:
-    config = load_config(None, env=base_env(tmp_path_factory.mktemp("hostile-ws") / "var"))
-    async with Hub(config) as hub:
-        b = await _bench(hub)
-        try:
-            yield b
-        finally:
-            await b.source.close()
-            await b.dest.close()
+    async with hub_bench(load_config(None, env=base_env(tmp_path_factory.mktemp("hostile-ws") / "var"))) as b:
+        yield b
 
 
 def upgrade(extra: dict[str, str | bytes | None] | None = None) -> dict[str, str | bytes]:

@@ -445,21 +445,28 @@ async def test_sqlite_long_read_moves_to_the_thread(tmp_path: Path, monkeypatch:
         await db.close()
 
 
+async def _store_and_another_writer(path: Path) -> tuple[Database, Any]:
+    """A store with a table `t (a INTEGER PRIMARY KEY)`, and a plain sqlite3 connection to the same
+    file standing for another process (the CLI, a second hub)."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    async with db.write() as conn:
+        await conn.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY)"))
+    return db, sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
 async def test_sqlite_begin_waits_for_another_process_off_the_loop(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """While another connection (another process: the CLI, a second hub) holds the write lock,
     BEGIN IMMEDIATE waits on the store's thread with the busy timeout, not on the event loop, and
     the transaction goes ahead once the lock is released."""
-    import sqlite3
-
     from sqlalchemy import text
 
-    path = tmp_path / "b.db"
-    db = Database(f"sqlite+aiosqlite:///{path}")
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db, other = await _store_and_another_writer(tmp_path / "b.db")
     try:
-        async with db.write() as conn:
-            await conn.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY)"))
         other.execute("BEGIN IMMEDIATE")
         other.execute("INSERT INTO t VALUES (1)")
         loop = asyncio.get_running_loop()
@@ -489,16 +496,10 @@ async def test_sqlite_begin_waits_for_another_process_off_the_loop(tmp_path: Pat
 async def test_sqlite_cancelled_while_waiting_for_the_lock_writes_nothing(tmp_path: Path) -> None:
     """A request cancelled while its BEGIN waits on the store's thread for another process's lock
     leaves nothing behind, and the writer serves the next transaction."""
-    import sqlite3
-
     from sqlalchemy import text
 
-    path = tmp_path / "x.db"
-    db = Database(f"sqlite+aiosqlite:///{path}")
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db, other = await _store_and_another_writer(tmp_path / "x.db")
     try:
-        async with db.write() as conn:
-            await conn.execute(text("CREATE TABLE t (a INTEGER PRIMARY KEY)"))
         other.execute("BEGIN IMMEDIATE")
 
         async def write(value: int) -> None:

@@ -130,3 +130,5 @@ async def test_a_head_is_refused_as_the_get_is(make_actor: MakeActor, hub: Hub, 
     status, get_headers, body = await caller.raw("GET", path, headers=headers)
     assert_problem(status, get_headers, body, want_status, want_code)
     assert comparable(head_headers) == comparable(get_headers)  # problem+json, its length, ...
+    # A refused GET is no download either: an unservable range used to mark the delivery fetched first.
+    assert await snapshot(hub, packet_id) == before, "a refused GET moved the delivery or recorded something"

@@ -72,9 +72,14 @@ async def download_content(request: web.Request) -> web.StreamResponse:
     """The content; a HEAD gets the same answer without its body and leaves the delivery as it was."""
     principal = await authenticate(request)
     hub = hub_of(request)
+    packet_id, expires, token = request.match_info["id"], request.query.get("expires"), request.query.get("token")
+    if request.method != "HEAD" and "Range" in request.headers:
+        # A range that cannot be served is refused before the delivery is marked fetched (a refused
+        # GET is no download); the extra read is paid by ranged requests only.
+        peeked, _ = await hub.exchange.peek_download(principal, packet_id, expires=expires, token=token)
+        check_range(request, peeked.size)
     opener = hub.exchange.peek_download if request.method == "HEAD" else hub.exchange.open_download
-    info, path = await opener(principal, request.match_info["id"], expires=request.query.get("expires"),
-                              token=request.query.get("token"))
+    info, path = await opener(principal, packet_id, expires=expires, token=token)
     if not path.is_file():
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     check_range(request, info.size)

@@ -409,9 +409,9 @@ class NonceBook:
         same statement read: what the keys' cache compares its entries with (core/keycache.py)."""
         rows = {(k, n): e for k, n, e, _ in reversed(batch)}  # one row per pair
         values = [{"access_key": k, "nonce": n, "expires_at": e} for (k, n), e in rows.items()]
-        async with self.db.write() as conn:
-            # A list of parameter sets: SQLAlchemy sends it as one multi-row INSERT (insertmanyvalues)
-            # from a statement it compiled once, where `.values(list)` built a new statement each time.
-            result = (await conn.execute(_spend_statement(conn.dialect.name), values)).all()
+        # A list of parameter sets: SQLAlchemy sends it as one multi-row INSERT (insertmanyvalues)
+        # from a statement it compiled once, where `.values(list)` built a new statement each time.
+        # One statement, so a transaction of its own (no BEGIN and COMMIT round trips on PostgreSQL).
+        result = await self.db.write_statement(_spend_statement(self.db.dialect), values)
         generation = result[0].key_generation if result else None
         return {(r.access_key, r.nonce) for r in result}, generation

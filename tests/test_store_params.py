@@ -19,7 +19,7 @@ from lgsp.core.directory import Directory
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database
 from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
-from lgsp.core.store.tables import deliveries, packets, units
+from lgsp.core.store.tables import deliveries, nonces, packets, units
 
 NOW = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 UNITS = [f"000.00.{i:02d}.H00" for i in range(12)]
@@ -104,6 +104,43 @@ async def test_nonce_batch_records_each_pair_once(db: Database) -> None:
     results = await asyncio.gather(*(book.spend("AK1", n, NOW) for n in ("n0", "n1", "n2", "n1", "n3")),
                                    book.spend("AK2", "n0", NOW))
     assert results == [False, True, True, False, True, True]
+
+
+async def test_nonce_batch_is_one_statement_without_begin_or_commit_on_postgresql(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A nonce batch is a transaction of its own: on PostgreSQL sent in autocommit (the server
+    commits the lone statement before answering), so no BEGIN and COMMIT round trips reach the
+    server; on SQLite inside the writer's transaction. Recorded either way: a replay is caught."""
+    import asyncpg
+
+    simple: list[str] = []  # what asyncpg sends through the simple-query protocol: BEGIN, COMMIT, ...
+    execute = asyncpg.Connection.execute
+
+    async def recording(self: asyncpg.Connection, query: str, *args: object, **kwargs: object) -> object:
+        simple.append(query.split()[0].rstrip(";").upper())
+        return await execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", recording)
+    commits: list[object] = []
+
+    def on_commit(conn: object) -> None:
+        commits.append(conn)
+
+    event.listen(db.writer.sync_engine, "commit", on_commit)
+    try:
+        book = NonceBook(db)
+        assert await asyncio.gather(book.spend("AK9", "a", NOW), book.spend("AK9", "b", NOW)) == [True, True]
+        assert await book.spend("AK9", "a", NOW) is False
+    finally:
+        event.remove(db.writer.sync_engine, "commit", on_commit)
+    if db.dialect == "postgresql":
+        assert "BEGIN" not in simple and "COMMIT" not in simple
+        assert commits == []
+    else:
+        assert len(commits) == 2  # two batches, each in a write transaction of the one writer
+    async with db.read() as conn:
+        stored = (await conn.execute(select(nonces.c.nonce).where(nonces.c.access_key == "AK9"))).scalars().all()
+    assert sorted(stored) == ["a", "b"]
 
 
 async def test_unit_lookup_compiled_once_per_length(db: Database) -> None:

@@ -178,6 +178,19 @@ class Database:
         async with self.writer.begin() as conn:
             yield conn
 
+    async def write_statement(self, statement: Any, params: Any = None) -> list[Any]:
+        """Run one write statement as a transaction of its own; its rows (RETURNING), all read.
+
+        On PostgreSQL it is sent in autocommit: the server runs a lone statement atomically and
+        commits it durably before answering, exactly as BEGIN, the statement and COMMIT would, with
+        two event-loop round trips fewer. On SQLite it runs in `write()` (the one writer's slot,
+        BEGIN IMMEDIATE, and a COMMIT that honours `synchronous`)."""
+        if self.dialect == "postgresql":
+            async with self._read_engine.connect() as conn:
+                return list((await conn.execute(statement, params)).all())
+        async with self.write() as conn:
+            return list((await conn.execute(statement, params)).all())
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reading: every statement sees what was committed when it started (no

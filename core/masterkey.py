@@ -295,6 +295,8 @@ class MasterKey:
         self._keys = list(keys)
         self._by_id = {key_id(k): AESGCM(k) for k in keys}
         self._primary_id = key_id(keys[0])
+        # After `_keys` (see `derive_all`): what was derived from the keys held before goes with them.
+        self._derived: dict[str, tuple[list[bytes], tuple[bytes, ...]]] = {}
 
     def __repr__(self) -> str:
         return "MasterKey(<hidden>)"
@@ -314,10 +316,22 @@ class MasterKey:
 
     def derive_all(self, purpose: str) -> list[bytes]:
         """The purpose's key from every key held (sealing key first): what was derived before a
-        rotation still checks until the old key is retired. Follows the file (see `refresh`)."""
+        rotation still checks until the old key is retired. Follows the file (see `refresh`).
+
+        Derived once per purpose and key set (transfer URLs ask on every make and check), and
+        forgotten whenever the key set changes (the file re-read, a rotation, a retirement): a key
+        derived from a retired key goes from memory with it. Keeping them does not widen what a
+        reader of this process's memory gets: the master keys they derive from are held too.
+        """
         self.refresh()
-        return [HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"lgsp/{purpose}".encode()).derive(k)
-                for k in self._keys]
+        cache = self._derived  # read before `_keys` (`_set` writes them the other way round), so
+        keys = self._keys      # a new key set's cache never receives keys derived from the old one
+        found = cache.get(purpose)
+        if found is None or found[0] is not keys:
+            info = f"lgsp/{purpose}".encode()
+            found = cache[purpose] = (keys, tuple(HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                                                       info=info).derive(k) for k in keys))
+        return list(found[1])
 
     # -- sealing -------------------------------------------------------------------------------
     def seal(self, secret: bytes, context: str) -> bytes:

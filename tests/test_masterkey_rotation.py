@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -271,3 +272,79 @@ async def test_transfer_urls_handed_out_before_a_rotation_still_work_after_it(
     await a.client.upload(created["upload"]["url"], second, hashlib.sha256(second).hexdigest())
     assert await b.client.download(sent, tmp_path / "first.bin", download_url=download_url) == \
         hashlib.sha256(first).hexdigest()
+
+
+def test_derived_keys_are_made_once_and_follow_every_change_of_the_key_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`derive_all` runs HKDF once per purpose and key set; a rotation or a retirement (here by
+    another holder of the file, as the CLI does, and by this one) changes what it answers at once."""
+    from lgsp.core import masterkey
+
+    made: list[bytes] = []
+    real = masterkey.HKDF
+
+    class CountingHKDF:  # the real HKDF, counting what it derives
+        def __init__(self, **kwargs: Any) -> None:
+            self._real = real(**kwargs)
+
+        def derive(self, key_material: bytes) -> bytes:
+            made.append(key_material)
+            return self._real.derive(key_material)
+
+    monkeypatch.setattr(masterkey, "HKDF", CountingHKDF)
+    path = tmp_path / "master.key"
+    key = MasterKey.load_or_create(path)
+    first = key.derive_all("transfer-url")
+    assert key.derive_all("transfer-url") == first and key.derive("transfer-url") == first[0]
+    assert len(made) == 1  # derived once, however often it is asked for
+    other_purpose = key.derive_all("backup fingerprint")
+    assert other_purpose != first and len(made) == 2
+    key.derive_all("transfer-url").append(b"not in the cache")  # a caller's copy
+    assert key.derive_all("transfer-url") == first
+
+    other = MasterKey.load(path)  # the CLI: a new sealing key, the old one kept
+    other.new_primary()
+    rotated = key.derive_all("transfer-url")  # the file re-read: the new key first, the old one after
+    assert len(rotated) == 2 and rotated[1] == first[0] and rotated[0] != first[0]
+    assert rotated == other.derive_all("transfer-url")
+    other.retire_older()
+    assert key.derive_all("transfer-url") == rotated[:1]  # the retired key's derived key is gone
+    # Nothing derived from the retired key stays in memory, for any purpose.
+    assert all(held is key._keys for held, _ in key._derived.values())
+
+    key.new_primary()  # this holder rotates: its own write takes effect as well
+    again = key.derive_all("transfer-url")
+    assert len(again) == 2 and again[1] == rotated[0]
+    key.retire_older()
+    assert key.derive_all("transfer-url") == again[:1]
+
+
+def test_transfer_tokens_made_before_a_rotation_check_until_the_old_key_is_retired(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from lgsp.core.errors import Problem
+    from lgsp.core.exchange.tokens import TransferTokens
+
+    path = tmp_path / "master.key"
+    key = MasterKey.load_or_create(path)
+    tokens = TransferTokens(lambda: key.derive_all("transfer-url"))
+    now = datetime.now(UTC)
+    expires = now + timedelta(minutes=5)
+
+    def check(query: str) -> None:
+        params = dict(part.split("=", 1) for part in query.split("&"))
+        tokens.check("download", "p1", "u1", params["expires"], params["token"], now)
+
+    before = tokens.make("download", "p1", "u1", expires)
+    check(before)
+    other = MasterKey.load(path)
+    other.new_primary()
+    after = tokens.make("download", "p1", "u1", expires)
+    assert after != before  # signed with the new key now
+    check(before)  # the old key is still held: what it signed still checks
+    check(after)
+    other.retire_older()
+    check(after)
+    with pytest.raises(Problem) as refused:
+        check(before)
+    assert refused.value.code == "forbidden"

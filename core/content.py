@@ -294,13 +294,17 @@ class ContentService:
         return filled, implicit
 
     # -- inspect and accept ---------------------------------------------------------------------
-    async def inspect(self, info: PacketInfo, path: Path, upload_key: str) -> Inspection | None:
-        """Run the data type's inspector on the stored upload; on refusal delete it and say why."""
+    async def inspect(self, info: PacketInfo, path: Path, upload_key: str, *,
+                      data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> Inspection | None:
+        """Run the data type's inspector on the stored upload; on refusal delete it and say why.
+        `data_key`: the packet's data key as the upload loaded it (else it is read here)."""
         inspector = self.inspectors.get(info.data_type)
         if inspector is None:
             return None
-        data_key = await self.blobs.data_key(upload_key)
-        job = InspectionJob(self, info, path, upload_key, data_key)
+        key = await data_key() if data_key is not None else None
+        if key is None:
+            key = await self.blobs.data_key(upload_key)
+        job = InspectionJob(self, info, path, upload_key, key)
         try:
             inspection = await inspector.inspect(job)
             named = [u for u in inspection.destinations if u not in info.to]
@@ -396,16 +400,22 @@ class ContentService:
         folder (same file system as the blobs, emptied at start)."""
         return self.blobs.tmp
 
-    async def open_stored(self, path: Path, *, size: int | None = None) -> BinaryIO:
+    async def open_stored(self, path: Path, *, size: int | None = None,
+                          data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> BinaryIO:
         """Open a stored blob (from `Exchange.open_download`) for reading its plaintext; with `size`,
-        one whose plaintext size differs is refused (`BlobCorrupt`) before any byte is read."""
-        return await self.blobs.open_path(path, size=size)
+        one whose plaintext size differs is refused (`BlobCorrupt`) before any byte is read.
+        `data_key`: the packet's data key as `Exchange.open_content` loaded it (else it is read here)."""
+        if data_key is None:
+            return await self.blobs.open_path(path, size=size)
+        return await asyncio.to_thread(self.blobs.open_sync, path, await data_key(), size=size)
 
-    async def opener(self, path: Path) -> Callable[[], BinaryIO]:
+    async def opener(self, path: Path, *, data_key: Callable[[], Awaitable[bytes | None]] | None = None
+                     ) -> Callable[[], BinaryIO]:
         """A function opening the blob `path` for reading its plaintext from a worker thread (the
-        data key is fetched now, on the loop). Push jobs read their content through one."""
-        data_key = await self.blobs.data_key(path.name)
-        return lambda: self.blobs.open_sync(path, data_key)
+        data key is fetched now, on the loop; `data_key` as in `open_stored`). Push jobs read their
+        content through one."""
+        key = await data_key() if data_key is not None else await self.blobs.data_key(path.name)
+        return lambda: self.blobs.open_sync(path, key)
 
     async def delivery_refs(self, conn: AsyncConnection, packet_id: str) -> dict[str, dict[str, Any]]:
         """unit -> {size, sha256, data_type} for the deliveries of a packet that get a variant."""

@@ -5,12 +5,16 @@ key derived from the packet's data key (core/store/blobcrypt.py). The data key i
 sealed (table `content_keys`, bound to its key id) and is deleted when the content is purged or
 the packet expires: from then on no copy of the files, nor a backup taken earlier, can be read,
 even with the master key. Unsealed keys live only in memory, for the duration of one read or write.
+
+The upload and the download read the sealed key in the statement that loads their packet (so the
+key is consistent with the packet state they checked) and carry it sealed, as a `KeyOpener` from
+`opener`, to the moment of the write or read, which unseals it.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core.errors import Problem
 from lgsp.core.i18n import Text
-from lgsp.core.masterkey import MasterKey
+from lgsp.core.masterkey import MasterKey, MasterKeyError
 from lgsp.core.store.blobcrypt import new_data_key
 from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
@@ -29,6 +33,11 @@ _INSERT_KEY = content_keys.insert()
 # Read by every upload and download, deleted with every packet that completes: built once, and the
 # ids as plain parameters (core/store/params.py), so SQLAlchemy compiles each once.
 _SEALED = select(content_keys.c.sealed).where(content_keys.c.key_id == bindparam("key_id"))
+
+
+#: A packet's data key read with the packet, still sealed: awaiting a call unseals it (None: the
+#: packet has no key, never made or destroyed). Called at the moment of the one read or write that uses it.
+KeyOpener = Callable[[], Awaitable[bytes | None]]
 
 
 @functools.cache
@@ -49,15 +58,32 @@ class ContentKeys:
         """The data key, or None when it was never made or has been destroyed."""
         async with self.db.read() as conn:
             sealed = await conn.scalar(_SEALED, {"key_id": key_id})
+        return self.unseal(key_id, sealed)
+
+    def unseal(self, key_id: str, sealed: bytes | None) -> bytes | None:
+        """The data key from its sealed form as stored (None stays None: no key)."""
         return None if sealed is None else self.master_key.unseal(bytes(sealed), self.context(key_id))
 
-    async def create_in(self, conn: AsyncConnection, key_id: str) -> None:
+    def opener(self, key_id: str, sealed: bytes | None) -> KeyOpener:
+        """The sealed key read with its packet (`content_keys.c.sealed` joined to the packet row),
+        unsealed only when the read or write that uses it calls the result."""
+        return functools.partial(self._open, key_id, None if sealed is None else bytes(sealed))
+
+    async def _open(self, key_id: str, sealed: bytes | None) -> bytes | None:
+        try:
+            return self.unseal(key_id, sealed)
+        except MasterKeyError:
+            # Sealed under a master key retired since it was read (a rotation re-sealed it in the
+            # meantime): the stored value is read again (a damaged one fails the same way again).
+            return await self.get(key_id)
+
+    async def create_in(self, conn: AsyncConnection, key_id: str) -> bytes:
         """Make the data key of a new packet inside the transaction that creates it: the key is
         durable with the packet, before any blob is encrypted with it, and the upload only reads it
-        (no write transaction of its own)."""
-        await conn.execute(_INSERT_KEY, {"key_id": key_id, "sealed": self.master_key.seal(new_data_key(),
-                                                                                          self.context(key_id)),
-                                         "created_at": datetime.now(UTC)})
+        (no write transaction of its own). Returns it sealed, as stored (see `opener`)."""
+        sealed = self.master_key.seal(new_data_key(), self.context(key_id))
+        await conn.execute(_INSERT_KEY, {"key_id": key_id, "sealed": sealed, "created_at": datetime.now(UTC)})
+        return sealed
 
     async def get_or_create(self, key_id: str) -> bytes:
         """The data key, made on first use. Two writers racing (two nodes) end with the same key.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,17 +39,23 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     return int(start), min(size - 1, int(end)) if end else size - 1
 
 
-async def content_response(request: web.Request, path: Path, size: int,
-                           headers: Mapping[str, str]) -> web.StreamResponse:
+async def content_response(request: web.Request, path: Path, size: int, headers: Mapping[str, str], *,
+                           data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> web.StreamResponse:
     """What adapters serve stored content with: `blob_response` over the hub's blob store and its
-    configured I/O chunk size (`path` comes from `Exchange.open_download` or `ContentService.part`)."""
+    configured I/O chunk size (`path` comes from `Exchange.open_download` or `ContentService.part`;
+    `data_key` from `Exchange.open_content`, see `blob_response`)."""
     hub = hub_of(request)
-    return await blob_response(request, hub.blobs, path, size, headers, hub.config.limits.io_chunk_size)
+    return await blob_response(request, hub.blobs, path, size, headers, hub.config.limits.io_chunk_size,
+                               data_key=data_key)
 
 
 async def blob_response(request: web.Request, blobs: BlobStore, path: Path, size: int,
-                        headers: Mapping[str, str], chunk_size: int) -> web.StreamResponse:
+                        headers: Mapping[str, str], chunk_size: int, *,
+                        data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> web.StreamResponse:
     """The response for a download of the stored blob `path` whose plaintext is `size` bytes.
+
+    `data_key` unseals the packet's data key read with the packet (`ContentKeys.opener`; None
+    from it: the key is gone); without it the key is read from the blob store's key source.
 
     One worker-thread call opens the blob and reads (decrypts) the first block; when that block is
     the whole answer (a small packet) the file is closed in the same call, so a small download
@@ -58,9 +64,9 @@ async def blob_response(request: web.Request, blobs: BlobStore, path: Path, size
     wanted = None if "If-Range" in request.headers else _range(request.headers.get("Range"), size)
     first, last = wanted if wanted is not None else (0, size - 1)
     whole = last - first + 1
-    data_key = await blobs.data_key(path.name)
+    key = await data_key() if data_key is not None else await blobs.data_key(path.name)
     try:
-        fh, block = await asyncio.to_thread(_open_first, blobs, path, data_key, size, first,
+        fh, block = await asyncio.to_thread(_open_first, blobs, path, key, size, first,
                                             min(chunk_size, whole), whole)
     except FileNotFoundError:
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub")) from None

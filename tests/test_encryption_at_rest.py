@@ -11,17 +11,22 @@ import hashlib
 import io
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, event, select
 from yarl import URL
 
 from lgsp.client.client import Credentials, LgspClient
+from lgsp.core.auth import Principal
 from lgsp.core.config import load_config
 from lgsp.core.directory import IssuedKey
 from lgsp.core.hub import Hub
+from lgsp.core.keyrotation import reseal_all
 from lgsp.core.store.blobcrypt import (
     CHUNK_SIZE,
     TAG,
@@ -35,7 +40,7 @@ from lgsp.core.store.blobcrypt import (
     read_header,
 )
 from lgsp.core.store.tables import content_keys
-from tests.conftest import MakeActor, base_env
+from tests.conftest import Actor, MakeActor, base_env
 
 C = 4096  # a small chunk size keeps the boundary cases cheap
 PACKET = "3f2b8c1e-0000-4000-8000-00000000abcd"
@@ -440,3 +445,104 @@ async def test_the_data_key_is_made_with_the_packet_and_goes_when_it_ends_unfill
     cancelled = await a.client.cancel(unfilled["id"])
     assert cancelled["state"] == "completed"
     assert await key_of(unfilled["id"]) is None
+
+
+@contextmanager
+def content_key_reads(hub: Hub) -> Iterator[list[str]]:
+    """The statements the hub sends that read the `content_keys` table (directly, not joined)."""
+    seen: list[str] = []
+
+    def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM CONTENT_KEYS" in statement.upper():
+            seen.append(statement)
+
+    engines = tuple(dict.fromkeys((hub.db.writer.sync_engine, hub.db.reader.sync_engine)))
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", on_statement)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", on_statement)
+
+
+async def test_the_upload_and_the_download_read_the_data_key_with_the_packet(make_actor: MakeActor,
+                                                                             hub: Hub) -> None:
+    """The statement that loads the packet for an upload or a download also reads its sealed data
+    key: neither sends a statement of its own for it, and the content is sealed and opened with it."""
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    content = os.urandom(10_240)
+    sha = hashlib.sha256(content).hexdigest()
+    created = await a.client.create_packet([b.unit], subject="s", size=len(content), sha256=sha)
+    with content_key_reads(hub) as reads:
+        await a.client.upload(created["upload"]["url"], content, sha)
+        assert reads == []
+        (path,) = stored_files(hub)
+        assert path.read_bytes()[:8] == b"LGSPBLB1" and content[:64] not in path.read_bytes()
+        assert await b.client.fetch_bytes(created["id"]) == content
+        assert reads == []
+        # The national axis' and SOAP's readers too (the blob opened with the key read with the packet).
+        readable = await hub.exchange.open_content(principal_of(b), created["id"], peek=True)
+        assert readable.data_key is not None
+        fh = await hub.content.open_stored(readable.path, size=len(content), data_key=readable.data_key)
+        try:
+            assert await asyncio.to_thread(fh.read) == content
+        finally:
+            fh.close()
+        assert await asyncio.to_thread((await hub.content.opener(readable.path,
+                                                                 data_key=readable.data_key))().read) == content
+        assert reads == []
+    assert await read_with_store(hub, path) == content  # the key as stored opens it too
+
+
+async def test_without_a_data_key_the_upload_makes_one_and_the_download_is_refused(make_actor: MakeActor,
+                                                                                  hub: Hub) -> None:
+    """A packet created before keys were made with packets has none: its upload makes it (as it did).
+    A packet whose key is destroyed is refused as gone, whether its key was read with the packet or not."""
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    content = b"khong co khoa " * 700
+    sha = hashlib.sha256(content).hexdigest()
+    created = await a.client.create_packet([b.unit], subject="s", size=len(content), sha256=sha)
+    async with hub.db.write() as conn:
+        await conn.execute(delete(content_keys).where(content_keys.c.key_id == created["id"]))
+    await a.client.upload(created["upload"]["url"], content, sha)
+    async with hub.db.read() as conn:
+        assert await conn.scalar(select(content_keys.c.sealed).where(content_keys.c.key_id == created["id"]))
+    assert await b.client.fetch_bytes(created["id"]) == content
+    async with hub.db.write() as conn:  # destroyed (as a purge does) while the delivery is still open
+        await conn.execute(delete(content_keys).where(content_keys.c.key_id == created["id"]))
+    url = URL((await b.client.ready(created["id"]))["url"], encoded=True)
+    status, _, body = await get(url, b.client.signed_headers("GET", url))
+    assert status == 410 and b"content.gone" in body
+    readable = await hub.exchange.open_content(principal_of(b), created["id"], peek=True)
+    assert readable.data_key is not None and await readable.data_key() is None
+    with pytest.raises(BlobKeyGone):
+        await hub.content.open_stored(readable.path, data_key=readable.data_key)
+
+
+async def test_a_data_key_read_before_a_rotation_retired_its_master_key_still_opens(make_actor: MakeActor,
+                                                                                   hub: Hub) -> None:
+    """A download or upload holds its packet's data key sealed from the load to the read: if a rotation
+    re-sealed it and retired the old master key in between, the stored value is read again."""
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    content = os.urandom(5000)
+    packet_id = await a.client.send(content, [b.unit], subject="s")
+    readable = await hub.exchange.open_content(principal_of(b), packet_id, peek=True)
+    key = hub.master_key
+    key.new_primary()
+    await reseal_all(hub.db, key)
+    key.retire_older()
+    assert readable.data_key is not None
+    fh = await hub.content.open_stored(readable.path, size=len(content), data_key=readable.data_key)
+    try:
+        assert await asyncio.to_thread(fh.read) == content
+    finally:
+        fh.close()
+
+
+def principal_of(actor: Actor) -> Principal:
+    """The principal the hub makes of the actor's signed requests."""
+    return Principal(actor.unit, actor.key.application_id, actor.key.access_key, actor.key.algorithm)

@@ -78,14 +78,15 @@ async def download_content(request: web.Request) -> web.StreamResponse:
         # GET is no download); the extra read is paid by ranged requests only.
         peeked, _ = await hub.exchange.peek_download(principal, packet_id, expires=expires, token=token)
         check_range(request, peeked.size)
-    opener = hub.exchange.peek_download if request.method == "HEAD" else hub.exchange.open_download
-    info, path = await opener(principal, packet_id, expires=expires, token=token)
+    found = await hub.exchange.open_content(principal, packet_id, expires=expires, token=token,
+                                            peek=request.method == "HEAD")
+    info, path = found.info, found.path
     if not path.is_file():
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     check_range(request, info.size)
     return await content_response(request, path, info.size, {
         H_CONTENT: info.sha256, "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
-        "Content-Disposition": f'attachment; filename="{info.id}"'})
+        "Content-Disposition": f'attachment; filename="{info.id}"'}, data_key=found.data_key)
 
 
 @routes.get("/v1/inbox")

@@ -408,7 +408,8 @@ async def get_edoc(call: Call) -> web.StreamResponse:
     if ref.data_type != "edxml":
         raise Problem("conflict", Text("this unit takes this packet as {data_type}, not edXML; fetch it over REST",
                                        data_type=ref.data_type))
-    info, path = await exchange.open_download(call.principal, packet_id)  # the signed call suffices
+    readable = await exchange.open_content(call.principal, packet_id)  # the signed call suffices
+    info, path = readable.info, readable.path
     if not path.is_file():
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     out = etree.Element(q("getEdocResponse"))
@@ -417,7 +418,7 @@ async def get_edoc(call: Call) -> web.StreamResponse:
     _sub(out, "sha256", info.sha256)
     slot = _sub(out, "edxml", None)
     return await stream_with_payload(call.request, call.message.version, call.message.mtom, out, slot, path,
-                                     info.size, opener=await call.hub.content.opener(path))
+                                     info.size, opener=await call.hub.content.opener(path, data_key=readable.data_key))
 
 
 async def update_status(call: Call) -> web.StreamResponse:

@@ -72,6 +72,7 @@ from lgsp.core.api import (
     NewPacket,
     Principal,
     Problem,
+    Readable,
     SealedSpool,
     SubmitClaims,
     Text,
@@ -420,9 +421,9 @@ async def count(call: Call) -> web.StreamResponse:
     return answer(CountResult(count=len(await _received(call, kind, setting(call.hub, "max_list_items")))))
 
 
-async def _open(call: Call) -> tuple[str, Path, int]:
+async def _open(call: Call) -> tuple[str, Readable]:
     """The caller's edXML variant of `docId` (the delivery moves to fetched, but not for a HEAD, which
-    only asks what the GET would answer): (packet id, file, size)."""
+    only asks what the GET would answer): (packet id, its file, size and data key)."""
     packet_id = _required(call.signed, Param.DOC_ID)
     exchange = call.hub.exchange
     transfer = await exchange.ready(call.principal, packet_id)  # visibility and a pending delivery
@@ -434,24 +435,25 @@ async def _open(call: Call) -> tuple[str, Path, int]:
         raise ProtocolError(AxisCode.INVALID_REQUEST,
                             f"đơn vị này nhận gói tin dạng {ref.data_type}, không phải edXML; hãy lấy qua REST")
     query = parse_qs(transfer.path.partition("?")[2])
-    opener = exchange.peek_download if call.request.method == "HEAD" else exchange.open_download
-    info, path = await opener(call.principal, packet_id, expires=query.get("expires", [""])[0],
-                              token=query.get("token", [""])[0])
-    if not path.is_file():
+    found = await exchange.open_content(call.principal, packet_id, expires=query.get("expires", [""])[0],
+                                        token=query.get("token", [""])[0], peek=call.request.method == "HEAD")
+    if not found.path.is_file():
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
-    return packet_id, path, info.size
+    return packet_id, found
 
 
 async def get_edoc(call: Call) -> web.StreamResponse:
     """`data` is the Base64 of the edXML, streamed: the JSON is written around the file's chunks."""
-    _, path, size = await _open(call)
+    _, found = await _open(call)
+    path, size = found.path, found.info.size
     head = dump_json(EdocResult(data="").to_json())
     marker = b'"data":""'
     cut = head.index(marker) + len(marker) - 1
     before, after = head[:cut], head[cut:]
     resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_JSON})
     resp.content_length = len(before) + 4 * ((size + 2) // 3) + len(after)
-    fh = await call.hub.content.open_stored(path, size=size)  # decrypted as it is read (encrypted at rest)
+    # Decrypted as it is read (encrypted at rest), with the data key loaded with the packet.
+    fh = await call.hub.content.open_stored(path, size=size, data_key=found.data_key)
     try:
         await resp.prepare(call.request)
         if call.request.method == "HEAD":  # the headers only: aiohttp would send what is written
@@ -470,10 +472,10 @@ async def get_edoc(call: Call) -> web.StreamResponse:
 
 
 async def download_edoc(call: Call) -> web.StreamResponse:
-    packet_id, path, size = await _open(call)
-    return await content_response(call.request, path, size, {
+    packet_id, found = await _open(call)
+    return await content_response(call.request, found.path, found.info.size, {
         "Content-Type": "application/octet-stream",
-        "Content-Disposition": f'attachment; filename="{packet_id}.edxml"'})
+        "Content-Disposition": f'attachment; filename="{packet_id}.edxml"'}, data_key=found.data_key)
 
 
 async def update_status(call: Call) -> web.StreamResponse:

@@ -12,9 +12,9 @@ The hub passes itself to every hook (`Hub`); its services are reached as attribu
   download, ack, fail, cancel, view), the stream support (hello, save_cursor, mark_told) and what
   delivery trackers need (forwarded, end_delivery, push_protocol). They return typed values
   (`PacketInfo`, `Transfer`, `InboxPage` of `InboxItem`, `PacketView` with `DeliveryView`,
-  `TimelineEntry` and `StoredVariant`, `Cancelled`, `Hello`; for operators `Attention`,
-  `DeliveryRecord`, `OperatorView`, `Rerouted`) that each adapter renders in its own shape (the
-  REST JSON in adapters/rest/render.py);
+  `TimelineEntry` and `StoredVariant`, `Cancelled`, `Hello`, `Readable` (content to read, from
+  `open_content`); for operators `Attention`, `DeliveryRecord`, `OperatorView`, `Rerouted`) that
+  each adapter renders in its own shape (the REST JSON in adapters/rest/render.py);
 - `hub.directory`: units, applications, keys; `hub.presence`: online/offline;
 - `hub.content` (`ContentService`): content variants and formats per unit, opening stored content
   (`open_stored`, `opener`) and the folder to spool a request body in (`scratch_dir`);
@@ -79,6 +79,7 @@ from lgsp.core.exchange import (
     OperatorView,
     PacketInfo,
     PacketView,
+    Readable,
     Rerouted,
     StoredVariant,
     TimelineEntry,
@@ -159,8 +160,8 @@ __all__ = [
     "FieldSpec",
     "FormRecord", "Hello", "Hub", "InboxItem", "InboxPage", "InboxPosition", "Inspection", "InspectionJob",
     "InvalidIdentifier", "NewPacket", "Notice", "OneTimeSecrets", "OperatorDelivery", "OperatorView", "PacketInfo",
-    "PacketView", "Principal", "Problem", "PushAdapter", "PushFailure", "PushJob", "PushReceipt", "RegistrationRequest",
-    "Registrations",
+    "PacketView", "Principal", "Problem", "PushAdapter", "PushFailure", "PushJob", "PushReceipt", "Readable",
+    "RegistrationRequest", "Registrations",
     "RequestInvalid", "Rerouted", "Scans", "SealedSpool", "SignatureAlgorithm", "Signer", "StoredVariant",
     "SubmitClaims",
     "SyncBlobWriter", "Text",

@@ -53,6 +53,7 @@ from lgsp.core.exchange.views import (
     OperatorDelivery,
     OperatorView,
     PacketView,
+    Readable,
     Rerouted,
     StoredVariant,
     TimelineEntry,
@@ -67,6 +68,6 @@ __all__ = [
     "HELLO_CHANGES", "HELLO_INBOX", "LATEST_DEADLINE", "MAX_DESTINATION", "MAX_REASON", "MAX_SUBJECT", "PRIORITIES",
     "AfterCommit", "Attention", "Cancelled", "DeliveryRecord", "DeliveryView", "Exchange", "Hello", "HookCaller",
     "InboxItem", "InboxPage", "InboxPosition", "NewPacket", "OperatorDelivery", "OperatorView", "PacketInfo",
-    "PacketView", "Rerouted", "StoredVariant", "TimelineEntry", "Transfer", "TransferTokens", "UnitStatus",
+    "PacketView", "Readable", "Rerouted", "StoredVariant", "TimelineEntry", "Transfer", "TransferTokens", "UnitStatus",
     "UploadAttempt", "parse_deadline", "parse_new_packet", "upload_key",
 ]

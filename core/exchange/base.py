@@ -25,7 +25,7 @@ from lgsp.core import deliveries as dv
 from lgsp.core import events as ev
 from lgsp.core.auth import Principal
 from lgsp.core.content import ContentService
-from lgsp.core.contentkeys import ContentKeys
+from lgsp.core.contentkeys import ContentKeys, KeyOpener
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus
@@ -37,7 +37,7 @@ from lgsp.core.policy import Policy
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
 from lgsp.core.store.params import constants
-from lgsp.core.store.tables import deliveries, packets, units
+from lgsp.core.store.tables import content_keys, deliveries, packets, units
 
 log = logging.getLogger("lgsp.core.exchange")
 
@@ -52,6 +52,12 @@ _PACKET_WITH_DELIVERIES = (
            deliveries.c.variant.label("d_variant"))
     .select_from(packets.outerjoin(deliveries, deliveries.c.packet_id == packets.c.id))
     .where(packets.c.id == bindparam("packet_id")).order_by(deliveries.c.unit_id))
+# The upload and the download also read the packet's sealed data key (by primary key; NULL without
+# one) in that statement: no statement of their own for it, and the key is the one of the packet
+# state they check (one statement, one snapshot). Other requests do not need it and keep the first.
+_PACKET_WITH_DELIVERIES_AND_KEY = (
+    _PACKET_WITH_DELIVERIES.add_columns(content_keys.c.sealed.label("k_sealed"))
+    .outerjoin(content_keys, content_keys.c.key_id == packets.c.id))
 
 
 class DeliveryBrief(NamedTuple):
@@ -62,6 +68,18 @@ class DeliveryBrief(NamedTuple):
     mode: str
     protocol: str | None
     variant: str | None
+
+
+class Loaded(NamedTuple):
+    """A packet as a request loaded it: its deliveries by unit and, when asked for, its data key."""
+
+    info: PacketInfo
+    deliveries: dict[str, DeliveryBrief]
+    #: The packet's data key, still sealed, unsealed by the read or write that calls it (None: not
+    #: asked for, or no `ContentKeys` source; calling it gives None when the packet has no key).
+    data_key: KeyOpener | None = None
+
+
 _MODES_OF = select(deliveries.c.unit_id, deliveries.c.mode).where(deliveries.c.packet_id == bindparam("packet_id"))
 # Completes the packet only if no delivery is still open: one statement decides (see _complete_if_done),
 # and records stored content as purged in the same UPDATE. Content is only ever purged here, when
@@ -175,15 +193,21 @@ class ExchangeBase:
         loaded = await self._load_with_deliveries(conn, packet_id)
         return loaded[0] if loaded else None
 
-    async def _load_with_deliveries(self, conn: AsyncConnection, packet_id: str
-                                    ) -> tuple[PacketInfo, dict[str, DeliveryBrief]] | None:
-        """The packet and its deliveries (state, mode, protocol, variant) by unit: one statement."""
-        rows = (await conn.execute(_PACKET_WITH_DELIVERIES, {"packet_id": packet_id})).all()
+    async def _load_with_deliveries(self, conn: AsyncConnection, packet_id: str, *, with_key: bool = False
+                                    ) -> Loaded | None:
+        """The packet and its deliveries (state, mode, protocol, variant) by unit: one statement.
+        `with_key` (an upload or a download): the packet's sealed data key too, in that statement."""
+        keys = self.blobs.keys if with_key else None
+        keyed = isinstance(keys, ContentKeys)
+        rows = (await conn.execute(_PACKET_WITH_DELIVERIES_AND_KEY if keyed else _PACKET_WITH_DELIVERIES,
+                                   {"packet_id": packet_id})).all()
         if not rows:
             return None
         own = {r.d_unit: DeliveryBrief(r.d_unit, r.d_state, r.d_mode, r.d_protocol, r.d_variant)
                for r in rows if r.d_unit is not None}
-        return packet_from_row(rows[0], tuple(own)), own
+        first = rows[0]
+        data_key = keys.opener(first.id, first.k_sealed) if isinstance(keys, ContentKeys) else None
+        return Loaded(packet_from_row(first, tuple(own)), own, data_key)
 
     async def packet(self, packet_id: str) -> PacketInfo | None:
         async with self.db.read() as conn:
@@ -198,13 +222,21 @@ class ExchangeBase:
     async def _visible_row(self, conn: AsyncConnection, principal: Principal, packet_id: str
                            ) -> tuple[PacketInfo, DeliveryBrief | None]:
         """The packet and the caller's own delivery row (None for a source that is not a destination)."""
-        loaded = await self._load_with_deliveries(conn, packet_id) if uuid_like(packet_id) else None
+        info, own, _ = await self._visible_loaded(conn, principal, packet_id)
+        return info, own
+
+    async def _visible_loaded(self, conn: AsyncConnection, principal: Principal, packet_id: str, *,
+                              with_key: bool = False
+                              ) -> tuple[PacketInfo, DeliveryBrief | None, KeyOpener | None]:
+        """`_visible_row`, and with `with_key` the packet's data key read with it (see `Loaded`)."""
+        loaded = await self._load_with_deliveries(conn, packet_id, with_key=with_key) \
+            if uuid_like(packet_id) else None
         if loaded is None:
             raise Problem("not_found", Text("no such packet"))
-        info, rows = loaded
+        info, rows, data_key = loaded
         own = rows.get(principal.unit_id)
         if info.source == principal.unit_id or (own is not None and info.accepted_at is not None):
-            return info, own
+            return info, own, data_key
         raise Problem("not_found", Text("no such packet"))
 
     async def _inbox_page(self, unit: str, limit: int, after: InboxPosition | None) -> InboxPage:

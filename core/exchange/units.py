@@ -23,7 +23,7 @@ from lgsp.core import deliveries as dv
 from lgsp.core import events as ev
 from lgsp.core.auth import Principal
 from lgsp.core.content import ContentRef
-from lgsp.core.contentkeys import ContentKeys
+from lgsp.core.contentkeys import ContentKeys, KeyOpener
 from lgsp.core.errors import Problem
 from lgsp.core.events import record
 from lgsp.core.exchange.base import AfterCommit, modes_of
@@ -43,6 +43,7 @@ from lgsp.core.exchange.views import (
     InboxItem,
     InboxPage,
     PacketView,
+    Readable,
     StoredVariant,
     TimelineEntry,
 )
@@ -72,6 +73,12 @@ class UnitCases(UploadSteps):
 
     async def create_packet(self, source: str, new: NewPacket, *, now: datetime | None = None,
                             application: str | None = None) -> tuple[PacketInfo, Transfer]:
+        info, _ = await self._create_packet(source, new, now=now, application=application)
+        return info, self.upload_transfer(info, source)
+
+    async def _create_packet(self, source: str, new: NewPacket, *, now: datetime | None = None,
+                             application: str | None = None) -> tuple[PacketInfo, KeyOpener | None]:
+        """Create the packet; with it, its data key as made in that transaction (still sealed)."""
         now = now or self.clock()
         await self.check_destinations(new.to)
         self.check_carriers(new.to, new.data_type)
@@ -88,8 +95,10 @@ class UnitCases(UploadSteps):
             if new.to:  # none yet when the content names them
                 await conn.execute(deliveries.insert(), [self._delivery_row(packet_id, u, new.priority, now)
                                                          for u in new.to])
+            data_key: KeyOpener | None = None
             if self.blobs.encrypt and isinstance(self.blobs.keys, ContentKeys):
-                await self.blobs.keys.create_in(conn, packet_id)  # the content's data key, durable with the packet
+                # The content's data key, durable with the packet.
+                data_key = self.blobs.keys.opener(packet_id, await self.blobs.keys.create_in(conn, packet_id))
             created = await record(conn, packet_id, ev.PACKET_CREATED, now, unit=source)
             await audit.append(conn, "packet.created", actor=source, target=packet_id, unit=source, at=now, detail={
                 "application": application, "to": list(new.to), "data_type": new.data_type, "size": new.size,
@@ -99,7 +108,7 @@ class UnitCases(UploadSteps):
                           priority=new.priority, data_type=new.data_type, protocol=new.protocol, size=new.size,
                           sha256=new.sha256, deadline=new.deadline, policy=new.policy, meta=new.meta or None,
                           state="created", content_state="none", created_at=now, upload_expires_at=expires)
-        return info, self.upload_transfer(info, source)
+        return info, data_key
 
     def upload_transfer(self, info: PacketInfo, unit: str) -> Transfer:
         query = self.tokens.make("upload", info.id, unit, info.upload_expires_at)
@@ -112,10 +121,10 @@ class UnitCases(UploadSteps):
         If the content fails its checks the packet is closed as expired at once (nothing is delivered)
         and the Problem propagates to the adapter.
         """
-        info, _ = await self.create_packet(source, new, application=application)
+        info, data_key = await self._create_packet(source, new, application=application)
         attempt = await self._take_turn(info.id)
         try:
-            received = await self._receive(info, content, attempt)
+            received = await self._receive(info, content, attempt, data_key)
         except BaseException as exc:
             reason = exc.detail if isinstance(exc, Problem) else type(exc).__name__
             await self._abandon(info, Text("content rejected: {reason}", reason=reason))
@@ -155,10 +164,12 @@ class UnitCases(UploadSteps):
                      token: str | None = None) -> PacketInfo:
         """Stream the content in, check size and hash, then accept the packet and tell destinations."""
         now = self.clock()
-        async with self.db.read() as conn:
-            info = await self._load(conn, packet_id) if uuid_like(packet_id) else None
-        if info is None or info.source != principal.unit_id:
+        async with self.db.read() as conn:  # with its data key (sealed): the writer reads none itself
+            loaded = await self._load_with_deliveries(conn, packet_id, with_key=True) if uuid_like(packet_id) \
+                else None
+        if loaded is None or loaded.info.source != principal.unit_id:
             raise Problem("not_found", Text("no such packet"))
+        info = loaded.info
         self.tokens.check("upload", packet_id, principal.unit_id, expires, token, now)
         if info.state != "created":
             raise Problem("conflict", Text("content was already uploaded (packet is {state})", state=info.state),
@@ -177,7 +188,7 @@ class UnitCases(UploadSteps):
                 if state != "created":
                     raise Problem("conflict", Text("content was already uploaded (packet is {state})", state=state),
                                   state=state)
-            received = await self._receive(info, content, attempt)
+            received = await self._receive(info, content, attempt, loaded.data_key)
         finally:
             self._end_turn(packet_id, attempt)
         return await self._accept(info, received)
@@ -242,31 +253,39 @@ class UnitCases(UploadSteps):
                             token: str | None = None) -> tuple[PacketInfo, Path]:
         """Check the caller may read the content now (`peek_download`); mark the delivery fetched;
         return the file."""
-        info, path, state = await self._readable(principal, packet_id, expires, token)
-        if state in (dv.QUEUED, dv.NOTIFIED):
-            now = self.clock()
-            async with self.db.write() as conn:
-                if await dv.move(conn, packet_id, [principal.unit_id], dv.FETCHED, now):
-                    await record(conn, packet_id, ev.PACKET_FETCHED, now, unit=principal.unit_id)
-        return info, path
+        found = await self.open_content(principal, packet_id, expires=expires, token=token)
+        return found.info, found.path
 
     async def peek_download(self, principal: Principal, packet_id: str, *, expires: str | None = None,
                             token: str | None = None) -> tuple[PacketInfo, Path]:
         """What `open_download` would answer, changing nothing: a HEAD asks the size of a download
         without the source seeing the packet as fetched."""
-        info, path, _ = await self._readable(principal, packet_id, expires, token)
-        return info, path
+        found = await self.open_content(principal, packet_id, expires=expires, token=token, peek=True)
+        return found.info, found.path
+
+    async def open_content(self, principal: Principal, packet_id: str, *, expires: str | None = None,
+                           token: str | None = None, peek: bool = False) -> Readable:
+        """`open_download` (or with `peek`, `peek_download`), with the packet's data key as loaded
+        with the packet: the adapter passes it to the read, which then reads no key itself."""
+        found, state = await self._readable(principal, packet_id, expires, token)
+        if not peek and state in (dv.QUEUED, dv.NOTIFIED):
+            now = self.clock()
+            async with self.db.write() as conn:
+                if await dv.move(conn, packet_id, [principal.unit_id], dv.FETCHED, now):
+                    await record(conn, packet_id, ev.PACKET_FETCHED, now, unit=principal.unit_id)
+        return found
 
     async def _readable(self, principal: Principal, packet_id: str, expires: str | None,
-                        token: str | None) -> tuple[PacketInfo, Path, str | None]:
-        """THE checks of a download: (the caller's variant, its file, the caller's delivery state).
+                        token: str | None) -> tuple[Readable, str | None]:
+        """THE checks of a download: (the caller's variant, its file and the packet's data key; the
+        caller's delivery state).
 
         The caller is authenticated (a signed request), which suffices; a transfer URL's `expires`
         and `token`, when given (either one), must still be the hub's and unexpired.
         """
         now = self.clock()
         async with self.db.read() as conn:
-            info, own = await self._visible_row(conn, principal, packet_id)
+            info, own, data_key = await self._visible_loaded(conn, principal, packet_id, with_key=True)
             ref = await self.content.ref_for(conn, info, principal.unit_id,  # this unit's variant
                                              variant=own.variant if own is not None else None)
         self._require_pull(own)
@@ -277,7 +296,8 @@ class UnitCases(UploadSteps):
             self._require_pending(state)
         if info.content_state != "stored":
             raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
-        return dataclasses.replace(info, size=ref.size, sha256=ref.sha256), self.blobs.path(ref.blob_key), state
+        return Readable(dataclasses.replace(info, size=ref.size, sha256=ref.sha256), self.blobs.path(ref.blob_key),
+                        data_key), state
 
     async def ack(self, principal: Principal, packet_id: str, sha256: Any) -> str:
         if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):

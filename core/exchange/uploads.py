@@ -21,6 +21,7 @@ from lgsp.core import audit
 from lgsp.core import deliveries as dv
 from lgsp.core import events as ev
 from lgsp.core.content import Inspection
+from lgsp.core.contentkeys import KeyOpener
 from lgsp.core.errors import Problem
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log
 from lgsp.core.exchange.values import PacketInfo, upload_key
@@ -92,9 +93,11 @@ class UploadSteps(ExchangeBase):
             del self._uploading[packet_id]
         attempt.done.set()
 
-    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes],
-                       attempt: UploadAttempt) -> tuple[str, Inspection | None]:
+    async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes], attempt: UploadAttempt,
+                       data_key: KeyOpener | None = None) -> tuple[str, Inspection | None]:
         """Store one upload attempt under its own key; returns the key and what inspection found.
+        `data_key`: the packet's data key as loaded with it (unsealed by the writer; without it, or
+        when the packet has none, the writer reads or makes it).
 
         Each attempt has its own blobs, so an attempt that loses a race (another node's upload of the
         same packet was accepted first) deletes only what it wrote itself.
@@ -102,7 +105,7 @@ class UploadSteps(ExchangeBase):
         key = upload_key(info.id)
         loop = asyncio.get_running_loop()
         try:
-            async with self.blobs.writer(key) as writer:
+            async with self.blobs.writer(key, data_key) as writer:
                 async for chunk in content:
                     attempt.last_activity = loop.time()
                     if writer.size + len(chunk) > info.size:
@@ -120,7 +123,7 @@ class UploadSteps(ExchangeBase):
             if attempt.superseded:  # pragma: no cover - superseded only while receiving, so cancelled there
                 raise Problem("conflict", Text("a newer upload of this packet took over"))
             # Content-aware data types (edXML) are read before acceptance; a refusal deletes the upload.
-            return key, await self.content.inspect(info, self.blobs.path(key), key)
+            return key, await self.content.inspect(info, self.blobs.path(key), key, data_key=data_key)
         except PartialRemoved:
             # Another attempt (on another node) was accepted meanwhile and removed this one's files.
             await self.content.delete_blobs(key)

@@ -8,13 +8,26 @@ one the caller may not see or that does not apply (e.g. `to` for a destination).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from lgsp.core.events import Event
-from lgsp.core.exchange.values import InboxPosition
+from lgsp.core.exchange.values import InboxPosition, PacketInfo
+
+
+@dataclass(frozen=True)
+class Readable:
+    """Content a caller may read now (`Exchange.open_content`): the packet as the caller gets it (its
+    variant's size and hash), the file, and the packet's data key read with the packet, still
+    sealed: pass it on (`content_response(..., data_key=)`, `ContentService.open_stored`), the read
+    unseals it. None without a key source (the reader then reads the key itself)."""
+
+    info: PacketInfo
+    path: Path
+    data_key: Callable[[], Awaitable[bytes | None]] | None = None
 
 
 @dataclass(frozen=True)

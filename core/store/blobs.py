@@ -33,7 +33,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -252,8 +252,11 @@ class BlobStore:
         folder = self.path(prefix).parent
         return _names_with_prefix(os.fspath(folder), prefix)
 
-    def writer(self, key: str) -> BlobWriter:
-        return BlobWriter(self, key)
+    def writer(self, key: str, data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> BlobWriter:
+        """A writer of blob `key`. `data_key` unseals the packet's data key read with the packet
+        (`ContentKeys.opener`), awaited when the file is made: the writer then reads no key itself;
+        without it, or when it gives None, the key is read (made if missing) from the key source."""
+        return BlobWriter(self, key, data_key)
 
     def create_temp(self, key: str) -> tuple[Path, BinaryIO]:
         """A new temporary file for blob `key` in this process's folder, open for writing (worker
@@ -431,9 +434,11 @@ class BlobWriter:
     #: At most this much buffered content is hashed on the event loop by `finish` (tens of µs).
     INLINE_HASH_BYTES = 64 * 1024
 
-    def __init__(self, store: BlobStore, key: str) -> None:
+    def __init__(self, store: BlobStore, key: str,
+                 data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> None:
         self.store = store
         self.key = key
+        self._data_key = data_key
         self.final = store.path(key)
         self.temp: Path | None = None  # made in `__aenter__`, in this process's temporary folder
         self.size = 0
@@ -448,7 +453,9 @@ class BlobWriter:
         data_key = None
         if self.store.encrypt:
             assert self.store.keys is not None
-            data_key = await self.store.keys.get_or_create(key_id_of(self.key))
+            data_key = await self._data_key() if self._data_key is not None else None
+            if data_key is None:
+                data_key = await self.store.keys.get_or_create(key_id_of(self.key))
         await asyncio.to_thread(self._open, data_key)
         return self
 

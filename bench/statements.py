@@ -44,8 +44,38 @@ _TABLE = {"SELECT": re.compile(r"\bFROM\s+\"?(\w+)", re.IGNORECASE),
           "DELETE": re.compile(r"\bFROM\s+\"?(\w+)", re.IGNORECASE)}
 
 
+_CTE_HEAD = re.compile(r"^\s*(?:WITH\s+|,\s*)(\w+)\s+AS\s*\(", re.IGNORECASE)
+
+
+def split_ctes(statement: str) -> tuple[list[str], str]:
+    """The bodies of a statement's leading `WITH name AS (...)` parts, and the main statement."""
+    bodies: list[str] = []
+    rest = statement
+    while (head := _CTE_HEAD.match(rest)) is not None:
+        depth, start = 1, head.end()
+        for i in range(start, len(rest)):
+            depth += {"(": 1, ")": -1}.get(rest[i], 0)
+            if depth == 0:
+                bodies.append(rest[start:i])
+                rest = rest[i + 1:]
+                break
+        else:
+            return bodies, rest  # unbalanced: leave it to the main pattern
+    return bodies, rest
+
+
+def carried_of(statement: str) -> list[str]:
+    """The writes a statement carries as data-modifying CTEs (core/store/deferred.py): `INSERT audit_log`, ..."""
+    return [kind for body in split_ctes(statement)[0]
+            if (kind := kind_of(body)).startswith(("INSERT", "UPDATE", "DELETE"))]
+
+
 def kind_of(statement: str) -> str:
-    """`SELECT packets`, `INSERT packet_events`, `BEGIN IMMEDIATE`, ...: the verb and first table."""
+    """`SELECT packets`, `INSERT packet_events`, `BEGIN IMMEDIATE`, ...: the verb and first table (of
+    the main statement, after any data-modifying CTEs)."""
+    bodies, main = split_ctes(statement)
+    if bodies and any(kind_of(b).startswith(("INSERT", "UPDATE", "DELETE")) for b in bodies):
+        statement = main
     match = _KIND.match(statement)
     if match is None:
         return statement.split(None, 1)[0].upper() if statement.strip() else "?"
@@ -61,6 +91,8 @@ class StatementCounter:
     """Counts the statements sent through some engines (by kind) and the commits of write transactions."""
 
     statements: Counter[str] = field(default_factory=Counter)
+    #: Writes sent as data-modifying CTEs of another statement (no round trip of their own).
+    carried: Counter[str] = field(default_factory=Counter)
     rows_many: int = 0  # statements sent as executemany (one statement, several parameter sets)
     commits: int = 0
     _listening: list[tuple[Engine, str, Any]] = field(default_factory=list)
@@ -71,12 +103,14 @@ class StatementCounter:
 
     def reset(self) -> None:
         self.statements.clear()
+        self.carried.clear()
         self.rows_many = 0
         self.commits = 0
 
     def _on_statement(self, _conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any,
                       executemany: bool) -> None:
         self.statements[kind_of(statement)] += 1
+        self.carried.update(carried_of(statement))
         if executemany:
             self.rows_many += 1
 
@@ -105,7 +139,8 @@ class StatementCounter:
     def per(self, n: int) -> dict[str, Any]:
         """Everything counted, divided by `n` exchanges."""
         return {"statements": self.total / n, "write_transactions": self.commits / n,
-                "by_kind": {k: v / n for k, v in sorted(self.statements.items(), key=lambda kv: (-kv[1], kv[0]))}}
+                "by_kind": {k: v / n for k, v in sorted(self.statements.items(), key=lambda kv: (-kv[1], kv[0]))},
+                "carried": {k: v / n for k, v in sorted(self.carried.items(), key=lambda kv: (-kv[1], kv[0]))}}
 
 
 async def count_exchanges(hub: Any, pairs: list[Any], per_pair: int, size: int = 10 * 1024,
@@ -182,6 +217,10 @@ def main(argv: list[str] | None = None) -> None:
           f"{result['statements']:.1f} statements, {result['write_transactions']:.2f} write transactions")
     for kind, per in result["by_kind"].items():
         print(f"  {per:6.2f}  {kind}")
+    if result["carried"]:
+        print("carried by another statement (data-modifying CTEs, no round trip of their own):")
+        for kind, per in result["carried"].items():
+            print(f"  {per:6.2f}  {kind}")
 
 
 if __name__ == "__main__":

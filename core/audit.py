@@ -38,6 +38,7 @@ from sqlalchemy import and_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core.i18n import Text
+from lgsp.core.store import deferred
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import access_keys, audit_log, audit_seals, deliveries, packet_contents
 
@@ -73,9 +74,11 @@ async def append(conn: AsyncConnection, action: str, *, actor: str | None = None
     if actor is None:
         acting = current_actor.get()
         actor, address = ("hub", address) if acting is None else (acting[0], address or acting[1])
-    await conn.execute(_INSERT, {"at": at or datetime.now(UTC), "actor": actor[:64] if actor else None,
-                                 "address": address[:64] if address else None, "action": action,
-                                 "target": target[:255] if target else None, "unit_id": unit, "detail": detail})
+    row = {"at": at or datetime.now(UTC), "actor": actor[:64] if actor else None,
+           "address": address[:64] if address else None, "action": action,
+           "target": target[:255] if target else None, "unit_id": unit, "detail": detail}
+    # PostgreSQL: held and sent with the transaction's events INSERT (one round trip fewer).
+    await deferred.insert(conn, audit_log, row, _INSERT)
 
 
 _VARIANT_HASH = (select(packet_contents.c.variant, packet_contents.c.sha256)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lgsp.core.errors import Problem
 from lgsp.core.i18n import Text
 from lgsp.core.masterkey import MasterKey, MasterKeyError
+from lgsp.core.store import deferred
 from lgsp.core.store.blobcrypt import new_data_key
 from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
@@ -82,7 +83,8 @@ class ContentKeys:
         durable with the packet, before any blob is encrypted with it, and the upload only reads it
         (no write transaction of its own). Returns it sealed, as stored (see `opener`)."""
         sealed = self.master_key.seal(new_data_key(), self.context(key_id))
-        await conn.execute(_INSERT_KEY, {"key_id": key_id, "sealed": sealed, "created_at": datetime.now(UTC)})
+        await deferred.insert(conn, content_keys, {"key_id": key_id, "sealed": sealed, "created_at": datetime.now(UTC)},
+                              _INSERT_KEY)
         return sealed
 
     async def get_or_create(self, key_id: str) -> bytes:

@@ -21,6 +21,7 @@ from typing import Any, Final
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import states
+from lgsp.core.store import deferred
 from lgsp.core.store.tables import packet_events
 
 log = logging.getLogger(__name__)
@@ -170,9 +171,21 @@ def _checked(type_: str) -> None:
 async def record(conn: AsyncConnection, packet_id: str | None, type_: str, at: datetime, *, unit: str | None = None,
                  audience: str | None = None, detail: dict[str, Any] | None = None) -> Event:
     _checked(type_)
-    seq = await conn.scalar(_INSERT_EVENT, {"packet_id": packet_id, "at": at, "type": type_, "unit": unit,
-                                            "audience": audience, "detail": detail})
+    row = {"packet_id": packet_id, "at": at, "type": type_, "unit": unit, "audience": audience, "detail": detail}
+    seqs = await _insert_with_held(conn, [row])
+    seq = seqs[0] if seqs is not None else await conn.scalar(_INSERT_EVENT, row)
     return Event(int(seq or 0), type_, packet_id, at, unit, audience, detail)
+
+
+async def _insert_with_held(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int] | None:
+    """On PostgreSQL, the events INSERT that also writes the rows the transaction holds
+    (core/store/deferred.py): their seqs in the order given; None when nothing is held."""
+    held = deferred.take(conn)
+    if not held:
+        return None
+    main, params = deferred.rows_statement(packet_events, rows, "e", returning="id")
+    stmt, params = deferred.with_held(main, params, held)
+    return sorted(int(seq) for seq in (await conn.execute(stmt, params)).scalars().all())
 
 
 async def record_all(conn: AsyncConnection, new: Sequence[NewEvent]) -> list[Event]:
@@ -183,10 +196,11 @@ async def record_all(conn: AsyncConnection, new: Sequence[NewEvent]) -> list[Eve
     if len(new) <= 1:
         return [await record(conn, e.packet_id, e.type, e.at, unit=e.unit, audience=e.audience, detail=e.detail)
                 for e in new]
-    result = await conn.execute(_INSERT_EVENTS, [
-        {"packet_id": e.packet_id, "at": e.at, "type": e.type, "unit": e.unit, "audience": e.audience,
-         "detail": e.detail} for e in new])
-    seqs = sorted(int(seq) for seq in result.scalars().all())
+    rows = [{"packet_id": e.packet_id, "at": e.at, "type": e.type, "unit": e.unit, "audience": e.audience,
+             "detail": e.detail} for e in new]
+    seqs = await _insert_with_held(conn, rows)
+    if seqs is None:
+        seqs = sorted(int(seq) for seq in (await conn.execute(_INSERT_EVENTS, rows)).scalars().all())
     return [Event(int(seq), e.type, e.packet_id, e.at, e.unit, e.audience, e.detail) for seq, e in zip(seqs, new,
                                                                                                      strict=True)]
 

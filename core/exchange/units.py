@@ -49,6 +49,7 @@ from lgsp.core.exchange.views import (
 )
 from lgsp.core.i18n import Text
 from lgsp.core.signing import SHA256_RE
+from lgsp.core.store import deferred
 from lgsp.core.store.params import constants
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
 from lgsp.core.text import text_problem
@@ -87,22 +88,25 @@ class UnitCases(UploadSteps):
         packet_id = str(uuid.uuid4())
         expires = now + self.transfer_ttl
         async with self.db.write() as conn:
-            await conn.execute(_INSERT_PACKET, dict(
+            # Nothing here is read back in the transaction: on PostgreSQL the packet, its deliveries
+            # and the audit entry travel with the event's INSERT, one statement (core/store/deferred.py).
+            await deferred.insert(conn, packets, dict(
                 id=packet_id, source_unit=source, subject=new.subject, priority=new.priority,
                 data_type=new.data_type, protocol=new.protocol, size=new.size, sha256=new.sha256,
                 deadline=new.deadline, policy=new.policy, meta=new.meta or None, state="created",
-                content_state="none", created_at=now, upload_expires_at=expires, source_application=application))
+                content_state="none", created_at=now, upload_expires_at=expires, source_application=application),
+                _INSERT_PACKET)
             if new.to:  # none yet when the content names them
-                await conn.execute(deliveries.insert(), [self._delivery_row(packet_id, u, new.priority, now)
+                await deferred.insert(conn, deliveries, [self._delivery_row(packet_id, u, new.priority, now)
                                                          for u in new.to])
             data_key: KeyOpener | None = None
             if self.blobs.encrypt and isinstance(self.blobs.keys, ContentKeys):
                 # The content's data key, durable with the packet.
                 data_key = self.blobs.keys.opener(packet_id, await self.blobs.keys.create_in(conn, packet_id))
-            created = await record(conn, packet_id, ev.PACKET_CREATED, now, unit=source)
             await audit.append(conn, "packet.created", actor=source, target=packet_id, unit=source, at=now, detail={
                 "application": application, "to": list(new.to), "data_type": new.data_type, "size": new.size,
                 "sha256": new.sha256})
+            created = await record(conn, packet_id, ev.PACKET_CREATED, now, unit=source)
         self.bus.publish([created])  # history only: no stream gets it (metrics count it)
         info = PacketInfo(id=packet_id, source=source, to=tuple(sorted(new.to)), subject=new.subject,
                           priority=new.priority, data_type=new.data_type, protocol=new.protocol, size=new.size,

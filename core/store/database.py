@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from lgsp.core import states
-from lgsp.core.store import sqlite_inline
+from lgsp.core.store import deferred, sqlite_inline
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,19 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that commits when the block ends without error."""
+        """A transaction that commits when the block ends without error. On PostgreSQL rows written
+        only to be kept (audit entries) travel with the transaction's events INSERT
+        (core/store/deferred.py); what is still held when the block ends is inserted before COMMIT."""
         async with self.writer.begin() as conn:
-            yield conn
+            if self.dialect != "postgresql":
+                yield conn
+                return
+            deferred.open_holding(conn)
+            try:
+                yield conn
+                await deferred.flush(conn)
+            finally:
+                deferred.close_holding(conn)
 
     async def write_statement(self, statement: Any, params: Any = None) -> list[Any]:
         """Run one write statement as a transaction of its own; its rows (RETURNING), all read.

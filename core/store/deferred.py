@@ -1,0 +1,122 @@
+"""Rows a PostgreSQL write transaction inserts without reading back, sent with its next INSERT.
+
+On PostgreSQL every statement is an event-loop round trip, the hot path's main cost there. Some
+rows of a transaction are written only to be kept, never read back in it: the audit entry of the
+fact being recorded (core/audit.py; the chainer reads it later, in a transaction of its own). Such
+a row is held here and sent as a data-modifying CTE of the transaction's events INSERT
+(core/events.py), so one statement writes both: the same transaction, the same atomicity and the
+same durability as two statements, one round trip fewer. What no events INSERT took is inserted when
+the block of `Database.write` ends, before its COMMIT, so nothing held is ever lost or left out of
+its transaction; a transaction that fails takes its held rows with it.
+
+SQLite runs statements on the event loop's thread without a round trip (core/store/sqlite_inline.py)
+and has no data-modifying CTEs: there, and on any connection `Database.write` did not open, `hold`
+declines and the caller inserts at once.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import Table, bindparam
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+#: Key in the connection's `info` of the rows held for the transaction in progress.
+_HELD = "lgsp_held_rows"
+
+
+def open_holding(conn: AsyncConnection) -> None:
+    """Start holding rows for this write transaction (PostgreSQL: `Database.write`)."""
+    conn.info[_HELD] = []
+
+
+def close_holding(conn: AsyncConnection) -> None:
+    """Forget what this connection held (the transaction ended, either way)."""
+    conn.info.pop(_HELD, None)
+
+
+def hold(conn: AsyncConnection, table: Table, row: dict[str, Any]) -> bool:
+    """Hold `row` for `table` until the transaction's next events INSERT (or its end); False where
+    rows are not held (SQLite, or a connection outside `Database.write`): insert it now."""
+    held: list[tuple[Table, dict[str, Any]]] | None = conn.info.get(_HELD)
+    if held is None:
+        return False
+    held.append((table, row))
+    return True
+
+
+async def insert(conn: AsyncConnection, table: Table, rows: dict[str, Any] | list[dict[str, Any]],
+                 statement: Any = None) -> None:
+    """Insert rows the transaction will not read back: held where rows are held (`hold`), else now
+    (with `statement`, an INSERT built once, or the table's plain INSERT)."""
+    many = rows if isinstance(rows, list) else [rows]
+    if not many:
+        return
+    if conn.info.get(_HELD) is not None:
+        for row in many:
+            hold(conn, table, row)
+        return
+    await conn.execute(table.insert() if statement is None else statement, rows)
+
+
+def take(conn: AsyncConnection) -> list[tuple[Table, dict[str, Any]]]:
+    """The rows held so far, handed to the caller, who must write them in this transaction."""
+    held: list[tuple[Table, dict[str, Any]]] | None = conn.info.get(_HELD)
+    if not held:
+        return []
+    conn.info[_HELD] = []
+    return held
+
+
+async def flush(conn: AsyncConnection) -> None:
+    """Insert what is still held (end of the write block, before COMMIT): one INSERT per table."""
+    by_table: dict[Table, list[dict[str, Any]]] = {}
+    for table, row in take(conn):
+        by_table.setdefault(table, []).append(row)
+    for table, rows in by_table.items():
+        await conn.execute(table.insert(), rows)
+
+
+@functools.lru_cache(maxsize=256)
+def _values(table: Table, columns: tuple[str, ...], n: int, prefix: str, returning: str | None = None) -> Any:
+    """`INSERT INTO table (columns) VALUES (...) × n` with named parameters `{prefix}{i}_{column}`
+    (and `RETURNING returning`): one statement object per shape, so SQLAlchemy compiles each once."""
+    # INSERT … SELECT of typed parameters, a SELECT per row joined by UNION ALL: unlike a multi-row
+    # VALUES (`.values(list)`, which SQLAlchemy compiles again at every execution), it has a cache key.
+    rows = [sqlalchemy.select(*(bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type) for c in columns))
+            for i in range(n)]
+    source = rows[0] if n == 1 else sqlalchemy.union_all(*rows)
+    stmt = sqlalchemy.insert(table).from_select(list(columns), source)
+    return stmt.returning(table.c[returning]) if returning else stmt
+
+
+def rows_statement(table: Table, rows: list[dict[str, Any]], prefix: str, *, returning: str | None = None
+                   ) -> tuple[Any, dict[str, Any]]:
+    """A multi-row INSERT of `rows` (all with the same columns) and its parameters."""
+    columns = tuple(sorted(rows[0]))
+    params = {f"{prefix}{i}_{c}": row[c] for i, row in enumerate(rows) for c in columns}
+    return _values(table, columns, len(rows), prefix, returning), params
+
+
+@functools.lru_cache(maxsize=256)
+def _with_held(main: Any, held: tuple[tuple[Table, tuple[str, ...], int], ...]) -> Any:
+    stmt = main
+    for k, (table, columns, n) in enumerate(held):
+        stmt = stmt.add_cte(_values(table, columns, n, f"h{k}_").cte(f"held_{k}"))
+    return stmt
+
+
+def with_held(main: Any, main_params: dict[str, Any], held: list[tuple[Table, dict[str, Any]]]
+              ) -> tuple[Any, dict[str, Any]]:
+    """`main` (an INSERT built once) carrying the held rows as data-modifying CTEs, with the
+    parameters of both; built once per shape (tables, columns and row counts)."""
+    groups: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
+    for table, row in held:
+        groups.setdefault((table, tuple(sorted(row))), []).append(row)
+    shape = tuple((table, columns, len(rows)) for (table, columns), rows in groups.items())
+    params = dict(main_params)
+    for k, ((_, columns), rows) in enumerate(groups.items()):
+        params.update({f"h{k}_{i}_{c}": row[c] for i, row in enumerate(rows) for c in columns})
+    return _with_held(main, shape), params

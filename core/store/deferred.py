@@ -17,30 +17,33 @@ declines and the caller inserts at once.
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Any
 
 import sqlalchemy
 from sqlalchemy import Table, bindparam
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-#: Key in the connection's `info` of the rows held for the transaction in progress.
-_HELD = "lgsp_held_rows"
+#: The rows held by each write transaction in progress, by its connection object (not in the
+#: connection's `info`, which an invalidated connection refuses to give, and which outlives the
+#: transaction in the pool).
+_held: weakref.WeakKeyDictionary[AsyncConnection, list[tuple[Table, dict[str, Any]]]] = weakref.WeakKeyDictionary()
 
 
 def open_holding(conn: AsyncConnection) -> None:
     """Start holding rows for this write transaction (PostgreSQL: `Database.write`)."""
-    conn.info[_HELD] = []
+    _held[conn] = []
 
 
 def close_holding(conn: AsyncConnection) -> None:
     """Forget what this connection held (the transaction ended, either way)."""
-    conn.info.pop(_HELD, None)
+    _held.pop(conn, None)
 
 
 def hold(conn: AsyncConnection, table: Table, row: dict[str, Any]) -> bool:
     """Hold `row` for `table` until the transaction's next events INSERT (or its end); False where
     rows are not held (SQLite, or a connection outside `Database.write`): insert it now."""
-    held: list[tuple[Table, dict[str, Any]]] | None = conn.info.get(_HELD)
+    held = _held.get(conn)
     if held is None:
         return False
     held.append((table, row))
@@ -54,7 +57,7 @@ async def insert(conn: AsyncConnection, table: Table, rows: dict[str, Any] | lis
     many = rows if isinstance(rows, list) else [rows]
     if not many:
         return
-    if conn.info.get(_HELD) is not None:
+    if conn in _held:
         for row in many:
             hold(conn, table, row)
         return
@@ -63,10 +66,10 @@ async def insert(conn: AsyncConnection, table: Table, rows: dict[str, Any] | lis
 
 def take(conn: AsyncConnection) -> list[tuple[Table, dict[str, Any]]]:
     """The rows held so far, handed to the caller, who must write them in this transaction."""
-    held: list[tuple[Table, dict[str, Any]]] | None = conn.info.get(_HELD)
+    held = _held.get(conn)
     if not held:
         return []
-    conn.info[_HELD] = []
+    _held[conn] = []
     return held
 
 

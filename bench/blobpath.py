@@ -6,7 +6,8 @@
 Each "exchange" does what the hub's blob layer does for one packet: the upload written (file
 created, content, final chunk sealed, fsync, rename, folder fsync), the partial uploads of other
 attempts looked for after the acceptance, the whole content read back as a download would, and
-the purge. 32 run at once on the default thread pool, as the hub's requests do. Printed: the
+the purge. 32 run at once on the default thread pool, as the hub's requests do (so concurrent
+removals share their worker-thread calls, as in the hub). Printed: the
 process's CPU (all threads, getrusage) per exchange, user and system, and context switches. The
 rest of the hub (HTTP, SQL) is not in it, so on a shared machine this moves far less than
 `bench.cell`; docs/performance.md (saving 7) compares it before and after.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import inspect
 import os
 import resource
 import shutil
@@ -32,6 +34,8 @@ from typing import Any
 from lgsp.core.store.blobs import BlobStore
 
 CURRENT = hasattr(BlobStore, "purge")
+#: The writer takes the declared size (a small blob in one worker-thread call, saving 11).
+SIZED = "size" in inspect.signature(BlobStore.writer).parameters
 
 
 class MemoryKeys:
@@ -50,7 +54,7 @@ class MemoryKeys:
 async def exchange(store: BlobStore, data: bytes, sha: str) -> None:
     packet_id = str(uuid.uuid4())
     key = f"{packet_id}-{os.urandom(4).hex()}"
-    async with store.writer(key) as writer:
+    async with (store.writer(key, size=len(data)) if SIZED else store.writer(key)) as writer:
         await writer.write(data)
         if await writer.finish() != sha:
             raise AssertionError("digest differs")

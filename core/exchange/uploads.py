@@ -105,7 +105,8 @@ class UploadSteps(ExchangeBase):
         key = upload_key(info.id)
         loop = asyncio.get_running_loop()
         try:
-            async with self.blobs.writer(key, data_key) as writer:
+            # The declared size lets a small packet's blob go to disk in one worker-thread call.
+            async with self.blobs.writer(key, data_key, size=info.size) as writer:
                 async for chunk in content:
                     attempt.last_activity = loop.time()
                     if writer.size + len(chunk) > info.size:

@@ -33,7 +33,8 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -142,6 +143,65 @@ def _names_with_prefix(folder: str, prefix: str, suffix: str = "") -> list[str]:
         return []
 
 
+@dataclass(eq=False)
+class Removal:
+    """One caller's removal: a packet's partial uploads (every file named `<prefix>….part` in the
+    temporary folders) and, with `blobs`, its blob `key` (by name) or every blob named after it."""
+
+    prefix: str
+    key: str | None
+    blobs: bool
+    future: asyncio.Future[int] = field(repr=False)
+
+
+class Removals:
+    """Removals after commits, many callers to one worker-thread call (group removal).
+
+    Each completion purges its packet and each acceptance removes its partial uploads before the
+    request is answered; one thread hand-off and one read of the temporary folders each made them a
+    large share of the blob layer's cost. A caller joins the batch being gathered while the previous
+    one runs and waits for its own result, so its files are still gone before it returns; the first
+    caller after a quiet spell starts a batch at once (no added wait)."""
+
+    def __init__(self, run: Callable[[Sequence[Removal]], list[int | OSError]]) -> None:
+        self._run = run
+        self._pending: list[Removal] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def remove(self, prefix: str, key: str | None, *, blobs: bool) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append(Removal(prefix, key, blobs, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        batch: list[Removal] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await asyncio.to_thread(self._run, batch)
+                except Exception as exc:  # the scan itself failed: every caller of the batch learns it
+                    for r in batch:
+                        if not r.future.done():
+                            r.future.set_exception(exc)
+                    continue
+                for r, result in zip(batch, results, strict=True):
+                    if r.future.done():
+                        continue  # its caller was cancelled: the files went all the same
+                    if isinstance(result, OSError):
+                        r.future.set_exception(result)
+                    else:
+                        r.future.set_result(result)
+        finally:
+            self._flusher = None
+            for r in [*batch, *self._pending]:  # only when cancelled (loop shutting down)
+                if not r.future.done():
+                    r.future.cancel()
+            self._pending.clear()
+
+
 class BlobStore:
     def __init__(self, root: Path, *, chunk_size: int = 1 << 20, fsync: bool = True,
                  owner_stale_seconds: float = 300.0, keys: DataKeys | None = None,
@@ -159,6 +219,7 @@ class BlobStore:
         self._tmp: Path | None = None
         self._owner_fd: int | None = None
         self._tmp_lock = threading.Lock()  # writers are also made in worker threads
+        self._removals = Removals(self._remove_batch)
 
     def open(self) -> None:
         self.objects.mkdir(parents=True, exist_ok=True)
@@ -252,11 +313,14 @@ class BlobStore:
         folder = self.path(prefix).parent
         return _names_with_prefix(os.fspath(folder), prefix)
 
-    def writer(self, key: str, data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> BlobWriter:
+    def writer(self, key: str, data_key: Callable[[], Awaitable[bytes | None]] | None = None, *,
+               size: int | None = None) -> BlobWriter:
         """A writer of blob `key`. `data_key` unseals the packet's data key read with the packet
         (`ContentKeys.opener`), awaited when the file is made: the writer then reads no key itself;
-        without it, or when it gives None, the key is read (made if missing) from the key source."""
-        return BlobWriter(self, key, data_key)
+        without it, or when it gives None, the key is read (made if missing) from the key source.
+        `size`, the content's declared size when known, lets a small blob (at most `chunk_size`) be
+        created, written, sealed and published in one worker-thread call."""
+        return BlobWriter(self, key, data_key, size=size)
 
     def create_temp(self, key: str) -> tuple[Path, BinaryIO]:
         """A new temporary file for blob `key` in this process's folder, open for writing (worker
@@ -281,19 +345,19 @@ class BlobStore:
         return await asyncio.to_thread(lambda: remove(self._with_prefix(prefix)))
 
     async def purge(self, packet_id: str, key: str | None = None) -> int:
-        """Delete a packet's content and its partial uploads, in one worker-thread call.
+        """Delete a packet's content and its partial uploads; returns how many files went.
 
         With `key` (the packet's accepted upload, when the caller knows it has no variants) that one
         file is unlinked by name; without, every blob named after the packet goes (a read of its
         shard folder). Partial uploads are looked for in every process's temporary folder either
-        way: another node's writer names its file, so only a directory read finds it."""
+        way: another node's writer names its file, so only a directory read finds it.
+
+        Concurrent calls (and `delete_partials`) share one worker-thread call and one read of the
+        temporary folders (`Removals`); each caller returns once its own files are gone."""
         if key is not None and not key.startswith(packet_id):
             raise ValueError(f"blob {key!r} is not of packet {packet_id!r}")
-
-        def run() -> int:
-            blobs = [os.fspath(self.path(key))] if key is not None else self._with_prefix(packet_id)
-            return remove(blobs) + remove(self._partials(packet_id))
-        return await asyncio.to_thread(run)
+        self.path(key if key is not None else packet_id)  # a bad key is refused here, not in the batch
+        return await self._removals.remove(packet_id, key, blobs=True)
 
     async def data_key(self, key: str) -> bytes | None:
         """The data key of blob `key` (None without a key source, or when destroyed)."""
@@ -420,8 +484,64 @@ class BlobStore:
 
     async def delete_partials(self, prefix: str) -> int:
         """Delete every partial copy of a packet's content: once it no longer awaits an upload, no
-        attempt of it can succeed (a live writer elsewhere finds its file gone and gives up)."""
-        return await asyncio.to_thread(lambda: remove(self._partials(prefix)))
+        attempt of it can succeed (a live writer elsewhere finds its file gone and gives up).
+        Batched with concurrent purges (`Removals`)."""
+        return await self._removals.remove(prefix, None, blobs=False)
+
+    def _partials_of_all(self, prefixes: Collection[str]) -> dict[str, list[str]]:
+        """`_partials` for several prefixes at once: one read of `tmp/` and one of each process
+        folder, whatever their number. A file matching several prefixes is listed under each."""
+        wanted = tuple(p for p in dict.fromkeys(prefixes) if _KEY_RE.match(p))
+        found: dict[str, list[str]] = {p: [] for p in prefixes}
+        if not wanted:
+            return found
+
+        def take(name: str, path: str) -> None:
+            if name.endswith(".part") and name.startswith(wanted):
+                for p in wanted:
+                    if name.startswith(p):
+                        found[p].append(path)
+
+        try:
+            with os.scandir(self.tmp_root) as entries:
+                folders = []
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                    else:
+                        take(entry.name, entry.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        for folder in folders:
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.is_file(follow_symlinks=False):
+                            take(entry.name, entry.path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return found
+
+    def _remove_batch(self, batch: Sequence[Removal]) -> list[int | OSError]:
+        """Carry out a batch of removals (worker thread): the partial uploads of every packet named
+        found with one scan, then each removal's files; an OSError belongs to its removal only."""
+        partials = self._partials_of_all([r.prefix for r in batch])
+        done: set[str] = set()  # a file two removals name is counted once
+        out: list[int | OSError] = []
+        for r in batch:
+            try:
+                if not r.blobs:
+                    names: list[str] = []
+                elif r.key is not None:
+                    names = [os.fspath(self.path(r.key))]
+                else:
+                    names = self._with_prefix(r.prefix)
+                names = [n for n in names + partials[r.prefix] if n not in done]
+                out.append(remove(names))
+                done.update(names)
+            except OSError as exc:
+                out.append(exc)
+        return out
 
 
 class BlobWriter:
@@ -429,18 +549,26 @@ class BlobWriter:
 
     Worker-thread calls: one to create the file (and seal its header), one per `chunk_size` of
     content, one to commit (the rest of the content, the final chunk, fsync, rename). The last
-    piece, when small, is hashed on the loop by `finish`, so a small blob costs two hand-offs."""
+    piece, when small, is hashed on the loop by `finish`, and written by `commit`.
+
+    A writer told its content's `size` when that fits in one chunk (a small blob) creates its file
+    (and unseals its data key) only when it first writes: in `commit`'s call for a blob of at most
+    `INLINE_HASH_BYTES`, so the whole blob costs one hand-off. Until then it has no partial file
+    (nothing for another node's acceptance to remove: this attempt then loses at its own
+    acceptance, as one that finished first does), and an abort has nothing to delete. Larger or
+    unsized blobs create the file on entry, so a long upload shows its partial file from the start."""
 
     #: At most this much buffered content is hashed on the event loop by `finish` (tens of µs).
     INLINE_HASH_BYTES = 64 * 1024
 
     def __init__(self, store: BlobStore, key: str,
-                 data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> None:
+                 data_key: Callable[[], Awaitable[bytes | None]] | None = None, *,
+                 size: int | None = None) -> None:
         self.store = store
         self.key = key
         self._data_key = data_key
         self.final = store.path(key)
-        self.temp: Path | None = None  # made in `__aenter__`, in this process's temporary folder
+        self.temp: Path | None = None  # made in this process's temporary folder (see `_open`)
         self.size = 0
         self._sha = hashlib.sha256()
         self._buf = bytearray()
@@ -448,16 +576,23 @@ class BlobWriter:
         self._fh: BinaryIO | None = None
         self._sealer: ChunkSealer | None = None
         self._closed = False
+        #: Make the file in the worker-thread call that first writes to it, not on entry.
+        self._deferred = size is not None and size <= store.chunk_size
 
     async def __aenter__(self) -> BlobWriter:
-        data_key = None
-        if self.store.encrypt:
-            assert self.store.keys is not None
-            data_key = await self._data_key() if self._data_key is not None else None
-            if data_key is None:
-                data_key = await self.store.keys.get_or_create(key_id_of(self.key))
-        await asyncio.to_thread(self._open, data_key)
+        if not self._deferred:
+            await asyncio.to_thread(self._open, await self._key())
         return self
+
+    async def _key(self) -> bytes | None:
+        """The data key to seal the file with (None: a plain file), unsealed when the file is made."""
+        if not self.store.encrypt:
+            return None
+        assert self.store.keys is not None
+        data_key = await self._data_key() if self._data_key is not None else None
+        if data_key is None:
+            data_key = await self.store.keys.get_or_create(key_id_of(self.key))
+        return data_key
 
     def _open(self, data_key: bytes | None) -> None:
         """Create the temporary file and, encrypting, write its header (worker thread)."""
@@ -485,9 +620,12 @@ class BlobWriter:
             chunk, hashed = bytes(self._buf), self._hashed
             self._buf.clear()
             self._hashed = 0
-            await asyncio.to_thread(self._write_chunk, chunk, hashed)
+            data_key = await self._key() if self._fh is None else None  # a deferred file: made in this call
+            await asyncio.to_thread(self._write_chunk, chunk, hashed, data_key)
 
-    def _write_chunk(self, chunk: bytes, hashed: int = 0) -> None:
+    def _write_chunk(self, chunk: bytes, hashed: int = 0, data_key: bytes | None = None) -> None:
+        if self._fh is None:  # a deferred file, sealed with `data_key`
+            self._open(data_key)
         assert self._fh is not None
         if hashed < len(chunk):
             self._sha.update(memoryview(chunk)[hashed:])
@@ -510,10 +648,15 @@ class BlobWriter:
         chunk, hashed = bytes(self._buf), self._hashed
         self._buf.clear()
         self._hashed = 0
-        await asyncio.to_thread(self._commit, chunk, hashed)
+        data_key = await self._key() if self._fh is None else None  # a deferred file: made in this call
+        await asyncio.to_thread(self._commit, chunk, hashed, data_key)
         self._closed = True
 
-    def _commit(self, chunk: bytes = b"", hashed: int = 0) -> None:
+    def _commit(self, chunk: bytes = b"", hashed: int = 0, data_key: bytes | None = None) -> None:
+        """The rest of the content, the final chunk, fsync, rename, folder fsync (worker thread); a
+        deferred file is created first (sealed with `data_key`): the whole small blob in one call."""
+        if self._fh is None:
+            self._open(data_key)
         assert self._fh is not None and self.temp is not None
         if chunk:
             self._write_chunk(chunk, hashed)
@@ -525,7 +668,8 @@ class BlobWriter:
         self._closed = True
         self._buf.clear()
         self._hashed = 0
-        await asyncio.to_thread(self._abort)
+        if self._fh is not None or self.temp is not None:  # a deferred file never made: nothing to delete
+            await asyncio.to_thread(self._abort)
 
     def _abort(self) -> None:
         if self._fh is not None and not self._fh.closed:

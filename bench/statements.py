@@ -3,6 +3,7 @@
     python -m bench.statements                     # 8 pairs × 10 exchanges each, SQLite
     python -m bench.statements --postgresql        # the same on a fresh PostgreSQL database (dropped after)
     python -m bench.statements --pairs 4 --per-pair 25 --json
+    python -m bench.statements --hand-offs         # also the worker-thread hand-offs, by function
 
 A hub runs in this process (its HTTP server on loopback, the store it is configured with) and
 each pair does the pull exchange of the bench (create, upload, `packet.available` on the
@@ -14,13 +15,17 @@ transaction; the tool prints both per exchange, statements by kind (verb and fir
 Statements are what the CPU of the hub's hot path follows most closely (SQLAlchemy's cost is per
 statement, and on PostgreSQL each one is a round trip), so each saving in docs/performance.md is
 measured here as well as in CPU (`bench.cell`). tests/test_statements.py pins the count to an
-upper bound with the same counter.
+upper bound with the same counter. `--hand-offs` also counts every function the hub hands to a
+worker thread (`run_in_executor`, so `asyncio.to_thread` too) during the same exchanges:
+tests/test_blob_hot_path.py pins the blob store's share of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import asyncio.base_events
+import functools
 import hashlib
 import json
 import re
@@ -143,10 +148,34 @@ class StatementCounter:
                 "carried": {k: v / n for k, v in sorted(self.carried.items(), key=lambda kv: (-kv[1], kv[0]))}}
 
 
+@contextmanager
+def counting_hand_offs() -> Iterator[Counter[str]]:
+    """Every function handed to a worker thread (`run_in_executor`, so `asyncio.to_thread` too), by
+    `module:qualified name`, while the block runs."""
+    seen: Counter[str] = Counter()
+    real = asyncio.base_events.BaseEventLoop.run_in_executor
+
+    def run_in_executor(self: Any, executor: Any, func: Any, *args: Any) -> Any:
+        f = func.args[0] if isinstance(func, functools.partial) and func.args else func  # to_thread's ctx.run
+        while isinstance(f, functools.partial):
+            f = f.func
+        f = getattr(f, "__func__", f)
+        seen[f"{getattr(f, '__module__', '?')}:{getattr(f, '__qualname__', repr(f))}"] += 1
+        return real(self, executor, func, *args)
+
+    asyncio.base_events.BaseEventLoop.run_in_executor = run_in_executor  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        asyncio.base_events.BaseEventLoop.run_in_executor = real  # type: ignore[method-assign]
+
+
 async def count_exchanges(hub: Any, pairs: list[Any], per_pair: int, size: int = 10 * 1024,
-                          counter: StatementCounter | None = None) -> tuple[StatementCounter, int]:
+                          counter: StatementCounter | None = None,
+                          hand_offs: Counter[str] | None = None) -> tuple[StatementCounter, int]:
     """Run one warm-up exchange per pair, then `per_pair` more per pair (one in flight per pair),
-    counting the statements of the latter; returns the counter and the number of exchanges."""
+    counting the statements of the latter (and, given `hand_offs`, their worker-thread hand-offs);
+    returns the counter and the number of exchanges."""
     from bench.exchange import PairWorker
 
     counter = counter or StatementCounter()
@@ -161,13 +190,15 @@ async def count_exchanges(hub: Any, pairs: list[Any], per_pair: int, size: int =
 
         await asyncio.gather(*(one(w) for w in workers))  # warm-up: caches, prepared statements
         await asyncio.sleep(0.1)
-        with counter.counting(hub.db.writer.sync_engine, hub.db.reader.sync_engine):
+        with counter.counting(hub.db.writer.sync_engine, hub.db.reader.sync_engine), counting_hand_offs() as seen:
             async def loop(worker: PairWorker) -> None:
                 for _ in range(per_pair):
                     await one(worker)
 
             await asyncio.gather(*(loop(w) for w in workers))
             await asyncio.sleep(0.05)  # the after-commit steps of the last acks
+        if hand_offs is not None:
+            hand_offs.update(seen)
         errors = [e for w in workers for e in w.errors]
         if errors:
             raise RuntimeError(f"exchanges failed: {errors[:3]}")
@@ -194,11 +225,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with Hub(load_config(shape.config_path)) as hub:
             pairs = [type(p)(_with_url(p.source, hub.url), _with_url(p.destination, hub.url), p.source_id,
                              p.destination_id) for p in shape.pairs]
-            counter, n = await count_exchanges(hub, pairs, args.per_pair, args.size)
+            hand_offs: Counter[str] = Counter()
+            counter, n = await count_exchanges(hub, pairs, args.per_pair, args.size, hand_offs=hand_offs)
     finally:
         if database:
             await _pg_database(False, database)
-    return {"store": "postgresql" if database else "sqlite", "exchanges": n, **counter.per(n)}
+    result = {"store": "postgresql" if database else "sqlite", "exchanges": n, **counter.per(n)}
+    if getattr(args, "hand_offs", False):
+        result["hand_offs"] = sum(hand_offs.values()) / n
+        result["hand_offs_by_function"] = {k: v / n for k, v in hand_offs.most_common()}
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=10 * 1024)
     parser.add_argument("--postgresql", action="store_true", help="a fresh PostgreSQL database (LGSP_BENCH_PG)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--hand-offs", action="store_true", help="also count worker-thread hand-offs, by function")
     args = parser.parse_args(argv)
     result = asyncio.run(run(args))
     if args.json:
@@ -221,6 +258,10 @@ def main(argv: list[str] | None = None) -> None:
         print("carried by another statement (data-modifying CTEs, no round trip of their own):")
         for kind, per in result["carried"].items():
             print(f"  {per:6.2f}  {kind}")
+    if "hand_offs" in result:
+        print(f"{result['hand_offs']:.2f} worker-thread hand-offs per exchange")
+        for name, per in result["hand_offs_by_function"].items():
+            print(f"  {per:6.2f}  {name}")
 
 
 if __name__ == "__main__":

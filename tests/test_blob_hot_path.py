@@ -9,13 +9,10 @@ worker-thread call per exchange fails here (measure it with docs/performance.md'
 from __future__ import annotations
 
 import asyncio
-import asyncio.base_events
-import functools
 import hashlib
 import os
 import shutil
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # bench/ is a folder of the repository, not an installed package
 
 from bench.blobpath import MemoryKeys as _Keys  # noqa: E402
-from bench.statements import StatementCounter, count_exchanges  # noqa: E402
+from bench.statements import StatementCounter, count_exchanges, counting_hand_offs  # noqa: E402
 
 BLOB_MODULES = ("lgsp.core.store.blobs", "lgsp.core.store.blobcrypt", "lgsp.core.downloads", "io:")
 #: Per exchange, at most: the upload's blob created, written and published (one call), the download
@@ -42,27 +39,6 @@ BLOB_MODULES = ("lgsp.core.store.blobs", "lgsp.core.store.blobcrypt", "lgsp.core
 #: operations were folded into one call each, five before a small blob was made in one call and
 #: removals were batched.
 BLOB_HAND_OFFS = 4
-
-
-@contextmanager
-def counting_hand_offs() -> Iterator[Counter[str]]:
-    """Every function handed to a worker thread (`run_in_executor`, so `asyncio.to_thread` too)."""
-    seen: Counter[str] = Counter()
-    real = asyncio.base_events.BaseEventLoop.run_in_executor
-
-    def run_in_executor(self: Any, executor: Any, func: Any, *args: Any) -> Any:
-        f = func.args[0] if isinstance(func, functools.partial) and func.args else func  # to_thread's ctx.run
-        while isinstance(f, functools.partial):
-            f = f.func
-        f = getattr(f, "__func__", f)
-        seen[f"{getattr(f, '__module__', '?')}:{getattr(f, '__qualname__', repr(f))}"] += 1
-        return real(self, executor, func, *args)
-
-    asyncio.base_events.BaseEventLoop.run_in_executor = run_in_executor  # type: ignore[method-assign]
-    try:
-        yield seen
-    finally:
-        asyncio.base_events.BaseEventLoop.run_in_executor = real  # type: ignore[method-assign]
 
 
 async def test_an_exchange_hands_blob_work_to_a_thread_at_most_four_times_and_leaves_nothing(hub: Hub) -> None:

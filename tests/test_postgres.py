@@ -172,6 +172,40 @@ async def test_an_attempt_on_another_node_loses_its_partial_when_an_upload_is_ac
         await a2.close()
 
 
+async def test_a_small_attempt_on_another_node_loses_at_its_acceptance(nodes: tuple[Hub, Hub]) -> None:
+    """A small upload has no partial file until its last write (its blob is made in one call): node
+    one receives half of one, node two accepts a whole one, and node one's attempt, when its client
+    sends the rest, is answered 409 and keeps nothing, as an attempt whose partial was removed is."""
+    import asyncio
+
+    from .conftest import read_raw_response, start_raw_upload, wait_for
+
+    one, two = nodes
+    a1, akey = await _actor(one, "000.00.00.H23")
+    b, _ = await _actor(two, "000.00.01.H23")
+    a2 = LgspClient(Credentials(two.url, akey.access_key, secret=akey.secret))  # type: ignore[attr-defined]
+    try:
+        content = b"n" * 10_240
+        sha = hashlib.sha256(content).hexdigest()
+        created = await a1.create_packet(["000.00.01.H23"], subject="hai nút, nhỏ", size=len(content), sha256=sha)
+        reader, writer = await start_raw_upload(created["upload"]["url"], a1.signer, len(content), sha,
+                                                content[:5_000])
+        await wait_for(lambda: created["id"] in one.exchange._uploading, 10, what="node one receiving")
+        assert one.blobs.partials(created["id"]) == []  # nothing on disk while it receives
+        await a2.upload(created["upload"]["url"].replace(one.url, two.url), content, sha)
+        writer.write(content[5_000:])
+        await writer.drain()
+        status, _, body = await asyncio.wait_for(read_raw_response(reader), 10)
+        assert status == 409 and json.loads(body)["code"] == "conflict"
+        writer.close()
+        assert len(one.blobs.with_prefix(created["id"])) == 1  # the winner's blob only
+        assert one.blobs.partials(created["id"]) == []
+        assert await b.fetch_bytes(created["id"]) == content
+    finally:
+        await a1.close()
+        await a2.close()
+
+
 async def test_inbox_cursor_on_postgres_across_nodes(nodes: tuple[Hub, Hub]) -> None:
     """The keyset cursor compares timestamps on PostgreSQL too, and a page read on one node
     continues on the other."""

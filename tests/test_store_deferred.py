@@ -94,11 +94,14 @@ async def test_rows_no_events_insert_took_are_written_before_the_commit(db: Data
 
 
 async def test_a_failed_transaction_writes_none_of_its_held_rows(db: Database) -> None:
-    with pytest.raises(RuntimeError):
+    async def failing_use_case() -> None:
         async with db.write() as conn:
             await deferred.insert(conn, packets, _packet("p-lost"))
             await audit.append(conn, "operator.note", actor="op", target="p-lost", at=NOW)
             raise RuntimeError("the use case fails after holding rows")
+
+    with pytest.raises(RuntimeError):
+        await failing_use_case()
     assert await _count(db, packets) == 0
     assert await _count(db, audit_log) == 0
     # Nothing held survives on the pooled connection into the next transaction.

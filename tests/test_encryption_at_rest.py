@@ -25,6 +25,7 @@ from lgsp.client.client import Credentials, LgspClient
 from lgsp.core.auth import Principal
 from lgsp.core.config import load_config
 from lgsp.core.directory import IssuedKey
+from lgsp.core.exchange.views import Readable
 from lgsp.core.hub import Hub
 from lgsp.core.keyrotation import reseal_all
 from lgsp.core.store.blobcrypt import (
@@ -221,6 +222,16 @@ async def get(url: URL, headers: dict[str, str]) -> tuple[int, dict[str, str], b
     async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
         return resp.status, dict(resp.headers), await resp.read()
 
+
+
+async def _read_stored(hub: Hub, readable: Readable, size: int) -> bytes:
+    """The plaintext of a stored blob, opened with the data key read with its packet."""
+    assert readable.data_key is not None
+    fh = await hub.content.open_stored(readable.path, size=size, data_key=readable.data_key)
+    try:
+        return await asyncio.to_thread(fh.read)
+    finally:
+        fh.close()
 
 async def test_blob_on_disk_holds_no_plaintext_and_range_downloads_work(make_actor: MakeActor, hub: Hub) -> None:
     a = await make_actor("000.00.00.H23")
@@ -485,11 +496,7 @@ async def test_the_upload_and_the_download_read_the_data_key_with_the_packet(mak
         # The national axis' and SOAP's readers too (the blob opened with the key read with the packet).
         readable = await hub.exchange.open_content(principal_of(b), created["id"], peek=True)
         assert readable.data_key is not None
-        fh = await hub.content.open_stored(readable.path, size=len(content), data_key=readable.data_key)
-        try:
-            assert await asyncio.to_thread(fh.read) == content
-        finally:
-            fh.close()
+        assert await _read_stored(hub, readable, len(content)) == content
         assert await asyncio.to_thread((await hub.content.opener(readable.path,
                                                                  data_key=readable.data_key))().read) == content
         assert reads == []
@@ -535,12 +542,7 @@ async def test_a_data_key_read_before_a_rotation_retired_its_master_key_still_op
     key.new_primary()
     await reseal_all(hub.db, key)
     key.retire_older()
-    assert readable.data_key is not None
-    fh = await hub.content.open_stored(readable.path, size=len(content), data_key=readable.data_key)
-    try:
-        assert await asyncio.to_thread(fh.read) == content
-    finally:
-        fh.close()
+    assert await _read_stored(hub, readable, len(content)) == content
 
 
 def principal_of(actor: Actor) -> Principal:

@@ -44,6 +44,14 @@ async def _actor(hub: Hub, unit: str) -> tuple[LgspClient, object]:
     return LgspClient(Credentials(hub.url, key.access_key, secret=key.secret)), key
 
 
+async def _source_on_both(nodes: tuple[Hub, Hub]) -> tuple[LgspClient, LgspClient, LgspClient]:
+    """A source unit's client on node one, a destination's on node two, the same source's on node two."""
+    one, two = nodes
+    a1, akey = await _actor(one, "000.00.00.H23")
+    b, _ = await _actor(two, "000.00.01.H23")
+    return a1, b, LgspClient(Credentials(two.url, akey.access_key, secret=akey.secret))  # type: ignore[attr-defined]
+
+
 async def test_exchange_across_two_nodes(nodes: tuple[Hub, Hub], tmp_path: Path) -> None:
     one, two = nodes
     a_on_one, _ = await _actor(one, "000.00.00.H23")
@@ -76,9 +84,7 @@ async def test_concurrent_uploads_on_two_nodes_accept_once(nodes: tuple[Hub, Hub
     import asyncio
 
     one, two = nodes
-    a1, akey = await _actor(one, "000.00.00.H23")
-    b, _ = await _actor(two, "000.00.01.H23")
-    a2 = LgspClient(Credentials(two.url, akey.access_key, secret=akey.secret))  # type: ignore[attr-defined]
+    a1, b, a2 = await _source_on_both(nodes)
     try:
         content = b"y" * 4_000_000
         sha = hashlib.sha256(content).hexdigest()
@@ -147,9 +153,7 @@ async def test_an_attempt_on_another_node_loses_its_partial_when_an_upload_is_ac
     from .conftest import read_raw_response, start_raw_upload, wait_for
 
     one, two = nodes
-    a1, akey = await _actor(one, "000.00.00.H23")
-    b, _ = await _actor(two, "000.00.01.H23")
-    a2 = LgspClient(Credentials(two.url, akey.access_key, secret=akey.secret))  # type: ignore[attr-defined]
+    a1, b, a2 = await _source_on_both(nodes)
     try:
         content = b"z" * (3 << 20)
         sha = hashlib.sha256(content).hexdigest()
@@ -181,9 +185,7 @@ async def test_a_small_attempt_on_another_node_loses_at_its_acceptance(nodes: tu
     from .conftest import read_raw_response, start_raw_upload, wait_for
 
     one, two = nodes
-    a1, akey = await _actor(one, "000.00.00.H23")
-    b, _ = await _actor(two, "000.00.01.H23")
-    a2 = LgspClient(Credentials(two.url, akey.access_key, secret=akey.secret))  # type: ignore[attr-defined]
+    a1, b, a2 = await _source_on_both(nodes)
     try:
         content = b"n" * 10_240
         sha = hashlib.sha256(content).hexdigest()

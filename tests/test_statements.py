@@ -86,10 +86,24 @@ class CompileWatch:
 
     def __init__(self) -> None:
         self.fresh: Counter[str] = Counter()
+        #: The statement objects executed, by kind: one built per call shows as many objects as runs.
+        self.objects: dict[str, set[int]] = {}
+        self.executions: Counter[str] = Counter()
+
+    def built_per_call(self, tables: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+        """Kinds of these tables whose statements are built at each execution (SQLAlchemy then keys
+        each one again, walking its whole tree): (distinct objects, executions), beyond a few shapes."""
+        return {k: (len(ids), self.executions[k]) for k, ids in self.objects.items()
+                if k.split(" ", 1)[-1] in tables and len(ids) > max(8, self.executions[k] // 2)}
 
     def on_statement(self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any,
                      _many: bool) -> None:
         compiled = getattr(context, "compiled", None)
+        invoked = getattr(context, "invoked_statement", None)  # this execution's own statement object
+        if invoked is not None:
+            kind = kind_of(statement)
+            self.objects.setdefault(kind, set()).add(id(invoked))
+            self.executions[kind] += 1
         if compiled is None or kind_of(statement).startswith(("BEGIN", "COMMIT", "ROLLBACK", "SELECT PG_")):
             return  # driver-level SQL (BEGIN IMMEDIATE): nothing to compile
         if context.cache_hit != CacheStats.CACHE_HIT or compiled.post_compile_params:
@@ -120,6 +134,8 @@ async def _check(hub: Hub) -> None:
     per = counter.per(n)
     fresh = {k: v for k, v in watch.fresh.items() if k.split(" ", 1)[-1] in COMPILED_ONCE and k not in TIMERS}
     assert not fresh, f"compiled at run time, or with an expanding IN: {fresh}"
+    built = watch.built_per_call(COMPILED_ONCE)
+    assert not built, f"statements built at each execution (distinct objects, executions): {built}"
     exchange = sum(v for k, v in counter.statements.items()
                    if k.split(" ", 1)[-1] in EXCHANGE_TABLES and k not in TIMERS) / n
     # Timers also touch some of these (a packet load of an offline check, ...): a fraction per

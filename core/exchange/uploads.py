@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, update
+from sqlalchemy import and_, bindparam, update
 
 from lgsp.core import audit
 from lgsp.core import deliveries as dv
@@ -28,6 +28,11 @@ from lgsp.core.exchange.values import PacketInfo, upload_key
 from lgsp.core.i18n import Text
 from lgsp.core.store.blobs import PartialRemoved
 from lgsp.core.store.tables import packets
+
+# The acceptance, built once: a statement built per call is keyed again by SQLAlchemy at each execution.
+_ACCEPT = (update(packets).where(and_(packets.c.id == bindparam("p_packet"), packets.c.state == "created"))
+           .values(state="accepted", content_state="stored", blob_key=bindparam("blob_key"),
+                   accepted_at=bindparam("accepted_at")))
 
 
 @dataclass(eq=False)
@@ -136,9 +141,7 @@ class UploadSteps(ExchangeBase):
         after = AfterCommit()
         fresh: PacketInfo | None = None
         async with self.db.write() as conn:
-            result = await conn.execute(update(packets).where(
-                and_(packets.c.id == info.id, packets.c.state == "created")).values(
-                state="accepted", content_state="stored", blob_key=key, accepted_at=now))
+            result = await conn.execute(_ACCEPT, {"p_packet": info.id, "blob_key": key, "accepted_at": now})
             if result.rowcount == 1:
                 variant_of: dict[str, dict[str, Any]] = {}
                 if inspection is not None:

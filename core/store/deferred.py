@@ -61,7 +61,13 @@ async def insert(conn: AsyncConnection, table: Table, rows: dict[str, Any] | lis
         for row in many:
             hold(conn, table, row)
         return
-    await conn.execute(table.insert() if statement is None else statement, rows)
+    await conn.execute(_plain_insert(table) if statement is None else statement, rows)
+
+
+@functools.cache
+def _plain_insert(table: Table) -> Any:
+    """A table's INSERT, built once (one built per call is keyed again by SQLAlchemy each time)."""
+    return table.insert()
 
 
 def take(conn: AsyncConnection) -> list[tuple[Table, dict[str, Any]]]:
@@ -79,7 +85,7 @@ async def flush(conn: AsyncConnection) -> None:
     for table, row in take(conn):
         by_table.setdefault(table, []).append(row)
     for table, rows in by_table.items():
-        await conn.execute(table.insert(), rows)
+        await conn.execute(_plain_insert(table), rows)
 
 
 @functools.lru_cache(maxsize=256)

@@ -116,3 +116,20 @@ async def test_outside_a_write_block_rows_are_inserted_at_once(db: Database) -> 
         assert deferred.hold(conn, audit_log, {"action": "a"}) is False
         await audit.append(conn, "operator.note", actor="op", target="z", at=NOW)
     assert await _count(db, audit_log) == 1
+
+
+async def test_a_held_row_gets_the_defaults_a_plain_insert_would_give(db: Database) -> None:
+    """A row that leaves out a column whose default is client-side only (SQLAlchemy fills it in a
+    plain INSERT; the table has no server default) is stored with it, held or not: the held rows'
+    INSERT … SELECT renders such defaults into its SELECT (`from_select`'s `include_defaults`)."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    table = Table("held_defaults", MetaData(), Column("id", String(8), primary_key=True),
+                  Column("v", Integer, nullable=False, default=7))
+    async with db.write() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    async with db.write() as conn:
+        await deferred.insert(conn, table, {"id": "a"})
+        await ev.record(conn, None, ev.PACKET_CREATED, NOW)
+    async with db.read() as conn:
+        assert (await conn.execute(select(table.c.v))).scalar_one() == 7

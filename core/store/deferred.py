@@ -90,8 +90,9 @@ async def flush(conn: AsyncConnection) -> None:
 
 @functools.lru_cache(maxsize=256)
 def _values(table: Table, columns: tuple[str, ...], n: int, prefix: str, returning: str | None = None) -> Any:
-    """`INSERT INTO table (columns) VALUES (...) × n` with named parameters `{prefix}{i}_{column}`
-    (and `RETURNING returning`): one statement object per shape, so SQLAlchemy compiles each once."""
+    """`INSERT INTO table (columns) SELECT … UNION ALL SELECT …` of n rows, with named parameters
+    `{prefix}{i}_{column}` (and `RETURNING returning`): one statement object per shape, so
+    SQLAlchemy compiles each once."""
     # INSERT … SELECT of typed parameters, a SELECT per row joined by UNION ALL: unlike a multi-row
     # VALUES (`.values(list)`, which SQLAlchemy compiles again at every execution), it has a cache key.
     rows = [sqlalchemy.select(*(bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type) for c in columns))

@@ -128,7 +128,7 @@ async def take_packet(request: web.Request) -> web.Response:
     route = peer_of(hub, principal)
     encoded = request.headers.get(H_ENVELOPE, "")
     if not encoded.isascii():  # no digest of it can be taken, and no sender writes one
-        raise envelope_problem("not Base64url JSON")
+        raise envelope_problem(Text("not Base64url JSON"))
     if request.query.get(META_PARAM) != envelope_query(encoded).partition("=")[2]:
         raise Problem("auth.bad_signature", Text("{META_PARAM} does not match {H_ENVELOPE}", META_PARAM=META_PARAM,
                                                  H_ENVELOPE=H_ENVELOPE))

@@ -52,45 +52,45 @@ class Envelope:
         naming the header otherwise). The packet it describes is then checked as any new packet is
         (receiver.py)."""
         if not value:
-            raise envelope_problem("required")
+            raise envelope_problem(Text("required"))
         if len(value) > MAX_ENVELOPE * 2:
-            raise envelope_problem("too long")
+            raise envelope_problem(Text("too long"))
         if not _BASE64URL.fullmatch(value):
-            raise envelope_problem("not Base64url JSON")
+            raise envelope_problem(Text("not Base64url JSON"))
         try:
             raw: Any = load_json(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
         except ValueError:
-            raise envelope_problem("not Base64url JSON") from None
+            raise envelope_problem(Text("not Base64url JSON")) from None
         except Problem as exc:  # deeper than the JSON bound, NaN, a NUL or a lone surrogate in a string, ...
             raise envelope_problem(exc.detail) from None
         if not isinstance(raw, dict):
-            raise envelope_problem("must be a JSON object")
+            raise envelope_problem(Text("must be a JSON object"))
         for key in ("packet", "source", "data_type"):
             if not isinstance(raw.get(key), str) or not raw[key]:
-                raise envelope_problem(f"{key} must be a non-empty string")
+                raise envelope_problem(Text("{key} must be a non-empty string", key=key))
         packet = _text(raw["packet"], "packet", 200)
         source = _text(raw["source"], "source", MAX_DESTINATION)
         to = raw.get("to")
         if not isinstance(to, list) or not to or not all(isinstance(u, str) and u for u in to) or len(to) > 1000:
-            raise envelope_problem("to must be a non-empty list of unit identifiers")
+            raise envelope_problem(Text("to must be a non-empty list of unit identifiers"))
         subject, hub = raw.get("subject"), raw.get("hub")
         if not isinstance(subject, str | None) or not isinstance(hub, str | None):
-            raise envelope_problem("subject and hub must be strings")
+            raise envelope_problem(Text("subject and hub must be strings"))
         priority = raw.get("priority", 0)
         if not isinstance(priority, int) or isinstance(priority, bool):
-            raise envelope_problem("priority must be an integer")
+            raise envelope_problem(Text("priority must be an integer"))
         deadline = None
         if raw.get("deadline") is not None:
             try:
                 deadline = datetime.fromisoformat(str(raw["deadline"]))
             except ValueError:
-                raise envelope_problem("deadline must be an ISO 8601 time") from None
+                raise envelope_problem(Text("deadline must be an ISO 8601 time")) from None
             if deadline.tzinfo is None:
-                raise envelope_problem("deadline must carry its offset")
+                raise envelope_problem(Text("deadline must carry its offset"))
             try:  # the calendar's edges (9999-12-31T23:59:59-01:00) overflow in UTC
                 deadline = deadline.astimezone(UTC)
             except OverflowError:
-                raise envelope_problem("deadline must be an ISO 8601 time") from None
+                raise envelope_problem(Text("deadline must be an ISO 8601 time")) from None
         return cls(packet=packet, source=source, to=tuple(to), subject=_text((subject or "")[:500], "subject", 500,
                                                                               multiline=True),
                    priority=priority, data_type=str(raw["data_type"]), deadline=deadline,
@@ -103,6 +103,8 @@ _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
 def envelope_problem(why: str) -> Problem:
+    """The envelope header's problem; `why` is a `Text` (or a problem's detail), so it is read in the
+    reader's language with the rest."""
     return Problem("request.invalid", Text("{H_ENVELOPE}: {why}", H_ENVELOPE=H_ENVELOPE, why=why), field=H_ENVELOPE)
 
 

@@ -259,3 +259,14 @@ async def test_a_deadline_passed_on_the_way_and_repeated_destinations_are_taken(
         deadline = (await conn.execute(select(packets.c.deadline).where(packets.c.id == body["id"]))).scalar_one()
     assert sorted(u for (u,) in units) == [A, B]
     assert deadline.isoformat().startswith("2020-01-01T00:00:00")
+
+
+async def test_an_envelope_refusal_reads_in_the_readers_language(bench: PeerBench,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The reason after the header's name comes from the catalogues too: Vietnamese by default (the
+    other hub's operators read it in its log), English when asked."""
+    vi = await refused(bench, caplog, bench.push(encode([1])), 422, "request.invalid")
+    assert vi["detail"] == f"{H_ENVELOPE}: phải là một đối tượng JSON", vi
+    en = await refused(bench, caplog, bench.push(encode([1]), headers={"Accept-Language": "en"}), 422,
+                       "request.invalid")
+    assert en["detail"] == f"{H_ENVELOPE}: must be a JSON object", en

@@ -107,6 +107,12 @@ class Nodes:
         dead: ColumnElement[bool] = column.is_(None) | column.not_in(self.live(now))
         return dead
 
+    async def dead_nodes(self) -> list[str]:
+        """Nodes whose heartbeat stopped (until `forget_dead` removes them; a clean stop leaves none)."""
+        async with self.db.read() as conn:
+            return list((await conn.execute(select(nodes.c.id).where(nodes.c.heartbeat_at < self.alive_since())
+                                            .order_by(nodes.c.id))).scalars())
+
     async def live_nodes(self) -> list[str]:
         async with self.db.read() as conn:
             return list((await conn.execute(self.live().order_by(nodes.c.id))).scalars())

@@ -99,6 +99,8 @@ class Hub:
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: Nodes the leader has seen dead (their leftover files reconciled once: `_files_dead_nodes_left`).
+        self._dead_nodes_seen: set[str] = set()
         self._stopping = asyncio.Event()
         self.port: int | None = None
         #: A worker process shares its port with the other workers (SO_REUSEPORT, core/workers.py).
@@ -303,8 +305,9 @@ class Hub:
         # leads), since another node's upload in progress is not yet a packet's blob.
         self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
         leader = await self.leadership.try_lead()
-        if leader:
-            await self.exchange.reconcile_blobs(min_age_seconds=0)
+        # The files of purged packets go whoever starts (a node killed between a completion's commit
+        # and its deletion is usually this one's previous run); the rest only when no node runs.
+        await self.exchange.reconcile_blobs(min_age_seconds=0 if leader else 60)
         await self.presence.reset_stale()
         await self.notices.refresh(announce=leader)
         server_cfg = self.config.server
@@ -500,7 +503,7 @@ class Hub:
         # is confirmed with the server first: a leader frozen past its lease must not act on old news.
         jobs: list[Callable[[], Awaitable[Any]]] = [
             lambda: self.presence.sweep_cluster(probed=self.config.delivery.targets),  # what dead nodes held
-            self.exchange.sweep, self.offline.run]
+            self._files_dead_nodes_left, self.exchange.sweep, self.offline.run]
         if self.engine.lanes:
             jobs.append(self.engine.release_stale)
         jobs.append(lambda: self.offset_pruner.run(self.clock()))  # clock-offset samples past retention (every 10 min)
@@ -513,6 +516,16 @@ class Hub:
         except Exception:
             log.exception("statistics roll-up failed; the next round retries")
         return True
+
+    async def _files_dead_nodes_left(self) -> None:
+        """When a node is found dead, the files of packets it completed but had not yet deleted (it
+        died between the commit and the deletion): reconciled at once, not at the next hourly round."""
+        dead = set(await self.nodes.dead_nodes())
+        fresh, self._dead_nodes_seen = dead - self._dead_nodes_seen, dead
+        if fresh:
+            removed = await self.exchange.reconcile_blobs()
+            log.info("node(s) %s stopped answering; %d file(s) they left were removed", ", ".join(sorted(fresh)),
+                     removed)
 
     async def _audit_signer(self) -> tuple[str, str, Any]:
         key = await self.identity.key()

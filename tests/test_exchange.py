@@ -639,6 +639,55 @@ async def test_files_a_crash_left_behind_are_reconciled(make_actor: MakeActor, h
     assert await b.client.fetch_bytes(pending) == b"pending"
 
 
+async def test_a_purged_packets_files_go_at_any_age_the_others_only_once_old(make_actor: MakeActor,
+                                                                              hub: Hub) -> None:
+    """Reconciliation with an age guard: a purged packet's file goes even if it was written a moment
+    ago (nothing will read it); a losing attempt's, or one of no known packet, waits until it is old."""
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    done = await a.client.send(b"done", [b.unit], subject="s")
+    await b.client.ack(done, hashlib.sha256(b"done").hexdigest())
+    pending = await a.client.send(b"pending", [b.unit], subject="s")
+    purged = hub.blobs.path(f"{done}-0badc0de")
+    young = [hub.blobs.path(f"{pending}-1badc0de"), hub.blobs.path("00000000-0000-4000-8000-000000000000-2badc0de")]
+    for path in [purged, *young]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"left behind")
+    assert await hub.exchange.reconcile_blobs(min_age_seconds=60) == 1
+    assert not purged.exists() and all(p.exists() for p in young)
+    old = datetime.now(UTC).timestamp() - 120
+    for path in young:
+        os.utime(path, (old, old))
+    assert await hub.exchange.reconcile_blobs(min_age_seconds=60) == len(young)
+    assert not any(p.exists() for p in young)
+
+
+async def test_the_leader_removes_what_a_dead_node_left_when_it_finds_it_dead(make_actor: MakeActor,
+                                                                              hub: Hub) -> None:
+    """A node killed between a completion's commit and the deletion of the content leaves the file;
+    the leader's round that first finds the node dead reconciles at once (not at the hourly round)."""
+    from sqlalchemy import insert
+
+    from lgsp.core.store.tables import nodes
+
+    a = await make_actor("000.00.00.H23")
+    b = await make_actor("000.00.01.H23")
+    done = await a.client.send(b"done", [b.unit], subject="s")
+    await b.client.ack(done, hashlib.sha256(b"done").hexdigest())
+    assert await hub.housekeeping_round()  # the leader; no node dead yet
+    left = hub.blobs.path(f"{done}-0badc0de")
+    left.parent.mkdir(parents=True, exist_ok=True)
+    left.write_bytes(b"left by the dead node")
+    assert await hub.housekeeping_round()
+    assert left.exists()  # no node died: nothing to look for
+    long_ago = datetime.now(UTC) - timedelta(minutes=10)
+    async with hub.db.write() as conn:
+        await conn.execute(insert(nodes).values(id="killed", host="elsewhere", pid=1, started_at=long_ago,
+                                                heartbeat_at=long_ago))
+    assert await hub.housekeeping_round()
+    assert not left.exists()
+
+
 async def test_a_unit_with_another_systems_code_exchanges_end_to_end(make_actor: MakeActor) -> None:
     """A legacy unit named like the national axis's systems (`vxp.saas.02`) is found, addressed in
     `to` and in paths, receives, fetches and acknowledges, and can send."""

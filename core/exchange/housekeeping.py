@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -122,11 +123,19 @@ class Housekeeping(ExchangeBase):
 
     async def reconcile_blobs(self, min_age_seconds: float = 60.0) -> int:
         """Delete files whose packet no longer needs them: purged or expired packets (a crash came
-        between the commit and the deletion), and upload attempts that lost to another one."""
-        files = await asyncio.to_thread(self.blobs.all_objects, min_age_seconds)
+        between the commit and the deletion), and upload attempts that lost to another one.
+
+        A purged or expired packet's files go whatever their age: the store says no one will read
+        them again. `min_age_seconds` spares the other files a moment (an attempt's file, a file of
+        no known packet), so that a node's work still under way is not judged by a glimpse of it."""
+        limit = time.time() - min_age_seconds
+        files = await asyncio.to_thread(self.blobs.all_objects_with_times)
         by_packet: dict[str, list[Path]] = {}
-        for path in files:
+        old: set[Path] = set()
+        for path, mtime in files:
             by_packet.setdefault(path.name[:36], []).append(path)
+            if mtime <= limit:
+                old.add(path)
         ids = [p for p in by_packet if uuid_like(p)]
         doomed: list[Path] = []
         for start in range(0, len(ids), 500):
@@ -137,10 +146,12 @@ class Housekeeping(ExchangeBase):
                     .where(packets.c.id.in_(chunk)))).all()}
             for packet_id in chunk:
                 row = rows.get(packet_id)
-                if row is None or row.content_state == "purged" or row.state == "expired":
+                if row is not None and (row.content_state == "purged" or row.state == "expired"):
                     doomed.extend(by_packet[packet_id])
+                elif row is None:
+                    doomed.extend(p for p in by_packet[packet_id] if p in old)
                 elif row.state != "created" and row.blob_key:  # keep the accepted attempt and its variants
-                    doomed.extend(p for p in by_packet[packet_id] if not p.name.startswith(row.blob_key))
+                    doomed.extend(p for p in by_packet[packet_id] if not p.name.startswith(row.blob_key) and p in old)
         await asyncio.to_thread(remove, doomed)
         await ContentKeys.sweep(self.db)  # keys a racing upload made again after its packet ended
         if doomed:

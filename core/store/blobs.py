@@ -296,11 +296,15 @@ class BlobStore:
     def all_objects(self, min_age_seconds: float = 0.0) -> list[Path]:
         """Every stored blob at least this old (for reconciliation against the store)."""
         limit = time.time() - min_age_seconds
+        return [path for path, mtime in self.all_objects_with_times() if mtime <= limit]
+
+    def all_objects_with_times(self) -> list[tuple[Path, float]]:
+        """Every stored blob with its modification time (seconds since the epoch)."""
         out = []
         for path in self.objects.glob("*/*"):
             try:
-                if path.is_file() and path.stat().st_mtime <= limit:
-                    out.append(path)
+                if path.is_file():
+                    out.append((path, path.stat().st_mtime))
             except FileNotFoundError:
                 continue
         return out

@@ -519,7 +519,8 @@ class Hub:
 
     async def _files_dead_nodes_left(self) -> None:
         """When a node is found dead, the files of packets it completed but had not yet deleted (it
-        died between the commit and the deletion): reconciled at once, not at the next hourly round."""
+        died between the commit and the deletion): reconciled at once, not at the periodic round
+        (every 30 housekeeping rounds)."""
         dead = set(await self.nodes.dead_nodes())
         fresh, self._dead_nodes_seen = dead - self._dead_nodes_seen, dead
         if fresh:

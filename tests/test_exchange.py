@@ -665,7 +665,7 @@ async def test_a_purged_packets_files_go_at_any_age_the_others_only_once_old(mak
 async def test_the_leader_removes_what_a_dead_node_left_when_it_finds_it_dead(make_actor: MakeActor,
                                                                               hub: Hub) -> None:
     """A node killed between a completion's commit and the deletion of the content leaves the file;
-    the leader's round that first finds the node dead reconciles at once (not at the hourly round)."""
+    the leader's round that first finds the node dead reconciles at once (not at the periodic round)."""
     from sqlalchemy import insert
 
     from lgsp.core.store.tables import nodes

@@ -41,7 +41,7 @@ from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
 from lgsp.core.i18n import Text
 from lgsp.core.store.blobcrypt import ChunkSealer
-from lgsp.core.store.blobs import BlobStore, key_id_of, publish
+from lgsp.core.store.blobs import BlobStore, KeyOpener, key_id_of, publish
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packet_contents, packets, unit_formats, units
 
@@ -295,7 +295,7 @@ class ContentService:
 
     # -- inspect and accept ---------------------------------------------------------------------
     async def inspect(self, info: PacketInfo, path: Path, upload_key: str, *,
-                      data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> Inspection | None:
+                      data_key: KeyOpener | None = None) -> Inspection | None:
         """Run the data type's inspector on the stored upload; on refusal delete it and say why.
         `data_key`: the packet's data key as the upload loaded it (else it is read here)."""
         inspector = self.inspectors.get(info.data_type)
@@ -401,7 +401,7 @@ class ContentService:
         return self.blobs.tmp
 
     async def open_stored(self, path: Path, *, size: int | None = None,
-                          data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> BinaryIO:
+                          data_key: KeyOpener | None = None) -> BinaryIO:
         """Open a stored blob (from `Exchange.open_download`) for reading its plaintext; with `size`,
         one whose plaintext size differs is refused (`BlobCorrupt`) before any byte is read.
         `data_key`: the packet's data key as `Exchange.open_content` loaded it (else it is read here)."""
@@ -409,7 +409,7 @@ class ContentService:
             return await self.blobs.open_path(path, size=size)
         return await asyncio.to_thread(self.blobs.open_sync, path, await data_key(), size=size)
 
-    async def opener(self, path: Path, *, data_key: Callable[[], Awaitable[bytes | None]] | None = None
+    async def opener(self, path: Path, *, data_key: KeyOpener | None = None
                      ) -> Callable[[], BinaryIO]:
         """A function opening the blob `path` for reading its plaintext from a worker thread (the
         data key is fetched now, on the loop; `data_key` as in `open_stored`). Push jobs read their

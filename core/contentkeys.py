@@ -14,7 +14,7 @@ key is consistent with the packet state they checked) and carry it sealed, as a 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from lgsp.core.i18n import Text
 from lgsp.core.masterkey import MasterKey, MasterKeyError
 from lgsp.core.store import deferred
 from lgsp.core.store.blobcrypt import new_data_key
+from lgsp.core.store.blobs import KeyOpener
 from lgsp.core.store.database import Database, conflict_insert
 from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
 from lgsp.core.store.tables import content_keys, packets
@@ -34,11 +35,6 @@ _INSERT_KEY = content_keys.insert()
 # Read by every upload and download, deleted with every packet that completes: built once, and the
 # ids as plain parameters (core/store/params.py), so SQLAlchemy compiles each once.
 _SEALED = select(content_keys.c.sealed).where(content_keys.c.key_id == bindparam("key_id"))
-
-
-#: A packet's data key read with the packet, still sealed: awaiting a call unseals it (None: the
-#: packet has no key, never made or destroyed). Called at the moment of the one read or write that uses it.
-KeyOpener = Callable[[], Awaitable[bytes | None]]
 
 
 @functools.cache

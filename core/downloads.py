@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,7 +19,7 @@ from aiohttp import web
 from lgsp.core.errors import Problem
 from lgsp.core.i18n import Text
 from lgsp.core.store.blobcrypt import BlobCorrupt, BlobKeyGone, DecryptingReader
-from lgsp.core.store.blobs import BlobStore
+from lgsp.core.store.blobs import BlobStore, KeyOpener
 from lgsp.core.web import _RANGE_RE, hub_of
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 async def content_response(request: web.Request, path: Path, size: int, headers: Mapping[str, str], *,
-                           data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> web.StreamResponse:
+                           data_key: KeyOpener | None = None) -> web.StreamResponse:
     """What adapters serve stored content with: `blob_response` over the hub's blob store and its
     configured I/O chunk size (`path` comes from `Exchange.open_download` or `ContentService.part`;
     `data_key` from `Exchange.open_content`, see `blob_response`)."""
@@ -51,7 +51,7 @@ async def content_response(request: web.Request, path: Path, size: int, headers:
 
 async def blob_response(request: web.Request, blobs: BlobStore, path: Path, size: int,
                         headers: Mapping[str, str], chunk_size: int, *,
-                        data_key: Callable[[], Awaitable[bytes | None]] | None = None) -> web.StreamResponse:
+                        data_key: KeyOpener | None = None) -> web.StreamResponse:
     """The response for a download of the stored blob `path` whose plaintext is `size` bytes.
 
     `data_key` unseals the packet's data key read with the packet (`ContentKeys.opener`; None

@@ -301,12 +301,12 @@ class Hub:
         for issue in await self.unregistered_targets():  # pushed to nobody until `lgsp unit add`: say so once
             log.warning("%s", issue)
         # Files a crash left behind: partial uploads of dead processes (this node's previous run at once),
-        # then stored blobs no packet needs — the latter only when no other node is running (this one
-        # leads), since another node's upload in progress is not yet a packet's blob.
+        # then stored blobs no packet needs. A purged packet's files go whoever starts (a node killed
+        # between a completion's commit and the deletion is usually this one's previous run); other
+        # files at any age only when no other node runs (this one leads), else once a minute old, since
+        # another node's work under way is not judged by a glimpse of it.
         self.blobs.sweep_tmp(older_than_seconds=self.config.security.transfer_ttl_seconds)
         leader = await self.leadership.try_lead()
-        # The files of purged packets go whoever starts (a node killed between a completion's commit
-        # and its deletion is usually this one's previous run); the rest only when no node runs.
         await self.exchange.reconcile_blobs(min_age_seconds=0 if leader else 60)
         await self.presence.reset_stale()
         await self.notices.refresh(announce=leader)

@@ -25,7 +25,7 @@ from lgsp.core import deliveries as dv
 from lgsp.core import events as ev
 from lgsp.core.auth import Principal
 from lgsp.core.content import ContentService
-from lgsp.core.contentkeys import ContentKeys, KeyOpener
+from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.directory import Directory
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus
@@ -34,7 +34,7 @@ from lgsp.core.exchange.values import InboxPosition, PacketInfo, packet_from_row
 from lgsp.core.exchange.views import InboxItem, InboxPage
 from lgsp.core.i18n import Text
 from lgsp.core.policy import Policy
-from lgsp.core.store.blobs import BlobStore
+from lgsp.core.store.blobs import BlobStore, KeyOpener
 from lgsp.core.store.database import Database
 from lgsp.core.store.params import constants
 from lgsp.core.store.tables import content_keys, deliveries, packets, units
@@ -197,16 +197,15 @@ class ExchangeBase:
                                     ) -> Loaded | None:
         """The packet and its deliveries (state, mode, protocol, variant) by unit: one statement.
         `with_key` (an upload or a download): the packet's sealed data key too, in that statement."""
-        keys = self.blobs.keys if with_key else None
-        keyed = isinstance(keys, ContentKeys)
-        rows = (await conn.execute(_PACKET_WITH_DELIVERIES_AND_KEY if keyed else _PACKET_WITH_DELIVERIES,
+        keys = self.blobs.keys if with_key and isinstance(self.blobs.keys, ContentKeys) else None
+        rows = (await conn.execute(_PACKET_WITH_DELIVERIES_AND_KEY if keys is not None else _PACKET_WITH_DELIVERIES,
                                    {"packet_id": packet_id})).all()
         if not rows:
             return None
         own = {r.d_unit: DeliveryBrief(r.d_unit, r.d_state, r.d_mode, r.d_protocol, r.d_variant)
                for r in rows if r.d_unit is not None}
         first = rows[0]
-        data_key = keys.opener(first.id, first.k_sealed) if isinstance(keys, ContentKeys) else None
+        data_key = keys.opener(first.id, first.k_sealed) if keys is not None else None
         return Loaded(packet_from_row(first, tuple(own)), own, data_key)
 
     async def packet(self, packet_id: str) -> PacketInfo | None:

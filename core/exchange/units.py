@@ -23,7 +23,7 @@ from lgsp.core import deliveries as dv
 from lgsp.core import events as ev
 from lgsp.core.auth import Principal
 from lgsp.core.content import ContentRef
-from lgsp.core.contentkeys import ContentKeys, KeyOpener
+from lgsp.core.contentkeys import ContentKeys
 from lgsp.core.errors import Problem
 from lgsp.core.events import record
 from lgsp.core.exchange.base import AfterCommit, modes_of
@@ -50,6 +50,7 @@ from lgsp.core.exchange.views import (
 from lgsp.core.i18n import Text
 from lgsp.core.signing import SHA256_RE
 from lgsp.core.store import deferred
+from lgsp.core.store.blobs import KeyOpener
 from lgsp.core.store.params import constants
 from lgsp.core.store.tables import deliveries, packet_events, packets, units
 from lgsp.core.text import text_problem

@@ -21,12 +21,11 @@ from lgsp.core import audit
 from lgsp.core import deliveries as dv
 from lgsp.core import events as ev
 from lgsp.core.content import Inspection
-from lgsp.core.contentkeys import KeyOpener
 from lgsp.core.errors import Problem
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log
 from lgsp.core.exchange.values import PacketInfo, upload_key
 from lgsp.core.i18n import Text
-from lgsp.core.store.blobs import PartialRemoved
+from lgsp.core.store.blobs import KeyOpener, PartialRemoved
 from lgsp.core.store.tables import packets
 
 # The acceptance, built once: a statement built per call is keyed again by SQLAlchemy at each execution.

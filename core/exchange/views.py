@@ -8,7 +8,7 @@ one the caller may not see or that does not apply (e.g. `to` for a destination).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 
 from lgsp.core.events import Event
 from lgsp.core.exchange.values import InboxPosition, PacketInfo
+from lgsp.core.store.blobs import KeyOpener
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Readable:
 
     info: PacketInfo
     path: Path
-    data_key: Callable[[], Awaitable[bytes | None]] | None = None
+    data_key: KeyOpener | None = None
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,12 @@ class DataKeys(Protocol):
     async def get_or_create(self, key_id: str) -> bytes: ...
 
 
+#: A packet's data key read with the packet, still sealed: awaiting a call unseals it (None: the
+#: packet has no key, never made or destroyed). Called at the moment of the one read or write that
+#: uses it (core/contentkeys.py makes them: `ContentKeys.opener`).
+KeyOpener = Callable[[], Awaitable[bytes | None]]
+
+
 def key_id_of(blob_key: str) -> str:
     """The data key a blob uses: its packet's (blob keys start with the 36-character packet id)."""
     return blob_key[:36]
@@ -317,7 +323,7 @@ class BlobStore:
         folder = self.path(prefix).parent
         return _names_with_prefix(os.fspath(folder), prefix)
 
-    def writer(self, key: str, data_key: Callable[[], Awaitable[bytes | None]] | None = None, *,
+    def writer(self, key: str, data_key: KeyOpener | None = None, *,
                size: int | None = None) -> BlobWriter:
         """A writer of blob `key`. `data_key` unseals the packet's data key read with the packet
         (`ContentKeys.opener`), awaited when the file is made: the writer then reads no key itself;
@@ -566,7 +572,7 @@ class BlobWriter:
     INLINE_HASH_BYTES = 64 * 1024
 
     def __init__(self, store: BlobStore, key: str,
-                 data_key: Callable[[], Awaitable[bytes | None]] | None = None, *,
+                 data_key: KeyOpener | None = None, *,
                  size: int | None = None) -> None:
         self.store = store
         self.key = key

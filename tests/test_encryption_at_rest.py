@@ -11,14 +11,11 @@ import hashlib
 import io
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 from yarl import URL
 
 from lgsp.client.client import Credentials, LgspClient
@@ -42,6 +39,7 @@ from lgsp.core.store.blobcrypt import (
 )
 from lgsp.core.store.tables import content_keys
 from tests.conftest import Actor, MakeActor, base_env
+from tests.test_keycache import statements
 
 C = 4096  # a small chunk size keeps the boundary cases cheap
 PACKET = "3f2b8c1e-0000-4000-8000-00000000abcd"
@@ -458,23 +456,9 @@ async def test_the_data_key_is_made_with_the_packet_and_goes_when_it_ends_unfill
     assert await key_of(unfilled["id"]) is None
 
 
-@contextmanager
-def content_key_reads(hub: Hub) -> Iterator[list[str]]:
-    """The statements the hub sends that read the `content_keys` table (directly, not joined)."""
-    seen: list[str] = []
-
-    def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM CONTENT_KEYS" in statement.upper():
-            seen.append(statement)
-
-    engines = tuple(dict.fromkeys((hub.db.writer.sync_engine, hub.db.reader.sync_engine)))
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", on_statement)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", on_statement)
+def content_key_reads(seen: list[str]) -> list[str]:
+    """The statements (of `statements`) that read the `content_keys` table directly, not joined."""
+    return [s for s in seen if s.lstrip().upper().startswith("SELECT") and "FROM CONTENT_KEYS" in s.upper()]
 
 
 async def test_the_upload_and_the_download_read_the_data_key_with_the_packet(make_actor: MakeActor,
@@ -486,20 +470,20 @@ async def test_the_upload_and_the_download_read_the_data_key_with_the_packet(mak
     content = os.urandom(10_240)
     sha = hashlib.sha256(content).hexdigest()
     created = await a.client.create_packet([b.unit], subject="s", size=len(content), sha256=sha)
-    with content_key_reads(hub) as reads:
+    with statements(hub) as seen:
         await a.client.upload(created["upload"]["url"], content, sha)
-        assert reads == []
+        assert content_key_reads(seen) == []
         (path,) = stored_files(hub)
         assert path.read_bytes()[:8] == b"LGSPBLB1" and content[:64] not in path.read_bytes()
         assert await b.client.fetch_bytes(created["id"]) == content
-        assert reads == []
+        assert content_key_reads(seen) == []
         # The national axis' and SOAP's readers too (the blob opened with the key read with the packet).
         readable = await hub.exchange.open_content(principal_of(b), created["id"], peek=True)
         assert readable.data_key is not None
         assert await _read_stored(hub, readable, len(content)) == content
         assert await asyncio.to_thread((await hub.content.opener(readable.path,
                                                                  data_key=readable.data_key))().read) == content
-        assert reads == []
+        assert content_key_reads(seen) == []
     assert await read_with_store(hub, path) == content  # the key as stored opens it too
 
 

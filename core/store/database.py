@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from lgsp.core import states
-from lgsp.core.store import deferred, sqlite_inline
+from lgsp.core.store import deferred, pg_direct, sqlite_inline
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,11 @@ class Database:
             # A node that stops running inside a write transaction (frozen, a paused VM) would hold its
             # row locks until it runs again; the server ends such a transaction after a minute of
             # silence instead. The hub's write transactions never wait on anything but their statements.
-            self.writer = create_async_engine(url, echo=echo, pool_size=2 * pool_size, max_overflow=0, connect_args={
-                "server_settings": {"idle_in_transaction_session_timeout": str(idle_in_transaction_ms)}})
+            # Statements run before are sent straight to asyncpg (core/store/pg_direct.py).
+            idle = {"idle_in_transaction_session_timeout": str(idle_in_transaction_ms)}
+            self.writer = pg_direct.DirectEngine(create_async_engine(
+                url, echo=echo, pool_size=2 * pool_size, max_overflow=0,
+                connect_args={"server_settings": idle}).sync_engine)
             self.reader = self.writer
             _pg_setup(self.writer)
         # Reads on PostgreSQL run in autocommit, as SQLite's readers run without BEGIN: each statement

@@ -1,0 +1,201 @@
+"""PostgreSQL: the hub's prebuilt statements sent straight to asyncpg, compiled once.
+
+Through SQLAlchemy's async layer every statement runs in a new greenlet, through the execution
+context (parameters rebuilt, result metadata made) and the asyncpg adapter's cursor: about 215 µs
+of the hub's CPU for a one-row SELECT against 85 µs for asyncpg's own prepared statement on the same
+connection (docs/performance.md, saving 15). On PostgreSQL every statement of the hot path is a
+round trip, so that difference is paid some twenty times per exchange.
+
+`DirectConnection` is the `AsyncConnection` the PostgreSQL engine hands out (`DirectEngine`). A
+statement it has executed before — the same object: the hot path's statements are built once, at
+import (tests/test_statements.py) — is compiled here once, by SQLAlchemy's own compiler, into its
+SQL, its parameter order and SQLAlchemy's bind and result processors, and then executed on the
+asyncpg connection underneath, through the adapter's own prepared-statement cache, in the
+transaction the adapter keeps. The rows come back as SQLAlchemy rows in a SQLAlchemy result, so
+callers cannot tell the difference. SQLAlchemy stays the one place where statements are written.
+
+Everything else takes SQLAlchemy's usual path, unchanged: a statement seen for the first time (one
+built per call is never seen twice), lists of parameter sets (executemany), execution options,
+statements whose execution needs SQLAlchemy's context (Python-side column defaults, expanding IN
+parameters, schema translation), and every statement of a connection whose engine has cursor
+execution listeners (the tools that count statements, bench/statements.py and the tests, see all
+of them). An error is handled by SQLAlchemy's own code as if it had run the statement: the same
+exception classes, and a lost connection is invalidated the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.sql.selectable import TypedReturnsRows
+from sqlalchemy.util import greenlet_spawn
+
+__all__ = ["DirectConnection", "DirectEngine", "DirectResult", "direct_plan"]
+
+
+@dataclass(eq=False)
+class Plan:
+    """A statement compiled for direct execution: its SQL, where each parameter goes, and its
+    result columns (names and types; None for a statement without rows)."""
+
+    sql: str
+    construct_params: Callable[..., dict[str, Any]]
+    order: tuple[str, ...]
+    bind: dict[str, Callable[[Any], Any]]
+    columns: tuple[tuple[str, Any], ...] | None
+    #: The result's keys and SQLAlchemy's result processors, made at the first execution: some
+    #: processors depend on the type the server reports for the column (a float or a numeric).
+    result: SimpleResultMetaData | None = None
+
+    def result_metadata(self, dialect: Any, attributes: Sequence[Any]) -> SimpleResultMetaData:
+        if self.result is None:
+            assert self.columns is not None
+            processors = [type_._cached_result_processor(dialect, attribute.type.oid)
+                          for (_, type_), attribute in zip(self.columns, attributes, strict=True)]
+            self.result = SimpleResultMetaData([name for name, _ in self.columns],
+                                               _processors=processors if any(processors) else None)
+        return self.result
+
+
+class DirectResult(IteratorResult[Any]):
+    """A buffered result with the rowcount the server reported (UPDATE/DELETE/INSERT n)."""
+
+    def __init__(self, metadata: SimpleResultMetaData, rows: Any, rowcount: int) -> None:
+        super().__init__(metadata, rows)
+        self.rowcount = rowcount
+
+
+_NO_COLUMNS = SimpleResultMetaData([])
+
+#: Statements seen once (not compiled yet) and their plans by parameter names (None: SQLAlchemy's
+#: path). Weak: a statement that is dropped takes its entry with it.
+_seen: weakref.WeakKeyDictionary[Any, dict[frozenset[str], Plan | None]] = weakref.WeakKeyDictionary()
+
+
+def direct_plan(statement: Any, names: frozenset[str], dialect: Any) -> Plan | None:
+    """The plan for `statement` with parameters `names` on `dialect`; None where SQLAlchemy must
+    run it (module docstring). The first sight of a statement only records it."""
+    plans = _seen.get(statement)
+    if plans is None:
+        with contextlib.suppress(TypeError):  # not weak-referenceable: never direct
+            _seen[statement] = {}
+        return None
+    if names in plans:
+        return plans[names]
+    plan = plans[names] = _compile(statement, names, dialect)
+    return plan
+
+
+def _compile(statement: Any, names: frozenset[str], dialect: Any) -> Plan | None:
+    if not isinstance(statement, ClauseElement) or getattr(statement, "_execution_options", None):
+        return None
+    try:
+        compiled: Any = statement.compile(dialect=dialect, column_keys=sorted(names))
+    except Exception:  # SQLAlchemy's path raises it as it should, with its context
+        return None
+    if (not compiled.positional or compiled.insert_prefetch or compiled.update_prefetch
+            or compiled.literal_execute_params or compiled.post_compile_params or compiled.schema_translate_map
+            or compiled.isplaintext or compiled._textual_ordered_columns or compiled._ad_hoc_textual):
+        return None
+    columns = None
+    if compiled._result_columns:
+        columns = tuple((column[0], column[3]) for column in compiled._result_columns)
+        if len({name for name, _ in columns}) != len(columns):
+            return None  # duplicate labels: SQLAlchemy's metadata resolves them, keep its path
+    elif isinstance(statement, TypedReturnsRows) and not (compiled.isinsert or compiled.isupdate
+                                                          or compiled.isdelete):
+        return None  # a SELECT whose columns the compiler did not list: leave it to SQLAlchemy
+    return Plan(sql=compiled.string, construct_params=compiled.construct_params,
+                order=tuple(compiled.positiontup), bind=dict(compiled._bind_processors), columns=columns)
+
+
+def _rowcount(status: str | None) -> int:
+    """The row count of a command tag (`UPDATE 3`, `INSERT 0 2`, `SELECT 1`), as the adapter reads it."""
+    if not status:
+        return -1
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() and status.split(" ", 1)[0] in ("SELECT", "UPDATE", "DELETE", "INSERT") \
+        else -1
+
+
+class DirectConnection(AsyncConnection):
+    """An `AsyncConnection` that runs statements it has seen before directly on asyncpg."""
+
+    async def execute(self, statement: Any, parameters: Any = None, *,
+                      execution_options: Any = None) -> Any:
+        sync = self.sync_connection
+        if type(parameters) is list and len(parameters) == 1:
+            parameters = parameters[0]  # one parameter set is one execution for SQLAlchemy too
+        if (execution_options is None and sync is not None
+                and (parameters is None or type(parameters) is dict)
+                and not _watched(sync)):
+            plan = direct_plan(statement, frozenset(parameters) if parameters else frozenset(), sync.dialect)
+            if plan is not None:
+                return await _run(sync, plan, parameters)
+        return await super().execute(statement, parameters, execution_options=execution_options)
+
+
+def _watched(sync: Connection) -> bool:
+    """Whether anything listens to statement executions on this connection or its engine (then
+    SQLAlchemy runs every statement, so the listeners see them all). Not `_has_events`: the read
+    engine's isolation option is itself an event (on connect), and must not turn this off."""
+    dispatch: Any = sync.dispatch
+    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute
+                or dispatch.before_execute or dispatch.after_execute)
+
+
+class DirectEngine(AsyncEngine):
+    """The PostgreSQL engine of `Database`: its connections are `DirectConnection`s, and so are
+    those of its `execution_options(...)` copies (SQLAlchemy's make a plain `AsyncEngine`)."""
+
+    _connection_cls = DirectConnection
+
+    def execution_options(self, **opt: Any) -> DirectEngine:
+        return DirectEngine(self.sync_engine.execution_options(**opt))
+
+
+async def _run(sync: Connection, plan: Plan, parameters: dict[str, Any] | None) -> DirectResult:
+    values = plan.construct_params(parameters, escape_names=False)
+    bind = plan.bind
+    args: Sequence[Any] = [bind[name](values[name]) if name in bind else values[name] for name in plan.order]
+    if sync._transaction is None:
+        sync.begin()  # what SQLAlchemy's autobegin does before a statement (asyncpg's BEGIN is lazy)
+    adapter: Any = sync.connection.dbapi_connection
+    dialect: Any = sync.dialect
+    failure: Exception | None = None
+    async with adapter._execute_mutex:
+        try:
+            if adapter._transaction is None:
+                await adapter._start_transaction()  # no-op in autocommit
+            prepared, attributes = await adapter._prepare(plan.sql, dialect._invalidate_schema_cache_asof)
+            records = await prepared.fetch(*args)
+            status = prepared.get_statusmsg()
+        except Exception as error:  # handled below, as SQLAlchemy would, outside the mutex
+            failure = error
+    if failure is not None:
+        await greenlet_spawn(_raise_as_sqlalchemy, sync, adapter, failure, plan.sql, args)
+    if plan.columns is not None:
+        return DirectResult(plan.result_metadata(dialect, attributes), iter([tuple(r) for r in records]),
+                            _rowcount(status))
+    done = DirectResult(_NO_COLUMNS, iter(()), _rowcount(status))
+    done._soft_close(hard=True)  # no rows to fetch: reading them raises, as SQLAlchemy's result does
+    return done
+
+
+def _raise_as_sqlalchemy(sync: Connection, adapter: Any, error: Exception, sql: str, args: Sequence[Any]) -> None:
+    """The asyncpg error as the adapter translates it, then as SQLAlchemy's connection handles a
+    DBAPI error (exception class, disconnect detection and invalidation); in a greenlet, since the
+    invalidation closes the connection through the adapter's synchronous API."""
+    try:
+        adapter._handle_exception(error)
+    except Exception as dbapi_error:
+        sync._handle_dbapi_exception(dbapi_error, sql, tuple(args), None, None)
+    raise error  # pragma: no cover - both calls above always raise

@@ -1,0 +1,219 @@
+"""PostgreSQL statements sent straight to asyncpg (core/store/pg_direct.py): the same rows, types,
+row counts, transactions and errors as SQLAlchemy's own path, and the hot path really takes it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import sqlalchemy.exc
+from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lgsp.core.config import load_config
+from lgsp.core.exchange import base, uploads
+from lgsp.core.hub import Hub
+from lgsp.core.store import pg_direct
+from lgsp.core.store.database import Database
+from lgsp.core.store.tables import packets, units
+
+from .conftest import PG_ADMIN_URL, base_env
+from .test_statements import REPO, _pairs
+
+sys.path.insert(0, str(REPO))  # bench/ is a folder of the repository, not an installed package
+from bench.exchange import PairWorker  # noqa: E402
+
+pytestmark = pytest.mark.postgres
+
+NOW = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+
+_UNIT = insert(units)
+_UNIT_BY_ID = select(units).where(units.c.id == bindparam("p_id"))
+_PACKET_BY_ID = select(packets.c.id, packets.c.meta, packets.c.created_at, packets.c.size).where(
+    packets.c.id == bindparam("p_id"))
+_SEEN = update(units).where(units.c.id == bindparam("p_id")).values(
+    clock_offset_seconds=bindparam("offset"), last_seen_at=bindparam("at"))
+_NOW = select(func.now())
+
+
+def _unit(unit_id: str, **extra: Any) -> dict[str, Any]:
+    return {"id": unit_id, "name": f"Đơn vị {unit_id}", "name_folded": unit_id.lower(), "zone": "local",
+            "legacy": False, "status": "active", "created_at": NOW, "online": False, "stream_cursor": 0} | extra
+
+
+@pytest.fixture
+async def db(pg_url: str) -> AsyncIterator[Database]:
+    database = Database(pg_url, pool_size=2)
+    await database.upgrade()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@contextmanager
+def watching(db: Database) -> Iterator[list[str]]:
+    """The statements SQLAlchemy sends to the driver (its cursor-execute event)."""
+    seen: list[str] = []
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.writer.sync_engine, "before_cursor_execute", on_execute)
+    try:
+        yield seen
+    finally:
+        event.remove(db.writer.sync_engine, "before_cursor_execute", on_execute)
+
+
+def _planned(statement: Any) -> bool:
+    return any(plan is not None for plan in pg_direct._seen.get(statement, {}).values())
+
+
+async def _twice(conn: AsyncConnection, statement: Any, params: dict[str, Any] | None = None) -> Any:
+    """Execute so that the next execution is direct (the first sight only records a statement)."""
+    await conn.execute(statement, params)
+    return await conn.execute(statement, params)
+
+
+async def test_the_exchange_statements_are_sent_direct(pg_url: str, tmp_path: Path) -> None:
+    env = base_env(tmp_path / "var", LGSP_DATABASE_URL=pg_url, LGSP_DATABASE_POOL_SIZE="4")
+    async with Hub(load_config(None, env=env)) as hub:
+        assert isinstance(hub.db.writer, pg_direct.DirectEngine)
+        workers = [PairWorker(pair) for pair in await _pairs(hub, 2)]
+        await asyncio.gather(*(worker.open() for worker in workers))
+        try:
+            data = b"direct to asyncpg"
+            sha = hashlib.sha256(data).hexdigest()
+            for _ in range(3):  # one exchange in flight per pair; a statement's second run is direct
+                sent = await asyncio.gather(*(worker.send(data, sha) for worker in workers))
+                await asyncio.wait_for(asyncio.gather(*(done for _, _, done in sent)), 60)
+            assert not [e for worker in workers for e in worker.errors]
+        finally:
+            await asyncio.gather(*(worker.close() for worker in workers), return_exceptions=True)
+    # The acceptance, the packet loads (with and without the data key) and the completion: planned,
+    # so their later executions went straight to asyncpg.
+    for statement in (uploads._ACCEPT, base._PACKET_WITH_DELIVERIES, base._PACKET_WITH_DELIVERIES_AND_KEY,
+                      base._COMPLETE_IF_DONE):
+        assert _planned(statement), statement
+
+
+async def test_rows_and_types_are_sqlalchemys(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.execute(_UNIT, _unit("u1", clock_offset_seconds=1.5, last_seen_at=NOW))
+        await conn.execute(insert(packets), {
+            "id": "p1", "source_unit": "u1", "subject": "s", "priority": 0, "data_type": "d", "protocol": "p",
+            "size": 7, "sha256": "0" * 64, "state": "created", "content_state": "none", "created_at": NOW,
+            "upload_expires_at": NOW, "meta": {"k": ["v", 1]}})
+    for statement, params in ((_UNIT_BY_ID, {"p_id": "u1"}), (_PACKET_BY_ID, {"p_id": "p1"})):
+        async with db.read() as conn:
+            direct = (await _twice(conn, statement, params)).all()
+        assert _planned(statement)
+        with watching(db) as seen:
+            async with db.read() as conn:
+                usual = (await conn.execute(statement, params)).all()
+        assert seen, "with a listener attached, SQLAlchemy runs the statement"
+        assert direct == usual and len(direct) == 1
+        assert [type(v) for v in direct[0]] == [type(v) for v in usual[0]]
+        assert direct[0]._mapping == usual[0]._mapping
+    async with db.read() as conn:
+        row = (await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})).one()
+        packet = (await conn.execute(_PACKET_BY_ID, {"p_id": "p1"})).one()
+        assert (await conn.execute(_UNIT_BY_ID, {"p_id": "nobody"})).first() is None
+        assert await conn.scalar(_PACKET_BY_ID, {"p_id": "p1"}) == "p1"
+    assert row.clock_offset_seconds == 1.5 and row.last_seen_at == NOW and row.last_seen_at.tzinfo is not None
+    assert packet.meta == {"k": ["v", 1]} and packet.size == 7
+
+
+async def test_row_counts_and_results_without_rows(db: Database) -> None:
+    async with db.write() as conn:
+        for unit in ("u1", "u2"):
+            await conn.execute(_UNIT, _unit(unit))
+    async with db.write() as conn:
+        await conn.execute(_SEEN, {"p_id": "u1", "offset": 0.25, "at": NOW})
+        result = await conn.execute(_SEEN, {"p_id": "u2", "offset": -2.0, "at": NOW})
+        assert _planned(_SEEN)
+        assert result.rowcount == 1
+        with pytest.raises(sqlalchemy.exc.ResourceClosedError):
+            result.first()  # an UPDATE without RETURNING has no rows, as with SQLAlchemy
+        assert (await conn.execute(_SEEN, {"p_id": "nobody", "offset": 0.0, "at": NOW})).rowcount == 0
+    async with db.read() as conn:
+        assert (await conn.execute(_UNIT_BY_ID, {"p_id": "u2"})).one().clock_offset_seconds == -2.0
+
+
+async def test_a_write_block_is_one_transaction_and_a_read_is_none(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.execute(_UNIT, _unit("u1"))
+    async with db.write() as conn:
+        first = (await _twice(conn, _NOW)).scalar()
+        await asyncio.sleep(0.02)
+        assert (await conn.execute(_NOW)).scalar() == first  # now() is the transaction's start
+    with pytest.raises(RuntimeError):
+        async with db.write() as conn:
+            await _twice(conn, _SEEN, {"p_id": "u1", "offset": 9.0, "at": NOW})
+            raise RuntimeError("undo")
+    async with db.read() as conn:
+        assert (await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})).one().clock_offset_seconds is None
+        one = (await _twice(conn, _NOW)).scalar()
+        await asyncio.sleep(0.02)
+        assert (await conn.execute(_NOW)).scalar() > one  # each read statement on its own (autocommit)
+
+
+async def test_errors_are_sqlalchemys_and_the_connection_recovers(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.execute(_UNIT, _unit("u1"))
+        await conn.execute(_UNIT, _unit("u2"))
+    assert _planned(_UNIT)
+    with pytest.raises(sqlalchemy.exc.IntegrityError) as caught:
+        async with db.write() as conn:
+            await conn.execute(_UNIT, _unit("u3"))
+            await conn.execute(_UNIT, _unit("u1"))  # the key exists
+    assert "duplicate key" in str(caught.value.orig)
+    async with db.read() as conn:  # the failed block left nothing, and the pool's connections work
+        ids = {r.id for r in (await conn.execute(select(units.c.id))).all()}
+    assert ids == {"u1", "u2"}
+
+
+async def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.execute(_UNIT, _unit("u1"))
+    async with db.read() as conn:
+        await _twice(conn, _UNIT_BY_ID, {"p_id": "u1"})
+        pid = await conn.scalar(select(func.pg_backend_pid()))
+        admin = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.2)
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as caught:
+            await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})
+        assert caught.value.connection_invalidated
+    async with db.read() as conn:  # a new connection takes its place
+        assert (await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})).one().id == "u1"
+
+
+async def test_what_stays_on_sqlalchemys_path(db: Database) -> None:
+    """A statement built per call, executemany, execution options, expanding IN: never planned."""
+    async with db.write() as conn:
+        await conn.execute(_UNIT, [_unit("u1"), _unit("u2")])  # executemany
+        await conn.execute(_UNIT, [_unit("u3"), _unit("u4")])
+    expanding = select(units.c.id).where(units.c.id.in_(bindparam("ids", expanding=True)))
+    async with db.read() as conn:
+        for _ in range(3):
+            assert len((await conn.execute(expanding, {"ids": ["u1", "u2"]})).all()) == 2
+            assert (await conn.execute(select(units.c.id).where(units.c.id == "u3"))).scalar() == "u3"
+            await conn.execute(_UNIT_BY_ID, {"p_id": "u4"}, execution_options={"logging_token": "t"})
+    assert not _planned(expanding)
+    with watching(db) as seen:
+        async with db.read() as conn:
+            await _twice(conn, _UNIT_BY_ID, {"p_id": "u1"})
+    assert len(seen) == 2  # listeners see every statement: none went around them

@@ -29,7 +29,7 @@ from .conftest import PG_ADMIN_URL, base_env
 from .test_statements import REPO, _pairs
 
 sys.path.insert(0, str(REPO))  # bench/ is a folder of the repository, not an installed package
-from bench.exchange import PairWorker  # noqa: E402
+from bench.exchange import PairWorker
 
 pytestmark = pytest.mark.postgres
 
@@ -156,10 +156,14 @@ async def test_a_write_block_is_one_transaction_and_a_read_is_none(db: Database)
         first = (await _twice(conn, _NOW)).scalar()
         await asyncio.sleep(0.02)
         assert (await conn.execute(_NOW)).scalar() == first  # now() is the transaction's start
-    with pytest.raises(RuntimeError):
+
+    async def undone() -> None:
         async with db.write() as conn:
             await _twice(conn, _SEEN, {"p_id": "u1", "offset": 9.0, "at": NOW})
             raise RuntimeError("undo")
+
+    with pytest.raises(RuntimeError):
+        await undone()
     async with db.read() as conn:
         assert (await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})).one().clock_offset_seconds is None
         one = (await _twice(conn, _NOW)).scalar()
@@ -172,10 +176,14 @@ async def test_errors_are_sqlalchemys_and_the_connection_recovers(db: Database) 
         await conn.execute(_UNIT, _unit("u1"))
         await conn.execute(_UNIT, _unit("u2"))
     assert _planned(_UNIT)
-    with pytest.raises(sqlalchemy.exc.IntegrityError) as caught:
+
+    async def duplicate() -> None:
         async with db.write() as conn:
             await conn.execute(_UNIT, _unit("u3"))
             await conn.execute(_UNIT, _unit("u1"))  # the key exists
+
+    with pytest.raises(sqlalchemy.exc.IntegrityError) as caught:
+        await duplicate()
     assert "duplicate key" in str(caught.value.orig)
     async with db.read() as conn:  # the failed block left nothing, and the pool's connections work
         ids = {r.id for r in (await conn.execute(select(units.c.id))).all()}

@@ -3,12 +3,14 @@
     python -m bench.pg_direct            # LGSP_BENCH_PG, else postgresql://postgres@127.0.0.1:5432/postgres
 
 On a fresh database: the exchange's packet load (`_PACKET_WITH_DELIVERIES`, one packet, two
-deliveries) on a read connection, and a one-row UPDATE of a delivery inside a write transaction,
-each run N times on one connection, the CPU of this process (time.process_time) per statement, best
-of several rounds. The same statement objects both ways: SQLAlchemy's path is taken by asking for it
-with an execution option (`core/store/pg_direct.py` leaves a statement with execution options to
-SQLAlchemy), which costs SQLAlchemy nothing measurable. The client's CPU is the hub's CPU here: the
-server's own work is not in it. Compare the two columns of one run, not runs of different days.
+deliveries) on a read connection and a one-row UPDATE of a delivery inside a write transaction, each
+run N times on one connection; and a read connection taken from the pool and returned, closed
+directly or as SQLAlchemy closes it (in a task behind `asyncio.shield`). Figures: this process's CPU
+(time.process_time) per call, best of several rounds. The same statement objects both ways:
+SQLAlchemy's path is taken by asking for it with an execution option (`core/store/pg_direct.py`
+leaves a statement with execution options to SQLAlchemy), which costs SQLAlchemy nothing
+measurable. The client's CPU is the hub's CPU here: the server's own work is not in it. Compare the
+two columns of one run, not runs of different days.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.cell import _pg_database, _pg_url
 from lgsp.core.exchange.base import _PACKET_WITH_DELIVERIES
@@ -90,6 +93,18 @@ async def measure(n: int, rounds: int) -> dict[str, dict[str, float]]:
             out["delivery UPDATE (write transaction)"] = {
                 "direct": await _per_call(touch(None), n, rounds),
                 "sqlalchemy": await _per_call(touch(SQLALCHEMY), n, rounds)}
+        engine: Any = db._read_engine
+
+        async def take_and_return(_: Any) -> None:
+            async with engine.connect():
+                pass
+
+        async def take_and_return_shielded(_: Any) -> None:
+            conn = await engine.connect().start()
+            await AsyncConnection.__aexit__(conn, None, None, None)  # SQLAlchemy's close: task and shield
+
+        out["a connection taken and returned"] = {"direct": await _per_call(take_and_return, n, rounds),
+                                                   "sqlalchemy": await _per_call(take_and_return_shielded, n, rounds)}
         return out
     finally:
         await db.close()
@@ -102,7 +117,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     results = asyncio.run(measure(args.n, args.rounds))
-    print(f"{'statement':40} {'direct':>10} {'SQLAlchemy':>12}  (µs of this process's CPU, best of {args.rounds})")
+    print(f"{'call':40} {'direct':>10} {'SQLAlchemy':>12}  (µs of this process's CPU, best of {args.rounds})")
     for label, row in results.items():
         print(f"{label:40} {row['direct']:10.0f} {row['sqlalchemy']:12.0f}  "
               f"({row['sqlalchemy'] / row['direct']:.1f}×)")

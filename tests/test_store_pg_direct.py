@@ -225,3 +225,47 @@ async def test_what_stays_on_sqlalchemys_path(db: Database) -> None:
         async with db.read() as conn:
             await _twice(conn, _UNIT_BY_ID, {"p_id": "u1"})
     assert len(seen) == 2  # listeners see every statement: none went around them
+
+
+async def test_a_close_with_nothing_to_send_needs_no_shielded_task(db: Database, monkeypatch: pytest.MonkeyPatch
+                                                                   ) -> None:
+    """Closing runs in SQLAlchemy's task-and-shield only while the server holds a transaction for the
+    connection; every close returns the connection to the pool, also under cancellation."""
+    import sqlalchemy.ext.asyncio.engine as async_engine
+
+    shielded: list[Any] = []
+    real = async_engine._run_to_completion
+
+    async def counting(coro: Any) -> Any:
+        shielded.append(coro)
+        return await real(coro)
+
+    monkeypatch.setattr(async_engine, "_run_to_completion", counting)
+    pool: Any = db.writer.sync_engine.pool
+    async with db.write() as conn:
+        await conn.execute(_UNIT, _unit("u1"))
+    for _ in range(3):
+        async with db.read() as conn:
+            await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})
+    assert shielded == [] and pool.checkedout() == 0
+
+    async with db.writer.connect() as conn:  # BEGIN sent, never committed: the close must roll back
+        await conn.execute(_SEEN, {"p_id": "u1", "offset": 3.0, "at": NOW})
+    assert len(shielded) == 1 and pool.checkedout() == 0
+
+    entered = asyncio.Event()
+
+    async def reading() -> None:
+        async with db.read() as conn:
+            await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})
+            entered.set()
+            await asyncio.sleep(60)
+
+    task = asyncio.create_task(reading())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pool.checkedout() == 0
+    async with db.read() as conn:
+        assert (await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})).one().clock_offset_seconds is None

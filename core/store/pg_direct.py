@@ -142,6 +142,29 @@ class DirectConnection(AsyncConnection):
                 return await _run(sync, plan, parameters)
         return await super().execute(statement, parameters, execution_options=execution_options)
 
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        """Close. SQLAlchemy closes in a task of its own behind `asyncio.shield`, so that a
+        cancellation cannot cut a close short while it talks to the server: a task, a shield and a
+        turn of the event loop on every connection's return, 150 µs of CPU. When the server holds no
+        transaction for this connection (a read; a write block that committed or rolled back), the
+        close sends nothing and runs to its end without ever suspending, so nothing can cut it, and
+        it is run here directly."""
+        sync = self.sync_connection
+        if sync is not None and _nothing_to_send(sync):
+            await greenlet_spawn(sync.close)
+            return
+        await super().__aexit__(type_, value, traceback)
+
+
+def _nothing_to_send(sync: Connection) -> bool:
+    """Whether closing `sync` sends nothing to the server: a valid connection whose asyncpg
+    adapter has no transaction open (the pool's reset on return is then a no-op rollback)."""
+    fairy: Any = sync._dbapi_connection
+    if fairy is None or sync.invalidated:
+        return False
+    adapter = fairy.dbapi_connection
+    return adapter is not None and getattr(adapter, "_transaction", True) is None
+
 
 def _watched(sync: Connection) -> bool:
     """Whether anything listens to statement executions on this connection or its engine (then

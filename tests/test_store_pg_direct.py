@@ -269,3 +269,28 @@ async def test_a_close_with_nothing_to_send_needs_no_shielded_task(db: Database,
     assert pool.checkedout() == 0
     async with db.read() as conn:
         assert (await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})).one().clock_offset_seconds is None
+
+
+async def test_a_write_block_begins_without_a_greenlet(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BEGIN sends nothing on asyncpg (the adapter begins with the first statement): a write block
+    begins directly; its statements are still one transaction, and a savepoint is SQLAlchemy's."""
+    import sqlalchemy.ext.asyncio.engine as async_engine
+
+    spawned: list[str] = []
+    real = async_engine.greenlet_spawn
+
+    async def counting(fn: Any, *args: Any, **kw: Any) -> Any:
+        spawned.append(getattr(fn, "__name__", repr(fn)))
+        return await real(fn, *args, **kw)
+
+    monkeypatch.setattr(async_engine, "greenlet_spawn", counting)
+    async with db.write() as conn:
+        await conn.execute(_UNIT, _unit("u1"))
+        first = (await conn.execute(_NOW)).scalar()
+        await asyncio.sleep(0.02)
+        assert (await conn.execute(_NOW)).scalar() == first
+        async with conn.begin_nested():  # a savepoint: SQLAlchemy's own path
+            await conn.execute(_UNIT, _unit("u2"))
+    assert "begin" not in spawned and "begin_nested" in spawned
+    async with db.read() as conn:
+        assert {r.id for r in (await conn.execute(select(units.c.id))).all()} == {"u1", "u2"}

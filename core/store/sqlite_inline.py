@@ -44,6 +44,8 @@ import sqlalchemy.exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from lgsp.core.store.prepared import PreparedStatements
+
 log = logging.getLogger(__name__)
 
 #: Busy timeout for statements run on the store's thread (inline ones use 0), in ms.
@@ -182,6 +184,8 @@ class InlineEngine(AsyncEngine):
         # Connections kept checked out between uses: a use takes one without the pool's checkout and
         # return (their events, the reset on return), a fifth of a one-row read block's cost.
         self._idle: list[Connection] = []
+        #: Statements executed again and again run at the driver, compiled once (core/store/prepared.py).
+        self.statements = PreparedStatements(sync_engine)
 
     def take(self) -> Connection:
         """A connection for one use (the caller holds a slot): a kept one, else a new checkout."""
@@ -339,7 +343,10 @@ class InlineConnection(AsyncConnection):
 
     async def execute(self, statement: Any, parameters: Any = None, *,
                       execution_options: Any = None) -> Any:
-        return await self._call(self._proxied.execute, statement, parameters, execution_options=execution_options)
+        sync = self._proxied
+        if execution_options is None and (run := self.engine.statements.runner(sync, statement, parameters)):
+            return await self._call(run)
+        return await self._call(sync.execute, statement, parameters, execution_options=execution_options)
 
     async def exec_driver_sql(self, statement: str, parameters: Any = None,
                               execution_options: Any = None) -> Any:

@@ -47,9 +47,10 @@ class Plan:
     result columns (names and types; None for a statement without rows)."""
 
     sql: str
-    construct_params: Callable[..., dict[str, Any]]
-    order: tuple[str, ...]
-    bind: dict[str, Callable[[Any], Any]]
+    #: Per positional parameter: (True, the caller's key, SQLAlchemy's bind processor or None), or
+    #: (False, the value the statement carries, already processed): what `construct_params` and the
+    #: execution context would produce for these parameter names, worked out once.
+    arguments: tuple[tuple[bool, Any, Callable[[Any], Any] | None], ...]
     columns: tuple[tuple[str, Any], ...] | None
     #: The result's keys and SQLAlchemy's result processors, made at the first execution: some
     #: processors depend on the type the server reports for the column (a float or a numeric).
@@ -113,8 +114,38 @@ def _compile(statement: Any, names: frozenset[str], dialect: Any) -> Plan | None
     elif isinstance(statement, TypedReturnsRows) and not (compiled.isinsert or compiled.isupdate
                                                           or compiled.isdelete):
         return None  # a SELECT whose columns the compiler did not list: leave it to SQLAlchemy
-    return Plan(sql=compiled.string, construct_params=compiled.construct_params,
-                order=tuple(compiled.positiontup), bind=dict(compiled._bind_processors), columns=columns)
+    arguments = _arguments(compiled, names)
+    if arguments is None:
+        return None
+    return Plan(sql=compiled.string, arguments=arguments, columns=columns)
+
+
+def _arguments(compiled: Any, names: frozenset[str]) -> tuple[tuple[bool, Any, Any], ...] | None:
+    """Where each positional parameter comes from, as `SQLCompiler.construct_params` decides it for
+    a parameter dict with these keys (after the values the statement collected, which the caller's
+    override); None where it would need more (a required value not given, a callable value:
+    SQLAlchemy's path says or does it)."""
+    collected = compiled._collected_params if getattr(compiled, "_collect_params", False) else {}
+    processors = compiled._bind_processors
+    source: dict[str, tuple[bool, Any, Any]] = {}
+    for bindparam, name in compiled.bind_names.items():
+        processor = processors.get(name)
+        for key in (bindparam.key, name):
+            if key in names:
+                source[name] = (True, key, processor)
+                break
+            if key in collected:
+                value = collected[key]
+                source[name] = (False, processor(value) if processor else value, None)
+                break
+        else:
+            if bindparam.required or bindparam.callable:
+                return None
+            source[name] = (False, processor(bindparam.value) if processor else bindparam.value, None)
+    try:
+        return tuple(source[name] for name in compiled.positiontup)
+    except KeyError:
+        return None
 
 
 def _rowcount(status: str | None) -> int:
@@ -211,9 +242,9 @@ class DirectEngine(AsyncEngine):
 
 
 async def _run(sync: Connection, plan: Plan, parameters: dict[str, Any] | None) -> DirectResult:
-    values = plan.construct_params(parameters, escape_names=False)
-    bind = plan.bind
-    args: Sequence[Any] = [bind[name](values[name]) if name in bind else values[name] for name in plan.order]
+    given = parameters or {}
+    args: Sequence[Any] = [(process(given[what]) if process else given[what]) if from_caller else what
+                           for from_caller, what, process in plan.arguments]
     if sync._transaction is None:
         sync.begin()  # what SQLAlchemy's autobegin does before a statement (asyncpg's BEGIN is lazy)
     adapter: Any = sync.connection.dbapi_connection

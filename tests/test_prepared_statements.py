@@ -245,6 +245,15 @@ async def test_rows_types_and_counts_equal(tmp_path: Path) -> None:
         assert ours == theirs
         assert ours[0].n == 7 and ours[1] == 4 and ours[2] is None
 
+        async def lookups(conn: Any) -> tuple[Any, ...]:  # asking for what a result lacks reads nothing
+            found = await conn.execute(_BY_ID, {"id": 2})
+            renamed = await conn.execute(_RENAME, {"key": 3, "name": "n3"})
+            return (getattr(found, "no_such_thing", None), hasattr(renamed, "no_such_thing"), found.one().name,
+                    renamed.rowcount)
+
+        theirs, ours = await _both(db, lookups, write=True)
+        assert ours == theirs == (None, False, "n2", 1)
+
         async def counts(conn: Any) -> tuple[Any, ...]:
             renamed = await conn.execute(_RENAME, {"key": 1, "name": "renamed"})
             none = await conn.execute(_RENAME, {"key": 99, "name": "x"})

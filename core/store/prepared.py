@@ -129,20 +129,12 @@ class PreparedStatements:
         self._seen: weakref.WeakKeyDictionary[Any, _Seen] = weakref.WeakKeyDictionary()
         #: Executions done at the driver (tests check the hot path's statements are among them).
         self.runs = 0
-        #: When a list, each statement sent SQLAlchemy's way is appended to it (tests).
-        self.missed: list[Any] | None = None
         self.enabled = True
 
     def runner(self, sync: Connection, statement: Any, params: Any) -> Callable[[], Any] | None:
         """What runs `statement` with `params` on `sync` at the driver (compiling it first if this is
         its second execution), or None: SQLAlchemy's path. The call may be made again on the store's
         thread (`InlineConnection._call`)."""
-        run = self._runner(sync, statement, params)
-        if run is None and self.missed is not None:
-            self.missed.append((statement, params))
-        return run
-
-    def _runner(self, sync: Connection, statement: Any, params: Any) -> Callable[[], Any] | None:
         if not self.enabled or not isinstance(statement, _KINDS) or statement._execution_options:
             return None
         if type(params) is list:  # one parameter set in a list is one execution for SQLAlchemy too
@@ -268,6 +260,10 @@ class DriverResult:
         return self._sa
 
     def __getattr__(self, name: str) -> Any:
+        # Only what SQLAlchemy's Result offers, and asking for anything else reads no rows (so that
+        # getattr with a default and hasattr behave).
+        if name.startswith("__") or not hasattr(IteratorResult, name):
+            raise AttributeError(name)
         return getattr(self._result(), name)
 
     def __iter__(self) -> Iterator[Any]:

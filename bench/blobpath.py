@@ -36,6 +36,8 @@ from lgsp.core.store.blobs import BlobStore
 CURRENT = hasattr(BlobStore, "purge")
 #: The writer takes the declared size (a small blob in one worker-thread call, saving 11).
 SIZED = "size" in inspect.signature(BlobStore.writer).parameters
+#: Small blobs just written are held sealed in memory for their downloads (`SealedCache`).
+HELD = hasattr(BlobStore, "open_cached")
 
 
 class MemoryKeys:
@@ -65,9 +67,14 @@ async def exchange(store: BlobStore, data: bytes, sha: str) -> None:
         from lgsp.core.downloads import _open_first
 
         data_key = await store.data_key(key)
-        fh, block = await asyncio.to_thread(_open_first, store, path, data_key, len(data), 0, want, len(data))
-        if fh is not None:
-            await asyncio.to_thread(fh.close)
+        held = store.open_cached(path, data_key, size=len(data)) if HELD else None
+        if held is not None:  # the sealed bytes this process holds (`blob_response` does the same)
+            with held:
+                block = held.read(want)
+        else:
+            fh, block = await asyncio.to_thread(_open_first, store, path, data_key, len(data), 0, want, len(data))
+            if fh is not None:
+                await asyncio.to_thread(fh.close)
         await store.purge(packet_id, key)
     else:  # the calls of the code before (one worker-thread call each)
         reader: Any = await store.open_path(path, size=len(data))
@@ -81,7 +88,7 @@ async def exchange(store: BlobStore, data: bytes, sha: str) -> None:
 
 async def run(workers: int, per: int, size: int) -> dict[str, float]:
     root = Path(tempfile.mkdtemp(prefix="lgsp-bench-blobpath-"))
-    store = BlobStore(root, keys=MemoryKeys(), fsync=True)
+    store = BlobStore(root, keys=MemoryKeys(), fsync=True, **({"cache_bytes": 8 << 20} if HELD else {}))
     store.open()
     data = os.urandom(size)
     sha = hashlib.sha256(data).hexdigest()

@@ -190,6 +190,10 @@ class BlobsConfig:
     fsync: bool = setting(True, "Flush each blob to disk before accepting it (survives a power cut)")
     encrypt: bool = setting(True, "Encrypt content at rest (AES-256-GCM, a data key per packet); "
                                   "files written unencrypted before stay readable")
+    cache_bytes: ByteSize = setting(
+        ByteSize(8 << 20), "Memory per hub process holding the encrypted bytes of small blobs it just wrote "
+                           "(at most 64 KiB each), so their downloads read no file; the oldest go first, a "
+                           "packet's go when it is purged; 0 turns it off", check=_non_negative)
 
 
 @dataclass(frozen=True)

@@ -59,15 +59,22 @@ async def blob_response(request: web.Request, blobs: BlobStore, path: Path, size
 
     One worker-thread call opens the blob and reads (decrypts) the first block; when that block is
     the whole answer (a small packet) the file is closed in the same call, so a small download
-    costs one hand-off."""
+    costs one hand-off. A small blob this process wrote and still holds sealed in memory
+    (`BlobStore.open_cached`) is decrypted on the loop instead: no file, no hand-off."""
     # A validator-less response: an If-Range cannot match it, so the whole content is sent (RFC 9110).
     wanted = None if "If-Range" in request.headers else _range(request.headers.get("Range"), size)
     first, last = wanted if wanted is not None else (0, size - 1)
     whole = last - first + 1
     key = await data_key() if data_key is not None else await blobs.data_key(path.name)
+    fh: BinaryIO | None
+    block: bytes | None
     try:
-        fh, block = await asyncio.to_thread(_open_first, blobs, path, key, size, first,
-                                            min(chunk_size, whole), whole)
+        held = blobs.open_cached(path, key, size=size)  # a small blob this process just wrote
+        if held is not None:
+            fh, block = _first_block(held, first, min(chunk_size, whole), whole)
+        else:
+            fh, block = await asyncio.to_thread(_open_first, blobs, path, key, size, first,
+                                                min(chunk_size, whole), whole)
     except FileNotFoundError:
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub")) from None
     except BlobKeyGone:
@@ -86,14 +93,19 @@ async def blob_response(request: web.Request, blobs: BlobStore, path: Path, size
 
 def _open_first(blobs: BlobStore, path: Path, data_key: bytes | None, size: int, first: int,
                 want: int, whole: int) -> tuple[BinaryIO | None, bytes | None]:
-    """Open a blob and read its first `want` bytes from `first` (worker thread). Returns (reader,
-    block), the reader None when the block is all of the `whole` bytes to send (closed here);
+    """Open a blob and read its first `want` bytes from `first` (worker thread): see `_first_block`;
     (None, None) for a plain file, closed, which is served with sendfile."""
     fh = blobs.open_sync(path, data_key, size=size)
+    if not isinstance(fh, DecryptingReader):
+        fh.close()
+        return None, None
+    return _first_block(fh, first, want, whole)
+
+
+def _first_block(fh: BinaryIO, first: int, want: int, whole: int) -> tuple[BinaryIO | None, bytes]:
+    """Read the first `want` bytes from `first` of an opened blob. Returns (reader, block), the
+    reader None when the block is all of the `whole` bytes to send (closed here)."""
     try:
-        if not isinstance(fh, DecryptingReader):
-            fh.close()
-            return None, None
         if first:
             fh.seek(first)
         block = fh.read(want) if want > 0 else b""

@@ -233,7 +233,8 @@ class Hub:
         # Another node's temporary folder counts as dead once silent for ten housekeeping rounds (5 min at least).
         self.blobs = BlobStore(cfg.blob_path, chunk_size=cfg.limits.io_chunk_size, fsync=cfg.blobs.fsync,
                                owner_stale_seconds=max(300.0, 10 * cfg.presence.sweep_interval_seconds),
-                               keys=ContentKeys(self.db, self.master_key), encrypt=cfg.blobs.encrypt)
+                               keys=ContentKeys(self.db, self.master_key), encrypt=cfg.blobs.encrypt,
+                               cache_bytes=cfg.blobs.cache_bytes)
         self.blobs.open()
         self.directory = Directory(self.db, self.master_key, self.algorithms,
                                    rsa_key_bits=cfg.security.rsa_key_bits)

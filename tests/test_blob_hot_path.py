@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from lgsp.core.hub import Hub
-from lgsp.core.store.blobcrypt import MAGIC
+from lgsp.core.store.blobcrypt import MAGIC, BlobCorrupt
 from lgsp.core.store.blobs import BlobStore, PartialRemoved, publish
 
 from .test_statements import _pairs
@@ -277,12 +277,17 @@ async def test_a_small_upload_makes_its_blob_in_one_call_through_the_exchange(
     assert await b.client.fetch_bytes(created["id"]) == content
 
 
-async def test_a_small_download_is_one_call_and_a_range_of_it_is_right(make_actor: Any, hub: Hub) -> None:
+@pytest.mark.parametrize("held", [True, False])
+async def test_a_small_download_is_one_call_or_none_and_a_range_of_it_is_right(
+        make_actor: Any, hub: Hub, held: bool) -> None:
     """A small packet is opened, read and closed in one worker-thread call, whole, as a Range or as
-    a HEAD, with the same bytes and headers a stream would send."""
+    a HEAD, with the same bytes and headers a stream would send; while this process still holds the
+    blob's sealed bytes (it wrote it), with none at all."""
     a, b = await make_actor("000.00.00.H23"), await make_actor("000.00.01.H23")
     content = os.urandom(10_240)
     packet_id = await a.client.send(content, [b.unit], subject="tải về")
+    if not held:
+        hub.blobs.cache.clear()  # e.g. written by another node, or pushed out of the cache
     path = f"/v1/packets/{packet_id}/content"
     for method, headers, status, body in [
             ("HEAD", {"Range": "bytes=100-199"}, 206, None),
@@ -292,12 +297,74 @@ async def test_a_small_download_is_one_call_and_a_range_of_it_is_right(make_acto
         with counting_hand_offs() as seen:
             got_status, got_headers, got = await b.raw(method, path, headers=headers)
         assert (got_status, got) == (status, body), (method, headers)
-        assert {k: v for k, v in seen.items() if k.startswith(BLOB_MODULES)} == {"lgsp.core.downloads:_open_first": 1}
+        expected = {} if held else {"lgsp.core.downloads:_open_first": 1}
+        assert {k: v for k, v in seen.items() if k.startswith(BLOB_MODULES)} == expected
         if status == 206:
             first = 100 if headers == {"Range": "bytes=100-199"} else len(content) - 10
             last = 199 if first == 100 else len(content) - 1
             assert got_headers["Content-Range"] == f"bytes {first}-{last}/{len(content)}"
             assert got_headers["Content-Length"] == str(last - first + 1)
+
+
+async def test_the_cache_holds_sealed_bytes_only_and_forgets_a_packet_when_it_is_purged(
+        make_actor: Any, hub: Hub) -> None:
+    """What the cache holds is the blob file's bytes as written (sealed, never the plaintext); the
+    completion's purge drops it before the ack is answered, and the download then says the
+    content is gone, as it does for a file."""
+    a, b = await make_actor("000.00.00.H23"), await make_actor("000.00.01.H23")
+    content = os.urandom(10_240)
+    sha = hashlib.sha256(content).hexdigest()
+    packet_id = await a.client.send(content, [b.unit], subject="bộ nhớ đệm")
+    (blob,) = hub.blobs.with_prefix(packet_id)
+    held = hub.blobs.cache.get(blob.name)
+    assert held == blob.read_bytes() and held.startswith(MAGIC) and content[:64] not in held
+    assert await b.client.fetch_bytes(packet_id) == content
+    assert await b.client.ack(packet_id, sha) == "delivered"
+    assert hub.blobs.cache.get(blob.name) is None and hub.blobs.cache.held == 0
+    status, _, problem = await b.raw("GET", f"/v1/packets/{packet_id}/content")
+    assert (status, problem["code"]) == (410, "content.gone"), problem
+
+
+async def test_the_cache_is_bounded_drops_the_oldest_and_holds_only_small_sealed_blobs(tmp_path: Path) -> None:
+    """At most `cache_bytes` are held, the oldest packet's blobs dropped first; blobs above 64 KiB
+    (not sealed whole in their commit's call) and plain files are not held; deleting a losing
+    attempt forgets it; a held blob reads back through `open_cached` with its size checked."""
+    store = BlobStore(tmp_path / "blobs", chunk_size=1 << 20, keys=_Keys(), cache_bytes=25_000)
+    store.open()
+    ids = [f"0f0e0d0c-0000-4000-8000-00000000001{i}" for i in range(4)]
+
+    async def write(key: str, data: bytes, into: BlobStore = store) -> None:
+        async with into.writer(key, size=len(data)) as w:
+            await w.write(data)
+            await w.finish()
+            await w.commit()
+
+    data = [os.urandom(10_000) for _ in ids]
+    for packet_id, d in zip(ids[:2], data[:2], strict=True):
+        await write(f"{packet_id}-0badc0de", d)
+    assert store.cache.held == sum(len(store.path(f"{p}-0badc0de").read_bytes()) for p in ids[:2])
+    await write(f"{ids[2]}-0badc0de", data[2])  # a third one does not fit: the oldest goes
+    assert store.cache.get(f"{ids[0]}-0badc0de") is None and store.cache.held <= 25_000
+    fh = store.open_cached(store.path(f"{ids[2]}-0badc0de"), await store.data_key(f"{ids[2]}-0badc0de"),
+                           size=10_000)
+    assert fh is not None and fh.read() == data[2]
+    with pytest.raises(BlobCorrupt):
+        store.open_cached(store.path(f"{ids[2]}-0badc0de"), await store.data_key(f"{ids[2]}-0badc0de"), size=9)
+    assert store.open_cached(tmp_path / "elsewhere" / f"{ids[2]}-0badc0de", b"k" * 32, size=10_000) is None
+    await store.delete_prefix(f"{ids[2]}-0badc0de")  # an attempt that lost: its blob and entry go
+    assert store.cache.get(f"{ids[2]}-0badc0de") is None
+    await write(f"{ids[3]}-0badc0de", os.urandom(70_000))  # above 64 KiB: written in two calls
+    assert store.cache.get(f"{ids[3]}-0badc0de") is None
+    plain = BlobStore(tmp_path / "plain", keys=_Keys(), encrypt=False, cache_bytes=25_000)
+    plain.open()
+    await write(f"{ids[0]}-1badc0de", data[0], plain)
+    assert plain.cache.held == 0  # a plain file is served by sendfile: nothing to hold
+    off = BlobStore(tmp_path / "off", keys=_Keys(), cache_bytes=0)
+    off.open()
+    await write(f"{ids[0]}-2badc0de", data[0], off)
+    assert off.cache.held == 0
+    for s in (store, plain, off):
+        s.close()
 
 
 def _files(store: BlobStore, *names: str) -> list[Path]:

@@ -263,21 +263,35 @@ def open_blob(path: Path, data_key: KeyLookup | bytes | None, *, expect_name: st
     (None when destroyed). Blocking: call from a worker thread."""
     fh: BinaryIO = open(path, "rb")  # noqa: SIM115 - owned by the reader returned
     try:
-        found = read_header(fh)
-        if found is None:
-            fh.seek(0)
-            return fh
-        header, chunk_size, file_id, key_id, name = found
-        if expect_name is not None and name != expect_name:
-            raise BlobCorrupt(f"the file {path.name} holds blob {name}, not {expect_name}")
-        key = data_key(key_id) if callable(data_key) else data_key
-        if key is None:
-            raise BlobKeyGone(f"the data key of {path.name} is destroyed; the content cannot be read")
-        size = os.fstat(fh.fileno()).st_size
-        return DecryptingReader(fh, key, header, chunk_size, file_id, size)  # type: ignore[return-value]
+        return _reader(fh, os.fstat(fh.fileno()).st_size, data_key, expect_name, path.name)
     except BaseException:
         fh.close()
         raise
+
+
+def open_sealed(sealed: bytes, data_key: KeyLookup | bytes | None, *, expect_name: str) -> BinaryIO:
+    """`open_blob` over a blob file's bytes held in memory (`BlobStore`'s cache of small blobs it
+    wrote): the same header checks and authentication, no I/O, so it may run on the event loop."""
+    fh = io.BytesIO(sealed)
+    reader = _reader(fh, len(sealed), data_key, expect_name, expect_name)
+    if reader is fh:
+        raise BlobCorrupt(f"the bytes held for {expect_name} are not a sealed blob")
+    return reader
+
+
+def _reader(fh: BinaryIO, file_size: int, data_key: KeyLookup | bytes | None, expect_name: str | None,
+            label: str) -> BinaryIO:
+    found = read_header(fh)
+    if found is None:
+        fh.seek(0)
+        return fh
+    header, chunk_size, file_id, key_id, name = found
+    if expect_name is not None and name != expect_name:
+        raise BlobCorrupt(f"the file {label} holds blob {name}, not {expect_name}")
+    key = data_key(key_id) if callable(data_key) else data_key
+    if key is None:
+        raise BlobKeyGone(f"the data key of {label} is destroyed; the content cannot be read")
+    return DecryptingReader(fh, key, header, chunk_size, file_id, file_size)  # type: ignore[return-value]
 
 
 def plain_size(path: Path) -> int:

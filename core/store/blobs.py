@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -33,12 +34,13 @@ import shutil
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from lgsp.core.store.blobcrypt import BlobCorrupt, ChunkSealer, open_blob, plain_size
+from lgsp.core.store.blobcrypt import BlobCorrupt, ChunkSealer, open_blob, open_sealed, plain_size
 
 try:
     import fcntl
@@ -208,10 +210,55 @@ class Removals:
             self._pending.clear()
 
 
+class SealedCache:
+    """The sealed (encrypted) bytes of the small blobs this process just wrote, so that their first
+    downloads read no file: a download of a small packet was a worker-thread call of its own (open,
+    read, close), and it usually follows its upload within seconds. Only bytes as written to disk
+    are held, never plaintext; at most `limit` bytes, the oldest dropped first; a blob's entry goes
+    when its packet is purged or the blob deleted through this store. A download still reads the
+    packet's state from the store first, so an entry of content another node purged is never
+    served (and its data key is destroyed with the purge). Used on the event loop only."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._packets: OrderedDict[str, dict[str, bytes]] = OrderedDict()  # packet id -> blob key -> bytes
+
+    def put(self, key: str, sealed: bytes) -> None:
+        if len(sealed) > self.limit:
+            return
+        entries = self._packets.setdefault(key_id_of(key), {})
+        self._packets.move_to_end(key_id_of(key))
+        self.held += len(sealed) - len(entries.get(key, b""))
+        entries[key] = sealed
+        while self.held > self.limit:
+            _, dropped = self._packets.popitem(last=False)
+            self.held -= sum(map(len, dropped.values()))
+
+    def get(self, key: str) -> bytes | None:
+        entries = self._packets.get(key_id_of(key))
+        return entries.get(key) if entries is not None else None
+
+    def evict(self, prefix: str) -> None:
+        """Forget every blob whose key starts with `prefix` (a packet id, or one blob's key)."""
+        packet_id = key_id_of(prefix)
+        entries = self._packets.get(packet_id)
+        if entries is None:
+            return
+        for key in [k for k in entries if k.startswith(prefix)]:
+            self.held -= len(entries.pop(key))
+        if not entries:
+            del self._packets[packet_id]
+
+    def clear(self) -> None:
+        self._packets.clear()
+        self.held = 0
+
+
 class BlobStore:
     def __init__(self, root: Path, *, chunk_size: int = 1 << 20, fsync: bool = True,
                  owner_stale_seconds: float = 300.0, keys: DataKeys | None = None,
-                 encrypt: bool = True) -> None:
+                 encrypt: bool = True, cache_bytes: int = 0) -> None:
         self.root = root
         self.keys = keys
         #: Write new blobs encrypted (needs `keys`); files are read either way.
@@ -226,6 +273,8 @@ class BlobStore:
         self._owner_fd: int | None = None
         self._tmp_lock = threading.Lock()  # writers are also made in worker threads
         self._removals = Removals(self._remove_batch)
+        #: Sealed bytes of small blobs just written, for their downloads (`blobs.cache_bytes`; 0: none).
+        self.cache = SealedCache(cache_bytes)
 
     def open(self) -> None:
         self.objects.mkdir(parents=True, exist_ok=True)
@@ -277,6 +326,7 @@ class BlobStore:
 
     def close(self) -> None:
         """On shutdown: remove this process's temporary folder (no writer is left) and its owner file."""
+        self.cache.clear()
         with self._tmp_lock:
             if self._tmp is not None:
                 shutil.rmtree(self._tmp, ignore_errors=True)
@@ -348,10 +398,12 @@ class BlobStore:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def delete(self, key: str) -> bool:
+        self.cache.evict(key)
         return await asyncio.to_thread(remove, [self.path(key)]) == 1
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every blob whose key starts with `prefix` (a packet id or an upload key)."""
+        self.cache.evict(prefix)
         return await asyncio.to_thread(lambda: remove(self._with_prefix(prefix)))
 
     async def purge(self, packet_id: str, key: str | None = None) -> int:
@@ -367,6 +419,7 @@ class BlobStore:
         if key is not None and not key.startswith(packet_id):
             raise ValueError(f"blob {key!r} is not of packet {packet_id!r}")
         self.path(key if key is not None else packet_id)  # a bad key is refused here, not in the batch
+        self.cache.evict(packet_id)  # before any await: nothing reads the content from memory after this
         return await self._removals.remove(packet_id, key, blobs=True)
 
     async def data_key(self, key: str) -> bytes | None:
@@ -383,6 +436,21 @@ class BlobStore:
             if found != size:
                 fh.close()
                 raise BlobCorrupt(f"{path.name} holds {found} bytes, the store says {size}")
+        return fh
+
+    def open_cached(self, path: Path, data_key: bytes | None, *, size: int) -> BinaryIO | None:
+        """`open_sync` from the sealed bytes this process holds for blob `path` (no I/O: on the
+        event loop); None when it holds none, or without the packet's data key (a key that is gone
+        is reported by the file's reader, as for any other download)."""
+        if data_key is None or path.name[:36] not in self.cache._packets or path != self.path(path.name):
+            return None
+        sealed = self.cache.get(path.name)
+        if sealed is None:
+            return None
+        fh = open_sealed(sealed, data_key, expect_name=path.name)
+        if getattr(fh, "size", None) != size:
+            fh.close()
+            raise BlobCorrupt(f"{path.name} holds {getattr(fh, 'size', None)} bytes, the store says {size}")
         return fh
 
     async def open_path(self, path: Path, *, size: int | None = None) -> BinaryIO:
@@ -659,20 +727,36 @@ class BlobWriter:
         self._buf.clear()
         self._hashed = 0
         data_key = await self._key() if self._fh is None else None  # a deferred file: made in this call
-        await asyncio.to_thread(self._commit, chunk, hashed, data_key)
+        sealed = await asyncio.to_thread(self._commit, chunk, hashed, data_key)
+        if sealed is not None and self.store.cache.limit:
+            self.store.cache.put(self.key, sealed)  # for its download (`SealedCache`)
         self._closed = True
 
-    def _commit(self, chunk: bytes = b"", hashed: int = 0, data_key: bytes | None = None) -> None:
-        """The rest of the content, the final chunk, fsync, rename, folder fsync (worker thread); a
-        deferred file is created first (sealed with `data_key`): the whole small blob in one call."""
+    def _commit(self, chunk: bytes = b"", hashed: int = 0, data_key: bytes | None = None) -> bytes | None:
+        """The rest of the content, the final chunk, fsync, rename, folder fsync (worker thread). A
+        deferred file (none made yet: `chunk` is the whole blob) is sealed in memory with
+        `data_key` and written at once: the whole small blob in one call. Returns the file's bytes
+        when sealed in memory (else None)."""
+        sealed = None
         if self._fh is None:
-            self._open(data_key)
-        assert self._fh is not None and self.temp is not None
-        if chunk:
-            self._write_chunk(chunk, hashed)
-        if self._sealer is not None:
-            self._sealer.finish()
+            if hashed < len(chunk):
+                self._sha.update(memoryview(chunk)[hashed:])
+            if data_key is not None:
+                sink = io.BytesIO()
+                sealer = ChunkSealer(sink, data_key, key_id_of(self.key), self.key)
+                sealer.write(chunk)
+                sealer.finish()
+                sealed = sink.getvalue()
+            self.temp, self._fh = self.store.create_temp(self.key)
+            self._fh.write(sealed if sealed is not None else chunk)
+        else:
+            if chunk:
+                self._write_chunk(chunk, hashed)
+            if self._sealer is not None:
+                self._sealer.finish()
+        assert self.temp is not None
         publish(self._fh, self.temp, self.final, fsync=self.store.fsync)
+        return sealed
 
     async def abort(self) -> None:
         self._closed = True

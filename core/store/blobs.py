@@ -442,10 +442,8 @@ class BlobStore:
         """`open_sync` from the sealed bytes this process holds for blob `path` (no I/O: on the
         event loop); None when it holds none, or without the packet's data key (a key that is gone
         is reported by the file's reader, as for any other download)."""
-        if data_key is None or path.name[:36] not in self.cache._packets or path != self.path(path.name):
-            return None
-        sealed = self.cache.get(path.name)
-        if sealed is None:
+        sealed = self.cache.get(path.name) if data_key is not None else None
+        if sealed is None or path != self.path(path.name):  # held under that name, but not this file
             return None
         fh = open_sealed(sealed, data_key, expect_name=path.name)
         if getattr(fh, "size", None) != size:
@@ -728,7 +726,7 @@ class BlobWriter:
         self._hashed = 0
         data_key = await self._key() if self._fh is None else None  # a deferred file: made in this call
         sealed = await asyncio.to_thread(self._commit, chunk, hashed, data_key)
-        if sealed is not None and self.store.cache.limit:
+        if sealed is not None:
             self.store.cache.put(self.key, sealed)  # for its download (`SealedCache`)
         self._closed = True
 

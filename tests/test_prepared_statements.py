@@ -457,3 +457,44 @@ async def test_a_long_read_at_the_driver_still_moves_to_the_thread(tmp_path: Pat
     finally:
         await db.close()
 
+
+@pytest.mark.parametrize("dialect_name", ["sqlite", "postgresql+asyncpg"])
+def test_arguments_worked_out_once_are_what_sqlalchemy_binds(dialect_name: str) -> None:
+    """`bound_arguments` + `bind` (both driver paths) equal SQLAlchemy's `construct_params` followed
+    by its bind processors, for given, literal and collected values and constant defaults; what
+    needs more (a required value not given) is left to SQLAlchemy."""
+    from sqlalchemy import text, update
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from lgsp.core.exchange import base, uploads
+    from lgsp.core.store.prepared import bind, bound_arguments
+    from lgsp.core.store.tables import units
+
+    dialect = sqlite.pysqlite.dialect() if dialect_name == "sqlite" else postgresql.asyncpg.dialect()
+    at = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
+    unit = {"id": "u9", "name": "Đơn vị u9", "name_folded": "u9", "zone": "local", "legacy": False,
+            "status": "active", "created_at": at, "online": False, "stream_cursor": 0}
+    cases: list[tuple[Any, dict[str, Any]]] = [
+        (uploads._ACCEPT, {"p_packet": "p1", "blob_key": "p1.0", "accepted_at": at}),
+        (base._PACKET_WITH_DELIVERIES, {"packet_id": "p1"}),
+        (update(units).where(units.c.id == bindparam("p_id")).values(clock_offset_seconds=bindparam("o")),
+         {"p_id": "u1", "o": 0.5}),
+        (insert(units), unit),
+        (select(units.c.id).where(units.c.id == bindparam("x", value="fixed")), {}),
+        (text("SELECT CAST(:a AS text), CAST(:b AS integer)").bindparams(a="collected", b=1), {"b": 2}),
+    ]
+    for statement, params in cases:
+        compiled: Any = statement.compile(dialect=dialect, column_keys=sorted(params))
+        values = compiled.construct_params(params, escape_names=False)
+        processors = compiled._bind_processors
+        wanted = [processors[n](values[n]) if n in processors else values[n] for n in compiled.positiontup]
+        arguments = bound_arguments(compiled, params)
+        assert arguments is not None, statement
+        assert bind(arguments, params) == wanted, statement
+    # A constant default the execution context adds overrides the bind, by name.
+    compiled = insert(units).compile(dialect=dialect, column_keys=sorted(unit))
+    name = compiled.positiontup[0]
+    arguments = bound_arguments(compiled, set(unit) - {name}, [(name, "from-default")])
+    assert arguments is not None and bind(arguments, unit)[0] == "from-default"
+    required = select(units.c.id).where(units.c.id == bindparam("needed"))
+    assert bound_arguments(required.compile(dialect=dialect), ()) is None

@@ -294,33 +294,3 @@ async def test_a_write_block_begins_without_a_greenlet(db: Database, monkeypatch
     assert "begin" not in spawned and "begin_nested" in spawned
     async with db.read() as conn:
         assert {r.id for r in (await conn.execute(select(units.c.id))).all()} == {"u1", "u2"}
-
-
-def test_arguments_are_what_sqlalchemy_would_bind() -> None:
-    """The positional arguments worked out once equal SQLAlchemy's `construct_params` followed by
-    its bind processors, for given, literal and collected values; what needs more is not planned."""
-    from sqlalchemy import text
-    from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
-
-    dialect = pg_asyncpg.dialect()
-    at = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
-    cases: list[tuple[Any, dict[str, Any]]] = [
-        (uploads._ACCEPT, {"p_packet": "p1", "blob_key": "p1.0", "accepted_at": at}),
-        (base._PACKET_WITH_DELIVERIES, {"packet_id": "p1"}),
-        (_SEEN, {"p_id": "u1", "offset": 0.5, "at": at}),
-        (_UNIT, _unit("u9")),
-        (select(units.c.id).where(units.c.id == bindparam("x", value="fixed")), {}),
-        (text("SELECT CAST(:a AS text), CAST(:b AS integer)").bindparams(a="collected", b=1), {"b": 2}),
-    ]
-    for statement, params in cases:
-        compiled: Any = statement.compile(dialect=dialect, column_keys=sorted(params))
-        values = compiled.construct_params(params, escape_names=False)
-        processors = compiled._bind_processors
-        wanted = [processors[n](values[n]) if n in processors else values[n] for n in compiled.positiontup]
-        arguments = pg_direct._arguments(compiled, frozenset(params))
-        assert arguments is not None, statement
-        got = [(process(params[what]) if process else params[what]) if from_caller else what
-               for from_caller, what, process in arguments]
-        assert got == wanted, statement
-    required = select(units.c.id).where(units.c.id == bindparam("needed"))
-    assert pg_direct._arguments(required.compile(dialect=dialect), frozenset()) is None

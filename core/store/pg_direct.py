@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,8 @@ from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.selectable import TypedReturnsRows
 from sqlalchemy.util import greenlet_spawn
 
+from lgsp.core.store.prepared import Arguments, bind, bound_arguments, statement_listeners
+
 __all__ = ["DirectConnection", "DirectEngine", "DirectResult", "DirectTransaction", "direct_plan"]
 
 
@@ -47,10 +49,8 @@ class Plan:
     result columns (names and types; None for a statement without rows)."""
 
     sql: str
-    #: Per positional parameter: (True, the caller's key, SQLAlchemy's bind processor or None), or
-    #: (False, the value the statement carries, already processed): what `construct_params` and the
-    #: execution context would produce for these parameter names, worked out once.
-    arguments: tuple[tuple[bool, Any, Callable[[Any], Any] | None], ...]
+    #: Where each argument comes from, worked out once (`prepared.bound_arguments`).
+    arguments: Arguments
     columns: tuple[tuple[str, Any], ...] | None
     #: The result's keys and SQLAlchemy's result processors, made at the first execution: some
     #: processors depend on the type the server reports for the column (a float or a numeric).
@@ -114,38 +114,10 @@ def _compile(statement: Any, names: frozenset[str], dialect: Any) -> Plan | None
     elif isinstance(statement, TypedReturnsRows) and not (compiled.isinsert or compiled.isupdate
                                                           or compiled.isdelete):
         return None  # a SELECT whose columns the compiler did not list: leave it to SQLAlchemy
-    arguments = _arguments(compiled, names)
+    arguments = bound_arguments(compiled, names)
     if arguments is None:
         return None
     return Plan(sql=compiled.string, arguments=arguments, columns=columns)
-
-
-def _arguments(compiled: Any, names: frozenset[str]) -> tuple[tuple[bool, Any, Any], ...] | None:
-    """Where each positional parameter comes from, as `SQLCompiler.construct_params` decides it for
-    a parameter dict with these keys (after the values the statement collected, which the caller's
-    override); None where it would need more (a required value not given, a callable value:
-    SQLAlchemy's path says or does it)."""
-    collected = compiled._collected_params if getattr(compiled, "_collect_params", False) else {}
-    processors = compiled._bind_processors
-    source: dict[str, tuple[bool, Any, Any]] = {}
-    for bindparam, name in compiled.bind_names.items():
-        processor = processors.get(name)
-        for key in (bindparam.key, name):
-            if key in names:
-                source[name] = (True, key, processor)
-                break
-            if key in collected:
-                value = collected[key]
-                source[name] = (False, processor(value) if processor else value, None)
-                break
-        else:
-            if bindparam.required or bindparam.callable:
-                return None
-            source[name] = (False, processor(bindparam.value) if processor else bindparam.value, None)
-    try:
-        return tuple(source[name] for name in compiled.positiontup)
-    except KeyError:
-        return None
 
 
 def _rowcount(status: str | None) -> int:
@@ -160,7 +132,7 @@ def _rowcount(status: str | None) -> int:
 class DirectConnection(AsyncConnection):
     """An `AsyncConnection` that runs statements it has seen before directly on asyncpg."""
 
-    #: Whether statement listeners are attached (`_watched`), looked up at this connection's first
+    #: Whether statement listeners are attached (`prepared.statement_listeners`), looked up at this connection's first
     #: statement: asking SQLAlchemy's joined dispatcher at every statement cost 2 % of the loop.
     _watching: bool | None = None
 
@@ -172,7 +144,7 @@ class DirectConnection(AsyncConnection):
         if execution_options is None and sync is not None and (parameters is None or type(parameters) is dict):
             watching = self._watching
             if watching is None:
-                watching = self._watching = _watched(sync)
+                watching = self._watching = statement_listeners(sync)
             if not watching:
                 plan = direct_plan(statement, frozenset(parameters) if parameters else frozenset(), sync.dialect)
                 if plan is not None:
@@ -222,15 +194,6 @@ def _nothing_to_send(sync: Connection) -> bool:
     return adapter is not None and getattr(adapter, "_transaction", True) is None
 
 
-def _watched(sync: Connection) -> bool:
-    """Whether anything listens to statement executions on this connection or its engine (then
-    SQLAlchemy runs every statement, so the listeners see them all). Not `_has_events`: the read
-    engine's isolation option is itself an event (on connect), and must not turn this off."""
-    dispatch: Any = sync.dispatch
-    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute
-                or dispatch.before_execute or dispatch.after_execute)
-
-
 class DirectEngine(AsyncEngine):
     """The PostgreSQL engine of `Database`: its connections are `DirectConnection`s, and so are
     those of its `execution_options(...)` copies (SQLAlchemy's make a plain `AsyncEngine`)."""
@@ -242,9 +205,7 @@ class DirectEngine(AsyncEngine):
 
 
 async def _run(sync: Connection, plan: Plan, parameters: dict[str, Any] | None) -> DirectResult:
-    given = parameters or {}
-    args: Sequence[Any] = [(process(given[what]) if process else given[what]) if from_caller else what
-                           for from_caller, what, process in plan.arguments]
+    args = bind(plan.arguments, parameters)
     if sync._transaction is None:
         sync.begin()  # what SQLAlchemy's autobegin does before a statement (asyncpg's BEGIN is lazy)
     adapter: Any = sync.connection.dbapi_connection

@@ -15,7 +15,8 @@ SQLAlchemy's own compiler made of it for this engine's dialect, once:
   second execution, so rows are processed by SQLAlchemy's code (result processors, `row.attr`,
   `row._mapping`).
 
-From then on `Prepared.run` builds the parameters with SQLAlchemy's `construct_params`, calls
+From then on `Prepared.run` builds the parameters as SQLAlchemy's `construct_params` would, from
+where each one comes from, worked out once (`bound_arguments`, also PostgreSQL's rule), calls
 `cursor.execute(sql, params)` on the connection's DBAPI connection (`_BufferedCursor`: the rows are
 fetched during the call) and returns a `DriverResult`, which offers the `Result` API callers use
 (`first`, `all`, `one`, `one_or_none`, `scalar`, `scalar_one`, `scalar_one_or_none`, iteration,
@@ -41,7 +42,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import sqlalchemy.exc
@@ -59,6 +60,7 @@ class Prepared:
     """One statement object compiled for one dialect and one set of parameter keys."""
 
     __slots__ = (
+        "arguments",
         "compiled",
         "defaults",
         "make_row",
@@ -70,13 +72,16 @@ class Prepared:
         "sql",
     )
 
-    def __init__(self, compiled: Any, defaults: list[tuple[str, Any]], result: Any, sequence: type) -> None:
+    def __init__(self, compiled: Any, keys: tuple[str, ...], defaults: list[tuple[str, Any]], result: Any,
+                 sequence: type) -> None:
         self.compiled = compiled
         self.sql: str = compiled.string
         self.positiontup: list[str] = list(compiled.positiontup or ())
         self.processors: dict[str, Callable[[Any], Any]] = dict(compiled._bind_processors)
         self.defaults = defaults
         self.sequence = sequence
+        #: The arguments worked out once (None: `construct_params` at each run).
+        self.arguments = bound_arguments(compiled, keys, defaults) if compiled.positiontup else None
         self.metadata: Any = None
         self.make_row: Callable[[Any], Any] | None = None
         self.make_rows: Callable[[Any], Any] | None = None
@@ -90,11 +95,14 @@ class Prepared:
         """Execute on the DBAPI connection under `sync` (a synchronous call: `InlineConnection._call`)."""
         compiled = self.compiled
         try:
-            values = compiled.construct_params(params, escape_names=False)
-            for key, value in self.defaults:
-                values[key] = value
-            procs = self.processors
-            args = self.sequence([procs[k](values[k]) if k in procs else values[k] for k in self.positiontup])
+            if self.arguments is not None:
+                args = self.sequence(bind(self.arguments, params))
+            else:
+                values = compiled.construct_params(params, escape_names=False)
+                for key, value in self.defaults:
+                    values[key] = value
+                procs = self.processors
+                args = self.sequence([procs[k](values[k]) if k in procs else values[k] for k in self.positiontup])
         except BaseException as exc:  # as SQLAlchemy's execution context set-up: a StatementError
             sync._handle_dbapi_exception(exc, self.sql, [params or {}], None, None)
         fairy = sync._dbapi_connection
@@ -161,7 +169,7 @@ class PreparedStatements:
     def _plain(self, sync: Connection) -> bool:
         """Whether SQLAlchemy would do nothing but compile, execute and read for this connection: no
         statement listeners, no echo, no execution options, a usable connection and transaction."""
-        if (sync._has_events or self.engine._has_events) and _statement_listeners(sync):
+        if (sync._has_events or self.engine._has_events) and statement_listeners(sync):
             return False
         transaction = sync._transaction
         return not (self.dialect._has_events or sync._echo or sync._execution_options
@@ -190,7 +198,7 @@ class PreparedStatements:
         if result.returns_rows and compiled._cached_metadata is not result._metadata:
             seen.by_keys[keys] = None  # metadata SQLAlchemy itself would not reuse
         else:
-            seen.by_keys[keys] = Prepared(compiled, defaults, result, dialect.execute_sequence_format)
+            seen.by_keys[keys] = Prepared(compiled, keys, defaults, result, dialect.execute_sequence_format)
         return result
 
     def forget(self) -> None:
@@ -198,10 +206,64 @@ class PreparedStatements:
         self._seen = weakref.WeakKeyDictionary()
 
 
-def _statement_listeners(sync: Connection) -> bool:
-    dispatch = sync.dispatch
+def statement_listeners(sync: Connection) -> bool:
+    """Whether anything listens to statement executions on this connection or its engine: then
+    SQLAlchemy runs every statement, so that the listeners see them all (here and in pg_direct)."""
+    dispatch: Any = sync.dispatch
     return bool(dispatch.before_execute or dispatch.after_execute or dispatch.before_cursor_execute
                 or dispatch.after_cursor_execute)
+
+
+#: Per positional parameter of a compiled statement: (True, the caller's key, SQLAlchemy's bind
+#: processor or None), or (False, the value the statement binds, already processed).
+Arguments = tuple[tuple[bool, Any, Any], ...]
+
+
+def bound_arguments(compiled: Any, names: Iterable[str], overrides: Iterable[tuple[str, Any]] = ()
+                    ) -> Arguments | None:
+    """Where each positional parameter of `compiled` comes from, worked out once for parameter dicts
+    with these keys, as SQLAlchemy's `construct_params` and bind processors decide it (the values
+    the statement collected first, the caller's over them; `overrides`, by bind name: the constant
+    Python-side defaults its execution context adds). None where that needs more than a lookup (a
+    required value not given, a callable value): SQLAlchemy's path says or does it.
+
+    Used by both driver paths (here, and PostgreSQL's core/store/pg_direct.py): `bind` then makes a
+    call's arguments with no `construct_params` per execution."""
+    given = frozenset(names)
+    fixed = dict(overrides)
+    collected = compiled._collected_params if getattr(compiled, "_collect_params", False) else {}
+    processors = compiled._bind_processors
+    source: dict[str, tuple[bool, Any, Any]] = {}
+    for bindparam, name in compiled.bind_names.items():
+        processor = processors.get(name)
+        if name in fixed:
+            value = fixed[name]
+            source[name] = (False, processor(value) if processor else value, None)
+            continue
+        for key in (bindparam.key, name):
+            if key in given:
+                source[name] = (True, key, processor)
+                break
+            if key in collected:
+                value = collected[key]
+                source[name] = (False, processor(value) if processor else value, None)
+                break
+        else:
+            if bindparam.required or bindparam.callable:
+                return None
+            value = bindparam.value
+            source[name] = (False, processor(value) if processor else value, None)
+    try:
+        return tuple(source[name] for name in compiled.positiontup)
+    except KeyError:
+        return None
+
+
+def bind(arguments: Arguments, params: dict[str, Any] | None) -> list[Any]:
+    """A call's positional arguments (see `bound_arguments`)."""
+    given = params or {}
+    return [(process(given[what]) if process else given[what]) if from_caller else what
+            for from_caller, what, process in arguments]
 
 
 def _scalar_defaults(compiled: Any) -> list[tuple[str, Any]] | None:

@@ -294,3 +294,20 @@ async def test_a_write_block_begins_without_a_greenlet(db: Database, monkeypatch
     assert "begin" not in spawned and "begin_nested" in spawned
     async with db.read() as conn:
         assert {r.id for r in (await conn.execute(select(units.c.id))).all()} == {"u1", "u2"}
+
+
+async def test_an_echoing_engine_logs_every_statement(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """With echo on (debugging), SQLAlchemy runs every statement, so every one is logged."""
+    db = Database(pg_url, pool_size=1, echo=True)
+    try:
+        await db.upgrade()
+        statement = select(units.c.id).where(units.c.id == bindparam("p_id"))  # this test's own object
+        with caplog.at_level("INFO", logger="sqlalchemy.engine"):
+            async with db.read() as conn:
+                for _ in range(3):
+                    await conn.execute(statement, {"p_id": "u1"})
+        assert not _planned(statement)
+        assert sum("FROM units" in r.getMessage() for r in caplog.records) == 3
+    finally:
+        await db.close()
+

@@ -17,10 +17,12 @@ callers cannot tell the difference. SQLAlchemy stays the one place where stateme
 Everything else takes SQLAlchemy's usual path, unchanged: a statement seen for the first time (one
 built per call is never seen twice), lists of parameter sets (executemany), execution options,
 statements whose execution needs SQLAlchemy's context (Python-side column defaults, expanding IN
-parameters, schema translation), and every statement of a connection whose engine has cursor
-execution listeners (the tools that count statements, bench/statements.py and the tests, see all
-of them). An error is handled by SQLAlchemy's own code as if it had run the statement: the same
-exception classes, and a lost connection is invalidated the same way.
+parameters, schema translation), a transaction SQLAlchemy holds as failed, and every statement of
+a connection whose engine has statement listeners (the tools that count statements,
+bench/statements.py and the tests, see all of them; `prepared.statement_listeners`), whose dialect
+has listeners, or which echoes its statements to the log. An error is handled by SQLAlchemy's own
+code as if it had run the statement: the same exception classes, and a lost connection is
+invalidated the same way.
 """
 
 from __future__ import annotations
@@ -132,8 +134,9 @@ def _rowcount(status: str | None) -> int:
 class DirectConnection(AsyncConnection):
     """An `AsyncConnection` that runs statements it has seen before directly on asyncpg."""
 
-    #: Whether statement listeners are attached (`prepared.statement_listeners`), looked up at this connection's first
-    #: statement: asking SQLAlchemy's joined dispatcher at every statement cost 2 % of the loop.
+    #: Whether statement listeners are attached (`prepared.statement_listeners`) or echo is on, looked
+    #: up at this connection's first statement: asking SQLAlchemy's joined dispatcher at every
+    #: statement cost 2 % of the loop.
     _watching: bool | None = None
 
     async def execute(self, statement: Any, parameters: Any = None, *,
@@ -143,9 +146,10 @@ class DirectConnection(AsyncConnection):
             parameters = parameters[0]  # one parameter set is one execution for SQLAlchemy too
         if execution_options is None and sync is not None and (parameters is None or type(parameters) is dict):
             watching = self._watching
-            if watching is None:
-                watching = self._watching = statement_listeners(sync)
-            if not watching:
+            if watching is None:  # echo logs every statement; dialect listeners see them too
+                watching = self._watching = bool(statement_listeners(sync) or sync._echo or sync.dialect._has_events)
+            transaction = sync._transaction
+            if not watching and (transaction is None or transaction.is_active):  # a failed one: SQLAlchemy says so
                 plan = direct_plan(statement, frozenset(parameters) if parameters else frozenset(), sync.dialect)
                 if plan is not None:
                     return await _run(sync, plan, parameters)

@@ -23,7 +23,7 @@ from lgsp.core.exchange import base, uploads
 from lgsp.core.hub import Hub
 from lgsp.core.store import pg_direct
 from lgsp.core.store.database import Database
-from lgsp.core.store.tables import packets, units
+from lgsp.core.store.tables import clock_offsets, packets, units
 
 from .conftest import PG_ADMIN_URL, base_env
 from .test_statements import REPO, _pairs
@@ -221,6 +221,12 @@ async def test_what_stays_on_sqlalchemys_path(db: Database) -> None:
             assert (await conn.execute(select(units.c.id).where(units.c.id == "u3"))).scalar() == "u3"
             await conn.execute(_UNIT_BY_ID, {"p_id": "u4"}, execution_options={"logging_token": "t"})
     assert not _planned(expanding)
+    generated = insert(clock_offsets)  # the key is the database's: SQLAlchemy fetches it (implicit RETURNING)
+    sample = {"unit_id": "u1", "at": NOW, "offset_seconds": 0.0, "min_seconds": 0.0, "max_seconds": 0.0,
+              "requests": 1}
+    async with db.write() as conn:
+        keys = [(await conn.execute(generated, sample)).inserted_primary_key[0] for _ in range(3)]
+    assert not _planned(generated) and len(set(keys)) == 3
     with watching(db) as seen:
         async with db.read() as conn:
             await _twice(conn, _UNIT_BY_ID, {"p_id": "u1"})

@@ -16,13 +16,13 @@ callers cannot tell the difference. SQLAlchemy stays the one place where stateme
 
 Everything else takes SQLAlchemy's usual path, unchanged: a statement seen for the first time (one
 built per call is never seen twice), lists of parameter sets (executemany), execution options,
-statements whose execution needs SQLAlchemy's context (Python-side column defaults, expanding IN
-parameters, schema translation), a transaction SQLAlchemy holds as failed, and every statement of
-a connection whose engine has statement listeners (the tools that count statements,
-bench/statements.py and the tests, see all of them; `prepared.statement_listeners`), whose dialect
-has listeners, or which echoes its statements to the log. An error is handled by SQLAlchemy's own
-code as if it had run the statement: the same exception classes, and a lost connection is
-invalidated the same way.
+statements whose execution needs SQLAlchemy's context (Python-side column defaults, an INSERT's
+generated key fetched by an implicit RETURNING, expanding IN parameters, schema translation), a
+transaction SQLAlchemy holds as failed, and every statement of a connection whose engine has
+statement listeners (the tools that count statements, bench/statements.py and the tests, see all
+of them; `prepared.statement_listeners`), whose dialect has listeners, or which echoes its
+statements to the log. An error is handled by SQLAlchemy's own code as if it had run the
+statement: the same exception classes, and a lost connection is invalidated the same way.
 """
 
 from __future__ import annotations
@@ -104,7 +104,9 @@ def _compile(statement: Any, names: frozenset[str], dialect: Any) -> Plan | None
         compiled: Any = statement.compile(dialect=dialect, column_keys=sorted(names))
     except Exception:  # SQLAlchemy's path raises it as it should, with its context
         return None
-    if (not compiled.positional or compiled.insert_prefetch or compiled.update_prefetch
+    # An INSERT whose generated key SQLAlchemy fetches with an implicit RETURNING answers with
+    # `inserted_primary_key` and no rows: its execution context makes that result (as on SQLite).
+    if (not compiled.positional or compiled.insert_prefetch or compiled.update_prefetch or compiled.implicit_returning
             or compiled.literal_execute_params or compiled.post_compile_params or compiled.schema_translate_map
             or compiled.isplaintext or compiled._textual_ordered_columns or compiled._ad_hoc_textual):
         return None

@@ -42,6 +42,7 @@ from lgsp.core.signing import (
     parse_signature_header,
 )
 from lgsp.core.store.database import Database
+from lgsp.core.store.params import MAX_ROWS, rows_select, rows_values
 from lgsp.core.store.tables import nonces, sessions
 from lgsp.core.text import MAX_HEADER, ascii_header_problem
 
@@ -349,10 +350,25 @@ class Spent:
     generation: int | None
 
 
+_SPEND_COLUMNS = ("access_key", "nonce", "expires_at")
+
+
+@functools.lru_cache(maxsize=2 * MAX_ROWS)
+def _spend_statement(dialect: str, n: int) -> Any:
+    """The nonce batch of `n` rows: INSERT … SELECT (`params.rows_select`) … ON CONFLICT DO NOTHING
+    RETURNING, with the key generation read by the same statement (core/keycache.py). One statement
+    object per dialect and batch size, so the store runs it at the driver from its third use
+    (core/store/prepared.py, core/store/pg_direct.py)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (insert(nonces).from_select(list(_SPEND_COLUMNS), rows_select(nonces, _SPEND_COLUMNS, n, "n"))
+            .on_conflict_do_nothing()
+            .returning(nonces.c.access_key, nonces.c.nonce, KEY_GENERATION.label("key_generation")))
+
+
 @functools.cache
-def _spend_statement(dialect: str) -> Any:
-    """The nonce batch's INSERT … ON CONFLICT DO NOTHING RETURNING, with the key generation read by
-    the same statement (core/keycache.py): built once per dialect, served from SQLAlchemy's cache."""
+def _spend_many_statement(dialect: str) -> Any:
+    """A batch larger than `MAX_ROWS`: a list of parameter sets, which SQLAlchemy sends as one
+    multi-row INSERT (insertmanyvalues) from a statement it compiled once."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (insert(nonces).on_conflict_do_nothing()
             .returning(nonces.c.access_key, nonces.c.nonce, KEY_GENERATION.label("key_generation")))
@@ -409,9 +425,11 @@ class NonceBook:
         same statement read: what the keys' cache compares its entries with (core/keycache.py)."""
         rows = {(k, n): e for k, n, e, _ in reversed(batch)}  # one row per pair
         values = [{"access_key": k, "nonce": n, "expires_at": e} for (k, n), e in rows.items()]
-        # A list of parameter sets: SQLAlchemy sends it as one multi-row INSERT (insertmanyvalues)
-        # from a statement it compiled once, where `.values(list)` built a new statement each time.
         # One statement, so a transaction of its own (no BEGIN and COMMIT round trips on PostgreSQL).
-        result = await self.db.write_statement(_spend_statement(self.db.dialect), values)
+        if len(values) <= MAX_ROWS:
+            result = await self.db.write_statement(_spend_statement(self.db.dialect, len(values)),
+                                                   rows_values(values, _SPEND_COLUMNS, "n"))
+        else:
+            result = await self.db.write_statement(_spend_many_statement(self.db.dialect), values)
         generation = result[0].key_generation if result else None
         return {(r.access_key, r.nonce) for r in result}, generation

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import states
 from lgsp.core.store import deferred
+from lgsp.core.store.params import MAX_ROWS
 from lgsp.core.store.tables import packet_events
 
 log = logging.getLogger(__name__)
@@ -142,12 +143,13 @@ class Event:
 
 # Built once: on the hot path SQLAlchemy would otherwise rebuild and re-key it on every call.
 _INSERT_EVENT = packet_events.insert().returning(packet_events.c.id)
-# Several events in one statement: SQLAlchemy's "insertmanyvalues" sends one multi-row
-# INSERT ... VALUES (...), (...) RETURNING id on SQLite and PostgreSQL. RETURNING may list the rows
-# in any order, but the ids are drawn row after row in the order of VALUES (SQLite's rowid and
-# PostgreSQL's sequence each give the next larger value to each row it inserts), so the sorted ids
-# are the seqs of the events in the order given. (`sort_by_parameter_order` would make SQLAlchemy
-# send one INSERT per row on SQLite.)
+# More events than `params.MAX_ROWS` in one statement: SQLAlchemy's "insertmanyvalues" sends one
+# multi-row INSERT ... VALUES (...), (...) RETURNING id. Fewer go as `deferred.rows_statement`'s
+# INSERT ... SELECT, one statement object per row count, which the store runs at the driver. Either
+# way RETURNING may list the rows in any order, but the ids are drawn row after row in the order
+# given (SQLite's rowid and PostgreSQL's sequence each give the next larger value to each row it
+# inserts), so the sorted ids are the seqs of the events in the order given.
+# (`sort_by_parameter_order` would make SQLAlchemy send one INSERT per row on SQLite.)
 _INSERT_EVENTS = packet_events.insert().returning(packet_events.c.id)
 
 
@@ -200,7 +202,9 @@ async def record_all(conn: AsyncConnection, new: Sequence[NewEvent]) -> list[Eve
              "detail": e.detail} for e in new]
     seqs = await _insert_with_held(conn, rows)
     if seqs is None:
-        seqs = sorted(int(seq) for seq in (await conn.execute(_INSERT_EVENTS, rows)).scalars().all())
+        stmt, params = (deferred.rows_statement(packet_events, rows, "e", returning="id") if len(rows) <= MAX_ROWS
+                        else (_INSERT_EVENTS, rows))
+        seqs = sorted(int(seq) for seq in (await conn.execute(stmt, params)).scalars().all())
     return [Event(int(seq), e.type, e.packet_id, e.at, e.unit, e.audience, e.detail) for seq, e in zip(seqs, new,
                                                                                                      strict=True)]
 

@@ -18,6 +18,7 @@ import sqlalchemy.exc
 from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lgsp.core import auth
 from lgsp.core.config import load_config
 from lgsp.core.exchange import base, uploads
 from lgsp.core.hub import Hub
@@ -104,6 +105,8 @@ async def test_the_exchange_statements_are_sent_direct(pg_url: str, tmp_path: Pa
     for statement in (uploads._ACCEPT, base._PACKET_WITH_DELIVERIES, base._PACKET_WITH_DELIVERIES_AND_KEY,
                       base._COMPLETE_IF_DONE):
         assert _planned(statement), statement
+    # The nonce batch of one request (a multi-row INSERT … SELECT, one statement per batch size).
+    assert _planned(auth._spend_statement("postgresql", 1))
 
 
 async def test_rows_and_types_are_sqlalchemys(db: Database) -> None:

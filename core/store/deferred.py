@@ -21,8 +21,10 @@ import weakref
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import Table, bindparam
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lgsp.core.store.params import rows_select, rows_values
 
 #: The rows held by each write transaction in progress, by its connection object (not in the
 #: connection's `info`, which an invalidated connection refuses to give, and which outlives the
@@ -90,15 +92,9 @@ async def flush(conn: AsyncConnection) -> None:
 
 @functools.lru_cache(maxsize=256)
 def _values(table: Table, columns: tuple[str, ...], n: int, prefix: str, returning: str | None = None) -> Any:
-    """`INSERT INTO table (columns) SELECT … UNION ALL SELECT …` of n rows, with named parameters
-    `{prefix}{i}_{column}` (and `RETURNING returning`): one statement object per shape, so
-    SQLAlchemy compiles each once."""
-    # INSERT … SELECT of typed parameters, a SELECT per row joined by UNION ALL: unlike a multi-row
-    # VALUES (`.values(list)`, which SQLAlchemy compiles again at every execution), it has a cache key.
-    rows = [sqlalchemy.select(*(bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type) for c in columns))
-            for i in range(n)]
-    source = rows[0] if n == 1 else sqlalchemy.union_all(*rows)
-    stmt = sqlalchemy.insert(table).from_select(list(columns), source)
+    """`INSERT INTO table (columns) SELECT … UNION ALL SELECT …` of n rows (`params.rows_select`),
+    with `RETURNING returning`: one statement object per shape, so SQLAlchemy compiles each once."""
+    stmt = sqlalchemy.insert(table).from_select(list(columns), rows_select(table, columns, n, prefix))
     return stmt.returning(table.c[returning]) if returning else stmt
 
 
@@ -106,8 +102,7 @@ def rows_statement(table: Table, rows: list[dict[str, Any]], prefix: str, *, ret
                    ) -> tuple[Any, dict[str, Any]]:
     """A multi-row INSERT of `rows` (all with the same columns) and its parameters."""
     columns = tuple(sorted(rows[0]))
-    params = {f"{prefix}{i}_{c}": row[c] for i, row in enumerate(rows) for c in columns}
-    return _values(table, columns, len(rows), prefix, returning), params
+    return _values(table, columns, len(rows), prefix, returning), rows_values(rows, columns, prefix)
 
 
 @functools.lru_cache(maxsize=256)
@@ -128,5 +123,5 @@ def with_held(main: Any, main_params: dict[str, Any], held: list[tuple[Table, di
     shape = tuple((table, columns, len(rows)) for (table, columns), rows in groups.items())
     params = dict(main_params)
     for k, ((_, columns), rows) in enumerate(groups.items()):
-        params.update({f"h{k}_{i}_{c}": row[c] for i, row in enumerate(rows) for c in columns})
+        params.update(rows_values(rows, columns, f"h{k}_"))
     return _with_held(main, shape), params

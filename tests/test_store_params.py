@@ -18,7 +18,7 @@ from lgsp.core.auth import NonceBook
 from lgsp.core.directory import Directory
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database
-from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
+from lgsp.core.store.params import MAX_PLAIN, MAX_ROWS, in_list, in_values
 from lgsp.core.store.tables import deliveries, nonces, packets, units
 
 NOW = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
@@ -104,6 +104,23 @@ async def test_nonce_batch_records_each_pair_once(db: Database) -> None:
     results = await asyncio.gather(*(book.spend("AK1", n, NOW) for n in ("n0", "n1", "n2", "n1", "n3")),
                                    book.spend("AK2", "n0", NOW))
     assert results == [False, True, True, False, True, True]
+
+
+async def test_nonce_batches_of_every_size_record_each_pair_once(db: Database) -> None:
+    """Batches of one row, of a size run often enough to go to the driver, and larger than
+    `MAX_ROWS` (SQLAlchemy's list of parameter sets): each spends new pairs and refuses replays,
+    those of earlier batches and repeats within the batch."""
+    book = NonceBook(db)
+    for round_ in range(4):  # the same sizes again: from the third run a statement is the driver's
+        names = [f"r{round_}-{i}" for i in range(3)]
+        assert await asyncio.gather(*(book.spend("AK3", n, NOW) for n in names)) == [True] * 3
+        assert await asyncio.gather(*(book.spend("AK3", n, NOW) for n in names)) == [False] * 3
+    big = [f"big-{i}" for i in range(MAX_ROWS + 6)]
+    assert await asyncio.gather(*(book.spend("AK4", n, NOW) for n in [*big, big[0]])) == [True] * len(big) + [False]
+    assert await asyncio.gather(*(book.spend("AK4", n, NOW) for n in [big[1], "small"])) == [False, True]
+    async with db.read() as conn:
+        stored = (await conn.execute(select(nonces.c.nonce).where(nonces.c.access_key.in_(["AK3", "AK4"])))).all()
+    assert len(stored) == 12 + len(big) + 1
 
 
 async def test_nonce_batch_is_one_statement_without_begin_or_commit_on_postgresql(

@@ -30,6 +30,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lgsp.core import audit
 from lgsp.core.i18n import N_, gettext
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database
@@ -167,10 +168,10 @@ def token_hash(token: str) -> str:
 
 async def record_audit(conn: AsyncConnection, actor: Actor, action: str, *, target: str | None = None,
                        unit_id: str | None = None, detail: dict[str, Any] | None = None) -> None:
-    """One audit row, written in the caller's transaction (so the trail never lies)."""
-    await conn.execute(audit_log.insert().values(
-        at=datetime.now(UTC), actor=actor.username, address=(actor.address or None) and actor.address[:64],
-        action=action, target=target and target[:255], unit_id=unit_id, detail=detail))
+    """One audit row for a console account's action, written in the caller's transaction (so the
+    trail never lies): `audit.append` with the account as the actor."""
+    await audit.append(conn, action, actor=actor.username, address=actor.address or None, target=target,
+                       unit=unit_id, detail=detail)
 
 
 class Accounts:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from yarl import URL
 
 from lgsp.core.auth import Principal
@@ -132,3 +132,26 @@ async def test_a_head_is_refused_as_the_get_is(make_actor: MakeActor, hub: Hub, 
     assert comparable(head_headers) == comparable(get_headers)  # problem+json, its length, ...
     # A refused GET is no download either: an unservable range used to mark the delivery fetched first.
     assert await snapshot(hub, packet_id) == before, "a refused GET moved the delivery or recorded something"
+
+
+async def test_a_ranged_get_reads_the_packet_once(make_actor: MakeActor, hub: Hub) -> None:
+    """The range is checked on the packet the download loads (before the delivery is marked
+    fetched), not on a load of its own."""
+    _, b, _, packet_id = await sent(make_actor)
+    loads: list[str] = []
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM packets" in statement:
+            loads.append(statement)
+
+    engines = {id(e.sync_engine): e.sync_engine for e in (hub.db.reader, hub.db.writer)}.values()
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        status, _, body = await b.raw("GET", f"/v1/packets/{packet_id}/content", headers={"Range": "bytes=10-19"})
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", on_execute)
+    assert (status, body) == (206, CONTENT[10:20])
+    assert len(loads) == 1, loads
+    assert (await snapshot(hub, packet_id))[0][0][1] == "fetched"

@@ -73,17 +73,14 @@ async def download_content(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     hub = hub_of(request)
     packet_id, expires, token = request.match_info["id"], request.query.get("expires"), request.query.get("token")
-    if request.method != "HEAD" and "Range" in request.headers:
-        # A range that cannot be served is refused before the delivery is marked fetched (a refused
-        # GET is no download); the extra read is paid by ranged requests only.
-        peeked, _ = await hub.exchange.peek_download(principal, packet_id, expires=expires, token=token)
-        check_range(request, peeked.size)
+    # A range that cannot be served is refused before the delivery is marked fetched (a refused GET
+    # is no download).
     found = await hub.exchange.open_content(principal, packet_id, expires=expires, token=token,
-                                            peek=request.method == "HEAD")
+                                            peek=request.method == "HEAD",
+                                            admit=lambda info: check_range(request, info.size))
     info, path = found.info, found.path
     if not path.is_file():
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
-    check_range(request, info.size)
     return await content_response(request, path, info.size, {
         H_CONTENT: info.sha256, "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
         "Content-Disposition": f'attachment; filename="{info.id}"'}, data_key=found.data_key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -269,10 +269,16 @@ class UnitCases(UploadSteps):
         return found.info, found.path
 
     async def open_content(self, principal: Principal, packet_id: str, *, expires: str | None = None,
-                           token: str | None = None, peek: bool = False) -> Readable:
+                           token: str | None = None, peek: bool = False,
+                           admit: Callable[[PacketInfo], None] | None = None) -> Readable:
         """`open_download` (or with `peek`, `peek_download`), with the packet's data key as loaded
-        with the packet: the adapter passes it to the read, which then reads no key itself."""
+        with the packet: the adapter passes it to the read, which then reads no key itself.
+
+        `admit` sees what would be read before the delivery is marked fetched, and may refuse it by
+        raising (a byte range the content does not have): a refused request is no download."""
         found, state = await self._readable(principal, packet_id, expires, token)
+        if admit is not None:
+            admit(found.info)
         if not peek and state in (dv.QUEUED, dv.NOTIFIED):
             now = self.clock()
             async with self.db.write() as conn:

@@ -106,6 +106,13 @@ BODY: Final[Mapping[Operation, BodyKind]] = {
 }
 
 
+#: Operations a hub serves on POST only: they send content (sendEdoc, registerAgency) or change what
+#: is recorded (updateStatus, deleteAgency), and a GET is what proxies and HTTP libraries repeat on
+#: their own after a cut connection. The SDK POSTs them all; reads are served on GET too.
+POST_ONLY: Final[frozenset[Operation]] = frozenset({Operation.SEND_EDOC, Operation.UPDATE_STATUS,
+                                                    Operation.REGISTER_AGENCY, Operation.DELETE_AGENCY})
+
+
 def http_method(operation: Operation) -> str:
     """downloadEdoc is the one GET; every other operation POSTs."""
     return "GET" if BODY[operation] is BodyKind.NONE else "POST"

@@ -33,6 +33,7 @@ from aiohttp import web
 
 from lgsp.adapters.national_axis.protocol import (
     CONTENT_TYPE_JSON,
+    POST_ONLY,
     SERVICE_TYPE_EDOC,
     VIETNAM_TZ,
     AxisCode,
@@ -586,6 +587,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     except ValueError:
         return answer(Result.failure(AxisCode.UNKNOWN_OPERATION, f"không có thao tác {name[:60]!r}"))
     result_type = RESULT_TYPES.get(operation, Result)
+    if operation in POST_ONLY and request.method != "POST":
+        return answer(result_type.failure(AxisCode.INVALID_REQUEST,
+                                          f"thao tác {operation.value} chỉ nhận phương thức POST"))
     hub = hub_of(request)
     system_id = ""
     try:

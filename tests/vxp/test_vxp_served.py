@@ -315,3 +315,28 @@ async def test_a_head_on_a_download_answers_as_the_get_and_fetches_nothing(hub: 
     for (_, head_headers, _), got in zip(answers, (downloaded, got_edoc), strict=True):
         assert {k: v for k, v in head_headers.items() if k.lower() not in varying} == \
             {k: v for k, v in got.headers if k.lower() not in varying}
+
+
+async def test_operations_that_send_or_change_are_post_only(hub: Hub, make_actor: MakeActor) -> None:
+    """updateStatus and sendEdoc asked by GET (what a proxy may repeat on its own) are refused in the
+    SDK's shape and change nothing; the reads still answer a GET."""
+    who = await units(hub, make_actor)
+    (sent,) = await send_raw(hub.url, sdk(who[A]).send_edoc(edoc(A, [B]), from_=A))
+    doc_id = ok("sendEdoc", sent)["DocId"]
+    receiver, sender = sdk(who[B]), sdk(who[A])
+
+    async def by_get(operation: str, request: RawRequest) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as http, http.get(
+                hub.url + request.path, headers=CIMultiDict(request.headers), data=request.body or None) as resp:
+            body = await resp.read()
+            assert resp.status == 200, body[:300]
+            return dict(json.loads(body))
+
+    done = await by_get("updateStatus", receiver.update_status(doc_id, "done"))
+    assert (done["status"], done["ErrorCode"]) == ("FAIL", "400") and "POST" in done["ErrorDesc"]
+    again = await by_get("sendEdoc", sender.send_edoc(edoc(A, [B], number="77"), from_=A))
+    assert (again["status"], again["ErrorCode"]) == ("FAIL", "400")
+    assert [d["state"] for d in (await who[A].client.status(doc_id))["deliveries"]] == ["queued"]
+    assert len(await who[B].client.inbox()) == 1
+    listed = await by_get("getReceivedEdocList", receiver.received_list())
+    assert (listed["status"], [i["docId"] for i in listed["data"]]) == ("OK", [doc_id])

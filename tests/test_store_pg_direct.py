@@ -280,6 +280,88 @@ async def test_a_close_with_nothing_to_send_needs_no_shielded_task(db: Database,
         assert (await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})).one().clock_offset_seconds is None
 
 
+@contextmanager
+def counting_greenlets(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every greenlet SQLAlchemy's async layer and pg_direct start, by the function they run."""
+    import sqlalchemy.ext.asyncio.engine as async_engine
+
+    spawned: list[str] = []
+
+    def wrap(real: Any) -> Any:
+        async def counting(fn: Any, *args: Any, **kw: Any) -> Any:
+            spawned.append(getattr(fn, "__name__", repr(fn)))
+            return await real(fn, *args, **kw)
+        return counting
+
+    monkeypatch.setattr(async_engine, "greenlet_spawn", wrap(async_engine.greenlet_spawn))
+    monkeypatch.setattr(pg_direct, "greenlet_spawn", wrap(pg_direct.greenlet_spawn))
+    yield spawned
+
+
+async def test_an_idle_connection_is_taken_and_given_back_without_a_greenlet(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read and a committed write block take a connection idle in the pool and give it back with
+    no greenlet; the pool then holds exactly what it held before."""
+    pool: Any = db.writer.sync_engine.pool
+    assert isinstance(pool, pg_direct.DirectPool)
+    async with db.write() as conn:
+        await conn.execute(_UNIT, _unit("u1"))
+    for _ in range(2):  # connected, and the statements seen twice
+        async with db.read() as conn:
+            await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})
+    idle = pool.checkedin()
+    with counting_greenlets(monkeypatch) as spawned:
+        async with db.read() as conn:
+            assert (await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})).one().id == "u1"
+        async with db.write() as conn:
+            await conn.execute(_SEEN, {"p_id": "u1", "offset": 1.5, "at": NOW})
+    assert "connect" not in spawned and "close" not in spawned, spawned
+    assert (pool.checkedin(), pool.checkedout()) == (idle, 0)
+    async with db.read() as conn:
+        assert (await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})).one().clock_offset_seconds == 1.5
+
+
+async def test_connections_the_server_closed_or_the_pool_lacks_are_taken_sqlalchemys_way(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle connections the server ended are replaced (in a greenlet: connecting awaits), with no
+    coroutine left unawaited; more readers than connections wait for one to come back."""
+    import warnings
+
+    pool: Any = db.writer.sync_engine.pool
+    size = pool.size()
+    async with db.write() as conn:
+        await conn.execute(_UNIT, _unit("u1"))
+
+    async def read(hold: float = 0.0) -> str:
+        async with db.read() as conn:
+            row = (await conn.execute(_UNIT_BY_ID, {"p_id": "u1"})).one()
+            await asyncio.sleep(hold)
+            return str(row.id)
+
+    async def backend(hold: float) -> int:
+        async with db.read() as conn:
+            pid = int(await conn.scalar(select(func.pg_backend_pid())))
+            await asyncio.sleep(hold)
+            return pid
+
+    pids = set(await asyncio.gather(*(backend(0.05) for _ in range(size))))  # every slot connected
+    assert len(pids) == size and pool.checkedin() == size
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        ended = await admin.fetchval("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                                     "FROM unnest($1::int[]) AS pid", sorted(pids))
+    finally:
+        await admin.close()
+    assert ended == size
+    await asyncio.sleep(0.3)  # asyncpg reads the closed sockets
+    with warnings.catch_warnings(record=True) as caught, counting_greenlets(monkeypatch) as spawned:
+        warnings.simplefilter("always")
+        assert await asyncio.gather(*(read(0.02) for _ in range(2 * size + 3))) == ["u1"] * (2 * size + 3)
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    assert "connect" in spawned  # the replacements, and the readers that waited
+    assert pool.checkedout() == 0 and pool.checkedin() <= size
+
+
 async def test_a_write_block_begins_without_a_greenlet(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """BEGIN sends nothing on asyncpg (the adapter begins with the first statement): a write block
     begins directly; its statements are still one transaction, and a savepoint is SQLAlchemy's."""

@@ -160,10 +160,11 @@ class Database:
             # A node that stops running inside a write transaction (frozen, a paused VM) would hold its
             # row locks until it runs again; the server ends such a transaction after a minute of
             # silence instead. The hub's write transactions never wait on anything but their statements.
-            # Statements run before are sent straight to asyncpg (core/store/pg_direct.py).
+            # Statements run before are sent straight to asyncpg, and an idle connection is taken from
+            # the pool and given back without a greenlet (core/store/pg_direct.py).
             idle = {"idle_in_transaction_session_timeout": str(idle_in_transaction_ms)}
             self.writer = pg_direct.DirectEngine(create_async_engine(
-                url, echo=echo, pool_size=2 * pool_size, max_overflow=0,
+                url, echo=echo, pool_size=2 * pool_size, max_overflow=0, poolclass=pg_direct.DirectPool,
                 connect_args={"server_settings": idle}).sync_engine)
             self.reader = self.writer
             _pg_setup(self.writer)

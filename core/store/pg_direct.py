@@ -28,6 +28,7 @@ statement: the same exception classes, and a lost connection is invalidated the 
 from __future__ import annotations
 
 import contextlib
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,13 +37,17 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.selectable import TypedReturnsRows
 from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import queue as sqla_queue
+from sqlalchemy.util.concurrency import in_greenlet
 
 from lgsp.core.store.prepared import Arguments, bind, bound_arguments, statement_listeners
 
-__all__ = ["DirectConnection", "DirectEngine", "DirectResult", "DirectTransaction", "direct_plan"]
+__all__ = ["DirectConnection", "DirectEngine", "DirectPool", "DirectResult", "DirectTransaction",
+           "NotReadyWithoutGreenlet", "direct_plan"]
 
 
 @dataclass(eq=False)
@@ -160,16 +165,29 @@ class DirectConnection(AsyncConnection):
     def begin(self) -> AsyncTransaction:
         return DirectTransaction(self)
 
+    async def start(self, is_ctxmanager: bool = False) -> AsyncConnection:
+        """Take a connection from the pool. SQLAlchemy takes it in a greenlet, in case it must
+        connect or wait; a connection idle in the pool and ready for use is taken without one
+        (`DirectPool`), the rest SQLAlchemy's way."""
+        if self.sync_connection is None:
+            try:
+                self.sync_connection = self._assign_proxied(self.sync_engine.connect())
+                return self
+            except NotReadyWithoutGreenlet:
+                pass
+        return await super().start(is_ctxmanager)
+
     async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
         """Close. SQLAlchemy closes in a task of its own behind `asyncio.shield`, so that a
         cancellation cannot cut a close short while it talks to the server: a task, a shield and a
         turn of the event loop on every connection's return, 150 µs of CPU. When the server holds no
         transaction for this connection (a read; a write block that committed or rolled back), the
-        close sends nothing and runs to its end without ever suspending, so nothing can cut it, and
-        it is run here directly."""
+        close sends nothing and runs to its end without ever suspending (the pool's reset is a
+        rollback the adapter skips, the entry goes back to the pool's queue at once), so nothing can
+        cut it, and it needs no greenlet either: it is run here directly."""
         sync = self.sync_connection
         if sync is not None and _nothing_to_send(sync):
-            await greenlet_spawn(sync.close)
+            sync.close()  # awaits nothing: the pool's reset is a rollback the adapter skips (no transaction)
             return
         await super().__aexit__(type_, value, traceback)
 
@@ -198,6 +216,49 @@ def _nothing_to_send(sync: Connection) -> bool:
         return False
     adapter = fairy.dbapi_connection
     return adapter is not None and getattr(adapter, "_transaction", True) is None
+
+
+class NotReadyWithoutGreenlet(Exception):
+    """`DirectPool` has no connection to hand out without a greenlet (none idle, or the idle one
+    must be connected first): the caller takes one SQLAlchemy's way."""
+
+
+class DirectPool(AsyncAdaptedQueuePool):
+    """The PostgreSQL engine's pool (`Database` passes it as `poolclass`).
+
+    SQLAlchemy's async layer takes every connection in a greenlet, because taking one may have to
+    connect, or wait for one to come back, and both await. Taking one that sits idle in the pool,
+    connected and usable, awaits nothing: outside a greenlet this pool hands out only such a
+    connection, and otherwise raises `NotReadyWithoutGreenlet` before anything changed (an entry it
+    looked at goes back to the queue). Inside a greenlet it is SQLAlchemy's pool unchanged. "Usable"
+    is what `_ConnectionRecord.get_connection` would accept without connecting again (not
+    invalidated, not due for recycling), and a socket the server has not closed (what the checkout
+    listener of `Database` otherwise finds and replaces)."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        if in_greenlet():
+            return super()._do_get()
+        try:
+            record: Any = self._pool.get_nowait()
+        except sqla_queue.Empty:
+            raise NotReadyWithoutGreenlet from None
+        if not _usable(self, record):
+            self._pool.put_nowait(record)
+            raise NotReadyWithoutGreenlet
+        return record  # type: ignore[no-any-return]
+
+
+def _usable(pool: Any, record: Any) -> bool:
+    adapter = record.dbapi_connection
+    if adapter is None:
+        return False
+    started = record.starttime
+    if pool._recycle > -1 and time.time() - started > pool._recycle:
+        return False
+    if pool._invalidate_time > started or record._soft_invalidate_time > started:
+        return False
+    driver = getattr(adapter, "driver_connection", None)
+    return driver is not None and not driver.is_closed()
 
 
 class DirectEngine(AsyncEngine):

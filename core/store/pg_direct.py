@@ -210,12 +210,16 @@ class DirectTransaction(AsyncTransaction):
 
 def _nothing_to_send(sync: Connection) -> bool:
     """Whether closing `sync` sends nothing to the server: a valid connection whose asyncpg
-    adapter has no transaction open (the pool's reset on return is then a no-op rollback)."""
+    adapter has no transaction open (the pool's reset on return is then a no-op rollback), going
+    back to a pool with room for it (a pool that is full closes the connection instead, which
+    talks to the server; `Database` sizes the pool so that it never is)."""
     fairy: Any = sync._dbapi_connection
     if fairy is None or sync.invalidated:
         return False
     adapter = fairy.dbapi_connection
-    return adapter is not None and getattr(adapter, "_transaction", True) is None
+    pool: Any = sync.engine.pool
+    return (adapter is not None and getattr(adapter, "_transaction", True) is None
+            and pool.checkedin() < pool.size())
 
 
 class NotReadyWithoutGreenlet(Exception):

@@ -362,6 +362,41 @@ async def test_connections_the_server_closed_or_the_pool_lacks_are_taken_sqlalch
     assert pool.checkedout() == 0 and pool.checkedin() <= size
 
 
+async def test_a_connection_a_full_pool_would_close_is_closed_sqlalchemys_way(
+        pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A pool allowed to overflow closes a connection that comes back when it is full, and closing
+    talks to the server: that return is SQLAlchemy's (in a greenlet), not the direct one, where the
+    close could not be awaited (SQLAlchemy would log it and leave the session to the server)."""
+    import gc
+    import logging
+    import warnings
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = pg_direct.DirectEngine(create_async_engine(pg_url, pool_size=1, max_overflow=1,
+                                                        poolclass=pg_direct.DirectPool).sync_engine)
+    pool: Any = engine.sync_engine.pool
+    try:
+        first, second = engine.connect(), engine.connect()
+        await first.start()
+        await second.start()  # the overflow connection
+        for conn in (first, second):
+            await conn.execute(_NOW)
+            await conn.commit()
+        with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.ERROR):
+            warnings.simplefilter("always")
+            await first.__aexit__(None, None, None)  # back into the pool: direct
+            await second.__aexit__(None, None, None)  # the pool is full: closed SQLAlchemy's way
+            gc.collect()
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []  # "Exception closing"
+        assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+        assert (pool.checkedin(), pool.checkedout(), pool.overflow()) == (1, 0, 0)
+        async with engine.connect() as conn:
+            assert (await conn.execute(_NOW)).scalar() is not None
+    finally:
+        await engine.dispose()
+
+
 async def test_a_write_block_begins_without_a_greenlet(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     """BEGIN sends nothing on asyncpg (the adapter begins with the first statement): a write block
     begins directly; its statements are still one transaction, and a savepoint is SQLAlchemy's."""

@@ -130,11 +130,12 @@ async def _check(hub: Hub) -> None:
     watch = CompileWatch()
     pairs = await _pairs(hub, 3)
     await count_exchanges(hub, pairs, per_pair=1)  # every shape compiled once
-    # A nonce batch of one row and one of several are two compiled forms (SQLAlchemy compiles a
-    # statement for executemany apart): which ones the warm-up met depends on timing, so both here.
+    # A nonce batch is one statement per row count (core/store/params.py `rows_select`): which
+    # counts the warm-up met depends on timing, so every count the exchanges below can form (three
+    # pairs, at most six requests at once) is compiled here.
     soon = datetime.now(UTC) + timedelta(minutes=5)
-    await asyncio.gather(*(hub.auth.nonces.spend("warm-up", f"n{i}", soon) for i in range(3)))
-    await hub.auth.nonces.spend("warm-up", "alone", soon)
+    for rows in range(1, 9):
+        await asyncio.gather(*(hub.auth.nonces.spend("warm-up", f"n{rows}-{i}", soon) for i in range(rows)))
     with watch.watching(hub.db.writer.sync_engine, hub.db.reader.sync_engine):
         counter, n = await count_exchanges(hub, pairs, per_pair=4)
     per = counter.per(n)

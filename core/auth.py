@@ -357,7 +357,7 @@ _SPEND_COLUMNS = ("access_key", "nonce", "expires_at")
 def _spend_statement(dialect: str, n: int) -> Any:
     """The nonce batch of `n` rows: INSERT … SELECT (`params.rows_select`) … ON CONFLICT DO NOTHING
     RETURNING, with the key generation read by the same statement (core/keycache.py). One statement
-    object per dialect and batch size, so the store runs it at the driver from its third use
+    object per dialect and batch size, so the store runs it at the driver once it has seen it run
     (core/store/prepared.py, core/store/pg_direct.py)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (insert(nonces).from_select(list(_SPEND_COLUMNS), rows_select(nonces, _SPEND_COLUMNS, n, "n"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -45,6 +45,45 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, t("error") + f": {self.prog}: {message} ({self.prog} --help)\n")
+
+
+def _value_options(parser: argparse.ArgumentParser) -> tuple[set[str], set[str]]:
+    """(options of this parser and its subcommands that take one value, every option string)."""
+    takes: set[str] = set()
+    known: set[str] = set()
+    for action in parser._actions:
+        known.update(action.option_strings)
+        if action.option_strings and action.nargs is None:
+            takes.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub_takes, sub_known = _value_options(sub)
+                takes |= sub_takes
+                known |= sub_known
+    return takes, known
+
+
+def values_joined(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """`argv` with each `--option VALUE` whose VALUE starts with "-" written `--option=VALUE`.
+
+    argparse takes such a value for an option and refuses the command ("expected one argument"),
+    though a secret key starts with "-" once in 64 (`token_urlsafe`) and a subject or a reason may
+    too. A value that is itself one of the command's options is left alone, so a forgotten value
+    is still refused as before."""
+    takes, known = _value_options(parser)
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if (item in takes and i + 1 < len(items) and items[i + 1].startswith("-") and items[i + 1] != "--"
+                and items[i + 1].split("=", 1)[0] not in known):
+            out.append(f"{item}={items[i + 1]}")
+            i += 2
+            continue
+        out.append(item)
+        i += 1
+    return out
 
 
 def add_config(p: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ from lgsp.cli import (
     route,
     server,
 )
-from lgsp.cli.args import Parser, Subparsers, argparse_speaks_our_language
+from lgsp.cli.args import Parser, Subparsers, argparse_speaks_our_language, values_joined
 from lgsp.cli.errors import run_command
 from lgsp.cli.messages import LANGUAGES, t, unknown_language
 
@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"(error: unsupported LGSP_LANG; use {' or '.join(LANGUAGES)})", file=sys.stderr)
         return 2
     with argparse_speaks_our_language():
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(values_joined(parser, sys.argv[1:] if argv is None else argv))
     return run_command(args.func, args)
 
 

@@ -356,3 +356,29 @@ def test_saved_profiles_take_the_hub_url_from_the_config(cli: Env) -> None:
     profiles = yaml.safe_load((cli.tmp / "profiles.yaml").read_text(encoding="utf-8"))
     assert profiles["so-b"]["url"] == "https://truc.tinh.gov.vn"
     assert profiles["so-c"]["url"] == "http://10.1.2.3:9000"  # given on the command line: kept as given
+
+
+def test_a_value_starting_with_a_dash_is_the_options_value() -> None:
+    """A secret key starts with "-" once in 64 (token_urlsafe): `--secret-key -…` is that key, not an
+    unknown option; a subject may start with "-" too. A forgotten value is still refused."""
+    from lgsp.cli.args import values_joined
+    from lgsp.cli.main import build_parser
+
+    parser = build_parser()
+    argv = ["inbox", "--url", "http://127.0.0.1:1", "--access-key", "AKX", "--secret-key", "-Ab_c-9"]
+    assert parser.parse_args(values_joined(parser, argv)).secret_key == "-Ab_c-9"
+    send = ["send", "--to", "000.00.01.H23", "--subject", "- báo cáo", "x.bin"]
+    assert parser.parse_args(values_joined(parser, send)).subject == "- báo cáo"
+    forgotten = ["inbox", "--secret-key", "--url", "http://127.0.0.1:1"]
+    assert values_joined(parser, forgotten) == forgotten
+    with pytest.raises(SystemExit) as refused:
+        parser.parse_args(values_joined(parser, forgotten))
+    assert refused.value.code == 2
+
+
+def test_the_cli_takes_a_secret_starting_with_a_dash(tmp_path: Path) -> None:
+    """End to end: the command line with such a secret reaches the hub (here: none listening, so the
+    answer is the one-line connection error, not a usage error)."""
+    res = run_cli("inbox", "--url", f"http://127.0.0.1:{free_port()}", "--access-key", "AKX",
+                  "--secret-key", "-Ab_c-9")
+    assert res.returncode == 1 and "expected one argument" not in res.stderr, res.stderr

@@ -42,9 +42,28 @@ def base_env(tmp: Any, **extra: str) -> dict[str, str]:
 
 
 
+def _ephemeral_low() -> int:
+    """The first port of the range outgoing connections take their local port from (Linux)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port free on loopback right now (for servers a test starts)."""
-    with socket.socket() as s:
+    """A TCP port free on loopback right now (for servers a test starts), chosen below the range
+    outgoing connections take their local ports from: a test that starts its server on it later
+    (after finding the port closed first) cannot lose it to a client socket of a parallel test."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = secrets.randbelow(min(12000, low - 1025)) + max(1025, low - 12000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # pragma: no cover - the whole range is taken
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

@@ -353,25 +353,32 @@ class Spent:
 _SPEND_COLUMNS = ("access_key", "nonce", "expires_at")
 
 
+def _spend_insert(dialect: str) -> Any:
+    """The nonces' INSERT … ON CONFLICT DO NOTHING of `dialect`."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(nonces)
+
+
+def _spent(insert: Any) -> Any:
+    """`insert` … RETURNING the pairs it recorded and the key generation read by the same statement
+    (core/keycache.py)."""
+    return (insert.on_conflict_do_nothing()
+            .returning(nonces.c.access_key, nonces.c.nonce, KEY_GENERATION.label("key_generation")))
+
+
 @functools.lru_cache(maxsize=2 * MAX_ROWS)
 def _spend_statement(dialect: str, n: int) -> Any:
-    """The nonce batch of `n` rows: INSERT … SELECT (`params.rows_select`) … ON CONFLICT DO NOTHING
-    RETURNING, with the key generation read by the same statement (core/keycache.py). One statement
-    object per dialect and batch size, so the store runs it at the driver once it has seen it run
+    """The nonce batch of `n` rows, as INSERT … SELECT (`params.rows_select`): one statement object
+    per dialect and batch size, so the store runs it at the driver once it has seen it run
     (core/store/prepared.py, core/store/pg_direct.py)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (insert(nonces).from_select(list(_SPEND_COLUMNS), rows_select(nonces, _SPEND_COLUMNS, n, "n"))
-            .on_conflict_do_nothing()
-            .returning(nonces.c.access_key, nonces.c.nonce, KEY_GENERATION.label("key_generation")))
+    return _spent(_spend_insert(dialect).from_select(list(_SPEND_COLUMNS),
+                                                     rows_select(nonces, _SPEND_COLUMNS, n, "n")))
 
 
 @functools.cache
 def _spend_many_statement(dialect: str) -> Any:
     """A batch larger than `MAX_ROWS`: a list of parameter sets, which SQLAlchemy sends as one
     multi-row INSERT (insertmanyvalues) from a statement it compiled once."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (insert(nonces).on_conflict_do_nothing()
-            .returning(nonces.c.access_key, nonces.c.nonce, KEY_GENERATION.label("key_generation")))
+    return _spent(_spend_insert(dialect))
 
 
 class NonceBook:

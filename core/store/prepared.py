@@ -81,7 +81,7 @@ class Prepared:
         self.defaults = defaults
         self.sequence = sequence
         #: The arguments worked out once (None: `construct_params` at each run).
-        self.arguments = bound_arguments(compiled, keys, defaults) if compiled.positiontup else None
+        self.arguments = bound_arguments(compiled, keys, defaults)
         self.metadata: Any = None
         self.make_row: Callable[[Any], Any] | None = None
         self.make_rows: Callable[[Any], Any] | None = None

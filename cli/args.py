@@ -69,13 +69,15 @@ def values_joined(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[
     argparse takes such a value for an option and refuses the command ("expected one argument"),
     though a secret key starts with "-" once in 64 (`token_urlsafe`) and a subject or a reason may
     too. A value that is itself one of the command's options is left alone, so a forgotten value
-    is still refused as before."""
+    is still refused as before; so is everything after "--" (positional arguments only)."""
     takes, known = _value_options(parser)
     out: list[str] = []
     items = list(argv)
     i = 0
     while i < len(items):
         item = items[i]
+        if item == "--":
+            return out + items[i:]
         if (item in takes and i + 1 < len(items) and items[i + 1].startswith("-") and items[i + 1] != "--"
                 and items[i + 1].split("=", 1)[0] not in known):
             out.append(f"{item}={items[i + 1]}")

@@ -369,6 +369,8 @@ def test_a_value_starting_with_a_dash_is_the_options_value() -> None:
     assert parser.parse_args(values_joined(parser, argv)).secret_key == "-Ab_c-9"
     send = ["send", "--to", "000.00.01.H23", "--subject", "- báo cáo", "x.bin"]
     assert parser.parse_args(values_joined(parser, send)).subject == "- báo cáo"
+    after_dashes = ["send", "--to", "000.00.01.H23", "--", "--subject", "-x.bin"]
+    assert values_joined(parser, after_dashes) == after_dashes  # positional arguments only after "--"
     forgotten = ["inbox", "--secret-key", "--url", "http://127.0.0.1:1"]
     assert values_joined(parser, forgotten) == forgotten
     with pytest.raises(SystemExit) as refused:

@@ -194,6 +194,11 @@ class BlobsConfig:
         ByteSize(8 << 20), "Memory per hub process holding the encrypted bytes of small blobs it just wrote "
                            "(at most 64 KiB each), so their downloads read no file; the oldest go first, a "
                            "packet's go when it is purged; 0 turns it off", check=_non_negative)
+    inline_bytes: ByteSize = setting(
+        ByteSize(64 << 10), "Uploads of at most this many bytes are kept, encrypted, in the database instead of a "
+                            "file, written with their acceptance and deleted with their purge (no file to write, "
+                            "fsync and delete); at most 1 MiB and io_chunk_size; 0 turns it off (those kept stay "
+                            "readable)", check=lambda v: None if 0 <= v <= 1 << 20 else "must be between 0 and 1MiB")
 
 
 @dataclass(frozen=True)

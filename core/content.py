@@ -40,7 +40,7 @@ from lgsp.core import events as ev
 from lgsp.core.errors import Problem
 from lgsp.core.events import Event, EventBus, iso, record
 from lgsp.core.i18n import Text
-from lgsp.core.store.blobcrypt import ChunkSealer
+from lgsp.core.store.blobcrypt import ChunkSealer, open_sealed
 from lgsp.core.store.blobs import BlobStore, KeyOpener, key_id_of, publish
 from lgsp.core.store.database import Database
 from lgsp.core.store.tables import deliveries, packet_contents, packets, unit_formats, units
@@ -202,13 +202,15 @@ class InspectionJob:
     """
 
     def __init__(self, service: ContentService, packet: PacketInfo, path: Path, upload_key: str,
-                 data_key: bytes | None = None) -> None:
+                 data_key: bytes | None = None, *, sealed: bytes | None = None) -> None:
         self.service = service
         self.packet = packet
         self.path = path
         self.upload_key = upload_key
         #: The packet's data key (None when content is not encrypted): writers and readers need it.
         self.data_key = data_key
+        #: The upload's sealed bytes when it is kept in the store (no file at `path` yet).
+        self.sealed = sealed
         self.implicit = frozenset((packet.meta or {}).get("implicit", ()))
         self._writers: list[SyncBlobWriter] = []
 
@@ -222,6 +224,8 @@ class InspectionJob:
     def open(self, blob_key: str | None = None) -> BinaryIO:
         """The plaintext of the upload (or of another blob of this packet), decrypted as it is read;
         seekable. Call from a worker thread."""
+        if blob_key is None and self.sealed is not None:
+            return open_sealed(self.sealed, self.data_key, expect_name=self.upload_key)
         path = self.path if blob_key is None else self.service.blobs.path(blob_key)
         return self.service.blobs.open_sync(path, self.data_key)
 
@@ -295,16 +299,17 @@ class ContentService:
 
     # -- inspect and accept ---------------------------------------------------------------------
     async def inspect(self, info: PacketInfo, path: Path, upload_key: str, *,
-                      data_key: KeyOpener | None = None) -> Inspection | None:
+                      data_key: KeyOpener | None = None, sealed: bytes | None = None) -> Inspection | None:
         """Run the data type's inspector on the stored upload; on refusal delete it and say why.
-        `data_key`: the packet's data key as the upload loaded it (else it is read here)."""
+        `data_key`: the packet's data key as the upload loaded it (else it is read here); `sealed`:
+        the upload's bytes when it is kept in the store, not yet written (no file at `path`)."""
         inspector = self.inspectors.get(info.data_type)
         if inspector is None:
             return None
         key = await data_key() if data_key is not None else None
         if key is None:
             key = await self.blobs.data_key(upload_key)
-        job = InspectionJob(self, info, path, upload_key, key)
+        job = InspectionJob(self, info, path, upload_key, key, sealed=sealed)
         try:
             inspection = await inspector.inspect(job)
             named = [u for u in inspection.destinations if u not in info.to]
@@ -408,6 +413,11 @@ class ContentService:
         if data_key is None:
             return await self.blobs.open_path(path, size=size)
         return await asyncio.to_thread(self.blobs.open_sync, path, await data_key(), size=size)
+
+    async def holds(self, path: Path) -> bool:
+        """Whether the stored blob `path` (from `Exchange.open_content` or `for_delivery`) is there to
+        read: its file, or a small upload kept in the store. Adapters ask this, not the file system."""
+        return await self.blobs.holds(path)
 
     async def opener(self, path: Path, *, data_key: KeyOpener | None = None
                      ) -> Callable[[], BinaryIO]:

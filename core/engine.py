@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -371,7 +372,8 @@ class DeliveryEngine:
         seen, content_path = await exchange.content.for_delivery(info, unit)
         job = PushJob(packet=seen, unit=unit, target=lane.settings,
                       idempotency_key=idempotency_key(packet_id, unit), attempt=attempt,
-                      content_path=content_path, opener=await exchange.content.opener(content_path))
+                      content_path=content_path, opener=await exchange.content.opener(content_path),
+                      holder=functools.partial(exchange.content.holds, content_path))
         started = time.monotonic()
         receipt: PushReceipt | None = None
         try:

@@ -55,6 +55,7 @@ from lgsp.core.secretstore import SecretStore
 from lgsp.core.services import ServiceRegistry
 from lgsp.core.store.blobs import BlobStore
 from lgsp.core.store.database import Database
+from lgsp.core.store.inline_blobs import InlineBlobs
 from lgsp.core.tickets import StreamTickets
 from lgsp.core.tls import TlsError, load_certificate, server_context
 from lgsp.plugins.manager import PluginError, create_plugin_manager, problem_codes, signature_algorithms
@@ -234,8 +235,9 @@ class Hub:
         self.blobs = BlobStore(cfg.blob_path, chunk_size=cfg.limits.io_chunk_size, fsync=cfg.blobs.fsync,
                                owner_stale_seconds=max(300.0, 10 * cfg.presence.sweep_interval_seconds),
                                keys=ContentKeys(self.db, self.master_key), encrypt=cfg.blobs.encrypt,
-                               cache_bytes=cfg.blobs.cache_bytes)
+                               cache_bytes=cfg.blobs.cache_bytes, inline_bytes=cfg.blobs.inline_bytes)
         self.blobs.open()
+        self.blobs.keep_inline(InlineBlobs(self.db))  # also with inline_bytes 0: those kept stay readable
         self.directory = Directory(self.db, self.master_key, self.algorithms,
                                    rsa_key_bits=cfg.security.rsa_key_bits)
         self.secrets = SecretStore(self.db, self.master_key)

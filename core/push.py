@@ -15,7 +15,7 @@ again with the same `idempotency_key` and a higher `attempt`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -49,6 +49,14 @@ class PushJob:
     #: Opens the content's plaintext (the blob is encrypted at rest); call from a worker thread.
     #: None: `content_path` is read as it is (a plain file).
     opener: Callable[[], BinaryIO] | None = None
+    #: Whether the hub still holds the content (`ContentService.holds`); None: `content_path` is a file.
+    holder: Callable[[], Awaitable[bool]] | None = None
+
+    async def content_held(self) -> bool:
+        """Whether the content is still there to send (a purge may have come first)."""
+        if self.holder is not None:
+            return await self.holder()
+        return await asyncio.to_thread(self.content_path.is_file)
 
     def open(self) -> BinaryIO:
         """The content's plaintext as a file (blocking: call from a worker thread)."""

@@ -566,7 +566,7 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
         raise Problem("not_found", Text("attachments are numbered from 1"))
     hub = hub_of(request)
     ref, path = await hub.content.part(request.match_info["id"], f"att-{int(number)}", principal.unit_id)
-    if not path.is_file():
+    if not await hub.content.holds(path):
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     check_range(request, ref.size)
     name = (ref.detail or {}).get("name") or f"attachment-{number}"  # for Content-Disposition

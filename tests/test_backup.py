@@ -39,7 +39,8 @@ async def _backup_restore_round(hub: Hub, make_actor: object, tmp_path: Path, re
     b = await make_actor("000.00.01.H23")  # type: ignore[operator]
     before: dict[str, bytes] = {}
     for i in range(6):
-        content = os.urandom(50_000 + i)
+        # Half of them in files, half small enough to be kept in the store (restored with it).
+        content = os.urandom((hub.config.blobs.inline_bytes if i % 2 else 50_000) + i)
         before[await a.client.send(content, [b.unit], subject=f"Trước sao lưu {i}")] = content
     done_id = next(iter(before))
     data = await b.client.fetch_bytes(done_id)
@@ -130,7 +131,7 @@ async def test_restore_refuses_wrong_key_damaged_blobs_and_a_used_store(hub: Hub
                                                                       tmp_path: Path) -> None:
     a = await make_actor("000.00.00.H23")  # type: ignore[operator]
     b = await make_actor("000.00.01.H23")  # type: ignore[operator]
-    await a.client.send(os.urandom(10_000), [b.unit], subject="Một gói")
+    await a.client.send(os.urandom(hub.config.blobs.inline_bytes + 1), [b.unit], subject="Một gói")  # a file
     folder = tmp_path / "backup"
     await asyncio.to_thread(backup, hub.config, folder)
 

@@ -4,6 +4,9 @@ a small last piece hashed on the loop, a small blob written in one call, removal
 
 The hand-off count is pinned like the statements of tests/test_statements.py: a change that adds a
 worker-thread call per exchange fails here (measure it with docs/performance.md's commands first).
+
+The hubs here keep every upload in a file (`blobs.inline_bytes: 0`): this is the file path's
+test. Small uploads kept in the store instead have theirs in tests/test_inline_blobs.py.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from typing import Any
 
 import pytest
 
+from lgsp.core.config import Config, load_config
 from lgsp.core.hub import Hub
 from lgsp.core.store.blobcrypt import MAGIC, BlobCorrupt
 from lgsp.core.store.blobs import BlobStore, PartialRemoved, publish
 
+from .conftest import base_env
 from .test_statements import _pairs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,6 +36,12 @@ sys.path.insert(0, str(REPO))  # bench/ is a folder of the repository, not an in
 
 from bench.blobpath import MemoryKeys as _Keys  # noqa: E402
 from bench.statements import StatementCounter, count_exchanges, counting_hand_offs  # noqa: E402
+
+
+@pytest.fixture
+def hub_config(tmp_path: Path) -> Config:
+    return load_config(None, env=base_env(tmp_path / "var", LGSP_BLOBS_INLINE_BYTES="0"))
+
 
 BLOB_MODULES = ("lgsp.core.store.blobs", "lgsp.core.store.blobcrypt", "lgsp.core.downloads", "io:")
 #: Per exchange, at most: the upload's blob created, written and published (one call), the download

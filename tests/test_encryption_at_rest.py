@@ -38,6 +38,7 @@ from lgsp.core.store.blobcrypt import (
     read_header,
 )
 from lgsp.core.store.tables import content_keys
+from tests.blob_support import blob_of, stored_bytes
 from tests.conftest import Actor, MakeActor, base_env
 from tests.test_keycache import statements
 
@@ -361,8 +362,8 @@ async def test_blobs_written_before_encryption_stay_readable(tmp_path: Path, mak
             back = await b.send(b"moi " * 1000, ["000.00.00.H23"], subject="mới")
         finally:
             await b.close()
-        new_files = [p for p in stored_files(hub) if p.name.startswith(back)]
-        assert new_files and new_files[0].read_bytes().startswith(b"LGSPBLB1")
+        new = await stored_bytes(hub, (await blob_of(hub, back)).name)  # small: kept in the store
+        assert new is not None and new.startswith(b"LGSPBLB1") and b"moi moi" not in new
 
 
 async def _unit_with_key(hub: Hub, unit: str) -> IssuedKey:
@@ -446,7 +447,8 @@ async def test_the_data_key_is_made_with_the_packet_and_goes_when_it_ends_unfill
     assert made is not None  # before any upload
     await a.client.upload(created["upload"]["url"], content, sha)
     assert await key_of(created["id"]) == made  # the upload used the key made with the packet
-    (path,) = stored_files(hub)
+    path = await blob_of(hub, created["id"])
+    hub.blobs.cache.clear()  # read from where it is stored (a small upload: the store), not memory
     assert await read_with_store(hub, path) == content
 
     unfilled = await a.client.create_packet([b.unit], subject="s", size=len(content), sha256=sha)
@@ -473,16 +475,17 @@ async def test_the_upload_and_the_download_read_the_data_key_with_the_packet(mak
     with statements(hub) as seen:
         await a.client.upload(created["upload"]["url"], content, sha)
         assert content_key_reads(seen) == []
-        (path,) = stored_files(hub)
-        assert path.read_bytes()[:8] == b"LGSPBLB1" and content[:64] not in path.read_bytes()
+        path = await blob_of(hub, created["id"])
+        stored = await stored_bytes(hub, path.name)
+        assert stored is not None and stored[:8] == b"LGSPBLB1" and content[:64] not in stored
         assert await b.client.fetch_bytes(created["id"]) == content
         assert content_key_reads(seen) == []
         # The national axis' and SOAP's readers too (the blob opened with the key read with the packet).
         readable = await hub.exchange.open_content(principal_of(b), created["id"], peek=True)
         assert readable.data_key is not None
         assert await _read_stored(hub, readable, len(content)) == content
-        assert await asyncio.to_thread((await hub.content.opener(readable.path,
-                                                                 data_key=readable.data_key))().read) == content
+        opener = await hub.content.opener(readable.path, data_key=readable.data_key)
+        assert await asyncio.to_thread(lambda: opener().read()) == content  # opened in a worker thread
         assert content_key_reads(seen) == []
     assert await read_with_store(hub, path) == content  # the key as stored opens it too
 

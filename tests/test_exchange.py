@@ -17,6 +17,7 @@ from yarl import URL
 
 from lgsp.client import LgspClient, LgspError
 from lgsp.core.hub import Hub
+from tests.blob_support import larger_than_inline, stored_count
 
 from .conftest import Actor, MakeActor
 from .test_auth import assert_problem
@@ -95,9 +96,9 @@ async def test_several_destinations_purge_after_the_last(make_actor: MakeActor) 
     for d in dests[:2]:
         assert await d.client.fetch_bytes(packet_id) == content
         assert await d.client.ack(packet_id, sha) == "delivered"
-        assert len(blob_files(a.hub)) == 1, "content must stay while a destination still needs it"
+        assert await stored_count(a.hub) == 1, "content must stay while a destination still needs it"
     assert await dests[2].client.fail(packet_id, "Không đúng thẩm quyền") == "failed"
-    assert blob_files(a.hub) == []
+    assert await stored_count(a.hub) == 0
     status = await a.client.status(packet_id)
     assert {d["unit"]: d["state"] for d in status["deliveries"]} == {
         dests[0].unit: "delivered", dests[1].unit: "delivered", dests[2].unit: "failed"}
@@ -622,7 +623,8 @@ async def test_files_a_crash_left_behind_are_reconciled(make_actor: MakeActor, h
     b = await make_actor("000.00.01.H23")
     done = await a.client.send(b"done", [b.unit], subject="s")
     await b.client.ack(done, hashlib.sha256(b"done").hexdigest())
-    pending = await a.client.send(b"pending", [b.unit], subject="s")
+    pending_content = larger_than_inline(hub, b"pending")  # a file (a small upload has none)
+    pending = await a.client.send(pending_content, [b.unit], subject="s")
     waiting = await a.client.create_packet([b.unit], subject="s", size=1, sha256="0" * 64)
     kept = hub.blobs.with_prefix(pending)
     assert len(kept) == 1
@@ -636,7 +638,7 @@ async def test_files_a_crash_left_behind_are_reconciled(make_actor: MakeActor, h
     assert await hub.exchange.reconcile_blobs(min_age_seconds=0) == len(leftovers)
     assert not any(p.exists() for p in leftovers)
     assert in_progress.exists() and hub.blobs.with_prefix(pending) == kept
-    assert await b.client.fetch_bytes(pending) == b"pending"
+    assert await b.client.fetch_bytes(pending) == pending_content
 
 
 async def test_a_purged_packets_files_go_at_any_age_the_others_only_once_old(make_actor: MakeActor,

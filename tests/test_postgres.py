@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from lgsp.client import Credentials, LgspClient
 from lgsp.core.config import load_config
 from lgsp.core.hub import Hub
+from tests.blob_support import inline_keys
 
 from .conftest import base_env, raw_request
 from .test_auth import assert_problem
@@ -75,6 +77,26 @@ async def test_exchange_across_two_nodes(nodes: tuple[Hub, Hub], tmp_path: Path)
         await one.directory.revoke_key(bkey.access_key)  # type: ignore[attr-defined]
         status_code, h, body = await raw_request(two.url, "GET", "/v1/inbox", signer=b_on_two.signer)
         assert_problem(status_code, h, body, 401, "auth.revoked_key")
+    finally:
+        await a_on_one.close()
+        await b_on_two.close()
+
+
+async def test_a_small_upload_kept_by_one_node_is_served_by_the_other(nodes: tuple[Hub, Hub]) -> None:
+    """Node one keeps a small upload in the store (no file, its sealed bytes in its memory); node two
+    serves it from the store, and its completion there deletes it for both."""
+    one, two = nodes
+    a_on_one, _ = await _actor(one, "000.00.00.H23")
+    b_on_two, _ = await _actor(two, "000.00.01.H23")
+    try:
+        content = os.urandom(10_240)
+        packet_id = await a_on_one.send(content, ["000.00.01.H23"], subject="Nhỏ, hai nút")
+        (key,) = await inline_keys(two, packet_id)
+        assert one.blobs.cache.get(key) is not None and two.blobs.cache.get(key) is None
+        assert not any(p.is_file() for p in one.blobs.objects.rglob("*"))
+        assert await b_on_two.fetch_bytes(packet_id) == content
+        assert await b_on_two.ack(packet_id, hashlib.sha256(content).hexdigest()) == "delivered"
+        assert await inline_keys(one, packet_id) == []
     finally:
         await a_on_one.close()
         await b_on_two.close()
@@ -200,7 +222,8 @@ async def test_a_small_attempt_on_another_node_loses_at_its_acceptance(nodes: tu
         status, _, body = await asyncio.wait_for(read_raw_response(reader), 10)
         assert status == 409 and json.loads(body)["code"] == "conflict"
         writer.close()
-        assert len(one.blobs.with_prefix(created["id"])) == 1  # the winner's blob only
+        # The winner's blob only (small: kept in the store, no file).
+        assert one.blobs.with_prefix(created["id"]) == [] and len(await inline_keys(one, created["id"])) == 1
         assert one.blobs.partials(created["id"]) == []
         assert await b.fetch_bytes(created["id"]) == content
     finally:

@@ -56,7 +56,7 @@ EXCHANGE_STATEMENTS = 21
 EXCHANGE_STATEMENTS_EXTRA = {"postgresql": 1 - 6}
 #: Those six, carried per exchange on PostgreSQL (none on SQLite, which runs statements inline).
 CARRIED = {"postgresql": {"INSERT audit_log": 3, "INSERT packets": 1, "INSERT deliveries": 1,
-                          "INSERT content_keys": 1}}
+                          "INSERT content_keys": 1, "INSERT inline_blobs": 1}}
 #: Statements on those tables that timers send (the audit chainer; a stream's catch-up and the
 #: offline checks read events and deliveries): not the exchange's, and bounded apart.
 TIMERS = ("SELECT audit_log", "UPDATE audit_log", "SELECT packet_events", "SELECT deliveries")

@@ -13,7 +13,6 @@ per (system, hash-file, recipients) for a while (the simulator does) answers wit
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -71,7 +70,7 @@ class AxisPushAdapter:
         if packet.data_type not in DATA_TYPES:
             raise PushFailure(Text("the national axis carries edXML only, not {data_type}", data_type=packet.data_type),
                               retryable=False)
-        if not await asyncio.to_thread(job.content_path.is_file):
+        if not await job.content_held():
             raise PushFailure(Text("the hub no longer holds the content of packet {id}", id=packet.id), retryable=False)
         kind = message_type_of(packet.meta)
         if kind not in bridge.settings.message_types:

@@ -79,7 +79,7 @@ async def download_content(request: web.Request) -> web.StreamResponse:
                                             peek=request.method == "HEAD",
                                             admit=lambda info: check_range(request, info.size))
     info, path = found.info, found.path
-    if not path.is_file():
+    if not await hub.content.holds(path):
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     return await content_response(request, path, info.size, {
         H_CONTENT: info.sha256, "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",

@@ -26,7 +26,7 @@ from lgsp.adapters.sftp.manifest import (
     temporary_name,
 )
 from lgsp.adapters.sftp.settings import PushTarget, parse_target
-from lgsp.core.api import PushFailure, PushJob, PushReceipt, Text, logs
+from lgsp.core.api import BlobCorrupt, PushFailure, PushJob, PushReceipt, Text, logs
 
 if TYPE_CHECKING:
     from lgsp.core.api import Hub
@@ -54,7 +54,7 @@ class SftpPushAdapter:
 
     async def push(self, job: PushJob) -> PushReceipt:
         target = self._target(job.unit, job.target)
-        if not await asyncio.to_thread(job.content_path.is_file):
+        if not await job.content_held():
             raise PushFailure(Text("the hub no longer holds the content of packet {id}", id=job.packet.id),
                               retryable=False)
         rid = logs.request_id.get() or logs.request_id_for(job.packet.id)
@@ -114,15 +114,18 @@ class SftpPushAdapter:
         """Stream the stored content to `path`, hashing it on the way (off the event loop)."""
         digest = hashlib.sha256()
         handle = await session.call(Text("open upload"), session.sftp.open(path, "wb", encoding=None))
+        intact = True
         try:
             async for chunk in job.content():
                 await asyncio.to_thread(digest.update, chunk)
                 await session.call(Text("upload"), handle.write(chunk))
+        except BlobCorrupt:  # the stored copy failed its integrity check: as a wrong hash, below
+            intact = False
         finally:
             # A failure here follows the one that brought us here (or the size check), which says more.
             with contextlib.suppress(SftpError):
                 await session.call(Text("close upload"), handle.close())
-        if digest.hexdigest() != job.packet.sha256:
+        if not intact or digest.hexdigest() != job.packet.sha256:
             await session.remove(Text("remove corrupt upload"), path)
             raise SftpError(Text("the hub's stored copy of packet {id} does not match its SHA-256; nothing was "
                                  "delivered", id=job.packet.id), retryable=False, code="sftp.hash_mismatch")

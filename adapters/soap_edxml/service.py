@@ -410,7 +410,7 @@ async def get_edoc(call: Call) -> web.StreamResponse:
                                        data_type=ref.data_type))
     readable = await exchange.open_content(call.principal, packet_id)  # the signed call suffices
     info, path = readable.info, readable.path
-    if not path.is_file():
+    if not await call.hub.content.holds(path):
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     out = etree.Element(q("getEdocResponse"))
     _sub(out, "packetId", info.id)

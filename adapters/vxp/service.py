@@ -438,7 +438,7 @@ async def _open(call: Call) -> tuple[str, Readable]:
     query = parse_qs(transfer.path.partition("?")[2])
     found = await exchange.open_content(call.principal, packet_id, expires=query.get("expires", [""])[0],
                                         token=query.get("token", [""])[0], peek=call.request.method == "HEAD")
-    if not found.path.is_file():
+    if not await call.hub.content.holds(found.path):
         raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     return packet_id, found
 

@@ -25,6 +25,7 @@ from lgsp.core.errors import Problem
 from lgsp.core.exchange.base import AfterCommit, ExchangeBase, log
 from lgsp.core.exchange.values import PacketInfo, upload_key
 from lgsp.core.i18n import Text
+from lgsp.core.store import inline_blobs
 from lgsp.core.store.blobs import KeyOpener, PartialRemoved
 from lgsp.core.store.tables import packets
 
@@ -32,6 +33,16 @@ from lgsp.core.store.tables import packets
 _ACCEPT = (update(packets).where(and_(packets.c.id == bindparam("p_packet"), packets.c.state == "created"))
            .values(state="accepted", content_state="stored", blob_key=bindparam("blob_key"),
                    accepted_at=bindparam("accepted_at")))
+
+
+@dataclass(frozen=True)
+class Received:
+    """One upload attempt, stored and checked: its blob key, what inspection found, and, for a small
+    upload kept in the store (`BlobStore.inlines`), its sealed bytes for the acceptance to write."""
+
+    key: str
+    inspection: Inspection | None
+    sealed: bytes | None = None
 
 
 @dataclass(eq=False)
@@ -98,8 +109,9 @@ class UploadSteps(ExchangeBase):
         attempt.done.set()
 
     async def _receive(self, info: PacketInfo, content: AsyncIterable[bytes], attempt: UploadAttempt,
-                       data_key: KeyOpener | None = None) -> tuple[str, Inspection | None]:
-        """Store one upload attempt under its own key; returns the key and what inspection found.
+                       data_key: KeyOpener | None = None) -> Received:
+        """Store one upload attempt under its own key (a file, or for a small upload its sealed bytes
+        in memory until the acceptance keeps them); returns it with what inspection found.
         `data_key`: the packet's data key as loaded with it (unsealed by the writer; without it, or
         when the packet has none, the writer reads or makes it).
 
@@ -110,7 +122,8 @@ class UploadSteps(ExchangeBase):
         loop = asyncio.get_running_loop()
         try:
             # The declared size lets a small packet's blob go to disk in one worker-thread call.
-            async with self.blobs.writer(key, data_key, size=info.size) as writer:
+            inline = self.blobs.inlines(info.size)
+            async with self.blobs.writer(key, data_key, size=info.size, inline=inline) as writer:
                 async for chunk in content:
                     attempt.last_activity = loop.time()
                     if writer.size + len(chunk) > info.size:
@@ -128,20 +141,24 @@ class UploadSteps(ExchangeBase):
             if attempt.superseded:  # pragma: no cover - superseded only while receiving, so cancelled there
                 raise Problem("conflict", Text("a newer upload of this packet took over"))
             # Content-aware data types (edXML) are read before acceptance; a refusal deletes the upload.
-            return key, await self.content.inspect(info, self.blobs.path(key), key, data_key=data_key)
+            inspection = await self.content.inspect(info, self.blobs.path(key), key, data_key=data_key,
+                                                    sealed=writer.sealed)
+            return Received(key, inspection, writer.sealed)
         except PartialRemoved:
             # Another attempt (on another node) was accepted meanwhile and removed this one's files.
             await self.content.delete_blobs(key)
             raise Problem("conflict", Text("the packet is no longer awaiting its content")) from None
 
-    async def _accept(self, info: PacketInfo, received: tuple[str, Inspection | None]) -> PacketInfo:
-        key, inspection = received
+    async def _accept(self, info: PacketInfo, received: Received) -> PacketInfo:
+        key, inspection = received.key, received.inspection
         now = self.clock()
         after = AfterCommit()
         fresh: PacketInfo | None = None
         async with self.db.write() as conn:
             result = await conn.execute(_ACCEPT, {"p_packet": info.id, "blob_key": key, "accepted_at": now})
             if result.rowcount == 1:
+                if received.sealed is not None:  # a small upload: its content is kept with its acceptance
+                    await inline_blobs.keep(conn, key, received.sealed)
                 variant_of: dict[str, dict[str, Any]] = {}
                 if inspection is not None:
                     # What the content inspection found (destinations, variants, metadata).

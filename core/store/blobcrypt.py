@@ -297,8 +297,16 @@ def _reader(fh: BinaryIO, file_size: int, data_key: KeyLookup | bytes | None, ex
 def plain_size(path: Path) -> int:
     """The plaintext size of a blob file, from its size (no key needed)."""
     with open(path, "rb") as fh:
-        found = read_header(fh)
-        size = os.fstat(fh.fileno()).st_size
+        return _plain_size(fh, os.fstat(fh.fileno()).st_size)
+
+
+def sealed_size(sealed: bytes) -> int:
+    """`plain_size` of a blob's bytes held in memory (a small upload kept in the store)."""
+    return _plain_size(io.BytesIO(sealed), len(sealed))
+
+
+def _plain_size(fh: BinaryIO, size: int) -> int:
+    found = read_header(fh)
     if found is None:
         return size
     header, chunk_size = found[0], found[1]

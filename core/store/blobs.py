@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from lgsp.core.store.blobcrypt import BlobCorrupt, ChunkSealer, open_blob, open_sealed, plain_size
+from lgsp.core.store.blobcrypt import BlobCorrupt, ChunkSealer, open_blob, open_sealed, plain_size, sealed_size
 
 try:
     import fcntl
@@ -87,6 +87,12 @@ KeyOpener = Callable[[], Awaitable[bytes | None]]
 def key_id_of(blob_key: str) -> str:
     """The data key a blob uses: its packet's (blob keys start with the 36-character packet id)."""
     return blob_key[:36]
+
+
+class InlineSource(Protocol):
+    """Where small uploads kept in the store are read back (core/store/inline_blobs.py)."""
+
+    async def sealed(self, key: str) -> bytes | None: ...
 
 
 class PartialRemoved(FileNotFoundError):
@@ -258,7 +264,7 @@ class SealedCache:
 class BlobStore:
     def __init__(self, root: Path, *, chunk_size: int = 1 << 20, fsync: bool = True,
                  owner_stale_seconds: float = 300.0, keys: DataKeys | None = None,
-                 encrypt: bool = True, cache_bytes: int = 0) -> None:
+                 encrypt: bool = True, cache_bytes: int = 0, inline_bytes: int = 0) -> None:
         self.root = root
         self.keys = keys
         #: Write new blobs encrypted (needs `keys`); files are read either way.
@@ -275,10 +281,61 @@ class BlobStore:
         self._removals = Removals(self._remove_batch)
         #: Sealed bytes of small blobs just written, for their downloads (`blobs.cache_bytes`; 0: none).
         self.cache = SealedCache(cache_bytes)
+        #: Uploads of at most this many bytes are kept in the store, not in a file (`keep_inline`).
+        self.inline_bytes = inline_bytes
+        self._inline: InlineSource | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def open(self) -> None:
         self.objects.mkdir(parents=True, exist_ok=True)
         self.tmp_root.mkdir(parents=True, exist_ok=True)
+
+    def keep_inline(self, source: InlineSource) -> None:
+        """Keep small sealed uploads in the store (`inlines`), read back through `source`. Call on the
+        event loop: readers in worker threads reach `source` through it."""
+        self._inline = source
+        self._loop = asyncio.get_running_loop()
+
+    def inlines(self, size: int | None) -> bool:
+        """Whether an upload of `size` bytes is kept in the store rather than in a file: only sealed
+        (encrypted) content, at most `inline_bytes` and one chunk, with a store to keep it in. Its
+        writer then seals it in memory (`BlobWriter.sealed`) and its acceptance writes the row."""
+        return (self._inline is not None and self.encrypt and size is not None
+                and size <= min(self.inline_bytes, self.chunk_size))
+
+    async def sealed_inline(self, key: str) -> bytes | None:
+        """The sealed bytes of blob `key` when it is kept in the store (from memory when this process
+        holds them); None when it is not (a file, or purged)."""
+        held = self.cache.get(key)
+        if held is not None or self._inline is None:
+            return held
+        return await self._inline.sealed(key)
+
+    def _sealed_inline_sync(self, path: Path) -> bytes | None:
+        """`sealed_inline` for a reader in a worker thread, through the event loop; None for a path
+        outside the blob store, or when called on the loop itself (it must not wait on itself)."""
+        if self._inline is None or self._loop is None or not self._is_stored(path):
+            return None
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run_coroutine_threadsafe(self.sealed_inline(path.name), self._loop).result(timeout=60)
+        return None
+
+    def _is_stored(self, path: Path) -> bool:
+        """Whether `path` is where blob `path.name` lives (not a file elsewhere with a blob's name)."""
+        try:
+            return path == self.path(path.name)
+        except ValueError:
+            return False
+
+    async def holds(self, path: Path) -> bool:
+        """Whether the blob at `path` is there to read: in memory, in its file, or kept in the store."""
+        if self._is_stored(path) and self.cache.get(path.name) is not None:
+            return True
+        if await asyncio.to_thread(path.is_file):
+            return True
+        return self._is_stored(path) and await self.sealed_inline(path.name) is not None
 
     # -- this process's temporary folder -------------------------------------------------------
     @property
@@ -374,13 +431,16 @@ class BlobStore:
         return _names_with_prefix(os.fspath(folder), prefix)
 
     def writer(self, key: str, data_key: KeyOpener | None = None, *,
-               size: int | None = None) -> BlobWriter:
+               size: int | None = None, inline: bool = False) -> BlobWriter:
         """A writer of blob `key`. `data_key` unseals the packet's data key read with the packet
         (`ContentKeys.opener`), awaited when the file is made: the writer then reads no key itself;
         without it, or when it gives None, the key is read (made if missing) from the key source.
         `size`, the content's declared size when known, lets a small blob (at most `chunk_size`) be
-        created, written, sealed and published in one worker-thread call."""
-        return BlobWriter(self, key, data_key, size=size)
+        created, written, sealed and published in one worker-thread call. `inline` (only where
+        `inlines(size)`): no file at all, the blob is sealed in memory for its acceptance to keep."""
+        if inline and not self.inlines(size):
+            raise ValueError(f"an upload of {size} bytes is not kept in the store")
+        return BlobWriter(self, key, data_key, size=size, inline=inline)
 
     def create_temp(self, key: str) -> tuple[Path, BinaryIO]:
         """A new temporary file for blob `key` in this process's folder, open for writing (worker
@@ -430,7 +490,13 @@ class BlobStore:
         """Open a blob file for reading its plaintext (worker thread). With `size`, a file whose
         plaintext size differs (truncated, extended, replaced) is refused before any byte is read."""
         key_id = key_id_of(path.name)
-        fh = open_blob(path, lambda kid: data_key if kid == key_id else None, expect_name=path.name)
+        try:
+            fh = open_blob(path, lambda kid: data_key if kid == key_id else None, expect_name=path.name)
+        except FileNotFoundError:
+            sealed = self._sealed_inline_sync(path)  # no file: a small upload kept in the store?
+            if sealed is None:
+                raise
+            fh = open_sealed(sealed, data_key, expect_name=path.name)
         if size is not None:
             found = fh.size if hasattr(fh, "size") else os.fstat(fh.fileno()).st_size
             if found != size:
@@ -461,7 +527,13 @@ class BlobStore:
 
     async def size_of(self, key: str) -> int:
         """The plaintext size of a stored blob."""
-        return await asyncio.to_thread(plain_size, self.path(key))
+        try:
+            return await asyncio.to_thread(plain_size, self.path(key))
+        except FileNotFoundError:
+            sealed = await self.sealed_inline(key)
+            if sealed is None:
+                raise
+            return sealed_size(sealed)
 
     async def read_chunks(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
         """Stream a blob from `offset`, one chunk per worker-thread read."""
@@ -632,14 +704,18 @@ class BlobWriter:
     `INLINE_HASH_BYTES`, so the whole blob costs one hand-off. Until then it has no partial file
     (nothing for another node's acceptance to remove: this attempt then loses at its own
     acceptance, as one that finished first does), and an abort has nothing to delete. Larger or
-    unsized blobs create the file on entry, so a long upload shows its partial file from the start."""
+    unsized blobs create the file on entry, so a long upload shows its partial file from the start.
+
+    An `inline` writer (a small upload kept in the store, `BlobStore.inlines`) makes no file and
+    hands nothing to a worker thread: `commit` seals the content on the loop into `sealed`, which
+    the acceptance writes to the store in its own transaction (core/store/inline_blobs.py)."""
 
     #: At most this much buffered content is hashed on the event loop by `finish` (tens of µs).
     INLINE_HASH_BYTES = 64 * 1024
 
     def __init__(self, store: BlobStore, key: str,
                  data_key: KeyOpener | None = None, *,
-                 size: int | None = None) -> None:
+                 size: int | None = None, inline: bool = False) -> None:
         self.store = store
         self.key = key
         self._data_key = data_key
@@ -654,6 +730,9 @@ class BlobWriter:
         self._closed = False
         #: Make the file in the worker-thread call that first writes to it, not on entry.
         self._deferred = size is not None and size <= store.chunk_size
+        self.inline = inline
+        #: An inline writer's blob, sealed by `commit` (the bytes a file would have held).
+        self.sealed: bytes | None = None
 
     async def __aenter__(self) -> BlobWriter:
         if not self._deferred:
@@ -688,7 +767,7 @@ class BlobWriter:
     async def write(self, data: bytes) -> None:
         self.size += len(data)
         self._buf += data
-        if len(self._buf) >= self.store.chunk_size:
+        if len(self._buf) >= self.store.chunk_size and not self.inline:
             await self._flush()
 
     async def _flush(self) -> None:
@@ -713,7 +792,7 @@ class BlobWriter:
     async def finish(self) -> str:
         """Flush what is buffered; return the SHA-256 (hex) of everything written. A small rest is
         hashed here and written by `commit` (one hand-off fewer)."""
-        if len(self._buf) - self._hashed <= self.INLINE_HASH_BYTES:
+        if len(self._buf) - self._hashed <= self.INLINE_HASH_BYTES or self.inline:
             self._sha.update(memoryview(self._buf)[self._hashed:])
             self._hashed = len(self._buf)
         else:
@@ -725,6 +804,14 @@ class BlobWriter:
         self._buf.clear()
         self._hashed = 0
         data_key = await self._key() if self._fh is None else None  # a deferred file: made in this call
+        if self.inline:  # no file: sealed here, kept by the acceptance (at most `inline_bytes`, tens of µs)
+            if hashed < len(chunk):
+                self._sha.update(memoryview(chunk)[hashed:])
+            assert data_key is not None  # `BlobStore.inlines`: sealed content only
+            self.sealed = self._seal(chunk, data_key)
+            self.store.cache.put(self.key, self.sealed)
+            self._closed = True
+            return
         sealed = await asyncio.to_thread(self._commit, chunk, hashed, data_key)
         if sealed is not None:
             self.store.cache.put(self.key, sealed)  # for its download (`SealedCache`)
@@ -740,11 +827,7 @@ class BlobWriter:
             if hashed < len(chunk):
                 self._sha.update(memoryview(chunk)[hashed:])
             if data_key is not None:
-                sink = io.BytesIO()
-                sealer = ChunkSealer(sink, data_key, key_id_of(self.key), self.key)
-                sealer.write(chunk)
-                sealer.finish()
-                sealed = sink.getvalue()
+                sealed = self._seal(chunk, data_key)
             self.temp, self._fh = self.store.create_temp(self.key)
             self._fh.write(sealed if sealed is not None else chunk)
         else:
@@ -755,6 +838,14 @@ class BlobWriter:
         assert self.temp is not None
         publish(self._fh, self.temp, self.final, fsync=self.store.fsync)
         return sealed
+
+    def _seal(self, content: bytes, data_key: bytes) -> bytes:
+        """The whole blob sealed in memory: the bytes its file holds."""
+        sink = io.BytesIO()
+        sealer = ChunkSealer(sink, data_key, key_id_of(self.key), self.key)
+        sealer.write(content)
+        sealer.finish()
+        return sink.getvalue()
 
     async def abort(self) -> None:
         self._closed = True

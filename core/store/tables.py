@@ -446,6 +446,18 @@ content_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# The sealed bytes of small uploads kept in the store instead of a file (`blobs.inline_bytes`,
+# core/store/inline_blobs.py): written in the acceptance's own transaction, so durable with it, and
+# deleted with their packet's data key (ON DELETE CASCADE) when the content is purged.
+inline_blobs = Table(
+    "inline_blobs", metadata,
+    # The key first: its primary-key index is the one the cascade from `content_keys` deletes by.
+    Column("key_id", String(80), ForeignKey("content_keys.key_id", ondelete="CASCADE"), primary_key=True),
+    Column("blob_key", String(80), primary_key=True),
+    # The blob's bytes as its file would hold them: encrypted with the packet's data key (not the master key).
+    Column("content", LargeBinary, nullable=False),
+)
+
 # Maintenance notices to every unit (`lgsp notice add`); a hub announces each once (`announced_at`).
 notices = Table(
     "notices", metadata,

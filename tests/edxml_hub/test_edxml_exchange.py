@@ -12,6 +12,7 @@ import pytest
 from lgsp.client import LgspClient, LgspError
 from lgsp.core.edxml import parse_packet
 from lgsp.core.hub import Hub
+from tests.blob_support import inline_keys
 
 from ..conftest import MakeActor
 from .support import (
@@ -62,6 +63,10 @@ async def test_destinations_subject_priority_from_the_header_and_the_hub_trace(
     assert sorted(view["metadata"]["implicit"]) == ["priority", "subject", "to"]
     assert view["document"]["document_id"] == meta["document_id"]
     (edxml_variant,) = [v for v in view["variants"] if v["variant"] == "edxml"]
+    # The upload, small, is kept in the store (inspected from memory, never a file); variants are files.
+    assert len(data) <= hub.config.blobs.inline_bytes
+    (upload_key,) = await inline_keys(hub, packet_id)
+    assert blob_files(hub) and all(p.name.startswith(upload_key + "-") for p in blob_files(hub))
 
     # B gets the packet with the hub's TraceHeader: its own bytes, size and hash everywhere.
     got = await who[B].client.fetch_bytes(packet_id)
@@ -87,7 +92,7 @@ async def test_destinations_subject_priority_from_the_header_and_the_hub_trace(
     assert await who[C].client.ack(packet_id, sha(got_c)) == "delivered"
     view = await who[A].client.status(packet_id)
     assert view["state"] == "completed" and view["content"] == "purged"
-    assert blob_files(hub) == []  # the upload and every variant are gone
+    assert blob_files(hub) == [] and await inline_keys(hub, packet_id) == []  # the upload and every variant are gone
 
 
 async def test_json_destination_gets_the_json_form_and_its_attachments(hub: Hub, make_actor: MakeActor) -> None:

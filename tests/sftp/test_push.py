@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ from lgsp.core.exchange import PacketInfo
 from lgsp.core.hub import Hub
 from lgsp.core.i18n import Text, render_stored
 from lgsp.core.push import PushFailure, PushJob, PushReceipt, idempotency_key
+from tests.blob_support import kept_inline, lose_stored, replace_stored
 
 from .conftest import (
     DEST,
@@ -64,7 +66,8 @@ def adapter(hub: Hub) -> SftpPushAdapter:
 async def job(hub: Hub, packet: PacketInfo, settings: dict[str, Any], attempt: int = 1) -> PushJob:
     path = hub.blobs.path(packet.blob_key)
     return PushJob(packet=packet, unit=DEST, target=settings, idempotency_key=idempotency_key(packet.id, DEST),
-                   attempt=attempt, content_path=path, opener=await hub.content.opener(path))
+                   attempt=attempt, content_path=path, opener=await hub.content.opener(path),
+                   holder=functools.partial(hub.content.holds, path))
 
 
 async def push(hub: Hub, packet: PacketInfo, settings: dict[str, Any]) -> PushReceipt:
@@ -353,18 +356,30 @@ async def test_short_remote_file_is_caught_before_the_rename(hub: Hub, sftp_serv
 
 
 async def test_corrupt_stored_copy_is_never_delivered(hub: Hub, sftp_server: SftpServer) -> None:
-    packet = await stored_packet(hub, b"original content")
-    path = hub.blobs.path(packet.blob_key)
-    path.write_bytes(b"damaged content!")  # same length, different bytes
+    original = b"original content" * 5000  # larger than blobs.inline_bytes: a file
+    packet = await stored_packet(hub, original)
+    assert await kept_inline(hub, packet.blob_key) is None
+    await replace_stored(hub, packet.blob_key, b"damaged content!" * 5000)  # same length, plain, different bytes
     failure = await refused(hub, packet, target(sftp_server))
     assert failure.retryable is False
     assert "does not match its SHA-256" in failure.reason
     assert listing(sftp_server.root / "inbox") == []
 
 
+async def test_a_tampered_copy_kept_in_the_store_is_never_delivered(hub: Hub, sftp_server: SftpServer) -> None:
+    packet = await stored_packet(hub, b"original content")
+    sealed = await kept_inline(hub, packet.blob_key)
+    assert sealed is not None  # a small upload: kept in the store, no file
+    await replace_stored(hub, packet.blob_key, sealed[:-1] + bytes([sealed[-1] ^ 1]))  # its last tag byte
+    failure = await refused(hub, packet, target(sftp_server))
+    assert failure.retryable is False
+    assert "does not match its SHA-256" in failure.reason
+    assert listing(sftp_server.root / "inbox") == []  # nor its temporary file
+
+
 async def test_purged_content_fails_without_connecting(hub: Hub, sftp_server: SftpServer) -> None:
     packet = await stored_packet(hub, b"x")
-    hub.blobs.path(packet.blob_key).unlink()
+    await lose_stored(hub, packet.blob_key)
     failure = await refused(hub, packet, target(sftp_server))
     assert failure.retryable is False
     assert sftp_server.state.connections == 0

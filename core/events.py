@@ -11,6 +11,7 @@ missed in its `hello`, and `seq` lets it drop a repeat. Most events belong to on
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -18,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lgsp.core import states
+from lgsp.core import deliveries, states
 from lgsp.core.store import deferred
+from lgsp.core.store.database import Database
 from lgsp.core.store.params import MAX_ROWS
 from lgsp.core.store.tables import packet_events
 
@@ -177,6 +180,36 @@ async def record(conn: AsyncConnection, packet_id: str | None, type_: str, at: d
     seqs = await _insert_with_held(conn, [row])
     seq = seqs[0] if seqs is not None else await conn.scalar(_INSERT_EVENT, row)
     return Event(int(seq or 0), type_, packet_id, at, unit, audience, detail)
+
+
+async def move_and_record(db: Database, packet_id: str, unit: str, target: str, at: datetime,
+                          type_: str) -> bool:
+    """Move `unit`'s delivery of `packet_id` to `target` (where allowed) and record event `type_` for
+    it if it moved, as a transaction of its own; whether it moved.
+
+    On PostgreSQL this is one statement, `WITH moved AS (UPDATE … RETURNING) INSERT INTO
+    packet_events … SELECT … FROM moved`, sent in autocommit (`Database.write_statement`): the
+    server runs it atomically, and the transaction costs one round trip instead of four (BEGIN,
+    UPDATE, INSERT, COMMIT). Elsewhere the UPDATE, then the INSERT, in one transaction."""
+    _checked(type_)
+    if db.dialect != "postgresql":
+        async with db.write() as conn:
+            if not await deliveries.move(conn, packet_id, [unit], target, at):
+                return False
+            await record(conn, packet_id, type_, at, unit=unit)
+            return True
+    params = {**deliveries.move_params(packet_id, unit, target, at), "e_packet": packet_id, "e_at": at, "e_type": type_}
+    return bool(await db.write_statement(_moved_event_statement(deliveries.sources_of(target)), params))
+
+
+@functools.cache
+def _moved_event_statement(n_sources: int) -> Any:
+    moved = deliveries.moved_rows_cte(n_sources)
+    c = packet_events.c
+    row = select(bindparam("e_packet", type_=c.packet_id.type), bindparam("e_at", type_=c.at.type),
+                 bindparam("e_type", type_=c.type.type), moved.c.unit_id)
+    return (insert(packet_events).from_select(["packet_id", "at", "type", "unit"], row)
+            .returning(packet_events.c.id))
 
 
 async def _insert_with_held(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int] | None:

@@ -14,12 +14,13 @@ from sqlalchemy import event, select
 from sqlalchemy.engine.interfaces import CacheStats
 
 from lgsp.core import deliveries as dv
+from lgsp.core import events as ev
 from lgsp.core.auth import NonceBook
 from lgsp.core.directory import Directory
 from lgsp.core.masterkey import MasterKey
 from lgsp.core.store.database import Database
 from lgsp.core.store.params import MAX_PLAIN, MAX_ROWS, in_list, in_values
-from lgsp.core.store.tables import deliveries, nonces, packets, units
+from lgsp.core.store.tables import deliveries, nonces, packet_events, packets, units
 
 NOW = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 UNITS = [f"000.00.{i:02d}.H00" for i in range(12)]
@@ -174,3 +175,22 @@ async def test_unit_lookup_compiled_once_per_length(db: Database) -> None:
     finally:
         event.remove(db.reader.sync_engine, "before_cursor_execute", listener)
     assert seen == [False, False]
+
+
+async def test_a_move_and_its_event_go_together_and_a_move_that_is_not_allowed_records_nothing(
+        db: Database) -> None:
+    """`events.move_and_record` (one statement in autocommit on PostgreSQL, a transaction of two on
+    SQLite): the delivery moves and its event is recorded; a second call finds the delivery already
+    moved and records nothing; an unknown event type is refused before anything is written."""
+    assert await ev.move_and_record(db, "p1", UNITS[1], dv.FETCHED, NOW, ev.PACKET_FETCHED)
+    assert not await ev.move_and_record(db, "p1", UNITS[1], dv.FETCHED, NOW, ev.PACKET_FETCHED)
+    with pytest.raises(ValueError, match="unknown event type"):
+        await ev.move_and_record(db, "p1", UNITS[2], dv.FETCHED, NOW, "packet.teleported")
+    async with db.read() as conn:
+        recorded = (await conn.execute(select(packet_events.c.type, packet_events.c.unit, packet_events.c.at)
+                                       .where(packet_events.c.packet_id == "p1"))).all()
+        states = await dv.states_of(conn, "p1")
+    assert [(r.type, r.unit, r.at) for r in recorded] == [(ev.PACKET_FETCHED, UNITS[1], NOW)]
+    assert states[UNITS[1]] == dv.FETCHED
+    assert {u: s for u, s in states.items() if u != UNITS[1]} == {
+        u: dv.NOTIFIED if i % 2 else dv.QUEUED for i, u in enumerate(UNITS[1:], 1) if u != UNITS[1]}

@@ -280,10 +280,7 @@ class UnitCases(UploadSteps):
         if admit is not None:
             admit(found.info)
         if not peek and state in (dv.QUEUED, dv.NOTIFIED):
-            now = self.clock()
-            async with self.db.write() as conn:
-                if await dv.move(conn, packet_id, [principal.unit_id], dv.FETCHED, now):
-                    await record(conn, packet_id, ev.PACKET_FETCHED, now, unit=principal.unit_id)
+            await ev.move_and_record(self.db, packet_id, principal.unit_id, dv.FETCHED, self.clock(), ev.PACKET_FETCHED)
         return found
 
     async def _readable(self, principal: Principal, packet_id: str, expires: str | None,

@@ -18,6 +18,7 @@ from lgsp.core import events as ev
 from lgsp.core.auth import NonceBook
 from lgsp.core.directory import Directory
 from lgsp.core.masterkey import MasterKey
+from lgsp.core.store import deferred
 from lgsp.core.store.database import Database
 from lgsp.core.store.params import MAX_PLAIN, MAX_ROWS, in_list, in_values
 from lgsp.core.store.tables import deliveries, nonces, packet_events, packets, units
@@ -194,3 +195,33 @@ async def test_a_move_and_its_event_go_together_and_a_move_that_is_not_allowed_r
     assert states[UNITS[1]] == dv.FETCHED
     assert {u: s for u, s in states.items() if u != UNITS[1]} == {
         u: dv.NOTIFIED if i % 2 else dv.QUEUED for i, u in enumerate(UNITS[1:], 1) if u != UNITS[1]}
+
+
+async def test_a_one_statement_write_block_refuses_a_second_statement_and_uncarried_rows(db: Database) -> None:
+    """`Database.write_one`: on PostgreSQL its one statement goes in autocommit, carrying what the
+    block held; a second statement is refused before it is sent, and rows no statement carried are
+    never written. (On SQLite it is `write()`, where both statements run in the transaction.)"""
+    row = {"packet_id": "p1", "at": NOW, "type": ev.PACKET_FETCHED, "unit": UNITS[1], "audience": None,
+           "detail": None}
+    async with db.write_one() as conn:
+        await deferred.insert(conn, packet_events, dict(row, unit=UNITS[2]))
+        await ev.record(conn, "p1", ev.PACKET_FETCHED, NOW, unit=UNITS[3])  # carries the held row
+
+    async def two_statements() -> None:
+        async with db.write_one() as conn:
+            await ev.record(conn, "p1", ev.PACKET_FETCHED, NOW, unit=UNITS[4])
+            await ev.record(conn, "p1", ev.PACKET_FETCHED, NOW, unit=UNITS[5])  # refused, never sent
+
+    async def uncarried() -> None:
+        async with db.write_one() as conn:
+            await deferred.insert(conn, packet_events, dict(row, unit=UNITS[6]))
+
+    if db.dialect == "postgresql":
+        with pytest.raises(RuntimeError, match="second statement"):
+            await two_statements()
+        with pytest.raises(RuntimeError, match="no statement carried"):
+            await uncarried()
+    async with db.read() as conn:
+        units_ = sorted((await conn.execute(select(packet_events.c.unit)
+                                            .where(packet_events.c.packet_id == "p1"))).scalars())
+    assert units_ == ([UNITS[2], UNITS[3], UNITS[4]] if db.dialect == "postgresql" else [UNITS[2], UNITS[3]])

@@ -88,9 +88,10 @@ class UnitCases(UploadSteps):
             await self.policy.check_packet(source, application, new.to, new.data_type)
         packet_id = str(uuid.uuid4())
         expires = now + self.transfer_ttl
-        async with self.db.write() as conn:
-            # Nothing here is read back in the transaction: on PostgreSQL the packet, its deliveries
-            # and the audit entry travel with the event's INSERT, one statement (core/store/deferred.py).
+        async with self.db.write_one() as conn:
+            # Nothing here is read back in the transaction: on PostgreSQL the packet, its deliveries,
+            # its data key and the audit entry travel with the event's INSERT, one statement sent in
+            # autocommit (core/store/deferred.py, `Database.write_one`).
             await deferred.insert(conn, packets, dict(
                 id=packet_id, source_unit=source, subject=new.subject, priority=new.priority,
                 data_type=new.data_type, protocol=new.protocol, size=new.size, sha256=new.sha256,

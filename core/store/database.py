@@ -192,6 +192,29 @@ class Database:
             finally:
                 deferred.close_holding(conn)
 
+    @asynccontextmanager
+    async def write_one(self) -> AsyncIterator[AsyncConnection]:
+        """A write block of one statement, its last act: the rows it holds (core/store/deferred.py)
+        ride that statement, the events INSERT. On PostgreSQL it is sent in autocommit, as
+        `write_statement`'s: atomic and durable on its own, with no BEGIN and COMMIT round trips.
+        A second statement is refused before it is sent, and a block that ends with rows still held
+        (no statement carried them) fails without writing them: either is a bug of the block, which
+        `write()` is for. On SQLite: `write()`."""
+        if self.dialect != "postgresql":
+            async with self.write() as conn:
+                yield conn
+            return
+        async with self._read_engine.connect() as conn:
+            assert isinstance(conn, pg_direct.DirectConnection)
+            conn.statements_left = 1
+            deferred.open_holding(conn)
+            try:
+                yield conn
+                if deferred.take(conn):
+                    raise RuntimeError("a one-statement write block ended with rows no statement carried")
+            finally:
+                deferred.close_holding(conn)
+
     async def write_statement(self, statement: Any, params: Any = None) -> list[Any]:
         """Run one write statement as a transaction of its own; its rows (RETURNING), all read.
 

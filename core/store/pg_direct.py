@@ -145,9 +145,15 @@ class DirectConnection(AsyncConnection):
     #: up at this connection's first statement: asking SQLAlchemy's joined dispatcher at every
     #: statement cost 2 % of the loop.
     _watching: bool | None = None
+    #: How many more statements this connection may send (None: any number): `Database.write_one`.
+    statements_left: int | None = None
 
     async def execute(self, statement: Any, parameters: Any = None, *,
                       execution_options: Any = None) -> Any:
+        if self.statements_left is not None:
+            if self.statements_left <= 0:  # before anything is sent: the block's one statement already ran
+                raise RuntimeError("a one-statement write block sent a second statement")
+            self.statements_left -= 1
         sync = self.sync_connection
         if type(parameters) is list and len(parameters) == 1:
             parameters = parameters[0]  # one parameter set is one execution for SQLAlchemy too

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -84,3 +85,16 @@ async def inline_keys(hub: Any, packet_id: str) -> list[str]:
     async with hub.db.read() as conn:
         return list((await conn.execute(select(inline_blobs.c.blob_key).where(
             inline_blobs.c.key_id == packet_id))).scalars())
+
+
+async def upload_counting_hand_offs(source: Any, destination: str, content: bytes) -> tuple[dict[str, Any], Any]:
+    """Create a packet from `source` (an Actor) to `destination` and upload `content`, counting the
+    worker-thread hand-offs of the upload alone: (the created packet, the hand-offs by function)."""
+    from bench.statements import counting_hand_offs
+
+    sha = hashlib.sha256(content).hexdigest()
+    created = await source.client.create_packet([destination], subject="nhỏ", size=len(content), sha256=sha)
+    with counting_hand_offs() as seen:
+        answer = await source.client.upload(created["upload"]["url"], content, sha)
+    assert answer["state"] == "accepted"
+    return created, seen

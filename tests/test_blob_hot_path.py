@@ -27,6 +27,7 @@ from lgsp.core.config import Config, load_config
 from lgsp.core.hub import Hub
 from lgsp.core.store.blobcrypt import MAGIC, BlobCorrupt
 from lgsp.core.store.blobs import BlobStore, PartialRemoved, publish
+from tests.blob_support import upload_counting_hand_offs
 
 from .conftest import base_env
 from .test_statements import _pairs
@@ -276,11 +277,7 @@ async def test_a_small_upload_makes_its_blob_in_one_call_through_the_exchange(
     monkeypatch.setattr(blobs_module, "publish", publish_spy)
     a, b = await make_actor("000.00.00.H23"), await make_actor("000.00.01.H23")
     content = os.urandom(10_240)
-    sha = hashlib.sha256(content).hexdigest()
-    created = await a.client.create_packet([b.unit], subject="nhỏ", size=len(content), sha256=sha)
-    with counting_hand_offs() as seen:
-        answer = await a.client.upload(created["upload"]["url"], content, sha)
-    assert answer["state"] == "accepted"
+    created, seen = await upload_counting_hand_offs(a, b.unit, content)
     writes = {k: v for k, v in seen.items() if "BlobWriter" in k}
     assert writes == {"lgsp.core.store.blobs:BlobWriter._commit": 1}, seen
     (blob,) = hub.blobs.with_prefix(created["id"])

@@ -18,7 +18,7 @@ from lgsp.core.config import Config, load_config
 from lgsp.core.hub import Hub
 from lgsp.core.store.blobcrypt import MAGIC, BlobCorrupt
 from lgsp.core.store.tables import content_keys
-from tests.blob_support import inline_count, inline_keys, kept_inline, replace_stored
+from tests.blob_support import inline_count, inline_keys, kept_inline, replace_stored, upload_counting_hand_offs
 
 from .conftest import Actor, MakeActor, base_env
 
@@ -35,15 +35,10 @@ async def _pair(make_actor: MakeActor) -> tuple[Actor, Actor]:
 
 async def test_a_small_upload_is_kept_with_its_acceptance_served_and_purged_with_its_key(
         make_actor: MakeActor, hub: Hub) -> None:
-    from bench.statements import counting_hand_offs
-
     a, b = await _pair(make_actor)
     content = os.urandom(10_240)
     sha = hashlib.sha256(content).hexdigest()
-    created = await a.client.create_packet([b.unit], subject="nhỏ", size=len(content), sha256=sha)
-    with counting_hand_offs() as seen:
-        answer = await a.client.upload(created["upload"]["url"], content, sha)
-    assert answer["state"] == "accepted"
+    created, seen = await upload_counting_hand_offs(a, b.unit, content)
     assert not [k for k in seen if k.startswith(BLOB_MODULES) and "BlobWriter" in k], seen  # no file work
     assert files_of(hub) == []
     (key,) = await inline_keys(hub, created["id"])

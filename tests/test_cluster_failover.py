@@ -253,6 +253,8 @@ async def test_three_nodes_one_killed_every_20_seconds(pg_url: str, tmp_path: Pa
                     "SELECT packet_id, unit FROM packet_events WHERE type = 'packet.delivered' "
                     "AND packet_id = ANY($1::text[])", list(sent)))
                 created = {r["id"] for r in await conn.fetch("SELECT id FROM packets WHERE state = 'created'")}
+                # Small content kept in the store (no file): its rows go with the purge too.
+                kept = {r["key_id"] for r in await conn.fetch("SELECT key_id FROM inline_blobs")}
                 sending = await conn.fetchval("SELECT count(*) FROM deliveries WHERE state = 'sending'")
             finally:
                 await conn.close()
@@ -285,6 +287,7 @@ async def test_three_nodes_one_killed_every_20_seconds(pg_url: str, tmp_path: Pa
     leftover = {p.name[:36] for p in blobs.rglob("*") if p.is_file()}
     assert not leftover & set(sent)
     assert leftover <= created, leftover - created  # only uploads of packets never accepted
+    assert not kept & set(sent), kept & set(sent)
     # The stream broke when its node was killed and came back on another node each time.
     assert breaks, "the event stream never broke: no kill reached its node"
     assert all(any(0 <= h - b <= 10.0 for h in hellos) for b in breaks[:-1]), (breaks, hellos)

@@ -18,7 +18,14 @@ from lgsp.core.config import Config, load_config
 from lgsp.core.hub import Hub
 from lgsp.core.store.blobcrypt import MAGIC, BlobCorrupt
 from lgsp.core.store.tables import content_keys
-from tests.blob_support import inline_count, inline_keys, kept_inline, replace_stored, upload_counting_hand_offs
+from tests.blob_support import (
+    inline_count,
+    inline_keys,
+    kept_inline,
+    lose_stored,
+    replace_stored,
+    upload_counting_hand_offs,
+)
 
 from .conftest import Actor, MakeActor, base_env
 
@@ -134,3 +141,20 @@ async def test_kept_content_survives_a_restart_and_turning_the_bound_off(hub_con
             back = await b.send(b"tra loi", [units[0]], subject="trả lời")
         assert await inline_keys(second, back) == []  # the bound is off: a file
         assert [p.name[:36] for p in files_of(second)] == [back]
+
+
+@pytest.mark.parametrize("size", [4_000, 70_000])
+async def test_content_lost_under_a_stored_packet_is_gone_not_an_error(make_actor: MakeActor, hub: Hub,
+                                                                       size: int) -> None:
+    """A packet still recorded as stored whose content is missing (its row or its file lost) is
+    answered `410 content.gone` by the download itself, kept in the store or in a file alike."""
+    a, b = await _pair(make_actor)
+    packet_id = await a.client.send(os.urandom(size), [b.unit], subject="mất")
+    info = await hub.exchange.packet(packet_id)
+    assert info is not None and info.blob_key
+    await lose_stored(hub, info.blob_key)
+    for method in ("HEAD", "GET"):
+        status, _, problem = await b.raw(method, f"/v1/packets/{packet_id}/content")
+        assert status == 410, (method, status)
+        if method == "GET":
+            assert problem["code"] == "content.gone", problem

@@ -78,9 +78,8 @@ async def download_content(request: web.Request) -> web.StreamResponse:
     found = await hub.exchange.open_content(principal, packet_id, expires=expires, token=token,
                                             peek=request.method == "HEAD",
                                             admit=lambda info: check_range(request, info.size))
+    # Content no longer held (no file, no row) is answered `content.gone` by the read itself.
     info, path = found.info, found.path
-    if not await hub.content.holds(path):
-        raise Problem("content.gone", Text("the content of this packet is no longer held by the hub"))
     return await content_response(request, path, info.size, {
         H_CONTENT: info.sha256, "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
         "Content-Disposition": f'attachment; filename="{info.id}"'}, data_key=found.data_key)

@@ -151,22 +151,17 @@ def _move_statement(n_units: int, columns: tuple[str, ...], claimed: bool, n_sou
     return stmt.values({name: bindparam(name) for name in columns}) if columns else stmt
 
 
-def moved_rows_cte(n_sources: int) -> Any:
-    """One delivery's plain move (state and time, no claim) as a CTE returning the moved row, for a
-    statement that writes what follows from it (`events.move_and_record`). Parameters: as `move`'s
-    for one unit (`move_params`)."""
-    return _move_statement(1, ("state", "updated_at"), False, n_sources).cte("moved")
+def moved_rows_cte(target: str) -> Any:
+    """One delivery's plain move to `target` (state and time, no claim) as a CTE returning the moved
+    row, for a statement that writes what follows from it (`events.move_and_record`). Parameters:
+    `move_params`."""
+    return _move_statement(1, ("state", "updated_at"), False, len(_SOURCES[target])).cte("moved")
 
 
 def move_params(packet_id: str, unit: str, target: str, at: datetime) -> dict[str, Any]:
     """The parameters of `moved_rows_cte` moving `unit`'s delivery to `target`."""
     return {"p_packet": packet_id, **in_values("p_source", _SOURCES[target]), **in_values("p_unit", [unit]),
             "state": target, "updated_at": at}
-
-
-def sources_of(target: str) -> int:
-    """How many states a plain move to `target` may leave from (the shape of its statement)."""
-    return len(_SOURCES[target])
 
 
 _ATTEMPTS = select(deliveries.c.attempts).where(and_(deliveries.c.packet_id == bindparam("packet_id"),

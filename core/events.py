@@ -199,12 +199,12 @@ async def move_and_record(db: Database, packet_id: str, unit: str, target: str, 
             await record(conn, packet_id, type_, at, unit=unit)
             return True
     params = {**deliveries.move_params(packet_id, unit, target, at), "e_packet": packet_id, "e_at": at, "e_type": type_}
-    return bool(await db.write_statement(_moved_event_statement(deliveries.sources_of(target)), params))
+    return bool(await db.write_statement(_moved_event_statement(target), params))
 
 
 @functools.cache
-def _moved_event_statement(n_sources: int) -> Any:
-    moved = deliveries.moved_rows_cte(n_sources)
+def _moved_event_statement(target: str) -> Any:
+    moved = deliveries.moved_rows_cte(target)
     c = packet_events.c
     row = select(bindparam("e_packet", type_=c.packet_id.type), bindparam("e_at", type_=c.at.type),
                  bindparam("e_type", type_=c.type.type), moved.c.unit_id)

@@ -331,11 +331,12 @@ class BlobStore:
 
     async def holds(self, path: Path) -> bool:
         """Whether the blob at `path` is there to read: in memory, in its file, or kept in the store."""
-        if self._is_stored(path) and self.cache.get(path.name) is not None:
+        stored = self._is_stored(path)
+        if stored and self.cache.get(path.name) is not None:
             return True
         if await asyncio.to_thread(path.is_file):
             return True
-        return self._is_stored(path) and await self.sealed_inline(path.name) is not None
+        return stored and await self.sealed_inline(path.name) is not None
 
     # -- this process's temporary folder -------------------------------------------------------
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -23,7 +24,7 @@ import pytest
 from sqlalchemy import text
 
 from lgsp.core.config import Config, load_config
-from lgsp.core.health import sd_notify
+from lgsp.core.health import sd_notify, serve
 from lgsp.core.hub import Hub
 from lgsp.plugins.hookspecs import hookimpl
 
@@ -102,6 +103,23 @@ async def test_readyz_fails_before_start_and_while_draining(hub_config: Config) 
         status, body, _ = await probe(hub, "/readyz")
         assert (status, body) == (503, {"status": "fail", "checks": {"draining": "fail"}})
         assert (await probe(hub, "/healthz"))[0] == 200  # alive, still serving
+
+
+async def test_serving_hides_what_start_up_made_from_the_garbage_collector(hub_config: Config) -> None:
+    """Once started, `serve` freezes the objects alive then (modules, schema, app, pools): full
+    collections under load no longer walk them (docs/performance.md)."""
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    ready = asyncio.Event()
+    serving = asyncio.create_task(serve(Hub(hub_config), on_ready=lambda _url: ready.set()))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000, frozen  # the hub's start-up, not a handful of objects
+    finally:
+        os.kill(os.getpid(), signal.SIGINT)  # serve's own handler: stop
+        await asyncio.wait_for(serving, 30)
+        gc.unfreeze()
 
 
 class Worker:

@@ -52,34 +52,58 @@ _TABLE = {"SELECT": re.compile(r"\bFROM\s+\"?(\w+)", re.IGNORECASE),
 _CTE_HEAD = re.compile(r"^\s*(?:WITH\s+|,\s*)(\w+)\s+AS\s*\(", re.IGNORECASE)
 
 
-def split_ctes(statement: str) -> tuple[list[str], str]:
-    """The bodies of a statement's leading `WITH name AS (...)` parts, and the main statement."""
-    bodies: list[str] = []
+def named_ctes(statement: str) -> tuple[list[tuple[str, str]], str]:
+    """The names and bodies of a statement's leading `WITH name AS (...)` parts, and the main statement."""
+    parts: list[tuple[str, str]] = []
     rest = statement
     while (head := _CTE_HEAD.match(rest)) is not None:
         depth, start = 1, head.end()
         for i in range(start, len(rest)):
             depth += {"(": 1, ")": -1}.get(rest[i], 0)
             if depth == 0:
-                bodies.append(rest[start:i])
+                parts.append((head.group(1), rest[start:i]))
                 rest = rest[i + 1:]
                 break
         else:
-            return bodies, rest  # unbalanced: leave it to the main pattern
-    return bodies, rest
+            return parts, rest  # unbalanced: leave it to the main pattern
+    return parts, rest
+
+
+def split_ctes(statement: str) -> tuple[list[str], str]:
+    """The bodies of a statement's leading `WITH name AS (...)` parts, and the main statement."""
+    parts, main = named_ctes(statement)
+    return [body for _, body in parts], main
+
+
+def _writes(parts: list[tuple[str, str]]) -> dict[str, str]:
+    """The data-modifying CTEs among `parts`, name → kind."""
+    return {name: kind for name, body in parts if (kind := kind_of(body)).startswith(("INSERT", "UPDATE", "DELETE"))}
+
+
+def _read_through(parts: list[tuple[str, str]], main: str) -> str | None:
+    """The data-modifying CTE a main SELECT returns the rows of (`SELECT … FROM recorded …`): the
+    statement is that write, which it sends with the others as its CTEs."""
+    match = _KIND.match(main)
+    found = _TABLE["SELECT"].search(main) if match is not None and match.group(1).upper() == "SELECT" else None
+    return found.group(1) if found is not None and found.group(1) in _writes(parts) else None
 
 
 def carried_of(statement: str) -> list[str]:
     """The writes a statement carries as data-modifying CTEs (core/store/deferred.py): `INSERT audit_log`, ..."""
-    return [kind for body in split_ctes(statement)[0]
-            if (kind := kind_of(body)).startswith(("INSERT", "UPDATE", "DELETE"))]
+    parts, main = named_ctes(statement)
+    through = _read_through(parts, main)
+    return [kind for name, kind in _writes(parts).items() if name != through]
 
 
 def kind_of(statement: str) -> str:
     """`SELECT packets`, `INSERT packet_events`, `BEGIN IMMEDIATE`, ...: the verb and first table (of
-    the main statement, after any data-modifying CTEs)."""
-    bodies, main = split_ctes(statement)
-    if bodies and any(kind_of(b).startswith(("INSERT", "UPDATE", "DELETE")) for b in bodies):
+    the main statement, after any data-modifying CTEs; of the write whose rows a main SELECT returns)."""
+    parts, main = named_ctes(statement)
+    writes = _writes(parts)
+    if writes:
+        through = _read_through(parts, main)
+        if through is not None:
+            return writes[through]
         statement = main
     match = _KIND.match(statement)
     if match is None:

@@ -71,7 +71,7 @@ from lgsp.core.states import (
     WAITING,
 )
 from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
-from lgsp.core.store.tables import deliveries
+from lgsp.core.store.tables import deliveries, packets
 
 # The states and their tables are defined once, in core/states.py; these are their short names here.
 STATES = DELIVERY_STATES
@@ -101,9 +101,12 @@ async def move(conn: AsyncConnection, packet_id: str, units: Iterable[str] | Non
 
 async def move_rows(conn: AsyncConnection, packet_id: str, units: Iterable[str] | None, target: str, at: datetime,
                     *, reason: str | None = None, values: Mapping[str, Any] | None = None,
-                    allowed_from: Iterable[str] | None = None, claim: tuple[str, int] | None = None) -> list[Any]:
+                    allowed_from: Iterable[str] | None = None, claim: tuple[str, int] | None = None,
+                    lock_packet: bool = False) -> list[Any]:
     """`move`, returning the moved rows' (unit_id, mode, attempts) as they are after the move: what
-    the caller would otherwise read back with another statement."""
+    the caller would otherwise read back with another statement. `lock_packet` (PostgreSQL): the
+    same statement first locks the packet's row (`SELECT … FOR UPDATE`, its own round trip
+    otherwise), which the transaction holds until it ends."""
     sources = sorted(allowed_from) if allowed_from is not None else _SOURCES[target]
     if not sources:
         return []  # no state it may leave from: nothing moves
@@ -119,10 +122,10 @@ async def move_rows(conn: AsyncConnection, packet_id: str, units: Iterable[str] 
     plain = {k: v for k, v in new.items() if not isinstance(v, ClauseElement)}
     n_units = len(units) if units is not None else 0
     if len(plain) != len(new):  # a column expression (attempts + 1): built for this call
-        stmt = _move_statement(n_units, (), claim is not None, len(sources)).values(
+        stmt = _move_statement(n_units, (), claim is not None, len(sources), lock_packet).values(
             **{k: v for k, v in new.items() if k not in plain})
     else:
-        stmt = _move_statement(n_units, tuple(sorted(plain)), claim is not None, len(sources))
+        stmt = _move_statement(n_units, tuple(sorted(plain)), claim is not None, len(sources), lock_packet)
     params: dict[str, Any] = {"p_packet": packet_id, **in_values("p_source", sources), **plain}
     if claim is not None:
         params["p_claimed_by"], params["p_attempts"] = claim
@@ -135,13 +138,22 @@ _SOURCES = {target: sorted(sources) for target, sources in ALLOWED_FROM.items()}
 
 
 @functools.cache
-def _move_statement(n_units: int, columns: tuple[str, ...], claimed: bool, n_sources: int) -> Any:
+def _move_statement(n_units: int, columns: tuple[str, ...], claimed: bool, n_sources: int,
+                    lock_packet: bool = False) -> Any:
     """The UPDATE of `move`, one per shape (how many units it names, 0 for all of the packet's;
-    which columns it sets; whether under a claim; how many source states), built once: moves are the
-    most frequent writes, and SQLAlchemy would rebuild each one. The state and unit lists are plain
-    parameters (core/store/params.py), so SQLAlchemy serves the compiled UPDATE from its cache
-    instead of rewriting the lists into its SQL at each execution."""
-    cond = and_(deliveries.c.packet_id == bindparam("p_packet"), in_list(deliveries.c.state, "p_source", n_sources))
+    which columns it sets; whether under a claim; how many source states; whether it locks the
+    packet), built once: moves are the most frequent writes, and SQLAlchemy would rebuild each one.
+    The state and unit lists are plain parameters (core/store/params.py), so SQLAlchemy serves the
+    compiled UPDATE from its cache instead of rewriting the lists into its SQL at each execution.
+
+    With `lock_packet` the packet is named by `(SELECT id FROM packets WHERE id = :p_packet FOR
+    UPDATE)`: an uncorrelated subquery, run once before any delivery row is read, so the packet's
+    lock is taken first, as the separate statement took it before."""
+    packet: Any = bindparam("p_packet")
+    if lock_packet:
+        packet = (select(packets.c.id).where(packets.c.id == bindparam("p_packet")).with_for_update()
+                  .scalar_subquery())
+    cond = and_(deliveries.c.packet_id == packet, in_list(deliveries.c.state, "p_source", n_sources))
     if n_units:
         cond = and_(cond, in_list(deliveries.c.unit_id, "p_unit", min(n_units, MAX_PLAIN + 1)))
     if claimed:

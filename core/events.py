@@ -168,14 +168,15 @@ class NewEvent:
     detail: dict[str, Any] | None = None
 
 
-def _checked(type_: str) -> None:
+def check_type(type_: str) -> None:
+    """Refuse an event type `EVENT_TYPES` does not define."""
     if type_ not in EVENT_TYPES:  # a new event type goes in EVENT_TYPES (and the OpenAPI document) first
         raise ValueError(f"unknown event type {type_!r}")
 
 
 async def record(conn: AsyncConnection, packet_id: str | None, type_: str, at: datetime, *, unit: str | None = None,
                  audience: str | None = None, detail: dict[str, Any] | None = None) -> Event:
-    _checked(type_)
+    check_type(type_)
     row = {"packet_id": packet_id, "at": at, "type": type_, "unit": unit, "audience": audience, "detail": detail}
     seqs = await _insert_with_held(conn, [row])
     seq = seqs[0] if seqs is not None else await conn.scalar(_INSERT_EVENT, row)
@@ -191,7 +192,7 @@ async def move_and_record(db: Database, packet_id: str, unit: str, target: str, 
     packet_events … SELECT … FROM moved`, sent in autocommit (`Database.write_statement`): the
     server runs it atomically, and the transaction costs one round trip instead of four (BEGIN,
     UPDATE, INSERT, COMMIT). Elsewhere the UPDATE, then the INSERT, in one transaction."""
-    _checked(type_)
+    check_type(type_)
     if db.dialect != "postgresql":
         async with db.write() as conn:
             if not await deliveries.move(conn, packet_id, [unit], target, at):
@@ -227,7 +228,7 @@ async def record_all(conn: AsyncConnection, new: Sequence[NewEvent]) -> list[Eve
     """Record several events with one statement; their seqs follow the order given, as if each had
     been recorded by `record` in turn. The transaction is the caller's, as for `record`."""
     for e in new:
-        _checked(e.type)
+        check_type(e.type)
     if len(new) <= 1:
         return [await record(conn, e.packet_id, e.type, e.at, unit=e.unit, audience=e.audience, detail=e.detail)
                 for e in new]

@@ -85,6 +85,9 @@ DELIVERY_EXTRA_FROM: dict[str, dict[str, frozenset[str]]] = {
     "push_target_removed": {QUEUED: frozenset({RETRYING})},
     # `lgsp deliveries retry`.
     "operator_retry": {QUEUED: DELIVERY_OPERATOR_FROM},
+    # The acceptance on PostgreSQL, one statement: a pull destination with a stream open on the
+    # accepting node is told at once, as waiting → queued → notified in one transaction would.
+    "told_on_acceptance": {NOTIFIED: frozenset({WAITING})},
 }
 
 

@@ -224,11 +224,80 @@ async def test_a_small_attempt_on_another_node_loses_at_its_acceptance(nodes: tu
         writer.close()
         # The winner's blob only (small: kept in the store, no file).
         assert one.blobs.with_prefix(created["id"]) == [] and len(await inline_keys(one, created["id"])) == 1
+        # The losing acceptance wrote nothing: no second audit entry, no event (one statement, guarded).
+        status_now = await a1.status(created["id"])
+        assert [e["type"] for e in status_now["events"]].count("packet.accepted") == 1
+        async with one.db.read() as conn:
+            from sqlalchemy import func, select
+
+            from lgsp.core.store.tables import audit_log
+            assert await conn.scalar(select(func.count()).select_from(audit_log).where(
+                audit_log.c.action == "packet.accepted", audit_log.c.target == created["id"])) == 1
         assert one.blobs.partials(created["id"]) == []
         assert await b.fetch_bytes(created["id"]) == content
     finally:
         await a1.close()
         await a2.close()
+
+
+async def test_the_acceptance_and_the_completion_each_write_in_one_statement(nodes: tuple[Hub, Hub]) -> None:
+    """On PostgreSQL the acceptance and the completion are one statement each: the destination with
+    a stream open on the accepting node is told at once (waiting → notified) and the other queued,
+    and every event, audit entry and kept row is written as the transactions wrote them."""
+    from sqlalchemy import select
+
+    from lgsp.core.store.tables import audit_log, content_keys, deliveries, inline_blobs, packet_events
+
+    one, _ = nodes
+    a, _ = await _actor(one, "000.00.00.H23")
+    b, _ = await _actor(one, "000.00.01.H23")
+    c, _ = await _actor(one, "000.00.02.H23")
+    streaming = one.bus.subscribe("000.00.01.H23")  # b has a stream open on node one; c has none
+    try:
+        content = b"mot cau lenh" * 100
+        sha = hashlib.sha256(content).hexdigest()
+        created = await a.create_packet(["000.00.01.H23", "000.00.02.H23"], subject="một câu lệnh",
+                                        size=len(content), sha256=sha)
+        packet_id = created["id"]
+        await a.upload(created["upload"]["url"], content, sha)
+
+        async def rows(table: object, *where: object) -> list[object]:
+            async with one.db.read() as conn:
+                return list((await conn.execute(select(table).where(*where))).all())  # type: ignore[call-overload]
+
+        got = {r.unit_id: r for r in await rows(deliveries, deliveries.c.packet_id == packet_id)}
+        assert {u: r.state for u, r in got.items()} == {"000.00.01.H23": "notified", "000.00.02.H23": "queued"}
+        assert all(r.queued_at is not None for r in got.values())
+        events = sorted(await rows(packet_events, packet_events.c.packet_id == packet_id), key=lambda r: r.id)
+        assert [(e.type, e.unit, e.audience) for e in events] == [
+            ("packet.created", "000.00.00.H23", None), ("packet.accepted", "000.00.00.H23", None),
+            ("packet.available", "000.00.01.H23", "000.00.01.H23"),
+            ("packet.available", "000.00.02.H23", "000.00.02.H23")]
+        assert events[2].detail == events[3].detail and events[2].detail["sha256"] == sha
+        assert events[2].detail["from"] == "000.00.00.H23" and events[2].detail["size"] == len(content)
+        told = streaming.queue.get_nowait()  # published after the commit, with the stored seq
+        assert (told.type, told.seq, told.detail) == ("packet.available", events[2].id, events[2].detail)
+        accepted = await rows(audit_log, audit_log.c.action == "packet.accepted", audit_log.c.target == packet_id)
+        assert len(accepted) == 1 and accepted[0].detail["sha256"] == sha
+        assert len(await inline_keys(one, packet_id)) == 1
+
+        for unit in (b, c):
+            assert await unit.fetch_bytes(packet_id) == content
+            assert await unit.ack(packet_id, sha) == "delivered"
+        events = sorted(await rows(packet_events, packet_events.c.packet_id == packet_id), key=lambda r: r.id)
+        assert [(e.type, e.unit) for e in events[-3:]] == [
+            ("packet.delivered", "000.00.02.H23"), ("packet.completed", None), ("content.purged", None)]
+        assert [e.unit for e in events if e.type == "packet.delivered"] == ["000.00.01.H23", "000.00.02.H23"]
+        assert await rows(content_keys, content_keys.c.key_id == packet_id) == []
+        assert await rows(inline_blobs, inline_blobs.c.key_id == packet_id) == []  # with its key
+        ended = await rows(audit_log, audit_log.c.action == "delivery.delivered", audit_log.c.target == packet_id)
+        assert len(ended) == 2
+        status = await a.status(packet_id)
+        assert (status["state"], status["content"]) == ("completed", "purged")
+    finally:
+        one.bus.unsubscribe(streaming)
+        for client in (a, b, c):
+            await client.close()
 
 
 async def test_inbox_cursor_on_postgres_across_nodes(nodes: tuple[Hub, Hub]) -> None:

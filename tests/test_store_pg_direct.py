@@ -16,11 +16,12 @@ import asyncpg
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import auth
 from lgsp.core.config import load_config
-from lgsp.core.exchange import base, uploads
+from lgsp.core.exchange import base
 from lgsp.core.hub import Hub
 from lgsp.core.store import pg_direct
 from lgsp.core.store.database import Database
@@ -100,11 +101,14 @@ async def test_the_exchange_statements_are_sent_direct(pg_url: str, tmp_path: Pa
             assert not [e for worker in workers for e in worker.errors]
         finally:
             await asyncio.gather(*(worker.close() for worker in workers), return_exceptions=True)
-    # The acceptance, the packet loads (with and without the data key) and the completion: planned,
-    # so their later executions went straight to asyncpg.
-    for statement in (uploads._ACCEPT, base._PACKET_WITH_DELIVERIES, base._PACKET_WITH_DELIVERIES_AND_KEY,
-                      base._COMPLETE_IF_DONE):
+    # The packet loads (with and without the data key): planned, so their later executions went
+    # straight to asyncpg; and so were the acceptance and the completion, each one statement with the
+    # rows it carries (built once per shape).
+    for statement in (base._PACKET_WITH_DELIVERIES, base._PACKET_WITH_DELIVERIES_AND_KEY):
         assert _planned(statement), statement
+    planned = [str(s.compile(dialect=postgresql.dialect())) for s in list(pg_direct._seen) if _planned(s)]
+    for head in ("WITH accepted AS", "WITH done AS"):
+        assert any(sql.startswith(head) for sql in planned), head
     # The nonce batch of one request (a multi-row INSERT … SELECT, one statement per batch size).
     assert _planned(auth._spend_statement("postgresql", 1))
 

@@ -11,13 +11,14 @@ that order. A crash between the commit and these actions leaves a state the hub 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, case, or_, select, update
+from sqlalchemy import and_, bindparam, case, cast, delete, insert, literal, null, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import audit
@@ -34,10 +35,11 @@ from lgsp.core.exchange.values import InboxPosition, PacketInfo, packet_from_row
 from lgsp.core.exchange.views import InboxItem, InboxPage
 from lgsp.core.i18n import Text
 from lgsp.core.policy import Policy
+from lgsp.core.store import deferred
 from lgsp.core.store.blobs import BlobStore, KeyOpener
 from lgsp.core.store.database import Database
-from lgsp.core.store.params import constants
-from lgsp.core.store.tables import content_keys, deliveries, packets, units
+from lgsp.core.store.params import constants, in_list, in_values
+from lgsp.core.store.tables import content_keys, deliveries, packet_events, packets, units
 
 log = logging.getLogger("lgsp.core.exchange")
 
@@ -105,6 +107,44 @@ _COMPLETE_IF_DONE = (
 
 
 _LOCK_PACKET = select(packets.c.id).where(packets.c.id == bindparam("p_packet")).with_for_update()
+
+
+@functools.cache
+def _completion_statement(n_pending: int) -> Any:
+    """`_COMPLETE_IF_DONE` with what follows from it, for `n_pending` events of the caller, as one
+    PostgreSQL statement (`ExchangeBase._complete_in_one_statement`):
+
+        WITH done AS (UPDATE packets … WHERE … no open delivery RETURNING content_state, blob_key, data_type),
+             gone AS (DELETE FROM content_keys WHERE key_id = :key_id_0 AND EXISTS (SELECT FROM done)),
+             recorded AS (INSERT INTO packet_events … SELECT [the pending events] UNION ALL
+                          [completed, from done] UNION ALL [purged, from done where purged]
+                          ORDER BY … RETURNING id)
+        SELECT id, NULL, NULL, NULL FROM recorded UNION ALL SELECT NULL, content_state, … FROM done
+
+    The events' ids are drawn in the ORDER BY's order: the caller's events in the order given, then
+    the completion's, as `after.flush` recorded them."""
+    done = _COMPLETE_IF_DONE.cte("done")
+    gone = (delete(content_keys).where(and_(in_list(content_keys.c.key_id, "key_id", 1),
+                                            select(literal(1)).select_from(done).exists()))
+            .returning(content_keys.c.key_id).cte("gone"))
+    e = packet_events.c
+    columns = ("packet_id", "at", "type", "unit", "audience", "detail")
+    arms: list[Any] = [select(*(bindparam(f"e{i}_{c}", type_=e[c].type).label(c) for c in columns),
+                              literal(i).label("k")) for i in range(n_pending)]
+    packet, at = bindparam("p_packet", type_=e.packet_id.type), bindparam("p_now", type_=e.at.type)
+    for k, (type_, when) in enumerate(((ev.PACKET_COMPLETED, None), (ev.CONTENT_PURGED, done.c.content_state))):
+        arm = select(packet.label("packet_id"), at.label("at"), literal(type_).label("type"),
+                     *(cast(null(), e[c].type).label(c) for c in ("unit", "audience", "detail")),
+                     literal(n_pending + k).label("k")).select_from(done)
+        arms.append(arm if when is None else arm.where(when == "purged"))
+    rows = union_all(*arms).subquery("r")
+    recorded = (insert(packet_events).from_select(list(columns), select(*(rows.c[c] for c in columns))
+                                                  .order_by(rows.c.k))
+                .returning(e.id).cte("recorded"))
+    return union_all(
+        select(recorded.c.id.label("seq"), null().label("content_state"), null().label("blob_key"),
+               null().label("data_type")),
+        select(null(), done.c.content_state, done.c.blob_key, done.c.data_type)).add_cte(gone)
 
 
 @dataclass
@@ -319,8 +359,10 @@ class ExchangeBase:
         """
         now = self.clock()
         after = AfterCommit()
+        locks = self.db.dialect == "postgresql"  # the packet's lock rides the move (see _complete_if_done)
         async with self.db.write() as conn:
-            moved = await dv.move_rows(conn, info.id, [unit], target, now, reason=reason, values=values, claim=claim)
+            moved = await dv.move_rows(conn, info.id, [unit], target, now, reason=reason, values=values, claim=claim,
+                                       lock_packet=locks)
             if not moved:
                 current = await dv.state_of(conn, info.id, unit)
                 if current == target:
@@ -334,7 +376,7 @@ class ExchangeBase:
             after.pending.append(ev.NewEvent(info.id, ev.DELIVERY_END[target], now, unit=unit, audience=info.source,
                                              detail=told or None))
             await audit.delivery_ended(conn, info, unit, target, now, reason, variant=variant)
-            await self._complete_if_done(conn, info.id, now, after)  # records the pending events too
+            await self._complete_if_done(conn, info.id, now, after, locked=locks)  # records the pending events too
         if target == dv.DELIVERED:
             after.hooks.append(("lgsp_packet_delivered", {"packet": info, "unit": unit}))
         else:
@@ -369,7 +411,7 @@ class ExchangeBase:
         return [(r.packet_id, r.unit_id, r.remote_id) for r in rows]
 
     async def _complete_if_done(self, conn: AsyncConnection, packet_id: str, now: datetime,
-                                after: AfterCommit) -> None:
+                                after: AfterCommit, *, locked: bool = False) -> None:
         """If every delivery has ended, complete the packet; when its content must go, `after.purge`.
         Records `after.pending` (the caller's events, then these) before it returns.
 
@@ -382,8 +424,11 @@ class ExchangeBase:
             # transaction's check would see the other's delivery still open, uncommitted, and neither
             # would complete the packet. The packet's row lock orders them: the second waits for the
             # first to commit, and its check, a later statement, sees the first's delivery ended.
-            # (SQLite runs one write transaction at a time.)
-            await conn.execute(_LOCK_PACKET, {"p_packet": packet_id})
+            # (SQLite runs one write transaction at a time.) `locked`: the caller's move took it.
+            if not locked:
+                await conn.execute(_LOCK_PACKET, {"p_packet": packet_id})
+            await self._complete_in_one_statement(conn, packet_id, now, after)
+            return
         row = (await conn.execute(_COMPLETE_IF_DONE, {"p_packet": packet_id, "p_now": now})).first()
         if row is not None:
             after.pending.append(ev.NewEvent(packet_id, ev.PACKET_COMPLETED, now))
@@ -392,10 +437,43 @@ class ExchangeBase:
             await ContentKeys.destroy(conn, [packet_id])
             if row.content_state == "purged":
                 after.pending.append(ev.NewEvent(packet_id, ev.CONTENT_PURGED, now))
-                after.purge = packet_id
-                if row.blob_key and row.data_type not in self.content.inspectors:
-                    after.purge_key = row.blob_key
+                self._purge_after(after, packet_id, row)
         await after.flush(conn)  # the caller's pending events first, then these: one INSERT
+
+    def _purge_after(self, after: AfterCommit, packet_id: str, row: Any) -> None:
+        """The completion purged the packet's content (`row`: what its UPDATE returned): its files go
+        after the commit, by name when it can have no other file."""
+        after.purge = packet_id
+        if row.blob_key and row.data_type not in self.content.inspectors:
+            after.purge_key = row.blob_key
+
+    async def _complete_in_one_statement(self, conn: AsyncConnection, packet_id: str, now: datetime,
+                                         after: AfterCommit) -> None:
+        """PostgreSQL: `_complete_if_done` after the packet's lock, as one statement
+        (`_completion_statement`): the completion's UPDATE, the data key's DELETE, the caller's
+        pending events and the completion's own (with the rows the transaction holds) in one round
+        trip instead of three."""
+        pending = after.pending
+        for event in pending:
+            ev.check_type(event.type)
+        statement = _completion_statement(len(pending))
+        params: dict[str, Any] = {"p_packet": packet_id, "p_now": now, **in_values("key_id", [packet_id])}
+        for i, e in enumerate(pending):
+            params.update({f"e{i}_packet_id": e.packet_id, f"e{i}_at": e.at, f"e{i}_type": e.type,
+                           f"e{i}_unit": e.unit, f"e{i}_audience": e.audience, f"e{i}_detail": e.detail})
+        statement, params = deferred.with_held(statement, params, deferred.take(conn))
+        rows = (await conn.execute(statement, params)).all()
+        done = next((r for r in rows if r.seq is None), None)
+        written = sorted((r for r in rows if r.seq is not None), key=lambda r: r.seq)
+        recorded = [*pending]
+        if done is not None:
+            recorded.append(ev.NewEvent(packet_id, ev.PACKET_COMPLETED, now))
+            if done.content_state == "purged":
+                recorded.append(ev.NewEvent(packet_id, ev.CONTENT_PURGED, now))
+                self._purge_after(after, packet_id, done)
+        after.events.extend(ev.Event(int(r.seq), e.type, e.packet_id, e.at, e.unit, e.audience, e.detail)
+                            for r, e in zip(written, recorded, strict=True))
+        after.pending.clear()
 
     # -- after the commit ---------------------------------------------------------------------
     async def _after_commit(self, after: AfterCommit) -> None:

@@ -106,17 +106,30 @@ def rows_statement(table: Table, rows: list[dict[str, Any]], prefix: str, *, ret
 
 
 @functools.lru_cache(maxsize=256)
-def _with_held(main: Any, held: tuple[tuple[Table, tuple[str, ...], int], ...]) -> Any:
+def _guarded_values(table: Table, columns: tuple[str, ...], n: int, prefix: str, guard: Any) -> Any:
+    """`_values`, inserting its rows only if the CTE `guard` returns a row."""
+    rows = rows_select(table, columns, n, prefix).subquery("r")
+    return sqlalchemy.insert(table).from_select(
+        list(columns), sqlalchemy.select(*rows.c).where(sqlalchemy.select(sqlalchemy.literal(1))
+                                                        .select_from(guard).exists()))
+
+
+@functools.lru_cache(maxsize=256)
+def _with_held(main: Any, held: tuple[tuple[Table, tuple[str, ...], int], ...], guard: Any) -> Any:
     stmt = main
     for k, (table, columns, n) in enumerate(held):
-        stmt = stmt.add_cte(_values(table, columns, n, f"h{k}_").cte(f"held_{k}"))
+        rows = (_values(table, columns, n, f"h{k}_") if guard is None
+                else _guarded_values(table, columns, n, f"h{k}_", guard))
+        stmt = stmt.add_cte(rows.cte(f"held_{k}"))
     return stmt
 
 
-def with_held(main: Any, main_params: dict[str, Any], held: list[tuple[Table, dict[str, Any]]]
-              ) -> tuple[Any, dict[str, Any]]:
-    """`main` (an INSERT built once) carrying the held rows as data-modifying CTEs, with the
-    parameters of both; built once per shape (tables, columns and row counts)."""
+def with_held(main: Any, main_params: dict[str, Any], held: list[tuple[Table, dict[str, Any]]], *,
+              guard: Any = None) -> tuple[Any, dict[str, Any]]:
+    """`main` (a statement built once) carrying the held rows as data-modifying CTEs, with the
+    parameters of both; built once per shape (tables, columns and row counts). With `guard`, a CTE
+    of `main` (a conditional UPDATE … RETURNING), the held rows are written only if it returns a
+    row: the statement then writes them exactly when the change they belong to happened."""
     groups: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
     for table, row in held:
         groups.setdefault((table, tuple(sorted(row))), []).append(row)
@@ -124,4 +137,4 @@ def with_held(main: Any, main_params: dict[str, Any], held: list[tuple[Table, di
     params = dict(main_params)
     for k, ((_, columns), rows) in enumerate(groups.items()):
         params.update(rows_values(rows, columns, f"h{k}_"))
-    return _with_held(main, shape), params
+    return _with_held(main, shape, guard), params

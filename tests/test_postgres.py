@@ -300,6 +300,35 @@ async def test_the_acceptance_and_the_completion_each_write_in_one_statement(nod
             await client.close()
 
 
+async def test_an_acceptance_tells_many_streaming_destinations_at_once(nodes: tuple[Hub, Hub]) -> None:
+    """More streaming destinations than a plain IN list holds (`params.MAX_PLAIN`): all told."""
+    from sqlalchemy import select
+
+    from lgsp.core.store.params import MAX_PLAIN
+    from lgsp.core.store.tables import deliveries
+
+    one, _ = nodes
+    a, _ = await _actor(one, "000.00.00.H24")
+    units = [f"000.00.{i:02d}.H25" for i in range(MAX_PLAIN + 3)]
+    for unit in units:
+        await one.directory.add_unit(unit, f"Đơn vị {unit}")
+    streams = [one.bus.subscribe(unit) for unit in units[1:]]  # every one but the first
+    try:
+        content = b"nhieu don vi"
+        sha = hashlib.sha256(content).hexdigest()
+        created = await a.create_packet(units, subject="nhiều đơn vị", size=len(content), sha256=sha)
+        await a.upload(created["upload"]["url"], content, sha)
+        async with one.db.read() as conn:
+            states = dict((await conn.execute(select(deliveries.c.unit_id, deliveries.c.state).where(
+                deliveries.c.packet_id == created["id"]))).all())
+        assert states == {unit: "queued" if unit == units[0] else "notified" for unit in units}
+        assert all(stream.queue.qsize() == 1 for stream in streams)
+    finally:
+        for stream in streams:
+            one.bus.unsubscribe(stream)
+        await a.close()
+
+
 async def test_inbox_cursor_on_postgres_across_nodes(nodes: tuple[Hub, Hub]) -> None:
     """The keyset cursor compares timestamps on PostgreSQL too, and a page read on one node
     continues on the other."""

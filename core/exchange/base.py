@@ -109,7 +109,7 @@ _COMPLETE_IF_DONE = (
 _LOCK_PACKET = select(packets.c.id).where(packets.c.id == bindparam("p_packet")).with_for_update()
 
 
-@functools.cache
+@functools.lru_cache(maxsize=32)
 def _completion_statement(n_pending: int) -> Any:
     """`_COMPLETE_IF_DONE` with what follows from it, for `n_pending` events of the caller, as one
     PostgreSQL statement (`ExchangeBase._complete_in_one_statement`):

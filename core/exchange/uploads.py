@@ -29,7 +29,7 @@ from lgsp.core.exchange.values import PacketInfo, upload_key
 from lgsp.core.i18n import Text
 from lgsp.core.store import deferred, inline_blobs
 from lgsp.core.store.blobs import KeyOpener, PartialRemoved
-from lgsp.core.store.params import in_list, in_values
+from lgsp.core.store.params import MAX_PLAIN, in_list, in_values
 from lgsp.core.store.tables import deliveries, packet_events, packets
 
 # The acceptance, built once: a statement built per call is keyed again by SQLAlchemy at each execution.
@@ -39,7 +39,7 @@ _ACCEPT = (update(packets).where(and_(packets.c.id == bindparam("p_packet"), pac
 _WAITING = sorted(dv.ALLOWED_FROM[dv.QUEUED])  # the deliveries an acceptance makes due
 
 
-@functools.cache
+@functools.lru_cache(maxsize=MAX_PLAIN + 2)
 def _one_statement(n_live: int) -> tuple[Any, Any]:
     """The acceptance of `UploadSteps._accept_in_one_statement`, for `n_live` destinations with a
     stream open, and its CTE `accepted` (the packet's move: the rows held for the statement are
@@ -261,7 +261,7 @@ class UploadSteps(ExchangeBase):
         destinations with a stream open on this node are told at once (waiting → notified, the path
         `told_on_acceptance` of core/states.py); the others are queued, as the transaction left them."""
         streaming = [unit for unit in info.to if self.bus.connected(unit)]
-        statement, accepted = _one_statement(len(streaming))
+        statement, accepted = _one_statement(min(len(streaming), MAX_PLAIN + 1))  # more: one expanding list
         params = {"p_packet": info.id, "blob_key": received.key, "accepted_at": now, "p_source_unit": info.source,
                   "p_detail": self._available_detail(info), **in_values("p_from", _WAITING),
                   **in_values("p_live", streaming)}

@@ -19,6 +19,7 @@ it to the destination's system); its `mode` is fixed when the packet is created,
         cancelled: the source or an operator cancelled it (or re-routed it to another unit)
 
     operator retry:  retrying | failed | expired | cancelled ──▶ queued   (only while content is held)
+    told on acceptance (PostgreSQL, one statement):  waiting ──▶ notified   (a stream open on the node)
     push target removed from the config:  retrying ──▶ queued (as pull; the engine, at start)
 
 The states and these tables are defined in core/states.py (`DELIVERY_ALLOWED_FROM`, and the named

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import deliveries, states
@@ -211,6 +211,22 @@ def _moved_event_statement(target: str) -> Any:
                  bindparam("e_type", type_=c.type.type), moved.c.unit_id)
     return (insert(packet_events).from_select(["packet_id", "at", "type", "unit"], row)
             .returning(packet_events.c.id))
+
+
+#: The columns an event row is written with (its id, the seq, is drawn by the store).
+EVENT_COLUMNS = ("packet_id", "at", "type", "unit", "audience", "detail")
+
+
+def recorded_cte(arms: Sequence[Any], *returning: Any) -> Any:
+    """`recorded AS (INSERT INTO packet_events … SELECT … ORDER BY … RETURNING …)`: the events that
+    `arms` select, for a statement that writes them with the change they describe (a PostgreSQL
+    data-modifying CTE). Each arm selects `EVENT_COLUMNS`, labelled in the first, then its ordering
+    keys; the ids are drawn in the order of those keys, so the seqs follow it."""
+    rows = union_all(*arms).subquery("r")
+    keys = [column for column in rows.c if column.name not in EVENT_COLUMNS]
+    return (insert(packet_events).from_select(list(EVENT_COLUMNS), select(*(rows.c[c] for c in EVENT_COLUMNS))
+                                              .order_by(*keys))
+            .returning(*returning).cte("recorded"))
 
 
 async def _insert_with_held(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[int] | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, case, cast, delete, insert, literal, null, or_, select, union_all, update
+from sqlalchemy import and_, bindparam, case, cast, delete, literal, null, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lgsp.core import audit
@@ -128,8 +128,7 @@ def _completion_statement(n_pending: int) -> Any:
                                             select(literal(1)).select_from(done).exists()))
             .returning(content_keys.c.key_id).cte("gone"))
     e = packet_events.c
-    columns = ("packet_id", "at", "type", "unit", "audience", "detail")
-    arms: list[Any] = [select(*(bindparam(f"e{i}_{c}", type_=e[c].type).label(c) for c in columns),
+    arms: list[Any] = [select(*(bindparam(f"e{i}_{c}", type_=e[c].type).label(c) for c in ev.EVENT_COLUMNS),
                               literal(i).label("k")) for i in range(n_pending)]
     packet, at = bindparam("p_packet", type_=e.packet_id.type), bindparam("p_now", type_=e.at.type)
     for k, (type_, when) in enumerate(((ev.PACKET_COMPLETED, None), (ev.CONTENT_PURGED, done.c.content_state))):
@@ -137,10 +136,7 @@ def _completion_statement(n_pending: int) -> Any:
                      *(cast(null(), e[c].type).label(c) for c in ("unit", "audience", "detail")),
                      literal(n_pending + k).label("k")).select_from(done)
         arms.append(arm if when is None else arm.where(when == "purged"))
-    rows = union_all(*arms).subquery("r")
-    recorded = (insert(packet_events).from_select(list(columns), select(*(rows.c[c] for c in columns))
-                                                  .order_by(rows.c.k))
-                .returning(e.id).cte("recorded"))
+    recorded = ev.recorded_cte(arms, e.id)
     return union_all(
         select(recorded.c.id.label("seq"), null().label("content_state"), null().label("blob_key"),
                null().label("data_type")),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, cast, insert, literal, null, select, union_all, update
+from sqlalchemy import and_, bindparam, case, cast, literal, null, select, union_all, update
 
 from lgsp.core import audit
 from lgsp.core import deliveries as dv
@@ -48,9 +48,9 @@ def _one_statement(n_live: int) -> tuple[Any, Any]:
         WITH accepted AS (UPDATE packets … WHERE id = :p_packet AND state = 'created' RETURNING id),
              moved AS (UPDATE deliveries SET state = CASE WHEN pull AND streaming THEN 'notified'
                        ELSE 'queued' END … FROM accepted WHERE … state = 'waiting' RETURNING unit_id, mode),
-             events AS (INSERT INTO packet_events … SELECT [accepted, from accepted]
-                        UNION ALL [available, from moved where pull] ORDER BY … RETURNING id, type, unit)
-        SELECT seq, type, unit, NULL FROM events UNION ALL SELECT NULL, NULL, unit_id, mode FROM moved
+             recorded AS (INSERT INTO packet_events … SELECT [accepted, from accepted]
+                          UNION ALL [available, from moved where pull] ORDER BY … RETURNING id, type, unit)
+        SELECT id, type, unit, NULL FROM recorded UNION ALL SELECT NULL, NULL, unit_id, mode FROM moved
 
     Every part runs whether the main SELECT reads it or not, on the snapshot the statement started
     with; the parts that follow the packet's move read its RETURNING, so nothing is written for a
@@ -73,11 +73,7 @@ def _one_statement(n_live: int) -> tuple[Any, Any]:
     available = select(bindparam("p_packet", type_=e.packet_id.type), event_at, literal(ev.PACKET_AVAILABLE),
                        moved.c.unit_id, moved.c.unit_id, bindparam("p_detail", type_=e.detail.type), literal(1),
                        moved.c.unit_id).where(moved.c.mode == dv.PULL)
-    rows = union_all(told, available).subquery("r")
-    columns = ["packet_id", "at", "type", "unit", "audience", "detail"]
-    recorded = (insert(packet_events).from_select(columns, select(*(rows.c[c] for c in columns))
-                                                  .order_by(rows.c.k, rows.c.o))
-                .returning(e.id, e.type, e.unit).cte("recorded"))
+    recorded = ev.recorded_cte((told, available), e.id, e.type, e.unit)
     main = union_all(select(recorded.c.id.label("seq"), recorded.c.type, recorded.c.unit, null().label("mode")),
                      select(null(), null(), moved.c.unit_id, moved.c.mode))
     return main, accepted
@@ -253,7 +249,7 @@ class UploadSteps(ExchangeBase):
 
     async def _accept_in_one_statement(self, info: PacketInfo, received: Received, now: datetime,
                                        after: AfterCommit) -> bool:
-        """PostgreSQL, content no inspector reads: the acceptance as one statement (`_ONE_STATEMENT`),
+        """PostgreSQL, content no inspector reads: the acceptance as one statement (`_one_statement`),
         sent in autocommit (`Database.write_one`), so one round trip instead of six (BEGIN, the
         packet's move, the deliveries' two moves, the events INSERT, COMMIT). Whether it accepted.
 
@@ -262,9 +258,9 @@ class UploadSteps(ExchangeBase):
         `told_on_acceptance` of core/states.py); the others are queued, as the transaction left them."""
         streaming = [unit for unit in info.to if self.bus.connected(unit)]
         statement, accepted = _one_statement(min(len(streaming), MAX_PLAIN + 1))  # more: one expanding list
+        detail = self._available_detail(info)
         params = {"p_packet": info.id, "blob_key": received.key, "accepted_at": now, "p_source_unit": info.source,
-                  "p_detail": self._available_detail(info), **in_values("p_from", _WAITING),
-                  **in_values("p_live", streaming)}
+                  "p_detail": detail, **in_values("p_from", _WAITING), **in_values("p_live", streaming)}
         async with self.db.write_one() as conn:
             if received.sealed is not None:  # held: written by the statement, only if it accepts
                 await inline_blobs.keep(conn, received.key, received.sealed)
@@ -275,7 +271,6 @@ class UploadSteps(ExchangeBase):
         written = sorted((r for r in rows if r.seq is not None), key=lambda r: r.seq)
         if not written:
             return False  # the packet was no longer awaiting its content: nothing was written
-        detail = self._available_detail(info)
         after.events.extend(
             ev.Event(int(r.seq), r.type, info.id, now, r.unit, None if r.type == ev.PACKET_ACCEPTED else r.unit,
                      None if r.type == ev.PACKET_ACCEPTED else detail) for r in written)
